@@ -1,0 +1,65 @@
+"""The connector contract.
+
+A connector moves bytes between the hub and one party over one transport. The engine calls:
+
+    open()          once, before the first send or poll; opens pools/sessions (constructors do no I/O)
+    send(outbound)  from delivery workers, possibly from several threads at once; returns a SendResult
+                    when the party acknowledged the message, or raises:
+                      TransientDeliveryError  the engine retries later with backoff (its `retry_after`,
+                                              when the party gave one, is honoured)
+                      PermanentDeliveryError  the engine dead-letters the delivery with the reason
+                    Any other exception is a bug in the connector; the engine treats it as transient.
+    poll()          from the scheduler, for transports where the hub fetches (SFTP); yields InboundItems
+                    that the engine acks once stored durably, or nacks with a reason
+    check()         from /readyz and the monitor; cheap, never raises; returns a Health
+    close()         once, at shutdown
+
+Connectors translate their library's exceptions at this boundary: nothing from httpx, zeep or
+paramiko reaches the engine. Credentials never appear in repr() or in error texts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Protocol
+
+
+@dataclass(frozen=True)
+class Outbound:
+    message_id: str
+    message_type: str
+    body: bytes
+    content_type: str = "application/xml"
+
+
+@dataclass(frozen=True)
+class SendResult:
+    receipt: bytes | None = None     # what the party answered, kept as evidence
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Health:
+    ok: bool
+    detail: str
+
+
+@dataclass
+class InboundItem:
+    name: str
+    body: bytes
+    ack: Callable[[], None] = field(repr=False)
+    nack: Callable[[str], None] = field(repr=False)
+
+
+class Connector(Protocol):
+    party: str
+
+    def open(self) -> None: ...
+
+    def send(self, outbound: Outbound) -> SendResult: ...
+
+    def poll(self) -> Iterable[InboundItem]: ...
+
+    def check(self) -> Health: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,39 @@
+"""In-process delivery to a consumer living in the hub's own process (the consular registry)."""
+from __future__ import annotations
+
+from typing import Callable
+
+from connectors.base import Health, Outbound, SendResult
+from hub.errors import DeliveryError, TransientDeliveryError
+
+
+class LocalConnector:
+    def __init__(self, party: str, handler: Callable[[Outbound], None] | None = None):
+        self.party = party
+        self.handler = handler
+
+    def __repr__(self) -> str:
+        return f"LocalConnector({self.party})"
+
+    def open(self) -> None:
+        pass
+
+    def send(self, outbound: Outbound) -> SendResult:
+        if self.handler is None:
+            raise TransientDeliveryError(f"no consumer attached for {self.party} in this process")
+        try:
+            self.handler(outbound)
+        except DeliveryError:
+            raise
+        except Exception as exc:  # the consumer's own failure: keep the message and try again later
+            raise TransientDeliveryError(f"{self.party} consumer failed: {type(exc).__name__}: {exc}") from exc
+        return SendResult(detail="consumed")
+
+    def poll(self):
+        return ()
+
+    def check(self) -> Health:
+        return Health(self.handler is not None, "consumer attached" if self.handler else "no consumer attached")
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,3 @@
+from connectors.rest.connector import RestConnector
+
+__all__ = ["RestConnector"]

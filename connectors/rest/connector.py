@@ -1,0 +1,81 @@
+"""REST with XML bodies over one long-lived httpx client (keep-alive) per partner."""
+from __future__ import annotations
+
+import email.utils
+import socket
+import time
+from urllib.parse import urlsplit
+
+import httpx
+
+from connectors.base import Health, Outbound, SendResult
+from hub.errors import PermanentDeliveryError, TransientDeliveryError
+
+RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class RestConnector:
+    def __init__(self, party: str, *, endpoint: str, timeout_seconds: float):
+        self.party = party
+        self.endpoint = endpoint
+        self.timeout_seconds = timeout_seconds
+        self._client: httpx.Client | None = None
+
+    def __repr__(self) -> str:
+        parts = urlsplit(self.endpoint)
+        return f"RestConnector({self.party}, {parts.scheme}://{parts.hostname}:{parts.port}{parts.path})"
+
+    def open(self) -> None:
+        if self._client is None:
+            self._client = httpx.Client(timeout=self.timeout_seconds,
+                                        limits=httpx.Limits(max_connections=16, max_keepalive_connections=8))
+
+    def send(self, outbound: Outbound) -> SendResult:
+        self.open()
+        headers = {"Content-Type": outbound.content_type, "X-Message-Id": outbound.message_id}
+        try:
+            response = self._client.post(self.endpoint, content=outbound.body, headers=headers)
+        except httpx.TimeoutException:
+            raise TransientDeliveryError(f"no answer within {self.timeout_seconds:g} s") from None
+        except httpx.ConnectError:
+            raise TransientDeliveryError("connection refused or unreachable") from None
+        except httpx.TransportError as exc:
+            raise TransientDeliveryError(f"transport error: {type(exc).__name__}") from None
+        if 200 <= response.status_code < 300:
+            return SendResult(receipt=response.content or None, detail=f"HTTP {response.status_code}")
+        excerpt = response.text[:300].replace("\n", " ")
+        reason = f"partner answered {response.status_code}" + (f": {excerpt}" if excerpt else "")
+        if response.status_code in RETRYABLE_STATUS:
+            raise TransientDeliveryError(reason, retry_after=parse_retry_after(response.headers.get("Retry-After")))
+        raise PermanentDeliveryError(reason)
+
+    def poll(self):
+        return ()
+
+    def check(self) -> Health:
+        parts = urlsplit(self.endpoint)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            with socket.create_connection((parts.hostname, port), timeout=2):
+                return Health(True, f"{parts.hostname}:{port} reachable")
+        except OSError as exc:
+            return Health(False, f"{parts.hostname}:{port} unreachable ({exc.strerror or exc})")
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None

@@ -1,0 +1,1 @@
+"""The consular exchange hub: intake, routing, delivery and evidence for signed XML messages."""

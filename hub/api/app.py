@@ -1,0 +1,30 @@
+"""The HTTP application: the hub's intake and lookup API, health, and the registry's API."""
+from __future__ import annotations
+
+from fastapi import FastAPI
+from prometheus_client import REGISTRY
+
+from hub.api import health, messages
+from hub.api.health import OutboxCollector
+from hub.api.problems import input_error_handler, not_found_handler
+from hub.errors import InputError, NotFound
+
+
+def create_app(hub, registry) -> FastAPI:
+    from registry.views import router as registry_router
+
+    app = FastAPI(title="Consular exchange hub", version="0.1.0",
+                  description="Routes signed, schema-validated XML messages between the consular registry and "
+                              "partner administrations. Errors are application/problem+json.")
+    app.state.hub = hub
+    app.state.registry = registry
+    app.add_exception_handler(InputError, input_error_handler)
+    app.add_exception_handler(NotFound, not_found_handler)
+    app.include_router(messages.router)
+    app.include_router(registry_router)
+    app.include_router(health.router)
+    try:
+        REGISTRY.register(OutboxCollector(hub))
+    except ValueError:  # already registered in this process (tests build several apps)
+        pass
+    return app

@@ -1,0 +1,115 @@
+"""Message intake and lookup: POST /api/v1/messages, partner callbacks, GET /api/v1/messages/..."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from hub import metrics
+from hub.errors import MessageTooLarge, NotFound, UnsupportedMediaType
+from hub.models import Message
+
+XML_TYPES = ("application/xml", "text/xml")
+RECEIPT_HEADERS = {"Content-Type": "application/xml"}
+
+router = APIRouter(prefix="/api/v1", tags=["messages"])
+
+
+async def read_xml_body(request: Request, max_bytes: int) -> bytes:
+    """The request body, refused early when it is not XML (415) or larger than the cap (413)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in XML_TYPES:
+        raise UnsupportedMediaType(f"Content-Type must be application/xml, not {content_type or 'missing'!r}")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise MessageTooLarge(f"message is {declared} bytes; the limit is {max_bytes} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise MessageTooLarge(f"message is over the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _receipt_response(receipt) -> Response:
+    headers = {"X-Message-Id": receipt.message_id, "X-Duplicate": "true" if receipt.duplicate else "false"}
+    return Response(receipt.body, status_code=202, media_type="application/xml", headers=headers)
+
+
+@router.post("/messages", status_code=202, summary="Submit a signed canonical message",
+             responses={202: {"description": "Accepted: the hub's signed receipt (application/xml)"},
+                        400: {"description": "Malformed, schema-invalid or badly signed (problem+json)"},
+                        409: {"description": "Message id already used with other content"},
+                        413: {"description": "Over the size cap"}, 415: {"description": "Not application/xml"}})
+async def submit_message(request: Request):
+    hub = request.app.state.hub
+    data = await read_xml_body(request, hub.settings.max_message_bytes)
+    receipt = await run_in_threadpool(hub.submit, data)
+    (metrics.DUPLICATES.labels(receipt.sender) if receipt.duplicate else
+     metrics.ACCEPTED.labels("canonical", receipt.sender)).inc()
+    return _receipt_response(receipt)
+
+
+@router.post("/partners/{partner}/messages", status_code=202,
+             summary="A partner's own-format document (answers and callbacks)")
+async def submit_partner_document(partner: str, request: Request):
+    hub = request.app.state.hub
+    data = await read_xml_body(request, hub.settings.max_message_bytes)
+    receipt = await run_in_threadpool(hub.submit_from_partner, partner.upper(), data)
+    (metrics.DUPLICATES.labels(receipt.sender) if receipt.duplicate else
+     metrics.ACCEPTED.labels("partner", receipt.sender)).inc()
+    return _receipt_response(receipt)
+
+
+def message_summary(m: Message) -> dict:
+    return {"id": m.message_id, "sender": m.sender, "recipient": m.recipient, "type": m.type,
+            "correlation_id": m.correlation_id, "in_reply_to": m.in_reply_to, "state": m.state,
+            "digest_sha256": m.digest, "received_at": m.received_at.isoformat(), "updated_at": m.updated_at.isoformat()}
+
+
+def message_detail(m: Message) -> dict:
+    return {**message_summary(m),
+            "deliveries": [{"partner": d.partner, "state": d.state, "attempts": d.attempts,
+                            "next_attempt_at": d.next_attempt_at.isoformat() if d.state == "PENDING" else None,
+                            "last_error": d.last_error,
+                            "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None}
+                           for d in m.deliveries],
+            "timeline": [{"at": e.at.isoformat(), "event": e.kind, "detail": e.detail} for e in m.events]}
+
+
+def find_message(session, message_id: str, sender: str | None = None) -> Message:
+    query = (select(Message).where(Message.message_id == message_id)
+             .options(selectinload(Message.deliveries), selectinload(Message.events)))
+    if sender:
+        query = query.where(Message.sender == sender)
+    found = session.scalars(query).all()
+    if not found:
+        raise NotFound(f"no message with id {message_id!r}" + (f" from {sender}" if sender else ""))
+    return found[0]
+
+
+@router.get("/messages/{message_id}", summary="A message's state, deliveries and timeline")
+def get_message(message_id: str, request: Request, sender: str | None = None):
+    with request.app.state.hub.sessions() as session:
+        return message_detail(find_message(session, message_id, sender))
+
+
+@router.get("/messages", summary="Search messages")
+def list_messages(request: Request, state: str | None = None, type: str | None = None, partner: str | None = None,
+                  correlation_id: str | None = None, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)):
+    query = select(Message)
+    if state:
+        query = query.where(Message.state == state.upper())
+    if type:
+        query = query.where(Message.type == type)
+    if partner:
+        query = query.where((Message.sender == partner) | (Message.recipient == partner))
+    if correlation_id:
+        query = query.where(Message.correlation_id == correlation_id)
+    with request.app.state.hub.sessions() as session:
+        total = session.scalar(select(func.count()).select_from(query.subquery()))
+        rows = session.scalars(query.order_by(Message.id.desc()).limit(limit).offset(offset)).all()
+        return {"total": total, "items": [message_summary(m) for m in rows]}

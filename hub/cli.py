@@ -1,0 +1,139 @@
+"""The `hub` command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def _settings(args):
+    from hub.settings import Settings
+    return Settings.from_env()
+
+
+def cmd_serve(args) -> int:
+    from hub.server import HubService
+    service = HubService(_settings(args))
+    console.print(f"hub serving on http://{args.host}:{args.port} (database: {service.hub.engine.url.render_as_string()})")
+    service.serve_forever(args.host, args.port)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from hub.demo import run_demo
+    return run_demo(cases=args.cases, serve=args.serve, console=console)
+
+
+def cmd_sample(args) -> int:
+    from hub.samples import SAMPLES, sample
+    if args.type not in SAMPLES:
+        console.print(f"[red]no sample for {args.type!r}[/]; available: {', '.join(SAMPLES)}", highlight=False)
+        return 2
+    sys.stdout.write(sample(_settings(args), args.type).decode())
+    sys.stdout.write("\n")
+    return 0
+
+
+def _hub(args):
+    from hub.runtime import Hub
+    hub = Hub(_settings(args))
+    hub.migrate()
+    return hub
+
+
+def cmd_messages_list(args) -> int:
+    from sqlalchemy import select
+    from hub.models import Message
+    hub = _hub(args)
+    query = select(Message).order_by(Message.id.desc()).limit(args.limit)
+    if args.state:
+        query = query.where(Message.state == args.state.upper())
+    table = Table("id", "type", "sender", "recipient", "case", "state", "received")
+    with hub.sessions() as session:
+        for m in session.scalars(query):
+            table.add_row(m.message_id, m.type, m.sender, m.recipient, m.correlation_id, m.state,
+                          f"{m.received_at:%Y-%m-%d %H:%M:%S}")
+    console.print(table)
+    return 0
+
+
+def cmd_messages_show(args) -> int:
+    from hub.api.messages import find_message, message_detail
+    from hub.errors import NotFound
+    hub = _hub(args)
+    try:
+        with hub.sessions() as session:
+            detail = message_detail(find_message(session, args.id))
+    except NotFound as exc:
+        console.print(f"[red]{exc}[/]")
+        return 1
+    console.print_json(json.dumps(detail))
+    return 0
+
+
+def cmd_messages_resend(args) -> int:
+    from hub.errors import NotFound
+    from hub.operations import resend
+    hub = _hub(args)
+    try:
+        count = resend(hub, args.id, actor="cli")
+    except NotFound as exc:
+        console.print(f"[red]{exc}[/]")
+        return 1
+    console.print(f"{count} dead deliver{'y' if count == 1 else 'ies'} of {args.id} back in the outbox"
+                  + ("" if count else " (nothing was dead)"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hub", description="Consular exchange hub")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the HTTP API, delivery workers and scheduler")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8700)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("demo", help="start the sandbox and the hub on SQLite and drive consular cases through")
+    p.add_argument("--cases", type=int, default=24, help="number of licence-authentication cases (default 24)")
+    p.add_argument("--serve", action="store_true", help="keep the hub and sandbox running afterwards")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("sample", help="print a valid signed canonical message of TYPE")
+    p.add_argument("type")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("messages", help="inspect and resend stored messages")
+    msub = p.add_subparsers(dest="action", required=True)
+    q = msub.add_parser("list")
+    q.add_argument("--state")
+    q.add_argument("--limit", type=int, default=50)
+    q.set_defaults(func=cmd_messages_list)
+    q = msub.add_parser("show")
+    q.add_argument("id")
+    q.set_defaults(func=cmd_messages_show)
+    q = msub.add_parser("resend")
+    q.add_argument("id")
+    q.set_defaults(func=cmd_messages_resend)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    from hub.errors import ConfigError
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        console.print(f"[red]configuration error:[/] {exc}", highlight=False)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""The hub's one exception tree.
+
+    HubError
+    ├── ConfigError                 configuration file is wrong: names the file and the key
+    ├── InputError                  a message was refused at intake (HTTP 4xx); carries `problems`
+    │   ├── MalformedXml            not well-formed, or forbidden constructs (DOCTYPE, entities) -> 400
+    │   ├── SchemaInvalid           well-formed but not valid against its XSD                   -> 400
+    │   ├── SignatureInvalid        missing, altered or not from the expected signer             -> 400
+    │   ├── UnknownCorrelation      an answer to a message the hub never sent                    -> 400
+    │   ├── NotRoutable             no route for this message type                               -> 400
+    │   ├── NotAllowed              this sender may not send this message type                   -> 403
+    │   ├── MessageTooLarge         over the size cap, refused before parsing                    -> 413
+    │   ├── UnsupportedMediaType    not application/xml                                          -> 415
+    │   └── DuplicateConflict       same sender and message id, other bytes                      -> 409
+    ├── DeliveryError               a connector could not deliver; `retryable` says what the engine does
+    │   ├── TransientDeliveryError  retry later with backoff (5xx, 429, timeouts, refused connections)
+    │   └── PermanentDeliveryError  dead-letter now (4xx, a partner's refusal, a mapping failure)
+    └── NotFound                    an API lookup found nothing                                  -> 404
+
+Connectors translate their library's exceptions into DeliveryError subclasses at the boundary:
+nothing from httpx, zeep or paramiko leaks into the engine.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input: what, and where when known."""
+
+    message: str
+    line: int | None = None
+    path: str | None = None
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in (("message", self.message), ("line", self.line), ("path", self.path)) if v is not None}
+
+
+class HubError(Exception):
+    retryable = False
+
+
+class ConfigError(HubError):
+    def __init__(self, file, key: str, reason: str):
+        self.file, self.key, self.reason = str(file), key, reason
+        super().__init__(f"{self.file}: {key}: {reason}")
+
+
+class NotFound(HubError):
+    status = 404
+
+
+class InputError(HubError):
+    status = 400
+    title = "Message refused"
+
+    def __init__(self, detail: str, problems: list[Problem] | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.problems = problems or []
+
+
+class MalformedXml(InputError):
+    title = "Malformed XML"
+
+
+class SchemaInvalid(InputError):
+    title = "Schema validation failed"
+
+
+class SignatureInvalid(InputError):
+    title = "Signature verification failed"
+
+
+class UnknownCorrelation(InputError):
+    title = "Unknown correlation"
+
+
+class NotRoutable(InputError):
+    title = "No route"
+
+
+class NotAllowed(InputError):
+    status = 403
+    title = "Not allowed"
+
+
+class MessageTooLarge(InputError):
+    status = 413
+    title = "Message too large"
+
+
+class UnsupportedMediaType(InputError):
+    status = 415
+    title = "Unsupported media type"
+
+
+class DuplicateConflict(InputError):
+    status = 409
+    title = "Message id already used with other content"
+
+
+class DeliveryError(HubError):
+    def __init__(self, reason: str, *, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class TransientDeliveryError(DeliveryError):
+    retryable = True
+
+
+class PermanentDeliveryError(DeliveryError):
+    retryable = False

@@ -1,0 +1,188 @@
+"""Intake: from bytes at the door to a durable, routed message with a signed receipt.
+
+    size cap -> hardened parse -> validate (XSD) -> verify the sender's signature (pinned certificate)
+    -> [partner format: map to canonical, correlate to the message it answers] -> route
+    -> deduplicate -> store bytes + state + receipt + outbox rows + timeline in ONE commit
+
+Accepted means durable: the receipt is returned only after that commit. The same message id from
+the same sender with the same bytes gets the first receipt again and is not processed twice; the
+same id with other bytes is refused (409).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from lxml import etree
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from hub import timeline
+from hub.db import utcnow
+from hub.errors import (DuplicateConflict, InputError, NotAllowed, NotRoutable, PermanentDeliveryError, Problem,
+                        SchemaInvalid, UnknownCorrelation)
+from hub.models import Delivery, DeliveryState, Message, MessageState
+from hub.receipts import build_receipt
+from hub.schemas import ENVELOPE_NS
+from hub.signing import verify
+from hub.xmlsafe import parse_untrusted, to_bytes
+
+_E = f"{{{ENVELOPE_NS}}}"
+
+
+@dataclass(frozen=True)
+class Header:
+    message_id: str
+    correlation_id: str
+    in_reply_to: str | None
+    type: str
+    sender: str
+    recipient: str
+    created: str
+
+
+@dataclass(frozen=True)
+class Receipt:
+    message_id: str
+    sender: str
+    body: bytes          # the signed receipt XML
+    duplicate: bool      # True when this id and these bytes had already been accepted
+
+
+def read_header(envelope: etree._Element) -> Header:
+    h = envelope.find(f"{_E}Header")
+    text = lambda tag: (h.findtext(f"{_E}{tag}") or "").strip() or None  # noqa: E731
+    return Header(text("MessageId"), text("CorrelationId"), text("InReplyTo"), text("Type"), text("Sender"),
+                  text("Recipient"), text("Created"))
+
+
+def business_document(envelope: etree._Element) -> etree._Element:
+    return envelope.find(f"{_E}Body")[0]
+
+
+def accept_canonical(hub, data: bytes) -> Receipt:
+    """Intake of a signed canonical envelope (POST /api/v1/messages, the registry)."""
+    envelope = parse_untrusted(data, max_bytes=hub.settings.max_message_bytes)
+    if envelope.tag != f"{_E}Message":
+        raise SchemaInvalid(f"expected a canonical envelope {{{ENVELOPE_NS}}}Message, got {envelope.tag}",
+                            [Problem("wrong root element", line=envelope.sourceline, path="/*")])
+    hub.schemas.validate(envelope, what="message")
+    header = read_header(envelope)
+    document = business_document(envelope)
+    _check_type_matches_body(header, document)
+    certificate = hub.certificates.get(header.sender)
+    if certificate is None:
+        raise NotAllowed(f"sender {header.sender!r} is not a known party",
+                         [Problem("unknown sender", path="/Message/Header/Sender")])
+    verify(document, certificate, signer_name=header.sender)
+    steps = [(timeline.RECEIVED, f"{len(data)} bytes"), (timeline.VALIDATED, "envelope and business document"),
+             (timeline.VERIFIED, f"signed by {header.sender}")]
+    return _store_and_route(hub, header, data, None, steps)
+
+
+def accept_partner_document(hub, partner: str, data: bytes) -> Receipt:
+    """Intake of a partner's own-format document: verified as the partner's, then mapped to canonical."""
+    party = hub.config.parties.get(partner)
+    if party is None or party.transport == "local":
+        raise NotAllowed(f"{partner!r} is not a partner that sends documents to the hub")
+    root = parse_untrusted(data, max_bytes=hub.settings.max_message_bytes)
+    inbound = hub.config.inbound_for(partner, root.tag)
+    if inbound is None:
+        raise NotRoutable(f"{partner} may not send a {root.tag} document to the hub",
+                          [Problem("no inbound route for this root element", line=root.sourceline, path="/*")])
+    hub.schemas.validate(root, inbound.schema_, what=f"{partner} document")
+    verify(root, hub.certificates[partner], signer_name=partner)
+    try:
+        envelope = hub.mappings.apply(inbound.mapping, root)
+    except PermanentDeliveryError as exc:
+        raise InputError(f"{partner} document could not be mapped to the canonical format: {exc}") from None
+    hub.schemas.validate(envelope, what=f"canonical form of the {partner} document")
+    header = read_header(envelope)
+    if header.sender != partner:
+        raise NotAllowed(f"the {partner} document maps to sender {header.sender!r}")
+    steps = [(timeline.RECEIVED, f"{len(data)} bytes from {partner}"),
+             (timeline.VALIDATED, f"against {inbound.schema_}"), (timeline.VERIFIED, f"signed by {partner}"),
+             (timeline.MAPPED_IN, f"with {inbound.mapping}")]
+    return _store_and_route(hub, header, data, to_bytes(envelope), steps)
+
+
+def _check_type_matches_body(header: Header, document: etree._Element) -> None:
+    local_name = etree.QName(document).localname
+    if header.type != local_name:
+        raise SchemaInvalid(f"header Type {header.type!r} does not match the body's document {local_name!r}",
+                            [Problem("Type mismatch", line=document.sourceline, path="/Message/Header/Type")])
+
+
+def _store_and_route(hub, header: Header, data: bytes, canonical: bytes | None, steps) -> Receipt:
+    route = hub.config.route_for(header.type)
+    if route is None:
+        raise NotRoutable(f"no route for message type {header.type!r}",
+                          [Problem("unknown message type", path="/Message/Header/Type")])
+    if header.sender not in route.from_:
+        raise NotAllowed(f"{header.sender} may not send {header.type}")
+    digest = hashlib.sha256(data).hexdigest()
+    received_at = utcnow()
+    # Sign before opening the write transaction: the database lock is held for storage only.
+    receipt = build_receipt(hub.signer, message_id=header.message_id, sender=header.sender, digest=digest,
+                            received_at=received_at)
+    for attempt in range(2):
+        try:
+            with hub.sessions.begin() as session:
+                existing = session.scalars(select(Message).where(
+                    Message.sender == header.sender, Message.message_id == header.message_id)).first()
+                if existing is not None:
+                    return _duplicate(session, existing, digest)
+                events = list(steps)
+                if header.in_reply_to:
+                    events.append(_correlate(session, header))
+                message = Message(message_id=header.message_id, sender=header.sender, recipient=header.recipient,
+                                  type=header.type, correlation_id=header.correlation_id,
+                                  in_reply_to=header.in_reply_to, state=MessageState.ACCEPTED, digest=digest,
+                                  received_bytes=data, canonical_bytes=canonical, receipt=receipt,
+                                  received_at=received_at, updated_at=received_at)
+                session.add(message)
+                session.flush()
+                for kind, detail in events:
+                    timeline.record(session, message, kind, detail)
+                timeline.record(session, message, timeline.ACCEPTED, f"sha256 {digest[:16]}…, receipt signed")
+                for target in route.to:
+                    delivery = Delivery(message_pk=message.id, partner=target.partner, mapping=target.mapping,
+                                        schema_name=target.schema_, state=DeliveryState.PENDING, attempts=0,
+                                        next_attempt_at=received_at)
+                    session.add(delivery)
+                    session.flush()
+                    timeline.record(session, message, timeline.QUEUED, f"for {target.partner}", delivery)
+            break
+        except IntegrityError:
+            if attempt:  # a concurrent intake of the same id won the race: answer as a duplicate
+                raise
+    hub.wake_workers()
+    return Receipt(header.message_id, header.sender, receipt, duplicate=False)
+
+
+def _duplicate(session, existing: Message, digest: str) -> Receipt:
+    if existing.digest != digest:
+        raise DuplicateConflict(
+            f"message id {existing.message_id!r} from {existing.sender} was already accepted with other content",
+            [Problem(f"first accepted with sha256 {existing.digest}, this one has sha256 {digest}",
+                     path="/Message/Header/MessageId")])
+    timeline.record(session, existing, timeline.DUPLICATE, "same id and bytes again; first receipt returned")
+    return Receipt(existing.message_id, existing.sender, existing.receipt, duplicate=True)
+
+
+def _correlate(session, header: Header) -> tuple[str, str]:
+    """An answer must name a message the hub delivered to its sender, in the same case."""
+    original = session.execute(
+        select(Message.message_id, Message.correlation_id)
+        .join(Delivery, Delivery.message_pk == Message.id)
+        .where(Message.message_id == header.in_reply_to, Delivery.partner == header.sender)
+    ).first()
+    if original is None:
+        raise UnknownCorrelation(f"{header.sender} answers message {header.in_reply_to!r}, "
+                                 f"which the hub never sent to {header.sender}",
+                                 [Problem("unknown InReplyTo", path="/Message/Header/InReplyTo")])
+    if original.correlation_id != header.correlation_id:
+        raise UnknownCorrelation(f"answer to {header.in_reply_to!r} names case {header.correlation_id!r}, "
+                                 f"but that message belongs to case {original.correlation_id!r}",
+                                 [Problem("CorrelationId mismatch", path="/Message/Header/CorrelationId")])
+    return timeline.CORRELATED, f"answers {header.in_reply_to} in case {header.correlation_id}"

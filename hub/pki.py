@@ -1,0 +1,91 @@
+"""Keys and certificates.
+
+On first run the hub creates a development CA and, signed by it, a key pair and certificate for
+each party (the hub, the consular registry, each sandbox partner) under `var/pki/`. Nothing here is
+ever committed. Production deployments put their real certificates at the paths `config/` names.
+
+Loading an RSA private key from PEM costs ~40 ms: keys are loaded once per process (`load_key`).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+DEV_VALIDITY = dt.timedelta(days=730)
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "MA"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Consular exchange hub (development)"),
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+    ])
+
+
+def _write_private(path: Path, key) -> None:
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    os.chmod(path, 0o600)
+
+
+def _issue(subject: str, public_key, ca_key, issuer: x509.Name, *, is_ca: bool) -> x509.Certificate:
+    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + DEV_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=not is_ca, content_commitment=not is_ca, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=is_ca, crl_sign=is_ca,
+            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+    return builder.sign(ca_key, hashes.SHA256())
+
+
+def ensure_dev_pki(pki_dir: Path, parties: list[str]) -> list[str]:
+    """Create the development CA and any missing party key/certificate. Returns the parties created."""
+    pki_dir = Path(pki_dir)
+    pki_dir.mkdir(parents=True, exist_ok=True)
+    ca_key_path, ca_crt_path = pki_dir / "ca.key", pki_dir / "ca.crt"
+    if not ca_crt_path.exists():
+        ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        ca_cert = _issue("Consular hub development CA", ca_key.public_key(), ca_key, _name("Consular hub development CA"),
+                         is_ca=True)
+        _write_private(ca_key_path, ca_key)
+        ca_crt_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
+    ca_cert = x509.load_pem_x509_certificate(ca_crt_path.read_bytes())
+    created = []
+    for party in parties:
+        crt_path = pki_dir / f"{party}.crt"
+        if crt_path.exists():
+            continue
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        cert = _issue(party, key.public_key(), ca_key, ca_cert.subject, is_ca=False)
+        _write_private(pki_dir / f"{party}.key", key)
+        crt_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        created.append(party)
+    return created
+
+
+@functools.lru_cache(maxsize=None)
+def load_key(path: str):
+    return serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+
+
+@functools.lru_cache(maxsize=None)
+def load_certificate(path: str) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(Path(path).read_bytes())

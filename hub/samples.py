@@ -1,0 +1,30 @@
+"""Valid signed canonical messages for integrators (`hub sample TYPE`), signed with the dev keys."""
+from __future__ import annotations
+
+import datetime as dt
+
+from hub import pki
+from hub.settings import Settings
+from hub.signing import Signer
+
+
+def _licence_request(settings: Settings) -> bytes:
+    from registry import licence
+    from registry.models import Case, Citizen
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    citizen = Citizen(registration_id="MRE-0000042", given_name_latin="Youssef", family_name_latin="El Amrani",
+                      given_name_arabic="يوسف", family_name_arabic="العمراني", birth_date=dt.date(1988, 4, 12),
+                      cnie="BK123456", country="FR", post_code="FR-PARIS")
+    case = Case(reference=f"LIC-{now:%Y}-{now:%H%M%S}", post_code="FR-PARIS", created_at=now,
+                details=licence.licence_details("12/345673", ["B"], dt.date(2010, 5, 3)))
+    pki.ensure_dev_pki(settings.pki_dir, ["hub", "REGISTRY"])
+    signer = Signer(pki.load_key(str(settings.pki_dir / "REGISTRY.key")),
+                    pki.load_certificate(str(settings.pki_dir / "REGISTRY.crt")))
+    return licence.build_request(case, citizen, signer)
+
+
+SAMPLES = {"LicenceAuthenticationRequest": _licence_request}
+
+
+def sample(settings: Settings, message_type: str) -> bytes:
+    return SAMPLES[message_type](settings)

@@ -1,0 +1,60 @@
+"""Process settings, read once from the environment.
+
+Every setting has a safe default so that `hub serve` and `hub demo` work on a fresh clone:
+the database is an SQLite file under `var/`, keys live under `var/pki/`, configuration under `config/`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"setting {name}={raw!r} is not a whole number") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = PROJECT_ROOT
+    var_dir: Path = PROJECT_ROOT / "var"
+    config_dir: Path = PROJECT_ROOT / "config"
+    schemas_dir: Path = PROJECT_ROOT / "schemas"
+    mappings_dir: Path = PROJECT_ROOT / "mappings"
+    database_url: str = ""
+    max_message_bytes: int = 1_048_576
+    delivery_workers: int = 4
+    lease_seconds: int = 60
+    poll_interval_seconds: float = 0.5
+    environment: dict = field(default_factory=dict)
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.var_dir / "pki"
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        home = Path(os.environ.get("HUB_HOME", PROJECT_ROOT)).resolve()
+        var_dir = Path(os.environ.get("HUB_VAR_DIR", home / "var")).resolve()
+        values = dict(
+            home=home,
+            var_dir=var_dir,
+            config_dir=Path(os.environ.get("HUB_CONFIG_DIR", home / "config")).resolve(),
+            schemas_dir=home / "schemas",
+            mappings_dir=home / "mappings",
+            database_url=os.environ.get("HUB_DATABASE_URL") or f"sqlite:///{var_dir / 'hub.sqlite'}",
+            max_message_bytes=_int("HUB_MAX_MESSAGE_BYTES", 1_048_576),
+            delivery_workers=_int("HUB_DELIVERY_WORKERS", 4),
+            lease_seconds=_int("HUB_LEASE_SECONDS", 60),
+            environment=dict(os.environ),
+        )
+        values.update(overrides)
+        return cls(**values)

@@ -1,0 +1,90 @@
+"""Registry tables: consular posts (reference data), citizens, cases and what happened to them."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from hub.db import Base, UtcDateTime
+from hub.models import Id
+
+
+class Post(Base):
+    __tablename__ = "posts"
+
+    code: Mapped[str] = mapped_column(String(12), primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    kind: Mapped[str] = mapped_column(String(20))  # CONSULATE | CONSULAR_SECTION
+    country: Mapped[str] = mapped_column(String(2))
+    city: Mapped[str] = mapped_column(String(80))
+    jurisdiction: Mapped[str] = mapped_column(Text, default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Citizen(Base):
+    __tablename__ = "citizens"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    registration_id: Mapped[str] = mapped_column(String(20), unique=True)
+    given_name_latin: Mapped[str] = mapped_column(String(100))
+    family_name_latin: Mapped[str] = mapped_column(String(100))
+    given_name_arabic: Mapped[str] = mapped_column(String(100))
+    family_name_arabic: Mapped[str] = mapped_column(String(100))
+    birth_date: Mapped[dt.date] = mapped_column(Date)
+    birth_place: Mapped[str] = mapped_column(String(100), default="")
+    sex: Mapped[str] = mapped_column(String(1))
+    cnie: Mapped[str | None] = mapped_column(String(8), index=True)
+    passport_number: Mapped[str | None] = mapped_column(String(9))
+    country: Mapped[str] = mapped_column(String(2))
+    city: Mapped[str] = mapped_column(String(80))
+    address_lines: Mapped[str] = mapped_column(Text, default="")
+    phone: Mapped[str | None] = mapped_column(String(16))
+    email: Mapped[str | None] = mapped_column(String(254))
+    post_code: Mapped[str] = mapped_column(ForeignKey("posts.code"), index=True)
+    registered_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+    post: Mapped[Post] = relationship()
+
+
+class Case(Base):
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    reference: Mapped[str] = mapped_column(String(40), unique=True)
+    service: Mapped[str] = mapped_column(String(40), index=True)
+    citizen_id: Mapped[int] = mapped_column(ForeignKey("citizens.id"), index=True)
+    post_code: Mapped[str] = mapped_column(ForeignKey("posts.code"), index=True)
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    details: Mapped[dict] = mapped_column(JSON)
+    outcome: Mapped[dict | None] = mapped_column(JSON)
+    request_message_id: Mapped[str | None] = mapped_column(String(80))
+    partner_reference: Mapped[str | None] = mapped_column(String(120))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+    citizen: Mapped[Citizen] = relationship()
+    history: Mapped[list["CaseEvent"]] = relationship(order_by="CaseEvent.id")
+    documents: Mapped[list["CaseDocument"]] = relationship(order_by="CaseDocument.id")
+
+
+class CaseEvent(Base):
+    __tablename__ = "case_events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    status: Mapped[str] = mapped_column(String(24))
+    actor: Mapped[str] = mapped_column(String(40))
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class CaseDocument(Base):
+    __tablename__ = "case_documents"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    content: Mapped[bytes] = mapped_column(LargeBinary)  # the signed XML exactly as it arrived
+    source_message_id: Mapped[str] = mapped_column(String(80))
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)

@@ -1,0 +1,87 @@
+"""Registry operations. Keyword-only functions taking the session explicitly; views stay thin."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from hub.db import utcnow
+from hub.errors import NotFound
+from registry.models import Case, CaseDocument, CaseEvent, Citizen, Post
+from registry.statuses import check_transition, is_final
+
+
+def get_post(session: Session, *, code: str) -> Post:
+    post = session.get(Post, code)
+    if post is None:
+        raise NotFound(f"no consular post with code {code!r}")
+    return post
+
+
+def register_citizen(session: Session, *, post_code: str, given_name_latin: str, family_name_latin: str,
+                     given_name_arabic: str, family_name_arabic: str, birth_date: dt.date, sex: str,
+                     country: str, city: str, birth_place: str = "", cnie: str | None = None,
+                     passport_number: str | None = None, address_lines: str = "", phone: str | None = None,
+                     email: str | None = None) -> Citizen:
+    get_post(session, code=post_code)
+    citizen = Citizen(registration_id="MRE-PENDING", post_code=post_code, given_name_latin=given_name_latin,
+                      family_name_latin=family_name_latin, given_name_arabic=given_name_arabic,
+                      family_name_arabic=family_name_arabic, birth_date=birth_date, sex=sex, country=country,
+                      city=city, birth_place=birth_place, cnie=cnie, passport_number=passport_number,
+                      address_lines=address_lines, phone=phone, email=email, registered_at=utcnow())
+    session.add(citizen)
+    session.flush()
+    citizen.registration_id = f"MRE-{citizen.id:07d}"  # stable across posts: never derived from the post
+    return citizen
+
+
+def get_citizen(session: Session, *, registration_id: str) -> Citizen:
+    citizen = session.scalars(select(Citizen).where(Citizen.registration_id == registration_id)).first()
+    if citizen is None:
+        raise NotFound(f"no citizen with registration id {registration_id!r}")
+    return citizen
+
+
+def open_case(session: Session, *, service: str, prefix: str, citizen: Citizen, details: dict, actor: str) -> Case:
+    now = utcnow()
+    case = Case(reference="PENDING", service=service, citizen_id=citizen.id, post_code=citizen.post_code,
+                status="SUBMITTED", details=details, created_at=now, updated_at=now)
+    session.add(case)
+    session.flush()
+    case.reference = f"{prefix}-{now:%Y}-{case.id:06d}"
+    session.add(CaseEvent(case_id=case.id, at=now, status="SUBMITTED", actor=actor, note="case opened"))
+    return case
+
+
+def get_case(session: Session, *, reference: str, for_update: bool = False) -> Case:
+    query = select(Case).where(Case.reference == reference)
+    if for_update:
+        query = query.with_for_update()
+    case = session.scalars(query).first()
+    if case is None:
+        raise NotFound(f"no case with reference {reference!r}")
+    return case
+
+
+def move_case(session: Session, *, case: Case, status: str, actor: str, note: str = "") -> bool:
+    """Apply a status transition; returns False (and changes nothing) when the case is already final."""
+    if is_final(case.service, case.status):
+        return False
+    check_transition(case.service, case.status, status)
+    case.status, case.updated_at = status, utcnow()
+    session.add(CaseEvent(case_id=case.id, at=case.updated_at, status=status, actor=actor, note=note))
+    return True
+
+
+def attach_document(session: Session, *, case: Case, kind: str, content: bytes, source_message_id: str) -> None:
+    session.add(CaseDocument(case_id=case.id, kind=kind, content=content, source_message_id=source_message_id,
+                             received_at=utcnow()))
+
+
+def case_counts(session: Session) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for service, status, n in session.execute(select(Case.service, Case.status, func.count())
+                                              .group_by(Case.service, Case.status)):
+        counts.setdefault(service, {})[status] = n
+    return counts
