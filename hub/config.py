@@ -110,8 +110,8 @@ def _raise_first(exc: ValidationError, file: Path, prefix: str = "") -> None:
 
 
 def load_config(settings: Settings) -> HubConfig:
-    env = {"HUB_VAR_DIR": str(settings.var_dir), "HUB_HOME": str(settings.home), **os.environ,
-           **settings.environment}
+    env = {**os.environ, **settings.environment, "HUB_VAR_DIR": str(settings.var_dir),
+           "HUB_PKI_DIR": str(settings.pki_dir), "HUB_HOME": str(settings.home)}
     partners_file = settings.config_dir / "partners.yaml"
     routes_file = settings.config_dir / "routes.yaml"
     parties_raw = _read(partners_file, env)

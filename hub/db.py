@@ -50,7 +50,7 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, search_path: str | None = None) -> Engine:
+def make_engine(url: str) -> Engine:
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -74,10 +74,9 @@ def make_engine(url: str, *, search_path: str | None = None) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    connect_args = {"connect_timeout": 10}
-    if search_path:
-        connect_args["options"] = f"-csearch_path={search_path}"
-    return create_engine(url, connect_args=connect_args, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    # A schema of its own can be given in the URL: ?options=-csearch_path%3Dname (the tests do).
+    return create_engine(url, connect_args={"connect_timeout": 10}, pool_size=10, max_overflow=10,
+                         pool_pre_ping=True)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:

@@ -34,11 +34,8 @@ class Settings:
     delivery_workers: int = 4
     lease_seconds: int = 60
     poll_interval_seconds: float = 0.5
+    pki_dir: Path = PROJECT_ROOT / "var" / "pki"
     environment: dict = field(default_factory=dict)
-
-    @property
-    def pki_dir(self) -> Path:
-        return self.var_dir / "pki"
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -50,11 +47,14 @@ class Settings:
             config_dir=Path(os.environ.get("HUB_CONFIG_DIR", home / "config")).resolve(),
             schemas_dir=home / "schemas",
             mappings_dir=home / "mappings",
+            pki_dir=Path(os.environ.get("HUB_PKI_DIR", var_dir / "pki")).resolve(),
             database_url=os.environ.get("HUB_DATABASE_URL") or f"sqlite:///{var_dir / 'hub.sqlite'}",
             max_message_bytes=_int("HUB_MAX_MESSAGE_BYTES", 1_048_576),
             delivery_workers=_int("HUB_DELIVERY_WORKERS", 4),
             lease_seconds=_int("HUB_LEASE_SECONDS", 60),
             environment=dict(os.environ),
         )
+        if "var_dir" in overrides and "pki_dir" not in overrides and "HUB_PKI_DIR" not in os.environ:
+            values["pki_dir"] = Path(overrides["var_dir"]) / "pki"
         values.update(overrides)
         return cls(**values)

@@ -1,0 +1,40 @@
+"""Builders for test messages: canonical requests signed by a chosen party's development key."""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from lxml import etree
+
+from hub import pki
+from hub.signing import Signer
+from registry import licence
+from registry.models import Case, Citizen
+
+
+def signer_for(pki_dir: Path, party: str) -> Signer:
+    return Signer(pki.load_key(str(pki_dir / f"{party}.key")), pki.load_certificate(str(pki_dir / f"{party}.crt")))
+
+
+def licence_request(pki_dir: Path, *, reference: str = "LIC-2026-000001", number: str = "12/345673",
+                    signed_by: str = "REGISTRY", created: dt.datetime | None = None) -> bytes:
+    """A valid canonical LicenceAuthenticationRequest envelope (message id REGISTRY-<reference>)."""
+    created = created or dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.timezone.utc)
+    citizen = Citizen(registration_id="MRE-0000042", given_name_latin="Youssef", family_name_latin="El Amrani",
+                      given_name_arabic="يوسف", family_name_arabic="العمراني", birth_date=dt.date(1988, 4, 12),
+                      cnie="BK123456", country="FR", post_code="FR-PARIS")
+    case = Case(reference=reference, post_code="FR-PARIS", created_at=created,
+                details=licence.licence_details(number, ["B"], dt.date(2010, 5, 3)))
+    return licence.build_request(case, citizen, signer_for(pki_dir, signed_by))
+
+
+def replace_text(data: bytes, old: str, new: str) -> bytes:
+    assert old.encode() in data, f"{old!r} not in message"
+    return data.replace(old.encode(), new.encode(), 1)
+
+
+def strip_signature(data: bytes) -> bytes:
+    root = etree.fromstring(data)
+    for sig in root.iter("{http://www.w3.org/2000/09/xmldsig#}Signature"):
+        sig.getparent().remove(sig)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")

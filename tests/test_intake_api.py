@@ -1,0 +1,129 @@
+"""POST /api/v1/messages over real HTTP: acceptance, receipts, deduplication and every kind of bad input."""
+from __future__ import annotations
+
+import hashlib
+
+import httpx
+import pytest
+from lxml import etree
+
+from hub import pki
+from hub.signing import verify
+from support import licence_request, replace_text, strip_signature
+
+XML = {"Content-Type": "application/xml"}
+
+
+@pytest.fixture
+def client(running_hub):
+    with httpx.Client(base_url=running_hub.url, timeout=10) as c:
+        yield c
+
+
+def post(client, data: bytes, headers=XML):
+    return client.post("/api/v1/messages", content=data, headers=headers)
+
+
+def test_accepted_message_gets_a_signed_receipt(client, pki_dir):
+    data = licence_request(pki_dir)
+    response = post(client, data)
+    assert response.status_code == 202, response.text
+    assert response.headers["content-type"].startswith("application/xml")
+    receipt = etree.fromstring(response.content)
+    signed = verify(receipt, pki.load_certificate(str(pki_dir / "hub.crt")), signer_name="hub")
+    ns = "{urn:ma:gov:consular:hub:envelope:1}"
+    assert signed.findtext(f"{ns}MessageId") == "REGISTRY-LIC-2026-000001"
+    assert signed.findtext(f"{ns}Digest") == hashlib.sha256(data).hexdigest()
+    state = client.get("/api/v1/messages/REGISTRY-LIC-2026-000001").json()
+    assert state["state"] == "ACCEPTED" or state["state"] == "DELIVERED" or state["deliveries"]
+    assert [e["event"] for e in state["timeline"]][:5] == ["RECEIVED", "VALIDATED", "VERIFIED", "ACCEPTED", "QUEUED"]
+
+
+def test_same_id_same_bytes_returns_first_receipt_and_is_not_processed_twice(client, pki_dir, running_hub):
+    data = licence_request(pki_dir)
+    first, second = post(client, data), post(client, data)
+    assert first.status_code == second.status_code == 202
+    assert first.content == second.content
+    assert second.headers["x-duplicate"] == "true"
+    detail = client.get("/api/v1/messages/REGISTRY-LIC-2026-000001").json()
+    assert len(detail["deliveries"]) == 1
+    assert client.get("/api/v1/messages").json()["total"] == 1
+
+
+def test_same_id_other_bytes_is_409(client, pki_dir):
+    assert post(client, licence_request(pki_dir)).status_code == 202
+    other = licence_request(pki_dir, number="12/345674")  # same case reference -> same message id
+    response = post(client, other)
+    assert response.status_code == 409
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "already accepted with other content" in response.json()["detail"]
+
+
+def _problem(response, status):
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    return response.json()
+
+
+def test_altered_signed_content_is_refused(client, pki_dir):
+    tampered = replace_text(licence_request(pki_dir), "12/345673", "12/345679")
+    body = _problem(post(client, tampered), 400)
+    assert body["title"] == "Signature verification failed"
+    assert "altered" in body["detail"]
+
+
+def test_unsigned_message_is_refused(client, pki_dir):
+    body = _problem(post(client, strip_signature(licence_request(pki_dir))), 400)
+    assert "not signed" in body["detail"]
+
+
+def test_message_signed_by_another_party_is_refused(client, pki_dir):
+    body = _problem(post(client, licence_request(pki_dir, signed_by="NARSA")), 400)
+    assert "REGISTRY" in body["detail"]
+
+
+def test_malformed_xml_names_the_line(client):
+    body = _problem(post(client, b"<?xml version='1.0'?>\n<env:Message xmlns:env='x'>\n<unclosed>\n</env:Message>"), 400)
+    assert body["title"] == "Malformed XML"
+    assert any(e.get("line") for e in body["errors"])
+
+
+def test_schema_invalid_lists_each_error_with_line_and_path(client, pki_dir):
+    data = replace_text(licence_request(pki_dir), "<lic:Post>FR-PARIS</lic:Post>", "<lic:Post>paris!</lic:Post>")
+    body = _problem(post(client, data), 400)
+    assert body["title"] == "Schema validation failed"
+    error = body["errors"][0]
+    assert error["line"] >= 1 and "Post" in error["path"]
+
+
+def test_doctype_and_entities_are_refused(client):
+    for data in (b'<?xml version="1.0"?><!DOCTYPE m [<!ENTITY x SYSTEM "file:///etc/passwd">]><m>&x;</m>',
+                 b'<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;">]><m>&lol2;</m>'):
+        body = _problem(post(client, data), 400)
+        assert "DOCTYPE" in body["detail"]
+
+
+def test_oversized_message_is_413(client, running_hub):
+    big = b"<m>" + b"x" * (running_hub.hub.settings.max_message_bytes + 1) + b"</m>"
+    _problem(post(client, big), 413)
+
+
+def test_other_content_type_is_415(client, pki_dir):
+    _problem(post(client, licence_request(pki_dir), headers={"Content-Type": "application/json"}), 415)
+
+
+def test_unknown_message_is_404(client):
+    _problem(client.get("/api/v1/messages/NOPE"), 404)
+
+
+def test_bad_input_loses_and_changes_nothing_already_accepted(client, pki_dir, running_hub):
+    good = licence_request(pki_dir)
+    receipt = post(client, good).content
+    for bad in (replace_text(good, "12/345673", "12/345679"), b"<junk", strip_signature(good),
+                licence_request(pki_dir, number="12/345674")):
+        assert post(client, bad).status_code in (400, 409)
+    assert client.get("/api/v1/messages").json()["total"] == 1
+    from hub.models import Message
+    with running_hub.hub.sessions() as session:
+        stored = session.query(Message).one()
+        assert stored.received_bytes == good and stored.receipt == receipt
