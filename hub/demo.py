@@ -219,14 +219,14 @@ def _print_summary(console: Console, report: dict) -> None:
         for status, n in sorted(statuses.items()):
             table.add_row(svc, status, str(n))
     console.print(table)
-    table = Table(title="Messages by partner, transport and state")
-    for col in ("partner", "transport", "direction", "state", "messages"):
+    table = Table(title="Messages by party, transport and state")
+    for col in ("party", "transport", "direction", "state", "messages"):
         table.add_column(col, justify="right" if col == "messages" else "left")
     for partner, info in report["messages_by_partner"].items():
         for direction in ("outbound", "inbound"):
             for state, n in sorted(info[direction].items()):
-                table.add_row(partner, info["transport"], "hub → partner" if direction == "outbound" else
-                              "partner → hub", state, str(n))
+                table.add_row(partner, info["transport"], "hub → party" if direction == "outbound" else
+                              "party → hub", state, str(n))
     console.print(table)
     sig = report["sandbox_signatures"]
     console.print(f"sandbox received {sig['checked']} messages; {sig['checked'] - sig['failed']} verify against "
