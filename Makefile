@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CASES  ?= 24
 
-.PHONY: demo test serve bench clean install
+.PHONY: demo test serve clean install
 
 install: $(STAMP)
 
@@ -24,9 +24,6 @@ test: $(STAMP)
 
 serve: $(STAMP)
 	$(BIN)/hub serve
-
-bench: $(STAMP)
-	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf var $(VENV)

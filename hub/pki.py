@@ -30,9 +30,11 @@ def _name(common_name: str) -> x509.Name:
 
 
 def _write_private(path: Path, key) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    os.chmod(path, 0o600)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others, not even briefly
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
 
 
 def _issue(subject: str, public_key, ca_key, issuer: x509.Name, *, is_ca: bool) -> x509.Certificate:

@@ -39,7 +39,8 @@ class Signer:
         self.certificate = certificate
 
     def sign(self, document: etree._Element) -> etree._Element:
-        """Return a signed copy of `document`, the signature as its last child."""
+        """Return a signed copy of `document` (left unchanged), the signature as its last child."""
+        document = copy.deepcopy(document)
         for old in document.findall(f"{{{DS_NS}}}Signature"):
             document.remove(old)
         signer = XMLSigner(
@@ -59,7 +60,11 @@ def verify(document: etree._Element, certificate: x509.Certificate, *, signer_na
         raise SignatureInvalid(f"the pinned certificate of {signer_name} is not valid now",
                                [Problem(f"certificate valid {certificate.not_valid_before_utc:%Y-%m-%d} "
                                         f"to {certificate.not_valid_after_utc:%Y-%m-%d}")])
-    if document.find(f"{{{DS_NS}}}Signature") is None:
+    signatures = document.findall(f"{{{DS_NS}}}Signature")
+    if len(signatures) > 1:
+        raise SignatureInvalid(f"document carries {len(signatures)} signatures; exactly one from {signer_name} is expected",
+                               [Problem("more than one ds:Signature", path=document.getroottree().getpath(document))])
+    if not signatures:
         raise SignatureInvalid(f"document is not signed: {signer_name}'s signature is required",
                                [Problem("no ds:Signature element as a child of the signed document",
                                         path=document.getroottree().getpath(document))])
@@ -69,7 +74,7 @@ def verify(document: etree._Element, certificate: x509.Certificate, *, signer_na
     except InvalidDigest:
         raise SignatureInvalid(f"signed content was altered after {signer_name} signed it",
                                [Problem("digest of the signed content does not match the signature")]) from None
-    except (InvalidSignature, InvalidCertificate, InvalidInput) as exc:
+    except (InvalidSignature, InvalidCertificate, InvalidInput, etree.DocumentInvalid, ValueError) as exc:
         raise SignatureInvalid(f"signature does not verify as {signer_name}'s: {exc}",
                                [Problem(str(exc))]) from None
     return result.signed_xml

@@ -127,3 +127,16 @@ def test_bad_input_loses_and_changes_nothing_already_accepted(client, pki_dir, r
     with running_hub.hub.sessions() as session:
         stored = session.query(Message).one()
         assert stored.received_bytes == good and stored.receipt == receipt
+
+
+def test_malformed_signature_element_is_400_not_500(client, pki_dir):
+    data = licence_request(pki_dir)
+    start = data.index(b"<ds:SignatureValue>") + len(b"<ds:SignatureValue>")
+    end = data.index(b"</ds:SignatureValue>")
+    broken = data[:start] + b"not base64 !!" + data[end:]
+    body = _problem(post(client, broken), 400)
+    assert body["title"] == "Signature verification failed"
+    empty_sig = strip_signature(data).replace(b"</lic:LicenceAuthenticationRequest>",
+                                              b"<ds:Signature xmlns:ds='http://www.w3.org/2000/09/xmldsig#'/>"
+                                              b"</lic:LicenceAuthenticationRequest>")
+    _problem(post(client, empty_sig), 400)

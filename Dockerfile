@@ -1,0 +1,22 @@
+# The hub as a service: `hub serve` on port 8700. Configuration comes from config/ (mount your own
+# over /app/config) and the environment (HUB_DATABASE_URL for PostgreSQL; keys under HUB_PKI_DIR).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HUB_HOME=/app HUB_VAR_DIR=/var/lib/hub
+WORKDIR /app
+
+COPY pyproject.toml README.md ./
+COPY hub ./hub
+COPY connectors ./connectors
+COPY registry ./registry
+COPY sandbox ./sandbox
+RUN pip install --no-cache-dir -e . && useradd --system --home /var/lib/hub hub && mkdir -p /var/lib/hub \
+    && chown hub /var/lib/hub
+COPY schemas ./schemas
+COPY mappings ./mappings
+COPY config ./config
+
+USER hub
+EXPOSE 8700
+HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8700/healthz')"
+CMD ["hub", "serve", "--host", "0.0.0.0", "--port", "8700"]

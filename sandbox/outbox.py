@@ -1,0 +1,178 @@
+"""Durable, at-least-once delivery of a partner's callbacks (XML documents POSTed to one URL).
+
+Each document is written to `outbox/<id>.xml` before the first attempt, so a restart loses nothing:
+`start()` re-sends whatever is still there. One background thread, fed by a DelayedQueue, does all
+the work over one long-lived httpx client:
+
+    2xx                          copy to `sent/<id>.xml`, delete from outbox/
+    connection error, timeout,   retry after Retry-After when given, else exponential backoff
+    5xx, 429                     from 0.5 s capped at 10 s, for as long as the process runs
+    any other 4xx                move to `rejected/<id>.xml`, the answer beside it as
+                                 `rejected/<id>.response.txt`; no more attempts
+"""
+from __future__ import annotations
+
+import email.utils
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import httpx
+
+from sandbox.delayed_queue import DelayedQueue
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_SECONDS = 10.0
+FIRST_BACKOFF_SECONDS = 0.5
+MAX_BACKOFF_SECONDS = 10.0
+
+# Builds a document when its time comes: returns (document id, bytes), or None to send nothing.
+Producer = Callable[[], "tuple[str, bytes] | None"]
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary name beside `path`, then rename it into place."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def backoff_seconds(attempt: int) -> float:
+    """0.5 s after the first failed attempt, doubling each time, never more than 10 s."""
+    return min(MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2 ** (attempt - 1))
+
+
+@dataclass(frozen=True)
+class _Produce:
+    producer: Producer
+
+
+@dataclass(frozen=True)
+class _Deliver:
+    document_id: str
+    attempt: int = 1
+
+
+class CallbackOutbox:
+    """Delivers documents to `url` from `<directory>/outbox/`, keeping `sent/` and `rejected/`."""
+
+    def __init__(self, directory: Path, url: str, *, on_delivered: Callable[[str], None] | None = None):
+        self.url = url
+        self.outbox_dir = Path(directory) / "outbox"
+        self.sent_dir = Path(directory) / "sent"
+        self.rejected_dir = Path(directory) / "rejected"
+        for folder in (self.outbox_dir, self.sent_dir, self.rejected_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self._on_delivered = on_delivered or (lambda document_id: None)
+        self._queue = DelayedQueue()
+        self._client: httpx.Client | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- surface -----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the client, start the worker and re-send whatever a previous run left in outbox/."""
+        self._client = httpx.Client(timeout=TIMEOUT_SECONDS)
+        self._thread = threading.Thread(target=self._work, name="callback-outbox", daemon=True)
+        self._thread.start()
+        for path in sorted(self.outbox_dir.glob("*.xml")):
+            log.info("re-sending %s left in the outbox", path.stem)
+            self._queue.put(_Deliver(path.stem))
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop the worker; what is still in outbox/ is sent by the next start."""
+        self._queue.close()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._client is not None:
+            self._client.close()
+
+    def produce_later(self, producer: Producer, delay: float) -> None:
+        """After `delay` seconds, call `producer`, store its document in outbox/ and deliver it."""
+        self._queue.put(_Produce(producer), delay)
+
+    def knows(self, document_id: str) -> bool:
+        """Whether a document with this id is pending, was sent, or was rejected."""
+        name = f"{document_id}.xml"
+        return any((folder / name).exists() for folder in (self.outbox_dir, self.sent_dir, self.rejected_dir))
+
+    def pending(self) -> int:
+        return sum(1 for _ in self.outbox_dir.glob("*.xml"))
+
+    # -- worker ------------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while (task := self._queue.get()) is not None:
+            try:
+                if isinstance(task, _Produce):
+                    self._produce(task.producer)
+                else:
+                    self._deliver(task.document_id, task.attempt)
+            except Exception:  # the worker must survive anything: log, and try again later
+                log.exception("callback task failed; trying again")
+                retry = task if isinstance(task, _Produce) else _Deliver(task.document_id, task.attempt + 1)
+                self._queue.put(retry, MAX_BACKOFF_SECONDS)
+
+    def _produce(self, producer: Producer) -> None:
+        produced = producer()
+        if produced is None:
+            return
+        document_id, body = produced
+        write_atomically(self.outbox_dir / f"{document_id}.xml", body)
+        self._queue.put(_Deliver(document_id))
+
+    def _deliver(self, document_id: str, attempt: int) -> None:
+        path = self.outbox_dir / f"{document_id}.xml"
+        if not path.exists():  # delivered already (scheduled twice)
+            return
+        body = path.read_bytes()
+        try:
+            response = self._client.post(self.url, content=body, headers={"Content-Type": "application/xml"})
+        except httpx.TransportError as exc:  # refused connection, timeout, reset...
+            self._retry_later(document_id, attempt, None, f"{type(exc).__name__}: {exc}")
+            return
+        status = response.status_code
+        if 200 <= status < 300:
+            write_atomically(self.sent_dir / f"{document_id}.xml", body)
+            path.unlink(missing_ok=True)
+            log.info("callback %s delivered (HTTP %d, attempt %d)", document_id, status, attempt)
+            self._on_delivered(document_id)
+        elif status >= 500 or status == 429:
+            wait = retry_after_seconds(response.headers.get("Retry-After"))
+            self._retry_later(document_id, attempt, wait, f"HTTP {status}")
+        else:
+            self._reject(document_id, path, response)
+
+    def _retry_later(self, document_id: str, attempt: int, wait: float | None, reason: str) -> None:
+        wait = backoff_seconds(attempt) if wait is None else wait
+        log.warning("callback %s not delivered (%s, attempt %d); retrying in %.1f s",
+                    document_id, reason, attempt, wait)
+        self._queue.put(_Deliver(document_id, attempt + 1), wait)
+
+    def _reject(self, document_id: str, path: Path, response: httpx.Response) -> None:
+        write_atomically(self.rejected_dir / f"{document_id}.response.txt",
+                         f"HTTP {response.status_code}\n\n".encode() + response.content)
+        os.replace(path, self.rejected_dir / f"{document_id}.xml")
+        log.warning("callback %s refused by the hub (HTTP %d); moved to rejected/", document_id, response.status_code)

@@ -1,0 +1,268 @@
+"""config/partners.yaml and config/routes.yaml: what loads, and the errors a user sees when they are wrong.
+
+Pure and fast: every test copies the shipped config/ into a temporary directory, edits one file and
+calls load_config. A wrong configuration must stop the hub with a ConfigError naming the file and
+the key (str: "<file>: <key>: <reason>").
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import yaml
+
+from hub.config import HubConfig, load_config
+from hub.errors import ConfigError
+from hub.settings import PROJECT_ROOT, Settings
+
+PARTNERS = "partners.yaml"
+ROUTES = "routes.yaml"
+
+
+@pytest.fixture
+def config_dir(tmp_path) -> Path:
+    directory = tmp_path / "config"
+    shutil.copytree(PROJECT_ROOT / "config", directory)
+    return directory
+
+
+def edit(config_dir: Path, name: str, change: Callable[[dict], None]) -> Path:
+    """Load config_dir/name, apply `change` to the parsed YAML in place, write it back."""
+    path = config_dir / name
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    change(data)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def load(config_dir: Path, pki_dir: Path | None = None, **overrides) -> HubConfig:
+    settings = Settings.from_env(config_dir=config_dir, pki_dir=pki_dir or config_dir.parent / "pki", **overrides)
+    return load_config(settings)
+
+
+def config_error(config_dir: Path, **overrides) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        load(config_dir, **overrides)
+    return info.value
+
+
+def narsa(data: dict) -> dict:
+    return data["parties"]["NARSA"]
+
+
+# -- the shipped configuration ---------------------------------------------------------------------
+
+def test_shipped_config_loads(config_dir, pki_dir, monkeypatch):
+    monkeypatch.delenv("HUB_NARSA_URL", raising=False)
+    config = load(config_dir, pki_dir, environment={})
+
+    assert set(config.parties) == {"REGISTRY", "NARSA"}
+    registry, narsa_party = config.parties["REGISTRY"], config.parties["NARSA"]
+    assert registry.transport == "local"
+    assert registry.endpoint is None
+    assert registry.certificate == pki_dir / "REGISTRY.crt"
+    assert narsa_party.transport == "rest"
+    assert narsa_party.endpoint == "http://127.0.0.1:8711/narsa/v1/demandes-authentification"
+    assert narsa_party.certificate == pki_dir / "NARSA.crt"
+    assert narsa_party.retry.max_attempts == 8
+
+    request = config.route_for("LicenceAuthenticationRequest")
+    assert request is not None
+    assert request.from_ == ["REGISTRY"]
+    assert [t.partner for t in request.to] == ["NARSA"]
+    assert request.to[0].mapping == "narsa/licence-request.to-narsa.xsl"
+    assert request.to[0].schema_ == "partners/narsa/authentification-permis.xsd"
+
+    result = config.route_for("LicenceAuthenticationResult")
+    assert result is not None
+    assert result.from_ == ["NARSA"]
+    assert [t.partner for t in result.to] == ["REGISTRY"]
+    assert result.to[0].mapping is None
+
+    assert config.route_for("NoSuchType") is None
+    assert len(config.inbound) == 1
+    inbound = config.inbound[0]
+    assert inbound.partner == "NARSA"
+    assert inbound.root == "{urn:ma:narsa:authentification-permis:1}ResultatAuthentification"
+    assert config.inbound_for("NARSA", inbound.root) is inbound
+    assert config.inbound_for("REGISTRY", inbound.root) is None
+
+
+# -- unknown keys ----------------------------------------------------------------------------------
+
+def test_unknown_key_in_party_is_refused_naming_file_and_key(config_dir):
+    edit(config_dir, PARTNERS, lambda d: narsa(d).update(endpont="http://typo.example"))
+    err = config_error(config_dir)
+    assert err.file == str(config_dir / PARTNERS)
+    assert "endpont" in err.key
+    assert err.reason.startswith("unknown key")
+    assert str(err).startswith(f"{config_dir / PARTNERS}: ")
+
+
+@pytest.mark.xfail(reason="hub/config.py validates each party separately (Party.model_validate) and "
+                          "_raise_first only prefixes 'parties', so the key loses the party code: "
+                          "'parties.endpont' instead of 'parties.NARSA.endpont'", strict=True)
+@pytest.mark.parametrize("change, key, reason", [
+    (lambda d: narsa(d).update(endpont="http://typo.example"), "parties.NARSA.endpont", "unknown key"),
+    (lambda d: narsa(d)["retry"].update(max_attemps=3), "parties.NARSA.retry.max_attemps", "unknown key"),
+    (lambda d: narsa(d).update(timeout_seconds=-1), "parties.NARSA.timeout_seconds", "greater than 0"),
+], ids=["typo", "nested-typo", "bad-value"])
+def test_party_error_key_names_the_party(config_dir, change, key, reason):
+    edit(config_dir, PARTNERS, change)
+    err = config_error(config_dir)
+    assert err.file == str(config_dir / PARTNERS)
+    assert err.key == key
+    assert reason in err.reason
+    assert f"{PARTNERS}: {key}: " in str(err)
+
+
+@pytest.mark.parametrize("name", [ROUTES, PARTNERS])
+def test_unknown_top_level_key_is_refused(config_dir, name):
+    edit(config_dir, name, lambda d: d.update(rutes=[]))
+    err = config_error(config_dir)
+    assert err.file == str(config_dir / name)
+    assert err.key == "rutes"
+    assert "unknown key" in err.reason
+    assert f"{name}: rutes: unknown key" in str(err)
+
+
+@pytest.mark.xfail(reason="hub/config.py _raise_first joins pydantic's loc with dots ('routes.0.to.0.mapin') "
+                          "while every other routes.yaml error uses the 'routes[0].to[0].partner' notation",
+                   strict=True)
+def test_unknown_key_in_route_target_uses_the_same_key_notation(config_dir):
+    edit(config_dir, ROUTES, lambda d: d["routes"][0]["to"][0].update(mapin="x.xsl"))
+    err = config_error(config_dir)
+    assert err.file == str(config_dir / ROUTES)
+    assert err.key == "routes[0].to[0].mapin"
+    assert err.reason == "unknown key"
+
+
+@pytest.mark.xfail(reason="hub/config.py load_config calls .items() on `parties` without checking it is a "
+                          "mapping: a list there raises AttributeError (a traceback) instead of ConfigError",
+                   raises=AttributeError, strict=True)
+def test_parties_written_as_a_list_is_a_config_error(config_dir):
+    edit(config_dir, PARTNERS, lambda d: d.update(parties=[{"NARSA": narsa(d)}]))
+    err = config_error(config_dir)
+    assert err.file == str(config_dir / PARTNERS)
+    assert err.key == "parties"
+
+
+# -- consistency between the files -----------------------------------------------------------------
+
+def test_route_to_unknown_party_lists_known_parties(config_dir):
+    edit(config_dir, ROUTES, lambda d: d["routes"][0]["to"][0].update(partner="NARSSA"))
+    err = config_error(config_dir)
+    assert err.file == str(config_dir / ROUTES)
+    assert err.key == "routes[0].to[0].partner"
+    assert "'NARSSA'" in err.reason
+    assert "known: NARSA, REGISTRY" in err.reason
+    assert f"{ROUTES}: routes[0].to[0].partner: unknown party" in str(err)
+
+
+def test_route_from_unknown_party(config_dir):
+    edit(config_dir, ROUTES, lambda d: d["routes"][1].update({"from": ["NARSA", "DGSN"]}))
+    err = config_error(config_dir)
+    assert err.file == str(config_dir / ROUTES)
+    assert err.key == "routes[1].from"
+    assert "'DGSN'" in err.reason and "NARSA, REGISTRY" in err.reason
+
+
+def test_rest_party_without_endpoint(config_dir):
+    edit(config_dir, PARTNERS, lambda d: narsa(d).pop("endpoint"))
+    err = config_error(config_dir)
+    assert err.file == str(config_dir / PARTNERS)
+    assert err.key == "parties.NARSA.endpoint"
+    assert "endpoint" in err.reason
+    assert f"{PARTNERS}: parties.NARSA.endpoint: " in str(err)
+
+
+@pytest.mark.parametrize("key, value", [("mapping", "narsa/no-such.xsl"), ("schema", "partners/narsa/no-such.xsd")])
+def test_missing_mapping_or_schema_file(config_dir, key, value):
+    edit(config_dir, ROUTES, lambda d: d["routes"][0]["to"][0].update({key: value}))
+    err = config_error(config_dir)
+    assert err.file == str(config_dir / ROUTES)
+    assert err.key == f"routes[0].to[0].{key}"
+    assert value in err.reason
+    assert f"{ROUTES}: routes[0].to[0].{key}: " in str(err)
+
+
+def test_missing_inbound_mapping_file(config_dir):
+    edit(config_dir, ROUTES, lambda d: d["inbound"][0].update(mapping="narsa/gone.xsl"))
+    err = config_error(config_dir)
+    assert err.file == str(config_dir / ROUTES)
+    assert err.key == "inbound[0].mapping"
+    assert "narsa/gone.xsl" in err.reason
+
+
+def test_same_type_routed_twice(config_dir):
+    edit(config_dir, ROUTES, lambda d: d["routes"].append(dict(d["routes"][0])))
+    err = config_error(config_dir)
+    assert err.file == str(config_dir / ROUTES)
+    assert err.key == "routes[2].type"
+    assert "LicenceAuthenticationRequest" in err.reason and "twice" in err.reason
+
+
+# -- ${VAR:-default} interpolation ----------------------------------------------------------------
+
+def test_environment_overrides_the_default(config_dir, monkeypatch):
+    monkeypatch.delenv("HUB_NARSA_URL", raising=False)
+    config = load(config_dir, environment={"HUB_NARSA_URL": "http://127.0.0.1:9999"})
+    assert config.parties["NARSA"].endpoint.startswith("http://127.0.0.1:9999/")
+    assert config.parties["NARSA"].endpoint == "http://127.0.0.1:9999/narsa/v1/demandes-authentification"
+
+
+def test_process_environment_is_read_too(config_dir, monkeypatch):
+    monkeypatch.setenv("HUB_NARSA_URL", "http://127.0.0.1:9998")
+    config = load(config_dir)
+    assert config.parties["NARSA"].endpoint.startswith("http://127.0.0.1:9998/")
+
+
+@pytest.mark.parametrize("environment", [{}, {"HUB_NARSA_URL": ""}], ids=["unset", "empty"])
+def test_default_is_used_when_unset_or_empty(config_dir, monkeypatch, environment):
+    monkeypatch.delenv("HUB_NARSA_URL", raising=False)
+    config = load(config_dir, environment=environment)
+    assert config.parties["NARSA"].endpoint.startswith("http://127.0.0.1:8711/")
+
+
+def test_unset_variable_without_default_names_the_key(config_dir, monkeypatch):
+    monkeypatch.delenv("HUB_TEST_UNSET_VARIABLE", raising=False)
+    edit(config_dir, PARTNERS, lambda d: narsa(d).update(endpoint="${HUB_TEST_UNSET_VARIABLE}/narsa"))
+    err = config_error(config_dir, environment={})
+    assert err.file == str(config_dir / PARTNERS)
+    assert err.key == "parties.NARSA.endpoint"
+    assert "HUB_TEST_UNSET_VARIABLE" in err.reason and "no default" in err.reason
+
+
+def test_interpolation_inside_a_list_names_the_index(config_dir, monkeypatch):
+    monkeypatch.delenv("HUB_TEST_UNSET_VARIABLE", raising=False)
+    edit(config_dir, ROUTES, lambda d: d["routes"][0].update({"from": ["${HUB_TEST_UNSET_VARIABLE}"]}))
+    err = config_error(config_dir, environment={})
+    assert err.file == str(config_dir / ROUTES)
+    assert err.key == "routes[0].from[0]"
+
+
+# -- files that cannot be read ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", [PARTNERS, ROUTES])
+def test_invalid_yaml_names_the_file(config_dir, name):
+    (config_dir / name).write_text("parties:\n  NARSA: [unclosed\n    name: x\n", encoding="utf-8")
+    err = config_error(config_dir)
+    assert err.file == str(config_dir / name)
+    assert "not valid YAML" in err.reason
+    assert str(err).startswith(f"{config_dir / name}: ")
+
+
+def test_missing_file_names_the_file(config_dir):
+    (config_dir / ROUTES).unlink()
+    err = config_error(config_dir)
+    assert err.file == str(config_dir / ROUTES)
+    assert "file not found" in err.reason
+
+
+def test_top_level_must_be_a_mapping(config_dir):
+    (config_dir / PARTNERS).write_text("- NARSA\n- REGISTRY\n", encoding="utf-8")
+    err = config_error(config_dir)
+    assert err.file == str(config_dir / PARTNERS)
+    assert "mapping" in err.reason
