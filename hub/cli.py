@@ -7,6 +7,7 @@ import logging
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -35,8 +36,9 @@ def cmd_sample(args) -> int:
     if args.type not in SAMPLES:
         console.print(f"[red]no sample for {args.type!r}[/]; available: {', '.join(SAMPLES)}", highlight=False)
         return 2
-    sys.stdout.write(sample(_settings(args), args.type).decode())
-    sys.stdout.write("\n")
+    sys.stdout.flush()
+    sys.stdout.buffer.write(sample(_settings(args), args.type) + b"\n")  # UTF-8 bytes, whatever the terminal
+    sys.stdout.buffer.flush()
     return 0
 
 
@@ -54,10 +56,12 @@ def cmd_messages_list(args) -> int:
     query = select(Message).order_by(Message.id.desc()).limit(args.limit)
     if args.state:
         query = query.where(Message.state == args.state.upper())
-    table = Table("id", "type", "sender", "recipient", "case", "state", "received")
+    table = Table("type", "sender", "recipient", "case", "state", "received")
+    table.add_column("id", no_wrap=True, overflow="fold", min_width=12)  # always whole: operators copy it
+    table.columns.insert(0, table.columns.pop())
     with hub.sessions() as session:
         for m in session.scalars(query):
-            table.add_row(m.message_id, m.type, m.sender, m.recipient, m.correlation_id, m.state,
+            table.add_row(escape(m.message_id), m.type, m.sender, m.recipient, m.correlation_id, m.state,
                           f"{m.received_at:%Y-%m-%d %H:%M:%S}")
     console.print(table)
     return 0
@@ -71,7 +75,7 @@ def cmd_messages_show(args) -> int:
         with hub.sessions() as session:
             detail = message_detail(find_message(session, args.id))
     except NotFound as exc:
-        console.print(f"[red]{exc}[/]")
+        console.print(f"[red]{escape(str(exc))}[/]")
         return 1
     console.print_json(json.dumps(detail))
     return 0
@@ -84,9 +88,9 @@ def cmd_messages_resend(args) -> int:
     try:
         count = resend(hub, args.id, actor="cli")
     except NotFound as exc:
-        console.print(f"[red]{exc}[/]")
+        console.print(f"[red]{escape(str(exc))}[/]")
         return 1
-    console.print(f"{count} dead deliver{'y' if count == 1 else 'ies'} of {args.id} back in the outbox"
+    console.print(f"{count} dead deliver{'y' if count == 1 else 'ies'} of {escape(args.id)} back in the outbox"
                   + ("" if count else " (nothing was dead)"))
     return 0
 
@@ -131,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as exc:
-        console.print(f"[red]configuration error:[/] {exc}", highlight=False)
+        print(f"configuration error: {exc}", file=sys.stderr)  # unwrapped: paths stay copyable
         return 2
 
 

@@ -102,11 +102,20 @@ def _read(path: Path, env: dict) -> dict:
     return _interpolate(data, env, path, "")
 
 
-def _raise_first(exc: ValidationError, file: Path, prefix: str = "") -> None:
+def _key(parts) -> str:
+    """routes[0].to[1].partner: names joined by dots, list positions in brackets."""
+    key = ""
+    for part in parts:
+        if part == "":
+            continue
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key or "-"
+
+
+def _raise_first(exc: ValidationError, file: Path, *prefix) -> None:
     err = exc.errors()[0]
-    key = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
     reason = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-    raise ConfigError(file, key or "-", reason)
+    raise ConfigError(file, _key((*prefix, *err["loc"])), reason)
 
 
 def load_config(settings: Settings) -> HubConfig:
@@ -120,10 +129,15 @@ def load_config(settings: Settings) -> HubConfig:
         for key in raw:
             if key not in allowed:
                 raise ConfigError(file, key, f"unknown key (expected {', '.join(sorted(allowed))})")
-    try:
-        parties = {code: Party.model_validate(body) for code, body in (parties_raw.get("parties") or {}).items()}
-    except ValidationError as exc:
-        _raise_first(exc, partners_file, "parties")
+    parties_section = parties_raw.get("parties") or {}
+    if not isinstance(parties_section, dict):
+        raise ConfigError(partners_file, "parties", "expected a mapping of party code to settings")
+    parties = {}
+    for code, body in parties_section.items():
+        try:
+            parties[code] = Party.model_validate(body)
+        except ValidationError as exc:
+            _raise_first(exc, partners_file, "parties", code)
     try:
         config = HubConfig.model_validate({"parties": parties, "routes": routes_raw.get("routes") or [],
                                            "inbound": routes_raw.get("inbound") or []})

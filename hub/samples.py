@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 from hub import pki
 from hub.settings import Settings
@@ -15,7 +16,8 @@ def _licence_request(settings: Settings) -> bytes:
     citizen = Citizen(registration_id="MRE-0000042", given_name_latin="Youssef", family_name_latin="El Amrani",
                       given_name_arabic="يوسف", family_name_arabic="العمراني", birth_date=dt.date(1988, 4, 12),
                       cnie="BK123456", country="FR", post_code="FR-PARIS")
-    case = Case(reference=f"LIC-{now:%Y}-{now:%H%M%S}", post_code="FR-PARIS", created_at=now,
+    # a reference of its own each time, so every sample is a new message to the hub
+    case = Case(reference=f"LIC-{now:%Y%m%d}-S{uuid.uuid4().hex[:8].upper()}", post_code="FR-PARIS", created_at=now,
                 details=licence.licence_details("12/345673", ["B"], dt.date(2010, 5, 3)))
     pki.ensure_dev_pki(settings.pki_dir, ["hub", "REGISTRY"])
     signer = Signer(pki.load_key(str(settings.pki_dir / "REGISTRY.key")),
