@@ -12,17 +12,16 @@ the work over one long-lived httpx client:
 """
 from __future__ import annotations
 
-import email.utils
 import logging
 import os
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import httpx
 
+from connectors.rest.connector import parse_retry_after as retry_after_seconds
 from sandbox.delayed_queue import DelayedQueue
 
 log = logging.getLogger(__name__)
@@ -43,20 +42,6 @@ def write_atomically(path: Path, data: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def backoff_seconds(attempt: int) -> float:
