@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hub.db import utcnow
@@ -39,19 +39,6 @@ def claim_due(session: Session, *, owner: str, limit: int, lease_seconds: int) -
 
 def depth(session: Session) -> dict[str, int]:
     """Pending deliveries per partner (for /metrics and the monitor)."""
-    from sqlalchemy import func
     rows = session.execute(select(Delivery.partner, func.count()).where(Delivery.state == DeliveryState.PENDING)
                            .group_by(Delivery.partner))
     return {partner: count for partner, count in rows}
-
-
-def next_due_in(session: Session) -> float | None:
-    """Seconds until the next pending delivery is due (None when there is none)."""
-    from sqlalchemy import func
-    when = session.scalar(select(func.min(Delivery.next_attempt_at)).where(
-        and_(Delivery.state == DeliveryState.PENDING)))
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return max(0.0, (when - utcnow()).total_seconds())
