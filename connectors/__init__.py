@@ -9,6 +9,8 @@ import importlib
 
 CONNECTORS = {
     "rest": "connectors.rest:RestConnector",
+    "soap": "connectors.soap:SoapConnector",
+    "sftp": "connectors.sftp:SftpConnector",
     "local": "connectors.local:LocalConnector",
 }
 

@@ -1,10 +1,14 @@
 """The connector contract.
 
-A connector moves bytes between the hub and one party over one transport. The engine calls:
+A connector moves bytes between the hub and one party over one transport. Its class carries
+`Config`, the pydantic model of the party's `connection:` settings (the documentation of every key),
+and is built as `cls(party, config, timeout_seconds=..., settings=...)` without any I/O. The engine calls:
 
     open()          once, before the first send or poll; opens pools/sessions (constructors do no I/O)
     send(outbound)  from delivery workers, possibly from several threads at once; returns a SendResult
-                    when the party acknowledged the message, or raises:
+                    when the party acknowledged the message (its `receipt` is the party's answer
+                    document: when an inbound route matches its root element, the engine takes it in
+                    as the party's synchronous answer), or raises:
                       TransientDeliveryError  the engine retries later with backoff (its `retry_after`,
                                               when the party gave one, is honoured)
                       PermanentDeliveryError  the engine dead-letters the delivery with the reason
@@ -28,6 +32,7 @@ class Outbound:
     message_id: str
     message_type: str
     body: bytes
+    operation: str | None = None     # the route's operation: WSDL operation (SOAP), path (REST)
     content_type: str = "application/xml"
 
 

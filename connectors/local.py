@@ -3,12 +3,19 @@ from __future__ import annotations
 
 from typing import Callable
 
+from pydantic import BaseModel, ConfigDict
+
 from connectors.base import Health, Outbound, SendResult
 from hub.errors import DeliveryError, TransientDeliveryError
 
 
 class LocalConnector:
-    def __init__(self, party: str, handler: Callable[[Outbound], None] | None = None):
+    class Config(BaseModel):
+        """No settings: the consumer attaches itself in the hub's process (`Hub.attach_local_consumer`)."""
+        model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def __init__(self, party: str, config: "LocalConnector.Config | None" = None, *, timeout_seconds: float = 0,
+                 settings=None, handler: Callable[[Outbound], None] | None = None):
         self.party = party
         self.handler = handler
 

@@ -1,17 +1,23 @@
 """Partners and routes, loaded from `config/` and validated before anything else starts.
 
-The models below are the documentation of every key. Validation is pure apart from checking that
-the files a key names exist: unknown keys, unknown partners in routes, a REST partner without an
-endpoint, a missing mapping or schema are all errors naming the file and the key.
+    config/partners/<CODE>.yaml   one party each: the file name is its code
+    config/routes/<flow>.yaml     `namespaces`, `routes` and `inbound` of one flow
+
+The models below are the documentation of every key; each connector's `Config` model documents its
+`connection` settings. Validation is pure apart from checking that the files a key names exist:
+unknown keys, unknown transports or partners, bad `when` expressions, a missing mapping or schema
+are all errors naming the file and the key.
 """
 from __future__ import annotations
 
 import os
 import re
+import threading
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import yaml
+from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hub.errors import ConfigError
@@ -32,12 +38,13 @@ class RetryPolicy(_Strict):
 
 class Party(_Strict):
     name: str = Field(description="The administration's name, for people.")
-    transport: Literal["rest", "local"] = Field(description="How the hub delivers to it: `rest` (XML over HTTP) "
-                                                            "or `local` (an in-process consumer: the registry).")
-    endpoint: str | None = Field(None, description="URL the REST connector posts to.")
+    transport: str = Field(description="How the hub exchanges with it: `rest`, `soap`, `sftp`, or `local` "
+                                       "(an in-process consumer: the registry). See connectors/.")
     certificate: Path = Field(description="The party's pinned signing certificate (PEM).")
     timeout_seconds: float = Field(10.0, gt=0, le=300, description="Connect/read timeout of one delivery.")
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    connection: Any = Field(default_factory=dict, description="Transport settings, validated by the "
+                                                              "connector's own `Config` model.")
 
 
 class RouteTarget(_Strict):
@@ -46,6 +53,14 @@ class RouteTarget(_Strict):
                                                   "partner's document.")
     schema_: str | None = Field(None, alias="schema", description="Partner XSD under schemas/ the mapped "
                                                                   "document must satisfy.")
+    operation: str | None = Field(None, description="SOAP: the WSDL operation; REST: the path under the "
+                                                    "partner's endpoint.")
+    when: str | None = Field(None, description="XPath 1.0 boolean over the canonical envelope (prefixes from "
+                                               "the file's `namespaces`): deliver only when it is true.")
+    namespaces: dict[str, str] = Field(default_factory=dict, exclude=True)
+
+    def applies_to(self, envelope) -> bool:
+        return self.when is None or bool(_xpath(self.when, self.namespaces)(envelope))
 
 
 class Route(_Strict):
@@ -61,6 +76,12 @@ class InboundRoute(_Strict):
     mapping: str
 
 
+class RoutesFile(_Strict):
+    namespaces: dict[str, str] = Field(default_factory=dict, description="Prefixes usable in `when`.")
+    routes: list[Route] = []
+    inbound: list[InboundRoute] = []
+
+
 class HubConfig(_Strict):
     parties: dict[str, Party]
     routes: list[Route]
@@ -71,6 +92,18 @@ class HubConfig(_Strict):
 
     def inbound_for(self, partner: str, root_tag: str) -> InboundRoute | None:
         return next((r for r in self.inbound if r.partner == partner and r.root == root_tag), None)
+
+
+_xpaths = threading.local()
+
+
+def _xpath(expression: str, namespaces: dict[str, str]) -> etree.XPath:
+    """Compiled once per thread (lxml XPath objects are not shared between threads)."""
+    cache = _xpaths.__dict__.setdefault("cache", {})
+    key = (expression, tuple(sorted(namespaces.items())))
+    if key not in cache:
+        cache[key] = etree.XPath(f"boolean({expression})", namespaces=namespaces)
+    return cache[key]
 
 
 def _interpolate(value, env: dict, file: Path, key: str):
@@ -118,59 +151,94 @@ def _raise_first(exc: ValidationError, file: Path, *prefix) -> None:
     raise ConfigError(file, _key((*prefix, *err["loc"])), reason)
 
 
+PARTY_CODE = re.compile(r"^[A-Z][A-Z_]{1,19}$")
+
+
 def load_config(settings: Settings) -> HubConfig:
+    """Every `config/partners/<CODE>.yaml` and `config/routes/*.yaml`, validated together."""
     env = {**os.environ, **settings.environment, "HUB_VAR_DIR": str(settings.var_dir),
            "HUB_PKI_DIR": str(settings.pki_dir), "HUB_HOME": str(settings.home)}
-    partners_file = settings.config_dir / "partners.yaml"
-    routes_file = settings.config_dir / "routes.yaml"
-    parties_raw = _read(partners_file, env)
-    routes_raw = _read(routes_file, env)
-    for file, raw, allowed in ((partners_file, parties_raw, {"parties"}), (routes_file, routes_raw, {"routes", "inbound"})):
-        for key in raw:
-            if key not in allowed:
-                raise ConfigError(file, key, f"unknown key (expected {', '.join(sorted(allowed))})")
-    parties_section = parties_raw.get("parties") or {}
-    if not isinstance(parties_section, dict):
-        raise ConfigError(partners_file, "parties", "expected a mapping of party code to settings")
-    parties = {}
-    for code, body in parties_section.items():
+    partners_dir, routes_dir = settings.config_dir / "partners", settings.config_dir / "routes"
+    parties: dict[str, Party] = {}
+    party_files: dict[str, Path] = {}
+    for file in _yaml_files(partners_dir):
+        code = file.stem
+        if not PARTY_CODE.match(code):
+            raise ConfigError(file, "-", f"the file name is the party code: {code!r} is not one "
+                                         "(capitals and underscores, e.g. ETAT_CIVIL.yaml)")
+        parties[code] = _party(file, _read(file, env))
+        party_files[code] = file
+    routes, inbound, route_files = [], [], {}
+    for file in _yaml_files(routes_dir):
         try:
-            parties[code] = Party.model_validate(body)
+            content = RoutesFile.model_validate(_read(file, env))
         except ValidationError as exc:
-            _raise_first(exc, partners_file, "parties", code)
-    try:
-        config = HubConfig.model_validate({"parties": parties, "routes": routes_raw.get("routes") or [],
-                                           "inbound": routes_raw.get("inbound") or []})
-    except ValidationError as exc:
-        _raise_first(exc, routes_file)
-    _check_consistency(config, settings, partners_file, routes_file)
+            _raise_first(exc, file)
+        for i, route in enumerate(content.routes):
+            targets = [t.model_copy(update={"namespaces": content.namespaces}) for t in route.to]
+            for j, target in enumerate(targets):
+                if target.when:
+                    try:
+                        _xpath(target.when, content.namespaces)
+                    except etree.XPathSyntaxError as exc:
+                        raise ConfigError(file, f"routes[{i}].to[{j}].when", f"not a valid XPath: {exc}") from None
+            routes.append(route.model_copy(update={"to": targets}))
+            route_files[len(routes) - 1] = (file, i)
+        inbound.extend((file, i, entry) for i, entry in enumerate(content.inbound))
+    config = HubConfig(parties=parties, routes=routes, inbound=[entry for _, _, entry in inbound])
+    _check_consistency(config, settings, party_files, route_files, inbound)
     return config
 
 
-def _check_consistency(config: HubConfig, settings: Settings, partners_file: Path, routes_file: Path) -> None:
-    def known(code: str, key: str) -> None:
-        if code not in config.parties:
-            raise ConfigError(routes_file, key, f"unknown party {code!r} (known: {', '.join(sorted(config.parties))})")
+def _yaml_files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        raise ConfigError(directory, "-", "folder not found")
+    return sorted(directory.glob("*.yaml"))
 
-    for code, party in config.parties.items():
-        if party.transport == "rest" and not party.endpoint:
-            raise ConfigError(partners_file, f"parties.{code}.endpoint", "a rest partner needs an endpoint")
-    seen = set()
-    for i, route in enumerate(config.routes):
+
+def _party(file: Path, raw: dict) -> Party:
+    from connectors import connector_class
+
+    try:
+        party = Party.model_validate(raw)
+    except ValidationError as exc:
+        _raise_first(exc, file)
+    try:
+        cls = connector_class(party.transport)
+    except KeyError as exc:
+        raise ConfigError(file, "transport", exc.args[0]) from None
+    if not isinstance(party.connection, dict):
+        raise ConfigError(file, "connection", "expected a mapping of transport settings")
+    try:
+        connection = cls.Config.model_validate(party.connection)
+    except ValidationError as exc:
+        _raise_first(exc, file, "connection")
+    return party.model_copy(update={"connection": connection})
+
+
+def _check_consistency(config: HubConfig, settings: Settings, party_files: dict, route_files: dict,
+                       inbound: list) -> None:
+    def known(code: str, file: Path, key: str) -> None:
+        if code not in config.parties:
+            raise ConfigError(file, key, f"unknown party {code!r} (known: {', '.join(sorted(config.parties))})")
+
+    seen: dict[str, Path] = {}
+    for n, route in enumerate(config.routes):
+        file, i = route_files[n]
         if route.type in seen:
-            raise ConfigError(routes_file, f"routes[{i}].type", f"{route.type!r} is routed twice")
-        seen.add(route.type)
+            raise ConfigError(file, f"routes[{i}].type", f"{route.type!r} is already routed in {seen[route.type].name}")
+        seen[route.type] = file
         for code in route.from_:
-            known(code, f"routes[{i}].from")
+            known(code, file, f"routes[{i}].from")
         for j, target in enumerate(route.to):
-            known(target.partner, f"routes[{i}].to[{j}].partner")
+            known(target.partner, file, f"routes[{i}].to[{j}].partner")
             if target.mapping and not (settings.mappings_dir / target.mapping).is_file():
-                raise ConfigError(routes_file, f"routes[{i}].to[{j}].mapping", f"no file mappings/{target.mapping}")
+                raise ConfigError(file, f"routes[{i}].to[{j}].mapping", f"no file mappings/{target.mapping}")
             if target.schema_ and not (settings.schemas_dir / target.schema_).is_file():
-                raise ConfigError(routes_file, f"routes[{i}].to[{j}].schema", f"no file schemas/{target.schema_}")
-    for i, inbound in enumerate(config.inbound):
-        known(inbound.partner, f"inbound[{i}].partner")
-        if not (settings.mappings_dir / inbound.mapping).is_file():
-            raise ConfigError(routes_file, f"inbound[{i}].mapping", f"no file mappings/{inbound.mapping}")
-        if not (settings.schemas_dir / inbound.schema_).is_file():
-            raise ConfigError(routes_file, f"inbound[{i}].schema", f"no file schemas/{inbound.schema_}")
+                raise ConfigError(file, f"routes[{i}].to[{j}].schema", f"no file schemas/{target.schema_}")
+    for file, i, entry in inbound:
+        known(entry.partner, file, f"inbound[{i}].partner")
+        if not (settings.mappings_dir / entry.mapping).is_file():
+            raise ConfigError(file, f"inbound[{i}].mapping", f"no file mappings/{entry.mapping}")
+        if not (settings.schemas_dir / entry.schema_).is_file():
+            raise ConfigError(file, f"inbound[{i}].schema", f"no file schemas/{entry.schema_}")

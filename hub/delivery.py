@@ -18,13 +18,13 @@ from sqlalchemy import select
 from connectors.base import Outbound
 from hub import metrics, timeline
 from hub.db import utcnow
-from hub.errors import DeliveryError, HubError, PermanentDeliveryError, TransientDeliveryError
-from hub.intake import business_document
+from hub.errors import DeliveryError, HubError, InputError, PermanentDeliveryError, TransientDeliveryError
+from hub.intake import accept_partner_document, business_document
 from hub.models import Delivery, DeliveryState, Message, MessageState
 from hub.outbox import claim_due
 from hub.retry import next_delay
 from hub.signing import DS_NS
-from hub.xmlsafe import parse_trusted, to_bytes
+from hub.xmlsafe import parse_trusted, parse_untrusted, to_bytes
 
 log = logging.getLogger("hub.delivery")
 
@@ -61,7 +61,9 @@ def deliver(hub, delivery_id: int) -> str:
     started = time.perf_counter()
     try:
         body = render_for_partner(hub, message, delivery)
-        result = hub.connectors[delivery.partner].send(Outbound(message.message_id, message.type, body))
+        result = hub.connectors[delivery.partner].send(
+            Outbound(message.message_id, message.type, body, operation=delivery.operation))
+        answer = take_in_answer(hub, delivery.partner, result.receipt)
     except DeliveryError as exc:
         error = exc
     except Exception as exc:  # a bug or an unexpected library error: keep the message, try again later
@@ -69,13 +71,33 @@ def deliver(hub, delivery_id: int) -> str:
         error = TransientDeliveryError(f"unexpected {type(exc).__name__}: {exc}")
     else:
         metrics.DELIVERY_SECONDS.labels(delivery.partner).observe(time.perf_counter() - started)
-        _record_delivered(hub, delivery_id, body, result.receipt, f"over {transport}: {result.detail}")
+        _record_delivered(hub, delivery_id, body, result.receipt, f"over {transport}: {result.detail}", answer)
         metrics.DELIVERIES.labels(delivery.partner, "delivered").inc()
         return DeliveryState.DELIVERED
     return _record_failure(hub, delivery_id, error, transport)
 
 
-def _record_delivered(hub, delivery_id: int, body: bytes, receipt: bytes | None, detail: str) -> None:
+def take_in_answer(hub, partner: str, receipt: bytes | None) -> str | None:
+    """A synchronous answer (an inbound route knows its root element) goes through intake like a callback.
+
+    Returns the answer's message id, or None when the receipt is a plain acknowledgement. Intake
+    deduplicates, so a delivery sent again after a crash takes the same answer in only once."""
+    if not receipt:
+        return None
+    try:
+        root = parse_untrusted(receipt, max_bytes=hub.settings.max_message_bytes, what=f"{partner}'s answer")
+    except InputError:
+        return None  # not XML: kept as the partner's receipt, nothing to take in
+    if hub.config.inbound_for(partner, root.tag) is None:
+        return None
+    try:
+        return accept_partner_document(hub, partner, receipt).message_id
+    except InputError as exc:
+        raise PermanentDeliveryError(f"delivered, but {partner}'s answer was refused: {exc.detail}") from None
+
+
+def _record_delivered(hub, delivery_id: int, body: bytes, receipt: bytes | None, detail: str,
+                      answer: str | None = None) -> None:
     now = utcnow()
     with hub.sessions.begin() as session:
         delivery = session.get(Delivery, delivery_id)
@@ -85,6 +107,8 @@ def _record_delivered(hub, delivery_id: int, body: bytes, receipt: bytes | None,
         delivery.last_error = None
         timeline.record(session, message, timeline.SENT, f"to {delivery.partner} {detail} "
                                                          f"(attempt {delivery.attempts})", delivery)
+        if answer:
+            timeline.record(session, message, timeline.ANSWERED, f"{delivery.partner} answered with {answer}", delivery)
         _refresh_message_state(session, message)
 
 

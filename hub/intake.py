@@ -77,7 +77,7 @@ def accept_canonical(hub, data: bytes) -> Receipt:
     verify(document, certificate, signer_name=header.sender)
     steps = [(timeline.RECEIVED, f"{len(data)} bytes"), (timeline.VALIDATED, "envelope and business document"),
              (timeline.VERIFIED, f"signed by {header.sender}")]
-    return _store_and_route(hub, header, data, None, steps)
+    return _store_and_route(hub, header, envelope, data, None, steps)
 
 
 def accept_partner_document(hub, partner: str, data: bytes) -> Receipt:
@@ -103,7 +103,7 @@ def accept_partner_document(hub, partner: str, data: bytes) -> Receipt:
     steps = [(timeline.RECEIVED, f"{len(data)} bytes from {partner}"),
              (timeline.VALIDATED, f"against {inbound.schema_}"), (timeline.VERIFIED, f"signed by {partner}"),
              (timeline.MAPPED_IN, f"with {inbound.mapping}")]
-    return _store_and_route(hub, header, data, to_bytes(envelope), steps)
+    return _store_and_route(hub, header, envelope, data, to_bytes(envelope), steps)
 
 
 def _check_type_matches_body(header: Header, document: etree._Element) -> None:
@@ -113,13 +113,18 @@ def _check_type_matches_body(header: Header, document: etree._Element) -> None:
                             [Problem("Type mismatch", line=document.sourceline, path="/Message/Header/Type")])
 
 
-def _store_and_route(hub, header: Header, data: bytes, canonical: bytes | None, steps) -> Receipt:
+def _store_and_route(hub, header: Header, envelope: etree._Element, data: bytes, canonical: bytes | None,
+                     steps) -> Receipt:
     route = hub.config.route_for(header.type)
     if route is None:
         raise NotRoutable(f"no route for message type {header.type!r}",
                           [Problem("unknown message type", path="/Message/Header/Type")])
     if header.sender not in route.from_:
         raise NotAllowed(f"{header.sender} may not send {header.type}")
+    targets = [target for target in route.to if target.applies_to(envelope)]
+    if not targets:
+        raise NotRoutable(f"no recipient of {header.type} applies to this message (every route condition is false)",
+                          [Problem("no route condition holds", path="/Message/Body")])
     digest = hashlib.sha256(data).hexdigest()
     received_at = utcnow()
     # Sign before opening the write transaction: the database lock is held for storage only.
@@ -145,13 +150,14 @@ def _store_and_route(hub, header: Header, data: bytes, canonical: bytes | None, 
                 for kind, detail in events:
                     timeline.record(session, message, kind, detail)
                 timeline.record(session, message, timeline.ACCEPTED, f"sha256 {digest[:16]}…, receipt signed")
-                for target in route.to:
+                for target in targets:
                     delivery = Delivery(message_pk=message.id, partner=target.partner, mapping=target.mapping,
-                                        schema_name=target.schema_, state=DeliveryState.PENDING, attempts=0,
-                                        next_attempt_at=received_at)
+                                        schema_name=target.schema_, operation=target.operation,
+                                        state=DeliveryState.PENDING, attempts=0, next_attempt_at=received_at)
                     session.add(delivery)
                     session.flush()
-                    timeline.record(session, message, timeline.QUEUED, f"for {target.partner}", delivery)
+                    timeline.record(session, message, timeline.QUEUED, f"for {target.partner}"
+                                    + (f" ({target.operation})" if target.operation else ""), delivery)
             break
         except IntegrityError:
             if attempt:  # a concurrent intake of the same id won the race: answer as a duplicate

@@ -61,6 +61,7 @@ class Delivery(Base):
     partner: Mapped[str] = mapped_column(String(20), index=True)
     mapping: Mapped[str | None] = mapped_column(String(200))
     schema_name: Mapped[str | None] = mapped_column(String(200))
+    operation: Mapped[str | None] = mapped_column(String(120))
     state: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
@@ -84,3 +85,17 @@ class Event(Base):
     at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     kind: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class InboundFile(Base):
+    """Files a polling connector handed in: a file seen again (a restart before it was moved) is not re-read."""
+    __tablename__ = "inbound_files"
+    __table_args__ = (UniqueConstraint("partner", "name", "digest", name="uq_inbound_files_partner_name_digest"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    partner: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(255))
+    digest: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))          # ACCEPTED | REFUSED
+    detail: Mapped[str] = mapped_column(Text, default="")     # the message id, or why it was refused
+    processed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)

@@ -45,10 +45,8 @@ class Hub:
 
     def _build_connector(self, code: str) -> Connector:
         party = self.config.parties[code]
-        cls = connector_class(party.transport)
-        if party.transport == "rest":
-            return cls(code, endpoint=party.endpoint, timeout_seconds=party.timeout_seconds)
-        return cls(code)
+        return connector_class(party.transport)(code, party.connection, timeout_seconds=party.timeout_seconds,
+                                                 settings=self.settings)
 
     def migrate(self) -> None:
         migrate(self.engine)

@@ -10,19 +10,21 @@ from hub.signing import Signer
 
 
 def _licence_request(settings: Settings) -> bytes:
-    from registry import licence
+    from types import SimpleNamespace
+
     from registry.models import Case, Citizen
+    from registry.services import licence
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     citizen = Citizen(registration_id="MRE-0000042", given_name_latin="Youssef", family_name_latin="El Amrani",
                       given_name_arabic="يوسف", family_name_arabic="العمراني", birth_date=dt.date(1988, 4, 12),
                       cnie="BK123456", country="FR", post_code="FR-PARIS")
     # a reference of its own each time, so every sample is a new message to the hub
     case = Case(reference=f"LIC-{now:%Y%m%d}-S{uuid.uuid4().hex[:8].upper()}", post_code="FR-PARIS", created_at=now,
-                details=licence.licence_details("12/345673", ["B"], dt.date(2010, 5, 3)))
+                details={"number": "12/345673", "categories": ["B"], "issue_date": "2010-05-03"}, citizen=citizen)
     pki.ensure_dev_pki(settings.pki_dir, ["hub", "REGISTRY"])
     signer = Signer(pki.load_key(str(settings.pki_dir / "REGISTRY.key")),
                     pki.load_certificate(str(settings.pki_dir / "REGISTRY.crt")))
-    return licence.build_request(case, citizen, signer)
+    return licence.build_request(SimpleNamespace(signer=signer), case)
 
 
 SAMPLES = {"LicenceAuthenticationRequest": _licence_request}

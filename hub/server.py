@@ -9,6 +9,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from hub.api.app import create_app
 from hub.delivery import DeliveryWorkers
+from hub.polling import poll_partner, polling_partners
 from hub.runtime import Hub
 from hub.settings import Settings
 from registry.runtime import Registry
@@ -29,8 +30,19 @@ class HubService:
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.scheduler.add_job(self.registry.resubmit_stalled, "interval", seconds=30, id="resubmit-stalled-cases",
                                max_instances=1, coalesce=True)
+        for partner, seconds in polling_partners(self.hub).items():
+            self.scheduler.add_job(self._poll, "interval", args=[partner], seconds=seconds, id=f"poll-{partner}",
+                                   max_instances=1, coalesce=True)
+        for job_id, function, seconds in self.registry.scheduled_jobs():
+            self.scheduler.add_job(function, "interval", seconds=seconds, id=job_id, max_instances=1, coalesce=True)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+
+    def _poll(self, partner: str) -> None:
+        try:
+            poll_partner(self.hub, partner)
+        except Exception:  # the connector translated what it could; keep polling on schedule
+            log.exception("polling %s failed; will try again at the next interval", partner)
 
     def _uvicorn(self, host: str, port: int) -> uvicorn.Server:
         config = uvicorn.Config(self.app, host=host, port=port, log_level="warning", access_log=False,

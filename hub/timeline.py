@@ -16,6 +16,7 @@ QUEUED = "QUEUED"                    # a delivery to one recipient placed in the
 DUPLICATE = "DUPLICATE"              # same id and bytes again: first receipt returned
 CLAIMED = "CLAIMED"                  # a worker took the delivery (with a lease)
 SENT = "SENT"                        # mapped, signed and handed to the partner, who acknowledged
+ANSWERED = "ANSWERED"                # the partner's synchronous answer taken in as a message of its own
 RETRY_SCHEDULED = "RETRY_SCHEDULED"  # transient fault; next attempt planned
 DEAD_LETTERED = "DEAD_LETTERED"      # permanent fault or retries exhausted
 RESENT = "RESENT"                    # an operator put a dead delivery back in the outbox

@@ -43,6 +43,7 @@ class Citizen(Base):
     email: Mapped[str | None] = mapped_column(String(254))
     post_code: Mapped[str] = mapped_column(ForeignKey("posts.code"), index=True)
     registered_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    status: Mapped[str] = mapped_column(String(12), default="ACTIVE", server_default="ACTIVE")  # PENDING | ACTIVE | REJECTED
 
     post: Mapped[Post] = relationship()
 
@@ -53,7 +54,7 @@ class Case(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     reference: Mapped[str] = mapped_column(String(40), unique=True)
     service: Mapped[str] = mapped_column(String(40), index=True)
-    citizen_id: Mapped[int] = mapped_column(ForeignKey("citizens.id"), index=True)
+    citizen_id: Mapped[int | None] = mapped_column(ForeignKey("citizens.id"), index=True)  # None: not registered
     post_code: Mapped[str] = mapped_column(ForeignKey("posts.code"), index=True)
     status: Mapped[str] = mapped_column(String(24), index=True)
     details: Mapped[dict] = mapped_column(JSON)
@@ -63,7 +64,7 @@ class Case(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
-    citizen: Mapped[Citizen] = relationship()
+    citizen: Mapped[Citizen | None] = relationship()
     history: Mapped[list["CaseEvent"]] = relationship(order_by="CaseEvent.id")
     documents: Mapped[list["CaseDocument"]] = relationship(order_by="CaseDocument.id")
 

@@ -1,24 +1,29 @@
-"""The registry wired to the hub: it submits signed requests and consumes the hub's deliveries."""
+"""The registry wired to the hub: it submits signed messages and consumes the hub's deliveries.
+
+Deliveries to the REGISTRY party are dispatched by message type to the service module that
+handles them (registry/services/); a dead-lettered message of the registry fails its case.
+"""
 from __future__ import annotations
 
 import datetime as dt
 import logging
 
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from connectors.base import Outbound
 from hub import pki
 from hub.db import utcnow
-from hub.errors import InputError, PermanentDeliveryError
+from hub.errors import InputError, NotFound, PermanentDeliveryError
 from hub.signing import Signer
 from hub.xmlsafe import parse_trusted
-from registry import licence, service
+from registry import service, services
+from registry.canonical import PARTY
 from registry.models import Case
+from registry.outputs import case_out
 from registry.reference import load_posts
-from registry.statuses import LICENCE_AUTHENTICATION
 
 log = logging.getLogger("registry")
-PARTY = "REGISTRY"
 
 
 class Registry:
@@ -27,6 +32,8 @@ class Registry:
         pki_dir = hub.settings.pki_dir
         self.signer = Signer(pki.load_key(str(pki_dir / f"{PARTY}.key")),
                              pki.load_certificate(str(pki_dir / f"{PARTY}.crt")))
+        self.handlers = {message_type: handler for module in services.modules()
+                         for message_type, handler in module.HANDLERS.items()}
         hub.attach_local_consumer(PARTY, self.receive)
         hub.dead_letter_listeners.append(self.on_dead_letter)
 
@@ -34,16 +41,41 @@ class Registry:
         with self.hub.sessions.begin() as session:
             return load_posts(session, self.hub.settings.config_dir / "reference" / "posts.csv")
 
+    def scheduled_jobs(self) -> list[tuple[str, object, float]]:
+        jobs = [(job_id, (lambda fn=fn: fn(self)), seconds) for module in services.modules()
+                for job_id, fn, seconds in getattr(module, "SCHEDULED", ())]
+        return jobs
+
     # -- outgoing ----------------------------------------------------------------------------------
+    def submit(self, data: bytes):
+        """Send one signed canonical message through the hub; returns the hub's intake.Receipt."""
+        return self.hub.submit(data)
+
+    async def open_and_submit(self, service_name: str, *, registration_id: str | None, details: dict,
+                              actor: str) -> dict:
+        """Open a case for a registered citizen and send its request; returns the case as JSON."""
+        def work() -> str:
+            with self.hub.sessions.begin() as session:
+                citizen = service.get_citizen(session, registration_id=registration_id) if registration_id else None
+                case = service.open_case(session, service=service_name, citizen=citizen, details=details, actor=actor)
+                reference = case.reference
+            self.submit_case(reference)
+            return reference
+
+        reference = await run_in_threadpool(work)
+        with self.hub.sessions() as session:
+            return case_out(service.get_case(session, reference=reference), full=True)
+
     def submit_case(self, reference: str) -> str:
         """Send the case's request through the hub; the case then awaits the partner's answer."""
         with self.hub.sessions() as session:
             case = service.get_case(session, reference=reference)
-            if case.status != "SUBMITTED":
+            module = services.module_for(case.service)
+            if case.status != "SUBMITTED" or not hasattr(module, "build_request"):
                 return case.status
-            data = licence.build_request(case, case.citizen, self.signer)
+            data = module.build_request(self, case)
         try:
-            receipt = self.hub.submit(data)
+            receipt = self.submit(data)
         except InputError as exc:  # our own request refused: a defect to see, not to retry
             with self.hub.sessions.begin() as session:
                 case = service.get_case(session, reference=reference, for_update=True)
@@ -52,36 +84,43 @@ class Registry:
         with self.hub.sessions.begin() as session:
             case = service.get_case(session, reference=reference, for_update=True)
             case.request_message_id = receipt.message_id
-            service.move_case(session, case=case, status="AWAITING_PARTNER", actor="hub",
-                              note=f"accepted by the hub as {receipt.message_id}")
+            if case.status == "SUBMITTED":  # a synchronous answer may already have moved it on
+                service.move_case(session, case=case, status=module.SENT_STATUS, actor="hub",
+                                  note=f"accepted by the hub as {receipt.message_id}")
             return case.status
 
     def resubmit_stalled(self, older_than_seconds: float = 30) -> int:
         """Cases left SUBMITTED (the hub was unreachable at the time) are submitted again, idempotently."""
         cutoff = utcnow() - dt.timedelta(seconds=older_than_seconds)
+        sending = [m.SERVICE for m in services.modules() if hasattr(m, "build_request")]
         with self.hub.sessions() as session:
-            refs = list(session.scalars(select(Case.reference).where(Case.status == "SUBMITTED",
-                                                                     Case.created_at < cutoff)))
+            refs = list(session.scalars(select(Case.reference).where(
+                Case.status == "SUBMITTED", Case.service.in_(sending), Case.created_at < cutoff)))
         for reference in refs:
             self.submit_case(reference)
         return len(refs)
 
     # -- incoming (deliveries from the hub to the REGISTRY party) -----------------------------------
     def receive(self, outbound: Outbound) -> None:
-        envelope = parse_trusted(outbound.body)
-        if outbound.message_type != licence.RESULT_TYPE:
+        handler = self.handlers.get(outbound.message_type)
+        if handler is None:
             raise PermanentDeliveryError(f"the registry does not consume {outbound.message_type}")
+        envelope = parse_trusted(outbound.body)
         with self.hub.sessions.begin() as session:
-            what = licence.apply_result(session, envelope, hub_certificate=self.hub.signer.certificate,
-                                        narsa_certificate=self.hub.certificates["NARSA"])
+            what = handler(self, session, envelope)
         log.debug(what)
 
     def on_dead_letter(self, sender: str, correlation_id: str, message_id: str, reason: str) -> None:
         if sender != PARTY:
             return
         with self.hub.sessions.begin() as session:
-            case = service.get_case(session, reference=correlation_id, for_update=True)
+            for module in services.modules():
+                hook = getattr(module, "on_dead_letter", None)
+                if hook is not None and hook(self, session, correlation_id, message_id, reason):
+                    return
+            try:
+                case = service.get_case(session, reference=correlation_id, for_update=True)
+            except NotFound:
+                log.error("dead letter %s names no case (%s): %s", message_id, correlation_id, reason)
+                return
             service.move_case(session, case=case, status="FAILED", actor="hub", note=reason)
-
-
-SERVICES = {LICENCE_AUTHENTICATION: licence}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -23,13 +24,14 @@ def register_citizen(session: Session, *, post_code: str, given_name_latin: str,
                      given_name_arabic: str, family_name_arabic: str, birth_date: dt.date, sex: str,
                      country: str, city: str, birth_place: str = "", cnie: str | None = None,
                      passport_number: str | None = None, address_lines: str = "", phone: str | None = None,
-                     email: str | None = None) -> Citizen:
+                     email: str | None = None, status: str = "ACTIVE") -> Citizen:
     get_post(session, code=post_code)
     citizen = Citizen(registration_id="MRE-PENDING", post_code=post_code, given_name_latin=given_name_latin,
                       family_name_latin=family_name_latin, given_name_arabic=given_name_arabic,
                       family_name_arabic=family_name_arabic, birth_date=birth_date, sex=sex, country=country,
                       city=city, birth_place=birth_place, cnie=cnie, passport_number=passport_number,
-                      address_lines=address_lines, phone=phone, email=email, registered_at=utcnow())
+                      address_lines=address_lines, phone=phone, email=email, registered_at=utcnow(),
+                      status=status)
     session.add(citizen)
     session.flush()
     citizen.registration_id = f"MRE-{citizen.id:07d}"  # stable across posts: never derived from the post
@@ -43,15 +45,28 @@ def get_citizen(session: Session, *, registration_id: str) -> Citizen:
     return citizen
 
 
-def open_case(session: Session, *, service: str, prefix: str, citizen: Citizen, details: dict, actor: str) -> Case:
+def open_case(session: Session, *, service: str, citizen: Citizen | None, details: dict, actor: str,
+              post_code: str | None = None, status: str = "SUBMITTED", note: str = "case opened") -> Case:
+    """A new case of `service` at the citizen's post (or `post_code` when there is no citizen)."""
+    from registry.services import module_for
+
     now = utcnow()
-    case = Case(reference="PENDING", service=service, citizen_id=citizen.id, post_code=citizen.post_code,
-                status="SUBMITTED", details=details, created_at=now, updated_at=now)
+    post_code = post_code or citizen.post_code
+    get_post(session, code=post_code)
+    case = Case(reference=f"PENDING-{uuid.uuid4().hex}", service=service, citizen_id=citizen.id if citizen else None,
+                post_code=post_code, status=status, details=details, created_at=now, updated_at=now)
     session.add(case)
     session.flush()
-    case.reference = f"{prefix}-{now:%Y}-{case.id:06d}"
-    session.add(CaseEvent(case_id=case.id, at=now, status="SUBMITTED", actor=actor, note="case opened"))
+    case.reference = f"{module_for(service).PREFIX}-{now:%Y}-{case.id:06d}"
+    session.add(CaseEvent(case_id=case.id, at=now, status=status, actor=actor, note=note))
     return case
+
+
+def find_citizen_by_cnie(session: Session, *, cnie: str) -> Citizen | None:
+    """The active registered citizen holding this CNIE (upper-cased, spaces removed), if any."""
+    normalised = cnie.replace(" ", "").upper()
+    return session.scalars(select(Citizen).where(Citizen.cnie == normalised, Citizen.status == "ACTIVE")
+                           .order_by(Citizen.id)).first()
 
 
 def get_case(session: Session, *, reference: str, for_update: bool = False) -> Case:

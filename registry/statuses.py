@@ -1,26 +1,31 @@
-"""Case status machines, one per service. A transition not listed here is refused."""
+"""Case status machines: each service module declares its MACHINE; a transition not listed is refused.
+
+Every non-final status may also move to FAILED (the hub could not deliver the case's message: a dead
+letter). A status with no successor is final.
+"""
 from __future__ import annotations
 
-LICENCE_AUTHENTICATION = "LICENCE_AUTHENTICATION"
+from functools import cache
 
-# Driving-licence authentication with NARSA (asynchronous: acknowledged, answered by callback).
-#   SUBMITTED -> AWAITING_PARTNER -> AUTHENTIC | NOT_AUTHENTIC | DISCREPANCY
-#   any non-final -> FAILED when the hub could not deliver the request (dead letter)
-MACHINES: dict[str, dict[str, set[str]]] = {
-    LICENCE_AUTHENTICATION: {
-        "SUBMITTED": {"AWAITING_PARTNER", "FAILED"},
-        "AWAITING_PARTNER": {"AUTHENTIC", "NOT_AUTHENTIC", "DISCREPANCY", "FAILED"},
-        "AUTHENTIC": set(), "NOT_AUTHENTIC": set(), "DISCREPANCY": set(), "FAILED": set(),
-    },
-}
+FAILED = "FAILED"
+
+
+@cache
+def machine(service: str) -> dict[str, frozenset[str]]:
+    from registry.services import module_for
+
+    declared = module_for(service).MACHINE
+    full = {status: frozenset(nxt | {FAILED}) if nxt else frozenset() for status, nxt in declared.items()}
+    full[FAILED] = frozenset()
+    return full
 
 
 def is_final(service: str, status: str) -> bool:
-    return not MACHINES[service][status]
+    return not machine(service)[status]
 
 
 def final_statuses(service: str) -> set[str]:
-    return {s for s, nxt in MACHINES[service].items() if not nxt}
+    return {s for s, nxt in machine(service).items() if not nxt}
 
 
 class TransitionRefused(Exception):
@@ -28,5 +33,5 @@ class TransitionRefused(Exception):
 
 
 def check_transition(service: str, current: str, new: str) -> None:
-    if new not in MACHINES[service].get(current, set()):
+    if new not in machine(service).get(current, frozenset()):
         raise TransitionRefused(f"{service} case cannot go from {current} to {new}")

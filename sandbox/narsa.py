@@ -454,3 +454,13 @@ def serve(*, host: str, port: int, hub_url: str, pki_dir: Path, data_dir: Path, 
                                               lifespan="on"))
     server.run()
     return 0 if server.started else 1
+
+
+def add_arguments(parser) -> None:
+    from sandbox.common import add_common_arguments
+    add_common_arguments(parser, port=8711, answer_delay=0.2)
+
+
+def run(args) -> int:
+    return serve(host=args.host, port=args.port, hub_url=args.hub_url, pki_dir=args.pki_dir, data_dir=args.data_dir,
+                 answer_delay=args.answer_delay, mode=args.mode)

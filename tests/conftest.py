@@ -1,4 +1,4 @@
-"""Shared fixtures: databases (SQLite and a real PostgreSQL), settings, a running hub, the NARSA sandbox.
+"""Shared fixtures: databases (SQLite and a real PostgreSQL), settings, a running hub, sandbox partners.
 
 PostgreSQL is used when HUB_TEST_POSTGRES_URL is set or 127.0.0.1:5432 answers; each test gets a
 schema of its own so runs never collide. With HUB_REQUIRE_POSTGRES=1 (CI) a missing PostgreSQL is
@@ -25,6 +25,8 @@ from hub.settings import PROJECT_ROOT, Settings
 
 POSTGRES_URL = os.environ.get("HUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRES = os.environ.get("HUB_REQUIRE_POSTGRES") == "1"
+PARTIES = ["hub", "REGISTRY", "DGSN", "JUSTICE", "CDG", "NARSA", "SANTE", "ETAT_CIVIL"]
+PARTNERS = ["DGSN", "JUSTICE", "CDG", "NARSA", "SANTE", "ETAT_CIVIL"]
 
 
 def _postgres_available() -> str | None:
@@ -47,7 +49,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def pki_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("pki")
-    pki.ensure_dev_pki(path, ["hub", "REGISTRY", "NARSA"])
+    pki.ensure_dev_pki(path, PARTIES)
     return path
 
 
@@ -69,28 +71,47 @@ def database_url(request, tmp_path):
         conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
-def write_config(directory: Path, *, narsa_url: str, retry: dict | None = None) -> Path:
-    """A copy of config/ with NARSA's endpoint and retry policy set for a test."""
+FAST_RETRY = {"max_attempts": 6, "base_delay_seconds": 0.2, "max_delay_seconds": 1}
+
+
+def write_config(directory: Path, *, retry: dict | None = None, narsa_url: str | None = None) -> Path:
+    """A copy of config/ whose partners retry fast (a test's time is short) and time out in 5 s;
+    `narsa_url` pins NARSA's address in the file itself (for processes that get no environment)."""
     shutil.copytree(PROJECT_ROOT / "config", directory, dirs_exist_ok=True)
-    partners = yaml.safe_load((directory / "partners.yaml").read_text())
-    narsa = partners["parties"]["NARSA"]
-    narsa["endpoint"] = f"{narsa_url}/narsa/v1/demandes-authentification"
-    narsa["timeout_seconds"] = 5
-    narsa["retry"] = retry or {"max_attempts": 6, "base_delay_seconds": 0.2, "max_delay_seconds": 1}
-    (directory / "partners.yaml").write_text(yaml.safe_dump(partners, allow_unicode=True))
+    for path in (directory / "partners").glob("*.yaml"):
+        party = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if party.get("transport") != "local":
+            party["timeout_seconds"] = 5
+            party["retry"] = retry or FAST_RETRY
+        if path.stem == "NARSA" and narsa_url:
+            party["connection"]["endpoint"] = f"{narsa_url}/narsa/v1"
+        path.write_text(yaml.safe_dump(party, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return directory
 
 
 @pytest.fixture
-def narsa_port() -> int:
-    return free_port()
+def partner_ports() -> dict[str, int]:
+    """A free loopback port per partner (CDG's is its SFTP port)."""
+    return {code: free_port() for code in PARTNERS}
 
 
 @pytest.fixture
-def settings(tmp_path, pki_dir, database_url, narsa_port) -> Settings:
+def narsa_port(partner_ports) -> int:
+    return partner_ports["NARSA"]
+
+
+def partner_environment(ports: dict[str, int]) -> dict[str, str]:
+    """The variables config/partners/*.yaml read to find each partner on loopback."""
+    env = {f"HUB_{code}_URL": f"http://127.0.0.1:{port}" for code, port in ports.items() if code != "CDG"}
+    env["HUB_CDG_SFTP_PORT"] = str(ports["CDG"])
+    return env
+
+
+@pytest.fixture
+def settings(tmp_path, pki_dir, database_url, partner_ports) -> Settings:
     return Settings.from_env(var_dir=tmp_path / "var", pki_dir=pki_dir, database_url=database_url,
-                             config_dir=write_config(tmp_path / "config", narsa_url=f"http://127.0.0.1:{narsa_port}"),
-                             lease_seconds=5)
+                             config_dir=write_config(tmp_path / "config"), lease_seconds=5,
+                             environment={**os.environ, **partner_environment(partner_ports)})
 
 
 @pytest.fixture
@@ -116,15 +137,19 @@ def wait_for(predicate, timeout: float = 20, interval: float = 0.1, what: str = 
 
 
 class Sandbox:
-    def __init__(self, port: int, hub_url: str, pki_dir: Path, data_dir: Path):
+    """A sandbox partner process (`python -m sandbox NAME ...`); `url` is its HTTP (control) address."""
+
+    def __init__(self, port: int, hub_url: str, pki_dir: Path, data_dir: Path, *, name: str = "narsa",
+                 extra_args: list[str] | None = None, http_port: int | None = None):
         self.port, self.hub_url, self.pki_dir, self.data_dir = port, hub_url, pki_dir, data_dir
-        self.url = f"http://127.0.0.1:{port}"
+        self.name, self.extra_args = name, list(extra_args or ["--answer-delay", "0.05"])
+        self.url = f"http://127.0.0.1:{http_port or port}"
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Sandbox":
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sandbox", "narsa", "--port", str(self.port), "--hub-url", self.hub_url,
-             "--pki-dir", str(self.pki_dir), "--data-dir", str(self.data_dir), "--answer-delay", "0.05"],
+            [sys.executable, "-m", "sandbox", self.name, "--port", str(self.port), "--hub-url", self.hub_url,
+             "--pki-dir", str(self.pki_dir), "--data-dir", str(self.data_dir), *self.extra_args],
             cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
         def healthy():
@@ -134,7 +159,7 @@ class Sandbox:
                 return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
             except httpx.HTTPError:
                 return False
-        wait_for(healthy, 30, what="NARSA sandbox")
+        wait_for(healthy, 30, what=f"{self.name} sandbox")
         return self
 
     def stats(self) -> dict:
@@ -143,8 +168,8 @@ class Sandbox:
     def behave(self, **behaviour) -> None:
         httpx.post(f"{self.url}/_sandbox/behaviour", json=behaviour, timeout=5).raise_for_status()
 
-    def received(self) -> list[Path]:
-        return sorted(p for p in (self.data_dir / "NARSA" / "received").glob("*.xml") if not p.name.endswith(".ack.xml"))
+    def received(self, partner: str = "NARSA") -> list[Path]:
+        return sorted(p for p in (self.data_dir / partner / "received").glob("*.xml") if not p.name.endswith(".ack.xml"))
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -156,13 +181,23 @@ class Sandbox:
 
 
 @pytest.fixture
-def sandbox_factory(tmp_path, pki_dir, narsa_port):
+def start_sandbox(tmp_path, pki_dir, partner_ports):
+    """start_sandbox("dgsn", hub_url, extra_args=[...]) runs that partner's sandbox on its test port;
+    every sandbox started is stopped at the end of the test."""
     started = []
 
-    def start(hub_url: str) -> Sandbox:
-        box = Sandbox(narsa_port, hub_url, pki_dir, tmp_path / "sandbox").start()
+    def start(name: str, hub_url: str, *, extra_args: list[str] | None = None, http_port: int | None = None) -> Sandbox:
+        port = partner_ports[name.upper()]
+        box = Sandbox(port, hub_url, pki_dir, tmp_path / "sandbox", name=name, extra_args=extra_args,
+                      http_port=http_port).start()
         started.append(box)
         return box
     yield start
     for box in started:
         box.stop()
+
+
+@pytest.fixture
+def sandbox_factory(start_sandbox):
+    """The NARSA sandbox, answering 0.05 s after acknowledging."""
+    return lambda hub_url: start_sandbox("narsa", hub_url)

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from types import SimpleNamespace
 
 from lxml import etree
 
 from hub import pki
 from hub.signing import Signer
-from registry import licence
 from registry.models import Case, Citizen
+from registry.services import licence
 
 
 def signer_for(pki_dir: Path, party: str) -> Signer:
@@ -23,9 +24,9 @@ def licence_request(pki_dir: Path, *, reference: str = "LIC-2026-000001", number
     citizen = Citizen(registration_id="MRE-0000042", given_name_latin="Youssef", family_name_latin="El Amrani",
                       given_name_arabic="يوسف", family_name_arabic="العمراني", birth_date=dt.date(1988, 4, 12),
                       cnie="BK123456", country="FR", post_code="FR-PARIS")
-    case = Case(reference=reference, post_code="FR-PARIS", created_at=created,
-                details=licence.licence_details(number, ["B"], dt.date(2010, 5, 3)))
-    return licence.build_request(case, citizen, signer_for(pki_dir, signed_by))
+    case = Case(reference=reference, post_code="FR-PARIS", created_at=created, citizen=citizen,
+                details={"number": number, "categories": ["B"], "issue_date": "2010-05-03"})
+    return licence.build_request(SimpleNamespace(signer=signer_for(pki_dir, signed_by)), case)
 
 
 def replace_text(data: bytes, old: str, new: str) -> bytes:

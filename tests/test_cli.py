@@ -278,7 +278,7 @@ def broken_config(tmp_path) -> Path:
     """A copy of config/ under a deep directory (its path is over 80 characters) with an unknown key."""
     deep = tmp_path / ("operator-managed-configuration-" * 2).rstrip("-") / "consular-exchange-hub"
     config_dir = write_config(deep / "config", narsa_url=closed_port_url())
-    routes = config_dir / "routes.yaml"
+    routes = config_dir / "routes" / "licence.yaml"
     data = yaml.safe_load(routes.read_text(encoding="utf-8"))
     data["rutes"] = []
     routes.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
@@ -291,7 +291,7 @@ def test_configuration_error_exits_2_naming_file_and_key(cli_env, broken_config)
     assert result.returncode == 2
     output = unwrapped(result.stdout + result.stderr)
     assert "configuration error" in output
-    assert str(broken_config / "routes.yaml") in output
+    assert str(broken_config / "routes" / "licence.yaml") in output
     assert "rutes" in output and "unknown key" in output
     assert "Traceback" not in result.stdout + result.stderr
 
@@ -299,4 +299,4 @@ def test_configuration_error_exits_2_naming_file_and_key(cli_env, broken_config)
 def test_configuration_error_keeps_the_file_path_on_one_line(cli_env, broken_config):
     result = run_hub("messages", "list", env={**cli_env, "HUB_CONFIG_DIR": str(broken_config)})
     assert result.returncode == 2
-    assert f"{broken_config / 'routes.yaml'}: rutes: unknown key" in result.stdout + result.stderr
+    assert f"{broken_config / 'routes' / 'licence.yaml'}: rutes: unknown key" in result.stdout + result.stderr

@@ -22,7 +22,7 @@ def open_case(client, number: str, post: str = "FR-PARIS") -> str:
         "given_name_arabic": "خديجة", "family_name_arabic": "العلوي", "birth_date": "1979-03-02", "sex": "F",
         "cnie": "J123456", "country": "FR", "city": "Paris"})
     assert citizen.status_code == 201, citizen.text
-    case = client.post("/api/v1/cases", json={"registration_id": citizen.json()["registration_id"],
+    case = client.post("/api/v1/cases/licence-authentication", json={"registration_id": citizen.json()["registration_id"],
                                               "licence": {"number": number, "categories": ["B"],
                                                           "issue_date": "2005-09-01"}})
     assert case.status_code == 201, case.text

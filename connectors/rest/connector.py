@@ -7,6 +7,7 @@ import time
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.base import Health, Outbound, SendResult
 from hub.errors import PermanentDeliveryError, TransientDeliveryError
@@ -29,9 +30,14 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 class RestConnector:
-    def __init__(self, party: str, *, endpoint: str, timeout_seconds: float):
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        endpoint: str = Field(pattern=r"^https?://", description="Base URL; the route's `operation` is appended "
+                                                                  "as a path (none: the URL itself).")
+
+    def __init__(self, party: str, config: "RestConnector.Config", *, timeout_seconds: float, settings=None):
         self.party = party
-        self.endpoint = endpoint
+        self.endpoint = config.endpoint.rstrip("/")
         self.timeout_seconds = timeout_seconds
         self._client: httpx.Client | None = None
 
@@ -47,8 +53,9 @@ class RestConnector:
     def send(self, outbound: Outbound) -> SendResult:
         self.open()
         headers = {"Content-Type": outbound.content_type, "X-Message-Id": outbound.message_id}
+        url = f"{self.endpoint}/{outbound.operation.lstrip('/')}" if outbound.operation else self.endpoint
         try:
-            response = self._client.post(self.endpoint, content=outbound.body, headers=headers)
+            response = self._client.post(url, content=outbound.body, headers=headers)
         except httpx.TimeoutException:
             raise TransientDeliveryError(f"no answer within {self.timeout_seconds:g} s") from None
         except httpx.ConnectError:

@@ -1,0 +1,41 @@
+"""The consular services, one module each; registry/services/licence.py shows the shape.
+
+A service module defines:
+
+    SERVICE       the case kind (cases.service), e.g. "LICENCE_AUTHENTICATION"
+    PREFIX        case reference prefix: LIC -> LIC-2026-000001
+    MACHINE       status -> the statuses it may move to; "SUBMITTED" is where a case starts, a status
+                  with no successor is final; FAILED is added to every non-final status
+    router        its HTTP endpoints (open a case: POST /api/v1/cases/<slug>; the post's actions:
+                  POST /api/v1/cases/{reference}/<action>)
+    HANDLERS      canonical message type delivered to the REGISTRY -> fn(registry, session, envelope) -> str
+and, when it has them:
+    build_request(registry, case) -> bytes   the signed request sent when a case opens
+    SENT_STATUS   the status once the hub accepted that request
+    SCHEDULED     [(job id, fn(registry), interval seconds)] run by the hub's scheduler
+    on_dead_letter(registry, session, correlation_id, message_id, reason) -> bool
+                  for messages whose correlation id is not a case reference
+"""
+from __future__ import annotations
+
+import importlib
+from functools import cache
+from types import ModuleType
+
+MODULES = [
+    "registry.services.licence",
+]
+
+
+@cache
+def modules() -> tuple[ModuleType, ...]:
+    return tuple(importlib.import_module(name) for name in MODULES)
+
+
+@cache
+def by_service() -> dict[str, ModuleType]:
+    return {module.SERVICE: module for module in modules()}
+
+
+def module_for(service: str) -> ModuleType:
+    return by_service()[service]

@@ -1,0 +1,303 @@
+"""What every sandbox partner shares: keys, checks, stores, behaviour, control routes, the server.
+
+A partner sandbox subclasses `PartnerSandbox` for its decisions and builds a FastAPI app for its own
+protocol; `add_control_routes` adds the standard surface and `run_app` serves it:
+
+    GET  /healthz              {"status": "ok", "partner": CODE}
+    GET  /_sandbox/stats       counters (`PartnerSandbox.stats`)
+    POST /_sandbox/behaviour   a partial `Behaviour`: {"mode": "normal"|"fail"|"slow"|"refuse",
+                               "status": 503, "retry_after": null, "delay_seconds": 5,
+                               "fail_every": null, "refuse_seconds": 10}
+
+`refuse` closes the listening socket for `refuse_seconds` (connections are refused, as when the
+partner is down), then listens again in `normal` mode. Received documents and answers are kept as
+files under `<data>/<CODE>/received/` and `<data>/<CODE>/acknowledged/`, so deduplication by message
+id survives a restart.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Callable, Literal
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from lxml import etree
+from pydantic import BaseModel, Field
+
+from hub.errors import MessageTooLarge, Problem, SchemaInvalid, SignatureInvalid
+from hub.pki import ensure_dev_pki, load_certificate, load_key
+from hub.schemas import SchemaSet
+from hub.signing import Signer, verify
+from hub.xmlsafe import parse_untrusted, to_bytes
+from sandbox.outbox import write_atomically
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ALL_PARTIES = ["hub", "REGISTRY", "DGSN", "JUSTICE", "CDG", "NARSA", "SANTE", "ETAT_CIVIL"]
+MAX_REQUEST_BYTES = 1024 * 1024
+
+
+class Behaviour(BaseModel):
+    """How the partner behaves: normally, failing with `status`, slowly, or refusing connections."""
+
+    mode: Literal["normal", "fail", "slow", "refuse"] = "normal"
+    status: int = Field(503, ge=400, le=599, description="HTTP status (or fault) returned in `fail` mode")
+    retry_after: int | None = Field(None, ge=0, description="Retry-After seconds sent with failures")
+    delay_seconds: float = Field(5.0, ge=0, le=600, description="Extra delay per request in `slow` mode")
+    fail_every: int | None = Field(None, ge=1, description="In `fail` mode, fail only every n-th request")
+    refuse_seconds: float = Field(10.0, gt=0, le=3600, description="How long `refuse` keeps the port closed")
+
+
+NULLABLE = {"retry_after", "fail_every"}
+
+
+class BehaviourChange(BaseModel):
+    """A partial update of Behaviour: fields left out keep their value (null clears NULLABLE ones)."""
+
+    mode: Literal["normal", "fail", "slow", "refuse"] | None = None
+    status: int | None = Field(None, ge=400, le=599)
+    retry_after: int | None = Field(None, ge=0)
+    delay_seconds: float | None = Field(None, ge=0, le=600)
+    fail_every: int | None = Field(None, ge=1)
+    refuse_seconds: float | None = Field(None, gt=0, le=3600)
+
+
+class PartnerSandbox:
+    """Keys, the pinned hub certificate, schema checks, the received/answer store, counters, behaviour."""
+
+    def __init__(self, partner: str, *, pki_dir: Path, data_dir: Path, schemas_dir: Path = PROJECT_ROOT / "schemas",
+                 mode: str = "normal"):
+        self.partner = partner
+        pki_dir = Path(pki_dir)
+        ensure_dev_pki(pki_dir, ALL_PARTIES)
+        self.signer = Signer(load_key(str(pki_dir / f"{partner}.key")), load_certificate(str(pki_dir / f"{partner}.crt")))
+        self.hub_certificate = load_certificate(str(pki_dir / "hub.crt"))
+        self.schemas = SchemaSet(schemas_dir)
+        self.home = Path(data_dir) / partner
+        self.received_dir = self.home / "received"
+        self.acknowledged_dir = self.home / "acknowledged"
+        for folder in (self.received_dir, self.acknowledged_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._answers = {p.stem: p.read_bytes() for p in self.acknowledged_dir.glob("*.xml")
+                         if (self.received_dir / p.name).exists()}
+        self.counters: Counter = Counter()
+        self.behaviour = Behaviour(mode=mode)
+        self._requests_while_failing = 0
+        self.on_refuse: Callable[[float], None] | None = None  # set by run_app
+
+    # -- documents ---------------------------------------------------------------------------------
+
+    def check_document(self, body: bytes, *, xsd: str, roots: set[str], what: str) -> etree._Element:
+        """Hardened parse, expected root, XSD, the hub's signature; returns the element the signature covers.
+
+        Raises hub.errors.InputError subclasses (nothing stored)."""
+        root = parse_untrusted(body, max_bytes=MAX_REQUEST_BYTES, what=what)
+        if root.tag not in roots:
+            raise SchemaInvalid(f"{what}: expected one of {', '.join(sorted(roots))}, got {root.tag}",
+                                [Problem(f"unexpected root element {root.tag}", line=root.sourceline, path="/*")])
+        self.schemas.validate(root, xsd, what=what)
+        try:
+            return verify(root, self.hub_certificate, signer_name="hub")
+        except (etree.DocumentInvalid, ValueError) as exc:
+            raise SignatureInvalid(f"{what}: the hub's signature element is malformed: {exc}", [Problem(str(exc))]) from None
+
+    def sign(self, document: etree._Element, *, xsd: str, what: str) -> bytes:
+        """Sign with the partner's key; what a sandbox sends must itself be valid in its own format."""
+        signed = self.signer.sign(document)
+        self.schemas.validate(signed, xsd, what=what)
+        return to_bytes(signed)
+
+    def answer_once(self, message_id: str, body: bytes, make_answer: Callable[[], bytes]) -> tuple[bytes, bool]:
+        """Store a request and its answer the first time; a repeat of the id gets the same answer bytes.
+
+        Returns (answer, new). `make_answer` runs under the store's lock, once per message id."""
+        with self._lock:
+            answer = self._answers.get(message_id)
+            if answer is not None:
+                self.counters["duplicates"] += 1
+                return answer, False
+            answer = make_answer()
+            write_atomically(self.received_dir / f"{message_id}.xml", body)
+            write_atomically(self.acknowledged_dir / f"{message_id}.xml", answer)
+            self._answers[message_id] = answer
+            self.counters["received"] += 1
+            return answer, True
+
+    def received_count(self) -> int:
+        with self._lock:
+            return len(self._answers)
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self.counters[name] += n
+
+    # -- behaviour ---------------------------------------------------------------------------------
+
+    def change_behaviour(self, change: BehaviourChange) -> Behaviour:
+        with self._lock:
+            update = {k: v for k, v in change.model_dump(exclude_unset=True).items() if v is not None or k in NULLABLE}
+            self.behaviour = Behaviour.model_validate({**self.behaviour.model_dump(), **update})
+            self._requests_while_failing = 0
+            behaviour = self.behaviour
+        if behaviour.mode == "refuse" and self.on_refuse is not None:
+            self.on_refuse(behaviour.refuse_seconds)
+        return behaviour
+
+    def should_fail(self) -> Behaviour | None:
+        """The behaviour to fail with if this request must fail, else None."""
+        with self._lock:
+            behaviour = self.behaviour
+            if behaviour.mode != "fail":
+                return None
+            self._requests_while_failing += 1
+            if behaviour.fail_every and self._requests_while_failing % behaviour.fail_every:
+                return None
+            self.counters["failed_on_purpose"] += 1
+            return behaviour
+
+    async def delay_if_slow(self) -> None:
+        if self.behaviour.mode == "slow":
+            await asyncio.sleep(self.behaviour.delay_seconds)
+
+    def stats(self) -> dict:
+        """Counters since the process started; `stored` is read from disk (survives restarts)."""
+        with self._lock:
+            return {"partner": self.partner, "stored": len(self._answers), **self.counters,
+                    "behaviour": self.behaviour.mode}
+
+
+def failure_response(behaviour: Behaviour, partner: str) -> Response:
+    headers = {"Retry-After": str(behaviour.retry_after)} if behaviour.retry_after is not None else {}
+    return Response(f"{partner} sandbox simulating a failure (HTTP {behaviour.status})\n", status_code=behaviour.status,
+                    headers=headers, media_type="text/plain")
+
+
+async def read_capped(request: Request, limit: int = MAX_REQUEST_BYTES) -> bytes:
+    """The request body, refused as soon as it exceeds `limit` bytes (never read whole)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise MessageTooLarge(f"request is {declared} bytes; the limit is {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise MessageTooLarge(f"request is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def add_control_routes(app: FastAPI, sandbox: PartnerSandbox, stats: Callable[[], dict] | None = None) -> None:
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok", "partner": sandbox.partner}
+
+    @app.get("/_sandbox/stats")
+    def get_stats() -> dict:
+        return stats() if stats else sandbox.stats()
+
+    @app.post("/_sandbox/behaviour")
+    def behaviour(change: BehaviourChange) -> JSONResponse:
+        return JSONResponse(sandbox.change_behaviour(change).model_dump())
+
+
+class SandboxServer(uvicorn.Server):
+    """uvicorn that prints one line once listening, and can stop listening for a while (`refuse`)."""
+
+    def __init__(self, config: uvicorn.Config, name: str):
+        super().__init__(config)
+        self.name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self._loop = asyncio.get_running_loop()
+            print(f"{self.name} sandbox listening on http://{self.config.host}:{self.config.port}", flush=True)
+
+    def refuse_for(self, seconds: float) -> None:
+        """Close the listening sockets now (from any thread); listen again after `seconds`."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._refuse(seconds)))
+
+    async def _refuse(self, seconds: float) -> None:
+        for server in self.servers:
+            server.close()
+        log.warning("%s refusing connections for %.1f s", self.name, seconds)
+        await asyncio.sleep(seconds)
+        config = self.config
+
+        def create_protocol(_loop=None):
+            return config.http_protocol_class(config=config, server_state=self.server_state,
+                                              app_state=self.lifespan.state, _loop=_loop)
+        self.servers = [await asyncio.get_running_loop().create_server(create_protocol, host=config.host,
+                                                                      port=config.port, backlog=config.backlog)]
+        log.warning("%s listening again", self.name)
+
+
+def _exit(signum, frame) -> None:
+    raise SystemExit(0)
+
+
+def run_app(app: FastAPI, *, sandbox: PartnerSandbox, host: str, port: int) -> int:
+    """Serve until SIGTERM or SIGINT; returns the exit status (0 once it has served)."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _exit)
+    signal.signal(signal.SIGINT, _exit)
+    server = SandboxServer(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"), sandbox.partner)
+
+    def refuse(seconds: float) -> None:
+        server.refuse_for(seconds)
+        threading.Timer(seconds, lambda: sandbox.change_behaviour(BehaviourChange(mode="normal"))).start()
+    sandbox.on_refuse = refuse
+    server.run()
+    return 0 if server.started else 1
+
+
+def project_path(value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def positive_port(value: str) -> int:
+    port = int(value)
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port")
+    return port
+
+
+def non_negative(value: str) -> float:
+    seconds = float(value)
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return seconds
+
+
+def add_common_arguments(parser, *, port: int, answer_delay: float | None = None) -> None:
+    """The options every sandbox takes (relative folders are taken from the project root)."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    parser.add_argument("--port", type=positive_port, default=port, help="port to listen on (default %(default)s)")
+    parser.add_argument("--hub-url", default="http://127.0.0.1:8700",
+                        help="the hub's base URL, for callbacks (default %(default)s)")
+    parser.add_argument("--pki-dir", type=project_path, default="var/pki",
+                        help="development PKI folder, created if missing (default %(default)s)")
+    parser.add_argument("--data-dir", type=project_path, default="var/sandbox",
+                        help="where received documents and answers are kept (default %(default)s)")
+    parser.add_argument("--mode", choices=["normal", "fail", "slow"], default="normal",
+                        help="initial behaviour; change it at run time with POST /_sandbox/behaviour")
+    if answer_delay is not None:
+        parser.add_argument("--answer-delay", type=non_negative, default=answer_delay,
+                            help="seconds before an asynchronous answer is sent (default %(default)s)")
