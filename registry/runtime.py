@@ -51,13 +51,17 @@ class Registry:
         """Send one signed canonical message through the hub; returns the hub's intake.Receipt."""
         return self.hub.submit(data)
 
-    async def open_and_submit(self, service_name: str, *, registration_id: str | None, details: dict,
-                              actor: str) -> dict:
-        """Open a case for a registered citizen and send its request; returns the case as JSON."""
+    async def open_and_submit(self, service_name: str, *, registration_id: str | None, details: dict, actor: str,
+                              post_code: str | None = None, after_open=None) -> dict:
+        """Open a case (for a registered citizen, or at `post_code`) and send its request; returns the case
+        as JSON. `after_open(session, case)` runs in the transaction that opens the case."""
         def work() -> str:
             with self.hub.sessions.begin() as session:
                 citizen = service.get_citizen(session, registration_id=registration_id) if registration_id else None
-                case = service.open_case(session, service=service_name, citizen=citizen, details=details, actor=actor)
+                case = service.open_case(session, service=service_name, citizen=citizen, details=details, actor=actor,
+                                         post_code=post_code)
+                if after_open is not None:
+                    after_open(session, case)
                 reference = case.reference
             self.submit_case(reference)
             return reference

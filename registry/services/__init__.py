@@ -24,6 +24,7 @@ from types import ModuleType
 
 MODULES = [
     "registry.services.licence",
+    "registry.services.repatriation",
 ]
 
 

@@ -1,0 +1,223 @@
+"""Repatriation of remains (service 5): one request, three authorities, one decision.
+
+    SUBMITTED -> AWAITING_CLEARANCES -> AUTHORISED   all three (SANTE, ETAT_CIVIL, DGSN) granted
+                                     -> REFUSED      as soon as one refuses
+                                     -> ESCALATED    one has not answered by the deadline; the case
+                                                     stays open for AUTHORISED / REFUSED
+
+The hub fans the request out (config/routes/repatriation.yaml); each authority's answer comes back
+as a RepatriationClearance. Families wait on this for a burial, so the deadline is counted in hours
+(HUB_REPATRIATION_DEADLINE_SECONDS, default 6 h; checked every 30 s).
+The cause of death is kept with the case and mapped to SANTE only. When the deceased drew a pension,
+a death notice goes to CDG in the next life-certificate batch.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from lxml import etree
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hub.db import utcnow
+from hub.xmlsafe import to_bytes
+from registry import canonical, service
+from registry.models import Case
+
+SERVICE = "REPATRIATION"
+PREFIX = "REP"
+MACHINE = {
+    "SUBMITTED": {"AWAITING_CLEARANCES"},
+    "AWAITING_CLEARANCES": {"AUTHORISED", "REFUSED", "ESCALATED"},
+    "ESCALATED": {"AUTHORISED", "REFUSED"},
+    "AUTHORISED": set(), "REFUSED": set(),
+}
+SENT_STATUS = "AWAITING_CLEARANCES"
+AUTHORITIES = ("SANTE", "ETAT_CIVIL", "DGSN")
+NS = "urn:ma:gov:consular:repatriation:1"
+R = canonical.maker(NS, "rep")
+DEFAULT_DEADLINE_SECONDS = 6 * 3600
+
+
+def _setting(registry, name: str, default: float) -> float:
+    raw = registry.hub.settings.environment.get(name)
+    return float(raw) if raw else default
+
+
+def build_request(registry, case: Case) -> bytes:
+    d = case.details
+    deceased, death, burial, transport = d["deceased"], d["death"], d["burial"], d["transport"]
+    person = []
+    if deceased.get("registration_id"):
+        person.append(R.RegistrationId(deceased["registration_id"]))
+    person += [R.LatinName(R.Given(deceased["given_name_latin"]), R.Family(deceased["family_name_latin"])),
+               R.ArabicName(R.Given(deceased["given_name_arabic"]), R.Family(deceased["family_name_arabic"])),
+               R.BirthDate(deceased["birth_date"]), R.Sex(deceased["sex"])]
+    if deceased.get("cnie"):
+        person.append(R.Cnie(deceased["cnie"]))
+    place = [R.Commune(burial["commune"]), R.CommuneName(burial["commune_name"])]
+    if burial.get("province"):
+        place.append(R.Province(burial["province"]))
+    document = R.RepatriationRequest(
+        R.CaseReference(case.reference), R.Post(case.post_code), R.Deceased(*person),
+        R.Death(R.Date(death["date"]), R.Country(death["country"]), R.City(death["city"]),
+                R.Cause(R.Code(death["cause_code"]), R.Text(death["cause_text"]))),
+        R.Burial(*place),
+        R.Transport(R.EntryPoint(transport["entry_point"]), R.ArrivalDate(transport["arrival_date"]),
+                    R.Carrier(transport["carrier"]), R.SealNumber(transport["seal_number"])))
+    return canonical.envelope(message_id=f"REGISTRY-{case.reference}", correlation_id=case.reference,
+                              document=document, recipient="SANTE", signer=registry.signer, created=case.created_at)
+
+
+def apply_clearance(registry, session: Session, envelope: etree._Element) -> str:
+    """Record one authority's decision; decide the case when it can be decided."""
+    header, clearance = canonical.read(registry, envelope)
+    case = service.get_case(session, reference=header.correlation_id, for_update=True)
+    authority = canonical.text(clearance, "Authority", NS)
+    decision = {"decision": canonical.text(clearance, "Decision", NS), "reason": canonical.text(clearance, "Reason", NS),
+                "reason_text": canonical.text(clearance, "ReasonText", NS),
+                "partner_reference": canonical.text(clearance, "PartnerReference", NS),
+                "decided_at": canonical.text(clearance, "DecidedAt", NS), "message_id": header.message_id}
+    outcome = dict(case.outcome or {})
+    clearances = dict(outcome.get("clearances", {}))
+    if authority in clearances:
+        return f"case {case.reference}: {authority} had already answered; {header.message_id} ignored"
+    clearances[authority] = decision
+    case.outcome = {**outcome, "clearances": clearances}
+    service.attach_document(session, case=case, kind=f"CLEARANCE_{authority}", content=to_bytes(clearance),
+                            source_message_id=header.message_id)
+    if case.status == "SUBMITTED":  # the answers can overtake the registry's own bookkeeping
+        service.move_case(session, case=case, status="AWAITING_CLEARANCES", actor="hub", note="request accepted")
+    if decision["decision"] == "REFUSED":
+        service.move_case(session, case=case, status="REFUSED", actor=authority,
+                          note=f"{authority} refused: {decision['reason'] or 'no reason given'}")
+    elif all(clearances.get(a, {}).get("decision") == "GRANTED" for a in AUTHORITIES):
+        service.move_case(session, case=case, status="AUTHORISED", actor="hub",
+                          note="SANTE, ETAT_CIVIL and DGSN have all granted")
+    else:
+        session.add(case)
+    return f"case {case.reference}: {authority} {decision['decision']} -> {case.status}"
+
+
+def escalate_overdue(registry) -> int:
+    """Cases still waiting for an authority past their deadline become ESCALATED; returns how many."""
+    now = utcnow()
+    escalated = 0
+    with registry.hub.sessions.begin() as session:
+        waiting = session.scalars(select(Case).where(Case.service == SERVICE, Case.status == "AWAITING_CLEARANCES")
+                                  .with_for_update()).all()
+        for case in waiting:
+            if dt.datetime.fromisoformat(case.details["deadline_at"]) > now:
+                continue
+            answered = set((case.outcome or {}).get("clearances", {}))
+            missing = [a for a in AUTHORITIES if a not in answered]
+            service.move_case(session, case=case, status="ESCALATED", actor="hub",
+                              note=f"no answer by the deadline from {', '.join(missing)}")
+            escalated += 1
+    return escalated
+
+
+HANDLERS = {"RepatriationClearance": apply_clearance}
+SCHEDULED = [("escalate-overdue-repatriations", escalate_overdue, 30.0)]
+
+
+# -- HTTP -----------------------------------------------------------------------------------------
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class DeceasedIn(_In):
+    given_name_latin: str = Field(min_length=1, max_length=100)
+    family_name_latin: str = Field(min_length=1, max_length=100)
+    given_name_arabic: str = Field(min_length=1, max_length=100)
+    family_name_arabic: str = Field(min_length=1, max_length=100)
+    birth_date: dt.date
+    sex: Literal["F", "M"]
+    cnie: str | None = Field(None, pattern=r"^[A-Z]{1,2}[0-9]{5,6}$")
+
+
+class DeathIn(_In):
+    date: dt.date
+    country: str = Field(pattern=r"^[A-Z]{2}$")
+    city: str = Field(min_length=1, max_length=100)
+    cause_code: str = Field(pattern=r"^[A-Z][0-9]{2}(\.[0-9A-Z]{1,4})?$", description="ICD-10 code (health data: "
+                                                                                      "sent to SANTE only)")
+    cause_text: str = Field(min_length=1, max_length=100)
+
+
+class BurialIn(_In):
+    commune: str = Field(pattern=r"^[0-9]{7}$", description="HCP commune code of the place of burial")
+    commune_name: str = Field(min_length=1, max_length=100)
+    province: str | None = Field(None, max_length=100)
+
+
+class TransportIn(_In):
+    entry_point: str = Field(pattern=r"^[A-Z]{3}(-[A-Z]{2,6})?$", description="Border post: airport (CMN) or "
+                                                                               "port (TNG-MED)")
+    arrival_date: dt.date
+    carrier: str = Field(min_length=1, max_length=100)
+    seal_number: str = Field(min_length=1, max_length=40)
+
+
+class PensionIn(_In):
+    pension_number: str = Field(pattern=r"^[0-9]{6,12}$")
+    fund: Literal["CNRA", "RCAR"]
+
+
+class RepatriationIn(_In):
+    registration_id: str | None = Field(None, pattern=r"^MRE-[0-9]{7,10}$",
+                                        description="The deceased's registration, when registered")
+    deceased: DeceasedIn | None = Field(None, description="Identity of a deceased who was not registered")
+    post_code: str | None = Field(None, pattern=r"^[A-Z]{2}-[A-Z0-9]{2,8}$",
+                                  description="Post handling the case (default: the deceased's post)")
+    death: DeathIn
+    burial: BurialIn
+    transport: TransportIn
+    pension: PensionIn | None = Field(None, description="When the deceased drew a pension: a death notice "
+                                                        "goes to CDG in the next batch")
+
+    @model_validator(mode="after")
+    def _identity(self):
+        if bool(self.registration_id) == bool(self.deceased):
+            raise ValueError("give either registration_id (a registered deceased) or deceased (identity)")
+        if self.deceased and not self.post_code:
+            raise ValueError("post_code is required when the deceased was not registered")
+        return self
+
+
+router = APIRouter(prefix="/api/v1", tags=["repatriation of remains"])
+
+
+@router.post("/cases/repatriation", status_code=201,
+             summary="Request the repatriation of remains: health, burial and border clearances at once")
+async def open_repatriation_case(body: RepatriationIn, request: Request):
+    registry = request.app.state.registry
+    deadline = utcnow() + dt.timedelta(seconds=_setting(registry, "HUB_REPATRIATION_DEADLINE_SECONDS",
+                                                        DEFAULT_DEADLINE_SECONDS))
+    details = {"death": body.death.model_dump(mode="json"), "burial": body.burial.model_dump(mode="json"),
+               "transport": body.transport.model_dump(mode="json"), "deadline_at": deadline.isoformat()}
+    if body.pension:
+        details["pension"] = body.pension.model_dump()
+
+    def complete(session, case: Case) -> None:
+        citizen = case.citizen
+        if citizen is not None:
+            details["deceased"] = {"registration_id": citizen.registration_id, "given_name_latin": citizen.given_name_latin,
+                                   "family_name_latin": citizen.family_name_latin,
+                                   "given_name_arabic": citizen.given_name_arabic,
+                                   "family_name_arabic": citizen.family_name_arabic,
+                                   "birth_date": citizen.birth_date.isoformat(), "sex": citizen.sex, "cnie": citizen.cnie}
+        else:
+            details["deceased"] = body.deceased.model_dump(mode="json")
+        case.details = dict(details)
+        if body.pension:
+            from registry.services.life_certificates import record_death_notice
+            record_death_notice(session, repatriation_case=case, pension_number=body.pension.pension_number,
+                                fund=body.pension.fund, date_of_death=body.death.date)
+
+    return await registry.open_and_submit(SERVICE, registration_id=body.registration_id, details=details,
+                                          actor="consular-app", post_code=body.post_code, after_open=complete)
