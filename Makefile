@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-CASES  ?= 24
+CASES  ?= 6
 
 .PHONY: demo test serve clean install
 

@@ -26,6 +26,13 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def _at_least_5(value: str) -> int:
+    number = int(value)
+    if number < 5:
+        raise argparse.ArgumentTypeError(f"{value}: the demo needs at least 5 cases of each service")
+    return number
+
+
 def cmd_demo(args) -> int:
     from hub.demo import run_demo
     return run_demo(cases=args.cases, serve=args.serve, console=console)
@@ -104,9 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8700)
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("demo", help="start the sandbox and the hub on SQLite and drive consular cases through")
-    p.add_argument("--cases", type=int, default=24, help="number of licence-authentication cases (default 24)")
-    p.add_argument("--serve", action="store_true", help="keep the hub and sandbox running afterwards")
+    p = sub.add_parser("demo", help="start the six sandbox partners and the hub on SQLite and drive every "
+                                    "consular service through")
+    p.add_argument("--cases", type=_at_least_5, default=6, help="cases of each service (at least 5; default 6)")
+    p.add_argument("--serve", action="store_true", help="keep the hub and sandboxes running afterwards")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("sample", help="print a valid signed canonical message of TYPE")

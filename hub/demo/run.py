@@ -1,0 +1,269 @@
+"""Start the six sandbox partners and the hub (SQLite under var/demo/), run every service's scenario,
+wait until every case is final, then print and write (`var/demo-report.json`) what happened."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hub.demo.context import POSTS, DemoContext, register_citizens
+from hub.settings import Settings
+
+# partner -> (sandbox name, preferred port, what it speaks); CDG's port is SFTP, its HTTP control port is apart
+SANDBOXES = {
+    "NARSA": ("narsa", 8711, "REST"),
+    "DGSN": ("dgsn", 8712, "SOAP"),
+    "JUSTICE": ("justice", 8713, "SOAP"),
+    "CDG": ("cdg", 8722, "SFTP"),
+    "SANTE": ("sante", 8715, "REST"),
+    "ETAT_CIVIL": ("etat_civil", 8716, "REST"),
+}
+CDG_CONTROL_PORT = 8714
+CITIZENS = 40
+
+
+def _free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise RuntimeError("no free port")
+
+
+class SandboxProcess:
+    def __init__(self, partner: str, port: int, control_port: int, settings: Settings, hub_url: str):
+        self.partner, self.port = partner, port
+        self.url = f"http://127.0.0.1:{control_port}"
+        name = SANDBOXES[partner][0]
+        args = [sys.executable, "-m", "sandbox", name, "--port", str(port), "--hub-url", hub_url,
+                "--pki-dir", str(settings.pki_dir), "--data-dir", str(settings.var_dir / "sandbox")]
+        if partner == "CDG":
+            args += ["--control-port", str(control_port)]
+        self.log_path = settings.var_dir / "demo" / f"sandbox-{name}.log"
+        self.proc = subprocess.Popen(args, stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT)
+
+    def wait_healthy(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the {self.partner} sandbox exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(f"the {self.partner} sandbox did not start within 30 s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def run_demo(*, cases: int, serve: bool, console: Console) -> int:
+    from hub import pki
+    from hub.demo import scenarios
+    from hub.server import HubService
+
+    base = Settings.from_env()
+    demo_dir = base.var_dir / "demo"
+    shutil.rmtree(demo_dir, ignore_errors=True)
+    shutil.rmtree(base.var_dir / "sandbox", ignore_errors=True)
+    demo_dir.mkdir(parents=True)
+    hub_port = _free_port(8700)
+    hub_url = f"http://127.0.0.1:{hub_port}"
+    ports = {partner: _free_port(port) for partner, (_, port, _) in SANDBOXES.items()}
+    environment = {**os.environ, **{f"HUB_{p}_URL": f"http://127.0.0.1:{port}" for p, port in ports.items()},
+                   "HUB_CDG_SFTP_PORT": str(ports["CDG"])}
+    settings = Settings.from_env(database_url=f"sqlite:///{demo_dir / 'hub.sqlite'}", environment=environment)
+    modules = scenarios.load()
+    started = time.perf_counter()
+    console.print(f"[bold]Consular exchange hub — demo[/]: {len(modules)} services, {cases} cases each "
+                  f"(life certificates: one batch of at least 100)")
+    console.print(f"  database  {settings.database_url}\n  keys      {settings.pki_dir}")
+    # Keys first, in this process: the sandboxes then find them instead of racing to create them.
+    pki.ensure_dev_pki(settings.pki_dir, ["hub", "REGISTRY", *SANDBOXES])
+    service = HubService(settings)
+    sandboxes: list[SandboxProcess] = []
+    try:
+        for partner, (name, _, transport) in SANDBOXES.items():
+            control = _free_port(CDG_CONTROL_PORT) if partner == "CDG" else ports[partner]
+            sandboxes.append(SandboxProcess(partner, ports[partner], control, settings, hub_url))
+        deadline = time.monotonic() + 30
+        for box in sandboxes:
+            box.wait_healthy(deadline)
+            console.print(f"  {box.partner:<10} sandbox {SANDBOXES[box.partner][2]:<4} on 127.0.0.1:{box.port}")
+        service.serve_in_thread("127.0.0.1", hub_port)
+        console.print(f"  hub        {hub_url} (API docs at {hub_url}/docs)\n")
+        ctx = DemoContext(hub_url=hub_url, sandbox_urls={b.partner: b.url for b in sandboxes},
+                          posts=_available_posts(hub_url))
+        report = _drive(ctx, modules, cases, console, service)
+        report["duration_seconds"] = round(time.perf_counter() - started, 2)
+        report["messages_per_second"] = round(report["messages_total"] / report["duration_seconds"], 1)
+        report["sandbox_signatures"] = _check_sandbox_signatures(settings, service.hub.signer.certificate)
+        _print_summary(console, report)
+        report_path = base.var_dir / "demo-report.json"
+        report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+        console.print(f"\nreport written to {report_path}")
+        ok = (report["all_cases_final"] and report["sandbox_signatures"]["failed"] == 0
+              and not report["dead_letters"] and report["all_partners_used"])
+        if serve:
+            console.print(f"\nstill serving: hub {hub_url}; sandboxes " +
+                          ", ".join(f"{b.partner} {b.url}" for b in sandboxes) + ". Ctrl-C stops.")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+        return 0 if ok else 1
+    finally:
+        service.stop()
+        for box in sandboxes:
+            box.stop()
+
+
+def _available_posts(hub_url: str) -> list[str]:
+    known = {p["code"] for p in httpx.get(f"{hub_url}/api/v1/posts", timeout=10).raise_for_status().json()}
+    return [p for p in POSTS if p in known] or sorted(known)[:8]
+
+
+def _drive(ctx: DemoContext, modules: list, cases: int, console: Console, service) -> dict:
+    from registry.statuses import final_statuses
+
+    with httpx.Client(base_url=ctx.hub_url, timeout=60) as api:
+        progress = Progress(TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=console)
+        with progress:
+            task = progress.add_task("citizens registered", total=CITIZENS)
+            register_citizens(api, ctx, CITIZENS, on_each=lambda: progress.advance(task))
+            tasks = {m.SERVICE: progress.add_task(f"{m.SERVICE.lower().replace('_', ' ')}", total=None)
+                     for m in modules}
+            for module in modules:
+                module.start(api, ctx, cases)
+            deadline = time.monotonic() + max(120, cases * 10)
+            while time.monotonic() < deadline:
+                for module in modules:
+                    if hasattr(module, "advance"):
+                        module.advance(api, ctx)
+                done_all = True
+                for module in modules:
+                    statuses = [c["status"] for c in api.get("/api/v1/cases", params={
+                        "service": module.SERVICE, "limit": 1000}).json()]
+                    finals = final_statuses(module.SERVICE)
+                    done = sum(1 for s in statuses if s in finals)
+                    progress.update(tasks[module.SERVICE], total=len(statuses), completed=done)
+                    done_all &= bool(statuses) and done == len(statuses)
+                if done_all:
+                    break
+                time.sleep(0.5)
+    return _report(service)
+
+
+def _report(service) -> dict:
+    from sqlalchemy import func, select
+
+    from hub.models import Delivery, Message
+    from registry.models import Case
+    from registry.statuses import final_statuses
+
+    with service.hub.sessions() as session:
+        cases = session.execute(select(Case.service, Case.status, func.count()).group_by(Case.service, Case.status)).all()
+        deliveries = session.execute(select(Delivery.partner, Delivery.state, func.count())
+                                     .group_by(Delivery.partner, Delivery.state)).all()
+        inbound = session.execute(select(Message.sender, Message.state, func.count())
+                                  .where(Message.sender != "REGISTRY").group_by(Message.sender, Message.state)).all()
+        dead = session.execute(select(Message.message_id, Delivery.partner, Delivery.last_error)
+                               .join(Delivery, Delivery.message_pk == Message.id)
+                               .where(Delivery.state == "DEAD")).all()
+        message_count = session.scalar(select(func.count()).select_from(Message))
+    transports = {code: party.transport.upper() for code, party in service.hub.config.parties.items()}
+    by_service: dict = {}
+    total = finals = 0
+    for svc, status, n in cases:
+        by_service.setdefault(svc, {})[status] = n
+        total += n
+        finals += n if status in final_statuses(svc) else 0
+    by_partner: dict = {}
+    for partner, state, n in deliveries:
+        entry = by_partner.setdefault(partner, {"transport": transports[partner], "outbound": {}, "inbound": {}})
+        entry["outbound"][state] = n
+    for sender, state, n in inbound:
+        entry = by_partner.setdefault(sender, {"transport": transports.get(sender, "?"), "outbound": {}, "inbound": {}})
+        entry["inbound"][state] = n
+    partners_used = {p for p, e in by_partner.items() if p != "REGISTRY" and sum(e["outbound"].values()) +
+                     sum(e["inbound"].values())}
+    expected = {p for p, t in transports.items() if t != "LOCAL"}
+    return {
+        "database": service.hub.settings.database_url,
+        "cases_total": total,
+        "all_cases_final": total > 0 and finals == total,
+        "cases_by_service_and_status": {svc: dict(sorted(st.items())) for svc, st in sorted(by_service.items())},
+        "messages_total": message_count,
+        "messages_by_partner": dict(sorted(by_partner.items())),
+        "transports_used": sorted({transports[p] for p in partners_used}),
+        "all_partners_used": partners_used == expected,
+        "dead_letters": [{"message_id": m, "partner": p, "reason": r} for m, p, r in dead],
+    }
+
+
+def _check_sandbox_signatures(settings: Settings, hub_certificate) -> dict:
+    """Every document a sandbox received from the hub must verify against the hub's certificate."""
+    from hub.signing import verify
+    from hub.xmlsafe import parse_trusted
+
+    received = sorted((settings.var_dir / "sandbox").glob("*/received/*.xml"))
+    failed = []
+    for path in received:
+        try:
+            verify(parse_trusted(path.read_bytes()), hub_certificate, signer_name="hub")
+        except Exception as exc:  # report every failure, whatever it is
+            failed.append(f"{path.parent.parent.name}/{path.name}: {exc}")
+    by_partner = Counter(p.parent.parent.name for p in received)
+    return {"checked": len(received), "failed": len(failed), "failures": failed[:10], "by_partner": dict(by_partner),
+            "certificate": str(settings.pki_dir / "hub.crt")}
+
+
+def _print_summary(console: Console, report: dict) -> None:
+    table = Table(title="Cases by service and final status")
+    for col in ("service", "status", "cases"):
+        table.add_column(col, justify="right" if col == "cases" else "left")
+    for svc, statuses in report["cases_by_service_and_status"].items():
+        for status, n in statuses.items():
+            table.add_row(svc, status, str(n))
+    console.print(table)
+    table = Table(title="Messages by partner, transport and state")
+    for col in ("partner", "transport", "direction", "state", "messages"):
+        table.add_column(col, justify="right" if col == "messages" else "left")
+    for partner, info in report["messages_by_partner"].items():
+        for direction in ("outbound", "inbound"):
+            for state, n in sorted(info[direction].items()):
+                table.add_row(partner, info["transport"], "hub → party" if direction == "outbound" else "party → hub",
+                              state, str(n))
+    console.print(table)
+    sig = report["sandbox_signatures"]
+    console.print(f"sandboxes received {sig['checked']} documents from the hub; {sig['checked'] - sig['failed']} verify "
+                  f"against {sig['certificate']}" + (f", [red]{sig['failed']} do not[/]" if sig["failed"] else ""))
+    for dead in report["dead_letters"]:
+        console.print(f"[red]dead letter[/] {dead['message_id']} to {dead['partner']}: {dead['reason']}")
+    console.print(f"transports used: {', '.join(report['transports_used'])}; "
+                  + ("every partner used" if report["all_partners_used"] else "[red]some partner unused[/]"))
+    console.print(f"{report['cases_total']} cases, {report['messages_total']} messages in "
+                  f"{report['duration_seconds']} s ({report['messages_per_second']} messages/s); "
+                  + ("[green]every case reached a final state[/]" if report["all_cases_final"]
+                     else "[red]some cases did not reach a final state[/]"))
