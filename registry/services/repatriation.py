@@ -206,14 +206,13 @@ async def open_repatriation_case(body: RepatriationIn, request: Request):
     def complete(session, case: Case) -> None:
         citizen = case.citizen
         if citizen is not None:
-            details["deceased"] = {"registration_id": citizen.registration_id, "given_name_latin": citizen.given_name_latin,
-                                   "family_name_latin": citizen.family_name_latin,
-                                   "given_name_arabic": citizen.given_name_arabic,
-                                   "family_name_arabic": citizen.family_name_arabic,
-                                   "birth_date": citizen.birth_date.isoformat(), "sex": citizen.sex, "cnie": citizen.cnie}
+            deceased = {"registration_id": citizen.registration_id, "given_name_latin": citizen.given_name_latin,
+                        "family_name_latin": citizen.family_name_latin, "given_name_arabic": citizen.given_name_arabic,
+                        "family_name_arabic": citizen.family_name_arabic, "birth_date": citizen.birth_date.isoformat(),
+                        "sex": citizen.sex, "cnie": citizen.cnie}
         else:
-            details["deceased"] = body.deceased.model_dump(mode="json")
-        case.details = dict(details)
+            deceased = body.deceased.model_dump(mode="json")
+        case.details = {**case.details, "deceased": deceased}  # a new dict: JSON columns see reassignment only
         if body.pension:
             from registry.services.life_certificates import record_death_notice
             record_death_notice(session, repatriation_case=case, pension_number=body.pension.pension_number,
