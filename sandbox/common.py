@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import signal
 import sys
 import threading
@@ -32,7 +33,7 @@ from fastapi.responses import JSONResponse, Response
 from lxml import etree
 from pydantic import BaseModel, Field
 
-from hub.errors import MessageTooLarge, Problem, SchemaInvalid, SignatureInvalid
+from hub.errors import InputError, MessageTooLarge, Problem, SchemaInvalid, SignatureInvalid
 from hub.pki import ensure_dev_pki, load_certificate, load_key
 from hub.schemas import SchemaSet
 from hub.signing import Signer, verify
@@ -174,6 +175,24 @@ class PartnerSandbox:
         with self._lock:
             return {"partner": self.partner, "stored": len(self._answers), **self.counters,
                     "behaviour": self.behaviour.mode}
+
+
+_ERROR_CODES = {"MalformedXml": "XML_MALFORME", "SchemaInvalid": "SCHEMA_INVALIDE",
+                "SignatureInvalid": "SIGNATURE_INVALIDE", "MessageTooLarge": "MESSAGE_TROP_VOLUMINEUX",
+                "UnsupportedMediaType": "TYPE_MEDIA_NON_SUPPORTE"}
+_NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def error_response(error: InputError, maker) -> Response:
+    """A small <Erreur> document in the partner's namespace (`maker`: its lxml ElementMaker), not
+    schema-bound: a Code (XML_MALFORME, SCHEMA_INVALIDE, SIGNATURE_INVALIDE, MESSAGE_TROP_VOLUMINEUX,
+    TYPE_MEDIA_NON_SUPPORTE, DEMANDE_REFUSEE), a Message, and up to 20 Probleme (ligne, chemin)."""
+    document = maker.Erreur(maker.Code(_ERROR_CODES.get(type(error).__name__, "DEMANDE_REFUSEE")),
+                            maker.Message(_NOT_XML.sub("?", error.detail)))
+    for problem in error.problems[:20]:
+        where = {key: str(value) for key, value in (("ligne", problem.line), ("chemin", problem.path)) if value}
+        document.append(maker.Probleme(_NOT_XML.sub("?", problem.message), **where))
+    return Response(to_bytes(document), status_code=error.status, media_type="application/xml")
 
 
 def failure_response(behaviour: Behaviour, partner: str) -> Response:

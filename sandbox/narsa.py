@@ -63,6 +63,7 @@ from hub.pki import ensure_dev_pki, load_certificate, load_key
 from hub.schemas import SchemaSet
 from hub.signing import Signer, verify
 from hub.xmlsafe import parse_trusted, parse_untrusted, to_bytes
+from sandbox.common import error_response
 from sandbox.outbox import CallbackOutbox, write_atomically
 
 log = logging.getLogger(__name__)
@@ -333,32 +334,6 @@ class NarsaSandbox:
 
 # -- HTTP ----------------------------------------------------------------------------------------
 
-_ERROR_CODES = {
-    "MalformedXml": "XML_MALFORME",
-    "SchemaInvalid": "SCHEMA_INVALIDE",
-    "SignatureInvalid": "SIGNATURE_INVALIDE",
-    "MessageTooLarge": "MESSAGE_TROP_VOLUMINEUX",
-    "UnsupportedMediaType": "TYPE_MEDIA_NON_SUPPORTE",
-}
-_NOT_XML_CHARACTERS = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
-def _xml_safe(text: str) -> str:
-    return _NOT_XML_CHARACTERS.sub("?", text)
-
-
-def error_response(error: InputError) -> Response:
-    """A small <Erreur> document (not schema-bound) naming what is wrong with the request."""
-    document = N.Erreur(
-        N.Code(_ERROR_CODES.get(type(error).__name__, "DEMANDE_REFUSEE")),
-        N.Message(_xml_safe(error.detail)),
-    )
-    for problem in error.problems[:20]:
-        where = {key: str(value) for key, value in (("ligne", problem.line), ("chemin", problem.path)) if value}
-        document.append(N.Probleme(_xml_safe(problem.message), **where))
-    return Response(to_bytes(document), status_code=error.status, media_type="application/xml")
-
-
 async def _read_capped(request: Request, limit: int) -> bytes:
     """The request body, refused as soon as it exceeds `limit` bytes (never read whole)."""
     declared = request.headers.get("content-length", "")
@@ -408,7 +383,7 @@ def create_app(sandbox: NarsaSandbox) -> FastAPI:
         except InputError as error:
             sandbox.count_refusal()
             log.warning("request refused (HTTP %d): %s", error.status, error.detail)
-            return error_response(error)
+            return error_response(error, N)
         return Response(acknowledgement, status_code=202, media_type="application/xml")
 
     @app.get("/healthz")

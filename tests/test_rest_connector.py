@@ -1,0 +1,164 @@
+"""Contract tests of connectors/rest against a real partner on loopback (the SANTE sandbox process).
+
+What the engine relies on (connectors/base.py): a 2xx gives a SendResult whose receipt is the
+partner's answer, byte for byte; 5xx, 408/425/429, timeouts and refused connections raise
+TransientDeliveryError (with `retry_after` when the partner sent Retry-After); any other 4xx raises
+PermanentDeliveryError; nothing from httpx leaks; the route's operation is appended to the endpoint.
+"""
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from lxml import etree
+
+from conftest import Sandbox, free_port, wait_for
+from connectors.base import Outbound
+from connectors.rest.connector import RestConnector
+from hub.errors import PermanentDeliveryError, TransientDeliveryError
+from hub.mapping import MappingSet
+from hub.pki import load_certificate
+from hub.settings import PROJECT_ROOT
+from hub.signing import verify
+from hub.xmlsafe import to_bytes
+from support import signer_for
+
+pytestmark = pytest.mark.slow
+
+CASE = PROJECT_ROOT / "mappings/sante/cases/health-clearance.to-sante/cardiac-arrest.input.xml"
+OPERATION = "autorisations-sanitaires"
+SA = "urn:ma:sante:autorisation-sanitaire:1"
+
+
+@pytest.fixture(scope="module")
+def sante(tmp_path_factory, pki_dir):
+    box = Sandbox(free_port(), "http://127.0.0.1:9", pki_dir, tmp_path_factory.mktemp("sandbox"), name="sante",
+                  extra_args=["--answer-delay", "0"]).start()
+    yield box
+    box.stop()
+
+
+@pytest.fixture
+def partner(sante):
+    """The sandbox, back to normal behaviour after each test (and listening again after `refuse`)."""
+    yield sante
+    wait_for(lambda: _listening(sante.url), 15, what="the sandbox to listen again")
+    sante.behave(mode="normal", retry_after=None, fail_every=None)
+
+
+def _listening(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@pytest.fixture
+def connector(partner):
+    rest = RestConnector("SANTE", RestConnector.Config(endpoint=f"{partner.url}/sante/v1/"), timeout_seconds=1.0)
+    rest.open()
+    yield rest
+    rest.close()
+
+
+_counter = iter(range(1, 10_000))
+
+
+def outbound(pki_dir, *, operation: str | None = OPERATION, signed_by: str = "hub") -> Outbound:
+    """A DemandeAutorisationSanitaire with a fresh message id, mapped from the sample case and signed."""
+    message_id = f"REGISTRY-REP-2026-{next(_counter):06d}"
+    envelope = etree.fromstring(CASE.read_bytes().replace(b"REGISTRY-REP-2026-000005", message_id.encode()))
+    document = MappingSet(PROJECT_ROOT / "mappings").apply("sante/health-clearance.to-sante.xsl", envelope)
+    body = to_bytes(signer_for(pki_dir, signed_by).sign(document))
+    return Outbound(message_id, "RepatriationRequest", body, operation=operation)
+
+
+def test_success_returns_the_partners_answer_as_receipt(connector, pki_dir):
+    message = outbound(pki_dir)
+    result = connector.send(message)
+    assert result.detail == "HTTP 200"
+    answer = verify(etree.fromstring(result.receipt), load_certificate(str(pki_dir / "SANTE.crt")), signer_name="SANTE")
+    assert answer.findtext(f"{{{SA}}}ReferenceDemande") == message.message_id
+    # the same message again: the partner deduplicates and answers the same bytes
+    assert connector.send(message).receipt == result.receipt
+
+
+def test_server_error_is_transient(connector, partner, pki_dir):
+    partner.behave(mode="fail", status=503)
+    with pytest.raises(TransientDeliveryError) as caught:
+        connector.send(outbound(pki_dir))
+    assert caught.value.retryable and caught.value.retry_after is None
+    assert caught.value.reason.startswith("partner answered 503")
+
+
+def test_too_many_requests_with_retry_after_is_transient_with_its_delay(connector, partner, pki_dir):
+    partner.behave(mode="fail", status=429, retry_after=17)
+    with pytest.raises(TransientDeliveryError) as caught:
+        connector.send(outbound(pki_dir))
+    assert caught.value.retry_after == 17
+    assert caught.value.reason.startswith("partner answered 429")
+
+
+def test_client_error_is_permanent(connector, partner, pki_dir):
+    partner.behave(mode="fail", status=422)
+    with pytest.raises(PermanentDeliveryError) as caught:
+        connector.send(outbound(pki_dir))
+    assert not caught.value.retryable and caught.value.reason.startswith("partner answered 422")
+
+
+def test_a_real_refusal_is_permanent_and_says_why(connector, pki_dir):
+    with pytest.raises(PermanentDeliveryError) as caught:
+        connector.send(outbound(pki_dir, signed_by="REGISTRY"))
+    assert "partner answered 400" in caught.value.reason and "SIGNATURE_INVALIDE" in caught.value.reason
+
+
+def test_operation_is_appended_to_the_endpoint(connector, pki_dir):
+    with pytest.raises(PermanentDeliveryError) as caught:
+        connector.send(outbound(pki_dir, operation="no-such-operation"))
+    assert caught.value.reason.startswith("partner answered 404")
+    with pytest.raises(PermanentDeliveryError):
+        connector.send(outbound(pki_dir, operation=None))  # the bare base URL is no operation of SANTE's
+
+
+def test_timeout_is_transient(connector, partner, pki_dir):
+    partner.behave(mode="slow", delay_seconds=2.5)
+    started = time.monotonic()
+    with pytest.raises(TransientDeliveryError) as caught:
+        connector.send(outbound(pki_dir))
+    assert time.monotonic() - started < 2.0
+    assert caught.value.reason == "no answer within 1 s" and caught.value.retry_after is None
+
+
+def test_refused_connection_is_transient(connector, partner, pki_dir):
+    partner.behave(mode="refuse", refuse_seconds=1.5)
+    with pytest.raises(TransientDeliveryError) as caught:
+        connector.send(outbound(pki_dir))
+    assert caught.value.reason == "connection refused or unreachable"
+    assert not connector.check().ok
+    wait_for(lambda: _listening(partner.url), 15, what="the sandbox to listen again")
+    assert connector.send(outbound(pki_dir)).detail == "HTTP 200"
+    assert connector.check().ok
+
+
+def test_nothing_listening_is_transient_and_unhealthy(pki_dir):
+    rest = RestConnector("SANTE", RestConnector.Config(endpoint=f"http://127.0.0.1:{free_port()}/sante/v1"),
+                         timeout_seconds=1.0)
+    try:
+        with pytest.raises(TransientDeliveryError) as caught:
+            rest.send(outbound(pki_dir))
+        assert caught.value.reason == "connection refused or unreachable"
+        health = rest.check()
+        assert not health.ok and "unreachable" in health.detail
+    finally:
+        rest.close()
+
+
+def test_config_is_validated_without_io_and_repr_shows_no_credentials():
+    with pytest.raises(ValueError):
+        RestConnector.Config(endpoint="ftp://example.org")
+    with pytest.raises(ValueError):
+        RestConnector.Config(endpoint="http://127.0.0.1:1", token="x")  # unknown keys are errors
+    rest = RestConnector("SANTE", RestConnector.Config(endpoint="https://user:secret@sante.example:8443/sante/v1"),
+                         timeout_seconds=5)
+    assert "secret" not in repr(rest) and "sante.example:8443/sante/v1" in repr(rest)
