@@ -9,6 +9,12 @@ the work over one long-lived httpx client:
     5xx, 429                     from 0.5 s capped at 10 s, for as long as the process runs
     any other 4xx                move to `rejected/<id>.xml`, the answer beside it as
                                  `rejected/<id>.response.txt`; no more attempts
+
+With `soap_action` set (SOAP partners calling the hub's /soap/{CODE} endpoint), each document is
+sent as the single child of a SOAP 1.1 Body, byte for byte, with that SOAPAction, and the answer is
+read as SOAP: the Body's document (the hub's signed Receipt) is kept as `sent/<id>.answer.xml` and
+handed to `check_answer` (over REST, the answer's body is handed to it as it is); a soap:Fault marked transient (RetryAfter in its detail), or a 5xx without
+a readable fault, is retried; any other fault moves the document to `rejected/` as above.
 """
 from __future__ import annotations
 
@@ -22,6 +28,9 @@ from typing import Callable
 import httpx
 
 from connectors.rest.connector import parse_retry_after as retry_after_seconds
+from connectors.soap.envelope import (CONTENT_TYPE as SOAP_CONTENT_TYPE, body_document_bytes, parse_envelope,
+                                      read_fault, wrap_document_bytes)
+from hub.errors import InputError
 from sandbox.delayed_queue import DelayedQueue
 
 log = logging.getLogger(__name__)
@@ -63,8 +72,11 @@ class _Deliver:
 class CallbackOutbox:
     """Delivers documents to `url` from `<directory>/outbox/`, keeping `sent/` and `rejected/`."""
 
-    def __init__(self, directory: Path, url: str, *, on_delivered: Callable[[str], None] | None = None):
+    def __init__(self, directory: Path, url: str, *, on_delivered: Callable[[str], None] | None = None,
+                 soap_action: str | None = None, check_answer: Callable[[str, bytes], None] | None = None):
         self.url = url
+        self.soap_action = soap_action
+        self._check_answer = check_answer or (lambda document_id, answer: None)
         self.outbox_dir = Path(directory) / "outbox"
         self.sent_dir = Path(directory) / "sent"
         self.rejected_dir = Path(directory) / "rejected"
@@ -133,20 +145,52 @@ class CallbackOutbox:
         if not path.exists():  # delivered already (scheduled twice)
             return
         body = path.read_bytes()
+        if self.soap_action is not None:
+            content = wrap_document_bytes(body)
+            headers = {"Content-Type": SOAP_CONTENT_TYPE, "SOAPAction": f'"{self.soap_action}"'}
+        else:
+            content, headers = body, {"Content-Type": "application/xml"}
         try:
-            response = self._client.post(self.url, content=body, headers={"Content-Type": "application/xml"})
+            response = self._client.post(self.url, content=content, headers=headers)
         except httpx.TransportError as exc:  # refused connection, timeout, reset...
             self._retry_later(document_id, attempt, None, f"{type(exc).__name__}: {exc}")
+            return
+        if self.soap_action is not None:
+            self._soap_outcome(document_id, attempt, path, body, response)
             return
         status = response.status_code
         if 200 <= status < 300:
             write_atomically(self.sent_dir / f"{document_id}.xml", body)
             path.unlink(missing_ok=True)
             log.info("callback %s delivered (HTTP %d, attempt %d)", document_id, status, attempt)
+            self._check_answer(document_id, response.content)
             self._on_delivered(document_id)
         elif status >= 500 or status == 429:
             wait = retry_after_seconds(response.headers.get("Retry-After"))
             self._retry_later(document_id, attempt, wait, f"HTTP {status}")
+        else:
+            self._reject(document_id, path, response)
+
+    def _soap_outcome(self, document_id: str, attempt: int, path: Path, body: bytes, response: httpx.Response) -> None:
+        status = response.status_code
+        try:
+            document = parse_envelope(response.content, max_bytes=1024 * 1024, what="answer of the hub")
+        except InputError:
+            document = None
+        fault = read_fault(document) if document is not None else None
+        if document is not None and fault is None and 200 <= status < 300:
+            answer = body_document_bytes(document)
+            write_atomically(self.sent_dir / f"{document_id}.answer.xml", answer)
+            write_atomically(self.sent_dir / f"{document_id}.xml", body)
+            path.unlink(missing_ok=True)
+            log.info("callback %s delivered (SOAP, HTTP %d, attempt %d)", document_id, status, attempt)
+            self._check_answer(document_id, answer)
+            self._on_delivered(document_id)
+        elif fault is not None and fault.transient:
+            self._retry_later(document_id, attempt, fault.retry_after, f"SOAP fault {fault.code}: {fault.string}")
+        elif fault is None and (status >= 500 or status == 429 or 200 <= status < 300):
+            wait = retry_after_seconds(response.headers.get("Retry-After"))
+            self._retry_later(document_id, attempt, wait, f"HTTP {status} without a SOAP answer")
         else:
             self._reject(document_id, path, response)
 

@@ -1,0 +1,209 @@
+"""Outbound SOAP 1.1 calls to a partner described by its WSDL (zeep), carrying pre-signed documents.
+
+The WSDL is parsed once, in `open()`, into one zeep Client per process and partner; its Transport
+has timeouts (zeep's default operation timeout is unlimited) and one long-lived requests Session
+(keep-alive). `send()` looks the route's `operation` up in the WSDL's binding for its SOAPAction,
+wraps the hub-signed document BYTE FOR BYTE in a soap:Body (so the signature the hub made is the one
+the partner verifies) and posts it through zeep's transport.
+
+    partner answers 2xx with a document   SendResult(receipt=<the soap:Body child on its own>)
+    soap:Fault                             PermanentDeliveryError("SOAP fault <code>: <string>"), or
+                                           TransientDeliveryError(retry_after=...) when the fault's
+                                           detail carries RetryAfter (connectors/soap/envelope.py)
+    HTTP 5xx/429/408 without a fault,      TransientDeliveryError
+    timeout, refused or reset connection
+    other HTTP status, unreadable answer   PermanentDeliveryError
+    an operation the WSDL does not have    PermanentDeliveryError naming the WSDL's operations
+
+The receipt is the partner's document exactly as signed by the partner (exclusive c14n makes it
+independent of the envelope): the engine runs it through intake when an inbound route names its root.
+"""
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+import zeep
+import zeep.exceptions
+from lxml import etree
+from pydantic import BaseModel, ConfigDict, Field
+from zeep.transports import Transport
+from zeep.wsdl.bindings.soap import Soap11Binding
+
+from connectors.base import Health, Outbound, SendResult
+from connectors.rest.connector import RETRYABLE_STATUS, parse_retry_after
+from connectors.soap.envelope import CONTENT_TYPE, body_document_bytes, parse_envelope, read_fault, wrap_document_bytes
+from hub.errors import ConfigError, InputError, PermanentDeliveryError, TransientDeliveryError
+
+_WSDL_PATH = r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*\.wsdl$"
+
+
+class SoapConnector:
+    class Config(BaseModel):
+        """`connection:` of a `transport: soap` party."""
+
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        wsdl: str = Field(pattern=_WSDL_PATH, description="The partner's WSDL, a path under schemas/ (e.g. "
+                          "partners/dgsn/services-consulaires.wsdl). Parsed once when the connector opens; "
+                          "the route's `operation` must be one of its operations.")
+        endpoint: str | None = Field(None, pattern=r"^https?://[^\s/]+", description="URL the calls are posted "
+                                     "to, overriding the WSDL's soap:address (e.g. ${HUB_DGSN_URL:-http://127.0.0.1:"
+                                     "8712}/dgsn/services-consulaires). None: the WSDL's address.")
+        inbound_wsdl: str | None = Field(None, pattern=_WSDL_PATH, description="The WSDL of the endpoint the hub "
+                                         "serves at /soap/{CODE} for this partner to call in (a path under "
+                                         "schemas/, e.g. hub/dgsn-callbacks.wsdl). None: the partner does not "
+                                         "call the hub over SOAP.")
+
+    def __init__(self, party: str, config: "SoapConnector.Config", *, timeout_seconds: float, settings):
+        self.party = party
+        self.config = config
+        self.timeout_seconds = timeout_seconds
+        self.wsdl_path = Path(settings.schemas_dir) / config.wsdl
+        self.max_answer_bytes = settings.max_message_bytes
+        self._lock = threading.Lock()
+        self._client: zeep.Client | None = None
+        self._binding = None
+        self._address: str | None = config.endpoint
+
+    def __repr__(self) -> str:
+        return f"SoapConnector({self.party}, {self.config.wsdl}, {_host_port_path(self._address)})"
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Parse the WSDL (once) and open the HTTP session; a broken WSDL is a ConfigError."""
+        with self._lock:
+            if self._client is not None:
+                return
+            if not self.wsdl_path.is_file():
+                raise ConfigError(self.wsdl_path, "connection.wsdl", f"{self.party}: no such WSDL file")
+            session = requests.Session()
+            session.headers["User-Agent"] = "consular-exchange-hub"
+            transport = Transport(session=session, timeout=self.timeout_seconds,
+                                  operation_timeout=self.timeout_seconds, cache=None)
+            try:
+                client = zeep.Client(str(self.wsdl_path), transport=transport)
+            except (zeep.exceptions.Error, etree.Error, OSError, ValueError) as exc:
+                session.close()
+                raise ConfigError(self.wsdl_path, "connection.wsdl", f"{self.party}: WSDL does not load: {exc}") from None
+            port = _only_soap_port(client, self.wsdl_path)
+            self._binding = port.binding
+            self._address = self.config.endpoint or port.binding_options.get("address")
+            self._client = client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.transport.session.close()
+                self._client = None
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def operations(self) -> list[str]:
+        self.open()
+        return sorted(self._binding._operations)
+
+    def send(self, outbound: Outbound) -> SendResult:
+        self.open()
+        operation = self._operation(outbound.operation)
+        try:
+            envelope = wrap_document_bytes(outbound.body)
+        except ValueError as exc:
+            raise PermanentDeliveryError(f"document for {self.party} cannot travel in a SOAP body: {exc}") from None
+        headers = {"Content-Type": CONTENT_TYPE, "SOAPAction": f'"{operation.soapaction or ""}"',
+                   "X-Message-Id": outbound.message_id}
+        try:
+            response = self._client.transport.post(self._address, envelope, headers)
+        except requests.Timeout:
+            raise TransientDeliveryError(f"no answer within {self.timeout_seconds:g} s") from None
+        except requests.ConnectionError as exc:
+            raise TransientDeliveryError(_connection_reason(exc)) from None
+        except requests.RequestException as exc:
+            raise TransientDeliveryError(f"transport error: {type(exc).__name__}") from None
+        return self._answer(outbound.operation, response)
+
+    def _operation(self, name: str | None):
+        operations = self._binding._operations
+        if name not in operations:
+            what = f"operation {name!r}" if name else "no operation (the route target needs `operation`)"
+            raise PermanentDeliveryError(f"{what} is not in {self.config.wsdl}; "
+                                         f"its operations: {', '.join(sorted(operations))}")
+        return operations[name]
+
+    def _answer(self, operation: str, response: requests.Response) -> SendResult:
+        status, content = response.status_code, response.content or b""
+        document = None
+        if content.strip():
+            try:
+                document = parse_envelope(content, max_bytes=self.max_answer_bytes, what=f"{self.party} answer")
+            except InputError:
+                document = None
+        fault = read_fault(document) if document is not None else None
+        if fault is not None:
+            reason = f"SOAP fault {fault.code}: {fault.string}" + (f" (HTTP {status})" if status != 500 else "")
+            if fault.problems:
+                reason += "; " + "; ".join(p.message for p in fault.problems[:3])
+            if fault.transient:
+                raise TransientDeliveryError(reason, retry_after=fault.retry_after)
+            raise PermanentDeliveryError(reason)
+        if 200 <= status < 300:
+            if document is None:
+                raise PermanentDeliveryError(f"partner answered {status} to {operation} without a SOAP envelope "
+                                             f"holding one document")
+            return SendResult(receipt=body_document_bytes(document),
+                              detail=f"{operation}: HTTP {status}, {etree.QName(document).localname}")
+        excerpt = content[:300].decode("utf-8", "replace").replace("\n", " ")
+        reason = f"partner answered {status}" + (f": {excerpt}" if excerpt else "")
+        if status in RETRYABLE_STATUS or status >= 500:
+            raise TransientDeliveryError(reason, retry_after=parse_retry_after(response.headers.get("Retry-After")))
+        raise PermanentDeliveryError(reason)
+
+    # -- health ----------------------------------------------------------------------------------
+
+    def poll(self):
+        return ()
+
+    def check(self) -> Health:
+        """TCP reachability of the endpoint (the WSDL's address until the connector opened)."""
+        address = self._address
+        if address is None:
+            try:
+                self.open()
+            except ConfigError as exc:
+                return Health(False, str(exc))
+            address = self._address
+        parts = urlsplit(address)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            with socket.create_connection((parts.hostname, port), timeout=2):
+                return Health(True, f"{parts.hostname}:{port} reachable")
+        except OSError as exc:
+            return Health(False, f"{parts.hostname}:{port} unreachable ({exc.strerror or exc})")
+
+
+def _only_soap_port(client: zeep.Client, path: Path):
+    ports = [port for service in client.wsdl.services.values() for port in service.ports.values()
+             if isinstance(port.binding, Soap11Binding)]
+    if len(ports) != 1:
+        raise ConfigError(path, "connection.wsdl", f"expected exactly one SOAP 1.1 port in the WSDL, found {len(ports)}")
+    return ports[0]
+
+
+def _connection_reason(exc: requests.ConnectionError) -> str:
+    text = str(exc).lower()
+    if "refused" in text:
+        return "connection refused"
+    if "reset" in text or "aborted" in text or "remotedisconnected" in text:
+        return "connection reset by the partner"
+    return "partner unreachable"
+
+
+def _host_port_path(address: str | None) -> str:
+    """URL without user info or query (never print credentials)."""
+    if not address:
+        return "address from the WSDL"
+    parts = urlsplit(address)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or ''}{parts.path}"

@@ -1,0 +1,188 @@
+"""The hub's inbound SOAP 1.1 endpoints, for partners that call the hub over SOAP (DGSN's status
+callbacks, JUSTICE's service requests). A party has one when its `connection.inbound_wsdl` names a
+WSDL under schemas/ (SoapConnector.Config). Mount `soap_router()` in the API app.
+
+    POST /soap/{CODE}               text/xml SOAP envelope; its Body holds ONE document in the partner's own
+                                    format with the partner's enveloped signature. The document is taken out
+                                    of the envelope as it is (exclusive c14n keeps its signature valid) and
+                                    goes through the same intake as REST: hub.submit_from_partner(CODE, ...)
+                                    (validation, signature, deduplication, one commit, routing).
+        200                         envelope whose Body holds the hub's signed env:Receipt, byte for byte;
+                                    the same document again gets the same receipt (X-Duplicate: true)
+        415 soap:Client fault       not text/xml
+        413 soap:Client fault       over HUB_MAX_MESSAGE_BYTES (refused before reading it all)
+        500 soap:Client fault       refused: unknown partner, malformed, DOCTYPE, not an envelope, schema,
+                                    signature, same id with other bytes, no route...; `detail` lists the
+                                    problems with line (in the envelope as sent) and path
+        500 soap:Server fault       the hub failed; transient (RetryAfter in `detail`) when it could not
+                                    store the document right now: send the same document again later
+    GET  /soap/{CODE}?wsdl          the partner's inbound WSDL, soap:address set to the URL requested and the
+                                    schemas it imports pointed at /soap/schemas/ (zeep loads it from the hub)
+    GET  /soap/schemas/{path}.xsd   the XSDs under schemas/, read-only (nothing else, no path traversal)
+
+Parsing, intake and serialisation run off the event loop (run_in_threadpool).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from lxml import etree
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from connectors.soap.envelope import (CONTENT_TYPE, Fault, body_document_bytes, build_fault, parse_envelope, read_fault,
+                                      wrap_document_bytes)
+from hub import metrics
+from hub.errors import InputError, MessageTooLarge, NotAllowed, NotFound, Problem, UnsupportedMediaType
+
+log = logging.getLogger("hub.soap")
+
+RETRY_AFTER_SECONDS = 5           # what a transient fault asks the partner to wait
+_STORAGE_ERRORS = (OperationalError, InterfaceError, PoolTimeout)   # the database cannot take the write now
+_WSDL = "http://schemas.xmlsoap.org/wsdl/"
+_WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
+_XS = "http://www.w3.org/2001/XMLSchema"
+
+
+def inbound_wsdl(hub, code: str) -> Path | None:
+    """The WSDL of the endpoint `code` calls, or None when that party does not call the hub over SOAP."""
+    party = hub.config.parties.get(code)
+    name = getattr(getattr(party, "connection", None), "inbound_wsdl", None) if party is not None else None
+    return Path(hub.settings.schemas_dir) / name if name else None
+
+
+def soap_router() -> APIRouter:
+    router = APIRouter(prefix="/soap", tags=["soap"])
+
+    @router.get("/schemas/{path:path}", name="soap_schema", summary="An XSD imported by an inbound WSDL")
+    def schema(path: str, request: Request) -> Response:
+        target = _schema_file(Path(request.app.state.hub.settings.schemas_dir), path)
+        if target is None:
+            raise NotFound(f"no schema {path!r}")
+        return Response(target.read_bytes(), media_type="application/xml")
+
+    @router.get("/{code}", summary="The inbound WSDL of a partner that calls the hub over SOAP (?wsdl)")
+    async def wsdl(code: str, request: Request) -> Response:
+        hub = request.app.state.hub
+        path = inbound_wsdl(hub, code.upper())
+        if path is None or "wsdl" not in request.query_params:
+            raise NotFound(f"no SOAP endpoint for {code!r}" if path is None else f"append ?wsdl to get {code}'s WSDL")
+        endpoint = str(request.url.replace(query=None, fragment=None))
+        schemas_url = str(request.url_for("soap_schema", path=""))
+        body = await run_in_threadpool(render_wsdl, path, Path(hub.settings.schemas_dir), endpoint=endpoint,
+                                       schemas_url=schemas_url)
+        return Response(body, media_type="text/xml; charset=utf-8")
+
+    @router.post("/{code}", summary="A partner's signed document in a SOAP 1.1 envelope; answered with a receipt",
+                 responses={200: {"description": "SOAP envelope holding the hub's signed env:Receipt"},
+                            413: {"description": "soap:Client fault: over the size cap"},
+                            415: {"description": "soap:Client fault: not text/xml"},
+                            500: {"description": "soap:Fault: refused (soap:Client) or hub failure (soap:Server)"}})
+    async def call(code: str, request: Request) -> Response:
+        hub = request.app.state.hub
+        code = code.upper()
+        try:
+            if inbound_wsdl(hub, code) is None:
+                raise NotAllowed(f"{code!r} is not a partner that calls the hub over SOAP",
+                                 [Problem("no inbound SOAP endpoint for this party", path=f"/soap/{code}")])
+            data = await _read_envelope(request, hub.settings.max_message_bytes)
+            receipt = await run_in_threadpool(submit_envelope, hub, code, data)
+        except InputError as exc:
+            metrics.REFUSED.labels(type(exc).__name__).inc()
+            status = exc.status if exc.status in (413, 415) else 500
+            return fault_response(Fault("soap:Client", f"{exc.title}: {exc.detail}", problems=exc.problems), status)
+        except _STORAGE_ERRORS as exc:
+            log.warning("SOAP request from %s not stored (%s); told to retry in %d s", code, type(exc).__name__,
+                        RETRY_AFTER_SECONDS)
+            return fault_response(Fault("soap:Server", "the hub cannot store the document right now; send it again",
+                                        retry_after=RETRY_AFTER_SECONDS))
+        except Exception:
+            log.exception("SOAP request from %s failed", code)
+            return fault_response(Fault("soap:Server", "the hub failed to process the document"))
+        (metrics.DUPLICATES.labels(receipt.sender) if receipt.duplicate else
+         metrics.ACCEPTED.labels("partner", receipt.sender)).inc()
+        return Response(wrap_document_bytes(receipt.body), status_code=200, media_type=CONTENT_TYPE,
+                        headers={"X-Message-Id": receipt.message_id,
+                                 "X-Duplicate": "true" if receipt.duplicate else "false"})
+
+    return router
+
+
+def submit_envelope(hub, code: str, data: bytes):
+    """Take the document out of the envelope and run it through intake; returns an intake.Receipt.
+
+    Problems found in the document are reported with their line in the envelope as sent."""
+    document = parse_envelope(data, max_bytes=hub.settings.max_message_bytes, what=f"SOAP request from {code}")
+    if read_fault(document) is not None:
+        raise InputError(f"SOAP request from {code}: a soap:Fault is not a document the hub accepts",
+                         [Problem("soap:Fault in a request", line=document.sourceline, path="/Envelope/Body/Fault")])
+    extracted = body_document_bytes(document)
+    try:
+        return hub.submit_from_partner(code, extracted)
+    except InputError as exc:
+        # the extracted document starts on line 2 (after its XML declaration); shift to the envelope's lines
+        shift = (document.sourceline or 2) - (2 if extracted.startswith(b"<?xml") else 1)
+        if shift and any(p.line for p in exc.problems):
+            exc.problems = [Problem(p.message, line=p.line + shift if p.line else None, path=p.path)
+                            for p in exc.problems]
+        raise
+
+
+def fault_response(fault: Fault, status: int = 500) -> Response:
+    return Response(build_fault(fault), status_code=status, media_type=CONTENT_TYPE)
+
+
+async def _read_envelope(request: Request, max_bytes: int) -> bytes:
+    """The request body: text/xml (SOAP 1.1) only, refused as soon as it is over the cap."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "text/xml":
+        raise UnsupportedMediaType(f"a SOAP 1.1 request is text/xml, not {content_type or 'missing'!r}",
+                                   [Problem("Content-Type must be text/xml")])
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise MessageTooLarge(f"request is {declared} bytes; the limit is {max_bytes} bytes",
+                              [Problem(f"over {max_bytes} bytes")])
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise MessageTooLarge(f"request is over the limit of {max_bytes} bytes",
+                                  [Problem(f"over {max_bytes} bytes")])
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def render_wsdl(path: Path, schemas_dir: Path, *, endpoint: str, schemas_url: str | None) -> bytes:
+    """The static WSDL with its soap:address set to `endpoint` and, when `schemas_url` is given, relative
+    schema locations made absolute under it (so a client loading the WSDL over HTTP finds them)."""
+    tree = etree.parse(str(path), etree.XMLParser(resolve_entities=False, no_network=True))
+    for address in tree.iter(f"{{{_WSDL_SOAP}}}address"):
+        address.set("location", endpoint)
+    if schemas_url is None:
+        return etree.tostring(tree, xml_declaration=True, encoding="UTF-8")
+    schemas_dir = schemas_dir.resolve()
+    for node in tree.iter(f"{{{_XS}}}import", f"{{{_XS}}}include"):
+        location = node.get("schemaLocation")
+        if not location or urlsplit(location).scheme:
+            continue
+        target = (path.parent / location).resolve()
+        if target.is_relative_to(schemas_dir):
+            node.set("schemaLocation", schemas_url + target.relative_to(schemas_dir).as_posix())
+    return etree.tostring(tree, xml_declaration=True, encoding="UTF-8")
+
+
+def _schema_file(schemas_dir: Path, path: str) -> Path | None:
+    """The .xsd file under schemas/ that `path` names, or None (anything else, or outside schemas/)."""
+    root = schemas_dir.resolve()
+    try:
+        target = (root / path).resolve()
+    except (OSError, ValueError):
+        return None
+    if target.suffix != ".xsd" or not target.is_relative_to(root) or not target.is_file():
+        return None
+    return target

@@ -1,0 +1,380 @@
+"""DGSN sandbox: a simulator of the national police's consular services, over SOAP 1.1.
+
+It serves DGSN's WSDL (schemas/partners/dgsn/services-consulaires.wsdl) and format
+(services-consulaires.xsd), signs with DGSN's key and verifies the hub's signature:
+
+    POST /dgsn/services-consulaires       one signed document as the single child of soap:Body
+                                          -> 200, one document signed by DGSN in the Body
+                                          -> 500 soap:Fault soap:Client (not SOAP, malformed, invalid,
+                                             badly signed, SOAPAction not matching the document,
+                                             unknown DGSN reference) with the problems in detail;
+                                             nothing is stored
+    GET  /dgsn/services-consulaires?wsdl  the WSDL (its soap:address set to this server)
+    GET  /dgsn/services-consulaires.xsd   the schema the WSDL imports
+    GET  /healthz, GET /_sandbox/stats, POST /_sandbox/behaviour   (sandbox/common.py)
+
+Decisions (deterministic, from the data, so tests and the demo can predict them):
+
+    VerifierIdentite                      by the LAST DIGIT of Personne/CNIE: 0-6 CONCORDANCE,
+                                          7-8 DISCORDANCE (one Ecart on DateNaissance),
+                                          9 INCONNU; no CNIE: INCONNU
+    NotifierChangementAdresse             AccuseReception
+    DeposerDemandePasseport               RecepisseDepotPasseport with DGSN's reference, then status
+                                          callbacks, in order, each `--answer-delay` seconds after the
+                                          previous one reached the hub: EN_FABRICATION ->
+                                          EXPEDIE -> DISPONIBLE_AU_POSTE (passport number and expiry
+                                          given from EXPEDIE on); when ReferenceEnrolementBiometrique
+                                          ends in 9, one callback REJETE, Motif ENROLEMENT_INCOMPLET
+    DeclarerRemisePasseport               AccuseReception; soap:Client fault when ReferenceDgsn is not
+                                          an application DGSN accepted, or NumeroPasseport is not the
+                                          passport it issued for it
+    DemanderAutorisationPassageFrontiere  DecisionPassageFrontiere: REFUSE, Motif SCELLE_NON_CONFORME,
+                                          when Transfert/NumeroScelle ends in 9; otherwise AUTORISE
+
+Callbacks (NotificationStatutPasseport, each with its own IdentifiantMessage DGSN-N-<ref>-<n>,
+naming the hub's request in ReferenceDemande and the case in ReferenceDossier) are SOAP calls to
+{hub_url}/soap/DGSN (schemas/hub/dgsn-callbacks.wsdl, NotifyPassportStatus), sent durably through
+sandbox/outbox.py; the hub's signed Receipt it answers with is verified against hub.crt and kept.
+
+Exactly-once effect: requests are deduplicated by (document, IdentifiantMessage) -- the hub sends
+one canonical message id to several operations -- and a repeat gets the first answer's bytes and
+schedules nothing. Received documents are kept as `<data>/DGSN/received/<Document>-<id>.xml`.
+
+Behaviour: `fail` answers HTTP `status` with a soap:Server fault marked transient (RetryAfter) when
+`retry_after` is set, or with a plain-text body (no fault) otherwise; `slow` waits `delay_seconds`
+before answering; `refuse` closes the port for `refuse_seconds`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from lxml import etree
+from lxml.builder import ElementMaker
+
+from connectors.soap.envelope import (CONTENT_TYPE, Fault, body_document_bytes, build_fault, parse_envelope,
+                                      wrap_document_bytes)
+from hub.errors import InputError, Problem, SchemaInvalid, SignatureInvalid, UnsupportedMediaType
+from hub.signing import verify
+from hub.xmlsafe import parse_trusted
+from sandbox.common import (MAX_REQUEST_BYTES, PROJECT_ROOT, PartnerSandbox, add_common_arguments,
+                            add_control_routes, media_type, read_capped, run_app)
+from sandbox.outbox import CallbackOutbox
+
+log = logging.getLogger(__name__)
+
+PARTNER = "DGSN"
+NS = "urn:ma:dgsn:services-consulaires:1"
+XSD = "partners/dgsn/services-consulaires.xsd"
+WSDL_FILE = PROJECT_ROOT / "schemas" / "partners" / "dgsn" / "services-consulaires.wsdl"
+XSD_FILE = PROJECT_ROOT / "schemas" / XSD
+PATH = "/dgsn/services-consulaires"
+WSDL_ADDRESS = b"http://127.0.0.1:8712/dgsn/services-consulaires"
+CALLBACK_ACTION = "urn:ma:gov:consular:hub:dgsn-callbacks:1#NotifyPassportStatus"
+ACTION_PREFIX = "urn:ma:dgsn:services-consulaires:1#"
+PASSPORT_VALIDITY_YEARS = 5
+PASSPORT_STEPS = ("EN_FABRICATION", "EXPEDIE", "DISPONIBLE_AU_POSTE")
+
+D = ElementMaker(namespace=NS, nsmap={None: NS})
+
+
+def _tag(name: str) -> str:
+    return f"{{{NS}}}{name}"
+
+
+def _text(element: etree._Element, path: str) -> str:
+    """Text of a descendant found by a path of local names ("Personne/CNIE"), trimmed."""
+    return (element.findtext("/".join(_tag(part) for part in path.split("/"))) or "").strip()
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+def _digits(value: str) -> str:
+    return re.sub(r"\D", "", value)
+
+
+def identity_verdict(cnie: str) -> str:
+    """CONCORDANCE (last digit 0-6), DISCORDANCE (7-8), INCONNU (9, or no CNIE)."""
+    last = cnie.strip()[-1:]
+    if not last.isdigit() or last == "9":
+        return "INCONNU"
+    return "CONCORDANCE" if int(last) <= 6 else "DISCORDANCE"
+
+
+def passport_rejected(enrolment_reference: str) -> bool:
+    """An application is rejected (ENROLEMENT_INCOMPLET) when its enrolment reference ends in 9."""
+    return enrolment_reference.strip().endswith("9")
+
+
+def border_decision(seal_number: str) -> str:
+    """REFUSE when the seal number ends in 9 (SCELLE_NON_CONFORME), else AUTORISE."""
+    return "REFUSE" if seal_number.strip().endswith("9") else "AUTORISE"
+
+
+def passport_number_for(reference_dgsn: str) -> str:
+    """The passport DGSN issues for an application: "Z" + the reference's last 8 digits."""
+    return "Z" + _digits(reference_dgsn)[-8:].rjust(8, "0")
+
+
+class DgsnSandbox(PartnerSandbox):
+    """DGSN's decisions and callbacks on top of the shared sandbox state."""
+
+    def __init__(self, *, pki_dir: Path, data_dir: Path, hub_url: str, answer_delay: float, mode: str = "normal"):
+        super().__init__(PARTNER, pki_dir=pki_dir, data_dir=data_dir, mode=mode)
+        self.answer_delay = answer_delay
+        self._chain: dict[str, tuple[str, int]] = {}  # notification id -> (application key, step)
+        self.outbox = CallbackOutbox(self.home, hub_url.rstrip("/") + f"/soap/{PARTNER}",
+                                     on_delivered=self._delivered,
+                                     soap_action=CALLBACK_ACTION, check_answer=self._check_receipt)
+        self.operations = {
+            "VerifierIdentite": self._verify_identity,
+            "NotifierChangementAdresse": self._acknowledge,
+            "DeposerDemandePasseport": self._passport_receipt,
+            "DeclarerRemisePasseport": self._handover,
+            "DemanderAutorisationPassageFrontiere": self._border_clearance,
+        }
+        self.roots = {_tag(name) for name in self.operations}
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Deliver callbacks; resume each application's sequence where a restart left it."""
+        for path in sorted(self.acknowledged_dir.glob("DeposerDemandePasseport-*.xml")):
+            reference = _text(parse_trusted(path.read_bytes()), "ReferenceDgsn")
+            for step in range(1, len(self._steps(path.stem)) + 1):
+                name = f"{self._notification_id(reference, step)}.xml"
+                if (self.outbox.sent_dir / name).exists():
+                    continue
+                if (self.outbox.outbox_dir / name).exists():  # pending: its delivery continues the sequence
+                    self._chain[self._notification_id(reference, step)] = (path.stem, step)
+                elif not (self.outbox.rejected_dir / name).exists():
+                    self._produce(path.stem, reference, step)
+                break
+        self.outbox.start()
+
+    def stop(self) -> None:
+        self.outbox.stop()
+
+    # -- requests ----------------------------------------------------------------------------------
+
+    def handle(self, envelope: bytes, soap_action: str | None) -> bytes:
+        """One SOAP request -> the answer document (signed by DGSN). Raises InputError when refused."""
+        document = parse_envelope(envelope, max_bytes=MAX_REQUEST_BYTES, what="SOAP request")
+        if document.tag not in self.roots:
+            raise SchemaInvalid(f"DGSN has no operation taking {document.tag}",
+                                [Problem("unexpected document in soap:Body", line=document.sourceline,
+                                         path="/Envelope/Body/*")])
+        operation = etree.QName(document).localname
+        action = (soap_action or "").strip().strip('"')
+        if action and action != ACTION_PREFIX + operation:
+            raise SchemaInvalid(f"SOAPAction {action!r} does not match the {operation} document",
+                                [Problem(f"expected SOAPAction {ACTION_PREFIX + operation}")])
+        body = body_document_bytes(document)
+        request = self.check_document(body, xsd=XSD, roots=self.roots, what=operation)
+        request_id = _text(request, "IdentifiantMessage")
+        answer, new = self.answer_once(f"{operation}-{request_id}", body,
+                                       lambda: self.operations[operation](request, self._next_reference()))
+        if new:  # counted here: the store's lock is not held any more
+            answered = parse_trusted(answer)
+            outcome = _text(answered, "Resultat") or _text(answered, "Decision")
+            self.count(f"{operation}_{outcome}" if outcome else operation)
+            if operation == "DeposerDemandePasseport":
+                self._produce(f"{operation}-{request_id}", _text(answered, "ReferenceDgsn"), 1)
+        return answer
+
+    # The operations below run under the store's lock (answer_once): they must not call self.count.
+
+    def _next_reference(self) -> str:
+        return f"DGSN-{_now().year}-{len(self._answers) + 1:06d}"
+
+    def _answer_head(self, request: etree._Element, reference: str) -> list[etree._Element]:
+        return [D.IdentifiantMessage(f"DGSN-R-{_digits(reference)}"),
+                D.ReferenceDemande(_text(request, "IdentifiantMessage")),
+                D.ReferenceDossier(_text(request, "ReferenceDossier")),
+                D.ReferenceDgsn(reference)]
+
+    def _verify_identity(self, request: etree._Element, reference: str) -> bytes:
+        verdict = identity_verdict(_text(request, "Personne/CNIE"))
+        answer = D.ResultatVerificationIdentite(*self._answer_head(request, reference),
+                                                D.DateVerification(_now().isoformat()), D.Resultat(verdict))
+        if verdict == "DISCORDANCE":
+            answer.append(D.Ecart("La date de naissance ne correspond pas au fichier de la CNIE",
+                                  champ="DateNaissance"))
+        return self.sign(answer, xsd=XSD, what="ResultatVerificationIdentite")
+
+    def _acknowledge(self, request: etree._Element, reference: str) -> bytes:
+        answer = D.AccuseReception(D.ReferenceDemande(_text(request, "IdentifiantMessage")),
+                                   D.ReferenceDossier(_text(request, "ReferenceDossier")),
+                                   D.ReferenceDgsn(reference), D.DateReception(_now().isoformat()))
+        return self.sign(answer, xsd=XSD, what="AccuseReception")
+
+    def _passport_receipt(self, request: etree._Element, reference: str) -> bytes:
+        answer = D.RecepisseDepotPasseport(*self._answer_head(request, reference), D.DateReception(_now().isoformat()))
+        return self.sign(answer, xsd=XSD, what="RecepisseDepotPasseport")
+
+    def _handover(self, request: etree._Element, reference: str) -> bytes:
+        reference_dgsn = _text(request, "ReferenceDgsn")
+        application = self._application_by_reference(reference_dgsn)
+        if application is None:
+            raise SchemaInvalid(f"DOSSIER_INCONNU: no passport application with DGSN reference {reference_dgsn!r}",
+                                [Problem("unknown ReferenceDgsn", path="/DeclarerRemisePasseport/ReferenceDgsn")])
+        number = _text(request, "NumeroPasseport")
+        if number != passport_number_for(reference_dgsn) or passport_rejected(
+                _text(application, "ReferenceEnrolementBiometrique")):
+            raise SchemaInvalid(f"NUMERO_PASSEPORT_INCORRECT: DGSN issued no passport {number!r} for {reference_dgsn}",
+                                [Problem("wrong NumeroPasseport", path="/DeclarerRemisePasseport/NumeroPasseport")])
+        return self._acknowledge(request, reference)
+
+    def _border_clearance(self, request: etree._Element, reference: str) -> bytes:
+        decision = border_decision(_text(request, "Transfert/NumeroScelle"))
+        answer = D.DecisionPassageFrontiere(*self._answer_head(request, reference),
+                                            D.DateDecision(_now().isoformat()), D.Decision(decision))
+        if decision == "REFUSE":
+            answer.append(D.Motif("SCELLE_NON_CONFORME"))
+            answer.append(D.LibelleMotif("Le numéro de scellé du cercueil ne correspond pas au procès-verbal "
+                                         "de mise en bière"))
+        return self.sign(answer, xsd=XSD, what="DecisionPassageFrontiere")
+
+    def _application_by_reference(self, reference_dgsn: str) -> etree._Element | None:
+        """The stored DeposerDemandePasseport that DGSN acknowledged under `reference_dgsn`."""
+        for path in self.acknowledged_dir.glob("DeposerDemandePasseport-*.xml"):
+            if _text(parse_trusted(path.read_bytes()), "ReferenceDgsn") == reference_dgsn:
+                return parse_trusted((self.received_dir / path.name).read_bytes())
+        return None
+
+    # -- passport status callbacks -----------------------------------------------------------------
+
+    @staticmethod
+    def _notification_id(reference_dgsn: str, step: int) -> str:
+        return f"DGSN-N-{_digits(reference_dgsn)}-{step}"
+
+    def _steps(self, key: str) -> tuple[str, ...]:
+        request = parse_trusted((self.received_dir / f"{key}.xml").read_bytes())
+        return ("REJETE",) if passport_rejected(_text(request, "ReferenceEnrolementBiometrique")) else PASSPORT_STEPS
+
+    def _produce(self, key: str, reference: str, step: int) -> None:
+        """Send notification `step` of application `key` after the answer delay."""
+        self._chain[self._notification_id(reference, step)] = (key, step)
+        self.outbox.produce_later(lambda: self.notification(key, step), self.answer_delay)
+
+    def _delivered(self, document_id: str) -> None:
+        """A callback reached the hub: the next one of the same application follows, in order."""
+        self.count("callbacks_sent")
+        key, step = self._chain.pop(document_id, (None, 0))
+        if key is not None and step < len(self._steps(key)):
+            receipt = parse_trusted((self.acknowledged_dir / f"{key}.xml").read_bytes())
+            self._produce(key, _text(receipt, "ReferenceDgsn"), step + 1)
+
+    def notification(self, key: str, step: int) -> tuple[str, bytes]:
+        """The signed NotificationStatutPasseport number `step` for the stored application `key`."""
+        request = parse_trusted((self.received_dir / f"{key}.xml").read_bytes())
+        receipt = parse_trusted((self.acknowledged_dir / f"{key}.xml").read_bytes())
+        reference = _text(receipt, "ReferenceDgsn")
+        status = self._steps(key)[step - 1]
+        document = D.NotificationStatutPasseport(
+            D.IdentifiantMessage(self._notification_id(reference, step)),
+            D.ReferenceDemande(_text(request, "IdentifiantMessage")),
+            D.ReferenceDossier(_text(request, "ReferenceDossier")),
+            D.ReferenceDgsn(reference),
+            D.Statut(status),
+            D.DateStatut(_now().isoformat()),
+        )
+        if status in ("EXPEDIE", "DISPONIBLE_AU_POSTE"):
+            expiry = _now().date() + dt.timedelta(days=365 * PASSPORT_VALIDITY_YEARS)
+            document.append(D.NumeroPasseport(passport_number_for(reference)))
+            document.append(D.DateExpiration(expiry.strftime("%d/%m/%Y")))
+            document.append(D.NumeroExpedition(f"EXP-{_digits(reference)}"))
+        if status == "REJETE":
+            document.append(D.Motif("ENROLEMENT_INCOMPLET"))
+            document.append(D.LibelleMotif("Les données biométriques de l'enrôlement sont introuvables ou incomplètes "
+                                           "à la station de capture"))
+        self.count(f"passport_{status}")
+        return self._notification_id(reference, step), self.sign(document, xsd=XSD, what="NotificationStatutPasseport")
+
+    def _check_receipt(self, document_id: str, answer: bytes) -> None:
+        """The hub's answer to a callback must be its Receipt, signed by the hub."""
+        try:
+            verify(parse_trusted(answer), self.hub_certificate, signer_name="hub")
+        except (InputError, etree.Error, ValueError) as exc:
+            self.count("hub_receipts_invalid")
+            log.warning("the hub's answer to %s does not verify: %s", document_id, exc)
+            return
+        self.count("hub_receipts_verified")
+
+    def stats(self) -> dict:
+        return {**super().stats(), "pending_callbacks": self.outbox.pending()}
+
+
+# -- HTTP ----------------------------------------------------------------------------------------
+
+
+def _fault_response(fault: Fault, status: int = 500, headers: dict | None = None) -> Response:
+    return Response(build_fault(fault), status_code=status, media_type=CONTENT_TYPE, headers=headers)
+
+
+def create_app(sandbox: DgsnSandbox) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        sandbox.start()
+        try:
+            yield
+        finally:
+            sandbox.stop()
+
+    app = FastAPI(title="DGSN sandbox", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    wsdl, xsd = WSDL_FILE.read_bytes(), XSD_FILE.read_bytes()
+
+    @app.get(PATH)
+    def get_wsdl(request: Request) -> Response:
+        if "wsdl" not in {key.lower() for key in request.query_params}:
+            return Response("GET ?wsdl for the WSDL; POST SOAP requests here\n", status_code=405,
+                            media_type="text/plain")
+        address = f"{request.base_url}".rstrip("/") + PATH
+        return Response(wsdl.replace(WSDL_ADDRESS, address.encode()), media_type="text/xml")
+
+    @app.get(PATH + ".xsd")
+    def get_xsd() -> Response:
+        return Response(xsd, media_type="text/xml")
+
+    @app.post(PATH)
+    async def soap(request: Request) -> Response:
+        failing = sandbox.should_fail()
+        if failing is not None:
+            if failing.retry_after is not None:
+                return _fault_response(Fault("soap:Server", "DGSN sandbox simulating a failure",
+                                             retry_after=failing.retry_after), failing.status,
+                                       {"Retry-After": str(failing.retry_after)})
+            return Response(f"DGSN sandbox simulating a failure (HTTP {failing.status})\n",
+                            status_code=failing.status, media_type="text/plain")
+        await sandbox.delay_if_slow()
+        try:
+            if media_type(request) != "text/xml":
+                raise UnsupportedMediaType(f"SOAP 1.1 requests are text/xml, not {media_type(request) or 'missing'}")
+            body = await read_capped(request)
+            answer = await run_in_threadpool(sandbox.handle, body, request.headers.get("soapaction"))
+        except InputError as error:
+            sandbox.count("refused")
+            log.warning("request refused: %s", error.detail)
+            return _fault_response(Fault("soap:Client", error.detail, problems=error.problems))
+        return Response(wrap_document_bytes(answer), media_type=CONTENT_TYPE)
+
+    add_control_routes(app, sandbox)
+    return app
+
+
+def add_arguments(parser) -> None:
+    add_common_arguments(parser, port=8712, answer_delay=0.2)
+
+
+def run(args) -> int:
+    sandbox = DgsnSandbox(pki_dir=args.pki_dir, data_dir=args.data_dir, hub_url=args.hub_url,
+                          answer_delay=args.answer_delay, mode=args.mode)
+    return run_app(create_app(sandbox), sandbox=sandbox, host=args.host, port=args.port)
