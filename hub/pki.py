@@ -91,3 +91,49 @@ def load_key(path: str):
 @functools.lru_cache(maxsize=None)
 def load_certificate(path: str) -> x509.Certificate:
     return x509.load_pem_x509_certificate(Path(path).read_bytes())
+
+
+# -- SSH keys (SFTP partners) ---------------------------------------------------------------------
+
+SSH_DIR = "ssh"
+HUB_SSH_CLIENT_KEY = "hub_client"   # the hub's SFTP client key (CDG authorises its public half)
+CDG_SSH_HOST_KEY = "CDG_host"       # CDG's SFTP server host key (the hub pins its public half)
+
+
+def ensure_dev_ssh_key(pki_dir: Path, name: str) -> Path:
+    """Create the development Ed25519 SSH key `<pki_dir>/ssh/<name>` (OpenSSH format, mode 0600) and
+    its public half `<name>.pub` when missing; return the private key's path.
+
+    Safe when several processes start at once: the private key is linked into place only if absent
+    (the first writer wins), and the public half is always derived from whichever key won."""
+    ssh_dir = Path(pki_dir) / SSH_DIR
+    ssh_dir.mkdir(parents=True, exist_ok=True)
+    private_path, public_path = ssh_dir / name, ssh_dir / f"{name}.pub"
+    if not private_path.exists():
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+        key = ed25519.Ed25519PrivateKey.generate()
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption())
+        temporary = ssh_dir / f".{name}.{os.getpid()}.tmp"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+        try:
+            os.link(temporary, private_path)
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink(missing_ok=True)
+    if not public_path.exists():
+        key = serialization.load_ssh_private_key(private_path.read_bytes(), password=None)
+        line = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        temporary = ssh_dir / f".{name}.pub.{os.getpid()}.tmp"
+        temporary.write_bytes(line + f" {name}@consular-hub-dev\n".encode())
+        os.replace(temporary, public_path)
+    return private_path
+
+
+def ensure_dev_ssh_keys(pki_dir: Path) -> dict[str, Path]:
+    """The development SSH keys of the SFTP exchange with CDG: the hub's client key and CDG's host
+    key, under `<pki_dir>/ssh/` (`hub_client`, `hub_client.pub`, `CDG_host`, `CDG_host.pub`)."""
+    return {name: ensure_dev_ssh_key(pki_dir, name) for name in (HUB_SSH_CLIENT_KEY, CDG_SSH_HOST_KEY)}

@@ -30,6 +30,7 @@ class Hub:
         self.settings = settings or Settings.from_env()
         self.config: HubConfig = load_config(self.settings)
         pki.ensure_dev_pki(self.settings.pki_dir, [HUB_PARTY, *self.config.parties])
+        pki.ensure_dev_ssh_keys(self.settings.pki_dir)
         self.schemas = SchemaSet(self.settings.schemas_dir)
         self.mappings = MappingSet(self.settings.mappings_dir)
         self.signer = Signer(pki.load_key(str(self.settings.pki_dir / f"{HUB_PARTY}.key")),

@@ -33,8 +33,9 @@ class HubService:
         for partner, seconds in polling_partners(self.hub).items():
             self.scheduler.add_job(self._poll, "interval", args=[partner], seconds=seconds, id=f"poll-{partner}",
                                    max_instances=1, coalesce=True)
-        for job_id, function, seconds in self.registry.scheduled_jobs():
-            self.scheduler.add_job(function, "interval", seconds=seconds, id=job_id, max_instances=1, coalesce=True)
+        for job_id, function, when in self.registry.scheduled_jobs():
+            trigger = ("cron", when) if isinstance(when, dict) else ("interval", {"seconds": when})
+            self.scheduler.add_job(function, trigger[0], id=job_id, max_instances=1, coalesce=True, **trigger[1])
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 

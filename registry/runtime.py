@@ -42,9 +42,8 @@ class Registry:
             return load_posts(session, self.hub.settings.config_dir / "reference" / "posts.csv")
 
     def scheduled_jobs(self) -> list[tuple[str, object, float]]:
-        jobs = [(job_id, (lambda fn=fn: fn(self)), seconds) for module in services.modules()
-                for job_id, fn, seconds in getattr(module, "SCHEDULED", ())]
-        return jobs
+        return [(job_id, (lambda fn=fn: fn(self)), when) for module in services.modules()
+                for job_id, fn, when in getattr(module, "SCHEDULED", ())]
 
     # -- outgoing ----------------------------------------------------------------------------------
     def submit(self, data: bytes):

@@ -11,6 +11,7 @@ from hub.errors import InputError, NotFound
 
 
 def create_app(hub, registry) -> FastAPI:
+    from connectors.soap.inbound import soap_router
     from registry.views import router as registry_router
 
     app = FastAPI(title="Consular exchange hub", version="0.1.0",
@@ -21,6 +22,7 @@ def create_app(hub, registry) -> FastAPI:
     app.add_exception_handler(InputError, input_error_handler)
     app.add_exception_handler(NotFound, not_found_handler)
     app.include_router(messages.router)
+    app.include_router(soap_router())
     app.include_router(registry_router)
     app.include_router(health.router)
     try:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import selectinload
 from hub import metrics
 from hub.errors import MessageTooLarge, NotFound, UnsupportedMediaType
 from hub.models import Message
+from hub.polling import poll_partner, polling_partners
 
 XML_TYPES = ("application/xml", "text/xml")
 RECEIPT_HEADERS = {"Content-Type": "application/xml"}
@@ -62,6 +63,16 @@ async def submit_partner_document(partner: str, request: Request):
     (metrics.DUPLICATES.labels(receipt.sender) if receipt.duplicate else
      metrics.ACCEPTED.labels("partner", receipt.sender)).inc()
     return _receipt_response(receipt)
+
+
+@router.post("/partners/{partner}/poll", summary="Fetch now what a polled partner (SFTP) left for the hub",
+             responses={404: {"description": "No such partner, or it is not polled"}})
+async def poll_now(partner: str, request: Request):
+    hub = request.app.state.hub
+    code = partner.upper()
+    if code not in polling_partners(hub):
+        raise NotFound(f"{code} is not a partner the hub polls (polled: {', '.join(sorted(polling_partners(hub))) or 'none'})")
+    return {"partner": code, **await run_in_threadpool(poll_partner, hub, code)}
 
 
 def message_summary(m: Message) -> dict:

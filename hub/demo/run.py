@@ -99,6 +99,7 @@ def run_demo(*, cases: int, serve: bool, console: Console) -> int:
     console.print(f"  database  {settings.database_url}\n  keys      {settings.pki_dir}")
     # Keys first, in this process: the sandboxes then find them instead of racing to create them.
     pki.ensure_dev_pki(settings.pki_dir, ["hub", "REGISTRY", *SANDBOXES])
+    pki.ensure_dev_ssh_keys(settings.pki_dir)
     service = HubService(settings)
     sandboxes: list[SandboxProcess] = []
     try:

@@ -12,7 +12,8 @@ A service module defines:
 and, when it has them:
     build_request(registry, case) -> bytes   the signed request sent when a case opens
     SENT_STATUS   the status once the hub accepted that request
-    SCHEDULED     [(job id, fn(registry), interval seconds)] run by the hub's scheduler
+    SCHEDULED     [(job id, fn(registry), when)] run by the hub's scheduler; `when` is an interval in
+                  seconds, or a dict of cron fields ({"hour": 2, "timezone": "Africa/Casablanca"})
     on_dead_letter(registry, session, correlation_id, message_id, reason) -> bool
                   for messages whose correlation id is not a case reference
 """
@@ -24,7 +25,13 @@ from types import ModuleType
 
 MODULES = [
     "registry.services.licence",
+    "registry.services.registration",
+    "registry.services.passport",
     "registry.services.repatriation",
+    "registry.services.civil_status_extract",
+    "registry.services.transcription",
+    "registry.services.life_certificates",
+    "registry.services.judicial",
 ]
 
 

@@ -1,0 +1,180 @@
+"""Life certificates end to end on real processes: posts issue certificates through the hub's API, the
+registry sends one signed batch, the hub uploads it to the CDG sandbox over SFTP, polls CDG's signed
+acknowledgement back, and every case reaches CDG's verdict."""
+from __future__ import annotations
+
+import datetime as dt
+
+import httpx
+import pytest
+from lxml import etree
+
+from conftest import free_port, wait_for
+from hub import pki
+from hub.polling import poll_partner
+from hub.signing import verify
+from registry import service
+from registry.services.life_certificates import record_death_notice
+
+pytestmark = pytest.mark.slow
+
+CDG_NS = "urn:ma:cdg:certificats-vie:1"
+FINAL = {"ACCEPTED", "REJECTED", "FAILED"}
+
+
+@pytest.fixture
+def client(running_hub):
+    with httpx.Client(base_url=running_hub.url, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture
+def cdg(running_hub, start_sandbox):
+    control = free_port()
+    return start_sandbox("cdg", running_hub.url, extra_args=["--control-port", str(control)], http_port=control)
+
+
+def register(client, given: str = "Ahmed", family: str = "Bennani") -> str:
+    citizen = client.post("/api/v1/citizens", json={
+        "post_code": "FR-PARIS", "given_name_latin": given, "family_name_latin": family,
+        "given_name_arabic": "أحمد", "family_name_arabic": "بناني", "birth_date": "1950-06-14", "sex": "M",
+        "cnie": "BE123456", "country": "FR", "city": "Paris"})
+    assert citizen.status_code == 201, citizen.text
+    return citizen.json()["registration_id"]
+
+
+def issue(client, registration_id: str, pension_number: str, fund: str = "CNRA") -> dict:
+    case = client.post("/api/v1/cases/life-certificate", json={
+        "registration_id": registration_id, "pension_number": pension_number, "fund": fund,
+        "issue_date": "2026-11-20"})
+    assert case.status_code == 201, case.text
+    return case.json()
+
+
+def death_notice(running_hub, registration_id: str, pension_number: str) -> str:
+    """What the repatriation service does when its case names a pension: queue a death notice."""
+    with running_hub.hub.sessions.begin() as session:
+        citizen = service.get_citizen(session, registration_id=registration_id)
+        repatriation = service.open_case(session, service="REPATRIATION", citizen=citizen, actor="test",
+                                         details={"pension": {"pension_number": pension_number, "fund": "RCAR"}})
+        notice = record_death_notice(session, repatriation_case=repatriation, pension_number=pension_number,
+                                     fund="RCAR", date_of_death=dt.date(2026, 11, 18))
+        again = record_death_notice(session, repatriation_case=repatriation, pension_number=pension_number,
+                                    fund="RCAR", date_of_death=dt.date(2026, 11, 18))
+        assert again.reference == notice.reference  # once per repatriation case
+        return notice.reference
+
+
+def poll_until_acknowledged(running_hub, client, batch: str) -> dict:
+    def acknowledged():
+        poll_partner(running_hub.hub, "CDG")
+        found = client.get(f"/api/v1/life-certificates/batches/{batch}").json()
+        return found if found["status"] == "ACKNOWLEDGED" else None
+    return wait_for(acknowledged, 30, interval=0.3, what=f"CDG's acknowledgement of {batch}")
+
+
+def test_certificates_and_death_notice_reach_cdgs_verdict(running_hub, cdg, client, pki_dir):
+    citizen = register(client)
+    numbers = [f"2023041{d}" for d in range(10)]  # the one ending in 9 is unknown to CDG
+    certificates = {issue(client, citizen, n, "CNRA" if i % 2 else "RCAR")["reference"]: n
+                    for i, n in enumerate(numbers)}
+    first = client.get(f"/api/v1/cases/{next(iter(certificates))}").json()
+    assert first["status"] == "ISSUED" and [h["status"] for h in first["history"]] == ["ISSUED"]
+    notice = death_notice(running_hub, citizen, "7000108")
+
+    sent = client.post("/api/v1/life-certificates/batches")
+    assert sent.status_code == 200, sent.text
+    batch = sent.json()["batch"]
+    assert batch.startswith("LCB-")
+    assert client.post("/api/v1/life-certificates/batches").json()["batch"] is None  # nothing left to send
+    assert client.get(f"/api/v1/cases/{notice}").json()["status"] == "BATCHED"
+
+    found = poll_until_acknowledged(running_hub, client, batch)
+    assert (found["certificates"], found["death_notices"], found["accepted"], found["rejected"]) == (10, 1, 10, 1)
+    for reference, number in certificates.items():
+        case = client.get(f"/api/v1/cases/{reference}").json()
+        expected = "REJECTED" if number.endswith("9") else "ACCEPTED"
+        assert case["status"] == expected, reference
+        assert [h["status"] for h in case["history"]] == ["ISSUED", "BATCHED", expected]
+        assert case["outcome"]["batch"] == batch and case["partner_reference"] == f"CDG-AR-{batch}"
+        if expected == "REJECTED":
+            assert case["outcome"]["reason"] == "PENSION_INCONNUE"
+    assert client.get(f"/api/v1/cases/{notice}").json()["status"] == "ACCEPTED"
+
+    # CDG received exactly one batch, signed by the hub, with what CDG needs and nothing more
+    received = cdg.received("CDG")
+    assert [p.name for p in received] == [f"{batch}.xml"]
+    lot = verify(etree.fromstring(received[0].read_bytes()), pki.load_certificate(str(pki_dir / "hub.crt")),
+                 signer_name="hub")
+    assert lot.findtext(f"{{{CDG_NS}}}IdentifiantMessage") == f"REGISTRY-{batch}"
+    assert lot.findtext(f"{{{CDG_NS}}}NombreCertificats") == "10"
+    assert b"MRE-" not in received[0].read_bytes()  # no registration id: minimisation
+    # the acknowledgement was taken in: moved to done/, correlated to the batch message on its timeline
+    assert (cdg.data_dir / "CDG" / "sftp" / "done" / f"AR_{batch}.xml").exists()
+    ack = client.get("/api/v1/messages", params={"type": "LifeCertificateBatchAcknowledgement"}).json()["items"]
+    assert [(m["id"], m["in_reply_to"], m["correlation_id"]) for m in ack] == [(f"CDG-AR-{batch}", f"REGISTRY-{batch}", batch)]
+    events = [e["event"] for e in client.get(f"/api/v1/messages/{ack[0]['id']}").json()["timeline"]]
+    assert "MAPPED_IN" in events and "CORRELATED" in events
+    # the registry kept CDG's own signed acknowledgement, and it still verifies as CDG's
+    with running_hub.hub.sessions() as session:
+        from registry.services.life_certificates import PensionBatch
+        kept = session.query(PensionBatch).filter_by(reference=batch).one().acknowledgement
+    verify(etree.fromstring(kept), pki.load_certificate(str(pki_dir / "CDG.crt")), signer_name="CDG")
+    # polling again finds nothing new
+    assert poll_partner(running_hub.hub, "CDG") == {"accepted": 0, "refused": 0, "seen": 0}
+
+
+def test_upload_cut_mid_transfer_is_retried_and_cdg_gets_the_batch_once(running_hub, cdg, client):
+    citizen = register(client)
+    for i in range(60):
+        issue(client, citizen, f"{30000000 + i}")
+    cdg.behave(drop_after_bytes=4000)
+    batch = client.post("/api/v1/life-certificates/batches").json()["batch"]
+    message = client.get(f"/api/v1/messages/REGISTRY-{batch}")
+    wait_for(lambda: client.get(f"/api/v1/messages/REGISTRY-{batch}").json()["state"] == "DELIVERED",
+             30, what="the batch to be delivered")
+    detail = client.get(f"/api/v1/messages/REGISTRY-{batch}").json()
+    assert message.status_code == 200
+    assert detail["deliveries"][0]["attempts"] >= 2
+    assert any(e["event"] == "RETRY_SCHEDULED" and "connection lost" in e["detail"] for e in detail["timeline"])
+    found = poll_until_acknowledged(running_hub, client, batch)
+    assert (found["accepted"], found["rejected"]) == (54, 6)
+    stats = cdg.stats()
+    assert stats["uploads_dropped"] == 1 and stats["stored"] == 1 and stats.get("duplicates", 0) == 0
+    assert stats["folders"]["inbox"] == 0
+
+
+def test_partner_refusing_writes_is_retried_until_it_recovers(running_hub, cdg, client):
+    citizen = register(client)
+    reference = issue(client, citizen, "20230410")["reference"]
+    cdg.behave(mode="fail")
+    batch = client.post("/api/v1/life-certificates/batches").json()["batch"]
+    wait_for(lambda: client.get(f"/api/v1/messages/REGISTRY-{batch}").json()["deliveries"][0]["attempts"] >= 2,
+             what="two refused attempts")
+    assert "the server refused" in client.get(f"/api/v1/messages/REGISTRY-{batch}").json()["deliveries"][0]["last_error"]
+    cdg.behave(mode="normal")
+    poll_until_acknowledged(running_hub, client, batch)
+    assert client.get(f"/api/v1/cases/{reference}").json()["status"] == "ACCEPTED"
+
+
+def test_batch_that_cannot_be_delivered_fails_with_its_cases(running_hub, client, pki_dir):
+    # no CDG sandbox: connections are refused until the retry policy gives up (dead letter)
+    citizen = register(client)
+    references = [issue(client, citizen, f"4000000{d}")["reference"] for d in range(3)]
+    batch = client.post("/api/v1/life-certificates/batches").json()["batch"]
+    found = wait_for(lambda: (b := client.get(f"/api/v1/life-certificates/batches/{batch}").json())["status"] == "FAILED"
+                     and b, 40, what="the batch to fail")
+    assert "connection refused" in found["detail"]
+    for reference in references:
+        case = client.get(f"/api/v1/cases/{reference}").json()
+        assert case["status"] == "FAILED" and "connection refused" in case["history"][-1]["note"]
+
+
+def test_issuing_needs_a_registered_citizen_and_valid_fields(running_hub, client):
+    assert client.post("/api/v1/cases/life-certificate", json={
+        "registration_id": "MRE-9999999", "pension_number": "20230410", "fund": "CNRA"}).status_code == 404
+    citizen = register(client)
+    for body in ({"pension_number": "12AB", "fund": "CNRA"}, {"pension_number": "20230410", "fund": "CMR"},
+                 {"pension_number": "20230410", "fund": "CNRA", "iban": "x"}):
+        answer = client.post("/api/v1/cases/life-certificate", json={"registration_id": citizen, **body})
+        assert answer.status_code == 422, body
