@@ -50,6 +50,7 @@ def free_port() -> int:
 def pki_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("pki")
     pki.ensure_dev_pki(path, PARTIES)
+    pki.ensure_dev_ssh_keys(path)
     return path
 
 
