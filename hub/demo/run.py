@@ -122,8 +122,8 @@ def run_demo(*, cases: int, serve: bool, console: Console) -> int:
         report_path = base.var_dir / "demo-report.json"
         report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
         console.print(f"\nreport written to {report_path}")
-        ok = (report["all_cases_final"] and report["sandbox_signatures"]["failed"] == 0
-              and not report["dead_letters"] and report["all_partners_used"])
+        ok = (report["all_cases_final"] and report["sandbox_signatures"]["failed"] == 0 and not report["dead_letters"]
+              and not report["messages_in_flight"] and report["all_partners_used"])
         if serve:
             console.print(f"\nstill serving: hub {hub_url}; sandboxes " +
                           ", ".join(f"{b.partner} {b.url}" for b in sandboxes) + ". Ctrl-C stops.")
@@ -170,7 +170,8 @@ def _drive(ctx: DemoContext, modules: list, cases: int, console: Console, servic
                     done = sum(1 for s in statuses if s in finals)
                     progress.update(tasks[module.SERVICE], total=len(statuses), completed=done)
                     done_all &= bool(statuses) and done == len(statuses)
-                if done_all:
+                in_flight = api.get("/api/v1/messages", params={"state": "ACCEPTED", "limit": 1}).json()["total"]
+                if done_all and not in_flight:  # every case final, and nothing left in the outbox
                     break
                 time.sleep(0.5)
     return _report(service)
@@ -193,6 +194,7 @@ def _report(service) -> dict:
                                .join(Delivery, Delivery.message_pk == Message.id)
                                .where(Delivery.state == "DEAD")).all()
         message_count = session.scalar(select(func.count()).select_from(Message))
+        in_flight = session.scalar(select(func.count()).select_from(Message).where(Message.state == "ACCEPTED"))
     transports = {code: party.transport.upper() for code, party in service.hub.config.parties.items()}
     by_service: dict = {}
     total = finals = 0
@@ -216,6 +218,7 @@ def _report(service) -> dict:
         "all_cases_final": total > 0 and finals == total,
         "cases_by_service_and_status": {svc: dict(sorted(st.items())) for svc, st in sorted(by_service.items())},
         "messages_total": message_count,
+        "messages_in_flight": in_flight,
         "messages_by_partner": dict(sorted(by_partner.items())),
         "transports_used": sorted({transports[p] for p in partners_used}),
         "all_partners_used": partners_used == expected,
@@ -260,6 +263,8 @@ def _print_summary(console: Console, report: dict) -> None:
     sig = report["sandbox_signatures"]
     console.print(f"sandboxes received {sig['checked']} documents from the hub; {sig['checked'] - sig['failed']} verify "
                   f"against {sig['certificate']}" + (f", [red]{sig['failed']} do not[/]" if sig["failed"] else ""))
+    if report["messages_in_flight"]:
+        console.print(f"[red]{report['messages_in_flight']} messages still waiting for delivery[/]")
     for dead in report["dead_letters"]:
         console.print(f"[red]dead letter[/] {dead['message_id']} to {dead['partner']}: {dead['reason']}")
     console.print(f"transports used: {', '.join(report['transports_used'])}; "
