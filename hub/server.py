@@ -9,6 +9,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from hub.api.app import create_app
 from hub.delivery import DeliveryWorkers
+from hub.errors import DeliveryError
 from hub.polling import poll_partner, polling_partners
 from hub.runtime import Hub
 from hub.settings import Settings
@@ -42,7 +43,9 @@ class HubService:
     def _poll(self, partner: str) -> None:
         try:
             poll_partner(self.hub, partner)
-        except Exception:  # the connector translated what it could; keep polling on schedule
+        except DeliveryError as exc:  # the partner unreachable for now: the next interval tries again
+            log.warning("polling %s: %s (will try again at the next interval)", partner, exc.reason)
+        except Exception:  # a defect: keep polling on schedule, but show it whole
             log.exception("polling %s failed; will try again at the next interval", partner)
 
     def _uvicorn(self, host: str, port: int) -> uvicorn.Server:

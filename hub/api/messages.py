@@ -8,7 +8,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from hub import metrics
-from hub.errors import MessageTooLarge, NotFound, UnsupportedMediaType
+from hub.api.problems import problem
+from hub.errors import DeliveryError, MessageTooLarge, NotFound, UnsupportedMediaType
 from hub.models import Message
 from hub.polling import poll_partner, polling_partners
 
@@ -66,13 +67,18 @@ async def submit_partner_document(partner: str, request: Request):
 
 
 @router.post("/partners/{partner}/poll", summary="Fetch now what a polled partner (SFTP) left for the hub",
-             responses={404: {"description": "No such partner, or it is not polled"}})
+             responses={404: {"description": "No such partner, or it is not polled"},
+                        503: {"description": "The partner could not be reached; try again later"}})
 async def poll_now(partner: str, request: Request):
     hub = request.app.state.hub
     code = partner.upper()
     if code not in polling_partners(hub):
         raise NotFound(f"{code} is not a partner the hub polls (polled: {', '.join(sorted(polling_partners(hub))) or 'none'})")
-    return {"partner": code, **await run_in_threadpool(poll_partner, hub, code)}
+    try:
+        counts = await run_in_threadpool(poll_partner, hub, code)
+    except DeliveryError as exc:
+        return problem(503, f"{code} could not be polled", f"polling {code}: {exc.reason}")
+    return {"partner": code, **counts}
 
 
 def message_summary(m: Message) -> dict:
