@@ -55,7 +55,7 @@ class Case(Base):
     reference: Mapped[str] = mapped_column(String(40), unique=True)
     service: Mapped[str] = mapped_column(String(40), index=True)
     citizen_id: Mapped[int | None] = mapped_column(ForeignKey("citizens.id"), index=True)  # None: not registered
-    post_code: Mapped[str] = mapped_column(ForeignKey("posts.code"), index=True)
+    post_code: Mapped[str | None] = mapped_column(ForeignKey("posts.code"), index=True)  # None: no post yet
     status: Mapped[str] = mapped_column(String(24), index=True)
     details: Mapped[dict] = mapped_column(JSON)
     outcome: Mapped[dict | None] = mapped_column(JSON)

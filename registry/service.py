@@ -47,12 +47,14 @@ def get_citizen(session: Session, *, registration_id: str) -> Citizen:
 
 def open_case(session: Session, *, service: str, citizen: Citizen | None, details: dict, actor: str,
               post_code: str | None = None, status: str = "SUBMITTED", note: str = "case opened") -> Case:
-    """A new case of `service` at the citizen's post (or `post_code` when there is no citizen)."""
+    """A new case of `service` at `post_code`, else at the citizen's post; no post when there is neither
+    (a judicial document for an addressee nobody registered)."""
     from registry.services import module_for
 
     now = utcnow()
-    post_code = post_code or citizen.post_code
-    get_post(session, code=post_code)
+    post_code = post_code or (citizen.post_code if citizen is not None else None)
+    if post_code is not None:
+        get_post(session, code=post_code)
     case = Case(reference=f"PENDING-{uuid.uuid4().hex}", service=service, citizen_id=citizen.id if citizen else None,
                 post_code=post_code, status=status, details=details, created_at=now, updated_at=now)
     session.add(case)

@@ -14,6 +14,7 @@ import sys
 SANDBOXES = {
     "narsa": ("sandbox.narsa", "NARSA: driving-licence authentication (REST/XML, answer by callback)"),
     "dgsn": ("sandbox.dgsn", "DGSN: identity, passports, border clearance (SOAP 1.1, status callbacks)"),
+    "justice": ("sandbox.justice", "JUSTICE: judicial documents to serve, delivery certificates (SOAP 1.1 both ways)"),
     "cdg": ("sandbox.cdg", "CDG: life certificates and death notices (SFTP batch files, acknowledgement files)"),
     "sante": ("sandbox.sante", "SANTE: health clearance of remains (REST/XML, synchronous answer)"),
     "etat_civil": ("sandbox.etat_civil", "ETAT_CIVIL: extracts, transcriptions (callback), burial notices (REST/XML)"),

@@ -44,7 +44,6 @@ log = logging.getLogger("hub.soap")
 
 RETRY_AFTER_SECONDS = 5           # what a transient fault asks the partner to wait
 _STORAGE_ERRORS = (OperationalError, InterfaceError, PoolTimeout)   # the database cannot take the write now
-_WSDL = "http://schemas.xmlsoap.org/wsdl/"
 _WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
 _XS = "http://www.w3.org/2001/XMLSchema"
 

@@ -1,4 +1,4 @@
-"""all partners and services: delivery operations, polled files, citizen status, cases without a citizen
+"""all partners and services: delivery operations, polled files, citizen status, cases without a citizen or post
 
 Revision ID: 0002
 Revises: 0001
@@ -34,10 +34,12 @@ def upgrade() -> None:
     with op.batch_alter_table("cases") as batch_op:
         batch_op.alter_column("citizen_id", existing_type=sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
                               nullable=True)
+        batch_op.alter_column("post_code", existing_type=sa.String(length=12), nullable=True)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("cases") as batch_op:
+        batch_op.alter_column("post_code", existing_type=sa.String(length=12), nullable=False)
         batch_op.alter_column("citizen_id", existing_type=sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
                               nullable=False)
     with op.batch_alter_table("citizens") as batch_op:

@@ -1,0 +1,213 @@
+"""The hub's inbound SOAP endpoint, called by a real zeep client that loads the WSDL from the running hub.
+
+JUSTICE's signed DemandeSignification travels as the soap:Body child byte for byte: zeep builds the
+call from the hub's WSDL, then the Body child is replaced by the signed bytes (its own serialisation
+would change the signed content), and the envelope is posted through zeep's transport.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+
+import pytest
+import requests
+import zeep
+import zeep.exceptions
+from lxml import etree
+from lxml.builder import ElementMaker
+from zeep.transports import Transport
+
+from connectors.soap.envelope import SOAP_ENV, parse_envelope, read_fault
+from hub import pki
+from hub.schemas import ENVELOPE_NS
+from hub.signing import verify
+from support import signer_for
+
+JUSTICE_NS = "urn:ma:justice:plis-judiciaires:1"
+OPERATION = "DeposerDemandeSignification"
+J = ElementMaker(namespace=JUSTICE_NS, nsmap={None: JUSTICE_NS})
+
+
+def demande(pki_dir, *, message_id: str = "MJ-DS-TEST-000001", reference: str = "MJ-2026-T00001",
+            cnie: str = "BK123456", signed_by: str | None = "JUSTICE", court: str = "TPI-CASA") -> bytes:
+    """A DemandeSignification in Justice's format, signed by `signed_by` (None: unsigned)."""
+    document = J.DemandeSignification(
+        J.IdentifiantMessage(message_id), J.ReferenceMJ(reference),
+        J.DateEmission(dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()),
+        J.Juridiction(J.Code(court), J.Nom("Tribunal de première instance de Casablanca")),
+        J.NumeroDossier("2026/1201/45"), J.TypeActe("CONVOCATION"), J.DateAudience("15/01/2027"),
+        J.Destinataire(J.CNIE(cnie), J.NomComplet("Youssef El Amrani")),
+        J.Acte(J.ContenuChiffre("q83vEjRWeJA=", typeMime="application/pdf", chiffrement="AES-256-GCM")))
+    if signed_by:
+        document = signer_for(pki_dir, signed_by).sign(document)
+    return etree.tostring(document, xml_declaration=True, encoding="UTF-8")
+
+
+def splice(envelope: etree._Element, document: bytes) -> bytes:
+    """zeep's envelope with its Body child replaced by `document` byte for byte."""
+    body = envelope.find(f"{{{SOAP_ENV}}}Body")
+    for child in list(body):
+        body.remove(child)
+    body.append(etree.Comment("document"))
+    head, tail = etree.tostring(envelope, xml_declaration=True, encoding="UTF-8").split(b"<!--document-->")
+    return head + document.split(b"?>", 1)[-1].lstrip() + tail
+
+
+class Caller:
+    """A zeep client of the hub's JUSTICE endpoint that posts pre-signed documents."""
+
+    def __init__(self, hub_url: str):
+        self.client = zeep.Client(f"{hub_url}/soap/JUSTICE?wsdl",
+                                  transport=Transport(timeout=10, operation_timeout=10))
+        self.binding = self.client.service._binding
+        self.address = self.client.service._binding_options["address"]
+
+    def envelope_for(self, document: bytes) -> bytes:
+        values = self.client.get_element(f"{{{JUSTICE_NS}}}DemandeSignification").parse(
+            etree.fromstring(document), self.client.wsdl.types)
+        return splice(self.client.create_message(self.client.service, OPERATION, **{k: values[k] for k in values}),
+                      document)
+
+    def post(self, data: bytes, content_type: str = "text/xml; charset=utf-8") -> requests.Response:
+        action = self.binding._operations[OPERATION].soapaction
+        headers = {"Content-Type": content_type, "SOAPAction": f'"{action}"'}
+        return self.client.transport.post(self.address, data, headers)
+
+    def call(self, document: bytes) -> requests.Response:
+        return self.post(self.envelope_for(document))
+
+    def reply(self, response: requests.Response):
+        """zeep's reading of the answer: the Receipt as an object, or zeep.exceptions.Fault raised."""
+        return self.binding.process_reply(self.client, self.binding._operations[OPERATION], response)
+
+
+@pytest.fixture
+def caller(running_hub) -> Caller:
+    return Caller(running_hub.url)
+
+
+@pytest.fixture
+def hub_certificate(pki_dir):
+    return pki.load_certificate(str(pki_dir / "hub.crt"))
+
+
+def fault_of(response: requests.Response):
+    return read_fault(parse_envelope(response.content, max_bytes=1 << 20))
+
+
+def stored(running_hub) -> int:
+    """Messages the hub accepted from JUSTICE (the registry's own answers are not counted)."""
+    items = requests.get(f"{running_hub.url}/api/v1/messages", params={"limit": 500}, timeout=5).json()["items"]
+    return sum(1 for m in items if m["sender"] == "JUSTICE")
+
+
+def test_wsdl_is_served_with_the_requested_address_and_its_schemas(running_hub, caller):
+    assert caller.address == f"{running_hub.url}/soap/JUSTICE"
+    assert OPERATION in caller.binding._operations
+    wsdl = etree.fromstring(requests.get(f"{running_hub.url}/soap/JUSTICE?wsdl", timeout=5).content)
+    locations = {i.get("schemaLocation") for i in wsdl.iter("{http://www.w3.org/2001/XMLSchema}import")}
+    assert locations == {f"{running_hub.url}/soap/schemas/partners/justice/plis-judiciaires.xsd",
+                         f"{running_hub.url}/soap/schemas/canonical/envelope.xsd"}
+    assert requests.get(f"{running_hub.url}/soap/schemas/canonical/types/common.xsd", timeout=5).status_code == 200
+    for path in ("/soap/schemas/../config/partners/JUSTICE.yaml", "/soap/schemas/%2e%2e/%2e%2e/pyproject.toml",
+                 "/soap/schemas/..%2fhub%2fjustice-requests.wsdl", "/soap/schemas/hub/justice-requests.wsdl",
+                 "/soap/schemas/%2e%2e/schemas/canonical/missing.xsd", "/soap/NARSA?wsdl", "/soap/JUSTICE"):
+        assert requests.get(f"{running_hub.url}{path}", timeout=5).status_code == 404, path
+
+
+def test_accepted_document_gets_a_signed_receipt_and_a_duplicate_the_same(running_hub, caller, pki_dir,
+                                                                             hub_certificate):
+    document = demande(pki_dir)
+    first = caller.call(document)
+    assert first.status_code == 200, first.text
+    assert first.headers["X-Duplicate"] == "false"
+    assert caller.reply(first).MessageId == "MJ-DS-TEST-000001"  # zeep reads the receipt with the WSDL's types
+    receipt = verify(parse_envelope(first.content, max_bytes=1 << 20), hub_certificate, signer_name="hub")
+    assert receipt.tag == f"{{{ENVELOPE_NS}}}Receipt"
+    assert receipt.findtext(f"{{{ENVELOPE_NS}}}Sender") == "JUSTICE"
+    again = caller.call(document)
+    assert again.status_code == 200 and again.headers["X-Duplicate"] == "true"
+    assert again.content == first.content
+    message = requests.get(f"{running_hub.url}/api/v1/messages/MJ-DS-TEST-000001", params={"sender": "JUSTICE"},
+                           timeout=5).json()
+    assert message["type"] == "JudicialServiceRequest" and message["correlation_id"] == "MJ-2026-T00001"
+    assert message["in_reply_to"] is None and message["recipient"] == "REGISTRY"
+    assert [e["event"] for e in message["timeline"]].count("DUPLICATE") == 1
+
+
+def test_same_id_with_other_bytes_is_a_client_fault(running_hub, caller, pki_dir):
+    assert caller.call(demande(pki_dir)).status_code == 200
+    response = caller.call(demande(pki_dir, court="TPI-RABAT"))
+    assert response.status_code == 500
+    with pytest.raises(zeep.exceptions.Fault) as raised:
+        caller.reply(response)
+    assert raised.value.code == "soap:Client"
+    assert "already accepted with other content" in raised.value.message
+    assert stored(running_hub) == 1
+
+
+def _altered(pki_dir) -> bytes:
+    return demande(pki_dir).replace(b"BK123456", b"BK654321")
+
+
+@pytest.mark.parametrize("name, build, expected", [
+    ("altered after signing", lambda caller, pki_dir: caller.envelope_for(_altered(pki_dir)), "altered"),
+    ("signed by someone else", lambda caller, pki_dir: caller.envelope_for(demande(pki_dir, signed_by="REGISTRY")),
+     "does not verify as JUSTICE"),
+    ("unsigned", lambda caller, pki_dir: caller.envelope_for(demande(pki_dir, signed_by=None)), "not signed"),
+    ("schema-invalid", lambda caller, pki_dir: caller.envelope_for(demande(pki_dir, cnie="123")),
+     "not valid against schema"),
+    ("malformed", lambda caller, pki_dir: caller.envelope_for(demande(pki_dir))[:-40], "not well-formed"),
+    ("doctype", lambda caller, pki_dir: b'<?xml version="1.0"?>\n<!DOCTYPE x [<!ENTITY a "b">]>\n'
+     + caller.envelope_for(demande(pki_dir)).split(b"?>", 1)[1], "DOCTYPE"),
+    ("not an envelope", lambda caller, pki_dir: demande(pki_dir), "expected a SOAP 1.1 Envelope"),
+])
+def test_refused_documents_are_client_faults_naming_the_problem(running_hub, caller, pki_dir, name, build, expected):
+    response = caller.post(build(caller, pki_dir))
+    assert response.status_code == 500, name
+    fault = fault_of(response)
+    assert fault.code == "soap:Client" and not fault.transient
+    assert expected in fault.string, fault.string
+    assert fault.problems, "the fault's detail lists the problems"
+    assert stored(running_hub) == 0
+
+
+def test_schema_problems_point_at_the_line_in_the_envelope_as_sent(caller, pki_dir):
+    data = caller.envelope_for(demande(pki_dir, signed_by=None).replace(b"<NumeroDossier>", b"\n\n<NumeroDossier>"))
+    data = data.replace(b"<CNIE>BK123456</CNIE>", b"<CNIE>123</CNIE>").replace(b"Body>", b"Body>\n\n\n", 1)
+    fault = fault_of(caller.post(data))
+    line = next(n for n, text in enumerate(data.split(b"\n"), 1) if b"<CNIE>123" in text)
+    assert any(p.line == line for p in fault.problems), (line, fault.problems)
+
+
+def test_size_and_content_type_are_checked_before_reading(running_hub, caller, pki_dir):
+    wrong_type = caller.post(caller.envelope_for(demande(pki_dir)), content_type="application/json")
+    assert wrong_type.status_code == 415
+    assert fault_of(wrong_type).code == "soap:Client" and "text/xml" in fault_of(wrong_type).string
+    oversize = caller.post(b"<soap:Envelope>" + b" " * (1 << 20) + b"</soap:Envelope>")
+    assert oversize.status_code == 413
+    assert fault_of(oversize).code == "soap:Client" and "limit" in fault_of(oversize).string
+    assert stored(running_hub) == 0
+
+
+@pytest.mark.parametrize("code", ["NARSA", "NOBODY"])
+def test_partner_without_a_soap_endpoint_gets_a_fault(running_hub, caller, pki_dir, code):
+    response = requests.post(f"{running_hub.url}/soap/{code}", data=caller.envelope_for(demande(pki_dir)),
+                             headers={"Content-Type": "text/xml"}, timeout=5)
+    assert response.status_code == 500
+    fault = fault_of(response)
+    assert fault.code == "soap:Client" and "not a partner that calls the hub over SOAP" in fault.string
+
+
+def test_storage_failure_is_a_transient_server_fault(running_hub, caller, pki_dir, settings):
+    if not settings.database_url.startswith("sqlite"):
+        pytest.skip("breaks the SQLite file under the running hub")
+    with sqlite3.connect(settings.database_url.removeprefix("sqlite:///")) as db:
+        db.execute("ALTER TABLE messages RENAME TO messages_away")
+    response = caller.call(demande(pki_dir))
+    fault = fault_of(response)
+    assert response.status_code == 500 and fault.code == "soap:Server"
+    assert fault.transient and fault.retry_after > 0
+    with sqlite3.connect(settings.database_url.removeprefix("sqlite:///")) as db:
+        db.execute("ALTER TABLE messages_away RENAME TO messages")
+    assert caller.call(demande(pki_dir)).status_code == 200
