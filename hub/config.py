@@ -222,6 +222,12 @@ def _check_consistency(config: HubConfig, settings: Settings, party_files: dict,
         if code not in config.parties:
             raise ConfigError(file, key, f"unknown party {code!r} (known: {', '.join(sorted(config.parties))})")
 
+    for code, party in config.parties.items():  # connection settings naming a file under schemas/
+        for name, field in type(party.connection).model_fields.items():
+            value = getattr(party.connection, name)
+            if (field.json_schema_extra or {}).get("file_under") == "schemas" and value \
+                    and not (settings.schemas_dir / value).is_file():
+                raise ConfigError(party_files[code], f"connection.{name}", f"no file schemas/{value}")
     seen: dict[str, Path] = {}
     for n, route in enumerate(config.routes):
         file, i = route_files[n]

@@ -142,6 +142,15 @@ def test_unknown_transport_suggests_the_closest(config_dir):
     assert "'rset'" in err.reason and "did you mean 'rest'" in err.reason
 
 
+@pytest.mark.parametrize("key", ["wsdl", "inbound_wsdl"])
+def test_soap_party_naming_a_missing_wsdl(config_dir, key):
+    edit(config_dir, "partners/DGSN.yaml", lambda d: d["connection"].update({key: "partners/dgsn/gone.wsdl"}))
+    err = config_error(config_dir)
+    assert err.file == str(config_dir / "partners" / "DGSN.yaml")
+    assert err.key == f"connection.{key}"
+    assert "no file schemas/partners/dgsn/gone.wsdl" in err.reason
+
+
 def test_party_file_name_must_be_a_party_code(config_dir):
     (config_dir / "partners" / "NARSA.yaml").rename(config_dir / "partners" / "narsa-agency.yaml")
     err = config_error(config_dir)

@@ -46,13 +46,14 @@ class SoapConnector:
         """`connection:` of a `transport: soap` party."""
 
         model_config = ConfigDict(extra="forbid", frozen=True)
-        wsdl: str = Field(pattern=_WSDL_PATH, description="The partner's WSDL, a path under schemas/ (e.g. "
+        wsdl: str = Field(pattern=_WSDL_PATH, json_schema_extra={"file_under": "schemas"}, description="The partner's WSDL, a path under schemas/ (e.g. "
                           "partners/dgsn/services-consulaires.wsdl). Parsed once when the connector opens; "
                           "the route's `operation` must be one of its operations.")
         endpoint: str | None = Field(None, pattern=r"^https?://[^\s/]+", description="URL the calls are posted "
                                      "to, overriding the WSDL's soap:address (e.g. ${HUB_DGSN_URL:-http://127.0.0.1:"
                                      "8712}/dgsn/services-consulaires). None: the WSDL's address.")
-        inbound_wsdl: str | None = Field(None, pattern=_WSDL_PATH, description="The WSDL of the endpoint the hub "
+        inbound_wsdl: str | None = Field(None, pattern=_WSDL_PATH, json_schema_extra={"file_under": "schemas"},
+                                         description="The WSDL of the endpoint the hub "
                                          "serves at /soap/{CODE} for this partner to call in (a path under "
                                          "schemas/, e.g. hub/dgsn-callbacks.wsdl). None: the partner does not "
                                          "call the hub over SOAP.")
