@@ -1,7 +1,9 @@
 """What every sandbox partner shares: keys, checks, stores, behaviour, control routes, the server.
 
 A partner sandbox subclasses `PartnerSandbox` for its decisions and builds a FastAPI app for its own
-protocol; `add_control_routes` adds the standard surface and `run_app` serves it:
+protocol (`partner_app` gives one that starts and stops the sandbox with the server and carries the
+control routes; `answer_post` runs the common part of a document endpoint); `add_control_routes`
+adds the standard surface and `run_app` serves it:
 
     GET  /healthz              {"status": "ok", "partner": CODE}
     GET  /_sandbox/stats       counters (`PartnerSandbox.stats`)
@@ -18,33 +20,61 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import logging
 import re
 import signal
 import sys
 import threading
 from collections import Counter
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Callable, Literal
 
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from lxml import etree
 from pydantic import BaseModel, Field
 
-from hub.errors import InputError, MessageTooLarge, Problem, SchemaInvalid, SignatureInvalid
+from hub.errors import InputError, MessageTooLarge, Problem, SchemaInvalid, SignatureInvalid, UnsupportedMediaType
 from hub.pki import ensure_dev_pki, load_certificate, load_key
 from hub.schemas import SchemaSet
 from hub.signing import Signer, verify
 from hub.xmlsafe import parse_untrusted, to_bytes
-from sandbox.outbox import write_atomically
+from sandbox.outbox import CallbackOutbox, write_atomically
 
 log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ALL_PARTIES = ["hub", "REGISTRY", "DGSN", "JUSTICE", "CDG", "NARSA", "SANTE", "ETAT_CIVIL"]
 MAX_REQUEST_BYTES = 1024 * 1024
+
+
+# -- small helpers on partner documents ------------------------------------------------------------
+
+
+def tag(path: str, namespace: str) -> str:
+    """The qualified name of a local name in `namespace`, or of each step of a path of local names
+    ("Permis/NumeroPermis" -> "{ns}Permis/{ns}NumeroPermis"), for find/findall/findtext."""
+    return "/".join(f"{{{namespace}}}{part}" for part in path.split("/"))
+
+
+def text(element: etree._Element, path: str, namespace: str) -> str:
+    """Text of a descendant found by a path of local names in `namespace` ("Permis/NumeroPermis"),
+    whitespace-trimmed; "" when there is none."""
+    return (element.findtext(tag(path, namespace)) or "").strip()
+
+
+def utc_now() -> dt.datetime:
+    """Now, in UTC, to the second (what partner documents carry)."""
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+def digits(value: str) -> str:
+    """The digits of `value`, in order ("NARSA-2025-000012" -> "2025000012")."""
+    return re.sub(r"\D", "", value)
 
 
 class Behaviour(BaseModel):
@@ -73,13 +103,18 @@ class BehaviourChange(BaseModel):
 
 
 class PartnerSandbox:
-    """Keys, the pinned hub certificate, schema checks, the received/answer store, counters, behaviour."""
+    """Keys, the pinned hub certificate, schema checks, the received/answer store, counters, behaviour.
+
+    A subclass that sends callbacks sets `outbox` (a sandbox.outbox.CallbackOutbox): `start` and
+    `stop` then start and stop its delivery, and `stats` reports `pending_callbacks`."""
+
+    outbox: CallbackOutbox | None = None
 
     def __init__(self, partner: str, *, pki_dir: Path, data_dir: Path, schemas_dir: Path = PROJECT_ROOT / "schemas",
-                 mode: str = "normal"):
+                 mode: str = "normal", parties: list[str] = ALL_PARTIES):
         self.partner = partner
         pki_dir = Path(pki_dir)
-        ensure_dev_pki(pki_dir, ALL_PARTIES)
+        ensure_dev_pki(pki_dir, parties)
         self.signer = Signer(load_key(str(pki_dir / f"{partner}.key")), load_certificate(str(pki_dir / f"{partner}.crt")))
         self.hub_certificate = load_certificate(str(pki_dir / "hub.crt"))
         self.schemas = SchemaSet(schemas_dir)
@@ -95,6 +130,16 @@ class PartnerSandbox:
         self.behaviour = Behaviour(mode=mode)
         self._requests_while_failing = 0
         self.on_refuse: Callable[[float], None] | None = None  # set by run_app
+
+    # -- lifecycle (run by `partner_app` as the server starts and stops) ---------------------------
+
+    def start(self) -> None:
+        if self.outbox is not None:
+            self.outbox.start()
+
+    def stop(self) -> None:
+        if self.outbox is not None:
+            self.outbox.stop()
 
     # -- documents ---------------------------------------------------------------------------------
 
@@ -171,10 +216,14 @@ class PartnerSandbox:
             await asyncio.sleep(self.behaviour.delay_seconds)
 
     def stats(self) -> dict:
-        """Counters since the process started; `stored` is read from disk (survives restarts)."""
+        """Counters since the process started; `stored` (and `pending_callbacks`, with an outbox) is
+        read from disk (survives restarts)."""
         with self._lock:
-            return {"partner": self.partner, "stored": len(self._answers), **self.counters,
-                    "behaviour": self.behaviour.mode}
+            stats = {"partner": self.partner, "stored": len(self._answers), **self.counters,
+                     "behaviour": self.behaviour.mode}
+        if self.outbox is not None:
+            stats["pending_callbacks"] = self.outbox.pending()
+        return stats
 
 
 _ERROR_CODES = {"MalformedXml": "XML_MALFORME", "SchemaInvalid": "SCHEMA_INVALIDE",
@@ -217,6 +266,59 @@ async def read_capped(request: Request, limit: int = MAX_REQUEST_BYTES) -> bytes
 
 def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def answer_post(request: Request, sandbox: PartnerSandbox, handle: Callable[[bytes], bytes], *,
+                      refused: Callable[[InputError], Response], respond: Callable[[bytes], Response],
+                      failure: Callable[[Behaviour], Response] | None = None, content_type: str = "application/xml",
+                      what: str = "request") -> Response:
+    """What every document endpoint does around the partner's own `handle(body) -> answer`:
+
+    in `fail` mode (when this request must fail) the answer is `failure(behaviour)` (by default
+    `failure_response`) and nothing is read; in `slow` mode it waits `delay_seconds` first; then the
+    Content-Type must be `content_type`, the body is read capped at MAX_REQUEST_BYTES, and `handle`
+    runs in the threadpool. An InputError (415, 413 or raised by `handle`) is counted as `refused`,
+    logged and answered with `refused(error)`; otherwise the answer is `respond(answer)`."""
+    failing = sandbox.should_fail()
+    if failing is not None:
+        return failure(failing) if failure is not None else failure_response(failing, sandbox.partner)
+    await sandbox.delay_if_slow()
+    try:
+        if media_type(request) != content_type:
+            raise UnsupportedMediaType(f"Content-Type must be {content_type}, not {media_type(request) or 'missing'}")
+        body = await read_capped(request)
+        answer = await run_in_threadpool(handle, body)
+    except InputError as error:
+        sandbox.count("refused")
+        log.warning("%s: %s refused (HTTP %d): %s", sandbox.partner, what, error.status, error.detail)
+        return refused(error)
+    return respond(answer)
+
+
+async def answer_xml_post(request: Request, sandbox: PartnerSandbox, handle: Callable[[bytes], bytes], *,
+                          maker, status: int = 200, what: str = "request") -> Response:
+    """`answer_post` for a REST/XML endpoint: application/xml in; the answer as application/xml with
+    `status`; refusals as an <Erreur> document (`error_response`, in `maker`'s namespace)."""
+    return await answer_post(request, sandbox, handle, what=what, refused=lambda error: error_response(error, maker),
+                             respond=lambda answer: Response(answer, status_code=status, media_type="application/xml"))
+
+
+def partner_app(sandbox: PartnerSandbox) -> FastAPI:
+    """A FastAPI app titled "<CODE> sandbox", without API docs, that starts the sandbox with the server
+    and stops it with it, and carries the control routes (`add_control_routes`)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        sandbox.start()
+        try:
+            yield
+        finally:
+            sandbox.stop()
+
+    app = FastAPI(title=f"{sandbox.partner} sandbox", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    add_control_routes(app, sandbox)
+    return app
 
 
 def add_control_routes(app: FastAPI, sandbox: PartnerSandbox, stats: Callable[[], dict] | None = None) -> None:

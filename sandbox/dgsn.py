@@ -48,23 +48,20 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from lxml import etree
 from lxml.builder import ElementMaker
 
 from connectors.soap.envelope import (CONTENT_TYPE, Fault, body_document_bytes, build_fault, parse_envelope,
                                       wrap_document_bytes)
-from hub.errors import InputError, Problem, SchemaInvalid, SignatureInvalid, UnsupportedMediaType
+from hub.errors import InputError, Problem, SchemaInvalid
 from hub.signing import verify
 from hub.xmlsafe import parse_trusted
-from sandbox.common import (MAX_REQUEST_BYTES, PROJECT_ROOT, PartnerSandbox, add_common_arguments,
-                            add_control_routes, media_type, read_capped, run_app)
+from sandbox.common import (MAX_REQUEST_BYTES, PROJECT_ROOT, Behaviour, PartnerSandbox, add_common_arguments,
+                            answer_post, digits, failure_response, partner_app, run_app, tag, text, utc_now)
 from sandbox.outbox import CallbackOutbox
 
 log = logging.getLogger(__name__)
@@ -82,23 +79,6 @@ PASSPORT_VALIDITY_YEARS = 5
 PASSPORT_STEPS = ("EN_FABRICATION", "EXPEDIE", "DISPONIBLE_AU_POSTE")
 
 D = ElementMaker(namespace=NS, nsmap={None: NS})
-
-
-def _tag(name: str) -> str:
-    return f"{{{NS}}}{name}"
-
-
-def _text(element: etree._Element, path: str) -> str:
-    """Text of a descendant found by a path of local names ("Personne/CNIE"), trimmed."""
-    return (element.findtext("/".join(_tag(part) for part in path.split("/"))) or "").strip()
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-
-
-def _digits(value: str) -> str:
-    return re.sub(r"\D", "", value)
 
 
 def identity_verdict(cnie: str) -> str:
@@ -121,7 +101,7 @@ def border_decision(seal_number: str) -> str:
 
 def passport_number_for(reference_dgsn: str) -> str:
     """The passport DGSN issues for an application: "Z" + the reference's last 8 digits."""
-    return "Z" + _digits(reference_dgsn)[-8:].rjust(8, "0")
+    return "Z" + digits(reference_dgsn)[-8:].rjust(8, "0")
 
 
 class DgsnSandbox(PartnerSandbox):
@@ -141,14 +121,14 @@ class DgsnSandbox(PartnerSandbox):
             "DeclarerRemisePasseport": self._handover,
             "DemanderAutorisationPassageFrontiere": self._border_clearance,
         }
-        self.roots = {_tag(name) for name in self.operations}
+        self.roots = {tag(name, NS) for name in self.operations}
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def start(self) -> None:
         """Deliver callbacks; resume each application's sequence where a restart left it."""
         for path in sorted(self.acknowledged_dir.glob("DeposerDemandePasseport-*.xml")):
-            reference = _text(parse_trusted(path.read_bytes()), "ReferenceDgsn")
+            reference = text(parse_trusted(path.read_bytes()), "ReferenceDgsn", NS)
             for step in range(1, len(self._steps(path.stem)) + 1):
                 name = f"{self._notification_id(reference, step)}.xml"
                 if (self.outbox.sent_dir / name).exists():
@@ -158,10 +138,7 @@ class DgsnSandbox(PartnerSandbox):
                 elif not (self.outbox.rejected_dir / name).exists():
                     self._produce(path.stem, reference, step)
                 break
-        self.outbox.start()
-
-    def stop(self) -> None:
-        self.outbox.stop()
+        super().start()
 
     # -- requests ----------------------------------------------------------------------------------
 
@@ -179,64 +156,65 @@ class DgsnSandbox(PartnerSandbox):
                                 [Problem(f"expected SOAPAction {ACTION_PREFIX + operation}")])
         body = body_document_bytes(document)
         request = self.check_document(body, xsd=XSD, roots=self.roots, what=operation)
-        request_id = _text(request, "IdentifiantMessage")
+        request_id = text(request, "IdentifiantMessage", NS)
         answer, new = self.answer_once(f"{operation}-{request_id}", body,
                                        lambda: self.operations[operation](request, self._next_reference()))
         if new:  # counted here: the store's lock is not held any more
             answered = parse_trusted(answer)
-            outcome = _text(answered, "Resultat") or _text(answered, "Decision")
+            outcome = text(answered, "Resultat", NS) or text(answered, "Decision", NS)
             self.count(f"{operation}_{outcome}" if outcome else operation)
             if operation == "DeposerDemandePasseport":
-                self._produce(f"{operation}-{request_id}", _text(answered, "ReferenceDgsn"), 1)
+                self._produce(f"{operation}-{request_id}", text(answered, "ReferenceDgsn", NS), 1)
         return answer
 
     # The operations below run under the store's lock (answer_once): they must not call self.count.
 
     def _next_reference(self) -> str:
-        return f"DGSN-{_now().year}-{len(self._answers) + 1:06d}"
+        return f"DGSN-{utc_now().year}-{len(self._answers) + 1:06d}"
 
     def _answer_head(self, request: etree._Element, reference: str) -> list[etree._Element]:
-        return [D.IdentifiantMessage(f"DGSN-R-{_digits(reference)}"),
-                D.ReferenceDemande(_text(request, "IdentifiantMessage")),
-                D.ReferenceDossier(_text(request, "ReferenceDossier")),
+        return [D.IdentifiantMessage(f"DGSN-R-{digits(reference)}"),
+                D.ReferenceDemande(text(request, "IdentifiantMessage", NS)),
+                D.ReferenceDossier(text(request, "ReferenceDossier", NS)),
                 D.ReferenceDgsn(reference)]
 
     def _verify_identity(self, request: etree._Element, reference: str) -> bytes:
-        verdict = identity_verdict(_text(request, "Personne/CNIE"))
+        verdict = identity_verdict(text(request, "Personne/CNIE", NS))
         answer = D.ResultatVerificationIdentite(*self._answer_head(request, reference),
-                                                D.DateVerification(_now().isoformat()), D.Resultat(verdict))
+                                                D.DateVerification(utc_now().isoformat()), D.Resultat(verdict))
         if verdict == "DISCORDANCE":
             answer.append(D.Ecart("La date de naissance ne correspond pas au fichier de la CNIE",
                                   champ="DateNaissance"))
         return self.sign(answer, xsd=XSD, what="ResultatVerificationIdentite")
 
     def _acknowledge(self, request: etree._Element, reference: str) -> bytes:
-        answer = D.AccuseReception(D.ReferenceDemande(_text(request, "IdentifiantMessage")),
-                                   D.ReferenceDossier(_text(request, "ReferenceDossier")),
-                                   D.ReferenceDgsn(reference), D.DateReception(_now().isoformat()))
+        answer = D.AccuseReception(D.ReferenceDemande(text(request, "IdentifiantMessage", NS)),
+                                   D.ReferenceDossier(text(request, "ReferenceDossier", NS)),
+                                   D.ReferenceDgsn(reference), D.DateReception(utc_now().isoformat()))
         return self.sign(answer, xsd=XSD, what="AccuseReception")
 
     def _passport_receipt(self, request: etree._Element, reference: str) -> bytes:
-        answer = D.RecepisseDepotPasseport(*self._answer_head(request, reference), D.DateReception(_now().isoformat()))
+        answer = D.RecepisseDepotPasseport(*self._answer_head(request, reference),
+                                           D.DateReception(utc_now().isoformat()))
         return self.sign(answer, xsd=XSD, what="RecepisseDepotPasseport")
 
     def _handover(self, request: etree._Element, reference: str) -> bytes:
-        reference_dgsn = _text(request, "ReferenceDgsn")
+        reference_dgsn = text(request, "ReferenceDgsn", NS)
         application = self._application_by_reference(reference_dgsn)
         if application is None:
             raise SchemaInvalid(f"DOSSIER_INCONNU: no passport application with DGSN reference {reference_dgsn!r}",
                                 [Problem("unknown ReferenceDgsn", path="/DeclarerRemisePasseport/ReferenceDgsn")])
-        number = _text(request, "NumeroPasseport")
+        number = text(request, "NumeroPasseport", NS)
         if number != passport_number_for(reference_dgsn) or passport_rejected(
-                _text(application, "ReferenceEnrolementBiometrique")):
+                text(application, "ReferenceEnrolementBiometrique", NS)):
             raise SchemaInvalid(f"NUMERO_PASSEPORT_INCORRECT: DGSN issued no passport {number!r} for {reference_dgsn}",
                                 [Problem("wrong NumeroPasseport", path="/DeclarerRemisePasseport/NumeroPasseport")])
         return self._acknowledge(request, reference)
 
     def _border_clearance(self, request: etree._Element, reference: str) -> bytes:
-        decision = border_decision(_text(request, "Transfert/NumeroScelle"))
+        decision = border_decision(text(request, "Transfert/NumeroScelle", NS))
         answer = D.DecisionPassageFrontiere(*self._answer_head(request, reference),
-                                            D.DateDecision(_now().isoformat()), D.Decision(decision))
+                                            D.DateDecision(utc_now().isoformat()), D.Decision(decision))
         if decision == "REFUSE":
             answer.append(D.Motif("SCELLE_NON_CONFORME"))
             answer.append(D.LibelleMotif("Le numéro de scellé du cercueil ne correspond pas au procès-verbal "
@@ -246,7 +224,7 @@ class DgsnSandbox(PartnerSandbox):
     def _application_by_reference(self, reference_dgsn: str) -> etree._Element | None:
         """The stored DeposerDemandePasseport that DGSN acknowledged under `reference_dgsn`."""
         for path in self.acknowledged_dir.glob("DeposerDemandePasseport-*.xml"):
-            if _text(parse_trusted(path.read_bytes()), "ReferenceDgsn") == reference_dgsn:
+            if text(parse_trusted(path.read_bytes()), "ReferenceDgsn", NS) == reference_dgsn:
                 return parse_trusted((self.received_dir / path.name).read_bytes())
         return None
 
@@ -254,11 +232,11 @@ class DgsnSandbox(PartnerSandbox):
 
     @staticmethod
     def _notification_id(reference_dgsn: str, step: int) -> str:
-        return f"DGSN-N-{_digits(reference_dgsn)}-{step}"
+        return f"DGSN-N-{digits(reference_dgsn)}-{step}"
 
     def _steps(self, key: str) -> tuple[str, ...]:
         request = parse_trusted((self.received_dir / f"{key}.xml").read_bytes())
-        return ("REJETE",) if passport_rejected(_text(request, "ReferenceEnrolementBiometrique")) else PASSPORT_STEPS
+        return ("REJETE",) if passport_rejected(text(request, "ReferenceEnrolementBiometrique", NS)) else PASSPORT_STEPS
 
     def _produce(self, key: str, reference: str, step: int) -> None:
         """Send notification `step` of application `key` after the answer delay."""
@@ -271,27 +249,27 @@ class DgsnSandbox(PartnerSandbox):
         key, step = self._chain.pop(document_id, (None, 0))
         if key is not None and step < len(self._steps(key)):
             receipt = parse_trusted((self.acknowledged_dir / f"{key}.xml").read_bytes())
-            self._produce(key, _text(receipt, "ReferenceDgsn"), step + 1)
+            self._produce(key, text(receipt, "ReferenceDgsn", NS), step + 1)
 
     def notification(self, key: str, step: int) -> tuple[str, bytes]:
         """The signed NotificationStatutPasseport number `step` for the stored application `key`."""
         request = parse_trusted((self.received_dir / f"{key}.xml").read_bytes())
         receipt = parse_trusted((self.acknowledged_dir / f"{key}.xml").read_bytes())
-        reference = _text(receipt, "ReferenceDgsn")
+        reference = text(receipt, "ReferenceDgsn", NS)
         status = self._steps(key)[step - 1]
         document = D.NotificationStatutPasseport(
             D.IdentifiantMessage(self._notification_id(reference, step)),
-            D.ReferenceDemande(_text(request, "IdentifiantMessage")),
-            D.ReferenceDossier(_text(request, "ReferenceDossier")),
+            D.ReferenceDemande(text(request, "IdentifiantMessage", NS)),
+            D.ReferenceDossier(text(request, "ReferenceDossier", NS)),
             D.ReferenceDgsn(reference),
             D.Statut(status),
-            D.DateStatut(_now().isoformat()),
+            D.DateStatut(utc_now().isoformat()),
         )
         if status in ("EXPEDIE", "DISPONIBLE_AU_POSTE"):
-            expiry = _now().date() + dt.timedelta(days=365 * PASSPORT_VALIDITY_YEARS)
+            expiry = utc_now().date() + dt.timedelta(days=365 * PASSPORT_VALIDITY_YEARS)
             document.append(D.NumeroPasseport(passport_number_for(reference)))
             document.append(D.DateExpiration(expiry.strftime("%d/%m/%Y")))
-            document.append(D.NumeroExpedition(f"EXP-{_digits(reference)}"))
+            document.append(D.NumeroExpedition(f"EXP-{digits(reference)}"))
         if status == "REJETE":
             document.append(D.Motif("ENROLEMENT_INCOMPLET"))
             document.append(D.LibelleMotif("Les données biométriques de l'enrôlement sont introuvables ou incomplètes "
@@ -309,9 +287,6 @@ class DgsnSandbox(PartnerSandbox):
             return
         self.count("hub_receipts_verified")
 
-    def stats(self) -> dict:
-        return {**super().stats(), "pending_callbacks": self.outbox.pending()}
-
 
 # -- HTTP ----------------------------------------------------------------------------------------
 
@@ -320,16 +295,16 @@ def _fault_response(fault: Fault, status: int = 500, headers: dict | None = None
     return Response(build_fault(fault), status_code=status, media_type=CONTENT_TYPE, headers=headers)
 
 
-def create_app(sandbox: DgsnSandbox) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        sandbox.start()
-        try:
-            yield
-        finally:
-            sandbox.stop()
+def _failure_response(failing: Behaviour) -> Response:
+    """A soap:Server fault marked transient when `retry_after` is set, else the plain-text failure."""
+    if failing.retry_after is None:
+        return failure_response(failing, PARTNER)
+    return _fault_response(Fault("soap:Server", "DGSN sandbox simulating a failure", retry_after=failing.retry_after),
+                           failing.status, {"Retry-After": str(failing.retry_after)})
 
-    app = FastAPI(title="DGSN sandbox", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+
+def create_app(sandbox: DgsnSandbox) -> FastAPI:
+    app = partner_app(sandbox)
     wsdl, xsd = WSDL_FILE.read_bytes(), XSD_FILE.read_bytes()
 
     @app.get(PATH)
@@ -346,27 +321,12 @@ def create_app(sandbox: DgsnSandbox) -> FastAPI:
 
     @app.post(PATH)
     async def soap(request: Request) -> Response:
-        failing = sandbox.should_fail()
-        if failing is not None:
-            if failing.retry_after is not None:
-                return _fault_response(Fault("soap:Server", "DGSN sandbox simulating a failure",
-                                             retry_after=failing.retry_after), failing.status,
-                                       {"Retry-After": str(failing.retry_after)})
-            return Response(f"DGSN sandbox simulating a failure (HTTP {failing.status})\n",
-                            status_code=failing.status, media_type="text/plain")
-        await sandbox.delay_if_slow()
-        try:
-            if media_type(request) != "text/xml":
-                raise UnsupportedMediaType(f"SOAP 1.1 requests are text/xml, not {media_type(request) or 'missing'}")
-            body = await read_capped(request)
-            answer = await run_in_threadpool(sandbox.handle, body, request.headers.get("soapaction"))
-        except InputError as error:
-            sandbox.count("refused")
-            log.warning("request refused: %s", error.detail)
-            return _fault_response(Fault("soap:Client", error.detail, problems=error.problems))
-        return Response(wrap_document_bytes(answer), media_type=CONTENT_TYPE)
+        return await answer_post(
+            request, sandbox, lambda envelope: sandbox.handle(envelope, request.headers.get("soapaction")),
+            content_type="text/xml", failure=_failure_response,
+            refused=lambda error: _fault_response(Fault("soap:Client", error.detail, problems=error.problems)),
+            respond=lambda answer: Response(wrap_document_bytes(answer), media_type=CONTENT_TYPE))
 
-    add_control_routes(app, sandbox)
     return app
 
 

@@ -38,24 +38,19 @@ Behaviour: `fail` answers HTTP `status` (with Retry-After when `retry_after` is 
 """
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import re
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from lxml import etree
 from lxml.builder import ElementMaker
 
-from hub.errors import InputError, UnsupportedMediaType
 from hub.xmlsafe import parse_trusted
-from sandbox.common import (PartnerSandbox, add_common_arguments, add_control_routes, error_response, failure_response,
-                            media_type, read_capped, run_app)
+from sandbox.common import (PartnerSandbox, add_common_arguments, answer_xml_post, digits, partner_app, run_app, tag,
+                            text, utc_now)
 from sandbox.outbox import CallbackOutbox
 
 log = logging.getLogger(__name__)
@@ -68,23 +63,6 @@ TRANSCRIPTIONS_XSD = "partners/etat-civil/transcriptions.xsd"
 BURIAL_XSD = "partners/etat-civil/avis-inhumation.xsd"
 
 E = ElementMaker(namespace=NS, nsmap={None: NS})
-
-
-def _tag(name: str) -> str:
-    return f"{{{NS}}}{name}"
-
-
-def _text(element: etree._Element, path: str) -> str:
-    """Text of a descendant found by a path of local names ("Acte/NumeroActe"), trimmed."""
-    return (element.findtext("/".join(_tag(part) for part in path.split("/"))) or "").strip()
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-
-
-def _digits(value: str) -> str:
-    return re.sub(r"\D", "", value)
 
 
 # -- the rules -------------------------------------------------------------------------------------
@@ -136,22 +114,19 @@ class EtatCivilSandbox(PartnerSandbox):
 
     def start(self) -> None:
         """Deliver callbacks; decide transcriptions a restart left undecided."""
-        self.outbox.start()
+        super().start()
         for path in sorted(self.acknowledged_dir.glob("DemandeTranscription-*.xml")):
             if not self.outbox.knows(self._result_id(path.stem)):
                 log.info("deciding %s, acknowledged before the restart", path.stem)
                 self._schedule_result(path.stem)
 
-    def stop(self) -> None:
-        self.outbox.stop()
-
     # -- requests ----------------------------------------------------------------------------------
 
     def handle(self, operation: Operation, body: bytes) -> bytes:
         """One request -> the signed answer. Raises InputError (nothing stored) when refused."""
-        request = self.check_document(body, xsd=operation.xsd, roots={_tag(operation.document)},
+        request = self.check_document(body, xsd=operation.xsd, roots={tag(operation.document, NS)},
                                       what=operation.document)
-        key = f"{operation.document}-{_text(request, 'IdentifiantMessage')}"
+        key = f"{operation.document}-{text(request, 'IdentifiantMessage', NS)}"
         answer, new = self.answer_once(key, body, lambda: operation.answer(request, self._next_reference()))
         if new and operation.document == "DemandeTranscription":
             self._schedule_result(key)
@@ -159,51 +134,51 @@ class EtatCivilSandbox(PartnerSandbox):
 
     def _next_reference(self) -> str:
         # runs under the store's lock (answer_once): the count of stored answers is stable
-        return f"{PARTNER}-{_now().year}-{len(self._answers) + 1:06d}"
+        return f"{PARTNER}-{utc_now().year}-{len(self._answers) + 1:06d}"
 
     # The answer builders below run under the store's lock (answer_once): they update self.counters
     # directly, never through self.count(), which takes that lock.
 
     def _head(self, request: etree._Element, reference: str) -> list[etree._Element]:
-        return [E.IdentifiantMessage(f"EC-R-{_digits(reference)}"),
-                E.ReferenceDemande(_text(request, "IdentifiantMessage")),
-                E.ReferenceDossier(_text(request, "ReferenceDossier"))]
+        return [E.IdentifiantMessage(f"EC-R-{digits(reference)}"),
+                E.ReferenceDemande(text(request, "IdentifiantMessage", NS)),
+                E.ReferenceDossier(text(request, "ReferenceDossier", NS))]
 
     def _extract(self, request: etree._Element, reference: str) -> bytes:
-        act = request.find(_tag("Acte"))
-        number = _text(act, "NumeroActe")
+        act = request.find(tag("Acte", NS))
+        number = text(act, "NumeroActe", NS)
         if not extract_found(number):
             self.counters["extracts_not_found"] += 1
             answer = E.ActeIntrouvable(
-                *self._head(request, reference), E.DateReponse(_now().isoformat()), _copy(act),
-                E.Motif(E.Code("ACTE_INTROUVABLE"),
-                        E.Libelle(f"Aucun acte {number}/{_text(act, 'Annee')} au bureau {_text(act, 'Bureau')}")))
+                *self._head(request, reference), E.DateReponse(utc_now().isoformat()), _copy(act),
+                E.Motif(E.Code("ACTE_INTROUVABLE"), E.Libelle(f"Aucun acte {number}/{text(act, 'Annee', NS)} "
+                                                              f"au bureau {text(act, 'Bureau', NS)}")))
             return self.sign(answer, xsd=EXTRACTS_XSD, what="ActeIntrouvable")
-        person = request.find(_tag("Personne"))
-        mention = ("Mariage inscrit en marge" if _text(act, "Nature") == "MARIAGE" else "Néant")
+        person = request.find(tag("Personne", NS))
+        mention = ("Mariage inscrit en marge" if text(act, "Nature", NS) == "MARIAGE" else "Néant")
         answer = E.Extrait(
             *self._head(request, reference),
-            E.NumeroExtrait(f"EXT-{_digits(reference)}"),
-            E.DateDelivrance(_now().isoformat()),
+            E.NumeroExtrait(f"EXT-{digits(reference)}"),
+            E.DateDelivrance(utc_now().isoformat()),
             _copy(act),
-            E.Titulaire(*[E(name, _text(person, name)) for name in
+            E.Titulaire(*[E(name, text(person, name, NS)) for name in
                           ("NomLatin", "PrenomLatin", "NomArabe", "PrenomArabe", "DateNaissance")]),
             E.Mentions(E.Mention(mention)),
-            E.OfficierEtatCivil(f"Officier de l'état civil du bureau {_text(act, 'Bureau')}"),
+            E.OfficierEtatCivil(f"Officier de l'état civil du bureau {text(act, 'Bureau', NS)}"),
         )
         self.counters["extracts_issued"] += 1
         return self.sign(answer, xsd=EXTRACTS_XSD, what="Extrait")
 
     def _acknowledge_transcription(self, request: etree._Element, reference: str) -> bytes:
         answer = E.AccuseReceptionTranscription(*self._head(request, reference), E.ReferenceEtatCivil(reference),
-                                                E.DateReception(_now().isoformat()))
+                                                E.DateReception(utc_now().isoformat()))
         return self.sign(answer, xsd=TRANSCRIPTIONS_XSD, what="AccuseReceptionTranscription")
 
     def _burial_decision(self, request: etree._Element, reference: str) -> bytes:
-        commune = _text(request, "CommuneInhumation/Code")
+        commune = text(request, "CommuneInhumation/Code", NS)
         decision = burial_decision(commune)
         answer = E.DecisionInhumation(*self._head(request, reference), E.ReferenceEtatCivil(reference),
-                                      E.DateDecision(_now().isoformat()), E.Decision(decision))
+                                      E.DateDecision(utc_now().isoformat()), E.Decision(decision))
         if decision == "REFUSEE":
             answer.append(E.Motif(E.Code("COMMUNE_INCONNUE"),
                                   E.Libelle(f"Commune {commune} inconnue du référentiel des communes")))
@@ -213,10 +188,10 @@ class EtatCivilSandbox(PartnerSandbox):
     # -- transcription results (callbacks) ---------------------------------------------------------
 
     def _reference_of(self, key: str) -> str:
-        return _text(parse_trusted((self.acknowledged_dir / f"{key}.xml").read_bytes()), "ReferenceEtatCivil")
+        return text(parse_trusted((self.acknowledged_dir / f"{key}.xml").read_bytes()), "ReferenceEtatCivil", NS)
 
     def _result_id(self, key: str) -> str:
-        return f"EC-T-{_digits(self._reference_of(key))}"
+        return f"EC-T-{digits(self._reference_of(key))}"
 
     def _schedule_result(self, key: str) -> None:
         self.outbox.produce_later(lambda: self.transcription_result(key), self.answer_delay)
@@ -225,29 +200,26 @@ class EtatCivilSandbox(PartnerSandbox):
         """Decide a stored DemandeTranscription: (result IdentifiantMessage, signed ResultatTranscription)."""
         request = parse_trusted((self.received_dir / f"{key}.xml").read_bytes())
         reference = self._reference_of(key)
-        decision = transcription_decision(_text(request, "ActeEtranger/NumeroActe"))
+        decision = transcription_decision(text(request, "ActeEtranger/NumeroActe", NS))
         result = E.ResultatTranscription(
             E.IdentifiantMessage(self._result_id(key)),
-            E.ReferenceDemande(_text(request, "IdentifiantMessage")),
-            E.ReferenceDossier(_text(request, "ReferenceDossier")),
+            E.ReferenceDemande(text(request, "IdentifiantMessage", NS)),
+            E.ReferenceDossier(text(request, "ReferenceDossier", NS)),
             E.ReferenceEtatCivil(reference),
-            E.DateDecision(_now().isoformat()),
+            E.DateDecision(utc_now().isoformat()),
             E.Decision(decision),
         )
         if decision == "TRANSCRIT":
-            event = _text(request, "Evenement")
-            result.append(E.ActeMarocain(E.Bureau(f"CONS-{_text(request, 'PosteConsulaire')}"[:20]),
-                                         E.Annee(_text(request, "DateEvenement")[:4]),
-                                         E.NumeroActe(str(int(_digits(reference)[-6:]))),
+            event = text(request, "Evenement", NS)
+            result.append(E.ActeMarocain(E.Bureau(f"CONS-{text(request, 'PosteConsulaire', NS)}"[:20]),
+                                         E.Annee(text(request, "DateEvenement", NS)[:4]),
+                                         E.NumeroActe(str(int(digits(reference)[-6:]))),
                                          E.Nature(event)))
         else:
             result.append(E.Motif(E.Code("PIECES_MANQUANTES"),
                                   E.Libelle("Copie intégrale de l'acte étranger, légalisée, manquante au dossier")))
         self.count(f"transcription_{decision}")
         return self._result_id(key), self.sign(result, xsd=TRANSCRIPTIONS_XSD, what="ResultatTranscription")
-
-    def stats(self) -> dict:
-        return {**super().stats(), "pending_callbacks": self.outbox.pending()}
 
 
 def _copy(element: etree._Element) -> etree._Element:
@@ -258,15 +230,7 @@ def _copy(element: etree._Element) -> etree._Element:
 # -- HTTP ----------------------------------------------------------------------------------------
 
 def create_app(sandbox: EtatCivilSandbox) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        sandbox.start()
-        try:
-            yield
-        finally:
-            sandbox.stop()
-
-    app = FastAPI(title="ETAT_CIVIL sandbox", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = partner_app(sandbox)
 
     @app.post(BASE_PATH + "/{operation}")
     async def operation(operation: str, request: Request) -> Response:
@@ -274,23 +238,9 @@ def create_app(sandbox: EtatCivilSandbox) -> FastAPI:
         if op is None:
             return Response(f"no operation {operation!r}; known: {', '.join(sandbox.operations)}\n",
                             status_code=404, media_type="text/plain")
-        failing = sandbox.should_fail()
-        if failing is not None:
-            return failure_response(failing, PARTNER)
-        await sandbox.delay_if_slow()
-        try:
-            if media_type(request) != "application/xml":
-                raise UnsupportedMediaType("Content-Type must be application/xml, not "
-                                           f"{media_type(request) or 'missing'}")
-            body = await read_capped(request)
-            answer = await run_in_threadpool(sandbox.handle, op, body)
-        except InputError as error:
-            sandbox.count("refused")
-            log.warning("%s refused (HTTP %d): %s", op.document, error.status, error.detail)
-            return error_response(error, E)
-        return Response(answer, status_code=op.status, media_type="application/xml")
+        return await answer_xml_post(request, sandbox, lambda body: sandbox.handle(op, body), maker=E,
+                                     status=op.status, what=op.document)
 
-    add_control_routes(app, sandbox)
     return app
 
 

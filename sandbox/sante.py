@@ -23,21 +23,15 @@ Behaviour: `fail` answers HTTP `status` (with Retry-After when `retry_after` is 
 """
 from __future__ import annotations
 
-import datetime as dt
-import logging
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from lxml import etree
 from lxml.builder import ElementMaker
 
-from hub.errors import InputError, UnsupportedMediaType
-from sandbox.common import (PartnerSandbox, add_common_arguments, add_control_routes, error_response, failure_response,
-                            media_type, read_capped, run_app)
-
-log = logging.getLogger(__name__)
+from sandbox.common import (PartnerSandbox, add_common_arguments, answer_xml_post, partner_app, run_app, tag, text,
+                            utc_now)
 
 PARTNER = "SANTE"
 NS = "urn:ma:sante:autorisation-sanitaire:1"
@@ -46,18 +40,6 @@ PATH = "/sante/v1/autorisations-sanitaires"
 CONTAGIOUS_CHAPTERS = ("A", "B")
 
 S = ElementMaker(namespace=NS, nsmap={None: NS})
-
-
-def _tag(name: str) -> str:
-    return f"{{{NS}}}{name}"
-
-
-def _text(element: etree._Element, path: str) -> str:
-    return (element.findtext("/".join(_tag(part) for part in path.split("/"))) or "").strip()
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
 
 def health_decision(icd10_code: str) -> str:
@@ -71,21 +53,21 @@ class SanteSandbox(PartnerSandbox):
 
     def handle(self, body: bytes) -> bytes:
         """One request -> the signed AvisSanitaire. Raises InputError (nothing stored) when refused."""
-        request = self.check_document(body, xsd=XSD, roots={_tag("DemandeAutorisationSanitaire")},
+        request = self.check_document(body, xsd=XSD, roots={tag("DemandeAutorisationSanitaire", NS)},
                                       what="DemandeAutorisationSanitaire")
-        return self.answer_once(_text(request, "IdentifiantMessage"), body, lambda: self._opinion(request))[0]
+        return self.answer_once(text(request, "IdentifiantMessage", NS), body, lambda: self._opinion(request))[0]
 
     def _opinion(self, request: etree._Element) -> bytes:
         # runs under the store's lock (answer_once): the count of stored answers is stable, and the
         # counters are updated directly (self.count() takes that lock)
         n = len(self._answers) + 1
-        now = _now()
-        code = _text(request, "Deces/Cause/CodeCIM10")
+        now = utc_now()
+        code = text(request, "Deces/Cause/CodeCIM10", NS)
         decision = health_decision(code)
         answer = S.AvisSanitaire(
             S.IdentifiantMessage(f"SANTE-R-{n:06d}"),
-            S.ReferenceDemande(_text(request, "IdentifiantMessage")),
-            S.ReferenceDossier(_text(request, "ReferenceDossier")),
+            S.ReferenceDemande(text(request, "IdentifiantMessage", NS)),
+            S.ReferenceDossier(text(request, "ReferenceDossier", NS)),
             S.NumeroAvis(f"AS-{now.year}-{n:06d}"),
             S.DateAvis(now.isoformat()),
             S.Avis(decision),
@@ -101,27 +83,12 @@ class SanteSandbox(PartnerSandbox):
 # -- HTTP ----------------------------------------------------------------------------------------
 
 def create_app(sandbox: SanteSandbox) -> FastAPI:
-    app = FastAPI(title="SANTE sandbox", docs_url=None, redoc_url=None, openapi_url=None)
+    app = partner_app(sandbox)
 
     @app.post(PATH)
     async def autorisation_sanitaire(request: Request) -> Response:
-        failing = sandbox.should_fail()
-        if failing is not None:
-            return failure_response(failing, PARTNER)
-        await sandbox.delay_if_slow()
-        try:
-            if media_type(request) != "application/xml":
-                raise UnsupportedMediaType("Content-Type must be application/xml, not "
-                                           f"{media_type(request) or 'missing'}")
-            body = await read_capped(request)
-            answer = await run_in_threadpool(sandbox.handle, body)
-        except InputError as error:
-            sandbox.count("refused")
-            log.warning("request refused (HTTP %d): %s", error.status, error.detail)
-            return error_response(error, S)
-        return Response(answer, media_type="application/xml")
+        return await answer_xml_post(request, sandbox, sandbox.handle, maker=S, what="DemandeAutorisationSanitaire")
 
-    add_control_routes(app, sandbox)
     return app
 
 
