@@ -1,7 +1,7 @@
 """Command line: `python -m sandbox PARTNER [options]` runs one sandbox partner on loopback.
 
-Each sandbox module exposes `add_arguments(parser)` and `run(args) -> int`; SANDBOXES lists them
-(imported lazily). Relative --pki-dir and --data-dir are taken from the project root (the folder
+Each sandbox module exposes `add_arguments(parser)` and `run(args) -> int`; SANDBOXES lists them,
+and only the one asked for is imported. Relative --pki-dir and --data-dir are taken from the project root (the folder
 holding sandbox/), whatever the current directory.
 """
 from __future__ import annotations
@@ -21,18 +21,22 @@ SANDBOXES = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sandbox", description="Run a sandbox partner on loopback.")
-    partners = parser.add_subparsers(dest="partner", required=True, metavar="PARTNER")
-    for name, (module, description) in SANDBOXES.items():
-        sub = partners.add_parser(name, help=description, description=description)
-        importlib.import_module(module).add_arguments(sub)
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return importlib.import_module(SANDBOXES[args.partner][0]).run(args)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SANDBOXES:  # import only the partner asked for
+        module_name, description = SANDBOXES[argv[0]]
+        module = importlib.import_module(module_name)
+        parser = argparse.ArgumentParser(prog=f"python -m sandbox {argv[0]}", description=description)
+        module.add_arguments(parser)
+        return module.run(parser.parse_args(argv[1:]))
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description="Run a sandbox partner on loopback.",
+                                     epilog="partners:\n" + "\n".join(f"  {name:<11} {description}" for name, (_, description)
+                                                                   in SANDBOXES.items()),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("partner", choices=list(SANDBOXES), metavar="PARTNER", help="one of: " + ", ".join(SANDBOXES))
+    parser.add_argument("options", nargs=argparse.REMAINDER, help="the partner's options (PARTNER --help lists them)")
+    parser.parse_args(argv)
+    return 2
 
 
 if __name__ == "__main__":

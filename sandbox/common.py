@@ -38,7 +38,8 @@ from fastapi.responses import JSONResponse, Response
 from lxml import etree
 from pydantic import BaseModel, Field
 
-from hub.errors import InputError, MessageTooLarge, Problem, SchemaInvalid, SignatureInvalid, UnsupportedMediaType
+from hub.api.bodies import read_body
+from hub.errors import InputError, Problem, SchemaInvalid, SignatureInvalid
 from hub.pki import ensure_dev_pki, load_certificate, load_key
 from hub.schemas import SchemaSet
 from hub.signing import Signer, verify
@@ -250,24 +251,6 @@ def failure_response(behaviour: Behaviour, partner: str) -> Response:
                     headers=headers, media_type="text/plain")
 
 
-async def read_capped(request: Request, limit: int = MAX_REQUEST_BYTES) -> bytes:
-    """The request body, refused as soon as it exceeds `limit` bytes (never read whole)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise MessageTooLarge(f"request is {declared} bytes; the limit is {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise MessageTooLarge(f"request is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
-
-
 async def answer_post(request: Request, sandbox: PartnerSandbox, handle: Callable[[bytes], bytes], *,
                       refused: Callable[[InputError], Response], respond: Callable[[bytes], Response],
                       failure: Callable[[Behaviour], Response] | None = None, content_type: str = "application/xml",
@@ -284,9 +267,7 @@ async def answer_post(request: Request, sandbox: PartnerSandbox, handle: Callabl
         return failure(failing) if failure is not None else failure_response(failing, sandbox.partner)
     await sandbox.delay_if_slow()
     try:
-        if media_type(request) != content_type:
-            raise UnsupportedMediaType(f"Content-Type must be {content_type}, not {media_type(request) or 'missing'}")
-        body = await read_capped(request)
+        body = await read_body(request, max_bytes=MAX_REQUEST_BYTES, media_types=(content_type,))
         answer = await run_in_threadpool(handle, body)
     except InputError as error:
         sandbox.count("refused")

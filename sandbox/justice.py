@@ -64,12 +64,13 @@ from zeep.transports import Transport
 from connectors.soap.envelope import (CONTENT_TYPE, SOAP_ENV, Fault, body_document_bytes, build_fault, parse_envelope,
                                       read_fault, wrap_document_bytes)
 from connectors.soap.inbound import render_wsdl
-from hub.errors import HubError, InputError, Problem, UnsupportedMediaType
+from hub.api.bodies import read_body
+from hub.errors import HubError, InputError, Problem
 from hub.schemas import ENVELOPE_NS
 from hub.signing import verify
 from hub.xmlsafe import parse_trusted
 from sandbox.common import (MAX_REQUEST_BYTES, PROJECT_ROOT, PartnerSandbox, add_common_arguments, add_control_routes,
-                            media_type, read_capped, run_app)
+                            run_app)
 from sandbox.delayed_queue import DelayedQueue
 from sandbox.outbox import backoff_seconds, write_atomically
 
@@ -397,9 +398,7 @@ def create_app(sandbox: JusticeSandbox) -> FastAPI:
             return Response(build_fault(fault), status_code=failing.status, media_type=CONTENT_TYPE)
         await sandbox.delay_if_slow()
         try:
-            if media_type(request) != "text/xml":
-                raise UnsupportedMediaType(f"une requête SOAP 1.1 est text/xml, pas {media_type(request) or 'absent'}")
-            body = await read_capped(request)
+            body = await read_body(request, max_bytes=MAX_REQUEST_BYTES, media_types=("text/xml",))
             answer = await run_in_threadpool(sandbox.receive_certificate, body)
         except InputError as error:
             sandbox.count("refused")

@@ -38,7 +38,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from connectors.soap.envelope import (CONTENT_TYPE, Fault, body_document_bytes, build_fault, parse_envelope, read_fault,
                                       wrap_document_bytes)
 from hub import metrics
-from hub.errors import InputError, MessageTooLarge, NotAllowed, NotFound, Problem, UnsupportedMediaType
+from hub.api.bodies import read_body
+from hub.errors import InputError, NotAllowed, NotFound, Problem
 
 log = logging.getLogger("hub.soap")
 
@@ -138,22 +139,7 @@ def fault_response(fault: Fault, status: int = 500) -> Response:
 
 async def _read_envelope(request: Request, max_bytes: int) -> bytes:
     """The request body: text/xml (SOAP 1.1) only, refused as soon as it is over the cap."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "text/xml":
-        raise UnsupportedMediaType(f"a SOAP 1.1 request is text/xml, not {content_type or 'missing'!r}",
-                                   [Problem("Content-Type must be text/xml")])
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise MessageTooLarge(f"request is {declared} bytes; the limit is {max_bytes} bytes",
-                              [Problem(f"over {max_bytes} bytes")])
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise MessageTooLarge(f"request is over the limit of {max_bytes} bytes",
-                                  [Problem(f"over {max_bytes} bytes")])
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_body(request, max_bytes=max_bytes, media_types=("text/xml",))
 
 
 def render_wsdl(path: Path, schemas_dir: Path, *, endpoint: str, schemas_url: str | None) -> bytes:

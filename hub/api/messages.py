@@ -9,7 +9,8 @@ from sqlalchemy.orm import selectinload
 
 from hub import metrics
 from hub.api.problems import problem
-from hub.errors import DeliveryError, MessageTooLarge, NotFound, UnsupportedMediaType
+from hub.api.bodies import read_body
+from hub.errors import DeliveryError, NotFound
 from hub.models import Message
 from hub.polling import poll_partner, polling_partners
 
@@ -21,19 +22,7 @@ router = APIRouter(prefix="/api/v1", tags=["messages"])
 
 async def read_xml_body(request: Request, max_bytes: int) -> bytes:
     """The request body, refused early when it is not XML (415) or larger than the cap (413)."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in XML_TYPES:
-        raise UnsupportedMediaType(f"Content-Type must be application/xml, not {content_type or 'missing'!r}")
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise MessageTooLarge(f"message is {declared} bytes; the limit is {max_bytes} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise MessageTooLarge(f"message is over the limit of {max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_body(request, max_bytes=max_bytes, media_types=XML_TYPES, what="message")
 
 
 def _receipt_response(receipt) -> Response:
