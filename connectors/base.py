@@ -23,8 +23,10 @@ paramiko reaches the engine. Credentials never appear in repr() or in error text
 """
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
+from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True)
@@ -68,3 +70,14 @@ class Connector(Protocol):
     def check(self) -> Health: ...
 
     def close(self) -> None: ...
+
+
+def url_reachable(url: str, timeout: float = 2) -> Health:
+    """A cheap check for HTTP-based connectors: can a TCP connection to the URL's host and port be opened?"""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            return Health(True, f"{parts.hostname}:{port} reachable")
+    except OSError as exc:
+        return Health(False, f"{parts.hostname}:{port} unreachable ({exc.strerror or exc})")

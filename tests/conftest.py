@@ -127,6 +127,13 @@ def running_hub(settings):
     service.stop()
 
 
+@pytest.fixture
+def client(running_hub):
+    """An HTTP client of the running hub's API."""
+    with httpx.Client(base_url=running_hub.url, timeout=30) as c:
+        yield c
+
+
 def wait_for(predicate, timeout: float = 20, interval: float = 0.1, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -39,3 +39,15 @@ def strip_signature(data: bytes) -> bytes:
     for sig in root.iter("{http://www.w3.org/2000/09/xmldsig#}Signature"):
         sig.getparent().remove(sig)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+CITIZEN = {"post_code": "FR-PARIS", "given_name_latin": "Youssef", "family_name_latin": "El Amrani",
+           "given_name_arabic": "يوسف", "family_name_arabic": "العمراني", "birth_date": "1988-04-12", "sex": "M",
+           "cnie": "BK123456", "country": "FR", "city": "Paris"}
+
+
+def register_citizen(client, **overrides) -> dict:
+    """Register a citizen through the API (CITIZEN with `overrides`); returns the citizen as the API shows it."""
+    response = client.post("/api/v1/citizens", json={**CITIZEN, **overrides})
+    assert response.status_code == 201, response.text
+    return response.json()

@@ -2,11 +2,11 @@
 hub -> ETAT_CIVIL sandbox over REST -> synchronous answer or callback -> intake -> case final."""
 from __future__ import annotations
 
-import httpx
 import pytest
 from lxml import etree
 
 from conftest import wait_for
+from support import register_citizen
 from hub import pki
 from hub.signing import verify
 
@@ -16,23 +16,12 @@ TRANSCRIPTION_FINAL = {"TRANSCRIBED", "REJECTED", "FAILED"}
 
 
 @pytest.fixture
-def client(running_hub):
-    with httpx.Client(base_url=running_hub.url, timeout=10) as c:
-        yield c
-
-
-@pytest.fixture
 def etat_civil(running_hub, start_sandbox):
     return start_sandbox("etat_civil", running_hub.url, extra_args=["--answer-delay", "0.2"])
 
 
 def register(client) -> str:
-    citizen = client.post("/api/v1/citizens", json={
-        "post_code": "FR-PARIS", "given_name_latin": "Youssef", "family_name_latin": "El Amrani",
-        "given_name_arabic": "يوسف", "family_name_arabic": "العمراني", "birth_date": "1988-04-12", "sex": "M",
-        "cnie": "BK123456", "country": "FR", "city": "Paris"})
-    assert citizen.status_code == 201, citizen.text
-    return citizen.json()["registration_id"]
+    return register_citizen(client)["registration_id"]
 
 
 def open_extract(client, registration_id: str, number: str, **extra) -> str:

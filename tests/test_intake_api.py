@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import hashlib
 
-import httpx
-import pytest
 from lxml import etree
 
 from hub import pki
@@ -12,12 +10,6 @@ from hub.signing import verify
 from support import licence_request, replace_text, strip_signature
 
 XML = {"Content-Type": "application/xml"}
-
-
-@pytest.fixture
-def client(running_hub):
-    with httpx.Client(base_url=running_hub.url, timeout=10) as c:
-        yield c
 
 
 def post(client, data: bytes, headers=XML):

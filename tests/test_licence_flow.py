@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import httpx
-import pytest
 from lxml import etree
 
 from conftest import wait_for
@@ -32,12 +30,6 @@ def open_case(client, number: str, post: str = "FR-PARIS") -> str:
 def wait_final(client, reference: str, timeout: float = 30) -> dict:
     return wait_for(lambda: (c := client.get(f"/api/v1/cases/{reference}").json())["status"] in FINAL and c,
                     timeout, what=f"case {reference} to reach a final state")
-
-
-@pytest.fixture
-def client(running_hub):
-    with httpx.Client(base_url=running_hub.url, timeout=10) as c:
-        yield c
 
 
 def test_cases_reach_narsa_verdicts_with_signed_attestation(running_hub, sandbox_factory, client, pki_dir):

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-import httpx
 import pytest
 from lxml import etree
 
 from conftest import free_port, wait_for
+from support import register_citizen
 from hub import pki
 from hub.polling import poll_partner
 from hub.signing import verify
@@ -23,24 +23,14 @@ FINAL = {"ACCEPTED", "REJECTED", "FAILED"}
 
 
 @pytest.fixture
-def client(running_hub):
-    with httpx.Client(base_url=running_hub.url, timeout=30) as c:
-        yield c
-
-
-@pytest.fixture
 def cdg(running_hub, start_sandbox):
     control = free_port()
     return start_sandbox("cdg", running_hub.url, extra_args=["--control-port", str(control)], http_port=control)
 
 
 def register(client, given: str = "Ahmed", family: str = "Bennani") -> str:
-    citizen = client.post("/api/v1/citizens", json={
-        "post_code": "FR-PARIS", "given_name_latin": given, "family_name_latin": family,
-        "given_name_arabic": "أحمد", "family_name_arabic": "بناني", "birth_date": "1950-06-14", "sex": "M",
-        "cnie": "BE123456", "country": "FR", "city": "Paris"})
-    assert citizen.status_code == 201, citizen.text
-    return citizen.json()["registration_id"]
+    return register_citizen(client, given_name_latin=given, family_name_latin=family, given_name_arabic="أحمد",
+                            family_name_arabic="بناني", birth_date="1950-06-14", cnie="BE123456")["registration_id"]
 
 
 def issue(client, registration_id: str, pension_number: str, fund: str = "CNRA") -> dict:

@@ -2,7 +2,6 @@
 synchronous answers through intake, status callbacks to the hub's /soap/DGSN -> cases final."""
 from __future__ import annotations
 
-import httpx
 import pytest
 from lxml import etree
 
@@ -15,12 +14,6 @@ REGISTRATION_FINAL = {"ACTIVE", "REJECTED", "FAILED"}
 PERSON = {"given_name_latin": "Youssef", "family_name_latin": "El Amrani", "given_name_arabic": "يوسف",
           "family_name_arabic": "العمراني", "birth_date": "1988-04-12", "birth_place": "Casablanca", "sex": "M"}
 ADDRESS = {"country": "FR", "city": "Paris", "lines": ["3 rue de Rivoli"], "postal_code": "75004"}
-
-
-@pytest.fixture
-def client(running_hub):
-    with httpx.Client(base_url=running_hub.url, timeout=10) as c:
-        yield c
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from conftest import wait_for, write_config
+from support import register_citizen
 from registry.services.repatriation import escalate_overdue
 
 FINAL = {"AUTHORISED", "REFUSED", "FAILED"}
@@ -31,12 +32,8 @@ def hub_and_partners(running_hub, start_sandbox):
 
 
 def register(client) -> str:
-    citizen = client.post("/api/v1/citizens", json={
-        "post_code": "FR-PARIS", "given_name_latin": "Rachid", "family_name_latin": "Bennani",
-        "given_name_arabic": "رشيد", "family_name_arabic": "بناني", "birth_date": "1951-02-03", "sex": "M",
-        "cnie": "J654321", "country": "FR", "city": "Paris"})
-    assert citizen.status_code == 201, citizen.text
-    return citizen.json()["registration_id"]
+    return register_citizen(client, given_name_latin="Rachid", family_name_latin="Bennani", given_name_arabic="رشيد",
+                            family_name_arabic="بناني", birth_date="1951-02-03", cnie="J654321")["registration_id"]
 
 
 def repatriation(client, registration_id: str, *, cause: str = "I21.9", commune: str = "1411011",

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import email.utils
-import socket
 import time
 from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.base import Health, Outbound, SendResult
+from connectors.base import Health, Outbound, SendResult, url_reachable
 from hub.errors import PermanentDeliveryError, TransientDeliveryError
 
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
@@ -74,13 +73,7 @@ class RestConnector:
         return ()
 
     def check(self) -> Health:
-        parts = urlsplit(self.endpoint)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            with socket.create_connection((parts.hostname, port), timeout=2):
-                return Health(True, f"{parts.hostname}:{port} reachable")
-        except OSError as exc:
-            return Health(False, f"{parts.hostname}:{port} unreachable ({exc.strerror or exc})")
+        return url_reachable(self.endpoint)
 
     def close(self) -> None:
         if self._client is not None:

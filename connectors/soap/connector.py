@@ -20,7 +20,6 @@ independent of the envelope): the engine runs it through intake when an inbound 
 """
 from __future__ import annotations
 
-import socket
 import threading
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -33,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from zeep.transports import Transport
 from zeep.wsdl.bindings.soap import Soap11Binding
 
-from connectors.base import Health, Outbound, SendResult
+from connectors.base import Health, Outbound, SendResult, url_reachable
 from connectors.rest.connector import RETRYABLE_STATUS, parse_retry_after
 from connectors.soap.envelope import CONTENT_TYPE, body_document_bytes, parse_envelope, read_fault, wrap_document_bytes
 from hub.errors import ConfigError, InputError, PermanentDeliveryError, TransientDeliveryError
@@ -176,13 +175,7 @@ class SoapConnector:
             except ConfigError as exc:
                 return Health(False, str(exc))
             address = self._address
-        parts = urlsplit(address)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            with socket.create_connection((parts.hostname, port), timeout=2):
-                return Health(True, f"{parts.hostname}:{port} reachable")
-        except OSError as exc:
-            return Health(False, f"{parts.hostname}:{port} unreachable ({exc.strerror or exc})")
+        return url_reachable(address)
 
 
 def _only_soap_port(client: zeep.Client, path: Path):
