@@ -3,40 +3,23 @@
 Thin: validation here, work in registry/service.py and the service modules."""
 from __future__ import annotations
 
-import datetime as dt
-from typing import Literal
-
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy import select
 
 from registry import service, services
+from registry.inputs import POST_CODE, PersonIn
 from registry.models import Case, Post
 from registry.outputs import case_out, citizen_out, post_out
 
 base = APIRouter(prefix="/api/v1", tags=["registry"])
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class CitizenIn(_In):
-    post_code: str = Field(pattern=r"^[A-Z]{2}-[A-Z0-9]{2,8}$", description="Consular post of registration")
-    given_name_latin: str = Field(min_length=1, max_length=100)
-    family_name_latin: str = Field(min_length=1, max_length=100)
-    given_name_arabic: str = Field(min_length=1, max_length=100)
-    family_name_arabic: str = Field(min_length=1, max_length=100)
-    birth_date: dt.date
-    birth_place: str = ""
-    sex: Literal["F", "M"]
-    cnie: str | None = Field(None, pattern=r"^[A-Z]{1,2}[0-9]{5,6}$")
-    passport_number: str | None = Field(None, pattern=r"^[A-Z0-9]{6,9}$")
+class CitizenIn(PersonIn):
+    post_code: str = Field(pattern=POST_CODE, description="Consular post of registration")
     country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 country of residence")
     city: str = Field(min_length=1, max_length=80)
     address_lines: str = ""
-    phone: str | None = Field(None, pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164")
-    email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 @base.get("/posts", summary="Consular posts (reference data)")

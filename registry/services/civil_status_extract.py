@@ -14,11 +14,12 @@ from typing import Literal
 
 from fastapi import APIRouter, Request
 from lxml import etree
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy.orm import Session
 
 from hub.xmlsafe import to_bytes
 from registry import canonical, service
+from registry.inputs import StrictIn
 from registry.models import Case
 
 SERVICE = "CIVIL_STATUS_EXTRACT"
@@ -80,11 +81,7 @@ HANDLERS = {"CivilStatusExtract": apply_extract}
 
 # -- HTTP -----------------------------------------------------------------------------------------
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class ActIn(_In):
+class ActIn(StrictIn):
     office: str = Field(pattern=r"^[A-Z0-9][A-Z0-9\-]{1,19}$", description="Civil-status office holding the act",
                         examples=["1441011"])
     year: int = Field(ge=1900, le=2100)
@@ -92,7 +89,7 @@ class ActIn(_In):
     kind: Literal["BIRTH", "MARRIAGE", "DEATH"]
 
 
-class SubjectIn(_In):
+class SubjectIn(StrictIn):
     given_name_latin: str = Field(min_length=1, max_length=100)
     family_name_latin: str = Field(min_length=1, max_length=100)
     given_name_arabic: str = Field(min_length=1, max_length=100)
@@ -100,7 +97,7 @@ class SubjectIn(_In):
     birth_date: dt.date
 
 
-class ExtractCaseIn(_In):
+class ExtractCaseIn(StrictIn):
     registration_id: str = Field(pattern=r"^MRE-[0-9]{7,10}$", description="The registered citizen asking")
     act: ActIn
     subject: SubjectIn | None = Field(None, description="The person the act names, when not the applicant "

@@ -31,7 +31,7 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from lxml import etree
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
@@ -40,6 +40,7 @@ from hub.db import utcnow
 from hub.errors import InputError
 from hub.xmlsafe import to_bytes
 from registry import canonical, service
+from registry.inputs import StrictIn
 from registry.models import Case, CaseEvent
 from registry.outputs import case_out
 
@@ -186,8 +187,7 @@ SCHEDULED = [("judicial-certificates", certify_pending, 30)]
 
 # -- HTTP -----------------------------------------------------------------------------------------
 
-class OutcomeIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+class OutcomeIn(StrictIn):
     outcome: Literal["SERVED", "REFUSED", "NOT_FOUND"] = Field(
         description="SERVED: handed to the addressee; REFUSED: the addressee refused it (deemed served on the 10th "
                     "day); NOT_FOUND: the addressee could not be found at the known address")

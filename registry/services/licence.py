@@ -11,11 +11,12 @@ from typing import Literal
 
 from fastapi import APIRouter, Request
 from lxml import etree
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy.orm import Session
 
 from hub.xmlsafe import to_bytes
 from registry import canonical, service
+from registry.inputs import StrictIn
 from registry.models import Case
 
 SERVICE = "LICENCE_AUTHENTICATION"
@@ -84,15 +85,13 @@ HANDLERS = {RESULT_TYPE: apply_result}
 
 # -- HTTP -----------------------------------------------------------------------------------------
 
-class LicenceIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+class LicenceIn(StrictIn):
     number: str = Field(pattern=r"^[0-9]{1,2}/[0-9]{4,8}$", examples=["12/345678"])
     categories: list[Literal["A", "A1", "B", "C", "D", "EB", "EC", "ED"]] = Field(min_length=1, max_length=8)
     issue_date: dt.date
 
 
-class LicenceCaseIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+class LicenceCaseIn(StrictIn):
     registration_id: str = Field(pattern=r"^MRE-[0-9]{7,10}$")
     licence: LicenceIn
 

@@ -30,7 +30,7 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from lxml import etree
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy import Integer, LargeBinary, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -39,6 +39,7 @@ from hub.errors import InputError, NotFound
 from hub.models import Id
 from hub.xmlsafe import to_bytes
 from registry import canonical, service
+from registry.inputs import StrictIn
 from registry.models import Case
 from registry.outputs import case_out
 
@@ -294,8 +295,7 @@ SCHEDULED = [("life-certificate-batch", build_and_submit_batch, BATCH_SCHEDULE)]
 # -- HTTP -------------------------------------------------------------------------------------------
 
 
-class LifeCertificateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+class LifeCertificateIn(StrictIn):
     registration_id: str = Field(pattern=r"^MRE-[0-9]{7,10}$", description="The pensioner, registered at the post.")
     pension_number: str = Field(pattern=r"^[0-9]{6,12}$", examples=["20230417"], description="The fund's pension number.")
     fund: Literal["CNRA", "RCAR"] = Field(description="The pension fund managed by CDG.")

@@ -20,11 +20,12 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from lxml import etree
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from sqlalchemy.orm import Session
 
 from hub.api.problems import problem
 from registry import canonical, service
+from registry.inputs import StrictIn
 from registry.models import Case
 from registry.outputs import case_out
 
@@ -141,18 +142,14 @@ def build_handover(registry, case: Case, handed_over_on: dt.date) -> bytes:
 
 # -- HTTP -----------------------------------------------------------------------------------------
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class EnrolmentIn(_In):
+class EnrolmentIn(StrictIn):
     reference: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,79}$",
                            description="The enrolment at the post's capture station (biometrics stay there; "
                                        "DGSN fetches them with this reference)")
     captured_at: dt.datetime | None = Field(None, description="When it was captured (default now)")
 
 
-class PassportCaseIn(_In):
+class PassportCaseIn(StrictIn):
     registration_id: str = Field(pattern=r"^MRE-[0-9]{7,10}$")
     kind: Literal["FIRST", "RENEWAL", "REPLACEMENT"]
     previous_passport: str | None = Field(None, pattern=r"^[A-Z0-9]{6,9}$")
@@ -168,7 +165,7 @@ class PassportCaseIn(_In):
         return self
 
 
-class HandoverIn(_In):
+class HandoverIn(StrictIn):
     handed_over_on: dt.date | None = Field(None, description="Default: today")
 
 

@@ -16,10 +16,11 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from lxml import etree
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from sqlalchemy.orm import Session
 
 from registry import canonical, service
+from registry.inputs import PersonIn, StrictIn
 from registry.models import Case, Citizen
 from registry.outputs import case_out
 
@@ -102,33 +103,14 @@ HANDLERS = {RESULT_TYPE: apply_identity_check}
 
 # -- HTTP -----------------------------------------------------------------------------------------
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class AddressIn(_In):
+class AddressIn(StrictIn):
     country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
     city: str = Field(min_length=1, max_length=80)
     lines: list[str] = Field(min_length=1, max_length=3, description="Street address, 1 to 3 lines")
     postal_code: str | None = Field(None, max_length=16)
 
 
-class PersonIn(_In):
-    """A person not yet registered (Kind NEW)."""
-    given_name_latin: str = Field(min_length=1, max_length=100)
-    family_name_latin: str = Field(min_length=1, max_length=100)
-    given_name_arabic: str = Field(min_length=1, max_length=100)
-    family_name_arabic: str = Field(min_length=1, max_length=100)
-    birth_date: dt.date
-    birth_place: str = ""
-    sex: Literal["F", "M"]
-    cnie: str | None = Field(None, pattern=r"^[A-Z]{1,2}[0-9]{5,6}$")
-    passport_number: str | None = Field(None, pattern=r"^[A-Z0-9]{6,9}$")
-    phone: str | None = Field(None, pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164")
-    email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-
-class RegistrationCaseIn(_In):
+class RegistrationCaseIn(StrictIn):
     kind: Literal["NEW", "RENEWAL", "UPDATE"]
     post_code: str | None = Field(None, pattern=r"^[A-Z]{2}-[A-Z0-9]{2,8}$",
                                   description="NEW: the post registering the person")

@@ -18,13 +18,14 @@ from typing import Literal
 
 from fastapi import APIRouter, Request
 from lxml import etree
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.db import utcnow
 from hub.xmlsafe import to_bytes
 from registry import canonical, service
+from registry.inputs import StrictIn
 from registry.models import Case
 
 SERVICE = "REPATRIATION"
@@ -126,11 +127,7 @@ SCHEDULED = [("escalate-overdue-repatriations", escalate_overdue, 30.0)]
 
 # -- HTTP -----------------------------------------------------------------------------------------
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class DeceasedIn(_In):
+class DeceasedIn(StrictIn):
     given_name_latin: str = Field(min_length=1, max_length=100)
     family_name_latin: str = Field(min_length=1, max_length=100)
     given_name_arabic: str = Field(min_length=1, max_length=100)
@@ -140,7 +137,7 @@ class DeceasedIn(_In):
     cnie: str | None = Field(None, pattern=r"^[A-Z]{1,2}[0-9]{5,6}$")
 
 
-class DeathIn(_In):
+class DeathIn(StrictIn):
     date: dt.date
     country: str = Field(pattern=r"^[A-Z]{2}$")
     city: str = Field(min_length=1, max_length=100)
@@ -149,13 +146,13 @@ class DeathIn(_In):
     cause_text: str = Field(min_length=1, max_length=100)
 
 
-class BurialIn(_In):
+class BurialIn(StrictIn):
     commune: str = Field(pattern=r"^[0-9]{7}$", description="HCP commune code of the place of burial")
     commune_name: str = Field(min_length=1, max_length=100)
     province: str | None = Field(None, max_length=100)
 
 
-class TransportIn(_In):
+class TransportIn(StrictIn):
     entry_point: str = Field(pattern=r"^[A-Z]{3}(-[A-Z]{2,6})?$", description="Border post: airport (CMN) or "
                                                                                "port (TNG-MED)")
     arrival_date: dt.date
@@ -163,12 +160,12 @@ class TransportIn(_In):
     seal_number: str = Field(min_length=1, max_length=40)
 
 
-class PensionIn(_In):
+class PensionIn(StrictIn):
     pension_number: str = Field(pattern=r"^[0-9]{6,12}$")
     fund: Literal["CNRA", "RCAR"]
 
 
-class RepatriationIn(_In):
+class RepatriationIn(StrictIn):
     registration_id: str | None = Field(None, pattern=r"^MRE-[0-9]{7,10}$",
                                         description="The deceased's registration, when registered")
     deceased: DeceasedIn | None = Field(None, description="Identity of a deceased who was not registered")

@@ -15,10 +15,11 @@ from typing import Literal
 
 from fastapi import APIRouter, Request
 from lxml import etree
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from sqlalchemy.orm import Session
 
 from registry import canonical, service
+from registry.inputs import StrictIn
 from registry.models import Case
 
 SERVICE = "TRANSCRIPTION"
@@ -101,11 +102,7 @@ HANDLERS = {"TranscriptionAcknowledged": apply_acknowledgement, "TranscriptionRe
 
 # -- HTTP -----------------------------------------------------------------------------------------
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class NamesIn(_In):
+class NamesIn(StrictIn):
     given_name_latin: str = Field(min_length=1, max_length=100)
     family_name_latin: str = Field(min_length=1, max_length=100)
     given_name_arabic: str = Field(min_length=1, max_length=100)
@@ -117,19 +114,19 @@ class PersonIn(NamesIn):
     birth_date: dt.date
 
 
-class PlaceIn(_In):
+class PlaceIn(StrictIn):
     country: str = Field(pattern=r"^[A-Z]{2}$")
     city: str = Field(min_length=1, max_length=100)
 
 
-class ForeignActIn(_In):
+class ForeignActIn(StrictIn):
     country: str = Field(pattern=r"^[A-Z]{2}$")
     authority: str = Field(min_length=1, max_length=100, examples=["Mairie du 15e arrondissement de Paris"])
     number: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9/\-]{0,39}$", examples=["2026/1520"])
     date: dt.date
 
 
-class TranscriptionCaseIn(_In):
+class TranscriptionCaseIn(StrictIn):
     registration_id: str = Field(pattern=r"^MRE-[0-9]{7,10}$", description="The registered citizen asking")
     event: Literal["BIRTH", "DEATH"]
     event_date: dt.date
