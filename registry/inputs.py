@@ -19,12 +19,16 @@ class StrictIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-class PersonIn(StrictIn):
-    """A person in both scripts, as civil status requires, with their identity documents and contacts."""
+class NamesIn(StrictIn):
+    """A person's names in both scripts, as civil status requires."""
     given_name_latin: str = Field(min_length=1, max_length=100)
     family_name_latin: str = Field(min_length=1, max_length=100)
     given_name_arabic: str = Field(min_length=1, max_length=100)
     family_name_arabic: str = Field(min_length=1, max_length=100)
+
+
+class PersonIn(NamesIn):
+    """A person as a post records one: names, birth, identity documents and contacts."""
     birth_date: dt.date
     birth_place: str = ""
     sex: Literal["F", "M"]

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from hub.xmlsafe import to_bytes
 from registry import canonical, service
-from registry.inputs import StrictIn
+from registry.inputs import NamesIn, StrictIn
 from registry.models import Case
 
 SERVICE = "CIVIL_STATUS_EXTRACT"
@@ -89,11 +89,7 @@ class ActIn(StrictIn):
     kind: Literal["BIRTH", "MARRIAGE", "DEATH"]
 
 
-class SubjectIn(StrictIn):
-    given_name_latin: str = Field(min_length=1, max_length=100)
-    family_name_latin: str = Field(min_length=1, max_length=100)
-    given_name_arabic: str = Field(min_length=1, max_length=100)
-    family_name_arabic: str = Field(min_length=1, max_length=100)
+class SubjectIn(NamesIn):
     birth_date: dt.date
 
 

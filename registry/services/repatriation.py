@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from hub.db import utcnow
 from hub.xmlsafe import to_bytes
 from registry import canonical, service
-from registry.inputs import StrictIn
+from registry.inputs import CNIE, NamesIn, StrictIn
 from registry.models import Case
 
 SERVICE = "REPATRIATION"
@@ -127,14 +127,10 @@ SCHEDULED = [("escalate-overdue-repatriations", escalate_overdue, 30.0)]
 
 # -- HTTP -----------------------------------------------------------------------------------------
 
-class DeceasedIn(StrictIn):
-    given_name_latin: str = Field(min_length=1, max_length=100)
-    family_name_latin: str = Field(min_length=1, max_length=100)
-    given_name_arabic: str = Field(min_length=1, max_length=100)
-    family_name_arabic: str = Field(min_length=1, max_length=100)
+class DeceasedIn(NamesIn):
     birth_date: dt.date
     sex: Literal["F", "M"]
-    cnie: str | None = Field(None, pattern=r"^[A-Z]{1,2}[0-9]{5,6}$")
+    cnie: str | None = Field(None, pattern=CNIE)
 
 
 class DeathIn(StrictIn):

@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 from sqlalchemy.orm import Session
 
 from registry import canonical, service
-from registry.inputs import StrictIn
+from registry.inputs import NamesIn, StrictIn
 from registry.models import Case
 
 SERVICE = "TRANSCRIPTION"
@@ -101,13 +101,6 @@ HANDLERS = {"TranscriptionAcknowledged": apply_acknowledgement, "TranscriptionRe
 
 
 # -- HTTP -----------------------------------------------------------------------------------------
-
-class NamesIn(StrictIn):
-    given_name_latin: str = Field(min_length=1, max_length=100)
-    family_name_latin: str = Field(min_length=1, max_length=100)
-    given_name_arabic: str = Field(min_length=1, max_length=100)
-    family_name_arabic: str = Field(min_length=1, max_length=100)
-
 
 class PersonIn(NamesIn):
     sex: Literal["F", "M"]
