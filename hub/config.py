@@ -60,7 +60,7 @@ class RouteTarget(_Strict):
     namespaces: dict[str, str] = Field(default_factory=dict, exclude=True)
 
     def applies_to(self, envelope) -> bool:
-        return self.when is None or bool(_xpath(self.when, self.namespaces)(envelope))
+        return self.when is None or bool(_xpath(self.when, self.namespaces)(envelope))  # checked at load
 
 
 class Route(_Strict):
@@ -178,9 +178,9 @@ def load_config(settings: Settings) -> HubConfig:
             targets = [t.model_copy(update={"namespaces": content.namespaces}) for t in route.to]
             for j, target in enumerate(targets):
                 if target.when:
-                    try:
-                        _xpath(target.when, content.namespaces)
-                    except etree.XPathSyntaxError as exc:
+                    try:  # evaluated once: an undeclared prefix only shows when the expression runs
+                        _xpath(target.when, content.namespaces)(etree.Element("probe"))
+                    except etree.XPathError as exc:
                         raise ConfigError(file, f"routes[{i}].to[{j}].when", f"not a valid XPath: {exc}") from None
             routes.append(route.model_copy(update={"to": targets}))
             route_files[len(routes) - 1] = (file, i)

@@ -82,12 +82,12 @@ def take_in_answer(hub, partner: str, receipt: bytes | None) -> str | None:
 
     Returns the answer's message id, or None when the receipt is a plain acknowledgement. Intake
     deduplicates, so a delivery sent again after a crash takes the same answer in only once."""
-    if not receipt:
-        return None
+    if not receipt or not receipt.lstrip().startswith(b"<"):
+        return None  # no body, or plain text: kept as the partner's receipt, nothing to take in
     try:
         root = parse_untrusted(receipt, max_bytes=hub.settings.max_message_bytes, what=f"{partner}'s answer")
-    except InputError:
-        return None  # not XML: kept as the partner's receipt, nothing to take in
+    except InputError as exc:  # XML the hub cannot read (malformed, DOCTYPE, over the cap): never dropped silently
+        raise PermanentDeliveryError(f"delivered, but {partner}'s answer was refused: {exc.detail}") from None
     if hub.config.inbound_for(partner, root.tag) is None:
         return None
     try:

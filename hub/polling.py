@@ -3,7 +3,7 @@
 For each item a connector's `poll()` yields: intake (`accept_partner_document`), then `ack()` once the
 message is committed, or `nack(reason)` when intake refuses it. Each file handled is remembered by
 (partner, name, sha256): a file seen again because a crash came between the commit and the ack is
-acked again, never processed twice. A transient failure (the database away) leaves the file where
+acked again, never processed twice; a refused file put back in place (its cause fixed) is tried again. A transient failure (the database away) leaves the file where
 it is for the next poll.
 """
 from __future__ import annotations
@@ -30,8 +30,8 @@ def poll_partner(hub, partner: str) -> dict[str, int]:
         with hub.sessions() as session:
             seen = session.scalars(select(InboundFile).where(
                 InboundFile.partner == partner, InboundFile.name == item.name, InboundFile.digest == digest)).first()
-        if seen is not None:
-            (item.ack if seen.outcome == "ACCEPTED" else lambda: item.nack(seen.detail))()
+        if seen is not None and seen.outcome == "ACCEPTED":  # a crash came between the commit and the ack
+            item.ack()
             counts["seen"] += 1
             continue
         try:
@@ -49,10 +49,16 @@ def poll_partner(hub, partner: str) -> dict[str, int]:
 
 
 def _remember(hub, partner: str, name: str, digest: str, outcome: str, detail: str) -> None:
+    """Record what became of a file; a refused file put back (after the cause was fixed) is tried again."""
     try:
         with hub.sessions.begin() as session:
-            session.add(InboundFile(partner=partner, name=name, digest=digest, outcome=outcome, detail=detail[:2000],
-                                    processed_at=utcnow()))
+            seen = session.scalars(select(InboundFile).where(
+                InboundFile.partner == partner, InboundFile.name == name, InboundFile.digest == digest)).first()
+            if seen is None:
+                session.add(InboundFile(partner=partner, name=name, digest=digest, outcome=outcome,
+                                        detail=detail[:2000], processed_at=utcnow()))
+            else:
+                seen.outcome, seen.detail, seen.processed_at = outcome, detail[:2000], utcnow()
     except IntegrityError:
         pass  # another process handled the same file at the same time: it is remembered either way
 

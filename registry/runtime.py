@@ -100,7 +100,10 @@ class Registry:
             refs = list(session.scalars(select(Case.reference).where(
                 Case.status == "SUBMITTED", Case.service.in_(sending), Case.created_at < cutoff)))
         for reference in refs:
-            self.submit_case(reference)
+            try:
+                self.submit_case(reference)
+            except Exception:  # one case's defect must not hold the others back
+                log.exception("resubmitting case %s failed; the next run tries again", reference)
         return len(refs)
 
     # -- incoming (deliveries from the hub to the REGISTRY party) -----------------------------------
@@ -109,13 +112,16 @@ class Registry:
         if handler is None:
             raise PermanentDeliveryError(f"the registry does not consume {outbound.message_type}")
         envelope = parse_trusted(outbound.body)
-        with self.hub.sessions.begin() as session:
-            what = handler(self, session, envelope)
+        try:
+            with self.hub.sessions.begin() as session:
+                what = handler(self, session, envelope)
+        except NotFound as exc:  # the answer names no case: trying again cannot help
+            raise PermanentDeliveryError(f"the registry cannot apply {outbound.message_id}: {exc}") from None
         log.debug(what)
 
     def on_dead_letter(self, sender: str, correlation_id: str, message_id: str, reason: str) -> None:
-        if sender != PARTY:
-            return
+        """The registry's request could not reach its partner, or a partner's answer could not be applied:
+        either way the case cannot go on, and fails with the reason."""
         with self.hub.sessions.begin() as session:
             for module in services.modules():
                 hook = getattr(module, "on_dead_letter", None)

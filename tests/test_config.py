@@ -158,8 +158,9 @@ def test_party_file_name_must_be_a_party_code(config_dir):
     assert "party code" in err.reason
 
 
-def test_route_condition_must_be_valid_xpath(config_dir):
-    edit(config_dir, ROUTES, lambda d: d["routes"][0]["to"][0].update(when="env:Body/[["))
+@pytest.mark.parametrize("when", ["env:Body/[[", "nope:Body"], ids=["syntax", "undeclared-prefix"])
+def test_route_condition_must_be_valid_xpath(config_dir, when):
+    edit(config_dir, ROUTES, lambda d: d["routes"][0]["to"][0].update(when=when))
     err = config_error(config_dir)
     assert err.file == str(config_dir / ROUTES)
     assert err.key == "routes[0].to[0].when"

@@ -242,7 +242,7 @@ def test_connection_dropped_mid_upload_leaves_no_partial_final_file_and_the_retr
     final = "REGISTRY-LCB-2026-DROP01.xml"
     try:
         with InboxWatcher(paused.root / "inbox", final, len(batch)) as watcher:
-            with pytest.raises(TransientDeliveryError, match="uploading inbox/.*connection lost"):
+            with pytest.raises(TransientDeliveryError, match="uploading inbox/"):  # lost, reset or timed out
                 connector.send(Outbound("REGISTRY-LCB-2026-DROP01", "LifeCertificateBatch", batch))
             time.sleep(0.3)
             assert final not in os.listdir(paused.root / "inbox")

@@ -212,6 +212,10 @@ class SftpConnector:
         except OSError:
             if not self._active():
                 raise
+            try:
+                sftp.stat(source)
+            except FileNotFoundError:
+                return  # another poller moved it first: nothing left to do
             self._remove_quietly(sftp, target)  # an older copy (a file seen again): the newer one wins
             sftp.rename(source, target)
 

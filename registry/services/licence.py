@@ -70,6 +70,8 @@ def apply_result(registry, session: Session, envelope: etree._Element) -> str:
     if attestation is not None:
         signed = canonical.verify_partner_artefact(registry, attestation, "NARSA")  # NARSA's own seal
         outcome["attestation_valid_until"] = signed.findtext("{*}ValableJusquAu")
+    if case.status == "SUBMITTED":  # the answer can overtake the registry's own bookkeeping
+        service.move_case(session, case=case, status=SENT_STATUS, actor="hub", note="request accepted")
     if not service.move_case(session, case=case, status=verdict, actor="NARSA",
                              note=f"verdict {verdict} ({outcome['partner_reference']})"):
         return f"case {case.reference} already final ({case.status}); answer {header.message_id} ignored"

@@ -144,7 +144,10 @@ def build_and_submit_batch(registry) -> str | None:
             leftovers = list(session.scalars(select(PensionBatch.reference).where(PensionBatch.status == "PREPARED")
                                              .order_by(PensionBatch.id)))
         for reference in leftovers:
-            _submit(registry, reference)
+            try:
+                _submit(registry, reference)
+            except Exception:  # a leftover that keeps failing must not stop new batches
+                log.exception("batch %s could not be submitted; the next run tries again", reference)
         first = None
         while (reference := _prepare(registry)) is not None:
             _submit(registry, reference)
