@@ -173,8 +173,10 @@ class Sandbox:
     def stats(self) -> dict:
         return httpx.get(f"{self.url}/_sandbox/stats", timeout=5).json()
 
-    def behave(self, **behaviour) -> None:
-        httpx.post(f"{self.url}/_sandbox/behaviour", json=behaviour, timeout=5).raise_for_status()
+    def behave(self, **behaviour) -> dict:
+        response = httpx.post(f"{self.url}/_sandbox/behaviour", json=behaviour, timeout=5)
+        response.raise_for_status()
+        return response.json()
 
     def received(self, partner: str = "NARSA") -> list[Path]:
         return sorted(p for p in (self.data_dir / partner / "received").glob("*.xml") if not p.name.endswith(".ack.xml"))

@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from lxml.builder import ElementMaker
 from pydantic import ValidationError
 
+from conftest import Sandbox, free_port
 from connectors.base import Outbound
 from connectors.sftp import SftpConfig, SftpConnector
 from hub import pki
@@ -28,49 +26,18 @@ from hub.xmlsafe import to_bytes
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
 CDG_NS = "urn:ma:cdg:certificats-vie:1"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class CdgProcess:
+class CdgProcess(Sandbox):
     """`python -m sandbox cdg` on two free loopback ports (SFTP and HTTP control)."""
 
     def __init__(self, pki_dir: Path, data_dir: Path, *, sftp_port: int | None = None):
-        self.pki_dir, self.data_dir = Path(pki_dir), Path(data_dir)
         self.sftp_port, self.control_port = sftp_port or free_port(), free_port()
-        self.control_url = f"http://127.0.0.1:{self.control_port}"
+        super().__init__(self.sftp_port, "http://127.0.0.1:9", Path(pki_dir), Path(data_dir), name="cdg",
+                         extra_args=["--control-port", str(self.control_port)], http_port=self.control_port)
+        self.control_url = self.url
         self.root = self.data_dir / "CDG" / "sftp"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "CdgProcess":
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sandbox", "cdg", "--port", str(self.sftp_port), "--control-port",
-             str(self.control_port), "--pki-dir", str(self.pki_dir), "--data-dir", str(self.data_dir)],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"CDG sandbox exited: {self.proc.stderr.read().decode()[-3000:]}")
-            try:
-                if httpx.get(f"{self.control_url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise AssertionError("CDG sandbox did not start in 30 s")
-
-    def behave(self, **change) -> dict:
-        response = httpx.post(f"{self.control_url}/_sandbox/behaviour", json=change, timeout=5)
-        response.raise_for_status()
-        return response.json()
-
-    def stats(self) -> dict:
-        return httpx.get(f"{self.control_url}/_sandbox/stats", timeout=5).json()
 
     def folder(self, name: str) -> list[str]:
         return sorted(os.listdir(self.root / name))
@@ -79,14 +46,6 @@ class CdgProcess:
         values = dict(host="127.0.0.1", port=self.sftp_port, username="hub",
                       private_key=self.pki_dir / "ssh" / "hub_client", host_key=self.pki_dir / "ssh" / "CDG_host.pub")
         return SftpConfig(**{**values, **overrides})
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 def signed_batch(pki_dir: Path, batch_id: str, *, certificates: int = 3, pension_numbers: list[str] | None = None,
