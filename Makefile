@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CASES  ?= 6
 
-.PHONY: demo test serve clean install
+.PHONY: demo test serve clean install xmlsec1
 
 install: $(STAMP)
 
@@ -19,8 +19,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/hub demo --cases $(CASES)
 
-test: $(STAMP)
+# The tests check signatures with an independent implementation, xmlsec1 (Debian package xmlsec1).
+XMLSEC1 := $(shell command -v xmlsec1 2>/dev/null)
+
+test: $(STAMP) xmlsec1
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+xmlsec1:
+ifeq ($(XMLSEC1),)
+	@echo "installing xmlsec1 (the tests check the hub's signatures with it)"
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xmlsec1 >/dev/null
+endif
 
 serve: $(STAMP)
 	$(BIN)/hub serve

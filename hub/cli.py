@@ -6,11 +6,10 @@ import json
 import logging
 import sys
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-console = Console()
+from hub.commands import add_all, console, open_hub
 
 
 def _settings(args):
@@ -49,17 +48,10 @@ def cmd_sample(args) -> int:
     return 0
 
 
-def _hub(args):
-    from hub.runtime import Hub
-    hub = Hub(_settings(args))
-    hub.migrate()
-    return hub
-
-
 def cmd_messages_list(args) -> int:
     from sqlalchemy import select
     from hub.models import Message
-    hub = _hub(args)
+    hub = open_hub()
     query = select(Message).order_by(Message.id.desc()).limit(args.limit)
     if args.state:
         query = query.where(Message.state == args.state.upper())
@@ -77,7 +69,7 @@ def cmd_messages_list(args) -> int:
 def cmd_messages_show(args) -> int:
     from hub.api.messages import find_message, message_detail
     from hub.errors import NotFound
-    hub = _hub(args)
+    hub = open_hub()
     try:
         with hub.sessions() as session:
             detail = message_detail(find_message(session, args.id))
@@ -91,7 +83,7 @@ def cmd_messages_show(args) -> int:
 def cmd_messages_resend(args) -> int:
     from hub.errors import NotFound
     from hub.operations import resend
-    hub = _hub(args)
+    hub = open_hub()
     try:
         count = resend(hub, args.id, actor="cli")
     except NotFound as exc:
@@ -133,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = msub.add_parser("resend")
     q.add_argument("id")
     q.set_defaults(func=cmd_messages_resend)
+    add_all(sub)
     return parser
 
 

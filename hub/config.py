@@ -40,7 +40,15 @@ class Party(_Strict):
     name: str = Field(description="The administration's name, for people.")
     transport: str = Field(description="How the hub exchanges with it: `rest`, `soap`, `sftp`, or `local` "
                                        "(an in-process consumer: the registry). See connectors/.")
-    certificate: Path = Field(description="The party's pinned signing certificate (PEM).")
+    certificates: list[Path] = Field(default_factory=list, description="The party's pinned signing certificates "
+                                     "(PEM). During a key rotation list the old and the new one: both are accepted "
+                                     "while valid.")
+    ca: Path | None = Field(None, description="A CA certificate (PEM): any valid certificate it issued whose "
+                                              "subject CN is the party's code is accepted for this party.")
+    may_send: list[str] = Field(default_factory=list, description="Canonical message types this party may send "
+                                                                  "to the hub; anything else is refused (403).")
+    may_receive: list[str] = Field(default_factory=list, description="Canonical message types the hub may deliver "
+                                                                     "to this party.")
     timeout_seconds: float = Field(10.0, gt=0, le=300, description="Connect/read timeout of one delivery.")
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     connection: Any = Field(default_factory=dict, description="Transport settings, validated by the "
@@ -67,6 +75,9 @@ class Route(_Strict):
     type: str = Field(description="Canonical message type (the header's Type).")
     from_: list[str] = Field(alias="from", min_length=1, description="Parties allowed to send this type.")
     to: list[RouteTarget] = Field(min_length=1, description="Recipients: one delivery each (fan-out).")
+    retention_days: int | None = Field(None, ge=1, description="Days a message of this type keeps its payload "
+                                                               "bytes once final; then they are purged (hashes "
+                                                               "stay). Default: HUB_DEFAULT_RETENTION_DAYS.")
 
 
 class InboundRoute(_Strict):

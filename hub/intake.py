@@ -18,13 +18,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from hub import timeline
+from hub.access import check_may_send
 from hub.db import utcnow
 from hub.errors import (DuplicateConflict, InputError, NotAllowed, NotRoutable, PermanentDeliveryError, Problem,
                         SchemaInvalid, UnknownCorrelation)
 from hub.models import Delivery, DeliveryState, Message, MessageState
 from hub.receipts import build_receipt
 from hub.schemas import ENVELOPE_NS
-from hub.signing import verify
 from hub.xmlsafe import parse_untrusted, to_bytes
 
 _E = f"{{{ENVELOPE_NS}}}"
@@ -70,11 +70,10 @@ def accept_canonical(hub, data: bytes) -> Receipt:
     header = read_header(envelope)
     document = business_document(envelope)
     _check_type_matches_body(header, document)
-    certificate = hub.certificates.get(header.sender)
-    if certificate is None:
+    if not hub.trust.knows(header.sender):
         raise NotAllowed(f"sender {header.sender!r} is not a known party",
                          [Problem("unknown sender", path="/Message/Header/Sender")])
-    verify(document, certificate, signer_name=header.sender)
+    hub.trust.verify(document, header.sender)
     steps = [(timeline.RECEIVED, f"{len(data)} bytes"), (timeline.VALIDATED, "envelope and business document"),
              (timeline.VERIFIED, f"signed by {header.sender}")]
     return _store_and_route(hub, header, envelope, data, None, steps)
@@ -91,7 +90,7 @@ def accept_partner_document(hub, partner: str, data: bytes) -> Receipt:
         raise NotRoutable(f"{partner} may not send a {root.tag} document to the hub",
                           [Problem("no inbound route for this root element", line=root.sourceline, path="/*")])
     hub.schemas.validate(root, inbound.schema_, what=f"{partner} document")
-    verify(root, hub.certificates[partner], signer_name=partner)
+    hub.trust.verify(root, partner)
     try:
         envelope = hub.mappings.apply(inbound.mapping, root)
     except PermanentDeliveryError as exc:
@@ -119,6 +118,7 @@ def _store_and_route(hub, header: Header, envelope: etree._Element, data: bytes,
     if route is None:
         raise NotRoutable(f"no route for message type {header.type!r}",
                           [Problem("unknown message type", path="/Message/Header/Type")])
+    check_may_send(hub.config, header.sender, header.type)
     if header.sender not in route.from_:
         raise NotAllowed(f"{header.sender} may not send {header.type}")
     targets = [target for target in route.to if target.applies_to(envelope)]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from hub.db import Base, UtcDateTime
@@ -38,11 +38,12 @@ class Message(Base):
     in_reply_to: Mapped[str | None] = mapped_column(String(80))
     state: Mapped[str] = mapped_column(String(16), index=True)
     digest: Mapped[str] = mapped_column(String(64))
-    received_bytes: Mapped[bytes] = mapped_column(LargeBinary)
+    received_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)   # None once purged (retention)
     canonical_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)  # set when a partner format was mapped in
     receipt: Mapped[bytes] = mapped_column(LargeBinary)
     received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    purged_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)  # payload bytes removed; hashes kept
 
     deliveries: Mapped[list["Delivery"]] = relationship(back_populates="message", order_by="Delivery.id")
     events: Mapped[list["Event"]] = relationship(order_by="Event.id")
@@ -76,8 +77,23 @@ class Delivery(Base):
     message: Mapped[Message] = relationship(back_populates="deliveries")
 
 
-class Event(Base):
+class Chained:
+    """Columns of a row in a hash chain (hub/evidence.py): written unsealed, then sealed in order.
+
+    `digest` is the SHA-256 of the bytes the row vouches for, taken when it is written; sealing gives
+    the row its place (`chain_seq`), the hash of its own content, and the chain hash
+    sha256(previous chain_hash + content_hash)."""
+
+    digest: Mapped[str | None] = mapped_column(String(64))
+    chain_seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    chain_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class Event(Chained, Base):
     __tablename__ = "events"
+    __table_args__ = (Index("ix_events_unsealed", "id", sqlite_where=text("chain_seq IS NULL"),
+                            postgresql_where=text("chain_seq IS NULL")),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
@@ -85,6 +101,52 @@ class Event(Base):
     at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     kind: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class AuditEntry(Chained, Base):
+    """A human action (resend, cancel, token change, configuration change, viewing a payload)."""
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_unsealed", "id", sqlite_where=text("chain_seq IS NULL"),
+                            postgresql_where=text("chain_seq IS NULL")),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(120))        # "token <id> (<name>, <role>)" or "cli <user>"
+    action: Mapped[str] = mapped_column(String(40), index=True)
+    subject: Mapped[str] = mapped_column(String(200), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class ApiToken(Base):
+    """An API identity. Only the SHA-256 of the secret is stored; the token is shown once at creation."""
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    token_id: Mapped[str] = mapped_column(String(32), unique=True)   # public part, shown in lists and logs
+    name: Mapped[str] = mapped_column(String(120))
+    role: Mapped[str] = mapped_column(String(32))
+    post_code: Mapped[str | None] = mapped_column(String(20))        # consular agents: their post
+    partner: Mapped[str | None] = mapped_column(String(20))          # partner systems: their party code
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    created_by: Mapped[str] = mapped_column(String(120))
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class Refusal(Base):
+    """An input the hub refused, recorded without its bytes (who, through which door, why)."""
+    __tablename__ = "refusals"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
+    channel: Mapped[str] = mapped_column(String(16))                 # rest | soap | sftp
+    partner: Mapped[str | None] = mapped_column(String(20))          # the door's party, or the claimed sender
+    status: Mapped[int] = mapped_column(Integer)                     # the HTTP status answered (403, 400, ...)
+    reason: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(64))                  # sha256 of what was refused
 
 
 class InboundFile(Base):

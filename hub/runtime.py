@@ -9,11 +9,10 @@ import logging
 import threading
 from typing import Callable
 
-from cryptography import x509
-
 from connectors import connector_class
 from connectors.base import Connector
 from hub import pki
+from hub.certificates import TrustStore
 from hub.config import HubConfig, load_config
 from hub.db import make_engine, make_sessionmaker, migrate
 from hub.mapping import MappingSet
@@ -35,8 +34,7 @@ class Hub:
         self.mappings = MappingSet(self.settings.mappings_dir)
         self.signer = Signer(pki.load_key(str(self.settings.pki_dir / f"{HUB_PARTY}.key")),
                              pki.load_certificate(str(self.settings.pki_dir / f"{HUB_PARTY}.crt")))
-        self.certificates: dict[str, x509.Certificate] = {
-            code: pki.load_certificate(str(party.certificate)) for code, party in self.config.parties.items()}
+        self.trust = TrustStore(self.config)
         self.engine = engine or make_engine(self.settings.database_url)
         self.sessions = make_sessionmaker(self.engine)
         self.connectors: dict[str, Connector] = {code: self._build_connector(code) for code in self.config.parties}

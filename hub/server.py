@@ -12,6 +12,7 @@ from hub.delivery import DeliveryWorkers
 from hub.errors import DeliveryError
 from hub.polling import poll_partner, polling_partners
 from hub.runtime import Hub
+from hub.tls import uvicorn_tls_options
 from hub.settings import Settings
 from registry.runtime import Registry
 
@@ -50,7 +51,7 @@ class HubService:
 
     def _uvicorn(self, host: str, port: int) -> uvicorn.Server:
         config = uvicorn.Config(self.app, host=host, port=port, log_level="warning", access_log=False,
-                                timeout_graceful_shutdown=5)
+                                timeout_graceful_shutdown=5, **uvicorn_tls_options(self.hub.settings))
         self._server = uvicorn.Server(config)
         return self._server
 

@@ -22,6 +22,11 @@ def _int(name: str, default: int) -> int:
         raise SystemExit(f"setting {name}={raw!r} is not a whole number") from None
 
 
+def _path(name: str) -> Path | None:
+    raw = os.environ.get(name)
+    return Path(raw).resolve() if raw else None
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path = PROJECT_ROOT
@@ -31,6 +36,15 @@ class Settings:
     mappings_dir: Path = PROJECT_ROOT / "mappings"
     database_url: str = ""
     max_message_bytes: int = 1_048_576
+    max_xml_depth: int = 64                  # element nesting refused beyond this, before validation
+    max_xml_elements: int = 50_000           # elements in one document refused beyond this
+    signing_algorithm: str = "rsa-sha256"    # the hub's own key: rsa-sha256 (RSA-2048) or ecdsa-sha256 (P-256)
+    certificate_warning_days: int = 30       # certificates expiring sooner are reported
+    default_retention_days: int = 365        # payload bytes kept this long when a route names no retention
+    tls_certificate: Path | None = None      # `hub serve` speaks HTTPS when both are set
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None        # mutual TLS: client certificates must chain to this CA
+    tls_client_certificate: str = "none"     # none | optional | required (with tls_client_ca)
     delivery_workers: int = 4
     lease_seconds: int = 60
     poll_interval_seconds: float = 0.5
@@ -50,6 +64,15 @@ class Settings:
             pki_dir=Path(os.environ.get("HUB_PKI_DIR", var_dir / "pki")).resolve(),
             database_url=os.environ.get("HUB_DATABASE_URL") or f"sqlite:///{var_dir / 'hub.sqlite'}",
             max_message_bytes=_int("HUB_MAX_MESSAGE_BYTES", 1_048_576),
+            max_xml_depth=_int("HUB_MAX_XML_DEPTH", 64),
+            max_xml_elements=_int("HUB_MAX_XML_ELEMENTS", 50_000),
+            signing_algorithm=os.environ.get("HUB_SIGNING_ALGORITHM") or "rsa-sha256",
+            certificate_warning_days=_int("HUB_CERTIFICATE_WARNING_DAYS", 30),
+            default_retention_days=_int("HUB_DEFAULT_RETENTION_DAYS", 365),
+            tls_certificate=_path("HUB_TLS_CERT"),
+            tls_key=_path("HUB_TLS_KEY"),
+            tls_client_ca=_path("HUB_TLS_CLIENT_CA"),
+            tls_client_certificate=os.environ.get("HUB_TLS_CLIENT_CERT") or "none",
             delivery_workers=_int("HUB_DELIVERY_WORKERS", 4),
             lease_seconds=_int("HUB_LEASE_SECONDS", 60),
             environment=dict(os.environ),

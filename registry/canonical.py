@@ -53,4 +53,4 @@ def text(element: etree._Element, path: str, namespace: str) -> str | None:
 
 def verify_partner_artefact(registry, element: etree._Element, partner: str) -> etree._Element:
     """A partner's own signed artefact (attestation, extract, certificate) carried inside a document."""
-    return verify(element, registry.hub.certificates[partner], signer_name=partner)
+    return registry.hub.trust.verify(element, partner)

@@ -61,10 +61,10 @@ def test_shipped_config_loads(config_dir, pki_dir, monkeypatch):
     assert {"REGISTRY", "NARSA"} <= set(config.parties)
     registry, narsa_party = config.parties["REGISTRY"], config.parties["NARSA"]
     assert registry.transport == "local"
-    assert registry.certificate == pki_dir / "REGISTRY.crt"
+    assert registry.certificates == [pki_dir / "REGISTRY.crt"]
     assert narsa_party.transport == "rest"
     assert narsa_party.connection.endpoint == "http://127.0.0.1:8711/narsa/v1"
-    assert narsa_party.certificate == pki_dir / "NARSA.crt"
+    assert narsa_party.certificates == [pki_dir / "NARSA.crt"]
     assert narsa_party.retry.max_attempts == 8
 
     request = config.route_for("LicenceAuthenticationRequest")

@@ -1,0 +1,6 @@
+"""`hub certificates ...`."""
+from __future__ import annotations
+
+
+def add_commands(subparsers) -> None:
+    pass
