@@ -15,7 +15,9 @@ from hub import pki
 from hub.certificates import TrustStore
 from hub.config import HubConfig, load_config
 from hub.db import make_engine, make_sessionmaker, migrate
+from hub.errors import InputError
 from hub.mapping import MappingSet
+from hub.refusals import record_refusal
 from hub.schemas import SchemaSet
 from hub.settings import Settings
 from hub.signing import Signer
@@ -55,15 +57,24 @@ class Hub:
         self.connectors[party].handler = handler
 
     # -- the public interface used by API views, the registry and the CLI --------------------------
-    def submit(self, data: bytes):
-        """Accept a signed canonical message; returns an intake.Receipt."""
+    def submit(self, data: bytes, *, channel: str = "rest", caller: str | None = None):
+        """Accept a signed canonical message; returns an intake.Receipt. A refusal (InputError) is
+        recorded with the door it came through (`channel`) and who called (`caller`), then raised."""
         from hub.intake import accept_canonical
-        return accept_canonical(self, data)
+        try:
+            return accept_canonical(self, data)
+        except InputError as exc:
+            record_refusal(self, channel=channel, partner=caller, error=exc, data=data)
+            raise
 
-    def submit_from_partner(self, partner: str, data: bytes):
+    def submit_from_partner(self, partner: str, data: bytes, *, channel: str = "rest"):
         """Accept a partner's own-format document (a callback or answer); returns an intake.Receipt."""
         from hub.intake import accept_partner_document
-        return accept_partner_document(self, partner, data)
+        try:
+            return accept_partner_document(self, partner, data)
+        except InputError as exc:
+            record_refusal(self, channel=channel, partner=partner, error=exc, data=data)
+            raise
 
     # -- worker wake-ups: intake tells the delivery workers there is work --------------------------
     def wake_workers(self) -> None:

@@ -48,7 +48,7 @@ class Registry:
     # -- outgoing ----------------------------------------------------------------------------------
     def submit(self, data: bytes):
         """Send one signed canonical message through the hub; returns the hub's intake.Receipt."""
-        return self.hub.submit(data)
+        return self.hub.submit(data, channel="local", caller="REGISTRY")
 
     async def open_and_submit(self, service_name: str, *, registration_id: str | None, details: dict, actor: str,
                               post_code: str | None = None, after_open=None) -> dict:

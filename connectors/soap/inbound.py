@@ -123,7 +123,7 @@ def submit_envelope(hub, code: str, data: bytes):
                          [Problem("soap:Fault in a request", line=document.sourceline, path="/Envelope/Body/Fault")])
     extracted = body_document_bytes(document)
     try:
-        return hub.submit_from_partner(code, extracted)
+        return hub.submit_from_partner(code, extracted, channel="soap")
     except InputError as exc:
         # the extracted document starts on line 2 (after its XML declaration); shift to the envelope's lines
         shift = (document.sourceline or 2) - (2 if extracted.startswith(b"<?xml") else 1)
