@@ -82,10 +82,11 @@ def cmd_messages_show(args) -> int:
 
 def cmd_messages_resend(args) -> int:
     from hub.errors import NotFound
+    from hub.audit import cli_actor
     from hub.operations import resend
     hub = open_hub()
     try:
-        count = resend(hub, args.id, actor="cli")
+        count = resend(hub, args.id, actor=cli_actor())
     except NotFound as exc:
         console.print(f"[red]{escape(str(exc))}[/]")
         return 1

@@ -10,6 +10,7 @@ are all errors naming the file and the key.
 """
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import threading
@@ -259,3 +260,67 @@ def _check_consistency(config: HubConfig, settings: Settings, party_files: dict,
             raise ConfigError(file, f"inbound[{i}].mapping", f"no file mappings/{entry.mapping}")
         if not (settings.schemas_dir / entry.schema_).is_file():
             raise ConfigError(file, f"inbound[{i}].schema", f"no file schemas/{entry.schema_}")
+    _check_access_lists(config, settings, party_files, route_files, inbound)
+
+
+def _check_access_lists(config: HubConfig, settings: Settings, party_files: dict, route_files: dict,
+                        inbound: list) -> None:
+    """The parties' access lists (`may_send`, `may_receive`) and the routes say the same thing.
+
+    A route's `from` party must list the type in its `may_send`, a route's recipient in its `may_receive`;
+    every type an access list names must be routed, from or to that party (a typo gets a "did you mean");
+    an inbound mapping that writes a fixed canonical Type must write one its partner may send."""
+    routed = {route.type: n for n, route in enumerate(config.routes)}
+
+    def where(n: int) -> tuple[Path, int]:
+        return route_files[n]
+
+    for n, route in enumerate(config.routes):
+        file, i = where(n)
+        for k, code in enumerate(route.from_):
+            if route.type not in config.parties[code].may_send:
+                raise ConfigError(file, f"routes[{i}].from[{k}]",
+                                  f"{code} may not send {route.type}: its may_send in {party_files[code].name} "
+                                  f"does not list it (add it there, or remove {code} from this route)")
+        for j, target in enumerate(route.to):
+            if route.type not in config.parties[target.partner].may_receive:
+                raise ConfigError(file, f"routes[{i}].to[{j}].partner",
+                                  f"{target.partner} may not receive {route.type}: its may_receive in "
+                                  f"{party_files[target.partner].name} does not list it (add it there, or remove "
+                                  "this recipient)")
+    for code, party in config.parties.items():
+        for key, types in (("may_send", party.may_send), ("may_receive", party.may_receive)):
+            for k, message_type in enumerate(types):
+                n = routed.get(message_type)
+                if n is None:
+                    close = difflib.get_close_matches(message_type, list(routed), n=1)
+                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    raise ConfigError(party_files[code], f"{key}[{k}]",
+                                      f"no route has message type {message_type!r}{hint}")
+                route, (file, i) = config.routes[n], where(n)
+                if key == "may_send" and code not in route.from_:
+                    raise ConfigError(party_files[code], f"{key}[{k}]",
+                                      f"{code} may send {message_type}, but {file.name} routes[{i}].from does not "
+                                      f"name {code}: both must say the same")
+                if key == "may_receive" and code not in {t.partner for t in route.to}:
+                    raise ConfigError(party_files[code], f"{key}[{k}]",
+                                      f"{code} may receive {message_type}, but no recipient of {file.name} "
+                                      f"routes[{i}] is {code}: both must say the same")
+    for file, i, entry in inbound:
+        for message_type in _fixed_types(settings.mappings_dir / entry.mapping):
+            if message_type not in config.parties[entry.partner].may_send:
+                raise ConfigError(file, f"inbound[{i}].mapping",
+                                  f"{entry.mapping} makes a {message_type}, which {entry.partner} may not send "
+                                  f"(its may_send: {', '.join(config.parties[entry.partner].may_send) or 'nothing'})")
+
+
+_ENVELOPE_TYPE = "{urn:ma:gov:consular:hub:envelope:1}Type"
+
+
+def _fixed_types(mapping: Path) -> set[str]:
+    """The canonical message types an XSLT writes as literal text of env:Type (none when it computes them)."""
+    try:
+        tree = etree.parse(str(mapping), etree.XMLParser(resolve_entities=False, no_network=True))
+    except (OSError, etree.XMLSyntaxError):
+        return set()  # reported when the mapping is compiled
+    return {node.text.strip() for node in tree.iter(_ENVELOPE_TYPE) if node.text and node.text.strip()}

@@ -107,6 +107,9 @@ def _record_delivered(hub, delivery_id: int, body: bytes, receipt: bytes | None,
         delivery.last_error = None
         timeline.record(session, message, timeline.SENT, f"to {delivery.partner} {detail} "
                                                          f"(attempt {delivery.attempts})", delivery)
+        if receipt:  # kept byte for byte as the partner answered; its digest goes into the evidence chain
+            timeline.record(session, message, timeline.PARTNER_RECEIPT,
+                            f"{len(receipt)} bytes from {delivery.partner}", delivery)
         if answer:
             timeline.record(session, message, timeline.ANSWERED, f"{delivery.partner} answered with {answer}", delivery)
         _refresh_message_state(session, message)

@@ -1,8 +1,14 @@
 """Intake: from bytes at the door to a durable, routed message with a signed receipt.
 
-    size cap -> hardened parse -> validate (XSD) -> verify the sender's signature (pinned certificate)
+    size cap -> hardened parse -> validate (XSD) -> verify the sender's signature (hub.certificates:
+    pinned certificate or CA, algorithms and reference fixed in advance; the signer must be the sender)
     -> [partner format: map to canonical, correlate to the message it answers] -> route
     -> deduplicate -> store bytes + state + receipt + outbox rows + timeline in ONE commit
+
+After verification only the signed content is used: the type check, the routing conditions, the
+mapping of a partner document, and the canonical form stored for delivery (`canonical_bytes`,
+rebuilt from the header and the signed document) never read the tree as received. The bytes as
+received are kept as evidence (`received_bytes`).
 
 Accepted means durable: the receipt is returned only after that commit. The same message id from
 the same sender with the same bytes gets the first receipt again and is not processed twice; the
@@ -10,6 +16,7 @@ same id with other bytes is refused (409).
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import dataclass
 
@@ -25,6 +32,7 @@ from hub.errors import (DuplicateConflict, InputError, NotAllowed, NotRoutable, 
 from hub.models import Delivery, DeliveryState, Message, MessageState
 from hub.receipts import build_receipt
 from hub.schemas import ENVELOPE_NS
+from hub.signing import DS_NS
 from hub.xmlsafe import parse_untrusted, to_bytes
 
 _E = f"{{{ENVELOPE_NS}}}"
@@ -68,15 +76,42 @@ def accept_canonical(hub, data: bytes) -> Receipt:
                             [Problem("wrong root element", line=envelope.sourceline, path="/*")])
     hub.schemas.validate(envelope, what="message")
     header = read_header(envelope)
-    document = business_document(envelope)
-    _check_type_matches_body(header, document)
     if not hub.trust.knows(header.sender):
         raise NotAllowed(f"sender {header.sender!r} is not a known party",
                          [Problem("unknown sender", path="/Message/Header/Sender")])
-    hub.trust.verify(document, header.sender)
+    document = business_document(envelope)
+    signed = hub.trust.verify(document, header.sender)
+    # From here on only the signed content is used: the type check, the routing conditions and the
+    # canonical form that delivery maps all read `verified`, never the tree as received.
+    _check_type_matches_body(header, signed)
+    verified = _verified_envelope(envelope, signed, document.find(f"{{{DS_NS}}}Signature"))
     steps = [(timeline.RECEIVED, f"{len(data)} bytes"), (timeline.VALIDATED, "envelope and business document"),
              (timeline.VERIFIED, f"signed by {header.sender}")]
-    return _store_and_route(hub, header, envelope, data, None, steps)
+    canonical = to_bytes(verified)  # stored only when it differs from what arrived (comments, spacing, ...)
+    return _store_and_route(hub, header, verified, data, None if canonical == data else canonical, steps)
+
+
+def _verified_envelope(envelope: etree._Element, signed: etree._Element,
+                       signature: etree._Element | None) -> etree._Element:
+    """The canonical envelope rebuilt from its header and the signed content alone (comments, anything
+    the signature does not cover, are gone), the sender's signature put back (see `_resigned`)."""
+    rebuilt = etree.Element(envelope.tag, nsmap=envelope.nsmap)
+    rebuilt.append(copy.deepcopy(envelope.find(f"{_E}Header")))
+    body = etree.SubElement(rebuilt, f"{_E}Body")
+    body.append(_resigned(signed, signature))
+    return rebuilt
+
+
+def _resigned(signed: etree._Element, signature: etree._Element | None) -> etree._Element:
+    """The signed content with the sender's signature put back as its last child, where it still
+    verifies (the enveloped transform removes it wherever it sits): a partner's signature must travel
+    on with what it covers (the registry checks artefacts such as CDG's acknowledgement again)."""
+    document = copy.deepcopy(signed)
+    if signature is not None:
+        kept = copy.deepcopy(signature)
+        kept.tail = None
+        document.append(kept)
+    return document
 
 
 def accept_partner_document(hub, partner: str, data: bytes) -> Receipt:
@@ -90,9 +125,9 @@ def accept_partner_document(hub, partner: str, data: bytes) -> Receipt:
         raise NotRoutable(f"{partner} may not send a {root.tag} document to the hub",
                           [Problem("no inbound route for this root element", line=root.sourceline, path="/*")])
     hub.schemas.validate(root, inbound.schema_, what=f"{partner} document")
-    hub.trust.verify(root, partner)
-    try:
-        envelope = hub.mappings.apply(inbound.mapping, root)
+    signed = _resigned(hub.trust.verify(root, partner), root.find(f"{{{DS_NS}}}Signature"))
+    try:  # mapped from the signed content only
+        envelope = hub.mappings.apply(inbound.mapping, signed)
     except PermanentDeliveryError as exc:
         raise InputError(f"{partner} document could not be mapped to the canonical format: {exc}") from None
     hub.schemas.validate(envelope, what=f"canonical form of the {partner} document")

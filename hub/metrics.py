@@ -6,3 +6,37 @@ REFUSED = Counter("hub_messages_refused_total", "Messages refused at intake", ["
 DUPLICATES = Counter("hub_messages_duplicate_total", "Same id and bytes received again", ["sender"])
 DELIVERIES = Counter("hub_delivery_attempts_total", "Delivery attempts by outcome", ["partner", "outcome"])
 DELIVERY_SECONDS = Histogram("hub_delivery_seconds", "Time to map, sign and send one delivery", ["partner"])
+
+
+class CertificateCollector:
+    """Every certificate the hub relies on (its own, the pinned ones, the CAs), read at each scrape:
+
+        hub_certificate_not_after_seconds{party,role,serial}   when it expires (Unix time)
+        hub_certificate_days_left{party,role,serial}           whole days left (negative once expired)
+        hub_certificates_expiring                              valid, but expiring within the warning days
+        hub_certificates_expired                               expired or not yet valid
+    """
+
+    def __init__(self, hub):
+        self.hub = hub
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        from hub.certificates import EXPIRED, EXPIRING, NOT_YET_VALID, inventory
+        statuses = inventory(self.hub)
+        labels = ["party", "role", "serial"]
+        not_after = GaugeMetricFamily("hub_certificate_not_after_seconds",
+                                      "When each certificate the hub relies on expires (Unix time)", labels=labels)
+        days = GaugeMetricFamily("hub_certificate_days_left", "Whole days until each certificate expires",
+                                 labels=labels)
+        for s in statuses:
+            not_after.add_metric([s.party, s.role, s.serial], s.not_after.timestamp())
+            days.add_metric([s.party, s.role, s.serial], s.days_left)
+        yield not_after
+        yield days
+        yield GaugeMetricFamily("hub_certificates_expiring",
+                                f"Certificates expiring within {self.hub.settings.certificate_warning_days} days",
+                                value=sum(s.status == EXPIRING for s in statuses))
+        yield GaugeMetricFamily("hub_certificates_expired", "Certificates expired or not yet valid",
+                                value=sum(s.status in (EXPIRED, NOT_YET_VALID) for s in statuses))

@@ -1,26 +1,35 @@
-"""Operator actions on stored messages (CLI and, later, the monitor)."""
+"""Operator actions on stored messages (CLI and API). Each is recorded in the audit log with its actor."""
 from __future__ import annotations
 
 from sqlalchemy import select
 
-from hub import timeline
+from hub import audit, timeline
 from hub.db import utcnow
 from hub.errors import NotFound
 from hub.models import Delivery, DeliveryState, Message, MessageState
 
 
 def resend(hub, message_id: str, *, actor: str = "operator") -> int:
-    """Put a message's dead deliveries back in the outbox, due now; returns how many."""
+    """Put a message's dead deliveries back in the outbox, due now; returns how many.
+
+    The RESEND audit entry is written in the same transaction (also when nothing was dead: the
+    attempt itself is a human action worth keeping)."""
     with hub.sessions.begin() as session:
         message = session.scalars(select(Message).where(Message.message_id == message_id)).first()
         if message is None:
             raise NotFound(f"no message with id {message_id!r}")
         dead = session.scalars(select(Delivery).where(Delivery.message_pk == message.id,
                                                       Delivery.state == DeliveryState.DEAD)).all()
+        if dead and message.purged_at is not None:
+            raise NotFound(f"cannot resend {message_id!r}: its payload was purged on {message.purged_at:%Y-%m-%d} "
+                           f"(retention); only its hashes and receipts remain")
         for delivery in dead:
             delivery.state, delivery.attempts, delivery.next_attempt_at = DeliveryState.PENDING, 0, utcnow()
             timeline.record(session, message, timeline.RESENT, f"to {delivery.partner} by {actor}", delivery)
         if dead:
             message.state, message.updated_at = MessageState.ACCEPTED, utcnow()
+        audit.record(session, actor=actor, action="RESEND", subject=message_id,
+                     detail=(f"{len(dead)} dead deliver{'y' if len(dead) == 1 else 'ies'} back in the outbox: "
+                             + ", ".join(d.partner for d in dead)) if dead else "nothing was dead")
     hub.wake_workers()
     return len(dead)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 DEV_VALIDITY = dt.timedelta(days=730)
@@ -57,8 +57,32 @@ def _issue(subject: str, public_key, ca_key, issuer: x509.Name, *, is_ca: bool) 
     return builder.sign(ca_key, hashes.SHA256())
 
 
-def ensure_dev_pki(pki_dir: Path, parties: list[str]) -> list[str]:
-    """Create the development CA and any missing party key/certificate. Returns the parties created."""
+ALGORITHMS = ("rsa-sha256", "ecdsa-sha256")
+
+
+def generate_key(algorithm: str = "rsa-sha256"):
+    """A new private key for `algorithm`: RSA-2048 (rsa-sha256) or ECDSA P-256 (ecdsa-sha256)."""
+    if algorithm == "ecdsa-sha256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if algorithm == "rsa-sha256":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    raise ValueError(f"unknown signing algorithm {algorithm!r} (expected {' or '.join(ALGORITHMS)})")
+
+
+def key_algorithm(key) -> str:
+    """The signing algorithm a private or public key is for: rsa-sha256, ecdsa-sha256, or its type's name."""
+    if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
+        return "rsa-sha256"
+    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
+        return "ecdsa-sha256" if isinstance(key.curve, ec.SECP256R1) else f"ecdsa on {key.curve.name}"
+    return type(key).__name__
+
+
+def ensure_dev_pki(pki_dir: Path, parties: list[str], *, hub_algorithm: str = "rsa-sha256") -> list[str]:
+    """Create the development CA and any missing party key/certificate. Returns the parties created.
+
+    The hub's own key ("hub") is made for `hub_algorithm` (HUB_SIGNING_ALGORITHM): RSA-2048 or ECDSA
+    P-256; every other party gets RSA-2048."""
     pki_dir = Path(pki_dir)
     pki_dir.mkdir(parents=True, exist_ok=True)
     ca_key_path, ca_crt_path = pki_dir / "ca.key", pki_dir / "ca.crt"
@@ -75,7 +99,7 @@ def ensure_dev_pki(pki_dir: Path, parties: list[str]) -> list[str]:
         crt_path = pki_dir / f"{party}.crt"
         if crt_path.exists():
             continue
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        key = generate_key(hub_algorithm if party == "hub" else "rsa-sha256")
         cert = _issue(party, key.public_key(), ca_key, ca_cert.subject, is_ca=False)
         _write_private(pki_dir / f"{party}.key", key)
         crt_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

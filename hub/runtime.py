@@ -15,7 +15,7 @@ from hub import pki
 from hub.certificates import TrustStore
 from hub.config import HubConfig, load_config
 from hub.db import make_engine, make_sessionmaker, migrate
-from hub.errors import InputError
+from hub.errors import ConfigError, InputError
 from hub.mapping import MappingSet
 from hub.refusals import record_refusal
 from hub.schemas import SchemaSet
@@ -30,19 +30,41 @@ class Hub:
     def __init__(self, settings: Settings | None = None, *, engine=None):
         self.settings = settings or Settings.from_env()
         self.config: HubConfig = load_config(self.settings)
-        pki.ensure_dev_pki(self.settings.pki_dir, [HUB_PARTY, *self.config.parties])
+        algorithm = self.settings.signing_algorithm
+        if algorithm not in pki.ALGORITHMS:
+            raise ConfigError("environment", "HUB_SIGNING_ALGORITHM",
+                              f"{algorithm!r} is not a signing algorithm the hub knows "
+                              f"(expected {' or '.join(pki.ALGORITHMS)})")
+        pki.ensure_dev_pki(self.settings.pki_dir, [HUB_PARTY, *self.config.parties], hub_algorithm=algorithm)
         pki.ensure_dev_ssh_keys(self.settings.pki_dir)
         self.schemas = SchemaSet(self.settings.schemas_dir)
         self.mappings = MappingSet(self.settings.mappings_dir)
-        self.signer = Signer(pki.load_key(str(self.settings.pki_dir / f"{HUB_PARTY}.key")),
-                             pki.load_certificate(str(self.settings.pki_dir / f"{HUB_PARTY}.crt")))
-        self.trust = TrustStore(self.config)
+        self.signer = self._load_signer(algorithm)
+        self.trust = TrustStore(self.config, config_dir=self.settings.config_dir)
         self.engine = engine or make_engine(self.settings.database_url)
         self.sessions = make_sessionmaker(self.engine)
         self.connectors: dict[str, Connector] = {code: self._build_connector(code) for code in self.config.parties}
         self._wake = threading.Condition()
         self._wake_count = 0
         self.dead_letter_listeners: list[Callable[[str, str, str, str], None]] = []
+
+    @property
+    def signer_certificate_path(self):
+        return self.settings.pki_dir / f"{HUB_PARTY}.crt"
+
+    def _load_signer(self, algorithm: str) -> Signer:
+        """The hub's key (loaded once: ~40 ms) and certificate; the key must be of HUB_SIGNING_ALGORITHM's kind."""
+        key_path = self.settings.pki_dir / f"{HUB_PARTY}.key"
+        key = pki.load_key(str(key_path))
+        certificate = pki.load_certificate(str(self.signer_certificate_path))
+        if pki.key_algorithm(key) != algorithm:
+            raise ConfigError(key_path, "HUB_SIGNING_ALGORITHM",
+                              f"the hub's key is {pki.key_algorithm(key)} but HUB_SIGNING_ALGORITHM is {algorithm}: "
+                              "set the setting to match the key, or replace hub.key and hub.crt")
+        if certificate.public_key().public_numbers() != key.public_key().public_numbers():
+            raise ConfigError(self.signer_certificate_path, "-", f"this certificate does not match the hub's key "
+                                                                 f"{key_path}")
+        return Signer(key, certificate)
 
     def _build_connector(self, code: str) -> Connector:
         party = self.config.parties[code]

@@ -8,9 +8,12 @@ import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from hub.api.app import create_app
+from hub.audit import record_configuration
 from hub.delivery import DeliveryWorkers
 from hub.errors import DeliveryError
+from hub.evidence import seal_pending
 from hub.polling import poll_partner, polling_partners
+from hub.retention import purge_expired
 from hub.runtime import Hub
 from hub.tls import uvicorn_tls_options
 from hub.settings import Settings
@@ -27,11 +30,18 @@ class HubService:
         self.hub.migrate()
         self.registry = Registry(self.hub)
         self.registry.load_reference_data()
+        record_configuration(self.hub)
         self.app = create_app(self.hub, self.registry)
         self.workers = DeliveryWorkers(self.hub)
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.scheduler.add_job(self.registry.resubmit_stalled, "interval", seconds=30, id="resubmit-stalled-cases",
                                max_instances=1, coalesce=True)
+        # Evidence: new timeline and audit rows join their hash chains within a second (hub/evidence.py);
+        # payloads past their retention are purged daily (hub/retention.py). Both are idempotent.
+        self.scheduler.add_job(self.seal_now, "interval", seconds=1, id="seal-evidence", max_instances=1,
+                               coalesce=True)
+        self.scheduler.add_job(self._purge, "cron", hour=3, minute=30, id="retention-purge", max_instances=1,
+                               coalesce=True)
         for partner, seconds in polling_partners(self.hub).items():
             self.scheduler.add_job(self._poll, "interval", args=[partner], seconds=seconds, id=f"poll-{partner}",
                                    max_instances=1, coalesce=True)
@@ -48,6 +58,20 @@ class HubService:
             log.warning("polling %s: %s (will try again at the next interval)", partner, exc.reason)
         except Exception:  # a defect: keep polling on schedule, but show it whole
             log.exception("polling %s failed; will try again at the next interval", partner)
+
+    def seal_now(self) -> dict[str, int]:
+        """Seal pending evidence rows now (also the scheduled job); returns how many of each chain."""
+        try:
+            return seal_pending(self.hub)
+        except Exception:  # the database away for a moment: the next run seals what is left
+            log.exception("sealing the evidence chains failed; will try again in a second")
+            return {}
+
+    def _purge(self) -> None:
+        try:
+            purge_expired(self.hub)
+        except Exception:
+            log.exception("retention purge failed; will try again tomorrow (or run `hub evidence purge`)")
 
     def _uvicorn(self, host: str, port: int) -> uvicorn.Server:
         config = uvicorn.Config(self.app, host=host, port=port, log_level="warning", access_log=False,
@@ -86,4 +110,5 @@ class HubService:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         self.workers.stop()
+        self.seal_now()  # what was written last is sealed before the process goes
         self.hub.close()

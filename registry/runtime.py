@@ -14,6 +14,7 @@ from sqlalchemy import select
 from connectors.base import Outbound
 from hub import pki
 from hub.db import utcnow
+from hub.auth import Identity
 from hub.errors import InputError, NotFound, PermanentDeliveryError
 from hub.signing import Signer
 from hub.xmlsafe import parse_trusted
@@ -50,15 +51,21 @@ class Registry:
         """Send one signed canonical message through the hub; returns the hub's intake.Receipt."""
         return self.hub.submit(data, channel="local", caller="REGISTRY")
 
-    async def open_and_submit(self, service_name: str, *, registration_id: str | None, details: dict, actor: str,
-                              post_code: str | None = None, after_open=None) -> dict:
+    async def open_and_submit(self, service_name: str, *, registration_id: str | None, details: dict,
+                              identity: Identity, post_code: str | None = None, after_open=None) -> dict:
         """Open a case (for a registered citizen, or at `post_code`) and send its request; returns the case
-        as JSON. `after_open(session, case)` runs in the transaction that opens the case."""
+        as JSON. `after_open(session, case)` runs in the transaction that opens the case. A consular agent
+        opens cases only for the citizens of their post, at their post (Forbidden, nothing opened)."""
+        doing = f"opening a {service_name} case"
+
         def work() -> str:
             with self.hub.sessions.begin() as session:
                 citizen = service.get_citizen(session, registration_id=registration_id) if registration_id else None
-                case = service.open_case(session, service=service_name, citizen=citizen, details=details, actor=actor,
-                                         post_code=post_code)
+                if citizen is not None:
+                    identity.check_post(citizen.post_code, doing=f"{doing} for {citizen.registration_id}")
+                case = service.open_case(session, service=service_name, citizen=citizen, details=details,
+                                         actor=identity.case_actor, post_code=post_code)
+                identity.check_post(case.post_code, doing=f"{doing} at {case.post_code}")
                 if after_open is not None:
                     after_open(session, case)
                 reference = case.reference
@@ -67,7 +74,7 @@ class Registry:
 
         reference = await run_in_threadpool(work)
         with self.hub.sessions() as session:
-            return case_out(service.get_case(session, reference=reference), full=True)
+            return case_out(service.get_case(session, reference=reference), full=True, viewer=identity)
 
     def submit_case(self, reference: str) -> str:
         """Send the case's request through the hub; the case then awaits the partner's answer."""

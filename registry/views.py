@@ -1,12 +1,16 @@
 """Registry HTTP API under /api/v1: posts, citizens, cases, and each service's own endpoints.
 
-Thin: validation here, work in registry/service.py and the service modules."""
+Thin: validation here, work in registry/service.py and the service modules. Every route names the
+permission it needs (hub/auth.py); a consular agent reaches only the citizens and cases of their post,
+and lists are masked (registry/outputs.py)."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
 from sqlalchemy import select
 
+from hub.api.auth import allowed
+from hub.auth import Forbidden, Identity
 from registry import service, services
 from registry.inputs import POST_CODE, PersonIn
 from registry.models import Case, Post
@@ -23,7 +27,7 @@ class CitizenIn(PersonIn):
 
 
 @base.get("/posts", summary="Consular posts (reference data)")
-def list_posts(request: Request, country: str | None = None):
+def list_posts(request: Request, country: str | None = None, _identity: Identity = Depends(allowed("posts:read"))):
     query = select(Post).order_by(Post.country, Post.city)
     if country:
         query = query.where(Post.country == country.upper())
@@ -32,32 +36,43 @@ def list_posts(request: Request, country: str | None = None):
 
 
 @base.get("/posts/{code}")
-def get_post(code: str, request: Request):
+def get_post(code: str, request: Request, _identity: Identity = Depends(allowed("posts:read"))):
     with request.app.state.hub.sessions() as session:
         return post_out(service.get_post(session, code=code))
 
 
 @base.post("/citizens", status_code=201, summary="Register a citizen at a consular post")
-def register_citizen(body: CitizenIn, request: Request):
+def register_citizen(body: CitizenIn, request: Request, identity: Identity = Depends(allowed("registry:act"))):
+    identity.check_post(body.post_code, doing=f"registering a citizen at {body.post_code}")
     with request.app.state.hub.sessions.begin() as session:
         return citizen_out(service.register_citizen(session, **body.model_dump()))
 
 
 @base.get("/citizens/{registration_id}")
-def get_citizen(registration_id: str, request: Request):
+def get_citizen(registration_id: str, request: Request, identity: Identity = Depends(allowed("registry:read"))):
     with request.app.state.hub.sessions() as session:
-        return citizen_out(service.get_citizen(session, registration_id=registration_id))
+        citizen = service.get_citizen(session, registration_id=registration_id)
+        identity.check_post(citizen.post_code, doing=f"reading citizen {registration_id}")
+        return citizen_out(citizen)
 
 
 @base.get("/cases/{reference}", summary="A case with its status history and documents")
-def get_case(reference: str, request: Request):
+def get_case(reference: str, request: Request, identity: Identity = Depends(allowed("registry:read"))):
     with request.app.state.hub.sessions() as session:
-        return case_out(service.get_case(session, reference=reference), full=True)
+        case = service.get_case(session, reference=reference)
+        identity.check_post(case.post_code, doing=f"reading case {reference}")
+        return case_out(case, full=True, viewer=identity)
 
 
-@base.get("/cases", summary="Cases, newest first")
+@base.get("/cases", summary="Cases, newest first (identity fields masked; a consular agent sees their post's)")
 def list_cases(request: Request, status: str | None = None, post_code: str | None = None,
-               service_name: str | None = Query(None, alias="service"), limit: int = Query(50, ge=1, le=1000)):
+               service_name: str | None = Query(None, alias="service"), limit: int = Query(50, ge=1, le=1000),
+               identity: Identity = Depends(allowed("registry:read"))):
+    if identity.post_scope is not None:
+        if post_code not in (None, identity.post_scope):
+            raise Forbidden(f"listing the cases of {post_code}: a consular agent of {identity.post_scope} sees only "
+                            f"the cases of {identity.post_scope}")
+        post_code = identity.post_scope
     query = select(Case).order_by(Case.id.desc()).limit(limit)
     if service_name:
         query = query.where(Case.service == service_name.upper())

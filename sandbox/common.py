@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import datetime as dt
 import logging
+import os
 import re
 import signal
 import sys
@@ -66,6 +67,12 @@ def text(element: etree._Element, path: str, namespace: str) -> str:
     """Text of a descendant found by a path of local names in `namespace` ("Permis/NumeroPermis"),
     whitespace-trimmed; "" when there is none."""
     return (element.findtext(tag(path, namespace)) or "").strip()
+
+
+def hub_token() -> str | None:
+    """The partner token this sandbox's callbacks to the hub's /api carry (environment HUB_PARTNER_TOKEN,
+    given by whoever starts the process: never on the command line, where `ps` would show it)."""
+    return os.environ.get("HUB_PARTNER_TOKEN") or None
 
 
 def utc_now() -> dt.datetime:

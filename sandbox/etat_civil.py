@@ -49,8 +49,8 @@ from lxml import etree
 from lxml.builder import ElementMaker
 
 from hub.xmlsafe import parse_trusted
-from sandbox.common import (PartnerSandbox, add_common_arguments, answer_xml_post, digits, partner_app, run_app, tag,
-                            text, utc_now)
+from sandbox.common import (PartnerSandbox, add_common_arguments, answer_xml_post, digits, hub_token, partner_app,
+                            run_app, tag, text, utc_now)
 from sandbox.outbox import CallbackOutbox
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ class EtatCivilSandbox(PartnerSandbox):
         super().__init__(PARTNER, pki_dir=pki_dir, data_dir=data_dir, mode=mode)
         self.answer_delay = answer_delay
         self.outbox = CallbackOutbox(self.home, hub_url.rstrip("/") + f"/api/v1/partners/{PARTNER}/messages",
-                                     on_delivered=lambda _id: self.count("callbacks_sent"))
+                                     on_delivered=lambda _id: self.count("callbacks_sent"), token=hub_token())
         self.operations = {op.path: op for op in (
             Operation("extraits", "DemandeExtrait", EXTRACTS_XSD, 200, self._extract),
             Operation("transcriptions", "DemandeTranscription", TRANSCRIPTIONS_XSD, 202,

@@ -54,8 +54,8 @@ from lxml import etree
 from lxml.builder import ElementMaker
 
 from hub.xmlsafe import parse_trusted
-from sandbox.common import (PROJECT_ROOT, PartnerSandbox, add_common_arguments, answer_xml_post, digits, partner_app,
-                            run_app, tag, text, utc_now)
+from sandbox.common import (PROJECT_ROOT, PartnerSandbox, add_common_arguments, answer_xml_post, digits, hub_token,
+                            partner_app, run_app, tag, text, utc_now)
 from sandbox.outbox import CallbackOutbox
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class NarsaSandbox(PartnerSandbox):
                          parties=PARTIES)
         self.answer_delay = answer_delay
         self.callback_url = hub_url.rstrip("/") + f"/api/v1/partners/{PARTNER}/messages"
-        self.outbox = CallbackOutbox(self.home, self.callback_url, on_delivered=self._count_sent)
+        self.outbox = CallbackOutbox(self.home, self.callback_url, on_delivered=self._count_sent, token=hub_token())
         self._verdicts = dict.fromkeys(VERDICTS, 0)
 
     # -- lifecycle ---------------------------------------------------------------------------------

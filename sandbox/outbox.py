@@ -15,6 +15,9 @@ sent as the single child of a SOAP 1.1 Body, byte for byte, with that SOAPAction
 read as SOAP: the Body's document (the hub's signed Receipt) is kept as `sent/<id>.answer.xml` and
 handed to `check_answer` (over REST, the answer's body is handed to it as it is); a soap:Fault marked transient (RetryAfter in its detail), or a 5xx without
 a readable fault, is retried; any other fault moves the document to `rejected/` as above.
+
+With `token` set (a partner token of the hub, for callbacks to its /api), every request carries
+`Authorization: Bearer <token>`; the token is never logged nor written with a rejected document.
 """
 from __future__ import annotations
 
@@ -73,8 +76,10 @@ class CallbackOutbox:
     """Delivers documents to `url` from `<directory>/outbox/`, keeping `sent/` and `rejected/`."""
 
     def __init__(self, directory: Path, url: str, *, on_delivered: Callable[[str], None] | None = None,
-                 soap_action: str | None = None, check_answer: Callable[[str, bytes], None] | None = None):
+                 soap_action: str | None = None, check_answer: Callable[[str, bytes], None] | None = None,
+                 token: str | None = None):
         self.url = url
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.soap_action = soap_action
         self._check_answer = check_answer or (lambda document_id, answer: None)
         self.outbox_dir = Path(directory) / "outbox"
@@ -91,7 +96,7 @@ class CallbackOutbox:
 
     def start(self) -> None:
         """Open the client, start the worker and re-send whatever a previous run left in outbox/."""
-        self._client = httpx.Client(timeout=TIMEOUT_SECONDS)
+        self._client = httpx.Client(timeout=TIMEOUT_SECONDS, headers=self._headers)
         self._thread = threading.Thread(target=self._work, name="callback-outbox", daemon=True)
         self._thread.start()
         for path in sorted(self.outbox_dir.glob("*.xml")):

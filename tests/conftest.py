@@ -1,4 +1,5 @@
-"""Shared fixtures: databases (SQLite and a real PostgreSQL), settings, a running hub, sandbox partners.
+"""Shared fixtures: databases (SQLite and a real PostgreSQL), settings, a running hub, sandbox partners,
+API tokens (`client` is an administrator; `api_token(role, ...)` and `client_as(role, ...)` for the others).
 
 PostgreSQL is used when HUB_TEST_POSTGRES_URL is set or 127.0.0.1:5432 answers; each test gets a
 schema of its own so runs never collide. With HUB_REQUIRE_POSTGRES=1 (CI) a missing PostgreSQL is
@@ -115,23 +116,87 @@ def settings(tmp_path, pki_dir, database_url, partner_ports) -> Settings:
                              environment={**os.environ, **partner_environment(partner_ports)})
 
 
+# hub base URL -> fn(role, post=None, partner=None) -> token, for the hubs a test runs (sandboxes that call
+# a hub back get a partner token of that hub; a test running `hub serve` itself registers with `serve_tokens`)
+TOKEN_MINTERS: dict[str, object] = {}
+
+
+def token_minter(sessions):
+    """fn(role, post=None, partner=None, expires_in_days=1) -> a new token string, created with `sessions`."""
+    from hub.auth import create_token
+
+    def mint(role: str, post: str | None = None, partner: str | None = None, expires_in_days: float = 1) -> str:
+        with sessions.begin() as session:
+            return create_token(session, role=role, name=f"test {role} {post or partner or ''}".strip(),
+                                created_by="tests", post_code=post, partner=partner,
+                                expires_in_days=expires_in_days)[1]
+    return mint
+
+
+def serve_tokens(hub_url: str, database_url: str):
+    """Register a hub run outside this process (`hub serve`) so sandboxes get tokens; returns its minter."""
+    from hub.db import make_engine, make_sessionmaker
+    mint = token_minter(make_sessionmaker(make_engine(database_url)))
+    TOKEN_MINTERS[hub_url.rstrip("/")] = mint
+    return mint
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 @pytest.fixture
 def running_hub(settings):
-    """The hub serving HTTP on a loopback port in this process, with its workers and scheduler."""
+    """The hub serving HTTP on a loopback port in this process, with its workers and scheduler;
+    `running_hub.mint_token(role, post=None, partner=None)` makes API tokens for it."""
     from hub.server import HubService
     service = HubService(settings)
     port = free_port()
     service.serve_in_thread("127.0.0.1", port)
     service.url = f"http://127.0.0.1:{port}"
+    service.mint_token = token_minter(service.hub.sessions)
+    TOKEN_MINTERS[service.url] = service.mint_token
     yield service
+    TOKEN_MINTERS.pop(service.url, None)
     service.stop()
 
 
 @pytest.fixture
+def api_token(running_hub):
+    """api_token(role, post=None, partner=None) -> a token of the running hub ("hub_<id>_<secret>")."""
+    return running_hub.mint_token
+
+
+@pytest.fixture
 def client(running_hub):
-    """An HTTP client of the running hub's API."""
+    """An HTTP client of the running hub's API, authenticated as an administrator."""
+    with httpx.Client(base_url=running_hub.url, timeout=30,
+                      headers=bearer(running_hub.mint_token("administrator"))) as c:
+        yield c
+
+
+@pytest.fixture
+def anonymous(running_hub):
+    """An HTTP client of the running hub without a token."""
     with httpx.Client(base_url=running_hub.url, timeout=30) as c:
         yield c
+
+
+@pytest.fixture
+def client_as(running_hub):
+    """client_as(role, post=None, partner=None) -> an HTTP client of the running hub with a new token of
+    that role (closed at the end of the test); its token is in `.token`."""
+    clients = []
+
+    def make(role: str, post: str | None = None, partner: str | None = None) -> httpx.Client:
+        token = running_hub.mint_token(role, post=post, partner=partner)
+        c = httpx.Client(base_url=running_hub.url, timeout=30, headers=bearer(token))
+        c.token = token
+        clients.append(c)
+        return c
+    yield make
+    for c in clients:
+        c.close()
 
 
 def wait_for(predicate, timeout: float = 20, interval: float = 0.1, what: str = "condition"):
@@ -148,8 +213,11 @@ class Sandbox:
     """A sandbox partner process (`python -m sandbox NAME ...`); `url` is its HTTP (control) address."""
 
     def __init__(self, port: int, hub_url: str, pki_dir: Path, data_dir: Path, *, name: str = "narsa",
-                 extra_args: list[str] | None = None, http_port: int | None = None):
+                 extra_args: list[str] | None = None, http_port: int | None = None, token: str | None = None):
         self.port, self.hub_url, self.pki_dir, self.data_dir = port, hub_url, pki_dir, data_dir
+        minter = TOKEN_MINTERS.get(hub_url.rstrip("/"))
+        # the partner token its callbacks to the hub's /api carry (HUB_PARTNER_TOKEN)
+        self.token = token or (minter("partner", partner=name.upper()) if minter else None)
         self.name, self.extra_args = name, list(extra_args or ["--answer-delay", "0.05"])
         self.url = f"http://127.0.0.1:{http_port or port}"
         self.proc: subprocess.Popen | None = None
@@ -158,7 +226,8 @@ class Sandbox:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sandbox", self.name, "--port", str(self.port), "--hub-url", self.hub_url,
              "--pki-dir", str(self.pki_dir), "--data-dir", str(self.data_dir), *self.extra_args],
-            cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env={**os.environ, **({"HUB_PARTNER_TOKEN": self.token} if self.token else {})})
 
         def healthy():
             if self.proc.poll() is not None:
@@ -192,14 +261,16 @@ class Sandbox:
 
 @pytest.fixture
 def start_sandbox(tmp_path, pki_dir, partner_ports):
-    """start_sandbox("dgsn", hub_url, extra_args=[...]) runs that partner's sandbox on its test port;
-    every sandbox started is stopped at the end of the test."""
+    """start_sandbox("dgsn", hub_url, extra_args=[...]) runs that partner's sandbox on its test port, with
+    a partner token of that hub when the hub is one the test runs; every sandbox started is stopped at
+    the end of the test."""
     started = []
 
-    def start(name: str, hub_url: str, *, extra_args: list[str] | None = None, http_port: int | None = None) -> Sandbox:
+    def start(name: str, hub_url: str, *, extra_args: list[str] | None = None, http_port: int | None = None,
+              token: str | None = None) -> Sandbox:
         port = partner_ports[name.upper()]
         box = Sandbox(port, hub_url, pki_dir, tmp_path / "sandbox", name=name, extra_args=extra_args,
-                      http_port=http_port).start()
+                      http_port=http_port, token=token).start()
         started.append(box)
         return box
     yield start

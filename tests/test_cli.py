@@ -16,7 +16,6 @@ import sys
 import types
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 from lxml import etree
@@ -87,16 +86,15 @@ def test_sample_exits_zero_and_prints_a_canonical_envelope(sample_run):
     assert envelope.findtext(f"{ENV_NS}Header/{ENV_NS}MessageId").startswith("REGISTRY-LIC-")
 
 
-def test_sample_is_accepted_by_a_running_hub(sample_run, running_hub):
+def test_sample_is_accepted_by_a_running_hub(sample_run, running_hub, client):
     assert sample_run.returncode == 0, sample_run.stderr
     data = sample_run.stdout.strip().encode("utf-8")
     message_id = etree.fromstring(data).findtext(f"{ENV_NS}Header/{ENV_NS}MessageId")
-    response = httpx.post(f"{running_hub.url}/api/v1/messages", content=data,
-                          headers={"Content-Type": "application/xml"}, timeout=10)
+    response = client.post("/api/v1/messages", content=data, headers={"Content-Type": "application/xml"})
     assert response.status_code == 202, response.text
     assert response.headers["x-message-id"] == message_id
     assert response.headers["x-duplicate"] == "false"
-    detail = httpx.get(f"{running_hub.url}/api/v1/messages/{message_id}", timeout=10).json()
+    detail = client.get(f"/api/v1/messages/{message_id}").json()
     assert [e["event"] for e in detail["timeline"]][:5] == ["RECEIVED", "VALIDATED", "VERIFIED", "ACCEPTED", "QUEUED"]
 
 

@@ -283,3 +283,66 @@ def test_top_level_must_be_a_mapping(config_dir):
     err = config_error(config_dir)
     assert err.file == str(config_dir / PARTNERS)
     assert "mapping" in err.reason
+
+
+# -- access lists (may_send / may_receive) agree with the routes ----------------------------------
+
+def test_shipped_access_lists_match_the_routes(config_dir, pki_dir):
+    config = load(config_dir, pki_dir)
+    for route in config.routes:
+        assert {code for code, p in config.parties.items() if route.type in p.may_send} == set(route.from_)
+        assert {code for code, p in config.parties.items() if route.type in p.may_receive} == \
+            {t.partner for t in route.to}
+    assert config.parties["SANTE"].may_receive == ["RepatriationRequest"]
+
+
+def test_route_from_a_party_whose_may_send_lacks_the_type(config_dir):
+    edit(config_dir, PARTNERS, lambda d: d.update(may_send=[]))
+    err = config_error(config_dir)
+    assert err.file == str(config_dir / ROUTES)
+    assert err.key == "routes[1].from[0]"
+    assert "NARSA may not send LicenceAuthenticationResult" in err.reason and "NARSA.yaml" in err.reason
+
+
+def test_route_to_a_party_whose_may_receive_lacks_the_type(config_dir):
+    edit(config_dir, PARTNERS, lambda d: d.update(may_receive=[]))
+    err = config_error(config_dir)
+    assert err.file == str(config_dir / ROUTES)
+    assert err.key == "routes[0].to[0].partner"
+    assert "NARSA may not receive LicenceAuthenticationRequest" in err.reason
+
+
+@pytest.mark.parametrize("key", ["may_send", "may_receive"])
+def test_access_list_naming_an_unrouted_type_suggests_the_closest(config_dir, key):
+    edit(config_dir, PARTNERS, lambda d: d[key].append("LicenceAuthentificationResult"))
+    err = config_error(config_dir)
+    assert err.file == str(config_dir / PARTNERS)
+    assert err.key == f"{key}[1]"
+    assert "no route has message type 'LicenceAuthentificationResult'" in err.reason
+    assert "did you mean 'LicenceAuthenticationResult'" in err.reason
+
+
+def test_may_send_a_type_whose_route_does_not_name_the_party(config_dir):
+    edit(config_dir, "partners/SANTE.yaml", lambda d: d["may_send"].append("LicenceAuthenticationResult"))
+    err = config_error(config_dir)
+    assert err.file == str(config_dir / "partners" / "SANTE.yaml")
+    assert err.key == "may_send[1]"
+    assert "licence.yaml routes[1].from does not name SANTE" in err.reason
+
+
+def test_may_receive_a_type_the_party_is_no_recipient_of(config_dir):
+    edit(config_dir, "partners/SANTE.yaml", lambda d: d["may_receive"].append("LicenceAuthenticationRequest"))
+    err = config_error(config_dir)
+    assert err.file == str(config_dir / "partners" / "SANTE.yaml")
+    assert err.key == "may_receive[1]"
+    assert "no recipient of licence.yaml routes[0] is SANTE" in err.reason
+
+
+def test_inbound_mapping_making_a_type_its_partner_may_not_send(config_dir):
+    # SANTE's inbound route borrowing NARSA's mapping would turn SANTE documents into licence results
+    edit(config_dir, "routes/repatriation.yaml",
+         lambda d: d["inbound"][0].update(mapping="narsa/licence-result.from-narsa.xsl"))
+    err = config_error(config_dir)
+    assert err.file == str(config_dir / "routes" / "repatriation.yaml")
+    assert err.key == "inbound[0].mapping"
+    assert "makes a LicenceAuthenticationResult, which SANTE may not send" in err.reason

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import free_port, wait_for, write_config
+from conftest import bearer, free_port, serve_tokens, wait_for, write_config
 from test_licence_flow import FINAL, open_case
 
 CASES = 10
@@ -60,10 +60,12 @@ def test_sigkill_with_queued_messages_loses_nothing_and_delivers_once(tmp_path, 
            "HUB_PKI_DIR": str(pki_dir), "HUB_CONFIG_DIR": str(config), "HUB_LEASE_SECONDS": "3",
            "HUB_DELIVERY_WORKERS": "2"}
     hub = HubProcess(env, free_port(), tmp_path / "hub.log").start()
+    mint = serve_tokens(hub.url, database_url)  # the sandbox's callbacks and this test need the hub's tokens
+    admin = bearer(mint("administrator"))
     sandbox = sandbox_factory(hub.url)
     sandbox.behave(mode="slow", delay_seconds=1.5)  # deliveries pile up in the outbox, two in flight
     try:
-        with httpx.Client(base_url=hub.url, timeout=10) as client:
+        with httpx.Client(base_url=hub.url, timeout=10, headers=admin) as client:
             references = [open_case(client, f"12/34567{i % 7}") for i in range(CASES)]
             accepted = [client.get(f"/api/v1/cases/{r}").json()["status"] for r in references]
             assert accepted == ["AWAITING_PARTNER"] * CASES  # every request accepted before the crash
@@ -73,7 +75,7 @@ def test_sigkill_with_queued_messages_loses_nothing_and_delivers_once(tmp_path, 
         assert received_before_restart < CASES, "the crash came too late to leave messages queued"
         sandbox.behave(mode="normal")
         hub.start()
-        with httpx.Client(base_url=hub.url, timeout=10) as client:
+        with httpx.Client(base_url=hub.url, timeout=10, headers=admin) as client:
             def all_final():
                 statuses = [client.get(f"/api/v1/cases/{r}").json()["status"] for r in references]
                 return all(s in FINAL for s in statuses) and statuses

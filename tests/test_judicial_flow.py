@@ -29,9 +29,10 @@ def register(client, post: str, cnie: str, given: str, family: str) -> dict:
 
 
 def judicial_cases(client) -> dict[str, dict]:
-    """Cases by the addressee's CNIE."""
+    """Cases by the addressee's CNIE (read one by one: lists mask identity fields)."""
     cases = client.get("/api/v1/cases", params={"service": "JUDICIAL_DOCUMENT", "limit": 100}).json()
-    return {c["details"]["addressee"]["cnie"]: c for c in cases}
+    full = [client.get(f"/api/v1/cases/{c['reference']}").json() for c in cases]
+    return {c["details"]["addressee"]["cnie"]: c for c in full}
 
 
 def test_requests_become_cases_and_the_posts_outcomes_reach_justice(running_hub, start_sandbox, client, pki_dir,

@@ -13,7 +13,7 @@ from lxml import etree
 from lxml.builder import ElementMaker
 from zeep.transports import Transport
 
-from conftest import free_port, wait_for
+from conftest import bearer, free_port, token_minter, wait_for
 from connectors.soap.envelope import SOAP_ENV, parse_envelope, read_fault
 from hub import pki
 from hub.schemas import ENVELOPE_NS, SchemaSet
@@ -46,15 +46,15 @@ def all_acknowledged(box, ids) -> bool:
 
 
 @sqlite_only
-def test_requests_reach_the_hub_signed_and_the_receipts_are_kept(running_hub, start_sandbox, pki_dir, tmp_path):
+def test_requests_reach_the_hub_signed_and_the_receipts_are_kept(running_hub, start_sandbox, pki_dir, tmp_path,
+                                                                  client):
     box = start_sandbox("justice", running_hub.url)
     created = send_requests(box, document="reference") + send_requests(box, ADDRESSEES[:1])
     ids = [r["message_id"] for r in created]
     wait_for(lambda: all_acknowledged(box, ids), 30, what="the hub's receipts")
     hub_certificate = pki.load_certificate(str(pki_dir / "hub.crt"))
     for request in created:
-        message = httpx.get(f"{running_hub.url}/api/v1/messages/{request['message_id']}",
-                            params={"sender": "JUSTICE"}, timeout=5).json()
+        message = client.get(f"/api/v1/messages/{request['message_id']}", params={"sender": "JUSTICE"}).json()
         assert message["type"] == "JudicialServiceRequest"
         assert message["correlation_id"] == request["reference"]
         kept = tmp_path / "sandbox" / "JUSTICE" / "receipts" / f"{request['message_id']}.xml"
@@ -80,7 +80,9 @@ def test_requests_wait_for_the_hub_across_a_restart(settings, start_sandbox, tmp
     service.serve_in_thread("127.0.0.1", hub_port)
     try:
         wait_for(lambda: all_acknowledged(box, ids), 40, what="delivery once the hub is up")
-        requests_in = httpx.get(f"{hub_url}/api/v1/messages", params={"type": "JudicialServiceRequest"}, timeout=5)
+        token = token_minter(service.hub.sessions)("integration")
+        requests_in = httpx.get(f"{hub_url}/api/v1/messages", params={"type": "JudicialServiceRequest"}, timeout=5,
+                                headers=bearer(token))
         assert requests_in.json()["total"] == 2
     finally:
         service.stop()

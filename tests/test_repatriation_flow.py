@@ -7,7 +7,7 @@ import dataclasses
 import httpx
 import pytest
 
-from conftest import wait_for, write_config
+from conftest import bearer, wait_for, write_config
 from support import register_citizen
 from registry.services.repatriation import escalate_overdue
 
@@ -27,7 +27,8 @@ def settings(settings, tmp_path):
 @pytest.fixture
 def hub_and_partners(running_hub, start_sandbox):
     boxes = {name: start_sandbox(name, running_hub.url) for name in ("sante", "etat_civil", "dgsn")}
-    with httpx.Client(base_url=running_hub.url, timeout=15) as client:
+    with httpx.Client(base_url=running_hub.url, timeout=15,
+                      headers=bearer(running_hub.mint_token("administrator"))) as client:
         yield running_hub, client, boxes
 
 

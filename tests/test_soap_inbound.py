@@ -17,6 +17,7 @@ from lxml import etree
 from lxml.builder import ElementMaker
 from zeep.transports import Transport
 
+from conftest import bearer
 from connectors.soap.envelope import SOAP_ENV, parse_envelope, read_fault
 from hub import pki
 from hub.schemas import ENVELOPE_NS
@@ -97,7 +98,8 @@ def fault_of(response: requests.Response):
 
 def stored(running_hub) -> int:
     """Messages the hub accepted from JUSTICE (the registry's own answers are not counted)."""
-    items = requests.get(f"{running_hub.url}/api/v1/messages", params={"limit": 500}, timeout=5).json()["items"]
+    items = requests.get(f"{running_hub.url}/api/v1/messages", params={"limit": 500}, timeout=5,
+                         headers=bearer(running_hub.mint_token("integration"))).json()["items"]
     return sum(1 for m in items if m["sender"] == "JUSTICE")
 
 
@@ -129,7 +131,7 @@ def test_accepted_document_gets_a_signed_receipt_and_a_duplicate_the_same(runnin
     assert again.status_code == 200 and again.headers["X-Duplicate"] == "true"
     assert again.content == first.content
     message = requests.get(f"{running_hub.url}/api/v1/messages/MJ-DS-TEST-000001", params={"sender": "JUSTICE"},
-                           timeout=5).json()
+                           timeout=5, headers=bearer(running_hub.mint_token("integration"))).json()
     assert message["type"] == "JudicialServiceRequest" and message["correlation_id"] == "MJ-2026-T00001"
     assert message["in_reply_to"] is None and message["recipient"] == "REGISTRY"
     assert [e["event"] for e in message["timeline"]].count("DUPLICATE") == 1

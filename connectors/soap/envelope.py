@@ -95,13 +95,14 @@ def build_fault(fault: Fault) -> bytes:
     return to_bytes(envelope)
 
 
-def parse_envelope(data: bytes, *, max_bytes: int, what: str = "SOAP envelope") -> etree._Element:
-    """The Body's single child, parsed with the hardened parser; a soap:Fault element is returned as is.
+def parse_envelope(data: bytes, *, max_bytes: int, what: str = "SOAP envelope", **caps) -> etree._Element:
+    """The Body's single child, parsed with the hardened parser (hub.xmlsafe: size, DOCTYPE, depth and
+    element caps, `caps` being its max_depth / max_elements); a soap:Fault element is returned as is.
 
-    Raises hub.errors.InputError subclasses (MalformedXml, SchemaInvalid) naming what is wrong."""
+    Raises hub.errors.InputError subclasses (MessageTooLarge, MalformedXml, SchemaInvalid) naming what is wrong."""
     from hub.errors import SchemaInvalid
 
-    root = parse_untrusted(data, max_bytes=max_bytes, what=what)
+    root = parse_untrusted(data, max_bytes=max_bytes, what=what, **caps)
     if root.tag != f"{_S}Envelope":
         raise SchemaInvalid(f"{what}: expected a SOAP 1.1 Envelope ({{{SOAP_ENV}}}Envelope), got {root.tag}",
                             [Problem("wrong root element", line=root.sourceline, path="/*")])

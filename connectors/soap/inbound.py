@@ -11,9 +11,12 @@ WSDL under schemas/ (SoapConnector.Config). Mount `soap_router()` in the API app
                                     the same document again gets the same receipt (X-Duplicate: true)
         415 soap:Client fault       not text/xml
         413 soap:Client fault       over HUB_MAX_MESSAGE_BYTES (refused before reading it all)
-        500 soap:Client fault       refused: unknown partner, malformed, DOCTYPE, not an envelope, schema,
-                                    signature, same id with other bytes, no route...; `detail` lists the
-                                    problems with line (in the envelope as sent) and path
+        400 soap:Client fault       refused: malformed, DOCTYPE, over the depth or element cap, not an envelope,
+                                    schema, signature, no route...; `detail` lists the problems with line
+                                    (in the envelope as sent) and path
+        403 soap:Client fault       not a party that calls the hub over SOAP, or a type it may not send
+        409 soap:Client fault       same document id with other bytes
+                                    Every refusal is recorded in `refusals` (hub.refusals), without the bytes.
         500 soap:Server fault       the hub failed; transient (RetryAfter in `detail`) when it could not
                                     store the document right now: send the same document again later
     GET  /soap/{CODE}?wsdl          the partner's inbound WSDL, soap:address set to the URL requested and the
@@ -40,6 +43,7 @@ from connectors.soap.envelope import (CONTENT_TYPE, Fault, body_document_bytes, 
 from hub import metrics
 from hub.api.bodies import read_body
 from hub.errors import InputError, NotAllowed, NotFound, Problem
+from hub.refusals import record_refusal
 
 log = logging.getLogger("hub.soap")
 
@@ -80,22 +84,31 @@ def soap_router() -> APIRouter:
 
     @router.post("/{code}", summary="A partner's signed document in a SOAP 1.1 envelope; answered with a receipt",
                  responses={200: {"description": "SOAP envelope holding the hub's signed env:Receipt"},
+                            400: {"description": "soap:Client fault: malformed, forbidden XML, schema, signature..."},
+                            403: {"description": "soap:Client fault: not allowed (party or message type)"},
+                            409: {"description": "soap:Client fault: same document id with other content"},
                             413: {"description": "soap:Client fault: over the size cap"},
                             415: {"description": "soap:Client fault: not text/xml"},
-                            500: {"description": "soap:Fault: refused (soap:Client) or hub failure (soap:Server)"}})
+                            500: {"description": "soap:Server fault: the hub failed (transient when RetryAfter)"}})
     async def call(code: str, request: Request) -> Response:
         hub = request.app.state.hub
         code = code.upper()
+        data = None
         try:
             if inbound_wsdl(hub, code) is None:
-                raise NotAllowed(f"{code!r} is not a partner that calls the hub over SOAP",
-                                 [Problem("no inbound SOAP endpoint for this party", path=f"/soap/{code}")])
+                raise NotAllowed(f"{code[:40]!r} is not a partner that calls the hub over SOAP",
+                                 [Problem("no inbound SOAP endpoint for this party", path=f"/soap/{code[:40]}")])
             data = await _read_envelope(request, hub.settings.max_message_bytes)
             receipt = await run_in_threadpool(submit_envelope, hub, code, data)
         except InputError as exc:
             metrics.REFUSED.labels(type(exc).__name__).inc()
-            status = exc.status if exc.status in (413, 415) else 500
-            return fault_response(Fault("soap:Client", f"{exc.title}: {exc.detail}", problems=exc.problems), status)
+            declared = request.headers.get("content-length", "")
+            await run_in_threadpool(record_refusal, hub, channel="soap", partner=code, error=exc, data=data,
+                                    size=int(declared) if declared.isdigit() else None)
+            # A refusal is the partner's fault: its 4xx status (400, 403, 409, 413, 415) with a soap:Client
+            # fault, never 500, which says the hub failed (SOAP clients such as zeep read the fault either way).
+            return fault_response(Fault("soap:Client", f"{exc.title}: {exc.detail}", problems=exc.problems),
+                                  exc.status)
         except _STORAGE_ERRORS as exc:
             log.warning("SOAP request from %s not stored (%s); told to retry in %d s", code, type(exc).__name__,
                         RETRY_AFTER_SECONDS)
@@ -117,7 +130,9 @@ def submit_envelope(hub, code: str, data: bytes):
     """Take the document out of the envelope and run it through intake; returns an intake.Receipt.
 
     Problems found in the document are reported with their line in the envelope as sent."""
-    document = parse_envelope(data, max_bytes=hub.settings.max_message_bytes, what=f"SOAP request from {code}")
+    # the envelope adds two levels (Envelope, Body) and two elements around the document
+    document = parse_envelope(data, max_bytes=hub.settings.max_message_bytes, what=f"SOAP request from {code}",
+                              max_depth=hub.settings.max_xml_depth + 2, max_elements=hub.settings.max_xml_elements + 2)
     if read_fault(document) is not None:
         raise InputError(f"SOAP request from {code}: a soap:Fault is not a document the hub accepts",
                          [Problem("soap:Fault in a request", line=document.sourceline, path="/Envelope/Body/Fault")])

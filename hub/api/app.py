@@ -5,8 +5,10 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from hub.api import health, messages
+from hub.api.auth import ApiAuthentication, auth_error_handler
 from hub.api.health import OutboxCollector
 from hub.api.problems import input_error_handler, not_found_handler
+from hub.auth import AuthError
 from hub.errors import InputError, NotFound
 
 
@@ -16,11 +18,14 @@ def create_app(hub, registry) -> FastAPI:
 
     app = FastAPI(title="Consular exchange hub", version="0.1.0",
                   description="Routes signed, schema-validated XML messages between the consular registry and "
-                              "partner administrations. Errors are application/problem+json.")
+                              "partner administrations. Errors are application/problem+json. Every /api route "
+                              "needs an API token: `Authorization: Bearer hub_<id>_<secret>` (`hub tokens create`).")
     app.state.hub = hub
     app.state.registry = registry
     app.add_exception_handler(InputError, input_error_handler)
     app.add_exception_handler(NotFound, not_found_handler)
+    app.add_exception_handler(AuthError, auth_error_handler)
+    app.add_middleware(ApiAuthentication, hub=hub)  # 401 under /api before routing, parsing or validation
     app.include_router(messages.router)
     app.include_router(soap_router())
     app.include_router(registry_router)

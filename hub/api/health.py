@@ -1,12 +1,14 @@
-"""Liveness, readiness (database and every connector's check) and Prometheus metrics."""
+"""Liveness, readiness (database, every connector's check, certificates) and Prometheus metrics."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import text
 
+from hub.certificates import EXPIRED, EXPIRING, NOT_YET_VALID, inventory, parties_without_valid_certificate
+from hub.metrics import CertificateCollector
 from hub.outbox import depth
 
 router = APIRouter(tags=["health"])
@@ -30,8 +32,26 @@ def readyz(request: Request):
     for code, connector in hub.connectors.items():
         health = connector.check()
         checks[code] = {"ok": health.ok, "detail": health.detail}
+    checks["certificates"] = certificates_check(hub)
     ready = all(c["ok"] for c in checks.values())
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+def certificates_check(hub) -> dict:
+    """Not ready only when a party (or the hub) has no currently valid certificate; certificates
+    expiring within HUB_CERTIFICATE_WARNING_DAYS, expired or not yet valid are listed either way."""
+    statuses = inventory(hub)
+    unusable = parties_without_valid_certificate(statuses)
+    flagged = [s.as_dict() for s in statuses if s.status in (EXPIRING, EXPIRED, NOT_YET_VALID)]
+    expiring = sum(s.status == EXPIRING for s in statuses)
+    if unusable:
+        detail = f"no valid certificate for {', '.join(unusable)}"
+    elif flagged:
+        detail = (f"{expiring} expiring within {hub.settings.certificate_warning_days} days, "
+                  f"{len(flagged) - expiring} expired or not yet valid")
+    else:
+        detail = f"{len(statuses)} valid"
+    return {"ok": not unusable, "detail": detail, "certificates": flagged}
 
 
 class OutboxCollector:
@@ -51,5 +71,9 @@ class OutboxCollector:
 
 
 @router.get("/metrics")
-def metrics_endpoint():
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+def metrics_endpoint(request: Request):
+    # Certificates are read from this app's hub at each scrape (a registry of its own: the process-wide
+    # one keeps the first hub's collectors, and tests build several hubs in one process).
+    own = CollectorRegistry(auto_describe=False)
+    own.register(CertificateCollector(request.app.state.hub))
+    return Response(generate_latest(REGISTRY) + generate_latest(own), media_type=CONTENT_TYPE_LATEST)

@@ -1,18 +1,25 @@
-"""Message intake and lookup: POST /api/v1/messages, partner callbacks, GET /api/v1/messages/..."""
+"""Message intake and lookup: POST /api/v1/messages, partner callbacks, GET /api/v1/messages/...,
+a message's payload (audited), resend. Each route names the permission it needs (hub/auth.py)."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from hub import metrics
+from hub import audit, metrics
+from hub.api.auth import allowed
 from hub.api.problems import problem
 from hub.api.bodies import read_body
-from hub.errors import DeliveryError, NotFound
+from hub.auth import PARTNER, Identity
+from hub.errors import DeliveryError, InputError, NotFound, NotAllowed, Problem
 from hub.models import Message
 from hub.polling import poll_partner, polling_partners
+from hub.schemas import ENVELOPE_NS
+from hub.xmlsafe import parse_untrusted
 
 XML_TYPES = ("application/xml", "text/xml")
 RECEIPT_HEADERS = {"Content-Type": "application/xml"}
@@ -25,6 +32,23 @@ async def read_xml_body(request: Request, max_bytes: int) -> bytes:
     return await read_body(request, max_bytes=max_bytes, media_types=XML_TYPES, what="message")
 
 
+def _check_claimed_sender(hub, data: bytes, identity: Identity) -> None:
+    """A partner's token submits only messages whose header names that partner as Sender (403 otherwise,
+    recorded as a refusal). What cannot be read is left to intake, which refuses and records it."""
+    try:
+        envelope = parse_untrusted(data, max_bytes=hub.settings.max_message_bytes)
+    except InputError:
+        return
+    sender = (envelope.findtext(f"{{{ENVELOPE_NS}}}Header/{{{ENVELOPE_NS}}}Sender") or "").strip()
+    if sender != identity.partner:
+        error = NotAllowed(f"submitting a message with Sender {sender or '(none)'}: this token belongs to partner "
+                           f"{identity.partner}", [Problem("Sender is not the token's partner",
+                                                           path="/Message/Header/Sender")])
+        from hub.refusals import record_refusal
+        record_refusal(hub, channel="rest", partner=identity.partner, error=error, data=data)
+        raise error
+
+
 def _receipt_response(receipt) -> Response:
     headers = {"X-Message-Id": receipt.message_id, "X-Duplicate": "true" if receipt.duplicate else "false"}
     return Response(receipt.body, status_code=202, media_type="application/xml", headers=headers)
@@ -35,10 +59,12 @@ def _receipt_response(receipt) -> Response:
                         400: {"description": "Malformed, schema-invalid or badly signed (problem+json)"},
                         409: {"description": "Message id already used with other content"},
                         413: {"description": "Over the size cap"}, 415: {"description": "Not application/xml"}})
-async def submit_message(request: Request):
+async def submit_message(request: Request, identity: Identity = Depends(allowed("messages:submit"))):
     hub = request.app.state.hub
     data = await read_xml_body(request, hub.settings.max_message_bytes)
-    receipt = await run_in_threadpool(hub.submit, data)
+    if identity.role == PARTNER:
+        await run_in_threadpool(_check_claimed_sender, hub, data, identity)
+    receipt = await run_in_threadpool(hub.submit, data, channel="rest", caller=identity.partner)
     (metrics.DUPLICATES.labels(receipt.sender) if receipt.duplicate else
      metrics.ACCEPTED.labels("canonical", receipt.sender)).inc()
     return _receipt_response(receipt)
@@ -46,8 +72,10 @@ async def submit_message(request: Request):
 
 @router.post("/partners/{partner}/messages", status_code=202,
              summary="A partner's own-format document (answers and callbacks)")
-async def submit_partner_document(partner: str, request: Request):
+async def submit_partner_document(partner: str, request: Request,
+                                  identity: Identity = Depends(allowed("partner-documents:submit"))):
     hub = request.app.state.hub
+    identity.check_partner(partner.upper(), doing=f"submitting a document as {partner.upper()}")
     data = await read_xml_body(request, hub.settings.max_message_bytes)
     receipt = await run_in_threadpool(hub.submit_from_partner, partner.upper(), data)
     (metrics.DUPLICATES.labels(receipt.sender) if receipt.duplicate else
@@ -58,7 +86,7 @@ async def submit_partner_document(partner: str, request: Request):
 @router.post("/partners/{partner}/poll", summary="Fetch now what a polled partner (SFTP) left for the hub",
              responses={404: {"description": "No such partner, or it is not polled"},
                         503: {"description": "The partner could not be reached; try again later"}})
-async def poll_now(partner: str, request: Request):
+async def poll_now(partner: str, request: Request, _identity: Identity = Depends(allowed("operations:run"))):
     hub = request.app.state.hub
     code = partner.upper()
     if code not in polling_partners(hub):
@@ -98,14 +126,16 @@ def find_message(session, message_id: str, sender: str | None = None) -> Message
 
 
 @router.get("/messages/{message_id}", summary="A message's state, deliveries and timeline")
-def get_message(message_id: str, request: Request, sender: str | None = None):
+def get_message(message_id: str, request: Request, sender: str | None = None,
+                _identity: Identity = Depends(allowed("messages:read"))):
     with request.app.state.hub.sessions() as session:
         return message_detail(find_message(session, message_id, sender))
 
 
 @router.get("/messages", summary="Search messages")
 def list_messages(request: Request, state: str | None = None, type: str | None = None, partner: str | None = None,
-                  correlation_id: str | None = None, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)):
+                  correlation_id: str | None = None, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
+                  _identity: Identity = Depends(allowed("messages:read"))):
     query = select(Message)
     if state:
         query = query.where(Message.state == state.upper())
@@ -119,3 +149,57 @@ def list_messages(request: Request, state: str | None = None, type: str | None =
         total = session.scalar(select(func.count()).select_from(query.subquery()))
         rows = session.scalars(query.order_by(Message.id.desc()).limit(limit).offset(offset)).all()
         return {"total": total, "items": [message_summary(m) for m in rows]}
+
+
+PAYLOAD_PARTS = ("received", "canonical", "sent")
+
+
+@router.get("/messages/{message_id}/payload", summary="A message's bytes as received, as mapped in, or as sent",
+            response_class=Response,
+            responses={200: {"content": {"application/xml": {}}, "description": "The XML as exchanged"},
+                       404: {"description": "No such message, part or delivery"},
+                       410: {"description": "Purged by the retention rule (hashes and receipts are kept)"}})
+def get_payload(message_id: str, request: Request, sender: str | None = None,
+                part: Literal["received", "canonical", "sent"] = Query(
+                    "received", description="received: as it arrived; canonical: as mapped in from a partner's "
+                                            "format; sent: as delivered to `partner`"),
+                partner: str | None = Query(None, description="part=sent: the delivery's partner (needed when "
+                                                              "the message went to several)"),
+                identity: Identity = Depends(allowed("messages:payload"))):
+    """The payload is personal data: each view is written to the audit log (PAYLOAD_VIEWED) in the same
+    transaction that reads it."""
+    with request.app.state.hub.sessions.begin() as session:
+        message = find_message(session, message_id, sender)
+        what = part
+        if part == "received":
+            data = message.received_bytes
+        elif part == "canonical":
+            data = message.canonical_bytes
+            if data is None and message.purged_at is None:
+                raise NotFound(f"message {message_id} arrived in the canonical format: ask for part=received")
+        else:
+            deliveries = [d for d in message.deliveries if partner is None or d.partner == partner.upper()]
+            if len(deliveries) != 1:
+                choices = ", ".join(d.partner for d in message.deliveries) or "none"
+                raise NotFound(f"message {message_id} has no single delivery" +
+                               (f" to {partner.upper()}" if partner else "") + f" (deliveries: {choices}); "
+                               "name one with partner=")
+            delivery = deliveries[0]
+            data, what = delivery.sent_bytes, f"sent to {delivery.partner}"
+            if data is None and message.purged_at is None:
+                raise NotFound(f"message {message_id} has not been sent to {delivery.partner} yet")
+        if data is None:
+            return problem(410, "Payload purged", f"the payload of {message_id} was purged on "
+                                                  f"{message.purged_at:%Y-%m-%d} by its retention rule; its hashes "
+                                                  "and receipts are kept")
+        audit.record(session, actor=identity.actor, action="PAYLOAD_VIEWED", subject=message.message_id,
+                     detail=f"{what} ({len(data)} bytes, from {message.sender})")
+    return Response(data, media_type="application/xml", headers={"X-Message-Id": message.message_id,
+                                                                 "Cache-Control": "no-store"})
+
+
+@router.post("/messages/{message_id}/resend", summary="Put a message's dead deliveries back in the outbox")
+def resend_message(message_id: str, request: Request, identity: Identity = Depends(allowed("messages:resend"))):
+    from hub.operations import resend
+    count = resend(request.app.state.hub, message_id, actor=identity.actor)
+    return {"message_id": message_id, "resent": count}

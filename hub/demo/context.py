@@ -1,7 +1,13 @@
-"""What every demo scenario receives: the hub's API, the registered citizens, the sandboxes' addresses."""
+"""What every demo scenario receives: the hub's API, the registered citizens, the sandboxes' addresses.
+
+The demo acts as the people who would: each post's consular agent registers its citizens, opens their
+cases and records what the post does (`ctx.agent(post)`, a client with that post's token); integration
+staff send the life-certificate batch and poll CDG (`ctx.staff`); the `api` the scenarios are given is a
+supervisor's, which reads every case (lists masked) and the messages."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import httpx
 
@@ -24,9 +30,18 @@ class DemoContext:
     posts: list[str]
     citizens: list[dict] = field(default_factory=list)   # as GET /api/v1/citizens/{id} returns them
     references: dict[str, list[str]] = field(default_factory=dict)  # service -> case references opened
+    agents: dict[str, httpx.Client] = field(default_factory=dict)   # post -> its consular agent's client
+    staff: httpx.Client | None = None                               # integration staff's client
+    new_client: Callable[[str, str | None], httpx.Client] | None = None  # (role, post) -> a client
 
     def sandbox_url(self, partner: str) -> str:
         return self.sandbox_urls[partner]
+
+    def agent(self, post: str) -> httpx.Client:
+        """The consular agent of `post` (a token bound to that post, made on first use)."""
+        if post not in self.agents:
+            self.agents[post] = self.new_client("consular_agent", post)
+        return self.agents[post]
 
     def opened(self, service: str, reference: str) -> None:
         self.references.setdefault(service, []).append(reference)
@@ -37,7 +52,7 @@ def register_citizens(api: httpx.Client, ctx: DemoContext, count: int, on_each=l
     for i in range(count):
         given, family, given_ar, family_ar, sex = PEOPLE[i % len(PEOPLE)]
         post = ctx.posts[i % len(ctx.posts)]
-        citizen = api.post("/api/v1/citizens", json={
+        citizen = ctx.agent(post).post("/api/v1/citizens", json={
             "post_code": post, "given_name_latin": given, "family_name_latin": family,
             "given_name_arabic": given_ar, "family_name_arabic": family_ar,
             "birth_date": f"{1950 + i % 45}-{1 + i % 12:02d}-{1 + i % 28:02d}", "sex": sex,

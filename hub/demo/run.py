@@ -43,8 +43,33 @@ def _free_port(preferred: int) -> int:
     raise RuntimeError("no free port")
 
 
+class DemoTokens:
+    """The demo's API tokens, made in its own database (recorded in the audit log like `hub tokens create`)."""
+
+    ACTOR = "demo"
+
+    def __init__(self, hub):
+        self.hub = hub
+
+    def mint(self, role: str, *, post: str | None = None, partner: str | None = None) -> str:
+        from hub import audit
+        from hub.auth import create_token
+        name = f"demo {role.replace('_', ' ')}" + (f" {post or partner}" if post or partner else "")
+        with self.hub.sessions.begin() as session:
+            token, secret = create_token(session, role=role, name=name, created_by=self.ACTOR, post_code=post,
+                                         partner=partner, expires_in_days=1)
+            audit.record(session, actor=self.ACTOR, action="TOKEN_CREATED", subject=token.token_id,
+                         detail=f"{role}{' ' + (post or partner) if post or partner else ''} '{name}'")
+        return secret
+
+    def client(self, hub_url: str, role: str, post: str | None = None) -> httpx.Client:
+        return httpx.Client(base_url=hub_url, timeout=60,
+                            headers={"Authorization": f"Bearer {self.mint(role, post=post)}"})
+
+
 class SandboxProcess:
-    def __init__(self, partner: str, port: int, control_port: int, settings: Settings, hub_url: str):
+    def __init__(self, partner: str, port: int, control_port: int, settings: Settings, hub_url: str,
+                 token: str | None = None):
         self.partner, self.port = partner, port
         self.url = f"http://127.0.0.1:{control_port}"
         name = SANDBOXES[partner][0]
@@ -53,7 +78,9 @@ class SandboxProcess:
         if partner == "CDG":
             args += ["--control-port", str(control_port)]
         self.log_path = settings.var_dir / "demo" / f"sandbox-{name}.log"
-        self.proc = subprocess.Popen(args, stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT)
+        # its partner token for callbacks to the hub's /api: in the environment, never on the command line
+        env = {**os.environ, **({"HUB_PARTNER_TOKEN": token} if token else {})}
+        self.proc = subprocess.Popen(args, stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT, env=env)
 
     def wait_healthy(self, deadline: float) -> None:
         while time.monotonic() < deadline:
@@ -100,20 +127,29 @@ def run_demo(*, cases: int, serve: bool, console: Console) -> int:
     pki.ensure_dev_pki(settings.pki_dir, ["hub", "REGISTRY", *SANDBOXES])
     pki.ensure_dev_ssh_keys(settings.pki_dir)
     service = HubService(settings)
+    tokens = DemoTokens(service.hub)
     sandboxes: list[SandboxProcess] = []
+    clients: list[httpx.Client] = []
     try:
         for partner, (name, _, transport) in SANDBOXES.items():
             control = _free_port(CDG_CONTROL_PORT) if partner == "CDG" else ports[partner]
-            sandboxes.append(SandboxProcess(partner, ports[partner], control, settings, hub_url))
+            sandboxes.append(SandboxProcess(partner, ports[partner], control, settings, hub_url,
+                                            token=tokens.mint("partner", partner=partner)))
         deadline = time.monotonic() + 30
         for box in sandboxes:
             box.wait_healthy(deadline)
             console.print(f"  {box.partner:<10} sandbox {SANDBOXES[box.partner][2]:<4} on 127.0.0.1:{box.port}")
         service.serve_in_thread("127.0.0.1", hub_port)
         console.print(f"  hub        {hub_url} (API docs at {hub_url}/docs)\n")
+        def new_client(role: str, post: str | None = None) -> httpx.Client:
+            clients.append(tokens.client(hub_url, role, post))
+            return clients[-1]
+
+        supervisor = new_client("supervisor")
         ctx = DemoContext(hub_url=hub_url, sandbox_urls={b.partner: b.url for b in sandboxes},
-                          posts=_available_posts(hub_url))
-        report = _drive(ctx, modules, cases, console, service)
+                          posts=_available_posts(supervisor), staff=new_client("integration"),
+                          new_client=new_client)
+        report = _drive(ctx, modules, cases, console, service, supervisor)
         report["duration_seconds"] = round(time.perf_counter() - started, 2)
         report["messages_per_second"] = round(report["messages_total"] / report["duration_seconds"], 1)
         report["sandbox_signatures"] = _check_sandbox_signatures(settings, service.hub.signer.certificate)
@@ -126,6 +162,8 @@ def run_demo(*, cases: int, serve: bool, console: Console) -> int:
         if serve:
             console.print(f"\nstill serving: hub {hub_url}; sandboxes " +
                           ", ".join(f"{b.partner} {b.url}" for b in sandboxes) + ". Ctrl-C stops.")
+            console.print(f"an administrator token for {hub_url}/docs (\"Authorize\"), valid one day, shown once:\n"
+                          f"  {tokens.mint('administrator')}", highlight=False)
             try:
                 while True:
                     time.sleep(3600)
@@ -133,46 +171,48 @@ def run_demo(*, cases: int, serve: bool, console: Console) -> int:
                 pass
         return 0 if ok else 1
     finally:
+        for c in clients:
+            c.close()
         service.stop()
         for box in sandboxes:
             box.stop()
 
 
-def _available_posts(hub_url: str) -> list[str]:
-    known = {p["code"] for p in httpx.get(f"{hub_url}/api/v1/posts", timeout=10).raise_for_status().json()}
+def _available_posts(api: httpx.Client) -> list[str]:
+    known = {p["code"] for p in api.get("/api/v1/posts").raise_for_status().json()}
     return [p for p in POSTS if p in known] or sorted(known)[:8]
 
 
-def _drive(ctx: DemoContext, modules: list, cases: int, console: Console, service) -> dict:
+def _drive(ctx: DemoContext, modules: list, cases: int, console: Console, service, api: httpx.Client) -> dict:
+    """Every scenario started, then advanced until every case is final; `api` is a supervisor's client."""
     from registry.statuses import final_statuses
 
-    with httpx.Client(base_url=ctx.hub_url, timeout=60) as api:
-        progress = Progress(TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=console)
-        with progress:
-            task = progress.add_task("citizens registered", total=CITIZENS)
-            register_citizens(api, ctx, CITIZENS, on_each=lambda: progress.advance(task))
-            tasks = {m.SERVICE: progress.add_task(f"{m.SERVICE.lower().replace('_', ' ')}", total=None)
-                     for m in modules}
+    progress = Progress(TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=console)
+    with progress:
+        task = progress.add_task("citizens registered", total=CITIZENS)
+        register_citizens(api, ctx, CITIZENS, on_each=lambda: progress.advance(task))
+        tasks = {m.SERVICE: progress.add_task(f"{m.SERVICE.lower().replace('_', ' ')}", total=None)
+                 for m in modules}
+        for module in modules:
+            module.start(api, ctx, cases)
+        deadline = time.monotonic() + max(120, cases * 10)
+        while time.monotonic() < deadline:
             for module in modules:
-                module.start(api, ctx, cases)
-            deadline = time.monotonic() + max(120, cases * 10)
-            while time.monotonic() < deadline:
-                for module in modules:
-                    if hasattr(module, "advance"):
-                        module.advance(api, ctx)
-                done_all = True
-                for module in modules:
-                    statuses = [c["status"] for c in api.get("/api/v1/cases", params={
-                        "service": module.SERVICE, "limit": 1000}).json()]
-                    finals = final_statuses(module.SERVICE)
-                    done = sum(1 for s in statuses if s in finals)
-                    progress.update(tasks[module.SERVICE], total=len(statuses), completed=done)
-                    done_all &= bool(statuses) and done == len(statuses)
-                in_flight = api.get("/api/v1/messages", params={"state": "ACCEPTED", "limit": 1}).json()["total"]
-                if done_all and not in_flight:  # every case final, and nothing left in the outbox
-                    break
-                time.sleep(0.5)
+                if hasattr(module, "advance"):
+                    module.advance(api, ctx)
+            done_all = True
+            for module in modules:
+                statuses = [c["status"] for c in api.get("/api/v1/cases", params={
+                    "service": module.SERVICE, "limit": 1000}).json()]
+                finals = final_statuses(module.SERVICE)
+                done = sum(1 for s in statuses if s in finals)
+                progress.update(tasks[module.SERVICE], total=len(statuses), completed=done)
+                done_all &= bool(statuses) and done == len(statuses)
+            in_flight = api.get("/api/v1/messages", params={"state": "ACCEPTED", "limit": 1}).json()["total"]
+            if done_all and not in_flight:  # every case final, and nothing left in the outbox
+                break
+            time.sleep(0.5)
     return _report(service)
 
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from lxml import etree
 from pydantic import Field
 from sqlalchemy.orm import Session
 
+from hub.api.auth import allowed
+from hub.auth import Identity
 from hub.xmlsafe import to_bytes
 from registry import canonical, service
 from registry.inputs import NamesIn, StrictIn
@@ -105,7 +107,8 @@ router = APIRouter(prefix="/api/v1", tags=["civil-status extract"])
 
 @router.post("/cases/civil-status-extract", status_code=201,
              summary="Ask the national civil-status register for an extract of an act")
-async def open_extract_case(body: ExtractCaseIn, request: Request):
+async def open_extract_case(body: ExtractCaseIn, request: Request,
+                            identity: Identity = Depends(allowed("registry:act"))):
     details = {"act": body.act.model_dump(), "subject": body.subject.model_dump(mode="json") if body.subject else None}
 
     def complete(session, case: Case) -> None:
@@ -119,5 +122,5 @@ async def open_extract_case(body: ExtractCaseIn, request: Request):
                 "family_name_arabic": citizen.family_name_arabic, "birth_date": citizen.birth_date.isoformat()}}
 
     return await request.app.state.registry.open_and_submit(SERVICE, registration_id=body.registration_id,
-                                                            details=details, actor="consular-app",
+                                                            details=details, identity=identity,
                                                             after_open=complete)

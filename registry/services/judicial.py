@@ -28,13 +28,15 @@ import logging
 import re
 from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from lxml import etree
 from pydantic import Field
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
+from hub.api.auth import allowed
+from hub.auth import Identity
 from hub.api.problems import problem
 from hub.db import utcnow
 from hub.errors import InputError
@@ -200,13 +202,15 @@ router = APIRouter(prefix="/api/v1", tags=["judicial documents"])
 
 @router.post("/cases/{reference}/outcome", summary="The post records the outcome of a judicial document; the "
                                                    "signed delivery certificate goes to JUSTICE through the hub")
-async def record_outcome(reference: str, body: OutcomeIn, request: Request):
+async def record_outcome(reference: str, body: OutcomeIn, request: Request,
+                         identity: Identity = Depends(allowed("registry:act"))):
     registry = request.app.state.registry
     day = body.date or utcnow().date()
 
     def work():
         with registry.hub.sessions.begin() as session:
             case = service.get_case(session, reference=reference, for_update=True)
+            identity.check_post(case.post_code, doing=f"recording the outcome of case {reference}")
             if case.service != SERVICE:
                 return problem(409, "Not a judicial case", f"{reference} is a {case.service} case")
             if case.status != "AT_POST":
@@ -217,7 +221,7 @@ async def record_outcome(reference: str, body: OutcomeIn, request: Request):
             if day > utcnow().date() or day < case.created_at.date():
                 return problem(422, "Date out of range", f"{day.isoformat()} is before the case or in the future")
             _record_outcome(session, case, outcome=body.outcome, day=day, note=body.note,
-                            actor=f"post {case.post_code}")
+                            actor=identity.case_actor)
         _certify_quietly(registry, reference)
         return None
 
@@ -225,4 +229,4 @@ async def record_outcome(reference: str, body: OutcomeIn, request: Request):
     if refused is not None:
         return refused
     with registry.hub.sessions() as session:
-        return case_out(service.get_case(session, reference=reference), full=True)
+        return case_out(service.get_case(session, reference=reference), full=True, viewer=identity)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from lxml import etree
 from pydantic import Field
 from sqlalchemy.orm import Session
 
+from hub.api.auth import allowed
+from hub.auth import Identity
 from hub.xmlsafe import to_bytes
 from registry import canonical, service
 from registry.inputs import StrictIn
@@ -103,8 +105,9 @@ router = APIRouter(prefix="/api/v1", tags=["driving-licence authentication"])
 
 @router.post("/cases/licence-authentication", status_code=201,
              summary="Ask NARSA to authenticate a Moroccan driving licence")
-async def open_licence_case(body: LicenceCaseIn, request: Request):
+async def open_licence_case(body: LicenceCaseIn, request: Request,
+                            identity: Identity = Depends(allowed("registry:act"))):
     details = {"number": body.licence.number, "categories": body.licence.categories,
                "issue_date": body.licence.issue_date.isoformat()}
     return await request.app.state.registry.open_and_submit(SERVICE, registration_id=body.registration_id,
-                                                            details=details, actor="consular-app")
+                                                            details=details, identity=identity)

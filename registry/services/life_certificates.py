@@ -27,13 +27,15 @@ import threading
 import uuid
 from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from lxml import etree
 from pydantic import Field
 from sqlalchemy import Integer, LargeBinary, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from hub.api.auth import allowed
+from hub.auth import Identity
 from hub.db import Base, UtcDateTime, utcnow
 from hub.errors import InputError, NotFound
 from hub.models import Id
@@ -318,21 +320,24 @@ router = APIRouter(prefix="/api/v1", tags=["life certificates"])
 
 
 @router.post("/cases/life-certificate", status_code=201, summary="Issue a life certificate for a pensioner")
-async def open_life_certificate(body: LifeCertificateIn, request: Request):
+async def open_life_certificate(body: LifeCertificateIn, request: Request,
+                                identity: Identity = Depends(allowed("registry:act"))):
     hub = request.app.state.registry.hub
 
     def work() -> dict:
         with hub.sessions.begin() as session:
+            citizen = service.get_citizen(session, registration_id=body.registration_id)
+            identity.check_post(citizen.post_code, doing=f"issuing a life certificate for {body.registration_id}")
             case = issue_certificate(session, registration_id=body.registration_id, pension_number=body.pension_number,
                                      fund=body.fund, issue_date=body.issue_date or utcnow().date(),
-                                     actor="consular-app")
+                                     actor=identity.case_actor)
             session.flush()
-            return case_out(case, full=True)
+            return case_out(case, full=True, viewer=identity)
     return await run_in_threadpool(work)
 
 
 @router.post("/life-certificates/batches", summary="Send the pending certificates and death notices to CDG now")
-async def send_batch_now(request: Request):
+async def send_batch_now(request: Request, _identity: Identity = Depends(allowed("operations:run"))):
     reference = await run_in_threadpool(build_and_submit_batch, request.app.state.registry)
     if reference is None:
         return {"batch": None, "detail": "nothing to send: no certificate or death notice is ISSUED"}
@@ -340,7 +345,8 @@ async def send_batch_now(request: Request):
 
 
 @router.get("/life-certificates/batches", summary="Batches sent to CDG, newest first")
-def list_batches(request: Request, status: str | None = None, limit: int = 50):
+def list_batches(request: Request, status: str | None = None, limit: int = 50,
+                 _identity: Identity = Depends(allowed("messages:read"))):
     with request.app.state.registry.hub.sessions() as session:
         query = select(PensionBatch).order_by(PensionBatch.id.desc()).limit(min(max(limit, 1), 500))
         if status:
@@ -349,7 +355,7 @@ def list_batches(request: Request, status: str | None = None, limit: int = 50):
 
 
 @router.get("/life-certificates/batches/{reference}", summary="One batch, with its cases' statuses")
-def get_batch(reference: str, request: Request):
+def get_batch(reference: str, request: Request, _identity: Identity = Depends(allowed("messages:read"))):
     with request.app.state.registry.hub.sessions() as session:
         batch = session.scalars(select(PensionBatch).where(PensionBatch.reference == reference)).first()
         if batch is None:

@@ -17,12 +17,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from lxml import etree
 from pydantic import Field, model_validator
 from sqlalchemy.orm import Session
 
+from hub.api.auth import allowed
+from hub.auth import Identity
 from hub.api.problems import problem
 from registry import canonical, service
 from registry.inputs import StrictIn
@@ -173,7 +175,8 @@ router = APIRouter(prefix="/api/v1", tags=["passport application"])
 
 
 @router.post("/cases/passport-application", status_code=201, summary="Apply for a passport with DGSN")
-async def open_passport_case(body: PassportCaseIn, request: Request):
+async def open_passport_case(body: PassportCaseIn, request: Request,
+                             identity: Identity = Depends(allowed("registry:act"))):
     registry = request.app.state.registry
     captured_at = body.enrolment.captured_at or dt.datetime.now(dt.timezone.utc)
     if captured_at.tzinfo is None:
@@ -186,16 +189,18 @@ async def open_passport_case(body: PassportCaseIn, request: Request):
         if not case.details.get("collection_post"):
             case.details = {**case.details, "collection_post": case.post_code}
     return await registry.open_and_submit(SERVICE, registration_id=body.registration_id, details=details,
-                                          actor="consular-app", after_open=default_collection_post)
+                                          identity=identity, after_open=default_collection_post)
 
 
 @router.post("/cases/{reference}/handover", summary="The post handed the passport over to its holder")
-async def hand_over(reference: str, body: HandoverIn, request: Request):
+async def hand_over(reference: str, body: HandoverIn, request: Request,
+                    identity: Identity = Depends(allowed("registry:act"))):
     registry = request.app.state.registry
 
     def work():
         with registry.hub.sessions() as session:
             case = service.get_case(session, reference=reference)
+            identity.check_post(case.post_code, doing=f"handing over the passport of case {reference}")
             if case.service != SERVICE:
                 return problem(409, "Not a passport case", f"{reference} is a {case.service} case")
             if case.status == "DELIVERED":
@@ -209,7 +214,7 @@ async def hand_over(reference: str, body: HandoverIn, request: Request):
         with registry.hub.sessions.begin() as session:
             case = service.get_case(session, reference=reference, for_update=True)
             if case.status == "AVAILABLE_AT_POST":
-                service.move_case(session, case=case, status="DELIVERED", actor="consular-post",
+                service.move_case(session, case=case, status="DELIVERED", actor=identity.case_actor,
                                   note=f"handed over on {day.isoformat()}; DGSN told by {receipt.message_id}")
                 case.outcome = {**(case.outcome or {}), "handed_over_on": day.isoformat()}
                 if case.citizen is not None:
@@ -220,4 +225,4 @@ async def hand_over(reference: str, body: HandoverIn, request: Request):
     if refused is not None:
         return refused
     with registry.hub.sessions() as session:
-        return case_out(service.get_case(session, reference=reference), full=True)
+        return case_out(service.get_case(session, reference=reference), full=True, viewer=identity)

@@ -13,12 +13,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from lxml import etree
 from pydantic import Field, model_validator
 from sqlalchemy.orm import Session
 
+from hub.api.auth import allowed
+from hub.auth import Identity
 from registry import canonical, service
 from registry.inputs import PersonIn, StrictIn
 from registry.models import Case, Citizen
@@ -138,8 +140,12 @@ router = APIRouter(prefix="/api/v1", tags=["consular registration"])
 
 @router.post("/cases/consular-registration", status_code=201,
              summary="Register a person (NEW), renew or update a registration; DGSN checks the identity")
-async def open_registration_case(body: RegistrationCaseIn, request: Request):
+async def open_registration_case(body: RegistrationCaseIn, request: Request,
+                                 identity: Identity = Depends(allowed("registry:act"))):
     registry = request.app.state.registry
+    doing = f"opening a {body.kind} registration"
+    if body.kind == "NEW":
+        identity.check_post(body.post_code, doing=f"{doing} at {body.post_code}")
     details = {"kind": body.kind, "address": body.address.model_dump() if body.kind == "UPDATE" and body.address
                else None, "address_change": None}
     if details["address"]:
@@ -154,11 +160,13 @@ async def open_registration_case(body: RegistrationCaseIn, request: Request):
                     address_lines="\n".join(address.lines), status="PENDING", **body.person.model_dump())
             else:
                 citizen = service.get_citizen(session, registration_id=body.registration_id)
-            case = service.open_case(session, service=SERVICE, citizen=citizen, details=details, actor="consular-app")
+                identity.check_post(citizen.post_code, doing=f"{doing} for {citizen.registration_id}")
+            case = service.open_case(session, service=SERVICE, citizen=citizen, details=details,
+                                     actor=identity.case_actor)
             reference = case.reference
         registry.submit_case(reference)
         return reference
 
     reference = await run_in_threadpool(work)
     with registry.hub.sessions() as session:
-        return case_out(service.get_case(session, reference=reference), full=True)
+        return case_out(service.get_case(session, reference=reference), full=True, viewer=identity)

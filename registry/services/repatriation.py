@@ -16,12 +16,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from lxml import etree
 from pydantic import Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hub.api.auth import allowed
+from hub.auth import Identity
 from hub.db import utcnow
 from hub.xmlsafe import to_bytes
 from registry import canonical, service
@@ -187,7 +189,8 @@ router = APIRouter(prefix="/api/v1", tags=["repatriation of remains"])
 
 @router.post("/cases/repatriation", status_code=201,
              summary="Request the repatriation of remains: health, burial and border clearances at once")
-async def open_repatriation_case(body: RepatriationIn, request: Request):
+async def open_repatriation_case(body: RepatriationIn, request: Request,
+                                 identity: Identity = Depends(allowed("registry:act"))):
     registry = request.app.state.registry
     deadline = utcnow() + dt.timedelta(seconds=_setting(registry, "HUB_REPATRIATION_DEADLINE_SECONDS",
                                                         DEFAULT_DEADLINE_SECONDS))
@@ -212,4 +215,4 @@ async def open_repatriation_case(body: RepatriationIn, request: Request):
                                 fund=body.pension.fund, date_of_death=body.death.date)
 
     return await registry.open_and_submit(SERVICE, registration_id=body.registration_id, details=details,
-                                          actor="consular-app", post_code=body.post_code, after_open=complete)
+                                          identity=identity, post_code=body.post_code, after_open=complete)

@@ -13,11 +13,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from lxml import etree
 from pydantic import Field, model_validator
 from sqlalchemy.orm import Session
 
+from hub.api.auth import allowed
+from hub.auth import Identity
 from registry import canonical, service
 from registry.inputs import NamesIn, StrictIn
 from registry.models import Case
@@ -143,7 +145,8 @@ router = APIRouter(prefix="/api/v1", tags=["transcription of acts registered abr
 
 @router.post("/cases/transcription", status_code=201,
              summary="Ask the national register to transcribe a birth or death registered abroad")
-async def open_transcription_case(body: TranscriptionCaseIn, request: Request):
+async def open_transcription_case(body: TranscriptionCaseIn, request: Request,
+                                  identity: Identity = Depends(allowed("registry:act"))):
     details = body.model_dump(mode="json", exclude={"registration_id"}, exclude_none=True)
     return await request.app.state.registry.open_and_submit(SERVICE, registration_id=body.registration_id,
-                                                            details=details, actor="consular-app")
+                                                            details=details, identity=identity)

@@ -23,5 +23,6 @@ def start(api, ctx, count: int) -> None:
             body["subject"] = {"given_name_latin": "Abdellah", "family_name_latin": citizen["family_name_latin"],
                                "given_name_arabic": "عبد الله", "family_name_arabic": citizen["family_name_arabic"],
                                "birth_date": f"{birth_year - 30}-01-01"}
-        case = api.post("/api/v1/cases/civil-status-extract", json=body).raise_for_status().json()
+        case = ctx.agent(citizen["post_code"]).post("/api/v1/cases/civil-status-extract",
+                                                    json=body).raise_for_status().json()
         ctx.opened(SERVICE, case["reference"])

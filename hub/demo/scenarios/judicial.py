@@ -1,7 +1,7 @@
 """Judicial documents: Justice starts these exchanges. The JUSTICE sandbox is asked (through its control
 API) to send service requests for registered citizens' CNIEs and for one CNIE nobody is registered with
-(ADDRESSEE_UNKNOWN, certified at once); as cases reach AT_POST, the post records SERVED, REFUSED and
-NOT_FOUND in turn, so every outcome appears (from 4 cases on)."""
+(ADDRESSEE_UNKNOWN, certified at once); as cases reach AT_POST, the post's consular agent records SERVED, REFUSED
+and NOT_FOUND in turn, so every outcome appears (from 4 cases on)."""
 from __future__ import annotations
 
 import time
@@ -39,11 +39,12 @@ def advance(api, ctx) -> None:
     """The posts record an outcome for every case waiting at a post: by the case's rank among the cases of
     registered addressees, SERVED, REFUSED, NOT_FOUND in turn."""
     cases = _cases(api)
-    ranked = sorted(c["reference"] for c in cases if c["details"]["addressee"]["cnie"] != UNKNOWN_ADDRESSEE["cnie"])
+    ranked = sorted(c["reference"] for c in cases if c["registration_id"])  # the addressee is registered
     for case in cases:
         if case["status"] == "AT_POST":
             outcome = POST_OUTCOMES[ranked.index(case["reference"]) % len(POST_OUTCOMES)]
-            api.post(f"/api/v1/cases/{case['reference']}/outcome", json={"outcome": outcome}).raise_for_status()
+            ctx.agent(case["post_code"]).post(f"/api/v1/cases/{case['reference']}/outcome",
+                                              json={"outcome": outcome}).raise_for_status()
 
 
 def _cases(api) -> list[dict]:

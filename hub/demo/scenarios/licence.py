@@ -10,7 +10,7 @@ def start(api, ctx, count: int) -> None:
     for i in range(count):
         citizen = ctx.citizens[i % len(ctx.citizens)]
         number = f"{(i % 60) + 1}/{100000 + i * 37:06d}"[:-1] + str(LAST_DIGITS[i % len(LAST_DIGITS)])
-        case = api.post("/api/v1/cases/licence-authentication", json={
+        case = ctx.agent(citizen["post_code"]).post("/api/v1/cases/licence-authentication", json={
             "registration_id": citizen["registration_id"],
             "licence": {"number": number, "categories": ["B"] if i % 3 else ["A", "B"],
                         "issue_date": f"{2000 + i % 24}-06-15"}}).raise_for_status().json()

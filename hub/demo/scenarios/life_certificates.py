@@ -17,19 +17,19 @@ def pension_number(i: int) -> str:
 def start(api, ctx, count: int) -> None:
     for i in range(max(count, MINIMUM)):
         citizen = ctx.citizens[i % len(ctx.citizens)]
-        case = api.post("/api/v1/cases/life-certificate", json={
+        case = ctx.agent(citizen["post_code"]).post("/api/v1/cases/life-certificate", json={
             "registration_id": citizen["registration_id"], "pension_number": pension_number(i),
             "fund": FUNDS[i % len(FUNDS)]}).raise_for_status().json()
         ctx.opened(SERVICE, case["reference"])
 
 
 def advance(api, ctx) -> None:
-    """What the consular directorate does on demand: send whatever is ISSUED to CDG now (the daily
+    """What integration staff do on demand: send whatever is ISSUED to CDG now (the daily
     job would do the same), and fetch CDG's acknowledgement file. Death notices from repatriation
     cases may arrive later: sent likewise."""
     issued = api.get("/api/v1/cases", params={"service": SERVICE, "status": "ISSUED", "limit": 1}).json()
     if issued:
-        api.post("/api/v1/life-certificates/batches").raise_for_status()
+        ctx.staff.post("/api/v1/life-certificates/batches").raise_for_status()
     batched = api.get("/api/v1/cases", params={"service": SERVICE, "status": "BATCHED", "limit": 1}).json()
     if batched:  # fetch CDG's acknowledgement now rather than at the next scheduled poll
-        api.post("/api/v1/partners/CDG/poll").raise_for_status()
+        ctx.staff.post("/api/v1/partners/CDG/poll").raise_for_status()

@@ -17,7 +17,8 @@ def start(api, ctx, count: int) -> None:
                 "enrolment": {"reference": f"ENR-{citizen['post_code']}-{i:05d}{last}"}}
         if kind == "RENEWAL":
             body["previous_passport"] = f"TK{1000000 + i:07d}"
-        case = api.post("/api/v1/cases/passport-application", json=body).raise_for_status().json()
+        case = ctx.agent(citizen["post_code"]).post("/api/v1/cases/passport-application",
+                                                    json=body).raise_for_status().json()
         ctx.opened(SERVICE, case["reference"])
 
 
@@ -25,4 +26,4 @@ def advance(api, ctx) -> None:
     """The posts hand over every passport that is available."""
     cases = api.get("/api/v1/cases", params={"service": SERVICE, "status": "AVAILABLE_AT_POST", "limit": 1000})
     for case in cases.raise_for_status().json():
-        api.post(f"/api/v1/cases/{case['reference']}/handover", json={}).raise_for_status()
+        ctx.agent(case["post_code"]).post(f"/api/v1/cases/{case['reference']}/handover", json={}).raise_for_status()

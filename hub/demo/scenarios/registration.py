@@ -15,11 +15,14 @@ CITIES = {"FR": "Paris", "ES": "Madrid", "IT": "Milano", "BE": "Bruxelles", "NL"
 def start(api, ctx, count: int) -> None:
     for i in range(count):
         if i % 4 == 3 and ctx.citizens:
-            body = _update(ctx.citizens[i % len(ctx.citizens)], i) if i % 8 == 3 else \
-                {"kind": "RENEWAL", "registration_id": ctx.citizens[i % len(ctx.citizens)]["registration_id"]}
+            citizen = ctx.citizens[i % len(ctx.citizens)]
+            body = _update(citizen, i) if i % 8 == 3 else \
+                {"kind": "RENEWAL", "registration_id": citizen["registration_id"]}
+            post = citizen["post_code"]
         else:
             body = _new(ctx, i)
-        case = api.post("/api/v1/cases/consular-registration", json=body).raise_for_status().json()
+            post = body["post_code"]
+        case = ctx.agent(post).post("/api/v1/cases/consular-registration", json=body).raise_for_status().json()
         ctx.opened(SERVICE, case["reference"])
 
 

@@ -27,5 +27,5 @@ def start(api, ctx, count: int) -> None:
                               "carrier": "Royal Air Maroc", "seal_number": seal}}
         if i % 2 == 0:
             body["pension"] = {"pension_number": f"{7000100 + i * 11:07d}"[:-1] + str(i % 9), "fund": "CNRA"}
-        case = api.post("/api/v1/cases/repatriation", json=body).raise_for_status().json()
+        case = ctx.agent(citizen["post_code"]).post("/api/v1/cases/repatriation", json=body).raise_for_status().json()
         ctx.opened(SERVICE, case["reference"])

@@ -35,5 +35,5 @@ def start(api, ctx, count: int) -> None:
             body["father" if citizen["sex"] == "M" else "mother"] = parent
         else:  # the applicant's mother, who died abroad
             body["person"] = {**_names("Aicha", "عائشة", citizen), "sex": "F", "birth_date": "1948-05-20"}
-        case = api.post("/api/v1/cases/transcription", json=body).raise_for_status().json()
+        case = ctx.agent(citizen["post_code"]).post("/api/v1/cases/transcription", json=body).raise_for_status().json()
         ctx.opened(SERVICE, case["reference"])

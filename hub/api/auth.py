@@ -1,0 +1,80 @@
+"""Authentication of every /api request, and the per-route permission dependencies.
+
+`ApiAuthentication` (an ASGI middleware) stops any request under /api without a valid token with 401
+before routing, body parsing or validation: an anonymous caller learns nothing, not even which paths
+exist. Routes then declare what they need: `identity: Identity = Depends(allowed("cases:read"))`
+answers 403 when the token's role does not have that permission; scope checks (a consular agent's
+post, a partner's code) are made where the object is known (`Identity.check_post`, `check_partner`).
+"""
+from __future__ import annotations
+
+from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBearer
+from starlette.datastructures import Headers
+
+from hub.api.problems import problem
+from hub.auth import AuthError, Identity, Unauthenticated, authenticate, parse_authorization
+
+API_PREFIX = "/api"
+# Shown in the OpenAPI document (the "Authorize" button of /docs); the check itself is the middleware's.
+bearer_scheme = HTTPBearer(auto_error=False, scheme_name="API token",
+                           description="`Authorization: Bearer hub_<id>_<secret>` (see `hub tokens create`)")
+
+
+def _under_api(path: str) -> bool:
+    return path == API_PREFIX or path.startswith(API_PREFIX + "/")
+
+
+def auth_problem(exc: AuthError) -> JSONResponse:
+    response = problem(exc.status, exc.title, exc.detail)
+    if exc.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="hub"' + (
+            ', error="invalid_token"' if getattr(exc, "invalid_token", False) else "")
+    return response
+
+
+async def auth_error_handler(_request: Request, exc: AuthError) -> JSONResponse:
+    return auth_problem(exc)
+
+
+class ApiAuthentication:
+    """Pure ASGI middleware: under /api, the bearer token is checked first; its Identity goes to
+    `scope["state"]["identity"]` (request.state.identity)."""
+
+    def __init__(self, app, *, hub):
+        self.app, self.hub = app, hub
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and _under_api(scope["path"]):
+            presented = parse_authorization(Headers(scope=scope).get("authorization"))
+            try:
+                identity = await run_in_threadpool(self._authenticate, presented)
+            except AuthError as exc:
+                await auth_problem(exc)(scope, receive, send)
+                return
+            scope.setdefault("state", {})["identity"] = identity
+        await self.app(scope, receive, send)
+
+    def _authenticate(self, presented: str | None) -> Identity:
+        if not presented:  # no database round trip for the commonest refusal
+            raise Unauthenticated("an API token is required: send Authorization: Bearer hub_<id>_<secret>")
+        with self.hub.sessions.begin() as session:
+            return authenticate(session, presented)
+
+
+def current_identity(request: Request, _credentials=Depends(bearer_scheme)) -> Identity:
+    identity = getattr(request.state, "identity", None)
+    if identity is None:  # a route outside /api asked for an identity: refuse rather than guess
+        raise Unauthenticated("an API token is required: send Authorization: Bearer hub_<id>_<secret>")
+    return identity
+
+
+def allowed(permission: str, *, doing: str | None = None):
+    """A dependency returning the caller's Identity once its role has `permission` (else 403)."""
+    def dependency(request: Request, identity: Identity = Depends(current_identity)) -> Identity:
+        identity.require(permission, doing=doing or f"{request.method} {request.url.path}")
+        return identity
+    dependency.__name__ = f"allowed_{permission.replace(':', '_').replace('-', '_')}"
+    return dependency

@@ -1,0 +1,266 @@
+"""The evidence archive on real data: a licence case through the NARSA sandbox, then
+`hub evidence verify` (a real subprocess on the same database) passes; one byte changed in a stored
+message, an event's detail changed, an event deleted -- each fails naming the entry. The exported
+bundle is unzipped and its verify.sh run with /bin/sh: it verifies, and fails naming the file or entry
+after one byte of the bundle is changed.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+
+from conftest import wait_for
+from hub.evidence import ZERO_HASH, audit_line, event_line, link, seal_pending, sha256_text, verify_chains
+from hub.models import Event, Message
+
+FINAL = {"AUTHENTIC", "NOT_AUTHENTIC", "DISCREPANCY", "FAILED"}
+_SCRIPT = Path(sys.executable).with_name("hub")
+HUB_COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "hub.cli"]
+
+
+def run_hub_cli(settings, *args: str) -> subprocess.CompletedProcess:
+    """`hub ARGS` as a subprocess on the same database, configuration and keys as `settings`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_") and k not in ("COLUMNS", "LINES")}
+    env.update({k: v for k, v in settings.environment.items() if k.startswith("HUB_")})
+    env.update({"HUB_VAR_DIR": str(settings.var_dir), "HUB_PKI_DIR": str(settings.pki_dir),
+                "HUB_CONFIG_DIR": str(settings.config_dir), "HUB_DATABASE_URL": settings.database_url,
+                "COLUMNS": "250"})
+    return subprocess.run([*HUB_COMMAND, *args], capture_output=True, text=True, timeout=120, env=env,
+                          cwd=settings.var_dir.parent)
+
+
+def flat(result: subprocess.CompletedProcess) -> str:
+    return " ".join((result.stdout + result.stderr).split())
+
+
+def licence_case(client, number: str = "12/345673") -> str:
+    citizen = client.post("/api/v1/citizens", json={
+        "post_code": "FR-PARIS", "given_name_latin": "Khadija", "family_name_latin": "Alaoui",
+        "given_name_arabic": "خديجة", "family_name_arabic": "العلوي", "birth_date": "1979-03-02", "sex": "F",
+        "cnie": "J123456", "country": "FR", "city": "Paris"})
+    assert citizen.status_code == 201, citizen.text
+    case = client.post("/api/v1/cases/licence-authentication", json={
+        "registration_id": citizen.json()["registration_id"],
+        "licence": {"number": number, "categories": ["B"], "issue_date": "2005-09-01"}})
+    assert case.status_code == 201, case.text
+    reference = case.json()["reference"]
+    wait_for(lambda: client.get(f"/api/v1/cases/{reference}").json()["status"] in FINAL, 30,
+             what=f"case {reference} to reach a final state")
+    # the answer's own deliveries (to the registry) are final too once the case is
+    wait_for(lambda: all(m["state"] != "ACCEPTED" for m in
+                         client.get("/api/v1/messages", params={"correlation_id": reference}).json()["items"]),
+             20, what="every message of the case final")
+    return reference
+
+
+@pytest.fixture
+def flow(running_hub, sandbox_factory, client):
+    """One licence case, final, with every evidence row sealed; returns (hub, reference)."""
+    sandbox_factory(running_hub.url)
+    reference = licence_case(client)
+    running_hub.seal_now()
+    return running_hub.hub, reference
+
+
+def _request(hub, reference: str) -> Message:
+    with hub.sessions() as session:
+        return session.scalars(select(Message).where(Message.message_id == f"REGISTRY-{reference}")).one()
+
+
+def _event(hub, message: Message, kind: str) -> Event:
+    with hub.sessions() as session:
+        return session.scalars(select(Event).where(Event.message_pk == message.id, Event.kind == kind)).one()
+
+
+def test_chain_format_is_the_documented_one(flow, client):
+    hub, reference = flow
+    with hub.sessions() as session:
+        rows = session.execute(select(Event, Message.message_id, Message.sender, Message.correlation_id)
+                               .join(Message, Event.message_pk == Message.id).order_by(Event.chain_seq)).all()
+    previous = ZERO_HASH
+    assert [r[0].chain_seq for r in rows] == list(range(1, len(rows) + 1))
+    for event, message_id, sender, correlation_id in rows:
+        line = event_line(event.chain_seq, event, message_id, sender, correlation_id,
+                          None if event.delivery_id is None else _partner(hub, event.delivery_id))
+        assert line.startswith(f'["event",{event.chain_seq},"') and line.isascii()
+        assert event.content_hash == hashlib.sha256(line.encode()).hexdigest()
+        assert event.chain_hash == hashlib.sha256((previous + event.content_hash).encode()).hexdigest()
+        previous = event.chain_hash
+    request = _request(hub, reference)
+    assert _event(hub, request, "RECEIVED").digest == hashlib.sha256(request.received_bytes).hexdigest()
+    assert _event(hub, request, "ACCEPTED").digest == hashlib.sha256(request.receipt).hexdigest()
+    sent = _event(hub, request, "SENT")
+    assert sent.digest and _event(hub, request, "PARTNER_RECEIPT").digest  # NARSA's acknowledgement, as it came
+
+    # rows written after a sealing run are sealed by the next one, continuing the same chain
+    before = verify_chains(hub, seal=False).chains["timeline"]
+    licence_case(client, "12/345678")
+    seal_pending(hub)
+    after = verify_chains(hub, seal=False).chains["timeline"]
+    assert before.failure is None and after.failure is None and after.unsealed == 0
+    assert after.entries > before.entries and after.head_seq == after.entries
+
+
+def _partner(hub, delivery_id: int) -> str:
+    from hub.models import Delivery
+    with hub.sessions() as session:
+        return session.get(Delivery, delivery_id).partner
+
+
+def test_verify_passes_then_names_a_changed_byte_a_changed_detail_and_a_deleted_event(flow, settings):
+    hub, reference = flow
+    result = run_hub_cli(settings, "evidence", "verify")
+    assert result.returncode == 0, flat(result)
+    assert "timeline chain: OK" in flat(result) and "audit chain: OK" in flat(result)
+
+    # one byte of the stored request, as received
+    request = _request(hub, reference)
+    received = _event(hub, request, "RECEIVED")
+    altered = bytearray(request.received_bytes)
+    altered[altered.index(b"12/345673")] = ord("7")
+    with hub.sessions.begin() as session:
+        session.execute(text("UPDATE messages SET received_bytes = :b WHERE id = :id"),
+                        {"b": bytes(altered), "id": request.id})
+    result = run_hub_cli(settings, "evidence", "verify")
+    assert result.returncode == 1, flat(result)
+    output = flat(result)
+    assert f"timeline chain, entry {received.chain_seq}: event {received.id} (RECEIVED) of message " \
+           f"REGISTRY-{reference} from REGISTRY" in output
+    assert "stored received bytes have sha256" in output and "changed since" in output
+    with hub.sessions.begin() as session:
+        session.execute(text("UPDATE messages SET received_bytes = :b WHERE id = :id"),
+                        {"b": request.received_bytes, "id": request.id})
+    assert verify_chains(hub).ok
+
+    # an event's detail
+    queued = _event(hub, request, "QUEUED")
+    with hub.sessions.begin() as session:
+        session.execute(text("UPDATE events SET detail = 'for SANTE' WHERE id = :id"), {"id": queued.id})
+    report = verify_chains(hub)
+    assert not report.ok
+    failure = report.chains["timeline"].failure
+    assert (failure.seq, failure.entry) == (queued.chain_seq, f"event {queued.id} (QUEUED) of message "
+                                                              f"REGISTRY-{reference} from REGISTRY")
+    assert "no longer match what was sealed" in failure.problem
+    with hub.sessions.begin() as session:
+        session.execute(text("UPDATE events SET detail = :d WHERE id = :id"), {"d": queued.detail, "id": queued.id})
+    assert verify_chains(hub).ok
+
+    # an event deleted from the middle of the chain
+    verified = _event(hub, request, "VERIFIED")
+    with hub.sessions.begin() as session:
+        session.execute(text("DELETE FROM events WHERE id = :id"), {"id": verified.id})
+    result = run_hub_cli(settings, "evidence", "verify")
+    assert result.returncode == 1
+    assert f"timeline chain, entry {verified.chain_seq}: entry missing (deleted?): the chain jumps from entry " \
+           f"{verified.chain_seq - 1} to entry {verified.chain_seq + 1}" in flat(result)
+
+
+def _export(settings, reference: str, tmp_path: Path) -> Path:
+    result = run_hub_cli(settings, "evidence", "export", reference, "--output", str(tmp_path / "out"))
+    assert result.returncode == 0, flat(result)
+    archive = tmp_path / "out" / f"evidence-{reference}.zip"
+    assert archive.is_file() and str(archive.name) in flat(result)
+    with zipfile.ZipFile(archive) as z:
+        z.extractall(tmp_path / "unzipped")
+    return tmp_path / "unzipped" / f"evidence-{reference}"
+
+
+def run_verify_sh(bundle: Path) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C"}  # standard tools only, nothing from the venv
+    return subprocess.run(["/bin/sh", str(bundle / "verify.sh")], capture_output=True, text=True, timeout=120,
+                          env=env, cwd="/")
+
+
+def test_exported_bundle_verifies_offline_and_names_what_was_altered(flow, settings, tmp_path):
+    hub, reference = flow
+    bundle = _export(settings, reference, tmp_path)
+    files = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file())
+    request_dir = next(p for p in (bundle / "messages").iterdir() if p.name.endswith(f"REGISTRY-{reference}"))
+    for name in ("received.xml", "received.document.xml", "receipt.xml", "sent-NARSA.xml",
+                 "partner-receipt-NARSA.xml"):
+        assert (request_dir / name).is_file(), (name, files)
+    for name in ("certificates/hub.crt", "certificates/REGISTRY.crt", "certificates/NARSA.crt",
+                 "certificates/ca-bundle.pem", "chain/head.xml", "chain/entries.txt", "SHA256SUMS", "verify.sh"):
+        assert name in files
+    assert (request_dir / "received.xml").read_bytes() == _request(hub, reference).received_bytes
+    signed_files = (bundle / "chain/signatures.txt").read_text()
+    assert "received.document.xml REGISTRY.crt" in signed_files and "sent-NARSA.xml hub.crt" in signed_files
+    assert "NARSA.crt" in signed_files  # NARSA's signed answer (its callback, received)
+
+    result = run_verify_sh(bundle)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "VERIFIED" in result.stdout and "FAILED" not in result.stdout
+    unknown = run_hub_cli(settings, "evidence", "export", "LIC-0000-000000", "--output", str(tmp_path))
+    assert unknown.returncode == 1 and "no message belongs to case 'LIC-0000-000000'" in flat(unknown)
+
+    # one byte of a message file: named by SHA256SUMS and by its chain entry
+    pristine = tmp_path / "pristine"
+    shutil.copytree(bundle, pristine)
+    received = request_dir / "received.xml"
+    data = bytearray(received.read_bytes())
+    data[data.index(b"12/345673")] = ord("7")
+    received.write_bytes(bytes(data))
+    result = run_verify_sh(bundle)
+    assert result.returncode == 1
+    relative = received.relative_to(bundle).as_posix()
+    assert f"{relative}: FAILED" in result.stdout
+    assert re.search(rf"FAILED: {re.escape(relative)}: sha256 [0-9a-f]{{64}} is not the digest sealed in chain entry "
+                     r"\d+ \(file changed\)", result.stdout), result.stdout
+    # ... also when SHA256SUMS is rewritten to match: the chain still names it
+    sums = [f"{hashlib.sha256(bytes(data)).hexdigest()}  {relative}" if line.endswith(f"  {relative}") else line
+            for line in (bundle / "SHA256SUMS").read_text().splitlines()]
+    (bundle / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+    result = run_verify_sh(bundle)
+    assert result.returncode == 1 and "every file matches SHA256SUMS" in result.stdout
+    assert f"FAILED: {relative}: sha256" in result.stdout
+
+    # one byte of an entry's line (its detail): named by seq
+    shutil.rmtree(bundle)
+    shutil.copytree(pristine, bundle)
+    lines = (bundle / "chain/entries.txt").read_text().splitlines()
+    n, line = next((i, l) for i, l in enumerate(lines) if '"QUEUED"' in l)
+    seq = line.split(" ", 1)[0]
+    lines[n] = line.replace('"for NARSA', '"for SANTE')
+    (bundle / "chain/entries.txt").write_text("\n".join(lines) + "\n")
+    result = run_verify_sh(bundle)
+    assert result.returncode == 1
+    assert f"FAILED: chain entry {seq}: its line does not hash to its content hash (entry changed)" in result.stdout
+
+    # one byte of the hub's signed statement
+    shutil.rmtree(bundle)
+    shutil.copytree(pristine, bundle)
+    head = (bundle / "chain/head.xml").read_text()
+    last = re.search(r"<LastSeq>(\d+)</LastSeq>", head).group(1)
+    (bundle / "chain/head.xml").write_text(head.replace(f"<LastSeq>{last}<", f"<LastSeq>{int(last) - 1}<"))
+    result = run_verify_sh(bundle)
+    assert result.returncode == 1 and "FAILED: chain/head.xml: the hub's signature does not verify" in result.stdout
+
+    # a signed document whose bytes are changed where the chain does not vouch for them (the extracted copy)
+    shutil.rmtree(bundle)
+    shutil.copytree(pristine, bundle)
+    document = request_dir / "received.document.xml"
+    document.write_bytes(document.read_bytes().replace(b"12/345673", b"12/345677"))
+    result = run_verify_sh(bundle)
+    assert result.returncode == 1
+    assert f"FAILED: {document.relative_to(bundle).as_posix()}: signature does not verify with " \
+           f"certificates/REGISTRY.crt" in result.stdout
+
+
+def test_audit_line_is_the_documented_one():
+    from types import SimpleNamespace
+    import datetime as dt
+    entry = SimpleNamespace(at=dt.datetime(2026, 1, 2, 3, 4, 5, 6000, tzinfo=dt.timezone.utc), actor="cli ana",
+                            action="RESEND", subject="M-1", detail="é", digest=None)
+    line = audit_line(7, entry)
+    assert line == '["audit",7,"2026-01-02T03:04:05.006000+00:00","cli ana","RESEND","M-1","\\u00e9",null]'
+    assert link(ZERO_HASH, sha256_text(line)) == hashlib.sha256((ZERO_HASH + sha256_text(line)).encode()).hexdigest()

@@ -1,0 +1,110 @@
+"""Retention: a final message past its route's retention loses its payload bytes (received, canonical,
+sent); purged_at is set, a PURGED event joins the chain, hashes and receipts stay, and
+`hub evidence verify` still passes -- while bytes missing WITHOUT a recorded purge fail it. The exported
+bundle of a purged case still verifies offline. Short retention: the route says 1 day and the test
+moves the messages' last change 2 days back (the clock is the database's, no sleeping)."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import yaml
+from sqlalchemy import select, text
+
+from hub.evidence import verify_chains
+from hub.models import AuditEntry, Delivery, Event, Message
+from hub.retention import purge_expired, retention_days
+from test_evidence import flat, licence_case, run_hub_cli, run_verify_sh, _export
+
+
+@pytest.fixture
+def settings(settings):
+    """LicenceAuthenticationRequest kept 1 day; every other type the default (365 days)."""
+    path = next(p for p in (settings.config_dir / "routes").glob("*.yaml") if "LicenceAuthenticationRequest" in p.read_text())
+    routes = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for route in routes["routes"]:
+        if route["type"] == "LicenceAuthenticationRequest":
+            route["retention_days"] = 1
+    path.write_text(yaml.safe_dump(routes, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return settings
+
+
+def _age(hub, days: int) -> None:
+    with hub.sessions.begin() as session:
+        session.execute(text("UPDATE messages SET updated_at = :t"),
+                        {"t": dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days)})
+
+
+def _messages(hub) -> dict[str, Message]:
+    with hub.sessions() as session:
+        return {m.type: m for m in session.scalars(select(Message))}
+
+
+def test_purge_keeps_hashes_and_receipts_and_the_chain_verifies(running_hub, sandbox_factory, client, settings,
+                                                               tmp_path):
+    hub = running_hub.hub
+    sandbox_factory(running_hub.url)
+    reference = licence_case(client)
+    assert retention_days(hub, "LicenceAuthenticationRequest") == 1
+    assert retention_days(hub, "LicenceAuthenticationResult") == settings.default_retention_days == 365
+    assert purge_expired(hub).purged == []  # final for less than a day: nothing yet
+
+    _age(hub, 2)
+    result = run_hub_cli(settings, "evidence", "purge", "--dry-run")
+    assert result.returncode == 0, flat(result)
+    assert f"would purge 1 message(s)" in flat(result) and f"REGISTRY/REGISTRY-{reference}" in flat(result)
+    assert _messages(hub)["LicenceAuthenticationRequest"].received_bytes is not None
+
+    result = run_hub_cli(settings, "evidence", "purge")
+    assert result.returncode == 0, flat(result)
+    assert "purged 1 message(s)" in flat(result)
+    messages = _messages(hub)
+    request, answer = messages["LicenceAuthenticationRequest"], messages["LicenceAuthenticationResult"]
+    assert request.received_bytes is None and request.canonical_bytes is None and request.purged_at is not None
+    assert request.receipt and request.digest  # the hub's signed receipt and the hash stay
+    assert answer.received_bytes is not None and answer.purged_at is None  # 365 days for this type
+    with hub.sessions() as session:
+        [delivery] = session.scalars(select(Delivery).where(Delivery.message_pk == request.id)).all()
+        assert delivery.sent_bytes is None and delivery.partner_receipt  # NARSA's receipt kept as it came
+        [purged] = session.scalars(select(Event).where(Event.message_pk == request.id, Event.kind == "PURGED")).all()
+        assert purged.chain_seq is not None and "received bytes sha256" in purged.detail
+        [entry] = session.scalars(select(AuditEntry).where(AuditEntry.action == "PURGE")).all()
+        assert entry.actor.startswith("cli ") and f"REGISTRY-{reference}" in entry.detail
+
+    result = run_hub_cli(settings, "evidence", "verify")
+    assert result.returncode == 0, flat(result)
+    assert "purged by retention" in flat(result)
+    assert purge_expired(hub).purged == []  # idempotent
+
+    # the bundle of a purged case still verifies offline: entries and receipts, no payload
+    bundle = _export(settings, reference, tmp_path)
+    request_dir = next(p for p in (bundle / "messages").iterdir() if p.name.endswith(f"REGISTRY-{reference}"))
+    assert not (request_dir / "received.xml").exists() and (request_dir / "receipt.xml").exists()
+    verified = run_verify_sh(bundle)
+    assert verified.returncode == 0, verified.stdout
+
+    # bytes gone WITHOUT a recorded purge: named
+    with hub.sessions.begin() as session:
+        session.execute(text("UPDATE messages SET received_bytes = NULL WHERE id = :id"), {"id": answer.id})
+        received = session.scalars(select(Event).where(Event.message_pk == answer.id,
+                                                       Event.kind == "RECEIVED")).one()
+    report = verify_chains(hub)
+    failure = report.chains["timeline"].failure
+    assert failure.seq == received.chain_seq and "RECEIVED" in failure.entry
+    assert "missing from the store, and no retention purge of this message is recorded" in failure.problem
+
+
+def test_messages_not_final_are_never_purged(settings):
+    from hub.runtime import Hub
+    from support import licence_request
+    hub = Hub(settings)
+    hub.migrate()
+    try:
+        hub.submit(licence_request(settings.pki_dir))  # ACCEPTED, no worker runs: stays pending
+        _age(hub, 30)
+        assert purge_expired(hub).purged == []
+        assert _messages(hub)["LicenceAuthenticationRequest"].received_bytes is not None
+        report = purge_expired(hub, now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=400))
+        assert report.purged == []
+    finally:
+        hub.close()
