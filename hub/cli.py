@@ -19,8 +19,10 @@ def _settings(args):
 
 def cmd_serve(args) -> int:
     from hub.server import HubService
-    service = HubService(_settings(args))
-    console.print(f"hub serving on http://{args.host}:{args.port} (database: {service.hub.engine.url.render_as_string()})")
+    from hub.tls import scheme
+    settings = _settings(args)
+    service = HubService(settings)
+    console.print(f"hub serving on {scheme(settings)}://{args.host}:{args.port} (database: {service.hub.engine.url.render_as_string()})")
     service.serve_forever(args.host, args.port)
     return 0
 

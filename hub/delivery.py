@@ -24,7 +24,7 @@ from hub.models import Delivery, DeliveryState, Message, MessageState
 from hub.outbox import claim_due
 from hub.retry import next_delay
 from hub.signing import DS_NS
-from hub.xmlsafe import parse_trusted, parse_untrusted, to_bytes
+from hub.xmlsafe import limits, parse_trusted, parse_untrusted, to_bytes
 
 log = logging.getLogger("hub.delivery")
 
@@ -59,10 +59,12 @@ def deliver(hub, delivery_id: int) -> str:
     party = hub.config.parties[delivery.partner]
     transport = party.transport.upper()
     started = time.perf_counter()
+    sent = None
     try:
         body = render_for_partner(hub, message, delivery)
         result = hub.connectors[delivery.partner].send(
             Outbound(message.message_id, message.type, body, operation=delivery.operation))
+        sent = (body, result.receipt, f"over {transport}: {result.detail}")
         answer = take_in_answer(hub, delivery.partner, result.receipt)
     except DeliveryError as exc:
         error = exc
@@ -71,10 +73,10 @@ def deliver(hub, delivery_id: int) -> str:
         error = TransientDeliveryError(f"unexpected {type(exc).__name__}: {exc}")
     else:
         metrics.DELIVERY_SECONDS.labels(delivery.partner).observe(time.perf_counter() - started)
-        _record_delivered(hub, delivery_id, body, result.receipt, f"over {transport}: {result.detail}", answer)
+        _record_delivered(hub, delivery_id, sent, answer)
         metrics.DELIVERIES.labels(delivery.partner, "delivered").inc()
         return DeliveryState.DELIVERED
-    return _record_failure(hub, delivery_id, error, transport)
+    return _record_failure(hub, delivery_id, error, transport, sent)
 
 
 def take_in_answer(hub, partner: str, receipt: bytes | None) -> str | None:
@@ -85,7 +87,8 @@ def take_in_answer(hub, partner: str, receipt: bytes | None) -> str | None:
     if not receipt or not receipt.lstrip().startswith(b"<"):
         return None  # no body, or plain text: kept as the partner's receipt, nothing to take in
     try:
-        root = parse_untrusted(receipt, max_bytes=hub.settings.max_message_bytes, what=f"{partner}'s answer")
+        root = parse_untrusted(receipt, max_bytes=hub.settings.max_message_bytes, what=f"{partner}'s answer",
+                               **limits(hub.settings))
     except InputError as exc:  # XML the hub cannot read (malformed, DOCTYPE, over the cap): never dropped silently
         raise PermanentDeliveryError(f"delivered, but {partner}'s answer was refused: {exc.detail}") from None
     if hub.config.inbound_for(partner, root.tag) is None:
@@ -96,31 +99,50 @@ def take_in_answer(hub, partner: str, receipt: bytes | None) -> str | None:
         raise PermanentDeliveryError(f"delivered, but {partner}'s answer was refused: {exc.detail}") from None
 
 
-def _record_delivered(hub, delivery_id: int, body: bytes, receipt: bytes | None, detail: str,
-                      answer: str | None = None) -> None:
+def _record_sent(session, message: Message, delivery: Delivery, sent: tuple[bytes, bytes | None, str]) -> None:
+    """Keep what was sent and what the partner answered, as evidence. The stored bytes are written once:
+    the timeline's digests vouch for them, so a later send (a lease that expired during a slow send, an
+    answer that failed to be taken in) is a SENT_AGAIN event carrying its own digests instead."""
+    body, receipt, detail = sent
+    attempt = f"(attempt {delivery.attempts})"
+    if delivery.sent_bytes is None:
+        delivery.sent_bytes, delivery.partner_receipt = body, receipt
+        timeline.record(session, message, timeline.SENT, f"to {delivery.partner} {detail} {attempt}", delivery)
+        if receipt:  # kept byte for byte as the partner answered; its digest goes into the evidence chain
+            timeline.record(session, message, timeline.PARTNER_RECEIPT,
+                            f"{len(receipt)} bytes from {delivery.partner}", delivery)
+        return
+    answered = f"; answer sha256 {timeline.sha256(receipt)}" if receipt else ""
+    timeline.record(session, message, timeline.SENT_AGAIN,
+                    f"to {delivery.partner} {detail} {attempt}: sha256 {timeline.sha256(body)}{answered} "
+                    "(the first send's bytes are the ones kept)", delivery)
+
+
+def _record_delivered(hub, delivery_id: int, sent: tuple[bytes, bytes | None, str], answer: str | None) -> None:
     now = utcnow()
     with hub.sessions.begin() as session:
         delivery = session.get(Delivery, delivery_id)
         message = session.get(Message, delivery.message_pk)
-        delivery.state, delivery.sent_bytes, delivery.partner_receipt = DeliveryState.DELIVERED, body, receipt
-        delivery.delivered_at, delivery.lease_owner, delivery.lease_expires_at = now, None, None
-        delivery.last_error = None
-        timeline.record(session, message, timeline.SENT, f"to {delivery.partner} {detail} "
-                                                         f"(attempt {delivery.attempts})", delivery)
-        if receipt:  # kept byte for byte as the partner answered; its digest goes into the evidence chain
-            timeline.record(session, message, timeline.PARTNER_RECEIPT,
-                            f"{len(receipt)} bytes from {delivery.partner}", delivery)
+        _record_sent(session, message, delivery, sent)
+        if delivery.state != DeliveryState.DELIVERED:
+            delivery.state, delivery.delivered_at, delivery.last_error = DeliveryState.DELIVERED, now, None
+        delivery.lease_owner, delivery.lease_expires_at = None, None
         if answer:
             timeline.record(session, message, timeline.ANSWERED, f"{delivery.partner} answered with {answer}", delivery)
         _refresh_message_state(session, message)
 
 
-def _record_failure(hub, delivery_id: int, error: DeliveryError, transport: str) -> str:
+def _record_failure(hub, delivery_id: int, error: DeliveryError, transport: str,
+                    sent: tuple[bytes, bytes | None, str] | None = None) -> str:
+    """A failed attempt: retry later or dead-letter. `sent`: the partner did take the message (the failure
+    came after, e.g. its answer was refused); what was sent and answered is kept all the same."""
     now = utcnow()
     listeners = None
     with hub.sessions.begin() as session:
         delivery = session.get(Delivery, delivery_id)
         message = session.get(Message, delivery.message_pk)
+        if sent is not None:
+            _record_sent(session, message, delivery, sent)
         policy = hub.config.parties[delivery.partner].retry
         what = f"delivering {message.message_id} to {delivery.partner} over {transport}: {error.reason}"
         delivery.lease_owner, delivery.lease_expires_at, delivery.last_error = None, None, error.reason

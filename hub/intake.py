@@ -33,7 +33,7 @@ from hub.models import Delivery, DeliveryState, Message, MessageState
 from hub.receipts import build_receipt
 from hub.schemas import ENVELOPE_NS
 from hub.signing import DS_NS
-from hub.xmlsafe import parse_untrusted, to_bytes
+from hub.xmlsafe import limits, parse_untrusted, to_bytes
 
 _E = f"{{{ENVELOPE_NS}}}"
 
@@ -68,14 +68,18 @@ def business_document(envelope: etree._Element) -> etree._Element:
     return envelope.find(f"{_E}Body")[0]
 
 
-def accept_canonical(hub, data: bytes) -> Receipt:
-    """Intake of a signed canonical envelope (POST /api/v1/messages, the registry)."""
-    envelope = parse_untrusted(data, max_bytes=hub.settings.max_message_bytes)
+def accept_canonical(hub, data: bytes, *, caller: str | None = None) -> Receipt:
+    """Intake of a signed canonical envelope (POST /api/v1/messages, the registry). A `caller` (the
+    party an API token speaks for) may only submit messages whose header names it as Sender."""
+    envelope = parse_untrusted(data, max_bytes=hub.settings.max_message_bytes, **limits(hub.settings))
     if envelope.tag != f"{_E}Message":
         raise SchemaInvalid(f"expected a canonical envelope {{{ENVELOPE_NS}}}Message, got {envelope.tag}",
                             [Problem("wrong root element", line=envelope.sourceline, path="/*")])
     hub.schemas.validate(envelope, what="message")
     header = read_header(envelope)
+    if caller is not None and header.sender != caller:
+        raise NotAllowed(f"submitting a message with Sender {header.sender}: the caller speaks for {caller}",
+                         [Problem("Sender is not the caller's party", path="/Message/Header/Sender")])
     if not hub.trust.knows(header.sender):
         raise NotAllowed(f"sender {header.sender!r} is not a known party",
                          [Problem("unknown sender", path="/Message/Header/Sender")])
@@ -119,7 +123,7 @@ def accept_partner_document(hub, partner: str, data: bytes) -> Receipt:
     party = hub.config.parties.get(partner)
     if party is None or party.transport == "local":
         raise NotAllowed(f"{partner!r} is not a partner that sends documents to the hub")
-    root = parse_untrusted(data, max_bytes=hub.settings.max_message_bytes)
+    root = parse_untrusted(data, max_bytes=hub.settings.max_message_bytes, **limits(hub.settings))
     inbound = hub.config.inbound_for(partner, root.tag)
     if inbound is None:
         raise NotRoutable(f"{partner} may not send a {root.tag} document to the hub",

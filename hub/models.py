@@ -39,7 +39,9 @@ class Message(Base):
     state: Mapped[str] = mapped_column(String(16), index=True)
     digest: Mapped[str] = mapped_column(String(64))
     received_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)   # None once purged (retention)
-    canonical_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)  # set when a partner format was mapped in
+    # The canonical form built from verified content only (mapped in from a partner's format, or the signed
+    # document re-enveloped when that differs from what arrived): what delivery maps. None: use received_bytes.
+    canonical_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)
     receipt: Mapped[bytes] = mapped_column(LargeBinary)
     received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)

@@ -81,10 +81,11 @@ class Hub:
     # -- the public interface used by API views, the registry and the CLI --------------------------
     def submit(self, data: bytes, *, channel: str = "rest", caller: str | None = None):
         """Accept a signed canonical message; returns an intake.Receipt. A refusal (InputError) is
-        recorded with the door it came through (`channel`) and who called (`caller`), then raised."""
+        recorded with the door it came through (`channel`) and who called (`caller`), then raised.
+        A `caller` (the party an API token or the in-process registry speaks for) must be the Sender."""
         from hub.intake import accept_canonical
         try:
-            return accept_canonical(self, data)
+            return accept_canonical(self, data, caller=caller)
         except InputError as exc:
             record_refusal(self, channel=channel, partner=caller, error=exc, data=data)
             raise

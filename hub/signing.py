@@ -273,6 +273,9 @@ def verify_with(document: etree._Element, certificate: x509.Certificate, *, sign
             etree.XMLSyntaxError, ValueError) as exc:
         raise SignatureInvalid(f"signature does not verify as {signer_name}'s: {exc}",
                                [Problem(str(exc))]) from None
+    except Exception as exc:  # noqa: BLE001 - signxml trips over hostile unsigned parts (e.g. KeyValue)
+        raise SignatureInvalid(f"signature does not verify as {signer_name}'s: its KeyInfo or structure could not "
+                               f"be read ({type(exc).__name__})", [Problem("unreadable signature")]) from None
     if result.signed_xml is None:
         raise SignatureInvalid(f"signed content of {signer_name}'s document is not XML")
     return result.signed_xml

@@ -36,6 +36,7 @@ DUPLICATE = "DUPLICATE"              # same id and bytes again: first receipt re
 CLAIMED = "CLAIMED"                  # a worker took the delivery (with a lease)
 SENT = "SENT"                        # mapped, signed and handed to the partner, who acknowledged
 PARTNER_RECEIPT = "PARTNER_RECEIPT"  # what the partner answered to a send, kept as it arrived
+SENT_AGAIN = "SENT_AGAIN"            # a later send of a delivery already sent: its digests in the detail
 ANSWERED = "ANSWERED"                # the partner's synchronous answer taken in as a message of its own
 RETRY_SCHEDULED = "RETRY_SCHEDULED"  # transient fault; next attempt planned
 DEAD_LETTERED = "DEAD_LETTERED"      # permanent fault or retries exhausted

@@ -52,7 +52,7 @@ def test_purge_keeps_hashes_and_receipts_and_the_chain_verifies(running_hub, san
     _age(hub, 2)
     result = run_hub_cli(settings, "evidence", "purge", "--dry-run")
     assert result.returncode == 0, flat(result)
-    assert f"would purge 1 message(s)" in flat(result) and f"REGISTRY/REGISTRY-{reference}" in flat(result)
+    assert "would purge 1 message(s)" in flat(result) and f"REGISTRY/REGISTRY-{reference}" in flat(result)
     assert _messages(hub)["LicenceAuthenticationRequest"].received_bytes is not None
 
     result = run_hub_cli(settings, "evidence", "purge")

@@ -259,7 +259,7 @@ def test_a_partner_token_speaks_only_for_its_partner(running_hub, client_as, pki
     # a canonical message whose header names another sender: refused before intake, recorded
     registry_message = licence_request(pki_dir, reference="LIC-2026-000779")
     refused = narsa.post("/api/v1/messages", content=registry_message, headers=XML)
-    assert refused.status_code == 403 and "belongs to partner NARSA" in refused.json()["detail"], refused.text
+    assert refused.status_code == 403 and "the caller speaks for NARSA" in refused.json()["detail"], refused.text
     with running_hub.hub.sessions() as session:
         refusal = session.scalars(select(Refusal).order_by(Refusal.id.desc())).first()
     assert refusal.status == 403 and refusal.partner == "NARSA" and "Sender REGISTRY" in refusal.reason

@@ -187,6 +187,20 @@ def test_only_the_signed_content_is_kept_as_canonical(client, good, running_hub)
     running_hub.hub.trust.verify(document, "REGISTRY")  # the kept form still carries a valid signature
 
 
+@pytest.mark.parametrize("key_value", [
+    "<ds:RSAKeyValue><ds:Modulus/><ds:Exponent>AQAB</ds:Exponent></ds:RSAKeyValue>",
+    "<ds:ECKeyValue xmlns:ds=\"http://www.w3.org/2009/xmldsig11#\"><ds:NamedCurve URI=\"urn:x\"/>"
+    "<ds:PublicKey/></ds:ECKeyValue>",
+], ids=["empty-rsa-modulus", "unknown-ec-curve"])
+def test_unreadable_key_value_outside_the_signed_content_is_a_clear_refusal(client, good, running_hub, key_value):
+    """KeyInfo is not signed: whatever it holds must give a 400 naming the signature, never a 500."""
+    root, document = st.business(good)
+    key_info = document.find(f"{{{DS_NS}}}Signature/{{{DS_NS}}}KeyInfo")
+    key_info.insert(0, etree.fromstring(f'<ds:KeyValue xmlns:ds="{DS_NS}">{key_value}</ds:KeyValue>'))
+    refused(post(client, etree.tostring(root)), 400, "REGISTRY")
+    assert stored(running_hub) == (0, 1)
+
+
 # -- algorithms --------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("change, words", [

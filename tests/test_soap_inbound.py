@@ -140,7 +140,7 @@ def test_accepted_document_gets_a_signed_receipt_and_a_duplicate_the_same(runnin
 def test_same_id_with_other_bytes_is_a_client_fault(running_hub, caller, pki_dir):
     assert caller.call(demande(pki_dir)).status_code == 200
     response = caller.call(demande(pki_dir, court="TPI-RABAT"))
-    assert response.status_code == 500
+    assert response.status_code == 409
     with pytest.raises(zeep.exceptions.Fault) as raised:
         caller.reply(response)
     assert raised.value.code == "soap:Client"
@@ -166,7 +166,7 @@ def _altered(pki_dir) -> bytes:
 ])
 def test_refused_documents_are_client_faults_naming_the_problem(running_hub, caller, pki_dir, name, build, expected):
     response = caller.post(build(caller, pki_dir))
-    assert response.status_code == 500, name
+    assert response.status_code == 400, name
     fault = fault_of(response)
     assert fault.code == "soap:Client" and not fault.transient
     assert expected in fault.string, fault.string
@@ -196,7 +196,7 @@ def test_size_and_content_type_are_checked_before_reading(running_hub, caller, p
 def test_partner_without_a_soap_endpoint_gets_a_fault(running_hub, caller, pki_dir, code):
     response = requests.post(f"{running_hub.url}/soap/{code}", data=caller.envelope_for(demande(pki_dir)),
                              headers={"Content-Type": "text/xml"}, timeout=5)
-    assert response.status_code == 500
+    assert response.status_code == 403
     fault = fault_of(response)
     assert fault.code == "soap:Client" and "not a partner that calls the hub over SOAP" in fault.string
 

@@ -1,6 +1,6 @@
 """`hub certificates`: every certificate the hub relies on, and how long each remains valid.
 
-    hub certificates            a table: party, role, subject CN, serial, valid from / to, days left, status
+    hub certificates            a table: party, role, serial, valid until, days left, status
     hub certificates --json     the same as JSON (one object per certificate)
 
 Rows: the hub's own signing certificate (`role` signing), each party's pinned certificates (pinned)
@@ -36,11 +36,11 @@ def cmd_certificates(args) -> int:
         print(json.dumps([s.as_dict() for s in statuses], indent=2))
     else:
         table = Table(title=f"Certificates (EXPIRING = within {warning_days} days)")
-        for column in ("party", "role", "subject CN", "serial", "valid from", "valid to", "days left", "status"):
-            table.add_column(column, overflow="fold", justify="right" if column == "days left" else "left")
+        for column in ("party", "role", "serial", "valid until", "days left", "status"):
+            table.add_column(column, no_wrap=True, justify="right" if column == "days left" else "left")
         for s in statuses:
-            table.add_row(s.party, s.role, escape(s.common_name or s.subject), s.serial, f"{s.not_before:%Y-%m-%d}",
-                          f"{s.not_after:%Y-%m-%d}", str(s.days_left), f"[{STYLE[s.status]}]{s.status}[/]")
+            table.add_row(s.party, s.role, f"{s.serial[:8]}…", f"{s.not_after:%Y-%m-%d}", str(s.days_left),
+                          f"[{STYLE[s.status]}]{s.status}[/]")
         console.print(table)
         flagged = [s for s in statuses if s.status != VALID]
         if flagged:

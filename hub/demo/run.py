@@ -15,8 +15,10 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.markup import escape
 
 from hub.demo.context import POSTS, DemoContext, register_citizens
+from hub.evidence import verify_chains
 from hub.settings import Settings
 
 # partner -> (sandbox name, preferred port, what it speaks); CDG's port is SFTP, its HTTP control port is apart
@@ -153,12 +155,17 @@ def run_demo(*, cases: int, serve: bool, console: Console) -> int:
         report["duration_seconds"] = round(time.perf_counter() - started, 2)
         report["messages_per_second"] = round(report["messages_total"] / report["duration_seconds"], 1)
         report["sandbox_signatures"] = _check_sandbox_signatures(settings, service.hub.signer.certificate)
+        evidence = verify_chains(service.hub)  # seals what is pending, then walks both chains
+        report["evidence"] = {"verified": evidence.ok, "summary": evidence.lines()}
         _print_summary(console, report)
         report_path = base.var_dir / "demo-report.json"
         report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
         console.print(f"\nreport written to {report_path}")
+        console.print(f"check the evidence yourself: HUB_DATABASE_URL={settings.database_url} "
+                      f"{sys.executable.rsplit('/', 1)[0]}/hub evidence verify  (or: evidence export CASE)",
+                      highlight=False, soft_wrap=True)
         ok = (report["all_cases_final"] and report["sandbox_signatures"]["failed"] == 0 and not report["dead_letters"]
-              and not report["messages_in_flight"] and report["all_partners_used"])
+              and not report["messages_in_flight"] and report["all_partners_used"] and evidence.ok)
         if serve:
             console.print(f"\nstill serving: hub {hub_url}; sandboxes " +
                           ", ".join(f"{b.partner} {b.url}" for b in sandboxes) + ". Ctrl-C stops.")
@@ -302,6 +309,8 @@ def _print_summary(console: Console, report: dict) -> None:
     sig = report["sandbox_signatures"]
     console.print(f"sandboxes received {sig['checked']} documents from the hub; {sig['checked'] - sig['failed']} verify "
                   f"against {sig['certificate']}" + (f", [red]{sig['failed']} do not[/]" if sig["failed"] else ""))
+    for line in report["evidence"]["summary"]:
+        console.print(f"evidence {escape(line)}" if report["evidence"]["verified"] else f"[red]evidence {escape(line)}[/]")
     if report["messages_in_flight"]:
         console.print(f"[red]{report['messages_in_flight']} messages still waiting for delivery[/]")
     for dead in report["dead_letters"]:
