@@ -83,13 +83,13 @@ def cmd_messages_show(args) -> int:
 
 
 def cmd_messages_resend(args) -> int:
-    from hub.errors import NotFound
+    from hub.errors import InputError, NotFound
     from hub.audit import cli_actor
     from hub.operations import resend
     hub = open_hub()
     try:
         count = resend(hub, args.id, actor=cli_actor())
-    except NotFound as exc:
+    except (NotFound, InputError) as exc:
         console.print(f"[red]{escape(str(exc))}[/]")
         return 1
     console.print(f"{count} dead deliver{'y' if count == 1 else 'ies'} of {escape(args.id)} back in the outbox"

@@ -18,7 +18,8 @@ separators=(",", ":"))`), its bytes hashed as they are:
 
 `at` is ISO 8601 in UTC with microseconds (`2026-11-23T10:00:00.123456+00:00`); `digest` (last, so
 a shell can check it with a suffix match) is the sha256 of the bytes the entry vouches for, or null
-(hub/timeline.py lists which). `verify_chains` recomputes every line, link and digest from what is
+(hub/timeline.py lists which; a null digest of a kind that vouches for bytes says there were none, so
+the column must still be empty). `verify_chains` recomputes every line, link and digest from what is
 stored; `hub evidence export` (hub/evidence_export.py) writes a case's span for offline checking.
 """
 from __future__ import annotations
@@ -174,12 +175,14 @@ def verify_chains(hub, *, seal: bool = True, progress: Progress | None = None) -
 
     Each entry's canonical line is rebuilt from the rows as stored and hashed, each link recomputed,
     and each digest of the timeline recomputed from the stored bytes (received, canonical, receipt,
-    sent, partner's receipt). A missing payload is accepted only for a message whose retention purge
-    is itself a sealed entry of the chain. Each chain stops at its first failure, which it names."""
+    sent, partner's receipt); an entry that sealed a null digest for bytes of its kind requires the column
+    to be still empty. A missing payload is accepted only for a message whose retention purge is itself a
+    sealed entry of the chain (looked up when the missing bytes are met, so a purge committed during the
+    walk counts). Each chain stops at its first failure, which it names."""
     if seal:
         seal_pending(hub)
     report = VerificationReport()
-    report.chains["timeline"] = _verify_timeline(hub, progress)
+    report.chains["timeline"] = _verify_timeline(hub, progress, seal)
     report.chains["audit"] = _verify_audit(hub, progress)
     return report
 
@@ -210,12 +213,11 @@ def _check_link(report: ChainReport, seq: int, row, line: str, previous: str, wh
     return None
 
 
-def _verify_timeline(hub, progress: Progress | None) -> ChainReport:
+def _verify_timeline(hub, progress: Progress | None, seal: bool) -> ChainReport:
     report = ChainReport("timeline")
     with hub.sessions() as session:
         total, report.unsealed = _counts(session, Event)
-        purges = set(session.scalars(select(Event.message_pk).where(Event.kind == timeline.PURGED,
-                                                                   Event.chain_seq.is_not(None))))
+    purge_recorded = _PurgeLookup(hub, seal)
     previous, last = ZERO_HASH, 0
     while True:
         with hub.sessions() as session:
@@ -226,8 +228,10 @@ def _verify_timeline(hub, progress: Progress | None) -> ChainReport:
                 .where(Event.chain_seq > last).order_by(Event.chain_seq).limit(_BATCH)).all()
             if not rows:
                 break
-            messages = _load(session, Message, {r[0].message_pk for r in rows if r[0].digest})
-            deliveries = _load(session, Delivery, {r[0].delivery_id for r in rows if r[0].digest and r[0].delivery_id})
+            # every row's message and delivery: an entry with a null digest is checked too (its column must
+            # still be empty), so not only the rows that carry a digest
+            messages = _load(session, Message, {r[0].message_pk for r in rows})
+            deliveries = _load(session, Delivery, {r[0].delivery_id for r in rows if r[0].delivery_id})
         for event, message_id, sender, correlation_id, partner in rows:
             seq = event.chain_seq
             what = f"event {event.id} ({event.kind}) of message {message_id} from {sender}"
@@ -236,9 +240,9 @@ def _verify_timeline(hub, progress: Progress | None) -> ChainReport:
             if report.failure:
                 return report
             problem = _check_link(report, seq, event, line, previous, "its kind, detail, time, digest or message")
-            if problem is None and event.digest:
+            if problem is None:
                 problem = _check_digest(report, event, messages.get(event.message_pk),
-                                        deliveries.get(event.delivery_id), purges)
+                                        deliveries.get(event.delivery_id), purge_recorded)
             if problem:
                 report.failure = Failure("timeline", seq, what, problem)
                 return report
@@ -255,19 +259,57 @@ def _load(session, model, ids: set) -> dict:
     return {row.id: row for row in session.scalars(select(model).where(model.id.in_(ids)))} if ids else {}
 
 
+class _PurgeLookup:
+    """Is a message's retention purge a sealed entry of the chain? Asked when its bytes are found missing,
+    not read once before the walk: a purge that commits while the walk runs is then found too (its PURGED
+    event is written in the purge's own transaction). A PURGED event not yet sealed is sealed first, when
+    the verification may seal (`verify_chains(seal=True)`), since sealing only appends after the head."""
+
+    def __init__(self, hub, seal: bool):
+        self.hub, self.seal, self.known = hub, seal, set()
+
+    def _sealed(self, message_pk: int) -> bool | None:
+        """True: sealed; False: recorded, not sealed yet; None: no PURGED event for the message."""
+        with self.hub.sessions() as session:
+            seqs = list(session.scalars(select(Event.chain_seq).where(Event.message_pk == message_pk,
+                                                                      Event.kind == timeline.PURGED)))
+        if not seqs:
+            return None
+        return any(s is not None for s in seqs)
+
+    def __call__(self, message_pk: int) -> bool:
+        if message_pk in self.known:
+            return True
+        sealed = self._sealed(message_pk)
+        if sealed is False and self.seal:
+            seal_pending(self.hub)
+            sealed = self._sealed(message_pk)
+        if sealed:
+            self.known.add(message_pk)
+        return bool(sealed)
+
+
 def _check_digest(report: ChainReport, event: Event, message: Message | None, delivery: Delivery | None,
-                  purges: set) -> str | None:
+                  purge_recorded: Callable[[int], bool]) -> str | None:
     if event.kind == timeline.DUPLICATE:
         if message.digest != event.digest:
-            return f"the message's digest {message.digest[:16]}… differs from the one sealed {event.digest[:16]}…"
+            return (f"the message's digest {(message.digest or '')[:16]}… differs from the one sealed "
+                    f"{(event.digest or 'null')[:16]}…")
         report.digests_checked += 1
         return None
     vouched = timeline.vouched_bytes(event.kind, message, delivery)
     if vouched is None:
         return None  # an entry kind that vouches for no stored bytes: its digest is checked by the content hash
     what, stored = vouched
+    if event.digest is None:
+        # the entry vouched that there were no such bytes (e.g. VERIFIED without a separate canonical form):
+        # the column must still be empty, or bytes were put there since
+        if stored is not None:
+            return (f"the {what} are stored (sha256 {hashlib.sha256(stored).hexdigest()[:16]}…), but the chain "
+                    f"sealed that there were none (null digest): added since")
+        return None
     if stored is None:
-        if message.purged_at is not None and message.id in purges:
+        if message.purged_at is not None and purge_recorded(message.id):
             report.purged += 1
             return None
         return f"the {what} are missing from the store, and no retention purge of this message is recorded"

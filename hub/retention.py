@@ -6,6 +6,8 @@ each partner. Its digests, the hub's signed receipt and the partners' receipts s
 set, and a PURGED event (its detail listing what went, with each sha256) joins the evidence chain in
 the same transaction -- so `hub evidence verify` still passes: a missing payload is accepted only
 where such a purge is recorded. "Final since" is the message's `updated_at` (the last state change).
+A message with a delivery still PENDING (another recipient being retried, or a resend) is left alone;
+candidates are locked (FOR UPDATE SKIP LOCKED) so a concurrent resend and the purge never interleave.
 
 Runs daily from HubService (03:30 UTC) and on demand with `hub evidence purge [--dry-run]`.
 """
@@ -19,7 +21,7 @@ from sqlalchemy import select
 
 from hub import audit, timeline
 from hub.db import utcnow
-from hub.models import Delivery, Message, MessageState
+from hub.models import Delivery, DeliveryState, Message, MessageState
 
 log = logging.getLogger("hub.retention")
 _BATCH = 200
@@ -51,17 +53,15 @@ def purge_expired(hub, *, now: dt.datetime | None = None, dry_run: bool = False,
     after_id = 0
     while True:
         with hub.sessions.begin() as session:
-            candidates = session.scalars(
-                select(Message).where(Message.purged_at.is_(None), Message.id > after_id,
-                                      Message.state.in_((MessageState.DELIVERED, MessageState.DEAD)),
-                                      Message.updated_at < now - dt.timedelta(days=shortest))
-                .order_by(Message.id).limit(_BATCH)).all()
+            candidates = session.scalars(candidate_query(after_id, now - dt.timedelta(days=shortest))).all()
             if not candidates:
                 break
             after_id = candidates[-1].id
             purged_here = []
             for message in candidates:
                 if message.updated_at >= now - dt.timedelta(days=retention_days(hub, message.type)):
+                    continue
+                if not _still_final(session, message):
                     continue
                 report.bytes_removed += _purge(session, message, now, dry_run)
                 report.purged.append(f"{message.sender}/{message.message_id}")
@@ -73,6 +73,30 @@ def purge_expired(hub, *, now: dt.datetime | None = None, dry_run: bool = False,
     if report.purged and not dry_run:
         log.info("retention: %s", report)
     return report
+
+
+def candidate_query(after_id: int, final_before: dt.datetime):
+    """The next batch of messages that may be past retention, their rows locked for this transaction.
+
+    FOR UPDATE SKIP LOCKED (PostgreSQL): a resend holding a message's row is left to finish (the message
+    is then ACCEPTED again, not purged), and a resend that comes after waits for the purge and then finds
+    the message purged (hub/operations.py locks the row too). SQLite ignores the clause: its writers are
+    serialised (BEGIN IMMEDIATE, hub/db.py)."""
+    return (select(Message).where(Message.purged_at.is_(None), Message.id > after_id,
+                                  Message.state.in_((MessageState.DELIVERED, MessageState.DEAD)),
+                                  Message.updated_at < final_before)
+            .order_by(Message.id).limit(_BATCH).with_for_update(skip_locked=True))
+
+
+def _still_final(session, message: Message) -> bool:
+    """Checked inside the purge's transaction, on the row as locked: still final and not purged, and no
+    delivery waiting to be sent (a DEAD message may have another delivery still PENDING, which needs the
+    bytes; a resend puts its dead deliveries back to PENDING)."""
+    if message.purged_at is not None or message.state not in (MessageState.DELIVERED, MessageState.DEAD):
+        return False
+    pending = session.scalar(select(Delivery.id).where(Delivery.message_pk == message.id,
+                                                       Delivery.state == DeliveryState.PENDING).limit(1))
+    return pending is None
 
 
 def _purge(session, message: Message, now: dt.datetime, dry_run: bool) -> int:

@@ -3,6 +3,7 @@ when it starts on a configuration that differs from the last one recorded (namin
 audit chain is verified by `hub evidence verify`, and a changed entry is named."""
 from __future__ import annotations
 
+import pytest
 import yaml
 from sqlalchemy import select, text
 
@@ -84,5 +85,35 @@ def test_configuration_changes_are_recorded_at_start(settings):
         seal_pending(hub)
         report = verify_chains(hub)
         assert report.ok and report.chains["audit"].entries == 2
+    finally:
+        hub.close()
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+def test_resend_of_a_purged_dead_message_is_a_conflict_not_a_not_found(settings):
+    import datetime as dt
+    from fastapi.testclient import TestClient
+    from conftest import bearer, token_minter
+    from hub.api.app import create_app
+    from hub.errors import InputError, NotFound
+    from hub.operations import PayloadPurged
+    from hub.retention import purge_expired
+    hub, message_id = _dead_message(settings)
+    try:
+        later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=400)
+        assert purge_expired(hub, now=later).purged == [f"REGISTRY/{message_id}"]
+        with pytest.raises(PayloadPurged) as raised:
+            resend(hub, message_id)
+        assert isinstance(raised.value, InputError) and not isinstance(raised.value, NotFound)
+        assert (raised.value.status, raised.value.title) == (409, "Payload purged")
+        assert "purged" in str(raised.value) and message_id in str(raised.value)
+
+        app = create_app(hub, None)
+        answer = TestClient(app).post(f"/api/v1/messages/{message_id}/resend",
+                                      headers=bearer(token_minter(hub.sessions)("administrator")))
+        assert answer.status_code == 409, answer.text
+        assert answer.json()["title"] == "Payload purged" and "retention" in answer.json()["detail"]
+        with hub.sessions() as session:  # nothing went back to the outbox
+            assert {d.state for d in session.scalars(select(Delivery))} == {DeliveryState.DEAD}
     finally:
         hub.close()

@@ -190,7 +190,8 @@ def test_exported_bundle_verifies_offline_and_names_what_was_altered(flow, setti
                  "partner-receipt-NARSA.xml"):
         assert (request_dir / name).is_file(), (name, files)
     for name in ("certificates/hub.crt", "certificates/REGISTRY.crt", "certificates/NARSA.crt",
-                 "certificates/ca-bundle.pem", "chain/head.xml", "chain/entries.txt", "SHA256SUMS", "verify.sh"):
+                 "certificates/ca-bundle.pem", "chain/statement.txt", "chain/statement.sig", "chain/entries.txt",
+                 "chain/files.txt", "chain/signatures.txt", "SHA256SUMS", "verify.sh"):
         assert name in files
     assert (request_dir / "received.xml").read_bytes() == _request(hub, reference).received_bytes
     signed_files = (bundle / "chain/signatures.txt").read_text()
@@ -239,11 +240,11 @@ def test_exported_bundle_verifies_offline_and_names_what_was_altered(flow, setti
     # one byte of the hub's signed statement
     shutil.rmtree(bundle)
     shutil.copytree(pristine, bundle)
-    head = (bundle / "chain/head.xml").read_text()
-    last = re.search(r"<LastSeq>(\d+)</LastSeq>", head).group(1)
-    (bundle / "chain/head.xml").write_text(head.replace(f"<LastSeq>{last}<", f"<LastSeq>{int(last) - 1}<"))
+    statement = (bundle / "chain/statement.txt").read_text()
+    last = re.search(r"^last_seq=(\d+)$", statement, re.M).group(1)
+    (bundle / "chain/statement.txt").write_text(statement.replace(f"last_seq={last}\n", f"last_seq={int(last) - 1}\n"))
     result = run_verify_sh(bundle)
-    assert result.returncode == 1 and "FAILED: chain/head.xml: the hub's signature does not verify" in result.stdout
+    assert result.returncode == 1 and "FAILED: chain/statement.txt: the hub's signature does not verify" in result.stdout
 
     # a signed document whose bytes are changed where the chain does not vouch for them (the extracted copy)
     shutil.rmtree(bundle)
@@ -254,6 +255,141 @@ def test_exported_bundle_verifies_offline_and_names_what_was_altered(flow, setti
     assert result.returncode == 1
     assert f"FAILED: {document.relative_to(bundle).as_posix()}: signature does not verify with " \
            f"certificates/REGISTRY.crt" in result.stdout
+
+
+def _rewrite_sums(bundle: Path) -> None:
+    """What an attacker does after changing files: SHA256SUMS made to match them again."""
+    paths = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file())
+    (bundle / "SHA256SUMS").write_text("".join(f"{hashlib.sha256((bundle / p).read_bytes()).hexdigest()}  {p}\n"
+                                               for p in paths if p != "SHA256SUMS"))
+
+
+def _resign(bundle: Path, hub) -> None:
+    """What only the hub can do: the statement's file hashes updated and signed again with its key."""
+    from hub.evidence_export import sign_detached
+    lines = []
+    for line in (bundle / "chain/statement.txt").read_text().splitlines():
+        if line.startswith("sha256:"):
+            path = line[len("sha256:"):].split("=", 1)[0]
+            line = f"sha256:{path}={hashlib.sha256((bundle / path).read_bytes()).hexdigest()}"
+        lines.append(line)
+    data = ("\n".join(lines) + "\n").encode()
+    (bundle / "chain/statement.txt").write_bytes(data)
+    (bundle / "chain/statement.sig").write_bytes(sign_detached(hub.signer.key, data))
+    _rewrite_sums(bundle)
+
+
+def _fresh(pristine: Path, bundle: Path) -> Path:
+    shutil.rmtree(bundle)
+    shutil.copytree(pristine, bundle)
+    return bundle
+
+
+def test_bundle_statement_is_signed_text_covering_the_lists_and_every_file_is_vouched_for(flow, settings, tmp_path):
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+    from hub.models import AuditEntry
+    hub, reference = flow
+    bundle = _export(settings, reference, tmp_path)
+    pristine = tmp_path / "pristine"
+    shutil.copytree(bundle, pristine)
+    request_dir = next(p for p in (bundle / "messages").iterdir() if p.name.endswith(f"REGISTRY-{reference}"))
+    relative = (request_dir / "received.xml").relative_to(bundle).as_posix()
+
+    # the export is audited: who, which case, the zip's sha256
+    archive = (tmp_path / "out" / f"evidence-{reference}.zip").read_bytes()
+    with hub.sessions() as session:
+        [entry] = session.scalars(select(AuditEntry).where(AuditEntry.action == "EVIDENCE_EXPORTED")).all()
+    assert entry.actor.startswith("cli ") and entry.subject == reference
+    assert entry.digest == hashlib.sha256(archive).hexdigest() and entry.chain_seq is not None
+    assert verify_chains(hub).ok
+
+    # the statement: plain key=value lines, signed as they are (detached, with the hub's key)
+    statement = (bundle / "chain/statement.txt").read_bytes()
+    fields = dict(line.split("=", 1) for line in statement.decode("ascii").splitlines())
+    assert fields["case"] == reference and fields["chain"] == "timeline"
+    for path in ("chain/entries.txt", "chain/files.txt", "chain/signatures.txt", "certificates/hub.crt",
+                 "certificates/NARSA.crt", "certificates/ca-bundle.pem"):
+        assert fields[f"sha256:{path}"] == hashlib.sha256((bundle / path).read_bytes()).hexdigest(), path
+    assert not (bundle / "chain/head.xml").exists()
+    public = hub.signer.certificate.public_key()
+    signature = (bundle / "chain/statement.sig").read_bytes()
+    if isinstance(public, rsa.RSAPublicKey):
+        public.verify(signature, statement, padding.PKCS1v15(), hashes.SHA256())
+    else:
+        public.verify(signature, statement, ec.ECDSA(hashes.SHA256()))
+
+    # a second, fake value for a field the script reads: the signed bytes changed, and not one value
+    for fake in (f"last_seq={int(fields['last_seq']) - 1}\n", f"<!-- -->last_seq ={fields['last_seq']}\n"):
+        _fresh(pristine, bundle)
+        (bundle / "chain/statement.txt").write_bytes(statement + fake.encode())
+        _rewrite_sums(bundle)
+        result = run_verify_sh(bundle)
+        assert result.returncode == 1 and "FAILED: chain/statement.txt: the hub's signature does not verify" \
+            in result.stdout, result.stdout
+        if fake.startswith("last_seq="):  # read from the bytes as they are: two values are none
+            assert "FAILED: chain/statement.txt: no single last_seq=<number> line" in result.stdout
+
+    # a payload changed, its lines taken out of files.txt and signatures.txt, SHA256SUMS made to match:
+    # the lists are no longer the ones the hub signed, and the file is vouched for by nothing
+    _fresh(pristine, bundle)
+    data = bytearray((bundle / relative).read_bytes())
+    data[data.index(b"12/345673")] = ord("7")
+    (bundle / relative).write_bytes(bytes(data))
+    for name in ("files.txt", "signatures.txt"):
+        listed = (bundle / "chain" / name).read_text().splitlines()
+        (bundle / "chain" / name).write_text("".join(f"{l}\n" for l in listed if f"{relative}" not in l))
+    _rewrite_sums(bundle)
+    result = run_verify_sh(bundle)
+    assert result.returncode == 1 and "every file matches SHA256SUMS" in result.stdout
+    assert "FAILED: chain/files.txt: its sha256 differs from the one in the hub's signed statement" in result.stdout
+    assert f"FAILED: {relative}: named neither in chain/files.txt nor in chain/signatures.txt" in result.stdout
+    assert "VERIFIED: every" not in result.stdout
+
+    # a certificate swapped for another (whose key would verify a forged signature)
+    _fresh(pristine, bundle)
+    (bundle / "certificates/NARSA.crt").write_bytes((bundle / "certificates/REGISTRY.crt").read_bytes())
+    _rewrite_sums(bundle)
+    result = run_verify_sh(bundle)
+    assert result.returncode == 1
+    assert "FAILED: certificates/NARSA.crt: its sha256 differs from the one in the hub's signed statement" in result.stdout
+
+    # even a bundle the hub itself signed is refused when an entry's digest has no file, or a file
+    # under messages/ is named by nothing
+    _fresh(pristine, bundle)
+    files = (bundle / "chain/files.txt").read_text().splitlines()
+    received_seq = next(l.split(" ", 1)[0] for l in files if l.endswith(f" {relative}"))
+    (bundle / "chain/files.txt").write_text("".join(f"{l}\n" for l in files if not l.endswith(f" {relative}")))
+    (bundle / relative).unlink()
+    (request_dir / "extra").mkdir()
+    (request_dir / "extra" / "note.xml").write_bytes(b"<Note>trust me</Note>")
+    _resign(bundle, hub)
+    result = run_verify_sh(bundle)
+    assert result.returncode == 1, result.stdout
+    assert "ok: chain/statement.txt is signed by the hub" in result.stdout
+    assert f"FAILED: chain entry {received_seq} (RECEIVED): it seals a digest, but chain/files.txt names no file " \
+           f"for it" in result.stdout, result.stdout
+    assert f"FAILED: {request_dir.relative_to(bundle).as_posix()}/extra/note.xml: named neither" in result.stdout
+
+
+def test_a_null_digest_vouches_that_the_column_stays_empty(flow):
+    """VERIFIED with a null digest: the message had no separate canonical bytes. Bytes put there later fail."""
+    hub, reference = flow
+    with hub.sessions() as session:
+        rows = session.execute(select(Event, Message).join(Message, Event.message_pk == Message.id)
+                               .where(Event.kind == "VERIFIED", Event.digest.is_(None))).all()
+    assert rows, "the flow has a message without separate canonical bytes"
+    event, message = rows[0]
+    assert message.canonical_bytes is None
+    with hub.sessions.begin() as session:
+        session.execute(text("UPDATE messages SET canonical_bytes = :b WHERE id = :id"),
+                        {"b": b"<Forged/>", "id": message.id})
+    failure = verify_chains(hub).chains["timeline"].failure
+    assert failure is not None and failure.seq == event.chain_seq and "(VERIFIED)" in failure.entry
+    assert "canonical bytes are stored" in failure.problem and "null digest" in failure.problem
+    with hub.sessions.begin() as session:
+        session.execute(text("UPDATE messages SET canonical_bytes = NULL WHERE id = :id"), {"id": message.id})
+    assert verify_chains(hub).ok
 
 
 def test_audit_line_is_the_documented_one():

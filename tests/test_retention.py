@@ -108,3 +108,86 @@ def test_messages_not_final_are_never_purged(settings):
         assert report.purged == []
     finally:
         hub.close()
+
+
+def test_a_purge_committed_while_verify_walks_the_chain_is_found(running_hub, sandbox_factory, client, monkeypatch):
+    """The purge commits after the walk began (here: after its first entry): the missing bytes it leaves
+    are checked against the message's PURGED entry when they are met, not against a list read before."""
+    import hub.evidence as evidence
+    hub = running_hub.hub
+    sandbox_factory(running_hub.url)
+    reference = licence_case(client)
+    running_hub.seal_now()
+    _age(hub, 2)
+    monkeypatch.setattr(evidence, "_BATCH", 1)  # one entry per batch: the purge lands between entries
+    purged: list[str] = []
+
+    def purge_once(chain: str, done: int, total: int) -> None:
+        if chain == "timeline" and done == 1 and not purged:
+            purged.extend(purge_expired(hub).purged)
+
+    report = verify_chains(hub, progress=purge_once)
+    assert purged == [f"REGISTRY/REGISTRY-{reference}"]
+    assert report.ok, str(report)
+    assert report.chains["timeline"].purged >= 1  # the bytes sent to NARSA, met after the purge
+
+
+def test_purge_query_locks_its_candidates_and_skips_locked_ones():
+    from sqlalchemy.dialects import postgresql
+    from hub.retention import candidate_query
+    sql = str(candidate_query(0, dt.datetime.now(dt.timezone.utc)).compile(dialect=postgresql.dialect()))
+    assert sql.rstrip().endswith("FOR UPDATE SKIP LOCKED"), sql
+
+
+def _dead(settings):
+    from hub.runtime import Hub
+    from support import licence_request
+    hub = Hub(settings)
+    hub.migrate()
+    hub.submit(licence_request(settings.pki_dir))
+    with hub.sessions.begin() as session:
+        for delivery in session.scalars(select(Delivery)):
+            delivery.state = "DEAD"
+        for message in session.scalars(select(Message)):
+            message.state = "DEAD"
+    _age(hub, 30)
+    return hub
+
+
+def test_a_message_with_a_delivery_still_pending_is_not_purged(settings):
+    """DEAD with a delivery PENDING again (a resend that committed after the candidates were chosen, or
+    another recipient still being retried): its bytes are still needed, the purge leaves it."""
+    hub = _dead(settings)
+    try:
+        with hub.sessions.begin() as session:
+            session.execute(text("UPDATE deliveries SET state = 'PENDING'"))
+        assert purge_expired(hub).purged == []
+        assert _messages(hub)["LicenceAuthenticationRequest"].received_bytes is not None
+        with hub.sessions.begin() as session:
+            session.execute(text("UPDATE deliveries SET state = 'DEAD'"))
+        assert len(purge_expired(hub).purged) == 1
+    finally:
+        hub.close()
+
+
+def test_the_purge_skips_a_message_whose_row_a_resend_holds(settings):
+    import threading
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("SQLite serialises its writers (BEGIN IMMEDIATE): there is no row lock to skip")
+    hub = _dead(settings)
+    try:
+        result: dict = {}
+        with hub.engine.connect() as other:
+            held = other.begin()
+            other.execute(text("SELECT id FROM messages FOR UPDATE"))  # what resend() holds until it commits
+            worker = threading.Thread(target=lambda: result.setdefault("report", purge_expired(hub)), daemon=True)
+            worker.start()
+            worker.join(10)
+            waited = worker.is_alive()
+            held.rollback()
+            worker.join(30)
+        assert not waited, "the purge waited for the row a resend holds instead of skipping it"
+        assert result["report"].purged == []
+        assert len(purge_expired(hub).purged) == 1  # once the row is free
+    finally:
+        hub.close()

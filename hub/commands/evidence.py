@@ -2,7 +2,8 @@
 
     hub evidence verify                      seal what is pending, check both chains; exit 1 naming the first
                                              entry that does not verify
-    hub evidence export CASE [--output DIR]  evidence-<CASE>.zip for a third party (checked with its verify.sh)
+    hub evidence export CASE [--output DIR]  evidence-<CASE>.zip for a third party (checked with its verify.sh);
+                                             recorded in the audit log (EVIDENCE_EXPORTED, the zip's sha256)
     hub evidence purge [--dry-run]           apply the retention rules now
     hub evidence audit [--action A] [--limit N]   the audit log, newest first
 """
@@ -41,16 +42,19 @@ def cmd_verify(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from hub.audit import cli_actor
+    from hub.evidence import seal_pending
     from hub.errors import HubError
     from hub.evidence_export import export_case
     hub = open_hub()
     try:
-        result = export_case(hub, args.case, Path(args.output))
+        result = export_case(hub, args.case, Path(args.output), actor=cli_actor())  # audited: EVIDENCE_EXPORTED
     except HubError as exc:
         console.print(f"[red]{escape(str(exc))}[/]", highlight=False, soft_wrap=True)
         return 1
+    seal_pending(hub)  # the EVIDENCE_EXPORTED audit entry, like `hub evidence purge` seals its PURGE
     console.print(f"wrote {result.path} ({result.messages} messages, {result.entries} chain entries of the case "
-                  f"in entries {result.span[0]}..{result.span[1]}); check it with: "
+                  f"in entries {result.span[0]}..{result.span[1]}; sha256 {result.digest}); check it with: "
                   f"unzip {result.path.name} && sh {result.path.stem}/verify.sh", highlight=False, soft_wrap=True)
     return 0
 
@@ -101,6 +105,7 @@ def add_commands(subparsers) -> None:
     q.add_argument("--dry-run", action="store_true", help="only list what would be purged")
     q.set_defaults(func=cmd_purge)
     q = sub.add_parser("audit", help="the audit log of human actions, newest first")
-    q.add_argument("--action", help="only this action (RESEND, TOKEN_CREATED, PAYLOAD_VIEWED, CONFIG_CHANGED, ...)")
+    q.add_argument("--action", help="only this action (RESEND, TOKEN_CREATED, PAYLOAD_VIEWED, CONFIG_CHANGED, "
+                                   "EVIDENCE_EXPORTED, ...)")
     q.add_argument("--limit", type=int, default=50)
     q.set_defaults(func=cmd_audit)
