@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CASES  ?= 6
 
-.PHONY: demo test serve clean install xmlsec1
+.PHONY: demo test serve bench clean install xmlsec1
 
 install: $(STAMP)
 
@@ -18,6 +18,11 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/hub demo --cases $(CASES)
+
+# The benchmark (bench/, README "Benchmark"): hub + NARSA sandbox on loopback, 2000 messages on SQLite by default.
+# make bench BENCH_ARGS="--messages 20000 --database postgresql"   (python -m bench --help lists the options)
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # The tests check signatures with an independent implementation, xmlsec1 (Debian package xmlsec1).
 XMLSEC1 := $(shell command -v xmlsec1 2>/dev/null)

@@ -1,0 +1,1 @@
+"""The hub's benchmark: `python -m bench` (or `make bench`). See README.md, "Benchmark"."""

@@ -1,0 +1,431 @@
+"""`python -m bench`: the hub under load, on loopback, against the NARSA REST sandbox.
+
+    1. the floor: each step's median cost on one core, in this process (bench/floor.py)
+    2. N canonical LicenceAuthenticationRequest messages pre-signed by REGISTRY (bench/messages.py)
+    3. `hub serve` (its own HUB_VAR_DIR, a fresh SQLite file or PostgreSQL schema) and the NARSA
+       sandbox (`python -m sandbox narsa`) started as processes; an administrator token made with
+       `hub tokens create`
+    4. the load process (bench/load.py) POSTs the messages with C keep-alive connections while this
+       process polls the database until every delivery to NARSA is DELIVERED (or DEAD, or stalled)
+    5. the report: JSON (var/bench.json) and a table
+
+NARSA's verdict callbacks are held back by default (the sandbox's --answer-delay is a day): the
+registry has no case for these references, so each callback would end as a dead letter at the
+registry. `--callbacks` lets them through (the load on the hub then includes them). Delivery is
+measured to NARSA only either way.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bench import floor, messages
+from bench.procs import Process, cpu_seconds, free_port, peak_rss_bytes
+
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+PARTIES = ["hub", "REGISTRY", "DGSN", "JUSTICE", "CDG", "NARSA", "SANTE", "ETAT_CIVIL"]
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+HUB_COMMAND = [sys.executable, "-c", "import sys; from hub.cli import main; sys.exit(main())"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmark the hub: start `hub serve` and the NARSA REST sandbox on loopback, post N pre-signed "
+                    "canonical messages (~3.5 KB) from a separate process over C keep-alive connections, wait until "
+                    "NARSA has them all, and report accepted and delivered messages/s, intake and end-to-end latency "
+                    "percentiles, the hub's CPU time per message and peak memory, and the floor (parse + validate + "
+                    "verify + map + sign + commit of one message on one core) measured in the same run.",
+        epilog="Writes var/bench.json (or --output). Example: python -m bench --messages 20000 --database postgresql")
+    parser.add_argument("--messages", "-n", type=_positive, default=2000, metavar="N",
+                        help="messages to send (default %(default)s)")
+    parser.add_argument("--concurrency", "-c", type=_positive, default=16, metavar="C",
+                        help="concurrent connections of the load process (default %(default)s)")
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite",
+                        help="a fresh SQLite file, or a fresh schema in PostgreSQL (default %(default)s)")
+    parser.add_argument("--postgres-url", default=os.environ.get("HUB_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
+                        help="PostgreSQL database in which a schema is made and dropped "
+                             "(default $HUB_BENCH_POSTGRES_URL or %(default)s)")
+    parser.add_argument("--output", "-o", type=Path, default=None,
+                        help="the JSON report (default <HUB_VAR_DIR>/bench.json, i.e. var/bench.json)")
+    parser.add_argument("--callbacks", action="store_true",
+                        help="let NARSA send its verdicts back (they dead-letter at the registry, which has no such "
+                             "cases); by default they are held back")
+    parser.add_argument("--timeout", type=float, default=60, metavar="SECONDS",
+                        help="give up waiting for deliveries after this long without progress (default %(default)s)")
+    parser.add_argument("--floor-rounds", type=_positive, default=5, metavar="R",
+                        help="rounds of 100 calls per floor step (default %(default)s)")
+    parser.add_argument("--keep", action="store_true",
+                        help="afterwards, keep the hub and the sandbox running (until Ctrl-C), the run's files under "
+                             "var/bench/run and the PostgreSQL schema")
+    return parser
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be at least 1")
+    return number
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console()
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return Bench(args, console).run()
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: every process the benchmark started was stopped[/]")
+        return 130
+
+
+class Bench:
+    def __init__(self, args, console: Console):
+        from hub.settings import Settings
+        self.args, self.console = args, console
+        base = Settings.from_env()
+        self.var_dir = base.var_dir
+        self.pki_dir = base.pki_dir
+        self.run_dir = self.var_dir / "bench" / "run"
+        self.output = args.output or self.var_dir / "bench.json"
+        self.run_id = uuid.uuid4().hex[:8].upper()
+        self.processes: list[Process] = []
+        self.schemas: list[str] = []
+
+    # -- databases ---------------------------------------------------------------------------------
+
+    def _database(self, name: str) -> str:
+        if self.args.database == "sqlite":
+            return f"sqlite:///{self.run_dir / (name + '.sqlite')}"
+        import psycopg
+        schema = f"bench_{self.run_id.lower()}_{name}"
+        with psycopg.connect(self.args.postgres_url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+        self.schemas.append(schema)
+        separator = "&" if "?" in self.args.postgres_url else "?"
+        return f"{self.args.postgres_url}{separator}options=-csearch_path%3D{schema}"
+
+    def _drop_schemas(self) -> None:
+        if not self.schemas:
+            return
+        import psycopg
+        with psycopg.connect(self.args.postgres_url, autocommit=True, connect_timeout=5) as conn:
+            for schema in self.schemas:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        self.schemas.clear()
+
+    # -- the run -----------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        from hub import pki
+        from hub.settings import Settings
+
+        args, console = self.args, self.console
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.run_dir.mkdir(parents=True)
+        ok = False
+        try:
+            pki.ensure_dev_pki(self.pki_dir, PARTIES)
+            pki.ensure_dev_ssh_keys(self.pki_dir)
+            hub_url_db, floor_db = self._database("hub"), self._database("floor")
+            hub_port, narsa_port = free_port(), free_port()
+            hub_url, narsa_url = f"http://127.0.0.1:{hub_port}", f"http://127.0.0.1:{narsa_port}"
+            env = {**os.environ, "HUB_VAR_DIR": str(self.run_dir), "HUB_PKI_DIR": str(self.pki_dir),
+                   "HUB_DATABASE_URL": hub_url_db, "HUB_NARSA_URL": narsa_url,
+                   "HUB_CDG_SFTP_PORT": str(free_port())}  # nobody listens there: CDG's polling fails fast
+            env.pop("HUB_PARTNER_TOKEN", None)
+            console.print(f"[bold]Hub benchmark[/] {args.messages} messages, {args.concurrency} connections, "
+                          f"{args.database}; run {self.run_id}, files under {self.run_dir}")
+
+            # 1. the floor, before anything else runs
+            floor_settings = Settings.from_env(var_dir=self.run_dir, pki_dir=self.pki_dir, database_url=floor_db,
+                                               environment=env)
+            with console.status("floor: building a sample message") as status:
+                sample = messages.build(self.pki_dir, self.run_id + "F", 1)[0]
+                measured = floor.measure(floor_settings, sample, rounds=args.floor_rounds,
+                                         on_step=lambda step: status.update(f"floor: measuring {step}"))
+            console.print("  floor measured: " + ", ".join(f"{k} {v * 1e6:.0f} µs" for k, v in
+                                                           measured["steps_seconds"].items())
+                          + f"; total {measured['total_seconds'] * 1e6:.0f} µs")
+
+            # 2. messages, signed before any timing
+            with _progress(console) as progress:
+                task = progress.add_task("pre-signing messages", total=args.messages)
+                batch = messages.build(self.pki_dir, self.run_id, args.messages,
+                                       on_progress=lambda n: progress.update(task, completed=n))
+            input_path = self.run_dir / "messages.bin"
+            messages.write(input_path, batch)
+            sizes = [len(m) for m in batch]
+            del batch
+
+            # 3. the hub, a token, the sandbox
+            hub = self._start("hub", HUB_COMMAND + ["serve", "--port", str(hub_port)], env, f"{hub_url}/healthz")
+            token = self._token(env, "administrator")
+            sandbox_env = dict(env)
+            if args.callbacks:
+                sandbox_env["HUB_PARTNER_TOKEN"] = self._token(env, "partner", partner="NARSA")
+            narsa = self._start("narsa", [sys.executable, "-m", "sandbox", "narsa", "--port", str(narsa_port),
+                                          "--hub-url", hub_url, "--pki-dir", str(self.pki_dir),
+                                          "--data-dir", str(self.run_dir / "sandbox"),
+                                          "--answer-delay", "0.2" if args.callbacks else "86400"],
+                                sandbox_env, f"{narsa_url}/healthz")
+            console.print(f"  hub {hub_url} (pid {hub.pid}), NARSA sandbox {narsa_url} (pid {narsa.pid})")
+
+            # 4. load, and deliveries
+            cpu_before = {"hub": cpu_seconds(hub.pid), "narsa": cpu_seconds(narsa.pid)}
+            load, outcome = self._drive(env, hub_url, token, input_path, hub, cpu_before)
+            cpu_after = {"hub": cpu_seconds(hub.pid), "narsa": cpu_seconds(narsa.pid)}
+            peaks = {"hub": peak_rss_bytes(hub.pid), "narsa": peak_rss_bytes(narsa.pid)}
+
+            # 5. the report
+            report = self._report(load, outcome, measured, cpu_before, cpu_after, peaks, sizes, hub_url_db)
+            self.output.parent.mkdir(parents=True, exist_ok=True)
+            self.output.write_text(json.dumps(report, indent=2))
+            _print_report(console, report)
+            console.print(f"report written to {self.output}")
+            ok = report["accepted"] == report["sent"] and report["delivered"] == report["accepted"]
+            if args.keep:
+                console.print(f"\n--keep: hub {hub_url}, NARSA {narsa_url}, database {hub_url_db}\n"
+                              f"an administrator token (valid one day): {token}\nCtrl-C stops them.", highlight=False)
+                try:
+                    while all(p.alive() for p in self.processes):
+                        time.sleep(1)
+                except KeyboardInterrupt:
+                    pass
+            return 0 if ok else 1
+        finally:
+            for process in reversed(self.processes):
+                process.stop()
+            if not args.keep:
+                try:
+                    self._drop_schemas()
+                except Exception as exc:  # PostgreSQL gone: say which schemas are left
+                    console.print(f"[red]could not drop schemas {', '.join(self.schemas)}: {exc}[/]")
+                if ok:
+                    shutil.rmtree(self.run_dir, ignore_errors=True)
+                else:
+                    console.print(f"the run's files (logs, database) are kept in {self.run_dir}")
+
+    def _start(self, name: str, command: list[str], env: dict, health_url: str) -> Process:
+        process = Process(name, command, env=env, log_path=self.run_dir / f"{name}.log", health_url=health_url)
+        self.processes.append(process)
+        process.wait_healthy(90)
+        return process
+
+    def _token(self, env: dict, role: str, *, partner: str | None = None) -> str:
+        command = HUB_COMMAND + ["tokens", "create", "--role", role, "--name", f"bench {self.run_id} {role}",
+                                 "--expires-in-days", "1"] + (["--partner", partner] if partner else [])
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0 or not done.stdout.strip():
+            raise RuntimeError(f"`hub tokens create --role {role}` failed ({done.returncode}): {done.stderr.strip()}")
+        return done.stdout.strip().splitlines()[-1]
+
+    def _drive(self, env: dict, hub_url: str, token: str, input_path: Path, hub: Process, cpu_before: dict):
+        """Run the load process; poll NARSA's deliveries until all accepted are final or progress stalls."""
+        from sqlalchemy import create_engine, text
+
+        from hub.db import normalise_url
+
+        args = self.args
+        result_path = self.run_dir / "load-result.json"
+        load_log = open(self.run_dir / "load.log", "wb")
+        load = subprocess.Popen([sys.executable, "-m", "bench.load", "--url", hub_url, "--input", str(input_path),
+                                 "--concurrency", str(args.concurrency), "--result", str(result_path)],
+                                env={**env, "BENCH_TOKEN": token, "PYTHONPATH": _pythonpath(env)},
+                                cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=load_log, stdin=subprocess.DEVNULL,
+                                text=True)
+        state = {"done": 0, "errors": 0, "finished": False}
+
+        def read_progress() -> None:
+            for line in load.stdout:
+                try:
+                    state.update(json.loads(line))
+                except ValueError:
+                    pass
+
+        reader = threading.Thread(target=read_progress, daemon=True)
+        reader.start()
+        engine = create_engine(normalise_url(env["HUB_DATABASE_URL"]))
+        counts: dict[str, int] = {}
+        last_progress, last_delivered = time.monotonic(), -1
+        stalled = False
+        try:
+            with _progress(self.console) as progress:
+                sending = progress.add_task("sending (202 received)", total=args.messages)
+                delivering = progress.add_task("delivered to NARSA", total=args.messages)
+                while True:
+                    time.sleep(0.5)
+                    if not hub.alive():
+                        raise RuntimeError(f"the hub exited with {hub.proc.returncode}; see {hub.log_path}")
+                    with engine.connect() as conn:
+                        counts = dict(conn.execute(text(
+                            "SELECT state, count(*) FROM deliveries WHERE partner = 'NARSA' GROUP BY state")).all())
+                    delivered = counts.get("DELIVERED", 0)
+                    progress.update(sending, completed=state["done"] - state["errors"],
+                                    description=f"sending (202 received){'' if not state['errors'] else ', [red]' + str(state['errors']) + ' refused[/]'}")
+                    progress.update(delivering, completed=delivered,
+                                    description="delivered to NARSA" + (f", [red]{counts['DEAD']} dead[/]" if counts.get("DEAD") else ""))
+                    if delivered != last_delivered or load.poll() is None:
+                        last_progress, last_delivered = time.monotonic(), delivered
+                    if load.poll() is not None:
+                        reader.join(5)
+                        if load.returncode != 0:
+                            raise RuntimeError(f"the load process exited with {load.returncode}; see {self.run_dir / 'load.log'}")
+                        accepted = state["done"] - state["errors"]
+                        if delivered + counts.get("DEAD", 0) >= accepted:
+                            break
+                        if time.monotonic() - last_progress > args.timeout:
+                            stalled = True
+                            break
+        finally:
+            if load.poll() is None:
+                load.terminate()
+                load.wait(10)
+            load_log.close()
+        with open(result_path) as handle:
+            result = json.load(handle)
+        if self.args.callbacks:  # give NARSA's verdicts a moment to come back and be handled
+            time.sleep(3)
+        latencies = self._delivery_latencies(engine)
+        with engine.connect() as conn:
+            every = [{"partner": p, "state": s, "count": n} for p, s, n in conn.execute(text(
+                "SELECT partner, state, count(*) FROM deliveries GROUP BY partner, state ORDER BY partner, state"))]
+        engine.dispose()
+        return result, {"counts": counts, "stalled": stalled, "latencies": latencies, "every": every}
+
+    def _delivery_latencies(self, engine) -> dict:
+        """(received_at, delivered_at) of every delivery to NARSA that was delivered."""
+        from sqlalchemy import select
+        from sqlalchemy.orm import Session
+
+        from hub.models import Delivery, Message
+        with Session(engine) as session:
+            rows = session.execute(select(Message.received_at, Delivery.delivered_at)
+                                   .join(Delivery, Delivery.message_pk == Message.id)
+                                   .where(Delivery.partner == "NARSA", Delivery.state == "DELIVERED")).all()
+        return {"end_to_end": [(d - r).total_seconds() for r, d in rows],
+                "last_delivered": max((d.timestamp() for _, d in rows), default=None),
+                "first_received": min((r.timestamp() for r, _ in rows), default=None)}
+
+    def _report(self, load: dict, outcome: dict, measured: dict, cpu_before: dict, cpu_after: dict, peaks: dict,
+                sizes: list[int], database_url: str) -> dict:
+        args = self.args
+        accepted = load["accepted"]
+        delivered = outcome["counts"].get("DELIVERED", 0)
+        window = ((outcome["latencies"]["last_delivered"] or load["wall_end"]) - load["wall_start"])
+        intake = sorted(latency for latency in load["latencies"] if latency > 0)
+        e2e = sorted(outcome["latencies"]["end_to_end"])
+        hub_cpu = cpu_after["hub"] - cpu_before["hub"]
+        narsa_cpu = cpu_after["narsa"] - cpu_before["narsa"]
+        accepted_rate = accepted / load["elapsed_seconds"] if load["elapsed_seconds"] else 0.0
+        floor_seconds = measured["total_seconds"]
+        return {
+            "database": args.database,
+            "messages": args.messages,
+            "concurrency": args.concurrency,
+            "callbacks": args.callbacks,
+            "message_bytes_median": statistics.median(sizes),
+            "cpus": os.cpu_count(),
+            "sent": load["sent"],
+            "accepted": accepted,
+            "statuses": load["statuses"],
+            "errors": load["errors"],
+            "delivered": delivered,
+            "deliveries_by_state": outcome["counts"],
+            "deliveries_by_partner": outcome["every"],
+            "stalled": outcome["stalled"],
+            "send_seconds": round(load["elapsed_seconds"], 3),
+            "delivery_seconds": round(window, 3),
+            "accepted_per_second": round(accepted_rate, 1),
+            "delivered_per_second": round(delivered / window, 1) if window > 0 else 0.0,
+            "intake_latency_ms": _percentiles(intake),
+            "end_to_end_latency_ms": _percentiles(e2e),
+            "hub_cpu_seconds": round(hub_cpu, 3),
+            "hub_cpu_ms_per_message": round(hub_cpu / accepted * 1e3, 3) if accepted else None,
+            "hub_cores_busy": round(hub_cpu / window, 2) if window > 0 else None,
+            "sandbox_cpu_ms_per_message": round(narsa_cpu / accepted * 1e3, 3) if accepted else None,
+            "load_cpu_ms_per_message": round(load["cpu_seconds"] / len(load["latencies"]) * 1e3, 3),
+            "hub_peak_rss_mb": round(peaks["hub"] / 2**20, 1),
+            "sandbox_peak_rss_mb": round(peaks["narsa"] / 2**20, 1),
+            "floor": {
+                "steps_us": {k: round(v * 1e6, 1) for k, v in measured["steps_seconds"].items()},
+                "total_us": round(floor_seconds * 1e6, 1),
+                "messages_per_second_one_core": round(1 / floor_seconds, 1),
+                "hardened_parse_us": round(measured["hardened_parse_seconds"] * 1e6, 1),
+                "rounds": measured["rounds"], "calls_per_round": measured["calls_per_round"],
+            },
+            "accepted_to_floor_ratio": round(accepted_rate * floor_seconds, 3),
+            "delivered_to_floor_ratio": round((delivered / window if window > 0 else 0.0) * floor_seconds, 3),
+        }
+
+
+def _pythonpath(env: dict) -> str:
+    """The project root first: `bench` is not an installed package."""
+    return os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+
+
+def _percentiles(seconds: list[float]) -> dict:
+    if not seconds:
+        return {"p50": None, "p95": None, "p99": None, "max": None}
+    def at(q: float) -> float:  # nearest rank
+        return round(seconds[min(len(seconds) - 1, max(0, int(q * len(seconds) + 0.5) - 1))] * 1e3, 2)
+    return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "max": round(seconds[-1] * 1e3, 2)}
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description:<36}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console)
+
+
+def _print_report(console: Console, r: dict) -> None:
+    table = Table(title=f"Hub benchmark: {r['messages']} messages, {r['concurrency']} connections, {r['database']} "
+                        f"({r['cpus']} CPUs)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    ms = lambda d: f"{d['p50']} / {d['p95']} / {d['p99']}"  # noqa: E731
+    rows = [
+        ("accepted (202) / sent", f"{r['accepted']} / {r['sent']}"),
+        ("delivered to NARSA", f"{r['delivered']}" + (f" ({r['deliveries_by_state'].get('DEAD', 0)} dead)"
+                                                       if r['deliveries_by_state'].get('DEAD') else "")),
+        ("accepted messages/s", f"{r['accepted_per_second']}"),
+        ("delivered messages/s", f"{r['delivered_per_second']}"),
+        ("intake latency p50 / p95 / p99 (ms)", ms(r["intake_latency_ms"])),
+        ("end-to-end latency p50 / p95 / p99 (ms)", ms(r["end_to_end_latency_ms"])),
+        ("hub CPU per message (ms)", f"{r['hub_cpu_ms_per_message']}"),
+        ("hub cores busy (CPU s / wall s)", f"{r['hub_cores_busy']}"),
+        ("NARSA sandbox CPU per message (ms)", f"{r['sandbox_cpu_ms_per_message']}"),
+        ("load process CPU per message (ms)", f"{r['load_cpu_ms_per_message']}"),
+        ("hub peak RSS (MB)", f"{r['hub_peak_rss_mb']}"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    table.add_section()
+    for step, us in r["floor"]["steps_us"].items():
+        table.add_row(f"floor: {step} (µs, median)", f"{us}")
+    table.add_row("floor: total (µs)", f"{r['floor']['total_us']}")
+    table.add_row("floor: messages/s on one core", f"{r['floor']['messages_per_second_one_core']}")
+    table.add_row("accepted / floor ratio", f"{r['accepted_to_floor_ratio']}")
+    table.add_row("delivered / floor ratio", f"{r['delivered_to_floor_ratio']}")
+    console.print(table)
+    if r["errors"]:
+        console.print(f"[red]{r['sent'] - r['accepted']} refused; first: {r['errors'][0]}[/]", highlight=False)
+    if r["stalled"]:
+        console.print("[red]deliveries stalled: not every accepted message reached NARSA[/]")

@@ -1,0 +1,40 @@
+"""The benchmark (bench/) end to end on a tiny load: it starts `hub serve` and the NARSA sandbox,
+sends, waits for delivery and writes its JSON report. Behaviour only: no speed is asserted."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from hub.settings import PROJECT_ROOT
+
+
+@pytest.mark.slow
+def test_bench_reports_every_message_accepted_and_delivered(tmp_path, pki_dir):
+    output = tmp_path / "bench.json"
+    env = {**os.environ, "HUB_VAR_DIR": str(tmp_path / "var"), "HUB_PKI_DIR": str(pki_dir),
+           "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)}
+    done = subprocess.run([sys.executable, "-m", "bench", "--messages", "200", "--concurrency", "4",
+                           "--database", "sqlite", "--floor-rounds", "2", "--output", str(output)],
+                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(output.read_text())
+    assert report["sent"] == 200
+    assert report["accepted"] == report["sent"]
+    assert report["delivered"] == report["accepted"]
+    assert report["statuses"] == {"202": 200} and not report["errors"] and not report["stalled"]
+    assert report["accepted_per_second"] > 0 and report["delivered_per_second"] > 0
+    for name in ("intake_latency_ms", "end_to_end_latency_ms"):
+        p = report[name]
+        assert 0 < p["p50"] <= p["p95"] <= p["p99"] <= p["max"], (name, p)
+    assert report["hub_cpu_ms_per_message"] > 0 and report["hub_peak_rss_mb"] > 10
+    steps = report["floor"]["steps_us"]
+    assert set(steps) == {"parse", "validate", "verify", "map", "sign", "commit"} and all(v > 0 for v in steps.values())
+    assert report["floor"]["total_us"] == pytest.approx(sum(steps.values()), abs=1)
+    assert report["accepted_to_floor_ratio"] > 0
+    assert 3000 < report["message_bytes_median"] < 4500
+    assert "Hub benchmark" in done.stdout and "accepted messages/s" in done.stdout
+    assert not (tmp_path / "var" / "bench" / "run").exists()  # cleaned up after a good run
