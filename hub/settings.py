@@ -48,6 +48,11 @@ class Settings:
     delivery_workers: int = 4
     lease_seconds: int = 60
     poll_interval_seconds: float = 0.5
+    partner_concurrency: int = 2             # deliveries in flight to one partner, per hub process
+    breaker_failures: int = 5                # consecutive transient failures that open a partner's circuit
+    breaker_seconds: int = 30                # how long an open circuit waits before one trial delivery
+    max_outbox_depth: int = 10_000           # pending deliveries for one partner past which intake answers 429
+    leader_retry_seconds: float = 2.0        # how often a follower tries to become the leader (scheduler, sealer)
     pki_dir: Path = PROJECT_ROOT / "var" / "pki"
     environment: dict = field(default_factory=dict)
 
@@ -75,6 +80,11 @@ class Settings:
             tls_client_certificate=os.environ.get("HUB_TLS_CLIENT_CERT") or "none",
             delivery_workers=_int("HUB_DELIVERY_WORKERS", 4),
             lease_seconds=_int("HUB_LEASE_SECONDS", 60),
+            partner_concurrency=_int("HUB_PARTNER_CONCURRENCY", 2),
+            breaker_failures=_int("HUB_BREAKER_FAILURES", 5),
+            breaker_seconds=_int("HUB_BREAKER_SECONDS", 30),
+            max_outbox_depth=_int("HUB_MAX_OUTBOX_DEPTH", 10_000),
+            leader_retry_seconds=float(os.environ.get("HUB_LEADER_RETRY_SECONDS") or 2.0),
             environment=dict(os.environ),
         )
         if "var_dir" in overrides and "pki_dir" not in overrides and "HUB_PKI_DIR" not in os.environ:
