@@ -26,7 +26,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hub.db import utcnow
@@ -192,14 +192,18 @@ def create_token(session: Session, *, role: str, name: str, created_by: str, pos
     return token, f"{TOKEN_PREFIX}{token_id}_{secret}"
 
 
-def authenticate(session: Session, presented: str | None) -> Identity:
+def authenticate(hub, presented: str | None) -> Identity:
     """The identity of a presented token; Unauthenticated when there is none that is valid now.
 
-    Marks the token used (at most once a minute, to keep requests read-only most of the time)."""
+    Every request reads the token's row (a revocation takes effect at the next request), in a read
+    session; the token is marked used at most once a minute, the only time a request writes."""
     if not presented:
         raise Unauthenticated("an API token is required: send Authorization: Bearer hub_<id>_<secret>")
     match = _TOKEN.fullmatch(presented.strip())
-    token = session.scalars(select(ApiToken).where(ApiToken.token_id == match.group(1))).first() if match else None
+    token = None
+    if match:
+        with hub.reads() as session:
+            token = session.execute(select(*_IDENTITY_COLUMNS).where(ApiToken.token_id == match.group(1))).first()
     expected = token.secret_hash if token is not None else _hash("no such token")
     given = _hash(match.group(2)) if match else _hash("")
     valid = hmac.compare_digest(expected, given) and token is not None
@@ -207,9 +211,14 @@ def authenticate(session: Session, presented: str | None) -> Identity:
     if not valid or token_status(token, now) != "active":
         raise Unauthenticated("the API token is not valid (unknown, expired or revoked)", invalid_token=True)
     if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
-        token.last_used_at = now
+        with hub.sessions.begin() as session:
+            session.execute(update(ApiToken).where(ApiToken.token_id == token.token_id).values(last_used_at=now))
     return Identity(token_id=token.token_id, name=token.name, role=token.role, post_code=token.post_code,
                     partner=token.partner)
+
+
+_IDENTITY_COLUMNS = (ApiToken.token_id, ApiToken.name, ApiToken.role, ApiToken.post_code, ApiToken.partner,
+                     ApiToken.secret_hash, ApiToken.expires_at, ApiToken.revoked_at, ApiToken.last_used_at)
 
 
 def parse_authorization(header: str | None) -> str | None:

@@ -1,8 +1,9 @@
 """Database engines and sessions.
 
 SQLite (the default, a file under `var/`) runs in WAL mode with a busy timeout and foreign keys on,
-and every transaction starts with `BEGIN IMMEDIATE`: one writer at a time, no lock upgrades that
-fail half-way. PostgreSQL is used when `HUB_DATABASE_URL` names one (psycopg 3 driver).
+and every writing transaction starts with `BEGIN IMMEDIATE`: one writer at a time, no lock upgrades
+that fail half-way; read sessions begin deferred and never wait for the writer. PostgreSQL is used
+when `HUB_DATABASE_URL` names one (psycopg 3 driver).
 """
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from sqlalchemy import DateTime, create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+
+READ_ONLY = "hub_read_only"  # an execution option: this connection's transactions only read
 
 
 class Base(DeclarativeBase):
@@ -70,8 +74,10 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         @event.listens_for(engine, "begin")
-        def _begin_immediate(connection):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        def _begin(connection):
+            # Reads (`make_read_sessionmaker`) begin deferred: in WAL mode they neither wait for nor block the writer.
+            read_only = connection.get_execution_options().get(READ_ONLY, False)
+            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     # A schema of its own can be given in the URL: ?options=-csearch_path%3Dname (the tests do).
@@ -81,6 +87,12 @@ def make_engine(url: str) -> Engine:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def make_read_sessionmaker(engine: Engine) -> sessionmaker:
+    """Sessions for reads only (authentication, searches): on SQLite their transactions begin deferred
+    instead of taking the write lock; on PostgreSQL they are ordinary sessions."""
+    return sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
 
 def migrate(engine: Engine) -> None:

@@ -14,7 +14,7 @@ from connectors.base import Connector
 from hub import pki
 from hub.certificates import TrustStore
 from hub.config import HubConfig, load_config
-from hub.db import make_engine, make_sessionmaker, migrate
+from hub.db import make_engine, make_read_sessionmaker, make_sessionmaker, migrate
 from hub.errors import ConfigError, InputError
 from hub.mapping import MappingSet
 from hub.refusals import record_refusal
@@ -43,6 +43,7 @@ class Hub:
         self.trust = TrustStore(self.config, config_dir=self.settings.config_dir)
         self.engine = engine or make_engine(self.settings.database_url)
         self.sessions = make_sessionmaker(self.engine)
+        self.reads = make_read_sessionmaker(self.engine)  # sessions that only read (no write lock on SQLite)
         self.connectors: dict[str, Connector] = {code: self._build_connector(code) for code in self.config.parties}
         self._wake = threading.Condition()
         self._wake_count = 0

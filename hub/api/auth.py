@@ -60,8 +60,7 @@ class ApiAuthentication:
     def _authenticate(self, presented: str | None) -> Identity:
         if not presented:  # no database round trip for the commonest refusal
             raise Unauthenticated("an API token is required: send Authorization: Bearer hub_<id>_<secret>")
-        with self.hub.sessions.begin() as session:
-            return authenticate(session, presented)
+        return authenticate(self.hub, presented)
 
 
 def current_identity(request: Request, _credentials=Depends(bearer_scheme)) -> Identity:
