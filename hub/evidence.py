@@ -29,7 +29,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, select, text, update
 
 from hub import timeline
 from hub.models import AuditEntry, Delivery, Event, Message
@@ -83,8 +83,15 @@ def _head(session, model) -> tuple[int, str]:
     return (row.chain_seq, row.chain_hash) if row else (0, ZERO_HASH)
 
 
+_EVENT_COLUMNS = (Event.id, Event.at, Event.delivery_id, Event.kind, Event.detail, Event.digest)
+_AUDIT_COLUMNS = (AuditEntry.id, AuditEntry.at, AuditEntry.actor, AuditEntry.action, AuditEntry.subject,
+                  AuditEntry.detail, AuditEntry.digest)
+
+
 def seal_pending(hub, *, batch: int = 500) -> dict[str, int]:
-    """Seal every committed, unsealed row of both chains; returns how many of each were sealed."""
+    """Seal every committed, unsealed row of both chains; returns how many of each were sealed.
+
+    Rows are read and updated as plain rows (one executemany per batch): sealing keeps pace with intake."""
     sealed = {"timeline": 0, "audit": 0}
     for chain, model in (("timeline", Event), ("audit", AuditEntry)):
         while True:
@@ -93,19 +100,28 @@ def seal_pending(hub, *, batch: int = 500) -> dict[str, int]:
                 seq, previous = _head(session, model)
                 if model is Event:
                     rows = session.execute(
-                        select(Event, Message.message_id, Message.sender, Message.correlation_id, Delivery.partner)
+                        select(*_EVENT_COLUMNS, Message.message_id, Message.sender, Message.correlation_id,
+                               Delivery.partner)
                         .join(Message, Event.message_pk == Message.id)
                         .outerjoin(Delivery, Event.delivery_id == Delivery.id)
                         .where(Event.chain_seq.is_(None)).order_by(Event.id).limit(batch)).all()
                 else:
-                    rows = session.execute(select(AuditEntry).where(AuditEntry.chain_seq.is_(None))
+                    rows = session.execute(select(*_AUDIT_COLUMNS).where(AuditEntry.chain_seq.is_(None))
                                            .order_by(AuditEntry.id).limit(batch)).all()
+                seals = []
                 for row in rows:
                     seq += 1
-                    entry = row[0]
-                    line = event_line(seq, entry, *row[1:]) if model is Event else audit_line(seq, entry)
-                    entry.chain_seq, entry.content_hash = seq, sha256_text(line)
-                    entry.chain_hash = previous = link(previous, entry.content_hash)
+                    line = (event_line(seq, row, row.message_id, row.sender, row.correlation_id, row.partner)
+                            if model is Event else audit_line(seq, row))
+                    content_hash = sha256_text(line)
+                    previous = link(previous, content_hash)
+                    seals.append({"row_id": row.id, "seq": seq, "content": content_hash, "chain": previous})
+                if seals:
+                    table = model.__table__
+                    session.connection().execute(
+                        update(table).where(table.c.id == bindparam("row_id"))
+                        .values(chain_seq=bindparam("seq"), content_hash=bindparam("content"),
+                                chain_hash=bindparam("chain")), seals)
             sealed[chain] += len(rows)
             if len(rows) < batch:
                 break

@@ -24,7 +24,7 @@ from lxml import etree
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from hub import timeline
+from hub import backpressure, timeline
 from hub.access import check_may_send
 from hub.db import utcnow
 from hub.errors import (DuplicateConflict, InputError, NotAllowed, NotRoutable, PermanentDeliveryError, Problem,
@@ -164,6 +164,7 @@ def _store_and_route(hub, header: Header, envelope: etree._Element, data: bytes,
     if not targets:
         raise NotRoutable(f"no recipient of {header.type} applies to this message (every route condition is false)",
                           [Problem("no route condition holds", path="/Message/Body")])
+    backpressure.check(hub, (target.partner for target in targets))  # 429 when a target's outbox is full
     digest = hashlib.sha256(data).hexdigest()
     received_at = utcnow()
     # Sign before opening the write transaction: the database lock is held for storage only.
@@ -192,7 +193,8 @@ def _store(session, header: Header, targets, steps, *, data: bytes, canonical: b
     events = list(steps)
     if header.in_reply_to:
         events.append(_correlate(session, header))
-    message_pk = session.execute(insert(Message).returning(Message.id), {
+    connection = session.connection()  # tables, not ORM entities: no unit of work to build for plain rows
+    message_pk = connection.execute(insert(Message.__table__).returning(Message.id), {
         "message_id": header.message_id, "sender": header.sender, "recipient": header.recipient,
         "type": header.type, "correlation_id": header.correlation_id, "in_reply_to": header.in_reply_to,
         "state": MessageState.ACCEPTED, "digest": digest, "received_bytes": data, "canonical_bytes": canonical,
@@ -203,14 +205,14 @@ def _store(session, header: Header, targets, steps, *, data: bytes, canonical: b
     rows.append(timeline.row(message_pk, timeline.ACCEPTED, f"sha256 {digest[:16]}…, receipt signed", received_at,
                              digest=timeline.sha256(receipt)))
     for target in targets:
-        delivery_id = session.execute(insert(Delivery).returning(Delivery.id), {
+        delivery_id = connection.execute(insert(Delivery.__table__).returning(Delivery.id), {
             "message_pk": message_pk, "partner": target.partner, "mapping": target.mapping,
             "schema_name": target.schema_, "operation": target.operation, "state": DeliveryState.PENDING,
             "attempts": 0, "next_attempt_at": received_at}).scalar_one()
         rows.append(timeline.row(message_pk, timeline.QUEUED, f"for {target.partner}"
                                  + (f" ({target.operation})" if target.operation else ""), received_at,
                                  delivery_id=delivery_id))
-    timeline.insert_rows(session, rows)
+    timeline.insert_rows(connection, rows)
 
 
 def _duplicate(session, existing: Message, digest: str) -> Receipt:

@@ -74,9 +74,9 @@ def row(message_pk: int, kind: str, detail: str, at, *, digest: str | None = Non
             "digest": digest}
 
 
-def insert_rows(session: Session, rows: list[dict]) -> None:
-    """Insert events built by `row` in one statement (no ORM objects: intake's hot path)."""
-    session.execute(insert(Event), rows)
+def insert_rows(connection, rows: list[dict]) -> None:
+    """Insert events built by `row` in one statement on a Connection (no ORM objects: intake's hot path)."""
+    connection.execute(insert(Event.__table__), rows)
 
 
 def record(session: Session, message: Message, kind: str, detail: str = "", delivery: Delivery | None = None,
