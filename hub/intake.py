@@ -170,10 +170,9 @@ def _store_and_route(hub, header: Header, envelope: etree._Element, data: bytes,
     # Sign before opening the write transaction: the database lock is held for storage only.
     receipt = build_receipt(hub.signer, message_id=header.message_id, sender=header.sender, digest=digest,
                             received_at=received_at)
-    try:
-        with hub.sessions.begin() as session:
-            _store(session, header, targets, steps, data=data, canonical=canonical, digest=digest, receipt=receipt,
-                   received_at=received_at)
+    try:  # committed together with the other intakes waiting now (hub/group_commit.py), before the receipt goes
+        hub.committer.run(lambda session: _store(session, header, targets, steps, data=data, canonical=canonical,
+                                                 digest=digest, receipt=receipt, received_at=received_at))
     except IntegrityError:  # this sender's message id is already stored (a retry, or a concurrent intake)
         with hub.sessions.begin() as session:
             existing = session.scalars(select(Message).where(
@@ -189,7 +188,8 @@ def _store(session, header: Header, targets, steps, *, data: bytes, canonical: b
            receipt: bytes, received_at) -> None:
     """The message, its outbox rows and its timeline in a few statements (Core inserts: intake's hot path).
 
-    The unique (sender, message id) constraint refuses a second copy; the caller answers it as a duplicate."""
+    The unique (sender, message id) constraint refuses a second copy; the caller answers it as a duplicate.
+    A refusal (UnknownCorrelation) is raised before anything is written, as group commit requires."""
     events = list(steps)
     if header.in_reply_to:
         events.append(_correlate(session, header))

@@ -16,6 +16,7 @@ from hub.certificates import TrustStore
 from hub.config import HubConfig, load_config
 from hub.db import make_engine, make_read_sessionmaker, make_sessionmaker, migrate
 from hub.errors import ConfigError, InputError
+from hub.group_commit import GroupCommitter
 from hub.mapping import MappingSet
 from hub.refusals import record_refusal
 from hub.schemas import SchemaSet
@@ -44,6 +45,8 @@ class Hub:
         self.engine = engine or make_engine(self.settings.database_url)
         self.sessions = make_sessionmaker(self.engine)
         self.reads = make_read_sessionmaker(self.engine)  # sessions that only read (no write lock on SQLite)
+        # intake's writes: committed in groups on SQLite, whose single writer they would otherwise queue for
+        self.committer = GroupCommitter(self.sessions, grouped=self.engine.dialect.name == "sqlite")
         self.connectors: dict[str, Connector] = {code: self._build_connector(code) for code in self.config.parties}
         self._wake = threading.Condition()
         self._wake_count = 0
@@ -112,6 +115,7 @@ class Hub:
             self._wake.wait_for(lambda: self._wake_count != seen, timeout=timeout)
 
     def close(self) -> None:
+        self.committer.close()
         for connector in self.connectors.values():
             connector.close()
         self.engine.dispose()

@@ -1,0 +1,126 @@
+"""Group commit (hub/group_commit.py): waiting writes share one transaction, each caller answered after
+the commit; a write that fails does not take the others down with it. Against the real database."""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import event, func, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from hub.db import utcnow
+from hub.errors import InputError
+from hub.group_commit import GroupCommitter
+from hub.models import InboundFile
+from hub.runtime import Hub
+from support import licence_request
+
+
+@pytest.fixture
+def hub(settings):
+    hub = Hub(settings)
+    hub.migrate()
+    yield hub
+    hub.close()
+
+
+def _file(name: str):
+    def write(session):
+        session.connection().execute(insert(InboundFile.__table__), {
+            "partner": "CDG", "name": name, "digest": "0" * 64, "outcome": "ACCEPTED", "processed_at": utcnow()})
+        return name
+    return write
+
+
+def _refused(session):
+    raise InputError("refused before writing anything")
+
+
+def test_waiting_writes_share_one_commit_and_a_failing_write_fails_alone(hub):
+    committer = GroupCommitter(hub.sessions, grouped=True)
+    transactions = []
+    original = committer._transaction
+    committer._transaction = lambda batch: transactions.append(len(batch)) or original(batch)
+    started, gate = threading.Event(), threading.Event()
+
+    def held(session):  # keeps the writer busy until every other write is queued behind it
+        started.set()
+        gate.wait(10)
+        return "held"
+
+    with ThreadPoolExecutor(12) as pool:
+        first = pool.submit(committer.run, held)
+        assert started.wait(10)
+        writes = [_file(f"f{i}") for i in range(8)] + [_refused, _file("f3")]  # f3 again: a unique violation
+        futures = [pool.submit(committer.run, write) for write in writes]
+        threading.Event().wait(0.5)
+        gate.set()
+        assert first.result(10) == "held"
+        outcomes = []
+        for future in futures:
+            try:
+                outcomes.append(future.result(10))
+            except (InputError, IntegrityError) as exc:
+                outcomes.append(type(exc).__name__)
+    committer.close()
+
+    print(f"10 writes queued behind a held one: transactions of {transactions} writes; outcomes {outcomes}")
+    assert outcomes[:8] == [f"f{i}" for i in range(8)]
+    assert outcomes[8:] == ["InputError", "IntegrityError"]
+    with hub.sessions() as session:
+        names = sorted(session.scalars(select(InboundFile.name)))
+    assert names == sorted(f"f{i}" for i in range(8)), "every good write committed once, the faulty one not at all"
+    # held alone, then the ten together (rolled back by the violation), then each again on its own
+    assert transactions == [1, len(writes)] + [1] * len(writes)
+
+
+def test_good_writes_queued_together_commit_once(hub):
+    committer = GroupCommitter(hub.sessions, grouped=True)
+    commits = []
+    event.listen(hub.engine, "commit", lambda _connection: commits.append(1))
+    started, gate = threading.Event(), threading.Event()
+    with ThreadPoolExecutor(10) as pool:
+        first = pool.submit(committer.run, lambda session: started.set() or gate.wait(10))
+        assert started.wait(10)
+        futures = [pool.submit(committer.run, _file(f"g{i}")) for i in range(8)]
+        threading.Event().wait(0.5)
+        commits.clear()
+        gate.set()
+        first.result(10)
+        assert sorted(f.result(10) for f in futures) == [f"g{i}" for i in range(8)]
+    committer.close()
+    print(f"8 writes queued behind a held one: {len(commits)} commit(s) after it")
+    assert len(commits) <= 2  # the held write's own (empty) transaction, and one for the eight
+
+
+def test_concurrent_intakes_are_each_stored_once_with_their_own_answer(hub, pki_dir):
+    hub.committer.close()
+    hub.committer = GroupCommitter(hub.sessions, grouped=True)
+    requests = [licence_request(pki_dir, reference=f"LIC-2026-{i:06d}", number=f"12/{i:06d}") for i in range(1, 21)]
+    conflicting = licence_request(pki_dir, reference="LIC-2026-000001", number="99/999999")  # same id, other bytes
+    inputs = requests + [requests[1], conflicting]
+
+    def submit(data):
+        try:
+            receipt = hub.submit(data, caller="REGISTRY")
+            return "duplicate" if receipt.duplicate else "accepted"
+        except InputError as exc:
+            return exc.status
+
+    barrier = threading.Barrier(len(inputs))
+
+    def together(data):
+        barrier.wait(10)
+        return submit(data)
+
+    with ThreadPoolExecutor(len(inputs)) as pool:
+        outcomes = list(pool.map(together, inputs))
+    print(f"{len(inputs)} concurrent intakes: {outcomes.count('accepted')} accepted, "
+          f"{outcomes.count('duplicate')} duplicate, {outcomes.count(409)} conflicts")
+    # the first copy of LIC-2026-000002 and its repeat race: one is accepted, the other is its duplicate;
+    # LIC-2026-000001 and its conflicting copy race too: one is accepted, the other refused with 409
+    assert outcomes.count("accepted") == 20 and outcomes.count("duplicate") == 1 and outcomes.count(409) == 1
+    with hub.sessions() as session:
+        from hub.models import Message
+        assert session.scalar(select(func.count()).select_from(Message)) == 20
