@@ -21,9 +21,21 @@ def cmd_serve(args) -> int:
     from hub.server import HubService
     from hub.tls import scheme
     settings = _settings(args)
+    logging.getLogger("hub.leader").setLevel(logging.INFO)  # "became leader" / "lost leadership" are shown
     service = HubService(settings)
     console.print(f"hub serving on {scheme(settings)}://{args.host}:{args.port} (database: {service.hub.engine.url.render_as_string()})")
     service.serve_forever(args.host, args.port)
+    return 0
+
+
+def cmd_leader(args) -> int:
+    from hub.leader import current_leader
+    settings = _settings(args)
+    holder = current_leader(settings.database_url)
+    if holder is None:
+        console.print("no hub process leads on this database (none running, or one is taking over)")
+        return 1
+    console.print(f"leader: {escape(holder)} (runs the scheduled jobs; every process serves the API and delivers)")
     return 0
 
 
@@ -105,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8700)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("leader", help="show which `hub serve` process on this database runs the scheduled jobs")
+    p.set_defaults(func=cmd_leader)
 
     p = sub.add_parser("demo", help="start the six sandbox partners and the hub on SQLite and drive every "
                                     "consular service through")

@@ -1,17 +1,26 @@
-"""The running hub: HTTP API, delivery workers and scheduled jobs in one process."""
+"""The running hub: HTTP API, delivery workers and scheduled jobs in one process.
+
+Several processes may run on one database: each serves the API and runs delivery workers (claims
+with leases and `FOR UPDATE SKIP LOCKED`), while the scheduled jobs run only in the one that leads
+(hub/leader.py). `hub_scheduled_job_runs_total{job,outcome}` counts the runs in this process.
+"""
 from __future__ import annotations
 
 import logging
 import threading
+from functools import partial
 
 import uvicorn
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
 from apscheduler.schedulers.background import BackgroundScheduler
+from prometheus_client import Counter
 
 from hub.api.app import create_app
 from hub.audit import record_configuration
 from hub.delivery import DeliveryWorkers
 from hub.errors import DeliveryError
 from hub.evidence import seal_pending
+from hub.leader import Leadership, startup_lock
 from hub.polling import poll_partner, polling_partners
 from hub.retention import purge_expired
 from hub.runtime import Hub
@@ -21,35 +30,60 @@ from registry.runtime import Registry
 
 log = logging.getLogger("hub")
 
+JOB_RUNS = Counter("hub_scheduled_job_runs_total", "Scheduled job runs in this process (only the leader runs them)",
+                   ["job", "outcome"])
+
+
+def _count_run(event) -> None:
+    JOB_RUNS.labels(event.job_id, "error" if event.exception else "ok").inc()
+
 
 class HubService:
     """Assembles the hub, migrates the database, loads reference data, and runs until stopped."""
 
     def __init__(self, settings: Settings | None = None):
         self.hub = Hub(settings)
-        self.hub.migrate()
         self.registry = Registry(self.hub)
-        self.registry.load_reference_data()
-        record_configuration(self.hub)
+        with startup_lock(self.hub.settings.database_url):  # processes started together take turns
+            self.hub.migrate()
+            self.registry.load_reference_data()
+            record_configuration(self.hub)
         self.app = create_app(self.hub, self.registry)
         self.workers = DeliveryWorkers(self.hub)
+        # Scheduled jobs run only in the leader among the hub processes on this database (hub/leader.py):
+        # they are added when this process becomes the leader and removed when it stops leading.
         self.scheduler = BackgroundScheduler(timezone="UTC")
-        self.scheduler.add_job(self.registry.resubmit_stalled, "interval", seconds=30, id="resubmit-stalled-cases",
-                               max_instances=1, coalesce=True)
-        # Evidence: new timeline and audit rows join their hash chains within a second (hub/evidence.py);
-        # payloads past their retention are purged daily (hub/retention.py). Both are idempotent.
-        self.scheduler.add_job(self.seal_now, "interval", seconds=1, id="seal-evidence", max_instances=1,
-                               coalesce=True)
-        self.scheduler.add_job(self._purge, "cron", hour=3, minute=30, id="retention-purge", max_instances=1,
-                               coalesce=True)
+        self.scheduler.add_listener(_count_run, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
+        self.jobs: list[tuple[str, object, str, dict]] = [
+            ("resubmit-stalled-cases", self.registry.resubmit_stalled, "interval", {"seconds": 30}),
+            # Evidence: new timeline and audit rows join their hash chains within a second (hub/evidence.py);
+            # payloads past their retention are purged daily (hub/retention.py). Both are idempotent.
+            ("seal-evidence", self.seal_now, "interval", {"seconds": 1}),
+            ("retention-purge", self._purge, "cron", {"hour": 3, "minute": 30}),
+        ]
         for partner, seconds in polling_partners(self.hub).items():
-            self.scheduler.add_job(self._poll, "interval", args=[partner], seconds=seconds, id=f"poll-{partner}",
-                                   max_instances=1, coalesce=True)
+            self.jobs.append((f"poll-{partner}", partial(self._poll, partner), "interval", {"seconds": seconds}))
         for job_id, function, when in self.registry.scheduled_jobs():
             trigger = ("cron", when) if isinstance(when, dict) else ("interval", {"seconds": when})
-            self.scheduler.add_job(function, trigger[0], id=job_id, max_instances=1, coalesce=True, **trigger[1])
+            self.jobs.append((job_id, function, *trigger))
+        self.leadership = Leadership(self.hub.settings.database_url, retry_seconds=self.hub.settings.leader_retry_seconds,
+                                     on_gain=self._add_jobs, on_loss=self._remove_jobs)
+        self.app.state.leadership = self.leadership
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+
+    def _add_jobs(self) -> None:
+        for job_id, function, trigger, when in self.jobs:
+            self.scheduler.add_job(function, trigger, id=job_id, max_instances=1, coalesce=True,
+                                   replace_existing=True, **when)
+
+    def _remove_jobs(self) -> None:
+        """Runs already under way finish; no new run starts in this process."""
+        self.scheduler.remove_all_jobs()
+
+    @property
+    def is_leader(self) -> bool:
+        return self.leadership.is_leader
 
     def _poll(self, partner: str) -> None:
         try:
@@ -79,9 +113,11 @@ class HubService:
         self._server = uvicorn.Server(config)
         return self._server
 
-    def start_background(self) -> None:
+    def start_background(self) -> bool:
+        """Starts the delivery workers and the (empty) scheduler, then tries to lead; returns whether it leads."""
         self.workers.start()
         self.scheduler.start()
+        return self.leadership.start()
 
     def serve_forever(self, host: str, port: int) -> None:
         """Blocks until SIGINT/SIGTERM (uvicorn handles the signals)."""
@@ -107,6 +143,7 @@ class HubService:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(10)
+        self.leadership.stop()  # another process can lead (and run the jobs) from now on
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         self.workers.stop()

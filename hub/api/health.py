@@ -15,8 +15,10 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz():
-    return {"status": "ok"}
+def healthz(request: Request):
+    """Alive; `leader` says whether this process runs the scheduled jobs (hub/leader.py)."""
+    leadership = getattr(request.app.state, "leadership", None)
+    return {"status": "ok", "leader": bool(leadership is not None and leadership.is_leader)}
 
 
 @router.get("/readyz")
