@@ -21,10 +21,15 @@ def cmd_serve(args) -> int:
     from hub.server import HubService
     from hub.tls import scheme
     settings = _settings(args)
+    if args.processes > 1:
+        from hub.processes import serve_processes
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+        console.print(f"hub serving on {scheme(settings)}://{args.host}:{args.port} with {args.processes} processes")
+        return serve_processes(args.processes, args.host, args.port)
     logging.getLogger("hub.leader").setLevel(logging.INFO)  # "became leader" / "lost leadership" are shown
     service = HubService(settings)
     console.print(f"hub serving on {scheme(settings)}://{args.host}:{args.port} (database: {service.hub.engine.url.render_as_string()})")
-    service.serve_forever(args.host, args.port)
+    service.serve_forever(args.host, args.port, reuse_port=args.reuse_port)
     return 0
 
 
@@ -109,6 +114,22 @@ def cmd_messages_resend(args) -> int:
     return 0
 
 
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return number
+
+
+def _int_env(name: str, default: int) -> int:
+    import os
+    raw = os.environ.get(name)
+    return _positive(raw) if raw else default
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hub", description="Consular exchange hub")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -116,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the HTTP API, delivery workers and scheduler")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8700)
+    p.add_argument("--processes", type=_positive, default=_int_env("HUB_PROCESSES", 1), metavar="N",
+                   help="hub processes sharing the port, to use more than one core (default $HUB_PROCESSES or 1)")
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a child of --processes
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("leader", help="show which `hub serve` process on this database runs the scheduled jobs")

@@ -7,6 +7,7 @@ with leases and `FOR UPDATE SKIP LOCKED`), while the scheduled jobs run only in 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from functools import partial
 
@@ -36,6 +37,17 @@ JOB_RUNS = Counter("hub_scheduled_job_runs_total", "Scheduled job runs in this p
 
 def _count_run(event) -> None:
     JOB_RUNS.labels(event.job_id, "error" if event.exception else "ok").inc()
+
+
+def reusable_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 class HubService:
@@ -119,11 +131,13 @@ class HubService:
         self.scheduler.start()
         return self.leadership.start()
 
-    def serve_forever(self, host: str, port: int) -> None:
-        """Blocks until SIGINT/SIGTERM (uvicorn handles the signals)."""
+    def serve_forever(self, host: str, port: int, *, reuse_port: bool = False) -> None:
+        """Blocks until SIGINT/SIGTERM (uvicorn handles the signals). `reuse_port`: bind with SO_REUSEPORT,
+        sharing the port with the other processes of `hub serve --processes N` (hub/processes.py)."""
         self.start_background()
         try:
-            self._uvicorn(host, port).run()
+            server = self._uvicorn(host, port)
+            server.run(sockets=[reusable_socket(host, port)] if reuse_port else None)
         finally:
             self.stop()
 

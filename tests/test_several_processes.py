@@ -237,3 +237,43 @@ def test_sqlite_leader_lock_file_moves_to_another_process_when_the_holder_dies(t
         if holder.poll() is None:
             holder.kill()
     assert events == ["gain", "loss"] and lock_file.read_text() == "" and current_leader(url) is None
+
+
+def test_serve_processes_share_one_port_and_a_dead_process_is_started_again(tmp_path, pki_dir):
+    """`hub serve --processes 2`: two complete hubs behind one port (SO_REUSEPORT), one leading; a child
+    killed is replaced; SIGTERM to the parent stops them all."""
+    port = free_port()
+    env = {**os.environ, "HUB_VAR_DIR": str(tmp_path / "var"), "HUB_PKI_DIR": str(pki_dir),
+           "HUB_CONFIG_DIR": str(write_config(tmp_path / "config")), "HUB_LEADER_RETRY_SECONDS": str(RETRY)}
+    env.pop("HUB_DATABASE_URL", None)
+    parent = subprocess.Popen([str(Path(sys.executable).with_name("hub")), "serve", "--processes", "2",
+                               "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                              stderr=open(tmp_path / "serve.log", "ab"))
+
+    def children() -> set[int]:
+        out = subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True).stdout
+        return {int(pid) for pid in out.split()}
+
+    def answers() -> list[bool]:
+        seen = []
+        for _ in range(40):  # a new connection each time: the kernel spreads them over both processes
+            try:
+                seen.append(httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json()["leader"])
+            except httpx.HTTPError:
+                pass
+        return seen
+
+    try:
+        wait_for(lambda: len(children()) == 2 and len(answers()) == 40, 90, what="both hub processes to answer")
+        wait_for(lambda: set(answers()) == {True, False}, 30, what="answers from the leader and the follower")
+        first = children()
+        victim = min(first)
+        os.kill(victim, 9)
+        wait_for(lambda: len(children()) == 2 and victim not in children(), 60, what="the killed process replaced")
+        wait_for(lambda: set(answers()) == {True, False}, 60, what="a leader and a follower again")
+        print(f"processes {sorted(first)}; killed {victim}; now {sorted(children())}")
+    finally:
+        parent.terminate()
+        parent.wait(60)
+    assert parent.returncode == 0
+    assert not children()
