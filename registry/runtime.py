@@ -36,6 +36,9 @@ class Registry:
         self.handlers = {message_type: handler for module in services.modules()
                          for message_type, handler in module.HANDLERS.items()}
         hub.attach_local_consumer(PARTY, self.receive)
+        for module in services.modules():  # a service that needs hooks into the hub sets them up here
+            if hasattr(module, "attach"):
+                module.attach(self)
         hub.dead_letter_listeners.append(self.on_dead_letter)
 
     def load_reference_data(self) -> int:

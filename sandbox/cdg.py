@@ -22,6 +22,13 @@ A watcher takes every complete file from inbox/ (on each rename into inbox/, and
     the file leaves inbox/. After a restart, an acknowledgement that never reached outbox/ (nor
     done/, failed/) is written again.
 
+Large batches (over `--stream-above-bytes`, default 1 MiB: the size a message may have anywhere else)
+are read as a stream and never held: hub.signing_stream.verify_stream parses the file in chunks,
+validates it against the XSD while parsing and checks the hub's signature from the digest of its
+canonical form computed on the way; each line's verdict is spooled to a work file, and the signed
+AccuseLot is then written in canonical form straight to disk (hub.signing_stream.CanonicalWriter).
+A 100,000-certificate batch (about 40 MB) is handled in a few tens of megabytes of memory.
+
 Decision rule, per line, deterministic: REJETE with CodeMotif PENSION_INCONNUE when the
 NumeroPension ends in 9; otherwise ACCEPTE. The acknowledgement is signed by CDG.
 
@@ -43,6 +50,7 @@ import asyncio
 import datetime as dt
 import logging
 import os
+import resource
 import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -55,8 +63,10 @@ from pydantic import Field
 
 from hub.errors import InputError
 from hub.pki import CDG_SSH_HOST_KEY, HUB_SSH_CLIENT_KEY, SSH_DIR, ensure_dev_ssh_keys
+from hub.signing_stream import CanonicalWriter, escape_text, verify_stream
 from hub.xmlsafe import parse_trusted
-from sandbox.common import BehaviourChange, PartnerSandbox, add_common_arguments, positive_port, run_app
+from sandbox.common import (MAX_REQUEST_BYTES, PROJECT_ROOT, BehaviourChange, PartnerSandbox, add_common_arguments,
+                            positive_port, run_app)
 from sandbox.outbox import write_atomically
 from sandbox.sftp_server import SftpServer
 
@@ -96,8 +106,12 @@ class CdgBehaviourChange(BehaviourChange):
 
 
 class CdgSandbox(PartnerSandbox):
-    def __init__(self, *, pki_dir: Path, data_dir: Path, host: str, port: int, mode: str = "normal"):
+    def __init__(self, *, pki_dir: Path, data_dir: Path, host: str, port: int, mode: str = "normal",
+                 stream_above_bytes: int = MAX_REQUEST_BYTES):
         super().__init__(PARTNER, pki_dir=pki_dir, data_dir=data_dir, mode=mode)
+        self.stream_above_bytes = stream_above_bytes
+        self.work_dir = self.home / "work"
+        self.work_dir.mkdir(parents=True, exist_ok=True)
         keys = ensure_dev_ssh_keys(pki_dir)
         self.sftp_root = self.home / "sftp"
         for folder in FOLDERS:
@@ -156,6 +170,9 @@ class CdgSandbox(PartnerSandbox):
             return len(names)
 
     def _take(self, path: Path) -> None:
+        if path.stat().st_size > self.stream_above_bytes:
+            self._take_streamed(path)
+            return
         body = path.read_bytes()
         try:
             batch = self.check_document(body, xsd=XSD, roots={BATCH_ROOT}, what="LotCertificatsVie")
@@ -173,6 +190,83 @@ class CdgSandbox(PartnerSandbox):
         else:
             log.info("batch %s (%s) seen again: nothing to do", batch_id, path.name)
         path.unlink()
+
+    def _take_streamed(self, path: Path) -> None:
+        """A large batch: verified and answered in one pass over the file, the answer written to disk."""
+        header: dict[str, str] = {}
+        counts = {"ACCEPTE": 0, "REJETE": 0}
+        lines_path = self.work_dir / f"{path.name}.lines"
+        with open(lines_path, "wb") as lines:
+            spool: list[str] = []
+
+            def on_element(element: etree._Element) -> None:
+                local = element.tag[len(NS) + 2:]
+                if local in ("Certificat", "Avis"):
+                    fields = {child.tag: child.text for child in element}  # one pass: findtext costs more
+                    reference = (fields.get(_tag("Reference")) or "").strip()
+                    status, code, text = decision_for(fields.get(_tag("NumeroPension")) or "")
+                    counts[status] += 1
+                    kind = "CERTIFICAT_VIE" if local == "Certificat" else "AVIS_DECES"
+                    spool.append(f"<Ligne><Reference>{escape_text(reference)}</Reference><Type>{kind}</Type>"
+                                 f"<Statut>{status}</Statut>" + (f"<CodeMotif>{code}</CodeMotif><LibelleMotif>"
+                                                                 f"{escape_text(text)}</LibelleMotif>" if code else "")
+                                 + "</Ligne>")
+                    if len(spool) >= 1000:
+                        lines.write("".join(spool).encode())
+                        spool.clear()
+                elif local in ("IdentifiantLot", "IdentifiantMessage"):
+                    header[local] = (element.text or "").strip()
+
+            try:
+                with open(path, "rb") as source:
+                    schema = etree.XMLSchema(etree.parse(str(PROJECT_ROOT / "schemas" / XSD)))
+                    verify_stream(source, certificates=[self.hub_certificate], signer_name="hub",
+                                  what="LotCertificatsVie", roots={BATCH_ROOT}, schema=schema, apex_depth=2,
+                                  on_element=on_element)
+            except InputError as error:
+                lines.close()
+                lines_path.unlink()
+                self._reject(path, error)
+                return
+            lines.write("".join(spool).encode())
+        batch_id = header["IdentifiantLot"]
+        with self._lock:
+            seen = batch_id in self._answers
+            if seen:
+                self.counters["duplicates"] += 1
+        if seen:
+            lines_path.unlink()
+            path.unlink()
+            log.info("batch %s (%s) seen again: nothing to do", batch_id, path.name)
+            return
+        answer = self.work_dir / f"{acknowledgement_name(batch_id)}.tmp"
+        with open(answer, "wb") as out:
+            writer = CanonicalWriter(out, "AccuseLot", NS)
+            writer.leaf("IdentifiantAccuse", f"CDG-AR-{batch_id}")
+            writer.leaf("IdentifiantLot", batch_id)
+            writer.leaf("ReferenceMessage", header["IdentifiantMessage"])
+            writer.leaf("DateTraitement", dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat())
+            writer.leaf("NombreAcceptes", str(counts["ACCEPTE"]))
+            writer.leaf("NombreRejetes", str(counts["REJETE"]))
+            with open(lines_path, "rb") as spooled:
+                while chunk := spooled.read(1024 * 1024):
+                    writer.canonical(chunk)
+            size, _ = writer.finish(self.signer)
+            out.flush()
+            os.fsync(out.fileno())
+        lines_path.unlink()
+        os.replace(path, self.received_dir / f"{batch_id}.xml")
+        stored = self.acknowledged_dir / f"{batch_id}.xml"
+        os.replace(answer, stored)
+        _copy_atomically(stored, self.sftp_root / "outbox" / acknowledgement_name(batch_id))
+        with self._lock:
+            self._answers[batch_id] = b""  # the answer stays on disk: a large file is not kept in memory
+            self.counters["received"] += 1
+            self.counters["lines_accepted"] += counts["ACCEPTE"]
+            self.counters["lines_rejected"] += counts["REJETE"]
+            self.counters["batches_streamed"] += 1
+        log.info("batch %s (%s): %d lines acknowledged in a stream (%d bytes)", batch_id, path.name,
+                 counts["ACCEPTE"] + counts["REJETE"], size)
 
     def _reject(self, path: Path, error: InputError) -> None:
         target = self.sftp_root / "rejected" / path.name
@@ -213,7 +307,7 @@ class CdgSandbox(PartnerSandbox):
         for path in sorted(self.acknowledged_dir.glob("*.xml")):
             name = acknowledgement_name(path.stem)
             if not any((self.sftp_root / folder / name).exists() for folder in ("outbox", "done", "failed")):
-                write_atomically(self.sftp_root / "outbox" / name, path.read_bytes())
+                _copy_atomically(path, self.sftp_root / "outbox" / name)
                 written += 1
         return written
 
@@ -243,7 +337,19 @@ class CdgSandbox(PartnerSandbox):
         folders = {folder: sum(1 for p in (self.sftp_root / folder).iterdir() if not p.name.startswith("."))
                    for folder in FOLDERS}
         return {**self.stats(), **self.server.faults.counters, "folders": folders, "paused": self.paused,
+                "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                 "connections": len(self.server.connections)}
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    """Copy under a temporary name beginning with ".", then rename: never half a file under its name."""
+    temporary = target.with_name(f".{target.name}.tmp")
+    with open(source, "rb") as src, open(temporary, "wb") as dst:
+        while chunk := src.read(1024 * 1024):
+            dst.write(chunk)
+        dst.flush()
+        os.fsync(dst.fileno())
+    os.replace(temporary, target)
 
 
 def create_app(sandbox: CdgSandbox) -> FastAPI:
@@ -284,9 +390,12 @@ def add_arguments(parser) -> None:
     add_common_arguments(parser, port=8722)
     parser.add_argument("--control-port", type=positive_port, default=8714,
                         help="HTTP control port: /healthz, /_sandbox/stats, /_sandbox/behaviour (default %(default)s)")
+    parser.add_argument("--stream-above-bytes", type=int, default=MAX_REQUEST_BYTES,
+                        help="batch files larger than this are read as a stream, never held (default %(default)s)")
 
 
 def run(args) -> int:
     logging.getLogger("asyncssh").setLevel(logging.WARNING)  # one INFO line per SSH event otherwise
-    sandbox = CdgSandbox(pki_dir=args.pki_dir, data_dir=args.data_dir, host=args.host, port=args.port, mode=args.mode)
+    sandbox = CdgSandbox(pki_dir=args.pki_dir, data_dir=args.data_dir, host=args.host, port=args.port, mode=args.mode,
+                         stream_above_bytes=args.stream_above_bytes)
     return run_app(create_app(sandbox), sandbox=sandbox, host=args.host, port=args.control_port)

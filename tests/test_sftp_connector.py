@@ -5,6 +5,7 @@ partner would see in inbox/ at any moment.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -183,6 +184,53 @@ def test_resend_of_the_same_bytes_is_a_success_and_other_bytes_are_refused(pause
     with pytest.raises(PermanentDeliveryError, match="already exists on the server with other content"):
         connector.send(Outbound("M-1", "LifeCertificateBatch", b"<lot>2</lot>"))
     assert (paused.root / "inbox" / "M-1.xml").read_bytes() == b"<lot>1</lot>"
+
+
+def test_a_large_file_is_streamed_from_disk_once_and_a_resend_compares_digests(paused, connector, tmp_path):
+    path, other = tmp_path / "lot.xml", tmp_path / "other.xml"
+    path.write_bytes(os.urandom(5 * 1024 * 1024))
+    other.write_bytes(os.urandom(5 * 1024 * 1024))
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    with InboxWatcher(paused.root / "inbox", "M-FILE.xml", path.stat().st_size) as watcher:
+        result = connector.send_file("M-FILE", "LifeCertificateBatch", path, sha256=digest)
+    assert f"uploaded inbox/M-FILE.xml ({5 * 1024 * 1024} bytes, sha256 {digest})" == result.detail
+    assert watcher.seen <= {".M-FILE.xml.part", "M-FILE.xml"} and watcher.short_finals == 0
+    assert (paused.root / "inbox" / "M-FILE.xml").read_bytes() == path.read_bytes()
+    again = connector.send_file("M-FILE", "LifeCertificateBatch", path, sha256=digest)
+    assert again.detail == "inbox/M-FILE.xml was already there with the same bytes"
+    with pytest.raises(PermanentDeliveryError, match="other content"):
+        connector.send_file("M-FILE", "LifeCertificateBatch", other,
+                            sha256=hashlib.sha256(other.read_bytes()).hexdigest())
+    assert paused.folder("inbox") == ["M-FILE.xml"]
+    print(f"streamed 5 MiB once ({watcher.listings} listings of inbox/, never a short final file)")
+
+
+def test_a_stream_taker_reads_outbox_files_in_chunks_then_acks_or_nacks(paused, connector):
+    from hub.errors import SignatureInvalid
+    outbox = paused.root / "outbox"
+    (outbox / "AR_BIG.xml").write_bytes(b"x" * (3 * 1024 * 1024))
+    (outbox / "AR_BAD.xml").write_bytes(b"<bad/>")
+    (outbox / "AR_SMALL.xml").write_bytes(b"<ack/>")
+    read: dict[str, int] = {}
+
+    def consume(name):
+        def reader(remote):
+            while chunk := remote.read(64 * 1024):
+                read[name] = read.get(name, 0) + len(chunk)
+            if name == "AR_BAD.xml":
+                raise SignatureInvalid("not signed by CDG")
+        return reader
+    connector.stream_taker = lambda name, size: consume(name) if name != "AR_SMALL.xml" else None
+    try:
+        items = list(connector.poll())
+    finally:
+        connector.stream_taker = None
+    assert [item.name for item in items] == ["AR_SMALL.xml"]  # the others went to the taker
+    assert read == {"AR_BIG.xml": 3 * 1024 * 1024, "AR_BAD.xml": 6}
+    assert paused.folder("done") == ["AR_BIG.xml"]
+    assert paused.folder("failed") == ["AR_BAD.xml", "AR_BAD.xml.reason.txt"]
+    assert "not signed by CDG" in (paused.root / "failed" / "AR_BAD.xml.reason.txt").read_text()
+    assert paused.folder("outbox") == ["AR_SMALL.xml"]
 
 
 def test_one_connection_is_reused_while_healthy(paused, connector):

@@ -9,11 +9,14 @@ notices of pensioners (from repatriation cases), and applies CDG's acknowledgeme
   * `record_death_notice(...)` (called by the repatriation service): a case ISSUED with
     details.kind = DEATH_NOTICE, for the next batch.
   * `build_and_submit_batch(registry)` (scheduled, and POST /api/v1/life-certificates/batches):
-    every ISSUED case goes into one LifeCertificateBatch (at most MAX_ITEMS; more make several
-    batches), the cases -> BATCHED, the batch recorded in `pension_batches` (PREPARED), then the
-    signed batch is submitted through the hub (SUBMITTED). Its bytes are a function of what was
-    recorded, so a batch left PREPARED by a crash is submitted again, identically, by the next run,
-    and the hub recognises it as the same message.
+    the ISSUED cases go into a LifeCertificateBatch, the cases -> BATCHED, the batch recorded in
+    `pension_batches` (PREPARED), then sent (SUBMITTED). Up to MAX_ITEMS cases, the signed batch is
+    one canonical message submitted through the hub, which maps and uploads it. More than that (up to
+    cdg_stream.MAX_STREAMED_ITEMS, 100,000, per batch) would break the hub's message caps
+    and hold hundreds of megabytes of trees: such a batch is written, uploaded and acknowledged as a
+    stream (registry/services/cdg_stream.py says how). Either way its bytes are a function of what
+    was recorded (or kept on disk), so a batch left PREPARED by a crash is sent again, identically, by
+    the next run, and the hub (or CDG) recognises it as the same batch.
   * CDG's acknowledgement (LifeCertificateBatchAcknowledgement, InReplyTo = the batch message id):
     each line moves its case to ACCEPTED or REJECTED (with CDG's reason code, e.g.
     PENSION_INCONNUE); the batch becomes ACKNOWLEDGED and keeps CDG's signed AccuseLot.
@@ -158,7 +161,14 @@ def build_and_submit_batch(registry) -> str | None:
 
 
 def _prepare(registry) -> str | None:
-    """Record a batch of ISSUED cases and move them to BATCHED, in one transaction."""
+    """Record a batch of ISSUED cases and move them to BATCHED, in one transaction: up to MAX_ITEMS as
+    one hub message, more as one streamed batch."""
+    from registry.services import cdg_stream
+    with registry.hub.sessions() as session:
+        ids = list(session.scalars(select(Case.id).where(Case.service == SERVICE, Case.status == "ISSUED")
+                                   .order_by(Case.id).limit(cdg_stream.MAX_STREAMED_ITEMS)))
+    if len(ids) > MAX_ITEMS:
+        return cdg_stream.prepare(registry, ids)
     with registry.hub.sessions.begin() as session:
         cases = list(session.scalars(select(Case).where(Case.service == SERVICE, Case.status == "ISSUED")
                                      .order_by(Case.id).limit(MAX_ITEMS).with_for_update(skip_locked=True)))
@@ -180,8 +190,13 @@ def _prepare(registry) -> str | None:
 
 
 def _submit(registry, reference: str) -> None:
+    from registry.services import cdg_stream
     with registry.hub.sessions() as session:
         batch = session.scalars(select(PensionBatch).where(PensionBatch.reference == reference)).one()
+        if cdg_stream.is_streamed(batch):
+            session.close()
+            cdg_stream.submit(registry, reference)
+            return
         cases = list(session.scalars(select(Case).where(Case.request_message_id == batch.message_id).order_by(Case.id)))
         data = batch_message(registry, batch, cases)
     try:
@@ -291,6 +306,12 @@ def apply_acknowledgement(registry, session: Session, envelope: etree._Element) 
         (f"; unknown references {', '.join(unknown[:10])}" if unknown else "")
     return f"batch {batch.reference} acknowledged by CDG: {results['ACCEPTED']} accepted, " \
            f"{results['REJECTED']} rejected ({batch.detail})"
+
+
+def attach(registry) -> None:
+    """At registry start: CDG's acknowledgements of streamed batches are read as streams."""
+    from registry.services import cdg_stream
+    cdg_stream.attach(registry)
 
 
 HANDLERS = {ACK_TYPE: apply_acknowledgement}

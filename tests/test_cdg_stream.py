@@ -1,0 +1,271 @@
+"""Large CDG batches as streams (registry/services/cdg_stream.py, hub/signing_stream.py): written and
+signed without holding the document, uploaded from disk, verified by the CDG sandbox while it reads,
+and CDG's signed acknowledgement read, verified and applied as a stream: every certificate gets its
+verdict, the signatures verify with xmlsec1 and signxml, the batch reaches CDG once."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from conftest import free_port, wait_for
+from hub import pki
+from hub.errors import MalformedXml, SignatureInvalid
+from hub.evidence import verify_chains
+from hub.polling import poll_partner
+from hub.signing import DS_NS, Signer, verify
+from hub.signing_stream import CanonicalWriter, verify_stream
+from registry.models import Case
+from registry.services import cdg_stream
+from registry.services import life_certificates as lc
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))  # bench/ is not an installed package
+from bench import cdg as bench_cdg  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+XMLSEC1 = shutil.which("xmlsec1")
+CDG_NS = "urn:ma:cdg:certificats-vie:1"
+XSD = Path(__file__).resolve().parent.parent / "schemas" / "partners" / "cdg" / "certificats-vie.xsd"
+
+
+def xmlsec1_verifies(path: Path, certificate: Path) -> bool:
+    if XMLSEC1 is None:
+        pytest.skip("xmlsec1 is not installed (make xmlsec1 installs it)")
+    result = subprocess.run([XMLSEC1, "--verify", "--pubkey-cert-pem", str(certificate), str(path)],
+                            capture_output=True, text=True, timeout=120)
+    return result.returncode == 0
+
+
+def canonical_without_signature(data: bytes) -> bytes:
+    root = etree.fromstring(data)
+    for signature in root.findall(f"{{{DS_NS}}}Signature"):
+        root.remove(signature)
+    return etree.tostring(root, method="c14n", exclusive=True, with_comments=False)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# -- the streamed canonical form and signature, against lxml, signxml and xmlsec1 ------------------
+
+
+@pytest.fixture(scope="module")
+def signers(tmp_path_factory):
+    path = tmp_path_factory.mktemp("stream-pki")
+    pki.ensure_dev_pki(path, ["hub", "CDG"])
+    load = lambda party: Signer(pki.load_key(str(path / f"{party}.key")), pki.load_certificate(str(path / f"{party}.crt")))  # noqa: E731
+    return {"hub": load("hub"), "CDG": load("CDG"), "dir": path}
+
+
+DOCUMENTS = [
+    b'<a xmlns="urn:x"><b>t&amp;&lt;&gt;"\'\r\n</b><c><d>1</d><d>2</d></c><e></e></a>',
+    b'<p:r xmlns:p="urn:p" xmlns:q="urn:q" xmlns:unused="urn:u" a="1" q:b="x&amp;y&#9;">\n  <p:c q:z="2"> t <q:d>v</q:d></p:c>\n'
+    b'  <!-- a comment --><e xmlns="urn:e"><f/></e>tail\n</p:r>',
+    b'<r xmlns="urn:cdg">\n  <Header>h</Header>\n  <Items>\n    <Item><V>1</V></Item>\n    <Item><V>2</V></Item>\n  </Items>\n</r>',
+]
+
+
+def test_streamed_verification_computes_the_same_canonical_form_as_lxml(signers):
+    checked = 0
+    for document in DOCUMENTS:
+        signed = etree.tostring(signers["hub"].sign(etree.fromstring(document)))
+        expected = hashlib.sha256(canonical_without_signature(signed)).hexdigest()
+        for apex_depth in (1, 2, 3):
+            result = verify_stream(io.BytesIO(signed), certificates=[signers["hub"].certificate], signer_name="hub",
+                                   what="document", roots={etree.fromstring(document).tag}, schema=None,
+                                   apex_depth=apex_depth)
+            assert result.digest == expected, (document, apex_depth)
+            checked += 1
+        altered = signed.replace(b">1<", b">7<", 1) if b">1<" in signed else signed.replace(b">v<", b">w<", 1)
+        with pytest.raises(SignatureInvalid, match="altered"):
+            verify_stream(io.BytesIO(altered), certificates=[signers["hub"].certificate], signer_name="hub",
+                          what="document", roots={etree.fromstring(document).tag}, schema=None, apex_depth=2)
+        with pytest.raises(SignatureInvalid, match="none of"):
+            verify_stream(io.BytesIO(signed), certificates=[signers["CDG"].certificate], signer_name="CDG",
+                          what="document", roots={etree.fromstring(document).tag}, schema=None, apex_depth=2)
+    print(f"{checked} streamed digests equal lxml's exclusive c14n; altered and wrongly-signed copies refused")
+
+
+def test_hostile_or_misplaced_content_is_refused(signers):
+    certificate = [signers["hub"].certificate]
+    signed = etree.tostring(signers["hub"].sign(etree.fromstring(DOCUMENTS[0])))
+    cases = {
+        "processing instruction": signed.replace(b"<c>", b"<c><?evil x?>", 1),
+        "DOCTYPE": b'<!DOCTYPE a [<!ENTITY e "x">]>' + signed,
+        "two signatures": signed.replace(b"</a>", signed[signed.index(b"<ds:Signature"):signed.index(b"</a>")] + b"</a>"),
+        "signature below the root": signed.replace(b"<e/>", b"<e>" + signed[signed.index(b"<ds:Signature"):
+                                                                           signed.index(b"</a>")] + b"</e>"),
+        "not well-formed": signed[:-5],
+    }
+    for what, data in cases.items():
+        assert data != signed, what
+        with pytest.raises((MalformedXml, SignatureInvalid)):
+            verify_stream(io.BytesIO(data), certificates=certificate, signer_name="hub", what=what,
+                          roots={"{urn:x}a"}, schema=None, apex_depth=1)
+    print(f"refused: {', '.join(cases)}")
+
+
+def test_canonical_writer_output_is_its_own_canonical_form_and_verifies_everywhere(signers, tmp_path):
+    path = tmp_path / "lot.xml"
+    with open(path, "wb") as out:
+        writer = CanonicalWriter(out, "LotCertificatsVie", CDG_NS)
+        for name, value in [("IdentifiantMessage", "REGISTRY-LCB-1"), ("IdentifiantLot", "LCB-1"),
+                            ("DateCreation", "2026-11-23T10:00:00+00:00"), ("NombreCertificats", "2"),
+                            ("NombreAvisDeces", "0")]:
+            writer.leaf(name, value)
+        writer.start("Certificats")
+        for i, family in enumerate(["O'Brien & <Fils>", "Benaïssa\r"]):
+            writer.start("Certificat")
+            for name, value in [("Reference", f"CDV-{i}"), ("NomPensionne", family), ("PrenomPensionne", "Ahmed"),
+                                ("DateNaissance", "02/03/1950"), ("NumeroPension", "1234567"), ("Caisse", "CNRA"),
+                                ("DateEtablissement", "20/11/2026"), ("PosteConsulaire", "FR-PARIS")]:
+                writer.leaf(name, value)
+            writer.end("Certificat")
+        writer.end("Certificats")
+        writer.start("AvisDeces")
+        writer.end("AvisDeces")
+        size, digest = writer.finish(signers["hub"])
+    data = path.read_bytes()
+    assert (size, digest) == (len(data), hashlib.sha256(data).hexdigest())
+    assert data.startswith(canonical_without_signature(data)[:-len(b"</LotCertificatsVie>")])
+    verify(etree.fromstring(data), signers["hub"].certificate, signer_name="hub")  # signxml, the hub's profile
+    etree.XMLSchema(etree.parse(str(XSD))).assertValid(etree.fromstring(data))
+    assert xmlsec1_verifies(path, signers["dir"] / "hub.crt")
+    print(f"written {size} bytes: valid against the XSD, verified by signxml and xmlsec1")
+
+
+# -- the benchmark, at a small size -----------------------------------------------------------------
+
+
+def test_benchmark_at_small_size_gives_every_certificate_its_verdict(database_url, tmp_path):
+    output = tmp_path / "bench-cdg.json"
+    run = subprocess.run([sys.executable, "-m", "bench.cdg", "--certificates", "2000", "--death-notices", "20",
+                          "--database-url", database_url, "--work", str(tmp_path / "bench"), "--json", str(output),
+                          *(["--xmlsec1"] if XMLSEC1 else [])], cwd=PROJECT, capture_output=True, text=True,
+                         timeout=600)
+    print(run.stdout)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads(output.read_text())
+    checks = result["checks"]
+    assert checks["still_batched"] == 0 and checks["batch_status"] == "ACKNOWLEDGED"
+    assert checks["accepted"] + checks["rejected"] == 2020 and checks["rejected"] == checks["expected_rejected"]
+    assert checks["cdg_batches_stored"] == 1 and checks["cdg_duplicates"] == 0 and checks["cdg_batches_streamed"] == 1
+    assert checks["cdg_lines"] == 2020
+    assert checks["xmlsec1_valid"] is (True if XMLSEC1 else None)
+
+
+# -- through the running hub: the API, the scheduler's poll, the evidence ------------------------------
+
+
+@pytest.fixture
+def cdg(running_hub, start_sandbox):
+    control = free_port()
+    return start_sandbox("cdg", running_hub.url, http_port=control,
+                         extra_args=["--control-port", str(control), "--stream-above-bytes", "65536"])
+
+
+def acknowledged(running_hub, client, batch: str) -> dict:
+    def done():
+        poll_partner(running_hub.hub, "CDG")
+        found = client.get(f"/api/v1/life-certificates/batches/{batch}").json()
+        return found if found["status"] == "ACKNOWLEDGED" else None
+    return wait_for(done, 60, interval=0.3, what=f"CDG's acknowledgement of {batch}")
+
+
+def test_a_large_batch_goes_as_a_stream_through_the_running_hub(running_hub, cdg, client, pki_dir):
+    hub, registry = running_hub.hub, running_hub.registry
+    bench_cdg.fill(hub, 1500, 5)
+    cdg.behave(drop_after_bytes=200_000)  # the first upload is cut: retried, CDG never sees half a file
+    sent = client.post("/api/v1/life-certificates/batches")
+    assert sent.status_code == 200, sent.text
+    batch = sent.json()["batch"]
+    found = client.get(f"/api/v1/life-certificates/batches/{batch}").json()
+    assert (found["status"], found["certificates"], found["death_notices"]) == ("SUBMITTED", 1500, 5)
+    kept = cdg_stream.batch_path(hub, batch)
+    digest = sha256(kept)
+    assert digest in found["detail"]
+
+    # the hub's evidence: a message for the batch, its receipt and timeline naming the file's sha256
+    message = client.get(f"/api/v1/messages/REGISTRY-{batch}").json()
+    assert message["state"] == "DELIVERED"
+    timeline = {event["event"]: event["detail"] for event in message["timeline"]}
+    assert digest in timeline["RECEIVED"] and digest in timeline["SENT"]
+    assert "connection" in timeline["RETRY_SCHEDULED"] and "(attempt 2)" in timeline["SENT"]  # lost or closed
+    assert cdg.stats()["uploads_dropped"] == 1
+
+    found = acknowledged(running_hub, client, batch)
+    assert (found["accepted"], found["rejected"]) == (1355, 150)  # pension numbers ending in 9 are unknown
+    with hub.sessions() as session:
+        cases = session.query(Case).filter(Case.request_message_id == f"REGISTRY-{batch}").order_by(Case.id).all()
+        assert len(cases) == 1505 and {c.status for c in cases} == {"ACCEPTED", "REJECTED"}
+        for case in cases[:3] + cases[-3:]:
+            expected = "REJECTED" if case.details["pension_number"].endswith("9") else "ACCEPTED"
+            assert case.status == expected and case.details["batch"] == batch
+            assert [e.status for e in case.history] == ["ISSUED", "BATCHED", expected]
+            assert case.outcome["acknowledgement"] == case.partner_reference == f"CDG-AR-{batch}"
+        # what the stream wrote is what the XSLT mapping would have given, signed by the hub
+        mapped = hub.mappings.apply("cdg/life-certificate-batch.to-cdg.xsl", etree.fromstring(lc.batch_message(
+            registry, session.query(lc.PensionBatch).filter_by(reference=batch).one(), cases)))
+    streamed = kept.read_bytes()
+    assert canonical_without_signature(streamed) == etree.tostring(mapped, method="c14n", exclusive=True)
+    verify(etree.fromstring(streamed), pki.load_certificate(str(pki_dir / "hub.crt")), signer_name="hub")
+    assert xmlsec1_verifies(kept, pki_dir / "hub.crt")
+
+    # CDG got it once, byte for byte; its acknowledgement was taken in and kept with its digest
+    received = cdg.received("CDG")
+    assert [p.name for p in received] == [f"{batch}.xml"] and received[0].read_bytes() == streamed
+    answer = cdg_stream.acknowledgement_path(hub, f"AR_{batch}.xml")
+    assert xmlsec1_verifies(answer, pki_dir / "CDG.crt")
+    assert (cdg.data_dir / "CDG" / "sftp" / "done" / f"AR_{batch}.xml").read_bytes() == answer.read_bytes()
+    ack = client.get(f"/api/v1/messages/CDG-AR-{batch}").json()
+    assert ack["in_reply_to"] == f"REGISTRY-{batch}" and ack["correlation_id"] == batch
+    assert sha256(answer) in {e["event"]: e["detail"] for e in ack["timeline"]}["RECEIVED"]
+
+    # sent again after a crash before it was recorded as SUBMITTED: the same file, CDG keeps it once
+    with hub.sessions.begin() as session:
+        session.query(lc.PensionBatch).filter_by(reference=batch).one().status = "PREPARED"
+    cdg_stream.submit(registry, batch)
+    assert sha256(kept) == digest
+    wait_for(lambda: cdg.stats().get("duplicates") == 1, 30, what="CDG to see the batch again")
+    stats = cdg.stats()
+    assert stats["stored"] == 1 and stats["batches_streamed"] == 1 and stats["folders"]["outbox"] == 0
+    assert poll_partner(hub, "CDG") == {"accepted": 0, "refused": 0, "seen": 0}
+    report = verify_chains(hub)  # the streamed exchanges' events are sealed like any other
+    assert report.ok, str(report)
+    print(report)
+    print(f"batch {batch}: 1505 lines, {len(streamed)} bytes sha256 {digest[:16]}…; acknowledgement "
+          f"{answer.stat().st_size} bytes; CDG stored {stats['stored']}, duplicates {stats['duplicates']}")
+
+
+def test_an_altered_acknowledgement_is_refused_and_nothing_applied(running_hub, cdg, client, monkeypatch):
+    monkeypatch.setattr(lc, "MAX_ITEMS", 5)  # a small batch takes the streamed path too
+    hub = running_hub.hub
+    bench_cdg.fill(hub, 12, 0)
+    batch = client.post("/api/v1/life-certificates/batches").json()["batch"]
+    outbox = cdg.data_dir / "CDG" / "sftp" / "outbox"
+    name = f"AR_{batch}.xml"
+    wait_for(lambda: (outbox / name).exists(), 30, what="CDG's acknowledgement")
+    original = (outbox / name).read_bytes()
+    forged = original.replace(b"<Statut>REJETE</Statut>", b"<Statut>ACCEPTE</Statut>", 1)
+    assert forged != original
+    (outbox / f".{name}.tmp").write_bytes(forged)
+    os.replace(outbox / f".{name}.tmp", outbox / name)
+    poll_partner(hub, "CDG")
+    failed = cdg.data_dir / "CDG" / "sftp" / "failed"
+    assert (failed / name).exists() and "altered" in (failed / f"{name}.reason.txt").read_text()
+    found = client.get(f"/api/v1/life-certificates/batches/{batch}").json()
+    assert found["status"] == "SUBMITTED" and {c["status"] for c in found["cases"]} == {"BATCHED"}
+    assert client.get(f"/api/v1/messages/CDG-AR-{batch}").status_code == 404
+    assert not cdg_stream.acknowledgement_path(hub, name).exists()
+    print(f"forged acknowledgement of {batch} refused: {(failed / f'{name}.reason.txt').read_text().strip()}")
