@@ -12,16 +12,24 @@
     │   ├── MessageTooLarge         over the size cap, refused before parsing                    -> 413
     │   ├── UnsupportedMediaType    not application/xml                                          -> 415
     │   └── DuplicateConflict       same sender and message id, other bytes                      -> 409
+    ├── TryLater                    nothing wrong with the input, but the hub cannot take it now: send the
+    │   │                           same bytes again after `retry_after` seconds (Retry-After header)
+    │   └── OutboxFull              the outbox for a partner it routes to is at HUB_MAX_OUTBOX_DEPTH -> 429
     ├── DeliveryError               a connector could not deliver; `retryable` says what the engine does
     │   ├── TransientDeliveryError  retry later with backoff (5xx, 429, timeouts, refused connections)
     │   └── PermanentDeliveryError  dead-letter now (4xx, a partner's refusal, a mapping failure)
     └── NotFound                    an API lookup found nothing                                  -> 404
+
+TryLater is not an InputError on purpose: the input is not refused for what it is, so no door records
+it as a refusal, the registry does not fail the case it belongs to (the stalled-case job submits it
+again), and a polled file stays where it is for the next poll.
 
 Connectors translate their library's exceptions into DeliveryError subclasses at the boundary:
 nothing from httpx, zeep or paramiko leaks into the engine.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -99,6 +107,45 @@ class UnsupportedMediaType(InputError):
 class DuplicateConflict(InputError):
     status = 409
     title = "Message id already used with other content"
+
+
+class TryLater(HubError):
+    """The hub cannot take this input right now; the same bytes sent again after `retry_after` seconds will
+    be. `extensions` are extra members of the problem+json body (machine-readable details)."""
+
+    status = 503
+    title = "Try again later"
+    retryable = True
+
+    def __init__(self, detail: str, *, retry_after: float, extensions: dict | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.retry_after = retry_after
+        self.extensions = extensions or {}
+
+    @property
+    def retry_after_header(self) -> str:
+        """Whole seconds, at least 1 (RFC 9110 delay-seconds)."""
+        return str(max(1, math.ceil(self.retry_after)))
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": self.retry_after_header}
+
+
+class OutboxFull(TryLater):
+    """Back-pressure: `partner` already has `depth` deliveries waiting, at or over the configured `limit`."""
+
+    status = 429
+    title = "Partner outbox full"
+
+    def __init__(self, partner: str, depth: int, limit: int, *, retry_after: float):
+        super().__init__(f"{depth} deliveries are waiting for {partner} (limit {limit}); nothing was stored: "
+                         f"send the same message again in {max(1, math.ceil(retry_after))} s",
+                         retry_after=retry_after,
+                         extensions={"partner": partner, "depth": depth, "limit": limit,
+                                     "retry_after": max(1, math.ceil(retry_after))})
+        self.partner, self.depth, self.limit = partner, depth, limit
 
 
 class DeliveryError(HubError):

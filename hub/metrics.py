@@ -1,11 +1,22 @@
 """Prometheus metrics of the engine (served at /metrics)."""
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 ACCEPTED = Counter("hub_messages_accepted_total", "Messages accepted at intake", ["type", "sender"])
 REFUSED = Counter("hub_messages_refused_total", "Messages refused at intake", ["reason"])
 DUPLICATES = Counter("hub_messages_duplicate_total", "Same id and bytes received again", ["sender"])
 DELIVERIES = Counter("hub_delivery_attempts_total", "Delivery attempts by outcome", ["partner", "outcome"])
 DELIVERY_SECONDS = Histogram("hub_delivery_seconds", "Time to map, sign and send one delivery", ["partner"])
+
+# Per-partner isolation (hub/delivery.py, hub/breaker.py) and back-pressure (hub/backpressure.py). Each hub
+# process keeps its own circuits and in-flight counts, so these are per process.
+CIRCUIT_OPEN = Gauge("hub_partner_circuit_open",
+                     "1 while this process's circuit to the partner is open or half-open (no deliveries "
+                     "claimed but one trial), 0 when closed", ["partner"])
+CIRCUIT_OPENED = Counter("hub_partner_circuit_opened_total", "Times the circuit to the partner opened", ["partner"])
+IN_FLIGHT = Gauge("hub_partner_deliveries_in_flight", "Deliveries being sent to the partner by this process",
+                  ["partner"])
+THROTTLED = Counter("hub_intake_throttled_total",
+                    "Messages answered 429 because the outbox of a partner they route to was full", ["partner"])
 
 
 class CertificateCollector:

@@ -16,6 +16,8 @@ WSDL under schemas/ (SoapConnector.Config). Mount `soap_router()` in the API app
                                     (in the envelope as sent) and path
         403 soap:Client fault       not a party that calls the hub over SOAP, or a type it may not send
         409 soap:Client fault       same document id with other bytes
+        429 soap:Server fault       the outbox of a partner the document goes to is full (hub/backpressure.py):
+                                    transient (RetryAfter in `detail`, Retry-After header), nothing stored
                                     Every refusal is recorded in `refusals` (hub.refusals), without the bytes.
         500 soap:Server fault       the hub failed; transient (RetryAfter in `detail`) when it could not
                                     store the document right now: send the same document again later
@@ -42,7 +44,7 @@ from connectors.soap.envelope import (CONTENT_TYPE, Fault, body_document_bytes, 
                                       wrap_document_bytes)
 from hub import metrics
 from hub.api.bodies import read_body
-from hub.errors import InputError, NotAllowed, NotFound, Problem
+from hub.errors import InputError, NotAllowed, NotFound, Problem, TryLater
 from hub.refusals import record_refusal
 
 log = logging.getLogger("hub.soap")
@@ -109,6 +111,9 @@ def soap_router() -> APIRouter:
             # fault, never 500, which says the hub failed (SOAP clients such as zeep read the fault either way).
             return fault_response(Fault("soap:Client", f"{exc.title}: {exc.detail}", problems=exc.problems),
                                   exc.status)
+        except TryLater as exc:  # back-pressure (429): a transient soap:Server fault, RetryAfter and Retry-After
+            return fault_response(Fault("soap:Server", f"{exc.title}: {exc.detail}", retry_after=exc.retry_after),
+                                  exc.status, headers=exc.headers)
         except _STORAGE_ERRORS as exc:
             log.warning("SOAP request from %s not stored (%s); told to retry in %d s", code, type(exc).__name__,
                         RETRY_AFTER_SECONDS)
@@ -148,8 +153,8 @@ def submit_envelope(hub, code: str, data: bytes):
         raise
 
 
-def fault_response(fault: Fault, status: int = 500) -> Response:
-    return Response(build_fault(fault), status_code=status, media_type=CONTENT_TYPE)
+def fault_response(fault: Fault, status: int = 500, headers: dict[str, str] | None = None) -> Response:
+    return Response(build_fault(fault), status_code=status, media_type=CONTENT_TYPE, headers=headers)
 
 
 async def _read_envelope(request: Request, max_bytes: int) -> bytes:

@@ -7,9 +7,9 @@ from prometheus_client import REGISTRY
 from hub.api import health, messages
 from hub.api.auth import ApiAuthentication, auth_error_handler
 from hub.api.health import OutboxCollector
-from hub.api.problems import input_error_handler, not_found_handler
+from hub.api.problems import DatabaseUnavailableMiddleware, input_error_handler, not_found_handler, try_later_handler
 from hub.auth import AuthError
-from hub.errors import InputError, NotFound
+from hub.errors import InputError, NotFound, TryLater
 
 
 def create_app(hub, registry) -> FastAPI:
@@ -24,8 +24,11 @@ def create_app(hub, registry) -> FastAPI:
     app.state.registry = registry
     app.add_exception_handler(InputError, input_error_handler)
     app.add_exception_handler(NotFound, not_found_handler)
+    app.add_exception_handler(TryLater, try_later_handler)  # 429 back-pressure: Retry-After
     app.add_exception_handler(AuthError, auth_error_handler)
     app.add_middleware(ApiAuthentication, hub=hub)  # 401 under /api before routing, parsing or validation
+    # added last, so outermost: the token check's own database errors are 503 too, not 500
+    app.add_middleware(DatabaseUnavailableMiddleware)
     app.include_router(messages.router)
     app.include_router(soap_router())
     app.include_router(registry_router)
