@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CASES  ?= 6
 
-.PHONY: demo test serve bench clean install xmlsec1
+.PHONY: demo test serve bench bench-faults clean install xmlsec1
 
 install: $(STAMP)
 
@@ -23,6 +23,11 @@ demo: $(STAMP)
 # make bench BENCH_ARGS="--messages 20000 --database postgresql"   (python -m bench --help lists the options)
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The fault tests at full length (README "Faults survived"): a partner refusing connections for 60 s, a 30 s
+# database outage... `make test` runs the same tests scaled down to a tenth (HUB_FAULT_SCALE=0.1).
+bench-faults: $(STAMP)
+	HUB_FAULT_SCALE=1 $(BIN)/pytest -s tests/test_faults.py tests/test_partner_isolation.py
 
 # The tests check signatures with an independent implementation, xmlsec1 (Debian package xmlsec1).
 XMLSEC1 := $(shell command -v xmlsec1 2>/dev/null)

@@ -307,7 +307,7 @@ class DeliveryWorkers:
     def _dispatch(self) -> None:
         owner = f"{self.name}/dispatch"
         while not self._stop.is_set():
-            seen = _work_generation(self.hub)
+            seen = self.hub.work_generation
             try:
                 more = self._claim_for_idle_threads(owner)
             except Exception:
@@ -320,7 +320,7 @@ class DeliveryWorkers:
             trial_in = self.breakers.next_trial_in()
             if trial_in is not None:
                 timeout = min(timeout, trial_in + 0.01)
-            _wait_for_work(self.hub, seen, timeout, self._stop)
+            self.hub.wait_for_work(timeout, seen=seen, stop=self._stop)
 
     def lane_size(self, partner: str) -> int:
         """How many of a partner's deliveries one thread takes in one claim, sent one after the other:
@@ -342,7 +342,7 @@ class DeliveryWorkers:
             return False
         excluded = self.slots.full() | self.breakers.blocked()
         if self._probe_first:  # look with a plain read first: no write transaction when there is nothing
-            with _reads(self.hub)() as session:
+            with self.hub.reads() as session:
                 if not any_due(session, exclude_partners=excluded):
                     return False
         lanes: dict[str, list[list[Claimed]]] = {}
@@ -453,22 +453,3 @@ class DeliveryWorkers:
         self._dispatcher, self._senders = None, []
 
 
-def _reads(hub):
-    """Sessions for plain reads: on SQLite they begin deferred and never wait for the writer."""
-    return getattr(hub, "reads", None) or hub.sessions
-
-
-def _work_generation(hub) -> int:
-    """How many times intake (or a sender) woke the workers so far; read before claiming so that a wake
-    that comes during the claim is not missed (Hub.wait_for_work alone would wait it out)."""
-    return getattr(hub, "_wake_count", 0)
-
-
-def _wait_for_work(hub, seen: int, timeout: float, stop: threading.Event) -> None:
-    """Wait until the workers are woken after generation `seen`, `stop` is set, or `timeout` passes."""
-    condition = getattr(hub, "_wake", None)
-    if condition is None:
-        hub.wait_for_work(timeout)
-        return
-    with condition:
-        condition.wait_for(lambda: _work_generation(hub) != seen or stop.is_set(), timeout=timeout)

@@ -109,10 +109,18 @@ class Hub:
             self._wake_count += 1
             self._wake.notify_all()
 
-    def wait_for_work(self, timeout: float) -> None:
+    @property
+    def work_generation(self) -> int:
+        """How many times the workers were woken so far: read it before looking for work, then pass it to
+        `wait_for_work` so that a wake-up in between is not missed."""
+        return self._wake_count
+
+    def wait_for_work(self, timeout: float, *, seen: int | None = None, stop: threading.Event | None = None) -> None:
+        """Wait until the workers are woken (after generation `seen`), `stop` is set, or `timeout` passes."""
         with self._wake:
-            seen = self._wake_count
-            self._wake.wait_for(lambda: self._wake_count != seen, timeout=timeout)
+            seen = self._wake_count if seen is None else seen
+            self._wake.wait_for(lambda: self._wake_count != seen or (stop is not None and stop.is_set()),
+                                timeout=timeout)
 
     def close(self) -> None:
         self.committer.close()

@@ -19,7 +19,7 @@ from prometheus_client import Counter
 from hub.api.app import create_app
 from hub.audit import record_configuration
 from hub.delivery import DeliveryWorkers
-from hub.errors import DeliveryError
+from hub.errors import DeliveryError, TryLater
 from hub.evidence import seal_pending
 from hub.leader import Leadership, startup_lock
 from hub.polling import poll_partner, polling_partners
@@ -102,6 +102,8 @@ class HubService:
             poll_partner(self.hub, partner)
         except DeliveryError as exc:  # the partner unreachable for now: the next interval tries again
             log.warning("polling %s: %s (will try again at the next interval)", partner, exc.reason)
+        except TryLater as exc:  # back-pressure: the file stays on the server for the next poll
+            log.warning("polling %s: %s (the file stays for the next interval)", partner, exc)
         except Exception:  # a defect: keep polling on schedule, but show it whole
             log.exception("polling %s failed; will try again at the next interval", partner)
 

@@ -15,7 +15,7 @@ from connectors.base import Outbound
 from hub import pki
 from hub.db import utcnow
 from hub.auth import Identity
-from hub.errors import InputError, NotFound, PermanentDeliveryError
+from hub.errors import InputError, NotFound, PermanentDeliveryError, TryLater
 from hub.signing import Signer
 from hub.xmlsafe import parse_trusted
 from registry import service, services
@@ -89,6 +89,9 @@ class Registry:
             data = module.build_request(self, case)
         try:
             receipt = self.submit(data)
+        except TryLater as exc:  # the partner's outbox is full: the case stays SUBMITTED, resubmit_stalled sends it
+            log.warning("case %s stays SUBMITTED for now: %s", reference, exc)
+            return "SUBMITTED"
         except InputError as exc:  # our own request refused: a defect to see, not to retry
             with self.hub.sessions.begin() as session:
                 case = service.get_case(session, reference=reference, for_update=True)

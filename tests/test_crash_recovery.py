@@ -3,52 +3,15 @@ and the partner sees each message once (its deduplication absorbs the hub's rede
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import httpx
 import pytest
 
 from conftest import bearer, free_port, serve_tokens, wait_for, write_config
+from faults_support import HubProcess
 from test_licence_flow import FINAL, open_case
 
 CASES = 10
-
-
-class HubProcess:
-    def __init__(self, env: dict, port: int, log: Path):
-        self.env, self.port, self.log = env, port, log
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc = None
-
-    def start(self) -> "HubProcess":
-        hub = Path(sys.executable).with_name("hub")
-        self.proc = subprocess.Popen([str(hub), "serve", "--port", str(self.port)], env=self.env,
-                                     stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"))
-
-        def up():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"hub serve exited {self.proc.returncode}: {self.log.read_text()[-3000:]}")
-            try:
-                return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-        wait_for(up, 60, what="hub serve to start")
-        return self
-
-    def kill(self) -> None:
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 @pytest.mark.slow

@@ -114,26 +114,6 @@ def test_certificates_and_death_notice_reach_cdgs_verdict(running_hub, cdg, clie
     assert poll_partner(running_hub.hub, "CDG") == {"accepted": 0, "refused": 0, "seen": 0}
 
 
-def test_upload_cut_mid_transfer_is_retried_and_cdg_gets_the_batch_once(running_hub, cdg, client):
-    citizen = register(client)
-    for i in range(60):
-        issue(client, citizen, f"{30000000 + i}")
-    cdg.behave(drop_after_bytes=4000)
-    batch = client.post("/api/v1/life-certificates/batches").json()["batch"]
-    message = client.get(f"/api/v1/messages/REGISTRY-{batch}")
-    wait_for(lambda: client.get(f"/api/v1/messages/REGISTRY-{batch}").json()["state"] == "DELIVERED",
-             30, what="the batch to be delivered")
-    detail = client.get(f"/api/v1/messages/REGISTRY-{batch}").json()
-    assert message.status_code == 200
-    assert detail["deliveries"][0]["attempts"] >= 2
-    assert any(e["event"] == "RETRY_SCHEDULED" and "connection lost" in e["detail"] for e in detail["timeline"])
-    found = poll_until_acknowledged(running_hub, client, batch)
-    assert (found["accepted"], found["rejected"]) == (54, 6)
-    stats = cdg.stats()
-    assert stats["uploads_dropped"] == 1 and stats["stored"] == 1 and stats.get("duplicates", 0) == 0
-    assert stats["folders"]["inbox"] == 0
-
-
 def test_partner_refusing_writes_is_retried_until_it_recovers(running_hub, cdg, client):
     citizen = register(client)
     reference = issue(client, citizen, "20230410")["reference"]
