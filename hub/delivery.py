@@ -34,9 +34,11 @@ import queue
 import socket
 import threading
 import time
+from functools import partial
 from typing import Iterable, NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError
 
 from connectors.base import Outbound
 from hub import metrics, timeline
@@ -170,17 +172,42 @@ def _record_sent(session, message: Message, delivery: Delivery, sent: tuple[byte
 
 
 def _record_delivered(hub, delivery_id: int, sent: tuple[bytes, bytes | None, str], answer: str | None) -> None:
+    """The delivery DELIVERED, what was sent and answered kept (as `_record_sent` does), the message's state
+    refreshed: plain rows and a handful of statements, as this is the write every delivery makes."""
+    body, receipt, detail = sent
     now = utcnow()
+    deliveries = Delivery.__table__
     with hub.sessions.begin() as session:
-        delivery = session.get(Delivery, delivery_id)
-        message = session.get(Message, delivery.message_pk)
-        _record_sent(session, message, delivery, sent)
-        if delivery.state != DeliveryState.DELIVERED:
-            delivery.state, delivery.delivered_at, delivery.last_error = DeliveryState.DELIVERED, now, None
-        delivery.lease_owner, delivery.lease_expires_at = None, None
-        if answer:
-            timeline.record(session, message, timeline.ANSWERED, f"{delivery.partner} answered with {answer}", delivery)
-        _refresh_message_state(session, message)
+        connection = session.connection()
+        row = connection.execute(select(deliveries.c.message_pk, deliveries.c.partner, deliveries.c.attempts,
+                                        deliveries.c.state, deliveries.c.sent_bytes.is_(None).label("first_send"))
+                                 .where(deliveries.c.id == delivery_id)).one()
+        values = {"lease_owner": None, "lease_expires_at": None}
+        if row.state != DeliveryState.DELIVERED:
+            values.update(state=DeliveryState.DELIVERED, delivered_at=now, last_error=None)
+        event = partial(timeline.row, row.message_pk, at=now, delivery_id=delivery_id)
+        attempt_note = f"(attempt {row.attempts})"
+        if row.first_send:
+            values.update(sent_bytes=body, partner_receipt=receipt)
+            events = [event(timeline.SENT, f"to {row.partner} {detail} {attempt_note}", digest=timeline.sha256(body))]
+            if receipt:
+                events.append(event(timeline.PARTNER_RECEIPT, f"{len(receipt)} bytes from {row.partner}",
+                                    digest=timeline.sha256(receipt)))
+            kept_receipt = receipt
+        else:
+            answered = f"; answer sha256 {timeline.sha256(receipt)}" if receipt else ""
+            events = [event(timeline.SENT_AGAIN, f"to {row.partner} {detail} {attempt_note}: sha256 "
+                            f"{timeline.sha256(body)}{answered} (the first send's bytes are the ones kept)")]
+            kept_receipt = connection.scalar(select(deliveries.c.partner_receipt)
+                                             .where(deliveries.c.id == delivery_id)) if answer else None
+        connection.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(**values))
+        if answer:  # vouches for the answer as kept (the first send's)
+            events.append(event(timeline.ANSWERED, f"{row.partner} answered with {answer}",
+                                digest=timeline.sha256(kept_receipt)))
+        timeline.insert_rows(connection, events)
+        states = connection.scalars(select(deliveries.c.state).where(deliveries.c.message_pk == row.message_pk))
+        connection.execute(update(Message.__table__).where(Message.__table__.c.id == row.message_pk)
+                           .values(state=message_state(set(states)), updated_at=now))
 
 
 def _record_failure(hub, delivery_id: int, error: DeliveryError, transport: str,
@@ -220,14 +247,18 @@ def _record_failure(hub, delivery_id: int, error: DeliveryError, transport: str,
     return DeliveryState.DEAD
 
 
+def message_state(delivery_states: set[str]) -> str:
+    """A message is DEAD when one of its deliveries is, DELIVERED when all are, else ACCEPTED."""
+    if DeliveryState.DEAD in delivery_states:
+        return MessageState.DEAD
+    if delivery_states == {DeliveryState.DELIVERED}:
+        return MessageState.DELIVERED
+    return MessageState.ACCEPTED
+
+
 def _refresh_message_state(session, message: Message) -> None:
-    states = set(session.scalars(select(Delivery.state).where(Delivery.message_pk == message.id)))
-    if DeliveryState.DEAD in states:
-        message.state = MessageState.DEAD
-    elif states == {DeliveryState.DELIVERED}:
-        message.state = MessageState.DELIVERED
-    else:
-        message.state = MessageState.ACCEPTED
+    message.state = message_state(set(session.scalars(select(Delivery.state)
+                                                      .where(Delivery.message_pk == message.id))))
     message.updated_at = utcnow()
 
 
@@ -310,6 +341,11 @@ class DeliveryWorkers:
             seen = self.hub.work_generation
             try:
                 more = self._claim_for_idle_threads(owner)
+            except DBAPIError as exc:  # the database away for a moment: one line, not a traceback a second
+                log.warning("delivery dispatcher %s: claim failed (%s); retrying shortly", owner,
+                            str(exc.orig).strip().splitlines()[0] if exc.orig else exc)
+                self._stop.wait(self.hub.settings.poll_interval_seconds)
+                continue
             except Exception:
                 log.exception("delivery dispatcher %s: claim failed; retrying shortly", owner)
                 self._stop.wait(self.hub.settings.poll_interval_seconds)

@@ -15,6 +15,7 @@ import uvicorn
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import Counter
+from sqlalchemy.exc import DBAPIError
 
 from hub.api.app import create_app
 from hub.audit import record_configuration
@@ -111,7 +112,11 @@ class HubService:
         """Seal pending evidence rows now (also the scheduled job); returns how many of each chain."""
         try:
             return seal_pending(self.hub)
-        except Exception:  # the database away for a moment: the next run seals what is left
+        except DBAPIError as exc:  # the database away for a moment: the next run seals what is left
+            log.warning("sealing the evidence chains failed (%s); will try again in a second",
+                        str(exc.orig).strip().splitlines()[0] if exc.orig else exc)
+            return {}
+        except Exception:
             log.exception("sealing the evidence chains failed; will try again in a second")
             return {}
 
