@@ -2,7 +2,8 @@
 
 Run by `python -m bench` as a process of its own, so that building requests and reading answers do
 not share the benchmark's interpreter. C threads, each with one keep-alive httpx.Client, take the
-next message until none is left. The token comes from the environment (BENCH_TOKEN), never the
+next message until none is left; with several hub URLs (several `hub serve` processes on one
+database) connection i goes to URL i mod their number. The token comes from the environment (BENCH_TOKEN), never the
 command line. Progress goes to standard output as JSON lines ({"done": n, "errors": e}), the
 result to --result as JSON: wall-clock start and end, each request's latency, status counts, the
 first few errors and this process's CPU seconds.
@@ -25,7 +26,7 @@ from bench.messages import read
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.splitlines()[0])
-    parser.add_argument("--url", required=True, help="the hub's base URL")
+    parser.add_argument("--url", required=True, help="the hub's base URL, or several separated by commas")
     parser.add_argument("--input", required=True, help="file of length-prefixed messages (bench/messages.py)")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--result", required=True, help="where to write the JSON result")
@@ -38,10 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     lock = threading.Lock()
     position = iter(range(len(messages)))
     done = [0]
+    urls = [url.strip() for url in args.url.split(",") if url.strip()]
 
-    def worker() -> None:
+    def worker(number: int) -> None:
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/xml"}
-        with httpx.Client(base_url=args.url, headers=headers, timeout=120,
+        with httpx.Client(base_url=urls[number % len(urls)], headers=headers, timeout=120,
                           limits=httpx.Limits(max_connections=1, max_keepalive_connections=1)) as client:
             while True:
                 with lock:
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                     if problem and len(errors) < 10:
                         errors.append(f"{status} {problem}")
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, args.concurrency))]
+    threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(max(1, args.concurrency))]
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     wall_start, perf_start = time.time(), time.perf_counter()
     for thread in threads:

@@ -7,7 +7,13 @@
        `hub tokens create`
     4. the load process (bench/load.py) POSTs the messages with C keep-alive connections while this
        process polls the database until every delivery to NARSA is DELIVERED (or DEAD, or stalled)
-    5. the report: JSON (var/bench.json) and a table
+    5. the search phase: GET /api/v1/messages with typical filters, timed (bench/search.py)
+    6. the report: JSON (var/bench.json) and a table
+
+`--preload N` stores N messages (with their deliveries and sealed timeline) in bulk before the hub
+starts (bench/preload.py): run once with it and once without to compare intake on a full and an
+empty database. `--hub-processes N` starts N `hub serve` processes on one database, the load
+spread over them; their CPU is summed.
 
 NARSA's verdict callbacks are held back by default (the sandbox's --answer-delay is a day): the
 registry has no case for these references, so each callback would end as a dead letter at the
@@ -33,7 +39,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bench import floor, messages
+from bench import floor, messages, preload, search
 from bench.procs import Process, cpu_seconds, free_port, peak_rss_bytes
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -69,6 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="give up waiting for deliveries after this long without progress (default %(default)s)")
     parser.add_argument("--floor-rounds", type=_positive, default=5, metavar="R",
                         help="rounds of 100 calls per floor step (default %(default)s)")
+    parser.add_argument("--preload", type=_not_negative, default=0, metavar="N",
+                        help="messages stored in bulk before the load starts, as a history (default %(default)s; "
+                             "1000000 takes a few minutes and ~14 GB)")
+    parser.add_argument("--hub-processes", type=_positive, default=1, metavar="N",
+                        help="`hub serve` processes on the one database, each on its port; the load process spreads "
+                             "its connections over them (default %(default)s)")
+    parser.add_argument("--searches", type=_not_negative, default=25, metavar="K",
+                        help="rounds of the search phase after the load, each asking %d typical queries "
+                             "(default %%(default)s; 0: none)" % len(search.queries("")))
     parser.add_argument("--keep", action="store_true",
                         help="afterwards, keep the hub and the sandbox running (until Ctrl-C), the run's files under "
                              "var/bench/run and the PostgreSQL schema")
@@ -79,6 +94,13 @@ def _positive(value: str) -> int:
     number = int(value)
     if number < 1:
         raise argparse.ArgumentTypeError(f"{value}: must be at least 1")
+    return number
+
+
+def _not_negative(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value}: must be at least 0")
     return number
 
 
@@ -109,6 +131,8 @@ class Bench:
         self.run_id = uuid.uuid4().hex[:8].upper()
         self.processes: list[Process] = []
         self.schemas: list[str] = []
+        self.preloaded: dict | None = None                       # what --preload stored (bench/preload.py)
+        self.baseline = {"messages": 0, "deliveries": 0}         # highest ids before the load
 
     # -- databases ---------------------------------------------------------------------------------
 
@@ -146,14 +170,17 @@ class Bench:
             pki.ensure_dev_pki(self.pki_dir, PARTIES)
             pki.ensure_dev_ssh_keys(self.pki_dir)
             hub_url_db, floor_db = self._database("hub"), self._database("floor")
-            hub_port, narsa_port = free_port(), free_port()
-            hub_url, narsa_url = f"http://127.0.0.1:{hub_port}", f"http://127.0.0.1:{narsa_port}"
+            hub_ports, narsa_port = [free_port() for _ in range(args.hub_processes)], free_port()
+            hub_urls, narsa_url = [f"http://127.0.0.1:{p}" for p in hub_ports], f"http://127.0.0.1:{narsa_port}"
+            hub_url = hub_urls[0]
             env = {**os.environ, "HUB_VAR_DIR": str(self.run_dir), "HUB_PKI_DIR": str(self.pki_dir),
                    "HUB_DATABASE_URL": hub_url_db, "HUB_NARSA_URL": narsa_url,
                    "HUB_CDG_SFTP_PORT": str(free_port())}  # nobody listens there: CDG's polling fails fast
             env.pop("HUB_PARTNER_TOKEN", None)
             console.print(f"[bold]Hub benchmark[/] {args.messages} messages, {args.concurrency} connections, "
-                          f"{args.database}; run {self.run_id}, files under {self.run_dir}")
+                          f"{args.database}, {args.hub_processes} hub process(es)"
+                          + (f", {args.preload} messages preloaded" if args.preload else "")
+                          + f"; run {self.run_id}, files under {self.run_dir}")
 
             # 1. the floor, before anything else runs
             floor_settings = Settings.from_env(var_dir=self.run_dir, pki_dir=self.pki_dir, database_url=floor_db,
@@ -176,8 +203,12 @@ class Bench:
             sizes = [len(m) for m in batch]
             del batch
 
-            # 3. the hub, a token, the sandbox
-            hub = self._start("hub", HUB_COMMAND + ["serve", "--port", str(hub_port)], env, f"{hub_url}/healthz")
+            # 3. the history (--preload), the hubs (one after the other: the first migrates), a token, the sandbox
+            self.preloaded = self._preload(hub_url_db) if args.preload else None
+            self.baseline = self._baseline(hub_url_db)
+            hubs = [self._start(f"hub{i + 1}" if args.hub_processes > 1 else "hub",
+                                HUB_COMMAND + ["serve", "--port", str(port)], env, f"{url}/healthz")
+                    for i, (port, url) in enumerate(zip(hub_ports, hub_urls))]
             token = self._token(env, "administrator")
             sandbox_env = dict(env)
             if args.callbacks:
@@ -187,23 +218,28 @@ class Bench:
                                           "--data-dir", str(self.run_dir / "sandbox"),
                                           "--answer-delay", "0.2" if args.callbacks else "86400"],
                                 sandbox_env, f"{narsa_url}/healthz")
-            console.print(f"  hub {hub_url} (pid {hub.pid}), NARSA sandbox {narsa_url} (pid {narsa.pid})")
+            console.print("  " + ", ".join(f"hub {h.url} (pid {h.pid})" for h in hubs)
+                          + f", NARSA sandbox {narsa_url} (pid {narsa.pid})", highlight=False)
 
             # 4. load, and deliveries
-            cpu_before = {"hub": cpu_seconds(hub.pid), "narsa": cpu_seconds(narsa.pid)}
-            load, outcome = self._drive(env, hub_url, token, input_path, hub, cpu_before)
-            cpu_after = {"hub": cpu_seconds(hub.pid), "narsa": cpu_seconds(narsa.pid)}
-            peaks = {"hub": peak_rss_bytes(hub.pid), "narsa": peak_rss_bytes(narsa.pid)}
+            cpu_before = {"hub": sum(cpu_seconds(h.pid) for h in hubs), "narsa": cpu_seconds(narsa.pid)}
+            load, outcome = self._drive(env, hub_urls, token, input_path, hubs, cpu_before)
+            cpu_after = {"hub": sum(cpu_seconds(h.pid) for h in hubs), "narsa": cpu_seconds(narsa.pid)}
+            peaks = {"hub": [peak_rss_bytes(h.pid) for h in hubs], "narsa": peak_rss_bytes(narsa.pid)}
 
-            # 5. the report
+            # 5. searches
+            searched = self._search(hub_urls, token) if args.searches else None
+
+            # 6. the report
             report = self._report(load, outcome, measured, cpu_before, cpu_after, peaks, sizes, hub_url_db)
+            report["search"] = searched
             self.output.parent.mkdir(parents=True, exist_ok=True)
             self.output.write_text(json.dumps(report, indent=2))
             _print_report(console, report)
             console.print(f"report written to {self.output}")
             ok = report["accepted"] == report["sent"] and report["delivered"] == report["accepted"]
             if args.keep:
-                console.print(f"\n--keep: hub {hub_url}, NARSA {narsa_url}, database {hub_url_db}\n"
+                console.print(f"\n--keep: hub {', '.join(hub_urls)}, NARSA {narsa_url}, database {hub_url_db}\n"
                               f"an administrator token (valid one day): {token}\nCtrl-C stops them.", highlight=False)
                 try:
                     while all(p.alive() for p in self.processes):
@@ -226,9 +262,42 @@ class Bench:
 
     def _start(self, name: str, command: list[str], env: dict, health_url: str) -> Process:
         process = Process(name, command, env=env, log_path=self.run_dir / f"{name}.log", health_url=health_url)
+        process.url = health_url.rsplit("/healthz", 1)[0]
         self.processes.append(process)
         process.wait_healthy(90)
         return process
+
+    def _preload(self, database_url: str) -> dict:
+        """The history, written in bulk before any hub runs (bench/preload.py)."""
+        with _progress(self.console) as progress:
+            task = progress.add_task(f"preloading {self.args.preload} messages", total=self.args.preload)
+            done = preload.preload(database_url, self.args.preload, self.pki_dir, tag=self.run_id[:6],
+                                   on_progress=lambda n: progress.update(task, completed=n))
+        self.console.print(f"  preloaded {done['messages']} messages and {done['events']} sealed timeline events "
+                           f"in {done['seconds']} s ({done['messages'] / max(done['seconds'], 0.1):.0f} messages/s)")
+        return done
+
+    def _baseline(self, database_url: str) -> dict:
+        """The highest message and delivery ids before the load: the run's own rows come after them."""
+        from sqlalchemy import create_engine, text
+
+        from hub.db import migrate, normalise_url
+        engine = create_engine(normalise_url(database_url))
+        try:
+            migrate(engine)
+            with engine.connect() as conn:
+                return {table: conn.execute(text(f"SELECT coalesce(max(id), 0) FROM {table}")).scalar_one()
+                        for table in ("messages", "deliveries")}
+        finally:
+            engine.dispose()
+
+    def _search(self, hub_urls: list[str], token: str) -> dict:
+        rounds = self.args.searches
+        with _progress(self.console) as progress:
+            task = progress.add_task("searching (GET /api/v1/messages)", total=rounds * len(search.queries("")))
+            result = search.run(hub_urls, token, messages.reference(self.run_id, 0), rounds,
+                                on_progress=lambda n: progress.update(task, completed=n))
+        return search.summary(result, _percentiles)
 
     def _token(self, env: dict, role: str, *, partner: str | None = None) -> str:
         command = HUB_COMMAND + ["tokens", "create", "--role", role, "--name", f"bench {self.run_id} {role}",
@@ -238,7 +307,8 @@ class Bench:
             raise RuntimeError(f"`hub tokens create --role {role}` failed ({done.returncode}): {done.stderr.strip()}")
         return done.stdout.strip().splitlines()[-1]
 
-    def _drive(self, env: dict, hub_url: str, token: str, input_path: Path, hub: Process, cpu_before: dict):
+    def _drive(self, env: dict, hub_urls: list[str], token: str, input_path: Path, hubs: list[Process],
+               cpu_before: dict):
         """Run the load process; poll NARSA's deliveries until all accepted are final or progress stalls."""
         from sqlalchemy import create_engine, text
 
@@ -247,7 +317,8 @@ class Bench:
         args = self.args
         result_path = self.run_dir / "load-result.json"
         load_log = open(self.run_dir / "load.log", "wb")
-        load = subprocess.Popen([sys.executable, "-m", "bench.load", "--url", hub_url, "--input", str(input_path),
+        load = subprocess.Popen([sys.executable, "-m", "bench.load", "--url", ",".join(hub_urls),
+                                 "--input", str(input_path),
                                  "--concurrency", str(args.concurrency), "--result", str(result_path)],
                                 env={**env, "BENCH_TOKEN": token, "PYTHONPATH": _pythonpath(env)},
                                 cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=load_log, stdin=subprocess.DEVNULL,
@@ -273,11 +344,13 @@ class Bench:
                 delivering = progress.add_task("delivered to NARSA", total=args.messages)
                 while True:
                     time.sleep(0.5)
-                    if not hub.alive():
-                        raise RuntimeError(f"the hub exited with {hub.proc.returncode}; see {hub.log_path}")
-                    with engine.connect() as conn:
+                    for hub in hubs:
+                        if not hub.alive():
+                            raise RuntimeError(f"{hub.name} exited with {hub.proc.returncode}; see {hub.log_path}")
+                    with engine.connect() as conn:  # this run's deliveries only (an id range), not the history
                         counts = dict(conn.execute(text(
-                            "SELECT state, count(*) FROM deliveries WHERE partner = 'NARSA' GROUP BY state")).all())
+                            "SELECT state, count(*) FROM deliveries WHERE id > :after AND partner = 'NARSA' "
+                            "GROUP BY state"), {"after": self.baseline["deliveries"]}).all())
                     delivered = counts.get("DELIVERED", 0)
                     progress.update(sending, completed=state["done"] - state["errors"],
                                     description=f"sending (202 received){'' if not state['errors'] else ', [red]' + str(state['errors']) + ' refused[/]'}")
@@ -307,7 +380,8 @@ class Bench:
         latencies = self._delivery_latencies(engine)
         with engine.connect() as conn:
             every = [{"partner": p, "state": s, "count": n} for p, s, n in conn.execute(text(
-                "SELECT partner, state, count(*) FROM deliveries GROUP BY partner, state ORDER BY partner, state"))]
+                "SELECT partner, state, count(*) FROM deliveries WHERE id > :after GROUP BY partner, state "
+                "ORDER BY partner, state"), {"after": self.baseline["deliveries"]})]
         engine.dispose()
         return result, {"counts": counts, "stalled": stalled, "latencies": latencies, "every": every}
 
@@ -320,7 +394,8 @@ class Bench:
         with Session(engine) as session:
             rows = session.execute(select(Message.received_at, Delivery.delivered_at)
                                    .join(Delivery, Delivery.message_pk == Message.id)
-                                   .where(Delivery.partner == "NARSA", Delivery.state == "DELIVERED")).all()
+                                   .where(Delivery.id > self.baseline["deliveries"], Delivery.partner == "NARSA",
+                                          Delivery.state == "DELIVERED")).all()
         return {"end_to_end": [(d - r).total_seconds() for r, d in rows],
                 "last_delivered": max((d.timestamp() for _, d in rows), default=None),
                 "first_received": min((r.timestamp() for r, _ in rows), default=None)}
@@ -342,6 +417,9 @@ class Bench:
             "messages": args.messages,
             "concurrency": args.concurrency,
             "callbacks": args.callbacks,
+            "hub_processes": args.hub_processes,
+            "preloaded": self.preloaded["messages"] if self.preloaded else 0,
+            "preload_seconds": self.preloaded["seconds"] if self.preloaded else None,
             "message_bytes_median": statistics.median(sizes),
             "cpus": os.cpu_count(),
             "sent": load["sent"],
@@ -363,7 +441,8 @@ class Bench:
             "hub_cores_busy": round(hub_cpu / window, 2) if window > 0 else None,
             "sandbox_cpu_ms_per_message": round(narsa_cpu / accepted * 1e3, 3) if accepted else None,
             "load_cpu_ms_per_message": round(load["cpu_seconds"] / len(load["latencies"]) * 1e3, 3),
-            "hub_peak_rss_mb": round(peaks["hub"] / 2**20, 1),
+            "hub_peak_rss_mb": round(max(peaks["hub"]) / 2**20, 1),
+            "hub_peak_rss_mb_summed": round(sum(peaks["hub"]) / 2**20, 1),
             "sandbox_peak_rss_mb": round(peaks["narsa"] / 2**20, 1),
             "floor": {
                 "steps_us": {k: round(v * 1e6, 1) for k, v in measured["steps_seconds"].items()},
@@ -396,8 +475,9 @@ def _progress(console: Console) -> Progress:
 
 
 def _print_report(console: Console, r: dict) -> None:
-    table = Table(title=f"Hub benchmark: {r['messages']} messages, {r['concurrency']} connections, {r['database']} "
-                        f"({r['cpus']} CPUs)")
+    table = Table(title=f"Hub benchmark: {r['messages']} messages, {r['concurrency']} connections, {r['database']}, "
+                        f"{r['hub_processes']} hub process(es)"
+                        + (f", {r['preloaded']} messages preloaded" if r["preloaded"] else "") + f" ({r['cpus']} CPUs)")
     table.add_column("measure")
     table.add_column("value", justify="right")
     ms = lambda d: f"{d['p50']} / {d['p95']} / {d['p99']}"  # noqa: E731
@@ -409,12 +489,19 @@ def _print_report(console: Console, r: dict) -> None:
         ("delivered messages/s", f"{r['delivered_per_second']}"),
         ("intake latency p50 / p95 / p99 (ms)", ms(r["intake_latency_ms"])),
         ("end-to-end latency p50 / p95 / p99 (ms)", ms(r["end_to_end_latency_ms"])),
-        ("hub CPU per message (ms)", f"{r['hub_cpu_ms_per_message']}"),
+        ("hub CPU per message (ms)" + (", all processes" if r["hub_processes"] > 1 else ""),
+         f"{r['hub_cpu_ms_per_message']}"),
         ("hub cores busy (CPU s / wall s)", f"{r['hub_cores_busy']}"),
         ("NARSA sandbox CPU per message (ms)", f"{r['sandbox_cpu_ms_per_message']}"),
         ("load process CPU per message (ms)", f"{r['load_cpu_ms_per_message']}"),
-        ("hub peak RSS (MB)", f"{r['hub_peak_rss_mb']}"),
+        ("hub peak RSS (MB)" + (", largest process / summed" if r["hub_processes"] > 1 else ""),
+         f"{r['hub_peak_rss_mb']}" + (f" / {r['hub_peak_rss_mb_summed']}" if r["hub_processes"] > 1 else "")),
     ]
+    if r.get("search"):
+        rows.append((f"search latency p50 / p95 / p99 (ms), {r['search']['requests']} requests",
+                     ms(r["search"]["latency_ms"])))
+        slowest = max(r["search"]["queries"].items(), key=lambda item: item[1]["p95_ms"])
+        rows.append(("search: slowest query's p95 (ms)", f"{slowest[1]['p95_ms']} ({slowest[0]})"))
     for name, value in rows:
         table.add_row(name, value)
     table.add_section()

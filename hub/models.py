@@ -27,16 +27,23 @@ class DeliveryState:
 
 class Message(Base):
     __tablename__ = "messages"
-    __table_args__ = (UniqueConstraint("sender", "message_id", name="uq_messages_sender_message_id"),)
+    # Search (newest first within one filter) and lookups by id: hub/migrations/versions/0005_search_indexes.py
+    __table_args__ = (UniqueConstraint("sender", "message_id", name="uq_messages_sender_message_id"),
+                      Index("ix_messages_state_id", "state", "id"),
+                      Index("ix_messages_correlation_id_id", "correlation_id", "id"),
+                      Index("ix_messages_type_id", "type", "id"),
+                      Index("ix_messages_sender_id", "sender", "id"),
+                      Index("ix_messages_recipient_id_sender", "recipient", "id", "sender"),
+                      Index("ix_messages_message_id", "message_id"))
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     message_id: Mapped[str] = mapped_column(String(80))
     sender: Mapped[str] = mapped_column(String(20))
     recipient: Mapped[str] = mapped_column(String(20))
     type: Mapped[str] = mapped_column(String(80))
-    correlation_id: Mapped[str] = mapped_column(String(80), index=True)
+    correlation_id: Mapped[str] = mapped_column(String(80))
     in_reply_to: Mapped[str | None] = mapped_column(String(80))
-    state: Mapped[str] = mapped_column(String(16), index=True)
+    state: Mapped[str] = mapped_column(String(16))
     digest: Mapped[str] = mapped_column(String(64))
     received_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)   # None once purged (retention)
     # The canonical form built from verified content only (mapped in from a partner's format, or the signed

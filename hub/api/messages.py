@@ -8,8 +8,8 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from sqlalchemy import func, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import func, select, union
+from sqlalchemy.orm import defer, selectinload
 
 from hub import audit, metrics
 from hub.api.auth import allowed
@@ -112,23 +112,71 @@ def get_message(message_id: str, request: Request, sender: str | None = None,
         return message_detail(find_message(session, message_id, sender))
 
 
+COUNT_LIMIT = 10_000  # a search's total is counted exactly up to this many matches, unless exact_total=true
+
+
 @router.get("/messages", summary="Search messages")
 def list_messages(request: Request, state: str | None = None, type: str | None = None, partner: str | None = None,
                   correlation_id: str | None = None, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
+                  before: int | None = Query(None, ge=1, description="a page's `next_before`: the page after it "
+                                                                     "(faster than a large offset)"),
+                  exact_total: bool = Query(False, description=f"count every match even beyond {COUNT_LIMIT:,} "
+                                                               "(slower: it reads each one)"),
                   _identity: Identity = Depends(allowed("messages:read"))):
-    query = select(Message)
-    if state:
-        query = query.where(Message.state == state.upper())
-    if type:
-        query = query.where(Message.type == type)
-    if partner:
-        query = query.where((Message.sender == partner) | (Message.recipient == partner))
-    if correlation_id:
-        query = query.where(Message.correlation_id == correlation_id)
+    """Newest first. `total` counts the matches (not only this page) exactly up to COUNT_LIMIT; beyond it
+    `total_exact` is false and `total` says "at least" (as a search engine does), unless `exact_total=true`:
+    an exact count reads every match, which is most of the cost of a search over a large history.
+    `next_before` is the cursor of the next page (pass it as `before`), null on the last page."""
+    counts, page = search_statements(state=state, type=type, partner=partner, correlation_id=correlation_id,
+                                     limit=limit, offset=offset, before=before,
+                                     count_limit=None if exact_total else COUNT_LIMIT)
     with request.app.state.hub.sessions() as session:
-        total = session.scalar(select(func.count()).select_from(query.subquery()))
-        rows = session.scalars(query.order_by(Message.id.desc()).limit(limit).offset(offset)).all()
-        return {"total": total, "items": [message_summary(m) for m in rows]}
+        total = sum(session.scalar(count) for count in counts)
+        rows = session.scalars(page).all()
+        exact = exact_total or total <= COUNT_LIMIT
+        return {"total": total if exact else COUNT_LIMIT, "total_exact": exact,
+                "items": [message_summary(m) for m in rows],
+                "next_before": rows[-1].id if len(rows) == limit else None}
+
+
+def search_statements(*, state: str | None = None, type: str | None = None, partner: str | None = None,
+                      correlation_id: str | None = None, limit: int = 50, offset: int = 0, before: int | None = None,
+                      count_limit: int | None = None):
+    """(count statements whose results add up to the total, the page's statement) of a message search.
+
+    Each filter is answered from an index on (column, id) (hub/migrations/versions/0005_search_indexes.py),
+    which gives the rows newest first, so a page costs the same at any table size. A partner is sender OR
+    recipient: that is two index ranges, counted apart (sent by it, plus received by it from someone
+    else) and merged for the page -- an OR would read the whole table in id order when the partner is rare.
+    With `count_limit`, each count stops after count_limit + 1 matches: a sum above count_limit means
+    "more than count_limit", and one at or below it is exact."""
+    filters = []
+    if state:
+        filters.append(Message.state == state.upper())
+    if type:
+        filters.append(Message.type == type)
+    if correlation_id:
+        filters.append(Message.correlation_id == correlation_id)
+    page = filters + ([Message.id < before] if before else [])
+
+    def count(*where):
+        if count_limit is None:
+            return select(func.count()).select_from(Message).where(*where)
+        matches = select(Message.id).where(*where).limit(count_limit + 1).subquery()
+        return select(func.count()).select_from(matches)
+
+    if not partner:
+        counts = [count(*filters)]
+    else:
+        counts = [count(Message.sender == partner, *filters),
+                  count(Message.recipient == partner, Message.sender != partner, *filters)]
+        ranges = [select(Message.id).where(column == partner, *page).order_by(Message.id.desc())
+                  .limit(limit + offset).subquery() for column in (Message.sender, Message.recipient)]
+        ids = union(*(select(r.c.id) for r in ranges)).subquery()
+        page = [Message.id.in_(select(ids.c.id))]
+    return counts, (select(Message).options(*(defer(c) for c in (Message.received_bytes, Message.canonical_bytes,
+                                                                 Message.receipt)))
+                    .where(*page).order_by(Message.id.desc()).limit(limit).offset(offset))
 
 
 PAYLOAD_PARTS = ("received", "canonical", "sent")
