@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default %%(default)s; 0: none)" % len(search.queries("")))
     parser.add_argument("--keep", action="store_true",
                         help="afterwards, keep the hub and the sandbox running (until Ctrl-C), the run's files under "
-                             "var/bench/run and the PostgreSQL schema")
+                             "var/bench/run-<id> and the PostgreSQL schema")
     return parser
 
 
@@ -126,9 +126,9 @@ class Bench:
         base = Settings.from_env()
         self.var_dir = base.var_dir
         self.pki_dir = base.pki_dir
-        self.run_dir = self.var_dir / "bench" / "run"
         self.output = args.output or self.var_dir / "bench.json"
         self.run_id = uuid.uuid4().hex[:8].upper()
+        self.run_dir = self.var_dir / "bench" / f"run-{self.run_id}"  # a run of its own: runs may overlap
         self.processes: list[Process] = []
         self.schemas: list[str] = []
         self.preloaded: dict | None = None                       # what --preload stored (bench/preload.py)
@@ -163,7 +163,6 @@ class Bench:
         from hub.settings import Settings
 
         args, console = self.args, self.console
-        shutil.rmtree(self.run_dir, ignore_errors=True)
         self.run_dir.mkdir(parents=True)
         ok = False
         try:

@@ -26,7 +26,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from hub.db import utcnow
@@ -202,8 +202,8 @@ def authenticate(hub, presented: str | None) -> Identity:
     match = _TOKEN.fullmatch(presented.strip())
     token = None
     if match:
-        with hub.reads() as session:
-            token = session.execute(select(*_IDENTITY_COLUMNS).where(ApiToken.token_id == match.group(1))).first()
+        with hub.read_engine.connect() as connection:  # a plain connection: no ORM session for one row
+            token = connection.execute(_BY_TOKEN_ID, {"token_id": match.group(1)}).first()
     expected = token.secret_hash if token is not None else _hash("no such token")
     given = _hash(match.group(2)) if match else _hash("")
     valid = hmac.compare_digest(expected, given) and token is not None
@@ -217,8 +217,10 @@ def authenticate(hub, presented: str | None) -> Identity:
                     partner=token.partner)
 
 
-_IDENTITY_COLUMNS = (ApiToken.token_id, ApiToken.name, ApiToken.role, ApiToken.post_code, ApiToken.partner,
-                     ApiToken.secret_hash, ApiToken.expires_at, ApiToken.revoked_at, ApiToken.last_used_at)
+_TOKENS = ApiToken.__table__
+_BY_TOKEN_ID = select(_TOKENS.c.token_id, _TOKENS.c.name, _TOKENS.c.role, _TOKENS.c.post_code, _TOKENS.c.partner,
+                      _TOKENS.c.secret_hash, _TOKENS.c.expires_at, _TOKENS.c.revoked_at,
+                      _TOKENS.c.last_used_at).where(_TOKENS.c.token_id == bindparam("token_id"))
 
 
 def parse_authorization(header: str | None) -> str | None:

@@ -92,10 +92,15 @@ def make_sessionmaker(engine: Engine) -> sessionmaker:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def read_only(engine: Engine) -> Engine:
+    """The same engine (and pool) for reads only: on SQLite its transactions begin deferred instead of
+    taking the write lock; on PostgreSQL nothing changes."""
+    return engine.execution_options(**{READ_ONLY: True})
+
+
 def make_read_sessionmaker(engine: Engine) -> sessionmaker:
-    """Sessions for reads only (authentication, searches): on SQLite their transactions begin deferred
-    instead of taking the write lock; on PostgreSQL they are ordinary sessions."""
-    return sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+    """Sessions for reads only (searches, the dispatcher's look for due work), over `read_only(engine)`."""
+    return sessionmaker(read_only(engine), expire_on_commit=False)
 
 
 def migrate(engine: Engine) -> None:

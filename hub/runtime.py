@@ -14,7 +14,7 @@ from connectors.base import Connector
 from hub import pki
 from hub.certificates import TrustStore
 from hub.config import HubConfig, load_config
-from hub.db import make_engine, make_read_sessionmaker, make_sessionmaker, migrate
+from hub.db import make_engine, make_read_sessionmaker, make_sessionmaker, migrate, read_only
 from hub.errors import ConfigError, InputError
 from hub.group_commit import GroupCommitter
 from hub.mapping import MappingSet
@@ -45,6 +45,7 @@ class Hub:
         self.engine = engine or make_engine(self.settings.database_url)
         self.sessions = make_sessionmaker(self.engine)
         self.reads = make_read_sessionmaker(self.engine)  # sessions that only read (no write lock on SQLite)
+        self.read_engine = read_only(self.engine)          # plain connections that only read (token checks)
         # intake's writes: committed in groups on SQLite, whose single writer they would otherwise queue for
         self.committer = GroupCommitter(self.sessions, grouped=self.engine.dialect.name == "sqlite")
         self.connectors: dict[str, Connector] = {code: self._build_connector(code) for code in self.config.parties}
