@@ -145,10 +145,9 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-@pytest.fixture
-def running_hub(settings):
-    """The hub serving HTTP on a loopback port in this process, with its workers and scheduler;
-    `running_hub.mint_token(role, post=None, partner=None)` makes API tokens for it."""
+def serve_hub(settings: Settings):
+    """Yields the hub serving HTTP on a loopback port in this process, with its workers and scheduler;
+    `.mint_token(role, post=None, partner=None)` makes API tokens for it. Stops it afterwards."""
     from hub.server import HubService
     service = HubService(settings)
     port = free_port()
@@ -159,6 +158,22 @@ def running_hub(settings):
     yield service
     TOKEN_MINTERS.pop(service.url, None)
     service.stop()
+
+
+@pytest.fixture
+def running_hub(settings):
+    """The hub serving HTTP in this process (see `serve_hub`)."""
+    yield from serve_hub(settings)
+
+
+@pytest.fixture
+def hub(settings):
+    """The assembled hub in this process on a migrated database, without HTTP, workers or scheduler."""
+    from hub.runtime import Hub
+    hub = Hub(settings)
+    hub.migrate()
+    yield hub
+    hub.close()
 
 
 @pytest.fixture

@@ -8,23 +8,13 @@ from __future__ import annotations
 
 import hashlib
 
-import pytest
 from sqlalchemy import select
 
 from hub import delivery as engine
 from hub.errors import PermanentDeliveryError
 from hub.evidence import verify_chains
 from hub.models import Delivery, DeliveryState, Event
-from hub.runtime import Hub
 from support import licence_request
-
-
-@pytest.fixture
-def hub(settings):
-    hub = Hub(settings)
-    hub.migrate()
-    yield hub
-    hub.close()
 
 
 def _only_delivery(hub) -> int:

@@ -26,8 +26,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from conftest import (TOKEN_MINTERS, bearer, free_port, partner_environment, serve_tokens, token_minter, wait_for,
-                      write_config)
+from conftest import bearer, free_port, partner_environment, serve_hub, serve_tokens, wait_for, write_config
 from faults_support import (FolderWatcher, HubProcess, LicenceRequests, LoadThread, PersistentSender, TcpProxy,
                             fault_scale, hub_environment, received_ids, scaled)
 from hub.settings import Settings
@@ -40,24 +39,26 @@ XML = {"Content-Type": "application/xml"}
 PATIENT_RETRY = {"max_attempts": 100, "base_delay_seconds": 0.2, "max_delay_seconds": 2}
 
 
+def post_accepted(client: httpx.Client, messages: LicenceRequests, count: int) -> list[str]:
+    """POST `count` new messages; each must be accepted (202). Returns their ids."""
+    ids = []
+    for _ in range(count):
+        message_id, data = messages.next()
+        answer = client.post("/api/v1/messages", content=data, headers=XML)
+        assert answer.status_code == 202, answer.text
+        ids.append(message_id)
+    return ids
+
+
 @pytest.fixture
 def patient_hub(tmp_path, pki_dir, database_url, partner_ports):
     """The hub in this process (HTTP on loopback, workers, scheduler), retrying per PATIENT_RETRY, its
     circuit breaker waiting 1 s; `.mint_token(role, ...)` makes its API tokens."""
-    from hub.server import HubService
     settings = Settings.from_env(var_dir=tmp_path / "var", pki_dir=pki_dir, database_url=database_url,
                                  config_dir=write_config(tmp_path / "config", retry=PATIENT_RETRY), lease_seconds=5,
                                  breaker_seconds=1,
                                  environment={**os.environ, **partner_environment(partner_ports)})
-    service = HubService(settings)
-    port = free_port()
-    service.serve_in_thread("127.0.0.1", port)
-    service.url = f"http://127.0.0.1:{port}"
-    service.mint_token = token_minter(service.hub.sessions)
-    TOKEN_MINTERS[service.url] = service.mint_token
-    yield service
-    TOKEN_MINTERS.pop(service.url, None)
-    service.stop()
+    yield from serve_hub(settings)
 
 
 def quiet_narsa(start_sandbox, hub_url: str):
@@ -95,12 +96,7 @@ def test_partner_refusing_connections_messages_wait_then_all_delivered_once(pati
     wait_for(lambda: not _listening(narsa.port), 5, what="the partner to stop listening")
     with httpx.Client(base_url=patient_hub.url, timeout=10,
                       headers=bearer(patient_hub.mint_token("administrator"))) as client:
-        ids = []
-        for _ in range(count):
-            message_id, data = messages.next()
-            answer = client.post("/api/v1/messages", content=data, headers=XML)
-            assert answer.status_code == 202, answer.text
-            ids.append(message_id)
+        ids = post_accepted(client, messages, count)
         # while the partner is away: nothing delivered, nothing given up, the hub keeps trying
         time.sleep(max(0.0, refuse_seconds * 0.6 - (time.monotonic() - began)))
         during = deliveries(client, ids)
@@ -146,12 +142,7 @@ def test_partner_failing_one_request_in_three_everything_delivered_once(patient_
     messages = LicenceRequests(pki_dir, "FAIL3")
     with httpx.Client(base_url=patient_hub.url, timeout=10,
                       headers=bearer(patient_hub.mint_token("administrator"))) as client:
-        ids = []
-        for _ in range(count):
-            message_id, data = messages.next()
-            answer = client.post("/api/v1/messages", content=data, headers=XML)
-            assert answer.status_code == 202, answer.text
-            ids.append(message_id)
+        ids = post_accepted(client, messages, count)
         started = time.monotonic()
         wait_for(lambda: all_delivered(client, ids), 60 + count * 0.2, interval=0.5, what="every message delivered")
         elapsed = time.monotonic() - started

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 from sqlalchemy import event, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
@@ -13,16 +12,7 @@ from hub.db import utcnow
 from hub.errors import InputError
 from hub.group_commit import GroupCommitter
 from hub.models import InboundFile
-from hub.runtime import Hub
 from support import licence_request
-
-
-@pytest.fixture
-def hub(settings):
-    hub = Hub(settings)
-    hub.migrate()
-    yield hub
-    hub.close()
 
 
 def _file(name: str):
