@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import weakref
 from typing import Callable, Iterable
 
 from hub import metrics
@@ -69,28 +68,12 @@ class OutboxDepths:
         self._full = full
 
 
-_DEPTHS: "weakref.WeakKeyDictionary[object, OutboxDepths]" = weakref.WeakKeyDictionary()
-_DEPTHS_LOCK = threading.Lock()
-
-
-def outbox_depths(hub) -> OutboxDepths:
-    """The hub's cached depths, made on first use."""
-    found = _DEPTHS.get(hub)
-    if found is None:
-        with _DEPTHS_LOCK:
-            found = _DEPTHS.get(hub)
-            if found is None:
-                found = _DEPTHS[hub] = OutboxDepths(getattr(hub, "reads", None) or hub.sessions,
-                                                    limit=hub.settings.max_outbox_depth)
-    return found
-
-
 def check(hub, partners: Iterable[str]) -> None:
     """Raise OutboxFull when the outbox of one of `partners` (the message's targets) is at its limit."""
     limit = hub.settings.max_outbox_depth
     if limit <= 0:
         return
-    depths = outbox_depths(hub).current()
+    depths = hub.outbox_depths.current()
     for partner in partners:
         pending = depths.get(partner, 0)
         if pending >= limit:

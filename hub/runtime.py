@@ -12,6 +12,7 @@ from typing import Callable
 from connectors import connector_class
 from connectors.base import Connector
 from hub import pki
+from hub.backpressure import OutboxDepths
 from hub.certificates import TrustStore
 from hub.config import HubConfig, load_config
 from hub.db import make_engine, make_read_sessionmaker, make_sessionmaker, migrate, read_only
@@ -48,6 +49,7 @@ class Hub:
         self.read_engine = read_only(self.engine)          # plain connections that only read (token checks)
         # intake's writes: committed in groups on SQLite, whose single writer they would otherwise queue for
         self.committer = GroupCommitter(self.sessions, grouped=self.engine.dialect.name == "sqlite")
+        self.outbox_depths = OutboxDepths(self.reads, limit=self.settings.max_outbox_depth)  # for back-pressure
         self.connectors: dict[str, Connector] = {code: self._build_connector(code) for code in self.config.parties}
         self._wake = threading.Condition()
         self._wake_count = 0
