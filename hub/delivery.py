@@ -45,7 +45,7 @@ from hub import metrics, timeline
 from hub.db import utcnow
 from hub.breaker import Breakers
 from hub.errors import (DeliveryError, HubError, InputError, PermanentDeliveryError, TransientDeliveryError,
-                        TryLater)
+                        TryLater, first_line)
 from hub.intake import accept_partner_document, business_document
 from hub.models import Delivery, DeliveryState, Message, MessageState
 from hub.outbox import Claimed, any_due, claim, unclaim
@@ -342,8 +342,7 @@ class DeliveryWorkers:
             try:
                 more = self._claim_for_idle_threads(owner)
             except DBAPIError as exc:  # the database away for a moment: one line, not a traceback a second
-                log.warning("delivery dispatcher %s: claim failed (%s); retrying shortly", owner,
-                            str(exc.orig).strip().splitlines()[0] if exc.orig else exc)
+                log.warning("delivery dispatcher %s: claim failed (%s); retrying shortly", owner, first_line(exc))
                 self._stop.wait(self.hub.settings.poll_interval_seconds)
                 continue
             except Exception:

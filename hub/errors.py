@@ -161,3 +161,9 @@ class TransientDeliveryError(DeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     retryable = False
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception in one line for a log (a database error's message spans its SQL and more)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__

@@ -37,6 +37,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from hub.db import normalise_url
+from hub.errors import first_line
 
 log = logging.getLogger("hub.leader")
 
@@ -95,8 +96,7 @@ class PostgresLock:
             self.connection.execute(text("SELECT 1"))
             return True
         except Exception as exc:
-            log.warning("the connection holding the leader lock failed: %s", str(exc).strip().splitlines()[0]
-                        if str(exc).strip() else type(exc).__name__)
+            log.warning("the connection holding the leader lock failed: %s", first_line(exc))
             self._drop()
             return False
 
@@ -309,7 +309,7 @@ class Leadership:
             try:
                 acquired = self.lock.try_acquire()
             except Exception as exc:  # the database away for a moment: a follower simply tries again
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                first = first_line(exc)
                 (log.debug if self._failing else log.warning)(
                     "could not try for leadership (%s); trying again every %s s", first, self.retry_seconds)
                 self._failing = True

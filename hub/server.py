@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from hub.api.app import create_app
 from hub.audit import record_configuration
 from hub.delivery import DeliveryWorkers
-from hub.errors import DeliveryError, TryLater
+from hub.errors import DeliveryError, TryLater, first_line
 from hub.evidence import seal_pending
 from hub.leader import Leadership, startup_lock
 from hub.polling import poll_partner, polling_partners
@@ -113,8 +113,7 @@ class HubService:
         try:
             return seal_pending(self.hub)
         except DBAPIError as exc:  # the database away for a moment: the next run seals what is left
-            log.warning("sealing the evidence chains failed (%s); will try again in a second",
-                        str(exc.orig).strip().splitlines()[0] if exc.orig else exc)
+            log.warning("sealing the evidence chains failed (%s); will try again in a second", first_line(exc))
             return {}
         except Exception:
             log.exception("sealing the evidence chains failed; will try again in a second")

@@ -21,7 +21,7 @@ from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from hub import metrics
-from hub.errors import InputError, NotFound, TryLater
+from hub.errors import InputError, NotFound, TryLater, first_line
 from hub.refusals import record_refusal
 
 log = logging.getLogger("hub.api")
@@ -103,5 +103,5 @@ class DatabaseUnavailableMiddleware:
             if started:
                 raise
             log.warning("%s %s answered 503: database unavailable (%s: %s)", scope.get("method"), scope.get("path"),
-                        type(exc).__name__, str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "")
+                        type(exc).__name__, first_line(exc))
             await database_unavailable(exc)(scope, receive, send)
