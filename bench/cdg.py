@@ -110,8 +110,8 @@ def run(certificates: int, *, death_notices: int = 0, database_url: str | None =
         xmlsec1: bool = False, quiet: bool = False) -> dict:
     """One measured run; returns the figures (and the checks) as a dict."""
     from connectors.base import SendResult
-    from hub.polling import poll_partner
-    from hub.runtime import Hub
+    from hub.intake.polling import poll_partner
+    from hub.engine import Hub
     from hub.settings import Settings
     from registry.models import Case
     from registry.runtime import Registry

@@ -1,6 +1,6 @@
 """The floor: what one message costs, step by step, on one core, measured in this process.
 
-Each step runs on a hub assembled in-process (`hub.runtime.Hub`: keys, schemas and stylesheets
+Each step runs on a hub assembled in-process (`hub.engine.Hub`: keys, schemas and stylesheets
 loaded once, as `hub serve` does) over a scratch database of the same kind as the benchmark's. Each
 call is timed alone (time.perf_counter) after a warm-up, in several rounds; the cost quoted is the
 median of all calls. The floor is the sum of the steps' medians:
@@ -12,7 +12,7 @@ median of all calls. The floor is the sum of the steps' medians:
     sign      hub.signer.sign of the mapped NARSA document (the hub's key)
     commit    one `messages` row (the message's bytes and a receipt) inserted and committed
 
-The hub's hardened parse (hub.xmlsafe.parse_untrusted) is measured too, for information; it is not
+The hub's hardened parse (hub.xml.safe.parse_untrusted) is measured too, for information; it is not
 part of the floor.
 """
 from __future__ import annotations
@@ -47,10 +47,10 @@ def measure(settings, sample: bytes, *, rounds: int = 5, per_round: int = 100,
             on_step: Callable[[str], None] | None = None) -> dict:
     """Median seconds of each step for `sample` (a signed canonical message); `settings.database_url` is
     a scratch database (migrated here, rows inserted)."""
-    from hub.intake import business_document, read_header
-    from hub.models import Message, MessageState
-    from hub.runtime import Hub
-    from hub.xmlsafe import limits, parse_untrusted
+    from hub.intake.accept import business_document, read_header
+    from hub.store.models import Message, MessageState
+    from hub.engine import Hub
+    from hub.xml.safe import limits, parse_untrusted
 
     hub = Hub(settings)
     try:

@@ -18,8 +18,8 @@ _signer = None
 
 def _init(pki_dir: str) -> None:
     global _signer
-    from hub import pki
-    from hub.signing import Signer
+    from hub.trust import pki
+    from hub.trust.signing import Signer
     _signer = SimpleNamespace(signer=Signer(pki.load_key(f"{pki_dir}/REGISTRY.key"),
                                             pki.load_certificate(f"{pki_dir}/REGISTRY.crt")))
 

@@ -14,7 +14,7 @@ intake and delivery would have left them:
                 of the history to send
     events      the timeline intake and delivery write (RECEIVED, VALIDATED, VERIFIED, ACCEPTED,
                 QUEUED, then SENT and PARTNER_RECEIPT, or DEAD_LETTERED), already sealed: each row's
-                chain_seq, content_hash and chain_hash are computed here with hub/evidence.py's own
+                chain_seq, content_hash and chain_hash are computed here with hub/evidence/chains.py's own
                 functions, continuing the chain from its head, so `hub evidence verify` accepts them
 
 The payloads are filler of realistic size (~3.5 KB): one licence request signed once by REGISTRY,
@@ -37,7 +37,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
 
-from hub import evidence, timeline
+from hub.evidence import chains as evidence
+
+from hub.evidence import timeline
 
 BATCH = 5000                      # messages per transaction (SQLite) or COPY round (PostgreSQL)
 HISTORY = dt.timedelta(days=30)   # received_at spread over this span, ending now
@@ -86,9 +88,9 @@ class Template:
     @classmethod
     def build(cls, pki_dir: Path) -> "Template":
         from bench import messages
-        from hub import pki
-        from hub.receipts import build_receipt
-        from hub.signing import Signer
+        from hub.trust import pki
+        from hub.trust.receipts import build_receipt
+        from hub.trust.signing import Signer
         run_id = "TEMPLATE"
         data = messages.build(pki_dir, run_id, 1)[0]
         reference = messages.reference(run_id, 0)
@@ -302,7 +304,7 @@ def preload(database_url: str, count: int, pki_dir: Path, *, tag: str | None = N
     """Migrate the database, then store `count` messages with their deliveries and sealed timeline.
 
     Returns what was written and how long it took (the tag is in every preloaded message id)."""
-    from hub.db import make_engine, migrate
+    from hub.store.db import make_engine, migrate
     engine = make_engine(database_url)
     migrate(engine)
     engine.dispose()
@@ -340,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     url = args.database_url or settings.database_url
     console = Console()
-    from hub import pki
+    from hub.trust import pki
     pki.ensure_dev_pki(settings.pki_dir, ["hub", "REGISTRY"])
     with _progress(console) as progress:
         task = progress.add_task(f"preloading {args.messages} messages", total=args.messages)

@@ -45,7 +45,7 @@ from bench.procs import Process, cpu_seconds, free_port, peak_rss_bytes
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 PARTIES = ["hub", "REGISTRY", "DGSN", "JUSTICE", "CDG", "NARSA", "SANTE", "ETAT_CIVIL"]
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-HUB_COMMAND = [sys.executable, "-c", "import sys; from hub.cli import main; sys.exit(main())"]
+HUB_COMMAND = [sys.executable, "-c", "import sys; from hub.cli.main import main; sys.exit(main())"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,7 +159,7 @@ class Bench:
     # -- the run -----------------------------------------------------------------------------------
 
     def run(self) -> int:
-        from hub import pki
+        from hub.trust import pki
         from hub.settings import Settings
 
         args, console = self.args, self.console
@@ -280,7 +280,7 @@ class Bench:
         """The highest message and delivery ids before the load: the run's own rows come after them."""
         from sqlalchemy import create_engine, text
 
-        from hub.db import migrate, normalise_url
+        from hub.store.db import migrate, normalise_url
         engine = create_engine(normalise_url(database_url))
         try:
             migrate(engine)
@@ -311,7 +311,7 @@ class Bench:
         """Run the load process; poll NARSA's deliveries until all accepted are final or progress stalls."""
         from sqlalchemy import create_engine, text
 
-        from hub.db import normalise_url
+        from hub.store.db import normalise_url
 
         args = self.args
         result_path = self.run_dir / "load-result.json"
@@ -389,7 +389,7 @@ class Bench:
         from sqlalchemy import select
         from sqlalchemy.orm import Session
 
-        from hub.models import Delivery, Message
+        from hub.store.models import Delivery, Message
         with Session(engine) as session:
             rows = session.execute(select(Message.received_at, Delivery.delivered_at)
                                    .join(Delivery, Delivery.message_pk == Message.id)

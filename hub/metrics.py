@@ -7,7 +7,7 @@ DUPLICATES = Counter("hub_messages_duplicate_total", "Same id and bytes received
 DELIVERIES = Counter("hub_delivery_attempts_total", "Delivery attempts by outcome", ["partner", "outcome"])
 DELIVERY_SECONDS = Histogram("hub_delivery_seconds", "Time to map, sign and send one delivery", ["partner"])
 
-# Per-partner isolation (hub/delivery.py, hub/breaker.py) and back-pressure (hub/backpressure.py). Each hub
+# Per-partner isolation (hub/delivery/workers.py, hub/delivery/breaker.py) and back-pressure (hub/intake/backpressure.py). Each hub
 # process keeps its own circuits and in-flight counts, so these are per process.
 CIRCUIT_OPEN = Gauge("hub_partner_circuit_open",
                      "1 while this process's circuit to the partner is open or half-open (no deliveries "
@@ -34,7 +34,7 @@ class CertificateCollector:
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily
 
-        from hub.certificates import EXPIRED, EXPIRING, NOT_YET_VALID, inventory
+        from hub.trust.certificates import EXPIRED, EXPIRING, NOT_YET_VALID, inventory
         statuses = inventory(self.hub)
         labels = ["party", "role", "serial"]
         not_after = GaugeMetricFamily("hub_certificate_not_after_seconds",

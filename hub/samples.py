@@ -4,9 +4,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from hub import pki
+from hub.trust import pki
 from hub.settings import Settings
-from hub.signing import Signer
+from hub.trust.signing import Signer
 
 
 def _licence_request(settings: Settings) -> bytes:

@@ -12,11 +12,11 @@ import datetime as dt
 from lxml import etree
 from lxml.builder import ElementMaker
 
-from hub.db import utcnow
-from hub.intake import Header, business_document, read_header
-from hub.schemas import ENVELOPE_NS
-from hub.signing import Signer, verify
-from hub.xmlsafe import to_bytes
+from hub.store.db import utcnow
+from hub.intake.accept import Header, business_document, read_header
+from hub.xml.schemas import ENVELOPE_NS
+from hub.trust.signing import Signer, verify
+from hub.xml.safe import to_bytes
 
 PARTY = "REGISTRY"
 ENV = ElementMaker(namespace=ENVELOPE_NS, nsmap={"env": ENVELOPE_NS})

@@ -6,8 +6,8 @@ import datetime as dt
 from sqlalchemy import JSON, Boolean, Date, ForeignKey, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from hub.db import Base, UtcDateTime
-from hub.models import Id
+from hub.store.db import Base, UtcDateTime
+from hub.store.models import Id
 
 
 class Post(Base):

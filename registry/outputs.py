@@ -9,7 +9,7 @@ death certificate and answer for what went to SANTE; a supervisor follows cases,
 """
 from __future__ import annotations
 
-from hub.auth import ADMINISTRATOR, CONSULAR_AGENT, SUPERVISOR, Identity
+from hub.access.tokens import ADMINISTRATOR, CONSULAR_AGENT, SUPERVISOR, Identity
 from registry.models import Case, Citizen, Post
 
 WITHHELD = "[withheld]"

@@ -12,12 +12,12 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from connectors.base import Outbound
-from hub import pki
-from hub.db import utcnow
-from hub.auth import Identity
+from hub.trust import pki
+from hub.store.db import utcnow
+from hub.access.tokens import Identity
 from hub.errors import InputError, NotFound, PermanentDeliveryError, TryLater
-from hub.signing import Signer
-from hub.xmlsafe import parse_trusted
+from hub.trust.signing import Signer
+from hub.xml.safe import parse_trusted
 from registry import service, services
 from registry.canonical import PARTY
 from registry.models import Case

@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hub.db import utcnow
+from hub.store.db import utcnow
 from hub.errors import NotFound
 from registry.models import Case, CaseDocument, CaseEvent, Citizen, Post
 from registry.statuses import check_transition, is_final

@@ -1,7 +1,7 @@
 """Registry HTTP API under /api/v1: posts, citizens, cases, and each service's own endpoints.
 
 Thin: validation here, work in registry/service.py and the service modules. Every route names the
-permission it needs (hub/auth.py); a consular agent reaches only the citizens and cases of their post,
+permission it needs (hub/access/tokens.py); a consular agent reaches only the citizens and cases of their post,
 and lists are masked (registry/outputs.py)."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pydantic import Field
 from sqlalchemy import select
 
 from hub.api.auth import allowed
-from hub.auth import Forbidden, Identity
+from hub.access.tokens import Forbidden, Identity
 from registry import service, services
 from registry.inputs import POST_CODE, PersonIn
 from registry.models import Case, Post

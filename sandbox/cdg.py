@@ -23,10 +23,10 @@ A watcher takes every complete file from inbox/ (on each rename into inbox/, and
     done/, failed/) is written again.
 
 Large batches (over `--stream-above-bytes`, default 1 MiB: the size a message may have anywhere else)
-are read as a stream and never held: hub.signing_stream.verify_stream parses the file in chunks,
+are read as a stream and never held: hub.trust.streaming.verify_stream parses the file in chunks,
 validates it against the XSD while parsing and checks the hub's signature from the digest of its
 canonical form computed on the way; each line's verdict is spooled to a work file, and the signed
-AccuseLot is then written in canonical form straight to disk (hub.signing_stream.CanonicalWriter).
+AccuseLot is then written in canonical form straight to disk (hub.trust.streaming.CanonicalWriter).
 A 100,000-certificate batch (about 40 MB) is handled in a few tens of megabytes of memory.
 
 Decision rule, per line, deterministic: REJETE with CodeMotif PENSION_INCONNUE when the
@@ -62,9 +62,9 @@ from lxml.builder import ElementMaker
 from pydantic import Field
 
 from hub.errors import InputError
-from hub.pki import CDG_SSH_HOST_KEY, HUB_SSH_CLIENT_KEY, SSH_DIR, ensure_dev_ssh_keys
-from hub.signing_stream import CanonicalWriter, escape_text, verify_stream
-from hub.xmlsafe import parse_trusted
+from hub.trust.pki import CDG_SSH_HOST_KEY, HUB_SSH_CLIENT_KEY, SSH_DIR, ensure_dev_ssh_keys
+from hub.trust.streaming import CanonicalWriter, escape_text, verify_stream
+from hub.xml.safe import parse_trusted
 from sandbox.common import (MAX_REQUEST_BYTES, PROJECT_ROOT, BehaviourChange, PartnerSandbox, add_common_arguments,
                             positive_port, run_app)
 from sandbox.outbox import write_atomically

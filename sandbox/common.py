@@ -41,10 +41,10 @@ from pydantic import BaseModel, Field
 
 from hub.api.bodies import read_body
 from hub.errors import InputError, Problem, SchemaInvalid, SignatureInvalid
-from hub.pki import ensure_dev_pki, load_certificate, load_key
-from hub.schemas import SchemaSet
-from hub.signing import Signer, verify
-from hub.xmlsafe import parse_untrusted, to_bytes
+from hub.trust.pki import ensure_dev_pki, load_certificate, load_key
+from hub.xml.schemas import SchemaSet
+from hub.trust.signing import Signer, verify
+from hub.xml.safe import parse_untrusted, to_bytes
 from sandbox.outbox import CallbackOutbox, write_atomically
 
 log = logging.getLogger(__name__)

@@ -58,8 +58,8 @@ from lxml.builder import ElementMaker
 from connectors.soap.envelope import (CONTENT_TYPE, Fault, body_document_bytes, build_fault, parse_envelope,
                                       wrap_document_bytes)
 from hub.errors import InputError, Problem, SchemaInvalid
-from hub.signing import verify
-from hub.xmlsafe import parse_trusted
+from hub.trust.signing import verify
+from hub.xml.safe import parse_trusted
 from sandbox.common import (MAX_REQUEST_BYTES, PROJECT_ROOT, Behaviour, PartnerSandbox, add_common_arguments,
                             answer_post, digits, failure_response, partner_app, run_app, tag, text, utc_now)
 from sandbox.outbox import CallbackOutbox

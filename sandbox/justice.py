@@ -66,9 +66,9 @@ from connectors.soap.envelope import (CONTENT_TYPE, SOAP_ENV, Fault, body_docume
 from connectors.soap.inbound import render_wsdl
 from hub.api.bodies import read_body
 from hub.errors import HubError, InputError, Problem
-from hub.schemas import ENVELOPE_NS
-from hub.signing import verify
-from hub.xmlsafe import parse_trusted
+from hub.xml.schemas import ENVELOPE_NS
+from hub.trust.signing import verify
+from hub.xml.safe import parse_trusted
 from sandbox.common import (MAX_REQUEST_BYTES, PROJECT_ROOT, PartnerSandbox, add_common_arguments, add_control_routes,
                             run_app)
 from sandbox.delayed_queue import DelayedQueue

@@ -53,7 +53,7 @@ from fastapi.responses import Response
 from lxml import etree
 from lxml.builder import ElementMaker
 
-from hub.xmlsafe import parse_trusted
+from hub.xml.safe import parse_trusted
 from sandbox.common import (PROJECT_ROOT, PartnerSandbox, add_common_arguments, answer_xml_post, digits, hub_token,
                             partner_app, run_app, tag, text, utc_now)
 from sandbox.outbox import CallbackOutbox

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 import yaml
 
-from hub import pki
+from hub.trust import pki
 from hub.settings import PROJECT_ROOT, Settings
 
 POSTGRES_URL = os.environ.get("HUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -123,7 +123,7 @@ TOKEN_MINTERS: dict[str, object] = {}
 
 def token_minter(sessions):
     """fn(role, post=None, partner=None, expires_in_days=1) -> a new token string, created with `sessions`."""
-    from hub.auth import create_token
+    from hub.access.tokens import create_token
 
     def mint(role: str, post: str | None = None, partner: str | None = None, expires_in_days: float = 1) -> str:
         with sessions.begin() as session:
@@ -135,7 +135,7 @@ def token_minter(sessions):
 
 def serve_tokens(hub_url: str, database_url: str):
     """Register a hub run outside this process (`hub serve`) so sandboxes get tokens; returns its minter."""
-    from hub.db import make_engine, make_sessionmaker
+    from hub.store.db import make_engine, make_sessionmaker
     mint = token_minter(make_sessionmaker(make_engine(database_url)))
     TOKEN_MINTERS[hub_url.rstrip("/")] = mint
     return mint
@@ -148,7 +148,7 @@ def bearer(token: str) -> dict[str, str]:
 def serve_hub(settings: Settings):
     """Yields the hub serving HTTP on a loopback port in this process, with its workers and scheduler;
     `.mint_token(role, post=None, partner=None)` makes API tokens for it. Stops it afterwards."""
-    from hub.server import HubService
+    from hub.service import HubService
     service = HubService(settings)
     port = free_port()
     service.serve_in_thread("127.0.0.1", port)
@@ -169,7 +169,7 @@ def running_hub(settings):
 @pytest.fixture
 def hub(settings):
     """The assembled hub in this process on a migrated database, without HTTP, workers or scheduler."""
-    from hub.runtime import Hub
+    from hub.engine import Hub
     hub = Hub(settings)
     hub.migrate()
     yield hub

@@ -22,8 +22,8 @@ from types import SimpleNamespace
 import httpx
 
 from conftest import wait_for
-from hub import pki
-from hub.signing import Signer
+from hub.trust import pki
+from hub.trust.signing import Signer
 
 DEFAULT_SCALE = 0.1
 

@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 from lxml import etree
 from lxml.builder import ElementMaker
 
-from hub.signing import DS_NS, ENVELOPED, EXC_C14N, RSA_SHA256, SHA256, Signer
+from hub.trust.signing import DS_NS, ENVELOPED, EXC_C14N, RSA_SHA256, SHA256, Signer
 from registry.models import Case, Citizen
 from registry.services import licence
 

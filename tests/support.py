@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 from lxml import etree
 
-from hub import pki
-from hub.signing import Signer
+from hub.trust import pki
+from hub.trust.signing import Signer
 from registry.models import Case, Citizen
 from registry.services import licence
 

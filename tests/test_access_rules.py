@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from conftest import free_port
 from connectors.soap.envelope import parse_envelope, read_fault, wrap_document_bytes
-from hub.models import Delivery, Event, Message, Refusal
+from hub.store.models import Delivery, Event, Message, Refusal
 from hub.settings import PROJECT_ROOT
 from support import licence_request, replace_text, signer_for
 from test_soap_inbound import demande

@@ -7,10 +7,10 @@ import pytest
 import yaml
 from sqlalchemy import select, text
 
-from hub.evidence import seal_pending, verify_chains
-from hub.models import AuditEntry, Delivery, DeliveryState, Message, MessageState
-from hub.operations import resend
-from hub.runtime import Hub
+from hub.evidence.chains import seal_pending, verify_chains
+from hub.store.models import AuditEntry, Delivery, DeliveryState, Message, MessageState
+from hub.delivery.operations import resend
+from hub.engine import Hub
 from support import licence_request
 from test_evidence import flat, run_hub_cli
 
@@ -61,7 +61,7 @@ def test_resend_is_audited_with_its_actor_and_the_chain_names_a_changed_entry(se
 
 
 def test_configuration_changes_are_recorded_at_start(settings):
-    from hub.server import HubService
+    from hub.service import HubService
 
     def start() -> list[AuditEntry]:
         service = HubService(settings)
@@ -96,8 +96,8 @@ def test_resend_of_a_purged_dead_message_is_a_conflict_not_a_not_found(settings)
     from conftest import bearer, token_minter
     from hub.api.app import create_app
     from hub.errors import InputError, NotFound
-    from hub.operations import PayloadPurged
-    from hub.retention import purge_expired
+    from hub.delivery.operations import PayloadPurged
+    from hub.evidence.retention import purge_expired
     hub, message_id = _dead_message(settings)
     try:
         later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=400)

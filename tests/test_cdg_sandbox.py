@@ -10,9 +10,9 @@ from lxml import etree
 
 from connectors.base import Outbound
 from connectors.sftp import SftpConnector
-from hub import pki
-from hub.schemas import SchemaSet
-from hub.signing import verify
+from hub.trust import pki
+from hub.xml.schemas import SchemaSet
+from hub.trust.signing import verify
 from sandbox.cdg import acknowledgement_name, decision_for
 from test_sftp_connector import CDG_NS, CdgProcess, signed_batch
 

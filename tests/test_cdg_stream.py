@@ -1,4 +1,4 @@
-"""Large CDG batches as streams (registry/services/cdg_stream.py, hub/signing_stream.py): written and
+"""Large CDG batches as streams (registry/services/cdg_stream.py, hub/trust/streaming.py): written and
 signed without holding the document, uploaded from disk, verified by the CDG sandbox while it reads,
 and CDG's signed acknowledgement read, verified and applied as a stream: every certificate gets its
 verdict, the signatures verify with xmlsec1 and signxml, the batch reaches CDG once."""
@@ -17,12 +17,12 @@ import pytest
 from lxml import etree
 
 from conftest import free_port, wait_for
-from hub import pki
+from hub.trust import pki
 from hub.errors import MalformedXml, SignatureInvalid
-from hub.evidence import verify_chains
-from hub.polling import poll_partner
-from hub.signing import DS_NS, Signer, verify
-from hub.signing_stream import CanonicalWriter, verify_stream
+from hub.evidence.chains import verify_chains
+from hub.intake.polling import poll_partner
+from hub.trust.signing import DS_NS, Signer, verify
+from hub.trust.streaming import CanonicalWriter, verify_stream
 from registry.models import Case
 from registry.services import cdg_stream
 from registry.services import life_certificates as lc

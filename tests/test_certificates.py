@@ -14,13 +14,13 @@ import yaml
 
 import sigtools as st
 from conftest import write_config
-from hub.certificates import TrustStore
+from hub.trust.certificates import TrustStore
 from hub.config import load_config
 from hub.errors import ConfigError
 from hub.settings import Settings
 
 _SCRIPT = Path(sys.executable).with_name("hub")
-HUB_COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "hub.cli"]
+HUB_COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "hub.cli.main"]
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,7 @@ def test_ca_only_party_loads(tmp_path, pki_dir):
 
 
 def test_unknown_signing_algorithm_stops_the_hub(tmp_path, pki_dir, monkeypatch):
-    from hub.runtime import Hub
+    from hub.engine import Hub
     monkeypatch.setenv("HUB_SIGNING_ALGORITHM", "rsa-sha1")
     with pytest.raises(ConfigError) as info:
         Hub(Settings.from_env(var_dir=tmp_path / "var", pki_dir=pki_dir, database_url=f"sqlite:///{tmp_path}/h.db",

@@ -7,8 +7,8 @@ from lxml import etree
 
 from conftest import wait_for
 from support import register_citizen
-from hub import pki
-from hub.signing import verify
+from hub.trust import pki
+from hub.trust.signing import verify
 
 EC = "urn:ma:interieur:etat-civil:1"
 EXTRACT_FINAL = {"ISSUED", "NOT_FOUND", "FAILED"}

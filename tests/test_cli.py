@@ -22,18 +22,18 @@ from lxml import etree
 from sqlalchemy import select
 
 from conftest import free_port, write_config
-from hub import pki
+from hub.trust import pki
 from hub.errors import SignatureInvalid
-from hub.models import Delivery, DeliveryState, Event, Message, MessageState
+from hub.store.models import Delivery, DeliveryState, Event, Message, MessageState
 from hub.settings import Settings
-from hub.signing import verify
+from hub.trust.signing import verify
 from support import licence_request
 
 ENV_NS = "{urn:ma:gov:consular:hub:envelope:1}"
 REQUEST = "LicenceAuthenticationRequest"
 MESSAGE_ID = "REGISTRY-LIC-2026-000001"  # what support.licence_request builds by default
 _SCRIPT = Path(sys.executable).with_name("hub")
-HUB_COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "hub.cli"]
+HUB_COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "hub.cli.main"]
 # Variables that would make a run depend on the caller's shell rather than on the test.
 _DROPPED = ("COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "PYTHONIOENCODING")
 
@@ -128,7 +128,7 @@ def test_sample_writes_utf8_bytes_whatever_the_output_encoding(cli_env):
 
 def test_samples_made_on_different_days_have_different_message_ids(tmp_path, pki_dir, monkeypatch):
     from hub import samples
-    from hub.runtime import Hub
+    from hub.engine import Hub
 
     def made_at(when: _datetime.datetime) -> bytes:
         class Frozen(_datetime.datetime):
@@ -158,7 +158,7 @@ def test_samples_made_on_different_days_have_different_message_ids(tmp_path, pki
 @pytest.fixture
 def accepted_message(tmp_path, pki_dir, cli_env) -> dict:
     """A database holding one ACCEPTED message (nothing delivered); returns the CLI environment."""
-    from hub.runtime import Hub
+    from hub.engine import Hub
     config_dir = write_config(tmp_path / "config", narsa_url=closed_port_url())
     hub = Hub(hub_settings(tmp_path, pki_dir, config_dir))
     try:
@@ -176,8 +176,8 @@ def dead_message(tmp_path, pki_dir, cli_env):
 
     Yields (cli environment, in-process hub with the same settings).
     """
-    from hub.delivery import deliver_due_messages
-    from hub.runtime import Hub
+    from hub.delivery.workers import deliver_due_messages
+    from hub.engine import Hub
     config_dir = write_config(tmp_path / "config", narsa_url=closed_port_url(),
                               retry={"max_attempts": 1, "base_delay_seconds": 0.1, "max_delay_seconds": 0.1})
     hub = Hub(hub_settings(tmp_path, pki_dir, config_dir))

@@ -19,13 +19,13 @@ from lxml import etree
 from connectors import connector_class
 from connectors.base import Outbound
 from conftest import free_port, wait_for
-from hub import pki
+from hub.trust import pki
 from hub.errors import TransientDeliveryError
-from hub.mapping import MappingSet
-from hub.schemas import ENVELOPE_NS
+from hub.xml.mapping import MappingSet
+from hub.xml.schemas import ENVELOPE_NS
 from hub.settings import PROJECT_ROOT, Settings
-from hub.signing import Signer, verify
-from hub.xmlsafe import parse_trusted, to_bytes
+from hub.trust.signing import Signer, verify
+from hub.xml.safe import parse_trusted, to_bytes
 
 _ids = itertools.count(1)
 

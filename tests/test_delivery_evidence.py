@@ -10,10 +10,10 @@ import hashlib
 
 from sqlalchemy import select
 
-from hub import delivery as engine
+from hub.delivery import workers as engine
 from hub.errors import PermanentDeliveryError
-from hub.evidence import verify_chains
-from hub.models import Delivery, DeliveryState, Event
+from hub.evidence.chains import verify_chains
+from hub.store.models import Delivery, DeliveryState, Event
 from support import licence_request
 
 

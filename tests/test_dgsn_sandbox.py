@@ -14,10 +14,10 @@ from lxml.builder import ElementMaker
 
 from conftest import free_port, wait_for
 from connectors.soap.envelope import Fault, build_fault, parse_envelope, read_fault, wrap_document_bytes
-from hub import pki
-from hub.receipts import build_receipt
-from hub.signing import Signer, verify
-from hub.xmlsafe import to_bytes
+from hub.trust import pki
+from hub.trust.receipts import build_receipt
+from hub.trust.signing import Signer, verify
+from hub.xml.safe import to_bytes
 
 NS = "urn:ma:dgsn:services-consulaires:1"
 D = ElementMaker(namespace=NS, nsmap={None: NS})

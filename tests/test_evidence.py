@@ -19,12 +19,12 @@ import pytest
 from sqlalchemy import select, text
 
 from conftest import wait_for
-from hub.evidence import ZERO_HASH, audit_line, event_line, link, seal_pending, sha256_text, verify_chains
-from hub.models import Event, Message
+from hub.evidence.chains import ZERO_HASH, audit_line, event_line, link, seal_pending, sha256_text, verify_chains
+from hub.store.models import Event, Message
 
 FINAL = {"AUTHENTIC", "NOT_AUTHENTIC", "DISCREPANCY", "FAILED"}
 _SCRIPT = Path(sys.executable).with_name("hub")
-HUB_COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "hub.cli"]
+HUB_COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "hub.cli.main"]
 
 
 def run_hub_cli(settings, *args: str) -> subprocess.CompletedProcess:
@@ -111,7 +111,7 @@ def test_chain_format_is_the_documented_one(flow, client):
 
 
 def _partner(hub, delivery_id: int) -> str:
-    from hub.models import Delivery
+    from hub.store.models import Delivery
     with hub.sessions() as session:
         return session.get(Delivery, delivery_id).partner
 
@@ -266,7 +266,7 @@ def _rewrite_sums(bundle: Path) -> None:
 
 def _resign(bundle: Path, hub) -> None:
     """What only the hub can do: the statement's file hashes updated and signed again with its key."""
-    from hub.evidence_export import sign_detached
+    from hub.evidence.export import sign_detached
     lines = []
     for line in (bundle / "chain/statement.txt").read_text().splitlines():
         if line.startswith("sha256:"):
@@ -288,7 +288,7 @@ def _fresh(pristine: Path, bundle: Path) -> Path:
 def test_bundle_statement_is_signed_text_covering_the_lists_and_every_file_is_vouched_for(flow, settings, tmp_path):
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-    from hub.models import AuditEntry
+    from hub.store.models import AuditEntry
     hub, reference = flow
     bundle = _export(settings, reference, tmp_path)
     pristine = tmp_path / "pristine"

@@ -356,7 +356,7 @@ print("locked", flush=True)
 time.sleep(float(sys.argv[2]))
 db.execute("ROLLBACK")
 """
-SQLITE_BUSY_SECONDS = 30  # hub/db.py: PRAGMA busy_timeout=30000
+SQLITE_BUSY_SECONDS = 30  # hub/store/db.py: PRAGMA busy_timeout=30000
 CALLERS = 8
 
 

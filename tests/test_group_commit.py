@@ -1,4 +1,4 @@
-"""Group commit (hub/group_commit.py): waiting writes share one transaction, each caller answered after
+"""Group commit (hub/store/group_commit.py): waiting writes share one transaction, each caller answered after
 the commit; a write that fails does not take the others down with it. Against the real database."""
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import event, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from hub.db import utcnow
+from hub.store.db import utcnow
 from hub.errors import InputError
-from hub.group_commit import GroupCommitter
-from hub.models import InboundFile
+from hub.store.group_commit import GroupCommitter
+from hub.store.models import InboundFile
 from support import licence_request
 
 
@@ -112,5 +112,5 @@ def test_concurrent_intakes_are_each_stored_once_with_their_own_answer(hub, pki_
     # LIC-2026-000001 and its conflicting copy race too: one is accepted, the other refused with 409
     assert outcomes.count("accepted") == 20 and outcomes.count("duplicate") == 1 and outcomes.count(409) == 1
     with hub.sessions() as session:
-        from hub.models import Message
+        from hub.store.models import Message
         assert session.scalar(select(func.count()).select_from(Message)) == 20

@@ -29,8 +29,8 @@ from sqlalchemy import func, select
 
 from conftest import free_port, wait_for
 from connectors.soap.envelope import SOAP_ENV, parse_envelope, read_fault, wrap_document_bytes
-from hub.models import Delivery, Event, Message, Refusal
-from hub.schemas import ENVELOPE_NS
+from hub.store.models import Delivery, Event, Message, Refusal
+from hub.xml.schemas import ENVELOPE_NS
 from hub.settings import PROJECT_ROOT
 from support import licence_request, signer_for
 from test_soap_inbound import demande

@@ -5,8 +5,8 @@ import hashlib
 
 from lxml import etree
 
-from hub import pki
-from hub.signing import verify
+from hub.trust import pki
+from hub.trust.signing import verify
 from support import licence_request, replace_text, strip_signature
 
 XML = {"Content-Type": "application/xml"}
@@ -115,7 +115,7 @@ def test_bad_input_loses_and_changes_nothing_already_accepted(client, pki_dir, r
                 licence_request(pki_dir, number="12/345674")):
         assert post(client, bad).status_code in (400, 409)
     assert client.get("/api/v1/messages").json()["total"] == 1
-    from hub.models import Message
+    from hub.store.models import Message
     with running_hub.hub.sessions() as session:
         stored = session.query(Message).one()
         assert stored.received_bytes == good and stored.receipt == receipt

@@ -11,8 +11,8 @@ from lxml import etree
 
 from conftest import wait_for
 from support import register_citizen
-from hub import pki
-from hub.signing import verify
+from hub.trust import pki
+from hub.trust.signing import verify
 
 pytestmark = pytest.mark.slow
 

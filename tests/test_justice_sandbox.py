@@ -15,10 +15,10 @@ from zeep.transports import Transport
 
 from conftest import bearer, free_port, token_minter, wait_for
 from connectors.soap.envelope import SOAP_ENV, parse_envelope, read_fault
-from hub import pki
-from hub.schemas import ENVELOPE_NS, SchemaSet
+from hub.trust import pki
+from hub.xml.schemas import ENVELOPE_NS, SchemaSet
 from hub.settings import PROJECT_ROOT
-from hub.signing import verify
+from hub.trust.signing import verify
 from support import signer_for
 
 pytestmark = pytest.mark.slow
@@ -66,7 +66,7 @@ def test_requests_reach_the_hub_signed_and_the_receipts_are_kept(running_hub, st
 
 @sqlite_only
 def test_requests_wait_for_the_hub_across_a_restart(settings, start_sandbox, tmp_path, partner_ports):
-    from hub.server import HubService
+    from hub.service import HubService
 
     hub_port = free_port()
     hub_url = f"http://127.0.0.1:{hub_port}"

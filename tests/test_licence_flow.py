@@ -6,8 +6,8 @@ import datetime as dt
 from lxml import etree
 
 from conftest import wait_for
-from hub import pki
-from hub.signing import verify
+from hub.trust import pki
+from hub.trust.signing import verify
 from support import signer_for
 
 FINAL = {"AUTHENTIC", "NOT_AUTHENTIC", "DISCREPANCY", "FAILED"}

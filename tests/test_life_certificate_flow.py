@@ -10,9 +10,9 @@ from lxml import etree
 
 from conftest import free_port, wait_for
 from support import register_citizen
-from hub import pki
-from hub.polling import poll_partner
-from hub.signing import verify
+from hub.trust import pki
+from hub.intake.polling import poll_partner
+from hub.trust.signing import verify
 from registry import service
 from registry.services.life_certificates import record_death_notice
 

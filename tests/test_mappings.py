@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
-from hub.mapping import MappingSet
-from hub.schemas import SchemaSet
+from hub.xml.mapping import MappingSet
+from hub.xml.schemas import SchemaSet
 from hub.settings import PROJECT_ROOT
 
 MAPPINGS = PROJECT_ROOT / "mappings"

@@ -18,8 +18,8 @@ from lxml import etree
 from sqlalchemy import select
 
 from hub.config import load_config
-from hub.mapping import MappingSet
-from hub.models import Delivery
+from hub.xml.mapping import MappingSet
+from hub.store.models import Delivery
 from hub.settings import PROJECT_ROOT, Settings
 from test_repatriation_flow import hub_and_partners, register, repatriation, wait_final  # noqa: F401 (fixture)
 

@@ -6,8 +6,8 @@ import pytest
 from lxml import etree
 
 from conftest import wait_for
-from hub import pki
-from hub.signing import verify
+from hub.trust import pki
+from hub.trust.signing import verify
 
 DGSN_NS = "urn:ma:dgsn:services-consulaires:1"
 REGISTRATION_FINAL = {"ACTIVE", "REJECTED", "FAILED"}

@@ -17,11 +17,11 @@ from conftest import Sandbox, free_port, wait_for
 from connectors.base import Outbound
 from connectors.rest.connector import RestConnector
 from hub.errors import PermanentDeliveryError, TransientDeliveryError
-from hub.mapping import MappingSet
-from hub.pki import load_certificate
+from hub.xml.mapping import MappingSet
+from hub.trust.pki import load_certificate
 from hub.settings import PROJECT_ROOT
-from hub.signing import verify
-from hub.xmlsafe import to_bytes
+from hub.trust.signing import verify
+from hub.xml.safe import to_bytes
 from support import signer_for
 
 pytestmark = pytest.mark.slow

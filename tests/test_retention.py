@@ -11,9 +11,9 @@ import pytest
 import yaml
 from sqlalchemy import select, text
 
-from hub.evidence import verify_chains
-from hub.models import AuditEntry, Delivery, Event, Message
-from hub.retention import purge_expired, retention_days
+from hub.evidence.chains import verify_chains
+from hub.store.models import AuditEntry, Delivery, Event, Message
+from hub.evidence.retention import purge_expired, retention_days
 from test_evidence import flat, licence_case, run_hub_cli, run_verify_sh, _export
 
 
@@ -95,7 +95,7 @@ def test_purge_keeps_hashes_and_receipts_and_the_chain_verifies(running_hub, san
 
 
 def test_messages_not_final_are_never_purged(settings):
-    from hub.runtime import Hub
+    from hub.engine import Hub
     from support import licence_request
     hub = Hub(settings)
     hub.migrate()
@@ -113,7 +113,7 @@ def test_messages_not_final_are_never_purged(settings):
 def test_a_purge_committed_while_verify_walks_the_chain_is_found(running_hub, sandbox_factory, client, monkeypatch):
     """The purge commits after the walk began (here: after its first entry): the missing bytes it leaves
     are checked against the message's PURGED entry when they are met, not against a list read before."""
-    import hub.evidence as evidence
+    import hub.evidence.chains as evidence
     hub = running_hub.hub
     sandbox_factory(running_hub.url)
     reference = licence_case(client)
@@ -134,13 +134,13 @@ def test_a_purge_committed_while_verify_walks_the_chain_is_found(running_hub, sa
 
 def test_purge_query_locks_its_candidates_and_skips_locked_ones():
     from sqlalchemy.dialects import postgresql
-    from hub.retention import candidate_query
+    from hub.evidence.retention import candidate_query
     sql = str(candidate_query(0, dt.datetime.now(dt.timezone.utc)).compile(dialect=postgresql.dialect()))
     assert sql.rstrip().endswith("FOR UPDATE SKIP LOCKED"), sql
 
 
 def _dead(settings):
-    from hub.runtime import Hub
+    from hub.engine import Hub
     from support import licence_request
     hub = Hub(settings)
     hub.migrate()

@@ -1,6 +1,6 @@
 """Each role can do what it should and nothing more, over real HTTP against a running hub.
 
-The expected permissions are written here from the issue, independently of hub/auth.py's table: a
+The expected permissions are written here from the issue, independently of hub/access/tokens.py's table: a
 route that answers 403 to a role that should be allowed, or anything but 403 to one that should not,
 fails. Every /api route of the OpenAPI document must be in ROUTES, so a new route cannot escape.
 Then the scopes: a consular agent of FR-PARIS refused the citizens and cases of ES-MADRID (reads and
@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from hub.auth import PERMISSIONS, ROLES
-from hub.models import AuditEntry, Refusal
+from hub.access.tokens import PERMISSIONS, ROLES
+from hub.store.models import AuditEntry, Refusal
 from support import licence_request, register_citizen, replace_text
 
 AGENT_POST, OTHER_POST = "FR-PARIS", "ES-MADRID"

@@ -21,10 +21,10 @@ from lxml import etree
 from lxml.builder import ElementMaker
 
 from hub.errors import SignatureInvalid
-from hub.pki import ensure_dev_pki, load_certificate, load_key
-from hub.schemas import SchemaSet
-from hub.signing import Signer, verify
-from hub.xmlsafe import parse_untrusted, to_bytes
+from hub.trust.pki import ensure_dev_pki, load_certificate, load_key
+from hub.xml.schemas import SchemaSet
+from hub.trust.signing import Signer, verify
+from hub.xml.safe import parse_untrusted, to_bytes
 from sandbox.narsa import verdict_for
 
 pytestmark = pytest.mark.slow

@@ -18,13 +18,13 @@ import pytest
 from lxml import etree
 
 from conftest import wait_for
-from hub.mapping import MappingSet
-from hub.pki import load_certificate
-from hub.receipts import build_receipt
-from hub.schemas import SchemaSet
+from hub.xml.mapping import MappingSet
+from hub.trust.pki import load_certificate
+from hub.trust.receipts import build_receipt
+from hub.xml.schemas import SchemaSet
 from hub.settings import PROJECT_ROOT
-from hub.signing import verify
-from hub.xmlsafe import to_bytes
+from hub.trust.signing import verify
+from hub.xml.safe import to_bytes
 from sandbox.etat_civil import burial_decision, extract_found, transcription_decision
 from sandbox.sante import health_decision
 from support import signer_for

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from hub.api.messages import COUNT_LIMIT, search_statements
-from hub.db import make_engine
+from hub.store.db import make_engine
 from hub.settings import PROJECT_ROOT
 
 if str(PROJECT_ROOT) not in sys.path:  # `bench` is not an installed package: it is run from the project root
@@ -113,8 +113,8 @@ def test_pages_by_cursor_and_by_offset_visit_every_match_once(preloaded, client)
 
 
 def test_the_preloaded_history_passes_evidence_verification(preloaded, settings):
-    from hub.evidence import verify_chains
-    from hub.runtime import Hub
+    from hub.evidence.chains import verify_chains
+    from hub.engine import Hub
     hub = Hub(settings)
     try:
         report = verify_chains(hub)

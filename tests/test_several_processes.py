@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from conftest import bearer, free_port, serve_tokens, wait_for, write_config
-from hub.leader import Leadership, current_leader, process_name
+from hub.cluster.leader import Leadership, current_leader, process_name
 from hub.settings import PROJECT_ROOT
 from test_crash_recovery import HubProcess
 from test_licence_flow import FINAL, open_case
@@ -61,8 +61,8 @@ def hub_leader_command(env: dict) -> str:
 
 
 def unsealed_events(database_url: str) -> int:
-    from hub.db import make_engine
-    from hub.models import AuditEntry, Event
+    from hub.store.db import make_engine
+    from hub.store.models import AuditEntry, Event
     engine = make_engine(database_url)
     try:
         with engine.connect() as connection:
@@ -204,7 +204,7 @@ def test_postgres_leadership_is_lost_at_once_when_its_connection_drops(database_
 
 HOLD_LOCK = """
 import sys, time
-from hub.leader import Leadership
+from hub.cluster.leader import Leadership
 leadership = Leadership(sys.argv[1], retry_seconds=0.2, on_gain=lambda: None, on_loss=lambda: None)
 print("leader" if leadership.start() else "follower", flush=True)
 time.sleep(60)
@@ -221,7 +221,7 @@ def test_sqlite_leader_lock_file_moves_to_another_process_when_the_holder_dies(t
                             on_loss=lambda: events.append("loss"))
     try:
         assert holder.stdout.readline().strip() == "leader"
-        lock_file = tmp_path / "hub.leader.lock"
+        lock_file = tmp_path / "hub.cluster.leader.lock"
         assert lock_file.read_text().strip().endswith(f":{holder.pid}")  # the file names who leads
         assert current_leader(url).endswith(f":{holder.pid}")  # what `hub leader` prints
         assert leadership.start() is False and events == []

@@ -20,10 +20,10 @@ from pydantic import ValidationError
 from conftest import Sandbox, free_port
 from connectors.base import Outbound
 from connectors.sftp import SftpConfig, SftpConnector
-from hub import pki
+from hub.trust import pki
 from hub.errors import PermanentDeliveryError, TransientDeliveryError
-from hub.signing import Signer
-from hub.xmlsafe import to_bytes
+from hub.trust.signing import Signer
+from hub.xml.safe import to_bytes
 
 pytestmark = pytest.mark.slow
 

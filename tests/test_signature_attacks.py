@@ -22,8 +22,8 @@ from lxml.builder import ElementMaker
 
 import sigtools as st
 from hub.errors import SignatureInvalid
-from hub.models import Message, Refusal
-from hub.signing import DS_NS, Signer
+from hub.store.models import Message, Refusal
+from hub.trust.signing import DS_NS, Signer
 from sigtools import narsa_result, post_partner
 from support import replace_text, signer_for
 

@@ -16,11 +16,11 @@ from lxml.builder import ElementMaker
 from connectors.base import Outbound
 from connectors.soap import SoapConnector
 from connectors.soap.envelope import wrap_document_bytes
-from hub import pki
+from hub.trust import pki
 from hub.errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
 from hub.settings import Settings
-from hub.signing import Signer, verify
-from hub.xmlsafe import to_bytes
+from hub.trust.signing import Signer, verify
+from hub.xml.safe import to_bytes
 from conftest import free_port
 
 NS = "urn:ma:dgsn:services-consulaires:1"

@@ -19,9 +19,9 @@ from zeep.transports import Transport
 
 from conftest import bearer
 from connectors.soap.envelope import SOAP_ENV, parse_envelope, read_fault
-from hub import pki
-from hub.schemas import ENVELOPE_NS
-from hub.signing import verify
+from hub.trust import pki
+from hub.xml.schemas import ENVELOPE_NS
+from hub.trust.signing import verify
 from support import signer_for
 
 JUSTICE_NS = "urn:ma:justice:plis-judiciaires:1"

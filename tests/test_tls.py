@@ -21,7 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from conftest import bearer, free_port, serve_tokens, wait_for, write_config
 from hub.errors import ConfigError
 from hub.settings import Settings
-from hub.tls import uvicorn_tls_options
+from hub.trust.tls import uvicorn_tls_options
 
 
 def _name(cn: str) -> x509.Name:

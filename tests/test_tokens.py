@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import select, update
 
 from conftest import bearer
-from hub.auth import LAST_USED_RESOLUTION
-from hub.cli import main as hub_cli
-from hub.models import ApiToken, AuditEntry
+from hub.access.tokens import LAST_USED_RESOLUTION
+from hub.cli.main import main as hub_cli
+from hub.store.models import ApiToken, AuditEntry
 
 
 @pytest.fixture

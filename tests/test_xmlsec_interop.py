@@ -21,11 +21,11 @@ from lxml import etree
 
 import sigtools as st
 from sigtools import narsa_result, post_partner
-from hub.delivery import render_for_partner
-from hub.models import Delivery, Message
-from hub.receipts import build_receipt
+from hub.delivery.workers import render_for_partner
+from hub.store.models import Delivery, Message
+from hub.trust.receipts import build_receipt
 from hub.settings import Settings
-from hub.signing import ECDSA_SHA256, RSA_SHA256, verify
+from hub.trust.signing import ECDSA_SHA256, RSA_SHA256, verify
 from support import replace_text
 
 XMLSEC1 = shutil.which("xmlsec1")
@@ -105,7 +105,7 @@ def test_ecdsa_hub_key_signs_what_xmlsec1_verifies(tmp_path, pki_dir, monkeypatc
     """HUB_SIGNING_ALGORITHM=ecdsa-sha256: the development hub key is made P-256, the hub signs
     ecdsa-sha256, xmlsec1 verifies it; an RSA key with that setting stops the hub naming both."""
     from hub.errors import ConfigError
-    from hub.runtime import Hub
+    from hub.engine import Hub
     own_pki = tmp_path / "pki"
     shutil.copytree(pki_dir, own_pki)
     for name in ("hub.key", "hub.crt"):

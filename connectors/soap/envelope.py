@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from hub.errors import Problem
-from hub.xmlsafe import parse_untrusted, to_bytes
+from hub.xml.safe import parse_untrusted, to_bytes
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 CONTENT_TYPE = "text/xml; charset=utf-8"
@@ -96,7 +96,7 @@ def build_fault(fault: Fault) -> bytes:
 
 
 def parse_envelope(data: bytes, *, max_bytes: int, what: str = "SOAP envelope", **caps) -> etree._Element:
-    """The Body's single child, parsed with the hardened parser (hub.xmlsafe: size, DOCTYPE, depth and
+    """The Body's single child, parsed with the hardened parser (hub.xml.safe: size, DOCTYPE, depth and
     element caps, `caps` being its max_depth / max_elements); a soap:Fault element is returned as is.
 
     Raises hub.errors.InputError subclasses (MessageTooLarge, MalformedXml, SchemaInvalid) naming what is wrong."""

@@ -16,9 +16,9 @@ WSDL under schemas/ (SoapConnector.Config). Mount `soap_router()` in the API app
                                     (in the envelope as sent) and path
         403 soap:Client fault       not a party that calls the hub over SOAP, or a type it may not send
         409 soap:Client fault       same document id with other bytes
-        429 soap:Server fault       the outbox of a partner the document goes to is full (hub/backpressure.py):
+        429 soap:Server fault       the outbox of a partner the document goes to is full (hub/intake/backpressure.py):
                                     transient (RetryAfter in `detail`, Retry-After header), nothing stored
-                                    Every refusal is recorded in `refusals` (hub.refusals), without the bytes.
+                                    Every refusal is recorded in `refusals` (hub.intake.refusals), without the bytes.
         500 soap:Server fault       the hub failed; transient (RetryAfter in `detail`) when it could not
                                     store the document right now: send the same document again later
     GET  /soap/{CODE}?wsdl          the partner's inbound WSDL, soap:address set to the URL requested and the
@@ -45,7 +45,7 @@ from connectors.soap.envelope import (CONTENT_TYPE, Fault, body_document_bytes, 
 from hub import metrics
 from hub.api.bodies import read_body
 from hub.errors import InputError, NotAllowed, NotFound, Problem, TryLater
-from hub.refusals import record_refusal
+from hub.intake.refusals import record_refusal
 
 log = logging.getLogger("hub.soap")
 

@@ -15,7 +15,7 @@ from fastapi.security import HTTPBearer
 from starlette.datastructures import Headers
 
 from hub.api.problems import problem
-from hub.auth import AuthError, Identity, Unauthenticated, authenticate, parse_authorization
+from hub.access.tokens import AuthError, Identity, Unauthenticated, authenticate, parse_authorization
 
 API_PREFIX = "/api"
 # Shown in the OpenAPI document (the "Authorize" button of /docs); the check itself is the middleware's.

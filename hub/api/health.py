@@ -7,16 +7,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import text
 
-from hub.certificates import EXPIRED, EXPIRING, NOT_YET_VALID, inventory, parties_without_valid_certificate
+from hub.trust.certificates import EXPIRED, EXPIRING, NOT_YET_VALID, inventory, parties_without_valid_certificate
 from hub.metrics import CertificateCollector
-from hub.outbox import depth
+from hub.delivery.outbox import depth
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
 def healthz(request: Request):
-    """Alive; `leader` says whether this process runs the scheduled jobs (hub/leader.py)."""
+    """Alive; `leader` says whether this process runs the scheduled jobs (hub/cluster/leader.py)."""
     leadership = getattr(request.app.state, "leadership", None)
     return {"status": "ok", "leader": bool(leadership is not None and leadership.is_leader)}
 

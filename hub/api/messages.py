@@ -1,5 +1,5 @@
 """Message intake and lookup: POST /api/v1/messages, partner callbacks, GET /api/v1/messages/...,
-a message's payload (audited), resend. Each route names the permission it needs (hub/auth.py)."""
+a message's payload (audited), resend. Each route names the permission it needs (hub/access/tokens.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -11,14 +11,16 @@ from fastapi.responses import Response
 from sqlalchemy import func, select, union
 from sqlalchemy.orm import defer, selectinload
 
-from hub import audit, metrics
+from hub.evidence import audit
+
+from hub import metrics
 from hub.api.auth import allowed
 from hub.api.problems import problem
 from hub.api.bodies import read_body
-from hub.auth import Identity
+from hub.access.tokens import Identity
 from hub.errors import DeliveryError, NotFound
-from hub.models import Message
-from hub.polling import poll_partner, polling_partners
+from hub.store.models import Message
+from hub.intake.polling import poll_partner, polling_partners
 
 XML_TYPES = ("application/xml", "text/xml")
 RECEIPT_HEADERS = {"Content-Type": "application/xml"}
@@ -144,7 +146,7 @@ def search_statements(*, state: str | None = None, type: str | None = None, part
                       count_limit: int | None = None):
     """(count statements whose results add up to the total, the page's statement) of a message search.
 
-    Each filter is answered from an index on (column, id) (hub/migrations/versions/0005_search_indexes.py),
+    Each filter is answered from an index on (column, id) (hub/store/migrations/versions/0005_search_indexes.py),
     which gives the rows newest first, so a page costs the same at any table size. A partner is sender OR
     recipient: that is two index ranges, counted apart (sent by it, plus received by it from someone
     else) and merged for the page -- an OR would read the whole table in id order when the partner is rare.
@@ -229,6 +231,6 @@ def get_payload(message_id: str, request: Request, sender: str | None = None,
 
 @router.post("/messages/{message_id}/resend", summary="Put a message's dead deliveries back in the outbox")
 def resend_message(message_id: str, request: Request, identity: Identity = Depends(allowed("messages:resend"))):
-    from hub.operations import resend
+    from hub.delivery.operations import resend
     count = resend(request.app.state.hub, message_id, actor=identity.actor)
     return {"message_id": message_id, "resent": count}

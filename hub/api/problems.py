@@ -22,7 +22,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from hub import metrics
 from hub.errors import InputError, NotFound, TryLater, first_line
-from hub.refusals import record_refusal
+from hub.intake.refusals import record_refusal
 
 log = logging.getLogger("hub.api")
 

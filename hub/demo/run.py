@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.markup import escape
 
 from hub.demo.context import POSTS, DemoContext, register_citizens
-from hub.evidence import verify_chains
+from hub.evidence.chains import verify_chains
 from hub.settings import Settings
 
 # partner -> (sandbox name, preferred port, what it speaks); CDG's port is SFTP, its HTTP control port is apart
@@ -54,8 +54,8 @@ class DemoTokens:
         self.hub = hub
 
     def mint(self, role: str, *, post: str | None = None, partner: str | None = None) -> str:
-        from hub import audit
-        from hub.auth import create_token
+        from hub.evidence import audit
+        from hub.access.tokens import create_token
         name = f"demo {role.replace('_', ' ')}" + (f" {post or partner}" if post or partner else "")
         with self.hub.sessions.begin() as session:
             token, secret = create_token(session, role=role, name=name, created_by=self.ACTOR, post_code=post,
@@ -105,9 +105,9 @@ class SandboxProcess:
 
 
 def run_demo(*, cases: int, serve: bool, console: Console) -> int:
-    from hub import pki
+    from hub.trust import pki
     from hub.demo import scenarios
-    from hub.server import HubService
+    from hub.service import HubService
 
     base = Settings.from_env()
     demo_dir = base.var_dir / "demo"
@@ -226,7 +226,7 @@ def _drive(ctx: DemoContext, modules: list, cases: int, console: Console, servic
 def _report(service) -> dict:
     from sqlalchemy import func, select
 
-    from hub.models import Delivery, Message
+    from hub.store.models import Delivery, Message
     from registry.models import Case
     from registry.statuses import final_statuses
 
@@ -274,8 +274,8 @@ def _report(service) -> dict:
 
 def _check_sandbox_signatures(settings: Settings, hub_certificate) -> dict:
     """Every document a sandbox received from the hub must verify against the hub's certificate."""
-    from hub.signing import verify
-    from hub.xmlsafe import parse_trusted
+    from hub.trust.signing import verify
+    from hub.xml.safe import parse_trusted
 
     received = sorted((settings.var_dir / "sandbox").glob("*/received/*.xml"))
     failed = []

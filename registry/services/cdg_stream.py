@@ -10,7 +10,7 @@ which nothing is ever held whole:
   * prepare   cases ISSUED -> BATCHED with set-based statements (ids read first, then one UPDATE
               per 1,000, the history by INSERT ... SELECT);
   * write     the LotCertificatsVie is written straight from a streamed query, in exclusive-c14n
-              form, by hub.signing_stream.CanonicalWriter: the digest of the written bytes is the
+              form, by hub.trust.streaming.CanonicalWriter: the digest of the written bytes is the
               signature's reference digest, and SignedInfo is signed with the hub's key, as the hub
               signs every mapped document (the same content as mapping cdg/life-certificate-batch
               .to-cdg.xsl gives, which a test checks). The file is kept under
@@ -26,7 +26,7 @@ which nothing is ever held whole:
               (several copies: driver, ORM); the hub's delivery workers never see this message;
   * acknowledgement   CDG's AR_<lot>.xml is read from the SFTP outbox as a stream (the connector's
               `stream_taker`), copied to `<var>/cdg/acknowledgements/` and hashed on the way, parsed
-              with iterparse while its XSD and CDG's signature are checked (hub.signing_stream
+              with iterparse while its XSD and CDG's signature are checked (hub.trust.streaming
               .verify_stream, elements cleared as they go). Each line's verdict is kept compactly
               (case id, result, reason); the signature is at the end of the file, so nothing is
               applied before it verified (memory: about 20 MB per 100,000 verdicts, hence the cap of
@@ -50,12 +50,12 @@ from sqlalchemy import Text, cast, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 
 from connectors.base import SendResult
-from hub import timeline
-from hub.db import utcnow
+from hub.evidence import timeline
+from hub.store.db import utcnow
 from hub.errors import DeliveryError, SchemaInvalid, UnknownCorrelation
-from hub.models import Delivery, DeliveryState, Event, Message, MessageState
-from hub.receipts import build_receipt
-from hub.signing_stream import CanonicalWriter, escape_text, verify_stream
+from hub.store.models import Delivery, DeliveryState, Event, Message, MessageState
+from hub.trust.receipts import build_receipt
+from hub.trust.streaming import CanonicalWriter, escape_text, verify_stream
 from registry.models import Case, CaseEvent, Citizen
 from registry.services import life_certificates as lc
 

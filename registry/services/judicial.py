@@ -36,11 +36,11 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from hub.api.auth import allowed
-from hub.auth import Identity
+from hub.access.tokens import Identity
 from hub.api.problems import problem
-from hub.db import utcnow
+from hub.store.db import utcnow
 from hub.errors import InputError
-from hub.xmlsafe import to_bytes
+from hub.xml.safe import to_bytes
 from registry import canonical, service
 from registry.inputs import StrictIn
 from registry.models import Case, CaseEvent

@@ -15,8 +15,8 @@ from pydantic import Field
 from sqlalchemy.orm import Session
 
 from hub.api.auth import allowed
-from hub.auth import Identity
-from hub.xmlsafe import to_bytes
+from hub.access.tokens import Identity
+from hub.xml.safe import to_bytes
 from registry import canonical, service
 from registry.inputs import StrictIn
 from registry.models import Case

@@ -38,11 +38,11 @@ from sqlalchemy import Integer, LargeBinary, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hub.api.auth import allowed
-from hub.auth import Identity
-from hub.db import Base, UtcDateTime, utcnow
+from hub.access.tokens import Identity
+from hub.store.db import Base, UtcDateTime, utcnow
 from hub.errors import InputError, NotFound
-from hub.models import Id
-from hub.xmlsafe import to_bytes
+from hub.store.models import Id
+from hub.xml.safe import to_bytes
 from registry import canonical, service
 from registry.inputs import StrictIn
 from registry.models import Case

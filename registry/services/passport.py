@@ -24,7 +24,7 @@ from pydantic import Field, model_validator
 from sqlalchemy.orm import Session
 
 from hub.api.auth import allowed
-from hub.auth import Identity
+from hub.access.tokens import Identity
 from hub.api.problems import problem
 from registry import canonical, service
 from registry.inputs import StrictIn

@@ -23,9 +23,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.api.auth import allowed
-from hub.auth import Identity
-from hub.db import utcnow
-from hub.xmlsafe import to_bytes
+from hub.access.tokens import Identity
+from hub.store.db import utcnow
+from hub.xml.safe import to_bytes
 from registry import canonical, service
 from registry.inputs import CNIE, NamesIn, StrictIn
 from registry.models import Case

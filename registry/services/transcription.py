@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 from sqlalchemy.orm import Session
 
 from hub.api.auth import allowed
-from hub.auth import Identity
+from hub.access.tokens import Identity
 from registry import canonical, service
 from registry.inputs import NamesIn, StrictIn
 from registry.models import Case

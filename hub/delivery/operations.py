@@ -1,0 +1,48 @@
+"""Operator actions on stored messages (CLI and API). Each is recorded in the audit log with its actor."""
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from hub.evidence import audit
+
+from hub.evidence import timeline
+from hub.store.db import utcnow
+from hub.errors import InputError, NotFound
+from hub.store.models import Delivery, DeliveryState, Message, MessageState
+
+
+class PayloadPurged(InputError):
+    """A resend of a message whose payload the retention purge removed: the message exists, but there is
+    nothing left to send (409, not 404)."""
+    status = 409
+    title = "Payload purged"
+
+
+def resend(hub, message_id: str, *, actor: str = "operator") -> int:
+    """Put a message's dead deliveries back in the outbox, due now; returns how many.
+
+    The RESEND audit entry is written in the same transaction (also when nothing was dead: the
+    attempt itself is a human action worth keeping). Raises NotFound (404) for an unknown id, and
+    PayloadPurged (409) when there are dead deliveries but retention purged the payload."""
+    with hub.sessions.begin() as session:
+        # the row locked (PostgreSQL), so a retention purge and this resend never interleave: a purge that
+        # committed first is seen here (purged_at), one that comes after skips or re-checks the message
+        message = session.scalars(select(Message).where(Message.message_id == message_id)
+                                  .with_for_update()).first()
+        if message is None:
+            raise NotFound(f"no message with id {message_id!r}")
+        dead = session.scalars(select(Delivery).where(Delivery.message_pk == message.id,
+                                                      Delivery.state == DeliveryState.DEAD)).all()
+        if dead and message.purged_at is not None:
+            raise PayloadPurged(f"cannot resend {message_id!r}: its payload was purged on "
+                                f"{message.purged_at:%Y-%m-%d} (retention); only its hashes and receipts remain")
+        for delivery in dead:
+            delivery.state, delivery.attempts, delivery.next_attempt_at = DeliveryState.PENDING, 0, utcnow()
+            timeline.record(session, message, timeline.RESENT, f"to {delivery.partner} by {actor}", delivery)
+        if dead:
+            message.state, message.updated_at = MessageState.ACCEPTED, utcnow()
+        audit.record(session, actor=actor, action="RESEND", subject=message_id,
+                     detail=(f"{len(dead)} dead deliver{'y' if len(dead) == 1 else 'ies'} back in the outbox: "
+                             + ", ".join(d.partner for d in dead)) if dead else "nothing was dead")
+    hub.wake_workers()
+    return len(dead)

@@ -1,0 +1,491 @@
+"""Delivery workers: claim due deliveries, map, sign, send through the partner's connector, record.
+
+Network I/O happens outside any database transaction: a claim is one short transaction, the
+outcome another. A worker killed between the two leaves a lease that expires; the delivery is then
+sent again (at-least-once) and the partner's deduplication by message id makes the effect once.
+
+Per-partner isolation. One dispatcher thread per hub process claims work for a pool of sender
+threads, and claims for a partner only while:
+  - fewer than HUB_PARTNER_CONCURRENCY (default 2) of its deliveries are in flight in this process, and
+  - its circuit is not open (hub/delivery/breaker.py): a failing partner's deliveries are not even claimed.
+Partners at their limit or with an open circuit are left out of the claim query itself, so a slow
+partner's backlog never hides the work of the others, and never sits claimed (leased) while waiting.
+
+How many sender threads: at least HUB_DELIVERY_WORKERS (default 4), and at least
+HUB_PARTNER_CONCURRENCY x the number of parties. With fewer, partners at their limit could still take
+every thread (two slow partners at 2 each take all of 4), and the rest would wait for them; with that
+many, every partner can always have its full share in flight whatever the others do. Threads spend
+their time waiting on the network, so the extra ones cost memory, not CPU.
+
+Lanes. The dispatcher fills the idle threads in one claim transaction, giving each thread a lane: up to
+LANE_BATCH deliveries of ONE partner, sent one after the other, when that partner answers within a
+second (fewer claim transactions per delivery); a slow partner, a circuit's trial, or a lease too short
+for the partner's timeout get lanes of one. A lane never mixes partners, so nothing waits behind another
+partner's delivery; a lane whose partner's circuit opens, or whose lease would run out before the
+partner's timeout, gives the rest back unattempted (`outbox.unclaim`). When idle, the dispatcher first
+looks with a plain read (`outbox.any_due`) and takes the write lock only when there is something to claim.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from functools import partial
+from typing import Iterable, NamedTuple
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError
+
+from connectors.base import Outbound
+from hub import metrics
+from hub.evidence import timeline
+from hub.store.db import utcnow
+from hub.delivery.breaker import Breakers
+from hub.errors import (DeliveryError, HubError, InputError, PermanentDeliveryError, TransientDeliveryError,
+                        TryLater, first_line)
+from hub.intake.accept import accept_partner_document, business_document
+from hub.store.models import Delivery, DeliveryState, Message, MessageState
+from hub.delivery.outbox import Claimed, any_due, claim, unclaim
+from hub.delivery.retry import next_delay
+from hub.trust.signing import DS_NS
+from hub.xml.safe import limits, parse_trusted, parse_untrusted, to_bytes
+
+log = logging.getLogger("hub.delivery.workers")
+
+LANE_BATCH = 4   # deliveries of one fast partner a thread takes in one claim (see DeliveryWorkers.lane_size)
+
+
+def render_for_partner(hub, message: Message, delivery: Delivery) -> bytes:
+    """The bytes a partner receives: mapped to its format and signed by the hub.
+
+    Without a mapping the canonical envelope travels; its business document keeps the original
+    sender's signature, or is signed by the hub when it has none (documents the hub mapped in).
+    """
+    envelope = parse_trusted(message.canonical)
+    if delivery.mapping:
+        document = hub.mappings.apply(delivery.mapping, envelope)
+        if delivery.schema_name:
+            try:
+                hub.schemas.validate(document, delivery.schema_name, what=f"mapped document for {delivery.partner}")
+            except HubError as exc:
+                raise PermanentDeliveryError(str(exc)) from None
+        return to_bytes(hub.signer.sign(document))
+    document = business_document(envelope)
+    if document.find(f"{{{DS_NS}}}Signature") is None:
+        document.getparent().replace(document, hub.signer.sign(document))
+    return to_bytes(envelope)
+
+
+class Attempt(NamedTuple):
+    """What one delivery attempt came to: the delivery's new state, and the error when it failed."""
+    state: str
+    error: DeliveryError | None = None
+
+    @property
+    def partner_failed(self) -> bool:
+        """A transient failure that tells about the partner's health (what the circuit breaker counts)."""
+        return self.error is not None and self.error.retryable and not isinstance(self.error, AnswerDeferred)
+
+
+class AnswerDeferred(TransientDeliveryError):
+    """The partner took the message, but the hub could not take its answer in now (the outbox of the
+    answer's own recipient is full): sent again later, the partner answers again. Not the partner's fault."""
+
+
+def deliver(hub, delivery_id: int) -> str:
+    """Deliver one claimed delivery and record the outcome; returns the new state."""
+    return attempt(hub, delivery_id).state
+
+
+def attempt(hub, delivery_id: int) -> Attempt:
+    """Deliver one claimed delivery and record the outcome."""
+    with hub.sessions() as session:
+        delivery = session.get(Delivery, delivery_id)
+        message = session.get(Message, delivery.message_pk)
+        session.expunge_all()
+    party = hub.config.parties[delivery.partner]
+    transport = party.transport.upper()
+    started = time.perf_counter()
+    sent = None
+    try:
+        body = render_for_partner(hub, message, delivery)
+        result = hub.connectors[delivery.partner].send(
+            Outbound(message.message_id, message.type, body, operation=delivery.operation))
+        sent = (body, result.receipt, f"over {transport}: {result.detail}")
+        answer = take_in_answer(hub, delivery.partner, result.receipt)
+    except DeliveryError as exc:
+        error = exc
+    except Exception as exc:  # a bug or an unexpected library error: keep the message, try again later
+        log.exception("delivering %s to %s", message.message_id, delivery.partner)
+        error = TransientDeliveryError(f"unexpected {type(exc).__name__}: {exc}")
+    else:
+        metrics.DELIVERY_SECONDS.labels(delivery.partner).observe(time.perf_counter() - started)
+        _record_delivered(hub, delivery_id, sent, answer)
+        metrics.DELIVERIES.labels(delivery.partner, "delivered").inc()
+        return Attempt(DeliveryState.DELIVERED)
+    return Attempt(_record_failure(hub, delivery_id, error, transport, sent), error)
+
+
+def take_in_answer(hub, partner: str, receipt: bytes | None) -> str | None:
+    """A synchronous answer (an inbound route knows its root element) goes through intake like a callback.
+
+    Returns the answer's message id, or None when the receipt is a plain acknowledgement. Intake
+    deduplicates, so a delivery sent again after a crash takes the same answer in only once."""
+    if not receipt or not receipt.lstrip().startswith(b"<"):
+        return None  # no body, or plain text: kept as the partner's receipt, nothing to take in
+    try:
+        root = parse_untrusted(receipt, max_bytes=hub.settings.max_message_bytes, what=f"{partner}'s answer",
+                               **limits(hub.settings))
+    except InputError as exc:  # XML the hub cannot read (malformed, DOCTYPE, over the cap): never dropped silently
+        raise PermanentDeliveryError(f"delivered, but {partner}'s answer was refused: {exc.detail}") from None
+    if hub.config.inbound_for(partner, root.tag) is None:
+        return None
+    try:
+        return accept_partner_document(hub, partner, receipt).message_id
+    except InputError as exc:
+        raise PermanentDeliveryError(f"delivered, but {partner}'s answer was refused: {exc.detail}") from None
+    except TryLater as exc:
+        raise AnswerDeferred(f"delivered, but {partner}'s answer cannot be taken in now: {exc.detail}",
+                             retry_after=exc.retry_after) from None
+
+
+def _record_sent(session, message: Message, delivery: Delivery, sent: tuple[bytes, bytes | None, str]) -> None:
+    """Keep what was sent and what the partner answered, as evidence. The stored bytes are written once:
+    the timeline's digests vouch for them, so a later send (a lease that expired during a slow send, an
+    answer that failed to be taken in) is a SENT_AGAIN event carrying its own digests instead."""
+    body, receipt, detail = sent
+    attempt = f"(attempt {delivery.attempts})"
+    if delivery.sent_bytes is None:
+        delivery.sent_bytes, delivery.partner_receipt = body, receipt
+        timeline.record(session, message, timeline.SENT, f"to {delivery.partner} {detail} {attempt}", delivery)
+        if receipt:  # kept byte for byte as the partner answered; its digest goes into the evidence chain
+            timeline.record(session, message, timeline.PARTNER_RECEIPT,
+                            f"{len(receipt)} bytes from {delivery.partner}", delivery)
+        return
+    answered = f"; answer sha256 {timeline.sha256(receipt)}" if receipt else ""
+    timeline.record(session, message, timeline.SENT_AGAIN,
+                    f"to {delivery.partner} {detail} {attempt}: sha256 {timeline.sha256(body)}{answered} "
+                    "(the first send's bytes are the ones kept)", delivery)
+
+
+def _record_delivered(hub, delivery_id: int, sent: tuple[bytes, bytes | None, str], answer: str | None) -> None:
+    """The delivery DELIVERED, what was sent and answered kept (as `_record_sent` does), the message's state
+    refreshed: plain rows and a handful of statements, as this is the write every delivery makes."""
+    body, receipt, detail = sent
+    now = utcnow()
+    deliveries = Delivery.__table__
+    with hub.sessions.begin() as session:
+        connection = session.connection()
+        row = connection.execute(select(deliveries.c.message_pk, deliveries.c.partner, deliveries.c.attempts,
+                                        deliveries.c.state, deliveries.c.sent_bytes.is_(None).label("first_send"))
+                                 .where(deliveries.c.id == delivery_id)).one()
+        values = {"lease_owner": None, "lease_expires_at": None}
+        if row.state != DeliveryState.DELIVERED:
+            values.update(state=DeliveryState.DELIVERED, delivered_at=now, last_error=None)
+        event = partial(timeline.row, row.message_pk, at=now, delivery_id=delivery_id)
+        attempt_note = f"(attempt {row.attempts})"
+        if row.first_send:
+            values.update(sent_bytes=body, partner_receipt=receipt)
+            events = [event(timeline.SENT, f"to {row.partner} {detail} {attempt_note}", digest=timeline.sha256(body))]
+            if receipt:
+                events.append(event(timeline.PARTNER_RECEIPT, f"{len(receipt)} bytes from {row.partner}",
+                                    digest=timeline.sha256(receipt)))
+            kept_receipt = receipt
+        else:
+            answered = f"; answer sha256 {timeline.sha256(receipt)}" if receipt else ""
+            events = [event(timeline.SENT_AGAIN, f"to {row.partner} {detail} {attempt_note}: sha256 "
+                            f"{timeline.sha256(body)}{answered} (the first send's bytes are the ones kept)")]
+            kept_receipt = connection.scalar(select(deliveries.c.partner_receipt)
+                                             .where(deliveries.c.id == delivery_id)) if answer else None
+        connection.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(**values))
+        if answer:  # vouches for the answer as kept (the first send's)
+            events.append(event(timeline.ANSWERED, f"{row.partner} answered with {answer}",
+                                digest=timeline.sha256(kept_receipt)))
+        timeline.insert_rows(connection, events)
+        states = connection.scalars(select(deliveries.c.state).where(deliveries.c.message_pk == row.message_pk))
+        connection.execute(update(Message.__table__).where(Message.__table__.c.id == row.message_pk)
+                           .values(state=message_state(set(states)), updated_at=now))
+
+
+def _record_failure(hub, delivery_id: int, error: DeliveryError, transport: str,
+                    sent: tuple[bytes, bytes | None, str] | None = None) -> str:
+    """A failed attempt: retry later or dead-letter. `sent`: the partner did take the message (the failure
+    came after, e.g. its answer was refused); what was sent and answered is kept all the same."""
+    now = utcnow()
+    listeners = None
+    with hub.sessions.begin() as session:
+        delivery = session.get(Delivery, delivery_id)
+        message = session.get(Message, delivery.message_pk)
+        if sent is not None:
+            _record_sent(session, message, delivery, sent)
+        policy = hub.config.parties[delivery.partner].retry
+        what = f"delivering {message.message_id} to {delivery.partner} over {transport}: {error.reason}"
+        delivery.lease_owner, delivery.lease_expires_at, delivery.last_error = None, None, error.reason
+        if error.retryable and delivery.attempts < policy.max_attempts:
+            delay = next_delay(policy, delivery.attempts, error.retry_after)
+            delivery.next_attempt_at = now + dt.timedelta(seconds=delay)
+            timeline.record(session, message, timeline.RETRY_SCHEDULED, f"{what} (will retry in {delay:.0f} s)",
+                            delivery)
+            metrics.DELIVERIES.labels(delivery.partner, "retry").inc()
+            log.warning("%s (will retry in %.0f s)", what, delay)
+            return DeliveryState.PENDING
+        why = what if not error.retryable else f"{what} (gave up after {delivery.attempts} attempts)"
+        delivery.state = DeliveryState.DEAD
+        timeline.record(session, message, timeline.DEAD_LETTERED, why, delivery)
+        _refresh_message_state(session, message)
+        metrics.DELIVERIES.labels(delivery.partner, "dead").inc()
+        log.error("dead-lettered: %s", why)
+        listeners = (message.sender, message.correlation_id, message.message_id, why)
+    for listener in hub.dead_letter_listeners:
+        try:
+            listener(*listeners)
+        except Exception:
+            log.exception("dead-letter listener failed for %s", listeners[2])
+    return DeliveryState.DEAD
+
+
+def message_state(delivery_states: set[str]) -> str:
+    """A message is DEAD when one of its deliveries is, DELIVERED when all are, else ACCEPTED."""
+    if DeliveryState.DEAD in delivery_states:
+        return MessageState.DEAD
+    if delivery_states == {DeliveryState.DELIVERED}:
+        return MessageState.DELIVERED
+    return MessageState.ACCEPTED
+
+
+def _refresh_message_state(session, message: Message) -> None:
+    message.state = message_state(set(session.scalars(select(Delivery.state)
+                                                      .where(Delivery.message_pk == message.id))))
+    message.updated_at = utcnow()
+
+
+def deliver_due_messages(hub, *, owner: str, limit: int = 8) -> int:
+    """Claim and deliver what is due now, one after the other, in the calling thread (no pool, no
+    per-partner limits, no breaker: for tools and tests); returns how many deliveries were attempted."""
+    with hub.sessions.begin() as session:
+        claimed = claim(session, owner=owner, limit=limit, lease_seconds=hub.settings.lease_seconds)
+    for delivery_id, _partner in claimed:
+        deliver(hub, delivery_id)
+    return len(claimed)
+
+
+class PartnerSlots:
+    """Deliveries in flight per partner in this process, each partner capped at `limit`. Thread-safe."""
+
+    def __init__(self, limit: int, partners: Iterable[str] = ()):
+        self.limit = max(1, limit)
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        for partner in partners:
+            metrics.IN_FLIGHT.labels(partner).set(0)
+
+    def take(self, partner: str) -> bool:
+        with self._lock:
+            if self._counts.get(partner, 0) >= self.limit:
+                return False
+            self._counts[partner] = self._counts.get(partner, 0) + 1
+            metrics.IN_FLIGHT.labels(partner).set(self._counts[partner])
+            return True
+
+    def release(self, partner: str) -> None:
+        with self._lock:
+            self._counts[partner] = max(0, self._counts.get(partner, 0) - 1)
+            metrics.IN_FLIGHT.labels(partner).set(self._counts[partner])
+
+    def full(self) -> set[str]:
+        with self._lock:
+            return {partner for partner, count in self._counts.items() if count >= self.limit}
+
+
+class DeliveryWorkers:
+    """A dispatcher thread claiming due deliveries within each partner's limits, and a pool of sender
+    threads delivering them (see the module docstring for the design and the thread count)."""
+
+    def __init__(self, hub, count: int | None = None):
+        self.hub = hub
+        settings = hub.settings
+        partners = list(hub.config.parties)
+        self.slots = PartnerSlots(settings.partner_concurrency, partners)
+        self.count = count or max(settings.delivery_workers, self.slots.limit * len(partners))
+        self.breakers = Breakers(partners, failures=settings.breaker_failures, seconds=settings.breaker_seconds)
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self._stop = threading.Event()
+        self._jobs: queue.Queue[tuple[float, list[Claimed]] | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._busy = 0                       # lanes claimed and not yet finished (queued or being sent)
+        self._probe_first = False            # the last claim found nothing new: look with a read first
+        self._seconds: dict[str, float] = {}  # recent time of one delivery per partner (moving average)
+        self._dispatcher: threading.Thread | None = None
+        self._senders: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for connector in self.hub.connectors.values():
+            connector.open()
+        self._stop.clear()
+        self._senders = [self._spawn(self._send, f"delivery-{i}") for i in range(self.count)]
+        self._dispatcher = self._spawn(self._dispatch, "delivery-dispatch")
+
+    @staticmethod
+    def _spawn(target, name: str) -> threading.Thread:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        return thread
+
+    # -- the dispatcher: claims what idle threads can send now ---------------------------------------
+    def _dispatch(self) -> None:
+        owner = f"{self.name}/dispatch"
+        while not self._stop.is_set():
+            seen = self.hub.work_generation
+            try:
+                more = self._claim_for_idle_threads(owner)
+            except DBAPIError as exc:  # the database away for a moment: one line, not a traceback a second
+                log.warning("delivery dispatcher %s: claim failed (%s); retrying shortly", owner, first_line(exc))
+                self._stop.wait(self.hub.settings.poll_interval_seconds)
+                continue
+            except Exception:
+                log.exception("delivery dispatcher %s: claim failed; retrying shortly", owner)
+                self._stop.wait(self.hub.settings.poll_interval_seconds)
+                continue
+            if more:
+                continue
+            timeout = self.hub.settings.poll_interval_seconds
+            trial_in = self.breakers.next_trial_in()
+            if trial_in is not None:
+                timeout = min(timeout, trial_in + 0.01)
+            self.hub.wait_for_work(timeout, seen=seen, stop=self._stop)
+
+    def lane_size(self, partner: str) -> int:
+        """How many of a partner's deliveries one thread takes in one claim, sent one after the other:
+        LANE_BATCH for a partner that answers fast (fewer claim transactions), one for a slow partner
+        (whose leases must not run out while it waits in line), and one for a circuit's trial."""
+        seconds = self._seconds.get(partner)
+        if seconds is None or seconds > 1 or self.breakers.state(partner) != "closed":
+            return 1
+        # the last of the lane must still find a lease longer than the partner's timeout (`_may_go_on`)
+        lease_left = self.hub.settings.lease_seconds - LANE_BATCH * seconds
+        return LANE_BATCH if lease_left > self.hub.config.parties[partner].timeout_seconds + 1 else 1
+
+    def _claim_for_idle_threads(self, owner: str) -> bool:
+        """One claim transaction filling the idle threads, each with a lane of one partner's deliveries;
+        True when the claim's window was full of new work (another claim may find more right away)."""
+        with self._lock:
+            idle = self.count - self._busy
+        if idle <= 0:
+            return False
+        excluded = self.slots.full() | self.breakers.blocked()
+        if self._probe_first:  # look with a plain read first: no write transaction when there is nothing
+            with self.hub.reads() as session:
+                if not any_due(session, exclude_partners=excluded):
+                    return False
+        lanes: dict[str, list[list[Claimed]]] = {}
+        sizes: dict[str, int] = {}
+        opened: list[str] = []
+        passed_over = 0
+
+        def take(partner: str, delivery_id: int) -> bool:
+            nonlocal passed_over
+            mine = lanes.get(partner)
+            if mine and len(mine[-1]) < sizes[partner]:
+                mine[-1].append(Claimed(delivery_id, partner))
+                return True
+            if len(opened) < idle and self.slots.take(partner):
+                if self.breakers.admit(partner):
+                    opened.append(partner)
+                    sizes.setdefault(partner, self.lane_size(partner))
+                    lanes.setdefault(partner, []).append([Claimed(delivery_id, partner)])
+                    return True
+                self.slots.release(partner)
+            passed_over += 1
+            return False
+
+        window = idle * LANE_BATCH
+        claimed_at = time.monotonic()
+        try:
+            with self.hub.sessions.begin() as session:
+                claimed = claim(session, owner=owner, limit=window, lease_seconds=self.hub.settings.lease_seconds,
+                                exclude_partners=excluded, take=take)
+        except BaseException:
+            for partner in opened:  # nothing was claimed: give the slots (and a trial) back
+                self.slots.release(partner)
+                self.breakers.neutral(partner)
+            raise
+        self._probe_first = not claimed or passed_over > 0
+        with self._lock:
+            self._busy += len(opened)
+        for partner_lanes in lanes.values():
+            for lane in partner_lanes:
+                self._jobs.put((claimed_at, lane))
+        return len(claimed) == window or passed_over > 0
+
+    # -- the senders -----------------------------------------------------------------------------------
+    def _send(self) -> None:
+        while True:
+            lane = self._jobs.get()
+            if lane is None:
+                return
+            claimed_at, lane = lane
+            partner = lane[0].partner
+            try:
+                for n, item in enumerate(lane):
+                    if n and not self._may_go_on(partner, claimed_at):
+                        self._give_back(lane[n:])
+                        break
+                    self._deliver(item)
+            finally:
+                self.slots.release(partner)
+                with self._lock:
+                    self._busy -= 1
+                self.hub.wake_workers()  # a slot and a thread are free: the dispatcher may claim again
+
+    def _deliver(self, item: Claimed) -> None:
+        started = time.monotonic()
+        try:
+            outcome = attempt(self.hub, item.id)
+        except Exception:  # recording the outcome failed (database away): the lease expires, it is sent again
+            log.exception("delivery %s to %s: recording the outcome failed; it will be sent again", item.id,
+                          item.partner)
+            self.breakers.neutral(item.partner)
+            return
+        took = time.monotonic() - started
+        previous = self._seconds.get(item.partner)
+        self._seconds[item.partner] = took if previous is None else 0.7 * previous + 0.3 * took
+        if outcome.state == DeliveryState.DELIVERED:
+            self.breakers.succeeded(item.partner)
+        elif outcome.partner_failed:
+            self.breakers.failed(item.partner)
+        else:
+            self.breakers.neutral(item.partner)
+
+    def _may_go_on(self, partner: str, claimed_at: float) -> bool:
+        """Send the next delivery of a lane? Not when the hub stops, when the partner's circuit opened, or
+        when its lease could run out before the partner's timeout (another worker could then send it too)."""
+        lease_left = self.hub.settings.lease_seconds - (time.monotonic() - claimed_at)
+        return (not self._stop.is_set() and self.breakers.state(partner) == "closed"
+                and lease_left > self.hub.config.parties[partner].timeout_seconds + 1)
+
+    def _give_back(self, items: list[Claimed]) -> None:
+        try:
+            with self.hub.sessions.begin() as session:
+                unclaim(session, [item.id for item in items], owner=f"{self.name}/dispatch")
+        except Exception:  # their leases expire instead
+            log.exception("giving back %d claimed deliveries to %s failed", len(items), items[0].partner)
+
+    def stop(self, timeout: float = 10) -> None:
+        """Stop claiming, let the senders finish or give back what was claimed (within `timeout`), and end
+        the threads. What is still claimed after that keeps its lease, which expires: it is sent later."""
+        deadline = time.monotonic() + timeout
+        self._stop.set()
+        self.hub.wake_workers()
+        if self._dispatcher is not None:
+            self._dispatcher.join(max(0.0, deadline - time.monotonic()))
+        for _ in self._senders:
+            self._jobs.put(None)  # after whatever was claimed: that is sent first
+        for thread in self._senders:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._dispatcher, self._senders = None, []
+
+

@@ -1,0 +1,132 @@
+"""The assembled hub: settings, configuration, schemas, mappings, keys, database and connectors.
+
+Everything expensive is loaded once here (keys ~40 ms each, schemas, stylesheets); the rest of the
+engine receives a `Hub` and never loads anything per message.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable
+
+from connectors import connector_class
+from connectors.base import Connector
+from hub.trust import pki
+from hub.intake.backpressure import OutboxDepths
+from hub.trust.certificates import TrustStore
+from hub.config import HubConfig, load_config
+from hub.store.db import make_engine, make_read_sessionmaker, make_sessionmaker, migrate, read_only
+from hub.errors import ConfigError, InputError
+from hub.store.group_commit import GroupCommitter
+from hub.xml.mapping import MappingSet
+from hub.intake.refusals import record_refusal
+from hub.xml.schemas import SchemaSet
+from hub.settings import Settings
+from hub.trust.signing import Signer
+
+log = logging.getLogger("hub")
+HUB_PARTY = "hub"
+
+
+class Hub:
+    def __init__(self, settings: Settings | None = None, *, engine=None):
+        self.settings = settings or Settings.from_env()
+        self.config: HubConfig = load_config(self.settings)
+        algorithm = self.settings.signing_algorithm
+        if algorithm not in pki.ALGORITHMS:
+            raise ConfigError("environment", "HUB_SIGNING_ALGORITHM",
+                              f"{algorithm!r} is not a signing algorithm the hub knows "
+                              f"(expected {' or '.join(pki.ALGORITHMS)})")
+        pki.ensure_dev_pki(self.settings.pki_dir, [HUB_PARTY, *self.config.parties], hub_algorithm=algorithm)
+        pki.ensure_dev_ssh_keys(self.settings.pki_dir)
+        self.schemas = SchemaSet(self.settings.schemas_dir)
+        self.mappings = MappingSet(self.settings.mappings_dir)
+        self.signer = self._load_signer(algorithm)
+        self.trust = TrustStore(self.config, config_dir=self.settings.config_dir)
+        self.engine = engine or make_engine(self.settings.database_url)
+        self.sessions = make_sessionmaker(self.engine)
+        self.reads = make_read_sessionmaker(self.engine)  # sessions that only read (no write lock on SQLite)
+        self.read_engine = read_only(self.engine)          # plain connections that only read (token checks)
+        # intake's writes: committed in groups on SQLite, whose single writer they would otherwise queue for
+        self.committer = GroupCommitter(self.sessions, grouped=self.engine.dialect.name == "sqlite")
+        self.outbox_depths = OutboxDepths(self.reads, limit=self.settings.max_outbox_depth)  # for back-pressure
+        self.connectors: dict[str, Connector] = {code: self._build_connector(code) for code in self.config.parties}
+        self._wake = threading.Condition()
+        self._wake_count = 0
+        self.dead_letter_listeners: list[Callable[[str, str, str, str], None]] = []
+
+    @property
+    def signer_certificate_path(self):
+        return self.settings.pki_dir / f"{HUB_PARTY}.crt"
+
+    def _load_signer(self, algorithm: str) -> Signer:
+        """The hub's key (loaded once: ~40 ms) and certificate; the key must be of HUB_SIGNING_ALGORITHM's kind."""
+        key_path = self.settings.pki_dir / f"{HUB_PARTY}.key"
+        key = pki.load_key(str(key_path))
+        certificate = pki.load_certificate(str(self.signer_certificate_path))
+        if pki.key_algorithm(key) != algorithm:
+            raise ConfigError(key_path, "HUB_SIGNING_ALGORITHM",
+                              f"the hub's key is {pki.key_algorithm(key)} but HUB_SIGNING_ALGORITHM is {algorithm}: "
+                              "set the setting to match the key, or replace hub.key and hub.crt")
+        if certificate.public_key().public_numbers() != key.public_key().public_numbers():
+            raise ConfigError(self.signer_certificate_path, "-", f"this certificate does not match the hub's key "
+                                                                 f"{key_path}")
+        return Signer(key, certificate)
+
+    def _build_connector(self, code: str) -> Connector:
+        party = self.config.parties[code]
+        return connector_class(party.transport)(code, party.connection, timeout_seconds=party.timeout_seconds,
+                                                 settings=self.settings)
+
+    def migrate(self) -> None:
+        migrate(self.engine)
+
+    def attach_local_consumer(self, party: str, handler) -> None:
+        """Deliveries to `party` (a `local` transport) are handed to `handler(Outbound)`."""
+        self.connectors[party].handler = handler
+
+    # -- the public interface used by API views, the registry and the CLI --------------------------
+    def submit(self, data: bytes, *, channel: str = "rest", caller: str | None = None):
+        """Accept a signed canonical message; returns an intake.Receipt. A refusal (InputError) is
+        recorded with the door it came through (`channel`) and who called (`caller`), then raised.
+        A `caller` (the party an API token or the in-process registry speaks for) must be the Sender."""
+        from hub.intake.accept import accept_canonical
+        try:
+            return accept_canonical(self, data, caller=caller)
+        except InputError as exc:
+            record_refusal(self, channel=channel, partner=caller, error=exc, data=data)
+            raise
+
+    def submit_from_partner(self, partner: str, data: bytes, *, channel: str = "rest"):
+        """Accept a partner's own-format document (a callback or answer); returns an intake.Receipt."""
+        from hub.intake.accept import accept_partner_document
+        try:
+            return accept_partner_document(self, partner, data)
+        except InputError as exc:
+            record_refusal(self, channel=channel, partner=partner, error=exc, data=data)
+            raise
+
+    # -- worker wake-ups: intake tells the delivery workers there is work --------------------------
+    def wake_workers(self) -> None:
+        with self._wake:
+            self._wake_count += 1
+            self._wake.notify_all()
+
+    @property
+    def work_generation(self) -> int:
+        """How many times the workers were woken so far: read it before looking for work, then pass it to
+        `wait_for_work` so that a wake-up in between is not missed."""
+        return self._wake_count
+
+    def wait_for_work(self, timeout: float, *, seen: int | None = None, stop: threading.Event | None = None) -> None:
+        """Wait until the workers are woken (after generation `seen`), `stop` is set, or `timeout` passes."""
+        with self._wake:
+            seen = self._wake_count if seen is None else seen
+            self._wake.wait_for(lambda: self._wake_count != seen or (stop is not None and stop.is_set()),
+                                timeout=timeout)
+
+    def close(self) -> None:
+        self.committer.close()
+        for connector in self.connectors.values():
+            connector.close()
+        self.engine.dispose()

@@ -1,0 +1,6 @@
+"""The way in: every door (REST, SOAP, SFTP files, the registry, synchronous answers) hands its bytes to
+intake, which parses, validates, verifies, deduplicates, stores with a signed receipt and routes
+(accept); refuses when a partner's outbox is full (backpressure); records refusals (refusals); and
+takes in files from polling transports (polling).
+
+May use: hub.xml, hub.trust, hub.access, hub.store, hub.evidence, hub.config, hub.errors, hub.metrics."""

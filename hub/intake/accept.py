@@ -1,0 +1,245 @@
+"""Intake: from bytes at the door to a durable, routed message with a signed receipt.
+
+    size cap -> hardened parse -> validate (XSD) -> verify the sender's signature (hub.trust.certificates:
+    pinned certificate or CA, algorithms and reference fixed in advance; the signer must be the sender)
+    -> [partner format: map to canonical, correlate to the message it answers] -> route
+    -> deduplicate -> store bytes + state + receipt + outbox rows + timeline in ONE commit
+
+After verification only the signed content is used: the type check, the routing conditions, the
+mapping of a partner document, and the canonical form stored for delivery (`canonical_bytes`,
+rebuilt from the header and the signed document) never read the tree as received. The bytes as
+received are kept as evidence (`received_bytes`).
+
+Accepted means durable: the receipt is returned only after that commit. The same message id from
+the same sender with the same bytes gets the first receipt again and is not processed twice; the
+same id with other bytes is refused (409).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass
+
+from lxml import etree
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+
+from hub.intake import backpressure
+
+from hub.evidence import timeline
+from hub.access.rules import check_may_send
+from hub.store.db import utcnow
+from hub.errors import (DuplicateConflict, InputError, NotAllowed, NotRoutable, PermanentDeliveryError, Problem,
+                        SchemaInvalid, UnknownCorrelation)
+from hub.store.models import Delivery, DeliveryState, Message, MessageState
+from hub.trust.receipts import build_receipt
+from hub.xml.schemas import ENVELOPE_NS
+from hub.trust.signing import DS_NS
+from hub.xml.safe import limits, parse_untrusted, to_bytes
+
+_E = f"{{{ENVELOPE_NS}}}"
+
+
+@dataclass(frozen=True)
+class Header:
+    message_id: str
+    correlation_id: str
+    in_reply_to: str | None
+    type: str
+    sender: str
+    recipient: str
+    created: str
+
+
+@dataclass(frozen=True)
+class Receipt:
+    message_id: str
+    sender: str
+    body: bytes          # the signed receipt XML
+    duplicate: bool      # True when this id and these bytes had already been accepted
+
+
+def read_header(envelope: etree._Element) -> Header:
+    h = envelope.find(f"{_E}Header")
+    text = lambda tag: (h.findtext(f"{_E}{tag}") or "").strip() or None  # noqa: E731
+    return Header(text("MessageId"), text("CorrelationId"), text("InReplyTo"), text("Type"), text("Sender"),
+                  text("Recipient"), text("Created"))
+
+
+def business_document(envelope: etree._Element) -> etree._Element:
+    return envelope.find(f"{_E}Body")[0]
+
+
+def accept_canonical(hub, data: bytes, *, caller: str | None = None) -> Receipt:
+    """Intake of a signed canonical envelope (POST /api/v1/messages, the registry). A `caller` (the
+    party an API token speaks for) may only submit messages whose header names it as Sender."""
+    envelope = parse_untrusted(data, max_bytes=hub.settings.max_message_bytes, **limits(hub.settings))
+    if envelope.tag != f"{_E}Message":
+        raise SchemaInvalid(f"expected a canonical envelope {{{ENVELOPE_NS}}}Message, got {envelope.tag}",
+                            [Problem("wrong root element", line=envelope.sourceline, path="/*")])
+    hub.schemas.validate(envelope, what="message")
+    header = read_header(envelope)
+    if caller is not None and header.sender != caller:
+        raise NotAllowed(f"submitting a message with Sender {header.sender}: the caller speaks for {caller}",
+                         [Problem("Sender is not the caller's party", path="/Message/Header/Sender")])
+    if not hub.trust.knows(header.sender):
+        raise NotAllowed(f"sender {header.sender!r} is not a known party",
+                         [Problem("unknown sender", path="/Message/Header/Sender")])
+    document = business_document(envelope)
+    signed = hub.trust.verify(document, header.sender)
+    # From here on only the signed content is used: the type check, the routing conditions and the
+    # canonical form that delivery maps all read `verified`, never the tree as received.
+    _check_type_matches_body(header, signed)
+    verified = _verified_envelope(envelope, signed, document.find(f"{{{DS_NS}}}Signature"))
+    steps = [(timeline.RECEIVED, f"{len(data)} bytes"), (timeline.VALIDATED, "envelope and business document"),
+             (timeline.VERIFIED, f"signed by {header.sender}")]
+    canonical = to_bytes(verified)  # stored only when it differs from what arrived (comments, spacing, ...)
+    return _store_and_route(hub, header, verified, data, None if canonical == data else canonical, steps)
+
+
+def _verified_envelope(envelope: etree._Element, signed: etree._Element,
+                       signature: etree._Element | None) -> etree._Element:
+    """The canonical envelope rebuilt from its header and the signed content alone (comments, anything
+    the signature does not cover, are gone), the sender's signature put back (see `_resigned`)."""
+    rebuilt = etree.Element(envelope.tag, nsmap=envelope.nsmap)
+    rebuilt.append(copy.deepcopy(envelope.find(f"{_E}Header")))
+    body = etree.SubElement(rebuilt, f"{_E}Body")
+    body.append(_resigned(signed, signature))
+    return rebuilt
+
+
+def _resigned(signed: etree._Element, signature: etree._Element | None) -> etree._Element:
+    """The signed content with the sender's signature put back as its last child, where it still
+    verifies (the enveloped transform removes it wherever it sits): a partner's signature must travel
+    on with what it covers (the registry checks artefacts such as CDG's acknowledgement again)."""
+    document = copy.deepcopy(signed)
+    if signature is not None:
+        kept = copy.deepcopy(signature)
+        kept.tail = None
+        document.append(kept)
+    return document
+
+
+def accept_partner_document(hub, partner: str, data: bytes) -> Receipt:
+    """Intake of a partner's own-format document: verified as the partner's, then mapped to canonical."""
+    party = hub.config.parties.get(partner)
+    if party is None or party.transport == "local":
+        raise NotAllowed(f"{partner!r} is not a partner that sends documents to the hub")
+    root = parse_untrusted(data, max_bytes=hub.settings.max_message_bytes, **limits(hub.settings))
+    inbound = hub.config.inbound_for(partner, root.tag)
+    if inbound is None:
+        raise NotRoutable(f"{partner} may not send a {root.tag} document to the hub",
+                          [Problem("no inbound route for this root element", line=root.sourceline, path="/*")])
+    hub.schemas.validate(root, inbound.schema_, what=f"{partner} document")
+    signed = _resigned(hub.trust.verify(root, partner), root.find(f"{{{DS_NS}}}Signature"))
+    try:  # mapped from the signed content only
+        envelope = hub.mappings.apply(inbound.mapping, signed)
+    except PermanentDeliveryError as exc:
+        raise InputError(f"{partner} document could not be mapped to the canonical format: {exc}") from None
+    hub.schemas.validate(envelope, what=f"canonical form of the {partner} document")
+    header = read_header(envelope)
+    if header.sender != partner:
+        raise NotAllowed(f"the {partner} document maps to sender {header.sender!r}")
+    steps = [(timeline.RECEIVED, f"{len(data)} bytes from {partner}"),
+             (timeline.VALIDATED, f"against {inbound.schema_}"), (timeline.VERIFIED, f"signed by {partner}"),
+             (timeline.MAPPED_IN, f"with {inbound.mapping}")]
+    return _store_and_route(hub, header, envelope, data, to_bytes(envelope), steps)
+
+
+def _check_type_matches_body(header: Header, document: etree._Element) -> None:
+    local_name = etree.QName(document).localname
+    if header.type != local_name:
+        raise SchemaInvalid(f"header Type {header.type!r} does not match the body's document {local_name!r}",
+                            [Problem("Type mismatch", line=document.sourceline, path="/Message/Header/Type")])
+
+
+def _store_and_route(hub, header: Header, envelope: etree._Element, data: bytes, canonical: bytes | None,
+                     steps) -> Receipt:
+    route = hub.config.route_for(header.type)
+    if route is None:
+        raise NotRoutable(f"no route for message type {header.type!r}",
+                          [Problem("unknown message type", path="/Message/Header/Type")])
+    check_may_send(hub.config, header.sender, header.type)
+    if header.sender not in route.from_:
+        raise NotAllowed(f"{header.sender} may not send {header.type}")
+    targets = [target for target in route.to if target.applies_to(envelope)]
+    if not targets:
+        raise NotRoutable(f"no recipient of {header.type} applies to this message (every route condition is false)",
+                          [Problem("no route condition holds", path="/Message/Body")])
+    backpressure.check(hub, (target.partner for target in targets))  # 429 when a target's outbox is full
+    digest = hashlib.sha256(data).hexdigest()
+    received_at = utcnow()
+    # Sign before opening the write transaction: the database lock is held for storage only.
+    receipt = build_receipt(hub.signer, message_id=header.message_id, sender=header.sender, digest=digest,
+                            received_at=received_at)
+    try:  # committed together with the other intakes waiting now (hub/store/group_commit.py), before the receipt goes
+        hub.committer.run(lambda session: _store(session, header, targets, steps, data=data, canonical=canonical,
+                                                 digest=digest, receipt=receipt, received_at=received_at))
+    except IntegrityError:  # this sender's message id is already stored (a retry, or a concurrent intake)
+        with hub.sessions.begin() as session:
+            existing = session.scalars(select(Message).where(
+                Message.sender == header.sender, Message.message_id == header.message_id)).first()
+            if existing is None:
+                raise
+            return _duplicate(session, existing, digest)
+    hub.wake_workers()
+    return Receipt(header.message_id, header.sender, receipt, duplicate=False)
+
+
+def _store(session, header: Header, targets, steps, *, data: bytes, canonical: bytes | None, digest: str,
+           receipt: bytes, received_at) -> None:
+    """The message, its outbox rows and its timeline in a few statements (Core inserts: intake's hot path).
+
+    The unique (sender, message id) constraint refuses a second copy; the caller answers it as a duplicate.
+    A refusal (UnknownCorrelation) is raised before anything is written, as group commit requires."""
+    events = list(steps)
+    if header.in_reply_to:
+        events.append(_correlate(session, header))
+    connection = session.connection()  # tables, not ORM entities: no unit of work to build for plain rows
+    message_pk = connection.execute(insert(Message.__table__).returning(Message.id), {
+        "message_id": header.message_id, "sender": header.sender, "recipient": header.recipient,
+        "type": header.type, "correlation_id": header.correlation_id, "in_reply_to": header.in_reply_to,
+        "state": MessageState.ACCEPTED, "digest": digest, "received_bytes": data, "canonical_bytes": canonical,
+        "receipt": receipt, "received_at": received_at, "updated_at": received_at}).scalar_one()
+    vouched = {timeline.RECEIVED: digest, timeline.VERIFIED: timeline.sha256(canonical),
+               timeline.MAPPED_IN: timeline.sha256(canonical)}
+    rows = [timeline.row(message_pk, kind, detail, received_at, digest=vouched.get(kind)) for kind, detail in events]
+    rows.append(timeline.row(message_pk, timeline.ACCEPTED, f"sha256 {digest[:16]}…, receipt signed", received_at,
+                             digest=timeline.sha256(receipt)))
+    for target in targets:
+        delivery_id = connection.execute(insert(Delivery.__table__).returning(Delivery.id), {
+            "message_pk": message_pk, "partner": target.partner, "mapping": target.mapping,
+            "schema_name": target.schema_, "operation": target.operation, "state": DeliveryState.PENDING,
+            "attempts": 0, "next_attempt_at": received_at}).scalar_one()
+        rows.append(timeline.row(message_pk, timeline.QUEUED, f"for {target.partner}"
+                                 + (f" ({target.operation})" if target.operation else ""), received_at,
+                                 delivery_id=delivery_id))
+    timeline.insert_rows(connection, rows)
+
+
+def _duplicate(session, existing: Message, digest: str) -> Receipt:
+    if existing.digest != digest:
+        raise DuplicateConflict(
+            f"message id {existing.message_id!r} from {existing.sender} was already accepted with other content",
+            [Problem(f"first accepted with sha256 {existing.digest}, this one has sha256 {digest}",
+                     path="/Message/Header/MessageId")])
+    timeline.record(session, existing, timeline.DUPLICATE, "same id and bytes again; first receipt returned")
+    return Receipt(existing.message_id, existing.sender, existing.receipt, duplicate=True)
+
+
+def _correlate(session, header: Header) -> tuple[str, str]:
+    """An answer must name a message the hub delivered to its sender, in the same case."""
+    original = session.execute(
+        select(Message.message_id, Message.correlation_id)
+        .join(Delivery, Delivery.message_pk == Message.id)
+        .where(Message.message_id == header.in_reply_to, Delivery.partner == header.sender)
+    ).first()
+    if original is None:
+        raise UnknownCorrelation(f"{header.sender} answers message {header.in_reply_to!r}, "
+                                 f"which the hub never sent to {header.sender}",
+                                 [Problem("unknown InReplyTo", path="/Message/Header/InReplyTo")])
+    if original.correlation_id != header.correlation_id:
+        raise UnknownCorrelation(f"answer to {header.in_reply_to!r} names case {header.correlation_id!r}, "
+                                 f"but that message belongs to case {original.correlation_id!r}",
+                                 [Problem("CorrelationId mismatch", path="/Message/Header/CorrelationId")])
+    return timeline.CORRELATED, f"answers {header.in_reply_to} in case {header.correlation_id}"

@@ -1,0 +1,171 @@
+"""The running hub: HTTP API, delivery workers and scheduled jobs in one process.
+
+Several processes may run on one database: each serves the API and runs delivery workers (claims
+with leases and `FOR UPDATE SKIP LOCKED`), while the scheduled jobs run only in the one that leads
+(hub/cluster/leader.py). `hub_scheduled_job_runs_total{job,outcome}` counts the runs in this process.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from functools import partial
+
+import uvicorn
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
+from apscheduler.schedulers.background import BackgroundScheduler
+from prometheus_client import Counter
+from sqlalchemy.exc import DBAPIError
+
+from hub.api.app import create_app
+from hub.evidence.audit import record_configuration
+from hub.delivery.workers import DeliveryWorkers
+from hub.errors import DeliveryError, TryLater, first_line
+from hub.evidence.chains import seal_pending
+from hub.cluster.leader import Leadership, startup_lock
+from hub.intake.polling import poll_partner, polling_partners
+from hub.evidence.retention import purge_expired
+from hub.engine import Hub
+from hub.trust.tls import uvicorn_tls_options
+from hub.settings import Settings
+from registry.runtime import Registry
+
+log = logging.getLogger("hub")
+
+JOB_RUNS = Counter("hub_scheduled_job_runs_total", "Scheduled job runs in this process (only the leader runs them)",
+                   ["job", "outcome"])
+
+
+def _count_run(event) -> None:
+    JOB_RUNS.labels(event.job_id, "error" if event.exception else "ok").inc()
+
+
+def reusable_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class HubService:
+    """Assembles the hub, migrates the database, loads reference data, and runs until stopped."""
+
+    def __init__(self, settings: Settings | None = None):
+        self.hub = Hub(settings)
+        self.registry = Registry(self.hub)
+        with startup_lock(self.hub.settings.database_url):  # processes started together take turns
+            self.hub.migrate()
+            self.registry.load_reference_data()
+            record_configuration(self.hub)
+        self.app = create_app(self.hub, self.registry)
+        self.workers = DeliveryWorkers(self.hub)
+        # Scheduled jobs run only in the leader among the hub processes on this database (hub/cluster/leader.py):
+        # they are added when this process becomes the leader and removed when it stops leading.
+        self.scheduler = BackgroundScheduler(timezone="UTC")
+        self.scheduler.add_listener(_count_run, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
+        self.jobs: list[tuple[str, object, str, dict]] = [
+            ("resubmit-stalled-cases", self.registry.resubmit_stalled, "interval", {"seconds": 30}),
+            # Evidence: new timeline and audit rows join their hash chains within a second (hub/evidence/chains.py);
+            # payloads past their retention are purged daily (hub/evidence/retention.py). Both are idempotent.
+            ("seal-evidence", self.seal_now, "interval", {"seconds": 1}),
+            ("retention-purge", self._purge, "cron", {"hour": 3, "minute": 30}),
+        ]
+        for partner, seconds in polling_partners(self.hub).items():
+            self.jobs.append((f"poll-{partner}", partial(self._poll, partner), "interval", {"seconds": seconds}))
+        for job_id, function, when in self.registry.scheduled_jobs():
+            trigger = ("cron", when) if isinstance(when, dict) else ("interval", {"seconds": when})
+            self.jobs.append((job_id, function, *trigger))
+        self.leadership = Leadership(self.hub.settings.database_url, retry_seconds=self.hub.settings.leader_retry_seconds,
+                                     on_gain=self._add_jobs, on_loss=self._remove_jobs)
+        self.app.state.leadership = self.leadership
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def _add_jobs(self) -> None:
+        for job_id, function, trigger, when in self.jobs:
+            self.scheduler.add_job(function, trigger, id=job_id, max_instances=1, coalesce=True,
+                                   replace_existing=True, **when)
+
+    def _remove_jobs(self) -> None:
+        """Runs already under way finish; no new run starts in this process."""
+        self.scheduler.remove_all_jobs()
+
+    @property
+    def is_leader(self) -> bool:
+        return self.leadership.is_leader
+
+    def _poll(self, partner: str) -> None:
+        try:
+            poll_partner(self.hub, partner)
+        except DeliveryError as exc:  # the partner unreachable for now: the next interval tries again
+            log.warning("polling %s: %s (will try again at the next interval)", partner, exc.reason)
+        except TryLater as exc:  # back-pressure: the file stays on the server for the next poll
+            log.warning("polling %s: %s (the file stays for the next interval)", partner, exc)
+        except Exception:  # a defect: keep polling on schedule, but show it whole
+            log.exception("polling %s failed; will try again at the next interval", partner)
+
+    def seal_now(self) -> dict[str, int]:
+        """Seal pending evidence rows now (also the scheduled job); returns how many of each chain."""
+        try:
+            return seal_pending(self.hub)
+        except DBAPIError as exc:  # the database away for a moment: the next run seals what is left
+            log.warning("sealing the evidence chains failed (%s); will try again in a second", first_line(exc))
+            return {}
+        except Exception:
+            log.exception("sealing the evidence chains failed; will try again in a second")
+            return {}
+
+    def _purge(self) -> None:
+        try:
+            purge_expired(self.hub)
+        except Exception:
+            log.exception("retention purge failed; will try again tomorrow (or run `hub evidence purge`)")
+
+    def _uvicorn(self, host: str, port: int) -> uvicorn.Server:
+        config = uvicorn.Config(self.app, host=host, port=port, log_level="warning", access_log=False,
+                                timeout_graceful_shutdown=5, **uvicorn_tls_options(self.hub.settings))
+        self._server = uvicorn.Server(config)
+        return self._server
+
+    def start_background(self) -> bool:
+        """Starts the delivery workers and the (empty) scheduler, then tries to lead; returns whether it leads."""
+        self.workers.start()
+        self.scheduler.start()
+        return self.leadership.start()
+
+    def serve_forever(self, host: str, port: int, *, reuse_port: bool = False) -> None:
+        """Blocks until SIGINT/SIGTERM (uvicorn handles the signals). `reuse_port`: bind with SO_REUSEPORT,
+        sharing the port with the other processes of `hub serve --processes N` (hub/cluster/processes.py)."""
+        self.start_background()
+        try:
+            server = self._uvicorn(host, port)
+            server.run(sockets=[reusable_socket(host, port)] if reuse_port else None)
+        finally:
+            self.stop()
+
+    def serve_in_thread(self, host: str, port: int) -> None:
+        self.start_background()
+        server = self._uvicorn(host, port)
+        server.install_signal_handlers = lambda: None  # the calling thread keeps its own handlers
+        self._thread = threading.Thread(target=server.run, name="http", daemon=True)
+        self._thread.start()
+        while not server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError(f"the hub's HTTP server could not start on {host}:{port}")
+            threading.Event().wait(0.05)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(10)
+        self.leadership.stop()  # another process can lead (and run the jobs) from now on
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        self.workers.stop()
+        self.seal_now()  # what was written last is sealed before the process goes
+        self.hub.close()

@@ -1,0 +1,18 @@
+"""Alembic environment: migrations run on the connection the hub passes in (see hub.store.db.migrate)."""
+from alembic import context
+
+import hub.store.models  # noqa: F401  (registers the engine's tables)
+import registry.models  # noqa: F401  (registers the registry's tables)
+from hub.store.db import Base
+
+target_metadata = Base.metadata
+connection = context.config.attributes.get("connection")
+if connection is None:
+    from hub.store.db import make_engine
+    from hub.settings import Settings
+
+    connection = make_engine(Settings.from_env().database_url).connect()
+
+context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+with context.begin_transaction():
+    context.run_migrations()

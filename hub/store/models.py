@@ -1,0 +1,172 @@
+"""The engine's tables: messages as received, their deliveries (the outbox), and their timelines."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from hub.store.db import Base, UtcDateTime
+
+Id = BigInteger().with_variant(Integer, "sqlite")
+
+
+class MessageState:
+    ACCEPTED = "ACCEPTED"      # stored, receipt given, deliveries queued
+    DELIVERED = "DELIVERED"    # every delivery delivered
+    DEAD = "DEAD"              # at least one delivery dead-lettered
+    ALL = (ACCEPTED, DELIVERED, DEAD)
+
+
+class DeliveryState:
+    PENDING = "PENDING"        # due at next_attempt_at (claimable when its lease, if any, expired)
+    DELIVERED = "DELIVERED"
+    DEAD = "DEAD"
+    ALL = (PENDING, DELIVERED, DEAD)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    # Search (newest first within one filter) and lookups by id: hub/store/migrations/versions/0005_search_indexes.py
+    __table_args__ = (UniqueConstraint("sender", "message_id", name="uq_messages_sender_message_id"),
+                      Index("ix_messages_state_id", "state", "id"),
+                      Index("ix_messages_correlation_id_id", "correlation_id", "id"),
+                      Index("ix_messages_type_id", "type", "id"),
+                      Index("ix_messages_sender_id", "sender", "id"),
+                      Index("ix_messages_recipient_id_sender", "recipient", "id", "sender"),
+                      Index("ix_messages_message_id", "message_id"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(80))
+    sender: Mapped[str] = mapped_column(String(20))
+    recipient: Mapped[str] = mapped_column(String(20))
+    type: Mapped[str] = mapped_column(String(80))
+    correlation_id: Mapped[str] = mapped_column(String(80))
+    in_reply_to: Mapped[str | None] = mapped_column(String(80))
+    state: Mapped[str] = mapped_column(String(16))
+    digest: Mapped[str] = mapped_column(String(64))
+    received_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)   # None once purged (retention)
+    # The canonical form built from verified content only (mapped in from a partner's format, or the signed
+    # document re-enveloped when that differs from what arrived): what delivery maps. None: use received_bytes.
+    canonical_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)
+    receipt: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    purged_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)  # payload bytes removed; hashes kept
+
+    deliveries: Mapped[list["Delivery"]] = relationship(back_populates="message", order_by="Delivery.id")
+    events: Mapped[list["Event"]] = relationship(order_by="Event.id")
+
+    @property
+    def canonical(self) -> bytes:
+        return self.canonical_bytes or self.received_bytes
+
+
+class Delivery(Base):
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_due", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    partner: Mapped[str] = mapped_column(String(20), index=True)
+    mapping: Mapped[str | None] = mapped_column(String(200))
+    schema_name: Mapped[str | None] = mapped_column(String(200))
+    operation: Mapped[str | None] = mapped_column(String(120))
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(80))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)
+    partner_receipt: Mapped[bytes | None] = mapped_column(LargeBinary)
+    partner_reference: Mapped[str | None] = mapped_column(String(120))
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+    message: Mapped[Message] = relationship(back_populates="deliveries")
+
+
+class Chained:
+    """Columns of a row in a hash chain (hub/evidence/chains.py): written unsealed, then sealed in order.
+
+    `digest` is the SHA-256 of the bytes the row vouches for, taken when it is written; sealing gives
+    the row its place (`chain_seq`), the hash of its own content, and the chain hash
+    sha256(previous chain_hash + content_hash)."""
+
+    digest: Mapped[str | None] = mapped_column(String(64))
+    chain_seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    chain_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class Event(Chained, Base):
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_unsealed", "id", sqlite_where=text("chain_seq IS NULL"),
+                            postgresql_where=text("chain_seq IS NULL")),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id"))
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    kind: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class AuditEntry(Chained, Base):
+    """A human action (resend, cancel, token change, configuration change, viewing a payload)."""
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_unsealed", "id", sqlite_where=text("chain_seq IS NULL"),
+                            postgresql_where=text("chain_seq IS NULL")),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(120))        # "token <id> (<name>, <role>)" or "cli <user>"
+    action: Mapped[str] = mapped_column(String(40), index=True)
+    subject: Mapped[str] = mapped_column(String(200), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class ApiToken(Base):
+    """An API identity. Only the SHA-256 of the secret is stored; the token is shown once at creation."""
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    token_id: Mapped[str] = mapped_column(String(32), unique=True)   # public part, shown in lists and logs
+    name: Mapped[str] = mapped_column(String(120))
+    role: Mapped[str] = mapped_column(String(32))
+    post_code: Mapped[str | None] = mapped_column(String(20))        # consular agents: their post
+    partner: Mapped[str | None] = mapped_column(String(20))          # partner systems: their party code
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    created_by: Mapped[str] = mapped_column(String(120))
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class Refusal(Base):
+    """An input the hub refused, recorded without its bytes (who, through which door, why)."""
+    __tablename__ = "refusals"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
+    channel: Mapped[str] = mapped_column(String(16))                 # rest | soap | sftp
+    partner: Mapped[str | None] = mapped_column(String(20))          # the door's party, or the claimed sender
+    status: Mapped[int] = mapped_column(Integer)                     # the HTTP status answered (403, 400, ...)
+    reason: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(64))                  # sha256 of what was refused
+
+
+class InboundFile(Base):
+    """Files a polling connector handed in: a file seen again (a restart before it was moved) is not re-read."""
+    __tablename__ = "inbound_files"
+    __table_args__ = (UniqueConstraint("partner", "name", "digest", name="uq_inbound_files_partner_name_digest"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    partner: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(255))
+    digest: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))          # ACCEPTED | REFUSED
+    detail: Mapped[str] = mapped_column(Text, default="")     # the message id, or why it was refused
+    processed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)

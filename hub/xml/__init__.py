@@ -1,0 +1,4 @@
+"""XML as data: hardened parsing of untrusted bytes (safe), XSD schemas (schemas), XSLT mappings (mapping).
+
+Pure functions over bytes and trees. May use: hub.errors, hub.settings. Never the database, the network or
+another engine package."""
