@@ -14,7 +14,9 @@ and is built as `cls(party, config, timeout_seconds=..., settings=...)` without 
                       PermanentDeliveryError  the engine dead-letters the delivery with the reason
                     Any other exception is a bug in the connector; the engine treats it as transient.
     poll()          from the scheduler, for transports where the hub fetches (SFTP); yields InboundItems
-                    that the engine acks once stored durably, or nacks with a reason
+                    that the engine acks once stored durably, or nacks with a reason; an item too
+                    large to hold comes as a local file (`path`), taken in as a file-backed message
+    send_file(...)  (FileSender, below) a message whose bytes are kept in a file, sent from disk
     check()         from /readyz and the monitor; cheap, never raises; returns a Health
     close()         once, at shutdown
 
@@ -25,7 +27,8 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Protocol
+from pathlib import Path
+from typing import Callable, Iterable, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 
@@ -56,6 +59,7 @@ class InboundItem:
     body: bytes
     ack: Callable[[], None] = field(repr=False)
     nack: Callable[[str], None] = field(repr=False)
+    path: Path | None = None         # a file too large to hold, downloaded to this local path (body is b"")
 
 
 class Connector(Protocol):
@@ -70,6 +74,29 @@ class Connector(Protocol):
     def check(self) -> Health: ...
 
     def close(self) -> None: ...
+
+
+# -- files too large to hold (the claim check: a message whose bytes stay in a file) ---------------------
+
+@dataclass(frozen=True)
+class OutboundFile:
+    """A message whose bytes are kept in a file, as a consumer in the hub's process is given it."""
+    message_id: str
+    message_type: str
+    path: Path
+    sha256: str
+
+
+@runtime_checkable
+class FileSender(Protocol):
+    """A connector that can send a file from disk without reading it whole (32 KiB at a time, say).
+
+    The engine calls it instead of `send` for a message whose bytes are kept in a file, with the same
+    retry policy and circuit breaker: the same exceptions mean the same (TransientDeliveryError,
+    PermanentDeliveryError), and sending the same message id with the same `sha256` again must be
+    idempotent (a lease that expired during a long upload sends it twice)."""
+
+    def send_file(self, message_id: str, message_type: str, path: Path, *, sha256: str) -> SendResult: ...
 
 
 def url_reachable(url: str, timeout: float = 2) -> Health:

@@ -1,11 +1,12 @@
 """In-process delivery to a consumer living in the hub's own process (the consular registry)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 from pydantic import BaseModel, ConfigDict
 
-from connectors.base import Health, Outbound, SendResult
+from connectors.base import Health, Outbound, OutboundFile, SendResult
 from hub.errors import DeliveryError, TransientDeliveryError
 
 
@@ -18,6 +19,7 @@ class LocalConnector:
                  settings=None, handler: Callable[[Outbound], None] | None = None):
         self.party = party
         self.handler = handler
+        self.file_handler: Callable[[OutboundFile], None] | None = None  # messages kept in a file
 
     def __repr__(self) -> str:
         return f"LocalConnector({self.party})"
@@ -26,10 +28,17 @@ class LocalConnector:
         pass
 
     def send(self, outbound: Outbound) -> SendResult:
-        if self.handler is None:
+        return self._consume(self.handler, outbound)
+
+    def send_file(self, message_id: str, message_type: str, path: Path, *, sha256: str) -> SendResult:
+        """A message kept in a file: the consumer is given the file's path (read it as a stream)."""
+        return self._consume(self.file_handler, OutboundFile(message_id, message_type, Path(path), sha256))
+
+    def _consume(self, handler, outbound) -> SendResult:
+        if handler is None:
             raise TransientDeliveryError(f"no consumer attached for {self.party} in this process")
         try:
-            self.handler(outbound)
+            handler(outbound)
         except DeliveryError:
             raise
         except Exception as exc:  # the consumer's own failure: keep the message and try again later

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import Callable
 
 from connectors import connector_class
@@ -81,9 +82,14 @@ class Hub:
     def migrate(self) -> None:
         migrate(self.engine)
 
-    def attach_local_consumer(self, party: str, handler) -> None:
-        """Deliveries to `party` (a `local` transport) are handed to `handler(Outbound)`."""
-        self.connectors[party].handler = handler
+    def attach_local_consumer(self, party: str, handler=None, *, files=None) -> None:
+        """Deliveries to `party` (a `local` transport) are handed to `handler(Outbound)`; those of messages
+        kept in a file (hub/intake/files.py) to `files(OutboundFile)`, which reads the file itself."""
+        connector = self.connectors[party]
+        if handler is not None:
+            connector.handler = handler
+        if files is not None:
+            connector.file_handler = files
 
     # -- the public interface used by API views, the registry and the CLI --------------------------
     def submit(self, data: bytes, *, channel: str = "rest", caller: str | None = None):
@@ -104,6 +110,22 @@ class Hub:
             return accept_partner_document(self, partner, data)
         except InputError as exc:
             record_refusal(self, channel=channel, partner=partner, error=exc, data=data)
+            raise
+
+    def submit_file(self, path, *, header=None, partner: str | None = None, caller: str | None = None,
+                    channel: str = "local"):
+        """Accept a document too large to hold, from the file at `path` (hub/intake/files.py); returns an
+        intake.Receipt. From a local client: `header` (a files.FileHeader) and `caller`, its sender; from a
+        partner's door: `partner`. The same trust rules as every door (schema, signature through the
+        TrustStore, access rules, dedupe by message id); the message keeps its bytes in a file of the
+        engine's store. A refusal (InputError) is recorded with the door it came through, then raised."""
+        from hub.intake.files import accept_file
+        path = Path(path)
+        try:
+            return accept_file(self, path, header=header, partner=partner, caller=caller)
+        except InputError as exc:
+            size = path.stat().st_size if path.exists() else None
+            record_refusal(self, channel=channel, partner=partner or caller, error=exc, data=None, size=size)
             raise
 
     # -- worker wake-ups: intake tells the delivery workers there is work --------------------------

@@ -33,8 +33,11 @@ class SftpConfig(BaseModel):
     file_name: str = Field("{message_id}.xml", description="Name of an uploaded file; placeholders {message_id} "
                                                            "and {message_type}. Uploads go to `.<name>.part` "
                                                            "first and are renamed when complete.")
-    max_file_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Outbox files larger than this are moved "
-                                                                      "to failed/ without being downloaded.")
+    max_file_bytes: int = Field(512 * 1024 * 1024, ge=1024, description="Outbox files larger than this are moved "
+                                                                        "to failed/ without being downloaded.")
+    stream_above_bytes: int = Field(1024 * 1024, ge=1024, description="Outbox files larger than this are not read "
+                                    "into memory: downloaded to the hub's disk in chunks and taken in as a "
+                                    "document kept in a file (a streamed batch's acknowledgement).")
 
     @field_validator("inbox", "outbox", "done", "failed")
     @classmethod

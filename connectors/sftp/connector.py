@@ -12,15 +12,18 @@
 
 Large files (a CDG batch of 100,000 life certificates is about 40 MB, its acknowledgement 15 MB) are
 never held in memory:
-    send_file(...)  uploads a local file in 32 KiB pipelined writes, with the same `.part`-then-rename
+    send_file(...)  (connectors.base.FileSender: how the engine delivers a message kept in a file)
+                    uploads a local file in 32 KiB pipelined writes, with the same `.part`-then-rename
                     discipline and the same idempotence (an existing final file is compared by size and
                     SHA-256, read back in chunks);
+    poll()          an outbox file over `stream_above_bytes` is downloaded to the hub's disk in chunks and
+                    yielded as an InboundItem with a `path` (the engine takes it in as a file message);
     take_streamed(name, consume)   opens `<outbox>/<name>` and hands the open remote file to
                     `consume(file)` (read it in chunks), then acks it, or nacks it when `consume` raises
                     InputError; any other error leaves the file in place for the next poll.
     stream_taker    when set, `stream_taker(name, size)` is asked for each outbox file before it is
                     downloaded; a consumer it returns takes the file through `take_streamed` instead of
-                    `poll()` yielding it (how the registry reads CDG's large acknowledgements).
+                    `poll()` yielding it (a test hook: the engine takes large files through `poll()`).
 
 Security: the server must present exactly the pinned host key (`host_key`); there is no
 known_hosts file and no auto-add (paramiko's RejectPolicy). Agent and ~/.ssh keys are never used.
@@ -40,6 +43,7 @@ import hashlib
 import logging
 import socket
 import stat
+import tempfile
 import threading
 from contextlib import contextmanager
 from functools import partial
@@ -88,6 +92,8 @@ class SftpConnector:
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._abandoned: set[str] = set()  # temporaries of interrupted uploads, removed on the next connection
+        # large outbox files are downloaded here (beside the hub's file store: the same file system)
+        self._downloads = Path(getattr(settings, "var_dir", None) or tempfile.gettempdir()) / "files" / "incoming"
         # (name, size) -> a consumer of the open remote file, or None: the file goes the ordinary way
         self.stream_taker: Callable[[str, int], Callable[[BinaryIO], None] | None] | None = None
 
@@ -146,6 +152,12 @@ class SftpConnector:
                 continue
             if (entry.st_size or 0) > self.config.max_file_bytes:
                 self._nack(name, f"file is {entry.st_size} bytes; the limit is {self.config.max_file_bytes}")
+                continue
+            if (entry.st_size or 0) > self.config.stream_above_bytes:  # too large to hold: to disk, in chunks
+                local = self._download(name)
+                if local is not None:
+                    yield InboundItem(name=name, body=b"", path=local, ack=partial(self._ack, name, local),
+                                      nack=partial(self._nack, name, local=local))
                 continue
             with self._lock:
                 sftp = self._session()
@@ -232,13 +244,34 @@ class SftpConnector:
 
     # -- ack / nack --------------------------------------------------------------------------------
 
-    def _ack(self, name: str) -> None:
+    def _download(self, name: str) -> Path | None:
+        """`<outbox>/<name>` copied to a local file in 1 MiB reads (None: moved away since the listing)."""
+        self._downloads.mkdir(parents=True, exist_ok=True)
+        local = self._downloads / f".{self.party}-{name}.download"
+        with self._lock:
+            sftp = self._session()
+            with self._translated(f"downloading {self.config.outbox}/{name}"):
+                try:
+                    remote = sftp.open(f"{self.config.outbox}/{name}", "rb")
+                except FileNotFoundError:
+                    return None
+                with remote, open(local, "wb") as out:
+                    remote.prefetch(max_concurrent_requests=64)
+                    while chunk := remote.read(1024 * 1024):
+                        out.write(chunk)
+        return local
+
+    def _ack(self, name: str, local: Path | None = None) -> None:
+        if local is not None:
+            local.unlink(missing_ok=True)
         with self._lock:
             sftp = self._session()
             with self._translated(f"moving {self.config.outbox}/{name} to {self.config.done}/"):
                 self._move(sftp, f"{self.config.outbox}/{name}", f"{self.config.done}/{name}")
 
-    def _nack(self, name: str, reason: str) -> None:
+    def _nack(self, name: str, reason: str, *, local: Path | None = None) -> None:
+        if local is not None:
+            local.unlink(missing_ok=True)
         stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         text = f"{stamp} refused by the hub: {reason}\n".encode()
         with self._lock:

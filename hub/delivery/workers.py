@@ -40,7 +40,7 @@ from typing import Iterable, NamedTuple
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 
-from connectors.base import Outbound
+from connectors.base import FileSender, Outbound
 from hub import metrics
 from hub.evidence import timeline
 from hub.store.db import utcnow
@@ -48,10 +48,12 @@ from hub.delivery.breaker import Breakers
 from hub.errors import (DeliveryError, HubError, InputError, PermanentDeliveryError, TransientDeliveryError,
                         TryLater, first_line)
 from hub.intake.accept import accept_partner_document, business_document
+from hub.store import files as store
 from hub.store.models import Delivery, DeliveryState, Message, MessageState
 from hub.delivery.outbox import Claimed, any_due, claim, unclaim
 from hub.delivery.retry import next_delay
 from hub.trust.signing import DS_NS
+from hub.trust.streaming import resign_stream
 from hub.xml.safe import limits, parse_trusted, parse_untrusted, to_bytes
 
 log = logging.getLogger("hub.delivery.workers")
@@ -78,6 +80,57 @@ def render_for_partner(hub, message: Message, delivery: Delivery) -> bytes:
     if document.find(f"{{{DS_NS}}}Signature") is None:
         document.getparent().replace(document, hub.signer.sign(document))
     return to_bytes(envelope)
+
+
+class SentFile(NamedTuple):
+    """What a delivery of a message kept in a file sent: the file (its name in the file store) and its digest."""
+    name: str
+    sha256: str
+    size: int
+
+
+FILE_STREAM_DEPTH = 2  # as at intake (hub/intake/files.py): one item canonicalised at a time
+
+
+def render_file_for_partner(hub, message: Message, delivery: Delivery) -> tuple[os.PathLike, SentFile]:
+    """The file a partner receives for a message kept in a file (a claim check), and what it is.
+
+    A target with a partner schema (a route the hub renders for) gets the document signed by the hub, as
+    every mapped document is: written once, from the stored file as a stream (the sender's signature
+    replaced by the hub's over the same content), and re-used when the send is tried again (an ECDSA
+    signature would not come out the same twice, and the partner deduplicates by identical bytes).
+    Otherwise (a consumer in the hub's process) the file goes as it was received."""
+    if not delivery.schema_name:
+        return store.resolve(hub, message.payload_path), SentFile(message.payload_path, message.digest,
+                                                                  message.payload_size or 0)
+    name = store.sent_name(delivery.id, delivery.partner)
+    path = store.resolve(hub, name)
+    if not path.exists():
+        temporary = store.incoming(hub)
+        try:
+            with open(store.resolve(hub, message.payload_path), "rb") as source, open(temporary, "wb") as out:
+                resign_stream(source, out, hub.signer, what=f"{message.type} {message.message_id}",
+                              apex_depth=FILE_STREAM_DEPTH)
+                out.flush()
+                os.fsync(out.fileno())
+        except HubError as exc:  # the stored document cannot be rendered: the same next time
+            temporary.unlink(missing_ok=True)
+            raise PermanentDeliveryError(f"signing {message.message_id} for {delivery.partner}: {exc}") from None
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        store.settle(hub, temporary, name)
+    digest, size = store.sha256_of(path)
+    return path, SentFile(name, digest, size)
+
+
+def _sent_digest(body: bytes | SentFile) -> str:
+    return body.sha256 if isinstance(body, SentFile) else timeline.sha256(body)
+
+
+def _sent_columns(body: bytes | SentFile) -> dict:
+    """The delivery's record of what was sent: the bytes, or the file's name in the store."""
+    return {"sent_path": body.name} if isinstance(body, SentFile) else {"sent_bytes": body}
 
 
 class Attempt(NamedTuple):
@@ -112,9 +165,15 @@ def attempt(hub, delivery_id: int) -> Attempt:
     started = time.perf_counter()
     sent = None
     try:
-        body = render_for_partner(hub, message, delivery)
-        result = hub.connectors[delivery.partner].send(
-            Outbound(message.message_id, message.type, body, operation=delivery.operation))
+        connector = hub.connectors[delivery.partner]
+        if message.payload_path is not None:  # bytes kept in a file: sent from disk by a connector that can
+            if not isinstance(connector, FileSender):
+                raise PermanentDeliveryError(f"{delivery.partner}'s transport ({transport}) cannot send a file")
+            path, body = render_file_for_partner(hub, message, delivery)
+            result = connector.send_file(message.message_id, message.type, path, sha256=body.sha256)
+        else:
+            body = render_for_partner(hub, message, delivery)
+            result = connector.send(Outbound(message.message_id, message.type, body, operation=delivery.operation))
         sent = (body, result.receipt, f"over {transport}: {result.detail}")
         answer = take_in_answer(hub, delivery.partner, result.receipt)
     except DeliveryError as exc:
@@ -153,26 +212,31 @@ def take_in_answer(hub, partner: str, receipt: bytes | None) -> str | None:
                              retry_after=exc.retry_after) from None
 
 
-def _record_sent(session, message: Message, delivery: Delivery, sent: tuple[bytes, bytes | None, str]) -> None:
+def _record_sent(session, message: Message, delivery: Delivery,
+                 sent: tuple[bytes | SentFile, bytes | None, str]) -> None:
     """Keep what was sent and what the partner answered, as evidence. The stored bytes are written once:
     the timeline's digests vouch for them, so a later send (a lease that expired during a slow send, an
     answer that failed to be taken in) is a SENT_AGAIN event carrying its own digests instead."""
     body, receipt, detail = sent
     attempt = f"(attempt {delivery.attempts})"
-    if delivery.sent_bytes is None:
-        delivery.sent_bytes, delivery.partner_receipt = body, receipt
-        timeline.record(session, message, timeline.SENT, f"to {delivery.partner} {detail} {attempt}", delivery)
+    if delivery.sent_bytes is None and delivery.sent_path is None:
+        for column, value in _sent_columns(body).items():
+            setattr(delivery, column, value)
+        delivery.partner_receipt = receipt
+        timeline.record(session, message, timeline.SENT, f"to {delivery.partner} {detail} {attempt}", delivery,
+                        digest=_sent_digest(body))
         if receipt:  # kept byte for byte as the partner answered; its digest goes into the evidence chain
             timeline.record(session, message, timeline.PARTNER_RECEIPT,
                             f"{len(receipt)} bytes from {delivery.partner}", delivery)
         return
     answered = f"; answer sha256 {timeline.sha256(receipt)}" if receipt else ""
     timeline.record(session, message, timeline.SENT_AGAIN,
-                    f"to {delivery.partner} {detail} {attempt}: sha256 {timeline.sha256(body)}{answered} "
+                    f"to {delivery.partner} {detail} {attempt}: sha256 {_sent_digest(body)}{answered} "
                     "(the first send's bytes are the ones kept)", delivery)
 
 
-def _record_delivered(hub, delivery_id: int, sent: tuple[bytes, bytes | None, str], answer: str | None) -> None:
+def _record_delivered(hub, delivery_id: int, sent: tuple[bytes | SentFile, bytes | None, str],
+                      answer: str | None) -> None:
     """The delivery DELIVERED, what was sent and answered kept (as `_record_sent` does), the message's state
     refreshed: plain rows and a handful of statements, as this is the write every delivery makes."""
     body, receipt, detail = sent
@@ -181,7 +245,8 @@ def _record_delivered(hub, delivery_id: int, sent: tuple[bytes, bytes | None, st
     with hub.sessions.begin() as session:
         connection = session.connection()
         row = connection.execute(select(deliveries.c.message_pk, deliveries.c.partner, deliveries.c.attempts,
-                                        deliveries.c.state, deliveries.c.sent_bytes.is_(None).label("first_send"))
+                                        deliveries.c.state, (deliveries.c.sent_bytes.is_(None)
+                                                             & deliveries.c.sent_path.is_(None)).label("first_send"))
                                  .where(deliveries.c.id == delivery_id)).one()
         values = {"lease_owner": None, "lease_expires_at": None}
         if row.state != DeliveryState.DELIVERED:
@@ -189,8 +254,8 @@ def _record_delivered(hub, delivery_id: int, sent: tuple[bytes, bytes | None, st
         event = partial(timeline.row, row.message_pk, at=now, delivery_id=delivery_id)
         attempt_note = f"(attempt {row.attempts})"
         if row.first_send:
-            values.update(sent_bytes=body, partner_receipt=receipt)
-            events = [event(timeline.SENT, f"to {row.partner} {detail} {attempt_note}", digest=timeline.sha256(body))]
+            values.update(**_sent_columns(body), partner_receipt=receipt)
+            events = [event(timeline.SENT, f"to {row.partner} {detail} {attempt_note}", digest=_sent_digest(body))]
             if receipt:
                 events.append(event(timeline.PARTNER_RECEIPT, f"{len(receipt)} bytes from {row.partner}",
                                     digest=timeline.sha256(receipt)))
@@ -198,7 +263,7 @@ def _record_delivered(hub, delivery_id: int, sent: tuple[bytes, bytes | None, st
         else:
             answered = f"; answer sha256 {timeline.sha256(receipt)}" if receipt else ""
             events = [event(timeline.SENT_AGAIN, f"to {row.partner} {detail} {attempt_note}: sha256 "
-                            f"{timeline.sha256(body)}{answered} (the first send's bytes are the ones kept)")]
+                            f"{_sent_digest(body)}{answered} (the first send's bytes are the ones kept)")]
             kept_receipt = connection.scalar(select(deliveries.c.partner_receipt)
                                              .where(deliveries.c.id == delivery_id)) if answer else None
         connection.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(**values))
@@ -212,7 +277,7 @@ def _record_delivered(hub, delivery_id: int, sent: tuple[bytes, bytes | None, st
 
 
 def _record_failure(hub, delivery_id: int, error: DeliveryError, transport: str,
-                    sent: tuple[bytes, bytes | None, str] | None = None) -> str:
+                    sent: tuple[bytes | SentFile, bytes | None, str] | None = None) -> str:
     """A failed attempt: retry later or dead-letter. `sent`: the partner did take the message (the failure
     came after, e.g. its answer was refused); what was sent and answered is kept all the same."""
     now = utcnow()

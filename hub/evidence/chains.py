@@ -20,7 +20,7 @@ separators=(",", ":"))`), its bytes hashed as they are:
 a shell can check it with a suffix match) is the sha256 of the bytes the entry vouches for, or null
 (hub/evidence/timeline.py lists which; a null digest of a kind that vouches for bytes says there were none, so
 the column must still be empty). `verify_chains` recomputes every line, link and digest from what is
-stored; `hub evidence export` (hub/evidence/export.py) writes a case's span for offline checking.
+stored, the files of messages kept in a file (hub/store/files.py) included; `hub evidence export` (hub/evidence/export.py) writes a case's span for offline checking.
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from typing import Callable, Iterator
 from sqlalchemy import bindparam, func, select, text, update
 
 from hub.evidence import timeline
+from hub.store import files
 from hub.store.models import AuditEntry, Delivery, Event, Message
 
 ZERO_HASH = "0" * 64
@@ -234,6 +235,7 @@ def _verify_timeline(hub, progress: Progress | None, seal: bool) -> ChainReport:
     with hub.sessions() as session:
         total, report.unsealed = _counts(session, Event)
     purge_recorded = _PurgeLookup(hub, seal)
+    file_digest = _FileDigests(hub)
     previous, last = ZERO_HASH, 0
     while True:
         with hub.sessions() as session:
@@ -258,7 +260,7 @@ def _verify_timeline(hub, progress: Progress | None, seal: bool) -> ChainReport:
             problem = _check_link(report, seq, event, line, previous, "its kind, detail, time, digest or message")
             if problem is None:
                 problem = _check_digest(report, event, messages.get(event.message_pk),
-                                        deliveries.get(event.delivery_id), purge_recorded)
+                                        deliveries.get(event.delivery_id), purge_recorded, file_digest)
             if problem:
                 report.failure = Failure("timeline", seq, what, problem)
                 return report
@@ -305,8 +307,45 @@ class _PurgeLookup:
         return bool(sealed)
 
 
+class _FileDigests:
+    """The sha256 of a file of the engine's file store (a message kept in a file), read in chunks once per
+    verification (the received file is also what a consumer in the hub's process was sent)."""
+
+    def __init__(self, hub):
+        self.hub, self.known = hub, {}
+
+    def __call__(self, relative: str) -> str | None:
+        if relative not in self.known:
+            try:
+                self.known[relative] = files.sha256_of(files.resolve(self.hub, relative))[0]
+            except (OSError, ValueError):
+                self.known[relative] = None
+        return self.known[relative]
+
+
+def _kept_file(kind: str, message: Message, delivery: Delivery | None) -> tuple[str, str] | None:
+    """(what, name in the file store) an entry of `kind` vouches for, when those bytes are kept in a file."""
+    if kind == timeline.RECEIVED and message.payload_path is not None:
+        return "file of the received document", message.payload_path
+    if kind == timeline.SENT and delivery is not None and delivery.sent_path is not None:
+        return f"file sent to {delivery.partner}", delivery.sent_path
+    return None
+
+
 def _check_digest(report: ChainReport, event: Event, message: Message | None, delivery: Delivery | None,
-                  purge_recorded: Callable[[int], bool]) -> str | None:
+                  purge_recorded: Callable[[int], bool], file_digest: Callable[[str], str | None] | None = None
+                  ) -> str | None:
+    kept = _kept_file(event.kind, message, delivery) if file_digest is not None else None
+    if kept is not None:
+        what, relative = kept
+        actual = file_digest(relative)
+        if actual is None:
+            return f"the {what} ({relative}) is missing from the engine's file store"
+        if actual != event.digest:
+            return (f"the {what} ({relative}) has sha256 {actual[:16]}…, the chain sealed "
+                    f"{(event.digest or 'null')[:16]}… (changed since)")
+        report.digests_checked += 1
+        return None
     if event.kind == timeline.DUPLICATE:
         if message.digest != event.digest:
             return (f"the message's digest {(message.digest or '')[:16]}… differs from the one sealed "

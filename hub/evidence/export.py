@@ -5,7 +5,8 @@
       verify.sh               the check: sh, sha256sum, openssl, xmlsec1 (plus sed, grep, cut)
       SHA256SUMS              sha256 of every other file (`sha256sum -c SHA256SUMS`)
       certificates/           hub.crt, each party's pinned certificate(s) <PARTY>.crt, ca-bundle.pem
-      messages/NN-<id>/       received.xml (as received), canonical.xml (a partner document mapped in),
+      messages/NN-<id>/       received.xml (as received; for a document kept in a file, that file, copied
+                              from the engine's file store in chunks), canonical.xml (a partner document mapped in),
                               receipt.xml (the hub's signed receipt), sent-<PARTNER>.xml (as sent),
                               partner-receipt-<PARTNER>.xml (the partner's answer as it arrived), and
                               *.document.xml: a signed business document taken out of its envelope,
@@ -37,7 +38,6 @@ import base64
 import copy
 import datetime as dt
 import hashlib
-import io
 import re
 import zipfile
 from dataclasses import dataclass
@@ -59,6 +59,7 @@ from hub.evidence import timeline
 from hub.store.db import utcnow
 from hub.errors import HubError, NotFound
 from hub.evidence.verify_script import VERIFY_SH
+from hub.store import files as store
 from hub.store.models import Delivery, Event, Message
 from hub.trust.signing import DS_NS
 from hub.xml.safe import to_bytes
@@ -201,18 +202,20 @@ def export_case(hub, case: str, output_dir: Path, *, actor: str | None = None) -
         for n, message in enumerate(messages, 1):
             folder = f"messages/{n:02d}-{_safe(message.message_id)}"
             # (path, bytes, the entry kinds whose digest this file is, its delivery)
-            candidates: list[tuple[str, bytes | None, tuple[str, ...], int | None]] = [
-                (f"{folder}/received.xml", message.received_bytes, (timeline.RECEIVED, timeline.DUPLICATE), None),
+            candidates: list[tuple[str, bytes | Path | None, tuple[str, ...], int | None]] = [
+                (f"{folder}/received.xml", _payload(hub, message.received_bytes, message.payload_path),
+                 (timeline.RECEIVED, timeline.DUPLICATE), None),
                 (f"{folder}/canonical.xml", message.canonical_bytes, (timeline.MAPPED_IN, timeline.VERIFIED), None),
                 (f"{folder}/receipt.xml", message.receipt, (timeline.ACCEPTED,), None)]
             used: set[str] = set()
             for delivery in (d for d in deliveries if d.message_pk == message.id):
                 label = delivery.partner if delivery.partner not in used else f"{delivery.partner}-{delivery.id}"
                 used.add(delivery.partner)
-                candidates.append((f"{folder}/sent-{label}.xml", delivery.sent_bytes, (timeline.SENT,), delivery.id))
+                candidates.append((f"{folder}/sent-{label}.xml", _payload(hub, delivery.sent_bytes, delivery.sent_path),
+                                   (timeline.SENT,), delivery.id))
                 candidates.append((f"{folder}/partner-receipt-{label}.xml", delivery.partner_receipt,
                                    (timeline.PARTNER_RECEIPT, timeline.ANSWERED), delivery.id))
-            present = [(path, data, kinds, delivery_id, hashlib.sha256(data).hexdigest())
+            present = [(path, data, kinds, delivery_id, _sha256(data))
                        for path, data, kinds, delivery_id in candidates if data is not None]
             first_vouched: dict[str, dt.datetime] = {}  # path -> time of the first entry vouching for it
             for seq, kind, delivery_id, at, digest in vouching.get(message.id, []):
@@ -230,7 +233,7 @@ def export_case(hub, case: str, output_dir: Path, *, actor: str | None = None) -
                 # *.document.xml. Bytes nothing vouches for stay out: verify.sh refuses a file nothing names.
                 if path in first_vouched:
                     files[path] = data
-                signed, der = _signed_part(data)
+                signed, der = _signed_file(data) if isinstance(data, Path) else _signed_part(data)
                 name = certificates.name_for(der) if der else None
                 if signed is not None and name is not None:
                     signed_path = path if signed is data else path[:-4] + ".document.xml"
@@ -256,29 +259,72 @@ def export_case(hub, case: str, output_dir: Path, *, actor: str | None = None) -
                            covered={path: hashlib.sha256(files[path]).hexdigest() for path in covered})
     files["chain/statement.txt"] = statement
     files["chain/statement.sig"] = sign_detached(hub.signer.key, statement)
-    sums = "".join(f"{hashlib.sha256(data).hexdigest()}  {path}\n" for path, data in sorted(files.items()))
+    sums = "".join(f"{_sha256(data)}  {path}\n" for path, data in sorted(files.items()))
     files["SHA256SUMS"] = sums.encode()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     root = f"evidence-{_safe(case)}"
     target = output_dir / f"{root}.zip"
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path, data in sorted(files.items()):
-            info = zipfile.ZipInfo(f"{root}/{path}", date_time=issued_at.timetuple()[:6])
-            info.external_attr = (0o755 if path == "verify.sh" else 0o644) << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, data)
-    data = buffer.getvalue()
-    digest = hashlib.sha256(data).hexdigest()
-    with hub.sessions.begin() as session:
-        audit.record(session, actor=actor or audit.cli_actor(), action=EVIDENCE_EXPORTED, subject=case,
-                     detail=f"evidence bundle {target.name}: {len(messages)} message(s), {case_entries} entries of "
-                            f"the case in timeline entries {first}..{last}, statement issued "
-                            f"{issued_at.isoformat(timespec='seconds')}, {len(data)} bytes",
-                     digest=digest)
-        target.write_bytes(data)  # in the transaction: no audit entry for a zip that could not be written
+    temporary = output_dir / f".{root}.zip.part"  # written to disk as it goes: a file member is never held whole
+    try:
+        with zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path, data in sorted(files.items()):
+                info = zipfile.ZipInfo(f"{root}/{path}", date_time=issued_at.timetuple()[:6])
+                info.external_attr = (0o755 if path == "verify.sh" else 0o644) << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                if isinstance(data, Path):
+                    with open(data, "rb") as source, archive.open(info, "w", force_zip64=True) as member:
+                        while chunk := source.read(store.CHUNK):
+                            member.write(chunk)
+                else:
+                    archive.writestr(info, data)
+        digest, size = store.sha256_of(temporary)
+        with hub.sessions.begin() as session:
+            audit.record(session, actor=actor or audit.cli_actor(), action=EVIDENCE_EXPORTED, subject=case,
+                         detail=f"evidence bundle {target.name}: {len(messages)} message(s), {case_entries} entries "
+                                f"of the case in timeline entries {first}..{last}, statement issued "
+                                f"{issued_at.isoformat(timespec='seconds')}, {size} bytes",
+                         digest=digest)
+            temporary.replace(target)  # in the transaction: no audit entry for a zip that could not be written
+    finally:
+        temporary.unlink(missing_ok=True)
     return ExportResult(target, len(messages), case_entries, (first, last), digest)
+
+
+def _payload(hub, data: bytes | None, stored: str | None) -> bytes | Path | None:
+    """A message's or delivery's bytes: the column, or the file of the engine's file store it names."""
+    if stored is not None:
+        path = store.resolve(hub, stored)
+        return path if path.is_file() else None
+    return data
+
+
+def _sha256(data: bytes | Path) -> str:
+    return store.sha256_of(data)[0] if isinstance(data, Path) else hashlib.sha256(data).hexdigest()
+
+
+def _signed_file(path: Path) -> tuple[Path | None, bytes | None]:
+    """(the file, DER of its signer's certificate) when the file's root carries a signature with one; read
+    as a stream (a document kept in a file is too large to parse whole), elements cleared as they end."""
+    x509_tag = f"{{{DS_NS}}}X509Certificate"
+    signature_tag = f"{{{DS_NS}}}Signature"
+    der = None
+    try:
+        for _event, element in etree.iterparse(str(path), events=("end",), resolve_entities=False, load_dtd=False,
+                                               no_network=True, huge_tree=False):
+            if element.tag == x509_tag and der is None and (element.text or "").strip():
+                signature = next((a for a in element.iterancestors() if a.tag == signature_tag), None)
+                if signature is not None and signature.getparent() is not None \
+                        and signature.getparent().getparent() is None:
+                    der = base64.b64decode("".join(element.text.split()))
+            parent = element.getparent()
+            if parent is not None and not element.tag.startswith(f"{{{DS_NS}}}"):  # the signature is kept
+                element.clear(keep_tail=True)
+                while (previous := element.getprevious()) is not None and previous.tag != signature_tag:
+                    parent.remove(previous)
+    except etree.XMLSyntaxError:
+        return None, None
+    return (path, der) if der else (None, None)
 
 
 STATEMENT_HEADER = "consular-hub evidence statement 1"

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from hub.store.db import utcnow
 from hub.errors import InputError
+from hub.store.files import sha256_of
 from hub.store.models import InboundFile
 
 log = logging.getLogger("hub.intake.polling")
@@ -27,7 +28,7 @@ def poll_partner(hub, partner: str) -> dict[str, int]:
     """Take in what `partner` left for the hub; returns counts of accepted, refused and already-seen files."""
     counts = {"accepted": 0, "refused": 0, "seen": 0}
     for item in hub.connectors[partner].poll():
-        digest = hashlib.sha256(item.body).hexdigest()
+        digest = sha256_of(item.path)[0] if item.path is not None else hashlib.sha256(item.body).hexdigest()
         with hub.sessions() as session:
             seen = session.scalars(select(InboundFile).where(
                 InboundFile.partner == partner, InboundFile.name == item.name, InboundFile.digest == digest)).first()
@@ -36,7 +37,10 @@ def poll_partner(hub, partner: str) -> dict[str, int]:
             counts["seen"] += 1
             continue
         try:
-            receipt = hub.submit_from_partner(partner, item.body, channel="sftp")
+            if item.path is not None:  # too large to hold: taken in as a file message (hub/intake/files.py)
+                receipt = hub.submit_file(item.path, partner=partner, channel="sftp")
+            else:
+                receipt = hub.submit_from_partner(partner, item.body, channel="sftp")
         except InputError as exc:
             _remember(hub, partner, item.name, digest, "REFUSED", exc.detail)
             item.nack(exc.detail)

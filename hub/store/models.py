@@ -53,6 +53,11 @@ class Message(Base):
     received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     purged_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)  # payload bytes removed; hashes kept
+    # A claim check: a document too large to hold (a streamed batch) keeps its bytes in a file of the
+    # engine's file store (hub/store/files.py), named relative to it; `digest` is then the file's sha256
+    # and received_bytes/canonical_bytes stay None.
+    payload_path: Mapped[str | None] = mapped_column(String(255))
+    payload_size: Mapped[int | None] = mapped_column(BigInteger)
 
     deliveries: Mapped[list["Delivery"]] = relationship(back_populates="message", order_by="Delivery.id")
     events: Mapped[list["Event"]] = relationship(order_by="Event.id")
@@ -60,6 +65,10 @@ class Message(Base):
     @property
     def canonical(self) -> bytes:
         return self.canonical_bytes or self.received_bytes
+
+    @property
+    def in_file(self) -> bool:
+        return self.payload_path is not None
 
 
 class Delivery(Base):
@@ -80,6 +89,7 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)
     partner_receipt: Mapped[bytes | None] = mapped_column(LargeBinary)
+    sent_path: Mapped[str | None] = mapped_column(String(255))   # a file message: the file as sent (file store)
     partner_reference: Mapped[str | None] = mapped_column(String(120))
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 

@@ -78,6 +78,15 @@ class TrustStore:
         if party not in self.pinned:
             raise SignatureInvalid(f"verifying a signature: {party!r} is not a known party")
         parts = check_structure(document, party)
+        return verify_with(document, self.signing_certificate(parts, party), signer_name=party)
+
+    def signing_certificate(self, parts: SignatureParts, party: str) -> x509.Certificate:
+        """The certificate that made this signature's SignatureValue (over its SignedInfo), by the same rules
+        as `verify`: one of `party`'s pinned certificates, or one its CA issued, valid now and allowed to
+        sign; SignatureInvalid otherwise. The reference digest is the caller's to check (`verify` does it
+        with the tree, hub.trust.streaming with a digest computed while reading)."""
+        if party not in self.pinned:
+            raise SignatureInvalid(f"verifying a signature: {party!r} is not a known party")
         signed_info = signed_info_c14n(parts)
         now = dt.datetime.now(dt.timezone.utc)
         for trusted in self.pinned[party]:
@@ -87,7 +96,7 @@ class TrustStore:
                     raise SignatureInvalid(
                         f"{party}'s signature was made with its pinned {describe(trusted.certificate)}, which {problem}",
                         [Problem(f"pinned certificate {trusted.path} {problem}")])
-                return verify_with(document, trusted.certificate, signer_name=party)
+                return trusted.certificate
         if party in self.cas:
             for certificate in parts.certificates:
                 if made_with(parts, certificate, signed_info):
@@ -96,7 +105,7 @@ class TrustStore:
                         self._refuse_if_another(parts, signed_info, party, now)
                         raise SignatureInvalid(f"{party}'s signature was made with the {describe(certificate)}, "
                                                f"which {problem}", [Problem(problem)])
-                    return verify_with(document, certificate, signer_name=party)
+                    return certificate
         self._refuse_if_another(parts, signed_info, party, now)
         known = ", ".join(f"{describe(t.certificate)}" for t in self.pinned[party])
         raise SignatureInvalid(f"signature does not verify as {party}'s: it was made with none of {party}'s "

@@ -282,8 +282,8 @@ def _parse_errors(exc: etree.XMLSyntaxError, what: str):
     return MalformedXml(f"{what} is not well-formed XML: {problems[0].message}", problems)
 
 
-def verify_stream(source: BinaryIO, *, certificates: list, signer_name: str, what: str, roots: set[str],
-                  schema: etree.XMLSchema | None, apex_depth: int,
+def verify_stream(source: BinaryIO, *, signer_name: str, what: str, roots: set[str] | None,
+                  schema: etree.XMLSchema | None, apex_depth: int, certificates: list | None = None, trust=None,
                   on_element: Callable[[etree._Element], None] | None = None,
                   max_depth: int = 64) -> StreamResult:
     """Read `source` once: hardened parse, XSD (streaming), the signer's enveloped signature.
@@ -291,7 +291,69 @@ def verify_stream(source: BinaryIO, *, certificates: list, signer_name: str, wha
     `on_element(element)` is called for every element at depth 1..`apex_depth` (the root is depth
     0) once it is complete, except the Signature; the element is cleared afterwards. Raises
     MalformedXml, SchemaInvalid or SignatureInvalid; what was read must not be trusted before this
-    returns. `certificates`: the signer's pinned certificates (one of them must have made the signature)."""
+    returns. Who may have signed: `trust`, a TrustStore (the party's pinned certificates or one its CA
+    issued, as for every message: `TrustStore.signing_certificate`), or else `certificates`, pinned
+    certificates one of which must have made the signature. `roots`: the root elements accepted (None:
+    whatever the schema accepts)."""
+    read = _read(source, what=what, roots=roots, schema=schema, apex_depth=apex_depth, on_element=on_element,
+                 max_depth=max_depth)
+    if len(read.signatures) != 1:
+        raise SignatureInvalid(f"{what}: exactly one ds:Signature from {signer_name} is expected, "
+                               f"found {len(read.signatures)}",
+                               [Problem("signature missing or repeated", path="/*/ds:Signature")])
+    certificate = _check_signature(read.signatures[0], read.root_tag, read.digest, certificates, signer_name, what,
+                                   trust)
+    return StreamResult(root_tag=read.root_tag, digest=read.digest.hex(), elements=read.elements,
+                        signed_by=describe(certificate))
+
+
+def resign_stream(source: BinaryIO, out: BinaryIO, signer: Signer, *, what: str, apex_depth: int) -> tuple[int, str]:
+    """Write the document read from `source` to `out` in exclusive-c14n form, its ds:Signature replaced by
+    `signer`'s (the hub signing a document in a partner's format, as it signs every mapped document);
+    returns (size, sha256 hex) of what was written. The content is unchanged: the new signature covers the
+    same canonical form as the old one did. Memory stays that of one item, as in `verify_stream`."""
+    written = hashlib.sha256()
+    size = 0
+
+    def write(data: bytes) -> None:
+        nonlocal size
+        written.update(data)
+        out.write(data)
+        size += len(data)
+
+    held = bytearray()  # the canonical bytes are written as they come, except the root's end tag, held back
+
+    def absorb(data: bytes) -> None:
+        held.extend(data)
+        if len(held) > 256 * 1024:
+            keep = 1024
+            write(bytes(held[:-keep]))
+            del held[:-keep]
+
+    read = _read(source, what=what, roots=None, schema=None, apex_depth=apex_depth, canonical_out=absorb)
+    close = f"</{read.root_name}>".encode()
+    if not held.endswith(close):
+        raise MalformedXml(f"{what}: cannot re-sign: the canonical form does not end with {close.decode()}")
+    write(bytes(held[:-len(close)]))
+    write(signature_bytes(read.digest, signer))
+    write(close)
+    return size, written.hexdigest()
+
+
+@dataclass
+class _Read:
+    root_tag: str
+    root_name: str            # the root's qualified name as written (its end tag)
+    digest: bytes             # SHA-256 of the canonical form without the Signature
+    elements: int
+    signatures: list
+
+
+def _read(source: BinaryIO, *, what: str, roots: set[str] | None, schema: etree.XMLSchema | None, apex_depth: int,
+          on_element: Callable[[etree._Element], None] | None = None, max_depth: int = 64,
+          canonical_out: Callable[[bytes], None] | None = None) -> _Read:
+    """One hardened, schema-validating pass computing the canonical form (without the Signature): its digest,
+    and its bytes given to `canonical_out` when asked for."""
     parser_options = dict(events=("start", "end", "pi"), resolve_entities=False, load_dtd=False, no_network=True,
                           remove_comments=True, huge_tree=False, collect_ids=False)
     if schema is not None:
@@ -301,7 +363,12 @@ def verify_stream(source: BinaryIO, *, certificates: list, signer_name: str, wha
     pending_size = 0
     stack: list[_Frame] = []
     depth, elements, signatures, skipping = 0, 0, [], 0
-    root_tag = None
+    root_tag = root_name = None
+
+    def absorb(data: bytes) -> None:
+        hasher.update(data)
+        if canonical_out is not None:
+            canonical_out(data)
 
     def emit(text: str) -> None:
         nonlocal pending_size
@@ -314,7 +381,7 @@ def verify_stream(source: BinaryIO, *, certificates: list, signer_name: str, wha
     def flush() -> None:
         nonlocal pending_size
         if pending:
-            hasher.update("".join(pending).encode("utf-8"))
+            absorb("".join(pending).encode("utf-8"))
             pending.clear()
             pending_size = 0
 
@@ -332,10 +399,10 @@ def verify_stream(source: BinaryIO, *, certificates: list, signer_name: str, wha
                     if element.getroottree().docinfo.doctype:
                         raise MalformedXml(f"{what}: a DOCTYPE is not accepted",
                                            [Problem("document type declaration", line=1)])
-                    if element.tag not in roots:
+                    if roots is not None and element.tag not in roots:
                         raise SchemaInvalid(f"{what}: expected {' or '.join(sorted(roots))}, got {element.tag}",
                                             [Problem("unexpected root element", line=element.sourceline, path="/*")])
-                    root_tag = element.tag
+                    root_tag, root_name = element.tag, _qualified(element)
                 depth += 1
                 elements += 1
                 if depth > max_depth:
@@ -376,7 +443,7 @@ def verify_stream(source: BinaryIO, *, certificates: list, signer_name: str, wha
             if level == apex_depth:
                 parent = stack[-1]
                 flush()
-                hasher.update(_apex(element, parent))
+                absorb(_apex(element, parent))
                 if on_element is not None:
                     on_element(element)
                 parent.last_child = element
@@ -399,17 +466,11 @@ def verify_stream(source: BinaryIO, *, certificates: list, signer_name: str, wha
     except etree.XMLSyntaxError as exc:
         raise _parse_errors(exc, what) from None
     flush()
-    if len(signatures) != 1:
-        raise SignatureInvalid(f"{what}: exactly one ds:Signature from {signer_name} is expected, "
-                               f"found {len(signatures)}",
-                               [Problem("signature missing or repeated", path="/*/ds:Signature")])
-    digest = hasher.digest()
-    certificate = _check_signature(signatures[0], root_tag, digest, certificates, signer_name, what)
-    return StreamResult(root_tag=root_tag, digest=digest.hex(), elements=elements, signed_by=describe(certificate))
+    return _Read(root_tag, root_name, hasher.digest(), elements, signatures)
 
 
-def _check_signature(signature: etree._Element, root_tag: str, digest: bytes, certificates: list, signer_name: str,
-                     what: str):
+def _check_signature(signature: etree._Element, root_tag: str, digest: bytes, certificates: list | None,
+                     signer_name: str, what: str, trust=None):
     """hub.trust.signing's structural checks on the signature (in a stand-in root), the SignatureValue over
     SignedInfo with one of the pinned keys, that certificate's validity, then the digest computed while
     reading; returns the certificate that verified."""
@@ -418,15 +479,18 @@ def _check_signature(signature: etree._Element, root_tag: str, digest: bytes, ce
     parts = check_structure(holder, signer_name)
     if parts.method not in SIGNATURE_METHODS:
         raise SignatureInvalid(f"{what}: unexpected signature method")
-    signed_info = signed_info_c14n(parts)
-    certificate = next((c for c in certificates if made_with(parts, c, signed_info)), None)
-    if certificate is None:
-        raise SignatureInvalid(f"{what}: the signature does not verify as {signer_name}'s: it was made with none of "
-                               f"{signer_name}'s pinned certificates", [Problem("bad SignatureValue")])
-    problem = certificate_problem(certificate)
-    if problem:
-        raise SignatureInvalid(f"{signer_name}'s signature was made with its pinned {describe(certificate)}, "
-                               f"which {problem}", [Problem(f"{describe(certificate)} {problem}")])
+    if trust is not None:  # the party's pinned certificates or its CA, as for every message
+        certificate = trust.signing_certificate(parts, signer_name)
+    else:
+        signed_info = signed_info_c14n(parts)
+        certificate = next((c for c in certificates or [] if made_with(parts, c, signed_info)), None)
+        if certificate is None:
+            raise SignatureInvalid(f"{what}: the signature does not verify as {signer_name}'s: it was made with none "
+                                   f"of {signer_name}'s pinned certificates", [Problem("bad SignatureValue")])
+        problem = certificate_problem(certificate)
+        if problem:
+            raise SignatureInvalid(f"{signer_name}'s signature was made with its pinned {describe(certificate)}, "
+                                   f"which {problem}", [Problem(f"{describe(certificate)} {problem}")])
     value = parts.signed_info.find(f"{{{DS_NS}}}Reference/{{{DS_NS}}}DigestValue")
     try:
         expected = base64.b64decode("".join((value.text or "").split()), validate=True)
