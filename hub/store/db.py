@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from sqlalchemy import DateTime, create_engine, event
+from sqlalchemy import BigInteger, DateTime, Integer, create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -21,6 +21,10 @@ READ_ONLY = "hub_read_only"  # an execution option: this connection's transactio
 
 class Base(DeclarativeBase):
     pass
+
+
+# Primary keys: 64-bit, but INTEGER on SQLite, where only INTEGER PRIMARY KEY is the rowid (autoincrement)
+Id = BigInteger().with_variant(Integer, "sqlite")
 
 
 class UtcDateTime(TypeDecorator):

@@ -6,9 +6,7 @@ import datetime as dt
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from hub.store.db import Base, UtcDateTime
-
-Id = BigInteger().with_variant(Integer, "sqlite")
+from hub.store.db import Base, Id, UtcDateTime
 
 
 class MessageState:

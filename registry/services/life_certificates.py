@@ -10,13 +10,14 @@ notices of pensioners (from repatriation cases), and applies CDG's acknowledgeme
     details.kind = DEATH_NOTICE, for the next batch.
   * `build_and_submit_batch(registry)` (scheduled, and POST /api/v1/life-certificates/batches):
     the ISSUED cases go into a LifeCertificateBatch, the cases -> BATCHED, the batch recorded in
-    `pension_batches` (PREPARED), then sent (SUBMITTED). Up to MAX_ITEMS cases, the signed batch is
-    one canonical message submitted through the hub, which maps and uploads it. More than that (up to
-    cdg_stream.MAX_STREAMED_ITEMS, 100,000, per batch) would break the hub's message caps
-    and hold hundreds of megabytes of trees: such a batch is written, uploaded and acknowledged as a
-    stream (registry/services/cdg_stream.py says how). Either way its bytes are a function of what
-    was recorded (or kept on disk), so a batch left PREPARED by a crash is sent again, identically, by
-    the next run, and the hub (or CDG) recognises it as the same batch.
+    `pension_batches` (PREPARED), then sent (SUBMITTED once the hub accepted it). Up to MAX_ITEMS
+    cases, the signed batch is one canonical message submitted through the hub, which maps and uploads
+    it. More than that (up to cdg_stream.MAX_STREAMED_ITEMS, 100,000, per batch) would break the hub's
+    message caps and hold hundreds of megabytes of trees: such a batch is written as a file in CDG's
+    format and submitted to the hub as a file, which keeps it as one (registry/services/cdg_stream.py).
+    Either way its bytes are a function of what was recorded (or kept on disk), so a batch left
+    PREPARED by a crash is sent again, identically, by the next run, and the hub (or CDG) recognises
+    it as the same batch.
   * CDG's acknowledgement (LifeCertificateBatchAcknowledgement, InReplyTo = the batch message id):
     each line moves its case to ACCEPTED or REJECTED (with CDG's reason code, e.g.
     PENSION_INCONNUE); the batch becomes ACKNOWLEDGED and keeps CDG's signed AccuseLot.
@@ -34,18 +35,19 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from lxml import etree
 from pydantic import Field
-from sqlalchemy import Integer, LargeBinary, String, Text, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from hub.api.auth import allowed
 from hub.access.tokens import Identity
-from hub.store.db import Base, UtcDateTime, utcnow
-from hub.errors import InputError, NotFound
-from hub.store.models import Id
+from hub.store.db import utcnow
+from hub.errors import InputError, NotFound, TryLater
 from hub.xml.safe import to_bytes
 from registry import canonical, service
 from registry.inputs import StrictIn
-from registry.models import Case
+from registry.models import Case, PensionBatch
+from registry.services import cdg_stream
+from registry.services.cdg_stream import ACK_TYPE, BATCH_TYPE, CERTIFICATE, DEATH_NOTICE, PARTNER  # noqa: F401
 from registry.outputs import case_out
 
 log = logging.getLogger("registry.life_certificates")
@@ -59,35 +61,10 @@ MACHINE = {
     "ACCEPTED": set(), "REJECTED": set(),
 }
 NS = "urn:ma:gov:consular:pension:1"
-BATCH_TYPE = "LifeCertificateBatch"
-ACK_TYPE = "LifeCertificateBatchAcknowledgement"
-CERTIFICATE, DEATH_NOTICE = "LIFE_CERTIFICATE", "DEATH_NOTICE"
-PARTNER = "CDG"
 MAX_ITEMS = 1000          # keeps one batch well under the hub's 1 MiB message cap
 BATCH_SCHEDULE = {"hour": 2, "minute": 0, "timezone": "Africa/Casablanca"}  # daily, cron fields
 P = canonical.maker(NS, "pen")
 _building = threading.Lock()  # one batch builder at a time in this process
-
-
-class PensionBatch(Base):
-    """One LifeCertificateBatch sent to CDG: PREPARED -> SUBMITTED -> ACKNOWLEDGED, or FAILED."""
-
-    __tablename__ = "pension_batches"
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
-    reference: Mapped[str] = mapped_column(String(40), unique=True)
-    message_id: Mapped[str] = mapped_column(String(80), unique=True)
-    status: Mapped[str] = mapped_column(String(16), index=True)
-    certificates: Mapped[int] = mapped_column(Integer)
-    death_notices: Mapped[int] = mapped_column(Integer)
-    accepted: Mapped[int | None] = mapped_column(Integer)
-    rejected: Mapped[int | None] = mapped_column(Integer)
-    partner_reference: Mapped[str | None] = mapped_column(String(120))
-    acknowledgement: Mapped[bytes | None] = mapped_column(LargeBinary)  # CDG's signed AccuseLot as it arrived
-    detail: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
-    submitted_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
-    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
 
 # -- issuing -----------------------------------------------------------------------------------------
@@ -160,10 +137,14 @@ def build_and_submit_batch(registry) -> str | None:
         return first
 
 
+def is_streamed(batch: PensionBatch) -> bool:
+    """More than MAX_ITEMS cases: written, submitted and acknowledged as files (registry/services/cdg_stream.py)."""
+    return batch.certificates + batch.death_notices > MAX_ITEMS
+
+
 def _prepare(registry) -> str | None:
     """Record a batch of ISSUED cases and move them to BATCHED, in one transaction: up to MAX_ITEMS as
     one hub message, more as one streamed batch."""
-    from registry.services import cdg_stream
     with registry.hub.sessions() as session:
         ids = list(session.scalars(select(Case.id).where(Case.service == SERVICE, Case.status == "ISSUED")
                                    .order_by(Case.id).limit(cdg_stream.MAX_STREAMED_ITEMS)))
@@ -190,25 +171,28 @@ def _prepare(registry) -> str | None:
 
 
 def _submit(registry, reference: str) -> None:
-    from registry.services import cdg_stream
     with registry.hub.sessions() as session:
         batch = session.scalars(select(PensionBatch).where(PensionBatch.reference == reference)).one()
-        if cdg_stream.is_streamed(batch):
-            session.close()
-            cdg_stream.submit(registry, reference)
-            return
-        cases = list(session.scalars(select(Case).where(Case.request_message_id == batch.message_id).order_by(Case.id)))
-        data = batch_message(registry, batch, cases)
+        session.expunge(batch)
+        streamed = is_streamed(batch)
+        if not streamed:
+            cases = list(session.scalars(select(Case).where(Case.request_message_id == batch.message_id)
+                                         .order_by(Case.id)))
+            data = batch_message(registry, batch, cases)
     try:
-        receipt = registry.submit(data)
+        receipt = cdg_stream.submit(registry, batch) if streamed else registry.submit(data)
     except InputError as exc:  # our own batch refused: a defect to see, not to retry
         _fail(registry, batch.message_id, f"refused by the hub: {exc.detail}")
+        return
+    except TryLater as exc:  # CDG's outbox is full: the batch stays PREPARED, the next run submits it
+        log.warning("batch %s stays PREPARED for now: %s", reference, exc)
         return
     with registry.hub.sessions.begin() as session:
         batch = session.scalars(select(PensionBatch).where(PensionBatch.reference == reference)).one()
         if batch.status == "PREPARED":
             batch.status, batch.submitted_at = "SUBMITTED", utcnow()
-            batch.detail = f"accepted by the hub as {receipt.message_id}"
+            batch.detail = f"accepted by the hub as {receipt.message_id}" + (
+                f" ({cdg_stream.describe(registry, batch)})" if streamed else "")
     log.info("batch %s submitted (%d certificates, %d death notices)", reference, batch.certificates,
              batch.death_notices)
 
@@ -309,8 +293,7 @@ def apply_acknowledgement(registry, session: Session, envelope: etree._Element) 
 
 
 def attach(registry) -> None:
-    """At registry start: CDG's acknowledgements of streamed batches are read as streams."""
-    from registry.services import cdg_stream
+    """At registry start: CDG's acknowledgements too large to hold are handed over as files, applied as streams."""
     cdg_stream.attach(registry)
 
 
