@@ -2,17 +2,22 @@
 
 Starts the CDG sandbox as a process (its real SFTP server on loopback) and the hub with the registry
 in this process (no HTTP: the batch job is what is measured), fills the database with ISSUED life
-certificates (not timed), then times each step of the streamed path (registry/services/cdg_stream.py):
+certificates (not timed), then times each step of the streamed path (registry/services/cdg_stream.py,
+the hub's file messages: hub/intake/files.py):
 
     prepare   cases ISSUED -> BATCHED (bulk statements)
-    write     the signed LotCertificatsVie written to var/ from a streamed query
-    upload    over SFTP to CDG's inbox/ (.part, then rename)
+    write     the LotCertificatsVie, signed by the registry, written to var/ from a streamed query
+    submit    `Hub.submit_file`: read as a stream (XSD, signature), kept in the hub's file store, receipt
+    upload    the hub's delivery: signed as the hub (streamed), sent over SFTP to CDG's inbox/ (.part,
+              then rename) by the connector's `send_file`
     cdg       the sandbox verifying the batch as a stream and writing its signed AccuseLot
-    ack-read  the AccuseLot read from CDG's outbox/ as a stream: copied, hashed, XSD and signature checked
-    apply     every line's verdict applied (executemany every 1,000 lines), evidence recorded
+    ack-read  the hub's poll: the AccuseLot downloaded to disk, read as a stream (XSD, CDG's signature),
+              kept as a file message for the registry
+    apply     the hub's delivery to the registry: the file read, every line's verdict applied
+              (set-based, per 1,000 lines)
 
 and checks the outcome: every certificate has CDG's verdict, the batch reached CDG exactly once.
-Certificates/s is given for the hub's side (write + upload + ack-read + apply) and end to end
+Certificates/s is given for the hub's side (write + submit + upload + ack-read + apply) and end to end
 (everything, the sandbox included). Peak memory: the hub side's resident set sampled every 20 ms
 during the timed steps (and ru_maxrss of the whole run, setup included), the sandbox's VmHWM.
 Prints a table and writes var/bench-cdg.json (or --json).
@@ -106,10 +111,16 @@ def fill(hub, certificates: int, death_notices: int) -> None:
                 for id_ in ids[start:start + 5000]])
 
 
+def _deliver_all(hub, deliver_due_messages) -> None:
+    """The hub's deliveries due now, in this thread (the timed step), until none is left."""
+    while deliver_due_messages(hub, owner="bench-cdg"):
+        pass
+
+
 def run(certificates: int, *, death_notices: int = 0, database_url: str | None = None, work: Path | None = None,
-        xmlsec1: bool = False, quiet: bool = False) -> dict:
+        xmlsec1: bool = False, quiet: bool = False, ack_as_file_above: int = 65536) -> dict:
     """One measured run; returns the figures (and the checks) as a dict."""
-    from connectors.base import SendResult
+    from hub.delivery.workers import deliver_due_messages
     from hub.intake.polling import poll_partner
     from hub.engine import Hub
     from hub.settings import Settings
@@ -142,18 +153,13 @@ def run(certificates: int, *, death_notices: int = 0, database_url: str | None =
                               "--stream-above-bytes", "65536"],
                       env={**os.environ, "PYTHONPATH": str(PROJECT)}, log_path=work / "cdg-sandbox.log",
                       health_url=f"http://127.0.0.1:{control_port}/healthz")
-    seconds, ack = {}, {}
+    seconds = {}
     try:
         sandbox.wait_healthy()
         outbox = work / "sandbox" / "CDG" / "sftp" / "outbox"
         connector = hub.connectors["CDG"]
-
-        def taker(name, size):
-            reference = cdg_stream.acknowledged_batch(registry, name, size)
-            if reference is None:
-                return None
-            return lambda remote: ack.update(cdg_stream.take_acknowledgement(registry, reference, name, remote))
-        connector.stream_taker = taker
+        # acknowledgements above this size are taken in as file messages (the sandbox's own threshold)
+        connector.config = connector.config.model_copy(update={"stream_above_bytes": ack_as_file_above})
         with RssSampler() as sampler:
             clock = time.perf_counter()
             reference = lc._prepare(registry)
@@ -162,9 +168,10 @@ def run(certificates: int, *, death_notices: int = 0, database_url: str | None =
             path, size, digest = cdg_stream.write_batch(registry, reference)
             seconds["write"] = time.perf_counter() - clock
             clock = time.perf_counter()
-            uploaded = cdg_stream.upload(registry, reference, path, size, digest)
-            if not isinstance(uploaded, SendResult):
-                raise RuntimeError(f"the upload of {reference} failed: {uploaded.reason}")
+            lc._submit(registry, reference)
+            seconds["submit"] = time.perf_counter() - clock
+            clock = time.perf_counter()
+            _deliver_all(hub, deliver_due_messages)
             seconds["upload"] = time.perf_counter() - clock
             clock = time.perf_counter()
             name = f"AR_{reference}.xml"
@@ -176,21 +183,25 @@ def run(certificates: int, *, death_notices: int = 0, database_url: str | None =
             seconds["cdg"] = time.perf_counter() - clock
             clock = time.perf_counter()
             polled = poll_partner(hub, "CDG")
-            seconds["ack_total"] = time.perf_counter() - clock
-        if not ack:
-            raise RuntimeError(f"the acknowledgement was not taken in as a stream (poll: {polled})")
-        seconds["ack_read"], seconds["apply"] = ack["read_seconds"], ack["apply_seconds"]
+            seconds["ack_read"] = time.perf_counter() - clock
+            clock = time.perf_counter()
+            _deliver_all(hub, deliver_due_messages)
+            seconds["apply"] = time.perf_counter() - clock
+        if polled.get("accepted") != 1:
+            raise RuntimeError(f"the acknowledgement was not taken in (poll: {polled})")
         stats = httpx.get(f"http://127.0.0.1:{control_port}/_sandbox/stats", timeout=10).json()
         sandbox_peak = peak_rss_bytes(sandbox.pid)
         with hub.sessions() as session:
             statuses = dict(session.execute(select(Case.status, func.count()).where(Case.service == lc.SERVICE)
                                             .group_by(Case.status)).all())
             batch = session.scalars(select(lc.PensionBatch).where(lc.PensionBatch.reference == reference)).one()
-            batch_status = batch.status
+            batch_status, batch_detail = batch.status, batch.detail
+        sent = hub.message_files(f"REGISTRY-{reference}", sender="REGISTRY")
+        acknowledgement = hub.message_files(f"CDG-AR-{reference}", sender="CDG")
         valid = None
         if xmlsec1:
-            check = subprocess.run(["xmlsec1", "--verify", "--pubkey-cert-pem", str(pki_dir / "hub.crt"), str(path)],
-                                   capture_output=True, text=True)
+            check = subprocess.run(["xmlsec1", "--verify", "--pubkey-cert-pem", str(pki_dir / "hub.crt"),
+                                    str(sent["sent"]["CDG"])], capture_output=True, text=True)
             valid = check.returncode == 0
     finally:
         sandbox.stop()
@@ -198,14 +209,15 @@ def run(certificates: int, *, death_notices: int = 0, database_url: str | None =
         if schema is not None:
             _drop_schema(database_url, schema)
     total = certificates + death_notices
-    hub_side = seconds["write"] + seconds["upload"] + seconds["ack_read"] + seconds["apply"]
-    end_to_end = seconds["prepare"] + seconds["write"] + seconds["upload"] + seconds["cdg"] + seconds["ack_total"]
+    hub_side = seconds["write"] + seconds["submit"] + seconds["upload"] + seconds["ack_read"] + seconds["apply"]
+    end_to_end = hub_side + seconds["prepare"] + seconds["cdg"]
     expected_rejected = sum(1 for i in range(certificates) if str(20000000 + i).endswith("9")) + \
         sum(1 for i in range(certificates, total) if str(70000000 + i).endswith("9"))
     result = {
         "certificates": certificates, "death_notices": death_notices, "database": database_url.split(":")[0],
         "batch": reference, "batch_bytes": size, "batch_sha256": digest,
-        "acknowledgement_bytes": ack["bytes"], "acknowledgement_sha256": ack["sha256"],
+        "acknowledgement_bytes": acknowledgement["size"], "acknowledgement_sha256": acknowledgement["sha256"],
+        "acknowledgement_as_file": acknowledgement["received"] is not None,
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "hub_side_seconds": round(hub_side, 3), "end_to_end_seconds": round(end_to_end, 3),
         "certificates_per_second_hub_side": round(total / hub_side),
@@ -215,7 +227,7 @@ def run(certificates: int, *, death_notices: int = 0, database_url: str | None =
         "sandbox_peak_rss_mb": round(sandbox_peak / 2**20, 1),
         "checks": {"accepted": statuses.get("ACCEPTED", 0), "rejected": statuses.get("REJECTED", 0),
                    "expected_rejected": expected_rejected, "still_batched": statuses.get("BATCHED", 0),
-                   "batch_status": batch_status, "cdg_batches_stored": stats.get("stored"),
+                   "batch_status": batch_status, "batch_detail": batch_detail, "cdg_batches_stored": stats.get("stored"),
                    "cdg_duplicates": stats.get("duplicates", 0), "cdg_batches_streamed": stats.get("batches_streamed"),
                    "cdg_lines": stats.get("lines_accepted", 0) + stats.get("lines_rejected", 0),
                    "xmlsec1_valid": valid},
@@ -257,11 +269,12 @@ def table(result: dict) -> str:
                                          f"{result['acknowledgement_bytes'] / 2**20:.1f} MiB"),
         ("prepare (ISSUED -> BATCHED)", f"{s['prepare']:.2f} s"),
         ("write (signed, streamed)", f"{s['write']:.2f} s  ({n / s['write']:,.0f}/s)"),
-        ("upload (SFTP)", f"{s['upload']:.2f} s"),
+        ("submit (hub intake of the file)", f"{s['submit']:.2f} s"),
+        ("upload (hub-signed, SFTP)", f"{s['upload']:.2f} s"),
         ("CDG sandbox (verify + answer)", f"{s['cdg']:.2f} s"),
         ("ack read (download, XSD, signature)", f"{s['ack_read']:.2f} s"),
         ("apply (set-based, per 1,000 lines)", f"{s['apply']:.2f} s"),
-        ("hub side: write+upload+ack+apply", f"{result['hub_side_seconds']:.2f} s = "
+        ("hub side: write..apply", f"{result['hub_side_seconds']:.2f} s = "
                                              f"{result['certificates_per_second_hub_side']:,} certificates/s"),
         ("end to end (all of the above)", f"{result['end_to_end_seconds']:.2f} s = "
                                           f"{result['certificates_per_second_end_to_end']:,} certificates/s"),
@@ -284,9 +297,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="work folder, emptied first (default %(default)s)")
     parser.add_argument("--json", type=Path, default=PROJECT / "var" / "bench-cdg.json")
     parser.add_argument("--xmlsec1", action="store_true", help="also check the batch file's signature with xmlsec1")
+    parser.add_argument("--ack-as-file-above", type=int, default=65536, metavar="BYTES",
+                        help="CDG's acknowledgements larger than this are taken in as file messages (the SFTP "
+                             "connector's stream_above_bytes; default %(default)s)")
     args = parser.parse_args(argv)
     result = run(args.certificates, death_notices=args.death_notices, database_url=args.database_url, work=args.work,
-                 xmlsec1=args.xmlsec1)
+                 xmlsec1=args.xmlsec1, ack_as_file_above=args.ack_as_file_above)
     print(table(result))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -128,6 +128,13 @@ class Hub:
             record_refusal(self, channel=channel, partner=partner or caller, error=exc, data=None, size=size)
             raise
 
+    def message_files(self, message_id: str, *, sender: str) -> dict:
+        """Where a message kept in a file has its bytes: {"received": path or None (a message kept in a
+        column), "size", "sha256", "sent": {partner: path of the file as sent}}; NotFound when there is no
+        such message."""
+        from hub.intake.files import message_files
+        return message_files(self, message_id, sender=sender)
+
     # -- worker wake-ups: intake tells the delivery workers there is work --------------------------
     def wake_workers(self) -> None:
         with self._wake:

@@ -37,7 +37,7 @@ from sqlalchemy.exc import IntegrityError
 
 from connectors.base import FileSender
 from hub.access.rules import check_may_send
-from hub.errors import (InputError, MalformedXml, NotAllowed, NotRoutable,
+from hub.errors import (InputError, MalformedXml, NotAllowed, NotFound, NotRoutable,
                         PermanentDeliveryError, Problem, SchemaInvalid)
 from hub.evidence import timeline
 from hub.intake import backpressure
@@ -258,6 +258,14 @@ def _again(hub, header: Header, digest: str) -> Receipt:
         return _duplicate(session, existing, digest)  # other bytes under the same id: DuplicateConflict (409)
 
 
-def stored_path(hub, message: Message) -> Path:
-    """The file holding a file message's bytes."""
-    return store.resolve(hub, message.payload_path)
+def message_files(hub, message_id: str, *, sender: str) -> dict:
+    """Where a message kept in a file has its bytes (see `Hub.message_files`)."""
+    with hub.reads() as session:
+        message = session.scalars(select(Message).where(Message.sender == sender,
+                                                        Message.message_id == message_id)).first()
+        if message is None:
+            raise NotFound(f"no message {message_id!r} from {sender}")
+        sent = {delivery.partner: store.resolve(hub, delivery.sent_path) for delivery in message.deliveries
+                if delivery.sent_path is not None}
+        received = store.resolve(hub, message.payload_path) if message.payload_path else None
+        return {"received": received, "size": message.payload_size, "sha256": message.digest, "sent": sent}
