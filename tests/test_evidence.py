@@ -400,3 +400,53 @@ def test_audit_line_is_the_documented_one():
     line = audit_line(7, entry)
     assert line == '["audit",7,"2026-01-02T03:04:05.006000+00:00","cli ana","RESEND","M-1","\\u00e9",null]'
     assert link(ZERO_HASH, sha256_text(line)) == hashlib.sha256((ZERO_HASH + sha256_text(line)).encode()).hexdigest()
+
+
+# -- a streamed batch: a message whose bytes are kept in a file (hub/intake/files.py) -----------------------
+
+
+def test_an_export_of_a_streamed_batch_includes_the_batch_file_and_verify_sh_fails_after_one_byte(
+        hub, settings, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))  # bench/ is not an installed package
+    from bench import cdg as bench_cdg
+    from registry.runtime import Registry
+    from registry.services import cdg_stream
+    from registry.services import life_certificates as lc
+    monkeypatch.setattr(lc, "MAX_ITEMS", 5)  # a small batch takes the streamed path
+    registry = Registry(hub)
+    registry.load_reference_data()
+    bench_cdg.fill(hub, 12, 1)
+    batch = lc.build_and_submit_batch(registry)
+    kept = cdg_stream.batch_path(hub, batch)
+    files = hub.message_files(f"REGISTRY-{batch}", sender="REGISTRY")
+    assert files["received"].read_bytes() == kept.read_bytes()
+    assert files["sha256"] == hashlib.sha256(kept.read_bytes()).hexdigest()
+    report = verify_chains(hub)
+    assert report.ok, str(report)
+
+    # `hub evidence verify` checks the file's digest too
+    original = files["received"].read_bytes()
+    files["received"].write_bytes(original.replace(b"<Caisse>CNRA</Caisse>", b"<Caisse>RCAR</Caisse>", 1))
+    result = run_hub_cli(settings, "evidence", "verify")
+    assert result.returncode == 1 and "file of the received document" in flat(result), flat(result)
+    files["received"].write_bytes(original)
+    assert run_hub_cli(settings, "evidence", "verify").returncode == 0
+
+    bundle = _export(settings, batch, tmp_path)
+    folder = next(p for p in (bundle / "messages").iterdir() if p.name.endswith(f"REGISTRY-{batch}"))
+    assert (folder / "received.xml").read_bytes() == original  # the batch file itself, 13 certificates and notices
+    assert f"{folder.relative_to(bundle).as_posix()}/received.xml REGISTRY.crt" in \
+        (bundle / "chain/signatures.txt").read_text()
+    assert f"{folder.relative_to(bundle).as_posix()}/received.xml" in (bundle / "chain/files.txt").read_text()
+    result = run_verify_sh(bundle)
+    assert result.returncode == 0, result.stdout[-3000:]
+
+    changed = bytearray((folder / "received.xml").read_bytes())
+    at = changed.index(b"<NumeroPension>") + len(b"<NumeroPension>")
+    changed[at] = ord("7") if changed[at] != ord("7") else ord("8")  # one byte of one certificate
+    (folder / "received.xml").write_bytes(bytes(changed))
+    result = run_verify_sh(bundle)
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "received.xml: sha256" in result.stdout and "is not the digest sealed in chain entry" in result.stdout
+    print(f"streamed batch {batch}: {len(original)} bytes exported with its case; one byte changed: "
+          f"{result.stdout.strip().splitlines()[-1]}")
