@@ -1,7 +1,9 @@
-"""Large CDG batches as streams (registry/services/cdg_stream.py, hub/trust/streaming.py): written and
-signed without holding the document, uploaded from disk, verified by the CDG sandbox while it reads,
-and CDG's signed acknowledgement read, verified and applied as a stream: every certificate gets its
-verdict, the signatures verify with xmlsec1 and signxml, the batch reaches CDG once."""
+"""Large CDG batches as files (registry/services/cdg_stream.py, hub/intake/files.py, hub/trust/streaming.py):
+written and signed without holding the document, taken in by the hub as a message kept in a file, signed
+by the hub and uploaded from disk by its delivery workers, verified by the CDG sandbox while it reads, and
+CDG's signed acknowledgement taken in as a file, verified while read and applied by the registry as a
+stream: every certificate gets its verdict, the signatures verify with xmlsec1 and signxml, the batch
+reaches CDG once, and the evidence chain seals the files' digests."""
 from __future__ import annotations
 
 import hashlib
@@ -15,11 +17,13 @@ from pathlib import Path
 
 import pytest
 from lxml import etree
+from sqlalchemy import select
 
 from conftest import free_port, wait_for
 from hub.trust import pki
 from hub.errors import MalformedXml, SignatureInvalid
 from hub.evidence.chains import verify_chains
+from hub.store.models import Event, Message
 from hub.intake.polling import poll_partner
 from hub.trust.signing import DS_NS, Signer, verify
 from hub.trust.streaming import CanonicalWriter, verify_stream
@@ -165,12 +169,14 @@ def test_benchmark_at_small_size_gives_every_certificate_its_verdict(database_ur
     assert checks["xmlsec1_valid"] is (True if XMLSEC1 else None)
 
 
-# -- through the running hub: the API, the scheduler's poll, the evidence ------------------------------
+# -- through the running hub: the API, the delivery workers, the scheduler's poll, the evidence ------------
 
 
 @pytest.fixture
 def cdg(running_hub, start_sandbox):
     control = free_port()
+    connector = running_hub.hub.connectors["CDG"]  # acknowledgements over 64 KiB come in as file messages
+    connector.config = connector.config.model_copy(update={"stream_above_bytes": 65536})
     return start_sandbox("cdg", running_hub.url, http_port=control,
                          extra_args=["--control-port", str(control), "--stream-above-bytes", "65536"])
 
@@ -183,7 +189,16 @@ def acknowledged(running_hub, client, batch: str) -> dict:
     return wait_for(done, 60, interval=0.3, what=f"CDG's acknowledgement of {batch}")
 
 
-def test_a_large_batch_goes_as_a_stream_through_the_running_hub(running_hub, cdg, client, pki_dir):
+def sealed(hub, message_id: str, sender: str) -> dict[str, str | None]:
+    """kind -> digest of a message's timeline entries (the last of each kind)."""
+    with hub.sessions() as session:
+        message = session.scalars(select(Message).where(Message.message_id == message_id,
+                                                        Message.sender == sender)).one()
+        return {event.kind: event.digest for event in session.scalars(
+            select(Event).where(Event.message_pk == message.id).order_by(Event.id))}
+
+
+def test_a_large_batch_goes_as_a_file_message_through_the_running_hub(running_hub, cdg, client, pki_dir):
     hub, registry = running_hub.hub, running_hub.registry
     bench_cdg.fill(hub, 1500, 5)
     cdg.behave(drop_after_bytes=200_000)  # the first upload is cut: retried, CDG never sees half a file
@@ -192,17 +207,26 @@ def test_a_large_batch_goes_as_a_stream_through_the_running_hub(running_hub, cdg
     batch = sent.json()["batch"]
     found = client.get(f"/api/v1/life-certificates/batches/{batch}").json()
     assert (found["status"], found["certificates"], found["death_notices"]) == ("SUBMITTED", 1500, 5)
-    kept = cdg_stream.batch_path(hub, batch)
+    kept = cdg_stream.batch_path(hub, batch)  # the registry's file, signed with the registry's key
     digest = sha256(kept)
     assert digest in found["detail"]
+    verify(etree.fromstring(kept.read_bytes()), pki.load_certificate(str(pki_dir / "REGISTRY.crt")),
+           signer_name="REGISTRY")
 
-    # the hub's evidence: a message for the batch, its receipt and timeline naming the file's sha256
-    message = client.get(f"/api/v1/messages/REGISTRY-{batch}").json()
-    assert message["state"] == "DELIVERED"
+    # the hub's message keeps the batch in a file; the delivery workers send it, signed by the hub, with the
+    # retry policy (the cut upload is a RETRY_SCHEDULED, the next attempt a SENT)
+    message = wait_for(lambda: (m := client.get(f"/api/v1/messages/REGISTRY-{batch}").json())["state"] == "DELIVERED"
+                       and m, 90, interval=0.5, what="the batch's delivery to CDG")
+    assert message["digest_sha256"] == digest
     timeline = {event["event"]: event["detail"] for event in message["timeline"]}
-    assert digest in timeline["RECEIVED"] and digest in timeline["SENT"]
+    assert "read as a stream and kept as a file" in timeline["RECEIVED"] and "REGISTRY" in timeline["VERIFIED"]
     assert "connection" in timeline["RETRY_SCHEDULED"] and "(attempt 2)" in timeline["SENT"]  # lost or closed
     assert cdg.stats()["uploads_dropped"] == 1
+    files = hub.message_files(f"REGISTRY-{batch}", sender="REGISTRY")
+    assert files["received"].read_bytes() == kept.read_bytes() and files["received"] != kept
+    streamed = files["sent"]["CDG"].read_bytes()
+    digests = sealed(hub, f"REGISTRY-{batch}", "REGISTRY")
+    assert digests["RECEIVED"] == digest and digests["SENT"] == hashlib.sha256(streamed).hexdigest()
 
     found = acknowledged(running_hub, client, batch)
     assert (found["accepted"], found["rejected"]) == (1355, 150)  # pension numbers ending in 9 are unknown
@@ -214,49 +238,57 @@ def test_a_large_batch_goes_as_a_stream_through_the_running_hub(running_hub, cdg
             assert case.status == expected and case.details["batch"] == batch
             assert [e.status for e in case.history] == ["ISSUED", "BATCHED", expected]
             assert case.outcome["acknowledgement"] == case.partner_reference == f"CDG-AR-{batch}"
-        # what the stream wrote is what the XSLT mapping would have given, signed by the hub
+        # what the hub sent is what the XSLT mapping would have given, signed by the hub
         mapped = hub.mappings.apply("cdg/life-certificate-batch.to-cdg.xsl", etree.fromstring(lc.batch_message(
             registry, session.query(lc.PensionBatch).filter_by(reference=batch).one(), cases)))
-    streamed = kept.read_bytes()
     assert canonical_without_signature(streamed) == etree.tostring(mapped, method="c14n", exclusive=True)
     verify(etree.fromstring(streamed), pki.load_certificate(str(pki_dir / "hub.crt")), signer_name="hub")
-    assert xmlsec1_verifies(kept, pki_dir / "hub.crt")
+    assert xmlsec1_verifies(files["sent"]["CDG"], pki_dir / "hub.crt")
 
-    # CDG got it once, byte for byte; its acknowledgement was taken in and kept with its digest
+    # CDG got it once, byte for byte; its acknowledgement was taken in as a file message, delivered to the
+    # registry as that file, its digest sealed
     received = cdg.received("CDG")
     assert [p.name for p in received] == [f"{batch}.xml"] and received[0].read_bytes() == streamed
-    answer = cdg_stream.acknowledgement_path(hub, f"AR_{batch}.xml")
-    assert xmlsec1_verifies(answer, pki_dir / "CDG.crt")
-    assert (cdg.data_dir / "CDG" / "sftp" / "done" / f"AR_{batch}.xml").read_bytes() == answer.read_bytes()
+    answer = hub.message_files(f"CDG-AR-{batch}", sender="CDG")
+    assert xmlsec1_verifies(answer["received"], pki_dir / "CDG.crt")
+    assert (cdg.data_dir / "CDG" / "sftp" / "done" / f"AR_{batch}.xml").read_bytes() == \
+        answer["received"].read_bytes()
     ack = client.get(f"/api/v1/messages/CDG-AR-{batch}").json()
     assert ack["in_reply_to"] == f"REGISTRY-{batch}" and ack["correlation_id"] == batch
-    assert sha256(answer) in {e["event"]: e["detail"] for e in ack["timeline"]}["RECEIVED"]
+    assert ack["state"] == "DELIVERED" and ack["digest_sha256"] == sha256(answer["received"])
+    assert sealed(hub, f"CDG-AR-{batch}", "CDG")["RECEIVED"] == sha256(answer["received"])
+    assert answer["sha256"] in found["detail"]
 
-    # sent again after a crash before it was recorded as SUBMITTED: the same file, CDG keeps it once
+    # submitted again after a crash before it was recorded as SUBMITTED: the same file, the hub's first
+    # receipt again (deduplicated by message id), nothing sent twice
     with hub.sessions.begin() as session:
         session.query(lc.PensionBatch).filter_by(reference=batch).one().status = "PREPARED"
-    cdg_stream.submit(registry, batch)
+    lc._submit(registry, batch)
     assert sha256(kept) == digest
-    wait_for(lambda: cdg.stats().get("duplicates") == 1, 30, what="CDG to see the batch again")
+    assert client.get(f"/api/v1/life-certificates/batches/{batch}").json()["status"] == "SUBMITTED"
+    assert "DUPLICATE" in {e["event"] for e in client.get(f"/api/v1/messages/REGISTRY-{batch}").json()["timeline"]}
     stats = cdg.stats()
     assert stats["stored"] == 1 and stats["batches_streamed"] == 1 and stats["folders"]["outbox"] == 0
     assert poll_partner(hub, "CDG") == {"accepted": 0, "refused": 0, "seen": 0}
-    report = verify_chains(hub)  # the streamed exchanges' events are sealed like any other
+    report = verify_chains(hub)  # the file messages' events are sealed like any other, their files checked
     assert report.ok, str(report)
     print(report)
     print(f"batch {batch}: 1505 lines, {len(streamed)} bytes sha256 {digest[:16]}…; acknowledgement "
-          f"{answer.stat().st_size} bytes; CDG stored {stats['stored']}, duplicates {stats['duplicates']}")
+          f"{answer['size']} bytes; CDG stored {stats['stored']}, duplicates {stats.get('duplicates', 0)}")
 
 
 def test_an_altered_acknowledgement_is_refused_and_nothing_applied(running_hub, cdg, client, monkeypatch):
     monkeypatch.setattr(lc, "MAX_ITEMS", 5)  # a small batch takes the streamed path too
+    connector = running_hub.hub.connectors["CDG"]  # its acknowledgement too comes in as a file
+    connector.config = connector.config.model_copy(update={"stream_above_bytes": 1024})
     hub = running_hub.hub
     bench_cdg.fill(hub, 12, 0)
     batch = client.post("/api/v1/life-certificates/batches").json()["batch"]
     outbox = cdg.data_dir / "CDG" / "sftp" / "outbox"
     name = f"AR_{batch}.xml"
-    wait_for(lambda: (outbox / name).exists(), 30, what="CDG's acknowledgement")
+    wait_for(lambda: (outbox / name).exists(), 60, what="CDG's acknowledgement")
     original = (outbox / name).read_bytes()
+    assert len(original) > 1024
     forged = original.replace(b"<Statut>REJETE</Statut>", b"<Statut>ACCEPTE</Statut>", 1)
     assert forged != original
     (outbox / f".{name}.tmp").write_bytes(forged)
@@ -267,5 +299,26 @@ def test_an_altered_acknowledgement_is_refused_and_nothing_applied(running_hub, 
     found = client.get(f"/api/v1/life-certificates/batches/{batch}").json()
     assert found["status"] == "SUBMITTED" and {c["status"] for c in found["cases"]} == {"BATCHED"}
     assert client.get(f"/api/v1/messages/CDG-AR-{batch}").status_code == 404
-    assert not cdg_stream.acknowledgement_path(hub, name).exists()
+    assert not list((hub.settings.var_dir / "files" / "incoming").glob("*"))  # nothing of it kept
     print(f"forged acknowledgement of {batch} refused: {(failed / f'{name}.reason.txt').read_text().strip()}")
+
+
+def test_streamed_verification_trusts_a_party_through_its_ca_as_the_trust_store_does(signers):
+    """verify_stream with the TrustStore: a certificate the party's CA issued, with the party's code as its
+    CN, verifies; the same signature checked against pinned certificates only does not, nor one whose CN
+    names another party."""
+    from hub.config import HubConfig, Party
+    from hub.trust.certificates import TrustStore
+    ca = signers["dir"] / "ca.crt"
+    trust = TrustStore(HubConfig(parties={"CDG": Party(name="CDG", transport="sftp", ca=ca),
+                                          "NARSA": Party(name="NARSA", transport="rest", ca=ca)}, routes=[]))
+    signed = etree.tostring(signers["CDG"].sign(etree.fromstring(DOCUMENTS[2])))
+    result = verify_stream(io.BytesIO(signed), trust=trust, signer_name="CDG", what="document", roots=None,
+                           schema=None, apex_depth=2)
+    assert "CDG" in result.signed_by
+    with pytest.raises(SignatureInvalid, match="none of"):
+        verify_stream(io.BytesIO(signed), certificates=[], signer_name="CDG", what="document", roots=None,
+                      schema=None, apex_depth=2)
+    with pytest.raises(SignatureInvalid, match="signed by CDG, not by"):
+        verify_stream(io.BytesIO(signed), trust=trust, signer_name="NARSA", what="document", roots=None,
+                      schema=None, apex_depth=2)
