@@ -68,3 +68,10 @@ class Process:
                 self.proc.kill()
                 self.proc.wait(5)
         self._log.close()
+
+
+def progress_bar(console):
+    """The benchmark's progress bar (rich)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    return Progress(TextColumn("{task.description:<36}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console)

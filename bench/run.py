@@ -36,11 +36,11 @@ import uuid
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from bench import floor, messages, preload, search
-from bench.procs import Process, cpu_seconds, free_port, peak_rss_bytes
+from bench.procs import Process, cpu_seconds, free_port, peak_rss_bytes, progress_bar
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 PARTIES = ["hub", "REGISTRY", "DGSN", "JUSTICE", "CDG", "NARSA", "SANTE", "ETAT_CIVIL"]
@@ -386,15 +386,14 @@ class Bench:
 
     def _delivery_latencies(self, engine) -> dict:
         """(received_at, delivered_at) of every delivery to NARSA that was delivered."""
-        from sqlalchemy import select
-        from sqlalchemy.orm import Session
+        from sqlalchemy import text
 
-        from hub.store.models import Delivery, Message
-        with Session(engine) as session:
-            rows = session.execute(select(Message.received_at, Delivery.delivered_at)
-                                   .join(Delivery, Delivery.message_pk == Message.id)
-                                   .where(Delivery.id > self.baseline["deliveries"], Delivery.partner == "NARSA",
-                                          Delivery.state == "DELIVERED")).all()
+        from hub.store.db import UtcDateTime
+        query = text("SELECT m.received_at, d.delivered_at FROM deliveries d JOIN messages m ON m.id = d.message_pk "
+                     "WHERE d.id > :after AND d.partner = 'NARSA' AND d.state = 'DELIVERED'").columns(
+            received_at=UtcDateTime(), delivered_at=UtcDateTime())
+        with engine.connect() as connection:
+            rows = connection.execute(query, {"after": self.baseline["deliveries"]}).all()
         return {"end_to_end": [(d - r).total_seconds() for r, d in rows],
                 "last_delivered": max((d.timestamp() for _, d in rows), default=None),
                 "first_received": min((r.timestamp() for r, _ in rows), default=None)}
@@ -468,9 +467,7 @@ def _percentiles(seconds: list[float]) -> dict:
     return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "max": round(seconds[-1] * 1e3, 2)}
 
 
-def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("{task.description:<36}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console)
+_progress = progress_bar
 
 
 def _print_report(console: Console, r: dict) -> None:

@@ -135,6 +135,18 @@ class Hub:
         from hub.intake.files import message_files
         return message_files(self, message_id, sender=sender)
 
+    @staticmethod
+    def preload_history(database_url: str, count: int, *, pki_dir, message: bytes, message_id: str,
+                        reference: str, tag: str | None = None, on_progress=None) -> dict:
+        """Store `count` messages copied from `message` (a signed canonical LicenceAuthenticationRequest from
+        REGISTRY, with that id and case), with their deliveries and sealed timeline, in bulk, before any hub
+        runs on `database_url` (hub/evidence/bulk.py; for benchmarks); the hub's receipt is signed with its
+        key in `pki_dir`. Returns what was written and how long it took. PreloadRefused when the timeline
+        has unsealed rows (a hub ran and did not seal them)."""
+        from hub.evidence import bulk
+        template = bulk.Template.build(pki_dir, message, message_id, reference)
+        return bulk.preload(database_url, count, template, tag=tag, on_progress=on_progress)
+
     # -- worker wake-ups: intake tells the delivery workers there is work --------------------------
     def wake_workers(self) -> None:
         with self._wake:

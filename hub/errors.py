@@ -59,6 +59,10 @@ class NotFound(HubError):
     status = 404
 
 
+class PreloadRefused(HubError):
+    """A bulk preload (hub/evidence/bulk.py) refused: the database is not in a state to continue its chain."""
+
+
 class InputError(HubError):
     status = 400
     title = "Message refused"

@@ -19,7 +19,8 @@ from hub.settings import PROJECT_ROOT
 
 if str(PROJECT_ROOT) not in sys.path:  # `bench` is not an installed package: it is run from the project root
     sys.path.insert(0, str(PROJECT_ROOT))
-from bench import preload as bulk  # noqa: E402
+from bench import preload  # noqa: E402
+from hub.evidence import bulk  # noqa: E402
 
 COUNT = 20_000
 
@@ -27,7 +28,7 @@ COUNT = 20_000
 @pytest.fixture
 def preloaded(database_url, pki_dir):
     """The history, stored before the hub starts (request it before `client`)."""
-    done = bulk.preload(database_url, COUNT, pki_dir, tag="T")
+    done = preload.preload(database_url, COUNT, pki_dir, tag="T")
     print(f"preloaded {done['messages']} messages, {done['events']} events in {done['seconds']} s")
     return done
 

@@ -20,7 +20,8 @@ separators=(",", ":"))`), its bytes hashed as they are:
 a shell can check it with a suffix match) is the sha256 of the bytes the entry vouches for, or null
 (hub/evidence/timeline.py lists which; a null digest of a kind that vouches for bytes says there were none, so
 the column must still be empty). `verify_chains` recomputes every line, link and digest from what is
-stored, the files of messages kept in a file (hub/store/files.py) included; `hub evidence export` (hub/evidence/export.py) writes a case's span for offline checking.
+stored, the files of messages kept in a file (hub/store/files.py) included; `hub evidence export`
+(hub/evidence/export.py) writes a case's span for offline checking.
 """
 from __future__ import annotations
 
