@@ -322,3 +322,79 @@ def test_streamed_verification_trusts_a_party_through_its_ca_as_the_trust_store_
     with pytest.raises(SignatureInvalid, match="signed by CDG, not by"):
         verify_stream(io.BytesIO(signed), trust=trust, signer_name="NARSA", what="document", roots=None,
                       schema=None, apex_depth=2)
+
+
+# -- the engine's file intake and delivery, without a partner ------------------------------------------
+
+
+def test_connectors_declare_whether_they_send_files():
+    from connectors import connector_class
+    from connectors.base import FileSender
+    assert issubclass(connector_class("sftp"), FileSender) and issubclass(connector_class("local"), FileSender)
+    assert not issubclass(connector_class("rest"), FileSender) and not issubclass(connector_class("soap"), FileSender)
+
+
+def test_a_file_is_refused_like_any_message_and_the_refusal_recorded(hub, tmp_path, monkeypatch):
+    from hub.errors import DuplicateConflict, NotAllowed, NotRoutable
+    from hub.intake.files import FileHeader
+    from hub.store.models import Refusal
+    from hub.trust.signing import Signer
+    from registry.runtime import Registry
+    monkeypatch.setattr(lc, "MAX_ITEMS", 5)
+    registry = Registry(hub)
+    registry.load_reference_data()
+    bench_cdg.fill(hub, 8, 0)
+    with hub.sessions() as session:
+        ids = list(session.scalars(select(Case.id).order_by(Case.id)))
+    reference = cdg_stream.prepare(registry, ids)
+    path, _size, digest = cdg_stream.write_batch(registry, reference)
+    header = FileHeader(message_id=f"REGISTRY-{reference}", type=lc.BATCH_TYPE, correlation_id=reference,
+                        sender="REGISTRY", recipient="CDG")
+
+    # signed by another party than the sender it names: refused, recorded once, nothing kept
+    forged = tmp_path / "forged.xml"
+    cdg_key = Signer(pki.load_key(str(hub.settings.pki_dir / "CDG.key")),
+                     pki.load_certificate(str(hub.settings.pki_dir / "CDG.crt")))
+    data = etree.fromstring(path.read_bytes())
+    data.remove(data.find(f"{{{DS_NS}}}Signature"))
+    forged.write_bytes(etree.tostring(cdg_key.sign(data)))
+    with pytest.raises(SignatureInvalid, match="signed by CDG"):
+        hub.submit_file(forged, header=header, caller="REGISTRY")
+    with pytest.raises(NotAllowed):  # the caller speaks for another party
+        hub.submit_file(path, header=header, caller="CDG")
+    with pytest.raises(NotRoutable, match="cannot send a file"):  # NARSA's transport (REST) cannot take a file
+        hub.submit_file(path, header=FileHeader(message_id="REGISTRY-X", type="LicenceAuthenticationRequest",
+                                                correlation_id="X", sender="REGISTRY", recipient="NARSA"),
+                        caller="REGISTRY")
+    with hub.sessions() as session:
+        refusals = session.scalars(select(Refusal).order_by(Refusal.id)).all()
+        assert [(r.channel, r.partner, r.status) for r in refusals] == [
+            ("local", "REGISTRY", 400), ("local", "CDG", 403), ("local", "REGISTRY", 400)]
+        assert all(r.size == path.stat().st_size or r.size == forged.stat().st_size for r in refusals)
+    assert not list((hub.settings.var_dir / "files" / "incoming").glob("*"))
+
+    # accepted once; the same file again gets the first receipt; other bytes under the same id a 409
+    first = hub.submit_file(path, header=header, caller="REGISTRY")
+    again = hub.submit_file(path, header=header, caller="REGISTRY")
+    assert (first.duplicate, again.duplicate) == (False, True) and again.body == first.body
+    assert digest.encode() in first.body
+    with pytest.raises(DuplicateConflict):
+        hub.submit_file(_other_bytes(registry, path, tmp_path), header=header, caller="REGISTRY")
+    files = hub.message_files(header.message_id, sender="REGISTRY")
+    assert files["sha256"] == digest and files["received"].read_bytes() == path.read_bytes()
+    with hub.sessions() as session:
+        message = session.scalars(select(Message).where(Message.message_id == header.message_id)).one()
+        assert (message.received_bytes, message.canonical_bytes, message.state) == (None, None, "ACCEPTED")
+        kinds = [(e.kind, e.digest) for e in message.events]
+    assert kinds[0] == ("RECEIVED", digest) and [k for k, _ in kinds][:5] == \
+        ["RECEIVED", "VALIDATED", "VERIFIED", "ACCEPTED", "QUEUED"] and kinds[-1][0] == "DUPLICATE"
+
+
+def _other_bytes(registry, path: Path, tmp_path: Path) -> Path:
+    """The same batch signed again by the registry, with a space added inside one certificate's name."""
+    root = etree.fromstring(path.read_bytes())
+    root.remove(root.find(f"{{{DS_NS}}}Signature"))
+    root.find(f".//{{{CDG_NS}}}NomPensionne").text += " "
+    other = tmp_path / "other.xml"
+    other.write_bytes(etree.tostring(registry.signer.sign(root)))
+    return other

@@ -1,6 +1,7 @@
 """The way in: every door (REST, SOAP, SFTP files, the registry, synchronous answers) hands its bytes to
 intake, which parses, validates, verifies, deduplicates, stores with a signed receipt and routes
-(accept); refuses when a partner's outbox is full (backpressure); records refusals (refusals); and
-takes in files from polling transports (polling).
+(accept); takes in documents too large to hold as messages kept in a file (files); refuses when a
+partner's outbox is full (backpressure); records refusals (refusals); takes in files from polling
+transports (polling); and measures what one message costs in each step (floor).
 
 May use: hub.xml, hub.trust, hub.access, hub.store, hub.evidence, hub.config, hub.errors, hub.metrics."""
