@@ -53,7 +53,7 @@ from hub.store.models import Delivery, DeliveryState, Message, MessageState
 from hub.delivery.outbox import Claimed, any_due, claim, unclaim
 from hub.delivery.retry import next_delay
 from hub.trust.signing import DS_NS
-from hub.trust.streaming import resign_stream
+from hub.trust.streaming import item_depth, resign_stream
 from hub.xml.safe import limits, parse_trusted, parse_untrusted, to_bytes
 
 log = logging.getLogger("hub.delivery.workers")
@@ -89,9 +89,6 @@ class SentFile(NamedTuple):
     size: int
 
 
-FILE_STREAM_DEPTH = 2  # as at intake (hub/intake/files.py): one item canonicalised at a time
-
-
 def render_file_for_partner(hub, message: Message, delivery: Delivery) -> tuple[os.PathLike, SentFile]:
     """The file a partner receives for a message kept in a file (a claim check), and what it is.
 
@@ -108,9 +105,10 @@ def render_file_for_partner(hub, message: Message, delivery: Delivery) -> tuple[
     if not path.exists():
         temporary = store.incoming(hub)
         try:
-            with open(store.resolve(hub, message.payload_path), "rb") as source, open(temporary, "wb") as out:
+            stored = store.resolve(hub, message.payload_path)
+            with open(stored, "rb") as source, open(temporary, "wb") as out:
                 resign_stream(source, out, hub.signer, what=f"{message.type} {message.message_id}",
-                              apex_depth=FILE_STREAM_DEPTH)
+                              apex_depth=item_depth(stored))
                 out.flush()
                 os.fsync(out.fileno())
         except HubError as exc:  # the stored document cannot be rendered: the same next time

@@ -4,4 +4,5 @@ intake, which parses, validates, verifies, deduplicates, stores with a signed re
 partner's outbox is full (backpressure); records refusals (refusals); takes in files from polling
 transports (polling); and measures what one message costs in each step (floor).
 
-May use: hub.xml, hub.trust, hub.access, hub.store, hub.evidence, hub.config, hub.errors, hub.metrics."""
+May use: hub.xml, hub.trust, hub.access, hub.store, hub.evidence, hub.config, hub.errors, hub.metrics, and
+connectors.base (what a connector can do: a file message goes only to connectors that send files)."""

@@ -46,10 +46,9 @@ from hub.store import files as store
 from hub.store.db import utcnow
 from hub.store.models import Delivery, DeliveryState, Message, MessageState
 from hub.trust.receipts import build_receipt
-from hub.trust.streaming import verify_stream
+from hub.trust.streaming import item_depth, verify_stream
 
 MAX_FILE_BYTES = 512 * 1024 * 1024   # one streamed document; memory does not grow with it, the disk does
-STREAM_DEPTH = 2                     # elements canonicalised whole: the root's grandchildren (one item each)
 
 
 @dataclass(frozen=True)
@@ -189,7 +188,7 @@ def _verified_copy(hub, path: Path, schema_name: str, signer: str, what: str, *,
         with open(path, "rb") as source, open(temporary, "wb") as out:
             tee = store.Tee(source, out)
             result = verify_stream(tee, trust=hub.trust, signer_name=signer, what=what, roots=roots, schema=schema,
-                                   apex_depth=STREAM_DEPTH, on_element=on_element)
+                                   apex_depth=item_depth(path), on_element=on_element)
             tee.drain()
             out.flush()
             os.fsync(out.fileno())

@@ -340,6 +340,30 @@ def resign_stream(source: BinaryIO, out: BinaryIO, signer: Signer, *, what: str,
     return size, written.hexdigest()
 
 
+def item_depth(path) -> int:
+    """The depth at which a document's repeated items sit, for `apex_depth` (the root is depth 0): 2 when
+    the first child of the root that holds elements holds elements that hold elements themselves (a list
+    of items: Certificats/Certificat/Reference), else 1 (the items are the root's children: Ligne/Statut).
+    Read from the start of the file only, until it is known. Canonicalising each item whole (the deepest
+    apex that keeps one item in memory) is several times faster than canonicalising its fields one by one."""
+    depth = 0
+    with open(path, "rb") as source:
+        try:
+            for event, element in etree.iterparse(source, events=("start", "end"), resolve_entities=False,
+                                                  load_dtd=False, no_network=True, huge_tree=False):
+                if event == "start":
+                    if depth == 3 and not element.tag.startswith(f"{{{DS_NS}}}"):
+                        return 2
+                    depth += 1
+                    continue
+                depth -= 1
+                if depth == 1 and len(element) and not element.tag.startswith(f"{{{DS_NS}}}"):
+                    return 1  # a child of the root with children, none with children of its own
+        except etree.XMLSyntaxError:
+            pass  # the verification that follows says what is wrong
+    return 1
+
+
 @dataclass
 class _Read:
     root_tag: str
