@@ -85,7 +85,7 @@ def _from_client(hub, path: Path, header: FileHeader, caller: str | None) -> Rec
         raise NotAllowed(f"submitting a file with sender {header.sender}: the caller speaks for {caller}")
     if not hub.trust.knows(header.sender):
         raise NotAllowed(f"sender {header.sender!r} is not a known party")
-    route, targets = _route(hub, header)
+    targets = _route(hub, header)
     schemas = {target.schema_ for target in targets}
     if len(schemas) != 1 or None in schemas:
         raise NotRoutable(f"a {header.type} file needs one partner schema to be checked against (its route's "
@@ -112,15 +112,11 @@ def _from_partner(hub, path: Path, partner: str) -> Receipt:
         raise NotRoutable(f"{partner} may not send a {root_tag} document to the hub",
                           [Problem("no inbound route for this root element", path="/*")])
     skeleton = etree.Element(root_tag)
-    leaves: list[etree._Element] = []
 
     def on_element(element: etree._Element) -> None:  # the root's leaf children: the document's header fields
         parent = element.getparent()
-        if parent is not None and parent.getparent() is None and len(element) == 0:
-            # (an item keeps its last child, cleared, when it ends: a leaf has none)
-            leaf = etree.SubElement(skeleton, element.tag)
-            leaf.text = element.text
-            leaves.append(leaf)
+        if parent is not None and parent.getparent() is None and len(element) == 0:  # an item has children
+            etree.SubElement(skeleton, element.tag).text = element.text
 
     kept, digest, result = _verified_copy(hub, path, inbound.schema_, partner, f"{partner} file {path.name}",
                                           on_element=on_element, roots={root_tag})
@@ -135,7 +131,7 @@ def _from_partner(hub, path: Path, partner: str) -> Receipt:
             raise SchemaInvalid(f"the {partner} document's header maps to an incomplete canonical header: {header}")
         if header.sender != partner:
             raise NotAllowed(f"the {partner} document maps to sender {header.sender!r}")
-        _route_unused, targets = _route(hub, header)
+        targets = _route(hub, header)
         steps = [(timeline.RECEIVED, f"{result.size} bytes from {partner}, read as a stream and kept as a file"),
                  (timeline.VALIDATED, f"against {inbound.schema_}, while reading"),
                  (timeline.VERIFIED, f"signed by {partner} ({result.signed_by}), verified while reading"),
@@ -162,7 +158,8 @@ def _root_tag(path: Path, what: str) -> str:
     raise MalformedXml(f"{what} holds no element")
 
 
-def _route(hub, header):
+def _route(hub, header) -> list:
+    """The route's unconditional targets, the sender allowed to send this type; every target able to take a file."""
     route = hub.config.route_for(header.type)
     if route is None:
         raise NotRoutable(f"no route for message type {header.type!r}")
@@ -176,7 +173,7 @@ def _route(hub, header):
     if unable:
         raise NotRoutable(f"{', '.join(unable)}: its transport cannot send a file ({header.type} "
                           f"{header.message_id} is too large to go as a message)")
-    return route, targets
+    return targets
 
 
 def _verified_copy(hub, path: Path, schema_name: str, signer: str, what: str, *, on_element=None, roots=None):
@@ -207,12 +204,11 @@ class _Verified:
 def _store_and_route(hub, header: Header, targets, steps, temporary: Path, digest: str, size: int) -> Receipt:
     """The file settled in the store, then the message, outbox rows and timeline in one commit (as for every
     message); the same id and file again gets the first receipt, the same id with another file a 409."""
-    with hub.sessions() as session:
-        existing = session.scalars(select(Message).where(Message.sender == header.sender,
-                                                         Message.message_id == header.message_id)).first()
-        if existing is not None:
-            session.close()
-            return _again(hub, header, digest)
+    with hub.reads() as session:
+        known = session.scalar(select(Message.id).where(Message.sender == header.sender,
+                                                        Message.message_id == header.message_id))
+    if known is not None:  # a batch submitted again (a crash before its sender recorded the receipt)
+        return _again(hub, header, digest)
     backpressure.check(hub, (target.partner for target in targets))
     relative = store.message_name(header.sender, header.message_id, digest)
     store.settle(hub, temporary, relative)
