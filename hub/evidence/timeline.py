@@ -14,6 +14,10 @@ it is given when it is written (same transaction as the change it records):
     PARTNER_RECEIPT   the partner's answer to that send, as it arrived (deliveries.partner_receipt)
     ANSWERED          the same answer, taken in as a message of its own (deliveries.partner_receipt)
 
+A message kept in a file (hub/intake/files.py) has its RECEIVED digest over that file (messages.payload_path)
+and a delivery of it its SENT digest over the file sent (deliveries.sent_path); hub/evidence/chains.py
+checks those files.
+
 Rows are written unsealed; hub/evidence/chains.py seals them into the hash chain in the background.
 """
 from __future__ import annotations
