@@ -450,3 +450,18 @@ def test_an_export_of_a_streamed_batch_includes_the_batch_file_and_verify_sh_fai
     assert "received.xml: sha256" in result.stdout and "is not the digest sealed in chain entry" in result.stdout
     print(f"streamed batch {batch}: {len(original)} bytes exported with its case; one byte changed: "
           f"{result.stdout.strip().splitlines()[-1]}")
+
+    # retention: once final and past its retention, the file goes too; the chain still verifies (the purge is
+    # recorded), the digests and the receipt stay
+    import datetime as dt
+
+    from hub.evidence.retention import purge_expired
+    from hub.store.models import Delivery
+    with hub.sessions.begin() as session:
+        message = session.scalars(select(Message).where(Message.message_id == f"REGISTRY-{batch}")).one()
+        session.execute(Delivery.__table__.update().where(Delivery.message_pk == message.id).values(state="DEAD"))
+        message.state = "DEAD"
+    report = purge_expired(hub, now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=4000))
+    assert f"REGISTRY/REGISTRY-{batch}" in report.purged and report.bytes_removed >= len(original)
+    assert not files["received"].exists()
+    assert verify_chains(hub).ok

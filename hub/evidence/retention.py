@@ -2,7 +2,8 @@
 
 A message DELIVERED or DEAD for longer than its route's `retention_days` (else
 HUB_DEFAULT_RETENTION_DAYS, 365) loses its received bytes, its canonical bytes and the bytes sent to
-each partner. Its digests, the hub's signed receipt and the partners' receipts stay, `purged_at` is
+each partner (a message kept in a file: that file and the files sent, removed once the purge is
+committed). Its digests, the hub's signed receipt and the partners' receipts stay, `purged_at` is
 set, and a PURGED event (its detail listing what went, with each sha256) joins the evidence chain in
 the same transaction -- so `hub evidence verify` still passes: a missing payload is accepted only
 where such a purge is recorded. "Final since" is the message's `updated_at` (the last state change).
@@ -22,6 +23,7 @@ from sqlalchemy import select
 from hub.evidence import audit
 
 from hub.evidence import timeline
+from hub.store import files
 from hub.store.db import utcnow
 from hub.store.models import Delivery, DeliveryState, Message, MessageState
 
@@ -54,6 +56,7 @@ def purge_expired(hub, *, now: dt.datetime | None = None, dry_run: bool = False,
     shortest = min([retention_days(hub, r.type) for r in hub.config.routes] + [hub.settings.default_retention_days])
     after_id = 0
     while True:
+        unlinked: list[str] = []  # files of the messages purged in this transaction: removed once it committed
         with hub.sessions.begin() as session:
             candidates = session.scalars(candidate_query(after_id, now - dt.timedelta(days=shortest))).all()
             if not candidates:
@@ -65,13 +68,15 @@ def purge_expired(hub, *, now: dt.datetime | None = None, dry_run: bool = False,
                     continue
                 if not _still_final(session, message):
                     continue
-                report.bytes_removed += _purge(session, message, now, dry_run)
+                report.bytes_removed += _purge(session, message, now, dry_run, unlinked)
                 report.purged.append(f"{message.sender}/{message.message_id}")
                 purged_here.append(message.message_id)
             if purged_here and not dry_run:
                 audit.record(session, actor=actor, action="PURGE", subject=f"{len(purged_here)} messages",
                              detail="retention purge of payload bytes (hashes and receipts kept): "
                                     + ", ".join(purged_here))
+        for name in unlinked:
+            files.resolve(hub, name).unlink(missing_ok=True)
     if report.purged and not dry_run:
         log.info("retention: %s", report)
     return report
@@ -101,22 +106,29 @@ def _still_final(session, message: Message) -> bool:
     return pending is None
 
 
-def _purge(session, message: Message, now: dt.datetime, dry_run: bool) -> int:
+def _purge(session, message: Message, now: dt.datetime, dry_run: bool, unlinked: list[str]) -> int:
     gone, size = [], 0
     for what, data in (("received bytes", message.received_bytes), ("canonical bytes", message.canonical_bytes)):
         if data is not None:
             gone.append(f"{what} sha256 {timeline.sha256(data)}")
             size += len(data)
+    if message.payload_path is not None:
+        gone.append(f"the file of the received document ({message.payload_size} bytes) sha256 {message.digest}")
+        size += message.payload_size or 0
     deliveries = session.scalars(select(Delivery).where(Delivery.message_pk == message.id)).all()
     for delivery in deliveries:
         if delivery.sent_bytes is not None:
             gone.append(f"bytes sent to {delivery.partner} sha256 {timeline.sha256(delivery.sent_bytes)}")
             size += len(delivery.sent_bytes)
+        if delivery.sent_path is not None and delivery.sent_path != message.payload_path:
+            gone.append(f"the file sent to {delivery.partner}")
     if dry_run:
         return size
+    unlinked.extend({name for name in [message.payload_path, *(d.sent_path for d in deliveries)] if name})
     message.received_bytes, message.canonical_bytes, message.purged_at = None, None, now
+    message.payload_path = None
     for delivery in deliveries:
-        delivery.sent_bytes = None
+        delivery.sent_bytes, delivery.sent_path = None, None
     days = (now - message.updated_at).days
     timeline.record(session, message, timeline.PURGED,
                     f"retention: {message.state} for {days} days; removed " + "; ".join(gone)
