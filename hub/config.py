@@ -11,7 +11,6 @@ are all errors naming the file and the key.
 from __future__ import annotations
 
 import difflib
-import os
 import re
 import threading
 from pathlib import Path
@@ -168,7 +167,7 @@ PARTY_CODE = re.compile(r"^[A-Z][A-Z_]{1,19}$")
 
 def load_config(settings: Settings) -> HubConfig:
     """Every `config/partners/<CODE>.yaml` and `config/routes/*.yaml`, validated together."""
-    env = {**os.environ, **settings.environment, "HUB_VAR_DIR": str(settings.var_dir),
+    env = {**settings.environment, "HUB_VAR_DIR": str(settings.var_dir),
            "HUB_PKI_DIR": str(settings.pki_dir), "HUB_HOME": str(settings.home)}
     partners_dir, routes_dir = settings.config_dir / "partners", settings.config_dir / "routes"
     parties: dict[str, Party] = {}
