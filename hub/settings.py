@@ -43,7 +43,7 @@ class Settings(BaseSettings):
 
     # -- where things are -------------------------------------------------------------------------------
     home: Path = Field(PROJECT_ROOT, description="The hub's folder: the other folders default to places "
-                                                 "under it.", json_schema_extra=_derived("the checkout"))
+                                                 "under it.", json_schema_extra=_derived("the folder holding `hub/`"))
     var_dir: Path = Field(None, validate_default=False, json_schema_extra=_derived("`$HUB_HOME/var`"),
                           description="Working files: the SQLite database, the sandboxes' files, the demo's "
                                       "report, CDG batch files.")
