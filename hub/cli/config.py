@@ -200,7 +200,8 @@ def cmd_docs(args) -> int:
     if args.check:
         current = target.read_text(encoding="utf-8") if target.exists() else None
         if current != text:
-            console.print(f"[red]{shown} is out of date[/]: run `hub config docs` and commit it", highlight=False, soft_wrap=True)
+            console.print(f"[red]{shown} is out of date[/]: run `hub config docs` and commit it",
+                          highlight=False, soft_wrap=True)
             return 1
         console.print(f"{shown} is up to date", highlight=False, soft_wrap=True)
         return 0
