@@ -153,6 +153,8 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _derive_folders(cls, values: Any) -> Any:
+        """Folders not given live where the spec says: under HUB_HOME, and the keys and the SQLite file
+        under HUB_VAR_DIR (so a test's own var_dir brings its own keys and database along)."""
         if not isinstance(values, dict):
             return values
         values = dict(values)
@@ -162,8 +164,7 @@ class Settings(BaseSettings):
                               ("schemas_dir", home / "schemas"), ("mappings_dir", home / "mappings")):
             values[name] = values.get(name) or default
         var_dir = Path(values["var_dir"]).resolve()
-        values.setdefault("pki_dir", None)
-        values["pki_dir"] = values["pki_dir"] or var_dir / "pki"
+        values["pki_dir"] = values.get("pki_dir") or var_dir / "pki"
         values["database_url"] = values.get("database_url") or f"sqlite:///{var_dir / 'hub.sqlite'}"
         return values
 
