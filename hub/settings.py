@@ -207,6 +207,15 @@ class Settings(BaseSettings):
 class _MappingSource(EnvSettingsSource):
     """The HUB_ variables of the mapping `Settings.from_env` was given, instead of os.environ."""
 
+    def get_field_value(self, field, field_name: str):
+        if field_name == "environment":  # the mapping itself, never a variable
+            return None, field_name, False
+        return super().get_field_value(field, field_name)
+
+    def _extract_field_info(self, field, field_name, *args, **kwargs):
+        found = super()._extract_field_info(field, field_name, *args, **kwargs)
+        return found[:1] if isinstance(field.validation_alias, str) else found  # HUB_TLS_CERT only, not its name
+
     def _load_env_vars(self) -> Mapping[str, str | None]:
         environ = _environ.get()
         environ = os.environ if environ is None else environ
@@ -214,8 +223,12 @@ class _MappingSource(EnvSettingsSource):
                 if name.startswith(ENV_PREFIX) and value != ""}
 
 
+def _known_fields() -> list[str]:
+    return [name for name in Settings.model_fields if name != "environment"]
+
+
 def _known_names() -> set[str]:
-    return {Settings.env_name(name) for name in Settings.model_fields if name != "environment"}
+    return {Settings.env_name(name) for name in _known_fields()}
 
 
 def _refuse_near_misses(environ: Mapping[str, str]) -> None:
@@ -224,7 +237,9 @@ def _refuse_near_misses(environ: Mapping[str, str]) -> None:
     known = _known_names()
     for name in sorted(environ):
         if name.startswith(ENV_PREFIX) and name not in known:
-            close = difflib.get_close_matches(name, known, n=1, cutoff=0.9)
+            field = name.removeprefix(ENV_PREFIX).lower()
+            renamed = [Settings.env_name(field)] if field in _known_fields() else []
+            close = renamed or difflib.get_close_matches(name, known, n=1, cutoff=0.9)
             if close:
                 raise ConfigError("environment", name, f"is not a setting; did you mean {close[0]}?")
 

@@ -411,7 +411,8 @@ def test_folders_follow_the_folder_they_live_in_and_overrides_win(tmp_path):
     ({"HUB_SIGNING_ALGORITHM": "rsa-sha1"}, "HUB_SIGNING_ALGORITHM", "'rsa-sha1'"),
     ({"HUB_TLS_CLIENT_CERT": "sometimes"}, "HUB_TLS_CLIENT_CERT", "'none', 'optional' or 'required'"),
     ({"HUB_LEASE_SECOND": "5"}, "HUB_LEASE_SECOND", "is not a setting; did you mean HUB_LEASE_SECONDS?"),
-], ids=["not-a-number", "out-of-range", "unknown-algorithm", "unknown-choice", "near-miss-name"])
+    ({"HUB_TLS_CERTIFICATE": "x"}, "HUB_TLS_CERTIFICATE", "did you mean HUB_TLS_CERT?"),
+], ids=["not-a-number", "out-of-range", "unknown-algorithm", "unknown-choice", "near-miss-name", "field-name"])
 def test_a_bad_setting_names_the_variable(environment, key, reason):
     with pytest.raises(ConfigError) as info:
         Settings.from_env(environment=environment)
