@@ -23,8 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from hub.errors import ConfigError
 from hub.settings import Settings
 
-VARIABLE = re.compile(  # ${NAME} or ${NAME:-default}
-    r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
+VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")  # ${NAME} or ${NAME:-default}, in any value
 
 
 class _Strict(BaseModel):
