@@ -10,7 +10,7 @@ import threading
 from typing import Callable
 
 from connectors import connector_class
-from connectors.base import Connector
+from connectors.base import Connector, LocalConsumer
 from hub.trust import pki
 from hub.intake.backpressure import OutboxDepths
 from hub.trust.certificates import TrustStore
@@ -78,12 +78,19 @@ class Hub:
         return connector_class(party.transport)(code, party.connection, timeout_seconds=party.timeout_seconds,
                                                  settings=self.settings)
 
-    def migrate(self) -> None:
-        migrate(self.engine)
+    def migrate(self, *, metadata=()) -> None:
+        """Bring the schema to the newest revision; `metadata`: the apps' tables (hub.store.db.migrate)."""
+        migrate(self.engine, metadata=metadata)
 
     def attach_local_consumer(self, party: str, handler) -> None:
-        """Deliveries to `party` (a `local` transport) are handed to `handler(Outbound)`."""
-        self.connectors[party].handler = handler
+        """Deliveries to `party` (a `local` transport) are handed to `handler(Outbound)` in this process."""
+        connector = self.connectors.get(party)
+        if not isinstance(connector, LocalConsumer):
+            what = "is not a party" if connector is None else f"has transport {self.config.parties[party].transport}"
+            raise ConfigError(self.settings.config_dir / "partners" / f"{party}.yaml", "transport",
+                              f"an app consumes {party}'s deliveries in the hub's process, but {party} {what}; "
+                              "it needs `transport: local`")
+        connector.attach(handler)
 
     # -- the public interface used by API views, the registry and the CLI --------------------------
     def submit(self, data: bytes, *, channel: str = "rest", caller: str | None = None):

@@ -108,7 +108,7 @@ def test_resend_of_a_purged_dead_message_is_a_conflict_not_a_not_found(settings)
         assert (raised.value.status, raised.value.title) == (409, "Payload purged")
         assert "purged" in str(raised.value) and message_id in str(raised.value)
 
-        app = create_app(hub, None)
+        app = create_app(hub)
         answer = TestClient(app).post(f"/api/v1/messages/{message_id}/resend",
                                       headers=bearer(token_minter(hub.sessions)("administrator")))
         assert answer.status_code == 409, answer.text

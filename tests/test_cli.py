@@ -127,8 +127,8 @@ def test_sample_writes_utf8_bytes_whatever_the_output_encoding(cli_env):
 
 
 def test_samples_made_on_different_days_have_different_message_ids(tmp_path, pki_dir, monkeypatch):
-    from hub import samples
     from hub.engine import Hub
+    from registry import samples
 
     def made_at(when: _datetime.datetime) -> bytes:
         class Frozen(_datetime.datetime):
@@ -137,7 +137,7 @@ def test_samples_made_on_different_days_have_different_message_ids(tmp_path, pki
                 return cls.fromtimestamp(when.timestamp(), tz)
         monkeypatch.setattr(samples, "dt", types.SimpleNamespace(
             datetime=Frozen, date=_datetime.date, timezone=_datetime.timezone, timedelta=_datetime.timedelta))
-        return samples.sample(Settings.from_env(var_dir=tmp_path / "var", pki_dir=pki_dir), REQUEST)
+        return samples.SAMPLES[REQUEST](Settings.from_env(var_dir=tmp_path / "var", pki_dir=pki_dir))
 
     utc = _datetime.timezone.utc
     monday = made_at(_datetime.datetime(2026, 11, 23, 10, 0, 0, tzinfo=utc))

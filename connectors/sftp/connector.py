@@ -95,6 +95,10 @@ class SftpConnector:
         return f"SftpConnector({self.party}, {self._where})"
 
     @property
+    def poll_interval_seconds(self) -> float:
+        return self.config.poll_interval_seconds
+
+    @property
     def _where(self) -> str:
         return f"sftp://{self.config.username}@{self.config.host}:{self.config.port}"
 

@@ -33,7 +33,7 @@ from zeep.transports import Transport
 from zeep.wsdl.bindings.soap import Soap11Binding
 
 from connectors.base import Health, Outbound, SendResult, url_reachable
-from connectors.rest.connector import RETRYABLE_STATUS, parse_retry_after
+from connectors.http import RETRYABLE_STATUS, parse_retry_after
 from connectors.soap.envelope import CONTENT_TYPE, body_document_bytes, parse_envelope, read_fault, wrap_document_bytes
 from hub.errors import ConfigError, InputError, PermanentDeliveryError, TransientDeliveryError
 
@@ -161,10 +161,14 @@ class SoapConnector:
             raise TransientDeliveryError(reason, retry_after=parse_retry_after(response.headers.get("Retry-After")))
         raise PermanentDeliveryError(reason)
 
-    # -- health ----------------------------------------------------------------------------------
+    # -- inbound ---------------------------------------------------------------------------------
 
-    def poll(self):
-        return ()
+    def inbound_router(self):
+        """/soap/{CODE}: where parties with an `inbound_wsdl` call the hub (connectors/soap/inbound.py)."""
+        from connectors.soap.inbound import soap_router  # FastAPI only where the API is built
+        return soap_router()
+
+    # -- health ----------------------------------------------------------------------------------
 
     def check(self) -> Health:
         """TCP reachability of the endpoint (the WSDL's address until the connector opened)."""

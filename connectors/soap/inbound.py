@@ -1,6 +1,7 @@
 """The hub's inbound SOAP 1.1 endpoints, for partners that call the hub over SOAP (DGSN's status
 callbacks, JUSTICE's service requests). A party has one when its `connection.inbound_wsdl` names a
-WSDL under schemas/ (SoapConnector.Config). Mount `soap_router()` in the API app.
+WSDL under schemas/ (SoapConnector.Config). Every SoapConnector offers this one router
+(`inbound_router()`, the InboundRoutes capability), which the hub mounts once in its API.
 
     POST /soap/{CODE}               text/xml SOAP envelope; its Body holds ONE document in the partner's own
                                     format with the partner's enveloped signature. The document is taken out
@@ -30,6 +31,7 @@ Parsing, intake and serialisation run off the event loop (run_in_threadpool).
 from __future__ import annotations
 
 import logging
+from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -57,12 +59,15 @@ _XS = "http://www.w3.org/2001/XMLSchema"
 
 def inbound_wsdl(hub, code: str) -> Path | None:
     """The WSDL of the endpoint `code` calls, or None when that party does not call the hub over SOAP."""
-    party = hub.config.parties.get(code)
-    name = getattr(getattr(party, "connection", None), "inbound_wsdl", None) if party is not None else None
+    from connectors.soap.connector import SoapConnector
+    connector = hub.connectors.get(code)
+    name = connector.config.inbound_wsdl if isinstance(connector, SoapConnector) else None
     return Path(hub.settings.schemas_dir) / name if name else None
 
 
+@cache
 def soap_router() -> APIRouter:
+    """The /soap routes, one router per process whichever SOAP parties offer it."""
     router = APIRouter(prefix="/soap", tags=["soap"])
 
     @router.get("/schemas/{path:path}", name="soap_schema", summary="An XSD imported by an inbound WSDL")

@@ -16,6 +16,7 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from connectors.base import Poller
 from hub.store.db import utcnow
 from hub.errors import InputError
 from hub.store.models import InboundFile
@@ -65,6 +66,6 @@ def _remember(hub, partner: str, name: str, digest: str, outcome: str, detail: s
 
 
 def polling_partners(hub) -> dict[str, float]:
-    """Partners whose connector polls, with their polling interval in seconds."""
-    return {code: float(getattr(party.connection, "poll_interval_seconds"))
-            for code, party in hub.config.parties.items() if hasattr(party.connection, "poll_interval_seconds")}
+    """Partners whose connector polls (a Poller), with their polling interval in seconds."""
+    return {code: float(connector.poll_interval_seconds)
+            for code, connector in hub.connectors.items() if isinstance(connector, Poller)}
