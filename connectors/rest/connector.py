@@ -1,4 +1,4 @@
-"""REST with XML bodies over one long-lived httpx client (keep-alive) per partner."""
+"""REST with XML bodies over one long-lived httpx client (keep-alive) per partner: a Sender (connectors/base.py)."""
 from __future__ import annotations
 
 from urllib.parse import urlsplit

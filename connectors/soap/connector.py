@@ -17,6 +17,9 @@ the partner verifies) and posts it through zeep's transport.
 
 The receipt is the partner's document exactly as signed by the partner (exclusive c14n makes it
 independent of the envelope): the engine runs it through intake when an inbound route names its root.
+
+Capabilities (connectors/base.py): a Sender, and InboundRoutes: `inbound_router()` is the hub's
+inbound SOAP endpoint (/soap/{CODE}, connectors/soap/inbound.py), shared by every SOAP party.
 """
 from __future__ import annotations
 
