@@ -106,6 +106,9 @@ class HubService:
             self.jobs.append(Job(f"poll-{partner}", partial(self._poll, partner), every_seconds=seconds))
         for app in self.apps.values():
             self.jobs.extend(app.jobs())
+        twice = {job.id for job in self.jobs if sum(other.id == job.id for other in self.jobs) > 1}
+        if twice:
+            raise ValueError(f"scheduled job ids must be unique; given more than once: {', '.join(sorted(twice))}")
         self.leadership = Leadership(self.hub.settings.database_url, retry_seconds=self.hub.settings.leader_retry_seconds,
                                      on_gain=self._add_jobs, on_loss=self._remove_jobs)
         self.app.state.leadership = self.leadership
