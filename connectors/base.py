@@ -29,7 +29,7 @@ What else it can do, it declares by implementing capability protocols; the engin
                     returned by several parties of one transport is mounted once
     LocalConsumer   attach(handler): deliveries are handed to a consumer in the hub's own process
                     (an app's, e.g. the registry's), attached when the service is composed
-    (sending a file held on disk, for payloads too large for a column, is a capability of its own)
+    FileSender      (to come: sending a file held on disk, for payloads too large for a column)
 
 Connectors translate their library's exceptions at this boundary: nothing from httpx, zeep or
 paramiko reaches the engine. Credentials never appear in repr() or in error texts.
@@ -116,6 +116,9 @@ class LocalConsumer(Protocol):
     """Hands deliveries to a consumer living in the hub's process (an app's `local_consumers`)."""
 
     def attach(self, handler: Callable[[Outbound], None]) -> None: ...
+
+
+# FileSender (SftpConnector.send_file) joins the capabilities here.
 
 
 def url_reachable(url: str, timeout: float = 2) -> Health:
