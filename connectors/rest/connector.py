@@ -13,6 +13,8 @@ from hub.errors import PermanentDeliveryError, TransientDeliveryError
 
 class RestConnector:
     class Config(BaseModel):
+        """`connection:` of a `transport: rest` party: XML bodies posted over HTTP(S)."""
+
         model_config = ConfigDict(extra="forbid", frozen=True)
         endpoint: str = Field(pattern=r"^https?://", description="Base URL; the route's `operation` is appended "
                                                                   "as a path (none: the URL itself).")
