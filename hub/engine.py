@@ -19,8 +19,7 @@ from hub.store.db import make_engine, make_read_sessionmaker, make_sessionmaker,
 from hub.errors import ConfigError
 from hub.store.group_commit import GroupCommitter
 from hub.xml.mapping import MappingSet
-from hub.intake.accept import Receipt
-from hub.intake.door import Arrival, take_in
+from hub.intake.door import Arrival, Receipt, take_in
 from hub.xml.schemas import SchemaSet
 from hub.settings import Settings
 from hub.trust.signing import Signer

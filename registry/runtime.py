@@ -16,8 +16,7 @@ from hub.trust import pki
 from hub.store.db import utcnow
 from hub.access.tokens import Identity
 from hub.errors import InputError, NotFound, PermanentDeliveryError, TryLater
-from hub.intake.accept import Receipt
-from hub.intake.door import Arrival
+from hub.intake.door import Arrival, Receipt
 from hub.trust.signing import Signer
 from hub.xml.safe import parse_trusted
 from registry import service, services

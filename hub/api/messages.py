@@ -19,8 +19,7 @@ from hub.api.bodies import read_body
 from hub.access.tokens import Identity
 from hub.errors import DeliveryError, InputError, NotFound
 from hub.store.models import Message
-from hub.intake.accept import Receipt
-from hub.intake.door import Arrival, refused
+from hub.intake.door import Arrival, Receipt, refused
 from hub.intake.polling import poll_partner, polling_partners
 
 XML_TYPES = ("application/xml", "text/xml")

@@ -29,6 +29,8 @@ from hub.errors import InputError, NotAllowed
 from hub.intake.accept import Receipt, accept_canonical, accept_partner_document
 from hub.intake.refusals import record_refusal
 
+__all__ = ["DOORS", "Arrival", "Receipt", "refused", "take_in"]
+
 DOORS = ("rest", "rest-partner", "soap", "sftp", "registry", "answer", "file")
 
 
