@@ -74,7 +74,8 @@ def counted(before: dict, after: dict, metric: str) -> Counter:
                     and after[(name, labels)] != before.get((name, labels), 0)})
 
 
-def accepted(door: str, message_type: str, sender: str) -> tuple:
+def series(door: str, message_type: str, sender: str) -> tuple:
+    """The labels of an accepted (or duplicate) series, as `counted` keys them."""
     return tuple(sorted({"door": door, "type": message_type, "sender": sender}.items()))
 
 
@@ -89,7 +90,7 @@ def test_a_message_through_each_door_is_counted_once_with_its_type_and_door(
         request = licence_request(pki_dir)
         assert client.post("/api/v1/messages", content=request, headers=XML).status_code == 202
         wait_for(lambda: counted(before, scrape(url), "hub_messages_accepted_total")[
-            accepted("answer", "LicenceAuthenticationResult", "NARSA")], what="NARSA's synchronous answer")
+            series("answer", "LicenceAuthenticationResult", "NARSA")], what="NARSA's synchronous answer")
     finally:
         narsa.close()
     assert client.post("/api/v1/messages", content=request, headers=XML).headers["x-duplicate"] == "true"
@@ -102,23 +103,23 @@ def test_a_message_through_each_door_is_counted_once_with_its_type_and_door(
     def sftp_taken_in():  # CDG acknowledges the batch in its outbox; polled now rather than in 30 s
         client.post("/api/v1/partners/CDG/poll")
         return counted(before, scrape(url), "hub_messages_accepted_total")[
-            accepted("sftp", "LifeCertificateBatchAcknowledgement", "CDG")]
+            series("sftp", "LifeCertificateBatchAcknowledgement", "CDG")]
     wait_for(sftp_taken_in, 30, interval=0.5, what="CDG's acknowledgement taken in from its outbox")
     wait_for(lambda: counted(before, scrape(url), "hub_messages_accepted_total")[
-        accepted("registry", "JudicialDeliveryCertificate", "REGISTRY")], what="the registry's certificate")
+        series("registry", "JudicialDeliveryCertificate", "REGISTRY")], what="the registry's certificate")
 
     after = scrape(url)
     assert counted(before, after, "hub_messages_accepted_total") == {
-        accepted("rest", "LicenceAuthenticationRequest", "REGISTRY"): 1,
-        accepted("answer", "LicenceAuthenticationResult", "NARSA"): 1,
-        accepted("rest-partner", "LicenceAuthenticationResult", "NARSA"): 1,
-        accepted("soap", "JudicialServiceRequest", "JUSTICE"): 1,
-        accepted("registry", "JudicialDeliveryCertificate", "REGISTRY"): 1,
-        accepted("registry", "LifeCertificateBatch", "REGISTRY"): 1,
-        accepted("sftp", "LifeCertificateBatchAcknowledgement", "CDG"): 1,
+        series("rest", "LicenceAuthenticationRequest", "REGISTRY"): 1,
+        series("answer", "LicenceAuthenticationResult", "NARSA"): 1,
+        series("rest-partner", "LicenceAuthenticationResult", "NARSA"): 1,
+        series("soap", "JudicialServiceRequest", "JUSTICE"): 1,
+        series("registry", "JudicialDeliveryCertificate", "REGISTRY"): 1,
+        series("registry", "LifeCertificateBatch", "REGISTRY"): 1,
+        series("sftp", "LifeCertificateBatchAcknowledgement", "CDG"): 1,
     }
     assert counted(before, after, "hub_messages_duplicate_total") == {
-        accepted("rest", "LicenceAuthenticationRequest", "REGISTRY"): 1}
+        series("rest", "LicenceAuthenticationRequest", "REGISTRY"): 1}
     assert counted(before, after, "hub_messages_refused_total") == {}
 
 
