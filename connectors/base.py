@@ -14,9 +14,9 @@ What else it can do, it declares by implementing capability protocols; the engin
 `isinstance(connector, Sender)` and the like, never by transport names or attribute probing:
 
     Sender          send(outbound), from delivery workers, possibly from several threads at once;
-                    returns a SendResult when the party acknowledged the message (its `receipt` is the
-                    party's answer document: when an inbound route matches its root element, the
-                    engine takes it in as the party's synchronous answer), or raises:
+                    returns a SendResult when the party acknowledged the message (its `answer` is what the
+                    party answered: when an inbound route matches its root element, the engine takes it
+                    in through the "answer" door as the party's synchronous answer), or raises:
                       TransientDeliveryError  the engine retries later with backoff (its `retry_after`,
                                               when the party gave one, is honoured)
                       PermanentDeliveryError  the engine dead-letters the delivery with the reason
@@ -57,7 +57,7 @@ class Outbound:
 
 @dataclass(frozen=True)
 class SendResult:
-    receipt: bytes | None = None     # what the party answered, kept as evidence
+    answer: bytes | None = None      # what the party answered, kept as evidence
     detail: str = ""
 
 

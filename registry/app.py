@@ -21,6 +21,7 @@ from hub.trust import pki
 from hub.store.db import utcnow
 from hub.access.tokens import Identity
 from hub.errors import InputError, NotFound, PermanentDeliveryError, TryLater
+from hub.intake.door import Arrival, Receipt
 from hub.trust.signing import Signer
 from hub.xml.safe import parse_trusted
 from registry import service, services
@@ -75,9 +76,9 @@ class Registry:
             return load_posts(session, self.hub.settings.config_dir / "reference" / "posts.csv")
 
     # -- outgoing ----------------------------------------------------------------------------------
-    def submit(self, data: bytes):
-        """Send one signed canonical message through the hub; returns the hub's intake.Receipt."""
-        return self.hub.submit(data, channel="local", caller="REGISTRY")
+    def submit(self, data: bytes) -> Receipt:
+        """Send one signed canonical message through the hub's door; returns the hub's receipt."""
+        return self.hub.receive(Arrival("registry", data=data, caller=PARTY))
 
     async def open_and_submit(self, service_name: str, *, registration_id: str | None, details: dict,
                               identity: Identity, post_code: str | None = None, after_open=None) -> dict:

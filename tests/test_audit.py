@@ -11,6 +11,7 @@ from hub.evidence.chains import seal_pending, verify_chains
 from hub.store.models import AuditEntry, Delivery, DeliveryState, Message, MessageState
 from hub.delivery.operations import resend
 from hub.engine import Hub
+from hub.intake.door import Arrival
 from support import licence_request
 from test_evidence import flat, run_hub_cli
 
@@ -23,7 +24,7 @@ def _entries(hub, action: str) -> list[AuditEntry]:
 def _dead_message(settings) -> tuple[Hub, str]:
     hub = Hub(settings)
     hub.migrate()
-    receipt = hub.submit(licence_request(settings.pki_dir))
+    receipt = hub.receive(Arrival("registry", data=licence_request(settings.pki_dir)))
     with hub.sessions.begin() as session:
         for delivery in session.scalars(select(Delivery)):
             delivery.state = DeliveryState.DEAD

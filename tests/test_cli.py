@@ -27,6 +27,7 @@ from hub.errors import SignatureInvalid
 from hub.store.models import Delivery, DeliveryState, Event, Message, MessageState
 from hub.settings import Settings
 from hub.trust.signing import verify
+from hub.intake.door import Arrival
 from support import licence_request
 
 ENV_NS = "{urn:ma:gov:consular:hub:envelope:1}"
@@ -146,8 +147,8 @@ def test_samples_made_on_different_days_have_different_message_ids(tmp_path, pki
     hub = Hub(hub_settings(tmp_path, pki_dir, write_config(tmp_path / "config", narsa_url=closed_port_url())))
     try:
         hub.migrate()
-        hub.submit(monday)
-        hub.submit(tuesday)  # DuplicateConflict (409) while the ids collide
+        hub.receive(Arrival("registry", data=monday))
+        hub.receive(Arrival("registry", data=tuesday))  # DuplicateConflict (409) while the ids collide
     finally:
         hub.close()
     assert ids[0] != ids[1]
@@ -163,7 +164,7 @@ def accepted_message(tmp_path, pki_dir, cli_env) -> dict:
     hub = Hub(hub_settings(tmp_path, pki_dir, config_dir))
     try:
         hub.migrate()
-        receipt = hub.submit(licence_request(pki_dir))
+        receipt = hub.receive(Arrival("registry", data=licence_request(pki_dir)))
     finally:
         hub.close()
     assert receipt.message_id == MESSAGE_ID
@@ -182,7 +183,7 @@ def dead_message(tmp_path, pki_dir, cli_env):
                               retry={"max_attempts": 1, "base_delay_seconds": 0.1, "max_delay_seconds": 0.1})
     hub = Hub(hub_settings(tmp_path, pki_dir, config_dir))
     hub.migrate()
-    hub.submit(licence_request(pki_dir))
+    hub.receive(Arrival("registry", data=licence_request(pki_dir)))
     assert deliver_due_messages(hub, owner="test") == 1
     with hub.sessions() as session:
         message = session.scalars(select(Message).where(Message.message_id == MESSAGE_ID)).one()

@@ -9,6 +9,7 @@ from connectors import CONNECTORS, connector_class
 from connectors.base import Connector, InboundRoutes, LocalConsumer, Poller, Sender
 from hub.api.app import inbound_routers
 from hub.engine import Hub
+from hub.intake.door import Arrival
 from hub.intake.polling import poll_partner, polling_partners
 from hub.delivery.workers import deliver_due_messages
 from hub.settings import Settings
@@ -61,7 +62,7 @@ def test_a_transport_the_engine_never_heard_of_is_delivered_to_and_polled(settin
         assert set(polling_partners(hub)) == {"CDG", "NARSA"} and polling_partners(hub)["NARSA"] == 2.0
         assert len(inbound_routers(hub)) == 1   # SOAP's, for DGSN and JUSTICE together
 
-        receipt = hub.submit(SAMPLES["LicenceAuthenticationRequest"](settings))
+        receipt = hub.receive(Arrival("rest", SAMPLES["LicenceAuthenticationRequest"](settings)))
         assert deliver_due_messages(hub, owner="test") == 1
         [written] = (folder / "inbox").iterdir()
         assert written.name == f"{receipt.message_id}.xml" and b"<" in written.read_bytes()

@@ -19,6 +19,7 @@ import os
 import re
 import threading
 from pathlib import Path
+from typing import Callable
 from xml.sax.saxutils import escape
 
 import httpx
@@ -348,20 +349,22 @@ def test_hostile_sftp_files_go_to_failed_with_the_reason(client, running_hub, st
 
 
 class HostilePartner:
-    """A stand-in NARSA answering every request with `answer` (200, application/xml)."""
+    """A stand-in NARSA answering every request with `answer` (200, application/xml), or with what
+    `answer(request body)` returns when it is a function."""
 
-    def __init__(self, port: int, answer: bytes):
+    def __init__(self, port: int, answer: bytes | Callable[[bytes], bytes]):
         calls = self.calls = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802
-                self.rfile.read(int(self.headers.get("content-length", 0)))
+                request = self.rfile.read(int(self.headers.get("content-length", 0)))
+                reply = answer(request) if callable(answer) else answer
                 calls.append(self.path)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/xml")
-                self.send_header("Content-Length", str(len(answer)))
+                self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
-                self.wfile.write(answer)
+                self.wfile.write(reply)
 
             def log_message(self, *args):
                 pass

@@ -74,14 +74,14 @@ def outbound(pki_dir, *, operation: str | None = OPERATION, signed_by: str = "hu
     return Outbound(message_id, "RepatriationRequest", body, operation=operation)
 
 
-def test_success_returns_the_partners_answer_as_receipt(connector, pki_dir):
+def test_success_returns_the_partners_answer(connector, pki_dir):
     message = outbound(pki_dir)
     result = connector.send(message)
     assert result.detail == "HTTP 200"
-    answer = verify(etree.fromstring(result.receipt), load_certificate(str(pki_dir / "SANTE.crt")), signer_name="SANTE")
+    answer = verify(etree.fromstring(result.answer), load_certificate(str(pki_dir / "SANTE.crt")), signer_name="SANTE")
     assert answer.findtext(f"{{{SA}}}ReferenceDemande") == message.message_id
     # the same message again: the partner deduplicates and answers the same bytes
-    assert connector.send(message).receipt == result.receipt
+    assert connector.send(message).answer == result.answer
 
 
 def test_server_error_is_transient(connector, partner, pki_dir):

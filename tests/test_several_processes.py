@@ -18,6 +18,7 @@ from conftest import bearer, free_port, serve_tokens, wait_for, write_config
 from hub.cluster.leader import Leadership, current_leader, process_name
 from hub.settings import PROJECT_ROOT
 from test_crash_recovery import HubProcess
+from support import scrape
 from test_licence_flow import FINAL, open_case
 
 PROCESSES = 3
@@ -29,14 +30,6 @@ def postgres_only(database_url: str) -> None:
     if database_url.startswith("sqlite"):
         pytest.skip("several hub processes share work through PostgreSQL (advisory lock, SKIP LOCKED); "
                     "SQLite's lock file is tested below")
-
-
-def scrape(url: str) -> dict[tuple[str, tuple], float]:
-    """/metrics as {(sample name, sorted labels): value}."""
-    from prometheus_client.parser import text_string_to_metric_families
-    text = httpx.get(f"{url}/metrics", timeout=10).text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def leader_gauge(url: str) -> float:

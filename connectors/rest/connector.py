@@ -47,7 +47,7 @@ class RestConnector:
         except httpx.TransportError as exc:
             raise TransientDeliveryError(f"transport error: {type(exc).__name__}") from None
         if 200 <= response.status_code < 300:
-            return SendResult(receipt=response.content or None, detail=f"HTTP {response.status_code}")
+            return SendResult(answer=response.content or None, detail=f"HTTP {response.status_code}")
         excerpt = response.text[:300].replace("\n", " ")
         reason = f"partner answered {response.status_code}" + (f": {excerpt}" if excerpt else "")
         if response.status_code in RETRYABLE_STATUS:
