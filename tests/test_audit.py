@@ -14,6 +14,8 @@ from hub.engine import Hub
 from support import licence_request
 from test_evidence import flat, run_hub_cli
 
+pytestmark = pytest.mark.both_databases  # storage is the subject
+
 
 def _entries(hub, action: str) -> list[AuditEntry]:
     with hub.sessions() as session:

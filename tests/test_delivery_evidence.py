@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 from sqlalchemy import select
 
 from hub.delivery import workers as engine
@@ -15,6 +16,8 @@ from hub.errors import PermanentDeliveryError
 from hub.evidence.chains import verify_chains
 from hub.store.models import Delivery, DeliveryState, Event
 from support import licence_request
+
+pytestmark = pytest.mark.both_databases  # storage is the subject
 
 
 def _only_delivery(hub) -> int:

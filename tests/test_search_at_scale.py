@@ -21,6 +21,8 @@ if str(PROJECT_ROOT) not in sys.path:  # `bench` is not an installed package: it
     sys.path.insert(0, str(PROJECT_ROOT))
 from bench import preload as bulk  # noqa: E402
 
+pytestmark = pytest.mark.both_databases  # storage is the subject
+
 COUNT = 20_000
 
 

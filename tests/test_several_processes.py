@@ -74,6 +74,7 @@ def unsealed_events(database_url: str) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.empty_database  # the processes started together migrate it, taking turns
 def test_three_processes_share_deliveries_and_one_leads_the_jobs(tmp_path, pki_dir, database_url, narsa_port,
                                                                    start_sandbox):
     postgres_only(database_url)
@@ -205,6 +206,8 @@ def test_postgres_leadership_is_lost_at_once_when_its_connection_drops(database_
 HOLD_LOCK = """
 import sys, time
 from hub.cluster.leader import Leadership
+
+pytestmark = pytest.mark.both_databases  # storage is the subject
 leadership = Leadership(sys.argv[1], retry_seconds=0.2, on_gain=lambda: None, on_loss=lambda: None)
 print("leader" if leadership.start() else "follower", flush=True)
 time.sleep(60)
