@@ -73,13 +73,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "both_databases: the subject is storage: runs on SQLite and on PostgreSQL")
-    config.addinivalue_line("markers", "empty_database: `database_url` is an empty database, not a migrated one")
-    config.addinivalue_line("markers", "shared_hub: the module's tests share one database and running hub")
-    config.addinivalue_line("markers", "private_hub: in a shared_hub module, this test gets a hub of its own")
-
-
 def pytest_generate_tests(metafunc):
     """`database_url` is SQLite, plus PostgreSQL for `both_databases` tests (every test with
     HUB_TEST_DATABASES=both), unless the test parametrizes it itself or its module defines its own."""
