@@ -36,7 +36,7 @@ XMLSEC1 := $(shell command -v xmlsec1 2>/dev/null)
 #                 on PostgreSQL too where storage is their subject (claims, leases, the leader, sealing, group commit,
 #                 retention, search, faults, migrations: @pytest.mark.both_databases); databases are copies of one
 #                 migrated per session; the fault tests run at a tenth of their length (HUB_FAULT_SCALE=0.1) and
-#                 the generated inputs at hypothesis's "ci" profile; $(TEST_WORKERS) pytest-xdist workers, one file each.
+#                 the generated inputs at hypothesis's "ci" profile; TEST_WORKERS (2) pytest-xdist workers, a file each.
 # make test-full  everything at full length: every test on both databases (HUB_TEST_DATABASES=both), the fault
 #                 tests at full scale (HUB_FAULT_SCALE=1, as `make bench-faults`), ten times the generated examples
 #                 (HYPOTHESIS_PROFILE=full). Longer: before a release, or after touching storage or intake.

@@ -226,7 +226,7 @@ def test_sqlite_leader_lock_file_moves_to_another_process_when_the_holder_dies(t
                             on_loss=lambda: events.append("loss"))
     try:
         assert holder.stdout.readline().strip() == "leader"
-        lock_file = tmp_path / "hub.cluster.leader.lock"
+        lock_file = tmp_path / "hub.leader.lock"
         assert lock_file.read_text().strip().endswith(f":{holder.pid}")  # the file names who leads
         assert current_leader(url).endswith(f":{holder.pid}")  # what `hub leader` prints
         assert leadership.start() is False and events == []

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from rich.console import Console
 from sqlalchemy import select, update
 
 from conftest import bearer
 from hub.access.tokens import LAST_USED_RESOLUTION
+from hub.cli import tokens as tokens_cli
 from hub.cli.main import main as hub_cli
 from hub.store.models import ApiToken, AuditEntry
 
@@ -31,6 +33,8 @@ def cli_env(running_hub, monkeypatch):
                         "HUB_PKI_DIR": str(s.pki_dir), "HUB_VAR_DIR": str(s.var_dir)}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("COLUMNS", "200")  # the list's table, unwrapped
+    # rich fixes a console's width when COLUMNS is set as it is made (a pytest-xdist worker's is): one made now
+    monkeypatch.setattr(tokens_cli, "console", Console())
     return {**os.environ}
 
 
