@@ -15,6 +15,8 @@ from hub.intake.door import Arrival
 from support import licence_request
 from test_evidence import flat, run_hub_cli
 
+pytestmark = pytest.mark.both_databases  # storage is the subject
+
 
 def _entries(hub, action: str) -> list[AuditEntry]:
     with hub.sessions() as session:

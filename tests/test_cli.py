@@ -156,10 +156,14 @@ def test_samples_made_on_different_days_have_different_message_ids(tmp_path, pki
 
 # -- hub messages list | show | resend -------------------------------------------------------------
 
-@pytest.fixture
-def accepted_message(tmp_path, pki_dir, cli_env) -> dict:
-    """A database holding one ACCEPTED message (nothing delivered); returns the CLI environment."""
+@pytest.fixture(scope="module")
+def accepted_message(tmp_path_factory, pki_dir) -> dict:
+    """A database holding one ACCEPTED message (nothing delivered); returns the CLI environment. The
+    tests that use it only read, so the module makes it once."""
     from hub.engine import Hub
+    tmp_path = tmp_path_factory.mktemp("accepted")
+    cli_env = {"HUB_VAR_DIR": str(tmp_path / "var"), "HUB_PKI_DIR": str(pki_dir),
+               "HUB_DATABASE_URL": f"sqlite:///{tmp_path / 'hub.sqlite'}"}
     config_dir = write_config(tmp_path / "config", narsa_url=closed_port_url())
     hub = Hub(hub_settings(tmp_path, pki_dir, config_dir))
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 from sqlalchemy import select
 
 from hub.delivery import workers as engine
@@ -16,6 +17,8 @@ from hub.evidence.chains import verify_chains
 from hub.store.models import Delivery, DeliveryState, Event
 from hub.intake.door import Arrival
 from support import licence_request
+
+pytestmark = pytest.mark.both_databases  # storage is the subject
 
 
 def _only_delivery(hub) -> int:

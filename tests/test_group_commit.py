@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from sqlalchemy import event, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
@@ -14,6 +15,8 @@ from hub.store.group_commit import GroupCommitter
 from hub.store.models import InboundFile
 from hub.intake.door import Arrival
 from support import licence_request
+
+pytestmark = pytest.mark.both_databases  # storage is the subject
 
 
 def _file(name: str):

@@ -17,6 +17,8 @@ from hub.evidence.retention import purge_expired, retention_days
 from hub.intake.door import Arrival
 from test_evidence import flat, licence_case, run_hub_cli, run_verify_sh, _export
 
+pytestmark = pytest.mark.both_databases  # storage is the subject
+
 
 @pytest.fixture
 def settings(settings):

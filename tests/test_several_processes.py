@@ -25,6 +25,8 @@ PROCESSES = 3
 CASES_PER_PROCESS = 8
 RETRY = 0.5  # HUB_LEADER_RETRY_SECONDS in these tests
 
+pytestmark = pytest.mark.both_databases  # storage is the subject
+
 
 def postgres_only(database_url: str) -> None:
     if database_url.startswith("sqlite"):
@@ -67,6 +69,8 @@ def unsealed_events(database_url: str) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.empty_database  # the processes started together migrate it, taking turns
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_three_processes_share_deliveries_and_one_leads_the_jobs(tmp_path, pki_dir, database_url, narsa_port,
                                                                    start_sandbox):
     postgres_only(database_url)
@@ -169,6 +173,7 @@ def test_three_processes_share_deliveries_and_one_leads_the_jobs(tmp_path, pki_d
             h.stop()
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_postgres_leadership_is_lost_at_once_when_its_connection_drops(database_url):
     """An administrator (or a failover) ends the leader's database session: the jobs stop at the next
     check, and leadership comes back once the lock can be taken again."""
