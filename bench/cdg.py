@@ -7,7 +7,7 @@ the hub's file messages: hub/intake/files.py):
 
     prepare   cases ISSUED -> BATCHED (bulk statements)
     write     the LotCertificatsVie, signed by the registry, written to var/ from a streamed query
-    submit    `Hub.submit_file`: read as a stream (XSD, signature), kept in the hub's file store, receipt
+    submit    `Hub.receive(Arrival(path=...))`: read as a stream (XSD, signature), kept in the hub's file store, receipt
     upload    the hub's delivery: signed as the hub (streamed), sent over SFTP to CDG's inbox/ (.part,
               then rename) by the connector's `send_file`
     cdg       the sandbox verifying the batch as a stream and writing its signed AccuseLot
@@ -125,7 +125,7 @@ def run(certificates: int, *, death_notices: int = 0, database_url: str | None =
     from hub.engine import Hub
     from hub.settings import Settings
     from registry.models import Case
-    from registry.runtime import Registry
+    from registry.app import Registry
     from registry.services import cdg_stream, life_certificates as lc
 
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))

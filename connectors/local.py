@@ -1,4 +1,7 @@
-"""In-process delivery to a consumer living in the hub's own process (the consular registry)."""
+"""In-process delivery to a consumer living in the hub's own process (an app's, e.g. the consular registry's).
+
+A Sender and a LocalConsumer (connectors/base.py): the service attaches the consumer an app declares for
+the party (`App.local_consumers`); until then a delivery is retried later."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +15,7 @@ from hub.errors import DeliveryError, TransientDeliveryError
 
 class LocalConnector:
     class Config(BaseModel):
-        """No settings: the consumer attaches itself in the hub's process (`Hub.attach_local_consumer`)."""
+        """No settings: the consumer is attached in the hub's process (`Hub.attach_local_consumer`)."""
         model_config = ConfigDict(extra="forbid", frozen=True)
 
     def __init__(self, party: str, config: "LocalConnector.Config | None" = None, *, timeout_seconds: float = 0,
@@ -23,6 +26,13 @@ class LocalConnector:
 
     def __repr__(self) -> str:
         return f"LocalConnector({self.party})"
+
+    def attach(self, handler: Callable[[Outbound], None]) -> None:
+        self.handler = handler
+
+    def attach_files(self, handler: Callable[[OutboundFile], None]) -> None:
+        """The consumer of messages kept in a file (FileSender): given the file, it reads it as a stream."""
+        self.file_handler = handler
 
     def open(self) -> None:
         pass
@@ -44,9 +54,6 @@ class LocalConnector:
         except Exception as exc:  # the consumer's own failure: keep the message and try again later
             raise TransientDeliveryError(f"{self.party} consumer failed: {type(exc).__name__}: {exc}") from exc
         return SendResult(detail="consumed")
-
-    def poll(self):
-        return ()
 
     def check(self) -> Health:
         return Health(self.handler is not None, "consumer attached" if self.handler else "no consumer attached")

@@ -1,12 +1,20 @@
-"""Registry tables: consular posts (reference data), citizens, cases and what happened to them."""
+"""Registry tables: consular posts (reference data), citizens, cases and what happened to them, and the
+life-certificate batches sent to CDG.
+
+They hang on the registry's own MetaData (`Base.metadata`), which the registry app hands to the hub's
+migrations (registry/app.py, hub/apps.py): the engine's metadata holds only the engine's tables."""
 from __future__ import annotations
 
 import datetime as dt
 
 from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, LargeBinary, String, Text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from hub.store.db import Base, Id, UtcDateTime
+from hub.store.db import Id, UtcDateTime
+
+
+class Base(DeclarativeBase):
+    """The registry's tables."""
 
 
 class Post(Base):
@@ -58,7 +66,7 @@ class Case(Base):
     status: Mapped[str] = mapped_column(String(24), index=True)
     details: Mapped[dict] = mapped_column(JSON)
     outcome: Mapped[dict | None] = mapped_column(JSON)
-    request_message_id: Mapped[str | None] = mapped_column(String(80))
+    request_message_id: Mapped[str | None] = mapped_column(String(80), index=True)
     partner_reference: Mapped[str | None] = mapped_column(String(120))
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
@@ -91,7 +99,8 @@ class CaseDocument(Base):
 
 
 class PensionBatch(Base):
-    """One LifeCertificateBatch sent to CDG: PREPARED -> SUBMITTED -> ACKNOWLEDGED, or FAILED."""
+    """One LifeCertificateBatch sent to CDG: PREPARED -> SUBMITTED -> ACKNOWLEDGED, or FAILED
+    (registry/services/life_certificates.py)."""
 
     __tablename__ = "pension_batches"
 

@@ -199,7 +199,7 @@ def sealed(hub, message_id: str, sender: str) -> dict[str, str | None]:
 
 
 def test_a_large_batch_goes_as_a_file_message_through_the_running_hub(running_hub, cdg, client, pki_dir):
-    hub, registry = running_hub.hub, running_hub.registry
+    hub, registry = running_hub.hub, running_hub.apps["registry"]
     bench_cdg.fill(hub, 1500, 5)
     cdg.behave(drop_after_bytes=200_000)  # the first upload is cut: retried, CDG never sees half a file
     sent = client.post("/api/v1/life-certificates/batches")
@@ -336,10 +336,10 @@ def test_connectors_declare_whether_they_send_files():
 
 def test_a_file_is_refused_like_any_message_and_the_refusal_recorded(hub, tmp_path, monkeypatch):
     from hub.errors import DuplicateConflict, NotAllowed, NotRoutable
-    from hub.intake.files import FileHeader
+    from hub.intake.door import Arrival, FileHeader
     from hub.store.models import Refusal
     from hub.trust.signing import Signer
-    from registry.runtime import Registry
+    from registry.app import Registry
     monkeypatch.setattr(lc, "MAX_ITEMS", 5)
     registry = Registry(hub)
     registry.load_reference_data()
@@ -359,27 +359,27 @@ def test_a_file_is_refused_like_any_message_and_the_refusal_recorded(hub, tmp_pa
     data.remove(data.find(f"{{{DS_NS}}}Signature"))
     forged.write_bytes(etree.tostring(cdg_key.sign(data)))
     with pytest.raises(SignatureInvalid, match="signed by CDG"):
-        hub.submit_file(forged, header=header, caller="REGISTRY")
+        hub.receive(Arrival("registry", path=forged, header=header, caller="REGISTRY"))
     with pytest.raises(NotAllowed):  # the caller speaks for another party
-        hub.submit_file(path, header=header, caller="CDG")
+        hub.receive(Arrival("registry", path=path, header=header, caller="CDG"))
     with pytest.raises(NotRoutable, match="cannot send a file"):  # NARSA's transport (REST) cannot take a file
-        hub.submit_file(path, header=FileHeader(message_id="REGISTRY-X", type="LicenceAuthenticationRequest",
-                                                correlation_id="X", sender="REGISTRY", recipient="NARSA"),
-                        caller="REGISTRY")
+        hub.receive(Arrival("registry", path=path, caller="REGISTRY", header=FileHeader(
+            message_id="REGISTRY-X", type="LicenceAuthenticationRequest", correlation_id="X", sender="REGISTRY",
+            recipient="NARSA")))
     with hub.sessions() as session:
         refusals = session.scalars(select(Refusal).order_by(Refusal.id)).all()
         assert [(r.channel, r.partner, r.status) for r in refusals] == [
-            ("local", "REGISTRY", 400), ("local", "CDG", 403), ("local", "REGISTRY", 400)]
+            ("registry", "REGISTRY", 400), ("registry", "CDG", 403), ("registry", "REGISTRY", 400)]
         assert all(r.size == path.stat().st_size or r.size == forged.stat().st_size for r in refusals)
     assert not list((hub.settings.var_dir / "files" / "incoming").glob("*"))
 
     # accepted once; the same file again gets the first receipt; other bytes under the same id a 409
-    first = hub.submit_file(path, header=header, caller="REGISTRY")
-    again = hub.submit_file(path, header=header, caller="REGISTRY")
+    first = hub.receive(Arrival("registry", path=path, header=header, caller="REGISTRY"))
+    again = hub.receive(Arrival("registry", path=path, header=header, caller="REGISTRY"))
     assert (first.duplicate, again.duplicate) == (False, True) and again.body == first.body
     assert digest.encode() in first.body
     with pytest.raises(DuplicateConflict):
-        hub.submit_file(_other_bytes(registry, path, tmp_path), header=header, caller="REGISTRY")
+        hub.receive(Arrival("registry", path=_other_bytes(registry, path, tmp_path), header=header, caller="REGISTRY"))
     files = hub.message_files(header.message_id, sender="REGISTRY")
     assert files["sha256"] == digest and files["received"].read_bytes() == path.read_bytes()
     with hub.sessions() as session:

@@ -22,6 +22,8 @@ from conftest import wait_for
 from hub.evidence.chains import ZERO_HASH, audit_line, event_line, link, seal_pending, sha256_text, verify_chains
 from hub.store.models import Event, Message
 
+pytestmark = pytest.mark.both_databases  # storage is the subject
+
 FINAL = {"AUTHENTIC", "NOT_AUTHENTIC", "DISCREPANCY", "FAILED"}
 _SCRIPT = Path(sys.executable).with_name("hub")
 HUB_COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "hub.cli.main"]
@@ -409,7 +411,7 @@ def test_an_export_of_a_streamed_batch_includes_the_batch_file_and_verify_sh_fai
         hub, settings, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))  # bench/ is not an installed package
     from bench import cdg as bench_cdg
-    from registry.runtime import Registry
+    from registry.app import Registry
     from registry.services import cdg_stream
     from registry.services import life_certificates as lc
     monkeypatch.setattr(lc, "MAX_ITEMS", 5)  # a small batch takes the streamed path

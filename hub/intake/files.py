@@ -243,7 +243,7 @@ def _store_and_route(hub, header: Header, targets, steps, temporary: Path, diges
     except IntegrityError:  # the same id stored meanwhile (a concurrent intake)
         return _again(hub, header, digest)
     hub.wake_workers()
-    return Receipt(header.message_id, header.sender, receipt, duplicate=False)
+    return Receipt(header.message_id, header.sender, header.type, receipt, duplicate=False)
 
 
 def _again(hub, header: Header, digest: str) -> Receipt:

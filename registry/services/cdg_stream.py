@@ -15,7 +15,7 @@ which nothing is ever held whole, and the hub carries it as a message that keeps
               registry signs every message it submits): the same content as mapping
               cdg/life-certificate-batch.to-cdg.xsl gives, which a test checks. The file is kept under
               `<var>/cdg/batches/<reference>.xml` and re-used as is when the batch is submitted again;
-  * submit    `Hub.submit_file`: the hub reads it as a stream (CDG's XSD, the registry's signature),
+  * submit    `Hub.receive(Arrival(path=...))`: the hub reads it as a stream (CDG's XSD, the registry's signature),
               keeps it in its file store, answers with a receipt signed over the file's SHA-256 and
               queues its delivery: the batch is SUBMITTED. The hub's delivery workers sign it as the hub
               (a streamed step of the engine) and upload it through the SFTP connector's `send_file`,
@@ -44,7 +44,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from connectors.base import OutboundFile
 from hub.errors import PermanentDeliveryError, SchemaInvalid
-from hub.intake.files import FileHeader
+from hub.intake.door import Arrival, FileHeader
 from hub.store.db import utcnow
 from hub.trust.streaming import CanonicalWriter, escape_text
 from registry.canonical import PARTY
@@ -208,7 +208,7 @@ def submit(registry, batch: PensionBatch):
     path, size, digest = write_batch(registry, batch.reference)
     header = FileHeader(message_id=batch.message_id, type=BATCH_TYPE, correlation_id=batch.reference, sender=PARTY,
                         recipient=PARTNER)
-    receipt = registry.hub.submit_file(path, header=header, caller=PARTY)
+    receipt = registry.hub.receive(Arrival("registry", path=path, caller=PARTY, header=header))
     log.info("batch %s accepted by the hub as a file (%d bytes)", batch.reference, size)
     return receipt
 
