@@ -6,14 +6,13 @@ letter). A status with no successor is final.
 from __future__ import annotations
 
 from functools import cache
+from registry.catalogue import module_for
 
 FAILED = "FAILED"
 
 
 @cache
 def machine(service: str) -> dict[str, frozenset[str]]:
-    from registry.services import module_for
-
     declared = module_for(service).MACHINE
     full = {status: frozenset(nxt | {FAILED}) if nxt else frozenset() for status, nxt in declared.items()}
     full[FAILED] = frozenset()
