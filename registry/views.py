@@ -10,7 +10,8 @@ from pydantic import Field
 from sqlalchemy import func, select
 
 from hub.api.auth import allowed
-from hub.access.tokens import Forbidden, Identity
+from hub.access.tokens import Identity
+from hub.errors import Forbidden
 from registry import catalogue, service
 from registry.inputs import POST_CODE, PersonIn
 from registry.models import Case, Post
