@@ -11,7 +11,6 @@ are all errors naming the file and the key.
 from __future__ import annotations
 
 import difflib
-import os
 import re
 import threading
 from pathlib import Path
@@ -24,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from hub.errors import ConfigError
 from hub.settings import Settings
 
-_VAR = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
+VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")  # ${NAME} or ${NAME:-default}, in any value
 
 
 class _Strict(BaseModel):
@@ -51,13 +50,14 @@ class Party(_Strict):
     may_receive: list[str] = Field(default_factory=list, description="Canonical message types the hub may deliver "
                                                                      "to this party.")
     timeout_seconds: float = Field(10.0, gt=0, le=300, description="Connect/read timeout of one delivery.")
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy, description="How failed deliveries to this party "
+                                                                       "are tried again (keys below).")
     connection: Any = Field(default_factory=dict, description="Transport settings, validated by the "
                                                               "connector's own `Config` model.")
 
 
 class RouteTarget(_Strict):
-    partner: str
+    partner: str = Field(description="The recipient's party code (a file under config/partners/).")
     mapping: str | None = Field(None, description="XSLT under mappings/ from the canonical envelope to the "
                                                   "partner's document.")
     schema_: str | None = Field(None, alias="schema", description="Partner XSD under schemas/ the mapped "
@@ -82,16 +82,20 @@ class Route(_Strict):
 
 
 class InboundRoute(_Strict):
-    partner: str
+    partner: str = Field(description="The party whose own documents (answers, callbacks, files) this entry reads.")
     root: str = Field(description="Clark name of the partner document's root element, {namespace}Name.")
-    schema_: str = Field(alias="schema")
-    mapping: str
+    schema_: str = Field(alias="schema", description="Partner XSD under schemas/ the document must satisfy "
+                                                     "before it is mapped.")
+    mapping: str = Field(description="XSLT under mappings/ from the partner's document to the canonical "
+                                     "envelope.")
 
 
 class RoutesFile(_Strict):
     namespaces: dict[str, str] = Field(default_factory=dict, description="Prefixes usable in `when`.")
-    routes: list[Route] = []
-    inbound: list[InboundRoute] = []
+    routes: list[Route] = Field([], description="Where each canonical message type may come from and go to "
+                                                "(keys below).")
+    inbound: list[InboundRoute] = Field([], description="Partners' own documents that the hub turns into "
+                                                        "canonical messages (keys below).")
 
 
 class HubConfig(_Strict):
@@ -131,7 +135,7 @@ def _interpolate(value, env: dict, file: Path, key: str):
             if default is not None:
                 return default
             raise ConfigError(file, key, f"${{{name}}} is not set and has no default")
-        return _VAR.sub(substitute, value)
+        return VARIABLE.sub(substitute, value)
     return value
 
 
@@ -168,7 +172,7 @@ PARTY_CODE = re.compile(r"^[A-Z][A-Z_]{1,19}$")
 
 def load_config(settings: Settings) -> HubConfig:
     """Every `config/partners/<CODE>.yaml` and `config/routes/*.yaml`, validated together."""
-    env = {**os.environ, **settings.environment, "HUB_VAR_DIR": str(settings.var_dir),
+    env = {**settings.environment, "HUB_VAR_DIR": str(settings.var_dir),
            "HUB_PKI_DIR": str(settings.pki_dir), "HUB_HOME": str(settings.home)}
     partners_dir, routes_dir = settings.config_dir / "partners", settings.config_dir / "routes"
     parties: dict[str, Party] = {}

@@ -1,93 +1,266 @@
-"""Process settings, read once from the environment.
+"""Process settings: one spec, read once from the environment.
 
-Every setting has a safe default so that `hub serve` and `hub demo` work on a fresh clone:
-the database is an SQLite file under `var/`, keys live under `var/pki/`, configuration under `config/`.
+Each setting below is declared once, with its type, default, environment variable (HUB_ and the name in
+capitals unless the field says otherwise) and description; docs/configuration.md is generated from it
+(`hub config docs`). Every setting has a safe default so that `hub serve` and `hub demo` work on a fresh
+clone: the database is an SQLite file under `var/`, keys live under `var/pki/`, configuration under
+`config/`.
+
+    Settings.from_env()                                  the process's environment
+    Settings.from_env(var_dir=..., environment={...})    keyword overrides win over the mapping read
+
+A value that does not fit its type or range, or a HUB_ variable that is a near miss of a setting's
+name, is a ConfigError naming the variable. Nothing else in the hub reads the environment: the
+mapping read is kept as `environment`, where the `${VAR}`s of config/ are looked up.
 """
 from __future__ import annotations
 
+import difflib
 import os
-from dataclasses import dataclass, field
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+
+from hub.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "HUB_"
+
+_environ: ContextVar[Mapping[str, str] | None] = ContextVar("hub_settings_environ", default=None)
 
 
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SystemExit(f"setting {name}={raw!r} is not a whole number") from None
+def _derived(shown: str) -> dict:
+    """Extra schema of a setting whose default follows from another one (shown as such in the docs)."""
+    return {"default_shown": shown}
 
 
-def _path(name: str) -> Path | None:
-    raw = os.environ.get(name)
-    return Path(raw).resolve() if raw else None
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, case_sensitive=False, frozen=True, extra="forbid",
+                                      populate_by_name=True, env_ignore_empty=True)
 
+    # -- where things are -------------------------------------------------------------------------------
+    home: Path = Field(PROJECT_ROOT, description="The hub's folder: the other folders default to places "
+                                                 "under it.", json_schema_extra=_derived("the folder holding `hub/`"))
+    var_dir: Path = Field(None, validate_default=False, json_schema_extra=_derived("`$HUB_HOME/var`"),
+                          description="Working files: the SQLite database, the sandboxes' files, the demo's "
+                                      "report, CDG batch files.")
+    config_dir: Path = Field(None, validate_default=False, json_schema_extra=_derived("`$HUB_HOME/config`"),
+                             description="`partners/<CODE>.yaml`, `routes/<flow>.yaml` and `reference/posts.csv`.")
+    schemas_dir: Path = Field(None, validate_default=False, json_schema_extra=_derived("`$HUB_HOME/schemas`"),
+                              description="XSDs of the canonical messages and of the partners' documents.")
+    mappings_dir: Path = Field(None, validate_default=False, json_schema_extra=_derived("`$HUB_HOME/mappings`"),
+                               description="XSLT mappings between the canonical envelope and partners' documents.")
+    pki_dir: Path = Field(None, validate_default=False, json_schema_extra=_derived("`$HUB_VAR_DIR/pki`"),
+                          description="Keys and certificates; a development CA, keys and SSH keys are created "
+                                      "there on first run when missing.")
+    database_url: str = Field(None, validate_default=False,
+                              json_schema_extra=_derived("`sqlite:///$HUB_VAR_DIR/hub.sqlite`"),
+                              description="SQLAlchemy URL of the database: `postgresql://user@host/db` for "
+                                          "PostgreSQL (the password, if any, is never shown).")
 
-@dataclass(frozen=True)
-class Settings:
-    home: Path = PROJECT_ROOT
-    var_dir: Path = PROJECT_ROOT / "var"
-    config_dir: Path = PROJECT_ROOT / "config"
-    schemas_dir: Path = PROJECT_ROOT / "schemas"
-    mappings_dir: Path = PROJECT_ROOT / "mappings"
-    database_url: str = ""
-    max_message_bytes: int = 1_048_576
-    max_xml_depth: int = 64                  # element nesting refused beyond this, before validation
-    max_xml_elements: int = 50_000           # elements in one document refused beyond this
-    signing_algorithm: str = "rsa-sha256"    # the hub's own key: rsa-sha256 (RSA-2048) or ecdsa-sha256 (P-256)
-    certificate_warning_days: int = 30       # certificates expiring sooner are reported
-    default_retention_days: int = 365        # payload bytes kept this long when a route names no retention
-    tls_certificate: Path | None = None      # `hub serve` speaks HTTPS when both are set
-    tls_key: Path | None = None
-    tls_client_ca: Path | None = None        # mutual TLS: client certificates must chain to this CA
-    tls_client_certificate: str = "none"     # none | optional | required (with tls_client_ca)
-    delivery_workers: int = 4
-    lease_seconds: int = 60
-    poll_interval_seconds: float = 0.5
-    partner_concurrency: int = 2             # deliveries in flight to one partner, per hub process
-    breaker_failures: int = 5                # consecutive transient failures that open a partner's circuit
-    breaker_seconds: int = 30                # how long an open circuit waits before one trial delivery
-    max_outbox_depth: int = 10_000           # pending deliveries for one partner past which intake answers 429
-    leader_retry_seconds: float = 2.0        # how often a follower tries to become the leader (scheduler, sealer)
-    pki_dir: Path = PROJECT_ROOT / "var" / "pki"
-    environment: dict = field(default_factory=dict)
+    # -- what comes in ----------------------------------------------------------------------------------
+    max_message_bytes: int = Field(1_048_576, ge=1, description="Size cap of one message or answer, checked "
+                                                                "before parsing (413 beyond it).")
+    max_xml_depth: int = Field(64, ge=1, description="Element nesting refused beyond this, before validation "
+                                                     "(a SOAP envelope gets 2 more levels).")
+    max_xml_elements: int = Field(50_000, ge=1, description="Elements in one document refused beyond this, "
+                                                            "before validation.")
+
+    # -- trust ------------------------------------------------------------------------------------------
+    signing_algorithm: Literal["rsa-sha256", "ecdsa-sha256"] = Field(
+        "rsa-sha256", description="The hub's own key and signature method: `rsa-sha256` (RSA-2048) or "
+                                  "`ecdsa-sha256` (P-256).")
+    certificate_warning_days: int = Field(30, ge=0, description="Certificates expiring sooner are reported "
+                                                                "(`/readyz`, `/metrics`, `hub certificates`).")
+    tls_certificate: Path | None = Field(None, validation_alias="HUB_TLS_CERT",
+                                         description="PEM certificate (chain) of the hub: with `HUB_TLS_KEY`, "
+                                                     "`hub serve` speaks HTTPS only.")
+    tls_key: Path | None = Field(None, description="PEM private key of `HUB_TLS_CERT`.")
+    tls_client_ca: Path | None = Field(None, description="PEM CA that issues partner systems' client "
+                                                         "certificates (mutual TLS).")
+    tls_client_certificate: Literal["none", "optional", "required"] = Field(
+        "none", validation_alias="HUB_TLS_CLIENT_CERT",
+        description="`optional`: a presented client certificate must chain to `HUB_TLS_CLIENT_CA`; "
+                    "`required`: a client without one is refused at the handshake.")
+
+    # -- storage ----------------------------------------------------------------------------------------
+    default_retention_days: int = Field(365, ge=1, description="Days a final message keeps its payload bytes "
+                                                               "when its route names no `retention_days`.")
+
+    # -- delivery ---------------------------------------------------------------------------------------
+    delivery_workers: int = Field(4, ge=1, description="Delivery threads per process, at least (raised to "
+                                                       "`HUB_PARTNER_CONCURRENCY` × parties).")
+    lease_seconds: int = Field(60, ge=1, description="How long a worker's claim on a delivery lasts before "
+                                                     "another worker, or process, may take it.")
+    poll_interval_seconds: float = Field(0.5, gt=0, description="How long an idle delivery worker waits "
+                                                                "before looking at the outbox again.")
+    partner_concurrency: int = Field(2, ge=1, description="Deliveries in flight to one partner, per process.")
+    breaker_failures: int = Field(5, ge=0, description="Consecutive transient failures that open a partner's "
+                                                       "circuit (0: no breaker).")
+    breaker_seconds: int = Field(30, ge=0, description="How long an open circuit waits before one trial "
+                                                       "delivery.")
+    max_outbox_depth: int = Field(10_000, ge=0, description="Pending deliveries for one partner at which "
+                                                            "intake answers 429 (0: no limit).")
+
+    # -- several processes ------------------------------------------------------------------------------
+    processes: int = Field(1, ge=1, description="`hub serve` processes sharing the port (`--processes` "
+                                                "overrides it).")
+    leader_retry_seconds: float = Field(2.0, gt=0, description="How often a follower tries to lead the "
+                                                               "scheduled jobs, and the leader checks its lock.")
+
+    # -- the registry's services ------------------------------------------------------------------------
+    repatriation_deadline_seconds: float = Field(6 * 3600, gt=0, description="How long a repatriation "
+                                                 "waits for an authority's clearance before it is escalated.")
+
+    environment: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False,
+                                        description="The environment the settings were read from; the "
+                                                    "`${VAR}`s of config/ are looked up there.")
+
+    # -- construction -------------------------------------------------------------------------------------
 
     @classmethod
-    def from_env(cls, **overrides) -> "Settings":
-        home = Path(os.environ.get("HUB_HOME", PROJECT_ROOT)).resolve()
-        var_dir = Path(os.environ.get("HUB_VAR_DIR", home / "var")).resolve()
-        values = dict(
-            home=home,
-            var_dir=var_dir,
-            config_dir=Path(os.environ.get("HUB_CONFIG_DIR", home / "config")).resolve(),
-            schemas_dir=home / "schemas",
-            mappings_dir=home / "mappings",
-            pki_dir=Path(os.environ.get("HUB_PKI_DIR", var_dir / "pki")).resolve(),
-            database_url=os.environ.get("HUB_DATABASE_URL") or f"sqlite:///{var_dir / 'hub.sqlite'}",
-            max_message_bytes=_int("HUB_MAX_MESSAGE_BYTES", 1_048_576),
-            max_xml_depth=_int("HUB_MAX_XML_DEPTH", 64),
-            max_xml_elements=_int("HUB_MAX_XML_ELEMENTS", 50_000),
-            signing_algorithm=os.environ.get("HUB_SIGNING_ALGORITHM") or "rsa-sha256",
-            certificate_warning_days=_int("HUB_CERTIFICATE_WARNING_DAYS", 30),
-            default_retention_days=_int("HUB_DEFAULT_RETENTION_DAYS", 365),
-            tls_certificate=_path("HUB_TLS_CERT"),
-            tls_key=_path("HUB_TLS_KEY"),
-            tls_client_ca=_path("HUB_TLS_CLIENT_CA"),
-            tls_client_certificate=os.environ.get("HUB_TLS_CLIENT_CERT") or "none",
-            delivery_workers=_int("HUB_DELIVERY_WORKERS", 4),
-            lease_seconds=_int("HUB_LEASE_SECONDS", 60),
-            partner_concurrency=_int("HUB_PARTNER_CONCURRENCY", 2),
-            breaker_failures=_int("HUB_BREAKER_FAILURES", 5),
-            breaker_seconds=_int("HUB_BREAKER_SECONDS", 30),
-            max_outbox_depth=_int("HUB_MAX_OUTBOX_DEPTH", 10_000),
-            leader_retry_seconds=float(os.environ.get("HUB_LEADER_RETRY_SECONDS") or 2.0),
-            environment=dict(os.environ),
-        )
-        if "var_dir" in overrides and "pki_dir" not in overrides and "HUB_PKI_DIR" not in os.environ:
-            values["pki_dir"] = Path(overrides["var_dir"]) / "pki"
-        values.update(overrides)
-        return cls(**values)
+    def from_env(cls, environment: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """The settings read from `environment` (default: the process's), keyword overrides winning.
+
+        Raises ConfigError naming the variable for a value that does not fit, or for an unknown HUB_
+        variable that is a near miss of a setting's."""
+        environ = dict(os.environ if environment is None else environment)
+        _refuse_near_misses(environ)
+        token = _environ.set(environ)
+        try:
+            return cls(environment=environ, **overrides)
+        except ValidationError as exc:
+            raise _config_error(exc, environ, overrides) from None
+        finally:
+            _environ.reset(token)
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with `changes` (by field name), validated like the original; nothing is read again."""
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        try:
+            return type(self).model_validate({**values, **changes})
+        except ValidationError as exc:
+            raise _config_error(exc, self.environment, changes) from None
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        return init_settings, _MappingSource(settings_cls)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_folders(cls, values: Any) -> Any:
+        """Folders not given live where the spec says: under HUB_HOME, and the keys and the SQLite file
+        under HUB_VAR_DIR (so a test's own var_dir brings its own keys and database along)."""
+        if not isinstance(values, dict):
+            return values
+        values = dict(values)
+        home = Path(values.get("home") or PROJECT_ROOT).resolve()
+        values["home"] = home
+        for name, default in (("var_dir", home / "var"), ("config_dir", home / "config"),
+                              ("schemas_dir", home / "schemas"), ("mappings_dir", home / "mappings")):
+            values[name] = values.get(name) or default
+        var_dir = Path(values["var_dir"]).resolve()
+        values["pki_dir"] = values.get("pki_dir") or var_dir / "pki"
+        values["database_url"] = values.get("database_url") or f"sqlite:///{var_dir / 'hub.sqlite'}"
+        return values
+
+    @field_validator("home", "var_dir", "config_dir", "schemas_dir", "mappings_dir", "pki_dir", "tls_certificate",
+                     "tls_key", "tls_client_ca")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        return None if path is None else path.resolve()
+
+    @field_validator("signing_algorithm", "tls_client_certificate", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    def __repr_args__(self):
+        for name, value in super().__repr_args__():
+            yield name, (_hide_password(value) if name == "database_url" else value)
+
+    # -- the spec, for the documentation and the checks ---------------------------------------------------
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        alias = cls.model_fields[field].validation_alias
+        return alias if isinstance(alias, str) else ENV_PREFIX + field.upper()
+
+    @classmethod
+    def spec(cls) -> list[tuple[str, str, str, str]]:
+        """(field, environment variable, default as shown, description) of every setting, in order."""
+        rows = []
+        for name, field in cls.model_fields.items():
+            if name == "environment":
+                continue
+            shown = (field.json_schema_extra or {}).get("default_shown")
+            if shown is None:
+                shown = "unset" if field.default is None else f"`{field.default}`"
+            rows.append((name, cls.env_name(name), shown, field.description or ""))
+        return rows
+
+
+class _MappingSource(EnvSettingsSource):
+    """The HUB_ variables of the mapping `Settings.from_env` was given, instead of os.environ."""
+
+    def get_field_value(self, field, field_name: str):
+        if field_name == "environment":  # the mapping itself, never a variable
+            return None, field_name, False
+        return super().get_field_value(field, field_name)
+
+    def _extract_field_info(self, field, field_name, *args, **kwargs):
+        found = super()._extract_field_info(field, field_name, *args, **kwargs)
+        return found[:1] if isinstance(field.validation_alias, str) else found  # HUB_TLS_CERT only, not its name
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        environ = _environ.get()
+        environ = os.environ if environ is None else environ
+        return {name if self.case_sensitive else name.lower(): value for name, value in environ.items()
+                if name.startswith(ENV_PREFIX) and value != ""}
+
+
+def _known_fields() -> list[str]:
+    return [name for name in Settings.model_fields if name != "environment"]
+
+
+def _known_names() -> set[str]:
+    return {Settings.env_name(name) for name in _known_fields()}
+
+
+def _refuse_near_misses(environ: Mapping[str, str]) -> None:
+    """A HUB_ variable that is not a setting may be one of config/'s `${VAR}`s; one that is a near miss
+    of a setting's name (HUB_LEASE_SECOND) is a typo that would otherwise be silently ignored."""
+    known = _known_names()
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            field = name.removeprefix(ENV_PREFIX).lower()
+            renamed = [Settings.env_name(field)] if field in _known_fields() else []
+            close = renamed or difflib.get_close_matches(name, known, n=1, cutoff=0.9)
+            if close:
+                raise ConfigError("environment", name, f"is not a setting; did you mean {close[0]}?")
+
+
+def _config_error(exc: ValidationError, environ: Mapping[str, str], overrides: Mapping[str, Any]) -> ConfigError:
+    err = exc.errors()[0]
+    loc = str(err["loc"][0]) if err["loc"] else "-"
+    field = next((n for n in Settings.model_fields if loc in (n, Settings.env_name(n))), None)
+    if field is None:
+        return ConfigError("settings", loc, "unknown setting" if err["type"] == "extra_forbidden" else err["msg"])
+    variable = Settings.env_name(field)
+    source = "settings" if field in overrides else "environment"
+    value = overrides[field] if field in overrides else environ.get(variable, err.get("input"))
+    return ConfigError(source, variable, f"{value!r}: {err['msg']}")
+
+
+def _hide_password(url: Any) -> Any:
+    if not isinstance(url, str) or "@" not in url:
+        return url
+    from sqlalchemy.engine import make_url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can read: shown without its credentials
+        return url.split("@", 1)[-1]

@@ -5,7 +5,6 @@ Every door says so: the canonical REST door, the partner REST door, and the SOAP
 soap:Server fault with RetryAfter)."""
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import pytest
@@ -24,7 +23,7 @@ XML = {"Content-Type": "application/xml"}
 @pytest.fixture
 def settings(settings):
     """A small outbox limit; a breaker that retries a recovered partner within a second."""
-    return dataclasses.replace(settings, max_outbox_depth=LIMIT, breaker_seconds=1)
+    return settings.replace(max_outbox_depth=LIMIT, breaker_seconds=1)
 
 
 def submit_until_refused(client, url: str, documents: list[bytes], *, refused_wanted: int = 3) -> tuple[list, list]:

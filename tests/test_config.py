@@ -6,6 +6,7 @@ the key (str: "<file>: <key>: <reason>").
 """
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -346,3 +347,102 @@ def test_inbound_mapping_making_a_type_its_partner_may_not_send(config_dir):
     assert err.file == str(config_dir / "routes" / "repatriation.yaml")
     assert err.key == "inbound[0].mapping"
     assert "makes a LicenceAuthenticationResult, which SANTE may not send" in err.reason
+
+
+def test_an_explicit_environment_is_the_whole_environment(config_dir, monkeypatch):
+    monkeypatch.setenv("HUB_NARSA_URL", "http://127.0.0.1:9998")
+    config = load(config_dir, environment={})
+    assert config.parties["NARSA"].connection.endpoint.startswith("http://127.0.0.1:8711/")
+
+
+# -- settings: one spec (hub/settings.py) ----------------------------------------------------------
+
+def test_settings_defaults_come_from_the_spec():
+    settings = Settings.from_env(environment={})
+    for name, field in Settings.model_fields.items():
+        if name != "environment" and field.default is not None:
+            assert getattr(settings, name) == field.default, name
+    assert settings.var_dir == PROJECT_ROOT / "var" and settings.config_dir == PROJECT_ROOT / "config"
+    assert settings.pki_dir == PROJECT_ROOT / "var" / "pki"
+    assert settings.database_url == f"sqlite:///{PROJECT_ROOT / 'var' / 'hub.sqlite'}"
+    assert settings.tls_certificate is None and settings.tls_client_certificate == "none"
+    assert settings.environment == {}
+
+
+def test_every_setting_has_an_environment_variable_and_a_description():
+    spec = Settings.spec()
+    assert len({variable for _, variable, _, _ in spec}) == len(spec)
+    for name, variable, default, description in spec:
+        assert variable.startswith("HUB_") and default and len(description) > 20, name
+    assert {"HUB_DATABASE_URL", "HUB_TLS_CERT", "HUB_TLS_CLIENT_CERT", "HUB_PROCESSES",
+            "HUB_REPATRIATION_DEADLINE_SECONDS"} <= {variable for _, variable, _, _ in spec}
+
+
+@pytest.mark.parametrize("variable, value, name, expected", [
+    ("HUB_LEASE_SECONDS", "7", "lease_seconds", 7),
+    ("HUB_LEADER_RETRY_SECONDS", "0.25", "leader_retry_seconds", 0.25),
+    ("HUB_DATABASE_URL", "postgresql://hub@db/hub", "database_url", "postgresql://hub@db/hub"),
+    ("HUB_TLS_CERT", "/etc/hub/tls.crt", "tls_certificate", Path("/etc/hub/tls.crt")),
+    ("HUB_TLS_CLIENT_CERT", "Required", "tls_client_certificate", "required"),
+    ("HUB_SIGNING_ALGORITHM", "ecdsa-sha256", "signing_algorithm", "ecdsa-sha256"),
+    ("HUB_REPATRIATION_DEADLINE_SECONDS", "3", "repatriation_deadline_seconds", 3),
+    ("HUB_LEASE_SECONDS", "", "lease_seconds", 60),
+], ids=["int", "float", "text", "renamed-variable", "choice-any-case", "algorithm", "registry", "empty-is-unset"])
+def test_each_setting_is_read_from_its_variable(variable, value, name, expected):
+    assert getattr(Settings.from_env(environment={variable: value}), name) == expected
+
+
+def test_folders_follow_the_folder_they_live_in_and_overrides_win(tmp_path):
+    settings = Settings.from_env(environment={"HUB_VAR_DIR": str(tmp_path / "v"), "HUB_LEASE_SECONDS": "9"})
+    assert settings.pki_dir == tmp_path / "v" / "pki"
+    assert settings.database_url == f"sqlite:///{tmp_path / 'v' / 'hub.sqlite'}"
+    settings = Settings.from_env(environment={"HUB_LEASE_SECONDS": "9", "HUB_PKI_DIR": str(tmp_path / "keys")},
+                                 var_dir=tmp_path / "w", lease_seconds=5)
+    assert settings.lease_seconds == 5 and settings.var_dir == tmp_path / "w"
+    assert settings.pki_dir == tmp_path / "keys"  # named in the environment: not moved with var_dir
+    home = Settings.from_env(environment={"HUB_HOME": str(tmp_path)})
+    assert (home.config_dir, home.schemas_dir, home.var_dir) == (tmp_path / "config", tmp_path / "schemas",
+                                                                 tmp_path / "var")
+
+
+@pytest.mark.parametrize("environment, key, reason", [
+    ({"HUB_LEASE_SECONDS": "a minute"}, "HUB_LEASE_SECONDS", "'a minute': Input should be a valid integer"),
+    ({"HUB_MAX_OUTBOX_DEPTH": "-1"}, "HUB_MAX_OUTBOX_DEPTH", "greater than or equal to 0"),
+    ({"HUB_SIGNING_ALGORITHM": "rsa-sha1"}, "HUB_SIGNING_ALGORITHM", "'rsa-sha1'"),
+    ({"HUB_TLS_CLIENT_CERT": "sometimes"}, "HUB_TLS_CLIENT_CERT", "'none', 'optional' or 'required'"),
+    ({"HUB_LEASE_SECOND": "5"}, "HUB_LEASE_SECOND", "is not a setting; did you mean HUB_LEASE_SECONDS?"),
+    ({"HUB_TLS_CERTIFICATE": "x"}, "HUB_TLS_CERTIFICATE", "did you mean HUB_TLS_CERT?"),
+], ids=["not-a-number", "out-of-range", "unknown-algorithm", "unknown-choice", "near-miss-name", "field-name"])
+def test_a_bad_setting_names_the_variable(environment, key, reason):
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(environment=environment)
+    assert (info.value.file, info.value.key) == ("environment", key)
+    assert reason in info.value.reason
+    assert str(info.value).startswith(f"environment: {key}: ")
+
+
+def test_a_bad_override_names_the_variable_too():
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(environment={}, lease_seconds=0)
+    assert (info.value.file, info.value.key) == ("settings", "HUB_LEASE_SECONDS")
+    with pytest.raises(ConfigError, match="HUB_BREAKER_FAILURES"):
+        Settings.from_env(environment={}).replace(breaker_failures=-1)
+
+
+def test_other_hub_variables_are_left_to_the_configuration_files():
+    settings = Settings.from_env(environment={"HUB_NARSA_URL": "http://x", "HUB_CDG_SFTP_PORT": "22",
+                                              "HUB_PARTNER_TOKEN": "t", "HUB_FAULT_SCALE": "1"})
+    assert settings.environment["HUB_NARSA_URL"] == "http://x"
+
+
+def test_the_database_password_is_not_shown():
+    settings = Settings.from_env(environment={"HUB_DATABASE_URL": "postgresql://hub:s3cret@db/hub"})
+    assert settings.database_url == "postgresql://hub:s3cret@db/hub"
+    assert "s3cret" not in repr(settings) and "db/hub" in repr(settings)
+
+
+def test_only_the_settings_read_the_environment():
+    readers = [path.relative_to(PROJECT_ROOT).as_posix()
+               for folder in ("hub", "registry", "connectors") for path in (PROJECT_ROOT / folder).rglob("*.py")
+               if re.search(r"os\.environ|getenv\(", path.read_text(encoding="utf-8"))]
+    assert readers == ["hub/settings.py"]

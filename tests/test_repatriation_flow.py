@@ -2,8 +2,6 @@
 (SOAP), real sandbox processes on loopback; the case is decided from the three answers."""
 from __future__ import annotations
 
-import dataclasses
-
 import httpx
 import pytest
 
@@ -20,8 +18,8 @@ def settings(settings, tmp_path):
     # A short deadline, so that an authority that does not answer escalates the case within the test,
     # and retries that outlast it.
     retry = {"max_attempts": 100, "base_delay_seconds": 0.2, "max_delay_seconds": 0.5}
-    return dataclasses.replace(settings, config_dir=write_config(tmp_path / "config-patient", retry=retry),
-                               environment={**settings.environment, "HUB_REPATRIATION_DEADLINE_SECONDS": "3"})
+    return settings.replace(config_dir=write_config(tmp_path / "config-patient", retry=retry),
+                            repatriation_deadline_seconds=3)
 
 
 @pytest.fixture

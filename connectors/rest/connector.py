@@ -30,6 +30,8 @@ def parse_retry_after(value: str | None) -> float | None:
 
 class RestConnector:
     class Config(BaseModel):
+        """`connection:` of a `transport: rest` party: XML bodies posted over HTTP(S)."""
+
         model_config = ConfigDict(extra="forbid", frozen=True)
         endpoint: str = Field(pattern=r"^https?://", description="Base URL; the route's `operation` is appended "
                                                                   "as a path (none: the URL itself).")

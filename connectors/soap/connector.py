@@ -63,6 +63,8 @@ class SoapConnector:
         self.timeout_seconds = timeout_seconds
         self.wsdl_path = Path(settings.schemas_dir) / config.wsdl
         self.max_answer_bytes = settings.max_message_bytes
+        # the envelope adds two levels (Envelope, Body) and two elements around the answer
+        self.answer_caps = {"max_depth": settings.max_xml_depth + 2, "max_elements": settings.max_xml_elements + 2}
         self._lock = threading.Lock()
         self._client: zeep.Client | None = None
         self._binding = None
@@ -138,7 +140,8 @@ class SoapConnector:
         document = None
         if content.strip():
             try:
-                document = parse_envelope(content, max_bytes=self.max_answer_bytes, what=f"{self.party} answer")
+                document = parse_envelope(content, max_bytes=self.max_answer_bytes, what=f"{self.party} answer",
+                                          **self.answer_caps)
             except InputError:
                 document = None
         fault = read_fault(document) if document is not None else None

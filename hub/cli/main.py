@@ -21,11 +21,12 @@ def cmd_serve(args) -> int:
     from hub.service import HubService
     from hub.trust.tls import scheme
     settings = _settings(args)
-    if args.processes > 1:
+    processes = 1 if args.reuse_port else args.processes or settings.processes  # a child serves, never forks
+    if processes > 1:
         from hub.cluster.processes import serve_processes
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-        console.print(f"hub serving on {scheme(settings)}://{args.host}:{args.port} with {args.processes} processes")
-        return serve_processes(args.processes, args.host, args.port)
+        console.print(f"hub serving on {scheme(settings)}://{args.host}:{args.port} with {processes} processes")
+        return serve_processes(processes, args.host, args.port)
     logging.getLogger("hub.cluster.leader").setLevel(logging.INFO)  # "became leader" / "lost leadership" are shown
     service = HubService(settings)
     console.print(f"hub serving on {scheme(settings)}://{args.host}:{args.port} (database: {service.hub.engine.url.render_as_string()})")
@@ -124,12 +125,6 @@ def _positive(value: str) -> int:
     return number
 
 
-def _int_env(name: str, default: int) -> int:
-    import os
-    raw = os.environ.get(name)
-    return _positive(raw) if raw else default
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hub", description="Consular exchange hub")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -137,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the HTTP API, delivery workers and scheduler")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8700)
-    p.add_argument("--processes", type=_positive, default=_int_env("HUB_PROCESSES", 1), metavar="N",
+    p.add_argument("--processes", type=_positive, default=None, metavar="N",
                    help="hub processes sharing the port, to use more than one core (default $HUB_PROCESSES or 1)")
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a child of --processes
     p.set_defaults(func=cmd_serve)

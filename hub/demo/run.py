@@ -3,7 +3,6 @@ wait until every case is final, then print and write (`var/demo-report.json`) wh
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -81,7 +80,7 @@ class SandboxProcess:
             args += ["--control-port", str(control_port)]
         self.log_path = settings.var_dir / "demo" / f"sandbox-{name}.log"
         # its partner token for callbacks to the hub's /api: in the environment, never on the command line
-        env = {**os.environ, **({"HUB_PARTNER_TOKEN": token} if token else {})}
+        env = {**settings.environment, **({"HUB_PARTNER_TOKEN": token} if token else {})}
         self.proc = subprocess.Popen(args, stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT, env=env)
 
     def wait_healthy(self, deadline: float) -> None:
@@ -117,7 +116,7 @@ def run_demo(*, cases: int, serve: bool, console: Console) -> int:
     hub_port = _free_port(8700)
     hub_url = f"http://127.0.0.1:{hub_port}"
     ports = {partner: _free_port(port) for partner, (_, port, _) in SANDBOXES.items()}
-    environment = {**os.environ, **{f"HUB_{p}_URL": f"http://127.0.0.1:{port}" for p, port in ports.items()},
+    environment = {**base.environment, **{f"HUB_{p}_URL": f"http://127.0.0.1:{port}" for p, port in ports.items()},
                    "HUB_CDG_SFTP_PORT": str(ports["CDG"])}
     settings = Settings.from_env(database_url=f"sqlite:///{demo_dir / 'hub.sqlite'}", environment=environment)
     modules = scenarios.load()

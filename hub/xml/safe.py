@@ -20,24 +20,19 @@ prolog scan would still be refused after parsing.
 """
 from __future__ import annotations
 
-import os
 import re
 import threading
 
 from lxml import etree
 
 from hub.errors import MalformedXml, MessageTooLarge, Problem
+from hub.settings import Settings
 
 
-def _setting(name: str, default: int) -> int:
-    raw = os.environ.get(name, "")
-    return int(raw) if raw.strip().isdigit() else default
-
-
-# The caps when a caller gives none: the process's HUB_MAX_XML_DEPTH / HUB_MAX_XML_ELEMENTS, read as
-# Settings.from_env reads them (callers holding a Hub pass `**limits(hub.settings)`).
-DEFAULT_MAX_DEPTH = _setting("HUB_MAX_XML_DEPTH", 64)
-DEFAULT_MAX_ELEMENTS = _setting("HUB_MAX_XML_ELEMENTS", 50_000)
+# The caps when a caller gives none: the settings' defaults (callers holding a Hub pass
+# `**limits(hub.settings)`, so HUB_MAX_XML_DEPTH / HUB_MAX_XML_ELEMENTS apply to everything it parses).
+DEFAULT_MAX_DEPTH: int = Settings.model_fields["max_xml_depth"].default
+DEFAULT_MAX_ELEMENTS: int = Settings.model_fields["max_xml_elements"].default
 _CHUNK = 64 * 1024
 
 _PARSER_OPTIONS = dict(resolve_entities=False, load_dtd=False, dtd_validation=False, no_network=True,

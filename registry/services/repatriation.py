@@ -42,12 +42,6 @@ SENT_STATUS = "AWAITING_CLEARANCES"
 AUTHORITIES = ("SANTE", "ETAT_CIVIL", "DGSN")
 NS = "urn:ma:gov:consular:repatriation:1"
 R = canonical.maker(NS, "rep")
-DEFAULT_DEADLINE_SECONDS = 6 * 3600
-
-
-def _setting(registry, name: str, default: float) -> float:
-    raw = registry.hub.settings.environment.get(name)
-    return float(raw) if raw else default
 
 
 def build_request(registry, case: Case) -> bytes:
@@ -192,8 +186,7 @@ router = APIRouter(prefix="/api/v1", tags=["repatriation of remains"])
 async def open_repatriation_case(body: RepatriationIn, request: Request,
                                  identity: Identity = Depends(allowed("registry:act"))):
     registry = request.app.state.registry
-    deadline = utcnow() + dt.timedelta(seconds=_setting(registry, "HUB_REPATRIATION_DEADLINE_SECONDS",
-                                                        DEFAULT_DEADLINE_SECONDS))
+    deadline = utcnow() + dt.timedelta(seconds=registry.hub.settings.repatriation_deadline_seconds)
     details = {"death": body.death.model_dump(mode="json"), "burial": body.burial.model_dump(mode="json"),
                "transport": body.transport.model_dump(mode="json"), "deadline_at": deadline.isoformat()}
     if body.pension:
