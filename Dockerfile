@@ -10,6 +10,7 @@ COPY hub ./hub
 COPY connectors ./connectors
 COPY registry ./registry
 COPY sandbox ./sandbox
+COPY demo ./demo
 RUN pip install --no-cache-dir -e . && useradd --system --home /var/lib/hub hub && mkdir -p /var/lib/hub \
     && chown hub /var/lib/hub
 COPY schemas ./schemas

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CASES  ?= 6
 
-.PHONY: demo test serve bench bench-faults clean install xmlsec1
+.PHONY: demo test test-full serve bench bench-faults clean install xmlsec1
 
 install: $(STAMP)
 
@@ -32,8 +32,23 @@ bench-faults: $(STAMP)
 # The tests check signatures with an independent implementation, xmlsec1 (Debian package xmlsec1).
 XMLSEC1 := $(shell command -v xmlsec1 2>/dev/null)
 
+# make test       what CI runs (.ci/run, PostgreSQL required): every test, in a few minutes. Tests run on SQLite, and
+#                 on PostgreSQL too where storage is their subject (claims, leases, the leader, sealing, group commit,
+#                 retention, search, faults, migrations: @pytest.mark.both_databases); databases are copies of one
+#                 migrated per session; the fault tests run at a tenth of their length (HUB_FAULT_SCALE=0.1) and
+#                 the generated inputs at hypothesis's "ci" profile; TEST_WORKERS (2) pytest-xdist workers, a file each.
+# make test-full  everything at full length: every test on both databases (HUB_TEST_DATABASES=both), the fault
+#                 tests at full scale (HUB_FAULT_SCALE=1, as `make bench-faults`), ten times the generated examples
+#                 (HYPOTHESIS_PROFILE=full). Longer: before a release, or after touching storage or intake.
+# Both take PYTEST_ARGS (e.g. PYTEST_ARGS="-k sqlite tests/test_faults.py") and TEST_WORKERS (0: no workers).
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadfile)
+
 test: $(STAMP) xmlsec1
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
+
+test-full: $(STAMP) xmlsec1
+	HUB_TEST_DATABASES=both HUB_FAULT_SCALE=1 HYPOTHESIS_PROFILE=full $(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
 
 xmlsec1:
 ifeq ($(XMLSEC1),)

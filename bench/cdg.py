@@ -114,7 +114,7 @@ def run(certificates: int, *, death_notices: int = 0, database_url: str | None =
     from hub.engine import Hub
     from hub.settings import Settings
     from registry.models import Case
-    from registry.runtime import Registry
+    from registry.app import Registry
     from registry.services import cdg_stream, life_certificates as lc
 
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))

@@ -1,6 +1,8 @@
 """Transports. Each package implements the contract in `connectors.base`; the engine knows no protocol.
 
-Connectors are found through `CONNECTORS` (transport name -> import path), imported lazily.
+Connectors are found through `CONNECTORS` (transport name -> import path), imported lazily; what each
+can do (send, poll, serve an inbound route, consume in process) the engine learns from the capability
+protocols it implements. docs/howto/add-a-transport.md adds one.
 """
 from __future__ import annotations
 

@@ -2,31 +2,48 @@
 
 A connector moves bytes between the hub and one party over one transport. Its class carries
 `Config`, the pydantic model of the party's `connection:` settings (the documentation of every key),
-and is built as `cls(party, config, timeout_seconds=..., settings=...)` without any I/O. The engine calls:
+and is built as `cls(party, config, timeout_seconds=..., settings=...)` without any I/O.
+
+Every connector is a `Connector`: the engine calls
 
     open()          once, before the first send or poll; opens pools/sessions (constructors do no I/O)
-    send(outbound)  from delivery workers, possibly from several threads at once; returns a SendResult
-                    when the party acknowledged the message (its `receipt` is the party's answer
-                    document: when an inbound route matches its root element, the engine takes it in
-                    as the party's synchronous answer), or raises:
+    check()         from /readyz and the monitor; cheap, never raises; returns a Health
+    close()         once, at shutdown
+
+What else it can do, it declares by implementing capability protocols; the engine finds them with
+`isinstance(connector, Sender)` and the like, never by transport names or attribute probing:
+
+    Sender          send(outbound), from delivery workers, possibly from several threads at once;
+                    returns a SendResult when the party acknowledged the message (its `answer` is what the
+                    party answered: when an inbound route matches its root element, the engine takes it
+                    in through the "answer" door as the party's synchronous answer), or raises:
                       TransientDeliveryError  the engine retries later with backoff (its `retry_after`,
                                               when the party gave one, is honoured)
                       PermanentDeliveryError  the engine dead-letters the delivery with the reason
                     Any other exception is a bug in the connector; the engine treats it as transient.
-    poll()          from the scheduler, for transports where the hub fetches (SFTP); yields InboundItems
-                    that the engine acks once stored durably, or nacks with a reason
-    check()         from /readyz and the monitor; cheap, never raises; returns a Health
-    close()         once, at shutdown
+    Poller          poll(), from the scheduler every `poll_interval_seconds` (transports where the hub
+                    fetches: SFTP); yields InboundItems that the engine acks once stored durably, or
+                    nacks with a reason
+    InboundRoutes   inbound_router(), once when the HTTP app is built: an APIRouter serving the
+                    transport's own inbound endpoint (SOAP's /soap/{CODE}); the same router object
+                    returned by several parties of one transport is mounted once
+    LocalConsumer   attach(handler): deliveries are handed to a consumer in the hub's own process
+                    (an app's, e.g. the registry's), attached when the service is composed
+    FileSender      (to come: sending a file held on disk, for payloads too large for a column)
 
 Connectors translate their library's exceptions at this boundary: nothing from httpx, zeep or
 paramiko reaches the engine. Credentials never appear in repr() or in error texts.
+docs/howto/add-a-transport.md walks through adding one.
 """
 from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Protocol
+from typing import TYPE_CHECKING, Callable, Iterable, Protocol, runtime_checkable
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
 
 
 @dataclass(frozen=True)
@@ -40,7 +57,7 @@ class Outbound:
 
 @dataclass(frozen=True)
 class SendResult:
-    receipt: bytes | None = None     # what the party answered, kept as evidence
+    answer: bytes | None = None      # what the party answered, kept as evidence
     detail: str = ""
 
 
@@ -58,18 +75,50 @@ class InboundItem:
     nack: Callable[[str], None] = field(repr=False)
 
 
+@runtime_checkable
 class Connector(Protocol):
+    """What every connector is: built without I/O, opened, checked, closed."""
+
     party: str
 
     def open(self) -> None: ...
 
-    def send(self, outbound: Outbound) -> SendResult: ...
-
-    def poll(self) -> Iterable[InboundItem]: ...
-
     def check(self) -> Health: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Sender(Protocol):
+    """Delivers one message to the party (thread-safe); see the module docstring for what it raises."""
+
+    def send(self, outbound: Outbound) -> SendResult: ...
+
+
+@runtime_checkable
+class Poller(Protocol):
+    """Fetches what the party left for the hub; the scheduler calls `poll()` every `poll_interval_seconds`."""
+
+    poll_interval_seconds: float
+
+    def poll(self) -> Iterable[InboundItem]: ...
+
+
+@runtime_checkable
+class InboundRoutes(Protocol):
+    """Serves the transport's inbound endpoint in the hub's HTTP API (parties that call the hub)."""
+
+    def inbound_router(self) -> "APIRouter": ...
+
+
+@runtime_checkable
+class LocalConsumer(Protocol):
+    """Hands deliveries to a consumer living in the hub's process (an app's `local_consumers`)."""
+
+    def attach(self, handler: Callable[[Outbound], None]) -> None: ...
+
+
+# FileSender (SftpConnector.send_file) joins the capabilities here.
 
 
 def url_reachable(url: str, timeout: float = 2) -> Health:

@@ -1,4 +1,7 @@
-"""In-process delivery to a consumer living in the hub's own process (the consular registry)."""
+"""In-process delivery to a consumer living in the hub's own process (an app's, e.g. the consular registry's).
+
+A Sender and a LocalConsumer (connectors/base.py): the service attaches the consumer an app declares for
+the party (`App.local_consumers`); until then a delivery is retried later."""
 from __future__ import annotations
 
 from typing import Callable
@@ -11,7 +14,7 @@ from hub.errors import DeliveryError, TransientDeliveryError
 
 class LocalConnector:
     class Config(BaseModel):
-        """No settings: the consumer attaches itself in the hub's process (`Hub.attach_local_consumer`)."""
+        """No settings: the consumer is attached in the hub's process (`Hub.attach_local_consumer`)."""
         model_config = ConfigDict(extra="forbid", frozen=True)
 
     def __init__(self, party: str, config: "LocalConnector.Config | None" = None, *, timeout_seconds: float = 0,
@@ -21,6 +24,9 @@ class LocalConnector:
 
     def __repr__(self) -> str:
         return f"LocalConnector({self.party})"
+
+    def attach(self, handler: Callable[[Outbound], None]) -> None:
+        self.handler = handler
 
     def open(self) -> None:
         pass
@@ -35,9 +41,6 @@ class LocalConnector:
         except Exception as exc:  # the consumer's own failure: keep the message and try again later
             raise TransientDeliveryError(f"{self.party} consumer failed: {type(exc).__name__}: {exc}") from exc
         return SendResult(detail="consumed")
-
-    def poll(self):
-        return ()
 
     def check(self) -> Health:
         return Health(self.handler is not None, "consumer attached" if self.handler else "no consumer attached")

@@ -10,16 +10,16 @@ import threading
 from typing import Callable
 
 from connectors import connector_class
-from connectors.base import Connector
+from connectors.base import Connector, LocalConsumer
 from hub.trust import pki
 from hub.intake.backpressure import OutboxDepths
 from hub.trust.certificates import TrustStore
 from hub.config import HubConfig, load_config
 from hub.store.db import make_engine, make_read_sessionmaker, make_sessionmaker, migrate, read_only
-from hub.errors import ConfigError, InputError
+from hub.errors import ConfigError
 from hub.store.group_commit import GroupCommitter
 from hub.xml.mapping import MappingSet
-from hub.intake.refusals import record_refusal
+from hub.intake.door import Arrival, Receipt, take_in
 from hub.xml.schemas import SchemaSet
 from hub.settings import Settings
 from hub.trust.signing import Signer
@@ -78,33 +78,26 @@ class Hub:
         return connector_class(party.transport)(code, party.connection, timeout_seconds=party.timeout_seconds,
                                                  settings=self.settings)
 
-    def migrate(self) -> None:
-        migrate(self.engine)
+    def migrate(self, *, metadata=()) -> None:
+        """Bring the schema to the newest revision; `metadata`: the apps' tables (hub.store.db.migrate)."""
+        migrate(self.engine, metadata=metadata)
 
     def attach_local_consumer(self, party: str, handler) -> None:
-        """Deliveries to `party` (a `local` transport) are handed to `handler(Outbound)`."""
-        self.connectors[party].handler = handler
+        """Deliveries to `party` (a `local` transport) are handed to `handler(Outbound)` in this process."""
+        connector = self.connectors.get(party)
+        if not isinstance(connector, LocalConsumer):
+            what = "is not a party" if connector is None else f"has transport {self.config.parties[party].transport}"
+            raise ConfigError(self.settings.config_dir / "partners" / f"{party}.yaml", "transport",
+                              f"an app consumes {party}'s deliveries in the hub's process, but {party} {what}; "
+                              "it needs `transport: local`")
+        connector.attach(handler)
 
     # -- the public interface used by API views, the registry and the CLI --------------------------
-    def submit(self, data: bytes, *, channel: str = "rest", caller: str | None = None):
-        """Accept a signed canonical message; returns an intake.Receipt. A refusal (InputError) is
-        recorded with the door it came through (`channel`) and who called (`caller`), then raised.
-        A `caller` (the party an API token or the in-process registry speaks for) must be the Sender."""
-        from hub.intake.accept import accept_canonical
-        try:
-            return accept_canonical(self, data, caller=caller)
-        except InputError as exc:
-            record_refusal(self, channel=channel, partner=caller, error=exc, data=data)
-            raise
-
-    def submit_from_partner(self, partner: str, data: bytes, *, channel: str = "rest"):
-        """Accept a partner's own-format document (a callback or answer); returns an intake.Receipt."""
-        from hub.intake.accept import accept_partner_document
-        try:
-            return accept_partner_document(self, partner, data)
-        except InputError as exc:
-            record_refusal(self, channel=channel, partner=partner, error=exc, data=data)
-            raise
+    def receive(self, arrival: Arrival) -> Receipt:
+        """Take in what arrived through one of the doors (REST, SOAP, SFTP, the registry, a synchronous
+        answer): intake, the refusal recorded and the metrics counted once (hub/intake/door.py).
+        Returns the hub's signed receipt; raises InputError (refused) or TryLater (send again later)."""
+        return take_in(self, arrival)
 
     # -- worker wake-ups: intake tells the delivery workers there is work --------------------------
     def wake_workers(self) -> None:

@@ -1,9 +1,12 @@
 """Prometheus metrics of the engine (served at /metrics)."""
 from prometheus_client import Counter, Gauge, Histogram
 
-ACCEPTED = Counter("hub_messages_accepted_total", "Messages accepted at intake", ["type", "sender"])
-REFUSED = Counter("hub_messages_refused_total", "Messages refused at intake", ["reason"])
-DUPLICATES = Counter("hub_messages_duplicate_total", "Same id and bytes received again", ["sender"])
+# Intake, counted once per arrival by the door (hub/intake/door.py): `door` is the way in (rest, rest-partner,
+# soap, sftp, registry, answer, file), `type` the message type, `reason` the refusal's error class.
+ACCEPTED = Counter("hub_messages_accepted_total", "Messages accepted at intake", ["type", "sender", "door"])
+REFUSED = Counter("hub_messages_refused_total", "Inputs refused at a door", ["reason", "door"])
+DUPLICATES = Counter("hub_messages_duplicate_total", "Same id and bytes received again (answered with the "
+                     "first receipt)", ["type", "sender", "door"])
 DELIVERIES = Counter("hub_delivery_attempts_total", "Delivery attempts by outcome", ["partner", "outcome"])
 DELIVERY_SECONDS = Histogram("hub_delivery_seconds", "Time to map, sign and send one delivery", ["partner"])
 

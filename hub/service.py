@@ -1,4 +1,9 @@
-"""The running hub: HTTP API, delivery workers and scheduled jobs in one process.
+"""The running hub: HTTP API, delivery workers and scheduled jobs in one process, and the composition root.
+
+This is the one module of hub/ that names the apps the hub runs (`INSTALLED_APPS`; hub/apps.py is their
+contract): it builds the engine, builds each app on it, and wires what they contribute (routers, jobs,
+local consumers, dead-letter hooks, reference data, tables for the migrations). Everything else in hub/
+knows apps only through that contract, and connectors only through theirs (connectors/base.py).
 
 Several processes may run on one database: each serves the API and runs delivery workers (claims
 with leases and `FOR UPDATE SKIP LOCKED`), while the scheduled jobs run only in the one that leads
@@ -10,6 +15,7 @@ import logging
 import socket
 import threading
 from functools import partial
+from typing import Callable, Sequence
 
 import uvicorn
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
@@ -18,6 +24,7 @@ from prometheus_client import Counter
 from sqlalchemy.exc import DBAPIError
 
 from hub.api.app import create_app
+from hub.apps import App, Job, install
 from hub.evidence.audit import record_configuration
 from hub.delivery.workers import DeliveryWorkers
 from hub.errors import DeliveryError, TryLater, first_line
@@ -28,7 +35,10 @@ from hub.evidence.retention import purge_expired
 from hub.engine import Hub
 from hub.trust.tls import uvicorn_tls_options
 from hub.settings import Settings
-from registry.runtime import Registry
+from registry.app import Registry
+
+# The apps this hub runs, each built as `cls(hub)`: the consular registry (registry/app.py).
+INSTALLED_APPS: tuple[Callable[[Hub], App], ...] = (Registry,)
 
 log = logging.getLogger("hub")
 
@@ -51,34 +61,54 @@ def reusable_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-class HubService:
-    """Assembles the hub, migrates the database, loads reference data, and runs until stopped."""
+def app_metadata(apps: Sequence = INSTALLED_APPS) -> list:
+    """The SQLAlchemy metadata of the apps' tables (read from the app classes: nothing is built)."""
+    return [app.metadata for app in apps if app.metadata is not None]
 
-    def __init__(self, settings: Settings | None = None):
+
+def app_samples(apps: Sequence = INSTALLED_APPS) -> dict:
+    """`hub sample` builders the apps contribute: message type -> fn(settings) -> bytes."""
+    return {message_type: build for app in apps for message_type, build in app.samples.items()}
+
+
+class HubService:
+    """Assembles the hub and its apps, migrates the database, loads reference data, and runs until stopped.
+
+    `apps`: what to build on the engine (default INSTALLED_APPS); each is then `service.apps[name]`."""
+
+    def __init__(self, settings: Settings | None = None, *, apps: Sequence[Callable[[Hub], App]] = INSTALLED_APPS):
         self.hub = Hub(settings)
-        self.registry = Registry(self.hub)
+        self.apps: dict[str, App] = {}
+        for factory in apps:
+            app = factory(self.hub)
+            if not isinstance(app, App):
+                raise TypeError(f"{factory!r} does not build an app (hub.apps.App)")
+            install(self.hub, app)
+            self.apps[app.name] = app
         with startup_lock(self.hub.settings.database_url):  # processes started together take turns
-            self.hub.migrate()
-            self.registry.load_reference_data()
+            self.hub.migrate(metadata=app_metadata(apps))
+            for app in self.apps.values():
+                app.load_reference_data()
             record_configuration(self.hub)
-        self.app = create_app(self.hub, self.registry)
+        self.app = create_app(self.hub, list(self.apps.values()))
         self.workers = DeliveryWorkers(self.hub)
         # Scheduled jobs run only in the leader among the hub processes on this database (hub/cluster/leader.py):
         # they are added when this process becomes the leader and removed when it stops leading.
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.scheduler.add_listener(_count_run, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
-        self.jobs: list[tuple[str, object, str, dict]] = [
-            ("resubmit-stalled-cases", self.registry.resubmit_stalled, "interval", {"seconds": 30}),
+        self.jobs: list[Job] = [
             # Evidence: new timeline and audit rows join their hash chains within a second (hub/evidence/chains.py);
             # payloads past their retention are purged daily (hub/evidence/retention.py). Both are idempotent.
-            ("seal-evidence", self.seal_now, "interval", {"seconds": 1}),
-            ("retention-purge", self._purge, "cron", {"hour": 3, "minute": 30}),
+            Job("seal-evidence", self.seal_now, every_seconds=1),
+            Job("retention-purge", self._purge, cron={"hour": 3, "minute": 30}),
         ]
         for partner, seconds in polling_partners(self.hub).items():
-            self.jobs.append((f"poll-{partner}", partial(self._poll, partner), "interval", {"seconds": seconds}))
-        for job_id, function, when in self.registry.scheduled_jobs():
-            trigger = ("cron", when) if isinstance(when, dict) else ("interval", {"seconds": when})
-            self.jobs.append((job_id, function, *trigger))
+            self.jobs.append(Job(f"poll-{partner}", partial(self._poll, partner), every_seconds=seconds))
+        for app in self.apps.values():
+            self.jobs.extend(app.jobs())
+        twice = {job.id for job in self.jobs if sum(other.id == job.id for other in self.jobs) > 1}
+        if twice:
+            raise ValueError(f"scheduled job ids must be unique; given more than once: {', '.join(sorted(twice))}")
         self.leadership = Leadership(self.hub.settings.database_url, retry_seconds=self.hub.settings.leader_retry_seconds,
                                      on_gain=self._add_jobs, on_loss=self._remove_jobs)
         self.app.state.leadership = self.leadership
@@ -86,8 +116,9 @@ class HubService:
         self._thread: threading.Thread | None = None
 
     def _add_jobs(self) -> None:
-        for job_id, function, trigger, when in self.jobs:
-            self.scheduler.add_job(function, trigger, id=job_id, max_instances=1, coalesce=True,
+        for job in self.jobs:
+            trigger, when = job.trigger
+            self.scheduler.add_job(job.run, trigger, id=job.id, max_instances=1, coalesce=True,
                                    replace_existing=True, **when)
 
     def _remove_jobs(self) -> None:

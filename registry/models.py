@@ -1,13 +1,21 @@
-"""Registry tables: consular posts (reference data), citizens, cases and what happened to them."""
+"""Registry tables: consular posts (reference data), citizens, cases and what happened to them, and the
+life-certificate batches sent to CDG.
+
+They hang on the registry's own MetaData (`Base.metadata`), which the registry app hands to the hub's
+migrations (registry/app.py, hub/apps.py): the engine's metadata holds only the engine's tables."""
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, LargeBinary, String, Text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from hub.store.db import Base, UtcDateTime
+from hub.store.db import UtcDateTime
 from hub.store.models import Id
+
+
+class Base(DeclarativeBase):
+    """The registry's tables."""
 
 
 class Post(Base):
@@ -59,7 +67,7 @@ class Case(Base):
     status: Mapped[str] = mapped_column(String(24), index=True)
     details: Mapped[dict] = mapped_column(JSON)
     outcome: Mapped[dict | None] = mapped_column(JSON)
-    request_message_id: Mapped[str | None] = mapped_column(String(80))
+    request_message_id: Mapped[str | None] = mapped_column(String(80), index=True)
     partner_reference: Mapped[str | None] = mapped_column(String(120))
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
@@ -89,3 +97,25 @@ class CaseDocument(Base):
     content: Mapped[bytes] = mapped_column(LargeBinary)  # the signed XML exactly as it arrived
     source_message_id: Mapped[str] = mapped_column(String(80))
     received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class PensionBatch(Base):
+    """One LifeCertificateBatch sent to CDG: PREPARED -> SUBMITTED -> ACKNOWLEDGED, or FAILED
+    (registry/services/life_certificates.py)."""
+
+    __tablename__ = "pension_batches"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    reference: Mapped[str] = mapped_column(String(40), unique=True)
+    message_id: Mapped[str] = mapped_column(String(80), unique=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    certificates: Mapped[int] = mapped_column(Integer)
+    death_notices: Mapped[int] = mapped_column(Integer)
+    accepted: Mapped[int | None] = mapped_column(Integer)
+    rejected: Mapped[int | None] = mapped_column(Integer)
+    partner_reference: Mapped[str | None] = mapped_column(String(120))
+    acknowledgement: Mapped[bytes | None] = mapped_column(LargeBinary)  # CDG's signed AccuseLot as it arrived
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    submitted_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)

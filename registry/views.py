@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from hub.api.auth import allowed
 from hub.access.tokens import Forbidden, Identity
@@ -15,6 +15,7 @@ from registry import service, services
 from registry.inputs import POST_CODE, PersonIn
 from registry.models import Case, Post
 from registry.outputs import case_out, citizen_out, post_out
+from registry.statuses import final_statuses
 
 base = APIRouter(prefix="/api/v1", tags=["registry"])
 
@@ -82,6 +83,20 @@ def list_cases(request: Request, status: str | None = None, post_code: str | Non
         query = query.where(Case.post_code == post_code)
     with request.app.state.hub.sessions() as session:
         return [case_out(c) for c in session.scalars(query)]
+
+
+@base.get("/services", summary="The consular services: their final statuses and how many cases are in each status")
+def list_services(request: Request, identity: Identity = Depends(allowed("registry:read"))):
+    query = select(Case.service, Case.status, func.count()).group_by(Case.service, Case.status)
+    if identity.post_scope is not None:  # a consular agent counts their post's cases
+        query = query.where(Case.post_code == identity.post_scope)
+    with request.app.state.hub.sessions() as session:
+        counts = session.execute(query).all()
+    out = {m.SERVICE: {"service": m.SERVICE, "final_statuses": sorted(final_statuses(m.SERVICE)), "cases": {}}
+           for m in services.modules()}
+    for service_name, status, count in counts:
+        out.setdefault(service_name, {"service": service_name, "final_statuses": [], "cases": {}})["cases"][status] = count
+    return list(out.values())
 
 
 # The registry's whole API: the routes above, then each service module's own.

@@ -30,7 +30,7 @@ from typing import Callable
 
 import httpx
 
-from connectors.rest.connector import parse_retry_after as retry_after_seconds
+from connectors.http import parse_retry_after as retry_after_seconds
 from connectors.soap.envelope import (CONTENT_TYPE as SOAP_CONTENT_TYPE, body_document_bytes, parse_envelope,
                                       read_fault, wrap_document_bytes)
 from hub.errors import InputError

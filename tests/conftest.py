@@ -1,9 +1,20 @@
 """Shared fixtures: databases (SQLite and a real PostgreSQL), settings, a running hub, sandbox partners,
 API tokens (`client` is an administrator; `api_token(role, ...)` and `client_as(role, ...)` for the others).
 
-PostgreSQL is used when HUB_TEST_POSTGRES_URL is set or 127.0.0.1:5432 answers; each test gets a
-schema of its own so runs never collide. With HUB_REQUIRE_POSTGRES=1 (CI) a missing PostgreSQL is
-a failure, not a skip.
+Databases. `database_url` is a database of the test's own, already migrated to the newest revision (a
+copy of a template migrated once per session: a file copy on SQLite, CREATE DATABASE ... TEMPLATE on
+PostgreSQL); `@pytest.mark.empty_database` gives an empty one instead. Tests run on SQLite; those whose
+subject is storage (claims, leases, the leader, sealing, group commit, retention, search, faults,
+migrations) say `@pytest.mark.both_databases` and run on PostgreSQL too, as every test does when
+HUB_TEST_DATABASES=both (`make test-full`). PostgreSQL is used when HUB_TEST_POSTGRES_URL is set or
+127.0.0.1:5432 answers; with HUB_REQUIRE_POSTGRES=1 (CI) a missing PostgreSQL is a failure, not a skip.
+
+One hub per module. In a module marked `pytestmark = pytest.mark.shared_hub`, the tests share one
+database, one `settings`, one set of `partner_ports` and one `running_hub` (per database kind), started
+at the module's first use and stopped after its last test: each test must use data of its own (its own
+message ids and references) and must not change what the others read. A test that does, or that needs
+a fresh hub (counts everything in a table, restarts the hub, edits the configuration), says
+`@pytest.mark.private_hub` and gets its own as before. Modules without the marker get a hub per test.
 """
 from __future__ import annotations
 
@@ -20,14 +31,29 @@ import httpx
 import psycopg
 import pytest
 import yaml
+from hypothesis import settings as hypothesis_settings
+from sqlalchemy.engine import make_url
 
 from hub.trust import pki
 from hub.settings import PROJECT_ROOT, Settings
 
 POSTGRES_URL = os.environ.get("HUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRES = os.environ.get("HUB_REQUIRE_POSTGRES") == "1"
+EVERY_TEST_ON_BOTH = os.environ.get("HUB_TEST_DATABASES", "") == "both"
 PARTIES = ["hub", "REGISTRY", "DGSN", "JUSTICE", "CDG", "NARSA", "SANTE", "ETAT_CIVIL"]
 PARTNERS = ["DGSN", "JUSTICE", "CDG", "NARSA", "SANTE", "ETAT_CIVIL"]
+
+# Generated tests (hypothesis): `make test` runs the "ci" profile; `make test-full` the "full" one, ten times
+# the examples. A test's own @settings(max_examples=...) is scaled with `examples(n)`.
+hypothesis_settings.register_profile("ci", deadline=None, derandomize=True)
+hypothesis_settings.register_profile("full", deadline=None, derandomize=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+EXAMPLES_SCALE = 10 if os.environ.get("HYPOTHESIS_PROFILE") == "full" else 1
+
+
+def examples(n: int) -> int:
+    """`n` examples under `make test`, ten times as many under `make test-full`."""
+    return n * EXAMPLES_SCALE
 
 
 def _postgres_available() -> str | None:
@@ -47,6 +73,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def pytest_generate_tests(metafunc):
+    """`database_url` is SQLite, plus PostgreSQL for `both_databases` tests (every test with
+    HUB_TEST_DATABASES=both), unless the test parametrizes it itself or its module defines its own."""
+    if "database_url" not in metafunc.fixturenames:
+        return
+    if any("database_url" in _argnames(m) for m in metafunc.definition.iter_markers("parametrize")):
+        return
+    definitions = metafunc._arg2fixturedefs.get("database_url") or []
+    if not definitions or definitions[-1].func.__module__ != __name__:
+        return
+    both = EVERY_TEST_ON_BOTH or metafunc.definition.get_closest_marker("both_databases") is not None
+    metafunc.parametrize("database_url", ["sqlite", "postgresql"] if both else ["sqlite"], indirect=True)
+
+
+def _argnames(mark) -> list[str]:
+    names = mark.args[0] if mark.args else mark.kwargs.get("argnames", "")
+    return [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+
+
 @pytest.fixture(scope="session")
 def pki_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("pki")
@@ -55,22 +100,149 @@ def pki_dir(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'hub.sqlite'}"
+class Databases:
+    """New databases for tests, each a copy of a template migrated once (per session and database kind)."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.sqlite_template: Path | None = None
+        self.postgres_template: str | None = None
+
+    @staticmethod
+    def require_postgres() -> None:
+        if _PG_PROBLEM:
+            if REQUIRE_POSTGRES:
+                pytest.fail(f"PostgreSQL required (HUB_REQUIRE_POSTGRES=1) but unreachable at {POSTGRES_URL}: "
+                            f"{_PG_PROBLEM}")
+            pytest.skip(f"PostgreSQL unreachable at {POSTGRES_URL}: {_PG_PROBLEM}")
+
+    def create(self, kind: str, directory: Path, *, empty: bool = False):
+        """(url, drop): a new database of `kind` ("sqlite" or "postgresql"), migrated unless `empty`."""
+        if kind == "sqlite":
+            path = directory / "hub.sqlite"
+            if not empty:
+                shutil.copyfile(self._sqlite_template(), path)
+            return f"sqlite:///{path}", lambda: None
+        self.require_postgres()
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        template = "" if empty else f' TEMPLATE "{self._postgres_template()}"'
+        _postgres_admin(f'CREATE DATABASE "{name}"{template}')
+        return _postgres_url(name), lambda: _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def _sqlite_template(self) -> Path:
+        if self.sqlite_template is None:
+            path = self.directory / "template.sqlite"
+            _migrate(f"sqlite:///{path}")
+            self.sqlite_template = path
+        return self.sqlite_template
+
+    def _postgres_template(self) -> str:
+        if self.postgres_template is None:
+            name = f"template_{uuid.uuid4().hex[:16]}"
+            _postgres_admin(f'CREATE DATABASE "{name}"')
+            _migrate(_postgres_url(name))
+            self.postgres_template = name
+        return self.postgres_template
+
+    def close(self) -> None:
+        if self.postgres_template:
+            _postgres_admin(f'DROP DATABASE IF EXISTS "{self.postgres_template}" WITH (FORCE)')
+
+
+def _postgres_url(database: str) -> str:
+    return make_url(POSTGRES_URL).set(database=database).render_as_string(hide_password=False)
+
+
+def _postgres_admin(statement: str) -> None:
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def _migrate(url: str) -> None:
+    from hub.store.db import make_engine, migrate
+    engine = make_engine(url)
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()  # a template must have no connection left (PostgreSQL copies only an idle one)
+
+
+@pytest.fixture(scope="session")
+def databases(tmp_path_factory):
+    """Makes the tests' databases (`database_url`); `databases.create(kind, directory, empty=False)`."""
+    made = Databases(tmp_path_factory.mktemp("templates"))
+    yield made
+    made.close()
+
+
+def shares_hub(request) -> bool:
+    """Whether this test uses its module's shared hub (see the module docstring)."""
+    node = request.node
+    return node.get_closest_marker("shared_hub") is not None and node.get_closest_marker("private_hub") is None
+
+
+class ModuleHub:
+    """What the tests of a shared_hub module share: a database per kind, the partner ports, the settings
+    and the running hub on each database, each made at its first use and undone after the module."""
+
+    def __init__(self, directory: Path, databases: Databases, pki_dir: Path):
+        self.directory, self.databases, self.pki_dir = directory, databases, pki_dir
+        self.urls: dict[str, str] = {}
+        self.ports: dict[str, int] | None = None
+        self.settings: dict[str, Settings] = {}
+        self.services: dict[str, object] = {}
+        self.undo: list = []
+
+    def database_url(self, kind: str) -> str:
+        if kind not in self.urls:
+            directory = self.directory / kind
+            directory.mkdir(exist_ok=True)
+            self.urls[kind], drop = self.databases.create(kind, directory)
+            self.undo.append(drop)
+        return self.urls[kind]
+
+    def partner_ports(self) -> dict[str, int]:
+        if self.ports is None:
+            self.ports = {code: free_port() for code in PARTNERS}
+        return self.ports
+
+    def settings_for(self, database_url: str) -> Settings:
+        if database_url not in self.settings:
+            directory = self.directory / f"hub-{len(self.settings)}"
+            self.settings[database_url] = make_settings(directory, self.pki_dir, database_url, self.partner_ports())
+        return self.settings[database_url]
+
+    def running_hub(self, settings: Settings):
+        if settings.database_url not in self.services:
+            serving = serve_hub(settings)
+            self.services[settings.database_url] = next(serving)
+            self.undo.append(lambda: next(serving, None))
+        return self.services[settings.database_url]
+
+    def close(self) -> None:
+        for undo in reversed(self.undo):
+            undo()
+
+
+@pytest.fixture(scope="module")
+def module_hub(tmp_path_factory, databases, pki_dir):
+    """The module's shared database, settings and running hub (used by the fixtures below in shared_hub
+    modules; a test rarely needs it by name)."""
+    shared = ModuleHub(tmp_path_factory.mktemp("module"), databases, pki_dir)
+    yield shared
+    shared.close()
+
+
+@pytest.fixture
+def database_url(request, tmp_path, databases):
+    """The URL of a migrated database of this test's own (its module's in a shared_hub module)."""
+    kind = getattr(request, "param", "sqlite")
+    if shares_hub(request):
+        yield request.getfixturevalue("module_hub").database_url(kind)
         return
-    if _PG_PROBLEM:
-        if REQUIRE_POSTGRES:
-            pytest.fail(f"PostgreSQL required (HUB_REQUIRE_POSTGRES=1) but unreachable at {POSTGRES_URL}: {_PG_PROBLEM}")
-        pytest.skip(f"PostgreSQL unreachable at {POSTGRES_URL}: {_PG_PROBLEM}")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    url, drop = databases.create(kind, tmp_path, empty=request.node.get_closest_marker("empty_database") is not None)
+    yield url
+    drop()
 
 
 FAST_RETRY = {"max_attempts": 6, "base_delay_seconds": 0.2, "max_delay_seconds": 1}
@@ -92,8 +264,10 @@ def write_config(directory: Path, *, retry: dict | None = None, narsa_url: str |
 
 
 @pytest.fixture
-def partner_ports() -> dict[str, int]:
+def partner_ports(request) -> dict[str, int]:
     """A free loopback port per partner (CDG's is its SFTP port)."""
+    if shares_hub(request):
+        return request.getfixturevalue("module_hub").partner_ports()
     return {code: free_port() for code in PARTNERS}
 
 
@@ -109,11 +283,19 @@ def partner_environment(ports: dict[str, int]) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def settings(tmp_path, pki_dir, database_url, partner_ports) -> Settings:
-    return Settings.from_env(var_dir=tmp_path / "var", pki_dir=pki_dir, database_url=database_url,
-                             config_dir=write_config(tmp_path / "config"), lease_seconds=5,
+def make_settings(directory: Path, pki_dir: Path, database_url: str, partner_ports: dict[str, int]) -> Settings:
+    return Settings.from_env(var_dir=directory / "var", pki_dir=pki_dir, database_url=database_url,
+                             config_dir=write_config(directory / "config"), lease_seconds=5,
                              environment={**os.environ, **partner_environment(partner_ports)})
+
+
+@pytest.fixture
+def settings(request, tmp_path, pki_dir, database_url, partner_ports) -> Settings:
+    """The hub's settings: var/ and a fast-retrying copy of config/ under tmp_path (the module's directory
+    in a shared_hub module), the partners on `partner_ports`."""
+    if shares_hub(request):
+        return request.getfixturevalue("module_hub").settings_for(database_url)
+    return make_settings(tmp_path, pki_dir, database_url, partner_ports)
 
 
 # hub base URL -> fn(role, post=None, partner=None) -> token, for the hubs a test runs (sandboxes that call
@@ -161,8 +343,11 @@ def serve_hub(settings: Settings):
 
 
 @pytest.fixture
-def running_hub(settings):
-    """The hub serving HTTP in this process (see `serve_hub`)."""
+def running_hub(request, settings):
+    """The hub serving HTTP in this process (see `serve_hub`); the module's in a shared_hub module."""
+    if shares_hub(request):
+        yield request.getfixturevalue("module_hub").running_hub(settings)
+        return
     yield from serve_hub(settings)
 
 

@@ -5,6 +5,7 @@ import datetime as dt
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 from lxml import etree
 
 from hub.trust import pki
@@ -51,3 +52,11 @@ def register_citizen(client, **overrides) -> dict:
     response = client.post("/api/v1/citizens", json={**CITIZEN, **overrides})
     assert response.status_code == 201, response.text
     return response.json()
+
+
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    """A hub's /metrics as {(sample name, sorted labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}

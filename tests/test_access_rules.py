@@ -84,7 +84,8 @@ def test_rest_partner_document_mapped_to_a_type_outside_may_send_is_403_and_reco
     response = client.post("/api/v1/partners/NARSA/messages", content=data, headers=XML)
     assert response.status_code == 403, response.text
     assert "NARSA may not send LicenceAuthenticationResult (its may_send: nothing)" in response.json()["detail"]
-    assert_recorded(running_hub, data, channel="rest", partner="NARSA", reason="may not send LicenceAuthenticationResult")
+    assert_recorded(running_hub, data, channel="rest-partner", partner="NARSA",
+                    reason="may not send LicenceAuthenticationResult")
     assert stored(running_hub) == (0, 0, 0)
 
 
@@ -148,5 +149,5 @@ def test_refusals_before_intake_are_recorded_too(client, running_hub, pki_dir):
     assert client.post("/api/v1/partners/NARSA/messages", content=b"<m/>" * 300_000, headers=XML).status_code == 413
     wrong, big = refusals(running_hub)
     assert (wrong.channel, wrong.partner, wrong.status, wrong.size, wrong.digest) == ("rest", None, 415, len(data), "")
-    assert (big.channel, big.partner, big.status, big.size) == ("rest", "NARSA", 413, 1_200_000)
+    assert (big.channel, big.partner, big.status, big.size) == ("rest-partner", "NARSA", 413, 1_200_000)
     assert "limit" in big.reason

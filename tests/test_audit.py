@@ -11,8 +11,11 @@ from hub.evidence.chains import seal_pending, verify_chains
 from hub.store.models import AuditEntry, Delivery, DeliveryState, Message, MessageState
 from hub.delivery.operations import resend
 from hub.engine import Hub
+from hub.intake.door import Arrival
 from support import licence_request
 from test_evidence import flat, run_hub_cli
+
+pytestmark = pytest.mark.both_databases  # storage is the subject
 
 
 def _entries(hub, action: str) -> list[AuditEntry]:
@@ -23,7 +26,7 @@ def _entries(hub, action: str) -> list[AuditEntry]:
 def _dead_message(settings) -> tuple[Hub, str]:
     hub = Hub(settings)
     hub.migrate()
-    receipt = hub.submit(licence_request(settings.pki_dir))
+    receipt = hub.receive(Arrival("registry", data=licence_request(settings.pki_dir)))
     with hub.sessions.begin() as session:
         for delivery in session.scalars(select(Delivery)):
             delivery.state = DeliveryState.DEAD
@@ -108,7 +111,7 @@ def test_resend_of_a_purged_dead_message_is_a_conflict_not_a_not_found(settings)
         assert (raised.value.status, raised.value.title) == (409, "Payload purged")
         assert "purged" in str(raised.value) and message_id in str(raised.value)
 
-        app = create_app(hub, None)
+        app = create_app(hub)
         answer = TestClient(app).post(f"/api/v1/messages/{message_id}/resend",
                                       headers=bearer(token_minter(hub.sessions)("administrator")))
         assert answer.status_code == 409, answer.text

@@ -184,7 +184,7 @@ def acknowledged(running_hub, client, batch: str) -> dict:
 
 
 def test_a_large_batch_goes_as_a_stream_through_the_running_hub(running_hub, cdg, client, pki_dir):
-    hub, registry = running_hub.hub, running_hub.registry
+    hub, registry = running_hub.hub, running_hub.apps["registry"]
     bench_cdg.fill(hub, 1500, 5)
     cdg.behave(drop_after_bytes=200_000)  # the first upload is cut: retried, CDG never sees half a file
     sent = client.post("/api/v1/life-certificates/batches")

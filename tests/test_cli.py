@@ -27,6 +27,7 @@ from hub.errors import SignatureInvalid
 from hub.store.models import Delivery, DeliveryState, Event, Message, MessageState
 from hub.settings import Settings
 from hub.trust.signing import verify
+from hub.intake.door import Arrival
 from support import licence_request
 
 ENV_NS = "{urn:ma:gov:consular:hub:envelope:1}"
@@ -127,8 +128,8 @@ def test_sample_writes_utf8_bytes_whatever_the_output_encoding(cli_env):
 
 
 def test_samples_made_on_different_days_have_different_message_ids(tmp_path, pki_dir, monkeypatch):
-    from hub import samples
     from hub.engine import Hub
+    from registry import samples
 
     def made_at(when: _datetime.datetime) -> bytes:
         class Frozen(_datetime.datetime):
@@ -137,7 +138,7 @@ def test_samples_made_on_different_days_have_different_message_ids(tmp_path, pki
                 return cls.fromtimestamp(when.timestamp(), tz)
         monkeypatch.setattr(samples, "dt", types.SimpleNamespace(
             datetime=Frozen, date=_datetime.date, timezone=_datetime.timezone, timedelta=_datetime.timedelta))
-        return samples.sample(Settings.from_env(var_dir=tmp_path / "var", pki_dir=pki_dir), REQUEST)
+        return samples.SAMPLES[REQUEST](Settings.from_env(var_dir=tmp_path / "var", pki_dir=pki_dir))
 
     utc = _datetime.timezone.utc
     monday = made_at(_datetime.datetime(2026, 11, 23, 10, 0, 0, tzinfo=utc))
@@ -146,8 +147,8 @@ def test_samples_made_on_different_days_have_different_message_ids(tmp_path, pki
     hub = Hub(hub_settings(tmp_path, pki_dir, write_config(tmp_path / "config", narsa_url=closed_port_url())))
     try:
         hub.migrate()
-        hub.submit(monday)
-        hub.submit(tuesday)  # DuplicateConflict (409) while the ids collide
+        hub.receive(Arrival("registry", data=monday))
+        hub.receive(Arrival("registry", data=tuesday))  # DuplicateConflict (409) while the ids collide
     finally:
         hub.close()
     assert ids[0] != ids[1]
@@ -155,15 +156,19 @@ def test_samples_made_on_different_days_have_different_message_ids(tmp_path, pki
 
 # -- hub messages list | show | resend -------------------------------------------------------------
 
-@pytest.fixture
-def accepted_message(tmp_path, pki_dir, cli_env) -> dict:
-    """A database holding one ACCEPTED message (nothing delivered); returns the CLI environment."""
+@pytest.fixture(scope="module")
+def accepted_message(tmp_path_factory, pki_dir) -> dict:
+    """A database holding one ACCEPTED message (nothing delivered); returns the CLI environment. The
+    tests that use it only read, so the module makes it once."""
     from hub.engine import Hub
+    tmp_path = tmp_path_factory.mktemp("accepted")
+    cli_env = {"HUB_VAR_DIR": str(tmp_path / "var"), "HUB_PKI_DIR": str(pki_dir),
+               "HUB_DATABASE_URL": f"sqlite:///{tmp_path / 'hub.sqlite'}"}
     config_dir = write_config(tmp_path / "config", narsa_url=closed_port_url())
     hub = Hub(hub_settings(tmp_path, pki_dir, config_dir))
     try:
         hub.migrate()
-        receipt = hub.submit(licence_request(pki_dir))
+        receipt = hub.receive(Arrival("registry", data=licence_request(pki_dir)))
     finally:
         hub.close()
     assert receipt.message_id == MESSAGE_ID
@@ -182,7 +187,7 @@ def dead_message(tmp_path, pki_dir, cli_env):
                               retry={"max_attempts": 1, "base_delay_seconds": 0.1, "max_delay_seconds": 0.1})
     hub = Hub(hub_settings(tmp_path, pki_dir, config_dir))
     hub.migrate()
-    hub.submit(licence_request(pki_dir))
+    hub.receive(Arrival("registry", data=licence_request(pki_dir)))
     assert deliver_due_messages(hub, owner="test") == 1
     with hub.sessions() as session:
         message = session.scalars(select(Message).where(Message.message_id == MESSAGE_ID)).one()

@@ -118,8 +118,8 @@ def test_delivers_then_a_repeat_is_harmless(partner, pki_dir, sandbox):
         connector.close()
     wait_for(lambda: stored_at_partner(sandbox, partner, outbound.message_id), 10, what="the partner to store it")
     if partner.answers:
-        assert first.receipt == again.receipt, "the repeat is answered with the first answer"
-        answer = verify(parse_trusted(first.receipt), pki.load_certificate(str(pki_dir / f"{partner.code}.crt")),
+        assert first.answer == again.answer, "the repeat is answered with the first answer"
+        answer = verify(parse_trusted(first.answer), pki.load_certificate(str(pki_dir / f"{partner.code}.crt")),
                         signer_name=partner.code)
         assert answer is not None
     assert first.detail

@@ -11,6 +11,8 @@ from conftest import bearer, free_port, serve_tokens, wait_for, write_config
 from faults_support import HubProcess
 from test_licence_flow import FINAL, open_case
 
+pytestmark = pytest.mark.both_databases  # storage is the subject
+
 CASES = 10
 
 

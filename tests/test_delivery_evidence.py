@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 from sqlalchemy import select
 
 from hub.delivery import workers as engine
 from hub.errors import PermanentDeliveryError
 from hub.evidence.chains import verify_chains
 from hub.store.models import Delivery, DeliveryState, Event
+from hub.intake.door import Arrival
 from support import licence_request
+
+pytestmark = pytest.mark.both_databases  # storage is the subject
 
 
 def _only_delivery(hub) -> int:
@@ -29,7 +33,7 @@ def _kinds(hub, delivery_id: int) -> list[tuple[str, str]]:
 
 
 def test_a_second_send_keeps_the_first_bytes_and_records_its_own_digests(hub, pki_dir):
-    hub.submit(licence_request(pki_dir), caller="REGISTRY")
+    hub.receive(Arrival("registry", data=licence_request(pki_dir), caller="REGISTRY"))
     delivery_id = _only_delivery(hub)
     engine._record_delivered(hub, delivery_id, (b"<first/>", b"<ack n='1'/>", "over REST: 202"), None)
     engine._record_delivered(hub, delivery_id, (b"<second/>", b"<ack n='2'/>", "over REST: 202"), None)
@@ -47,7 +51,7 @@ def test_a_second_send_keeps_the_first_bytes_and_records_its_own_digests(hub, pk
 
 
 def test_a_refused_answer_still_keeps_what_was_sent_and_answered(hub, pki_dir):
-    hub.submit(licence_request(pki_dir), caller="REGISTRY")
+    hub.receive(Arrival("registry", data=licence_request(pki_dir), caller="REGISTRY"))
     delivery_id = _only_delivery(hub)
     error = PermanentDeliveryError("delivered, but NARSA's answer was refused: signature does not verify")
     assert engine._record_failure(hub, delivery_id, error, "REST",

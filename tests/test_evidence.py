@@ -22,6 +22,8 @@ from conftest import wait_for
 from hub.evidence.chains import ZERO_HASH, audit_line, event_line, link, seal_pending, sha256_text, verify_chains
 from hub.store.models import Event, Message
 
+pytestmark = pytest.mark.both_databases  # storage is the subject
+
 FINAL = {"AUTHENTIC", "NOT_AUTHENTIC", "DISCREPANCY", "FAILED"}
 _SCRIPT = Path(sys.executable).with_name("hub")
 HUB_COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "hub.cli.main"]

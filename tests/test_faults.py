@@ -32,7 +32,7 @@ from faults_support import (FolderWatcher, HubProcess, LicenceRequests, LoadThre
 from hub.settings import Settings
 from test_life_certificate_flow import cdg, issue, poll_until_acknowledged, register  # noqa: F401 (cdg: fixture)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.both_databases]
 
 XML = {"Content-Type": "application/xml"}
 # Retries fast and long enough to outlast the longest fault here (60 s at full length): at most 2 s apart.

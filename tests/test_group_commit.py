@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from sqlalchemy import event, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
@@ -12,7 +13,10 @@ from hub.store.db import utcnow
 from hub.errors import InputError
 from hub.store.group_commit import GroupCommitter
 from hub.store.models import InboundFile
+from hub.intake.door import Arrival
 from support import licence_request
+
+pytestmark = pytest.mark.both_databases  # storage is the subject
 
 
 def _file(name: str):
@@ -93,7 +97,7 @@ def test_concurrent_intakes_are_each_stored_once_with_their_own_answer(hub, pki_
 
     def submit(data):
         try:
-            receipt = hub.submit(data, caller="REGISTRY")
+            receipt = hub.receive(Arrival("registry", data=data, caller="REGISTRY"))
             return "duplicate" if receipt.duplicate else "accepted"
         except InputError as exc:
             return exc.status

@@ -9,6 +9,10 @@ problem (or a soap:Client fault) recorded once in `refusals`; nothing is stored 
 deliveries, events unchanged). A mutation may only be accepted when it left the signed content
 exactly as signed (same exclusive canonical form; e.g. a space inside a tag): anything else accepted,
 or refused only at a step after signature verification, is a signature bypass and fails the test.
+
+The generated and classic inputs go to one hub for the module (each example compares what is stored
+before and after it); the SFTP files and the partner's answers each get a hub of their own. The number of
+generated examples is `examples(250)`: ten times as many under `make test-full`.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import os
 import re
 import threading
 from pathlib import Path
+from typing import Callable
 from xml.sax.saxutils import escape
 
 import httpx
@@ -27,7 +32,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from lxml import etree
 from sqlalchemy import func, select
 
-from conftest import free_port, wait_for
+from conftest import examples, free_port, wait_for
 from connectors.soap.envelope import SOAP_ENV, parse_envelope, read_fault, wrap_document_bytes
 from hub.store.models import Delivery, Event, Message, Refusal
 from hub.xml.schemas import ENVELOPE_NS
@@ -38,11 +43,12 @@ from test_soap_inbound import demande
 XML = {"Content-Type": "application/xml"}
 SOAP = {"Content-Type": "text/xml; charset=utf-8"}
 DSIG = "http://www.w3.org/2000/09/xmldsig#"
-FUZZ = hsettings(max_examples=250, deadline=None, derandomize=True,
+FUZZ = hsettings(max_examples=examples(250), deadline=None, derandomize=True,
                  suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                         HealthCheck.data_too_large])
 # refusals that only happen after the signature verified: a content change must never get this far
 AFTER_VERIFICATION = {"Unknown correlation"}
+pytestmark = pytest.mark.shared_hub
 
 
 # -- the doors -------------------------------------------------------------------------------------
@@ -233,7 +239,6 @@ def listener():
 # -- generated input -------------------------------------------------------------------------------
 
 @pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")  # the hub's workers use random
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the properties do not depend on the database
 @pytest.mark.parametrize("door_name", ["canonical", "partner", "soap"])
 def test_generated_hostile_input_is_refused_with_4xx_and_stores_nothing(door_name, client, running_hub, pki_dir,
                                                                         listener):
@@ -323,7 +328,7 @@ def test_classic_xml_attacks_each_get_a_clear_4xx(door_name, client, running_hub
     assert answers["deep-nesting"][1] == answers["too-many-elements"][1] == "XML over the hub's depth or element cap"
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.private_hub  # counts every refusal and message its hub holds
 def test_hostile_sftp_files_go_to_failed_with_the_reason(client, running_hub, start_sandbox, listener):
     control = free_port()
     cdg = start_sandbox("cdg", running_hub.url, extra_args=["--control-port", str(control)], http_port=control)
@@ -348,20 +353,22 @@ def test_hostile_sftp_files_go_to_failed_with_the_reason(client, running_hub, st
 
 
 class HostilePartner:
-    """A stand-in NARSA answering every request with `answer` (200, application/xml)."""
+    """A stand-in NARSA answering every request with `answer` (200, application/xml), or with what
+    `answer(request body)` returns when it is a function."""
 
-    def __init__(self, port: int, answer: bytes):
+    def __init__(self, port: int, answer: bytes | Callable[[bytes], bytes]):
         calls = self.calls = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802
-                self.rfile.read(int(self.headers.get("content-length", 0)))
+                request = self.rfile.read(int(self.headers.get("content-length", 0)))
+                reply = answer(request) if callable(answer) else answer
                 calls.append(self.path)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/xml")
-                self.send_header("Content-Length", str(len(answer)))
+                self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
-                self.wfile.write(answer)
+                self.wfile.write(reply)
 
             def log_message(self, *args):
                 pass
@@ -373,7 +380,7 @@ class HostilePartner:
         self.server.server_close()
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.private_hub  # NARSA's port is the stand-in's, the licence request the first
 @pytest.mark.parametrize("answer, rule", [
     (ENTITY_ATTACKS["billion-laughs"].encode(), "DOCTYPE"),
     (deep(100).encode(), "HUB_MAX_XML_DEPTH"),

@@ -1,8 +1,13 @@
-"""POST /api/v1/messages over real HTTP: acceptance, receipts, deduplication and every kind of bad input."""
+"""POST /api/v1/messages over real HTTP: acceptance, receipts, deduplication and every kind of bad input.
+
+The module's tests share one hub, each with a case reference of its own; those that count every message
+the hub holds have a hub of their own."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 
+import pytest
 from lxml import etree
 
 from hub.trust import pki
@@ -10,27 +15,36 @@ from hub.trust.signing import verify
 from support import licence_request, replace_text, strip_signature
 
 XML = {"Content-Type": "application/xml"}
+pytestmark = pytest.mark.shared_hub
+_references = itertools.count(1)
+
+
+@pytest.fixture
+def reference() -> str:
+    """A case reference no other test of the module uses (the message id is REGISTRY-<reference>)."""
+    return f"LIC-2026-{next(_references):06d}"
 
 
 def post(client, data: bytes, headers=XML):
     return client.post("/api/v1/messages", content=data, headers=headers)
 
 
-def test_accepted_message_gets_a_signed_receipt(client, pki_dir):
-    data = licence_request(pki_dir)
+def test_accepted_message_gets_a_signed_receipt(client, pki_dir, reference):
+    data = licence_request(pki_dir, reference=reference)
     response = post(client, data)
     assert response.status_code == 202, response.text
     assert response.headers["content-type"].startswith("application/xml")
     receipt = etree.fromstring(response.content)
     signed = verify(receipt, pki.load_certificate(str(pki_dir / "hub.crt")), signer_name="hub")
     ns = "{urn:ma:gov:consular:hub:envelope:1}"
-    assert signed.findtext(f"{ns}MessageId") == "REGISTRY-LIC-2026-000001"
+    assert signed.findtext(f"{ns}MessageId") == f"REGISTRY-{reference}"
     assert signed.findtext(f"{ns}Digest") == hashlib.sha256(data).hexdigest()
-    state = client.get("/api/v1/messages/REGISTRY-LIC-2026-000001").json()
+    state = client.get(f"/api/v1/messages/REGISTRY-{reference}").json()
     assert state["state"] == "ACCEPTED" or state["state"] == "DELIVERED" or state["deliveries"]
     assert [e["event"] for e in state["timeline"]][:5] == ["RECEIVED", "VALIDATED", "VERIFIED", "ACCEPTED", "QUEUED"]
 
 
+@pytest.mark.private_hub  # counts every message the hub holds
 def test_same_id_same_bytes_returns_first_receipt_and_is_not_processed_twice(client, pki_dir, running_hub):
     data = licence_request(pki_dir)
     first, second = post(client, data), post(client, data)
@@ -42,9 +56,9 @@ def test_same_id_same_bytes_returns_first_receipt_and_is_not_processed_twice(cli
     assert client.get("/api/v1/messages").json()["total"] == 1
 
 
-def test_same_id_other_bytes_is_409(client, pki_dir):
-    assert post(client, licence_request(pki_dir)).status_code == 202
-    other = licence_request(pki_dir, number="12/345674")  # same case reference -> same message id
+def test_same_id_other_bytes_is_409(client, pki_dir, reference):
+    assert post(client, licence_request(pki_dir, reference=reference)).status_code == 202
+    other = licence_request(pki_dir, reference=reference, number="12/345674")  # same case reference -> same message id
     response = post(client, other)
     assert response.status_code == 409
     assert response.headers["content-type"] == "application/problem+json"
@@ -108,6 +122,7 @@ def test_unknown_message_is_404(client):
     _problem(client.get("/api/v1/messages/NOPE"), 404)
 
 
+@pytest.mark.private_hub  # counts every message the hub holds
 def test_bad_input_loses_and_changes_nothing_already_accepted(client, pki_dir, running_hub):
     good = licence_request(pki_dir)
     receipt = post(client, good).content

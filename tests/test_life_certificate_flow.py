@@ -107,7 +107,7 @@ def test_certificates_and_death_notice_reach_cdgs_verdict(running_hub, cdg, clie
     assert "MAPPED_IN" in events and "CORRELATED" in events
     # the registry kept CDG's own signed acknowledgement, and it still verifies as CDG's
     with running_hub.hub.sessions() as session:
-        from registry.services.life_certificates import PensionBatch
+        from registry.models import PensionBatch
         kept = session.query(PensionBatch).filter_by(reference=batch).one().acknowledgement
     verify(etree.fromstring(kept), pki.load_certificate(str(pki_dir / "CDG.crt")), signer_name="CDG")
     # polling again finds nothing new

@@ -100,7 +100,7 @@ def test_an_authority_silent_past_the_deadline_escalates_then_its_answer_decides
              30, what="SANTE and ETAT_CIVIL answers")
     assert case(client, reference)["status"] == "AWAITING_CLEARANCES"
 
-    wait_for(lambda: escalate_overdue(hub.registry) or case(client, reference)["status"] == "ESCALATED", 10,
+    wait_for(lambda: escalate_overdue(hub.apps["registry"]) or case(client, reference)["status"] == "ESCALATED", 10,
              what="the deadline to pass")
     escalated = case(client, reference)
     assert escalated["status"] == "ESCALATED"

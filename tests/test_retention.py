@@ -14,7 +14,10 @@ from sqlalchemy import select, text
 from hub.evidence.chains import verify_chains
 from hub.store.models import AuditEntry, Delivery, Event, Message
 from hub.evidence.retention import purge_expired, retention_days
+from hub.intake.door import Arrival
 from test_evidence import flat, licence_case, run_hub_cli, run_verify_sh, _export
+
+pytestmark = pytest.mark.both_databases  # storage is the subject
 
 
 @pytest.fixture
@@ -100,7 +103,8 @@ def test_messages_not_final_are_never_purged(settings):
     hub = Hub(settings)
     hub.migrate()
     try:
-        hub.submit(licence_request(settings.pki_dir))  # ACCEPTED, no worker runs: stays pending
+        # ACCEPTED, no worker runs: stays pending
+        hub.receive(Arrival("registry", data=licence_request(settings.pki_dir)))
         _age(hub, 30)
         assert purge_expired(hub).purged == []
         assert _messages(hub)["LicenceAuthenticationRequest"].received_bytes is not None
@@ -144,7 +148,7 @@ def _dead(settings):
     from support import licence_request
     hub = Hub(settings)
     hub.migrate()
-    hub.submit(licence_request(settings.pki_dir))
+    hub.receive(Arrival("registry", data=licence_request(settings.pki_dir)))
     with hub.sessions.begin() as session:
         for delivery in session.scalars(select(Delivery)):
             delivery.state = "DEAD"

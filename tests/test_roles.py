@@ -5,7 +5,9 @@ route that answers 403 to a role that should be allowed, or anything but 403 to 
 fails. Every /api route of the OpenAPI document must be in ROUTES, so a new route cannot escape.
 Then the scopes: a consular agent of FR-PARIS refused the citizens and cases of ES-MADRID (reads and
 actions), lists limited to their post and masked; payloads for integration and administrators only,
-each view audited; the cause of death kept from supervisors; a partner's token speaking for itself only."""
+each view audited; the cause of death kept from supervisors; a partner's token speaking for itself only.
+
+The module's tests share one hub; those that list or count everything the hub holds have one of their own."""
 from __future__ import annotations
 
 import pytest
@@ -14,6 +16,8 @@ from sqlalchemy import select
 from hub.access.tokens import PERMISSIONS, ROLES
 from hub.store.models import AuditEntry, Refusal
 from support import licence_request, register_citizen, replace_text
+
+pytestmark = pytest.mark.shared_hub
 
 AGENT_POST, OTHER_POST = "FR-PARIS", "ES-MADRID"
 EXPECTED = {  # permission -> roles allowed (the issue's list)
@@ -38,6 +42,7 @@ ROUTES = [
     ("POST", "/api/v1/citizens", "/api/v1/citizens", {"post_code": AGENT_POST}, "registry:act"),
     ("GET", "/api/v1/citizens/{registration_id}", "/api/v1/citizens/MRE-9999999", None, "registry:read"),
     ("GET", "/api/v1/cases", "/api/v1/cases", None, "registry:read"),
+    ("GET", "/api/v1/services", "/api/v1/services", None, "registry:read"),
     ("GET", "/api/v1/cases/{reference}", "/api/v1/cases/LIC-2026-999999", None, "registry:read"),
     ("POST", "/api/v1/cases/licence-authentication", "/api/v1/cases/licence-authentication", {}, "registry:act"),
     ("POST", "/api/v1/cases/consular-registration", "/api/v1/cases/consular-registration", {}, "registry:act"),
@@ -123,6 +128,7 @@ def two_posts(client):
     return ours, theirs, cases
 
 
+@pytest.mark.private_hub  # lists every case of its post
 def test_a_consular_agent_sees_and_changes_only_their_posts_citizens_and_cases(running_hub, client, client_as,
                                                                                   two_posts):
     ours, theirs, cases = two_posts
@@ -178,6 +184,7 @@ def test_a_consular_agent_sees_and_changes_only_their_posts_citizens_and_cases(r
     assert agent.post(f"/api/v1/cases/{cases['ours']}/handover", json={}).status_code == 409  # allowed, not ready
 
 
+@pytest.mark.private_hub  # lists every case
 def test_supervisor_reads_every_post_but_acts_on_none(client_as, two_posts):
     ours, theirs, cases = two_posts
     supervisor = client_as("supervisor")
@@ -216,6 +223,7 @@ def test_lists_are_masked_and_single_records_whole(client, client_as, two_posts)
         "+33612345678", "youssef@example.fr", "AB1234567")
 
 
+@pytest.mark.private_hub  # counts every view audited
 def test_payloads_are_for_integration_and_administrators_and_each_view_is_audited(running_hub, client, client_as,
                                                                                    pki_dir):
     data = licence_request(pki_dir, reference="LIC-2026-000777")
@@ -254,6 +262,7 @@ def test_resend_is_for_integration_supervisors_and_administrators(client, client
     assert client.post("/api/v1/messages/NOPE/resend").status_code == 404
 
 
+@pytest.mark.private_hub  # counts every message
 def test_a_partner_token_speaks_only_for_its_partner(running_hub, client_as, pki_dir):
     narsa = client_as("partner", partner="NARSA")
     # a canonical message whose header names another sender: refused before intake, recorded

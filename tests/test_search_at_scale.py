@@ -5,7 +5,9 @@ What a user relies on: each filter returns exactly the messages that match, newe
 right total; walking the pages with `next_before` (or with `offset`) visits every match once; the
 preloaded history passes `hub evidence verify`; and each query the search runs is answered from an
 index (EXPLAIN), which is what keeps it fast at a million rows. No timing is asserted here: the
-benchmark (`python -m bench --preload N`) measures it."""
+benchmark (`python -m bench --preload N`) measures it.
+
+The tests only read: they share the module's database (preloaded once per database kind) and hub."""
 from __future__ import annotations
 
 import sys
@@ -21,15 +23,19 @@ if str(PROJECT_ROOT) not in sys.path:  # `bench` is not an installed package: it
     sys.path.insert(0, str(PROJECT_ROOT))
 from bench import preload as bulk  # noqa: E402
 
+pytestmark = [pytest.mark.both_databases, pytest.mark.shared_hub]  # storage is the subject
+
 COUNT = 20_000
+_preloads: dict[str, dict] = {}  # database URL -> what bulk.preload did there
 
 
 @pytest.fixture
 def preloaded(database_url, pki_dir):
-    """The history, stored before the hub starts (request it before `client`)."""
-    done = bulk.preload(database_url, COUNT, pki_dir, tag="T")
-    print(f"preloaded {done['messages']} messages, {done['events']} events in {done['seconds']} s")
-    return done
+    """The history, stored once in the module's database before its hub starts (request it before `client`)."""
+    if database_url not in _preloads:
+        done = _preloads[database_url] = bulk.preload(database_url, COUNT, pki_dir, tag="T")
+        print(f"preloaded {done['messages']} messages, {done['events']} events in {done['seconds']} s")
+    return _preloads[database_url]
 
 
 def expected(predicate) -> list[str]:

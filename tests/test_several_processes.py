@@ -18,25 +18,20 @@ from conftest import bearer, free_port, serve_tokens, wait_for, write_config
 from hub.cluster.leader import Leadership, current_leader, process_name
 from hub.settings import PROJECT_ROOT
 from test_crash_recovery import HubProcess
+from support import scrape
 from test_licence_flow import FINAL, open_case
 
 PROCESSES = 3
 CASES_PER_PROCESS = 8
 RETRY = 0.5  # HUB_LEADER_RETRY_SECONDS in these tests
 
+pytestmark = pytest.mark.both_databases  # storage is the subject
+
 
 def postgres_only(database_url: str) -> None:
     if database_url.startswith("sqlite"):
         pytest.skip("several hub processes share work through PostgreSQL (advisory lock, SKIP LOCKED); "
                     "SQLite's lock file is tested below")
-
-
-def scrape(url: str) -> dict[tuple[str, tuple], float]:
-    """/metrics as {(sample name, sorted labels): value}."""
-    from prometheus_client.parser import text_string_to_metric_families
-    text = httpx.get(f"{url}/metrics", timeout=10).text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def leader_gauge(url: str) -> float:
@@ -74,6 +69,8 @@ def unsealed_events(database_url: str) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.empty_database  # the processes started together migrate it, taking turns
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_three_processes_share_deliveries_and_one_leads_the_jobs(tmp_path, pki_dir, database_url, narsa_port,
                                                                    start_sandbox):
     postgres_only(database_url)
@@ -176,6 +173,7 @@ def test_three_processes_share_deliveries_and_one_leads_the_jobs(tmp_path, pki_d
             h.stop()
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_postgres_leadership_is_lost_at_once_when_its_connection_drops(database_url):
     """An administrator (or a failover) ends the leader's database session: the jobs stop at the next
     check, and leadership comes back once the lock can be taken again."""
@@ -221,7 +219,7 @@ def test_sqlite_leader_lock_file_moves_to_another_process_when_the_holder_dies(t
                             on_loss=lambda: events.append("loss"))
     try:
         assert holder.stdout.readline().strip() == "leader"
-        lock_file = tmp_path / "hub.cluster.leader.lock"
+        lock_file = tmp_path / "hub.leader.lock"
         assert lock_file.read_text().strip().endswith(f":{holder.pid}")  # the file names who leads
         assert current_leader(url).endswith(f":{holder.pid}")  # what `hub leader` prints
         assert leadership.start() is False and events == []

@@ -8,6 +8,10 @@ refusal proves the hub's policy (algorithms, reference, structure) and not a bro
 
 The REGISTRY party is configured, for this module, with odd certificates besides its development one:
 expired, not yet valid, without a signing key usage, the two of a rotation, and a CA of its own.
+
+The module's tests share one hub (SQLite: what is under test is the verifier, which no database changes):
+each counts what it stored and refused against what was there before it; those that accept a message
+have a hub of their own.
 """
 from __future__ import annotations
 
@@ -58,10 +62,7 @@ def odd(tmp_path_factory):
 PINNED = ["expired", "not_yet_valid", "encrypt_only", "rotation_old", "rotation_new"]
 
 
-@pytest.fixture
-def database_url(tmp_path):
-    """SQLite only: what is under test is the verifier, which no database changes (keeps the file fast)."""
-    return f"sqlite:///{tmp_path / 'hub.sqlite'}"
+pytestmark = pytest.mark.shared_hub
 
 
 @pytest.fixture
@@ -69,7 +70,8 @@ def settings(settings, odd):
     """conftest's settings, with REGISTRY's odd certificates pinned and its CA configured."""
     path = settings.config_dir / "partners" / "REGISTRY.yaml"
     party = yaml.safe_load(path.read_text(encoding="utf-8"))
-    party["certificates"] = [*party["certificates"], *[str(odd["paths"][name]) for name in PINNED]]
+    odd_ones = [str(odd["paths"][name]) for name in PINNED]
+    party["certificates"] = [*[c for c in party["certificates"] if c not in odd_ones], *odd_ones]
     party["ca"] = str(odd["paths"]["registry_ca"])
     path.write_text(yaml.safe_dump(party, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return settings
@@ -94,16 +96,23 @@ def stored(running_hub) -> tuple[int, int]:
 
 
 @pytest.fixture
+def added(running_hub):
+    """added() -> (messages, refusals) stored since the test began."""
+    before = stored(running_hub)
+    return lambda: tuple(now - then for now, then in zip(stored(running_hub), before))
+
+
+@pytest.fixture
 def good(pki_dir) -> bytes:
     return st.licence_request(signer_for(pki_dir, "REGISTRY"))
 
 
 # -- content and wrapping --------------------------------------------------------------------------------
 
-def test_altered_content_is_refused(client, good, running_hub):
+def test_altered_content_is_refused(client, good, running_hub, added):
     body = refused(post(client, replace_text(good, "12/345673", "12/345679")), 400, "altered after REGISTRY signed it")
     assert body["title"] == "Signature verification failed"
-    assert stored(running_hub) == (0, 1)
+    assert added() == (0, 1)
 
 
 def verifier_refuses(running_hub, document: etree._Element, party: str, *words: str) -> None:
@@ -114,7 +123,7 @@ def verifier_refuses(running_hub, document: etree._Element, party: str, *words: 
         assert word in info.value.detail, f"{word!r} not in {info.value.detail!r}"
 
 
-def test_reference_to_one_element_by_id_is_refused(client, pki_dir, running_hub):
+def test_reference_to_one_element_by_id_is_refused(client, pki_dir, running_hub, added):
     """Signature wrapping: a valid signature over one element (#id) lets the rest be changed. The
     canonical schemas allow no Id attribute (refused there first); the verifier refuses it on its own."""
     _, document = st.business(st.licence_request())
@@ -124,7 +133,7 @@ def test_reference_to_one_element_by_id_is_refused(client, pki_dir, running_hub)
     forged.find(f"{LIC}Post").text = "ES-MADRID"  # outside the signed part
     refused(post(client, st.with_document(st.licence_request(), forged)), 400)
     verifier_refuses(running_hub, forged, "REGISTRY", 'must cover the whole document (Reference URI="")', "#signed-part")
-    assert stored(running_hub)[0] == 0
+    assert added()[0] == 0
 
 
 def test_reference_to_a_wrapped_original_inside_the_signature_is_refused(client, pki_dir, running_hub):
@@ -154,7 +163,7 @@ def test_original_moved_into_an_object_and_content_replaced_is_refused(client, g
     refused(post(client, data), 400, "ds:Signature must hold", "Object")
 
 
-def test_signature_moved_onto_another_element_is_refused(client, good, running_hub):
+def test_signature_moved_onto_another_element_is_refused(client, good, running_hub, added):
     root, document = st.business(good)
     signature = document.find(f"{{{DS_NS}}}Signature")
     document.find(f"{LIC}Holder").append(signature)
@@ -162,7 +171,7 @@ def test_signature_moved_onto_another_element_is_refused(client, good, running_h
     refused(post(client, etree.tostring(root)), 400)  # the schema has no place for it there
     verifier_refuses(running_hub, document, "REGISTRY", "not signed")
     verifier_refuses(running_hub, document.find(f"{LIC}Holder"), "REGISTRY", "altered")
-    assert stored(running_hub)[0] == 0
+    assert added()[0] == 0
 
 
 def test_a_second_signature_is_refused(client, good, pki_dir, running_hub):
@@ -173,6 +182,7 @@ def test_a_second_signature_is_refused(client, good, pki_dir, running_hub):
     verifier_refuses(running_hub, document, "REGISTRY", "2 signatures")
 
 
+@pytest.mark.private_hub  # looks at the one message its hub holds
 def test_only_the_signed_content_is_kept_as_canonical(client, good, running_hub):
     """A comment is outside what exclusive c14n signs: accepted, but the canonical form the hub routes
     and maps is rebuilt from the signed content only, so the comment is gone from it."""
@@ -192,13 +202,14 @@ def test_only_the_signed_content_is_kept_as_canonical(client, good, running_hub)
     "<ds:ECKeyValue xmlns:ds=\"http://www.w3.org/2009/xmldsig11#\"><ds:NamedCurve URI=\"urn:x\"/>"
     "<ds:PublicKey/></ds:ECKeyValue>",
 ], ids=["empty-rsa-modulus", "unknown-ec-curve"])
-def test_unreadable_key_value_outside_the_signed_content_is_a_clear_refusal(client, good, running_hub, key_value):
+def test_unreadable_key_value_outside_the_signed_content_is_a_clear_refusal(client, good, running_hub, key_value,
+                                                                             added):
     """KeyInfo is not signed: whatever it holds must give a 400 naming the signature, never a 500."""
     root, document = st.business(good)
     key_info = document.find(f"{{{DS_NS}}}Signature/{{{DS_NS}}}KeyInfo")
     key_info.insert(0, etree.fromstring(f'<ds:KeyValue xmlns:ds="{DS_NS}">{key_value}</ds:KeyValue>'))
     refused(post(client, etree.tostring(root)), 400, "REGISTRY")
-    assert stored(running_hub) == (0, 1)
+    assert added() == (0, 1)
 
 
 # -- algorithms --------------------------------------------------------------------------------------------
@@ -211,12 +222,12 @@ def test_unreadable_key_value_outside_the_signed_content_is_a_clear_refusal(clie
     (dict(transforms=(st.EXC_C14N,)), ["ds:Transforms must hold"]),
     (dict(method=st.HMAC_SHA256, hmac_key=b"guessable"), ["unexpected signature method", "hmac-sha256"]),
 ], ids=["rsa-sha1", "sha1-digest", "inclusive-c14n", "inclusive-c14n-transform", "no-enveloped-transform", "hmac"])
-def test_unexpected_algorithm_is_refused(client, pki_dir, running_hub, change, words):
+def test_unexpected_algorithm_is_refused(client, pki_dir, running_hub, change, words, added):
     registry = signer_for(pki_dir, "REGISTRY")
     _, document = st.business(st.licence_request())
     data = st.with_document(st.licence_request(), st.forge(document, registry.key, registry.certificate, **change))
     refused(post(client, data), 400, *words)
-    assert stored(running_hub)[0] == 0
+    assert added()[0] == 0
 
 
 # -- certificates --------------------------------------------------------------------------------------------
@@ -226,24 +237,24 @@ def test_unexpected_algorithm_is_refused(client, pki_dir, running_hub, change, w
     ("not_yet_valid", ["is not valid before"]),
     ("encrypt_only", ["not allowed to sign", "key usage"]),
 ], ids=["expired", "not-yet-valid", "wrong-key-usage"])
-def test_pinned_certificate_not_usable_now_is_refused(client, odd, running_hub, name, words):
+def test_pinned_certificate_not_usable_now_is_refused(client, odd, running_hub, name, words, added):
     data = st.licence_request(odd["signers"][name])
     refused(post(client, data), 400, "REGISTRY's signature was made with its pinned certificate", *words)
-    assert stored(running_hub)[0] == 0
+    assert added()[0] == 0
 
 
-def test_rotation_accepts_old_and_new_and_refuses_a_third(client, odd, running_hub):
+def test_rotation_accepts_old_and_new_and_refuses_a_third(client, odd, running_hub, added):
     for n, name in enumerate(["rotation_old", "rotation_new"]):
         response = post(client, st.licence_request(odd["signers"][name], reference=f"LIC-2026-00010{n}"))
         assert response.status_code == 202, (name, response.text)
     # same CN, same issuer as the two pinned ones, but not pinned (and not from REGISTRY's CA)
     refused(post(client, st.licence_request(odd["signers"]["not_pinned"], reference="LIC-2026-000102")), 400,
             "REGISTRY", "was not issued by REGISTRY's CA")
-    assert stored(running_hub)[0] == 2
+    assert added()[0] == 2
 
 
 def test_ca_issued_certificate_named_like_the_party_is_accepted(client, odd):
-    response = post(client, st.licence_request(odd["signers"]["from_ca"]))
+    response = post(client, st.licence_request(odd["signers"]["from_ca"], reference="LIC-2026-000103"))
     assert response.status_code == 202, response.text
 
 
@@ -252,32 +263,32 @@ def test_ca_issued_certificate_named_like_the_party_is_accepted(client, odd):
     ("from_ca_expired", ["expired on"]),
     ("from_rogue_ca", ["was not issued by REGISTRY's CA"]),
 ], ids=["other-cn", "expired", "rogue-ca"])
-def test_ca_mode_refuses_what_the_ca_does_not_vouch_for(client, odd, running_hub, name, words):
+def test_ca_mode_refuses_what_the_ca_does_not_vouch_for(client, odd, running_hub, name, words, added):
     refused(post(client, st.licence_request(odd["signers"][name])), 400, *words)
-    assert stored(running_hub)[0] == 0
+    assert added()[0] == 0
 
 
 # -- who signed, and what they may send ------------------------------------------------------------------------
 
-def test_valid_signature_of_another_partner_than_the_sender_is_refused(client, pki_dir, running_hub):
+def test_valid_signature_of_another_partner_than_the_sender_is_refused(client, pki_dir, running_hub, added):
     body = refused(post(client, st.licence_request(signer_for(pki_dir, "NARSA"))), 400,
                    "signed by NARSA, not by the message's sender REGISTRY")
     assert body["title"] == "Signature verification failed"
-    assert stored(running_hub) == (0, 1)
+    assert added() == (0, 1)
 
 
-def test_type_the_sender_may_not_send_is_refused_after_its_signature_verified(client, pki_dir, running_hub):
+def test_type_the_sender_may_not_send_is_refused_after_its_signature_verified(client, pki_dir, running_hub, added):
     """NARSA, correctly signing as itself, sends a request only the registry may send: 403."""
     data = replace_text(st.licence_request(signer_for(pki_dir, "NARSA")), "<env:Sender>REGISTRY</env:Sender>",
                         "<env:Sender>NARSA</env:Sender>")
     body = refused(post(client, data), 403, "NARSA may not send LicenceAuthenticationRequest")
     assert body["title"] == "Not allowed"
-    assert stored(running_hub) == (0, 1)
+    assert added() == (0, 1)
 
 
 # -- the REST partner door ---------------------------------------------------------------------------------------
 
-def test_partner_door_refuses_attacks_and_accepts_the_real_thing(client, pki_dir, good, running_hub):
+def test_partner_door_refuses_attacks_and_accepts_the_real_thing(client, pki_dir, good, running_hub, added):
     assert post(client, good).status_code == 202  # the request NARSA answers
     narsa = signer_for(pki_dir, "NARSA")
     altered = etree.tostring(narsa_result(narsa)).replace(b"NON_AUTHENTIQUE", b"AUTHENTIQUE")
@@ -287,10 +298,10 @@ def test_partner_door_refuses_attacks_and_accepts_the_real_thing(client, pki_dir
     sha1 = st.forge(narsa_result(None), narsa.key, narsa.certificate, method=st.RSA_SHA1)
     refused(post_partner(client, sha1), 400, "unexpected signature method")
     refused(post_partner(client, narsa_result(None)), 400, "not signed")
-    assert stored(running_hub) == (1, 4)
+    assert added() == (1, 4)
     response = post_partner(client, narsa_result(narsa))
     assert response.status_code == 202, response.text
-    assert stored(running_hub)[0] == 2
+    assert added()[0] == 2
 
 
 # -- the SOAP door -------------------------------------------------------------------------------------------------
@@ -329,7 +340,7 @@ def soap_refused(response: httpx.Response, *words: str) -> str:
     return text
 
 
-def test_soap_door_refuses_attacks_and_accepts_the_real_thing(running_hub, pki_dir):
+def test_soap_door_refuses_attacks_and_accepts_the_real_thing(running_hub, pki_dir, added):
     justice = signer_for(pki_dir, "JUSTICE")
     soap_refused(soap_call(running_hub, etree.tostring(demande(justice)).replace(b"CONVOCATION", b"JUGEMENT")),
                  "altered after JUSTICE signed it")
@@ -343,7 +354,7 @@ def test_soap_door_refuses_attacks_and_accepts_the_real_thing(running_hub, pki_d
     wrapped.find(f"{{{J_NS}}}Destinataire/{{{J_NS}}}CNIE").text = "ZZ999999"
     soap_refused(soap_call(running_hub, wrapped))  # the schema allows no Id: refused there first
     verifier_refuses(running_hub, wrapped, "JUSTICE", 'Reference URI=""')
-    assert stored(running_hub) == (0, 4)
+    assert added() == (0, 4)
     response = soap_call(running_hub, demande(justice))
     assert response.status_code == 200, response.text
     with running_hub.hub.sessions() as session:  # (the registry may answer it at once: count JUSTICE's only)

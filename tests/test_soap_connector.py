@@ -67,14 +67,14 @@ def send(c: SoapConnector, body: bytes, operation: str = "VerifierIdentite", mes
 def test_success_returns_the_partners_signed_answer(soap, dgsn, pki_dir):
     body = identity_request(pki_dir, message_id="REGISTRY-REG-2026-000001", cnie="BK123453")
     result = send(soap, body)
-    answer = etree.fromstring(result.receipt)
+    answer = etree.fromstring(result.answer)
     assert answer.tag == f"{{{NS}}}ResultatVerificationIdentite"
     signed = verify(answer, pki.load_certificate(str(pki_dir / "DGSN.crt")), signer_name="DGSN")
     assert signed.findtext(f"{{{NS}}}Resultat") == "CONCORDANCE"
     assert signed.findtext(f"{{{NS}}}ReferenceDemande") == "REGISTRY-REG-2026-000001"
     assert "VerifierIdentite" in result.detail
     # the same message again: the partner deduplicates and answers the same bytes
-    assert send(soap, body).receipt == result.receipt
+    assert send(soap, body).answer == result.answer
     assert len(dgsn.received("DGSN")) == 1
 
 
@@ -99,7 +99,7 @@ def test_fault_marked_transient_is_retried_after_its_delay(soap, dgsn, pki_dir):
         send(soap, identity_request(pki_dir, message_id="M-transient"))
     assert caught.value.retry_after == 7
     dgsn.behave(mode="normal")
-    assert send(soap, identity_request(pki_dir, message_id="M-transient")).receipt
+    assert send(soap, identity_request(pki_dir, message_id="M-transient")).answer
 
 
 def test_5xx_without_fault_is_transient(soap, dgsn, pki_dir):

@@ -3,10 +3,14 @@
 JUSTICE's signed DemandeSignification travels as the soap:Body child byte for byte: zeep builds the
 call from the hub's WSDL, then the Body child is replaced by the signed bytes (its own serialisation
 would change the signed content), and the envelope is posted through zeep's transport.
+
+The module's tests share one hub: those that are accepted use message ids of their own, and each counts
+what it stored since it began.
 """
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import sqlite3
 
 import pytest
@@ -27,6 +31,8 @@ from support import signer_for
 JUSTICE_NS = "urn:ma:justice:plis-judiciaires:1"
 OPERATION = "DeposerDemandeSignification"
 J = ElementMaker(namespace=JUSTICE_NS, nsmap={None: JUSTICE_NS})
+pytestmark = pytest.mark.shared_hub
+_numbers = itertools.count(2)
 
 
 def demande(pki_dir, *, message_id: str = "MJ-DS-TEST-000001", reference: str = "MJ-2026-T00001",
@@ -103,6 +109,20 @@ def stored(running_hub) -> int:
     return sum(1 for m in items if m["sender"] == "JUSTICE")
 
 
+@pytest.fixture
+def added(running_hub):
+    """added() -> messages accepted from JUSTICE since the test began."""
+    before = stored(running_hub)
+    return lambda: stored(running_hub) - before
+
+
+@pytest.fixture
+def ids() -> dict[str, str]:
+    """A message id and a Justice reference no other test of the module uses (`demande(pki_dir, **ids)`)."""
+    n = next(_numbers)
+    return {"message_id": f"MJ-DS-TEST-{n:06d}", "reference": f"MJ-2026-T{n:05d}"}
+
+
 def test_wsdl_is_served_with_the_requested_address_and_its_schemas(running_hub, caller):
     assert caller.address == f"{running_hub.url}/soap/JUSTICE"
     assert OPERATION in caller.binding._operations
@@ -118,34 +138,34 @@ def test_wsdl_is_served_with_the_requested_address_and_its_schemas(running_hub, 
 
 
 def test_accepted_document_gets_a_signed_receipt_and_a_duplicate_the_same(running_hub, caller, pki_dir,
-                                                                             hub_certificate):
-    document = demande(pki_dir)
+                                                                             hub_certificate, ids):
+    document = demande(pki_dir, **ids)
     first = caller.call(document)
     assert first.status_code == 200, first.text
     assert first.headers["X-Duplicate"] == "false"
-    assert caller.reply(first).MessageId == "MJ-DS-TEST-000001"  # zeep reads the receipt with the WSDL's types
+    assert caller.reply(first).MessageId == ids["message_id"]  # zeep reads the receipt with the WSDL's types
     receipt = verify(parse_envelope(first.content, max_bytes=1 << 20), hub_certificate, signer_name="hub")
     assert receipt.tag == f"{{{ENVELOPE_NS}}}Receipt"
     assert receipt.findtext(f"{{{ENVELOPE_NS}}}Sender") == "JUSTICE"
     again = caller.call(document)
     assert again.status_code == 200 and again.headers["X-Duplicate"] == "true"
     assert again.content == first.content
-    message = requests.get(f"{running_hub.url}/api/v1/messages/MJ-DS-TEST-000001", params={"sender": "JUSTICE"},
+    message = requests.get(f"{running_hub.url}/api/v1/messages/{ids['message_id']}", params={"sender": "JUSTICE"},
                            timeout=5, headers=bearer(running_hub.mint_token("integration"))).json()
-    assert message["type"] == "JudicialServiceRequest" and message["correlation_id"] == "MJ-2026-T00001"
+    assert message["type"] == "JudicialServiceRequest" and message["correlation_id"] == ids["reference"]
     assert message["in_reply_to"] is None and message["recipient"] == "REGISTRY"
     assert [e["event"] for e in message["timeline"]].count("DUPLICATE") == 1
 
 
-def test_same_id_with_other_bytes_is_a_client_fault(running_hub, caller, pki_dir):
-    assert caller.call(demande(pki_dir)).status_code == 200
-    response = caller.call(demande(pki_dir, court="TPI-RABAT"))
+def test_same_id_with_other_bytes_is_a_client_fault(running_hub, caller, pki_dir, ids, added):
+    assert caller.call(demande(pki_dir, **ids)).status_code == 200
+    response = caller.call(demande(pki_dir, **ids, court="TPI-RABAT"))
     assert response.status_code == 409
     with pytest.raises(zeep.exceptions.Fault) as raised:
         caller.reply(response)
     assert raised.value.code == "soap:Client"
     assert "already accepted with other content" in raised.value.message
-    assert stored(running_hub) == 1
+    assert added() == 1
 
 
 def _altered(pki_dir) -> bytes:
@@ -164,14 +184,15 @@ def _altered(pki_dir) -> bytes:
      + caller.envelope_for(demande(pki_dir)).split(b"?>", 1)[1], "DOCTYPE"),
     ("not an envelope", lambda caller, pki_dir: demande(pki_dir), "expected a SOAP 1.1 Envelope"),
 ])
-def test_refused_documents_are_client_faults_naming_the_problem(running_hub, caller, pki_dir, name, build, expected):
+def test_refused_documents_are_client_faults_naming_the_problem(running_hub, caller, pki_dir, name, build, expected,
+                                                                added):
     response = caller.post(build(caller, pki_dir))
     assert response.status_code == 400, name
     fault = fault_of(response)
     assert fault.code == "soap:Client" and not fault.transient
     assert expected in fault.string, fault.string
     assert fault.problems, "the fault's detail lists the problems"
-    assert stored(running_hub) == 0
+    assert added() == 0
 
 
 def test_schema_problems_point_at_the_line_in_the_envelope_as_sent(caller, pki_dir):
@@ -182,14 +203,14 @@ def test_schema_problems_point_at_the_line_in_the_envelope_as_sent(caller, pki_d
     assert any(p.line == line for p in fault.problems), (line, fault.problems)
 
 
-def test_size_and_content_type_are_checked_before_reading(running_hub, caller, pki_dir):
+def test_size_and_content_type_are_checked_before_reading(running_hub, caller, pki_dir, added):
     wrong_type = caller.post(caller.envelope_for(demande(pki_dir)), content_type="application/json")
     assert wrong_type.status_code == 415
     assert fault_of(wrong_type).code == "soap:Client" and "text/xml" in fault_of(wrong_type).string
     oversize = caller.post(b"<soap:Envelope>" + b" " * (1 << 20) + b"</soap:Envelope>")
     assert oversize.status_code == 413
     assert fault_of(oversize).code == "soap:Client" and "limit" in fault_of(oversize).string
-    assert stored(running_hub) == 0
+    assert added() == 0
 
 
 @pytest.mark.parametrize("code", ["NARSA", "NOBODY"])
@@ -201,7 +222,8 @@ def test_partner_without_a_soap_endpoint_gets_a_fault(running_hub, caller, pki_d
     assert fault.code == "soap:Client" and "not a partner that calls the hub over SOAP" in fault.string
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # takes the table away under the hub
+@pytest.mark.private_hub  # takes the table away under its hub
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_storage_failure_is_a_transient_server_fault(running_hub, caller, pki_dir, settings):
     with sqlite3.connect(settings.database_url.removeprefix("sqlite:///")) as db:
         db.execute("ALTER TABLE messages RENAME TO messages_away")

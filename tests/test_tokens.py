@@ -1,5 +1,7 @@
 """API tokens: `hub tokens create | list | revoke` against a running hub's database, stored hashed and shown
-once, refused when missing, malformed, unknown, altered, expired or revoked; token changes audited."""
+once, refused when missing, malformed, unknown, altered, expired or revoked; token changes audited.
+
+The module's tests share one hub; the one that counts every token audited has a hub of its own."""
 from __future__ import annotations
 
 import datetime as dt
@@ -11,12 +13,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from rich.console import Console
 from sqlalchemy import select, update
 
 from conftest import bearer
 from hub.access.tokens import LAST_USED_RESOLUTION
+from hub.cli import tokens as tokens_cli
 from hub.cli.main import main as hub_cli
 from hub.store.models import ApiToken, AuditEntry
+
+pytestmark = pytest.mark.shared_hub
 
 
 @pytest.fixture
@@ -27,6 +33,8 @@ def cli_env(running_hub, monkeypatch):
                         "HUB_PKI_DIR": str(s.pki_dir), "HUB_VAR_DIR": str(s.var_dir)}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("COLUMNS", "200")  # the list's table, unwrapped
+    # rich fixes a console's width when COLUMNS is set as it is made (a pytest-xdist worker's is): one made now
+    monkeypatch.setattr(tokens_cli, "console", Console())
     return {**os.environ}
 
 
@@ -42,6 +50,7 @@ def audit(running_hub, action: str) -> list[AuditEntry]:
         return session.scalars(select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.id)).all()
 
 
+@pytest.mark.private_hub  # the one token created and revoked is the only one audited
 def test_created_once_listed_without_secret_and_revoked_for_good(running_hub, cli_env, capsys):
     code, out, err = run_cli(capsys, "create", "--role", "consular_agent", "--name", "Paris desk 3",
                              "--post", "FR-PARIS", "--expires-in-days", "30")
@@ -87,9 +96,10 @@ def test_created_once_listed_without_secret_and_revoked_for_good(running_hub, cl
     (["--role", "administrator", "--name", "  "], "needs a name"),
 ])
 def test_bad_requests_exit_2_with_the_reason(running_hub, cli_env, capsys, args, says):
+    audited = [entry.id for entry in audit(running_hub, "TOKEN_CREATED")]
     code, out, err = run_cli(capsys, "create", *args)
     assert code == 2 and says in err and out == ""
-    assert audit(running_hub, "TOKEN_CREATED") == []
+    assert [entry.id for entry in audit(running_hub, "TOKEN_CREATED")] == audited  # nothing created
 
 
 def test_unknown_role_and_bad_expiry_are_usage_errors(running_hub, cli_env, capsys):

@@ -1,31 +1,14 @@
-"""REST with XML bodies over one long-lived httpx client (keep-alive) per partner."""
+"""REST with XML bodies over one long-lived httpx client (keep-alive) per partner: a Sender (connectors/base.py)."""
 from __future__ import annotations
 
-import email.utils
-import time
 from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.base import Health, Outbound, SendResult, url_reachable
+from connectors.http import RETRYABLE_STATUS, parse_retry_after
 from hub.errors import PermanentDeliveryError, TransientDeliveryError
-
-RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 class RestConnector:
@@ -64,15 +47,12 @@ class RestConnector:
         except httpx.TransportError as exc:
             raise TransientDeliveryError(f"transport error: {type(exc).__name__}") from None
         if 200 <= response.status_code < 300:
-            return SendResult(receipt=response.content or None, detail=f"HTTP {response.status_code}")
+            return SendResult(answer=response.content or None, detail=f"HTTP {response.status_code}")
         excerpt = response.text[:300].replace("\n", " ")
         reason = f"partner answered {response.status_code}" + (f": {excerpt}" if excerpt else "")
         if response.status_code in RETRYABLE_STATUS:
             raise TransientDeliveryError(reason, retry_after=parse_retry_after(response.headers.get("Retry-After")))
         raise PermanentDeliveryError(reason)
-
-    def poll(self):
-        return ()
 
     def check(self) -> Health:
         return url_reachable(self.endpoint)

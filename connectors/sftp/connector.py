@@ -9,6 +9,7 @@
                     and yields each file as an InboundItem; `ack()` moves it to `<done>/`,
                     `nack(reason)` writes `<failed>/<name>.reason.txt` then moves it to `<failed>/`.
     check()         connects (or reuses the connection) and stats inbox/ and outbox/.
+A Sender and a Poller (connectors/base.py): the engine polls every `poll_interval_seconds` of the config.
 
 Large files (a CDG batch of 100,000 life certificates is about 40 MB, its acknowledgement 15 MB) are
 never held in memory:
@@ -93,6 +94,10 @@ class SftpConnector:
 
     def __repr__(self) -> str:
         return f"SftpConnector({self.party}, {self._where})"
+
+    @property
+    def poll_interval_seconds(self) -> float:
+        return self.config.poll_interval_seconds
 
     @property
     def _where(self) -> str:

@@ -6,7 +6,7 @@ has timeouts (zeep's default operation timeout is unlimited) and one long-lived 
 wraps the hub-signed document BYTE FOR BYTE in a soap:Body (so the signature the hub made is the one
 the partner verifies) and posts it through zeep's transport.
 
-    partner answers 2xx with a document   SendResult(receipt=<the soap:Body child on its own>)
+    partner answers 2xx with a document   SendResult(answer=<the soap:Body child on its own>)
     soap:Fault                             PermanentDeliveryError("SOAP fault <code>: <string>"), or
                                            TransientDeliveryError(retry_after=...) when the fault's
                                            detail carries RetryAfter (connectors/soap/envelope.py)
@@ -15,8 +15,11 @@ the partner verifies) and posts it through zeep's transport.
     other HTTP status, unreadable answer   PermanentDeliveryError
     an operation the WSDL does not have    PermanentDeliveryError naming the WSDL's operations
 
-The receipt is the partner's document exactly as signed by the partner (exclusive c14n makes it
+The answer is the partner's document exactly as signed by the partner (exclusive c14n makes it
 independent of the envelope): the engine runs it through intake when an inbound route names its root.
+
+Capabilities (connectors/base.py): a Sender, and InboundRoutes: `inbound_router()` is the hub's
+inbound SOAP endpoint (/soap/{CODE}, connectors/soap/inbound.py), shared by every SOAP party.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ from zeep.transports import Transport
 from zeep.wsdl.bindings.soap import Soap11Binding
 
 from connectors.base import Health, Outbound, SendResult, url_reachable
-from connectors.rest.connector import RETRYABLE_STATUS, parse_retry_after
+from connectors.http import RETRYABLE_STATUS, parse_retry_after
 from connectors.soap.envelope import CONTENT_TYPE, body_document_bytes, parse_envelope, read_fault, wrap_document_bytes
 from hub.errors import ConfigError, InputError, PermanentDeliveryError, TransientDeliveryError
 
@@ -156,7 +159,7 @@ class SoapConnector:
             if document is None:
                 raise PermanentDeliveryError(f"partner answered {status} to {operation} without a SOAP envelope "
                                              f"holding one document")
-            return SendResult(receipt=body_document_bytes(document),
+            return SendResult(answer=body_document_bytes(document),
                               detail=f"{operation}: HTTP {status}, {etree.QName(document).localname}")
         excerpt = content[:300].decode("utf-8", "replace").replace("\n", " ")
         reason = f"partner answered {status}" + (f": {excerpt}" if excerpt else "")
@@ -164,10 +167,14 @@ class SoapConnector:
             raise TransientDeliveryError(reason, retry_after=parse_retry_after(response.headers.get("Retry-After")))
         raise PermanentDeliveryError(reason)
 
-    # -- health ----------------------------------------------------------------------------------
+    # -- inbound ---------------------------------------------------------------------------------
 
-    def poll(self):
-        return ()
+    def inbound_router(self):
+        """/soap/{CODE}: where parties with an `inbound_wsdl` call the hub (connectors/soap/inbound.py)."""
+        from connectors.soap.inbound import soap_router  # FastAPI only where the API is built
+        return soap_router()
+
+    # -- health ----------------------------------------------------------------------------------
 
     def check(self) -> Health:
         """TCP reachability of the endpoint (the WSDL's address until the connector opened)."""

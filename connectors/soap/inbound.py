@@ -1,11 +1,12 @@
 """The hub's inbound SOAP 1.1 endpoints, for partners that call the hub over SOAP (DGSN's status
 callbacks, JUSTICE's service requests). A party has one when its `connection.inbound_wsdl` names a
-WSDL under schemas/ (SoapConnector.Config). Mount `soap_router()` in the API app.
+WSDL under schemas/ (SoapConnector.Config). Every SoapConnector offers this one router
+(`inbound_router()`, the InboundRoutes capability), which the hub mounts once in its API.
 
     POST /soap/{CODE}               text/xml SOAP envelope; its Body holds ONE document in the partner's own
                                     format with the partner's enveloped signature. The document is taken out
                                     of the envelope as it is (exclusive c14n keeps its signature valid) and
-                                    goes through the same intake as REST: hub.submit_from_partner(CODE, ...)
+                                    goes through the same door as REST: hub.receive(Arrival("soap", ...))
                                     (validation, signature, deduplication, one commit, routing).
         200                         envelope whose Body holds the hub's signed env:Receipt, byte for byte;
                                     the same document again gets the same receipt (X-Duplicate: true)
@@ -18,7 +19,8 @@ WSDL under schemas/ (SoapConnector.Config). Mount `soap_router()` in the API app
         409 soap:Client fault       same document id with other bytes
         429 soap:Server fault       the outbox of a partner the document goes to is full (hub/intake/backpressure.py):
                                     transient (RetryAfter in `detail`, Retry-After header), nothing stored
-                                    Every refusal is recorded in `refusals` (hub.intake.refusals), without the bytes.
+                                    Every refusal is recorded once in `refusals` (hub/intake/door.py), without
+                                    the bytes: intake's by the door, the envelope's here.
         500 soap:Server fault       the hub failed; transient (RetryAfter in `detail`) when it could not
                                     store the document right now: send the same document again later
     GET  /soap/{CODE}?wsdl          the partner's inbound WSDL, soap:address set to the URL requested and the
@@ -30,6 +32,7 @@ Parsing, intake and serialisation run off the event loop (run_in_threadpool).
 from __future__ import annotations
 
 import logging
+from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -42,10 +45,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from connectors.soap.envelope import (CONTENT_TYPE, Fault, body_document_bytes, build_fault, parse_envelope, read_fault,
                                       wrap_document_bytes)
-from hub import metrics
 from hub.api.bodies import read_body
 from hub.errors import InputError, NotAllowed, NotFound, Problem, TryLater
-from hub.intake.refusals import record_refusal
+from hub.intake.door import Arrival, refused
 
 log = logging.getLogger("hub.soap")
 
@@ -57,12 +59,15 @@ _XS = "http://www.w3.org/2001/XMLSchema"
 
 def inbound_wsdl(hub, code: str) -> Path | None:
     """The WSDL of the endpoint `code` calls, or None when that party does not call the hub over SOAP."""
-    party = hub.config.parties.get(code)
-    name = getattr(getattr(party, "connection", None), "inbound_wsdl", None) if party is not None else None
+    from connectors.soap.connector import SoapConnector
+    connector = hub.connectors.get(code)
+    name = connector.config.inbound_wsdl if isinstance(connector, SoapConnector) else None
     return Path(hub.settings.schemas_dir) / name if name else None
 
 
+@cache
 def soap_router() -> APIRouter:
+    """The /soap routes, one router per process whichever SOAP parties offer it."""
     router = APIRouter(prefix="/soap", tags=["soap"])
 
     @router.get("/schemas/{path:path}", name="soap_schema", summary="An XSD imported by an inbound WSDL")
@@ -95,18 +100,9 @@ def soap_router() -> APIRouter:
     async def call(code: str, request: Request) -> Response:
         hub = request.app.state.hub
         code = code.upper()
-        data = None
         try:
-            if inbound_wsdl(hub, code) is None:
-                raise NotAllowed(f"{code[:40]!r} is not a partner that calls the hub over SOAP",
-                                 [Problem("no inbound SOAP endpoint for this party", path=f"/soap/{code[:40]}")])
-            data = await _read_envelope(request, hub.settings.max_message_bytes)
-            receipt = await run_in_threadpool(submit_envelope, hub, code, data)
+            receipt = await _take_in(hub, code, request)
         except InputError as exc:
-            metrics.REFUSED.labels(type(exc).__name__).inc()
-            declared = request.headers.get("content-length", "")
-            await run_in_threadpool(record_refusal, hub, channel="soap", partner=code, error=exc, data=data,
-                                    size=int(declared) if declared.isdigit() else None)
             # A refusal is the partner's fault: its 4xx status (400, 403, 409, 413, 415) with a soap:Client
             # fault, never 500, which says the hub failed (SOAP clients such as zeep read the fault either way).
             return fault_response(Fault("soap:Client", f"{exc.title}: {exc.detail}", problems=exc.problems),
@@ -122,8 +118,6 @@ def soap_router() -> APIRouter:
         except Exception:
             log.exception("SOAP request from %s failed", code)
             return fault_response(Fault("soap:Server", "the hub failed to process the document"))
-        (metrics.DUPLICATES.labels(receipt.sender) if receipt.duplicate else
-         metrics.ACCEPTED.labels("partner", receipt.sender)).inc()
         return Response(wrap_document_bytes(receipt.body), status_code=200, media_type=CONTENT_TYPE,
                         headers={"X-Message-Id": receipt.message_id,
                                  "X-Duplicate": "true" if receipt.duplicate else "false"})
@@ -131,19 +125,23 @@ def soap_router() -> APIRouter:
     return router
 
 
-def submit_envelope(hub, code: str, data: bytes):
-    """Take the document out of the envelope and run it through intake; returns an intake.Receipt.
-
-    Problems found in the document are reported with their line in the envelope as sent."""
-    # the envelope adds two levels (Envelope, Body) and two elements around the document
-    document = parse_envelope(data, max_bytes=hub.settings.max_message_bytes, what=f"SOAP request from {code}",
-                              max_depth=hub.settings.max_xml_depth + 2, max_elements=hub.settings.max_xml_elements + 2)
-    if read_fault(document) is not None:
-        raise InputError(f"SOAP request from {code}: a soap:Fault is not a document the hub accepts",
-                         [Problem("soap:Fault in a request", line=document.sourceline, path="/Envelope/Body/Fault")])
-    extracted = body_document_bytes(document)
+async def _take_in(hub, code: str, request: Request):
+    """The request's document through the door; returns the hub's intake.Receipt. What is refused before
+    the door (no endpoint for `code`, media type, size, an envelope holding no document) is recorded here."""
+    data = None
     try:
-        return hub.submit_from_partner(code, extracted, channel="soap")
+        if inbound_wsdl(hub, code) is None:
+            raise NotAllowed(f"{code[:40]!r} is not a partner that calls the hub over SOAP",
+                             [Problem("no inbound SOAP endpoint for this party", path=f"/soap/{code[:40]}")])
+        data = await _read_envelope(request, hub.settings.max_message_bytes)
+        document, extracted = await run_in_threadpool(open_envelope, hub, code, data)
+    except InputError as exc:
+        declared = request.headers.get("content-length", "")
+        await run_in_threadpool(refused, hub, "soap", exc, party=code, data=data,
+                                size=int(declared) if declared.isdigit() else None)
+        raise
+    try:
+        return await run_in_threadpool(hub.receive, Arrival("soap", data=extracted, partner=code))
     except InputError as exc:
         # the extracted document starts on line 2 (after its XML declaration); shift to the envelope's lines
         shift = (document.sourceline or 2) - (2 if extracted.startswith(b"<?xml") else 1)
@@ -151,6 +149,17 @@ def submit_envelope(hub, code: str, data: bytes):
             exc.problems = [Problem(p.message, line=p.line + shift if p.line else None, path=p.path)
                             for p in exc.problems]
         raise
+
+
+def open_envelope(hub, code: str, data: bytes) -> tuple[etree._Element, bytes]:
+    """The envelope's Body child (as parsed, for its line) and its bytes as they travelled, for intake."""
+    # the envelope adds two levels (Envelope, Body) and two elements around the document
+    document = parse_envelope(data, max_bytes=hub.settings.max_message_bytes, what=f"SOAP request from {code}",
+                              max_depth=hub.settings.max_xml_depth + 2, max_elements=hub.settings.max_xml_elements + 2)
+    if read_fault(document) is not None:
+        raise InputError(f"SOAP request from {code}: a soap:Fault is not a document the hub accepts",
+                         [Problem("soap:Fault in a request", line=document.sourceline, path="/Envelope/Body/Fault")])
+    return document, body_document_bytes(document)
 
 
 def fault_response(fault: Fault, status: int = 500, headers: dict[str, str] | None = None) -> Response:

@@ -1,8 +1,13 @@
-"""The HTTP application: the hub's intake and lookup API, health, and the registry's API."""
+"""The HTTP application: the hub's intake and lookup API, health, the connectors' inbound endpoints
+(InboundRoutes, e.g. SOAP's /soap/{CODE}) and the routers of the apps it runs (hub/apps.py)."""
 from __future__ import annotations
+
+from typing import Sequence
 
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
+
+from connectors.base import InboundRoutes
 
 from hub.api import health, messages
 from hub.api.auth import ApiAuthentication, auth_error_handler
@@ -12,16 +17,15 @@ from hub.access.tokens import AuthError
 from hub.errors import InputError, NotFound, TryLater
 
 
-def create_app(hub, registry) -> FastAPI:
-    from connectors.soap.inbound import soap_router
-    from registry.views import router as registry_router
-
+def create_app(hub, apps: Sequence = ()) -> FastAPI:
+    """The API of `hub` with `apps` (hub.apps.App) mounted; each app is `app.state.<its name>` for its views."""
     app = FastAPI(title="Consular exchange hub", version="0.1.0",
                   description="Routes signed, schema-validated XML messages between the consular registry and "
                               "partner administrations. Errors are application/problem+json. Every /api route "
                               "needs an API token: `Authorization: Bearer hub_<id>_<secret>` (`hub tokens create`).")
     app.state.hub = hub
-    app.state.registry = registry
+    for client in apps:
+        setattr(app.state, client.name, client)
     app.add_exception_handler(InputError, input_error_handler)
     app.add_exception_handler(NotFound, not_found_handler)
     app.add_exception_handler(TryLater, try_later_handler)  # 429 back-pressure: Retry-After
@@ -30,11 +34,25 @@ def create_app(hub, registry) -> FastAPI:
     # added last, so outermost: the token check's own database errors are 503 too, not 500
     app.add_middleware(DatabaseUnavailableMiddleware)
     app.include_router(messages.router)
-    app.include_router(soap_router())
-    app.include_router(registry_router)
+    for router in inbound_routers(hub):
+        app.include_router(router)
+    for client in apps:
+        for router in client.routers():
+            app.include_router(router)
     app.include_router(health.router)
     try:
         REGISTRY.register(OutboxCollector(hub))
     except ValueError:  # already registered in this process (tests build several apps)
         pass
     return app
+
+
+def inbound_routers(hub) -> list:
+    """The inbound endpoints the connectors serve, each router once (the parties of one transport share one)."""
+    routers: list = []
+    for connector in hub.connectors.values():
+        if isinstance(connector, InboundRoutes):
+            router = connector.inbound_router()
+            if all(router is not seen for seen in routers):
+                routers.append(router)
+    return routers

@@ -13,27 +13,35 @@ from sqlalchemy.orm import defer, selectinload
 
 from hub.evidence import audit
 
-from hub import metrics
 from hub.api.auth import allowed
 from hub.api.problems import problem
 from hub.api.bodies import read_body
 from hub.access.tokens import Identity
-from hub.errors import DeliveryError, NotFound
+from hub.errors import DeliveryError, InputError, NotFound
 from hub.store.models import Message
+from hub.intake.door import Arrival, Receipt, refused
 from hub.intake.polling import poll_partner, polling_partners
 
 XML_TYPES = ("application/xml", "text/xml")
-RECEIPT_HEADERS = {"Content-Type": "application/xml"}
 
 router = APIRouter(prefix="/api/v1", tags=["messages"])
 
 
-async def read_xml_body(request: Request, max_bytes: int) -> bytes:
-    """The request body, refused early when it is not XML (415) or larger than the cap (413)."""
-    return await read_body(request, max_bytes=max_bytes, media_types=XML_TYPES, what="message")
+async def read_document(request: Request, door: str, party: str | None) -> bytes:
+    """The request body, refused early when it is not XML (415) or larger than the cap (413); such a
+    refusal happens before intake, so it is recorded here, at the door (with the size announced)."""
+    hub = request.app.state.hub
+    try:
+        return await read_body(request, max_bytes=hub.settings.max_message_bytes, media_types=XML_TYPES,
+                               what="message")
+    except InputError as exc:
+        declared = request.headers.get("content-length", "")
+        size = int(declared) if declared.isdigit() else None
+        await run_in_threadpool(refused, hub, door, exc, party=party, size=size)
+        raise
 
 
-def _receipt_response(receipt) -> Response:
+def _receipt_response(receipt: Receipt) -> Response:
     headers = {"X-Message-Id": receipt.message_id, "X-Duplicate": "true" if receipt.duplicate else "false"}
     return Response(receipt.body, status_code=202, media_type="application/xml", headers=headers)
 
@@ -44,25 +52,20 @@ def _receipt_response(receipt) -> Response:
                         409: {"description": "Message id already used with other content"},
                         413: {"description": "Over the size cap"}, 415: {"description": "Not application/xml"}})
 async def submit_message(request: Request, identity: Identity = Depends(allowed("messages:submit"))):
-    hub = request.app.state.hub
-    data = await read_xml_body(request, hub.settings.max_message_bytes)
-    receipt = await run_in_threadpool(hub.submit, data, channel="rest", caller=identity.partner)
-    (metrics.DUPLICATES.labels(receipt.sender) if receipt.duplicate else
-     metrics.ACCEPTED.labels("canonical", receipt.sender)).inc()
-    return _receipt_response(receipt)
+    data = await read_document(request, "rest", identity.partner)
+    arrival = Arrival("rest", data=data, caller=identity.partner)
+    return _receipt_response(await run_in_threadpool(request.app.state.hub.receive, arrival))
 
 
 @router.post("/partners/{partner}/messages", status_code=202,
              summary="A partner's own-format document (answers and callbacks)")
 async def submit_partner_document(partner: str, request: Request,
                                   identity: Identity = Depends(allowed("partner-documents:submit"))):
-    hub = request.app.state.hub
-    identity.check_partner(partner.upper(), doing=f"submitting a document as {partner.upper()}")
-    data = await read_xml_body(request, hub.settings.max_message_bytes)
-    receipt = await run_in_threadpool(hub.submit_from_partner, partner.upper(), data)
-    (metrics.DUPLICATES.labels(receipt.sender) if receipt.duplicate else
-     metrics.ACCEPTED.labels("partner", receipt.sender)).inc()
-    return _receipt_response(receipt)
+    code = partner.upper()
+    identity.check_partner(code, doing=f"submitting a document as {code}")
+    data = await read_document(request, "rest-partner", code)
+    arrival = Arrival("rest-partner", data=data, partner=code, caller=identity.partner)
+    return _receipt_response(await run_in_threadpool(request.app.state.hub.receive, arrival))
 
 
 @router.post("/partners/{partner}/poll", summary="Fetch now what a polled partner (SFTP) left for the hub",

@@ -1,7 +1,7 @@
 """Errors as RFC 9457 problem details (application/problem+json).
 
-An input refused at an intake door before the hub even read it (415 media type, 413 size) is recorded
-in `refusals` here; what intake refuses was already recorded by Hub.submit / submit_from_partner.
+A refusal (InputError) is answered here and nothing more: the door it came through already recorded
+and counted it (hub/intake/door.py).
 
 The database out of reach (PostgreSQL down or restarting, connections cut, the pool exhausted, an
 SQLite file locked past its busy timeout) is the hub's temporary trouble, not a defect: any request
@@ -12,21 +12,15 @@ message id, so the caller sends the same message again; the hub reconnects by it
 from __future__ import annotations
 
 import logging
-import re
 
 from fastapi import Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from hub import metrics
 from hub.errors import InputError, NotFound, TryLater, first_line
-from hub.intake.refusals import record_refusal
 
 log = logging.getLogger("hub.api")
-
-_INTAKE = re.compile(r"^/api/v1/(?:messages|partners/([^/]+)/messages)/?$")
 
 
 def problem(status: int, title: str, detail: str, errors: list[dict] | None = None,
@@ -37,14 +31,7 @@ def problem(status: int, title: str, detail: str, errors: list[dict] | None = No
     return JSONResponse(body, status_code=status, media_type="application/problem+json")
 
 
-async def input_error_handler(request: Request, exc: InputError) -> JSONResponse:
-    metrics.REFUSED.labels(type(exc).__name__).inc()
-    intake = _INTAKE.match(request.url.path) if request.method == "POST" else None
-    if intake and not getattr(exc, "refusal_recorded", False):
-        declared = request.headers.get("content-length", "")
-        partner = intake.group(1).upper() if intake.group(1) else None
-        await run_in_threadpool(record_refusal, request.app.state.hub, channel="rest", partner=partner, error=exc,
-                                data=None, size=int(declared) if declared.isdigit() else None)
+async def input_error_handler(_request: Request, exc: InputError) -> JSONResponse:
     return problem(exc.status, exc.title, exc.detail, [p.as_dict() for p in exc.problems])
 
 

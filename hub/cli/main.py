@@ -53,17 +53,18 @@ def _at_least_5(value: str) -> int:
 
 
 def cmd_demo(args) -> int:
-    from hub.demo import run_demo
+    from demo import run_demo  # the product's demo (sandboxes, hub, registry), a client of the hub
     return run_demo(cases=args.cases, serve=args.serve, console=console)
 
 
 def cmd_sample(args) -> int:
-    from hub.samples import SAMPLES, sample
-    if args.type not in SAMPLES:
-        console.print(f"[red]no sample for {args.type!r}[/]; available: {', '.join(SAMPLES)}", highlight=False)
+    from hub.service import app_samples
+    samples = app_samples()  # the installed apps contribute them
+    if args.type not in samples:
+        console.print(f"[red]no sample for {args.type!r}[/]; available: {', '.join(samples)}", highlight=False)
         return 2
     sys.stdout.flush()
-    sys.stdout.buffer.write(sample(_settings(args), args.type) + b"\n")  # UTF-8 bytes, whatever the terminal
+    sys.stdout.buffer.write(samples[args.type](_settings(args)) + b"\n")  # UTF-8 bytes, whatever the terminal
     sys.stdout.buffer.flush()
     return 0
 

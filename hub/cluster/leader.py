@@ -14,7 +14,7 @@ with it). Its `application_name` is `hub-leader <host>:<pid>` while it leads, wh
 `pg_stat_activity` shows who leads.
 
 SQLite: several processes can share one database file (WAL mode). The leader holds an exclusive
-`flock` on `<database>.leader.lock` next to the file (e.g. `var/hub.cluster.leader.lock`), released by the
+`flock` on `<database>.leader.lock` next to the file (e.g. `var/hub.leader.lock`), released by the
 operating system when the process dies; the file names the holder (`<host>:<pid>`).
 
 A follower tries again every HUB_LEADER_RETRY_SECONDS (default 2).

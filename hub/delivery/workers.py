@@ -47,7 +47,8 @@ from hub.store.db import utcnow
 from hub.delivery.breaker import Breakers
 from hub.errors import (DeliveryError, HubError, InputError, PermanentDeliveryError, TransientDeliveryError,
                         TryLater, first_line)
-from hub.intake.accept import accept_partner_document, business_document
+from hub.intake.accept import business_document
+from hub.intake.door import Arrival, refused
 from hub.store.models import Delivery, DeliveryState, Message, MessageState
 from hub.delivery.outbox import Claimed, any_due, claim, unclaim
 from hub.delivery.retry import next_delay
@@ -115,8 +116,8 @@ def attempt(hub, delivery_id: int) -> Attempt:
         body = render_for_partner(hub, message, delivery)
         result = hub.connectors[delivery.partner].send(
             Outbound(message.message_id, message.type, body, operation=delivery.operation))
-        sent = (body, result.receipt, f"over {transport}: {result.detail}")
-        answer = take_in_answer(hub, delivery.partner, result.receipt)
+        sent = (body, result.answer, f"over {transport}: {result.detail}")
+        answer = take_in_answer(hub, delivery.partner, result.answer)
     except DeliveryError as exc:
         error = exc
     except Exception as exc:  # a bug or an unexpected library error: keep the message, try again later
@@ -130,22 +131,24 @@ def attempt(hub, delivery_id: int) -> Attempt:
     return Attempt(_record_failure(hub, delivery_id, error, transport, sent), error)
 
 
-def take_in_answer(hub, partner: str, receipt: bytes | None) -> str | None:
-    """A synchronous answer (an inbound route knows its root element) goes through intake like a callback.
+def take_in_answer(hub, partner: str, answer: bytes | None) -> str | None:
+    """A synchronous answer (an inbound route knows its root element) goes through the door like a callback
+    (the "answer" door: a refusal is recorded there, once).
 
-    Returns the answer's message id, or None when the receipt is a plain acknowledgement. Intake
+    Returns the answer's message id, or None when the answer is a plain acknowledgement. Intake
     deduplicates, so a delivery sent again after a crash takes the same answer in only once."""
-    if not receipt or not receipt.lstrip().startswith(b"<"):
-        return None  # no body, or plain text: kept as the partner's receipt, nothing to take in
+    if not answer or not answer.lstrip().startswith(b"<"):
+        return None  # no body, or plain text: kept as the partner's answer, nothing to take in
     try:
-        root = parse_untrusted(receipt, max_bytes=hub.settings.max_message_bytes, what=f"{partner}'s answer",
+        root = parse_untrusted(answer, max_bytes=hub.settings.max_message_bytes, what=f"{partner}'s answer",
                                **limits(hub.settings))
     except InputError as exc:  # XML the hub cannot read (malformed, DOCTYPE, over the cap): never dropped silently
+        refused(hub, "answer", exc, party=partner, data=answer)
         raise PermanentDeliveryError(f"delivered, but {partner}'s answer was refused: {exc.detail}") from None
     if hub.config.inbound_for(partner, root.tag) is None:
         return None
     try:
-        return accept_partner_document(hub, partner, receipt).message_id
+        return hub.receive(Arrival("answer", data=answer, partner=partner)).message_id
     except InputError as exc:
         raise PermanentDeliveryError(f"delivered, but {partner}'s answer was refused: {exc.detail}") from None
     except TryLater as exc:

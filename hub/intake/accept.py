@@ -53,8 +53,10 @@ class Header:
 
 @dataclass(frozen=True)
 class Receipt:
+    """The hub's signed acceptance of one message (the only thing the hub calls a receipt)."""
     message_id: str
     sender: str
+    type: str            # the message type (the canonical header's)
     body: bytes          # the signed receipt XML
     duplicate: bool      # True when this id and these bytes had already been accepted
 
@@ -71,8 +73,9 @@ def business_document(envelope: etree._Element) -> etree._Element:
 
 
 def accept_canonical(hub, data: bytes, *, caller: str | None = None) -> Receipt:
-    """Intake of a signed canonical envelope (POST /api/v1/messages, the registry). A `caller` (the
-    party an API token speaks for) may only submit messages whose header names it as Sender."""
+    """Intake of a signed canonical envelope (POST /api/v1/messages, the registry; called by the door,
+    hub/intake/door.py). A `caller` (the party an API token or the registry speaks for) may only submit
+    messages whose header names it as Sender."""
     envelope = parse_untrusted(data, max_bytes=hub.settings.max_message_bytes, **limits(hub.settings))
     if envelope.tag != f"{_E}Message":
         raise SchemaInvalid(f"expected a canonical envelope {{{ENVELOPE_NS}}}Message, got {envelope.tag}",
@@ -183,7 +186,7 @@ def _store_and_route(hub, header: Header, envelope: etree._Element, data: bytes,
                 raise
             return _duplicate(session, existing, digest)
     hub.wake_workers()
-    return Receipt(header.message_id, header.sender, receipt, duplicate=False)
+    return Receipt(header.message_id, header.sender, header.type, receipt, duplicate=False)
 
 
 def _store(session, header: Header, targets, steps, *, data: bytes, canonical: bytes | None, digest: str,
@@ -224,7 +227,7 @@ def _duplicate(session, existing: Message, digest: str) -> Receipt:
             [Problem(f"first accepted with sha256 {existing.digest}, this one has sha256 {digest}",
                      path="/Message/Header/MessageId")])
     timeline.record(session, existing, timeline.DUPLICATE, "same id and bytes again; first receipt returned")
-    return Receipt(existing.message_id, existing.sender, existing.receipt, duplicate=True)
+    return Receipt(existing.message_id, existing.sender, existing.type, existing.receipt, duplicate=True)
 
 
 def _correlate(session, header: Header) -> tuple[str, str]:

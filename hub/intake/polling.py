@@ -1,12 +1,12 @@
 """Polling transports (SFTP): files a partner left for the hub are taken in like any callback.
 
-For each item a connector's `poll()` yields: intake (`hub.submit_from_partner(..., channel="sftp")`: the
-same checks as every other door, hardened XML, schema, signature, access rules), then `ack()` once the
+For each item a connector's `poll()` yields: intake through the door (`hub.receive(Arrival("sftp", ...))`:
+the same checks as every other door, hardened XML, schema, signature, access rules), then `ack()` once the
 message is committed, or `nack(reason)` when intake refuses it (SFTP: the file goes to `failed/` with
-the reason beside it; the refusal is recorded in `refusals` like any other door's). Each file handled is remembered by
-(partner, name, sha256): a file seen again because a crash came between the commit and the ack is
-acked again, never processed twice; a refused file put back in place (its cause fixed) is tried again. A transient failure (the database away) leaves the file where
-it is for the next poll.
+the reason beside it; the door records the refusal in `refusals`, as for every door). Each file handled
+is remembered by (partner, name, sha256): a file seen again because a crash came between the commit and
+the ack is acked again, never processed twice; a refused file put back in place (its cause fixed) is
+tried again. A transient failure (the database away) leaves the file where it is for the next poll.
 """
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from connectors.base import Poller
 from hub.store.db import utcnow
 from hub.errors import InputError
+from hub.intake.door import Arrival
 from hub.store.models import InboundFile
 
 log = logging.getLogger("hub.intake.polling")
@@ -36,7 +38,7 @@ def poll_partner(hub, partner: str) -> dict[str, int]:
             counts["seen"] += 1
             continue
         try:
-            receipt = hub.submit_from_partner(partner, item.body, channel="sftp")
+            receipt = hub.receive(Arrival("sftp", data=item.body, partner=partner))
         except InputError as exc:
             _remember(hub, partner, item.name, digest, "REFUSED", exc.detail)
             item.nack(exc.detail)
@@ -65,6 +67,6 @@ def _remember(hub, partner: str, name: str, digest: str, outcome: str, detail: s
 
 
 def polling_partners(hub) -> dict[str, float]:
-    """Partners whose connector polls, with their polling interval in seconds."""
-    return {code: float(getattr(party.connection, "poll_interval_seconds"))
-            for code, party in hub.config.parties.items() if hasattr(party.connection, "poll_interval_seconds")}
+    """Partners whose connector polls (a Poller), with their polling interval in seconds."""
+    return {code: float(connector.poll_interval_seconds)
+            for code, connector in hub.connectors.items() if isinstance(connector, Poller)}

@@ -1,12 +1,10 @@
 """Inputs the hub refused at its doors, recorded without their bytes: when, through which door, from
 whom (as claimed), the status answered, why, and the size and SHA-256 of what arrived.
 
-Every door records: `Hub.submit` / `Hub.submit_from_partner` (REST, SOAP, SFTP intake: size, XML,
-schema, signature, access rules, duplicates...), the REST error handler for what is refused before
-intake (415 media type, 413 size announced or streamed), and the SOAP endpoint for what its envelope
-gets refused for. An error records once: `record_refusal` marks it (`error.refusal_recorded`).
-`partner` is the door's party (partner URL, SOAP endpoint, SFTP partner) or the caller's; when neither
-is known, the canonical header's Sender as the bytes claim it.
+Written by the door only (hub/intake/door.py: `take_in` for what intake refuses, `refused` for what a
+door refuses before intake), once per refusal; `channel` is the door's name. `partner` is the door's
+party (partner URL, SOAP endpoint, SFTP partner) or the caller's; when neither is known, the canonical
+header's Sender as the bytes claim it.
 """
 from __future__ import annotations
 
@@ -35,9 +33,6 @@ def record_refusal(hub, *, channel: str, partner: str | None, error: InputError,
 
     `data` None: the bytes were not read (refused on their announced size or media type); `size` is
     then what was announced, if anything, and the digest is left empty."""
-    if getattr(error, "refusal_recorded", False):
-        return
-    error.refusal_recorded = True
     partner = partner or claimed_sender(data)
     digest = hashlib.sha256(data).hexdigest() if data is not None else ""
     size = len(data) if data is not None else (size if size is not None else -1)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Sequence
 
-from sqlalchemy import DateTime, create_engine, event
+from sqlalchemy import DateTime, MetaData, create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -103,14 +104,22 @@ def make_read_sessionmaker(engine: Engine) -> sessionmaker:
     return sessionmaker(read_only(engine), expire_on_commit=False)
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision."""
-    from alembic import command
+def alembic_config(connection, metadata: Sequence[MetaData] = ()):
+    """Alembic's configuration for the hub's migrations on `connection`; `metadata`: the apps' tables,
+    compared with the engine's own by autogenerate (the engine imports no app to find them)."""
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.attributes["connection"] = connection
+    config.attributes["target_metadata"] = [Base.metadata, *metadata]
+    return config
+
+
+def migrate(engine: Engine, *, metadata: Sequence[MetaData] = ()) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    from alembic import command
+
     with engine.connect() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(alembic_config(connection, metadata), "head")
         connection.commit()

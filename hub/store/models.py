@@ -150,7 +150,7 @@ class Refusal(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     at: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
-    channel: Mapped[str] = mapped_column(String(16))                 # rest | soap | sftp
+    channel: Mapped[str] = mapped_column(String(16))                 # the door (hub/intake/door.py DOORS)
     partner: Mapped[str | None] = mapped_column(String(20))          # the door's party, or the claimed sender
     status: Mapped[int] = mapped_column(Integer)                     # the HTTP status answered (403, 400, ...)
     reason: Mapped[str] = mapped_column(Text)

@@ -34,18 +34,17 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from lxml import etree
 from pydantic import Field
-from sqlalchemy import Integer, LargeBinary, String, Text, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from hub.api.auth import allowed
 from hub.access.tokens import Identity
-from hub.store.db import Base, UtcDateTime, utcnow
+from hub.store.db import utcnow
 from hub.errors import InputError, NotFound
-from hub.store.models import Id
 from hub.xml.safe import to_bytes
 from registry import canonical, service
 from registry.inputs import StrictIn
-from registry.models import Case
+from registry.models import Case, PensionBatch
 from registry.outputs import case_out
 
 log = logging.getLogger("registry.life_certificates")
@@ -67,27 +66,6 @@ MAX_ITEMS = 1000          # keeps one batch well under the hub's 1 MiB message c
 BATCH_SCHEDULE = {"hour": 2, "minute": 0, "timezone": "Africa/Casablanca"}  # daily, cron fields
 P = canonical.maker(NS, "pen")
 _building = threading.Lock()  # one batch builder at a time in this process
-
-
-class PensionBatch(Base):
-    """One LifeCertificateBatch sent to CDG: PREPARED -> SUBMITTED -> ACKNOWLEDGED, or FAILED."""
-
-    __tablename__ = "pension_batches"
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
-    reference: Mapped[str] = mapped_column(String(40), unique=True)
-    message_id: Mapped[str] = mapped_column(String(80), unique=True)
-    status: Mapped[str] = mapped_column(String(16), index=True)
-    certificates: Mapped[int] = mapped_column(Integer)
-    death_notices: Mapped[int] = mapped_column(Integer)
-    accepted: Mapped[int | None] = mapped_column(Integer)
-    rejected: Mapped[int | None] = mapped_column(Integer)
-    partner_reference: Mapped[str | None] = mapped_column(String(120))
-    acknowledgement: Mapped[bytes | None] = mapped_column(LargeBinary)  # CDG's signed AccuseLot as it arrived
-    detail: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
-    submitted_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
-    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
 
 # -- issuing -----------------------------------------------------------------------------------------

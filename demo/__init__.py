@@ -3,6 +3,6 @@
 run.py starts everything and reports; context.py is what scenarios get; scenarios/ holds one module
 per service, each opening its cases through the hub's HTTP API like a consular application would.
 """
-from hub.demo.run import run_demo
+from demo.run import run_demo
 
 __all__ = ["run_demo"]

@@ -8,14 +8,14 @@ from __future__ import annotations
 import importlib
 
 SCENARIOS = [
-    "hub.demo.scenarios.registration",
-    "hub.demo.scenarios.passport",
-    "hub.demo.scenarios.civil_status_extract",
-    "hub.demo.scenarios.transcription",
-    "hub.demo.scenarios.repatriation",
-    "hub.demo.scenarios.licence",
-    "hub.demo.scenarios.judicial",
-    "hub.demo.scenarios.life_certificates",
+    "demo.scenarios.registration",
+    "demo.scenarios.passport",
+    "demo.scenarios.civil_status_extract",
+    "demo.scenarios.transcription",
+    "demo.scenarios.repatriation",
+    "demo.scenarios.licence",
+    "demo.scenarios.judicial",
+    "demo.scenarios.life_certificates",
 ]
 
 

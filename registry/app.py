@@ -1,7 +1,11 @@
-"""The registry wired to the hub: it submits signed messages and consumes the hub's deliveries.
+"""The registry as an app of the hub (the contract: hub/apps.py): it submits signed messages through
+the hub's public interface and consumes the hub's deliveries to the REGISTRY party.
 
-Deliveries to the REGISTRY party are dispatched by message type to the service module that
-handles them (registry/services/); a dead-lettered message of the registry fails its case.
+What it contributes to the running service: its API (registry/views.py and each service module's
+router), its scheduled jobs (resubmitting stalled cases, and each service module's SCHEDULED), the
+consumer of REGISTRY's deliveries (dispatched by message type to the service module that handles
+them), a dead-letter hook (a dead-lettered message of the registry fails its case), the consular posts
+loaded at start-up, its tables (registry/models.py) and the `hub sample` builders (registry/samples.py).
 """
 from __future__ import annotations
 
@@ -12,22 +16,31 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from connectors.base import Outbound
+from hub.apps import Job
 from hub.trust import pki
 from hub.store.db import utcnow
 from hub.access.tokens import Identity
 from hub.errors import InputError, NotFound, PermanentDeliveryError, TryLater
+from hub.intake.door import Arrival, Receipt
 from hub.trust.signing import Signer
 from hub.xml.safe import parse_trusted
 from registry import service, services
 from registry.canonical import PARTY
-from registry.models import Case
+from registry.models import Base, Case
 from registry.outputs import case_out
 from registry.reference import load_posts
+from registry.samples import SAMPLES
+from registry.views import router as api_router
 
 log = logging.getLogger("registry")
 
 
 class Registry:
+    name = "registry"
+    metadata = Base.metadata
+    samples = SAMPLES
+    RESUBMIT_EVERY_SECONDS = 30
+
     def __init__(self, hub):
         self.hub = hub
         pki_dir = hub.settings.pki_dir
@@ -35,24 +48,37 @@ class Registry:
                              pki.load_certificate(str(pki_dir / f"{PARTY}.crt")))
         self.handlers = {message_type: handler for module in services.modules()
                          for message_type, handler in module.HANDLERS.items()}
-        hub.attach_local_consumer(PARTY, self.receive)
         for module in services.modules():  # a service that needs hooks into the hub sets them up here
             if hasattr(module, "attach"):
                 module.attach(self)
-        hub.dead_letter_listeners.append(self.on_dead_letter)
+
+    # -- what the registry contributes to the running hub (hub/apps.py) ------------------------------
+    def routers(self):
+        return [api_router]
+
+    def jobs(self) -> list[Job]:
+        jobs = [Job("resubmit-stalled-cases", self.resubmit_stalled, every_seconds=self.RESUBMIT_EVERY_SECONDS)]
+        for module in services.modules():
+            for job_id, fn, when in getattr(module, "SCHEDULED", ()):
+                run = (lambda fn=fn: fn(self))
+                jobs.append(Job(job_id, run, cron=when) if isinstance(when, dict) else
+                            Job(job_id, run, every_seconds=when))
+        return jobs
+
+    def local_consumers(self):
+        return {PARTY: self.receive}
+
+    def dead_letter_hooks(self):
+        return [self.on_dead_letter]
 
     def load_reference_data(self) -> int:
         with self.hub.sessions.begin() as session:
             return load_posts(session, self.hub.settings.config_dir / "reference" / "posts.csv")
 
-    def scheduled_jobs(self) -> list[tuple[str, object, float]]:
-        return [(job_id, (lambda fn=fn: fn(self)), when) for module in services.modules()
-                for job_id, fn, when in getattr(module, "SCHEDULED", ())]
-
     # -- outgoing ----------------------------------------------------------------------------------
-    def submit(self, data: bytes):
-        """Send one signed canonical message through the hub; returns the hub's intake.Receipt."""
-        return self.hub.submit(data, channel="local", caller="REGISTRY")
+    def submit(self, data: bytes) -> Receipt:
+        """Send one signed canonical message through the hub's door; returns the hub's receipt."""
+        return self.hub.receive(Arrival("registry", data=data, caller=PARTY))
 
     async def open_and_submit(self, service_name: str, *, registration_id: str | None, details: dict,
                               identity: Identity, post_code: str | None = None, after_open=None) -> dict:

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.markup import escape
 
-from hub.demo.context import POSTS, DemoContext, register_citizens
+from demo.context import POSTS, DemoContext, register_citizens
 from hub.evidence.chains import verify_chains
 from hub.settings import Settings
 
@@ -105,7 +105,7 @@ class SandboxProcess:
 
 def run_demo(*, cases: int, serve: bool, console: Console) -> int:
     from hub.trust import pki
-    from hub.demo import scenarios
+    from demo import scenarios
     from hub.service import HubService
 
     base = Settings.from_env()
@@ -191,8 +191,6 @@ def _available_posts(api: httpx.Client) -> list[str]:
 
 def _drive(ctx: DemoContext, modules: list, cases: int, console: Console, service, api: httpx.Client) -> dict:
     """Every scenario started, then advanced until every case is final; `api` is a supervisor's client."""
-    from registry.statuses import final_statuses
-
     progress = Progress(TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=console)
     with progress:
@@ -208,29 +206,31 @@ def _drive(ctx: DemoContext, modules: list, cases: int, console: Console, servic
                 if hasattr(module, "advance"):
                     module.advance(api, ctx)
             done_all = True
+            services = _services(api)
             for module in modules:
-                statuses = [c["status"] for c in api.get("/api/v1/cases", params={
-                    "service": module.SERVICE, "limit": 1000}).json()]
-                finals = final_statuses(module.SERVICE)
-                done = sum(1 for s in statuses if s in finals)
-                progress.update(tasks[module.SERVICE], total=len(statuses), completed=done)
-                done_all &= bool(statuses) and done == len(statuses)
+                cases, finals = services[module.SERVICE]["cases"], services[module.SERVICE]["final_statuses"]
+                total, done = sum(cases.values()), sum(n for status, n in cases.items() if status in finals)
+                progress.update(tasks[module.SERVICE], total=total, completed=done)
+                done_all &= bool(total) and done == total
             in_flight = api.get("/api/v1/messages", params={"state": "ACCEPTED", "limit": 1}).json()["total"]
             if done_all and not in_flight:  # every case final, and nothing left in the outbox
                 break
             time.sleep(0.5)
-    return _report(service)
+    return _report(service, api)
 
 
-def _report(service) -> dict:
+def _services(api: httpx.Client) -> dict[str, dict]:
+    """The registry's services as its API lists them: service -> {final_statuses, cases: {status: count}}."""
+    return {s["service"]: s for s in api.get("/api/v1/services").raise_for_status().json()}
+
+
+def _report(service, api: httpx.Client) -> dict:
     from sqlalchemy import func, select
 
     from hub.store.models import Delivery, Message
-    from registry.models import Case
-    from registry.statuses import final_statuses
 
+    services = _services(api)
     with service.hub.sessions() as session:
-        cases = session.execute(select(Case.service, Case.status, func.count()).group_by(Case.service, Case.status)).all()
         deliveries = session.execute(select(Delivery.partner, Delivery.state, func.count())
                                      .group_by(Delivery.partner, Delivery.state)).all()
         inbound = session.execute(select(Message.sender, Message.state, func.count())
@@ -243,10 +243,11 @@ def _report(service) -> dict:
     transports = {code: party.transport.upper() for code, party in service.hub.config.parties.items()}
     by_service: dict = {}
     total = finals = 0
-    for svc, status, n in cases:
-        by_service.setdefault(svc, {})[status] = n
-        total += n
-        finals += n if status in final_statuses(svc) else 0
+    for svc, entry in services.items():
+        for status, n in entry["cases"].items():
+            by_service.setdefault(svc, {})[status] = n
+            total += n
+            finals += n if status in entry["final_statuses"] else 0
     by_partner: dict = {}
     for partner, state, n in deliveries:
         entry = by_partner.setdefault(partner, {"transport": transports[partner], "outbound": {}, "inbound": {}})

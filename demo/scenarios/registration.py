@@ -5,7 +5,7 @@ abroad, which DGSN is also notified of (and a RENEWAL in between), so every outc
 delivery appear (from 4 cases on)."""
 from __future__ import annotations
 
-from hub.demo.context import PEOPLE
+from demo.context import PEOPLE
 
 SERVICE = "CONSULAR_REGISTRATION"
 NEW_LAST_DIGITS = [3, 8, 9]

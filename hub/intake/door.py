@@ -1,0 +1,94 @@
+"""The one way in: every door hands what arrived to `take_in`, through `Hub.receive`.
+
+    door            who calls                                               what arrives
+    rest            POST /api/v1/messages (hub/api/messages.py)             a canonical envelope
+    rest-partner    POST /api/v1/partners/{CODE}/messages                   a partner's own-format document
+    soap            POST /soap/{CODE} (connectors/soap/inbound.py)          the document out of the envelope
+    sftp            polling (hub/intake/polling.py)                         a file a partner left
+    registry        the registry, in process (registry/runtime.py)          a canonical envelope
+    answer          delivery (hub/delivery/workers.py)                      a partner's synchronous answer
+    file            a large document kept in a file (claim check)           a canonical envelope, by path
+
+`take_in` runs intake (hub/intake/accept.py) and, whatever comes of it, does the bookkeeping once:
+accepted -> hub_messages_accepted_total{type, sender, door}; the same message again ->
+hub_messages_duplicate_total{type, sender, door}; refused (InputError) -> one row in `refusals`
+and hub_messages_refused_total{reason, door}, then the error is raised for the door to answer in
+its protocol. TryLater (back-pressure) is not a refusal: nothing is recorded, the door answers it.
+
+A door that refuses something itself, before intake (the body's announced size or media type, a
+SOAP envelope that holds no document), calls `refused` with what it knows: that is recorded and
+counted the same way. Nothing else records refusals.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hub import metrics
+from hub.errors import InputError, NotAllowed
+from hub.intake.accept import Receipt, accept_canonical, accept_partner_document
+from hub.intake.refusals import record_refusal
+
+__all__ = ["DOORS", "Arrival", "Receipt", "refused", "take_in"]
+
+DOORS = ("rest", "rest-partner", "soap", "sftp", "registry", "answer", "file")
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """What came in, and through which door.
+
+    `partner` set: a partner's own-format document, from that partner (verified as its, mapped to
+    canonical); None: a signed canonical envelope. `caller`: the party the caller speaks for (an API
+    token's partner, the in-process registry), who must be the canonical Sender, or the partner."""
+
+    door: str
+    data: bytes | None = None
+    path: Path | None = None     # a large document kept in a file (claim check) instead of `data`
+    partner: str | None = None
+    caller: str | None = None
+
+    def __post_init__(self):
+        if self.door not in DOORS:
+            raise ValueError(f"unknown door {self.door!r} (the doors: {', '.join(DOORS)})")
+        if (self.data is None) == (self.path is None):
+            raise ValueError(f"an arrival through the {self.door} door has either bytes or a path, not "
+                             f"{'both' if self.data is not None else 'neither'}")
+
+
+def take_in(hub, arrival: Arrival) -> Receipt:
+    """Intake of one arrival; returns the hub's receipt (the first one again for a duplicate).
+
+    Raises InputError (recorded and counted here, once) or TryLater (nothing recorded)."""
+    if arrival.path is not None:
+        # claim check: a document kept in a file goes through intake from its path here
+        raise ValueError(f"the {arrival.door} door: taking a document in from a file ({arrival.path}) is "
+                         "not supported yet; pass its bytes")
+    try:
+        receipt = _accept(hub, arrival)
+    except InputError as exc:
+        refused(hub, arrival.door, exc, party=arrival.partner or arrival.caller, data=arrival.data)
+        raise
+    counter = metrics.DUPLICATES if receipt.duplicate else metrics.ACCEPTED
+    counter.labels(receipt.type, receipt.sender, arrival.door).inc()
+    return receipt
+
+
+def _accept(hub, arrival: Arrival) -> Receipt:
+    if arrival.partner is None:
+        return accept_canonical(hub, arrival.data, caller=arrival.caller)
+    if arrival.caller is not None and arrival.caller != arrival.partner:
+        raise NotAllowed(f"submitting a document as {arrival.partner}: the caller speaks for {arrival.caller}")
+    return accept_partner_document(hub, arrival.partner, arrival.data)
+
+
+def refused(hub, door: str, error: InputError, *, party: str | None = None, data: bytes | None = None,
+            size: int | None = None) -> None:
+    """Record and count one refusal at `door`: intake's (from `take_in`), or the door's own before intake.
+
+    `party`: the door's party (the partner of the URL or endpoint, the polled partner) or the caller's;
+    when None, the canonical Sender as the bytes claim it. `data` None: the bytes were not read (refused
+    on their announced size or media type); `size` is then what was announced, if anything. Best effort:
+    a refusal that cannot be recorded (the database away) is logged, never raised."""
+    metrics.REFUSED.labels(type(error).__name__, door).inc()
+    record_refusal(hub, channel=door, partner=party, error=error, data=data, size=size)

@@ -1,0 +1,70 @@
+"""The running service is the engine plus apps (hub/apps.py): what an app declares is wired, and the
+engine runs without the registry when it is not installed."""
+from __future__ import annotations
+
+import pytest
+from fastapi import APIRouter, Request
+from fastapi.testclient import TestClient
+
+from hub.apps import App, Job
+from hub.service import INSTALLED_APPS, HubService, app_metadata, app_samples
+
+
+class NoticeBoard:
+    """A small app: one route, one job, one dead-letter hook, reference data counted."""
+
+    name = "notices"
+    metadata = None
+    samples = {"Notice": lambda settings: b"<Notice/>"}
+
+    def __init__(self, hub):
+        self.hub, self.loaded, self.dead = hub, 0, []
+
+    def routers(self):
+        router = APIRouter()
+
+        @router.get("/notices")
+        def notices(request: Request):
+            return {"app": request.app.state.notices.name, "loaded": request.app.state.notices.loaded}
+        return [router]
+
+    def jobs(self):
+        return [Job("notices-tidy", lambda: None, every_seconds=60)]
+
+    def local_consumers(self):
+        return {}
+
+    def dead_letter_hooks(self):
+        return [lambda *dead: self.dead.append(dead)]
+
+    def load_reference_data(self):
+        self.loaded += 1
+
+
+def test_an_app_contributes_its_routes_jobs_hooks_and_reference_data_and_the_registry_is_one_app(settings):
+    assert isinstance(NoticeBoard(None), App)
+    service = HubService(settings, apps=(NoticeBoard,))
+    try:
+        board = service.apps["notices"]
+        assert list(service.apps) == ["notices"] and board.loaded == 1
+        jobs = {job.id for job in service.jobs}
+        assert {"notices-tidy", "seal-evidence", "retention-purge", "poll-CDG"} <= jobs
+        assert "resubmit-stalled-cases" not in jobs                    # the registry's, not installed
+        assert len(service.hub.dead_letter_listeners) == 1
+        with TestClient(service.app) as http:
+            assert http.get("/notices").json() == {"app": "notices", "loaded": 1}
+            assert http.get("/healthz").status_code == 200
+            assert http.get("/api/v1/posts").status_code in (401, 404)   # no registry API without the registry
+    finally:
+        service.hub.close()
+    assert app_samples((NoticeBoard,)) == {"Notice": NoticeBoard.samples["Notice"]}
+    assert app_metadata((NoticeBoard,)) == []
+    assert "LicenceAuthenticationRequest" in app_samples(INSTALLED_APPS)
+
+
+def test_a_job_runs_either_every_n_seconds_or_at_cron_fields():
+    assert Job("a", print, every_seconds=5).trigger == ("interval", {"seconds": 5})
+    assert Job("b", print, cron={"hour": 2}).trigger == ("cron", {"hour": 2})
+    for wrong in ({}, {"every_seconds": 5, "cron": {"hour": 2}}):
+        with pytest.raises(ValueError):
+            Job("c", print, **wrong)
