@@ -11,14 +11,22 @@
     │   ├── NotAllowed              this sender may not send this message type                   -> 403
     │   ├── MessageTooLarge         over the size cap, refused before parsing                    -> 413
     │   ├── UnsupportedMediaType    not application/xml                                          -> 415
-    │   └── DuplicateConflict       same sender and message id, other bytes                      -> 409
+    │   ├── DuplicateConflict       same sender and message id, other bytes                      -> 409
+    │   └── PayloadPurged           a resend of a message whose payload retention removed         -> 409
     ├── TryLater                    nothing wrong with the input, but the hub cannot take it now: send the
     │   │                           same bytes again after `retry_after` seconds (Retry-After header)
     │   └── OutboxFull              the outbox for a partner it routes to is at HUB_MAX_OUTBOX_DEPTH -> 429
     ├── DeliveryError               a connector could not deliver; `retryable` says what the engine does
     │   ├── TransientDeliveryError  retry later with backoff (5xx, 429, timeouts, refused connections)
+    │   │   └── AnswerDeferred      the partner answered, but the answer cannot be taken in now (not the
+    │   │                           partner's fault: the circuit breaker does not count it)
     │   └── PermanentDeliveryError  dead-letter now (4xx, a partner's refusal, a mapping failure)
-    └── NotFound                    an API lookup found nothing                                  -> 404
+    ├── NotFound                    an API lookup found nothing                                  -> 404
+    ├── AuthError                   the API caller is not who may do this                        -> 401
+    │   ├── Unauthenticated         no valid token: missing, malformed, unknown, expired, revoked -> 401
+    │   └── Forbidden               a valid token whose role or scope does not allow this         -> 403
+    ├── TokenRequestInvalid         a token cannot be created as asked (unknown role, agent without post)
+    └── TransitionRefused           a registry case may not move to that status from where it is
 
 TryLater is not an InputError on purpose: the input is not refused for what it is, so no door records
 it as a refusal, the registry does not fail the case it belongs to (the stalled-case job submits it
@@ -113,6 +121,13 @@ class DuplicateConflict(InputError):
     title = "Message id already used with other content"
 
 
+class PayloadPurged(InputError):
+    """A resend of a message whose payload the retention purge removed: the message exists, but there is
+    nothing left to send (409, not 404)."""
+    status = 409
+    title = "Payload purged"
+
+
 class TryLater(HubError):
     """The hub cannot take this input right now; the same bytes sent again after `retry_after` seconds will
     be. `extensions` are extra members of the problem+json body (machine-readable details)."""
@@ -171,3 +186,35 @@ def first_line(exc: BaseException) -> str:
     """An exception in one line for a log (a database error's message spans its SQL and more)."""
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+class AuthError(HubError):
+    status = 401
+    title = "Authentication required"
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+class Unauthenticated(AuthError):
+    """No valid token: missing, malformed, unknown, expired or revoked (401). `invalid_token` is True when
+    a token was presented (RFC 6750: the client should get a new one rather than just add one)."""
+
+    def __init__(self, detail: str, *, invalid_token: bool = False):
+        super().__init__(detail)
+        self.invalid_token = invalid_token
+
+
+class Forbidden(AuthError):
+    """A valid token whose role or scope does not allow this (403)."""
+    status = 403
+    title = "Forbidden"
+
+
+class TokenRequestInvalid(HubError):
+    """A token cannot be created as asked (unknown role, an agent without a post, ...)."""
+
+
+class TransitionRefused(HubError):
+    """A registry case asked to move to a status its service's machine does not allow from where it is."""

@@ -24,7 +24,7 @@ from hub.errors import InputError, NotFound, PermanentDeliveryError, TryLater
 from hub.intake.door import Arrival, Receipt
 from hub.trust.signing import Signer
 from hub.xml.safe import parse_trusted
-from registry import service, services
+from registry import catalogue, service
 from registry.canonical import PARTY
 from registry.models import Base, Case
 from registry.outputs import case_out
@@ -46,9 +46,9 @@ class Registry:
         pki_dir = hub.settings.pki_dir
         self.signer = Signer(pki.load_key(str(pki_dir / f"{PARTY}.key")),
                              pki.load_certificate(str(pki_dir / f"{PARTY}.crt")))
-        self.handlers = {message_type: handler for module in services.modules()
+        self.handlers = {message_type: handler for module in catalogue.modules()
                          for message_type, handler in module.HANDLERS.items()}
-        for module in services.modules():  # a service that needs hooks into the hub sets them up here
+        for module in catalogue.modules():  # a service that needs hooks into the hub sets them up here
             if hasattr(module, "attach"):
                 module.attach(self)
 
@@ -58,7 +58,7 @@ class Registry:
 
     def jobs(self) -> list[Job]:
         jobs = [Job("resubmit-stalled-cases", self.resubmit_stalled, every_seconds=self.RESUBMIT_EVERY_SECONDS)]
-        for module in services.modules():
+        for module in catalogue.modules():
             for job_id, fn, when in getattr(module, "SCHEDULED", ()):
                 run = (lambda fn=fn: fn(self))
                 jobs.append(Job(job_id, run, cron=when) if isinstance(when, dict) else
@@ -109,7 +109,7 @@ class Registry:
         """Send the case's request through the hub; the case then awaits the partner's answer."""
         with self.hub.sessions() as session:
             case = service.get_case(session, reference=reference)
-            module = services.module_for(case.service)
+            module = catalogue.module_for(case.service)
             if case.status != "SUBMITTED" or not hasattr(module, "build_request"):
                 return case.status
             data = module.build_request(self, case)
@@ -134,7 +134,7 @@ class Registry:
     def resubmit_stalled(self, older_than_seconds: float = 30) -> int:
         """Cases left SUBMITTED (the hub was unreachable at the time) are submitted again, idempotently."""
         cutoff = utcnow() - dt.timedelta(seconds=older_than_seconds)
-        sending = [m.SERVICE for m in services.modules() if hasattr(m, "build_request")]
+        sending = [m.SERVICE for m in catalogue.modules() if hasattr(m, "build_request")]
         with self.hub.sessions() as session:
             refs = list(session.scalars(select(Case.reference).where(
                 Case.status == "SUBMITTED", Case.service.in_(sending), Case.created_at < cutoff)))
@@ -162,7 +162,7 @@ class Registry:
         """The registry's request could not reach its partner, or a partner's answer could not be applied:
         either way the case cannot go on, and fails with the reason."""
         with self.hub.sessions.begin() as session:
-            for module in services.modules():
+            for module in catalogue.modules():
                 hook = getattr(module, "on_dead_letter", None)
                 if hook is not None and hook(self, session, correlation_id, message_id, reason):
                     return

@@ -11,6 +11,7 @@ from hub.store.db import utcnow
 from hub.errors import NotFound
 from registry.models import Case, CaseDocument, CaseEvent, Citizen, Post
 from registry.statuses import check_transition, is_final
+from registry.catalogue import module_for
 
 
 def get_post(session: Session, *, code: str) -> Post:
@@ -49,8 +50,6 @@ def open_case(session: Session, *, service: str, citizen: Citizen | None, detail
               post_code: str | None = None, status: str = "SUBMITTED", note: str = "case opened") -> Case:
     """A new case of `service` at `post_code`, else at the citizen's post; no post when there is neither
     (a judicial document for an addressee nobody registered)."""
-    from registry.services import module_for
-
     now = utcnow()
     post_code = post_code or (citizen.post_code if citizen is not None else None)
     if post_code is not None:

@@ -6,14 +6,14 @@ letter). A status with no successor is final.
 from __future__ import annotations
 
 from functools import cache
+from hub.errors import TransitionRefused
+from registry.catalogue import module_for
 
 FAILED = "FAILED"
 
 
 @cache
 def machine(service: str) -> dict[str, frozenset[str]]:
-    from registry.services import module_for
-
     declared = module_for(service).MACHINE
     full = {status: frozenset(nxt | {FAILED}) if nxt else frozenset() for status, nxt in declared.items()}
     full[FAILED] = frozenset()
@@ -28,8 +28,6 @@ def final_statuses(service: str) -> set[str]:
     return {s for s, nxt in machine(service).items() if not nxt}
 
 
-class TransitionRefused(Exception):
-    pass
 
 
 def check_transition(service: str, current: str, new: str) -> None:

@@ -10,8 +10,9 @@ from pydantic import Field
 from sqlalchemy import func, select
 
 from hub.api.auth import allowed
-from hub.access.tokens import Forbidden, Identity
-from registry import service, services
+from hub.access.tokens import Identity
+from hub.errors import Forbidden
+from registry import catalogue, service
 from registry.inputs import POST_CODE, PersonIn
 from registry.models import Case, Post
 from registry.outputs import case_out, citizen_out, post_out
@@ -93,7 +94,7 @@ def list_services(request: Request, identity: Identity = Depends(allowed("regist
     with request.app.state.hub.sessions() as session:
         counts = session.execute(query).all()
     out = {m.SERVICE: {"service": m.SERVICE, "final_statuses": sorted(final_statuses(m.SERVICE)), "cases": {}}
-           for m in services.modules()}
+           for m in catalogue.modules()}
     for service_name, status, count in counts:
         out.setdefault(service_name, {"service": service_name, "final_statuses": [], "cases": {}})["cases"][status] = count
     return list(out.values())
@@ -102,5 +103,5 @@ def list_services(request: Request, identity: Identity = Depends(allowed("regist
 # The registry's whole API: the routes above, then each service module's own.
 router = APIRouter()
 router.include_router(base)
-for _module in services.modules():
+for _module in catalogue.modules():
     router.include_router(_module.router)

@@ -39,7 +39,7 @@ from fastapi.responses import JSONResponse, Response
 from lxml import etree
 from pydantic import BaseModel, Field
 
-from hub.api.bodies import read_body
+from connectors.http import read_body
 from hub.errors import InputError, Problem, SchemaInvalid, SignatureInvalid
 from hub.trust.pki import ensure_dev_pki, load_certificate, load_key
 from hub.xml.schemas import SchemaSet

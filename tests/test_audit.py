@@ -99,7 +99,7 @@ def test_resend_of_a_purged_dead_message_is_a_conflict_not_a_not_found(settings)
     from conftest import bearer, token_minter
     from hub.api.app import create_app
     from hub.errors import InputError, NotFound
-    from hub.delivery.operations import PayloadPurged
+    from hub.errors import PayloadPurged
     from hub.evidence.retention import purge_expired
     hub, message_id = _dead_message(settings)
     try:

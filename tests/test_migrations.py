@@ -3,6 +3,7 @@ autogenerate (the engine's tables plus those of the installed apps, as the compo
 over) proposes nothing, on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -11,6 +12,8 @@ from hub.service import INSTALLED_APPS, app_metadata
 from hub.store.db import Base, make_engine, migrate
 
 
+@pytest.mark.both_databases
+@pytest.mark.empty_database
 def test_a_fresh_database_at_head_matches_every_model(database_url):
     engine = make_engine(database_url)
     metadata = app_metadata(INSTALLED_APPS)

@@ -45,7 +45,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from connectors.soap.envelope import (CONTENT_TYPE, Fault, body_document_bytes, build_fault, parse_envelope, read_fault,
                                       wrap_document_bytes)
-from hub.api.bodies import read_body
+from connectors.http import read_body
 from hub.errors import InputError, NotAllowed, NotFound, Problem, TryLater
 from hub.intake.door import Arrival, refused
 
@@ -59,9 +59,8 @@ _XS = "http://www.w3.org/2001/XMLSchema"
 
 def inbound_wsdl(hub, code: str) -> Path | None:
     """The WSDL of the endpoint `code` calls, or None when that party does not call the hub over SOAP."""
-    from connectors.soap.connector import SoapConnector
-    connector = hub.connectors.get(code)
-    name = connector.config.inbound_wsdl if isinstance(connector, SoapConnector) else None
+    party = hub.config.parties.get(code)
+    name = party.connection.inbound_wsdl if party is not None and party.transport == "soap" else None
     return Path(hub.settings.schemas_dir) / name if name else None
 
 

@@ -30,7 +30,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from hub.store.db import utcnow
-from hub.errors import HubError
+from hub.errors import Forbidden, TokenRequestInvalid, Unauthenticated
 from hub.store.models import ApiToken
 
 CONSULAR_AGENT, INTEGRATION, SUPERVISOR, PARTNER, ADMINISTRATOR = (
@@ -65,32 +65,12 @@ PERMISSIONS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 
-class AuthError(HubError):
-    status = 401
-    title = "Authentication required"
-
-    def __init__(self, detail: str):
-        super().__init__(detail)
-        self.detail = detail
 
 
-class Unauthenticated(AuthError):
-    """No valid token: missing, malformed, unknown, expired or revoked (401). `invalid_token` is True when
-    a token was presented (RFC 6750: the client should get a new one rather than just add one)."""
-
-    def __init__(self, detail: str, *, invalid_token: bool = False):
-        super().__init__(detail)
-        self.invalid_token = invalid_token
 
 
-class Forbidden(AuthError):
-    """A valid token whose role or scope does not allow this (403)."""
-    status = 403
-    title = "Forbidden"
 
 
-class TokenRequestInvalid(HubError):
-    """A token cannot be created as asked (unknown role, an agent without a post, ...)."""
 
 
 @dataclass(frozen=True)

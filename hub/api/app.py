@@ -13,7 +13,7 @@ from hub.api import health, messages
 from hub.api.auth import ApiAuthentication, auth_error_handler
 from hub.api.health import OutboxCollector
 from hub.api.problems import DatabaseUnavailableMiddleware, input_error_handler, not_found_handler, try_later_handler
-from hub.access.tokens import AuthError
+from hub.errors import AuthError
 from hub.errors import InputError, NotFound, TryLater
 
 

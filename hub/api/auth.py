@@ -15,7 +15,8 @@ from fastapi.security import HTTPBearer
 from starlette.datastructures import Headers
 
 from hub.api.problems import problem
-from hub.access.tokens import AuthError, Identity, Unauthenticated, authenticate, parse_authorization
+from hub.access.tokens import Identity, authenticate, parse_authorization
+from hub.errors import AuthError, Unauthenticated
 
 API_PREFIX = "/api"
 # Shown in the OpenAPI document (the "Authorize" button of /docs); the check itself is the middleware's.

@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from hub.trust.certificates import EXPIRED, EXPIRING, NOT_YET_VALID, inventory, parties_without_valid_certificate
 from hub.metrics import CertificateCollector
-from hub.delivery.outbox import depth
+from hub.store.counts import outbox_depths
 
 router = APIRouter(tags=["health"])
 
@@ -64,7 +64,7 @@ class OutboxCollector:
         gauge = GaugeMetricFamily("hub_outbox_pending", "Deliveries waiting in the outbox", labels=["partner"])
         try:
             with self.hub.sessions() as session:
-                pending = depth(session)
+                pending = outbox_depths(session)
         except Exception:
             pending = {}
         for partner in self.hub.config.parties:

@@ -15,7 +15,7 @@ from hub.evidence import audit
 
 from hub.api.auth import allowed
 from hub.api.problems import problem
-from hub.api.bodies import read_body
+from connectors.http import read_body
 from hub.access.tokens import Identity
 from hub.errors import DeliveryError, InputError, NotFound
 from hub.store.models import Message

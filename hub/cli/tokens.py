@@ -45,7 +45,8 @@ def known_partners(hub) -> set[str]:
 
 def cmd_create(args) -> int:
     from hub.evidence import audit
-    from hub.access.tokens import TokenRequestInvalid, create_token
+    from hub.access.tokens import create_token
+    from hub.errors import TokenRequestInvalid
     hub = open_hub()
     actor = cli_actor()
     try:
@@ -96,7 +97,8 @@ def cmd_list(args) -> int:
 
 def cmd_revoke(args) -> int:
     from hub.evidence import audit
-    from hub.access.tokens import TokenRequestInvalid, revoke_token
+    from hub.access.tokens import revoke_token
+    from hub.errors import TokenRequestInvalid
     hub = open_hub()
     actor = cli_actor()
     try:

@@ -7,15 +7,10 @@ from hub.evidence import audit
 
 from hub.evidence import timeline
 from hub.store.db import utcnow
-from hub.errors import InputError, NotFound
+from hub.errors import NotFound, PayloadPurged
 from hub.store.models import Delivery, DeliveryState, Message, MessageState
 
 
-class PayloadPurged(InputError):
-    """A resend of a message whose payload the retention purge removed: the message exists, but there is
-    nothing left to send (409, not 404)."""
-    status = 409
-    title = "Payload purged"
 
 
 def resend(hub, message_id: str, *, actor: str = "operator") -> int:

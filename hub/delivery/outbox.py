@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Callable, Collection, NamedTuple
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from hub.store.db import utcnow
@@ -85,10 +85,3 @@ def claim_due(session: Session, *, owner: str, limit: int, lease_seconds: int,
     """Claim up to `limit` due deliveries for `owner`; returns their ids. Counts one attempt each."""
     return [c.id for c in claim(session, owner=owner, limit=limit, lease_seconds=lease_seconds,
                                 exclude_partners=exclude_partners)]
-
-
-def depth(session: Session) -> dict[str, int]:
-    """Pending deliveries per partner (for /metrics and the monitor)."""
-    rows = session.execute(select(Delivery.partner, func.count()).where(Delivery.state == DeliveryState.PENDING)
-                           .group_by(Delivery.partner))
-    return {partner: count for partner, count in rows}

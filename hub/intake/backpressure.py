@@ -21,7 +21,7 @@ from typing import Callable, Iterable
 
 from hub import metrics
 from hub.errors import OutboxFull
-from hub.delivery.outbox import depth
+from hub.store.counts import outbox_depths
 
 log = logging.getLogger("hub.intake.backpressure")
 
@@ -50,7 +50,7 @@ class OutboxDepths:
         try:
             if self._read_at is None or self.clock() - self._read_at >= self.refresh:
                 with self.sessions() as session:
-                    depths = depth(session)
+                    depths = outbox_depths(session)
                 self._depths, self._read_at = depths, self.clock()
                 self._log_changes(depths)
         finally:

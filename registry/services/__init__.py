@@ -1,4 +1,4 @@
-"""The consular services, one module each; registry/services/licence.py shows the shape.
+"""The consular services, one module each (listed in registry/catalogue.py); registry/services/licence.py shows the shape.
 
 A service module defines:
 
@@ -17,33 +17,3 @@ and, when it has them:
     on_dead_letter(registry, session, correlation_id, message_id, reason) -> bool
                   for messages whose correlation id is not a case reference
 """
-from __future__ import annotations
-
-import importlib
-from functools import cache
-from types import ModuleType
-
-MODULES = [
-    "registry.services.licence",
-    "registry.services.registration",
-    "registry.services.passport",
-    "registry.services.repatriation",
-    "registry.services.civil_status_extract",
-    "registry.services.transcription",
-    "registry.services.life_certificates",
-    "registry.services.judicial",
-]
-
-
-@cache
-def modules() -> tuple[ModuleType, ...]:
-    return tuple(importlib.import_module(name) for name in MODULES)
-
-
-@cache
-def by_service() -> dict[str, ModuleType]:
-    return {module.SERVICE: module for module in modules()}
-
-
-def module_for(service: str) -> ModuleType:
-    return by_service()[service]
