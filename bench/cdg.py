@@ -111,17 +111,15 @@ def fill(hub, certificates: int, death_notices: int) -> None:
                 for id_ in ids[start:start + 5000]])
 
 
-def _deliver_all(hub, deliver_due_messages) -> None:
+def _deliver_all(hub) -> None:
     """The hub's deliveries due now, in this thread (the timed step), until none is left."""
-    while deliver_due_messages(hub, owner="bench-cdg"):
+    while hub.deliver_due(owner="bench-cdg"):
         pass
 
 
 def run(certificates: int, *, death_notices: int = 0, database_url: str | None = None, work: Path | None = None,
         xmlsec1: bool = False, quiet: bool = False, ack_as_file_above: int = 65536) -> dict:
     """One measured run; returns the figures (and the checks) as a dict."""
-    from hub.delivery.workers import deliver_due_messages
-    from hub.intake.polling import poll_partner
     from hub.engine import Hub
     from hub.settings import Settings
     from registry.models import Case
@@ -171,7 +169,7 @@ def run(certificates: int, *, death_notices: int = 0, database_url: str | None =
             lc._submit(registry, reference)
             seconds["submit"] = time.perf_counter() - clock
             clock = time.perf_counter()
-            _deliver_all(hub, deliver_due_messages)
+            _deliver_all(hub)
             seconds["upload"] = time.perf_counter() - clock
             clock = time.perf_counter()
             name = f"AR_{reference}.xml"
@@ -182,10 +180,10 @@ def run(certificates: int, *, death_notices: int = 0, database_url: str | None =
                 time.sleep(0.02)
             seconds["cdg"] = time.perf_counter() - clock
             clock = time.perf_counter()
-            polled = poll_partner(hub, "CDG")
+            polled = hub.poll("CDG")
             seconds["ack_read"] = time.perf_counter() - clock
             clock = time.perf_counter()
-            _deliver_all(hub, deliver_due_messages)
+            _deliver_all(hub)
             seconds["apply"] = time.perf_counter() - clock
         if polled.get("accepted") != 1:
             raise RuntimeError(f"the acknowledgement was not taken in (poll: {polled})")

@@ -104,6 +104,18 @@ class Hub:
         Returns the hub's signed receipt; raises InputError (refused) or TryLater (send again later)."""
         return take_in(self, arrival)
 
+    def poll(self, partner: str) -> dict[str, int]:
+        """Take in now what `partner` (a polling transport) left for the hub; counts of accepted, refused and
+        already-seen files (hub/intake/polling.py)."""
+        from hub.intake.polling import poll_partner
+        return poll_partner(self, partner)
+
+    def deliver_due(self, *, owner: str, limit: int = 8) -> int:
+        """Deliver what is due now, in the calling thread (tools, benchmarks: no pool, no per-partner limits);
+        returns how many deliveries were attempted (hub/delivery/workers.py)."""
+        from hub.delivery.workers import deliver_due_messages
+        return deliver_due_messages(self, owner=owner, limit=limit)
+
     def message_files(self, message_id: str, *, sender: str) -> dict:
         """Where a message kept in a file has its bytes: {"received": path or None (a message kept in a
         column), "size", "sha256", "sent": {partner: path of the file as sent}}; NotFound when there is no
