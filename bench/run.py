@@ -36,7 +36,6 @@ import uuid
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
 from bench import floor, messages, preload, search

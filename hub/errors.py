@@ -178,6 +178,11 @@ class TransientDeliveryError(DeliveryError):
     retryable = True
 
 
+class AnswerDeferred(TransientDeliveryError):
+    """The partner took the message, but the hub could not take its answer in now (the outbox of the
+    answer's own recipient is full): sent again later, the partner answers again. Not the partner's fault."""
+
+
 class PermanentDeliveryError(DeliveryError):
     retryable = False
 

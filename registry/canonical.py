@@ -13,7 +13,7 @@ from lxml import etree
 from lxml.builder import ElementMaker
 
 from hub.store.db import utcnow
-from hub.intake.accept import Header, business_document, read_header
+from hub.xml.envelope import Header, business_document, read_header
 from hub.xml.schemas import ENVELOPE_NS
 from hub.trust.signing import Signer, verify
 from hub.xml.safe import to_bytes

@@ -45,9 +45,9 @@ from hub import metrics
 from hub.evidence import timeline
 from hub.store.db import utcnow
 from hub.delivery.breaker import Breakers
-from hub.errors import (DeliveryError, HubError, InputError, PermanentDeliveryError, TransientDeliveryError,
+from hub.errors import (AnswerDeferred, DeliveryError, HubError, InputError, PermanentDeliveryError, TransientDeliveryError,
                         TryLater, first_line)
-from hub.intake.accept import business_document
+from hub.xml.envelope import business_document
 from hub.intake.door import Arrival, refused
 from hub.store import files as store
 from hub.store.models import Delivery, DeliveryState, Message, MessageState
@@ -143,9 +143,6 @@ class Attempt(NamedTuple):
         return self.error is not None and self.error.retryable and not isinstance(self.error, AnswerDeferred)
 
 
-class AnswerDeferred(TransientDeliveryError):
-    """The partner took the message, but the hub could not take its answer in now (the outbox of the
-    answer's own recipient is full): sent again later, the partner answers again. Not the partner's fault."""
 
 
 def deliver(hub, delivery_id: int) -> str:

@@ -35,20 +35,10 @@ from hub.store.models import Delivery, DeliveryState, Message, MessageState
 from hub.trust.receipts import build_receipt
 from hub.xml.schemas import ENVELOPE_NS
 from hub.trust.signing import DS_NS
+from hub.xml.envelope import Header, business_document, read_header
 from hub.xml.safe import limits, parse_untrusted, to_bytes
 
 _E = f"{{{ENVELOPE_NS}}}"
-
-
-@dataclass(frozen=True)
-class Header:
-    message_id: str
-    correlation_id: str
-    in_reply_to: str | None
-    type: str
-    sender: str
-    recipient: str
-    created: str
 
 
 @dataclass(frozen=True)
@@ -59,17 +49,6 @@ class Receipt:
     type: str            # the message type (the canonical header's)
     body: bytes          # the signed receipt XML
     duplicate: bool      # True when this id and these bytes had already been accepted
-
-
-def read_header(envelope: etree._Element) -> Header:
-    h = envelope.find(f"{_E}Header")
-    text = lambda tag: (h.findtext(f"{_E}{tag}") or "").strip() or None  # noqa: E731
-    return Header(text("MessageId"), text("CorrelationId"), text("InReplyTo"), text("Type"), text("Sender"),
-                  text("Recipient"), text("Created"))
-
-
-def business_document(envelope: etree._Element) -> etree._Element:
-    return envelope.find(f"{_E}Body")[0]
 
 
 def accept_canonical(hub, data: bytes, *, caller: str | None = None) -> Receipt:

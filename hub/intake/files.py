@@ -41,7 +41,8 @@ from hub.errors import (InputError, MalformedXml, NotAllowed, NotFound, NotRouta
                         PermanentDeliveryError, Problem, SchemaInvalid)
 from hub.evidence import timeline
 from hub.intake import backpressure
-from hub.intake.accept import Header, Receipt, _correlate, _duplicate, read_header
+from hub.intake.accept import Receipt, _correlate, _duplicate
+from hub.xml.envelope import Header, read_header
 from hub.store import files as store
 from hub.store.db import utcnow
 from hub.store.models import Delivery, DeliveryState, Message, MessageState

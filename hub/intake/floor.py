@@ -26,7 +26,7 @@ from typing import Callable
 
 from lxml import etree
 
-from hub.intake.accept import business_document, read_header
+from hub.xml.envelope import business_document, read_header
 from hub.store.models import Message, MessageState
 from hub.xml.safe import limits, parse_untrusted
 
