@@ -154,18 +154,18 @@ def answering(status: int = 200, *, content: bytes = b"", headers: dict | None =
 
 
 @pytest.mark.parametrize("status", [200, 201, 202])
-def test_a_2xx_answer_is_the_receipt_byte_for_byte(pki_dir, status):
+def test_a_2xx_answer_is_kept_byte_for_byte(pki_dir, status):
     seen = []
     message = outbound(pki_dir)
     result = answering(status, content=b"<Ack>\xc3\xa9 </Ack>\n", seen=seen).send(message)
-    assert (result.receipt, result.detail) == (b"<Ack>\xc3\xa9 </Ack>\n", f"HTTP {status}")
+    assert (result.answer, result.detail) == (b"<Ack>\xc3\xa9 </Ack>\n", f"HTTP {status}")
     [request] = seen
     assert str(request.url) == f"http://sante.test/sante/v1/{OPERATION}" and request.content == message.body
     assert request.headers["X-Message-Id"] == message.message_id
 
 
-def test_an_empty_2xx_answer_is_no_receipt(pki_dir):
-    assert answering(204).send(outbound(pki_dir)).receipt is None
+def test_an_empty_2xx_is_no_answer(pki_dir):
+    assert answering(204).send(outbound(pki_dir)).answer is None
 
 
 @pytest.mark.parametrize("status", [408, 425, 429, 500, 502, 503, 504])
