@@ -285,7 +285,7 @@ def partner_environment(ports: dict[str, int]) -> dict[str, str]:
 
 def make_settings(directory: Path, pki_dir: Path, database_url: str, partner_ports: dict[str, int]) -> Settings:
     return Settings.from_env(var_dir=directory / "var", pki_dir=pki_dir, database_url=database_url,
-                             config_dir=write_config(directory / "config"), lease_seconds=5,
+                             config_dir=write_config(directory / "config"), lease_seconds=5, breaker_seconds=2,
                              environment={**os.environ, **partner_environment(partner_ports)})
 
 
