@@ -10,9 +10,9 @@ import difflib
 import importlib
 
 CONNECTORS = {
-    "rest": "connectors.rest:RestConnector",
-    "soap": "connectors.soap:SoapConnector",
-    "sftp": "connectors.sftp:SftpConnector",
+    "rest": "connectors.rest.connector:RestConnector",
+    "soap": "connectors.soap.connector:SoapConnector",
+    "sftp": "connectors.sftp.connector:SftpConnector",
     "local": "connectors.local:LocalConnector",
 }
 

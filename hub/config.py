@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from hub.errors import ConfigError
 from hub.settings import Settings
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML was built with it: ~10x faster
+
 VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")  # ${NAME} or ${NAME:-default}, in any value
 
 
@@ -141,7 +143,7 @@ def _interpolate(value, env: dict, file: Path, key: str):
 
 def _read(path: Path, env: dict) -> dict:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER) or {}
     except FileNotFoundError:
         raise ConfigError(path, "-", "file not found") from None
     except yaml.YAMLError as exc:

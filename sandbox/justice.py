@@ -63,7 +63,7 @@ from zeep.transports import Transport
 
 from connectors.soap.envelope import (CONTENT_TYPE, SOAP_ENV, Fault, body_document_bytes, build_fault, parse_envelope,
                                       read_fault, wrap_document_bytes)
-from connectors.soap.inbound import render_wsdl
+from connectors.soap.wsdl import render_wsdl
 from connectors.http import read_body
 from hub.errors import HubError, InputError, Problem
 from hub.xml.schemas import ENVELOPE_NS

@@ -9,7 +9,7 @@ import pytest
 from lxml import etree
 
 from connectors.base import Outbound
-from connectors.sftp import SftpConnector
+from connectors.sftp.connector import SftpConnector
 from hub.trust import pki
 from hub.xml.schemas import SchemaSet
 from hub.trust.signing import verify

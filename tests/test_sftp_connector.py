@@ -19,7 +19,8 @@ from pydantic import ValidationError
 
 from conftest import Sandbox, free_port
 from connectors.base import Outbound
-from connectors.sftp import SftpConfig, SftpConnector
+from connectors.sftp.config import SftpConfig
+from connectors.sftp.connector import SftpConnector
 from hub.trust import pki
 from hub.errors import PermanentDeliveryError, TransientDeliveryError
 from hub.trust.signing import Signer

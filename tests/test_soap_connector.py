@@ -14,7 +14,7 @@ from lxml import etree
 from lxml.builder import ElementMaker
 
 from connectors.base import Outbound
-from connectors.soap import SoapConnector
+from connectors.soap.connector import SoapConnector
 from connectors.soap.envelope import wrap_document_bytes
 from hub.trust import pki
 from hub.errors import ConfigError, PermanentDeliveryError, TransientDeliveryError

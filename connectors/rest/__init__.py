@@ -1,3 +1,1 @@
-from connectors.rest.connector import RestConnector
-
-__all__ = ["RestConnector"]
+"""REST over HTTP: signed XML documents POSTed to a partner's endpoint (`connector`)."""

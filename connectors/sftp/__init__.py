@@ -1,5 +1,2 @@
-"""SFTP transport: batch files uploaded to a partner's inbox, its files polled from its outbox."""
-from connectors.sftp.config import SftpConfig
-from connectors.sftp.connector import SftpConnector
-
-__all__ = ["SftpConfig", "SftpConnector"]
+"""SFTP transport: batch files uploaded to a partner's inbox, its files polled from its outbox (`connector`,
+its settings in `config`)."""

@@ -25,20 +25,20 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import requests
-import zeep
-import zeep.exceptions
 from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field
-from zeep.transports import Transport
-from zeep.wsdl.bindings.soap import Soap11Binding
 
 from connectors.base import Health, Outbound, SendResult, url_reachable
 from connectors.http import RETRYABLE_STATUS, parse_retry_after
 from connectors.soap.envelope import CONTENT_TYPE, body_document_bytes, parse_envelope, read_fault, wrap_document_bytes
 from hub.errors import ConfigError, InputError, PermanentDeliveryError, TransientDeliveryError
+
+if TYPE_CHECKING:
+    import zeep
 
 _WSDL_PATH = r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*\.wsdl$"
 
@@ -85,6 +85,9 @@ class SoapConnector:
                 return
             if not self.wsdl_path.is_file():
                 raise ConfigError(self.wsdl_path, "connection.wsdl", f"{self.party}: no such WSDL file")
+            import zeep  # here, not at the top: a process that never calls a SOAP partner does not load it
+            from zeep.transports import Transport
+
             session = requests.Session()
             session.headers["User-Agent"] = "consular-exchange-hub"
             transport = Transport(session=session, timeout=self.timeout_seconds,
@@ -189,6 +192,7 @@ class SoapConnector:
 
 
 def _only_soap_port(client: zeep.Client, path: Path):
+    from zeep.wsdl.bindings.soap import Soap11Binding
     ports = [port for service in client.wsdl.services.values() for port in service.ports.values()
              if isinstance(port.binding, Soap11Binding)]
     if len(ports) != 1:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import logging
 from functools import cache
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -46,6 +45,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from connectors.soap.envelope import (CONTENT_TYPE, Fault, body_document_bytes, build_fault, parse_envelope, read_fault,
                                       wrap_document_bytes)
 from connectors.http import read_body
+from connectors.soap.wsdl import render_wsdl
 from hub.errors import InputError, NotAllowed, NotFound, Problem, TryLater
 from hub.intake.door import Arrival, refused
 
@@ -53,8 +53,6 @@ log = logging.getLogger("hub.soap")
 
 RETRY_AFTER_SECONDS = 5           # what a transient fault asks the partner to wait
 _STORAGE_ERRORS = (OperationalError, InterfaceError, PoolTimeout)   # the database cannot take the write now
-_WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
-_XS = "http://www.w3.org/2001/XMLSchema"
 
 
 def inbound_wsdl(hub, code: str) -> Path | None:
@@ -168,25 +166,6 @@ def fault_response(fault: Fault, status: int = 500, headers: dict[str, str] | No
 async def _read_envelope(request: Request, max_bytes: int) -> bytes:
     """The request body: text/xml (SOAP 1.1) only, refused as soon as it is over the cap."""
     return await read_body(request, max_bytes=max_bytes, media_types=("text/xml",))
-
-
-def render_wsdl(path: Path, schemas_dir: Path, *, endpoint: str, schemas_url: str | None) -> bytes:
-    """The static WSDL with its soap:address set to `endpoint` and, when `schemas_url` is given, relative
-    schema locations made absolute under it (so a client loading the WSDL over HTTP finds them)."""
-    tree = etree.parse(str(path), etree.XMLParser(resolve_entities=False, no_network=True))
-    for address in tree.iter(f"{{{_WSDL_SOAP}}}address"):
-        address.set("location", endpoint)
-    if schemas_url is None:
-        return etree.tostring(tree, xml_declaration=True, encoding="UTF-8")
-    schemas_dir = schemas_dir.resolve()
-    for node in tree.iter(f"{{{_XS}}}import", f"{{{_XS}}}include"):
-        location = node.get("schemaLocation")
-        if not location or urlsplit(location).scheme:
-            continue
-        target = (path.parent / location).resolve()
-        if target.is_relative_to(schemas_dir):
-            node.set("schemaLocation", schemas_url + target.relative_to(schemas_dir).as_posix())
-    return etree.tostring(tree, xml_declaration=True, encoding="UTF-8")
 
 
 def _schema_file(schemas_dir: Path, path: str) -> Path | None:
