@@ -1,7 +1,13 @@
-"""Builders for test messages: canonical requests signed by a chosen party's development key."""
+"""Builders for test messages (canonical requests signed by a chosen party's development key), and
+`hub_command`, the `hub` command line run as a test runs it."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -60,3 +66,43 @@ def scrape(url: str) -> dict[tuple[str, tuple], float]:
     text = httpx.get(f"{url}/metrics", timeout=10).text
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+_SCRIPT = Path(sys.executable).with_name("hub")
+HUB_COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "hub.cli.main"]
+# Variables that would make a run depend on the caller's shell rather than on the test.
+_SHELL_VARIABLES = ("COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "PYTHONIOENCODING")
+
+
+def hub_command(*args: str, env: dict[str, str], process: bool = False, cwd: Path | None = None,
+                timeout: float = 120) -> subprocess.CompletedProcess:
+    """`hub ARGS` run with `env`'s HUB_* variables (and COLUMNS, default 80) in place of this process's.
+
+    By default in this process, through the command line's own `main()` (its parsing, commands, output
+    and exit codes as they run, without a Python start-up per call); `process=True` runs the installed
+    `hub` script as a real subprocess, for the tests whose subject is a separate process."""
+    mine = {k: v for k, v in env.items() if k.startswith("HUB_") or k == "COLUMNS"}
+    if process:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("HUB_") and k not in _SHELL_VARIABLES}
+        return subprocess.run([*HUB_COMMAND, *args], capture_output=True, text=True, timeout=timeout,
+                              env={**base, **mine}, cwd=cwd)
+    from hub import cli
+    from hub.cli.main import main
+    saved_environ = dict(os.environ)
+    saved_width = cli.console._width  # rich's own default (None: from the terminal), put back afterwards
+    out, err = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True), io.StringIO()
+    try:
+        for name in [k for k in os.environ if k.startswith("HUB_") or k in _SHELL_VARIABLES]:
+            del os.environ[name]
+        os.environ.update(mine)
+        cli.console.width = int(mine.get("COLUMNS", 80))
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse's refusals
+                code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_environ)
+        cli.console._width = saved_width
+    return subprocess.CompletedProcess(["hub", *args], code, out.buffer.getvalue().decode("utf-8"), err.getvalue())

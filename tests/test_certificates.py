@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -14,13 +12,11 @@ import yaml
 
 import sigtools as st
 from conftest import write_config
+from support import hub_command
 from hub.trust.certificates import TrustStore
 from hub.config import load_config
 from hub.errors import ConfigError
 from hub.settings import Settings
-
-_SCRIPT = Path(sys.executable).with_name("hub")
-HUB_COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "hub.cli.main"]
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +81,9 @@ def test_metrics_report_expiry_of_every_certificate(running_hub):
 # -- hub certificates ---------------------------------------------------------------------------------------
 
 def run_cli(tmp_path: Path, pki_dir: Path, config_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("HUB_") and k not in ("COLUMNS", "NO_COLOR")}
-    env = {**base, "HUB_VAR_DIR": str(tmp_path / "var"), "HUB_PKI_DIR": str(pki_dir), "HUB_CONFIG_DIR": str(config_dir),
+    env = {"HUB_VAR_DIR": str(tmp_path / "var"), "HUB_PKI_DIR": str(pki_dir), "HUB_CONFIG_DIR": str(config_dir),
            "HUB_DATABASE_URL": f"sqlite:///{tmp_path / 'hub.sqlite'}", "COLUMNS": "200"}
-    return subprocess.run([*HUB_COMMAND, "certificates", *args], capture_output=True, text=True, timeout=60, env=env)
+    return hub_command("certificates", *args, env=env, timeout=60)
 
 
 def test_cli_exits_0_when_every_certificate_is_valid(tmp_path, pki_dir):

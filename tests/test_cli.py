@@ -1,10 +1,11 @@
-"""The `hub` command line, run as a real subprocess: sample, messages list|show|resend, configuration errors.
+"""The `hub` command line: sample, messages list|show|resend, configuration errors.
 
 Every run gets a hermetic environment: the caller's HUB_* variables are dropped and HUB_VAR_DIR,
 HUB_PKI_DIR (the session's development PKI) and HUB_DATABASE_URL (an SQLite file under tmp_path)
 are set; the messages commands also get HUB_CONFIG_DIR. Database content is made by an in-process
-hub with the same settings. Output is captured through a pipe, so rich renders at its default
-width of 80 columns, as it does in logs and CI.
+hub with the same settings. Runs go through the command's `main()` in this process (support.hub_command),
+the sample's as the installed `hub` script in a real subprocess; output is captured, so rich renders at its
+default width of 80 columns, as it does in logs and CI.
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import datetime as _datetime
 import json
 import os
 import subprocess
-import sys
 import types
 from pathlib import Path
 
@@ -28,21 +28,19 @@ from hub.store.models import Delivery, DeliveryState, Event, Message, MessageSta
 from hub.settings import Settings
 from hub.trust.signing import verify
 from hub.intake.door import Arrival
-from support import licence_request
+from support import HUB_COMMAND, hub_command, licence_request
 
 ENV_NS = "{urn:ma:gov:consular:hub:envelope:1}"
 REQUEST = "LicenceAuthenticationRequest"
 MESSAGE_ID = "REGISTRY-LIC-2026-000001"  # what support.licence_request builds by default
-_SCRIPT = Path(sys.executable).with_name("hub")
-HUB_COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "hub.cli.main"]
-# Variables that would make a run depend on the caller's shell rather than on the test.
-_DROPPED = ("COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "PYTHONIOENCODING")
 
 
-def run_hub(*args: str, env: dict, text: bool = True) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("HUB_") and k not in _DROPPED}
-    return subprocess.run([*HUB_COMMAND, *args], capture_output=True, text=text, timeout=60,
-                          env={**base, **env}, cwd=Path(env["HUB_VAR_DIR"]).parent)
+def run_hub(*args: str, env: dict, text: bool = True, process: bool = False) -> subprocess.CompletedProcess:
+    if text:
+        return hub_command(*args, env=env, process=process, cwd=Path(env["HUB_VAR_DIR"]).parent, timeout=60)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("HUB_") and k not in ("COLUMNS", "LINES")}
+    return subprocess.run([*HUB_COMMAND, *args], capture_output=True, timeout=60, env={**base, **env},
+                          cwd=Path(env["HUB_VAR_DIR"]).parent)
 
 
 def unwrapped(output: str) -> str:
@@ -74,7 +72,7 @@ def sample_run(tmp_path_factory, pki_dir) -> subprocess.CompletedProcess:
     tmp = tmp_path_factory.mktemp("sample")
     env = {"HUB_VAR_DIR": str(tmp / "var"), "HUB_PKI_DIR": str(pki_dir),
            "HUB_DATABASE_URL": f"sqlite:///{tmp / 'hub.sqlite'}"}
-    return run_hub("sample", REQUEST, env=env)
+    return run_hub("sample", REQUEST, env=env, process=True)  # the installed script, as a user runs it
 
 
 def test_sample_exits_zero_and_prints_a_canonical_envelope(sample_run):

@@ -1,5 +1,5 @@
 """The evidence archive on real data: a licence case through the NARSA sandbox, then
-`hub evidence verify` (a real subprocess on the same database) passes; one byte changed in a stored
+`hub evidence verify` (once as a real subprocess on the same database) passes; one byte changed in a stored
 message, an event's detail changed, an event deleted -- each fails naming the entry. The exported
 bundle is unzipped and its verify.sh run with /bin/sh: it verifies, and fails naming the file or entry
 after one byte of the bundle is changed.
@@ -7,11 +7,9 @@ after one byte of the bundle is changed.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -19,25 +17,23 @@ import pytest
 from sqlalchemy import select, text
 
 from conftest import wait_for
+from support import hub_command
 from hub.evidence.chains import ZERO_HASH, audit_line, event_line, link, seal_pending, sha256_text, verify_chains
 from hub.store.models import Event, Message
 
 pytestmark = pytest.mark.both_databases  # storage is the subject
 
 FINAL = {"AUTHENTIC", "NOT_AUTHENTIC", "DISCREPANCY", "FAILED"}
-_SCRIPT = Path(sys.executable).with_name("hub")
-HUB_COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "hub.cli.main"]
 
 
-def run_hub_cli(settings, *args: str) -> subprocess.CompletedProcess:
-    """`hub ARGS` as a subprocess on the same database, configuration and keys as `settings`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_") and k not in ("COLUMNS", "LINES")}
-    env.update({k: v for k, v in settings.environment.items() if k.startswith("HUB_")})
+def run_hub_cli(settings, *args: str, process: bool = False) -> subprocess.CompletedProcess:
+    """`hub ARGS` on the same database, configuration and keys as `settings` (support.hub_command: in this
+    process, or as a real subprocess with `process=True`)."""
+    env = {k: v for k, v in settings.environment.items() if k.startswith("HUB_")}
     env.update({"HUB_VAR_DIR": str(settings.var_dir), "HUB_PKI_DIR": str(settings.pki_dir),
                 "HUB_CONFIG_DIR": str(settings.config_dir), "HUB_DATABASE_URL": settings.database_url,
                 "COLUMNS": "250"})
-    return subprocess.run([*HUB_COMMAND, *args], capture_output=True, text=True, timeout=120, env=env,
-                          cwd=settings.var_dir.parent)
+    return hub_command(*args, env=env, process=process, cwd=settings.var_dir.parent)
 
 
 def flat(result: subprocess.CompletedProcess) -> str:
@@ -120,7 +116,7 @@ def _partner(hub, delivery_id: int) -> str:
 
 def test_verify_passes_then_names_a_changed_byte_a_changed_detail_and_a_deleted_event(flow, settings):
     hub, reference = flow
-    result = run_hub_cli(settings, "evidence", "verify")
+    result = run_hub_cli(settings, "evidence", "verify", process=True)  # a separate process reads what the hub wrote
     assert result.returncode == 0, flat(result)
     assert "timeline chain: OK" in flat(result) and "audit chain: OK" in flat(result)
 

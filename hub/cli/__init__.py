@@ -1,7 +1,7 @@
 """Command groups of the `hub` command line, one module each with `add_commands(subparsers)`.
 
 Shared here: the console every command prints to, and `open_hub()` (settings from the environment,
-database migrated)."""
+database migrated; closed by `main()` when the command ends)."""
 from __future__ import annotations
 
 from importlib import import_module
@@ -10,14 +10,22 @@ from rich.console import Console
 
 GROUPS = ("certificates", "tokens", "evidence", "config")
 console = Console()
+_opened: list = []
 
 
 def open_hub():
     from hub.engine import Hub
     from hub.settings import Settings
     hub = Hub(Settings.from_env())
+    _opened.append(hub)
     hub.migrate()
     return hub
+
+
+def close_hubs() -> None:
+    """Close every hub a command opened (its connections, its connectors)."""
+    while _opened:
+        _opened.pop().close()
 
 
 def add_all(subparsers) -> None:

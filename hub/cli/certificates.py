@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 
-from rich.markup import escape
 from rich.table import Table
 
 from hub.cli import console

@@ -9,7 +9,7 @@ import sys
 from rich.markup import escape
 from rich.table import Table
 
-from hub.cli import add_all, console, open_hub
+from hub.cli import add_all, close_hubs, console, open_hub
 
 
 def _settings(args):
@@ -176,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)  # unwrapped: paths stay copyable
         return 2
+    finally:
+        close_hubs()
 
 
 if __name__ == "__main__":
