@@ -423,12 +423,18 @@ class Sandbox:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Sandbox":
+        return self.launch().wait_ready()
+
+    def launch(self) -> "Sandbox":
+        """Start the process without waiting for it (`wait_ready` waits): several start side by side."""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sandbox", self.name, "--port", str(self.port), "--hub-url", self.hub_url,
              "--pki-dir", str(self.pki_dir), "--data-dir", str(self.data_dir), *self.extra_args],
             cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             env={**os.environ, **({"HUB_PARTNER_TOKEN": self.token} if self.token else {})})
+        return self
 
+    def wait_ready(self) -> "Sandbox":
         def healthy():
             if self.proc.poll() is not None:
                 raise AssertionError(f"sandbox exited: {self.proc.stderr.read().decode()[-2000:]}")
@@ -462,17 +468,21 @@ class Sandbox:
 @pytest.fixture
 def start_sandbox(tmp_path, pki_dir, partner_ports):
     """start_sandbox("dgsn", hub_url, extra_args=[...]) runs that partner's sandbox on its test port, with
-    a partner token of that hub when the hub is one the test runs; every sandbox started is stopped at
-    the end of the test."""
+    a partner token of that hub when the hub is one the test runs; start_sandbox(["sante", "dgsn"], hub_url)
+    starts several side by side and returns them by name. Every sandbox started is stopped at the end of
+    the test."""
     started = []
 
-    def start(name: str, hub_url: str, *, extra_args: list[str] | None = None, http_port: int | None = None,
-              token: str | None = None) -> Sandbox:
-        port = partner_ports[name.upper()]
-        box = Sandbox(port, hub_url, pki_dir, tmp_path / "sandbox", name=name, extra_args=extra_args,
-                      http_port=http_port, token=token).start()
-        started.append(box)
-        return box
+    def start(name: str | list[str], hub_url: str, *, extra_args: list[str] | None = None,
+              http_port: int | None = None, token: str | None = None):
+        names = [name] if isinstance(name, str) else name
+        boxes = [Sandbox(partner_ports[n.upper()], hub_url, pki_dir, tmp_path / "sandbox", name=n,
+                         extra_args=extra_args, http_port=http_port, token=token) for n in names]
+        for box in boxes:
+            started.append(box.launch())
+        for box in boxes:
+            box.wait_ready()
+        return boxes[0] if isinstance(name, str) else dict(zip(names, boxes))
     yield start
     for box in started:
         box.stop()

@@ -24,7 +24,7 @@ def settings(settings, tmp_path):
 
 @pytest.fixture
 def hub_and_partners(running_hub, start_sandbox):
-    boxes = {name: start_sandbox(name, running_hub.url) for name in ("sante", "etat_civil", "dgsn")}
+    boxes = start_sandbox(["sante", "etat_civil", "dgsn"], running_hub.url)
     with httpx.Client(base_url=running_hub.url, timeout=15,
                       headers=bearer(running_hub.mint_token("administrator"))) as client:
         yield running_hub, client, boxes
