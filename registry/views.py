@@ -13,7 +13,7 @@ from hub.api.auth import allowed
 from hub.access.tokens import Identity
 from hub.errors import Forbidden
 from registry import catalogue, service
-from registry.inputs import POST_CODE, PersonIn
+from registry.inputs import POST_CODE, PersonIn, Text
 from registry.models import Case, Post
 from registry.outputs import case_out, citizen_out, post_out
 from registry.statuses import final_statuses
@@ -22,10 +22,10 @@ base = APIRouter(prefix="/api/v1", tags=["registry"])
 
 
 class CitizenIn(PersonIn):
-    post_code: str = Field(pattern=POST_CODE, description="Consular post of registration")
-    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 country of residence")
-    city: str = Field(min_length=1, max_length=80)
-    address_lines: str = ""
+    post_code: Text = Field(pattern=POST_CODE, description="Consular post of registration")
+    country: Text = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 country of residence")
+    city: Text = Field(min_length=1, max_length=80)
+    address_lines: Text = ""
 
 
 @base.get("/posts", summary="Consular posts (reference data)")

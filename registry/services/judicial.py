@@ -42,7 +42,7 @@ from hub.store.db import utcnow
 from hub.errors import InputError
 from hub.xml.safe import to_bytes
 from registry import canonical, service
-from registry.inputs import StrictIn
+from registry.inputs import StrictIn, Text
 from registry.models import Case, CaseEvent
 from registry.outputs import case_out
 
@@ -194,7 +194,7 @@ class OutcomeIn(StrictIn):
         description="SERVED: handed to the addressee; REFUSED: the addressee refused it (deemed served on the 10th "
                     "day); NOT_FOUND: the addressee could not be found at the known address")
     date: dt.date | None = Field(None, description="When it happened; default today")
-    note: str | None = Field(None, min_length=1, max_length=200, description="The post's remark, sent to JUSTICE")
+    note: Text | None = Field(None, min_length=1, max_length=200, description="The post's remark, sent to JUSTICE")
 
 
 router = APIRouter(prefix="/api/v1", tags=["judicial documents"])
