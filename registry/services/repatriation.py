@@ -29,6 +29,7 @@ from hub.xml.safe import to_bytes
 from registry import canonical, service
 from registry.inputs import CNIE, NamesIn, StrictIn, Text
 from registry.models import Case
+from registry.outputs import HEALTH_AUTHORITY
 
 SERVICE = "REPATRIATION"
 PREFIX = "REP"
@@ -89,8 +90,11 @@ def apply_clearance(registry, session: Session, envelope: etree._Element) -> str
     if case.status == "SUBMITTED":  # the answers can overtake the registry's own bookkeeping
         service.move_case(session, case=case, status="AWAITING_CLEARANCES", actor="hub", note="request accepted")
     if decision["decision"] == "REFUSED":
-        service.move_case(session, case=case, status="REFUSED", actor=authority,
-                          note=f"{authority} refused: {decision['reason'] or 'no reason given'}")
+        # SANTE's reason is health data (registry/outputs.py): the history, which every reader of the case sees,
+        # only points to it
+        reason = ("its reason is health data, in its clearance" if authority == HEALTH_AUTHORITY
+                  else decision["reason"] or "no reason given")
+        service.move_case(session, case=case, status="REFUSED", actor=authority, note=f"{authority} refused: {reason}")
     elif all(clearances.get(a, {}).get("decision") == "GRANTED" for a in AUTHORITIES):
         service.move_case(session, case=case, status="AUTHORISED", actor="hub",
                           note="SANTE, ETAT_CIVIL and DGSN have all granted")
