@@ -137,14 +137,16 @@ def certify(registry, reference: str) -> str:
         case = service.get_case(session, reference=reference)
         if case.status != "CERTIFYING":
             return case.status
-        data = build_certificate(registry, case)
+        try:
+            data = build_certificate(registry, case)
+        except service.UNBUILDABLE as exc:
+            data, failure = None, f"the certificate could not be built: {exc}"
+    if data is None:
+        return registry.fail_case(reference, failure)
     try:
         receipt = registry.submit(data)
     except InputError as exc:  # our own certificate refused: a defect to see, not to retry
-        with registry.hub.sessions.begin() as session:
-            case = service.get_case(session, reference=reference, for_update=True)
-            service.move_case(session, case=case, status="FAILED", actor="hub", note=f"refused: {exc.detail}")
-            return case.status
+        return registry.fail_case(reference, f"refused: {exc.detail}")
     with registry.hub.sessions.begin() as session:
         case = service.get_case(session, reference=reference, for_update=True)
         if case.status == "CERTIFYING":
