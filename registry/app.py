@@ -24,7 +24,7 @@ from hub.errors import InputError, NotFound, PermanentDeliveryError, TryLater
 from hub.intake.door import Arrival, Receipt
 from hub.trust.signing import Signer
 from hub.xml.safe import parse_trusted
-from registry import catalogue, service
+from registry import audit, catalogue, service
 from registry.canonical import PARTY
 from registry.models import Base, Case
 from registry.outputs import case_out
@@ -95,6 +95,8 @@ class Registry:
                 case = service.open_case(session, service=service_name, citizen=citizen, details=details,
                                          actor=identity.case_actor, post_code=post_code)
                 identity.check_post(case.post_code, doing=f"{doing} at {case.post_code}")
+                audit.record(self.hub, session, identity, audit.CASE_OPENED, case.reference,
+                             f"{service_name} at {case.post_code}")
                 if after_open is not None:
                     after_open(session, case)
                 reference = case.reference

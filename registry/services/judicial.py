@@ -41,7 +41,7 @@ from hub.api.problems import problem
 from hub.store.db import utcnow
 from hub.errors import InputError
 from hub.xml.safe import to_bytes
-from registry import canonical, service
+from registry import audit, canonical, service
 from registry.inputs import StrictIn, Text
 from registry.models import Case, CaseEvent
 from registry.outputs import case_out
@@ -224,6 +224,8 @@ async def record_outcome(reference: str, body: OutcomeIn, request: Request,
                 return problem(422, "Date out of range", f"{day.isoformat()} is before the case or in the future")
             _record_outcome(session, case, outcome=body.outcome, day=day, note=body.note,
                             actor=identity.case_actor)
+            audit.record(registry.hub, session, identity, audit.JUDICIAL_OUTCOME_RECORDED, reference,
+                         f"{body.outcome} on {day.isoformat()}")
         _certify_quietly(registry, reference)
         return None
 

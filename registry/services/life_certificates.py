@@ -43,7 +43,7 @@ from hub.access.tokens import Identity
 from hub.store.db import utcnow
 from hub.errors import InputError, NotFound, TryLater
 from hub.xml.safe import to_bytes
-from registry import canonical, service
+from registry import audit, canonical, service
 from registry.inputs import StrictIn, Text
 from registry.models import Case, PensionBatch
 from registry.services import cdg_stream
@@ -336,6 +336,7 @@ async def open_life_certificate(body: LifeCertificateIn, request: Request,
                                      fund=body.fund, issue_date=body.issue_date or utcnow().date(),
                                      actor=identity.case_actor)
             session.flush()
+            audit.record(hub, session, identity, audit.CASE_OPENED, case.reference, f"{SERVICE} at {case.post_code}")
             return case_out(case, full=True, viewer=identity)
     return await run_in_threadpool(work)
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from hub.api.auth import allowed
 from hub.access.tokens import Identity
 from hub.api.problems import problem
-from registry import canonical, service
+from registry import audit, canonical, service
 from registry.inputs import StrictIn, Text
 from registry.models import Case
 from registry.outputs import case_out
@@ -216,6 +216,8 @@ async def hand_over(reference: str, body: HandoverIn, request: Request,
             if case.status == "AVAILABLE_AT_POST":
                 service.move_case(session, case=case, status="DELIVERED", actor=identity.case_actor,
                                   note=f"handed over on {day.isoformat()}; DGSN told by {receipt.message_id}")
+                audit.record(registry.hub, session, identity, audit.PASSPORT_HANDED_OVER, reference,
+                             f"handed over on {day.isoformat()}")
                 case.outcome = {**(case.outcome or {}), "handed_over_on": day.isoformat()}
                 if case.citizen is not None:
                     case.citizen.passport_number = case.outcome.get("passport_number")

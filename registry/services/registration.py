@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from hub.api.auth import allowed
 from hub.access.tokens import Identity
-from registry import canonical, service
+from registry import audit, canonical, service
 from registry.inputs import PersonIn, StrictIn, Text
 from registry.models import Case, Citizen
 from registry.outputs import case_out
@@ -158,11 +158,15 @@ async def open_registration_case(body: RegistrationCaseIn, request: Request,
                 citizen = service.register_citizen(
                     session, post_code=body.post_code, country=address.country, city=address.city,
                     address_lines="\n".join(address.lines), status="PENDING", **body.person.model_dump())
+                audit.record(registry.hub, session, identity, audit.CITIZEN_REGISTERED, citizen.registration_id,
+                             f"at {citizen.post_code}, pending DGSN's identity check")
             else:
                 citizen = service.get_citizen(session, registration_id=body.registration_id)
                 identity.check_post(citizen.post_code, doing=f"{doing} for {citizen.registration_id}")
             case = service.open_case(session, service=SERVICE, citizen=citizen, details=details,
                                      actor=identity.case_actor)
+            audit.record(registry.hub, session, identity, audit.CASE_OPENED, case.reference,
+                         f"{SERVICE} {body.kind} at {case.post_code}")
             reference = case.reference
         registry.submit_case(reference)
         return reference
