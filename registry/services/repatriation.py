@@ -8,7 +8,8 @@
 The hub fans the request out (config/routes/repatriation.yaml); each authority's answer comes back
 as a RepatriationClearance. Families wait on this for a burial, so the deadline is counted in hours
 (HUB_REPATRIATION_DEADLINE_SECONDS, default 6 h; checked every 30 s).
-The cause of death is kept with the case and mapped to SANTE only. When the deceased drew a pension,
+The cause of death is kept with the case and mapped to SANTE only; it and SANTE's reasons are health
+data, shown only to the roles registry/outputs.py allows. When the deceased drew a pension,
 a death notice goes to CDG in the next life-certificate batch.
 """
 from __future__ import annotations
