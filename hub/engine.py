@@ -122,6 +122,13 @@ class Hub:
         from hub.intake.files import message_files
         return message_files(self, message_id, sender=sender)
 
+    def audit(self, session, *, actor: str, action: str, subject: str = "", detail: str = "") -> None:
+        """Record who did what in the audit log, in the caller's transaction (`session`, one of `sessions`),
+        sealed into its hash chain later like every entry (hub/evidence/audit.py): how the apps record
+        their users' actions and reads. `action` is UPPER_SNAKE; `actor` names the user (Identity.actor)."""
+        from hub.evidence import audit
+        audit.record(session, actor=actor, action=action, subject=subject, detail=detail)
+
     @staticmethod
     def preload_history(database_url: str, count: int, *, pki_dir, message: bytes, message_id: str,
                         reference: str, tag: str | None = None, on_progress=None) -> dict:

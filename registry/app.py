@@ -24,7 +24,7 @@ from hub.errors import InputError, NotFound, PermanentDeliveryError, TryLater
 from hub.intake.door import Arrival, Receipt
 from hub.trust.signing import Signer
 from hub.xml.safe import parse_trusted
-from registry import catalogue, service
+from registry import audit, catalogue, service
 from registry.canonical import PARTY
 from registry.models import Base, Case
 from registry.outputs import case_out
@@ -95,6 +95,8 @@ class Registry:
                 case = service.open_case(session, service=service_name, citizen=citizen, details=details,
                                          actor=identity.case_actor, post_code=post_code)
                 identity.check_post(case.post_code, doing=f"{doing} at {case.post_code}")
+                audit.record(self.hub, session, identity, audit.CASE_OPENED, case.reference,
+                             f"{service_name} at {case.post_code}")
                 if after_open is not None:
                     after_open(session, case)
                 reference = case.reference
@@ -112,23 +114,33 @@ class Registry:
             module = catalogue.module_for(case.service)
             if case.status != "SUBMITTED" or not hasattr(module, "build_request"):
                 return case.status
-            data = module.build_request(self, case)
+            try:
+                data = module.build_request(self, case)
+            except service.UNBUILDABLE as exc:  # the case's data cannot make a request: sending again cannot help
+                data, failure = None, f"the request could not be built: {exc}"
+        if data is None:
+            return self.fail_case(reference, failure)
         try:
             receipt = self.submit(data)
         except TryLater as exc:  # the partner's outbox is full: the case stays SUBMITTED, resubmit_stalled sends it
             log.warning("case %s stays SUBMITTED for now: %s", reference, exc)
             return "SUBMITTED"
         except InputError as exc:  # our own request refused: a defect to see, not to retry
-            with self.hub.sessions.begin() as session:
-                case = service.get_case(session, reference=reference, for_update=True)
-                service.move_case(session, case=case, status="FAILED", actor="hub", note=f"refused: {exc.detail}")
-            return "FAILED"
+            return self.fail_case(reference, f"refused: {exc.detail}")
         with self.hub.sessions.begin() as session:
             case = service.get_case(session, reference=reference, for_update=True)
             case.request_message_id = receipt.message_id
             if case.status == "SUBMITTED":  # a synchronous answer may already have moved it on
                 service.move_case(session, case=case, status=module.SENT_STATUS, actor="hub",
                                   note=f"accepted by the hub as {receipt.message_id}")
+            return case.status
+
+    def fail_case(self, reference: str, reason: str) -> str:
+        """The case cannot go on: FAILED, its note the reason."""
+        log.error("case %s failed: %s", reference, reason)
+        with self.hub.sessions.begin() as session:
+            case = service.get_case(session, reference=reference, for_update=True)
+            service.move_case(session, case=case, status="FAILED", actor="hub", note=reason)
             return case.status
 
     def resubmit_stalled(self, older_than_seconds: float = 30) -> int:

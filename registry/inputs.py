@@ -1,17 +1,33 @@
-"""What the registry's request bodies share: strict models, and a person as the posts record one.
+"""What the registry's request bodies share: strict models, text as the registry accepts it, and a person
+as the posts record one.
 
+Every text field of a request body is `Text` (a list of them `list[Text]`): characters XML cannot hold and
+Unicode direction controls are refused with 422 naming the field (the rule: hub/xml/text.py), so that
+nothing is stored that a partner's request could not carry or that would read otherwise than it is.
 Identifier formats are community-observed (DOMAIN.md): validated loosely, never read for meaning.
 """
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from hub.xml.text import refused_character
 
 POST_CODE = r"^[A-Z]{2}-[A-Z0-9]{2,8}$"
 REGISTRATION_ID = r"^MRE-[0-9]{7,10}$"
 CNIE = r"^[A-Z]{1,2}[0-9]{5,6}$"
+
+
+def _acceptable(value: str) -> str:
+    wrong = refused_character(value)
+    if wrong is not None:
+        raise ValueError(wrong)
+    return value
+
+
+Text = Annotated[str, AfterValidator(_acceptable)]
 
 
 class StrictIn(BaseModel):
@@ -21,18 +37,18 @@ class StrictIn(BaseModel):
 
 class NamesIn(StrictIn):
     """A person's names in both scripts, as civil status requires."""
-    given_name_latin: str = Field(min_length=1, max_length=100)
-    family_name_latin: str = Field(min_length=1, max_length=100)
-    given_name_arabic: str = Field(min_length=1, max_length=100)
-    family_name_arabic: str = Field(min_length=1, max_length=100)
+    given_name_latin: Text = Field(min_length=1, max_length=100)
+    family_name_latin: Text = Field(min_length=1, max_length=100)
+    given_name_arabic: Text = Field(min_length=1, max_length=100)
+    family_name_arabic: Text = Field(min_length=1, max_length=100)
 
 
 class PersonIn(NamesIn):
     """A person as a post records one: names, birth, identity documents and contacts."""
     birth_date: dt.date
-    birth_place: str = ""
+    birth_place: Text = Field("", max_length=100)
     sex: Literal["F", "M"]
-    cnie: str | None = Field(None, pattern=CNIE)
-    passport_number: str | None = Field(None, pattern=r"^[A-Z0-9]{6,9}$")
-    phone: str | None = Field(None, pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164")
-    email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    cnie: Text | None = Field(None, pattern=CNIE)
+    passport_number: Text | None = Field(None, pattern=r"^[A-Z0-9]{6,9}$")
+    phone: Text | None = Field(None, pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164")
+    email: Text | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

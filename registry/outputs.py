@@ -2,21 +2,35 @@
 
 Lists are masked for every role (`mask`): identity fields keep only what tells records apart (the
 last two characters of an identifier, a birth year, an e-mail's domain, given names as initials;
-family names stay so that a list is usable), and health data (the cause of death) is left out.
-Single records are shown whole to the roles allowed to read them, except the cause of death, which
-only an administrator and the consular agents of the case's post see (they collected it from the
-death certificate and answer for what went to SANTE; a supervisor follows cases, not health data).
+family names stay so that a list is usable), and health data is left out.
+Single records are shown whole to the roles allowed to read them, except health data, which only an
+administrator and the consular agents of the case's post see (they collected the cause of death from
+the death certificate and answer for what went to SANTE; a supervisor follows cases, not health data).
+
+Health data (`is_health_data`) is the cause of death (`cause_code`, `cause_text`) and what the health
+authority says of it: SANTE's reason and reason text in a repatriation's clearances, and its clearance
+document (CLEARANCE_SANTE); the decision itself (granted or refused) stays visible, since the case's
+status shows it anyway. Documents are shown only to the roles DOCUMENT_READERS lists for their kind.
 """
 from __future__ import annotations
 
-from hub.access.tokens import ADMINISTRATOR, CONSULAR_AGENT, SUPERVISOR, Identity
+from hub.access.tokens import ADMINISTRATOR, CONSULAR_AGENT, Identity
 from registry.models import Case, Citizen, Post
 
 WITHHELD = "[withheld]"
 HEALTH_FIELDS = {"cause_code", "cause_text"}
+HEALTH_AUTHORITY = "SANTE"
+HEALTH_AUTHORITY_FIELDS = {"reason", "reason_text"}  # of the health authority's clearance
 HEALTH_READERS = (ADMINISTRATOR, CONSULAR_AGENT)
-# documents whose content the supervisor's oversight does not need (judicial content is confidential)
-CONFIDENTIAL_DOCUMENTS = {"JUDICIAL_DOCUMENT": (SUPERVISOR,)}
+# documents whose content only some roles see; any other kind is shown to every reader of the case.
+# Judicial content is confidential, the health clearance health data: the supervisor's oversight needs neither.
+DOCUMENT_READERS = {"JUDICIAL_DOCUMENT": (ADMINISTRATOR, CONSULAR_AGENT),
+                    f"CLEARANCE_{HEALTH_AUTHORITY}": HEALTH_READERS}
+
+
+def is_health_data(key: str, parent: str | None) -> bool:
+    """Whether the JSON member `key` (inside the object held under `parent`) is health data."""
+    return key in HEALTH_FIELDS or (parent == HEALTH_AUTHORITY and key in HEALTH_AUTHORITY_FIELDS)
 
 
 def _keep_last(value: str, keep: int = 2) -> str:
@@ -63,7 +77,7 @@ def mask(value, _parent: str | None = None):
         out = {}
         for key, item in value.items():
             masker = MASKS.get(key) or (_full_name if key == "name" and _parent in PERSON_NAMES else None)
-            if key in HEALTH_FIELDS:
+            if is_health_data(key, _parent):
                 out[key] = WITHHELD
             elif masker is not None and isinstance(item, (str, list)) and item:
                 out[key] = masker(item)
@@ -75,12 +89,17 @@ def mask(value, _parent: str | None = None):
     return value
 
 
-def _without_health_data(value):
+def _without_health_data(value, _parent: str | None = None):
     if isinstance(value, dict):
-        return {k: (WITHHELD if k in HEALTH_FIELDS else _without_health_data(v)) for k, v in value.items()}
+        return {k: (WITHHELD if is_health_data(k, _parent) else _without_health_data(v, k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [_without_health_data(v) for v in value]
+        return [_without_health_data(v, _parent) for v in value]
     return value
+
+
+def _may_read_document(kind: str, role: str | None) -> bool:
+    readers = DOCUMENT_READERS.get(kind)
+    return readers is None or role in readers
 
 
 def post_out(p: Post) -> dict:
@@ -101,7 +120,7 @@ def citizen_out(c: Citizen, *, masked: bool = False) -> dict:
 
 def case_out(c: Case, *, full: bool = False, viewer: Identity | None = None) -> dict:
     """A case. Without `full` (lists): masked for everyone. With `full`: whole for `viewer`, except
-    what its role may not see (health data, confidential documents); no viewer sees no health data."""
+    what its role may not see (health data, restricted documents); without a viewer, neither is shown."""
     out = {"reference": c.reference, "service": c.service, "status": c.status, "post_code": c.post_code,
            "registration_id": c.citizen.registration_id if c.citizen else None, "details": c.details,
            "outcome": c.outcome, "request_message_id": c.request_message_id, "partner_reference": c.partner_reference,
@@ -115,6 +134,6 @@ def case_out(c: Case, *, full: bool = False, viewer: Identity | None = None) -> 
                       for e in c.history]
     out["documents"] = [{"kind": d.kind, "source_message_id": d.source_message_id,
                          "received_at": d.received_at.isoformat(),
-                         "xml": WITHHELD if role in CONFIDENTIAL_DOCUMENTS.get(d.kind, ()) else d.content.decode()}
+                         "xml": d.content.decode() if _may_read_document(d.kind, role) else WITHHELD}
                         for d in c.documents]
     return out

@@ -9,9 +9,15 @@ from sqlalchemy.orm import Session
 
 from hub.store.db import utcnow
 from hub.errors import NotFound
+from hub.xml.text import for_the_record
 from registry.models import Case, CaseDocument, CaseEvent, Citizen, Post
 from registry.statuses import check_transition, is_final
 from registry.catalogue import module_for
+
+NOTE_LIMIT = 500  # characters of a case history note
+# What building a request from a case's stored data raises when that data cannot make one (lxml refuses a
+# control character, a field is missing): a defect of the case that sending again cannot mend.
+UNBUILDABLE = (ValueError, TypeError, KeyError)
 
 
 def get_post(session: Session, *, code: str) -> Post:
@@ -81,12 +87,16 @@ def get_case(session: Session, *, reference: str, for_update: bool = False) -> C
 
 
 def move_case(session: Session, *, case: Case, status: str, actor: str, note: str = "") -> bool:
-    """Apply a status transition; returns False (and changes nothing) when the case is already final."""
+    """Apply a status transition; returns False (and changes nothing) when the case is already final.
+
+    The note is kept as history every reader of the case sees: the values an error text quotes (a partner's,
+    the hub's) are withheld and its length bounded (hub/xml/text.py)."""
     if is_final(case.service, case.status):
         return False
     check_transition(case.service, case.status, status)
     case.status, case.updated_at = status, utcnow()
-    session.add(CaseEvent(case_id=case.id, at=case.updated_at, status=status, actor=actor, note=note))
+    session.add(CaseEvent(case_id=case.id, at=case.updated_at, status=status, actor=actor,
+                          note=for_the_record(note, NOTE_LIMIT)))
     return True
 
 

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from hub.api.auth import allowed
 from hub.access.tokens import Identity
 from hub.errors import Forbidden
-from registry import catalogue, service
-from registry.inputs import POST_CODE, PersonIn
+from registry import audit, catalogue, service
+from registry.inputs import POST_CODE, PersonIn, Text
 from registry.models import Case, Post
 from registry.outputs import case_out, citizen_out, post_out
 from registry.statuses import final_statuses
@@ -22,10 +22,10 @@ base = APIRouter(prefix="/api/v1", tags=["registry"])
 
 
 class CitizenIn(PersonIn):
-    post_code: str = Field(pattern=POST_CODE, description="Consular post of registration")
-    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 country of residence")
-    city: str = Field(min_length=1, max_length=80)
-    address_lines: str = ""
+    post_code: Text = Field(pattern=POST_CODE, description="Consular post of registration")
+    country: Text = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 country of residence")
+    city: Text = Field(min_length=1, max_length=80)
+    address_lines: Text = ""
 
 
 @base.get("/posts", summary="Consular posts (reference data)")
@@ -46,23 +46,30 @@ def get_post(code: str, request: Request, _identity: Identity = Depends(allowed(
 @base.post("/citizens", status_code=201, summary="Register a citizen at a consular post")
 def register_citizen(body: CitizenIn, request: Request, identity: Identity = Depends(allowed("registry:act"))):
     identity.check_post(body.post_code, doing=f"registering a citizen at {body.post_code}")
-    with request.app.state.hub.sessions.begin() as session:
-        return citizen_out(service.register_citizen(session, **body.model_dump()))
+    hub = request.app.state.hub
+    with hub.sessions.begin() as session:
+        citizen = service.register_citizen(session, **body.model_dump())
+        audit.record(hub, session, identity, audit.CITIZEN_REGISTERED, citizen.registration_id, f"at {citizen.post_code}")
+        return citizen_out(citizen)
 
 
 @base.get("/citizens/{registration_id}")
 def get_citizen(registration_id: str, request: Request, identity: Identity = Depends(allowed("registry:read"))):
-    with request.app.state.hub.sessions() as session:
+    hub = request.app.state.hub
+    with hub.sessions.begin() as session:  # the read and its audit entry together
         citizen = service.get_citizen(session, registration_id=registration_id)
         identity.check_post(citizen.post_code, doing=f"reading citizen {registration_id}")
+        audit.record(hub, session, identity, audit.CITIZEN_VIEWED, citizen.registration_id)
         return citizen_out(citizen)
 
 
 @base.get("/cases/{reference}", summary="A case with its status history and documents")
 def get_case(reference: str, request: Request, identity: Identity = Depends(allowed("registry:read"))):
-    with request.app.state.hub.sessions() as session:
+    hub = request.app.state.hub
+    with hub.sessions.begin() as session:  # the read and its audit entry together
         case = service.get_case(session, reference=reference)
         identity.check_post(case.post_code, doing=f"reading case {reference}")
+        audit.record(hub, session, identity, audit.CASE_VIEWED, case.reference)
         return case_out(case, full=True, viewer=identity)
 
 

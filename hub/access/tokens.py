@@ -90,6 +90,11 @@ class Identity:
         return f"token {self.token_id} ({self.name}, {self.role}{scope})"[:120]
 
     @property
+    def submitter(self) -> str:
+        """How a message's timeline names the token that submitted it (its id and role; the secret never)."""
+        return f"token {self.token_id} ({self.role})"
+
+    @property
     def case_actor(self) -> str:
         """How a case's history names this caller (short: the token id finds the rest)."""
         return f"{self.role} {self.token_id}"[:40]

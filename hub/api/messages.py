@@ -53,7 +53,7 @@ def _receipt_response(receipt: Receipt) -> Response:
                         413: {"description": "Over the size cap"}, 415: {"description": "Not application/xml"}})
 async def submit_message(request: Request, identity: Identity = Depends(allowed("messages:submit"))):
     data = await read_document(request, "rest", identity.partner)
-    arrival = Arrival("rest", data=data, caller=identity.partner)
+    arrival = Arrival("rest", data=data, caller=identity.partner, submitted_by=identity.submitter)
     return _receipt_response(await run_in_threadpool(request.app.state.hub.receive, arrival))
 
 
@@ -64,7 +64,8 @@ async def submit_partner_document(partner: str, request: Request,
     code = partner.upper()
     identity.check_partner(code, doing=f"submitting a document as {code}")
     data = await read_document(request, "rest-partner", code)
-    arrival = Arrival("rest-partner", data=data, partner=code, caller=identity.partner)
+    arrival = Arrival("rest-partner", data=data, partner=code, caller=identity.partner,
+                      submitted_by=identity.submitter)
     return _receipt_response(await run_in_threadpool(request.app.state.hub.receive, arrival))
 
 

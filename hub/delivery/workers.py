@@ -56,9 +56,13 @@ from hub.delivery.retry import next_delay
 from hub.trust.signing import DS_NS
 from hub.trust.streaming import item_depth, resign_stream
 from hub.xml.safe import limits, parse_trusted, parse_untrusted, to_bytes
+from hub.xml.text import for_the_record
 
 log = logging.getLogger("hub.delivery.workers")
 
+# A failure's reason (often a partner's error text) as kept in the timeline, last_error and the registry's case
+# note: XSD-quoted values withheld, control characters removed, at most this long (hub/xml/text.py).
+PARTNER_TEXT_LIMIT = 500
 LANE_BATCH = 4   # deliveries of one fast partner a thread takes in one claim (see DeliveryWorkers.lane_size)
 
 
@@ -286,8 +290,9 @@ def _record_failure(hub, delivery_id: int, error: DeliveryError, transport: str,
         if sent is not None:
             _record_sent(session, message, delivery, sent)
         policy = hub.config.parties[delivery.partner].retry
-        what = f"delivering {message.message_id} to {delivery.partner} over {transport}: {error.reason}"
-        delivery.lease_owner, delivery.lease_expires_at, delivery.last_error = None, None, error.reason
+        reason = for_the_record(error.reason, PARTNER_TEXT_LIMIT)  # a partner's words, kept and shown: bounded
+        what = f"delivering {message.message_id} to {delivery.partner} over {transport}: {reason}"
+        delivery.lease_owner, delivery.lease_expires_at, delivery.last_error = None, None, reason
         if error.retryable and delivery.attempts < policy.max_attempts:
             delay = next_delay(policy, delivery.attempts, error.retry_after)
             delivery.next_attempt_at = now + dt.timedelta(seconds=delay)

@@ -51,10 +51,10 @@ class Receipt:
     duplicate: bool      # True when this id and these bytes had already been accepted
 
 
-def accept_canonical(hub, data: bytes, *, caller: str | None = None) -> Receipt:
+def accept_canonical(hub, data: bytes, *, caller: str | None = None, submitted_by: str | None = None) -> Receipt:
     """Intake of a signed canonical envelope (POST /api/v1/messages, the registry; called by the door,
     hub/intake/door.py). A `caller` (the party an API token or the registry speaks for) may only submit
-    messages whose header names it as Sender."""
+    messages whose header names it as Sender; `submitted_by` (the API token) is named by the RECEIVED event."""
     envelope = parse_untrusted(data, max_bytes=hub.settings.max_message_bytes, **limits(hub.settings))
     if envelope.tag != f"{_E}Message":
         raise SchemaInvalid(f"expected a canonical envelope {{{ENVELOPE_NS}}}Message, got {envelope.tag}",
@@ -73,7 +73,8 @@ def accept_canonical(hub, data: bytes, *, caller: str | None = None) -> Receipt:
     # canonical form that delivery maps all read `verified`, never the tree as received.
     _check_type_matches_body(header, signed)
     verified = _verified_envelope(envelope, signed, document.find(f"{{{DS_NS}}}Signature"))
-    steps = [(timeline.RECEIVED, f"{len(data)} bytes"), (timeline.VALIDATED, "envelope and business document"),
+    steps = [(timeline.RECEIVED, f"{len(data)} bytes{_by(submitted_by)}"),
+             (timeline.VALIDATED, "envelope and business document"),
              (timeline.VERIFIED, f"signed by {header.sender}")]
     canonical = to_bytes(verified)  # stored only when it differs from what arrived (comments, spacing, ...)
     return _store_and_route(hub, header, verified, data, None if canonical == data else canonical, steps)
@@ -102,8 +103,9 @@ def _resigned(signed: etree._Element, signature: etree._Element | None) -> etree
     return document
 
 
-def accept_partner_document(hub, partner: str, data: bytes) -> Receipt:
-    """Intake of a partner's own-format document: verified as the partner's, then mapped to canonical."""
+def accept_partner_document(hub, partner: str, data: bytes, *, submitted_by: str | None = None) -> Receipt:
+    """Intake of a partner's own-format document: verified as the partner's, then mapped to canonical;
+    `submitted_by` (the API token, when one submitted it) is named by the RECEIVED event."""
     party = hub.config.parties.get(partner)
     if party is None or party.transport == "local":
         raise NotAllowed(f"{partner!r} is not a partner that sends documents to the hub")
@@ -122,10 +124,14 @@ def accept_partner_document(hub, partner: str, data: bytes) -> Receipt:
     header = read_header(envelope)
     if header.sender != partner:
         raise NotAllowed(f"the {partner} document maps to sender {header.sender!r}")
-    steps = [(timeline.RECEIVED, f"{len(data)} bytes from {partner}"),
+    steps = [(timeline.RECEIVED, f"{len(data)} bytes from {partner}{_by(submitted_by)}"),
              (timeline.VALIDATED, f"against {inbound.schema_}"), (timeline.VERIFIED, f"signed by {partner}"),
              (timeline.MAPPED_IN, f"with {inbound.mapping}")]
     return _store_and_route(hub, header, envelope, data, to_bytes(envelope), steps)
+
+
+def _by(submitted_by: str | None) -> str:
+    return f", submitted by {submitted_by}" if submitted_by else ""
 
 
 def _check_type_matches_body(header: Header, document: etree._Element) -> None:

@@ -42,7 +42,8 @@ class Arrival:
 
     `partner` set: a partner's own-format document, from that partner (verified as its, mapped to
     canonical); None: a signed canonical envelope. `caller`: the party the caller speaks for (an API
-    token's partner, the in-process registry), who must be the canonical Sender, or the partner."""
+    token's partner, the in-process registry), who must be the canonical Sender, or the partner.
+    `submitted_by`: the API token that submitted it ("token <id> (<role>)"), named by the RECEIVED event."""
 
     door: str
     data: bytes | None = None
@@ -50,6 +51,7 @@ class Arrival:
     partner: str | None = None
     caller: str | None = None
     header: FileHeader | None = None  # a file from a local client: what it states (hub/intake/files.py)
+    submitted_by: str | None = None
 
     def __post_init__(self):
         if self.door not in DOORS:
@@ -78,10 +80,10 @@ def _accept(hub, arrival: Arrival) -> Receipt:
     if arrival.path is not None:  # claim check: a document kept in a file, read as a stream
         return accept_file(hub, arrival.path, header=arrival.header, partner=arrival.partner, caller=arrival.caller)
     if arrival.partner is None:
-        return accept_canonical(hub, arrival.data, caller=arrival.caller)
+        return accept_canonical(hub, arrival.data, caller=arrival.caller, submitted_by=arrival.submitted_by)
     if arrival.caller is not None and arrival.caller != arrival.partner:
         raise NotAllowed(f"submitting a document as {arrival.partner}: the caller speaks for {arrival.caller}")
-    return accept_partner_document(hub, arrival.partner, arrival.data)
+    return accept_partner_document(hub, arrival.partner, arrival.data, submitted_by=arrival.submitted_by)
 
 
 def refused(hub, door: str, error: InputError, *, party: str | None = None, data: bytes | None = None,

@@ -21,7 +21,7 @@ from hub.api.auth import allowed
 from hub.access.tokens import Identity
 from hub.xml.safe import to_bytes
 from registry import canonical, service
-from registry.inputs import NamesIn, StrictIn
+from registry.inputs import NamesIn, StrictIn, Text
 from registry.models import Case
 
 SERVICE = "CIVIL_STATUS_EXTRACT"
@@ -84,10 +84,10 @@ HANDLERS = {"CivilStatusExtract": apply_extract}
 # -- HTTP -----------------------------------------------------------------------------------------
 
 class ActIn(StrictIn):
-    office: str = Field(pattern=r"^[A-Z0-9][A-Z0-9\-]{1,19}$", description="Civil-status office holding the act",
+    office: Text = Field(pattern=r"^[A-Z0-9][A-Z0-9\-]{1,19}$", description="Civil-status office holding the act",
                         examples=["1441011"])
     year: int = Field(ge=1900, le=2100)
-    number: str = Field(pattern=r"^[0-9]{1,8}$", description="Act number in that office's register for that year")
+    number: Text = Field(pattern=r"^[0-9]{1,8}$", description="Act number in that office's register for that year")
     kind: Literal["BIRTH", "MARRIAGE", "DEATH"]
 
 
@@ -96,7 +96,7 @@ class SubjectIn(NamesIn):
 
 
 class ExtractCaseIn(StrictIn):
-    registration_id: str = Field(pattern=r"^MRE-[0-9]{7,10}$", description="The registered citizen asking")
+    registration_id: Text = Field(pattern=r"^MRE-[0-9]{7,10}$", description="The registered citizen asking")
     act: ActIn
     subject: SubjectIn | None = Field(None, description="The person the act names, when not the applicant "
                                                         "(e.g. a parent's death act)")

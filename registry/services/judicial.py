@@ -41,8 +41,8 @@ from hub.api.problems import problem
 from hub.store.db import utcnow
 from hub.errors import InputError
 from hub.xml.safe import to_bytes
-from registry import canonical, service
-from registry.inputs import StrictIn
+from registry import audit, canonical, service
+from registry.inputs import StrictIn, Text
 from registry.models import Case, CaseEvent
 from registry.outputs import case_out
 
@@ -137,14 +137,16 @@ def certify(registry, reference: str) -> str:
         case = service.get_case(session, reference=reference)
         if case.status != "CERTIFYING":
             return case.status
-        data = build_certificate(registry, case)
+        try:
+            data = build_certificate(registry, case)
+        except service.UNBUILDABLE as exc:
+            data, failure = None, f"the certificate could not be built: {exc}"
+    if data is None:
+        return registry.fail_case(reference, failure)
     try:
         receipt = registry.submit(data)
     except InputError as exc:  # our own certificate refused: a defect to see, not to retry
-        with registry.hub.sessions.begin() as session:
-            case = service.get_case(session, reference=reference, for_update=True)
-            service.move_case(session, case=case, status="FAILED", actor="hub", note=f"refused: {exc.detail}")
-            return case.status
+        return registry.fail_case(reference, f"refused: {exc.detail}")
     with registry.hub.sessions.begin() as session:
         case = service.get_case(session, reference=reference, for_update=True)
         if case.status == "CERTIFYING":
@@ -194,7 +196,7 @@ class OutcomeIn(StrictIn):
         description="SERVED: handed to the addressee; REFUSED: the addressee refused it (deemed served on the 10th "
                     "day); NOT_FOUND: the addressee could not be found at the known address")
     date: dt.date | None = Field(None, description="When it happened; default today")
-    note: str | None = Field(None, min_length=1, max_length=200, description="The post's remark, sent to JUSTICE")
+    note: Text | None = Field(None, min_length=1, max_length=200, description="The post's remark, sent to JUSTICE")
 
 
 router = APIRouter(prefix="/api/v1", tags=["judicial documents"])
@@ -222,6 +224,8 @@ async def record_outcome(reference: str, body: OutcomeIn, request: Request,
                 return problem(422, "Date out of range", f"{day.isoformat()} is before the case or in the future")
             _record_outcome(session, case, outcome=body.outcome, day=day, note=body.note,
                             actor=identity.case_actor)
+            audit.record(registry.hub, session, identity, audit.JUDICIAL_OUTCOME_RECORDED, reference,
+                         f"{body.outcome} on {day.isoformat()}")
         _certify_quietly(registry, reference)
         return None
 

@@ -18,7 +18,7 @@ from hub.api.auth import allowed
 from hub.access.tokens import Identity
 from hub.xml.safe import to_bytes
 from registry import canonical, service
-from registry.inputs import StrictIn
+from registry.inputs import StrictIn, Text
 from registry.models import Case
 
 SERVICE = "LICENCE_AUTHENTICATION"
@@ -90,13 +90,13 @@ HANDLERS = {RESULT_TYPE: apply_result}
 # -- HTTP -----------------------------------------------------------------------------------------
 
 class LicenceIn(StrictIn):
-    number: str = Field(pattern=r"^[0-9]{1,2}/[0-9]{4,8}$", examples=["12/345678"])
+    number: Text = Field(pattern=r"^[0-9]{1,2}/[0-9]{4,8}$", examples=["12/345678"])
     categories: list[Literal["A", "A1", "B", "C", "D", "EB", "EC", "ED"]] = Field(min_length=1, max_length=8)
     issue_date: dt.date
 
 
 class LicenceCaseIn(StrictIn):
-    registration_id: str = Field(pattern=r"^MRE-[0-9]{7,10}$")
+    registration_id: Text = Field(pattern=r"^MRE-[0-9]{7,10}$")
     licence: LicenceIn
 
 

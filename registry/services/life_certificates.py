@@ -43,8 +43,8 @@ from hub.access.tokens import Identity
 from hub.store.db import utcnow
 from hub.errors import InputError, NotFound, TryLater
 from hub.xml.safe import to_bytes
-from registry import canonical, service
-from registry.inputs import StrictIn
+from registry import audit, canonical, service
+from registry.inputs import StrictIn, Text
 from registry.models import Case, PensionBatch
 from registry.services import cdg_stream
 from registry.services.cdg_stream import ACK_TYPE, BATCH_TYPE, CERTIFICATE, DEATH_NOTICE, PARTNER  # noqa: F401
@@ -305,8 +305,8 @@ SCHEDULED = [("life-certificate-batch", build_and_submit_batch, BATCH_SCHEDULE)]
 
 
 class LifeCertificateIn(StrictIn):
-    registration_id: str = Field(pattern=r"^MRE-[0-9]{7,10}$", description="The pensioner, registered at the post.")
-    pension_number: str = Field(pattern=r"^[0-9]{6,12}$", examples=["20230417"], description="The fund's pension number.")
+    registration_id: Text = Field(pattern=r"^MRE-[0-9]{7,10}$", description="The pensioner, registered at the post.")
+    pension_number: Text = Field(pattern=r"^[0-9]{6,12}$", examples=["20230417"], description="The fund's pension number.")
     fund: Literal["CNRA", "RCAR"] = Field(description="The pension fund managed by CDG.")
     issue_date: dt.date | None = Field(None, description="Day the pensioner appeared at the post (default: today).")
 
@@ -336,6 +336,7 @@ async def open_life_certificate(body: LifeCertificateIn, request: Request,
                                      fund=body.fund, issue_date=body.issue_date or utcnow().date(),
                                      actor=identity.case_actor)
             session.flush()
+            audit.record(hub, session, identity, audit.CASE_OPENED, case.reference, f"{SERVICE} at {case.post_code}")
             return case_out(case, full=True, viewer=identity)
     return await run_in_threadpool(work)
 

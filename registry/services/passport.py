@@ -26,8 +26,8 @@ from sqlalchemy.orm import Session
 from hub.api.auth import allowed
 from hub.access.tokens import Identity
 from hub.api.problems import problem
-from registry import canonical, service
-from registry.inputs import StrictIn
+from registry import audit, canonical, service
+from registry.inputs import StrictIn, Text
 from registry.models import Case
 from registry.outputs import case_out
 
@@ -145,18 +145,18 @@ def build_handover(registry, case: Case, handed_over_on: dt.date) -> bytes:
 # -- HTTP -----------------------------------------------------------------------------------------
 
 class EnrolmentIn(StrictIn):
-    reference: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,79}$",
+    reference: Text = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,79}$",
                            description="The enrolment at the post's capture station (biometrics stay there; "
                                        "DGSN fetches them with this reference)")
     captured_at: dt.datetime | None = Field(None, description="When it was captured (default now)")
 
 
 class PassportCaseIn(StrictIn):
-    registration_id: str = Field(pattern=r"^MRE-[0-9]{7,10}$")
+    registration_id: Text = Field(pattern=r"^MRE-[0-9]{7,10}$")
     kind: Literal["FIRST", "RENEWAL", "REPLACEMENT"]
-    previous_passport: str | None = Field(None, pattern=r"^[A-Z0-9]{6,9}$")
+    previous_passport: Text | None = Field(None, pattern=r"^[A-Z0-9]{6,9}$")
     enrolment: EnrolmentIn
-    collection_post: str | None = Field(None, pattern=r"^[A-Z]{2}-[A-Z0-9]{2,8}$",
+    collection_post: Text | None = Field(None, pattern=r"^[A-Z]{2}-[A-Z0-9]{2,8}$",
                                         description="Where the passport will be collected (default: the "
                                                     "citizen's post)")
 
@@ -216,6 +216,8 @@ async def hand_over(reference: str, body: HandoverIn, request: Request,
             if case.status == "AVAILABLE_AT_POST":
                 service.move_case(session, case=case, status="DELIVERED", actor=identity.case_actor,
                                   note=f"handed over on {day.isoformat()}; DGSN told by {receipt.message_id}")
+                audit.record(registry.hub, session, identity, audit.PASSPORT_HANDED_OVER, reference,
+                             f"handed over on {day.isoformat()}")
                 case.outcome = {**(case.outcome or {}), "handed_over_on": day.isoformat()}
                 if case.citizen is not None:
                     case.citizen.passport_number = case.outcome.get("passport_number")

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 
 from hub.api.auth import allowed
 from hub.access.tokens import Identity
-from registry import canonical, service
-from registry.inputs import PersonIn, StrictIn
+from registry import audit, canonical, service
+from registry.inputs import PersonIn, StrictIn, Text
 from registry.models import Case, Citizen
 from registry.outputs import case_out
 
@@ -106,18 +106,18 @@ HANDLERS = {RESULT_TYPE: apply_identity_check}
 # -- HTTP -----------------------------------------------------------------------------------------
 
 class AddressIn(StrictIn):
-    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
-    city: str = Field(min_length=1, max_length=80)
-    lines: list[str] = Field(min_length=1, max_length=3, description="Street address, 1 to 3 lines")
-    postal_code: str | None = Field(None, max_length=16)
+    country: Text = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+    city: Text = Field(min_length=1, max_length=80)
+    lines: list[Text] = Field(min_length=1, max_length=3, description="Street address, 1 to 3 lines")
+    postal_code: Text | None = Field(None, max_length=16)
 
 
 class RegistrationCaseIn(StrictIn):
     kind: Literal["NEW", "RENEWAL", "UPDATE"]
-    post_code: str | None = Field(None, pattern=r"^[A-Z]{2}-[A-Z0-9]{2,8}$",
+    post_code: Text | None = Field(None, pattern=r"^[A-Z]{2}-[A-Z0-9]{2,8}$",
                                   description="NEW: the post registering the person")
     person: PersonIn | None = Field(None, description="NEW: the person to register")
-    registration_id: str | None = Field(None, pattern=r"^MRE-[0-9]{7,10}$", description="RENEWAL, UPDATE: who")
+    registration_id: Text | None = Field(None, pattern=r"^MRE-[0-9]{7,10}$", description="RENEWAL, UPDATE: who")
     address: AddressIn | None = Field(None, description="NEW: address abroad (required); UPDATE: the new "
                                                         "address abroad, also notified to DGSN")
     address_effective_date: dt.date | None = Field(None, description="UPDATE with an address: since when "
@@ -158,11 +158,15 @@ async def open_registration_case(body: RegistrationCaseIn, request: Request,
                 citizen = service.register_citizen(
                     session, post_code=body.post_code, country=address.country, city=address.city,
                     address_lines="\n".join(address.lines), status="PENDING", **body.person.model_dump())
+                audit.record(registry.hub, session, identity, audit.CITIZEN_REGISTERED, citizen.registration_id,
+                             f"at {citizen.post_code}, pending DGSN's identity check")
             else:
                 citizen = service.get_citizen(session, registration_id=body.registration_id)
                 identity.check_post(citizen.post_code, doing=f"{doing} for {citizen.registration_id}")
             case = service.open_case(session, service=SERVICE, citizen=citizen, details=details,
                                      actor=identity.case_actor)
+            audit.record(registry.hub, session, identity, audit.CASE_OPENED, case.reference,
+                         f"{SERVICE} {body.kind} at {case.post_code}")
             reference = case.reference
         registry.submit_case(reference)
         return reference

@@ -8,7 +8,8 @@
 The hub fans the request out (config/routes/repatriation.yaml); each authority's answer comes back
 as a RepatriationClearance. Families wait on this for a burial, so the deadline is counted in hours
 (HUB_REPATRIATION_DEADLINE_SECONDS, default 6 h; checked every 30 s).
-The cause of death is kept with the case and mapped to SANTE only. When the deceased drew a pension,
+The cause of death is kept with the case and mapped to SANTE only; it and SANTE's reasons are health
+data, shown only to the roles registry/outputs.py allows. When the deceased drew a pension,
 a death notice goes to CDG in the next life-certificate batch.
 """
 from __future__ import annotations
@@ -27,8 +28,9 @@ from hub.access.tokens import Identity
 from hub.store.db import utcnow
 from hub.xml.safe import to_bytes
 from registry import canonical, service
-from registry.inputs import CNIE, NamesIn, StrictIn
+from registry.inputs import CNIE, NamesIn, StrictIn, Text
 from registry.models import Case
+from registry.outputs import HEALTH_AUTHORITY
 
 SERVICE = "REPATRIATION"
 PREFIX = "REP"
@@ -89,8 +91,11 @@ def apply_clearance(registry, session: Session, envelope: etree._Element) -> str
     if case.status == "SUBMITTED":  # the answers can overtake the registry's own bookkeeping
         service.move_case(session, case=case, status="AWAITING_CLEARANCES", actor="hub", note="request accepted")
     if decision["decision"] == "REFUSED":
-        service.move_case(session, case=case, status="REFUSED", actor=authority,
-                          note=f"{authority} refused: {decision['reason'] or 'no reason given'}")
+        # SANTE's reason is health data (registry/outputs.py): the history, which every reader of the case sees,
+        # only points to it
+        reason = ("its reason is health data, in its clearance" if authority == HEALTH_AUTHORITY
+                  else decision["reason"] or "no reason given")
+        service.move_case(session, case=case, status="REFUSED", actor=authority, note=f"{authority} refused: {reason}")
     elif all(clearances.get(a, {}).get("decision") == "GRANTED" for a in AUTHORITIES):
         service.move_case(session, case=case, status="AUTHORISED", actor="hub",
                           note="SANTE, ETAT_CIVIL and DGSN have all granted")
@@ -126,42 +131,42 @@ SCHEDULED = [("escalate-overdue-repatriations", escalate_overdue, 30.0)]
 class DeceasedIn(NamesIn):
     birth_date: dt.date
     sex: Literal["F", "M"]
-    cnie: str | None = Field(None, pattern=CNIE)
+    cnie: Text | None = Field(None, pattern=CNIE)
 
 
 class DeathIn(StrictIn):
     date: dt.date
-    country: str = Field(pattern=r"^[A-Z]{2}$")
-    city: str = Field(min_length=1, max_length=100)
-    cause_code: str = Field(pattern=r"^[A-Z][0-9]{2}(\.[0-9A-Z]{1,4})?$", description="ICD-10 code (health data: "
+    country: Text = Field(pattern=r"^[A-Z]{2}$")
+    city: Text = Field(min_length=1, max_length=100)
+    cause_code: Text = Field(pattern=r"^[A-Z][0-9]{2}(\.[0-9A-Z]{1,4})?$", description="ICD-10 code (health data: "
                                                                                       "sent to SANTE only)")
-    cause_text: str = Field(min_length=1, max_length=100)
+    cause_text: Text = Field(min_length=1, max_length=100)
 
 
 class BurialIn(StrictIn):
-    commune: str = Field(pattern=r"^[0-9]{7}$", description="HCP commune code of the place of burial")
-    commune_name: str = Field(min_length=1, max_length=100)
-    province: str | None = Field(None, max_length=100)
+    commune: Text = Field(pattern=r"^[0-9]{7}$", description="HCP commune code of the place of burial")
+    commune_name: Text = Field(min_length=1, max_length=100)
+    province: Text | None = Field(None, max_length=100)
 
 
 class TransportIn(StrictIn):
-    entry_point: str = Field(pattern=r"^[A-Z]{3}(-[A-Z]{2,6})?$", description="Border post: airport (CMN) or "
+    entry_point: Text = Field(pattern=r"^[A-Z]{3}(-[A-Z]{2,6})?$", description="Border post: airport (CMN) or "
                                                                                "port (TNG-MED)")
     arrival_date: dt.date
-    carrier: str = Field(min_length=1, max_length=100)
-    seal_number: str = Field(min_length=1, max_length=40)
+    carrier: Text = Field(min_length=1, max_length=100)
+    seal_number: Text = Field(min_length=1, max_length=40)
 
 
 class PensionIn(StrictIn):
-    pension_number: str = Field(pattern=r"^[0-9]{6,12}$")
+    pension_number: Text = Field(pattern=r"^[0-9]{6,12}$")
     fund: Literal["CNRA", "RCAR"]
 
 
 class RepatriationIn(StrictIn):
-    registration_id: str | None = Field(None, pattern=r"^MRE-[0-9]{7,10}$",
+    registration_id: Text | None = Field(None, pattern=r"^MRE-[0-9]{7,10}$",
                                         description="The deceased's registration, when registered")
     deceased: DeceasedIn | None = Field(None, description="Identity of a deceased who was not registered")
-    post_code: str | None = Field(None, pattern=r"^[A-Z]{2}-[A-Z0-9]{2,8}$",
+    post_code: Text | None = Field(None, pattern=r"^[A-Z]{2}-[A-Z0-9]{2,8}$",
                                   description="Post handling the case (default: the deceased's post)")
     death: DeathIn
     burial: BurialIn

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from hub.api.auth import allowed
 from hub.access.tokens import Identity
 from registry import canonical, service
-from registry.inputs import NamesIn, StrictIn
+from registry.inputs import NamesIn, StrictIn, Text
 from registry.models import Case
 
 SERVICE = "TRANSCRIPTION"
@@ -110,19 +110,19 @@ class PersonIn(NamesIn):
 
 
 class PlaceIn(StrictIn):
-    country: str = Field(pattern=r"^[A-Z]{2}$")
-    city: str = Field(min_length=1, max_length=100)
+    country: Text = Field(pattern=r"^[A-Z]{2}$")
+    city: Text = Field(min_length=1, max_length=100)
 
 
 class ForeignActIn(StrictIn):
-    country: str = Field(pattern=r"^[A-Z]{2}$")
-    authority: str = Field(min_length=1, max_length=100, examples=["Mairie du 15e arrondissement de Paris"])
-    number: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9/\-]{0,39}$", examples=["2026/1520"])
+    country: Text = Field(pattern=r"^[A-Z]{2}$")
+    authority: Text = Field(min_length=1, max_length=100, examples=["Mairie du 15e arrondissement de Paris"])
+    number: Text = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9/\-]{0,39}$", examples=["2026/1520"])
     date: dt.date
 
 
 class TranscriptionCaseIn(StrictIn):
-    registration_id: str = Field(pattern=r"^MRE-[0-9]{7,10}$", description="The registered citizen asking")
+    registration_id: Text = Field(pattern=r"^MRE-[0-9]{7,10}$", description="The registered citizen asking")
     event: Literal["BIRTH", "DEATH"]
     event_date: dt.date
     event_place: PlaceIn
