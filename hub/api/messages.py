@@ -118,13 +118,18 @@ def get_message(message_id: str, request: Request, sender: str | None = None,
 
 
 COUNT_LIMIT = 10_000  # a search's total is counted exactly up to this many matches, unless exact_total=true
+MAX_OFFSET = 1_000_000  # deeper pages are reached with `before` (a large offset reads every row it skips)
+MAX_ID = 2**63 - 1      # a row id (BIGINT): a larger `before` is refused, not sent to the database
 
 
 @router.get("/messages", summary="Search messages")
-def list_messages(request: Request, state: str | None = None, type: str | None = None, partner: str | None = None,
-                  correlation_id: str | None = None, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
-                  before: int | None = Query(None, ge=1, description="a page's `next_before`: the page after it "
-                                                                     "(faster than a large offset)"),
+def list_messages(request: Request, state: str | None = Query(None, max_length=40),
+                  type: str | None = Query(None, max_length=100), partner: str | None = Query(None, max_length=20),
+                  correlation_id: str | None = Query(None, max_length=200), limit: int = Query(50, ge=1, le=500),
+                  offset: int = Query(0, ge=0, le=MAX_OFFSET, description=f"at most {MAX_OFFSET:,}: page further "
+                                                                          "with `before`"),
+                  before: int | None = Query(None, ge=1, le=MAX_ID, description="a page's `next_before`: the page "
+                                                                                "after it (faster than a large offset)"),
                   exact_total: bool = Query(False, description=f"count every match even beyond {COUNT_LIMIT:,} "
                                                                "(slower: it reads each one)"),
                   _identity: Identity = Depends(allowed("messages:read"))):

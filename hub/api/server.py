@@ -26,18 +26,11 @@ import sys
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from hub.errors import HeadRefused
 from hub.settings import Settings
 
 log = logging.getLogger("hub.api.server")
 KEEP_ALIVE_SECONDS = 5
-
-
-class HeadRefused(Exception):
-    """Raised in a parser callback: the request head breaks a limit (`status`, `title`, `detail`)."""
-
-    def __init__(self, status: int, title: str, detail: str):
-        super().__init__(detail)
-        self.status, self.title, self.detail = status, title, detail
 
 
 def problem_bytes(status: int, title: str, detail: str) -> bytes:
@@ -84,15 +77,27 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     # parser callbacks
     def on_message_begin(self) -> None:
-        self._header_count = 0
+        self._header_count, self._parsed_head = 0, 0
         super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
         if self._header_count > self.max_header_count:
             raise HeadRefused(431, "Too many header fields", f"a request has at most {self.max_header_count} "
                                                              "header fields")
+        self._count_head(len(name) + len(value) + 4)
         super().on_header(name, value)
+
+    def _count_head(self, size: int) -> None:
+        """A head that arrived whole in one read is measured as the parser reads it."""
+        self._parsed_head += size
+        if self._parsed_head > self.max_header_bytes:
+            raise HeadRefused(431, "Request header too large", f"the request line and headers are over "
+                                                               f"{self.max_header_bytes} bytes")
 
     def on_headers_complete(self) -> None:
         self._awaiting_head, self._head_bytes = False, 0
