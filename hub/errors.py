@@ -9,6 +9,7 @@
     │   ├── UnknownCorrelation      an answer to a message the hub never sent                    -> 400
     │   ├── NotRoutable             no route for this message type                               -> 400
     │   ├── UnfitCharacter          a parameter or field holds a character the hub refuses (NUL) -> 400
+    │   ├── NotUnderstood           a SOAP header entry marked mustUnderstand the hub does not process -> 400
     │   ├── NotAllowed              this sender may not send this message type                   -> 403
     │   ├── MessageTooLarge         over the size cap, refused before parsing                    -> 413
     │   ├── UnsupportedMediaType    not application/xml                                          -> 415
@@ -111,6 +112,11 @@ class UnfitCharacter(InputError):
         super().__init__(f"{where} holds {character}, a character the hub does not accept",
                          [Problem(f"{character} is not accepted here", path=where)])
         self.where, self.character = where, character
+
+
+class NotUnderstood(InputError):
+    """A SOAP header entry marked mustUnderstand="1" that the hub does not process (a soap:MustUnderstand fault)."""
+    title = "Header not understood"
 
 
 class HeadRefused(HubError):

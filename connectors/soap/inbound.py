@@ -32,6 +32,8 @@ Parsing, intake and serialisation run off the event loop (run_in_threadpool).
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from functools import cache
 from pathlib import Path
 
@@ -42,16 +44,18 @@ from lxml import etree
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from connectors.soap.envelope import (CONTENT_TYPE, Fault, body_document_bytes, build_fault, parse_envelope, read_fault,
-                                      wrap_document_bytes)
+from connectors.soap.envelope import (CONTENT_TYPE, Fault, body_document_bytes, build_fault, check_header,
+                                      parse_envelope, read_fault, wrap_document_bytes)
 from connectors.http import read_body
 from connectors.soap.wsdl import render_wsdl
-from hub.errors import InputError, NotAllowed, NotFound, Problem, TryLater
+from hub.errors import InputError, NotAllowed, NotFound, NotUnderstood, Problem, TryLater
 from hub.intake.door import Arrival, refused
+from hub.xml.text import shown
 
 log = logging.getLogger("hub.soap")
 
 RETRY_AFTER_SECONDS = 5           # what a transient fault asks the partner to wait
+UNKNOWN_ENDPOINT_RECORD_SECONDS = 60   # refusals at /soap/<not a SOAP partner>: one row a minute, all counted
 _STORAGE_ERRORS = (OperationalError, InterfaceError, PoolTimeout)   # the database cannot take the write now
 
 
@@ -101,9 +105,10 @@ def soap_router() -> APIRouter:
             receipt = await _take_in(hub, code, request)
         except InputError as exc:
             # A refusal is the partner's fault: its 4xx status (400, 403, 409, 413, 415) with a soap:Client
-            # fault, never 500, which says the hub failed (SOAP clients such as zeep read the fault either way).
-            return fault_response(Fault("soap:Client", f"{exc.title}: {exc.detail}", problems=exc.problems),
-                                  exc.status)
+            # fault (soap:MustUnderstand for a header entry it must understand), never 500, which says the hub
+            # failed (SOAP clients such as zeep read the fault either way).
+            code_name = "soap:MustUnderstand" if isinstance(exc, NotUnderstood) else "soap:Client"
+            return fault_response(Fault(code_name, f"{exc.title}: {exc.detail}", problems=exc.problems), exc.status)
         except TryLater as exc:  # back-pressure (429): a transient soap:Server fault, RetryAfter and Retry-After
             return fault_response(Fault("soap:Server", f"{exc.title}: {exc.detail}", retry_after=exc.retry_after),
                                   exc.status, headers=exc.headers)
@@ -126,10 +131,13 @@ async def _take_in(hub, code: str, request: Request):
     """The request's document through the door; returns the hub's intake.Receipt. What is refused before
     the door (no endpoint for `code`, media type, size, an envelope holding no document) is recorded here."""
     data = None
+    if inbound_wsdl(hub, code) is None:
+        exc = NotAllowed(f"{shown(code, 40)!r} is not a partner that calls the hub over SOAP",
+                         [Problem("no inbound SOAP endpoint for this party", path=f"/soap/{shown(code, 40)}")])
+        # junk at /soap/<anything> is counted each time, recorded at most once a minute (nothing of it stored)
+        await run_in_threadpool(refused, hub, "soap", exc, record=_UNKNOWN_ENDPOINTS.due(id(hub)))
+        raise exc
     try:
-        if inbound_wsdl(hub, code) is None:
-            raise NotAllowed(f"{code[:40]!r} is not a partner that calls the hub over SOAP",
-                             [Problem("no inbound SOAP endpoint for this party", path=f"/soap/{code[:40]}")])
         data = await _read_envelope(request, hub.settings.max_message_bytes)
         document, extracted = await run_in_threadpool(open_envelope, hub, code, data)
     except InputError as exc:
@@ -153,10 +161,30 @@ def open_envelope(hub, code: str, data: bytes) -> tuple[etree._Element, bytes]:
     # the envelope adds two levels (Envelope, Body) and two elements around the document
     document = parse_envelope(data, max_bytes=hub.settings.max_message_bytes, what=f"SOAP request from {code}",
                               max_depth=hub.settings.max_xml_depth + 2, max_elements=hub.settings.max_xml_elements + 2)
+    check_header(document)
     if read_fault(document) is not None:
         raise InputError(f"SOAP request from {code}: a soap:Fault is not a document the hub accepts",
                          [Problem("soap:Fault in a request", line=document.sourceline, path="/Envelope/Body/Fault")])
     return document, body_document_bytes(document)
+
+
+class Throttle:
+    """`due(key)` is True at most once every `seconds` for one key (monotonic clock, in this process)."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.last = seconds, {}
+        self.lock = threading.Lock()
+
+    def due(self, key) -> bool:
+        with self.lock:
+            now = time.monotonic()
+            if key in self.last and now - self.last[key] < self.seconds:
+                return False
+            self.last[key] = now
+            return True
+
+
+_UNKNOWN_ENDPOINTS = Throttle(UNKNOWN_ENDPOINT_RECORD_SECONDS)
 
 
 def fault_response(fault: Fault, status: int = 500, headers: dict[str, str] | None = None) -> Response:

@@ -3,7 +3,7 @@
 `RequestBounds` (pure ASGI middleware, inside the token check):
 
     a path or query parameter holding a character the hub cannot carry      400 naming the parameter
-      (a C0 control character such as NUL, DEL, a C1 control, a surrogate or U+FFFE/U+FFFF, or a Unicode
+      (hub/xml/text.py: a control character such as NUL, a surrogate, U+FFFE/U+FFFF, or a Unicode
       direction override or isolate such as U+202E): refused before anything reaches the database
     a body other than XML over HUB_MAX_JSON_BYTES (announced or streamed)   413, before it is parsed
     a JSON body holding such a character in any string (key or value)      400 naming the field
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import http
 import json
-import re
 from urllib.parse import parse_qsl
 
 from fastapi import Request
@@ -33,20 +32,9 @@ from starlette.routing import compile_path
 
 from hub.api.problems import problem
 from hub.errors import InputError, MessageTooLarge, Problem, UnfitCharacter
+from hub.xml.text import shown, unfit_character
 
 XML_MEDIA_TYPES = ("application/xml", "text/xml")
-# what XML 1.0 cannot hold (C0 controls but tab, LF and CR; surrogates; U+FFFE, U+FFFF), C1 controls and
-# DEL, and the direction embeddings, overrides and isolates that make text read other than it is stored
-_UNFIT_IN_TEXT = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff\u202a-\u202e\u2066-\u2069"
-UNFIT_IN_TEXT = re.compile(f"[{_UNFIT_IN_TEXT}]")
-UNFIT_IN_PARAMETER = re.compile(f"[\t\n\r{_UNFIT_IN_TEXT}]")
-
-
-def unfit_character(text: str, *, parameter: bool = False) -> str | None:
-    """The first character of `text` the hub refuses (as U+XXXX), or None. `parameter`: a path or query
-    parameter, where tab, line feed and carriage return are refused too."""
-    found = (UNFIT_IN_PARAMETER if parameter else UNFIT_IN_TEXT).search(text)
-    return f"U+{ord(found.group()):04X}" if found else None
 
 
 class RequestBounds:
@@ -86,7 +74,7 @@ class RequestBounds:
             for text in (name, value):
                 character = unfit_character(text, parameter=True)
                 if character:
-                    raise UnfitCharacter(f"query parameter {_shown(name)}", character)
+                    raise UnfitCharacter(f"query parameter {shown(name, 40)}", character)
         character = unfit_character(scope["path"], parameter=True)
         if character:
             raise UnfitCharacter(self.path_parameter(scope), character)
@@ -106,11 +94,6 @@ class RequestBounds:
 
 def _refusal(exc: InputError) -> JSONResponse:
     return problem(exc.status, exc.title, exc.detail, [p.as_dict() for p in exc.problems])
-
-
-def _shown(name: str) -> str:
-    """A parameter's name as it may be shown: its refused characters escaped, at most 40 characters."""
-    return UNFIT_IN_PARAMETER.sub(lambda m: f"\\u{ord(m.group()):04x}", name[:40])
 
 
 def _media_type(scope) -> str:
