@@ -66,19 +66,41 @@ def inbound_wsdl(hub, code: str) -> Path | None:
     return Path(hub.settings.schemas_dir) / name if name else None
 
 
+SOAP_RESPONSES = {
+    200: "SOAP envelope holding the hub's signed env:Receipt",
+    400: "soap:Client fault: malformed, forbidden XML, two Bodies, schema, signature... (soap:MustUnderstand: a "
+         "header entry marked mustUnderstand, which the hub does not process)",
+    403: "soap:Client fault: not a party that calls the hub over SOAP, or a type it may not send",
+    409: "soap:Client fault: same document id with other content",
+    413: "soap:Client fault: over the size cap, or a soap:Header over 32 KiB",
+    415: "soap:Client fault: not text/xml",
+    429: "soap:Server fault: a partner's outbox is full (transient: RetryAfter)",
+    500: "soap:Server fault: the hub failed (transient when RetryAfter)"}
+EXAMPLE = Path(__file__).resolve().parents[2] / "schemas" / "examples" / "DemandeSignification.soap.xml"
+
+
+def _example() -> dict:
+    """The OpenAPI example of a request (JUSTICE's), when the file is there."""
+    return {"example": EXAMPLE.read_text(encoding="utf-8")} if EXAMPLE.is_file() else {}
+
+
 @cache
 def soap_router() -> APIRouter:
     """The /soap routes, one router per process whichever SOAP parties offer it."""
     router = APIRouter(prefix="/soap", tags=["soap"])
 
-    @router.get("/schemas/{path:path}", name="soap_schema", summary="An XSD imported by an inbound WSDL")
+    @router.get("/schemas/{path:path}", name="soap_schema", summary="An XSD imported by an inbound WSDL",
+                response_class=Response,
+                responses={200: {"description": "The XSD", "content": {"application/xml": {"schema": {"type": "string"}}}}})
     def schema(path: str, request: Request) -> Response:
         target = _schema_file(Path(request.app.state.hub.settings.schemas_dir), path)
         if target is None:
             raise NotFound(f"no schema {path!r}")
         return Response(target.read_bytes(), media_type="application/xml")
 
-    @router.get("/{code}", summary="The inbound WSDL of a partner that calls the hub over SOAP (?wsdl)")
+    @router.get("/{code}", summary="The inbound WSDL of a partner that calls the hub over SOAP (?wsdl)",
+                response_class=Response,
+                responses={200: {"description": "The WSDL", "content": {"text/xml": {"schema": {"type": "string"}}}}})
     async def wsdl(code: str, request: Request) -> Response:
         hub = request.app.state.hub
         path = inbound_wsdl(hub, code.upper())
@@ -91,13 +113,13 @@ def soap_router() -> APIRouter:
         return Response(body, media_type="text/xml; charset=utf-8")
 
     @router.post("/{code}", summary="A partner's signed document in a SOAP 1.1 envelope; answered with a receipt",
-                 responses={200: {"description": "SOAP envelope holding the hub's signed env:Receipt"},
-                            400: {"description": "soap:Client fault: malformed, forbidden XML, schema, signature..."},
-                            403: {"description": "soap:Client fault: not allowed (party or message type)"},
-                            409: {"description": "soap:Client fault: same document id with other content"},
-                            413: {"description": "soap:Client fault: over the size cap"},
-                            415: {"description": "soap:Client fault: not text/xml"},
-                            500: {"description": "soap:Server fault: the hub failed (transient when RetryAfter)"}})
+                 response_class=Response,
+                 responses={status: {"description": description, "content": {"text/xml": {"schema": {"type": "string"}}}}
+                            for status, description in SOAP_RESPONSES.items()},
+                 openapi_extra={"requestBody": {"required": True, "description": "A SOAP 1.1 envelope whose Body "
+                                                "holds one document in the partner's format, signed by the partner",
+                                                "content": {"text/xml": {"schema": {"type": "string"},
+                                                                         **_example()}}}})
     async def call(code: str, request: Request) -> Response:
         hub = request.app.state.hub
         code = code.upper()

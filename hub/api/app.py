@@ -15,6 +15,7 @@ from hub.api import health, messages
 from hub.api.auth import ApiAuthentication, auth_error_handler
 from hub.api.edge import RequestBounds, http_error_handler, validation_error_handler
 from hub.api.health import OutboxCollector
+from hub.api.openapi import openapi
 from hub.api.problems import DatabaseUnavailableMiddleware, input_error_handler, not_found_handler, try_later_handler
 from hub.errors import AuthError
 from hub.errors import InputError, NotFound, TryLater
@@ -27,6 +28,7 @@ def create_app(hub, apps: Sequence = ()) -> FastAPI:
                               "partner administrations. Errors are application/problem+json. Every /api route "
                               "needs an API token: `Authorization: Bearer hub_<id>_<secret>` (`hub tokens create`).")
     app.state.hub = hub
+    app.openapi = lambda: openapi(app)  # with the answers of the middleware and handlers (hub/api/openapi.py)
     for client in apps:
         setattr(app.state, client.name, client)
     app.add_exception_handler(InputError, input_error_handler)

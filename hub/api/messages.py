@@ -14,6 +14,7 @@ from sqlalchemy.orm import defer, selectinload
 from hub.evidence import audit
 
 from hub.api.auth import allowed
+from hub.api.openapi import XML_RECEIPT, xml_body
 from hub.api.problems import problem
 from connectors.http import read_body
 from hub.access.tokens import Identity
@@ -46,19 +47,30 @@ def _receipt_response(receipt: Receipt) -> Response:
     return Response(receipt.body, status_code=202, media_type="application/xml", headers=headers)
 
 
-@router.post("/messages", status_code=202, summary="Submit a signed canonical message",
-             responses={202: {"description": "Accepted: the hub's signed receipt (application/xml)"},
-                        400: {"description": "Malformed, schema-invalid or badly signed (problem+json)"},
-                        409: {"description": "Message id already used with other content"},
-                        413: {"description": "Over the size cap"}, 415: {"description": "Not application/xml"}})
+INTAKE_RESPONSES = {202: XML_RECEIPT,
+                    400: {"description": "Malformed, schema-invalid or badly signed; `errors` name line and path"},
+                    403: {"description": "This sender may not send this message type, or the token may not submit"},
+                    409: {"description": "Message id already used with other content"},
+                    413: {"description": "Over HUB_MAX_MESSAGE_BYTES"}, 415: {"description": "Not application/xml"},
+                    429: {"description": "A partner it goes to has too many deliveries waiting: nothing stored; "
+                                         "send it again after Retry-After"}}
+
+
+@router.post("/messages", status_code=202, summary="Submit a signed canonical message", response_class=Response,
+             responses=INTAKE_RESPONSES,
+             openapi_extra=xml_body("A canonical envelope (schemas/canonical/envelope.xsd) whose business document "
+                                    "carries the sender's enveloped signature; `hub sample TYPE` prints one",
+                                    example_file="LicenceAuthenticationRequest.xml"))
 async def submit_message(request: Request, identity: Identity = Depends(allowed("messages:submit"))):
     data = await read_document(request, "rest", identity.partner)
     arrival = Arrival("rest", data=data, caller=identity.partner)
     return _receipt_response(await run_in_threadpool(request.app.state.hub.receive, arrival))
 
 
-@router.post("/partners/{partner}/messages", status_code=202,
-             summary="A partner's own-format document (answers and callbacks)")
+@router.post("/partners/{partner}/messages", status_code=202, response_class=Response,
+             summary="A partner's own-format document (answers and callbacks)", responses=INTAKE_RESPONSES,
+             openapi_extra=xml_body("A document in the partner's own format (schemas/partners/<partner>/) with "
+                                    "the partner's enveloped signature"))
 async def submit_partner_document(partner: str, request: Request,
                                   identity: Identity = Depends(allowed("partner-documents:submit"))):
     code = partner.upper()
