@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = Field(10.0, gt=0, description="Time a client has to send a request's line "
                                                                   "and headers, from its first byte or from "
                                                                   "connecting (408 and closed after it).")
+    body_timeout_seconds: float = Field(60.0, gt=0, description="Time a client has to send a request's body "
+                                                               "once its headers are in (408 and closed after it).")
     max_connections: int = Field(1_000, ge=1, description="Open HTTP connections per process; one more is "
                                                           "answered 503 and closed.")
 

@@ -21,6 +21,8 @@ HEADER_TIMEOUT = 0.5
 async def hello(scope, receive, send):
     if scope["type"] != "http":
         return
+    while (await receive()).get("more_body"):  # the whole body first, as a route reading it does
+        pass
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain"), (b"content-length", b"2")]})
     await send({"type": "http.response.body", "body": b"ok"})
 
@@ -28,7 +30,8 @@ async def hello(scope, receive, send):
 @pytest.fixture(scope="module")
 def server():
     settings = Settings.from_env(environment={}, max_header_bytes=4096, max_header_count=20,
-                                 header_timeout_seconds=HEADER_TIMEOUT, max_connections=30)
+                                 header_timeout_seconds=HEADER_TIMEOUT, body_timeout_seconds=HEADER_TIMEOUT,
+                                 max_connections=30)
     port = free_port()
     config = uvicorn.Config(hello, host="127.0.0.1", port=port, log_level="error", lifespan="off",
                             **uvicorn_options(settings))
@@ -125,6 +128,21 @@ def test_slow_heads_are_cut_off_and_do_not_hold_connections(server):
     silent.close()
     assert [status for status, _ in answers] == [408] * 20
     assert time.monotonic() - started < HEADER_TIMEOUT + 3
+
+
+def test_a_slow_body_is_cut_off(server):
+    with socket.create_connection(server, timeout=5) as s:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        started = time.monotonic()
+        for _ in range(int(HEADER_TIMEOUT / 0.1) + 5):
+            try:
+                s.sendall(b"x")
+            except OSError:
+                break
+            time.sleep(0.1)
+        status, problem = status_and_problem(read_all(s))
+    assert status == 408 and "body" in problem["detail"]
+    assert time.monotonic() - started < HEADER_TIMEOUT + 2
 
 
 def test_connections_beyond_the_limit_are_refused_503(server):

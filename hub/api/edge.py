@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import http
 import json
+import logging
 from urllib.parse import parse_qsl
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 from starlette.routing import compile_path
 
@@ -34,6 +36,7 @@ from hub.api.problems import problem
 from hub.errors import InputError, MessageTooLarge, Problem, UnfitCharacter
 from hub.xml.text import shown, unfit_character
 
+log = logging.getLogger("hub.api.edge")
 XML_MEDIA_TYPES = ("application/xml", "text/xml")
 
 
@@ -46,6 +49,13 @@ class RequestBounds:
         self._patterns = None
 
     async def __call__(self, scope, receive, send):
+        try:
+            await self._bounded(scope, receive, send)
+        except ClientDisconnect:  # the client went (or the server cut a late body off): nobody to answer
+            log.info("%s %s: the client disconnected before its request was read", scope.get("method"),
+                     shown(scope.get("path", ""), 200))
+
+    async def _bounded(self, scope, receive, send):
         if scope["type"] != "http" or scope["path"].startswith(self.exempt):
             await self.app(scope, receive, send)
             return

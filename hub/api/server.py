@@ -7,14 +7,16 @@ holds a new connection open for as long as its client likes. `BoundedHttpProtoco
     more than HUB_MAX_HEADER_COUNT header fields                          431, connection closed
     a head not complete HUB_HEADER_TIMEOUT_SECONDS after its first byte   408, connection closed
       (or after the connection opened, when nothing comes at all)
+    a body not complete HUB_BODY_TIMEOUT_SECONDS after its head           408 (when no answer has started),
+                                                                          connection closed
     more than HUB_MAX_CONNECTIONS connections open in this process        503, the new one closed
     an idle keep-alive connection                                         closed after 5 s (uvicorn's)
 
 Each answer is application/problem+json, written by the protocol itself (no application code runs).
 A head is bounded as it arrives: the bytes of an unfinished head are counted, so a 64 MiB header is
-refused after the first HUB_MAX_HEADER_BYTES, not read whole. Not bounded here: the time a request
-BODY takes to arrive (the body is capped in size by the routes, and a slow one holds one connection
-of HUB_MAX_CONNECTIONS) -- a reverse proxy in front of the hub bounds that (docs/security.md).
+refused after the first HUB_MAX_HEADER_BYTES, not read whole. Not bounded here: how fast an answer is
+read by its client, and many clients each within every limit (a reverse proxy in front of the hub, or
+the network, bounds those: docs/security.md).
 """
 from __future__ import annotations
 
@@ -46,12 +48,14 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     max_header_bytes = 16_384
     max_header_count = 100
     header_timeout = 10.0
+    body_timeout = 60.0
     max_connections = 1_000
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._awaiting_head, self._head_bytes, self._header_count = True, 0, 0
         self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
         if len(self.connections) > self.max_connections:
             log.warning("connection refused: %d open, the limit is %d", len(self.connections) - 1,
                         self.max_connections)
@@ -62,6 +66,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc) -> None:
         self._cancel_head_timer()
+        self._cancel_body_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -103,8 +108,10 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._awaiting_head, self._head_bytes = False, 0
         self._cancel_head_timer()
         super().on_headers_complete()
+        self._body_timer = self.loop.call_later(self.body_timeout, self._body_timed_out)
 
     def on_message_complete(self) -> None:
+        self._cancel_body_timer()
         super().on_message_complete()
         self._awaiting_head = True  # the next request's head, if any, is timed from its first byte
 
@@ -138,8 +145,24 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self._answer(408, "Request timeout", f"the request line and headers did not arrive within "
                                                  f"{self.header_timeout:g} s")
 
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_timed_out(self) -> None:
+        """The application waiting for the rest of the body sees the client gone (http.disconnect)."""
+        self._body_timer = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_started:
+            self._answer(408, "Request timeout", f"the request body did not arrive within {self.body_timeout:g} s")
+        else:
+            self.transport.close()
+
     def _answer(self, status: int, title: str, detail: str) -> None:
         self._cancel_head_timer()
+        self._cancel_body_timer()
         self._awaiting_head = False
         self.transport.write(problem_bytes(status, title, detail))
         self.transport.close()
@@ -149,7 +172,8 @@ def bounded_protocol(settings: Settings) -> type[BoundedHttpProtocol]:
     """The protocol class with `settings`' limits (uvicorn builds one instance per connection)."""
     return type("HubHttpProtocol", (BoundedHttpProtocol,), {
         "max_header_bytes": settings.max_header_bytes, "max_header_count": settings.max_header_count,
-        "header_timeout": settings.header_timeout_seconds, "max_connections": settings.max_connections})
+        "header_timeout": settings.header_timeout_seconds, "body_timeout": settings.body_timeout_seconds,
+        "max_connections": settings.max_connections})
 
 
 def uvicorn_options(settings: Settings) -> dict:
