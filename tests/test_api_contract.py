@@ -145,3 +145,16 @@ def test_every_documented_error_is_a_problem_and_xml_bodies_are_described(client
     assert {"409", "413", "415", "429"} <= set(submit["responses"])
     assert "text/xml" in document["paths"]["/soap/{code}"]["post"]["requestBody"]["content"]
     assert set(document["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == {"text/plain"}
+
+
+def test_the_documented_examples_are_valid_documents():
+    from connectors.soap.envelope import parse_envelope
+    from hub.api.openapi import EXAMPLES
+    from hub.settings import PROJECT_ROOT
+    from hub.xml.safe import parse_untrusted
+    from hub.xml.schemas import SchemaSet
+    schemas = SchemaSet(PROJECT_ROOT / "schemas")
+    canonical = parse_untrusted((EXAMPLES / "LicenceAuthenticationRequest.xml").read_bytes(), max_bytes=1 << 20)
+    schemas.validate(canonical, "canonical")
+    soap = parse_envelope((EXAMPLES / "DemandeSignification.soap.xml").read_bytes(), max_bytes=1 << 20)
+    schemas.validate(soap, "partners/justice/plis-judiciaires.xsd")

@@ -50,6 +50,7 @@ from connectors.http import read_body
 from connectors.soap.wsdl import render_wsdl
 from hub.errors import InputError, NotAllowed, NotFound, NotUnderstood, Problem, TryLater
 from hub.intake.door import Arrival, refused
+from hub.settings import PROJECT_ROOT
 from hub.xml.text import shown
 
 log = logging.getLogger("hub.soap")
@@ -76,7 +77,7 @@ SOAP_RESPONSES = {
     415: "soap:Client fault: not text/xml",
     429: "soap:Server fault: a partner's outbox is full (transient: RetryAfter)",
     500: "soap:Server fault: the hub failed (transient when RetryAfter)"}
-EXAMPLE = Path(__file__).resolve().parents[2] / "schemas" / "examples" / "DemandeSignification.soap.xml"
+EXAMPLE = PROJECT_ROOT / "schemas" / "examples" / "DemandeSignification.soap.xml"
 
 
 def _example() -> dict:

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import copy
 from functools import cache
-from pathlib import Path
 
 from fastapi.openapi.utils import get_openapi
+
+from hub.settings import PROJECT_ROOT
 
 PROBLEM = "application/problem+json"
 PROBLEM_SCHEMA = {
@@ -47,7 +48,7 @@ REASONS = {
     429: "A partner's outbox is full: send the same request again after Retry-After",
     503: "The database cannot be reached right now: send the same request again after Retry-After",
 }
-EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
+EXAMPLES = PROJECT_ROOT / "schemas" / "examples"
 
 
 @cache
