@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from functools import cache
 from pathlib import Path
 
@@ -51,7 +52,7 @@ from connectors.soap.wsdl import render_wsdl
 from hub.errors import InputError, NotAllowed, NotFound, NotUnderstood, Problem, TryLater
 from hub.intake.door import Arrival, refused
 from hub.settings import PROJECT_ROOT
-from hub.xml.text import shown
+from hub.xml.text import shown, unfit_character
 
 log = logging.getLogger("hub.soap")
 
@@ -153,20 +154,20 @@ def soap_router() -> APIRouter:
 async def _take_in(hub, code: str, request: Request):
     """The request's document through the door; returns the hub's intake.Receipt. What is refused before
     the door (no endpoint for `code`, media type, size, an envelope holding no document) is recorded here."""
-    data = None
-    if inbound_wsdl(hub, code) is None:
-        exc = NotAllowed(f"{shown(code, 40)!r} is not a partner that calls the hub over SOAP",
-                         [Problem("no inbound SOAP endpoint for this party", path=f"/soap/{shown(code, 40)}")])
-        # junk at /soap/<anything> is counted each time, recorded at most once a minute (nothing of it stored)
-        await run_in_threadpool(refused, hub, "soap", exc, record=_UNKNOWN_ENDPOINTS.due(id(hub)))
-        raise exc
+    data, record = None, True
     try:
+        if inbound_wsdl(hub, code) is None:
+            # junk at /soap/<anything> is counted each time, recorded at most once a minute (nothing of it stored)
+            record = _UNKNOWN_ENDPOINTS.due(hub)
+            raise NotAllowed(f"{shown(code, 40)!r} is not a partner that calls the hub over SOAP",
+                             [Problem("no inbound SOAP endpoint for this party", path=f"/soap/{shown(code, 40)}")])
         data = await _read_envelope(request, hub.settings.max_message_bytes)
         document, extracted = await run_in_threadpool(open_envelope, hub, code, data)
     except InputError as exc:
         declared = request.headers.get("content-length", "")
-        await run_in_threadpool(refused, hub, "soap", exc, party=code, data=data,
-                                size=int(declared) if declared.isdigit() else None)
+        await run_in_threadpool(refused, hub, "soap", exc, party=None if unfit_character(code, parameter=True)
+                                else code, data=data, size=int(declared) if declared.isdigit() else None,
+                                record=record)
         raise
     try:
         return await run_in_threadpool(hub.receive, Arrival("soap", data=extracted, partner=code))
@@ -192,10 +193,11 @@ def open_envelope(hub, code: str, data: bytes) -> tuple[etree._Element, bytes]:
 
 
 class Throttle:
-    """`due(key)` is True at most once every `seconds` for one key (monotonic clock, in this process)."""
+    """`due(key)` is True at most once every `seconds` for one key (monotonic clock, in this process); a
+    key is held weakly (a hub)."""
 
     def __init__(self, seconds: float):
-        self.seconds, self.last = seconds, {}
+        self.seconds, self.last = seconds, weakref.WeakKeyDictionary()
         self.lock = threading.Lock()
 
     def due(self, key) -> bool:

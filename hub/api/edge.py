@@ -32,7 +32,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 from starlette.routing import compile_path
 
-from hub.api.problems import problem
+from hub.api.problems import input_problem, problem
 from hub.errors import InputError, MessageTooLarge, Problem, UnfitCharacter
 from hub.xml.text import shown, unfit_character
 
@@ -62,7 +62,7 @@ class RequestBounds:
         try:
             self.check_parameters(scope)
         except UnfitCharacter as exc:
-            await _refusal(exc)(scope, receive, send)
+            await input_problem(exc)(scope, receive, send)
             return
         media = _media_type(scope)
         if media in XML_MEDIA_TYPES:
@@ -73,7 +73,7 @@ class RequestBounds:
             if body and (media in ("", "application/json") or media.endswith("+json")):
                 _check_json_strings(body)
         except InputError as exc:  # MessageTooLarge, UnfitCharacter
-            await _refusal(exc)(scope, receive, send)
+            await input_problem(exc)(scope, receive, send)
             return
         await self.app(scope, _replay(body, receive), send)
 
@@ -100,10 +100,6 @@ class RequestBounds:
                 if unfit_character(value, parameter=True):
                     return f"path parameter {name}"
         return "the path"
-
-
-def _refusal(exc: InputError) -> JSONResponse:
-    return problem(exc.status, exc.title, exc.detail, [p.as_dict() for p in exc.problems])
 
 
 def _media_type(scope) -> str:
