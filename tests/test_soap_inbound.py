@@ -321,3 +321,14 @@ def test_junk_endpoints_are_counted_and_recorded_at_most_once_a_minute(running_h
         assert response.status_code == 403 and fault_of(response).code == "soap:Client"
     assert _refusal_rows(running_hub) - rows <= 1
     assert _metric(running_hub, "hub_messages_refused_total", door="soap") == counted + 10
+
+
+@pytest.mark.parametrize("action", ['"urn:ma:gov:consular:hub:dgsn-callbacks:1#NotifyPassportStatus"', '"urn:x#Nothing"'])
+def test_a_soap_action_that_is_not_the_documents_operation_is_refused(running_hub, caller, pki_dir, ids, added,
+                                                                      action):
+    response = requests.post(caller.address, data=caller.envelope_for(demande(pki_dir, **ids)), timeout=5,
+                             headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": action})
+    assert response.status_code == 400
+    fault = fault_of(response)
+    assert fault.code == "soap:Client" and "SOAPAction" in fault.string
+    assert added() == 0

@@ -48,8 +48,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from connectors.soap.envelope import (CONTENT_TYPE, Fault, body_document_bytes, build_fault, check_header,
                                       parse_envelope, read_fault, wrap_document_bytes)
 from connectors.http import read_body
-from connectors.soap.wsdl import render_wsdl
-from hub.errors import InputError, NotAllowed, NotFound, NotUnderstood, Problem, TryLater
+from connectors.soap.wsdl import operations, render_wsdl
+from hub.errors import InputError, NotAllowed, NotFound, NotUnderstood, Problem, SchemaInvalid, TryLater
 from hub.intake.door import Arrival, refused
 from hub.settings import PROJECT_ROOT
 from hub.xml.text import shown, unfit_character
@@ -162,7 +162,8 @@ async def _take_in(hub, code: str, request: Request):
             raise NotAllowed(f"{shown(code, 40)!r} is not a partner that calls the hub over SOAP",
                              [Problem("no inbound SOAP endpoint for this party", path=f"/soap/{shown(code, 40)}")])
         data = await _read_envelope(request, hub.settings.max_message_bytes)
-        document, extracted = await run_in_threadpool(open_envelope, hub, code, data)
+        document, extracted = await run_in_threadpool(open_envelope, hub, code, data,
+                                                      request.headers.get("soapaction"))
     except InputError as exc:
         declared = request.headers.get("content-length", "")
         await run_in_threadpool(refused, hub, "soap", exc, party=None if unfit_character(code, parameter=True)
@@ -180,12 +181,15 @@ async def _take_in(hub, code: str, request: Request):
         raise
 
 
-def open_envelope(hub, code: str, data: bytes) -> tuple[etree._Element, bytes]:
-    """The envelope's Body child (as parsed, for its line) and its bytes as they travelled, for intake."""
+def open_envelope(hub, code: str, data: bytes, action: str | None = None) -> tuple[etree._Element, bytes]:
+    """The envelope's Body child (as parsed, for its line) and its bytes as they travelled, for intake.
+    `action`: the SOAPAction header; when not empty, it must be an operation of the endpoint's WSDL whose
+    input is the Body's document."""
     # the envelope adds two levels (Envelope, Body) and two elements around the document
     document = parse_envelope(data, max_bytes=hub.settings.max_message_bytes, what=f"SOAP request from {code}",
                               max_depth=hub.settings.max_xml_depth + 2, max_elements=hub.settings.max_xml_elements + 2)
     check_header(document)
+    check_action(inbound_wsdl(hub, code), action, document)
     if read_fault(document) is not None:
         raise InputError(f"SOAP request from {code}: a soap:Fault is not a document the hub accepts",
                          [Problem("soap:Fault in a request", line=document.sourceline, path="/Envelope/Body/Fault")])
@@ -210,6 +214,22 @@ class Throttle:
 
 
 _UNKNOWN_ENDPOINTS = Throttle(UNKNOWN_ENDPOINT_RECORD_SECONDS)
+
+
+def check_action(wsdl: Path, action: str | None, document: etree._Element) -> None:
+    """Raises SchemaInvalid when a SOAPAction is given that is not the endpoint's operation for `document`."""
+    action = (action or "").strip().strip('"')
+    if not action:
+        return  # none given: the document in the Body says what it is
+    expected = operations(wsdl)
+    if action not in expected:
+        raise SchemaInvalid(f"SOAPAction {shown(action, 200)!r} is not an operation of this endpoint (its operations: "
+                            f"{', '.join(sorted(expected))})", [Problem("unknown SOAPAction", path="SOAPAction")])
+    if document.tag != expected[action]:
+        raise SchemaInvalid(f"SOAPAction {action!r} takes {expected[action]}, but the Body holds "
+                            f"{shown(str(document.tag), 200)}", [Problem("SOAPAction does not match the document",
+                                                                         line=document.sourceline,
+                                                                         path="/Envelope/Body/*")])
 
 
 def fault_response(fault: Fault, status: int = 500, headers: dict[str, str] | None = None) -> Response:
