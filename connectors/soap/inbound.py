@@ -9,13 +9,18 @@ WSDL under schemas/ (SoapConnector.Config). Every SoapConnector offers this one 
                                     goes through the same door as REST: hub.receive(Arrival("soap", ...))
                                     (validation, signature, deduplication, one commit, routing).
         200                         envelope whose Body holds the hub's signed env:Receipt, byte for byte;
-                                    the same document again gets the same receipt (X-Duplicate: true)
+                                    the same document again gets the same receipt (X-Duplicate: true; one
+                                    DUPLICATE timeline entry per message, every copy counted)
         415 soap:Client fault       not text/xml
-        413 soap:Client fault       over HUB_MAX_MESSAGE_BYTES (refused before reading it all)
+        413 soap:Client fault       over HUB_MAX_MESSAGE_BYTES (refused before reading it all), or a soap:Header
+                                    over 32 KiB
         400 soap:Client fault       refused: malformed, DOCTYPE, over the depth or element cap, not an envelope,
-                                    schema, signature, no route...; `detail` lists the problems with line
-                                    (in the envelope as sent) and path
-        403 soap:Client fault       not a party that calls the hub over SOAP, or a type it may not send
+                                    not exactly one Body, a SOAPAction that is not the WSDL's operation for the
+                                    document, schema, signature, no route...; `detail` lists the problems with
+                                    line (in the envelope as sent) and path
+        400 soap:MustUnderstand     a header entry marked mustUnderstand="1" (the hub processes none)
+        403 soap:Client fault       not a party that calls the hub over SOAP (the code as sent, escaped; such
+                                    refusals counted each, recorded once a minute), or a type it may not send
         409 soap:Client fault       same document id with other bytes
         429 soap:Server fault       the outbox of a partner the document goes to is full (hub/intake/backpressure.py):
                                     transient (RetryAfter in `detail`, Retry-After header), nothing stored
@@ -70,8 +75,9 @@ def inbound_wsdl(hub, code: str) -> Path | None:
 
 SOAP_RESPONSES = {
     200: "SOAP envelope holding the hub's signed env:Receipt",
-    400: "soap:Client fault: malformed, forbidden XML, two Bodies, schema, signature... (soap:MustUnderstand: a "
-         "header entry marked mustUnderstand, which the hub does not process)",
+    400: "soap:Client fault: malformed, forbidden XML, two Bodies, a SOAPAction not the document's operation, "
+         "schema, signature... (soap:MustUnderstand: a header entry marked mustUnderstand, which the hub does "
+         "not process)",
     403: "soap:Client fault: not a party that calls the hub over SOAP, or a type it may not send",
     409: "soap:Client fault: same document id with other content",
     413: "soap:Client fault: over the size cap, or a soap:Header over 32 KiB",
