@@ -8,6 +8,8 @@
     │   ├── SignatureInvalid        missing, altered or not from the expected signer             -> 400
     │   ├── UnknownCorrelation      an answer to a message the hub never sent                    -> 400
     │   ├── NotRoutable             no route for this message type                               -> 400
+    │   ├── UnfitCharacter          a parameter or field holds a character the hub refuses (NUL) -> 400
+    │   ├── NotUnderstood           a SOAP header entry marked mustUnderstand the hub does not process -> 400
     │   ├── NotAllowed              this sender may not send this message type                   -> 403
     │   ├── MessageTooLarge         over the size cap, refused before parsing                    -> 413
     │   ├── UnsupportedMediaType    not application/xml                                          -> 415
@@ -22,6 +24,7 @@
     │   │                           partner's fault: the circuit breaker does not count it)
     │   └── PermanentDeliveryError  dead-letter now (4xx, a partner's refusal, a mapping failure)
     ├── NotFound                    an API lookup found nothing                                  -> 404
+    ├── HeadRefused                 an HTTP request head over a server limit (size, fields) -> 431
     ├── AuthError                   the API caller is not who may do this                        -> 401
     │   ├── Unauthenticated         no valid token: missing, malformed, unknown, expired, revoked -> 401
     │   └── Forbidden               a valid token whose role or scope does not allow this         -> 403
@@ -99,6 +102,29 @@ class UnknownCorrelation(InputError):
 
 class NotRoutable(InputError):
     title = "No route"
+
+
+class UnfitCharacter(InputError):
+    """A path or query parameter, or a JSON field, holding a character the hub refuses; `where` names it."""
+    title = "Character not accepted"
+
+    def __init__(self, where: str, character: str):
+        super().__init__(f"{where} holds {character}, a character the hub does not accept",
+                         [Problem(f"{character} is not accepted here", path=where)])
+        self.where, self.character = where, character
+
+
+class NotUnderstood(InputError):
+    """A SOAP header entry marked mustUnderstand="1" that the hub does not process (a soap:MustUnderstand fault)."""
+    title = "Header not understood"
+
+
+class HeadRefused(HubError):
+    """An HTTP request head the server refuses before any application code runs (hub/api/server.py)."""
+
+    def __init__(self, status: int, title: str, detail: str):
+        super().__init__(detail)
+        self.status, self.title, self.detail = status, title, detail
 
 
 class NotAllowed(InputError):

@@ -24,6 +24,7 @@ from prometheus_client import Counter
 from sqlalchemy.exc import DBAPIError
 
 from hub.api.app import create_app
+from hub.api.server import uvicorn_options
 from hub.apps import App, Job, install
 from hub.evidence.audit import record_configuration
 from hub.delivery.workers import DeliveryWorkers
@@ -158,7 +159,8 @@ class HubService:
 
     def _uvicorn(self, host: str, port: int) -> uvicorn.Server:
         config = uvicorn.Config(self.app, host=host, port=port, log_level="warning", access_log=False,
-                                timeout_graceful_shutdown=5, **uvicorn_tls_options(self.hub.settings))
+                                timeout_graceful_shutdown=5, **uvicorn_options(self.hub.settings),
+                                **uvicorn_tls_options(self.hub.settings))
         self._server = uvicorn.Server(config)
         return self._server
 

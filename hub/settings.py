@@ -68,6 +68,19 @@ class Settings(BaseSettings):
                                                      "(a SOAP envelope gets 2 more levels).")
     max_xml_elements: int = Field(50_000, ge=1, description="Elements in one document refused beyond this, "
                                                             "before validation.")
+    max_json_bytes: int = Field(65_536, ge=1, description="Size cap of a JSON request body, checked before "
+                                                         "parsing (413 beyond it).")
+    max_header_bytes: int = Field(16_384, ge=1024, description="Size cap of a request's line and headers "
+                                                               "(431 beyond it, the connection closed).")
+    max_header_count: int = Field(100, ge=10, description="Header fields in one request refused beyond this "
+                                                          "(431).")
+    header_timeout_seconds: float = Field(10.0, gt=0, description="Time a client has to send a request's line "
+                                                                  "and headers, from its first byte or from "
+                                                                  "connecting (408 and closed after it).")
+    body_timeout_seconds: float = Field(60.0, gt=0, description="Time a client has to send a request's body "
+                                                               "once its headers are in (408 and closed after it).")
+    max_connections: int = Field(1_000, ge=1, description="Open HTTP connections per process; one more is "
+                                                          "answered 503 and closed.")
 
     # -- trust ------------------------------------------------------------------------------------------
     signing_algorithm: Literal["rsa-sha256", "ecdsa-sha256"] = Field(

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from hub.xml.text import refused_character
+from hub.xml.text import unfit_character
 
 POST_CODE = r"^[A-Z]{2}-[A-Z0-9]{2,8}$"
 REGISTRATION_ID = r"^MRE-[0-9]{7,10}$"
@@ -21,9 +21,9 @@ CNIE = r"^[A-Z]{1,2}[0-9]{5,6}$"
 
 
 def _acceptable(value: str) -> str:
-    wrong = refused_character(value)
+    wrong = unfit_character(value)
     if wrong is not None:
-        raise ValueError(wrong)
+        raise ValueError(f"{wrong} is a control or direction character, not accepted in text")
     return value
 
 

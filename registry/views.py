@@ -29,7 +29,7 @@ class CitizenIn(PersonIn):
 
 
 @base.get("/posts", summary="Consular posts (reference data)")
-def list_posts(request: Request, country: str | None = None, _identity: Identity = Depends(allowed("posts:read"))):
+def list_posts(request: Request, country: str | None = Query(None, max_length=40), _identity: Identity = Depends(allowed("posts:read"))):
     query = select(Post).order_by(Post.country, Post.city)
     if country:
         query = query.where(Post.country == country.upper())
@@ -74,8 +74,10 @@ def get_case(reference: str, request: Request, identity: Identity = Depends(allo
 
 
 @base.get("/cases", summary="Cases, newest first (identity fields masked; a consular agent sees their post's)")
-def list_cases(request: Request, status: str | None = None, post_code: str | None = None,
-               service_name: str | None = Query(None, alias="service"), limit: int = Query(50, ge=1, le=1000),
+def list_cases(request: Request, status: str | None = Query(None, max_length=40),
+               post_code: str | None = Query(None, max_length=20),
+               service_name: str | None = Query(None, alias="service", max_length=40),
+               limit: int = Query(50, ge=1, le=1000),
                identity: Identity = Depends(allowed("registry:read"))):
     if identity.post_scope is not None:
         if post_code not in (None, identity.post_scope):

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from connectors.base import Outbound
 from hub.store.models import AuditEntry, Refusal
 from hub.xml.safe import to_bytes
-from hub.xml.text import WITHHELD_VALUE, for_the_record, refused_character
+from hub.xml.text import WITHHELD_VALUE, for_the_record, unfit_character
 from registry import canonical, service
 from registry.inputs import StrictIn
 from registry.models import Citizen
@@ -50,15 +50,14 @@ def token_id(http) -> str:
 # -- text as the registry accepts it (functions) ----------------------------------------------------
 
 @pytest.mark.parametrize("character", ["\x00", "\x01", "\x08", "\x0b", "\x1f", "\ud800", "\udfff", "\ufffe", "\uffff",
-                                       "\u200e", "\u200f", "\u061c", "\u202a", "\u202e", "\u2066", "\u2069"])
+                                       "\u200e", "\u200f", "\u061c", "\u202a", "\u202e", "\u2066", "\u2069", "\x7f", "\x85"])
 def test_characters_xml_cannot_hold_and_direction_controls_are_refused(character):
-    wrong = refused_character(f"Ali{character}B")
-    assert wrong is not None and wrong.startswith(f"U+{ord(character):04X} at position 4"), wrong
+    assert unfit_character(f"Ali{character}B") == f"U+{ord(character):04X}"
 
 
 def test_names_in_any_script_tabs_and_line_breaks_are_accepted():
     for text in ("Youssef El Amrani", "يوسف العمراني", "Zoë Ñúñez", "2 rue X\n75001\tParis\r", "😀", ""):
-        assert refused_character(text) is None, text
+        assert unfit_character(text) is None, text
 
 
 def body_models() -> list[type[BaseModel]]:
@@ -111,7 +110,7 @@ def test_error_texts_for_the_record_withhold_quoted_values_and_are_bounded():
                                      "type 'xs:date'."
     long = for_the_record("partner answered 400: <Erreur>\n" + "x" * 5000 + "\x00\u202e</Erreur>", 300)
     assert len(long) == 300 and long.endswith("…") and "\n" not in long
-    assert refused_character(for_the_record("a\x00b\u202ec\nd")) is None
+    assert unfit_character(for_the_record("a\x00b\u202ec\nd")) is None
 
 
 # -- health data ------------------------------------------------------------------------------------

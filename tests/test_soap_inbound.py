@@ -234,3 +234,101 @@ def test_storage_failure_is_a_transient_server_fault(running_hub, caller, pki_di
     with sqlite3.connect(settings.database_url.removeprefix("sqlite:///")) as db:
         db.execute("ALTER TABLE messages_away RENAME TO messages")
     assert caller.call(demande(pki_dir)).status_code == 200
+
+
+# -- the door's own limits: every error a fault, one Body, a bounded Header, mustUnderstand, replays, junk ----
+
+def _refusal_rows(running_hub) -> int:
+    from sqlalchemy import func, select
+    from hub.store.models import Refusal
+    with running_hub.hub.sessions() as session:
+        return session.scalar(select(func.count()).select_from(Refusal).where(Refusal.channel == "soap"))
+
+
+def _metric(running_hub, name: str, **labels) -> float:
+    text = requests.get(f"{running_hub.url}/metrics", timeout=5).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@pytest.mark.parametrize("code", ["%00", "%01", "A%14B", "%E2%80%AE", "A%0D%0AB"])
+def test_control_characters_in_the_endpoint_are_a_client_fault(running_hub, caller, pki_dir, code):
+    response = requests.post(f"{running_hub.url}/soap/{code}", data=caller.envelope_for(demande(pki_dir)),
+                             headers={"Content-Type": "text/xml"}, timeout=5)
+    assert response.status_code == 403 and response.headers["content-type"].startswith("text/xml"), response.text
+    fault = fault_of(response)
+    assert fault.code == "soap:Client" and "not a partner that calls the hub over SOAP" in fault.string
+    assert all("\\u00" in p.path or "\\u202e" in p.path for p in fault.problems), fault.problems
+
+
+def _with_header(envelope: bytes, header: bytes) -> bytes:
+    head, _, rest = envelope.partition(b"<soap-env:Body")
+    assert rest, envelope[:300]
+    return head + b"<soap-env:Header>" + header + b"</soap-env:Header><soap-env:Body" + rest
+
+
+def test_an_envelope_with_two_bodies_is_refused(caller, pki_dir, ids, added):
+    envelope = caller.envelope_for(demande(pki_dir, **ids))
+    twice = envelope.replace(b"</soap-env:Envelope>", b"<soap-env:Body><x/></soap-env:Body></soap-env:Envelope>")
+    response = caller.post(twice)
+    assert response.status_code == 400
+    fault = fault_of(response)
+    assert fault.code == "soap:Client" and "exactly one Body" in fault.string
+    assert added() == 0
+
+
+def test_a_large_header_is_refused(caller, pki_dir, ids, added):
+    envelope = _with_header(caller.envelope_for(demande(pki_dir, **ids)),
+                            b'<h:Pad xmlns:h="urn:x">' + b"p" * 900_000 + b"</h:Pad>")
+    response = caller.post(envelope)
+    assert response.status_code == 413 and fault_of(response).code == "soap:Client"
+    assert "soap:Header" in fault_of(response).string and added() == 0
+
+
+def test_a_must_understand_header_is_a_must_understand_fault(caller, pki_dir, ids, added):
+    security = (b'<wsse:Security xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-'
+                b'secext-1.0.xsd" soap-env:mustUnderstand="1"><wsse:UsernameToken/></wsse:Security>')
+    response = caller.post(_with_header(caller.envelope_for(demande(pki_dir, **ids)), security))
+    assert response.status_code == 400
+    fault = fault_of(response)
+    assert fault.code == "soap:MustUnderstand" and "Security" in fault.string
+    assert added() == 0
+    optional = security.replace(b' soap-env:mustUnderstand="1"', b"")
+    assert caller.post(_with_header(caller.envelope_for(demande(pki_dir, **ids)), optional)).status_code == 200
+
+
+def test_replays_are_counted_not_sealed_one_by_one(running_hub, caller, pki_dir, ids):
+    document = demande(pki_dir, **ids)
+    assert caller.call(document).status_code == 200
+    before = _metric(running_hub, "hub_messages_duplicate_total", door="soap")
+    for _ in range(5):
+        assert caller.call(document).headers["X-Duplicate"] == "true"
+    assert _metric(running_hub, "hub_messages_duplicate_total", door="soap") == before + 5
+    message = requests.get(f"{running_hub.url}/api/v1/messages/{ids['message_id']}", params={"sender": "JUSTICE"},
+                           timeout=5, headers=bearer(running_hub.mint_token("integration"))).json()
+    assert [e["event"] for e in message["timeline"]].count("DUPLICATE") == 1
+
+
+def test_junk_endpoints_are_counted_and_recorded_at_most_once_a_minute(running_hub):
+    rows = _refusal_rows(running_hub)
+    counted = _metric(running_hub, "hub_messages_refused_total", door="soap")
+    for n in range(10):
+        response = requests.post(f"{running_hub.url}/soap/JUNK{n}X", data=b"<x/>",
+                                 headers={"Content-Type": "text/xml"}, timeout=5)
+        assert response.status_code == 403 and fault_of(response).code == "soap:Client"
+    assert _refusal_rows(running_hub) - rows <= 1
+    assert _metric(running_hub, "hub_messages_refused_total", door="soap") == counted + 10
+
+
+@pytest.mark.parametrize("action", ['"urn:ma:gov:consular:hub:dgsn-callbacks:1#NotifyPassportStatus"', '"urn:x#Nothing"'])
+def test_a_soap_action_that_is_not_the_documents_operation_is_refused(running_hub, caller, pki_dir, ids, added,
+                                                                      action):
+    response = requests.post(caller.address, data=caller.envelope_for(demande(pki_dir, **ids)), timeout=5,
+                             headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": action})
+    assert response.status_code == 400
+    fault = fault_of(response)
+    assert fault.code == "soap:Client" and "SOAPAction" in fault.string
+    assert added() == 0

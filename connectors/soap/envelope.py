@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from hub.errors import Problem
+from hub.errors import MessageTooLarge, NotUnderstood, Problem, SchemaInvalid
 from hub.xml.safe import parse_untrusted, to_bytes
+from hub.xml.text import shown
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 CONTENT_TYPE = "text/xml; charset=utf-8"
+MAX_HEADER_BYTES = 32_768   # a soap:Header larger than this is refused (WS-Security with a certificate is ~6 KiB)
 FAULT_DETAIL_NS = "urn:ma:gov:consular:hub:soap-fault:1"
 _S = f"{{{SOAP_ENV}}}"
 
@@ -75,11 +77,12 @@ def body_document_bytes(element: etree._Element) -> bytes:
 
 
 def build_fault(fault: Fault) -> bytes:
-    """A soap:Fault envelope; problems and the transient mark go in `detail`."""
+    """A soap:Fault envelope; problems and the transient mark go in `detail`. Text that came from the
+    request (a code in the URL, a path) may hold what XML cannot: such characters are written as \\uXXXX."""
     envelope = etree.Element(f"{_S}Envelope", nsmap={"soap": SOAP_ENV})
     element = etree.SubElement(etree.SubElement(envelope, f"{_S}Body"), f"{_S}Fault")
     etree.SubElement(element, "faultcode").text = fault.code
-    etree.SubElement(element, "faultstring").text = fault.string
+    etree.SubElement(element, "faultstring").text = shown(fault.string, 4000)
     if fault.problems or fault.retry_after is not None:
         detail = etree.SubElement(element, "detail")
         d = lambda tag: f"{{{FAULT_DETAIL_NS}}}{tag}"  # noqa: E731
@@ -87,11 +90,11 @@ def build_fault(fault: Fault) -> bytes:
             etree.SubElement(detail, d("RetryAfter"), nsmap={"f": FAULT_DETAIL_NS}).text = str(int(fault.retry_after))
         for problem in fault.problems[:20]:
             p = etree.SubElement(detail, d("Problem"), nsmap={"f": FAULT_DETAIL_NS})
-            p.text = problem.message
+            p.text = shown(problem.message, 2000)
             if problem.line:
                 p.set("line", str(problem.line))
             if problem.path:
-                p.set("path", problem.path)
+                p.set("path", shown(problem.path, 200))
     return to_bytes(envelope)
 
 
@@ -99,20 +102,46 @@ def parse_envelope(data: bytes, *, max_bytes: int, what: str = "SOAP envelope", 
     """The Body's single child, parsed with the hardened parser (hub.xml.safe: size, DOCTYPE, depth and
     element caps, `caps` being its max_depth / max_elements); a soap:Fault element is returned as is.
 
+    The Envelope holds an optional Header, then exactly one Body, and nothing else.
     Raises hub.errors.InputError subclasses (MessageTooLarge, MalformedXml, SchemaInvalid) naming what is wrong."""
-    from hub.errors import SchemaInvalid
-
     root = parse_untrusted(data, max_bytes=max_bytes, what=what, **caps)
     if root.tag != f"{_S}Envelope":
-        raise SchemaInvalid(f"{what}: expected a SOAP 1.1 Envelope ({{{SOAP_ENV}}}Envelope), got {root.tag}",
+        raise SchemaInvalid(f"{what}: expected a SOAP 1.1 Envelope ({{{SOAP_ENV}}}Envelope), got {shown(root.tag, 200)}",
                             [Problem("wrong root element", line=root.sourceline, path="/*")])
-    body = root.find(f"{_S}Body")
+    parts = [c for c in root if isinstance(c.tag, str)]
+    names = [etree.QName(c).localname if c.tag.startswith(_S) else "other" for c in parts]
+    if names not in (["Body"], ["Header", "Body"]):
+        raise SchemaInvalid(f"{what}: a SOAP Envelope holds an optional Header and exactly one Body, found "
+                            f"{', '.join(names) or 'nothing'}", [Problem("Envelope content", line=root.sourceline,
+                                                                         path="/Envelope")])
+    body = parts[-1]
     children = [c for c in body if isinstance(c.tag, str)] if body is not None else []
     if len(children) != 1:
         raise SchemaInvalid(f"{what}: soap:Body must hold exactly one element, found {len(children)}",
                             [Problem("Body content", line=(body if body is not None else root).sourceline,
                                      path="/Envelope/Body")])
     return children[0]
+
+
+def check_header(document: etree._Element, *, max_bytes: int = MAX_HEADER_BYTES) -> None:
+    """The soap:Header of the envelope holding `document` (parse_envelope's result), for a receiver that
+    processes no header entry: refused when over `max_bytes` serialised (MessageTooLarge), or when an
+    entry says mustUnderstand="1" (NotUnderstood, answered with a soap:MustUnderstand fault)."""
+    envelope = document.getparent().getparent()
+    header = envelope.find(f"{_S}Header")
+    if header is None:
+        return
+    size = len(etree.tostring(header))
+    if size > max_bytes:
+        raise MessageTooLarge(f"the soap:Header is {size} bytes; the limit is {max_bytes} bytes",
+                              [Problem(f"over {max_bytes} bytes", line=header.sourceline, path="/Envelope/Header")])
+    for entry in header:
+        if isinstance(entry.tag, str) and (entry.get(f"{_S}mustUnderstand") or "").strip() in ("1", "true"):
+            name = etree.QName(entry)
+            raise NotUnderstood(f"the header entry {{{shown(name.namespace or '', 200)}}}{shown(name.localname, 100)} "
+                                "must be understood, and the hub processes no header entry",
+                                [Problem("mustUnderstand header not processed", line=entry.sourceline,
+                                         path=f"/Envelope/Header/{shown(name.localname, 100)}")])
 
 
 def read_fault(element: etree._Element) -> Fault | None:

@@ -5,13 +5,17 @@ from __future__ import annotations
 from typing import Sequence
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from prometheus_client import REGISTRY
+from starlette.exceptions import HTTPException
 
 from connectors.base import InboundRoutes
 
 from hub.api import health, messages
 from hub.api.auth import ApiAuthentication, auth_error_handler
+from hub.api.edge import RequestBounds, http_error_handler, validation_error_handler
 from hub.api.health import OutboxCollector
+from hub.api.openapi import openapi
 from hub.api.problems import DatabaseUnavailableMiddleware, input_error_handler, not_found_handler, try_later_handler
 from hub.errors import AuthError
 from hub.errors import InputError, NotFound, TryLater
@@ -24,17 +28,24 @@ def create_app(hub, apps: Sequence = ()) -> FastAPI:
                               "partner administrations. Errors are application/problem+json. Every /api route "
                               "needs an API token: `Authorization: Bearer hub_<id>_<secret>` (`hub tokens create`).")
     app.state.hub = hub
+    app.openapi = lambda: openapi(app)  # with the answers of the middleware and handlers (hub/api/openapi.py)
     for client in apps:
         setattr(app.state, client.name, client)
     app.add_exception_handler(InputError, input_error_handler)
     app.add_exception_handler(NotFound, not_found_handler)
     app.add_exception_handler(TryLater, try_later_handler)  # 429 back-pressure: Retry-After
     app.add_exception_handler(AuthError, auth_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)  # 422 without the value sent
+    app.add_exception_handler(HTTPException, http_error_handler)  # 404 no route, 405, ... as problems
+    inbound = inbound_routers(hub)
+    # parameters' characters and body sizes, after the token check (an anonymous caller gets 401 first)
+    app.add_middleware(RequestBounds, hub=hub, paths=lambda: app.openapi()["paths"],
+                       exempt=tuple(router.prefix + "/" for router in inbound))
     app.add_middleware(ApiAuthentication, hub=hub)  # 401 under /api before routing, parsing or validation
     # added last, so outermost: the token check's own database errors are 503 too, not 500
     app.add_middleware(DatabaseUnavailableMiddleware)
     app.include_router(messages.router)
-    for router in inbound_routers(hub):
+    for router in inbound:
         app.include_router(router)
     for client in apps:
         for router in client.routers():

@@ -21,7 +21,8 @@ def healthz(request: Request):
     return {"status": "ok", "leader": bool(leadership is not None and leadership.is_leader)}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={503: {"description": "Not ready: the same report, with the failing checks",
+                                         "content": {"application/json": {}}}})
 def readyz(request: Request):
     hub = request.app.state.hub
     checks = {}
@@ -72,7 +73,9 @@ class OutboxCollector:
         yield gauge
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response,
+            responses={200: {"description": "Prometheus text exposition format",
+                             "content": {"text/plain": {"schema": {"type": "string"}}}}})
 def metrics_endpoint(request: Request):
     # Certificates are read from this app's hub at each scrape (a registry of its own: the process-wide
     # one keeps the first hub's collectors, and tests build several hubs in one process).

@@ -14,6 +14,7 @@ from sqlalchemy.orm import defer, selectinload
 from hub.evidence import audit
 
 from hub.api.auth import allowed
+from hub.api.openapi import XML_RECEIPT, xml_body
 from hub.api.problems import problem
 from connectors.http import read_body
 from hub.access.tokens import Identity
@@ -46,19 +47,30 @@ def _receipt_response(receipt: Receipt) -> Response:
     return Response(receipt.body, status_code=202, media_type="application/xml", headers=headers)
 
 
-@router.post("/messages", status_code=202, summary="Submit a signed canonical message",
-             responses={202: {"description": "Accepted: the hub's signed receipt (application/xml)"},
-                        400: {"description": "Malformed, schema-invalid or badly signed (problem+json)"},
-                        409: {"description": "Message id already used with other content"},
-                        413: {"description": "Over the size cap"}, 415: {"description": "Not application/xml"}})
+INTAKE_RESPONSES = {202: XML_RECEIPT,
+                    400: {"description": "Malformed, schema-invalid or badly signed; `errors` name line and path"},
+                    403: {"description": "This sender may not send this message type, or the token may not submit"},
+                    409: {"description": "Message id already used with other content"},
+                    413: {"description": "Over HUB_MAX_MESSAGE_BYTES"}, 415: {"description": "Not application/xml"},
+                    429: {"description": "A partner it goes to has too many deliveries waiting: nothing stored; "
+                                         "send it again after Retry-After"}}
+
+
+@router.post("/messages", status_code=202, summary="Submit a signed canonical message", response_class=Response,
+             responses=INTAKE_RESPONSES,
+             openapi_extra=xml_body("A canonical envelope (schemas/canonical/envelope.xsd) whose business document "
+                                    "carries the sender's enveloped signature; `hub sample TYPE` prints one",
+                                    example_file="LicenceAuthenticationRequest.xml"))
 async def submit_message(request: Request, identity: Identity = Depends(allowed("messages:submit"))):
     data = await read_document(request, "rest", identity.partner)
     arrival = Arrival("rest", data=data, caller=identity.partner, submitted_by=identity.submitter)
     return _receipt_response(await run_in_threadpool(request.app.state.hub.receive, arrival))
 
 
-@router.post("/partners/{partner}/messages", status_code=202,
-             summary="A partner's own-format document (answers and callbacks)")
+@router.post("/partners/{partner}/messages", status_code=202, response_class=Response,
+             summary="A partner's own-format document (answers and callbacks)", responses=INTAKE_RESPONSES,
+             openapi_extra=xml_body("A document in the partner's own format (schemas/partners/<partner>/) with "
+                                    "the partner's enveloped signature"))
 async def submit_partner_document(partner: str, request: Request,
                                   identity: Identity = Depends(allowed("partner-documents:submit"))):
     code = partner.upper()
@@ -119,13 +131,18 @@ def get_message(message_id: str, request: Request, sender: str | None = None,
 
 
 COUNT_LIMIT = 10_000  # a search's total is counted exactly up to this many matches, unless exact_total=true
+MAX_OFFSET = 1_000_000  # deeper pages are reached with `before` (a large offset reads every row it skips)
+MAX_ID = 2**63 - 1      # a row id (BIGINT): a larger `before` is refused, not sent to the database
 
 
 @router.get("/messages", summary="Search messages")
-def list_messages(request: Request, state: str | None = None, type: str | None = None, partner: str | None = None,
-                  correlation_id: str | None = None, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
-                  before: int | None = Query(None, ge=1, description="a page's `next_before`: the page after it "
-                                                                     "(faster than a large offset)"),
+def list_messages(request: Request, state: str | None = Query(None, max_length=40),
+                  type: str | None = Query(None, max_length=100), partner: str | None = Query(None, max_length=20),
+                  correlation_id: str | None = Query(None, max_length=200), limit: int = Query(50, ge=1, le=500),
+                  offset: int = Query(0, ge=0, le=MAX_OFFSET, description=f"at most {MAX_OFFSET:,}: page further "
+                                                                          "with `before`"),
+                  before: int | None = Query(None, ge=1, le=MAX_ID, description="a page's `next_before`: the page "
+                                                                                "after it (faster than a large offset)"),
                   exact_total: bool = Query(False, description=f"count every match even beyond {COUNT_LIMIT:,} "
                                                                "(slower: it reads each one)"),
                   _identity: Identity = Depends(allowed("messages:read"))):

@@ -31,8 +31,13 @@ def problem(status: int, title: str, detail: str, errors: list[dict] | None = No
     return JSONResponse(body, status_code=status, media_type="application/problem+json")
 
 
-async def input_error_handler(_request: Request, exc: InputError) -> JSONResponse:
+def input_problem(exc: InputError) -> JSONResponse:
+    """A refusal as a problem: its status, title, detail and problems."""
     return problem(exc.status, exc.title, exc.detail, [p.as_dict() for p in exc.problems])
+
+
+async def input_error_handler(_request: Request, exc: InputError) -> JSONResponse:
+    return input_problem(exc)
 
 
 async def not_found_handler(_request: Request, exc: NotFound) -> JSONResponse:

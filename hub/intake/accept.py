@@ -31,7 +31,7 @@ from hub.access.rules import check_may_send
 from hub.store.db import utcnow
 from hub.errors import (DuplicateConflict, InputError, NotAllowed, NotRoutable, PermanentDeliveryError, Problem,
                         SchemaInvalid, UnknownCorrelation)
-from hub.store.models import Delivery, DeliveryState, Message, MessageState
+from hub.store.models import Delivery, DeliveryState, Event, Message, MessageState
 from hub.trust.receipts import build_receipt
 from hub.xml.schemas import ENVELOPE_NS
 from hub.trust.signing import DS_NS
@@ -211,7 +211,12 @@ def _duplicate(session, existing: Message, digest: str) -> Receipt:
             f"message id {existing.message_id!r} from {existing.sender} was already accepted with other content",
             [Problem(f"first accepted with sha256 {existing.digest}, this one has sha256 {digest}",
                      path="/Message/Header/MessageId")])
-    timeline.record(session, existing, timeline.DUPLICATE, "same id and bytes again; first receipt returned")
+    # sealed once per message; every later copy is only counted (hub_messages_duplicate_total): replays
+    # cannot grow the evidence chain
+    if session.scalar(select(Event.id).where(Event.message_pk == existing.id, Event.kind == timeline.DUPLICATE)
+                      .limit(1)) is None:
+        timeline.record(session, existing, timeline.DUPLICATE, "same id and bytes again; first receipt returned "
+                                                               "(further copies are counted, not recorded)")
     return Receipt(existing.message_id, existing.sender, existing.type, existing.receipt, duplicate=True)
 
 

@@ -87,12 +87,14 @@ def _accept(hub, arrival: Arrival) -> Receipt:
 
 
 def refused(hub, door: str, error: InputError, *, party: str | None = None, data: bytes | None = None,
-            size: int | None = None) -> None:
+            size: int | None = None, record: bool = True) -> None:
     """Record and count one refusal at `door`: intake's (from `take_in`), or the door's own before intake.
 
     `party`: the door's party (the partner of the URL or endpoint, the polled partner) or the caller's;
     when None, the canonical Sender as the bytes claim it. `data` None: the bytes were not read (refused
     on their announced size or media type); `size` is then what was announced, if anything. Best effort:
-    a refusal that cannot be recorded (the database away) is logged, never raised."""
+    a refusal that cannot be recorded (the database away) is logged, never raised. `record` False: counted
+    only (a door throttling junk: the SOAP door's unknown endpoints)."""
     metrics.REFUSED.labels(type(error).__name__, door).inc()
-    record_refusal(hub, channel=door, partner=party, error=error, data=data, size=size)
+    if record:
+        record_refusal(hub, channel=door, partner=party, error=error, data=data, size=size)

@@ -31,7 +31,7 @@ import threading
 import uuid
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from lxml import etree
 from pydantic import Field
@@ -350,10 +350,11 @@ async def send_batch_now(request: Request, _identity: Identity = Depends(allowed
 
 
 @router.get("/life-certificates/batches", summary="Batches sent to CDG, newest first")
-def list_batches(request: Request, status: str | None = None, limit: int = 50,
+def list_batches(request: Request, status: str | None = Query(None, max_length=40),
+                 limit: int = Query(50, ge=1, le=500),
                  _identity: Identity = Depends(allowed("messages:read"))):
     with request.app.state.registry.hub.sessions() as session:
-        query = select(PensionBatch).order_by(PensionBatch.id.desc()).limit(min(max(limit, 1), 500))
+        query = select(PensionBatch).order_by(PensionBatch.id.desc()).limit(limit)
         if status:
             query = query.where(PensionBatch.status == status)
         return {"items": [batch_out(batch) for batch in session.scalars(query)]}
