@@ -54,6 +54,7 @@ class Hub:
         self._wake = threading.Condition()
         self._wake_count = 0
         self.dead_letter_listeners: list[Callable[[str, str, str, str], None]] = []
+        self.last_polls: dict = {}  # partner -> how its last poll in this process ended (hub/intake/polling.py)
 
     @property
     def signer_certificate_path(self):

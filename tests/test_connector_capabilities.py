@@ -68,7 +68,7 @@ def test_a_transport_the_engine_never_heard_of_is_delivered_to_and_polled(settin
         assert written.name == f"{receipt.message_id}.xml" and b"<" in written.read_bytes()
 
         (folder / "outbox" / "answer.xml").write_bytes(b"not xml")
-        assert poll_partner(hub, "NARSA") == {"accepted": 0, "refused": 1, "seen": 0}
+        assert poll_partner(hub, "NARSA") == {"accepted": 0, "refused": 1, "seen": 0, "failed": 0}
         assert (folder / "failed" / "answer.xml").exists()
         assert (folder / "failed" / "answer.xml.reason.txt").read_text()
     finally:
