@@ -32,6 +32,8 @@ What else it can do, it declares by implementing capability protocols; the engin
                     (an app's, e.g. the registry's), attached when the service is composed
     FileSender      send_file(message_id, message_type, path, sha256=...): a message whose bytes are kept
                     in a file (too large for a column), sent from disk; the same retries and errors as send
+    KeyFiles        key_files(): the key files the connection needs ({"connection.private_key": path, ...});
+                    the engine refuses to start, naming the file, when one is missing (no key is ever made)
 
 Connectors translate their library's exceptions at this boundary: nothing from httpx, zeep or
 paramiko reaches the engine. Credentials never appear in repr() or in error texts.
@@ -120,6 +122,13 @@ class LocalConsumer(Protocol):
     """Hands deliveries to a consumer living in the hub's process (an app's `local_consumers`)."""
 
     def attach(self, handler: Callable[[Outbound], None]) -> None: ...
+
+
+@runtime_checkable
+class KeyFiles(Protocol):
+    """Names the key files its connection needs (by the setting naming each), checked when the hub starts."""
+
+    def key_files(self) -> dict[str, Path]: ...
 
 
 # -- files too large to hold (the claim check: a message whose bytes stay in a file) ---------------------

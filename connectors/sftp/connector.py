@@ -15,7 +15,8 @@
                     255 bytes: a name too long for that is cut and ends with a digest of the whole name
                     (`bounded_name`), and the reason file names the file in full.
     check()         connects (or reuses the connection) and stats inbox/ and outbox/.
-A Sender and a Poller (connectors/base.py): the engine polls every `poll_interval_seconds` of the config.
+A Sender, a Poller and KeyFiles (connectors/base.py): the engine polls every `poll_interval_seconds` of the
+config, and does not start without the two key files.
 
 Large files (a CDG batch of 100,000 life certificates is about 40 MB, its acknowledgement 15 MB) are
 never held in memory:
@@ -132,6 +133,10 @@ class SftpConnector:
 
     def open(self) -> None:
         """Nothing to do: the connection is made on first use and kept while healthy."""
+
+    def key_files(self) -> dict[str, Path]:
+        """The hub's SSH key and the partner's pinned host key (connectors.base.KeyFiles)."""
+        return {"connection.private_key": self._private_key_path, "connection.host_key": self._host_key_path}
 
     def send(self, outbound: Outbound) -> SendResult:
         name = self.config.file_name.format(message_id=outbound.message_id, message_type=outbound.message_type)
