@@ -24,7 +24,9 @@ What else it can do, it declares by implementing capability protocols; the engin
     Poller          poll(), from the scheduler every `poll_interval_seconds` (transports where the hub
                     fetches: SFTP); yields InboundItems that the engine acks once stored durably, or
                     nacks with a reason; an item too large to hold comes as a local file (`path`),
-                    taken in as a message kept in a file
+                    taken in as a message kept in a file. An item's ack or nack raising DeliveryError
+                    is that item's trouble (it stays with the party, the engine takes the next one);
+                    poll() raising ends the poll (the party unreachable, the connection lost)
     InboundRoutes   inbound_router(), once when the HTTP app is built: an APIRouter serving the
                     transport's own inbound endpoint (SOAP's /soap/{CODE}); the same router object
                     returned by several parties of one transport is mounted once

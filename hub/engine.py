@@ -116,8 +116,8 @@ class Hub:
         return take_in(self, arrival)
 
     def poll(self, partner: str) -> dict[str, int]:
-        """Take in now what `partner` (a polling transport) left for the hub; counts of accepted, refused and
-        already-seen files (hub/intake/polling.py)."""
+        """Take in now what `partner` (a polling transport) left for the hub; counts of accepted, refused,
+        already-seen and failed files (hub/intake/polling.py)."""
         from hub.intake.polling import poll_partner
         return poll_partner(self, partner)
 
