@@ -11,9 +11,10 @@ an accepted one (a crash came between the commit and the ack) is acked again; a 
 no new refusal: a refused (name, digest) is refused once. A file with other bytes is a new file.
 
 One file's trouble is that file's: when its ack or nack fails (the partner's server refusing a rename or
-a write), it stays where it is, counts as `failed`, and the poll goes on with the next file. A poll fails
-as a whole when the partner cannot be listed or the connection is lost (DeliveryError), or when intake
-asks to try later (TryLater: back-pressure; the files stay for the next poll).
+a write), or taking it in meets a defect, it stays where it is, counts as `failed`, and the poll goes on
+with the next file. A poll fails as a whole when the partner cannot be listed or the connection is lost
+(DeliveryError from `poll()`), or when intake asks to try later (TryLater: back-pressure; the files stay
+for the next poll).
 
 Every poll is counted in `hub_polls_total{partner,outcome}` (`error` when it failed or a file could not
 be handled) and its files in `hub_polled_files_total{partner,outcome}`; the last poll of each partner in
@@ -30,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from connectors.base import InboundItem, Poller
-from hub.errors import DeliveryError, InputError, first_line
+from hub.errors import DeliveryError, InputError, TryLater, first_line
 from hub.intake.door import Arrival
 from hub.metrics import POLLED_FILES, POLLS
 from hub.store.db import utcnow
@@ -99,6 +100,12 @@ def _take(hub, partner: str, item: InboundItem, problems: list[str]) -> str:
     except DeliveryError as exc:  # this file's ack or nack failed: it stays, remembered; the next file is taken
         log.warning("%s file %s stays on the server: %s", partner, item.name, exc.reason)
         problems.append(f"{item.name}: {exc.reason}")
+        return "failed"
+    except TryLater:
+        raise  # back-pressure: this file and the next stay for the next poll
+    except Exception as exc:  # a defect met with this file: shown whole, and the next file is taken all the same
+        log.exception("%s file %s stays on the server: taking it in failed", partner, item.name)
+        problems.append(f"{item.name}: {first_line(exc)}")
         return "failed"
 
 
