@@ -23,11 +23,11 @@ def cmd_dev_init(args) -> int:
     parties = list(load_config(settings).parties)
     created = pki.init_dev_keys(settings.pki_dir, parties, hub_algorithm=settings.signing_algorithm)
     for path in created:
-        console.print(f"  created {escape(str(path))}", highlight=False)
+        console.print(f"  created {escape(str(path))}", highlight=False, soft_wrap=True)  # paths stay whole
     console.print(f"development keys for the hub, {', '.join(parties)} in {escape(str(settings.pki_dir))}: "
                   f"{len(created)} file(s) created" + ("" if created else " (all were there)")
                   + ". For development only: a production hub holds its own key and its partners' certificates.",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
     return 0
 
 
