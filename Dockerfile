@@ -1,5 +1,7 @@
 # The hub as a service: `hub serve` on port 8700. Configuration comes from config/ (mount your own
-# over /app/config) and the environment (HUB_DATABASE_URL for PostgreSQL; keys under HUB_PKI_DIR).
+# over /app/config) and the environment (HUB_DATABASE_URL for PostgreSQL). Keys and partners'
+# certificates are mounted at HUB_PKI_DIR (/var/lib/hub/pki): the hub never makes one, and stops naming
+# the missing file. Development keys, to try the image: `hub dev init` in the same volume first.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HUB_HOME=/app HUB_VAR_DIR=/var/lib/hub

@@ -16,7 +16,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
+# The development keys first (`hub dev init`, kept when they exist): the hub itself never makes a key.
 demo: $(STAMP)
+	$(BIN)/hub dev init
 	$(BIN)/hub demo --cases $(CASES)
 
 # The benchmark (bench/, README "Benchmark"): hub + NARSA sandbox on loopback, 2000 messages on SQLite by default.

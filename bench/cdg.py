@@ -120,8 +120,10 @@ def _deliver_all(hub) -> None:
 def run(certificates: int, *, death_notices: int = 0, database_url: str | None = None, work: Path | None = None,
         xmlsec1: bool = False, quiet: bool = False, ack_as_file_above: int = 65536) -> dict:
     """One measured run; returns the figures (and the checks) as a dict."""
+    from hub.config import load_config
     from hub.engine import Hub
     from hub.settings import Settings
+    from hub.trust import pki
     from registry.models import Case
     from registry.app import Registry
     from registry.services import cdg_stream, life_certificates as lc
@@ -138,6 +140,8 @@ def run(certificates: int, *, death_notices: int = 0, database_url: str | None =
     settings = Settings.from_env(var_dir=work / "var", pki_dir=pki_dir, database_url=database_url,
                                  environment={**os.environ, "HUB_PKI_DIR": str(pki_dir),
                                               "HUB_CDG_SFTP_PORT": str(sftp_port)})
+    # the development keys (`hub dev init`): the hub makes none
+    pki.init_dev_keys(pki_dir, list(load_config(settings).parties), hub_algorithm=settings.signing_algorithm)
     hub = Hub(settings)
     hub.migrate()
     registry = Registry(hub)

@@ -165,8 +165,7 @@ class Bench:
         self.run_dir.mkdir(parents=True)
         ok = False
         try:
-            pki.ensure_dev_pki(self.pki_dir, PARTIES)
-            pki.ensure_dev_ssh_keys(self.pki_dir)
+            pki.init_dev_keys(self.pki_dir, PARTIES)  # the development keys (`hub dev init`): the hub makes none
             hub_url_db, floor_db = self._database("hub"), self._database("floor")
             hub_ports, narsa_port = [free_port() for _ in range(args.hub_processes)], free_port()
             hub_urls, narsa_url = [f"http://127.0.0.1:{p}" for p in hub_ports], f"http://127.0.0.1:{narsa_port}"

@@ -24,7 +24,9 @@ What else it can do, it declares by implementing capability protocols; the engin
     Poller          poll(), from the scheduler every `poll_interval_seconds` (transports where the hub
                     fetches: SFTP); yields InboundItems that the engine acks once stored durably, or
                     nacks with a reason; an item too large to hold comes as a local file (`path`),
-                    taken in as a message kept in a file
+                    taken in as a message kept in a file. An item's ack or nack raising DeliveryError
+                    is that item's trouble (it stays with the party, the engine takes the next one);
+                    poll() raising ends the poll (the party unreachable, the connection lost)
     InboundRoutes   inbound_router(), once when the HTTP app is built: an APIRouter serving the
                     transport's own inbound endpoint (SOAP's /soap/{CODE}); the same router object
                     returned by several parties of one transport is mounted once
@@ -32,6 +34,8 @@ What else it can do, it declares by implementing capability protocols; the engin
                     (an app's, e.g. the registry's), attached when the service is composed
     FileSender      send_file(message_id, message_type, path, sha256=...): a message whose bytes are kept
                     in a file (too large for a column), sent from disk; the same retries and errors as send
+    KeyFiles        key_files(): the key files the connection needs ({"connection.private_key": path, ...});
+                    the engine refuses to start, naming the file, when one is missing (no key is ever made)
 
 Connectors translate their library's exceptions at this boundary: nothing from httpx, zeep or
 paramiko reaches the engine. Credentials never appear in repr() or in error texts.
@@ -120,6 +124,13 @@ class LocalConsumer(Protocol):
     """Hands deliveries to a consumer living in the hub's process (an app's `local_consumers`)."""
 
     def attach(self, handler: Callable[[Outbound], None]) -> None: ...
+
+
+@runtime_checkable
+class KeyFiles(Protocol):
+    """Names the key files its connection needs (by the setting naming each), checked when the hub starts."""
+
+    def key_files(self) -> dict[str, Path]: ...
 
 
 # -- files too large to hold (the claim check: a message whose bytes stay in a file) ---------------------

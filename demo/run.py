@@ -124,9 +124,9 @@ def run_demo(*, cases: int, serve: bool, console: Console) -> int:
     console.print(f"[bold]Consular exchange hub — demo[/]: {len(modules)} services, {cases} cases each "
                   f"(life certificates: one batch of at least 100)")
     console.print(f"  database  {settings.database_url}\n  keys      {settings.pki_dir}")
-    # Keys first, in this process: the sandboxes then find them instead of racing to create them.
-    pki.ensure_dev_pki(settings.pki_dir, ["hub", "REGISTRY", *SANDBOXES])
-    pki.ensure_dev_ssh_keys(settings.pki_dir)
+    # The development keys first (what `hub dev init` makes), in this process: the sandboxes then find them
+    # instead of racing to create them, and the hub, which never makes a key, finds its own.
+    pki.init_dev_keys(settings.pki_dir, ["REGISTRY", *SANDBOXES], hub_algorithm=settings.signing_algorithm)
     service = HubService(settings)
     tokens = DemoTokens(service.hub)
     sandboxes: list[SandboxProcess] = []

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import Callable
 
 from connectors import connector_class
-from connectors.base import Connector, LocalConsumer
+from connectors.base import Connector, KeyFiles, LocalConsumer
 from hub.trust import pki
 from hub.intake.backpressure import OutboxDepths
 from hub.trust.certificates import TrustStore
@@ -37,12 +38,13 @@ class Hub:
             raise ConfigError("environment", "HUB_SIGNING_ALGORITHM",
                               f"{algorithm!r} is not a signing algorithm the hub knows "
                               f"(expected {' or '.join(pki.ALGORITHMS)})")
-        pki.ensure_dev_pki(self.settings.pki_dir, [HUB_PARTY, *self.config.parties], hub_algorithm=algorithm)
-        pki.ensure_dev_ssh_keys(self.settings.pki_dir)
-        self.schemas = SchemaSet(self.settings.schemas_dir)
-        self.mappings = MappingSet(self.settings.mappings_dir)
+        # keys are never made here: a missing one stops the hub, named (`hub dev init` makes development keys)
         self.signer = self._load_signer(algorithm)
         self.trust = TrustStore(self.config, config_dir=self.settings.config_dir)
+        self.connectors: dict[str, Connector] = {code: self._build_connector(code) for code in self.config.parties}
+        self._check_key_files()
+        self.schemas = SchemaSet(self.settings.schemas_dir)
+        self.mappings = MappingSet(self.settings.mappings_dir)
         self.engine = engine or make_engine(self.settings.database_url)
         self.sessions = make_sessionmaker(self.engine)
         self.reads = make_read_sessionmaker(self.engine)  # sessions that only read (no write lock on SQLite)
@@ -50,10 +52,10 @@ class Hub:
         # intake's writes: committed in groups on SQLite, whose single writer they would otherwise queue for
         self.committer = GroupCommitter(self.sessions, grouped=self.engine.dialect.name == "sqlite")
         self.outbox_depths = OutboxDepths(self.reads, limit=self.settings.max_outbox_depth)  # for back-pressure
-        self.connectors: dict[str, Connector] = {code: self._build_connector(code) for code in self.config.parties}
         self._wake = threading.Condition()
         self._wake_count = 0
         self.dead_letter_listeners: list[Callable[[str, str, str, str], None]] = []
+        self.last_polls: dict = {}  # partner -> how its last poll in this process ended (hub/intake/polling.py)
 
     @property
     def signer_certificate_path(self):
@@ -62,6 +64,7 @@ class Hub:
     def _load_signer(self, algorithm: str) -> Signer:
         """The hub's key (loaded once: ~40 ms) and certificate; the key must be of HUB_SIGNING_ALGORITHM's kind."""
         key_path = self.settings.pki_dir / f"{HUB_PARTY}.key"
+        pki.require_files(key_path, self.signer_certificate_path, whose="the hub's signing")
         key = pki.load_key(str(key_path))
         certificate = pki.load_certificate(str(self.signer_certificate_path))
         if pki.key_algorithm(key) != algorithm:
@@ -72,6 +75,15 @@ class Hub:
             raise ConfigError(self.signer_certificate_path, "-", f"this certificate does not match the hub's key "
                                                                  f"{key_path}")
         return Signer(key, certificate)
+
+    def _check_key_files(self) -> None:
+        """Every key file a connector needs (the hub's SSH key, a partner's pinned host key) is there."""
+        for code, connector in self.connectors.items():
+            if isinstance(connector, KeyFiles):
+                for key, path in connector.key_files().items():
+                    if not Path(path).is_file():
+                        raise ConfigError(self.settings.config_dir / "partners" / f"{code}.yaml", key,
+                                          f"no file {path} (development keys: `hub dev init`)")
 
     def _build_connector(self, code: str) -> Connector:
         party = self.config.parties[code]
@@ -104,8 +116,8 @@ class Hub:
         return take_in(self, arrival)
 
     def poll(self, partner: str) -> dict[str, int]:
-        """Take in now what `partner` (a polling transport) left for the hub; counts of accepted, refused and
-        already-seen files (hub/intake/polling.py)."""
+        """Take in now what `partner` (a polling transport) left for the hub; counts of accepted, refused,
+        already-seen and failed files (hub/intake/polling.py)."""
         from hub.intake.polling import poll_partner
         return poll_partner(self, partner)
 

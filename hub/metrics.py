@@ -7,6 +7,13 @@ ACCEPTED = Counter("hub_messages_accepted_total", "Messages accepted at intake",
 REFUSED = Counter("hub_messages_refused_total", "Inputs refused at a door", ["reason", "door"])
 DUPLICATES = Counter("hub_messages_duplicate_total", "Same id and bytes received again (answered with the "
                      "first receipt)", ["type", "sender", "door"])
+# Polling transports (hub/intake/polling.py): `error` when the poll failed (the partner unreachable, the connection
+# lost, back-pressure) or one of its files could not be handled (it stays on the partner's server).
+POLLS = Counter("hub_polls_total", "Polls of a partner's files (SFTP outbox/) by outcome: ok or error",
+                ["partner", "outcome"])
+POLLED_FILES = Counter("hub_polled_files_total", "Files polled from a partner by outcome: accepted, refused, "
+                       "seen (taken or refused before), failed (could not be acked or set aside)",
+                       ["partner", "outcome"])
 DELIVERIES = Counter("hub_delivery_attempts_total", "Delivery attempts by outcome", ["partner", "outcome"])
 DELIVERY_SECONDS = Histogram("hub_delivery_seconds", "Time to map, sign and send one delivery", ["partner"])
 

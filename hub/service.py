@@ -48,7 +48,9 @@ JOB_RUNS = Counter("hub_scheduled_job_runs_total", "Scheduled job runs in this p
 
 
 def _count_run(event) -> None:
-    JOB_RUNS.labels(event.job_id, "error" if event.exception else "ok").inc()
+    """A run that raised, or whose job returned False (it failed and said so itself), counts as an error."""
+    failed = event.exception is not None or getattr(event, "retval", None) is False
+    JOB_RUNS.labels(event.job_id, "error" if failed else "ok").inc()
 
 
 def reusable_socket(host: str, port: int) -> socket.socket:
@@ -130,15 +132,19 @@ class HubService:
     def is_leader(self) -> bool:
         return self.leadership.is_leader
 
-    def _poll(self, partner: str) -> None:
+    def _poll(self, partner: str) -> bool:
+        """One scheduled poll; False (counted as an error run) when it failed or left a file it could not handle."""
         try:
-            poll_partner(self.hub, partner)
+            counts = poll_partner(self.hub, partner)
         except DeliveryError as exc:  # the partner unreachable for now: the next interval tries again
             log.warning("polling %s: %s (will try again at the next interval)", partner, exc.reason)
         except TryLater as exc:  # back-pressure: the file stays on the server for the next poll
             log.warning("polling %s: %s (the file stays for the next interval)", partner, exc)
         except Exception:  # a defect: keep polling on schedule, but show it whole
             log.exception("polling %s failed; will try again at the next interval", partner)
+        else:
+            return counts["failed"] == 0
+        return False
 
     def seal_now(self) -> dict[str, int]:
         """Seal pending evidence rows now (also the scheduled job); returns how many of each chain."""

@@ -44,6 +44,7 @@ class Registry:
     def __init__(self, hub):
         self.hub = hub
         pki_dir = hub.settings.pki_dir
+        pki.require_files(pki_dir / f"{PARTY}.key", pki_dir / f"{PARTY}.crt", whose=f"the {PARTY}'s signing")
         self.signer = Signer(pki.load_key(str(pki_dir / f"{PARTY}.key")),
                              pki.load_certificate(str(pki_dir / f"{PARTY}.crt")))
         self.handlers = {message_type: handler for module in catalogue.modules()

@@ -24,7 +24,7 @@ def _licence_request(settings: Settings) -> bytes:
     # a reference of its own each time, so every sample is a new message to the hub
     case = Case(reference=f"LIC-{now:%Y%m%d}-S{uuid.uuid4().hex[:8].upper()}", post_code="FR-PARIS", created_at=now,
                 details={"number": "12/345673", "categories": ["B"], "issue_date": "2010-05-03"}, citizen=citizen)
-    pki.ensure_dev_pki(settings.pki_dir, ["hub", PARTY])
+    pki.require_files(settings.pki_dir / f"{PARTY}.key", settings.pki_dir / f"{PARTY}.crt", whose=f"the {PARTY}'s signing")
     signer = Signer(pki.load_key(str(settings.pki_dir / f"{PARTY}.key")),
                     pki.load_certificate(str(settings.pki_dir / f"{PARTY}.crt")))
     return licence.build_request(SimpleNamespace(signer=signer), case)

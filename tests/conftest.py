@@ -97,8 +97,7 @@ def _argnames(mark) -> list[str]:
 @pytest.fixture(scope="session")
 def pki_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("pki")
-    pki.ensure_dev_pki(path, PARTIES)
-    pki.ensure_dev_ssh_keys(path)
+    pki.init_dev_keys(path, PARTIES)  # what `hub dev init` makes: the hub never makes a key itself
     return path
 
 

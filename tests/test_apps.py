@@ -68,3 +68,17 @@ def test_a_job_runs_either_every_n_seconds_or_at_cron_fields():
     for wrong in ({}, {"every_seconds": 5, "cron": {"hour": 2}}):
         with pytest.raises(ValueError):
             Job("c", print, **wrong)
+
+
+def test_a_job_run_that_returns_false_counts_as_an_error():
+    """A scheduled poll that failed says so by returning False (hub/service.py's `_poll`): /metrics shows an error."""
+    from types import SimpleNamespace
+    from hub.service import JOB_RUNS, _count_run
+
+    def runs(outcome: str) -> float:
+        return JOB_RUNS.labels("poll-TEST", outcome)._value.get()
+    before = runs("error"), runs("ok")
+    _count_run(SimpleNamespace(job_id="poll-TEST", exception=None, retval=False))
+    _count_run(SimpleNamespace(job_id="poll-TEST", exception=RuntimeError("x"), retval=None))
+    _count_run(SimpleNamespace(job_id="poll-TEST", exception=None, retval={"sealed": 0}))
+    assert (runs("error"), runs("ok")) == (before[0] + 2, before[1] + 1)

@@ -4,7 +4,10 @@ acknowledgement back, and every case reaches CDG's verdict."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import re
 
+import httpx
 import pytest
 from lxml import etree
 
@@ -111,7 +114,7 @@ def test_certificates_and_death_notice_reach_cdgs_verdict(running_hub, cdg, clie
         kept = session.query(PensionBatch).filter_by(reference=batch).one().acknowledgement
     verify(etree.fromstring(kept), pki.load_certificate(str(pki_dir / "CDG.crt")), signer_name="CDG")
     # polling again finds nothing new
-    assert poll_partner(running_hub.hub, "CDG") == {"accepted": 0, "refused": 0, "seen": 0}
+    assert poll_partner(running_hub.hub, "CDG") == {"accepted": 0, "refused": 0, "seen": 0, "failed": 0}
 
 
 def test_partner_refusing_writes_is_retried_until_it_recovers(running_hub, cdg, client):
@@ -125,6 +128,59 @@ def test_partner_refusing_writes_is_retried_until_it_recovers(running_hub, cdg, 
     cdg.behave(mode="normal")
     poll_until_acknowledged(running_hub, client, batch)
     assert client.get(f"/api/v1/cases/{reference}").json()["status"] == "ACCEPTED"
+
+
+def polls_counted(running_hub, outcome: str) -> float:
+    text = httpx.get(f"{running_hub.url}/metrics", timeout=10).text
+    found = re.search(rf'^hub_polls_total{{outcome="{outcome}",partner="CDG"}} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_a_file_the_hub_cannot_set_aside_stops_neither_the_poll_nor_is_refused_twice(running_hub, cdg, client):
+    from hub.store.models import Refusal
+    citizen = register(client)
+    reference = issue(client, citizen, "20230412")["reference"]
+    batch = client.post("/api/v1/life-certificates/batches").json()["batch"]
+    sftp = cdg.data_dir / "CDG" / "sftp"
+    wait_for(lambda: (sftp / "outbox" / f"AR_{batch}.xml").exists(), 30, what="CDG's acknowledgement")
+    bad, junk = "AR_0" + "x" * 236 + ".xml", b"<junk>not an acknowledgement</junk>"  # listed before CDG's own
+    assert len(bad) == 244
+    (sftp / "outbox" / bad).write_bytes(junk)
+    errors_before = polls_counted(running_hub, "error")
+
+    cdg.behave(mode="fail")  # CDG's server refuses writes: the junk's reason cannot be written beside it
+    try:
+        answers = [client.post("/api/v1/partners/CDG/poll") for _ in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 200], answers[0].text
+        assert answers[0].json() == {"partner": "CDG", "accepted": 1, "refused": 0, "seen": 0, "failed": 1}
+        assert answers[2].json() == {"partner": "CDG", "accepted": 0, "refused": 0, "seen": 0, "failed": 1}
+        # the file after the junk was read and its batch acknowledged; the junk was refused once, not per poll
+        assert client.get(f"/api/v1/life-certificates/batches/{batch}").json()["status"] == "ACKNOWLEDGED"
+        assert client.get(f"/api/v1/cases/{reference}").json()["status"] == "ACCEPTED"
+        with running_hub.hub.sessions() as session:
+            refusals = session.query(Refusal).filter_by(digest=hashlib.sha256(junk).hexdigest()).all()
+        assert [(r.channel, r.partner) for r in refusals] == [("sftp", "CDG")]
+        assert polls_counted(running_hub, "error") == errors_before + 3
+        assert running_hub._poll("CDG") is False  # the scheduled poll's run counts as an error too
+        ready = httpx.get(f"{running_hub.url}/readyz", timeout=10)
+        polling = ready.json()["checks"]["polling"]
+        assert not polling["ok"]
+        assert "1 file(s) could not be handled" in polling["detail"] and "the server refused" in polling["detail"]
+        assert (sftp / "outbox" / bad).exists()
+    finally:
+        cdg.behave(mode="normal")
+
+    # writes work again: the junk is set aside with a reason whose names fit in 255 bytes; still one refusal
+    assert client.post("/api/v1/partners/CDG/poll").json() == {"partner": "CDG", "accepted": 0, "refused": 0,
+                                                                "seen": 1, "failed": 0}
+    failed = sorted(p.name for p in (sftp / "failed").iterdir())
+    [reason] = [name for name in failed if name.endswith(".reason.txt")]
+    assert bad in failed and len(reason.encode()) <= 249 and reason.startswith("AR_0xxx")
+    text = (sftp / "failed" / reason).read_text()
+    assert "refused by the hub" in text and f"file: {bad}" in text
+    with running_hub.hub.sessions() as session:
+        assert session.query(Refusal).filter_by(digest=hashlib.sha256(junk).hexdigest()).count() == 1
+    assert httpx.get(f"{running_hub.url}/readyz", timeout=10).json()["checks"]["polling"]["ok"]
 
 
 def test_batch_that_cannot_be_delivered_fails_with_its_cases(running_hub, client, pki_dir):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -348,6 +349,34 @@ def test_poll_yields_outbox_files_and_ack_nack_move_them(paused, connector):
     assert "refused by the hub: signature does not verify as CDG's" in \
         (paused.root / "failed" / "AR_2.xml.reason.txt").read_text()
     assert list(connector.poll()) == []
+
+
+def test_a_refused_file_with_a_244_character_name_gets_a_reason_within_255_bytes(paused, connector):
+    long_name = "AR_0" + "é" * 100 + "x" * 36 + ".xml"  # 244 bytes: `.<name>.reason.txt.part` would be 261
+    assert len(long_name.encode()) == 244
+    (paused.root / "outbox" / long_name).write_bytes(b"<junk/>")
+    (paused.root / "outbox" / "AR_Z.xml").write_bytes(b"<ack>Z</ack>")
+    items = {item.name: item for item in connector.poll()}
+    items[long_name].nack("no such message type")
+    items["AR_Z.xml"].ack()
+    [reason] = [name for name in paused.folder("failed") if name.endswith(".reason.txt")]
+    assert paused.folder("failed") == sorted([long_name, reason]) and paused.folder("done") == ["AR_Z.xml"]
+    assert reason == SftpConnector.reason_name(long_name) and len(f".{reason}.part".encode()) == 255
+    assert reason.startswith("AR_0éé") and re.search(r"~[0-9a-f]{16}\.reason\.txt$", reason)
+    text = (paused.root / "failed" / reason).read_text()
+    assert "refused by the hub: no such message type" in text and f"file: {long_name}" in text
+    assert paused.folder("outbox") == []
+
+
+def test_bounded_names_keep_short_names_and_cut_long_ones_with_a_digest():
+    from connectors.sftp.connector import bounded_name
+    assert bounded_name("AR_1.xml", suffix=".reason.txt") == "AR_1.xml.reason.txt"
+    one, other = "a" * 300, "a" * 299 + "b"
+    cut = bounded_name(one, prefix=".", suffix=".part")
+    assert len(cut.encode()) == 255 and cut.startswith(".aaa") and cut.endswith(".part")
+    assert cut != bounded_name(other, prefix=".", suffix=".part")
+    assert len(bounded_name("é" * 200, suffix=".x").encode()) <= 255  # cut between characters, never inside one
+    bounded_name("é" * 200, suffix=".x").encode().decode()
 
 
 def test_ack_of_a_file_seen_again_replaces_the_older_copy_in_done(paused, connector):

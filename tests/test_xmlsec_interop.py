@@ -23,6 +23,7 @@ import sigtools as st
 from sigtools import narsa_result, post_partner
 from hub.delivery.workers import render_for_partner
 from hub.store.models import Delivery, Message
+from hub.trust import pki
 from hub.trust.receipts import build_receipt
 from hub.settings import Settings
 from hub.trust.signing import ECDSA_SHA256, RSA_SHA256, verify
@@ -102,7 +103,7 @@ def test_hub_receipt_and_delivered_document_verify_with_xmlsec1(client, running_
 
 
 def test_ecdsa_hub_key_signs_what_xmlsec1_verifies(tmp_path, pki_dir, monkeypatch):
-    """HUB_SIGNING_ALGORITHM=ecdsa-sha256: the development hub key is made P-256, the hub signs
+    """HUB_SIGNING_ALGORITHM=ecdsa-sha256: the development hub key (`hub dev init`) is made P-256, the hub signs
     ecdsa-sha256, xmlsec1 verifies it; an RSA key with that setting stops the hub naming both."""
     from hub.errors import ConfigError
     from hub.engine import Hub
@@ -111,6 +112,7 @@ def test_ecdsa_hub_key_signs_what_xmlsec1_verifies(tmp_path, pki_dir, monkeypatc
     for name in ("hub.key", "hub.crt"):
         (own_pki / name).unlink()
     monkeypatch.setenv("HUB_SIGNING_ALGORITHM", "ecdsa-sha256")
+    pki.init_dev_keys(own_pki, [], hub_algorithm="ecdsa-sha256")  # what `hub dev init` makes with this setting
     settings = Settings.from_env(var_dir=tmp_path / "var", pki_dir=own_pki, database_url=f"sqlite:///{tmp_path}/h.db")
     hub = Hub(settings)
     try:

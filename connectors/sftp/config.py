@@ -28,7 +28,8 @@ class SftpConfig(BaseModel):
     outbox: str = Field("outbox", description="Remote folder the partner writes its files to (the hub polls it).")
     done: str = Field("done", description="Remote folder an outbox file is moved to once the hub stored it.")
     failed: str = Field("failed", description="Remote folder an outbox file is moved to when the hub refused it; "
-                                              "`<name>.reason.txt` beside it says why.")
+                                              "`<name>.reason.txt` beside it says why (a name too long for "
+                                              "that is cut to 249 bytes, ending with a digest of the whole).")
     poll_interval_seconds: float = Field(30.0, ge=0.1, le=86400, description="Seconds between two polls of outbox/.")
     file_name: str = Field("{message_id}.xml", description="Name of an uploaded file; placeholders {message_id} "
                                                            "and {message_type}. Uploads go to `.<name>.part` "

@@ -8,8 +8,15 @@
     poll()          lists `<outbox>/` (names starting with "." are someone's temporaries and skipped)
                     and yields each file as an InboundItem; `ack()` moves it to `<done>/`,
                     `nack(reason)` writes `<failed>/<name>.reason.txt` then moves it to `<failed>/`.
+                    One file is never the poll's problem: a file that cannot be read while the
+                    connection holds is set aside in `<failed>/` with the reason (or left in place when
+                    even that fails) and the next file is read. Every name the hub makes from a
+                    partner's file name (the reason file, its temporary, a local download) stays within
+                    255 bytes: a name too long for that is cut and ends with a digest of the whole name
+                    (`bounded_name`), and the reason file names the file in full.
     check()         connects (or reuses the connection) and stats inbox/ and outbox/.
-A Sender and a Poller (connectors/base.py): the engine polls every `poll_interval_seconds` of the config.
+A Sender, a Poller and KeyFiles (connectors/base.py): the engine polls every `poll_interval_seconds` of the
+config, and does not start without the two key files.
 
 Large files (a CDG batch of 100,000 life certificates is about 40 MB, its acknowledgement 15 MB) are
 never held in memory:
@@ -60,12 +67,25 @@ from hub.errors import DeliveryError, InputError, PermanentDeliveryError, Transi
 
 log = logging.getLogger("connectors.sftp")
 _CHUNK = 32 * 1024
+_NAME_LIMIT = 255  # bytes in one file name (NAME_MAX on Linux and most SFTP servers' file systems)
 
 
 def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH-style SHA256 fingerprint of a public key."""
     digest = hashlib.sha256(key.asbytes()).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def bounded_name(name: str, *, prefix: str = "", suffix: str = "", limit: int = _NAME_LIMIT) -> str:
+    """`prefix + name + suffix` when that fits in `limit` bytes (UTF-8), else the name cut at a character
+    boundary and followed by `~` and 16 hex digits of its SHA-256: distinct names stay distinct."""
+    whole = f"{prefix}{name}{suffix}"
+    if len(whole.encode()) <= limit:
+        return whole
+    tag = "~" + hashlib.sha256(name.encode()).hexdigest()[:16]
+    room = limit - len(f"{prefix}{tag}{suffix}".encode())
+    stem = name.encode()[:max(room, 0)].decode(errors="ignore")
+    return f"{prefix}{stem}{tag}{suffix}"
 
 
 def load_public_key(path: Path) -> paramiko.PKey:
@@ -114,6 +134,10 @@ class SftpConnector:
     def open(self) -> None:
         """Nothing to do: the connection is made on first use and kept while healthy."""
 
+    def key_files(self) -> dict[str, Path]:
+        """The hub's SSH key and the partner's pinned host key (connectors.base.KeyFiles)."""
+        return {"connection.private_key": self._private_key_path, "connection.host_key": self._host_key_path}
+
     def send(self, outbound: Outbound) -> SendResult:
         name = self.config.file_name.format(message_id=outbound.message_id, message_type=outbound.message_type)
         final, temporary = f"{self.config.inbox}/{name}", f"{self.config.inbox}/.{name}.part"
@@ -156,24 +180,17 @@ class SftpConnector:
                 self.take_streamed(name, consume)
                 continue
             if (entry.st_size or 0) > self.config.max_file_bytes:
-                self._nack(name, f"file is {entry.st_size} bytes; the limit is {self.config.max_file_bytes}")
+                self._set_aside(name, f"file is {entry.st_size} bytes; the limit is {self.config.max_file_bytes}")
                 continue
-            if (entry.st_size or 0) > self.config.stream_above_bytes:  # too large to hold: to disk, in chunks
-                local = self._download(name)
-                if local is not None:
-                    yield InboundItem(name=name, body=b"", path=local, ack=partial(self._ack, name, local),
-                                      nack=partial(self._nack, name, local=local))
+            try:
+                item = self._fetch(name, entry.st_size or 0)
+            except DeliveryError as exc:
+                if not self._active():
+                    raise  # the connection is gone: the poll ends, the next one starts over
+                self._set_aside(name, f"the hub could not read it: {exc.reason}")
                 continue
-            with self._lock:
-                sftp = self._session()
-                with self._translated(f"downloading {outbox}/{name}"):
-                    try:
-                        with sftp.open(f"{outbox}/{name}", "rb") as remote:
-                            remote.prefetch()
-                            body = remote.read()
-                    except FileNotFoundError:
-                        continue  # moved away since the listing (another poller took it)
-            yield InboundItem(name=name, body=body, ack=partial(self._ack, name), nack=partial(self._nack, name))
+            if item is not None:
+                yield item
 
     def send_file(self, message_id: str, message_type: str, path: Path, *, sha256: str) -> SendResult:
         """`send` for a file too large to hold: streamed from disk; `sha256` is the file's digest."""
@@ -249,10 +266,44 @@ class SftpConnector:
 
     # -- ack / nack --------------------------------------------------------------------------------
 
+    def _fetch(self, name: str, size: int) -> InboundItem | None:
+        """`<outbox>/<name>` as an InboundItem: its bytes, or a local copy when too large to hold (None: moved
+        away since the listing, another poller took it)."""
+        if size > self.config.stream_above_bytes:  # too large to hold: to disk, in chunks
+            local = self._download(name)
+            if local is None:
+                return None
+            return InboundItem(name=name, body=b"", path=local, ack=partial(self._ack, name, local),
+                               nack=partial(self._nack, name, local=local))
+        with self._lock:
+            sftp = self._session()
+            with self._translated(f"downloading {self.config.outbox}/{name}"):
+                try:
+                    with sftp.open(f"{self.config.outbox}/{name}", "rb") as remote:
+                        remote.prefetch()
+                        body = remote.read()
+                except FileNotFoundError:
+                    return None
+        return InboundItem(name=name, body=body, ack=partial(self._ack, name), nack=partial(self._nack, name))
+
+    def _set_aside(self, name: str, reason: str) -> None:
+        """A file the hub will not take goes to failed/ with the reason; when even that fails it stays where
+        it is (tried again at the next poll) and the poll goes on with the next file."""
+        try:
+            self._nack(name, reason)
+        except DeliveryError as exc:
+            if not self._active():
+                raise
+            log.warning("%s: %s/%s could not be set aside (%s); it stays for the next poll",
+                        self._where, self.config.outbox, name, exc.reason)
+        else:
+            log.warning("%s: %s/%s set aside in %s/: %s", self._where, self.config.outbox, name,
+                        self.config.failed, reason)
+
     def _download(self, name: str) -> Path | None:
         """`<outbox>/<name>` copied to a local file in 1 MiB reads (None: moved away since the listing)."""
         self._downloads.mkdir(parents=True, exist_ok=True)
-        local = self._downloads / f".{self.party}-{name}.download"
+        local = self._downloads / bounded_name(name, prefix=f".{self.party}-", suffix=".download")
         with self._lock:
             sftp = self._session()
             with self._translated(f"downloading {self.config.outbox}/{name}"):
@@ -278,15 +329,22 @@ class SftpConnector:
         if local is not None:
             local.unlink(missing_ok=True)
         stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        text = f"{stamp} refused by the hub: {reason}\n".encode()
+        text = f"{stamp} refused by the hub: {reason}\nfile: {name}\n".encode()
+        reason_name = self.reason_name(name)  # its temporary too stays within 255 bytes
+        temporary, final = f"{self.config.failed}/.{reason_name}.part", f"{self.config.failed}/{reason_name}"
         with self._lock:
             sftp = self._session()
             with self._translated(f"moving {self.config.outbox}/{name} to {self.config.failed}/"):
                 # the reason first: when the file shows up in failed/, its reason is already beside it
-                self._upload(sftp, f"{self.config.failed}/.{name}.reason.txt.part", text)
-                self._move(sftp, f"{self.config.failed}/.{name}.reason.txt.part",
-                           f"{self.config.failed}/{name}.reason.txt")
+                self._upload(sftp, temporary, text)
+                self._move(sftp, temporary, final)
                 self._move(sftp, f"{self.config.outbox}/{name}", f"{self.config.failed}/{name}")
+
+    @staticmethod
+    def reason_name(name: str) -> str:
+        """The name of the reason file beside a refused file in failed/: `<name>.reason.txt`, or, for a name
+        too long for that, the name cut to fit with a digest of the whole (`bounded_name`)."""
+        return bounded_name(name, suffix=".reason.txt", limit=_NAME_LIMIT - len(".") - len(".part"))
 
     # -- file operations (called with the lock held, inside _translated) ----------------------------
 

@@ -1,4 +1,5 @@
-"""Liveness, readiness (database, every connector's check, certificates) and Prometheus metrics."""
+"""Liveness, readiness (database, every connector's check, certificates, the last poll of each polled
+partner) and Prometheus metrics."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
@@ -7,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import text
 
+from hub.intake.polling import polling_check
 from hub.trust.certificates import EXPIRED, EXPIRING, NOT_YET_VALID, inventory, parties_without_valid_certificate
 from hub.metrics import CertificateCollector
 from hub.store.counts import outbox_depths
@@ -36,6 +38,7 @@ def readyz(request: Request):
         health = connector.check()
         checks[code] = {"ok": health.ok, "detail": health.detail}
     checks["certificates"] = certificates_check(hub)
+    checks["polling"] = polling_check(hub)
     ready = all(c["ok"] for c in checks.values())
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 

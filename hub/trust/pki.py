@@ -1,8 +1,14 @@
 """Keys and certificates.
 
-On first run the hub creates a development CA and, signed by it, a key pair and certificate for
-each party (the hub, the consular registry, each sandbox partner) under `var/pki/`. Nothing here is
-ever committed. Production deployments put their real certificates at the paths `config/` names.
+The hub never invents a key: `hub serve` (every start of the engine) refuses to start when its own key
+or a partner's pinned certificate is missing, naming the file. Production deployments put their real
+keys and certificates at the paths `config/` and HUB_PKI_DIR name.
+
+Development keys come from one explicit command, `hub dev init` (`init_dev_keys`), which `hub demo`,
+`make demo` and the tests run: a development CA and, signed by it, a key pair and certificate for each
+party (the hub, the consular registry, each sandbox partner), and the SSH keys of the SFTP exchange,
+under `var/pki/`. That folder holds the sandboxes' private keys too: it is for development only, and
+nothing here is ever committed.
 
 Loading an RSA private key from PEM costs ~40 ms: keys are loaded once per process (`load_key`).
 """
@@ -17,6 +23,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+
+from hub.errors import ConfigError
 
 DEV_VALIDITY = dt.timedelta(days=730)
 
@@ -107,6 +115,15 @@ def ensure_dev_pki(pki_dir: Path, parties: list[str], *, hub_algorithm: str = "r
     return created
 
 
+def require_files(*paths: Path, whose: str) -> None:
+    """ConfigError naming the first of `paths` (a key, a certificate) that is missing: nothing is made."""
+    for path in paths:
+        if not Path(path).is_file():
+            what = "certificate" if str(path).endswith(".crt") else "key"
+            raise ConfigError(path, "HUB_PKI_DIR", f"{whose} {what} is missing: put it there "
+                                                   f"(development keys: `hub dev init`)")
+
+
 @functools.lru_cache(maxsize=None)
 def load_key(path: str):
     return serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
@@ -161,3 +178,14 @@ def ensure_dev_ssh_keys(pki_dir: Path) -> dict[str, Path]:
     """The development SSH keys of the SFTP exchange with CDG: the hub's client key and CDG's host
     key, under `<pki_dir>/ssh/` (`hub_client`, `hub_client.pub`, `CDG_host`, `CDG_host.pub`)."""
     return {name: ensure_dev_ssh_key(pki_dir, name) for name in (HUB_SSH_CLIENT_KEY, CDG_SSH_HOST_KEY)}
+
+
+def init_dev_keys(pki_dir: Path, parties: list[str], *, hub_algorithm: str = "rsa-sha256") -> list[Path]:
+    """Development keys, made on request only (`hub dev init`): the development CA, a key and certificate
+    for the hub and each of `parties` (the hub's made for `hub_algorithm`), and the SSH keys of the SFTP
+    exchange. What exists is kept. Returns the files created."""
+    pki_dir = Path(pki_dir)
+    before = {path for path in pki_dir.rglob("*") if path.is_file()} if pki_dir.exists() else set()
+    ensure_dev_pki(pki_dir, ["hub", *[party for party in parties if party != "hub"]], hub_algorithm=hub_algorithm)
+    ensure_dev_ssh_keys(pki_dir)
+    return sorted(path for path in pki_dir.rglob("*") if path.is_file() and path not in before)
