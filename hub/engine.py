@@ -54,6 +54,7 @@ class Hub:
         self._wake = threading.Condition()
         self._wake_count = 0
         self.dead_letter_listeners: list[Callable[[str, str, str, str], None]] = []
+        self.chained_histories: list = []  # the apps' tables sealed into chains of their own (hub/apps.py)
 
     @property
     def signer_certificate_path(self):

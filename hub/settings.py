@@ -103,6 +103,18 @@ class Settings(BaseSettings):
     default_retention_days: int = Field(365, ge=1, description="Days a final message keeps its payload bytes "
                                                                "when its route names no `retention_days`.")
 
+    # -- evidence ---------------------------------------------------------------------------------------
+    evidence_checkpoint_seconds: float = Field(300, gt=0, description="How often the leading process appends a "
+                                               "hub-signed checkpoint of every evidence chain's head to "
+                                               "`$HUB_VAR_DIR/evidence/checkpoints.log` (and the copy).")
+    evidence_checkpoint_copy: Path | None = Field(None, description="A second file the checkpoints are appended "
+                                                  "to, on storage the database's administrators cannot rewrite "
+                                                  "(another host's mount, append-only or WORM storage); "
+                                                  "`hub evidence verify` checks against both.")
+    evidence_unsealed_seconds: float = Field(60, gt=0, description="An evidence row still unsealed this long "
+                                             "after it was written fails `hub evidence verify` (`hub serve` "
+                                             "seals new rows within a second; verify never seals).")
+
     # -- delivery ---------------------------------------------------------------------------------------
     delivery_workers: int = Field(4, ge=1, description="Delivery threads per process, at least (raised to "
                                                        "`HUB_PARTNER_CONCURRENCY` × parties).")
@@ -182,7 +194,7 @@ class Settings(BaseSettings):
         return values
 
     @field_validator("home", "var_dir", "config_dir", "schemas_dir", "mappings_dir", "pki_dir", "tls_certificate",
-                     "tls_key", "tls_client_ca")
+                     "tls_key", "tls_client_ca", "evidence_checkpoint_copy")
     @classmethod
     def _absolute(cls, path: Path | None) -> Path | None:
         return None if path is None else path.resolve()

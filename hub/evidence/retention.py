@@ -70,7 +70,7 @@ def purge_expired(hub, *, now: dt.datetime | None = None, dry_run: bool = False,
                     continue
                 report.bytes_removed += _purge(session, message, now, dry_run, unlinked)
                 report.purged.append(f"{message.sender}/{message.message_id}")
-                purged_here.append(message.message_id)
+                purged_here.append(f"{message.sender}/{message.message_id}")
             if purged_here and not dry_run:
                 audit.record(session, actor=actor, action="PURGE", subject=f"{len(purged_here)} messages",
                              detail="retention purge of payload bytes (hashes and receipts kept): "
