@@ -442,9 +442,11 @@ def _load(session, model, ids: set) -> dict:
 class _PurgeLookup:
     """Why a message's missing bytes are not accounted for by a retention purge (None: they are). Asked when
     its bytes are found missing, not read once before the walk: a purge that commits while the walk runs is
-    then found too. A purge is accounted for by its sealed entries only (verify never seals): the message's
-    PURGED event, dated no later than the verification and at least the route's retention after the
-    message's sealed RECEIVED event, and a PURGE audit entry listing the message."""
+    then found too (its rows are checked whether the sealer reached them yet or not; a row left unsealed
+    too long fails its chain anyway). A purge accounts for them when the message has a PURGED event dated
+    no later than the verification and at least the route's retention after the message's first sealed
+    RECEIVED event (a RECEIVED event appended later cannot move the receipt back), and a PURGE audit entry
+    lists the message."""
 
     def __init__(self, hub, now: dt.datetime):
         self.hub, self.now, self.known = hub, now, set()
@@ -461,17 +463,20 @@ class _PurgeLookup:
         if message.purged_at is None:
             return "the message is not marked purged"
         with self.hub.sessions() as session:
-            sealed = (Event.message_pk == message.id, Event.chain_seq.is_not(None))
-            purged = session.scalar(select(func.min(Event.at)).where(*sealed, Event.kind == timeline.PURGED))
-            received = session.scalar(select(func.min(Event.at)).where(*sealed, Event.kind == timeline.RECEIVED))
+            ours = Event.message_pk == message.id
+            purged = session.scalar(select(Event.at).where(ours, Event.kind == timeline.PURGED)
+                                    .order_by(Event.id).limit(1))
+            received = session.scalar(select(Event.at).where(ours, Event.kind == timeline.RECEIVED,
+                                                             Event.chain_seq.is_not(None))
+                                      .order_by(Event.chain_seq).limit(1))
             audited = [detail for detail in session.scalars(
-                select(AuditEntry.detail).where(AuditEntry.action == "PURGE", AuditEntry.chain_seq.is_not(None),
+                select(AuditEntry.detail).where(AuditEntry.action == "PURGE",
                                                 AuditEntry.detail.contains(message.message_id)))
                        if _lists(detail, message)]
         if purged is None:
-            return "no sealed PURGED event of this message"
+            return "no PURGED event of this message"
         if not audited:
-            return "no sealed PURGE audit entry names this message"
+            return "no PURGE audit entry names this message"
         days = retention_days(self.hub, message.type)
         if received is None or purged < received + dt.timedelta(days=days):
             return (f"its PURGED event is dated {iso(purged)}, before the route's retention of {days} days since "
