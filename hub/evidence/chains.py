@@ -373,8 +373,10 @@ def _left_unsealed(hub, report: ChainReport, table, now: dt.datetime) -> Failure
 
 def _compare_with_checkpoints(hub, report: VerificationReport) -> None:
     """The last checkpoint of each checkpoint file against the chains as walked (their hashes up to the head
-    verified, so the stored chain hash at a checkpointed entry is the one the walk linked)."""
+    verified, so the stored chain hash at a checkpointed entry is the one the walk linked). A file with no
+    checkpoint while another has one is an error (removed or emptied)."""
     walked = {name: (r.head_seq, r.head_hash) for name, r in report.chains.items() if r.failure is None}
+    empty = []
     for location in checkpoints.locations(hub.settings):
         try:
             checkpoint = checkpoints.last(location, hub.signer.certificate)
@@ -382,14 +384,16 @@ def _compare_with_checkpoints(hub, report: VerificationReport) -> None:
             report.errors.append(str(exc))
             continue
         if checkpoint is None:
-            if location != checkpoints.primary_file(hub.settings):
-                report.errors.append(f"checkpoint file {location} (HUB_EVIDENCE_CHECKPOINT_COPY) is missing or empty")
+            empty.append(location)
             continue
         report.checkpoints.append(str(checkpoint))
         for name, seq, problem in checkpoints.contradictions(checkpoint, walked,
                                                              lambda name, seq: hash_at(hub, name, seq)):
             report.chains[name].failure = Failure(name, seq, "compared with the last checkpoint", problem)
             walked.pop(name)
+    if report.checkpoints or report.errors:
+        report.errors.extend(f"checkpoint file {location} is missing or empty, while another holds checkpoints"
+                             for location in empty)
 
 
 def _verify_timeline(hub, progress: Progress | None, now: dt.datetime) -> ChainReport:

@@ -158,7 +158,7 @@ def contradictions(checkpoint: Checkpoint, heads: Heads, hash_at: Callable[[str,
         head_seq = heads[name][0]
         if head_seq < seq:
             problems.append((name, head_seq + 1, f"the chain ends at entry {head_seq}, but the {checkpoint} "
-                                                 f"has entry {seq}: entries after {head_seq} were deleted"))
+                                                 f"has entry {seq}: entries after {head_seq} were deleted (or their seals emptied)"))
             continue
         stored = hash_at(name, seq)
         if stored != chain_hash:
