@@ -27,7 +27,8 @@ from hub.trust.signing import Signer
 from hub.xml.safe import parse_trusted
 from registry import audit, catalogue, service
 from registry.canonical import PARTY
-from registry.models import CASE_HISTORY, Base, Case
+from registry.history import CASE_HISTORY
+from registry.models import Base, Case
 from registry.outputs import case_out
 from registry.reference import load_posts
 from registry.samples import SAMPLES
@@ -40,7 +41,7 @@ class Registry:
     name = "registry"
     metadata = Base.metadata
     samples = SAMPLES
-    chains = (CASE_HISTORY,)  # the case status history, sealed and verified by the hub (registry/models.py)
+    chains = (CASE_HISTORY,)  # the case status history, sealed and verified by the hub (registry/history.py)
     RESUBMIT_EVERY_SECONDS = 30
 
     def __init__(self, hub):

@@ -2,8 +2,7 @@
 life-certificate batches sent to CDG.
 
 A case's status history (`case_events`) is a hash chain of its own, "cases", sealed and verified by the hub
-like its timeline (CASE_HISTORY below, declared to the hub by registry/app.py): a status or history row
-changed in SQL fails `hub evidence verify`, and so does a case whose status is not its history's last.
+like its timeline (registry/history.py).
 
 They hang on the registry's own MetaData (`Base.metadata`), which the registry app hands to the hub's
 migrations (registry/app.py, hub/apps.py): the engine's metadata holds only the engine's tables."""
@@ -11,13 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from typing import Iterator
+from sqlalchemy import JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from sqlalchemy import (JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integer, LargeBinary, String, Text, func,
-                        select, text)
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column, relationship
-
-from hub.apps import ChainedHistory
 from hub.store.db import Id, UtcDateTime
 
 
@@ -134,34 +129,3 @@ class PensionBatch(Base):
     submitted_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
-
-# -- the case history as a chain of the hub's evidence ----------------------------------------------
-
-def _case_history_rows():
-    return (select(CaseEvent.id, CaseEvent.at, CaseEvent.status, CaseEvent.actor, CaseEvent.note,
-                   CaseEvent.chain_seq, CaseEvent.content_hash, CaseEvent.chain_hash, Case.reference, Case.service)
-            .join(Case, CaseEvent.case_id == Case.id))
-
-
-def _case_history_fields(row) -> list:
-    """["cases", seq, at, case reference, service, status, actor, note]"""
-    return [row.at, row.reference, row.service, row.status, row.actor, row.note or ""]
-
-
-def statuses_off_history(session: Session) -> Iterator[str]:
-    """Cases whose status is not the status of their last history row (the status edited, not recorded)."""
-    last = (select(CaseEvent.case_id, func.max(CaseEvent.id).label("last_id"))
-            .group_by(CaseEvent.case_id).subquery())
-    event = aliased(CaseEvent)
-    rows = session.execute(select(Case.reference, Case.status, event.status, event.id)
-                           .outerjoin(last, last.c.case_id == Case.id)
-                           .outerjoin(event, event.id == last.c.last_id)
-                           .where((event.id.is_(None)) | (event.status != Case.status))
-                           .order_by(Case.id).limit(10))
-    for reference, status, recorded, event_id in rows:
-        yield (f"case {reference} has status {status}, but its history has no row" if event_id is None else
-               f"case {reference} has status {status}, but its history's last row ({event_id}) records {recorded}")
-
-
-CASE_HISTORY = ChainedHistory("cases", CaseEvent.__table__, rows=_case_history_rows, fields=_case_history_fields,
-                              check=statuses_off_history)

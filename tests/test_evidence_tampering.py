@@ -6,7 +6,7 @@ repatriation case REFUSED, all sealed as `hub serve` seals them, then a signed c
 heads written to the checkpoint file and its copy. The attacks: the tail of `events` and `audit_log`
 deleted; the seal columns emptied after an edit (verify does not seal them again; sealed again, the
 checkpoint names them); a payload nulled with a fake PURGED event, purged_at and PURGE audit entry; a
-case's status edited. verify is called as a function; one test runs `hub evidence verify` itself.
+case's status edited, a status appended to its history, a status of its history rewritten. verify is called as a function; one test runs `hub evidence verify` itself.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from hub.store.db import utcnow
 from hub.store.models import AuditEntry, Event, Message
 from registry import service
 from registry.app import Registry
+from registry.models import CaseEvent
 from support import licence_request
 from test_evidence import flat, run_hub_cli
 
@@ -171,9 +172,18 @@ def test_a_case_status_edited_in_sql_fails_the_cases_chain(hub, settings):
     assert f"case {reference} has status AUTHORISED, but its history's last row" in failure.problem
     assert "records REFUSED" in failure.problem
 
-    with hub.sessions.begin() as session:  # and its history rewritten to match
-        session.execute(text("UPDATE case_events SET status = 'AUTHORISED', actor = 'hub' WHERE id = "
-                             "(SELECT MAX(id) FROM case_events WHERE case_id = :id)"), {"id": case_id})
+    # a history row appended to match, sealed as the running hub would: REFUSED is final
+    with hub.sessions.begin() as session:
+        session.execute(insert(CaseEvent).values(case_id=case_id, at=utcnow(), status="AUTHORISED", actor="hub",
+                                                 note="all clearances received"))
+    seal_pending(hub)
+    failure = verify_chains(hub).chains["cases"].failure
+    assert f"case {reference}: its history goes from REFUSED to AUTHORISED" in failure.problem
+
+    # the refusal itself rewritten
+    with hub.sessions.begin() as session:
+        session.execute(update(CaseEvent).where(CaseEvent.case_id == case_id, CaseEvent.status == "REFUSED")
+                        .values(status="AUTHORISED", actor="hub"))
     failure = verify_chains(hub).chains["cases"].failure
     assert failure.entry.startswith("case_events row ") and "no longer match what was sealed" in failure.problem
 
