@@ -106,7 +106,12 @@ class Settings(BaseSettings):
     # -- evidence ---------------------------------------------------------------------------------------
     evidence_checkpoint_seconds: float = Field(300, gt=0, description="How often the leading process appends a "
                                                "hub-signed checkpoint of every evidence chain's head to "
-                                               "`$HUB_VAR_DIR/evidence/checkpoints.log` (and the copy).")
+                                               "`HUB_EVIDENCE_CHECKPOINT_FILE` (and the copy).")
+    evidence_checkpoint_file: Path = Field(None, validate_default=False,
+                                           json_schema_extra=_derived("`$HUB_VAR_DIR/evidence/checkpoints.log`"),
+                                           description="The file the evidence checkpoints are appended to; "
+                                                       "`hub evidence verify` checks the chains against its last "
+                                                       "line.")
     evidence_checkpoint_copy: Path | None = Field(None, description="A second file the checkpoints are appended "
                                                   "to, on storage the database's administrators cannot rewrite "
                                                   "(another host's mount, append-only or WORM storage); "
@@ -178,8 +183,8 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _derive_folders(cls, values: Any) -> Any:
-        """Folders not given live where the spec says: under HUB_HOME, and the keys and the SQLite file
-        under HUB_VAR_DIR (so a test's own var_dir brings its own keys and database along)."""
+        """Folders not given live where the spec says: under HUB_HOME, and the keys, the SQLite file and the
+        evidence checkpoints under HUB_VAR_DIR (so a test's own var_dir brings its own keys and database along)."""
         if not isinstance(values, dict):
             return values
         values = dict(values)
@@ -191,10 +196,12 @@ class Settings(BaseSettings):
         var_dir = Path(values["var_dir"]).resolve()
         values["pki_dir"] = values.get("pki_dir") or var_dir / "pki"
         values["database_url"] = values.get("database_url") or f"sqlite:///{var_dir / 'hub.sqlite'}"
+        values["evidence_checkpoint_file"] = (values.get("evidence_checkpoint_file")
+                                              or var_dir / "evidence" / "checkpoints.log")
         return values
 
     @field_validator("home", "var_dir", "config_dir", "schemas_dir", "mappings_dir", "pki_dir", "tls_certificate",
-                     "tls_key", "tls_client_ca", "evidence_checkpoint_copy")
+                     "tls_key", "tls_client_ca", "evidence_checkpoint_file", "evidence_checkpoint_copy")
     @classmethod
     def _absolute(cls, path: Path | None) -> Path | None:
         return None if path is None else path.resolve()

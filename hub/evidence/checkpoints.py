@@ -3,7 +3,8 @@
 A database administrator can delete the tail of a chain, or change an entry and seal everything after
 it again: the chain then verifies by itself. A checkpoint remembers what the chains were: every few
 minutes (HUB_EVIDENCE_CHECKPOINT_SECONDS, the leading process) one line is appended to
-`$HUB_VAR_DIR/evidence/checkpoints.log` and to HUB_EVIDENCE_CHECKPOINT_COPY when set:
+HUB_EVIDENCE_CHECKPOINT_FILE (`$HUB_VAR_DIR/evidence/checkpoints.log`) and to HUB_EVIDENCE_CHECKPOINT_COPY
+when set:
 
     {"at":"2026-12-03T09:05:00.000000+00:00","certificate":"<sha256 of the hub's certificate, DER>",
      "chains":{"audit":[12,"9e03…"],"cases":[40,"77ab…"],"timeline":[1843,"5c1f…"]}} <base64 signature>
@@ -38,7 +39,7 @@ Heads = dict[str, tuple[int, str]]   # chain -> (seq, chain hash) of its last se
 
 
 def primary_file(settings) -> Path:
-    return settings.var_dir / "evidence" / "checkpoints.log"
+    return settings.evidence_checkpoint_file
 
 
 def locations(settings) -> list[Path]:
