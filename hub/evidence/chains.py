@@ -291,9 +291,10 @@ def verify_chains(hub, *, progress: Progress | None = None, now: dt.datetime | N
     Each entry's canonical line is rebuilt from the rows as stored and hashed, each link recomputed,
     and each digest of the timeline recomputed from the stored bytes (received, canonical, receipt,
     sent, partner's receipt); an entry that sealed a null digest for bytes of its kind requires the column
-    to be still empty. A missing payload is accepted only for a message purged by retention: its PURGED
-    event and a PURGE audit entry naming it sealed, the route's retention elapsed between its receipt and
-    the purge (looked up when the missing bytes are met, so a purge committed during the walk counts).
+    to be still empty. A missing payload is accepted only for a message purged by retention: a PURGED
+    event and a PURGE audit entry naming it, the route's retention elapsed between its first sealed
+    RECEIVED event and the purge (looked up when the missing bytes are met, so a purge committed during
+    the walk counts).
     Then, per chain: rows left unsealed longer than HUB_EVIDENCE_UNSEALED_SECONDS fail it, an app
     chain's check runs, and the chain must hold what the last checkpoint of each checkpoint file says.
     Each chain stops at its first failure, which it names."""
@@ -306,7 +307,7 @@ def verify_chains(hub, *, progress: Progress | None = None, now: dt.datetime | N
         report.chains[chain.name] = _walk(hub, chain.name, chain.table, chain.rows(),
                                           lambda seq, row, chain=chain: history_line(chain, seq, row),
                                           lambda row, chain=chain: f"{chain.table.name} row {row.id}", progress,
-                                          "its fields (for a case: reference, status, actor, note or time)")
+                                          "its fields")
     tables = chain_tables(hub)
     for name, chain_report in report.chains.items():
         chain_report.failure = chain_report.failure or _left_unsealed(hub, chain_report, tables[name], now)
