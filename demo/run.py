@@ -118,7 +118,8 @@ def run_demo(*, cases: int, serve: bool, console: Console) -> int:
     ports = {partner: _free_port(port) for partner, (_, port, _) in SANDBOXES.items()}
     environment = {**base.environment, **{f"HUB_{p}_URL": f"http://127.0.0.1:{port}" for p, port in ports.items()},
                    "HUB_CDG_SFTP_PORT": str(ports["CDG"])}
-    settings = Settings.from_env(database_url=f"sqlite:///{demo_dir / 'hub.sqlite'}", environment=environment)
+    settings = Settings.from_env(database_url=f"sqlite:///{demo_dir / 'hub.sqlite'}", environment=environment,
+                                 evidence_checkpoint_file=demo_dir / "checkpoints.log")  # new with its database
     modules = scenarios.load()
     started = time.perf_counter()
     console.print(f"[bold]Consular exchange hub — demo[/]: {len(modules)} services, {cases} cases each "
@@ -154,13 +155,16 @@ def run_demo(*, cases: int, serve: bool, console: Console) -> int:
         report["duration_seconds"] = round(time.perf_counter() - started, 2)
         report["messages_per_second"] = round(report["messages_total"] / report["duration_seconds"], 1)
         report["sandbox_signatures"] = _check_sandbox_signatures(settings, service.hub.signer.certificate)
-        evidence = verify_chains(service.hub)  # seals what is pending, then walks both chains
+        service.seal_now()  # what the sealer has not reached yet (verify never seals)
+        service.checkpoint_now()
+        evidence = verify_chains(service.hub)  # walks every chain, compared with the checkpoint just written
         report["evidence"] = {"verified": evidence.ok, "summary": evidence.lines()}
         _print_summary(console, report)
         report_path = base.var_dir / "demo-report.json"
         report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
         console.print(f"\nreport written to {report_path}")
         console.print(f"check the evidence yourself: HUB_DATABASE_URL={settings.database_url} "
+                      f"HUB_EVIDENCE_CHECKPOINT_FILE={settings.evidence_checkpoint_file} "
                       f"{sys.executable.rsplit('/', 1)[0]}/hub evidence verify  (or: evidence export CASE)",
                       highlight=False, soft_wrap=True)
         ok = (report["all_cases_final"] and report["sandbox_signatures"]["failed"] == 0 and not report["dead_letters"]

@@ -20,14 +20,17 @@ names apps) builds each and wires what it declares:
                           dead-lettered (outside the transaction); a hook's failure is logged, not raised
     load_reference_data() once at start-up, after the migrations, under the start-up lock (so processes
                           started together do not race); must be idempotent
+    chains                optional: ChainedHistory declarations (a class attribute, read without building the
+                          app): tables of the app whose rows the hub seals into hash chains of their own, like
+                          its timeline, and `hub evidence verify` checks
 
-`install(hub, app)` attaches the consumers and hooks to a bare `Hub` (a script without HTTP or
+`install(hub, app)` attaches the consumers, hooks and chains to a bare `Hub` (a script without HTTP or
 scheduler does the same as the service). docs/howto/add-a-service.md shows the registry's side.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, ClassVar, Mapping, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -38,6 +41,26 @@ if TYPE_CHECKING:
     from hub.settings import Settings
 
 DeadLetterHook = Callable[[str, str, str, str], None]   # (sender, correlation_id, message_id, reason)
+
+
+@dataclass(frozen=True)
+class ChainedHistory:
+    """A table of an app that the hub seals into a hash chain named `name`, like its timeline
+    (hub/evidence/chains.py): the rows are written unsealed by the app, in the transaction of the change
+    they record, and sealed in id order in the background; `hub evidence verify` walks the chain.
+
+    `table` has the columns id, at (when the row was written), chain_seq, content_hash and chain_hash
+    (nullable). `rows()` is the SELECT of the table's rows with those columns and whatever `fields` reads
+    (joined rows included); `fields(row)` the values of the entry's canonical line after its name and seq
+    (datetimes are written as the chain writes them). `check(session)` yields problems of the app's
+    current state against the history (e.g. a case whose status is not the last one recorded), each a
+    sentence naming what is wrong."""
+
+    name: str
+    table: Any = field(repr=False)
+    rows: Callable[[], Any] = field(repr=False)
+    fields: Callable[[Any], list] = field(repr=False)
+    check: Callable[[Any], Iterable[str]] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -80,7 +103,13 @@ class App(Protocol):
 
 
 def install(hub: "Hub", app: App) -> None:
-    """Attach `app`'s local consumers and dead-letter hooks to `hub`."""
+    """Attach `app`'s local consumers, dead-letter hooks and chained histories to `hub`."""
     for party, handler in app.local_consumers().items():
         hub.attach_local_consumer(party, handler)
     hub.dead_letter_listeners.extend(app.dead_letter_hooks())
+    hub.chained_histories.extend(app_chains([app]))
+
+
+def app_chains(apps: Sequence) -> list[ChainedHistory]:
+    """The chained histories the apps (classes or built) declare, in order."""
+    return [chain for app in apps for chain in getattr(app, "chains", ())]

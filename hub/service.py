@@ -28,8 +28,8 @@ from hub.api.server import uvicorn_options
 from hub.apps import App, Job, install
 from hub.evidence.audit import record_configuration
 from hub.delivery.workers import DeliveryWorkers
-from hub.errors import DeliveryError, TryLater, first_line
-from hub.evidence.chains import seal_pending
+from hub.errors import DeliveryError, HubError, TryLater, first_line
+from hub.evidence.chains import seal_pending, write_checkpoint
 from hub.cluster.leader import Leadership, startup_lock
 from hub.intake.polling import poll_partner, polling_partners
 from hub.evidence.retention import purge_expired
@@ -100,9 +100,13 @@ class HubService:
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.scheduler.add_listener(_count_run, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
         self.jobs: list[Job] = [
-            # Evidence: new timeline and audit rows join their hash chains within a second (hub/evidence/chains.py);
-            # payloads past their retention are purged daily (hub/evidence/retention.py). Both are idempotent.
+            # Evidence: new timeline and audit rows join their hash chains within a second (hub/evidence/chains.py),
+            # the chains' heads are checkpointed, signed, to files outside the database every few minutes
+            # (hub/evidence/checkpoints.py); payloads past their retention are purged daily
+            # (hub/evidence/retention.py). All are idempotent.
             Job("seal-evidence", self.seal_now, every_seconds=1),
+            Job("checkpoint-evidence", self.checkpoint_now,
+                every_seconds=self.hub.settings.evidence_checkpoint_seconds),
             Job("retention-purge", self._purge, cron={"hour": 3, "minute": 30}),
         ]
         for partner, seconds in polling_partners(self.hub).items():
@@ -156,6 +160,15 @@ class HubService:
         except Exception:
             log.exception("sealing the evidence chains failed; will try again in a second")
             return {}
+
+    def checkpoint_now(self) -> str:
+        """Append a signed checkpoint of the chains' heads (also the scheduled job); returns its line. A
+        checkpoint the chains contradict is not written: the error is logged and the job's run counts as one."""
+        try:
+            return write_checkpoint(self.hub)
+        except HubError as exc:
+            log.error("evidence checkpoint: %s", exc)
+            raise
 
     def _purge(self) -> None:
         try:

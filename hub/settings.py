@@ -103,6 +103,23 @@ class Settings(BaseSettings):
     default_retention_days: int = Field(365, ge=1, description="Days a final message keeps its payload bytes "
                                                                "when its route names no `retention_days`.")
 
+    # -- evidence ---------------------------------------------------------------------------------------
+    evidence_checkpoint_seconds: float = Field(300, gt=0, description="How often the leading process appends a "
+                                               "hub-signed checkpoint of every evidence chain's head to "
+                                               "`HUB_EVIDENCE_CHECKPOINT_FILE` (and the copy).")
+    evidence_checkpoint_file: Path = Field(None, validate_default=False,
+                                           json_schema_extra=_derived("`$HUB_VAR_DIR/evidence/checkpoints.log`"),
+                                           description="The file the evidence checkpoints are appended to; "
+                                                       "`hub evidence verify` checks the chains against its last "
+                                                       "line.")
+    evidence_checkpoint_copy: Path | None = Field(None, description="A second file the checkpoints are appended "
+                                                  "to, on storage the database's administrators cannot rewrite "
+                                                  "(another host's mount, append-only or WORM storage); "
+                                                  "`hub evidence verify` checks against both.")
+    evidence_unsealed_seconds: float = Field(60, gt=0, description="An evidence row still unsealed this long "
+                                             "after it was written fails `hub evidence verify` (`hub serve` "
+                                             "seals new rows within a second; verify never seals).")
+
     # -- delivery ---------------------------------------------------------------------------------------
     delivery_workers: int = Field(4, ge=1, description="Delivery threads per process, at least (raised to "
                                                        "`HUB_PARTNER_CONCURRENCY` × parties).")
@@ -166,8 +183,8 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _derive_folders(cls, values: Any) -> Any:
-        """Folders not given live where the spec says: under HUB_HOME, and the keys and the SQLite file
-        under HUB_VAR_DIR (so a test's own var_dir brings its own keys and database along)."""
+        """Folders not given live where the spec says: under HUB_HOME, and the keys, the SQLite file and the
+        evidence checkpoints under HUB_VAR_DIR (so a test's own var_dir brings its own keys and database along)."""
         if not isinstance(values, dict):
             return values
         values = dict(values)
@@ -179,10 +196,12 @@ class Settings(BaseSettings):
         var_dir = Path(values["var_dir"]).resolve()
         values["pki_dir"] = values.get("pki_dir") or var_dir / "pki"
         values["database_url"] = values.get("database_url") or f"sqlite:///{var_dir / 'hub.sqlite'}"
+        values["evidence_checkpoint_file"] = (values.get("evidence_checkpoint_file")
+                                              or var_dir / "evidence" / "checkpoints.log")
         return values
 
     @field_validator("home", "var_dir", "config_dir", "schemas_dir", "mappings_dir", "pki_dir", "tls_certificate",
-                     "tls_key", "tls_client_ca")
+                     "tls_key", "tls_client_ca", "evidence_checkpoint_file", "evidence_checkpoint_copy")
     @classmethod
     def _absolute(cls, path: Path | None) -> Path | None:
         return None if path is None else path.resolve()

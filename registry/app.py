@@ -5,7 +5,8 @@ What it contributes to the running service: its API (registry/views.py and each 
 router), its scheduled jobs (resubmitting stalled cases, and each service module's SCHEDULED), the
 consumer of REGISTRY's deliveries (dispatched by message type to the service module that handles
 them), a dead-letter hook (a dead-lettered message of the registry fails its case), the consular posts
-loaded at start-up, its tables (registry/models.py) and the `hub sample` builders (registry/samples.py).
+loaded at start-up, its tables (registry/models.py), its case history as a chain of the hub's evidence
+(`chains`), and the `hub sample` builders (registry/samples.py).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from hub.trust.signing import Signer
 from hub.xml.safe import parse_trusted
 from registry import audit, catalogue, service
 from registry.canonical import PARTY
+from registry.history import CASE_HISTORY
 from registry.models import Base, Case
 from registry.outputs import case_out
 from registry.reference import load_posts
@@ -39,6 +41,7 @@ class Registry:
     name = "registry"
     metadata = Base.metadata
     samples = SAMPLES
+    chains = (CASE_HISTORY,)  # the case status history, sealed and verified by the hub (registry/history.py)
     RESUBMIT_EVERY_SECONDS = 30
 
     def __init__(self, hub):

@@ -1,13 +1,16 @@
 """Registry tables: consular posts (reference data), citizens, cases and what happened to them, and the
 life-certificate batches sent to CDG.
 
+A case's status history (`case_events`) is a hash chain of its own, "cases", sealed and verified by the hub
+like its timeline (registry/history.py).
+
 They hang on the registry's own MetaData (`Base.metadata`), which the registry app hands to the hub's
 migrations (registry/app.py, hub/apps.py): the engine's metadata holds only the engine's tables."""
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from hub.store.db import Id, UtcDateTime
@@ -77,7 +80,11 @@ class Case(Base):
 
 
 class CaseEvent(Base):
+    """One status of a case (a note keeps the status it has): written unsealed with the change, then sealed
+    by the hub into the "cases" chain (chain_seq, content_hash, chain_hash as in hub/evidence/chains.py)."""
     __tablename__ = "case_events"
+    __table_args__ = (Index("ix_case_events_unsealed", "id", sqlite_where=text("chain_seq IS NULL"),
+                            postgresql_where=text("chain_seq IS NULL")),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
@@ -85,6 +92,9 @@ class CaseEvent(Base):
     status: Mapped[str] = mapped_column(String(24))
     actor: Mapped[str] = mapped_column(String(40))
     note: Mapped[str] = mapped_column(Text, default="")
+    chain_seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    chain_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class CaseDocument(Base):
@@ -118,3 +128,4 @@ class PensionBatch(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     submitted_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+

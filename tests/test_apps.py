@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 
 from hub.apps import App, Job
 from hub.service import INSTALLED_APPS, HubService, app_metadata, app_samples
+from registry.app import Registry
 
 
 class NoticeBoard:
@@ -48,8 +49,13 @@ def test_an_app_contributes_its_routes_jobs_hooks_and_reference_data_and_the_reg
         board = service.apps["notices"]
         assert list(service.apps) == ["notices"] and board.loaded == 1
         jobs = {job.id for job in service.jobs}
-        assert {"notices-tidy", "seal-evidence", "retention-purge", "poll-CDG"} <= jobs
+        assert {"notices-tidy", "seal-evidence", "checkpoint-evidence", "retention-purge", "poll-CDG"} <= jobs
         assert "resubmit-stalled-cases" not in jobs                    # the registry's, not installed
+        [checkpoint] = [job for job in service.jobs if job.id == "checkpoint-evidence"]
+        assert checkpoint.every_seconds == settings.evidence_checkpoint_seconds == 300
+        line = service.checkpoint_now()                                # what the leader's job appends
+        assert (settings.var_dir / "evidence" / "checkpoints.log").read_text() == line
+        assert service.hub.chained_histories == [] and [c.name for c in Registry.chains] == ["cases"]
         assert len(service.hub.dead_letter_listeners) == 1
         with TestClient(service.app) as http:
             assert http.get("/notices").json() == {"app": "notices", "loaded": 1}

@@ -49,6 +49,7 @@ def test_resend_is_audited_with_its_actor_and_the_chain_names_a_changed_entry(se
 
         result = run_hub_cli(settings, "evidence", "audit", "--action", "resend")
         assert result.returncode == 0 and message_id in flat(result) and "RESEND" in flat(result)
+        seal_pending(hub)  # what `hub serve` does each second (verify never seals)
         result = run_hub_cli(settings, "evidence", "verify")
         assert result.returncode == 0 and "audit chain: OK: 2 entries" in flat(result), flat(result)
 

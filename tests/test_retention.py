@@ -2,7 +2,8 @@
 sent); purged_at is set, a PURGED event joins the chain, hashes and receipts stay, and
 `hub evidence verify` still passes -- while bytes missing WITHOUT a recorded purge fail it. The exported
 bundle of a purged case still verifies offline. Short retention: the route says 1 day and the test
-moves the messages' last change 2 days back (the clock is the database's, no sleeping)."""
+moves the messages' last change and their evidence 2 days back, sealed again as if written then
+(the clock is the database's, no sleeping)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -11,6 +12,7 @@ import pytest
 import yaml
 from sqlalchemy import select, text
 
+from hub.evidence import chains as evidence
 from hub.evidence.chains import verify_chains
 from hub.store.models import AuditEntry, Delivery, Event, Message
 from hub.evidence.retention import purge_expired, retention_days
@@ -33,9 +35,20 @@ def settings(settings):
 
 
 def _age(hub, days: int) -> None:
+    """The messages' last change `days` ago; those whose retention is shorter were received then too (verify
+    checks a purge against the sealed time of receipt, so their RECEIVED events move back and the timeline is
+    sealed again; nothing else moves: the certificates of the bundle must be valid when the other entries were
+    recorded)."""
+    back = dt.timedelta(days=days)
     with hub.sessions.begin() as session:
         session.execute(text("UPDATE messages SET updated_at = :t"),
-                        {"t": dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days)})
+                        {"t": dt.datetime.now(dt.timezone.utc) - back})
+        evidence._lock(session, "timeline")
+        for event, kind in session.execute(select(Event, Message.type).join(Message, Event.message_pk == Message.id)):
+            if event.kind == "RECEIVED" and retention_days(hub, kind) < days:
+                event.at -= back
+            event.chain_seq, event.content_hash, event.chain_hash = None, None, None
+    evidence.seal_pending(hub)
 
 
 def _messages(hub) -> dict[str, Message]:

@@ -1,7 +1,7 @@
 """Command groups of the `hub` command line, one module each with `add_commands(subparsers)`.
 
 Shared here: the console every command prints to, and `open_hub()` (settings from the environment,
-database migrated; closed by `main()` when the command ends)."""
+database migrated, the installed apps' evidence chains known; closed by `main()` when the command ends)."""
 from __future__ import annotations
 
 from importlib import import_module
@@ -14,11 +14,14 @@ _opened: list = []
 
 
 def open_hub():
+    from hub.apps import app_chains
     from hub.engine import Hub
+    from hub.service import INSTALLED_APPS
     from hub.settings import Settings
     hub = Hub(Settings.from_env())
     _opened.append(hub)
     hub.migrate()
+    hub.chained_histories.extend(app_chains(INSTALLED_APPS))  # `hub evidence verify` checks them too
     return hub
 
 

@@ -1,7 +1,8 @@
 """`hub evidence verify | export | purge | audit`: the evidence archive and the audit log.
 
-    hub evidence verify                      seal what is pending, check both chains; exit 1 naming the first
-                                             entry that does not verify
+    hub evidence verify                      check every chain (never sealing) and compare it with the last
+                                             signed checkpoint; exit 1 naming the first entry that does not
+                                             verify in each chain
     hub evidence export CASE [--output DIR]  evidence-<CASE>.zip for a third party (checked with its verify.sh);
                                              recorded in the audit log (EVIDENCE_EXPORTED, the zip's sha256)
     hub evidence purge [--dry-run]           apply the retention rules now
@@ -31,7 +32,7 @@ def cmd_verify(args) -> int:
             progress.update(tasks[chain], completed=done)
         report = verify_chains(hub, progress=advance)
     for line in report.lines():
-        style = "green" if ": OK:" in line else "red" if ": FAILED:" in line or line.startswith("  ") else ""
+        style = "green" if ": OK:" in line else "red" if "FAILED:" in line or line.startswith("  ") else ""
         console.print(f"[{style}]{escape(line)}[/]" if style else escape(line), highlight=False, soft_wrap=True)
     if report.ok:
         console.print("evidence verified: every entry, link and digest checks out", highlight=False)
@@ -95,7 +96,8 @@ def cmd_audit(args) -> int:
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser("evidence", help="verify the evidence chains, export a case, purge, audit log")
     sub = p.add_subparsers(dest="action", required=True)
-    q = sub.add_parser("verify", help="check the timeline and audit chains; exit 1 naming the first bad entry")
+    q = sub.add_parser("verify", help="check the evidence chains against the last checkpoint; exit 1 naming the "
+                                      "first bad entry")
     q.set_defaults(func=cmd_verify)
     q = sub.add_parser("export", help="write evidence-<CASE>.zip, checkable offline with its verify.sh")
     q.add_argument("case", help="the case's correlation id (e.g. LIC-2026-000001)")

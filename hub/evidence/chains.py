@@ -19,22 +19,38 @@ separators=(",", ":"))`), its bytes hashed as they are:
 `at` is ISO 8601 in UTC with microseconds (`2026-11-23T10:00:00.123456+00:00`); `digest` (last, so
 a shell can check it with a suffix match) is the sha256 of the bytes the entry vouches for, or null
 (hub/evidence/timeline.py lists which; a null digest of a kind that vouches for bytes says there were none, so
-the column must still be empty). `verify_chains` recomputes every line, link and digest from what is
-stored, the files of messages kept in a file (hub/store/files.py) included; `hub evidence export`
-(hub/evidence/export.py) writes a case's span for offline checking.
+the column must still be empty).
+
+An app may declare tables of its own as chains (hub/apps.py, ChainedHistory: the registry's case status
+history is the chain "cases"); their rows are sealed the same way, with the line
+[name, seq, *fields] (datetimes as `at` above).
+
+`verify_chains` never seals. It recomputes every line, link and digest from what is stored, the files of
+messages kept in a file (hub/store/files.py) included; reports rows left unsealed longer than
+HUB_EVIDENCE_UNSEALED_SECONDS; asks each app chain's `check` (the app's state against its history); and
+compares every chain with the last hub-signed checkpoint of each checkpoint file (hub/evidence/checkpoints.py),
+which `write_checkpoint` appends. `hub evidence export` (hub/evidence/export.py) writes a case's span for
+offline checking.
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from sqlalchemy import bindparam, func, select, text, update
 
-from hub.evidence import timeline
+from hub.errors import HubError
+from hub.evidence import checkpoints, timeline
+from hub.evidence.retention import retention_days
 from hub.store import files
+from hub.store.db import utcnow
 from hub.store.models import AuditEntry, Delivery, Event, Message
+
+log = logging.getLogger("hub.evidence.chains")
 
 ZERO_HASH = "0" * 64
 CHAINS = ("timeline", "audit")
@@ -63,6 +79,11 @@ def audit_line(seq: int, entry: AuditEntry) -> str:
                            entry.detail or "", entry.digest])
 
 
+def history_line(chain, seq: int, row) -> str:
+    """The line of a row of an app's chained history (hub/apps.py ChainedHistory)."""
+    return canonical_json([chain.name, seq, *(iso(v) if isinstance(v, dt.datetime) else v for v in chain.fields(row))])
+
+
 def sha256_text(value: str) -> str:
     return hashlib.sha256(value.encode("ascii")).hexdigest()
 
@@ -75,14 +96,35 @@ def link(previous_chain_hash: str, content_hash: str) -> str:
 
 def _lock(session, chain: str) -> None:
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEYS[chain]})
+        key = _LOCK_KEYS.get(chain) or 0x45564944_0000 + int(hashlib.sha256(chain.encode()).hexdigest()[:4], 16)
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
     # SQLite: every transaction starts with BEGIN IMMEDIATE (hub/store/db.py), so one sealer writes at a time.
 
 
-def _head(session, model) -> tuple[int, str]:
-    row = session.execute(select(model.chain_seq, model.chain_hash).where(model.chain_seq.is_not(None))
-                          .order_by(model.chain_seq.desc()).limit(1)).first()
+def _head(session, table) -> tuple[int, str]:
+    """(seq, chain hash) of the last sealed row of a chain's table (a model or a Table)."""
+    table = getattr(table, "__table__", table)
+    row = session.execute(select(table.c.chain_seq, table.c.chain_hash).where(table.c.chain_seq.is_not(None))
+                          .order_by(table.c.chain_seq.desc()).limit(1)).first()
     return (row.chain_seq, row.chain_hash) if row else (0, ZERO_HASH)
+
+
+def chain_tables(hub) -> dict[str, object]:
+    """Every chain's table, by chain name: the timeline, the audit log, then the apps' chained histories."""
+    return {"timeline": Event.__table__, "audit": AuditEntry.__table__,
+            **{chain.name: chain.table for chain in hub.chained_histories}}
+
+
+def heads(hub) -> checkpoints.Heads:
+    """The sealed head of every chain: name -> (seq, chain hash)."""
+    with hub.sessions() as session:
+        return {name: _head(session, table) for name, table in chain_tables(hub).items()}
+
+
+def hash_at(hub, chain: str, seq: int) -> str | None:
+    table = chain_tables(hub)[chain]
+    with hub.sessions() as session:
+        return session.scalar(select(table.c.chain_hash).where(table.c.chain_seq == seq))
 
 
 _EVENT_COLUMNS = (Event.id, Event.at, Event.delivery_id, Event.kind, Event.detail, Event.digest)
@@ -127,14 +169,62 @@ def seal_pending(hub, *, batch: int = 500) -> dict[str, int]:
             sealed[chain] += len(rows)
             if len(rows) < batch:
                 break
+    for chain in hub.chained_histories:
+        sealed[chain.name] = _seal_history(hub, chain, batch)
     return sealed
+
+
+def _seal_history(hub, chain, batch: int) -> int:
+    table, sealed = chain.table, 0
+    while True:
+        with hub.sessions.begin() as session:
+            _lock(session, chain.name)
+            seq, previous = _head(session, table)
+            rows = session.execute(chain.rows().where(table.c.chain_seq.is_(None)).order_by(table.c.id)
+                                   .limit(batch)).all()
+            seals = []
+            for row in rows:
+                seq += 1
+                content_hash = sha256_text(history_line(chain, seq, row))
+                previous = link(previous, content_hash)
+                seals.append({"row_id": row.id, "seq": seq, "content": content_hash, "chain": previous})
+            if seals:
+                session.connection().execute(
+                    update(table).where(table.c.id == bindparam("row_id"))
+                    .values(chain_seq=bindparam("seq"), content_hash=bindparam("content"),
+                            chain_hash=bindparam("chain")), seals)
+        sealed += len(rows)
+        if len(rows) < batch:
+            return sealed
+
+
+def write_checkpoint(hub, *, now: dt.datetime | None = None) -> str:
+    """Append a signed checkpoint of every chain's sealed head to the checkpoint files; returns the line.
+
+    Refused (HubError, nothing written) when the chains contradict the last checkpoint of a file: a
+    checkpoint written over a truncated or re-sealed chain would hide it."""
+    current = heads(hub)
+    for location in checkpoints.locations(hub.settings):
+        try:
+            previous = checkpoints.last(location, hub.signer.certificate)
+        except ValueError as exc:
+            raise HubError(f"no checkpoint written: {exc}") from None
+        if previous is None:
+            continue
+        problems = checkpoints.contradictions(previous, current, lambda name, seq: hash_at(hub, name, seq))
+        if problems:
+            raise HubError("no checkpoint written: " + "; ".join(f"{name} chain: {problem}"
+                                                              for name, _, problem in problems))
+    line = checkpoints.encode(current, now or utcnow(), hub.signer)
+    checkpoints.append(hub.settings, line)
+    return line
 
 
 # -- verification -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Failure:
-    chain: str        # timeline | audit
+    chain: str        # timeline | audit | an app's chain (cases)
     seq: int          # the chain position that does not verify
     entry: str        # which row: "event 812 (RECEIVED) of message REGISTRY-LIC-... from REGISTRY"
     problem: str      # what differs
@@ -158,14 +248,16 @@ class ChainReport:
 @dataclass
 class VerificationReport:
     chains: dict[str, ChainReport] = field(default_factory=dict)
+    checkpoints: list[str] = field(default_factory=list)   # each checkpoint compared with, described
+    errors: list[str] = field(default_factory=list)        # what fails outside a chain (a checkpoint file)
 
     @property
     def ok(self) -> bool:
-        return all(report.failure is None for report in self.chains.values())
+        return not self.errors and all(report.failure is None for report in self.chains.values())
 
     @property
-    def first_failure(self) -> Failure | None:
-        return next((r.failure for r in self.chains.values() if r.failure), None)
+    def first_failure(self) -> Failure | str | None:
+        return next((r.failure for r in self.chains.values() if r.failure), None) or next(iter(self.errors), None)
 
     def lines(self) -> list[str]:
         """Human-readable summary, one line per chain (what `hub evidence verify` and the demo print)."""
@@ -179,6 +271,11 @@ class VerificationReport:
                        f"head {report.head_seq} {report.head_hash[:16]}…")
             if report.failure:
                 out.append(f"  first entry that does not verify: {report.failure}")
+        out.extend(f"compared with the {checkpoint}" for checkpoint in self.checkpoints)
+        if not self.checkpoints and not self.errors:
+            out.append("no checkpoint yet (the chains' heads are checkpointed every "
+                       "HUB_EVIDENCE_CHECKPOINT_SECONDS by `hub serve`)")
+        out.extend(f"checkpoint: FAILED: {error}" for error in self.errors)
         return out
 
     def __str__(self) -> str:
@@ -188,26 +285,54 @@ class VerificationReport:
 Progress = Callable[[str, int, int], None]  # (chain, done, total)
 
 
-def verify_chains(hub, *, seal: bool = True, progress: Progress | None = None) -> VerificationReport:
-    """Seal what is pending (unless `seal` is False), then walk both chains from entry 1.
+def verify_chains(hub, *, progress: Progress | None = None, now: dt.datetime | None = None) -> VerificationReport:
+    """Walk every chain from entry 1; never seal. `now`: the time of the verification (default: the clock).
 
     Each entry's canonical line is rebuilt from the rows as stored and hashed, each link recomputed,
     and each digest of the timeline recomputed from the stored bytes (received, canonical, receipt,
     sent, partner's receipt); an entry that sealed a null digest for bytes of its kind requires the column
-    to be still empty. A missing payload is accepted only for a message whose retention purge is itself a
-    sealed entry of the chain (looked up when the missing bytes are met, so a purge committed during the
-    walk counts). Each chain stops at its first failure, which it names."""
-    if seal:
-        seal_pending(hub)
+    to be still empty. A missing payload is accepted only for a message purged by retention: a PURGED
+    event and a PURGE audit entry naming it, the route's retention elapsed between its first sealed
+    RECEIVED event and the purge (looked up when the missing bytes are met, so a purge committed during
+    the walk counts).
+    Then, per chain: rows left unsealed longer than HUB_EVIDENCE_UNSEALED_SECONDS fail it, an app
+    chain's check runs, and the chain must hold what the last checkpoint of each checkpoint file says.
+    Each chain stops at its first failure, which it names."""
+    now = now or utcnow()
     report = VerificationReport()
-    report.chains["timeline"] = _verify_timeline(hub, progress, seal)
-    report.chains["audit"] = _verify_audit(hub, progress)
+    report.chains["timeline"] = _verify_timeline(hub, progress, now)
+    report.chains["audit"] = _walk(hub, "audit", AuditEntry.__table__, select(*_AUDIT_ROW),
+                                   audit_line, _audit_entry, progress, "its actor, action, subject, detail or time")
+    for chain in hub.chained_histories:
+        report.chains[chain.name] = _walk(hub, chain.name, chain.table, chain.rows(),
+                                          lambda seq, row, chain=chain: history_line(chain, seq, row),
+                                          lambda row, chain=chain: f"{chain.table.name} row {row.id}", progress,
+                                          "its fields")
+    tables = chain_tables(hub)
+    for name, chain_report in report.chains.items():
+        chain_report.failure = chain_report.failure or _left_unsealed(hub, chain_report, tables[name], now)
+    for chain in hub.chained_histories:
+        chain_report = report.chains[chain.name]
+        if chain_report.failure is None and chain.check is not None:
+            with hub.sessions() as session:
+                problem = next(iter(chain.check(session)), None)
+            if problem:
+                chain_report.failure = Failure(chain.name, chain_report.head_seq, "the state it records", problem)
+    _compare_with_checkpoints(hub, report)
     return report
 
 
-def _counts(session, model) -> tuple[int, int]:
-    total = session.scalar(select(func.count()).select_from(model).where(model.chain_seq.is_not(None)))
-    unsealed = session.scalar(select(func.count()).select_from(model).where(model.chain_seq.is_(None)))
+_AUDIT_ROW = (*_AUDIT_COLUMNS, AuditEntry.chain_seq, AuditEntry.content_hash, AuditEntry.chain_hash)
+
+
+def _audit_entry(row) -> str:
+    return f"audit entry {row.id} ({row.action} by {row.actor}, {row.subject or '-'})"
+
+
+def _counts(session, table) -> tuple[int, int]:
+    table = getattr(table, "__table__", table)
+    total = session.scalar(select(func.count()).select_from(table).where(table.c.chain_seq.is_not(None)))
+    unsealed = session.scalar(select(func.count()).select_from(table).where(table.c.chain_seq.is_(None)))
     return total, unsealed
 
 
@@ -231,11 +356,52 @@ def _check_link(report: ChainReport, seq: int, row, line: str, previous: str, wh
     return None
 
 
-def _verify_timeline(hub, progress: Progress | None, seal: bool) -> ChainReport:
+def _left_unsealed(hub, report: ChainReport, table, now: dt.datetime) -> Failure | None:
+    """Rows written longer ago than HUB_EVIDENCE_UNSEALED_SECONDS and still unsealed: the sealer seals within
+    a second, so their seal columns were emptied (after an edit?) or no sealer ran. Verify does not seal them."""
+    limit = now - dt.timedelta(seconds=hub.settings.evidence_unsealed_seconds)
+    stale = (table.c.chain_seq.is_(None), table.c.at < limit)
+    with hub.sessions() as session:
+        count = session.scalar(select(func.count()).select_from(table).where(*stale))
+        if not count:
+            return None
+        first = session.execute(select(table.c.id, table.c.at).where(*stale).order_by(table.c.id).limit(1)).one()
+    return Failure(report.chain, report.head_seq + 1, f"{table.name} row {first.id} (written {iso(first.at)})",
+                   f"left unsealed ({count} row(s) of {table.name} unsealed for more than "
+                   f"{hub.settings.evidence_unsealed_seconds:g} s): their seal columns were emptied, or no sealer "
+                   f"ran (`hub serve` seals new rows within a second; verify never seals)")
+
+
+def _compare_with_checkpoints(hub, report: VerificationReport) -> None:
+    """The last checkpoint of each checkpoint file against the chains as walked (their hashes up to the head
+    verified, so the stored chain hash at a checkpointed entry is the one the walk linked). A file with no
+    checkpoint while another has one is an error (removed or emptied)."""
+    walked = {name: (r.head_seq, r.head_hash) for name, r in report.chains.items() if r.failure is None}
+    empty = []
+    for location in checkpoints.locations(hub.settings):
+        try:
+            checkpoint = checkpoints.last(location, hub.signer.certificate)
+        except ValueError as exc:
+            report.errors.append(str(exc))
+            continue
+        if checkpoint is None:
+            empty.append(location)
+            continue
+        report.checkpoints.append(str(checkpoint))
+        for name, seq, problem in checkpoints.contradictions(checkpoint, walked,
+                                                             lambda name, seq: hash_at(hub, name, seq)):
+            report.chains[name].failure = Failure(name, seq, "compared with the last checkpoint", problem)
+            walked.pop(name)
+    if report.checkpoints or report.errors:
+        report.errors.extend(f"checkpoint file {location} is missing or empty, while another holds checkpoints"
+                             for location in empty)
+
+
+def _verify_timeline(hub, progress: Progress | None, now: dt.datetime) -> ChainReport:
     report = ChainReport("timeline")
     with hub.sessions() as session:
         total, report.unsealed = _counts(session, Event)
-    purge_recorded = _PurgeLookup(hub, seal)
+    purge_recorded = _PurgeLookup(hub, now)
     file_digest = _FileDigests(hub)
     previous, last = ZERO_HASH, 0
     while True:
@@ -279,33 +445,56 @@ def _load(session, model, ids: set) -> dict:
 
 
 class _PurgeLookup:
-    """Is a message's retention purge a sealed entry of the chain? Asked when its bytes are found missing,
-    not read once before the walk: a purge that commits while the walk runs is then found too (its PURGED
-    event is written in the purge's own transaction). A PURGED event not yet sealed is sealed first, when
-    the verification may seal (`verify_chains(seal=True)`), since sealing only appends after the head."""
+    """Why a message's missing bytes are not accounted for by a retention purge (None: they are). Asked when
+    its bytes are found missing, not read once before the walk: a purge that commits while the walk runs is
+    then found too (its rows are checked whether the sealer reached them yet or not; a row left unsealed
+    too long fails its chain anyway). A purge accounts for them when the message has a PURGED event dated
+    no later than the verification and at least the route's retention after the message's first sealed
+    RECEIVED event (a RECEIVED event appended later cannot move the receipt back), and a PURGE audit entry
+    lists the message."""
 
-    def __init__(self, hub, seal: bool):
-        self.hub, self.seal, self.known = hub, seal, set()
+    def __init__(self, hub, now: dt.datetime):
+        self.hub, self.now, self.known = hub, now, set()
 
-    def _sealed(self, message_pk: int) -> bool | None:
-        """True: sealed; False: recorded, not sealed yet; None: no PURGED event for the message."""
-        with self.hub.sessions() as session:
-            seqs = list(session.scalars(select(Event.chain_seq).where(Event.message_pk == message_pk,
-                                                                      Event.kind == timeline.PURGED)))
-        if not seqs:
+    def __call__(self, message: Message) -> str | None:
+        if message.id in self.known:
             return None
-        return any(s is not None for s in seqs)
+        problem = self._problem(message)
+        if problem is None:
+            self.known.add(message.id)
+        return problem
 
-    def __call__(self, message_pk: int) -> bool:
-        if message_pk in self.known:
-            return True
-        sealed = self._sealed(message_pk)
-        if sealed is False and self.seal:
-            seal_pending(self.hub)
-            sealed = self._sealed(message_pk)
-        if sealed:
-            self.known.add(message_pk)
-        return bool(sealed)
+    def _problem(self, message: Message) -> str | None:
+        if message.purged_at is None:
+            return "the message is not marked purged"
+        with self.hub.sessions() as session:
+            ours = Event.message_pk == message.id
+            purged = session.scalar(select(Event.at).where(ours, Event.kind == timeline.PURGED)
+                                    .order_by(Event.id).limit(1))
+            received = session.scalar(select(Event.at).where(ours, Event.kind == timeline.RECEIVED,
+                                                             Event.chain_seq.is_not(None))
+                                      .order_by(Event.chain_seq).limit(1))
+            audited = [detail for detail in session.scalars(
+                select(AuditEntry.detail).where(AuditEntry.action == "PURGE",
+                                                AuditEntry.detail.contains(message.message_id)))
+                       if _lists(detail, message)]
+        if purged is None:
+            return "no PURGED event of this message"
+        if not audited:
+            return "no PURGE audit entry names this message"
+        days = retention_days(self.hub, message.type)
+        if received is None or purged < received + dt.timedelta(days=days):
+            return (f"its PURGED event is dated {iso(purged)}, before the route's retention of {days} days since "
+                    f"its receipt ({iso(received) if received else 'no sealed RECEIVED event'}) had elapsed")
+        if purged > self.now + dt.timedelta(seconds=self.hub.settings.evidence_unsealed_seconds):
+            return f"its PURGED event is dated {iso(purged)}, after this verification ({iso(self.now)})"
+        return None
+
+
+def _lists(detail: str, message: Message) -> bool:
+    """Does a PURGE audit entry's detail ("...: id, id, ...") list the message (as sender/id, or its id alone)?"""
+    names = {name.strip() for name in detail.rpartition(": ")[2].split(",")}
+    return f"{message.sender}/{message.message_id}" in names or message.message_id in names
 
 
 class _FileDigests:
@@ -334,7 +523,7 @@ def _kept_file(kind: str, message: Message, delivery: Delivery | None) -> tuple[
 
 
 def _check_digest(report: ChainReport, event: Event, message: Message | None, delivery: Delivery | None,
-                  purge_recorded: Callable[[int], bool], file_digest: Callable[[str], str | None] | None = None
+                  purge_recorded: Callable[[Message], str | None], file_digest: Callable[[str], str | None] | None = None
                   ) -> str | None:
     kept = _kept_file(event.kind, message, delivery) if file_digest is not None else None
     if kept is not None:
@@ -365,10 +554,12 @@ def _check_digest(report: ChainReport, event: Event, message: Message | None, de
                     f"sealed that there were none (null digest): added since")
         return None
     if stored is None:
-        if message.purged_at is not None and purge_recorded(message.id):
+        unaccounted = purge_recorded(message)
+        if unaccounted is None:
             report.purged += 1
             return None
-        return f"the {what} are missing from the store, and no retention purge of this message is recorded"
+        return (f"the {what} are missing from the store, and no retention purge of this message is recorded "
+                f"({unaccounted})")
     actual = hashlib.sha256(stored).hexdigest()
     if actual != event.digest:
         return f"the stored {what} have sha256 {actual[:16]}…, the chain sealed {event.digest[:16]}… (changed since)"
@@ -376,33 +567,33 @@ def _check_digest(report: ChainReport, event: Event, message: Message | None, de
     return None
 
 
-def _verify_audit(hub, progress: Progress | None) -> ChainReport:
-    report = ChainReport("audit")
+def _walk(hub, chain: str, table, rows, line_of: Callable[[int, object], str], what_of: Callable[[object], str],
+          progress: Progress | None, fields: str = "its fields") -> ChainReport:
+    """Walk a chain whose entries are rows of one table (the audit log, an app's history): gaps, lines, links."""
+    report = ChainReport(chain)
     with hub.sessions() as session:
-        total, report.unsealed = _counts(session, AuditEntry)
+        total, report.unsealed = _counts(session, table)
     previous, last = ZERO_HASH, 0
     while True:
         with hub.sessions() as session:
-            rows = session.scalars(select(AuditEntry).where(AuditEntry.chain_seq > last)
-                                   .order_by(AuditEntry.chain_seq).limit(_BATCH)).all()
-        if not rows:
+            batch = session.execute(rows.where(table.c.chain_seq > last).order_by(table.c.chain_seq)
+                                    .limit(_BATCH)).all()
+        if not batch:
             break
-        for entry in rows:
-            seq = entry.chain_seq
-            what = f"audit entry {entry.id} ({entry.action} by {entry.actor}, {entry.subject or '-'})"
+        for row in batch:
+            seq, what = row.chain_seq, what_of(row)
             report.failure = _gap(report, seq, what)
             if report.failure:
                 return report
-            problem = _check_link(report, seq, entry, audit_line(seq, entry), previous,
-                                  "its actor, action, subject, detail or time")
+            problem = _check_link(report, seq, row, line_of(seq, row), previous, fields)
             if problem:
-                report.failure = Failure("audit", seq, what, problem)
+                report.failure = Failure(chain, seq, what, problem)
                 return report
-            previous, report.head_seq, report.head_hash = entry.chain_hash, seq, entry.chain_hash
+            previous, report.head_seq, report.head_hash = row.chain_hash, seq, row.chain_hash
             report.entries += 1
-        last = rows[-1].chain_seq
+        last = batch[-1].chain_seq
         if progress:
-            progress("audit", report.entries, total)
+            progress(chain, report.entries, total)
     return report
 
 

@@ -44,14 +44,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives import serialization
 from lxml import etree
 from sqlalchemy import func, select
 
 from hub.evidence import audit
 
 from hub.evidence import chains as evidence
+from hub.evidence.checkpoints import sign_detached
 
 from hub.trust import pki
 
@@ -348,16 +348,6 @@ def _statement(*, case: str, first: int, last: int, previous: str, last_hash: st
                            f"the hub will not put it in its signed statement")
         out.append(f"{key}={value}\n")
     return "".join(out).encode("ascii")
-
-
-def sign_detached(key, data: bytes) -> bytes:
-    """A detached signature of `data` with the hub's key, as `openssl dgst -sha256 -verify` checks it:
-    RSA PKCS#1 v1.5 with SHA-256, or ECDSA with SHA-256 (DER) for an EC key."""
-    if isinstance(key, rsa.RSAPrivateKey):
-        return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        return key.sign(data, ec.ECDSA(hashes.SHA256()))
-    raise HubError(f"cannot sign the evidence statement with a {type(key).__name__}")
 
 
 def _readme(case: str, messages: int, first: int, last: int) -> str:

@@ -5,8 +5,9 @@ HUB_DEFAULT_RETENTION_DAYS, 365) loses its received bytes, its canonical bytes a
 each partner (a message kept in a file: that file and the files sent, removed once the purge is
 committed). Its digests, the hub's signed receipt and the partners' receipts stay, `purged_at` is
 set, and a PURGED event (its detail listing what went, with each sha256) joins the evidence chain in
-the same transaction -- so `hub evidence verify` still passes: a missing payload is accepted only
-where such a purge is recorded. "Final since" is the message's `updated_at` (the last state change).
+the same transaction, with a PURGE audit entry listing each message as sender/message id, both dated
+by the purge's clock -- so `hub evidence verify` still passes: a missing payload is accepted only where
+such a purge is recorded, the route's retention elapsed between the message's receipt and the purge. "Final since" is the message's `updated_at` (the last state change).
 A message with a delivery still PENDING (another recipient being retried, or a resend) is left alone;
 candidates are locked (FOR UPDATE SKIP LOCKED) so a concurrent resend and the purge never interleave.
 
@@ -70,11 +71,11 @@ def purge_expired(hub, *, now: dt.datetime | None = None, dry_run: bool = False,
                     continue
                 report.bytes_removed += _purge(session, message, now, dry_run, unlinked)
                 report.purged.append(f"{message.sender}/{message.message_id}")
-                purged_here.append(message.message_id)
+                purged_here.append(f"{message.sender}/{message.message_id}")
             if purged_here and not dry_run:
                 audit.record(session, actor=actor, action="PURGE", subject=f"{len(purged_here)} messages",
                              detail="retention purge of payload bytes (hashes and receipts kept): "
-                                    + ", ".join(purged_here))
+                                    + ", ".join(purged_here)).at = now
         for name in unlinked:
             files.resolve(hub, name).unlink(missing_ok=True)
     if report.purged and not dry_run:
@@ -132,5 +133,5 @@ def _purge(session, message: Message, now: dt.datetime, dry_run: bool, unlinked:
     days = (now - message.updated_at).days
     timeline.record(session, message, timeline.PURGED,
                     f"retention: {message.state} for {days} days; removed " + "; ".join(gone)
-                    + "; the hub's receipt and the partners' receipts kept")
+                    + "; the hub's receipt and the partners' receipts kept").at = now  # the purge's clock
     return size
