@@ -42,9 +42,11 @@ PARTNER_TYPES = ("CivilStatusExtract", "IdentityCheckResult", "JudicialServiceRe
 
 
 def _signer(settings: Settings, party: str) -> Signer:
-    pki.ensure_dev_pki(settings.pki_dir, ["hub", party])
-    return Signer(pki.load_key(str(settings.pki_dir / f"{party}.key")),
-                  pki.load_certificate(str(settings.pki_dir / f"{party}.crt")))
+    """`party`'s development key and certificate (made when missing)."""
+    key, certificate = settings.pki_dir / f"{party}.key", settings.pki_dir / f"{party}.crt"
+    if not (key.exists() and certificate.exists()):
+        pki.ensure_dev_pki(settings.pki_dir, ["hub", party])
+    return Signer(pki.load_key(str(key)), pki.load_certificate(str(certificate)))
 
 
 def _licence_request(settings: Settings) -> bytes:
