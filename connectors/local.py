@@ -1,7 +1,9 @@
 """In-process delivery to a consumer living in the hub's own process (an app's, e.g. the consular registry's).
 
 A Sender and a LocalConsumer (connectors/base.py): the service attaches the consumer an app declares for
-the party (`App.local_consumers`); until then a delivery is retried later."""
+the party (`App.local_consumers`); until then a delivery is retried later. A consumer that refuses the
+message (an InputError: a signature or header it does not accept) fails it for good (PermanentDeliveryError):
+the same bytes again cannot be accepted, and a permanent failure does not count against the circuit."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +12,7 @@ from typing import Callable
 from pydantic import BaseModel, ConfigDict
 
 from connectors.base import Health, Outbound, OutboundFile, SendResult
-from hub.errors import DeliveryError, TransientDeliveryError
+from hub.errors import DeliveryError, InputError, PermanentDeliveryError, TransientDeliveryError
 
 
 class LocalConnector:
@@ -51,6 +53,8 @@ class LocalConnector:
             handler(outbound)
         except DeliveryError:
             raise
+        except InputError as exc:  # the consumer refused this message (its signature, its header): for good
+            raise PermanentDeliveryError(f"{self.party} refused it: {exc.detail}") from None
         except Exception as exc:  # the consumer's own failure: keep the message and try again later
             raise TransientDeliveryError(f"{self.party} consumer failed: {type(exc).__name__}: {exc}") from exc
         return SendResult(detail="consumed")

@@ -78,6 +78,9 @@ class Route(_Strict):
     type: str = Field(description="Canonical message type (the header's Type).")
     from_: list[str] = Field(alias="from", min_length=1, description="Parties allowed to send this type.")
     to: list[RouteTarget] = Field(min_length=1, description="Recipients: one delivery each (fan-out).")
+    answer: bool = Field(False, description="Messages of this type answer one the hub delivered to their "
+                                            "sender: on every door they must carry InReplyTo naming a message "
+                                            "the hub delivered to that sender, in the same case.")
     retention_days: int | None = Field(None, ge=1, description="Days a message of this type keeps its payload "
                                                                "bytes once final; then they are purged (hashes "
                                                                "stay). Default: HUB_DEFAULT_RETENTION_DAYS.")

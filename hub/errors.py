@@ -6,6 +6,8 @@
     │   ├── MalformedXml            not well-formed, or forbidden constructs (DOCTYPE, entities) -> 400
     │   ├── SchemaInvalid           well-formed but not valid against its XSD                   -> 400
     │   ├── SignatureInvalid        missing, altered or not from the expected signer             -> 400
+    │   ├── HeaderMismatch          a header field differs from what the signature covers (its   -> 400
+    │   │                           signed Binding, the document's case reference), or no Binding
     │   ├── UnknownCorrelation      an answer to a message the hub never sent                    -> 400
     │   ├── NotRoutable             no route for this message type                               -> 400
     │   ├── UnfitCharacter          a parameter or field holds a character the hub refuses (NUL) -> 400
@@ -94,6 +96,13 @@ class SchemaInvalid(InputError):
 
 class SignatureInvalid(InputError):
     title = "Signature verification failed"
+
+
+class HeaderMismatch(InputError):
+    """The envelope header says what the signed document does not: a field differs from the document's signed
+    Binding (or the Binding is missing), or the CorrelationId from the document's own case reference.
+    Each problem's path names the header field (/Message/Header/<Field>)."""
+    title = "Header not covered by the signature"
 
 
 class UnknownCorrelation(InputError):

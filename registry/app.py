@@ -37,6 +37,19 @@ from registry.views import router as api_router
 log = logging.getLogger("registry")
 
 
+def _message_ids(case: Case) -> set[str]:
+    """The registry's own message ids for `case`: its request as recorded, and the deterministic ids the
+    service modules give a case's messages (REGISTRY-<reference>, REGISTRY-<reference>-HANDOVER, ...), so a
+    request dead-lettered before its id was recorded is still found."""
+    ids = {case.request_message_id} if case.request_message_id else set()
+    module = catalogue.module_for(case.service)
+    for name in ("request_message_id", "handover_message_id"):
+        if hasattr(module, name):
+            ids.add(getattr(module, name)(case))
+    ids.add(f"{PARTY}-{case.reference}")
+    return ids
+
+
 class Registry:
     name = "registry"
     metadata = Base.metadata
@@ -175,16 +188,25 @@ class Registry:
         log.debug(what)
 
     def on_dead_letter(self, sender: str, correlation_id: str, message_id: str, reason: str) -> None:
-        """The registry's request could not reach its partner, or a partner's answer could not be applied:
-        either way the case cannot go on, and fails with the reason."""
+        """The registry's own message could not reach its partner: what it belongs to fails with the reason
+        (a service's hook first: a batch, a certificate; else the case it requests).
+
+        Only the registry's own messages (Sender REGISTRY, whose header the registry signed) are looked at,
+        found by their message id: a dead letter of another sender's message (a partner's answer the
+        registry refused) changes no case or batch, whatever its header names; it stays a dead letter of
+        the hub's, for an operator to see."""
+        if sender != PARTY:
+            log.warning("dead letter %s from %s is not the registry's: no case changed (%s)", message_id, sender,
+                        reason)
+            return
         with self.hub.sessions.begin() as session:
             for module in catalogue.modules():
                 hook = getattr(module, "on_dead_letter", None)
                 if hook is not None and hook(self, session, correlation_id, message_id, reason):
                     return
-            try:
-                case = service.get_case(session, reference=correlation_id, for_update=True)
-            except NotFound:
-                log.error("dead letter %s names no case (%s): %s", message_id, correlation_id, reason)
+            case = session.scalars(select(Case).where(Case.reference == correlation_id).with_for_update()).first()
+            if case is None or message_id not in _message_ids(case):
+                log.error("dead letter %s names no case of the registry's (%s): %s", message_id, correlation_id,
+                          reason)
                 return
             service.move_case(session, case=case, status="FAILED", actor="hub", note=reason)

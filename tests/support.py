@@ -16,6 +16,7 @@ from lxml import etree
 
 from hub.trust import pki
 from hub.trust.signing import Signer
+from hub.xml.envelope import bind, business_document, read_header
 from registry.models import Case, Citizen
 from registry.services import licence
 
@@ -34,6 +35,15 @@ def licence_request(pki_dir: Path, *, reference: str = "LIC-2026-000001", number
     case = Case(reference=reference, post_code="FR-PARIS", created_at=created, citizen=citizen,
                 details={"number": number, "categories": ["B"], "issue_date": "2010-05-03"})
     return licence.build_request(SimpleNamespace(signer=signer_for(pki_dir, signed_by)), case)
+
+
+def sign_envelope(envelope: etree._Element | bytes, signer: Signer) -> bytes:
+    """A canonical envelope as its sender sends it: the header bound into the business document
+    (env:Binding, from the envelope's header as it is) and the document signed by `signer`."""
+    root = etree.fromstring(envelope) if isinstance(envelope, bytes) else envelope
+    document = business_document(root)
+    document.getparent().replace(document, signer.sign(bind(document, read_header(root))))
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
 def replace_text(data: bytes, old: str, new: str) -> bytes:

@@ -23,7 +23,7 @@ from conftest import free_port
 from connectors.soap.envelope import parse_envelope, read_fault, wrap_document_bytes
 from hub.store.models import Delivery, Event, Message, Refusal
 from hub.settings import PROJECT_ROOT
-from support import licence_request, replace_text, signer_for
+from support import licence_request, replace_text, sign_envelope, signer_for
 from test_soap_inbound import demande
 
 XML = {"Content-Type": "application/xml"}
@@ -65,7 +65,8 @@ def assert_recorded(running_hub, data: bytes, *, channel: str, partner: str, rea
 def test_rest_canonical_type_outside_the_senders_may_send_is_403_and_recorded(client, running_hub, pki_dir):
     # NARSA signs a licence request of its own and names itself the sender: its signature is good,
     # but NARSA may only send LicenceAuthenticationResult.
-    data = replace_text(licence_request(pki_dir, signed_by="NARSA"), "<env:Sender>REGISTRY<", "<env:Sender>NARSA<")
+    data = sign_envelope(replace_text(licence_request(pki_dir), "<env:Sender>REGISTRY<", "<env:Sender>NARSA<"),
+                         signer_for(pki_dir, "NARSA"))
     response = client.post("/api/v1/messages", content=data, headers=XML)
     assert response.status_code == 403, response.text
     body = response.json()

@@ -27,9 +27,8 @@ from hub.errors import SignatureInvalid
 from hub.intake.door import DOORS, Arrival
 from hub.settings import PROJECT_ROOT
 from hub.store.models import Refusal
-from hub.xml.schemas import ENVELOPE_NS
 from sandbox.outbox import write_atomically
-from support import licence_request, scrape, signer_for, strip_signature
+from support import licence_request, scrape, sign_envelope, signer_for, strip_signature
 from test_hostile_input import HostilePartner
 from test_soap_inbound import demande
 
@@ -51,10 +50,7 @@ def narsa_verdict(pki_dir: Path, *, number: str, case: str = "LIC-2026-000001", 
 
 def registry_batch(pki_dir: Path) -> bytes:
     """The registry's LifeCertificateBatch REGISTRY-LCB-2026-000007 for CDG, its document signed by REGISTRY."""
-    envelope = etree.parse(str(BATCH)).getroot()
-    body = envelope.find(f"{{{ENVELOPE_NS}}}Body")
-    body[0] = signer_for(pki_dir, "REGISTRY").sign(body[0])
-    return etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
+    return sign_envelope(etree.parse(str(BATCH)).getroot(), signer_for(pki_dir, "REGISTRY"))
 
 
 def start_cdg(start_sandbox, hub_url: str):

@@ -279,8 +279,8 @@ def test_valid_signature_of_another_partner_than_the_sender_is_refused(client, p
 
 def test_type_the_sender_may_not_send_is_refused_after_its_signature_verified(client, pki_dir, running_hub, added):
     """NARSA, correctly signing as itself, sends a request only the registry may send: 403."""
-    data = replace_text(st.licence_request(signer_for(pki_dir, "NARSA")), "<env:Sender>REGISTRY</env:Sender>",
-                        "<env:Sender>NARSA</env:Sender>")
+    unsigned = st.licence_request().replace(b"<env:Sender>REGISTRY</env:Sender>", b"<env:Sender>NARSA</env:Sender>")
+    data = st.sign_document(unsigned, signer_for(pki_dir, "NARSA"))  # header and Binding both say NARSA
     body = refused(post(client, data), 403, "NARSA may not send LicenceAuthenticationRequest")
     assert body["title"] == "Not allowed"
     assert added() == (0, 1)

@@ -5,8 +5,10 @@
   key (the default) and an ECDSA P-256 one (HUB_SIGNING_ALGORITHM=ecdsa-sha256);
 - a document a partner signs with `xmlsec1 --sign` (a template with enveloped + exclusive c14n,
   rsa-sha256 or ecdsa-sha256, sha256, X509Data) is accepted by the hub's intake: a canonical
-  envelope on POST /api/v1/messages and a NARSA document on POST /api/v1/partners/NARSA/messages;
-  signed by xmlsec1 and then altered, it is refused.
+  envelope on POST /api/v1/messages (its header's env:Binding signed with the rest) and a NARSA
+  document on POST /api/v1/partners/NARSA/messages; signed by xmlsec1 and then altered, it is refused;
+- the new form of what the registry and the hub sign (the header bound into the signed document)
+  verifies with xmlsec1.
 """
 from __future__ import annotations
 
@@ -94,12 +96,28 @@ def test_hub_receipt_and_delivered_document_verify_with_xmlsec1(client, running_
         delivery = session.query(Delivery).one()
         session.expunge_all()
     sent = render_for_partner(running_hub.hub, message, delivery)  # the NARSA document, mapped and signed
-    assert b"DemandeAuthentification" in sent
+    assert b"DemandeAuthentification" in sent and b"Binding" not in sent  # the canonical Binding stays canonical
     xmlsec1_verifies(sent, tmp_path, "--pubkey-cert-pem", hub_crt)
     xmlsec1_verifies(sent, tmp_path, "--trusted-pem", ca_crt)
     altered = replace_text(response.content, "REGISTRY-LIC-2026-000001", "REGISTRY-LIC-2026-000002")
     (tmp_path / "altered.xml").write_bytes(altered)
     assert xmlsec1("--verify", "--pubkey-cert-pem", hub_crt, str(tmp_path / "altered.xml")).returncode != 0
+
+
+def test_bound_canonical_documents_the_registry_and_the_hub_sign_verify_with_xmlsec1(pki_dir, tmp_path):
+    """The new form: the registry's request and a partner's answer the hub mapped in and signs on delivery to the
+    registry carry the header's env:Binding inside what they sign, and xmlsec1 verifies both."""
+    from types import SimpleNamespace
+    from hub.xml.envelope import business_document, check_binding, read_header
+    from support import licence_request, signer_for
+    mapped_in = Path(__file__).parent.parent / "mappings/narsa/cases/licence-result.from-narsa/discrepancy.expected.xml"
+    hub = SimpleNamespace(signer=signer_for(pki_dir, "hub"))
+    delivered = render_for_partner(hub, SimpleNamespace(canonical=mapped_in.read_bytes()), SimpleNamespace(mapping=None))
+    for envelope, signer in ((licence_request(pki_dir), "REGISTRY"), (delivered, "hub")):
+        root = etree.fromstring(envelope)
+        document = business_document(root)
+        check_binding(read_header(root), document)  # the Binding is there, and is the header
+        xmlsec1_verifies(etree.tostring(document), tmp_path, "--pubkey-cert-pem", str(pki_dir / f"{signer}.crt"))
 
 
 def test_ecdsa_hub_key_signs_what_xmlsec1_verifies(tmp_path, pki_dir, monkeypatch):
@@ -136,6 +154,7 @@ def test_ecdsa_hub_key_signs_what_xmlsec1_verifies(tmp_path, pki_dir, monkeypatc
 def test_canonical_envelope_signed_by_xmlsec1_is_accepted_and_altered_refused(client, pki_dir, tmp_path, running_hub):
     envelope = st.licence_request()
     _, document = st.business(envelope)
+    assert document.find("{urn:ma:gov:consular:hub:envelope:1}Binding") is not None  # signed by xmlsec1 with the rest
     signed = xmlsec1_sign(document, pki_dir / "REGISTRY.key", pki_dir / "REGISTRY.crt", tmp_path)
     data = st.with_document(envelope, etree.fromstring(signed))
     altered = replace_text(data, "12/345673", "12/345679")

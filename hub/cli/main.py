@@ -57,6 +57,21 @@ def cmd_demo(args) -> int:
     return run_demo(cases=args.cases, serve=args.serve, console=console)
 
 
+class _SampleHelp(argparse.Action):
+    """`hub sample --help`: the help with the message types the installed apps give samples of (read only
+    when asked: the apps are not imported to build the parser of every command)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from hub.service import app_samples
+        parser.epilog = "message types:\n" + "\n".join(f"  {name}" for name in sorted(app_samples()))
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        parser.print_help()
+        parser.exit()
+
+
 def cmd_sample(args) -> int:
     from hub.service import app_samples
     samples = app_samples()  # the installed apps contribute them
@@ -147,8 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--serve", action="store_true", help="keep the hub and sandboxes running afterwards")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("sample", help="print a valid signed canonical message of TYPE")
-    p.add_argument("type")
+    p = sub.add_parser("sample", help="print a valid signed canonical message of TYPE (every type a party may "
+                                      "send; `hub sample --help` lists them)", add_help=False)
+    p.add_argument("-h", "--help", action=_SampleHelp, help="show this help, with the message types, and exit")
+    p.add_argument("type", metavar="TYPE", help="a canonical message type, e.g. LicenceAuthenticationRequest")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("messages", help="inspect and resend stored messages")

@@ -47,7 +47,7 @@ from hub.store.db import utcnow
 from hub.delivery.breaker import Breakers
 from hub.errors import (AnswerDeferred, DeliveryError, HubError, InputError, PermanentDeliveryError, TransientDeliveryError,
                         TryLater, first_line)
-from hub.xml.envelope import business_document
+from hub.xml.envelope import bind, business_document, read_header
 from hub.intake.door import Arrival, refused
 from hub.store import files as store
 from hub.store.models import Delivery, DeliveryState, Message, MessageState
@@ -70,7 +70,9 @@ def render_for_partner(hub, message: Message, delivery: Delivery) -> bytes:
     """The bytes a partner receives: mapped to its format and signed by the hub.
 
     Without a mapping the canonical envelope travels; its business document keeps the original
-    sender's signature, or is signed by the hub when it has none (documents the hub mapped in).
+    sender's signature (which covers its Binding of the header), or, when it has none (a document the
+    hub mapped in from a partner's format, its header derived from that partner's signed content), is
+    bound to the header and signed by the hub.
     """
     envelope = parse_trusted(message.canonical)
     if delivery.mapping:
@@ -83,7 +85,7 @@ def render_for_partner(hub, message: Message, delivery: Delivery) -> bytes:
         return to_bytes(hub.signer.sign(document))
     document = business_document(envelope)
     if document.find(f"{{{DS_NS}}}Signature") is None:
-        document.getparent().replace(document, hub.signer.sign(document))
+        document.getparent().replace(document, hub.signer.sign(bind(document, read_header(envelope))))
     return to_bytes(envelope)
 
 

@@ -2,13 +2,23 @@
 
     size cap -> hardened parse -> validate (XSD) -> verify the sender's signature (hub.trust.certificates:
     pinned certificate or CA, algorithms and reference fixed in advance; the signer must be the sender)
-    -> [partner format: map to canonical, correlate to the message it answers] -> route
-    -> deduplicate -> store bytes + state + receipt + outbox rows + timeline in ONE commit
+    -> [canonical: the header must be the document's signed Binding (hub/xml/envelope.py)]
+    -> [partner format: map the signed document to canonical: its header comes from signed content]
+    -> the CorrelationId must be the document's own case reference -> route
+    -> [an answer: correlate to the message it answers] -> deduplicate
+    -> store bytes + state + receipt + outbox rows + timeline in ONE commit
 
 After verification only the signed content is used: the type check, the routing conditions, the
 mapping of a partner document, and the canonical form stored for delivery (`canonical_bytes`,
-rebuilt from the header and the signed document) never read the tree as received. The bytes as
-received are kept as evidence (`received_bytes`).
+rebuilt from the header and the signed document) never read the tree as received. The header of a
+canonical envelope is not signed itself: every field the hub acts on (MessageId, CorrelationId,
+InReplyTo, Type, Sender, Recipient) must equal the signed document's Binding, or the message is
+refused (HeaderMismatch, 400, naming the field). The bytes as received are kept as evidence
+(`received_bytes`).
+
+An answer (a route marked `answer: true`) must carry InReplyTo naming a message the hub delivered to
+its sender, in the same case, whichever door it came through (`_correlate`); the Recipient must be one
+of the route's recipients.
 
 Accepted means durable: the receipt is returned only after that commit. The same message id from
 the same sender with the same bytes gets the first receipt again and is not processed twice; the
@@ -35,7 +45,7 @@ from hub.store.models import Delivery, DeliveryState, Event, Message, MessageSta
 from hub.trust.receipts import build_receipt
 from hub.xml.schemas import ENVELOPE_NS
 from hub.trust.signing import DS_NS
-from hub.xml.envelope import Header, business_document, read_header
+from hub.xml.envelope import Header, business_document, check_binding, check_case, read_header
 from hub.xml.safe import limits, parse_untrusted, to_bytes
 
 _E = f"{{{ENVELOPE_NS}}}"
@@ -59,6 +69,13 @@ def accept_canonical(hub, data: bytes, *, caller: str | None = None, submitted_b
     if envelope.tag != f"{_E}Message":
         raise SchemaInvalid(f"expected a canonical envelope {{{ENVELOPE_NS}}}Message, got {envelope.tag}",
                             [Problem("wrong root element", line=envelope.sourceline, path="/*")])
+    return _accept_envelope(hub, envelope, data, caller=caller, submitted_by=submitted_by)
+
+
+def _accept_envelope(hub, envelope: etree._Element, data: bytes, *, caller: str | None,
+                     submitted_by: str | None) -> Receipt:
+    """A parsed canonical envelope: validated, the sender's signature verified, the header checked against
+    the signed Binding, then stored and routed."""
     hub.schemas.validate(envelope, what="message")
     header = read_header(envelope)
     if caller is not None and header.sender != caller:
@@ -72,6 +89,8 @@ def accept_canonical(hub, data: bytes, *, caller: str | None = None, submitted_b
     # From here on only the signed content is used: the type check, the routing conditions and the
     # canonical form that delivery maps all read `verified`, never the tree as received.
     _check_type_matches_body(header, signed)
+    check_binding(header, signed)
+    check_case(header, signed)
     verified = _verified_envelope(envelope, signed, document.find(f"{{{DS_NS}}}Signature"))
     steps = [(timeline.RECEIVED, f"{len(data)} bytes{_by(submitted_by)}"),
              (timeline.VALIDATED, "envelope and business document"),
@@ -104,12 +123,16 @@ def _resigned(signed: etree._Element, signature: etree._Element | None) -> etree
 
 
 def accept_partner_document(hub, partner: str, data: bytes, *, submitted_by: str | None = None) -> Receipt:
-    """Intake of a partner's own-format document: verified as the partner's, then mapped to canonical;
+    """Intake of a partner's document at its own door (REST callback, SOAP, SFTP file, synchronous answer):
+    its own format, verified as the partner's then mapped to canonical; or a canonical envelope, taken in as
+    on the canonical door with the partner as the caller (its Sender, its signature, its signed Binding).
     `submitted_by` (the API token, when one submitted it) is named by the RECEIVED event."""
     party = hub.config.parties.get(partner)
     if party is None or party.transport == "local":
         raise NotAllowed(f"{partner!r} is not a partner that sends documents to the hub")
     root = parse_untrusted(data, max_bytes=hub.settings.max_message_bytes, **limits(hub.settings))
+    if root.tag == f"{_E}Message":  # the partner answers in the canonical form: its header must be signed
+        return _accept_envelope(hub, root, data, caller=partner, submitted_by=submitted_by)
     inbound = hub.config.inbound_for(partner, root.tag)
     if inbound is None:
         raise NotRoutable(f"{partner} may not send a {root.tag} document to the hub",
@@ -124,6 +147,7 @@ def accept_partner_document(hub, partner: str, data: bytes, *, submitted_by: str
     header = read_header(envelope)
     if header.sender != partner:
         raise NotAllowed(f"the {partner} document maps to sender {header.sender!r}")
+    check_case(header, business_document(envelope))
     steps = [(timeline.RECEIVED, f"{len(data)} bytes from {partner}{_by(submitted_by)}"),
              (timeline.VALIDATED, f"against {inbound.schema_}"), (timeline.VERIFIED, f"signed by {partner}"),
              (timeline.MAPPED_IN, f"with {inbound.mapping}")]
@@ -150,6 +174,7 @@ def _store_and_route(hub, header: Header, envelope: etree._Element, data: bytes,
     check_may_send(hub.config, header.sender, header.type)
     if header.sender not in route.from_:
         raise NotAllowed(f"{header.sender} may not send {header.type}")
+    check_against_route(route, header)
     targets = [target for target in route.to if target.applies_to(envelope)]
     if not targets:
         raise NotRoutable(f"no recipient of {header.type} applies to this message (every route condition is false)",
@@ -218,6 +243,20 @@ def _duplicate(session, existing: Message, digest: str) -> Receipt:
         timeline.record(session, existing, timeline.DUPLICATE, "same id and bytes again; first receipt returned "
                                                                "(further copies are counted, not recorded)")
     return Receipt(existing.message_id, existing.sender, existing.type, existing.receipt, duplicate=True)
+
+
+def check_against_route(route, header: Header) -> None:
+    """The Recipient must be one of the route's recipients (the message is listed under it), and an answer
+    (its route says `answer: true`) must say what it answers: InReplyTo is required."""
+    recipients = sorted({target.partner for target in route.to})
+    if header.recipient not in recipients:
+        raise NotRoutable(f"{header.type} goes to {', '.join(recipients)}, not to the header's Recipient "
+                          f"{header.recipient!r}", [Problem("Recipient is none of the route's recipients",
+                                                            path="/Message/Header/Recipient")])
+    if route.answer and not header.in_reply_to:
+        raise UnknownCorrelation(f"{header.type} answers a message the hub sent to {header.sender}: "
+                                 f"InReplyTo must name it",
+                                 [Problem("InReplyTo missing from an answer", path="/Message/Header/InReplyTo")])
 
 
 def _correlate(session, header: Header) -> tuple[str, str]:

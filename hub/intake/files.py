@@ -41,7 +41,7 @@ from hub.errors import (InputError, MalformedXml, NotAllowed, NotFound, NotRouta
                         PermanentDeliveryError, Problem, SchemaInvalid)
 from hub.evidence import timeline
 from hub.intake import backpressure
-from hub.intake.accept import Receipt, _correlate, _duplicate
+from hub.intake.accept import Receipt, _correlate, _duplicate, check_against_route
 from hub.xml.envelope import Header, read_header
 from hub.store import files as store
 from hub.store.db import utcnow
@@ -167,6 +167,7 @@ def _route(hub, header) -> list:
     check_may_send(hub.config, header.sender, header.type)
     if header.sender not in route.from_:
         raise NotAllowed(f"{header.sender} may not send {header.type}")
+    check_against_route(route, header)
     targets = [target for target in route.to if target.when is None]
     if not targets:
         raise NotRoutable(f"{header.type} goes only through conditional targets, which a file message cannot take")

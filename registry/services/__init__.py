@@ -15,5 +15,6 @@ and, when it has them:
     SCHEDULED     [(job id, fn(registry), when)] run by the hub's scheduler; `when` is an interval in
                   seconds, or a dict of cron fields ({"hour": 2, "timezone": "Africa/Casablanca"})
     on_dead_letter(registry, session, correlation_id, message_id, reason) -> bool
-                  for messages whose correlation id is not a case reference
+                  for the registry's own messages (Sender REGISTRY) whose correlation id is not a
+                  case reference (a batch, a certificate): find what `message_id` belongs to
 """

@@ -237,10 +237,16 @@ def _fail(registry, message_id: str, reason: str) -> bool:
 
 
 def fail_batch(session: Session, *, message_id: str, reason: str) -> bool:
-    """The batch and its cases still BATCHED -> FAILED; False when `message_id` is no batch."""
-    batch = session.scalars(select(PensionBatch).where(PensionBatch.message_id == message_id)).first()
+    """The batch sent as `message_id` (the registry's own message) and its cases still BATCHED -> FAILED;
+    False when it is no batch. A batch already final (ACKNOWLEDGED, FAILED) is left as it is."""
+    batch = session.scalars(select(PensionBatch).where(PensionBatch.message_id == message_id)
+                            .with_for_update()).first()
     if batch is None:
         return False
+    if batch.status in ("ACKNOWLEDGED", "FAILED"):
+        log.warning("dead letter %s: batch %s is already %s, left as it is (%s)", message_id, batch.reference,
+                    batch.status, reason)
+        return True
     batch.status, batch.detail = "FAILED", reason[:2000]
     for case in session.scalars(select(Case).where(Case.request_message_id == message_id, Case.status == "BATCHED")):
         service.move_case(session, case=case, status="FAILED", actor="hub", note=reason)
