@@ -275,5 +275,7 @@ def test_the_documented_examples_are_valid_documents():
     schemas = SchemaSet(PROJECT_ROOT / "schemas")
     canonical = parse_untrusted((EXAMPLES / "LicenceAuthenticationRequest.xml").read_bytes(), max_bytes=1 << 20)
     schemas.validate(canonical, "canonical")
+    from hub.xml.envelope import business_document, check_binding, read_header
+    check_binding(read_header(canonical), business_document(canonical))  # its header is the one it signed
     soap = parse_envelope((EXAMPLES / "DemandeSignification.soap.xml").read_bytes(), max_bytes=1 << 20)
     schemas.validate(soap, "partners/justice/plis-judiciaires.xsd")
