@@ -7,6 +7,7 @@ The HTTP tests share one hub (each with its own citizens and cases); the partner
 deliveries to them fail on their own and the partners' answers are handed to the registry in process."""
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
 import http.server
@@ -19,6 +20,7 @@ from sqlalchemy import select
 
 from connectors.base import Outbound
 from hub.store.models import AuditEntry, Refusal
+from hub.xml.envelope import bind, read_header
 from hub.xml.safe import to_bytes
 from hub.xml.text import WITHHELD_VALUE, for_the_record, unfit_character
 from registry import canonical, service
@@ -128,11 +130,11 @@ def sante_refuses(running_hub, reference: str) -> None:
         REP.CaseReference(reference), REP.Authority("SANTE"), REP.Decision("REFUSED"), REP.Reason(SANTE_REASON),
         REP.ReasonText(SANTE_TEXT), REP.PartnerReference(f"AS-{reference}"), REP.DecidedAt("2026-11-19T10:00:00+00:00"))
     message_id = f"SANTE-R-{reference}"
-    envelope = ENV.Message(
-        ENV.Header(ENV.MessageId(message_id), ENV.CorrelationId(reference), ENV.InReplyTo(f"REGISTRY-{reference}"),
-                   ENV.Type("RepatriationClearance"), ENV.Sender("SANTE"), ENV.Recipient("REGISTRY"),
-                   ENV.Created("2026-11-19T10:00:00+00:00")),
-        ENV.Body(running_hub.hub.signer.sign(clearance)))
+    header = ENV.Header(ENV.MessageId(message_id), ENV.CorrelationId(reference), ENV.InReplyTo(f"REGISTRY-{reference}"),
+                        ENV.Type("RepatriationClearance"), ENV.Sender("SANTE"), ENV.Recipient("REGISTRY"),
+                        ENV.Created("2026-11-19T10:00:00+00:00"))
+    bound = bind(clearance, read_header(ENV.Message(copy.deepcopy(header))))  # the header the hub signs with it
+    envelope = ENV.Message(header, ENV.Body(running_hub.hub.signer.sign(bound)))
     running_hub.apps["registry"].receive(Outbound(message_id, "RepatriationClearance", to_bytes(envelope)))
 
 
