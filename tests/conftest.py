@@ -18,6 +18,7 @@ a fresh hub (counts everything in a table, restarts the hub, edits the configura
 """
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import shutil
@@ -69,10 +70,25 @@ def _postgres_available() -> str | None:
 _PG_PROBLEM = _postgres_available()
 
 
+# Each pytest-xdist worker hands out ports from a block of its own below Linux's ephemeral range (32768-60999),
+# where the kernel never picks one for another process's bind to port 0 or outgoing connection: a port given
+# to a test cannot be taken by another worker between the test learning it and its server binding it.
+_PORT_BLOCK = 1500
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0) % 8  # 8 blocks below 32768
+_next_ports = itertools.cycle(range(20000 + _WORKER * _PORT_BLOCK, 20000 + (_WORKER + 1) * _PORT_BLOCK))
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on, from this worker's block (one still in use is skipped)."""
+    for _ in range(_PORT_BLOCK):
+        port = next(_next_ports)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in this worker's block of {_PORT_BLOCK}")
 
 
 def pytest_generate_tests(metafunc):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import http.server
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ import pytest
 from lxml import etree
 from lxml.builder import ElementMaker
 
+from conftest import free_port
 from hub.errors import SignatureInvalid
 from hub.trust.pki import ensure_dev_pki, load_certificate, load_key
 from hub.xml.schemas import SchemaSet
@@ -40,12 +40,6 @@ N = ElementMaker(namespace=NS, nsmap={None: NS})
 
 def tag(name: str) -> str:
     return f"{{{NS}}}{name}"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # -- the hub's callback endpoint, played by a tiny real HTTP server --------------------------------
