@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import http.server
 import io
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Callable
 
 import httpx
 from lxml import etree
@@ -116,3 +119,32 @@ def hub_command(*args: str, env: dict[str, str], process: bool = False, cwd: Pat
         os.environ.update(saved_environ)
         cli.console._width = saved_width
     return subprocess.CompletedProcess(["hub", *args], code, out.buffer.getvalue().decode("utf-8"), err.getvalue())
+
+
+class StandInPartner:
+    """A partner on its loopback port answering every POST with `status` and `answer` (application/xml), or with
+    what `answer(request body)` returns when it is a function; `calls` lists the paths asked."""
+
+    def __init__(self, port: int, answer: bytes | Callable[[bytes], bytes], *, status: int = 200):
+        calls = self.calls = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - the http.server API
+                request = self.rfile.read(int(self.headers.get("content-length", 0)))
+                reply = answer(request) if callable(answer) else answer
+                calls.append(self.path)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

@@ -29,7 +29,7 @@ from hub.settings import PROJECT_ROOT
 from hub.store.models import Refusal
 from sandbox.outbox import write_atomically
 from support import licence_request, scrape, sign_envelope, signer_for, strip_signature
-from test_hostile_input import HostilePartner
+from support import StandInPartner
 from test_soap_inbound import demande
 
 ON_SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # counting is not storage
@@ -80,7 +80,7 @@ def test_a_message_through_each_door_is_counted_once_with_its_type_and_door(
         running_hub, client, pki_dir, partner_ports, start_sandbox):
     url = running_hub.url
     start_cdg(start_sandbox, url)
-    narsa = HostilePartner(partner_ports["NARSA"], answering({b"LIC-2026-000001": narsa_verdict(pki_dir, number="1")}))
+    narsa = StandInPartner(partner_ports["NARSA"], answering({b"LIC-2026-000001": narsa_verdict(pki_dir, number="1")}))
     before = scrape(url)
     try:
         request = licence_request(pki_dir)
@@ -125,7 +125,7 @@ def test_a_refusal_through_each_door_is_recorded_and_counted_once(
     url = running_hub.url
     cdg = start_cdg(start_sandbox, url)
     unsigned = narsa_verdict(pki_dir, number="1", signed=False)
-    narsa = HostilePartner(partner_ports["NARSA"], answering({b"LIC-2026-000001": unsigned}))
+    narsa = StandInPartner(partner_ports["NARSA"], answering({b"LIC-2026-000001": unsigned}))
     before = scrape(url)
     try:
         assert client.post("/api/v1/messages", content=licence_request(pki_dir), headers=XML).status_code == 202

@@ -23,7 +23,6 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import Callable
 from xml.sax.saxutils import escape
 
 import httpx
@@ -37,7 +36,7 @@ from connectors.soap.envelope import SOAP_ENV, parse_envelope, read_fault, wrap_
 from hub.store.models import Delivery, Event, Message, Refusal
 from hub.xml.schemas import ENVELOPE_NS
 from hub.settings import PROJECT_ROOT
-from support import licence_request, signer_for
+from support import StandInPartner, licence_request, signer_for
 from test_soap_inbound import demande
 
 XML = {"Content-Type": "application/xml"}
@@ -352,34 +351,6 @@ def test_hostile_sftp_files_go_to_failed_with_the_reason(client, running_hub, st
     assert listener.hits == []
 
 
-class HostilePartner:
-    """A stand-in NARSA answering every request with `answer` (200, application/xml), or with what
-    `answer(request body)` returns when it is a function."""
-
-    def __init__(self, port: int, answer: bytes | Callable[[bytes], bytes]):
-        calls = self.calls = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                request = self.rfile.read(int(self.headers.get("content-length", 0)))
-                reply = answer(request) if callable(answer) else answer
-                calls.append(self.path)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/xml")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, *args):
-                pass
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.mark.private_hub  # NARSA's port is the stand-in's, the licence request the first
 @pytest.mark.parametrize("answer, rule", [
     (ENTITY_ATTACKS["billion-laughs"].encode(), "DOCTYPE"),
@@ -388,7 +359,7 @@ class HostilePartner:
 ], ids=["billion-laughs", "deep", "many-elements"])
 def test_hostile_synchronous_answer_dead_letters_the_delivery_with_the_reason(answer, rule, client, running_hub,
                                                                               pki_dir, partner_ports):
-    partner = HostilePartner(partner_ports["NARSA"], answer)
+    partner = StandInPartner(partner_ports["NARSA"], answer)
     try:
         assert client.post("/api/v1/messages", content=licence_request(pki_dir), headers=XML).status_code == 202
         message = wait_for(lambda: (m := client.get("/api/v1/messages/REGISTRY-LIC-2026-000001").json())

@@ -10,8 +10,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import hashlib
-import http.server
-import threading
 import typing
 
 import pytest
@@ -31,7 +29,7 @@ from registry.services.judicial import SERVICE as JUDICIAL
 from registry.services.passport import SERVICE as PASSPORT
 from registry.views import router  # noqa: F401 (imports every service module, so every body model exists)
 from conftest import wait_for
-from support import licence_request, register_citizen, replace_text
+from support import StandInPartner, licence_request, register_citizen, replace_text
 
 pytestmark = pytest.mark.shared_hub
 
@@ -256,38 +254,14 @@ def test_a_refusal_is_recorded_without_the_refused_value(client, running_hub, pk
     assert "Youssef" not in refusal.reason and "1988-04-12" not in refusal.reason, refusal.reason
 
 
-class ChattyPartner:
-    """A partner on its loopback port that refuses every request with 400 and a long error text quoting a value."""
-
-    TEXT = ("<Erreur><Message>Element 'Cnie': [facet 'pattern'] The value 'BK12 Youssef El Amrani 1988-04-12' is "
-            "not accepted by the pattern '[A-Z]{1,2}[0-9]{5,6}'.</Message>\n<Trace>" + "x" * 5000 + "</Trace></Erreur>")
-
-    def __init__(self, port: int):
-        text = self.TEXT.encode()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - the http.server API
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                self.send_response(400)
-                self.send_header("Content-Type", "application/xml")
-                self.send_header("Content-Length", str(len(text)))
-                self.end_headers()
-                self.wfile.write(text)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+# a partner's long error text, quoting the value it refused
+PARTNER_ERROR = ("<Erreur><Message>Element 'Cnie': [facet 'pattern'] The value 'BK12 Youssef El Amrani 1988-04-12' is "
+                 "not accepted by the pattern '[A-Z]{1,2}[0-9]{5,6}'.</Message>\n<Trace>" + "x" * 5000 + "</Trace></Erreur>")
 
 
 def test_a_partners_error_text_is_kept_bounded_and_without_the_values_it_quotes(client, running_hub, partner_ports,
                                                                               pki_dir):
-    narsa = ChattyPartner(partner_ports["NARSA"])
+    narsa = StandInPartner(partner_ports["NARSA"], PARTNER_ERROR.encode(), status=400)
     try:
         data = licence_request(pki_dir, reference="LIC-2026-071203")
         assert client.post("/api/v1/messages", content=data, headers=XML).status_code == 202
