@@ -38,12 +38,13 @@ XMLSEC1 := $(shell command -v xmlsec1 2>/dev/null)
 #                 on PostgreSQL too where storage is their subject (claims, leases, the leader, sealing, group commit,
 #                 retention, search, faults, migrations: @pytest.mark.both_databases); databases are copies of one
 #                 migrated per session; the fault tests run at a tenth of their length (HUB_FAULT_SCALE=0.1) and
-#                 the generated inputs at hypothesis's "ci" profile; TEST_WORKERS (2) pytest-xdist workers, a file each.
+#                 the generated inputs at hypothesis's "ci" profile; TEST_WORKERS (3) pytest-xdist workers, a file each
+#                 (one more than this machine's 2 cores: a third of a test's time is spent waiting on processes).
 # make test-full  everything at full length: every test on both databases (HUB_TEST_DATABASES=both), the fault
 #                 tests at full scale (HUB_FAULT_SCALE=1, as `make bench-faults`), ten times the generated examples
 #                 (HYPOTHESIS_PROFILE=full). Longer: before a release, or after touching storage or intake.
 # Both take PYTEST_ARGS (e.g. PYTEST_ARGS="-k sqlite tests/test_faults.py") and TEST_WORKERS (0: no workers).
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 XDIST = $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadfile)
 
 test: $(STAMP) xmlsec1
