@@ -14,7 +14,7 @@ import typing
 
 import pytest
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from connectors.base import Outbound
 from hub.store.models import AuditEntry, Refusal
@@ -210,15 +210,17 @@ def test_health_data_reaches_only_the_roles_that_may_see_it_in_every_registry_vi
                                           ("birth_place", "Fès\ufffe")])
 def test_a_citizen_with_a_character_xml_cannot_hold_or_a_direction_control_is_refused(client, running_hub, field,
                                                                                       value):
+    def citizens() -> int:  # counted, not searched by the value: PostgreSQL takes no NUL in a query either
+        with running_hub.hub.sessions() as session:
+            return session.scalar(select(func.count()).select_from(Citizen))
+    before = citizens()
     response = client.post("/api/v1/citizens", json={
         "post_code": POST, "given_name_latin": "Ali", "family_name_latin": "Benali", "given_name_arabic": "علي",
         "family_name_arabic": "بنعلي", "birth_date": "1990-01-01", "sex": "M", "country": "FR", "city": "Paris",
         field: value})
     assert response.status_code in (400, 422), response.text
     assert field in response.text and "U+" in response.text, response.text
-    with running_hub.hub.sessions() as session:
-        stored = session.scalars(select(Citizen).where(getattr(Citizen, field) == value)).all()
-    assert not stored
+    assert citizens() == before
 
 
 def test_a_case_whose_request_cannot_be_built_fails_with_the_reason(client, running_hub):
