@@ -178,3 +178,24 @@ class InboundFile(Base):
     outcome: Mapped[str] = mapped_column(String(16))          # ACCEPTED | REFUSED
     detail: Mapped[str] = mapped_column(Text, default="")     # the message id, or why it was refused
     processed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class Alert(Base):
+    """A condition the alert rules found (hub/monitor/alerts.py): seen, raised once it held long enough,
+    notified once, cleared when it went away. At most one row per key is not cleared."""
+    __tablename__ = "alerts"
+    __table_args__ = (Index("uq_alerts_open_key", "key", unique=True, sqlite_where=text("cleared_at IS NULL"),
+                            postgresql_where=text("cleared_at IS NULL")),
+                      Index("ix_alerts_cleared_at", "cleared_at"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200))                    # "unreachable:DGSN", stable per condition
+    kind: Mapped[str] = mapped_column(String(32))                    # unreachable, dead-letters, certificate, ...
+    subject: Mapped[str] = mapped_column(String(200))                # the partner, certificate or case concerned
+    detail: Mapped[str] = mapped_column(Text, default="")            # what the rule found, in words
+    facts: Mapped[str] = mapped_column(Text, default="{}")           # the same as JSON, for translated texts
+    seen_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)        # first found (this episode)
+    raised_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)     # None while not held long enough
+    notified_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)   # every configured channel told
+    notified_via: Mapped[str] = mapped_column(String(64), default="")      # channels told: "email,webhook"
+    cleared_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)

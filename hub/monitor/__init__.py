@@ -1,0 +1,1 @@
+"""The monitor: the web console served by the hub at /monitor/."""
