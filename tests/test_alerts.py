@@ -283,7 +283,8 @@ def test_evaluation_is_idempotent_and_one_open_row_per_key(hub):
         with hub.sessions.begin() as session:
             session.add(Alert(key="dead-letters:JUSTICE", kind="dead-letters", subject="JUSTICE", detail="",
                               facts="{}", seen_at=now, notified_via=""))
-    listed = alerts.list_alerts(hub.reads())
+    with hub.reads() as session:
+        listed = alerts.list_alerts(session)
     assert [(a["key"], a["open"]) for a in listed] == [("dead-letters:JUSTICE", True)]
 
 
