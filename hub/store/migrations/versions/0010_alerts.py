@@ -6,7 +6,7 @@ channel was told (`notified_via` lists those told so far), `cleared_at` when it 
 unique index keeps one row per key that is not cleared, so two evaluations cannot raise it twice.
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0008
 """
 import sqlalchemy as sa
 from alembic import op
@@ -15,7 +15,7 @@ import hub.store.db
 
 
 revision = "0010"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
