@@ -178,8 +178,7 @@ class HubService:
 
     def evaluate_alerts(self) -> bool:
         """Evaluate the alert rules now (also the scheduled job); False when the run or a notification failed."""
-        parts = [app.console() for app in self.apps.values() if callable(getattr(app, "console", None))]
-        return evaluate(self.hub, overdue=overdue_sources(parts), notifiers=self.notifiers).ok
+        return evaluate(self.hub, overdue=overdue_sources(self.app.state.console_parts), notifiers=self.notifiers).ok
 
     def _purge(self) -> None:
         try:

@@ -6,17 +6,21 @@ port raises the unreachable alert within its rule, and clears it once the partne
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.policy
 import http.server
 import json
 import logging
 import threading
 
+import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from sqlalchemy import select
 
 from conftest import free_port, serve_hub, wait_for
+from console_support import ConsoleClient, make_user
 from support import StandInPartner
 from hub.errors import NotificationFailed
 from hub.intake.polling import LastPoll
@@ -39,14 +43,15 @@ class Mailbox:
         self.controller.start()
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
-        self.messages.append((list(envelope.rcpt_tos), envelope.content.decode("utf-8")))
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append((list(envelope.rcpt_tos), f"{message['Subject']}\n{message.get_content()}"))
         return "250 OK"
 
     @staticmethod
     def _auth(server, session, envelope, mechanism, auth_data):
         ok = isinstance(auth_data, LoginPassword) and auth_data.login == b"alerts" \
             and auth_data.password == PASSWORD.encode()
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)  # a refusal answered 535 by the server
 
     def stop(self):
         self.controller.stop()
@@ -127,6 +132,11 @@ def rows(hub) -> list[Alert]:
         return list(session.scalars(select(Alert).order_by(Alert.id)))
 
 
+def row(hub, key: str) -> Alert:
+    [found] = [a for a in rows(hub) if a.key == key]
+    return found
+
+
 def open_keys(hub) -> set[str]:
     return {a.key for a in rows(hub) if a.cleared_at is None and a.raised_at is not None}
 
@@ -150,12 +160,12 @@ def test_a_dead_letter_is_raised_once_notified_once_cleared_and_raised_again(hub
     again = alerts.evaluate(hub, notifiers=told)  # still there, one more: not raised nor told again
     assert again.raised == [] and again.notified == {}
     assert len(mailbox.messages) == mails + 1 and len(receiver.posts) == 1
-    [alert] = [a for a in rows(hub) if a.key == "dead-letters:NARSA"]
+    alert = row(hub, "dead-letters:NARSA")
     assert alert.notified_at is not None and alert.notified_via == "email,webhook" and "2 dead-lettered" in alert.detail
 
     with hub.sessions.begin() as session:  # both resent (what the console's resend does to the rows)
-        for row in session.scalars(select(Delivery).where(Delivery.partner == "NARSA")):
-            row.state = DeliveryState.DELIVERED
+        for dead in session.scalars(select(Delivery).where(Delivery.partner == "NARSA")):
+            dead.state = DeliveryState.DELIVERED
     cleared = alerts.evaluate(hub, notifiers=told)
     assert cleared.cleared == ["dead-letters:NARSA"] and "dead-letters:NARSA" not in open_keys(hub)
 
@@ -175,14 +185,14 @@ def test_a_failing_webhook_does_not_stop_the_email_and_is_tried_again(hub, mailb
         first = alerts.evaluate(hub, notifiers=told)
     assert first.raised == ["dead-letters:SANTE"] and first.failed == ["webhook"] and not first.ok
     assert len(mailbox.messages) == mails + 1 and len(receiver.posts) == 1
-    [alert] = rows(hub)
+    alert = row(hub, "dead-letters:SANTE")
     assert alert.notified_via == "email" and alert.notified_at is None
 
     receiver.status = 200
     second = alerts.evaluate(hub, notifiers=told)  # the webhook again, the e-mail not
     assert second.ok and second.notified == {"webhook": ["dead-letters:SANTE"]}
     assert len(mailbox.messages) == mails + 1 and len(receiver.posts) == 2
-    [alert] = rows(hub)
+    alert = row(hub, "dead-letters:SANTE")
     assert alert.notified_via == "email,webhook" and alert.notified_at is not None
     assert alerts.evaluate(hub, notifiers=told).notified == {} and len(receiver.posts) == 2
     assert TOKEN not in caplog.text and PASSWORD not in caplog.text
@@ -321,6 +331,8 @@ def test_a_partner_on_a_closed_port_raises_the_unreachable_alert_then_clears(set
                  10, what="the webhook")
         [mail] = [mail for _, mail in mailbox.messages[mails:] if "unreachable:NARSA" in mail]
         assert "Partenaire NARSA injoignable" in mail and f":{partner_ports['NARSA']}" in mail
+        assert "الشريك NARSA غير قابل للوصول" in mail  # then in Arabic
+        see_it_in_the_console(service)
 
         narsa = StandInPartner(partner_ports["NARSA"], b"<ok/>")  # the partner listens again
         try:
@@ -331,3 +343,38 @@ def test_a_partner_on_a_closed_port_raises_the_unreachable_alert_then_clears(set
         assert len(told) == 1
     finally:
         next(serving, None)
+
+
+def see_it_in_the_console(service):
+    """The API and the page show the open alert, to whom may see it, computed by the same function."""
+    with httpx.Client(base_url=service.url, timeout=10) as http:
+        def get(path, role=None, **params):
+            post = "FR-PARIS" if role == "consular_agent" else None
+            headers = {"Authorization": f"Bearer {service.mint_token(role, post=post)}"} if role else {}
+            return http.get(path, params=params, headers=headers)
+
+        listed = get("/api/v1/monitor/alerts", "integration", state="open").json()["items"]
+        narsa = next(a for a in listed if a["key"] == "unreachable:NARSA")
+        assert narsa["open"] and narsa["kind"] == "unreachable" and narsa["raised_at"] and narsa["facts"]["check_failed"]
+        with service.hub.reads() as session:
+            assert listed == alerts.list_alerts(session, state="open")
+        assert get("/api/v1/monitor/alerts", "supervisor", state="cleared").json()["items"] == []
+        assert get("/api/v1/monitor/alerts", "consular_agent").status_code == 403
+        assert get("/api/v1/monitor/alerts").status_code == 401
+        for hostile in ({"state": "everything"}, {"limit": "0"}, {"limit": "100000"}, {"state": "open\x00"}):
+            refused = get("/api/v1/monitor/alerts", "administrator", **hostile)
+            assert refused.status_code in (400, 422), (hostile, refused.status_code)
+
+    username, password = make_user(service.hub.sessions, "supervisor")
+    with ConsoleClient(service.url, username, password) as person:
+        page = person.get("/monitor/alerts")
+        assert page.status_code == 200 and "Partenaire NARSA injoignable" in page.text
+        assert 'data-key="unreachable:NARSA"' in page.text and 'href="/monitor/alerts"' in page.text
+        live = person.get("/monitor/alerts/live")
+        assert "Partenaire NARSA injoignable" in live.text and "<html" not in live.text
+        arabic = person.get("/monitor/alerts", headers={"Accept-Language": "ar"})
+        assert 'dir="rtl"' in arabic.text and "الشريك NARSA غير قابل للوصول" in arabic.text
+    agent, password = make_user(service.hub.sessions, "consular_agent", post="FR-PARIS")
+    with ConsoleClient(service.url, agent, password) as person:
+        assert person.get("/monitor/alerts").status_code == 403
+        assert 'href="/monitor/alerts"' not in person.get("/monitor/").text

@@ -70,6 +70,7 @@ ROUTES = [
     ("POST", "/api/v1/messages", "/api/v1/messages", None, "messages:submit"),
     ("POST", "/api/v1/partners/{partner}/messages", "/api/v1/partners/NARSA/messages", None,
      "partner-documents:submit"),
+    ("GET", "/api/v1/monitor/alerts", "/api/v1/monitor/alerts", None, "alerts:read"),
 ]
 
 

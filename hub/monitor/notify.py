@@ -27,6 +27,7 @@ import httpx
 
 from hub.errors import NotificationFailed, first_line
 from hub.monitor.alerts import describe
+from hub.monitor.i18n import DEFAULT_ZONE, Formats, translations
 
 EMAIL_LANGUAGES = ("fr", "ar")
 ALERTS_PATH = "/monitor/alerts"
@@ -36,13 +37,12 @@ def console_link(settings) -> str | None:
     return f"{settings.alert_console_url}{ALERTS_PATH}" if settings.alert_console_url else None
 
 
-def _when(value: str | None, formats) -> str:
+def _when(value: str | None, formats: Formats) -> str:
     return formats.when(dt.datetime.fromisoformat(value)) if value else "—"
 
 
 def email_text(alerts: list[dict], link: str | None, languages=EMAIL_LANGUAGES) -> tuple[str, str]:
     """(subject, body) of the e-mail telling `alerts` (dicts as alerts.as_dict makes them)."""
-    from hub.monitor.i18n import DEFAULT_ZONE, Formats, translations
     blocks = []
     subject = ""
     for lang in languages:
@@ -53,8 +53,8 @@ def email_text(alerts: list[dict], link: str | None, languages=EMAIL_LANGUAGES) 
             more = len(alerts) - 1
             subject = _("Consular hub alert: %(title)s") % {"title": first}
             if more:
-                subject += " " + _("(and %(n)s more)") % {"n": more}
-        lines = [_("The consular exchange hub raised %(n)s alerts:") % {"n": len(alerts)}, ""]
+                subject += f" (+{more})"
+        lines = [_("Alerts raised by the consular exchange hub: %(n)s") % {"n": len(alerts)}, ""]
         for alert in alerts:
             title, text = describe(alert, _, formats)
             lines += [f"* {title}", f"  {text}",
