@@ -19,11 +19,12 @@ import difflib
 import os
 import re
 from contextvars import ContextVar
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal, Mapping
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from hub.errors import ConfigError
@@ -164,8 +165,8 @@ class Settings(BaseSettings):
     alert_smtp_password: SecretStr | None = Field(None, description="The password of the SMTP URL's user "
                                                   "(never shown or logged).")
     alert_smtp_from: str = Field("consular-hub@localhost", description="The sender address of alert e-mails.")
-    alert_email_to: str | None = Field(None, description="Who receives alert e-mails: addresses separated by "
-                                       "commas.")
+    alert_email_to: str | None = Field(None, validate_default=True, description="Who receives alert e-mails: "
+                                       "addresses separated by commas (required with `HUB_ALERT_SMTP_URL`).")
     alert_webhook_url: str | None = Field(None, description="An `http(s)://` address each new alert is POSTed "
                                           "to as JSON. Unset: no webhook.")
     alert_webhook_token: SecretStr | None = Field(None, description="Sent to the webhook as `Authorization: "
@@ -253,21 +254,33 @@ class Settings(BaseSettings):
 
     @field_validator("alert_webhook_url", "alert_console_url")
     @classmethod
-    def _http_url(cls, url: str | None) -> str | None:
+    def _http_url(cls, url: str | None, info: ValidationInfo) -> str | None:
         if url is None:
             return None
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("expected an http:// or https:// address")
-        if parts.password is not None:
+        if parts.username is not None or parts.password is not None:
             raise ValueError("no credentials in the URL")
-        return url.rstrip("/")
+        return url.rstrip("/") if info.field_name == "alert_console_url" else url
+
+    @field_validator("alert_smtp_from")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        if not _ADDRESS.fullmatch(parseaddr(value)[1]):
+            raise ValueError("expected an e-mail address (or `Name <address>`)")
+        return value
 
     @field_validator("alert_email_to")
     @classmethod
-    def _addresses(cls, value: str | None) -> str | None:
+    def _addresses(cls, value: str | None, info: ValidationInfo) -> str | None:
+        smtp = info.data.get("alert_smtp_url")
         if value is None:
+            if smtp:
+                raise ValueError("HUB_ALERT_SMTP_URL is set: say who receives the alerts")
             return None
+        if not smtp:
+            raise ValueError("alert e-mails need HUB_ALERT_SMTP_URL")
         addresses = [a.strip() for a in value.split(",") if a.strip()]
         bad = [a for a in addresses if not _ADDRESS.fullmatch(a)]
         if bad or not addresses:

@@ -25,7 +25,7 @@ from support import StandInPartner
 from hub.errors import NotificationFailed
 from hub.intake.polling import LastPoll
 from hub.monitor import alerts
-from hub.monitor.notify import EmailNotifier, WebhookNotifier, configured_notifiers
+from hub.monitor.notify import EMAIL_LIST_LIMIT, EmailNotifier, WebhookNotifier, configured_notifiers, email_text
 from hub.store.db import utcnow
 from hub.store.models import Alert, Delivery, DeliveryState, Message, MessageState
 
@@ -308,6 +308,20 @@ def test_configured_notifiers_keep_their_secrets():
     assert email.recipients == ["a@consulat.ma", "b@consulat.ma"] and email.port == 587
     for shown in (repr(settings), repr(email), repr(webhook), str(settings.model_dump())):
         assert PASSWORD not in shown and TOKEN not in shown
+
+
+def test_a_long_list_is_counted_in_the_email_and_whole_in_the_webhook():
+    many = [{"key": f"overdue:repatriation:REP-{i}", "kind": "overdue", "subject": f"repatriation:REP-{i}",
+             "detail": "", "raised_at": "2026-12-03T10:00:00+00:00",
+             "facts": {"reference": f"REP-{i}", "service": "repatriation", "post_code": "FR-PARIS",
+                       "status": "AWAITING_CLEARANCES", "deadline_at": "2026-12-03T09:00:00+00:00"}}
+            for i in range(EMAIL_LIST_LIMIT + 7)]
+    subject, body = email_text(many, "https://hub.example.ma/monitor/alerts")
+    assert subject == f"Alerte du hub consulaire : Dossier REP-0 hors délai (+{EMAIL_LIST_LIMIT + 6})"
+    assert body.count("REP-0 hors délai") == 1 and f"REP-{EMAIL_LIST_LIMIT} " not in body
+    assert "Et 7 autres" in body and "Levée: 2026-12-03 11:00 (Africa/Casablanca)" in body  # raised 10:00 UTC
+    assert "الملف REP-1 تجاوز أجله" in body
+    assert len(WebhookNotifier("http://127.0.0.1:9/").payload(many)["alerts"]) == EMAIL_LIST_LIMIT + 7
 
 
 @pytest.mark.slow

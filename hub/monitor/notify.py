@@ -30,6 +30,7 @@ from hub.monitor.alerts import describe
 from hub.monitor.i18n import DEFAULT_ZONE, Formats, translations
 
 EMAIL_LANGUAGES = ("fr", "ar")
+EMAIL_LIST_LIMIT = 50   # alerts told in full in one e-mail; the others are counted (the webhook gets them all)
 ALERTS_PATH = "/monitor/alerts"
 
 
@@ -55,11 +56,13 @@ def email_text(alerts: list[dict], link: str | None, languages=EMAIL_LANGUAGES) 
             if more:
                 subject += f" (+{more})"
         lines = [_("Alerts raised by the consular exchange hub: %(n)s") % {"n": len(alerts)}, ""]
-        for alert in alerts:
+        for alert in alerts[:EMAIL_LIST_LIMIT]:
             title, text = describe(alert, _, formats)
             lines += [f"* {title}", f"  {text}",
                       f"  {_('Raised')}: {_when(alert.get('raised_at'), formats)}",
                       f"  {_('Key')}: {alert['key']}", ""]
+        if len(alerts) > EMAIL_LIST_LIMIT:
+            lines += [_("And %(n)s more, listed in the console.") % {"n": len(alerts) - EMAIL_LIST_LIMIT}, ""]
         if link:
             lines.append(_("All the alerts: %(link)s") % {"link": link})
         blocks.append("\n".join(lines).rstrip())
