@@ -76,13 +76,14 @@ class Condition:
 
 @dataclass
 class Observation:
-    """What the rules found, and the keys (prefixes) of rules that could not look this time."""
+    """What the rules found, and the keys of the alerts rules could not look at this time (a key, or a
+    prefix ending in ':' for all of a kind)."""
 
     conditions: list[Condition] = field(default_factory=list)
     unsure: set[str] = field(default_factory=set)
 
     def is_unsure(self, key: str) -> bool:
-        return any(key.startswith(prefix) for prefix in self.unsure)
+        return any(key == unsure or (unsure.endswith(":") and key.startswith(unsure)) for unsure in self.unsure)
 
 
 @dataclass

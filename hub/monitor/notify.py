@@ -87,7 +87,7 @@ class EmailNotifier:
     def message(self, alerts: list[dict]) -> EmailMessage:
         subject, body = email_text(alerts, self.link)
         message = EmailMessage()
-        message["Subject"] = subject
+        message["Subject"] = " ".join(subject.split())[:250]  # one line, whatever an app's reference holds
         message["From"] = self.sender
         message["To"] = ", ".join(self.recipients)
         message["Date"] = formatdate(localtime=False)
