@@ -26,7 +26,7 @@ from hub.errors import InputError, NotFound, PermanentDeliveryError, TryLater
 from hub.intake.door import Arrival, Receipt
 from hub.trust.signing import Signer
 from hub.xml.safe import parse_trusted
-from registry import audit, catalogue, deadlines, service
+from registry import audit, catalogue, console, deadlines, service
 from registry.canonical import PARTY
 from registry.history import CASE_HISTORY
 from registry.models import Base, Case
@@ -74,7 +74,12 @@ class Registry:
 
     # -- what the registry contributes to the running hub (hub/apps.py) ------------------------------
     def routers(self):
-        return [api_router]
+        return [api_router, console.api, console.router]
+
+    def console(self):
+        """The cases in the console (registry/console.py): pages, navigation, the overview's service tiles and
+        the overdue cases for the alerts."""
+        return console.console_part(self)
 
     def jobs(self) -> list[Job]:
         jobs = [Job("resubmit-stalled-cases", self.resubmit_stalled, every_seconds=self.RESUBMIT_EVERY_SECONDS)]
