@@ -170,6 +170,9 @@ def test_the_case_page_shows_one_conversation_history_and_documents_each_read_au
         link = re.search(rf'href="(/monitor/cases/{reference}/documents/\d+)"', text).group(1)
         document = supervisor.get(link)
         assert document.status_code == 200 and "12/345673" in document.text
+    with person(running_hub, "consular_agent", post=PARIS) as agent:  # no messages:read: messages, not events
+        text = agent.get(f"/monitor/cases/{reference}").text
+        assert f"REGISTRY-{reference}" in text and 'data-kind="QUEUED"' not in text and "/monitor/messages/" not in text
     with hub.sessions() as session:
         actions = set(session.scalars(select(AuditEntry.action).where(AuditEntry.subject == reference)))
     assert {"CASE_VIEWED", "DOCUMENT_VIEWED"} <= actions
