@@ -16,7 +16,7 @@ from hub.access.tokens import Identity
 from hub.store.db import utcnow
 from hub.store.models import AuditEntry
 from registry import service
-from registry.models import Case, CaseEvent
+from registry.models import Case, CaseDocument, CaseEvent
 from support import register_citizen
 
 pytestmark = pytest.mark.shared_hub
@@ -196,6 +196,9 @@ def test_a_repatriation_shows_its_three_clearances_side_by_side_and_withholds_he
         assert authorities == ["SANTE", "ETAT_CIVIL", "DGSN"]
         assert "MALADIE_CONTAGIEUSE" not in page and "SANTE-9" in page  # the decision, not its health reason
         assert "/documents/" not in page  # the health clearance's content is withheld from a supervisor
+        with running_hub.hub.sessions() as session:
+            document = session.scalars(select(CaseDocument.id).join(Case).where(Case.reference == reference)).one()
+        assert supervisor.get(f"/monitor/cases/{reference}/documents/{document}").status_code == 403
     with person(running_hub, "administrator") as admin:
         assert "MALADIE_CONTAGIEUSE" in admin.get(f"/monitor/cases/{reference}").text
 
