@@ -70,6 +70,7 @@ def test_the_hours_chart_is_an_accessible_svg_without_style_attributes():
 
 # -- dead letters --------------------------------------------------------------------------------------------
 
+@pytest.mark.both_databases
 def test_dead_letters_group_by_cause_and_a_fixed_partner_gets_them_from_the_group_resend(
         running_hub, client, partner_ports, pki_dir):
     references = [f"LIC-2026-0810{i:02d}" for i in range(3)]

@@ -189,23 +189,26 @@ def hourly(hub, code: str, now: dt.datetime | None = None) -> list[Hour]:
 
 # colours with at least 3:1 contrast against white; failures also differ by their hatching, not colour alone
 DELIVERED_COLOUR, FAILED_COLOUR = "#1f5fa8", "#b3401a"
-WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 760, 220, 56, 16, 16, 44
+WIDTH, HEIGHT, AXIS, MARGIN, TOP, BOTTOM = 760, 220, 56, 16, 16, 44
 
 
 def hours_svg(hours: list[Hour], *, gettext: Callable[..., str], hour_label: Callable[[dt.datetime], str],
               number: Callable = str, rtl: bool = False, element_id: str = "partner-hours") -> Markup:
     """Delivered and failed per hour as bars side by side (failed ones hatched); a <title> and a <desc> say
-    the totals in words, and the page's table beside it has every figure."""
+    the totals in words, and the page's table beside it has every figure. Right to left, time runs from the
+    right and the value axis is on the right; the SVG's own text direction stays left to right (positions are
+    computed here), so numbers and times read as they should."""
     _ = gettext
-    plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    peak = max([h.delivered for h in hours] + [h.failed for h in hours] + [4])
-    peak = _nice(peak)
+    plot_width, plot_height = WIDTH - AXIS - MARGIN, HEIGHT - TOP - BOTTOM
+    plot_start = MARGIN if rtl else AXIS
+    step = _step(max([h.delivered for h in hours] + [h.failed for h in hours] + [1]))
+    peak = 4 * step
     slot = plot_width / max(1, len(hours))
     bar = max(2.0, slot * 0.36)
 
-    def x(i: int, which: int) -> float:
-        offset = i * slot + slot * 0.12 + which * bar
-        return round(LEFT + (plot_width - offset - bar if rtl else offset), 1)
+    def along(offset: float, size: float = 0.0) -> float:
+        """The x of something `offset` from the start of time (at the left, or at the right when rtl)."""
+        return round(plot_start + (plot_width - offset - size if rtl else offset), 1)
 
     def y(value: int) -> float:
         return round(TOP + plot_height - plot_height * value / peak, 1)
@@ -215,47 +218,52 @@ def hours_svg(hours: list[Hour], *, gettext: Callable[..., str], hour_label: Cal
              delivered=number(sum(h.delivered for h in hours)), failed=number(sum(h.failed for h in hours)))
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" viewBox="0 0 {WIDTH} {HEIGHT + 24}" '
            f'width="100%" aria-labelledby="{element_id}-title {element_id}-desc" font-size="12" '
-           f'font-family="inherit">',
+           f'font-family="inherit" direction="ltr">',
            f'<title id="{element_id}-title">{escape(title)}</title>',
            f'<desc id="{element_id}-desc">{escape(desc)}</desc>',
            f'<defs><pattern id="{element_id}-hatch" width="6" height="6" patternUnits="userSpaceOnUse" '
            f'patternTransform="rotate(45)"><rect width="6" height="6" fill="#ffffff"/>'
            f'<line x1="0" y1="0" x2="0" y2="6" stroke="{FAILED_COLOUR}" stroke-width="4"/></pattern></defs>',
            '<g aria-hidden="true">']
+    label_x, anchor = (plot_start + plot_width + 6, "start") if rtl else (plot_start - 6, "end")
     for tick in range(5):
-        value = peak * tick // 4
-        ty = y(value)
-        out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{ty}" y2="{ty}" stroke="#d0d0d0" stroke-width="1"/>')
-        label_x, anchor = (WIDTH - RIGHT + 4, "start") if rtl else (LEFT - 6, "end")
-        out.append(f'<text x="{label_x}" y="{ty + 4}" text-anchor="{anchor}" fill="#3a3a3a">{escape(number(value))}</text>')
+        ty = y(step * tick)
+        out.append(f'<line x1="{plot_start}" x2="{plot_start + plot_width}" y1="{ty}" y2="{ty}" stroke="#d0d0d0" '
+                   f'stroke-width="1"/>')
+        out.append(f'<text x="{label_x}" y="{ty + 4}" text-anchor="{anchor}" fill="#3a3a3a">'
+                   f'{escape(number(step * tick))}</text>')
     for i, hour in enumerate(hours):
-        for which, value, fill in ((0, hour.delivered, DELIVERED_COLOUR), (1, hour.failed, f"url(#{element_id}-hatch)")):
+        for which, value, fill, stroke in ((0, hour.delivered, DELIVERED_COLOUR, DELIVERED_COLOUR),
+                                           (1, hour.failed, f"url(#{element_id}-hatch)", FAILED_COLOUR)):
             if value:
                 top = y(value)
-                out.append(f'<rect x="{x(i, which)}" y="{top}" width="{round(bar, 1)}" '
-                           f'height="{round(TOP + plot_height - top, 1)}" fill="{fill}" stroke="{FAILED_COLOUR if which else DELIVERED_COLOUR}" stroke-width="1"/>')
+                out.append(f'<rect x="{along(i * slot + slot * 0.12 + which * bar, bar)}" y="{top}" '
+                           f'width="{round(bar, 1)}" height="{round(TOP + plot_height - top, 1)}" fill="{fill}" '
+                           f'stroke="{stroke}" stroke-width="1"/>')
         if i % 3 == 0 or i == len(hours) - 1:
-            centre = round(LEFT + ((plot_width - (i + 0.5) * slot) if rtl else (i + 0.5) * slot), 1)
-            out.append(f'<text x="{centre}" y="{TOP + plot_height + 16}" text-anchor="middle" fill="#3a3a3a">'
-                       f'{escape(hour_label(hour.start))}</text>')
+            out.append(f'<text x="{along((i + 0.5) * slot)}" y="{TOP + plot_height + 16}" text-anchor="middle" '
+                       f'fill="#3a3a3a">{escape(hour_label(hour.start))}</text>')
     legend_y = HEIGHT + 8
-    items = ((_("Delivered"), DELIVERED_COLOUR), (_("Failed attempts"), f"url(#{element_id}-hatch)"))
-    for n, (label, fill) in enumerate(items):
-        start = LEFT + n * 200 if not rtl else WIDTH - RIGHT - n * 200 - 14
-        out.append(f'<rect x="{start}" y="{legend_y - 10}" width="14" height="14" fill="{fill}" '
-                   f'stroke="{FAILED_COLOUR if n else DELIVERED_COLOUR}"/>')
-        text_x, anchor = (start + 20, "start") if not rtl else (start - 6, "end")
-        out.append(f'<text x="{text_x}" y="{legend_y + 2}" text-anchor="{anchor}" fill="#1a1a1a">{escape(label)}</text>')
+    items = ((_("Delivered"), DELIVERED_COLOUR, DELIVERED_COLOUR),
+             (_("Failed attempts"), f"url(#{element_id}-hatch)", FAILED_COLOUR))
+    for n, (label, fill, stroke) in enumerate(items):
+        box = along(n * 220, 14)
+        out.append(f'<rect x="{box}" y="{legend_y - 10}" width="14" height="14" fill="{fill}" stroke="{stroke}"/>')
+        text_x, text_anchor = (box - 6, "end") if rtl else (box + 20, "start")
+        out.append(f'<text x="{text_x}" y="{legend_y + 2}" text-anchor="{text_anchor}" fill="#1a1a1a">'
+                   f'{escape(label)}</text>')
     out.append("</g></svg>")
     return Markup("".join(out))
 
 
-def _nice(value: int) -> int:
-    exponent = 10 ** int(math.floor(math.log10(value)))
-    for step in (1, 2, 2.5, 5, 10):
-        if step * exponent >= value:
-            return int(math.ceil(step * exponent))
-    return value
+def _step(value: int) -> int:
+    """A grid step of 1, 2 or 5 x 10^k such that four steps reach `value`."""
+    quarter = max(1, math.ceil(value / 4))
+    exponent = 10 ** int(math.floor(math.log10(quarter)))
+    for factor in (1, 2, 5, 10):
+        if factor * exponent >= quarter:
+            return factor * exponent
+    return quarter
 
 
 # -- pages -------------------------------------------------------------------------------------------------
