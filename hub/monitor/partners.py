@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from html import escape
 from typing import Callable
@@ -43,6 +43,7 @@ from hub.trust.certificates import EXPIRED, EXPIRING, NOT_YET_VALID, VALID, inve
 router = APIRouter(prefix="/monitor", include_in_schema=False)
 
 HEALTH_SECONDS = 30.0
+CHECK_WAIT = 3.0
 HOURS = 24
 UNKNOWN = "unknown"
 
@@ -55,6 +56,7 @@ class Check:
 
 
 _lock = threading.Lock()
+_running: set[tuple[int, str]] = set()   # (app state, partner) whose check is under way: one at a time
 
 
 def _checks(state) -> dict[str, Check]:
@@ -76,14 +78,29 @@ def run_check(hub, state, code: str) -> Check:
 
 
 def recent_checks(hub, state, codes: list[str]) -> dict[str, Check]:
-    """Each partner's check, asked again (side by side) when older than HEALTH_SECONDS."""
+    """Each partner's check, asked again (side by side) when older than HEALTH_SECONDS. A page waits CHECK_WAIT
+    seconds at most: a check still under way then (a partner's host not answering) finishes in the background
+    and is shown from the next page on; meanwhile the previous answer, if any, is shown."""
     known = _checks(state)
     now = dt.datetime.now(dt.timezone.utc)
     stale = [c for c in codes if c not in known or (now - known[c].at).total_seconds() > HEALTH_SECONDS]
+    with _lock:
+        stale = [c for c in stale if (id(state), c) not in _running]
+        _running.update((id(state), c) for c in stale)
     if stale:
-        with ThreadPoolExecutor(max_workers=len(stale), thread_name_prefix="partner-check") as pool:
-            list(pool.map(lambda code: run_check(hub, state, code), stale))
+        pool = ThreadPoolExecutor(max_workers=len(stale), thread_name_prefix="partner-check")
+        futures = [pool.submit(_check_in_background, hub, state, code) for code in stale]
+        pool.shutdown(wait=False)
+        wait(futures, timeout=CHECK_WAIT)
     return {c: known[c] for c in codes if c in known}
+
+
+def _check_in_background(hub, state, code: str) -> None:
+    try:
+        run_check(hub, state, code)
+    finally:
+        with _lock:
+            _running.discard((id(state), code))
 
 
 def circuit_of(state, code: str) -> str:

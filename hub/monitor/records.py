@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.security import HTTPBearer
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from hub.access.tokens import Identity
 from hub.errors import InputError, UnfitCharacter, Unauthenticated
@@ -195,9 +195,17 @@ def audit_dict(e: AuditEntry) -> dict:
             "chain_seq": e.chain_seq}
 
 
+# The actions the log holds, one index probe each (a loose index scan: a DISTINCT would read every entry).
+_ACTIONS = text("WITH RECURSIVE seen(action) AS ("
+                " SELECT min(action) FROM audit_log"
+                " UNION ALL SELECT (SELECT min(action) FROM audit_log WHERE action > seen.action) FROM seen"
+                " WHERE seen.action IS NOT NULL)"
+                " SELECT action FROM seen WHERE action IS NOT NULL LIMIT 200")
+
+
 def audit_actions(hub) -> list[str]:
     with hub.sessions() as session:
-        return list(session.scalars(select(AuditEntry.action).distinct().order_by(AuditEntry.action).limit(200)))
+        return list(session.scalars(_ACTIONS))
 
 
 ACTION = Query(None, max_length=40, description="RESEND, PAYLOAD_VIEWED, LOGIN, ...")
