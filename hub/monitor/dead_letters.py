@@ -276,7 +276,8 @@ class GroupResend(BaseModel):
     group: str = Field(..., pattern=r"^[0-9a-f]{16}$", description="The group's `key`, as listed")
 
 
-@api.get("/dead-letters", summary="Dead letters grouped by partner and cause")
+@api.get("/dead-letters", summary="Dead letters grouped by partner and cause",
+         responses={404: {"description": "No such partner"}})
 def dead_letters_json(request: Request, partner: str | None = Query(None, max_length=20),
                       _identity: Identity = Depends(token_allowed("messages:read"))):
     """Deliveries the hub gave up on, grouped by partner and by their reason with ids and numbers taken out
