@@ -98,6 +98,7 @@ def test_dead_letters_group_by_cause_and_a_fixed_partner_gets_them_from_the_grou
     assert group["key"] == key and group["count"] == 3 and sorted(group["message_ids"]) == message_ids
     group_page = integration.get(f"/monitor/dead-letters/NARSA/{key}")
     assert all(m in group_page.text for m in message_ids)
+    assert "NARSA now:" in group_page.text and "unreachable" in group_page.text  # the cause is not fixed yet
 
     # refused without the session's CSRF token, or by a role that may not resend: nothing changes
     form = {"partner": "NARSA", "group": key}

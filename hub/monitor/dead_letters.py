@@ -32,6 +32,7 @@ from sqlalchemy import select
 from hub.access.tokens import Identity
 from hub.delivery.operations import resend
 from hub.errors import InputError, NotFound, UnfitCharacter
+from hub.monitor.partners import circuit_of, recent_checks
 from hub.monitor.records import token_allowed
 from hub.monitor.web import Viewer, csrf_checked, render, url, viewer
 from hub.store.models import Delivery, DeliveryState, Message
@@ -229,8 +230,10 @@ def dead_letter_group_page(request: Request, partner: str, key: str,
         if resent is None:
             raise
         group = None  # all of it resent: the page says so
+    state = request.app.state  # is the cause fixed? the partner as it is now, beside the resend button
     return render(request, seen, "dead_letter_group.html", group=group, partner=code, key=key,
-                  shown=MEMBERS_SHOWN, result=_result(resent, skipped, left))
+                  shown=MEMBERS_SHOWN, result=_result(resent, skipped, left),
+                  check=recent_checks(hub, state, [code]).get(code), circuit=circuit_of(state, code))
 
 
 def _result(resent, skipped, left) -> dict | None:
