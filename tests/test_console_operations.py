@@ -16,7 +16,7 @@ import pytest
 from conftest import bearer, wait_for
 from console_support import ConsoleClient, make_user
 from hub.monitor.dead_letters import group_key, pattern
-from hub.monitor.partners import Hour, hours_svg, percentile
+from hub.monitor.partners import Hour, hourly, hours_svg, percentile
 from support import StandInPartner, licence_request
 
 pytestmark = pytest.mark.shared_hub
@@ -103,7 +103,8 @@ def test_dead_letters_group_by_cause_and_a_fixed_partner_gets_them_from_the_grou
     # refused without the session's CSRF token, or by a role that may not resend: nothing changes
     form = {"partner": "NARSA", "group": key}
     assert integration.post("/monitor/dead-letters/resend-group", data=form).status_code == 403
-    assert integration.post("/monitor/dead-letters/resend-group", data={**form, "csrf_token": "x" * 43}).status_code == 403
+    forged = {**form, "csrf_token": "x" * 43}
+    assert integration.post("/monitor/dead-letters/resend-group", data=forged).status_code == 403
     with person(running_hub, "consular_agent", post="FR-PARIS") as agent:
         assert agent.post_form("/monitor/dead-letters/resend-group", form).status_code == 403
         assert agent.get("/monitor/dead-letters").status_code == 403
@@ -123,6 +124,10 @@ def test_dead_letters_group_by_cause_and_a_fixed_partner_gets_them_from_the_grou
         narsa.close()
     assert not httpx.get(f"{running_hub.url}/api/v1/monitor/dead-letters", params={"partner": "NARSA"},
                          headers=bearer(token)).json()["groups"]
+
+    hours = hourly(running_hub.hub, "NARSA")  # what the partner's page charts: 3 failed, then 3 delivered
+    assert (sum(h.delivered for h in hours), sum(h.failed for h in hours)) == (3, 3)
+    assert any(h.p95_seconds is not None for h in hours)
 
     username = _people[(running_hub.url, "integration")]
     with person(running_hub, "supervisor") as supervisor:

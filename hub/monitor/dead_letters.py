@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -259,7 +259,8 @@ async def resend_group_action(request: Request, seen: Viewer = Depends(csrf_chec
 @router.post("/dead-letters/resend")
 async def resend_one_action(request: Request, seen: Viewer = Depends(csrf_checked("messages:resend")),
                             message_id: str = Form(..., min_length=1, max_length=80),
-                            partner: str | None = Form(None, max_length=20), group: str | None = Form(None, max_length=16)):
+                            partner: str | None = Form(None, max_length=20),
+                            group: str | None = Form(None, max_length=16)):
     hub = request.app.state.hub
     message_id = checked_text("message_id", message_id)
     back = "/monitor/dead-letters"

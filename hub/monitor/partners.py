@@ -116,7 +116,8 @@ def delivery_counts(hub) -> dict[str, dict[str, int]]:
                                .group_by(Delivery.partner, Delivery.state)).all()
     counts: dict[str, dict[str, int]] = {}
     for partner, state, n in rows:
-        counts.setdefault(partner, {"waiting": 0, "dead": 0})["waiting" if state == DeliveryState.PENDING else "dead"] = n
+        which = "waiting" if state == DeliveryState.PENDING else "dead"
+        counts.setdefault(partner, {"waiting": 0, "dead": 0})[which] = n
     return counts
 
 
@@ -128,8 +129,13 @@ def certificates_of(hub, code: str) -> list:
     return sorted((s for s in inventory(hub) if s.party == code), key=lambda s: (s.days_left, s.serial))
 
 
-def worst_certificate(certificates: list):
-    return min(certificates, key=lambda s: (STATUS_ORDER.get(s.status, 9), s.days_left), default=None)
+def shown_certificate(certificates: list):
+    """The one certificate a list shows for a party: its longest-valid usable one (during a rotation the new
+    one is what the party relies on), else, when none is usable, the one closest to being so."""
+    usable = [s for s in certificates if s.status in (VALID, EXPIRING)]
+    if usable:
+        return max(usable, key=lambda s: s.days_left)
+    return min(certificates, key=lambda s: (STATUS_ORDER.get(s.status, 9), -s.days_left), default=None)
 
 
 def partner_rows(hub, state) -> list[dict]:
@@ -144,7 +150,7 @@ def partner_rows(hub, state) -> list[dict]:
         certificates = sorted((s for s in statuses if s.party == code), key=lambda s: s.days_left)
         rows.append({"code": code, "name": party.name, "transport": party.transport, "check": checks.get(code),
                      "circuit": circuit_of(state, code), **counts.get(code, {"waiting": 0, "dead": 0}),
-                     "certificate": worst_certificate(certificates), "polled": code in polled,
+                     "certificate": shown_certificate(certificates), "polled": code in polled,
                      "last_poll": hub.last_polls.get(code)})
     return rows
 
