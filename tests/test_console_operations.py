@@ -179,6 +179,7 @@ def test_partner_pages_show_health_and_certificates_and_only_operators_check_and
         polled = integration.post_form("/monitor/partners/CDG/poll")  # no CDG server: the poll fails, said
         assert polled.status_code == 303 and polled.headers["location"].endswith("polled=failed")
         assert "The poll failed" in integration.get(polled.headers["location"]).text
+        assert "Polled now:" in integration.get("/monitor/partners/CDG", params={"polled": "ok"}).text
         assert integration.post_form("/monitor/partners/NARSA/poll").status_code == 404  # not polled
         assert integration.get("/monitor/partners/NOBODY").status_code == 404
     [entry] = _audit(running_hub, "POLL_NOW", _people[(running_hub.url, "integration")])
