@@ -73,6 +73,10 @@ ROUTES = [
     ("POST", "/api/v1/messages", "/api/v1/messages", None, "messages:submit"),
     ("POST", "/api/v1/partners/{partner}/messages", "/api/v1/partners/NARSA/messages", None,
      "partner-documents:submit"),
+    ("GET", "/api/v1/monitor/dead-letters", "/api/v1/monitor/dead-letters", None, "messages:read"),
+    ("POST", "/api/v1/monitor/dead-letters/resend", "/api/v1/monitor/dead-letters/resend", {}, "messages:resend"),
+    ("GET", "/api/v1/monitor/refusals", "/api/v1/monitor/refusals", None, "refusals:read"),
+    ("GET", "/api/v1/monitor/audit", "/api/v1/monitor/audit", None, "audit:read"),
 ]
 
 
