@@ -15,4 +15,5 @@ STATIC = Path(__file__).parent / "static"
 def routers() -> list:
     """The console's routers (each module's `router`), mounted by hub/api/app.py."""
     from hub.monitor import login, overview
-    return [login.router, overview.router]
+    from hub.monitor import messages
+    return [login.router, overview.router, messages.router]

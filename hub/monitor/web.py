@@ -40,7 +40,8 @@ ZONE_COOKIE = "hub_tz"
 PREFIX = "/monitor"
 
 # The console's navigation, in order; an app adds its entries through its ConsolePart (hub/apps.py).
-NAV: list[NavItem] = [NavItem("/monitor/", "Overview", "console:overview")]
+NAV: list[NavItem] = [NavItem("/monitor/", "Overview", "console:overview"),
+                      NavItem("/monitor/messages", "Messages", "messages:read")]
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
