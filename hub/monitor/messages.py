@@ -33,7 +33,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import defer
 from starlette.background import BackgroundTask
 
-from hub.api.messages import COUNT_LIMIT, MAX_ID, Filters, search_messages, view_payload
+from hub.messages import COUNT_LIMIT, MAX_ID, Filters, search_messages, view_payload
 from hub.errors import HubError, InputError, NotFound
 from hub.evidence import timeline
 from hub.monitor.catalogue import N_
