@@ -266,7 +266,7 @@ def test_the_message_page_shows_timeline_deliveries_attempts_and_the_evidence(tr
 
 HOSTILE = [  # (path, query, status)
     ("/monitor/messages", {"case": "LIC\x00"}, 400),
-    ("/monitor/messages", {"received_from": "2026-13-45"}, 400),
+    ("/monitor/messages", {"received_from": "2026-13-45", "received_to": "2026-12-03T12:00"}, 400),
     ("/monitor/messages", {"received_to": "le 3 décembre"}, 400),
     ("/monitor/messages", {"state": "LOST"}, 400),
     ("/monitor/messages", {"id": "A" * 81}, 422),
@@ -288,11 +288,16 @@ def test_hostile_input_is_a_clear_refusal_that_views_nothing(traffic, as_role, r
     for path, params, status in HOSTILE:
         answer = browser.get(path, params=params)
         assert answer.status_code == status, (path, params, answer.text[:300])
-        if not any("\x00" in value for value in params.values()):  # a NUL is refused before routing, by the
-            # hub's edge (hub/api/edge.py, as problem+json); the rest is a page saying what is wrong
-            assert answer.headers["content-type"].startswith("text/html"), (path, params)
-            assert 'class="error-page"' in answer.text, (path, params)
+        if any("\x00" in value for value in params.values()):  # refused before routing, by the hub's edge
+            continue                                             # (hub/api/edge.py, as problem+json)
+        # a page saying what is wrong: the search form again with what to fix, or an error page
+        assert answer.headers["content-type"].startswith("text/html"), (path, params)
+        assert ('role="alert"' if path == "/monitor/messages" and status == 400 else 'class="error-page"') \
+            in answer.text, (path, params)
     assert actions() == before  # nothing viewed, exported or resent
+    refused = browser.get("/monitor/messages", params={"received_from": "2026-02-30", "sender": "REGISTRY"})
+    assert "Reçu à partir du : cette date ou cette heure n’existe pas." in refused.text  # in the viewer's words
+    assert 'value="REGISTRY"' in refused.text  # the form kept as given, to fix
 
 
 def test_resend_needs_the_sessions_csrf_token_and_then_finishes_the_delivery(traffic, as_role, running_hub, client):

@@ -33,10 +33,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import defer
 from starlette.background import BackgroundTask
 
-from hub.messages import COUNT_LIMIT, MAX_ID, Filters, search_messages, view_payload
+from hub.messages import COUNT_LIMIT, MAX_ID, Filters, Found, search_messages, view_payload
 from hub.errors import HubError, InputError, NotFound
 from hub.evidence import timeline
 from hub.monitor.catalogue import N_
+from hub.monitor.i18n import translations
 from hub.monitor.web import Viewer, csrf_checked, render, url, viewer
 from hub.store.models import Delivery, Event, Message, MessageState
 
@@ -79,7 +80,8 @@ _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2}))?
 # -- the search -------------------------------------------------------------------------------------------
 
 class SearchForm:
-    """The search form's fields as given (shown back in the form) and as a search (`filters`)."""
+    """The search form's fields as given (shown back in the form) and as a search (`filters`), or what is wrong
+    with them (`errors`: field -> what to fix, in the viewer's language; `filters` is then None)."""
 
     def __init__(self, seen: Viewer, *, state: str | None, type: str | None, partner: str | None,
                  sender: str | None, case: str | None, received_from: str | None, received_to: str | None,
@@ -88,32 +90,43 @@ class SearchForm:
             ("state", state), ("type", type), ("partner", partner), ("sender", sender), ("case", case),
             ("received_from", received_from), ("received_to", received_to), ("id", id))}
         v = self.values
+        gettext = translations(seen.lang).gettext
+        self.errors: dict[str, str] = {}
         if v["state"] and v["state"].upper() not in MessageState.ALL:
-            raise InputError(f"state: one of {', '.join(MessageState.ALL)}")
-        start = local_moment(v["received_from"], seen, "received from", end=False)
-        end = local_moment(v["received_to"], seen, "received until", end=True)
-        self.filters = Filters(state=v["state"] or None, type=v["type"] or None, partner=v["partner"] or None,
-                               sender=v["sender"] or None, correlation_id=v["case"] or None,
-                               message_id=v["id"] or None, received_from=start, received_to=end)
+            self.errors["state"] = gettext("State: choose one of the list.")
+        moments = {}
+        for name, label, end in (("received_from", N_("Received from"), False),
+                                 ("received_to", N_("Received until"), True)):
+            try:
+                moments[name] = local_moment(v[name], seen, label, end=end)
+            except InputError as exc:
+                self.errors[name] = gettext(exc.detail) % {"field": gettext(label)}
+        self.filters = None if self.errors else Filters(
+            state=v["state"] or None, type=v["type"] or None, partner=v["partner"] or None,
+            sender=v["sender"] or None, correlation_id=v["case"] or None, message_id=v["id"] or None,
+            received_from=moments["received_from"], received_to=moments["received_to"])
 
     def query(self) -> dict:
         return {name: value for name, value in self.values.items() if value}
+
+    def refused(self) -> InputError:
+        return InputError(" ".join(self.errors.values()))
 
 
 def local_moment(text: str, seen: Viewer, field: str, *, end: bool) -> dt.datetime | None:
     """A date ("2026-12-03") or a date and time ("2026-12-03T14:05", as a datetime-local input sends it) in the
     viewer's zone, as UTC. `end`: the end of what was named (the next day, minute or second), since "until"
-    includes it. InputError (400) for anything else."""
+    includes it. InputError (400) for anything else, its detail a msgid naming the field as %(field)s."""
     if not text:
         return None
     matched = _DATE.match(text)
     if matched is None:
-        raise InputError(f"{field}: a date is written YYYY-MM-DD, or YYYY-MM-DDTHH:MM")
+        raise InputError(N_("%(field)s: a date is written YYYY-MM-DD, or YYYY-MM-DDTHH:MM."))
     year, month, day, hour, minute, second = (int(g) if g is not None else None for g in matched.groups())
     try:
         moment = dt.datetime(year, month, day, hour or 0, minute or 0, second or 0, tzinfo=seen.tz)
     except ValueError:
-        raise InputError(f"{field}: no such date or time") from None
+        raise InputError(N_("%(field)s: there is no such date or time.")) from None
     if end:
         moment += (dt.timedelta(days=1) if hour is None else dt.timedelta(minutes=1) if second is None
                    else dt.timedelta(seconds=1))
@@ -142,10 +155,14 @@ def messages_page(request: Request, seen: Viewer = Depends(reader),
                   before: int | None = Query(None, ge=1, le=MAX_ID),
                   limit: int = Query(PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)):
     hub = request.app.state.hub
-    with hub.sessions() as session:
-        found = search_messages(session, form.filters, limit=limit, before=before)
+    if form.errors:  # the form again, saying what to fix (nothing searched)
+        found = Found(0, True, [], None)
+    else:
+        with hub.sessions() as session:
+            found = search_messages(session, form.filters, limit=limit, before=before)
     query = {**form.query(), **({"limit": limit} if limit != PAGE_SIZE else {})}
-    return render(request, seen, "messages.html", found=found, form=form.values, query=query, before=before,
+    return render(request, seen, "messages.html", status_code=400 if form.errors else 200, errors=form.errors,
+                  found=found, form=form.values, query=query, before=before,
                   count_limit=COUNT_LIMIT, choices=choices(hub), state_labels=STATE_LABELS,
                   state_classes=STATE_CLASSES, message_url=message_url,
                   next_url=url("/monitor/messages", **query, before=found.next_before) if found.next_before else None,
@@ -158,7 +175,9 @@ def messages_csv(request: Request, seen: Viewer = Depends(reader),
     """The search's result as CSV, newest first, streamed a thousand rows at a time (each its own query and
     session: no connection held for the download's length), at most CSV_CAP rows."""
     hub = request.app.state.hub
-    gettext = seen_gettext(seen)
+    if form.errors:
+        raise form.refused()
+    gettext = translations(seen.lang).gettext
     filename = f"messages-{dt.datetime.now(seen.tz):%Y%m%d-%H%M}.csv"
 
     def rows():
@@ -184,11 +203,6 @@ def messages_csv(request: Request, seen: Viewer = Depends(reader),
     return StreamingResponse((line.encode("utf-8") for line in rows()), media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": f'attachment; filename="{filename}"',
                                       "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
-
-
-def seen_gettext(seen: Viewer):
-    from hub.monitor.i18n import translations
-    return translations(seen.lang).gettext
 
 
 def csv_cell(value) -> str:
