@@ -115,7 +115,8 @@ def as_role(running_hub):
     """as_role(role) -> a ConsoleClient signed in as the module's account of that role (`.username`)."""
     def person(role: str) -> ConsoleClient:
         if (running_hub.url, role) not in _people:
-            username, password = make_user(running_hub.hub.sessions, role)
+            username, password = make_user(running_hub.hub.sessions, role,
+                                           post="FR-PARIS" if role == "consular_agent" else None)
             _people[running_hub.url, role] = ConsoleClient(running_hub.url, username, password)
             _people[running_hub.url, role].username = username
         return _people[running_hub.url, role]
@@ -217,6 +218,9 @@ def test_a_supervisor_sees_no_payload_and_an_integration_users_view_is_audited(t
     page_url = f"/monitor/messages/REGISTRY/{message_id}"
     payload_url = f"{page_url}/payload/received"
     supervisor, integration = as_role("supervisor"), as_role("integration")
+    agent = as_role("consular_agent")  # no messages at all: the role reads its post's cases only
+    assert [agent.get(path).status_code for path in ("/monitor/messages", page_url, payload_url)] == [403] * 3
+    assert "/monitor/messages" not in agent.get("/monitor/").text  # nor a link to them
     before = len(audit(hub, "PAYLOAD_VIEWED", message_id))
     page = supervisor.get(page_url)
     assert page.status_code == 200 and "/payload/" not in page.text and message_id in page.text
@@ -241,6 +245,8 @@ def test_the_message_page_shows_timeline_deliveries_attempts_and_the_evidence(tr
     assert dead.status_code == 200
     assert "partner answered 503: busy" in dead.text and "partner answered 400" in dead.text  # each attempt
     assert "DEAD_LETTERED" in dead.text and "RETRY_SCHEDULED" in dead.text
+    live = browser.get(f"/monitor/messages/REGISTRY/{traffic['requests'][6]}/live")  # the part a page refreshes
+    assert live.status_code == 200 and "<html" not in live.text and "partner answered 400" in live.text
     message_id = traffic["requests"][1]
     page = browser.get(f"/monitor/messages/REGISTRY/{message_id}")
     detail = running_hub.hub.sessions  # the digests shown are the timeline's

@@ -6,6 +6,7 @@ evidence bundle, and resending a dead message.
     GET  /monitor/messages.csv                     the same search as CSV (UTF-8 with BOM, streamed, capped)
     GET  /monitor/messages/{sender}/{id}           summary, timeline (each event's digest and seal), deliveries
                                                    and their attempts, receipts, the partner's answer
+    GET  /monitor/messages/{sender}/{id}/live      its deliveries and timeline now (the page's live part)
     GET  /monitor/messages/{sender}/{id}/payload/{part}[?partner=]   one payload, pretty-printed
                                                    (messages:payload; each view audited PAYLOAD_VIEWED)
     GET  /monitor/messages/{sender}/{id}/evidence  the evidence bundle of its case (audited EVIDENCE_EXPORTED)
@@ -274,6 +275,16 @@ def message_page(sender: str, message_id: str, request: Request, seen: Viewer = 
     return render(request, seen, "message.html", **shown, receipt_text=pretty_xml(shown["receipt"]),
                   resent=resent, state_labels=STATE_LABELS, state_classes=STATE_CLASSES, event_labels=EVENT_LABELS,
                   vouches=VOUCHES, message_url=message_url, tabs=payload_tabs(shown), part=None, tab_partner=None)
+
+
+@router.get("/messages/{sender}/{message_id}/live")
+def message_live(sender: str, message_id: str, request: Request, seen: Viewer = Depends(reader)):
+    """The message's deliveries and timeline as they are now (its page refreshes them while it is in flight)."""
+    check_names(sender, message_id)
+    with request.app.state.hub.sessions() as session:
+        shown = load_message(session, sender, message_id)
+    return render(request, seen, "_message_live.html", **shown, state_labels=STATE_LABELS,
+                  state_classes=STATE_CLASSES, event_labels=EVENT_LABELS, vouches=VOUCHES)
 
 
 def payload_tabs(shown: dict) -> list[dict]:
