@@ -34,8 +34,7 @@ pytestmark = pytest.mark.shared_hub
 
 XML = {"Content-Type": "application/xml"}
 VERDICT = PROJECT_ROOT / "mappings/narsa/cases/licence-result.from-narsa/discrepancy.input.xml"  # on LIC-2026-000013
-DELIVERED = [f"LIC-2026-7000{n:02d}" for n in range(1, 7)]   # NARSA answers with its verdict
-REFUSED = ["LIC-2026-700007", "LIC-2026-700008"]              # NARSA answers 503, then 400: dead
+DELIVERED, REFUSED = 6, 2  # cases NARSA answers with its verdict; cases it answers 503, then 400 (dead)
 _traffic: dict[str, dict] = {}
 LINK = re.compile(r'href="/monitor/messages/([A-Z_]+)/([A-Za-z0-9._:-]+)"')
 
@@ -48,10 +47,12 @@ def verdict(pki_dir, case: str) -> bytes:
 
 
 class Narsa:
-    """NARSA on its loopback port: the verdict for a delivered case; for a refused one 503 first, then 400
-    (permanent), until `fixed` names it."""
+    """NARSA on its loopback port: the verdict for a case in `delivered`; for one in `refused` 503 first, then 400
+    (permanent), until `fixed` names it. One per port (the module's hubs on SQLite and PostgreSQL share it)."""
 
     def __init__(self, port: int, pki_dir):
+        self.delivered: set[str] = set()
+        self.refused: set[str] = set()
         self.fixed: set[str] = set()
         self.seen: dict[str, int] = {}
         narsa = self
@@ -59,8 +60,8 @@ class Narsa:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 - the http.server API
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                case = next((c for c in DELIVERED + REFUSED if c.encode() in body), None)
-                if case is None or (case in REFUSED and case not in narsa.fixed):
+                case = next((c for c in narsa.delivered | narsa.refused if c.encode() in body), None)
+                if case is None or (case in narsa.refused and case not in narsa.fixed):
                     narsa.seen[case] = narsa.seen.get(case, 0) + 1
                     status, reply = (503, b"busy") if narsa.seen[case] == 1 else (400, b"<Error>refused</Error>")
                 else:
@@ -78,24 +79,35 @@ class Narsa:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+_narsas: dict[int, Narsa] = {}
+
+
 @pytest.fixture
 def traffic(running_hub, client, pki_dir, partner_ports):
-    """The module's messages, submitted once: {"narsa", "start", "end", "requests": [id, ...] oldest first}."""
+    """The hub's messages, submitted once: {"narsa", "start", "end", "delivered": [case, ...],
+    "refused": [case, ...], "requests": [message id, ...] oldest first (the delivered cases' first)}."""
     if running_hub.url not in _traffic:
-        narsa = Narsa(partner_ports["NARSA"], pki_dir)
+        port = partner_ports["NARSA"]
+        narsa = _narsas[port] = _narsas.get(port) or Narsa(port, pki_dir)
+        series = len(_traffic)  # each database kind's hub its own cases
+        cases = [f"LIC-2026-7{series}00{n:02d}" for n in range(1, DELIVERED + REFUSED + 1)]
+        delivered, refused = cases[:DELIVERED], cases[DELIVERED:]
+        narsa.delivered.update(delivered)
+        narsa.refused.update(refused)
         start = dt.datetime.now(dt.timezone.utc)
-        for case in DELIVERED + REFUSED:
+        for case in cases:
             answer = client.post("/api/v1/messages", content=licence_request(pki_dir, reference=case), headers=XML)
             assert answer.status_code == 202, answer.text
 
         def settled():
-            states = {c: client.get(f"/api/v1/messages/REGISTRY-{c}").json()["state"] for c in DELIVERED + REFUSED}
+            states = {c: client.get(f"/api/v1/messages/REGISTRY-{c}").json()["state"] for c in cases}
             answers = client.get("/api/v1/messages", params={"sender": "NARSA", "received_from": start.isoformat()})
-            return (all(states[c] == "DELIVERED" for c in DELIVERED) and all(states[c] == "DEAD" for c in REFUSED)
-                    and answers.json()["total"] == len(DELIVERED))
-        wait_for(settled, 30, interval=0.2, what="the module's traffic delivered or dead")
+            return (all(states[c] == "DELIVERED" for c in delivered) and all(states[c] == "DEAD" for c in refused)
+                    and answers.json()["total"] == DELIVERED)
+        wait_for(settled, 30, interval=0.2, what="the hub's traffic delivered or dead")
         _traffic[running_hub.url] = {"narsa": narsa, "start": start, "end": dt.datetime.now(dt.timezone.utc),
-                                     "requests": [f"REGISTRY-{c}" for c in DELIVERED + REFUSED]}
+                                     "delivered": delivered, "refused": refused,
+                                     "requests": [f"REGISTRY-{c}" for c in cases]}
     return _traffic[running_hub.url]
 
 
@@ -148,7 +160,7 @@ def test_each_filter_and_the_paging_return_the_right_messages(traffic, as_role, 
     browser = as_role("supervisor")
     requests = traffic["requests"]
     newest_first = list(reversed(requests))
-    answers = [f"NARSA-R-{c[-6:]}" for c in DELIVERED]
+    answers = [f"NARSA-R-{c[-6:]}" for c in traffic["delivered"]]
     # the viewer's zone (a cookie the page sets from the browser) is the dates' zone: Tokyo is UTC+9
     browser.cookies.set("hub_tz", "Asia/Tokyo")
     window = {"received_from": local(traffic["start"] - dt.timedelta(minutes=1), "Asia/Tokyo"),
@@ -158,7 +170,7 @@ def test_each_filter_and_the_paging_return_the_right_messages(traffic, as_role, 
     assert sorted(search(sender="NARSA")) == sorted(answers)
     assert search(state="DEAD", sender="REGISTRY") == newest_first[:2]
     assert search(type="LicenceAuthenticationResult") == search(sender="NARSA")
-    assert search(case=DELIVERED[2]) == [answers[2], requests[2]]
+    assert search(case=traffic["delivered"][2]) == [answers[2], requests[2]]
     assert search(id=requests[4]) == [requests[4]]
     assert search(partner="NARSA", state="delivered") == newest_first[2:]  # a state's name in any case
     assert set(search(partner="NARSA")) == set(requests) | set(answers)
@@ -256,7 +268,8 @@ def test_the_message_page_shows_timeline_deliveries_attempts_and_the_evidence(tr
                                   .where(Message.message_id == message_id, Event.digest.is_not(None))).all()
     assert digests and all(d in page.text for d in digests)
     assert "&lt;env:Receipt" in page.text  # the hub's receipt (metadata only), shown escaped
-    assert f'href="/monitor/messages/NARSA/NARSA-R-{DELIVERED[1][-6:]}"' in page.text  # NARSA's answer, a message
+    answer_id = f"NARSA-R-{traffic['delivered'][1][-6:]}"
+    assert f'href="/monitor/messages/NARSA/{answer_id}"' in page.text  # NARSA's answer, a message
     assert "ResultatAuthentification" not in page.text and "Youssef" not in page.text  # payloads: in their tabs
 
     def bundle():
@@ -265,8 +278,8 @@ def test_the_message_page_shows_timeline_deliveries_attempts_and_the_evidence(tr
     answer = wait_for(bundle, 15, interval=0.5, what="the case's evidence bundle (once its entries are sealed)")
     assert answer.headers["content-type"] == "application/zip"
     names = zipfile.ZipFile(io.BytesIO(answer.content)).namelist()
-    assert f"evidence-{DELIVERED[1]}/verify.sh" in names
-    exported = audit(running_hub.hub, "EVIDENCE_EXPORTED", DELIVERED[1])
+    assert f"evidence-{traffic['delivered'][1]}/verify.sh" in names
+    exported = audit(running_hub.hub, "EVIDENCE_EXPORTED", traffic["delivered"][1])
     assert exported and f"user {browser.username} " in exported[-1].actor
 
 
@@ -279,10 +292,10 @@ HOSTILE = [  # (path, query, status)
     ("/monitor/messages", {"before": "-1"}, 422),
     ("/monitor/messages", {"limit": "100000"}, 422),
     ("/monitor/messages.csv", {"received_from": "2026-02-30"}, 400),
-    ("/monitor/messages/NARSA/REGISTRY-LIC-2026-700001", {}, 404),        # another sender's id
+    ("/monitor/messages/NARSA/{request}", {}, 404),        # another sender's id
     ("/monitor/messages/REGISTRY/" + "A" * 81, {}, 400),
-    ("/monitor/messages/REGISTRY/REGISTRY-LIC-2026-700001/payload/secret", {}, 404),
-    ("/monitor/messages/REGISTRY/REGISTRY-LIC-2026-700001/payload/sent", {"partner": "DGSN"}, 404),
+    ("/monitor/messages/REGISTRY/{request}/payload/secret", {}, 404),
+    ("/monitor/messages/REGISTRY/{request}/payload/sent", {"partner": "DGSN"}, 404),
     ("/monitor/messages/REGISTRY/NOPE/evidence", {}, 404),
 ]
 
@@ -292,6 +305,7 @@ def test_hostile_input_is_a_clear_refusal_that_views_nothing(traffic, as_role, r
     actions = lambda: audit_by(running_hub.hub, browser.username)  # noqa: E731
     before = actions()
     for path, params, status in HOSTILE:
+        path = path.replace("{request}", traffic["requests"][0])
         answer = browser.get(path, params=params)
         assert answer.status_code == status, (path, params, answer.text[:300])
         if any("\x00" in value for value in params.values()):  # refused before routing, by the hub's edge
@@ -318,7 +332,7 @@ def test_resend_needs_the_sessions_csrf_token_and_then_finishes_the_delivery(tra
     assert as_role("supervisor").post(f"{page_url}/resend").status_code == 403
     assert client.get(f"/api/v1/messages/{message_id}").json()["state"] == "DEAD"
     assert audit(hub, "RESEND", message_id) == []  # nothing was done
-    traffic["narsa"].fixed.add(REFUSED[1])
+    traffic["narsa"].fixed.add(traffic["refused"][1])
     done = browser.post_form(f"{page_url}/resend")
     assert done.status_code == 303 and done.headers["location"] == f"{page_url}?resent=1"
     assert "dans la file d’envoi : 1." in browser.get(done.headers["location"]).text
