@@ -58,10 +58,13 @@ class Found:
 
 
 def search_messages(session, filters: Filters, *, limit: int = 50, offset: int = 0, before: int | None = None,
-                    count_limit: int | None = COUNT_LIMIT, count: bool = True) -> Found:
+                    count_limit: int | None = COUNT_LIMIT, count: bool = True,
+                    ids: tuple[int | None, int | None] | None = None) -> Found:
     """One page of a message search, and its total (`count=False`: not counted, total -1). What the API's
-    GET /api/v1/messages and the console's search and CSV export all answer with."""
-    ids = received_id_range(session, filters.received_from, filters.received_to)
+    GET /api/v1/messages and the console's search and CSV export all answer with. `ids`: the date range's id
+    range when already found (`received_id_range`), for a caller reading many pages of one search."""
+    if ids is None:
+        ids = received_id_range(session, filters.received_from, filters.received_to)
     counts, page = search_statements(**{f: getattr(filters, f) for f in Filters.__dataclass_fields__},
                                      id_range=ids, limit=limit, offset=offset, before=before,
                                      count_limit=count_limit)

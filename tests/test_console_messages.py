@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from conftest import wait_for
 from console_support import ConsoleClient, make_user
+from hub.monitor import messages as console_messages
 from hub.monitor.messages import csv_cell, local_moment
 from hub.monitor.web import Viewer
 from hub.store.models import AuditEntry
@@ -193,7 +194,7 @@ def test_each_filter_and_the_paging_return_the_right_messages(traffic, as_role, 
     assert client.get("/api/v1/messages", params={"message_id": requests[1], "sender": "NARSA"}).json()["total"] == 0
 
 
-def test_the_csv_export_holds_what_the_search_shows(traffic, as_role):
+def test_the_csv_export_holds_what_the_search_shows(traffic, as_role, monkeypatch):
     browser = as_role("integration")
     params = {"partner": "NARSA", "received_from": local(traffic["start"] - dt.timedelta(minutes=1),
                                                          "Africa/Casablanca")}
@@ -205,6 +206,12 @@ def test_the_csv_export_holds_what_the_search_shows(traffic, as_role):
     rows = list(csv.reader(io.StringIO(exported.content.decode("utf-8-sig"))))
     assert rows[0][:3] == ["Reçu", "Identifiant du message", "Expéditeur"]  # the viewer's language (French)
     assert [row[1] for row in rows[1:]] == shown and len(shown) == 14
+    # read a few rows at a time, and cut at the cap with a last line saying so (the hub runs in this process)
+    monkeypatch.setattr(console_messages, "CSV_PAGE", 3)
+    monkeypatch.setattr(console_messages, "CSV_CAP", 8)
+    cut = browser.get("/monitor/messages.csv", params=params).content.decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(cut)))
+    assert [row[1] for row in rows[1:9]] == shown[:8] and len(rows) == 10 and "8" in rows[9][0]
 
 
 def test_cells_a_spreadsheet_would_take_for_formulas_are_quoted():

@@ -13,9 +13,10 @@ evidence bundle, and resending a dead message.
     POST /monitor/messages/{sender}/{id}/resend    its dead deliveries back in the outbox (audited RESEND)
 
 A message is named by its sender and id (ids are unique per sender only). The search is the API's
-(hub/api/messages.py `search_messages`), so each page reads an index range whatever the history's size; a
-payload is read through the API's `view_payload`, which writes the audit entry, and only when its own page
-is opened (the message's page only links to it)."""
+(hub/messages.py `search_messages`, behind GET /api/v1/messages too), so each page reads an index range
+whatever the history's size; a payload is read through `view_payload`, as GET /api/v1/messages/{id}/payload
+reads it, which writes the audit entry, and only when its own page is opened (the message's page only links
+to it, so opening the message views nothing)."""
 from __future__ import annotations
 
 import csv
@@ -34,7 +35,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import defer
 from starlette.background import BackgroundTask
 
-from hub.messages import COUNT_LIMIT, MAX_ID, Filters, Found, search_messages, view_payload
+from hub.messages import (COUNT_LIMIT, MAX_ID, Filters, Found, received_id_range, search_messages,
+                          view_payload)
 from hub.errors import HubError, InputError, NotFound
 from hub.evidence import timeline
 from hub.monitor.catalogue import N_
@@ -74,8 +76,7 @@ VOUCHES = {timeline.RECEIVED: N_("the bytes as received"), timeline.DUPLICATE: N
 ATTEMPT_OUTCOMES = (timeline.SENT, timeline.SENT_AGAIN, timeline.RETRY_SCHEDULED, timeline.DEAD_LETTERED)
 CSV_COLUMNS = (N_("Received"), N_("Message id"), N_("Sender"), N_("Recipient"), N_("Type"), N_("Case"),
                N_("In reply to"), N_("State"), N_("SHA-256"), N_("Last change"))
-FILTER_NAMES = ("state", "type", "partner", "sender", "case", "received_from", "received_to", "id")
-_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2}))?)?$")
+_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2}))?)?", re.ASCII)
 
 
 # -- the search -------------------------------------------------------------------------------------------
@@ -120,7 +121,7 @@ def local_moment(text: str, seen: Viewer, field: str, *, end: bool) -> dt.dateti
     includes it. InputError (400) for anything else, its detail a msgid naming the field as %(field)s."""
     if not text:
         return None
-    matched = _DATE.match(text)
+    matched = _DATE.fullmatch(text)
     if matched is None:
         raise InputError(N_("%(field)s: a date is written YYYY-MM-DD, or YYYY-MM-DDTHH:MM."))
     year, month, day, hour, minute, second = (int(g) if g is not None else None for g in matched.groups())
@@ -183,11 +184,13 @@ def messages_csv(request: Request, seen: Viewer = Depends(reader),
 
     def rows():
         yield "\ufeff" + csv_line([gettext(column) for column in CSV_COLUMNS])
+        with hub.sessions() as session:  # a date range's ids found once for every page
+            ids = received_id_range(session, form.filters.received_from, form.filters.received_to)
         before, written = None, 0
         while written < CSV_CAP:
             with hub.sessions() as session:
                 found = search_messages(session, form.filters, limit=min(CSV_PAGE, CSV_CAP - written),
-                                        before=before, count=False)
+                                        before=before, count=False, ids=ids)
             for m in found.items:
                 yield csv_line([m.received_at.astimezone(seen.tz).isoformat(timespec="seconds"), m.message_id,
                                 m.sender, m.recipient, m.type, m.correlation_id, m.in_reply_to or "", m.state,
@@ -197,7 +200,7 @@ def messages_csv(request: Request, seen: Viewer = Depends(reader),
             if before is None:
                 return
         with hub.sessions() as session:
-            more = search_messages(session, form.filters, limit=1, before=before, count=False).items
+            more = search_messages(session, form.filters, limit=1, before=before, count=False, ids=ids).items
         if more:
             yield csv_line([gettext("Cut at %(n)s rows: narrow the search to export the rest") % {"n": CSV_CAP}])
 
