@@ -272,7 +272,7 @@ def load_message(session, sender: str, message_id: str) -> dict:
 @router.get("/messages/{sender}/{message_id}")
 def message_page(sender: str, message_id: str, request: Request, seen: Viewer = Depends(reader),
                  resent: int | None = Query(None, ge=0, le=1000)):
-    check_names(sender, message_id)
+    check_names(seen, sender, message_id)
     with request.app.state.hub.sessions() as session:
         shown = load_message(session, sender, message_id)
     return render(request, seen, "message.html", **shown, receipt_text=pretty_xml(shown["receipt"]),
@@ -283,7 +283,7 @@ def message_page(sender: str, message_id: str, request: Request, seen: Viewer = 
 @router.get("/messages/{sender}/{message_id}/live")
 def message_live(sender: str, message_id: str, request: Request, seen: Viewer = Depends(reader)):
     """The message's deliveries and timeline as they are now (its page refreshes them while it is in flight)."""
-    check_names(sender, message_id)
+    check_names(seen, sender, message_id)
     with request.app.state.hub.sessions() as session:
         shown = load_message(session, sender, message_id)
     return render(request, seen, "_message_live.html", **shown, state_labels=STATE_LABELS,
@@ -306,9 +306,10 @@ def payload_tabs(shown: dict) -> list[dict]:
     return tabs
 
 
-def check_names(sender: str, message_id: str) -> None:
+def check_names(seen: Viewer, sender: str, message_id: str) -> None:
     if len(sender) > 20 or len(message_id) > 80:
-        raise InputError("a sender has at most 20 characters and a message id at most 80")
+        raise InputError(translations(seen.lang).gettext(
+            "A sender has at most 20 characters and a message id at most 80."))
 
 
 @router.get("/messages/{sender}/{message_id}/payload/{part}")
@@ -316,7 +317,7 @@ def payload_page(sender: str, message_id: str, part: str, request: Request,
                  partner: str | None = Query(None, max_length=20),
                  seen: Viewer = Depends(viewer("messages:payload"))):
     """One payload, pretty-printed: viewing it is what the audit log records (PAYLOAD_VIEWED by the viewer)."""
-    check_names(sender, message_id)
+    check_names(seen, sender, message_id)
     if part not in ("received", "canonical", "sent", "answer"):
         raise NotFound(f"a message has no part {part[:20]!r} (received, canonical, sent or answer)")
     hub = request.app.state.hub
@@ -349,7 +350,7 @@ def evidence_bundle(sender: str, message_id: str, request: Request, seen: Viewer
     """The evidence bundle of the message's case, as `hub evidence export CASE` makes it (audited
     EVIDENCE_EXPORTED with the viewer as actor), downloaded and then removed from the server."""
     from hub.evidence.export import export_case
-    check_names(sender, message_id)
+    check_names(seen, sender, message_id)
     hub = request.app.state.hub
     with hub.sessions() as session:
         case = session.scalar(select(Message.correlation_id).where(Message.sender == sender,
@@ -365,8 +366,9 @@ def evidence_bundle(sender: str, message_id: str, request: Request, seen: Viewer
         raise
     except HubError as exc:  # the chain does not verify, or nothing of the case is sealed yet
         shutil.rmtree(folder, ignore_errors=True)
+        why = translations(seen.lang).gettext("The evidence of this case cannot be exported now: %(why)s")
         return render(request, seen, "error.html", status_code=409, status=409, title="",
-                      detail=str(exc))
+                      detail=why % {"why": str(exc)})
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -380,6 +382,6 @@ def resend_message(sender: str, message_id: str, request: Request,
                    seen: Viewer = Depends(csrf_checked("messages:resend"))):
     """Its dead deliveries back in the outbox (hub/delivery/operations.resend: audited RESEND by the viewer)."""
     from hub.delivery.operations import resend
-    check_names(sender, message_id)
+    check_names(seen, sender, message_id)
     count = resend(request.app.state.hub, message_id, actor=seen.identity.actor, sender=sender)
     return RedirectResponse(url(message_url(sender, message_id), resent=count), status_code=303)
