@@ -54,25 +54,32 @@ class Found:
     total: int                # exact when total_exact, else "at least"
     total_exact: bool
     items: list               # Message rows (payload columns deferred), newest first
-    next_before: int | None   # the cursor of the next page, None on the last
+    next_before: int | None   # the cursor of the next (older) page, None on the last
+    previous_after: int | None = None  # the cursor of the page before (newer), None on the first
 
 
 def search_messages(session, filters: Filters, *, limit: int = 50, offset: int = 0, before: int | None = None,
-                    count_limit: int | None = COUNT_LIMIT, count: bool = True,
+                    after: int | None = None, count_limit: int | None = COUNT_LIMIT, count: bool = True,
                     ids: tuple[int | None, int | None] | None = None) -> Found:
-    """One page of a message search, and its total (`count=False`: not counted, total -1). What the API's
-    GET /api/v1/messages and the console's search and CSV export all answer with. `ids`: the date range's id
-    range when already found (`received_id_range`), for a caller reading many pages of one search."""
+    """One page of a message search, newest first, and its total (`count=False`: not counted, total -1). What
+    the API's GET /api/v1/messages and the console's search and CSV export all answer with. `before`: the page
+    older than that id; `after`: the page newer than it (the one before a page, read upwards from it). `ids`:
+    the date range's id range when already found (`received_id_range`), for a caller reading many pages."""
     if ids is None:
         ids = received_id_range(session, filters.received_from, filters.received_to)
     counts, page = search_statements(**{f: getattr(filters, f) for f in Filters.__dataclass_fields__},
-                                     id_range=ids, limit=limit, offset=offset, before=before,
-                                     count_limit=count_limit)
+                                     id_range=ids, limit=limit + (after is not None), offset=offset,
+                                     before=before, after=after, count_limit=count_limit)
     total = sum(session.scalar(c) for c in counts) if count else -1
-    rows = session.scalars(page).all()
+    rows = list(session.scalars(page).all())
     exact = count_limit is None or total <= count_limit
-    return Found(total if exact else count_limit, exact, list(rows),
-                 rows[-1].id if len(rows) == limit else None)
+    if after is not None:  # read upwards from `after` (one more: are there newer ones?), shown newest first;
+        newer = len(rows) > limit  # older ones exist: the page the reader came from
+        rows = rows[:limit][::-1]
+        return Found(total if exact else count_limit, exact, rows, rows[-1].id if rows else after + 1,
+                     rows[0].id if newer else None)
+    return Found(total if exact else count_limit, exact, rows, rows[-1].id if len(rows) == limit else None,
+                 rows[0].id if rows and (before is not None or offset) else None)
 
 
 def received_id_range(session, received_from: dt.datetime | None,
@@ -121,7 +128,7 @@ def search_statements(*, state: str | None = None, type: str | None = None, part
                       sender: str | None = None, correlation_id: str | None = None, message_id: str | None = None,
                       received_from: dt.datetime | None = None, received_to: dt.datetime | None = None,
                       id_range: tuple[int | None, int | None] = (None, None), limit: int = 50, offset: int = 0,
-                      before: int | None = None, count_limit: int | None = None):
+                      before: int | None = None, after: int | None = None, count_limit: int | None = None):
     """(count statements whose results add up to the total, the page's statement) of a message search.
 
     Each filter is answered from an index on (column, id) (hub/store/migrations/versions/0005_search_indexes.py),
@@ -152,7 +159,9 @@ def search_statements(*, state: str | None = None, type: str | None = None, part
         filters.append(Message.received_at >= _aware(received_from))
     if received_to:
         filters.append(Message.received_at < _aware(received_to))
-    page = filters + ([Message.id < before] if before else [])
+    page = filters + ([Message.id < before] if before else []) + ([Message.id > after] if after else [])
+    # newest first; a page after a cursor is read upwards from it (oldest first: the caller turns it round)
+    order = Message.id.asc() if after else Message.id.desc()
 
     def count(*where):
         if count_limit is None:
@@ -166,13 +175,13 @@ def search_statements(*, state: str | None = None, type: str | None = None, part
         partner = partner.upper()
         counts = [count(Message.sender == partner, *filters),
                   count(Message.recipient == partner, Message.sender != partner, *filters)]
-        ranges = [select(Message.id).where(column == partner, *page).order_by(Message.id.desc())
+        ranges = [select(Message.id).where(column == partner, *page).order_by(order)
                   .limit(limit + offset).subquery() for column in (Message.sender, Message.recipient)]
         ids = union(*(select(r.c.id) for r in ranges)).subquery()
         page = [Message.id.in_(select(ids.c.id))]
     return counts, (select(Message).options(*(defer(c) for c in (Message.received_bytes, Message.canonical_bytes,
                                                                  Message.receipt)))
-                    .where(*page).order_by(Message.id.desc()).limit(limit).offset(offset))
+                    .where(*page).order_by(order).limit(limit).offset(offset))
 
 
 @dataclass(frozen=True)

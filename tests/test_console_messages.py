@@ -187,6 +187,12 @@ def test_each_filter_and_the_paging_return_the_right_messages(traffic, as_role, 
         older = re.search(r'<a class="button" href="([^"]+)" rel="next">', page.text)
         target = older.group(1).replace("&amp;", "&") if older else None
     assert seen == newest_first
+    pages = []  # and back up from the last page, by the "newer" links, to the first
+    while page is not None:
+        pages.insert(0, listed(page))
+        newer = re.search(r'<a class="button" href="([^"]+)" rel="prev">', page.text)
+        page = browser.get(newer.group(1).replace("&amp;", "&")) if newer else None
+    assert pages[0] == newest_first[:3] and sum(pages, []) == newest_first
     # the JSON API has the same filters
     api = client.get("/api/v1/messages", params={"sender": "REGISTRY", "received_from": traffic["start"].isoformat(),
                                                  "received_to": traffic["end"].isoformat(), "limit": 100}).json()

@@ -154,17 +154,19 @@ def choices(hub) -> dict:
 @router.get("/messages")
 def messages_page(request: Request, seen: Viewer = Depends(reader),
                   form: SearchForm = Depends(search_form),
-                  before: int | None = Query(None, ge=1, le=MAX_ID),
+                  before: int | None = Query(None, ge=1, le=MAX_ID), after: int | None = Query(None, ge=0, le=MAX_ID),
                   limit: int = Query(PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)):
     hub = request.app.state.hub
     if form.errors:  # the form again, saying what to fix (nothing searched)
         found = Found(0, True, [], None)
     else:
         with hub.sessions() as session:
-            found = search_messages(session, form.filters, limit=limit, before=before)
+            found = search_messages(session, form.filters, limit=limit, before=before, after=after)
     query = {**form.query(), **({"limit": limit} if limit != PAGE_SIZE else {})}
     return render(request, seen, "messages.html", status_code=400 if form.errors else 200, errors=form.errors,
-                  found=found, form=form.values, query=query, before=before,
+                  found=found, form=form.values, query=query, paged=before is not None or after is not None,
+                  newer_url=url("/monitor/messages", **query, after=found.previous_after)
+                  if found.previous_after else None,
                   count_limit=COUNT_LIMIT, choices=choices(hub), state_labels=STATE_LABELS,
                   state_classes=STATE_CLASSES, message_url=message_url,
                   next_url=url("/monitor/messages", **query, before=found.next_before) if found.next_before else None,
