@@ -167,7 +167,9 @@ def test_every_search_query_is_answered_from_an_index(preloaded, database_url):
                  "received_to": dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc), "id_range": (5000, 5100)}
         ranged = {"date range": ({**a_day}, lambda i: False),
                   "date range and state": ({**a_day, "state": "DEAD"}, lambda i: False),
-                  "date range and partner": ({**a_day, "partner": "NARSA"}, lambda i: False)}
+                  "date range and partner": ({**a_day, "partner": "NARSA"}, lambda i: False),
+                  "newer page, state": ({"state": "DEAD", "after": 5000}, lambda i: False),
+                  "newer page, partner": ({"partner": "NARSA", "after": 5000}, lambda i: False)}
         for name, (params, predicate) in {**FILTERS, **ranged}.items():
             counts, page = search_statements(**params, limit=50, before=10_000, count_limit=COUNT_LIMIT)
             # counting most of the table, PostgreSQL rightly prefers reading the table: only a count of a
