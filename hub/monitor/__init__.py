@@ -14,6 +14,6 @@ STATIC = Path(__file__).parent / "static"
 
 def routers() -> list:
     """The console's routers (each module's `router`), mounted by hub/api/app.py."""
-    from hub.monitor import dead_letters, login, overview, partners, records
-    return [login.router, overview.router, dead_letters.router, dead_letters.api, partners.router, records.router,
-            records.api]
+    from hub.monitor import dead_letters, login, messages, overview, partners, records
+    return [login.router, overview.router, messages.router, dead_letters.router, dead_letters.api, partners.router,
+            records.router, records.api]
