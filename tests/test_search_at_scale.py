@@ -168,8 +168,9 @@ def test_every_search_query_is_answered_from_an_index(preloaded, database_url):
         ranged = {"date range": ({**a_day}, lambda i: False),
                   "date range and state": ({**a_day, "state": "DEAD"}, lambda i: False),
                   "date range and partner": ({**a_day, "partner": "NARSA"}, lambda i: False),
-                  "newer page, state": ({"state": "DEAD", "after": 5000}, lambda i: False),
-                  "newer page, partner": ({"partner": "NARSA", "after": 5000}, lambda i: False)}
+                  # a newer page's count covers everything newer than the page: only the page itself is checked
+                  "newer page, state": ({"state": "DEAD", "after": 5000}, lambda i: True),
+                  "newer page, partner": ({"partner": "NARSA", "after": 5000}, lambda i: True)}
         for name, (params, predicate) in {**FILTERS, **ranged}.items():
             counts, page = search_statements(**params, limit=50, before=10_000, count_limit=COUNT_LIMIT)
             # counting most of the table, PostgreSQL rightly prefers reading the table: only a count of a
