@@ -11,35 +11,17 @@ import datetime as dt
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.security import HTTPBearer
 
 from hub.access.tokens import Identity
-from hub.errors import Unauthenticated
 from hub.monitor.alerts import describe, list_alerts
 from hub.monitor.i18n import translations
+from hub.monitor.records import token_allowed
 from hub.monitor.web import Viewer, render, viewer
 
 router = APIRouter(prefix="/monitor", include_in_schema=False)
 api = APIRouter(prefix="/api/v1/monitor", tags=["monitor"])
 PERMISSION = "alerts:read"
 CLEARED_SHOWN = 200
-
-# The same scheme as hub/api/auth.py (shown in the OpenAPI document); the token itself is checked by the API's
-# middleware before routing, which leaves the caller's Identity in request.state.
-_bearer = HTTPBearer(auto_error=False, scheme_name="API token",
-                     description="`Authorization: Bearer hub_<id>_<secret>` (see `hub tokens create`)")
-
-
-def token_allowed(permission: str):
-    """A dependency: the API caller's Identity once its role has `permission` (else 403)."""
-    def dependency(request: Request, _credentials=Depends(_bearer)) -> Identity:
-        identity = getattr(request.state, "identity", None)
-        if identity is None:
-            raise Unauthenticated("an API token is required: send Authorization: Bearer hub_<id>_<secret>")
-        identity.require(permission, doing=f"{request.method} {request.url.path}")
-        return identity
-    dependency.__name__ = f"token_{permission.replace(':', '_')}"
-    return dependency
 
 
 def _moment(value: str | None) -> dt.datetime | None:

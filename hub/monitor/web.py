@@ -41,6 +41,11 @@ PREFIX = "/monitor"
 
 # The console's navigation, in order; an app adds its entries through its ConsolePart (hub/apps.py).
 NAV: list[NavItem] = [NavItem("/monitor/", "Overview", "console:overview"),
+                      NavItem("/monitor/messages", "Messages", "messages:read"),
+                      NavItem("/monitor/dead-letters", "Dead letters", "messages:read"),
+                      NavItem("/monitor/partners", "Partners", "messages:read"),
+                      NavItem("/monitor/refusals", "Refusals", "refusals:read"),
+                      NavItem("/monitor/audit", "Audit log", "audit:read"),
                       NavItem("/monitor/alerts", "Alerts", "alerts:read")]
 
 SECURITY_HEADERS = {
