@@ -2,7 +2,9 @@
 its condition appears, notified once by a real SMTP server on loopback (aiosmtpd) and a real HTTP receiver,
 cleared when it goes away and raised again when it comes back; a failing webhook does not hold up the
 e-mail and is tried again; no secret reaches a log. End to end: a running hub whose partner is on a closed
-port raises the unreachable alert within its rule, and clears it once the partner listens."""
+port raises the unreachable alert within its rule, and clears it once the partner listens; a case the
+registry reports past its deadline is raised and cleared once answered; the console's page and the API
+show the alerts to whom may see them."""
 from __future__ import annotations
 
 import datetime as dt
@@ -21,7 +23,9 @@ from sqlalchemy import select
 
 from conftest import free_port, serve_hub, wait_for
 from console_support import ConsoleClient, make_user
+from registry import service as registry_service
 from support import StandInPartner
+from test_console_cases import opened
 from hub.errors import NotificationFailed
 from hub.intake.polling import LastPoll
 from hub.monitor import alerts
@@ -347,6 +351,17 @@ def test_a_partner_on_a_closed_port_raises_the_unreachable_alert_then_clears(set
         assert "Partenaire NARSA injoignable" in mail and f":{partner_ports['NARSA']}" in mail
         assert "الشريك NARSA غير قابل للوصول" in mail  # then in Arabic
         see_it_in_the_console(service)
+
+        # a case past its deadline, as the registry reports it (its ConsolePart.overdue): raised, then cleared
+        # once the case is answered
+        late = opened(service.hub, "CIVIL_STATUS_EXTRACT", "AWAITING_PARTNER", days_ago=1)
+        key = f"overdue:CIVIL_STATUS_EXTRACT:{late}"
+        wait_for(lambda: key in open_keys(service.hub), 10, what="the overdue case raised")
+        assert json.loads(row(service.hub, key).facts)["url"] == f"/monitor/cases/{late}"
+        with service.hub.sessions.begin() as session:
+            registry_service.move_case(session, case=registry_service.get_case(session, reference=late),
+                                       status="ISSUED", actor="test")
+        wait_for(lambda: key not in open_keys(service.hub), 10, what="the overdue case cleared")
 
         narsa = StandInPartner(partner_ports["NARSA"], b"<ok/>")  # the partner listens again
         try:
