@@ -12,7 +12,8 @@ missing) with the background networking of a normal profile switched off, in a f
 Without Chromium or Playwright the browser tests are skipped with the reason, unless HUB_REQUIRE_POSTGRES=1
 (CI, `.ci/run`) makes that a failure: CI must run them.
 
-Plug in with `from browser_support import *  # noqa: F403` (the fixtures) in a test module."""
+tests/conftest.py loads this module as a plugin: every test file has the fixtures, and a worker starts one
+browser however many files use it."""
 from __future__ import annotations
 
 import os
@@ -35,10 +36,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 TIMEOUT_MS = 10_000
 LAPTOP = {"width": 1366, "height": 768}
 TABLET = {"width": 768, "height": 1024}
-
-__all__ = ["browser", "browser_context", "browser_page", "new_context", "Problems", "SCREENSHOTS", "LAPTOP",
-           "TABLET", "screenshot"]
-
 
 def _unavailable(reason: str):
     if REQUIRED:

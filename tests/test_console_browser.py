@@ -24,7 +24,6 @@ from hub.access.tokens import CONSULAR_AGENT, HUMAN_ROLES, PERMISSIONS
 from hub.monitor.i18n import translations
 from hub.monitor.web import NAV
 from hub.store.models import AuditEntry
-from browser_support import *  # noqa: F403 - the browser fixtures
 from browser_support import LAPTOP, TABLET, screenshot
 from conftest import free_port
 from console_support import make_user, sign_in as console_sign_in
@@ -309,17 +308,16 @@ def test_the_arabic_pages_are_right_to_left_and_mirrored(running_hub, browser_co
 
 # ---- keyboard, labels, contrast ---------------------------------------------------------------------------
 
-# Every control a Tab may reach, each under a key that survives a live refresh of the part holding it.
+# Every control a Tab may reach, each under a key of its own: what it is, where it leads and what it says,
+# numbered among its likes (several "Resend" buttons), so the same control has the same key after a live refresh.
 CONTROLS_JS = """() => {
     const key = e => [e.tagName, e.getAttribute('href') || e.getAttribute('name') || e.id || e.type || '',
                       (e.textContent || e.value || '').trim().slice(0, 40)].join('|');
-    const seen = {};
-    const controls = [...document.querySelectorAll('a[href], button, input, select, textarea, summary, [tabindex]')]
+    const controls = () => [...document.querySelectorAll('a[href], button, input, select, textarea, summary, [tabindex]')]
         .filter(e => !e.disabled && e.type !== 'hidden' && e.tabIndex >= 0 && e.getClientRects().length
                      && getComputedStyle(e).visibility !== 'hidden');
-    const keyed = e => { const k = key(e); const n = controls.filter(c => key(c) === k).indexOf(e); return k + '#' + n; };
-    window.__controlKey = keyed;
-    return controls.map(keyed);
+    window.__controlKey = e => { const k = key(e); return k + '#' + controls().filter(c => key(c) === k).indexOf(e); };
+    return controls().map(window.__controlKey);
 }"""
 
 # The focused control: its key, whether its focus is visible (an outline of 2px or more, or a box-shadow) and
@@ -416,6 +414,7 @@ def test_every_control_is_reached_with_tab_visibly_labelled_and_in_contrast(runn
                                                                             signed_in):
     base = running_hub.url
     page = watched_page(browser_context)
+    page.clock.install()  # the page's timers stand still: no live refresh replaces a control while tabbing
     page.goto(f"{base}/monitor/login")
     keyboard_and_contrast(page, "the sign-in page")
     add_session(browser_context, running_hub, signed_in(running_hub, "administrator")[1])
