@@ -195,9 +195,8 @@ def run_demo(*, cases: int, serve: bool, console: Console) -> int:
         ok = (report["all_cases_final"] and report["sandbox_signatures"]["failed"] == 0 and not report["dead_letters"]
               and not report["messages_in_flight"] and report["all_partners_used"] and evidence.ok)
         if not serve:
-            console.print(f"the console (/monitor/) and the API stop with the demo: `{sys.executable.rsplit('/', 1)[0]}"
-                          "/hub demo --serve` keeps them running and prints a login per role", highlight=False,
-                          soft_wrap=True)
+            console.print(f"to open the console (/monitor/): {sys.executable.rsplit('/', 1)[0]}/hub demo --serve "
+                          "keeps everything running and prints a login per role", highlight=False, soft_wrap=True)
         if serve:
             _print_serving(console, hub_url, create_logins(service.hub, ctx.posts[0]), tokens.mint("administrator"),
                            sandboxes)
