@@ -263,15 +263,16 @@ def test_a_form_posted_from_another_origin_or_site_is_refused_and_changes_nothin
 
 # ---- languages, right to left ----------------------------------------------------------------------------
 
-def test_the_language_follows_the_browser_until_the_viewer_chooses_one(running_hub, browser_context, signed_in):
+def test_the_language_follows_the_browser_until_the_viewer_chooses_one_and_dates_its_zone(running_hub, browser_context, signed_in):
     base = running_hub.url
     for locale, lang in (("ar", "ar"), ("en-GB", "en"), ("de-DE", "fr")):  # German: none of ours, French
         page = watched_page(browser_context.another(locale=locale))  # Accept-Language from the locale
         page.goto(f"{base}/monitor/login")
         assert html_attributes(page)["lang"] == lang, locale
         assert page.inner_text("main h1") == say(lang, "Sign in to the exchange monitor")
-    page = watched_page(context_as(browser_context, running_hub, signed_in, "supervisor"))  # French browser
-    page.goto(f"{base}/monitor/")
+    page = watched_page(context_as(browser_context, running_hub, signed_in, "supervisor",  # French browser
+                                   timezone_id="Europe/Paris"))
+    page.goto(f"{base}/monitor/")  # the page tells the hub the browser's zone, for the pages that follow
     for lang, name in (("ar", "العربية"), ("en", "English"), ("fr", "Français"), ("en", "English")):
         with page.expect_navigation():
             page.click(f'nav.languages a[lang="{lang}"]')
@@ -280,6 +281,7 @@ def test_the_language_follows_the_browser_until_the_viewer_chooses_one(running_h
         assert page.inner_text("nav.languages [aria-current]") == name
     page.goto(f"{base}/monitor/")  # the choice is remembered over the browser's French
     assert html_attributes(page)["lang"] == "en"
+    assert say("en", "Times are shown in %(zone)s.", zone="Europe/Paris") in page.inner_text("footer")
 
 
 def boxes(page, selector: str) -> list[dict]:
