@@ -442,6 +442,28 @@ def test_the_contrast_check_sees_pale_text_and_the_focus_check_an_invisible_focu
         keyboard_and_contrast(browser_page, "a made-up page")
 
 
+def test_the_live_parts_of_each_page_refresh_in_place(running_hub, browser_context, signed_in):
+    """Every `data-refresh` part of the navigation's pages is replaced by its fragment when its time comes
+    (console.js marks it `data-refreshed`), without a console error or a failed request."""
+    base = running_hub.url
+    page = watched_page(browser_context)
+    page.clock.install()  # time is moved on by the test: no waiting for the parts' periods
+    add_session(browser_context, running_hub, signed_in(running_hub, "administrator")[1])
+    live = 0
+    for item in navigation(running_hub):
+        page.goto(base + item.path)
+        periods = page.eval_on_selector_all("[data-refresh]", "els => els.map(e => +(e.dataset.every || 5))")
+        if not periods:
+            continue
+        live += len(periods)
+        page.clock.run_for(max(periods) * 1000 + 100)
+        page.wait_for_function("() => [...document.querySelectorAll('[data-refresh]')]"
+                               ".every(e => e.hasAttribute('data-refreshed'))", timeout=5000)
+        assert page.inner_text("main h1").strip(), item.path
+    if not live:
+        pytest.skip("no page of the navigation has a live part yet")
+
+
 # ---- screens ----------------------------------------------------------------------------------------------
 
 def overflow(page) -> int:
