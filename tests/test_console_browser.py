@@ -1,7 +1,7 @@
 """The console in a real browser (headless Chromium, tests/browser_support.py) against a running hub: each role
 sees and reaches only what its permissions allow, signing out, the lockout, a cross-site form refused, the
-languages (Accept-Language and the switch), Arabic right to left and mirrored, the keyboard, contrast (WCAG
-AA), a tablet and a laptop screen. Every page fails its test on a console error or a failed request (the
+languages (Accept-Language and the switch) and the browser's time zone, Arabic right to left and mirrored,
+the keyboard, contrast (WCAG AA), live parts refreshing, a tablet and a laptop screen. Every page fails its test on a console error or a failed request (the
 Content Security Policy refuses inline scripts and styles: a page using one shows up here).
 
 The pages checked are the console's navigation (NAV and the apps' ConsolePart.nav) read at run time, so a page
