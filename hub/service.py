@@ -95,6 +95,7 @@ class HubService:
             record_configuration(self.hub)
         self.app = create_app(self.hub, list(self.apps.values()))
         self.workers = DeliveryWorkers(self.hub)
+        self.app.state.breakers = self.workers.breakers  # this process's circuits, for the monitor's overview
         # Scheduled jobs run only in the leader among the hub processes on this database (hub/cluster/leader.py):
         # they are added when this process becomes the leader and removed when it stops leading.
         self.scheduler = BackgroundScheduler(timezone="UTC")
