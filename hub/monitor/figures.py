@@ -161,7 +161,7 @@ def partner_figures(hub, *, breakers=None, now: dt.datetime) -> tuple[list[Partn
         connection = session.connection()
         counts_in, counts_out, series = _window_counts(connection, codes, now, hours)
         waiting = _waiting(connection)
-        dead = _dead(connection)
+        dead = _dead(connection, codes)
         success = _last_success(connection, codes)
         failures = _last_failures(connection, codes)
         latency = _latency(connection, now)
@@ -252,14 +252,22 @@ def _window_counts(connection, codes: list[str], now: dt.datetime, hours: list[d
     moments = sorted({now - WINDOWS["24h"], *hours, now - WINDOWS["1h"], now - WINDOWS["15m"]})
     ids = _boundaries(connection, moments)
     # a row's bucket k: the last moment whose boundary it reached (k = index in `moments`)
-    bucket = "CASE " + " ".join(f"WHEN id >= :b{k} THEN {k}" for k in reversed(range(len(moments)))) + " ELSE -1 END"
-    params = {f"b{k}": ids[k] for k in range(len(moments))}
+    if connection.dialect.name == "postgresql":  # a binary search over the boundaries
+        bucket, params = "width_bucket(id, CAST(:bounds AS bigint[])) - 1", {"bounds": ids}
+    else:
+        bucket = "CASE " + " ".join(f"WHEN id >= :b{k} THEN {k}" for k in reversed(range(len(moments)))) + " ELSE -1 END"
+        params = {f"b{k}": ids[k] for k in range(len(moments))}
     per_bucket: dict[tuple[str, str], dict[int, int]] = {}
+    # one SELECT per partner and direction (an equality on the index's first column and a range on id: the
+    # planner reads (sender, id) or (recipient, id, sender) alone, where an IN list may send it to the table)
+    parts, params["b0"] = [], ids[0]
     for direction, column in (("in", "sender"), ("out", "recipient")):
-        statement = text(f"SELECT {column}, {bucket} AS k, count(*) FROM messages "
-                         f"WHERE {column} IN :codes AND id >= :b0 GROUP BY {column}, k"
-                         ).bindparams(bindparam("codes", expanding=True))
-        for code, k, n in connection.execute(statement, {**params, "codes": codes}):
+        for i, code in enumerate(codes):
+            params[f"{direction}{i}"] = code
+            parts.append(f"SELECT '{direction}' AS direction, {column} AS code, {bucket} AS k, count(*) AS n "
+                         f"FROM messages WHERE {column} = :{direction}{i} AND id >= :b0 GROUP BY {column}, k")
+    if parts:
+        for direction, code, k, n in connection.execute(text(" UNION ALL ".join(parts)), params):
             per_bucket.setdefault((direction, code), {})[k] = n
     counts = {"in": {}, "out": {}}
     series: dict[tuple[str, str], list[int]] = {}
@@ -285,10 +293,15 @@ def _waiting(connection) -> dict[str, tuple[int, dt.datetime | None]]:
     return {partner: (n, oldest.get(pk)) for partner, n, pk in rows}
 
 
-def _dead(connection) -> dict[str, int]:
+def _dead(connection, codes: list[str]) -> dict[str, int]:
+    """Dead letters per partner: a range of deliveries(partner, state, ...) each, read from the index."""
     d = Delivery.__table__
-    return dict(connection.execute(select(d.c.partner, func.count()).where(d.c.state == DeliveryState.DEAD)
-                                   .group_by(d.c.partner)).all())
+    if not codes:
+        return {}
+    probes = [select(literal(code).label("partner"),
+                     select(func.count()).select_from(d).where(d.c.partner == code, d.c.state == DeliveryState.DEAD)
+                     .scalar_subquery().label("n")) for code in codes]
+    return dict(connection.execute(union_all(*probes)).all())
 
 
 def _last_success(connection, codes: list[str]) -> dict[str, dt.datetime | None]:
