@@ -20,6 +20,8 @@ names apps) builds each and wires what it declares:
                           dead-lettered (outside the transaction); a hook's failure is logged, not raised
     load_reference_data() once at start-up, after the migrations, under the start-up lock (so processes
                           started together do not race); must be idempotent
+    console()             optional: a ConsolePart, what the app shows in the console (its pages, navigation,
+                          overview tiles, overdue items)
     chains                optional: ChainedHistory declarations (a class attribute, read without building the
                           app): tables of the app whose rows the hub seals into hash chains of their own, like
                           its timeline, and `hub evidence verify` checks
@@ -61,6 +63,40 @@ class ChainedHistory:
     rows: Callable[[], Any] = field(repr=False)
     fields: Callable[[Any], list] = field(repr=False)
     check: Callable[[Any], Iterable[str]] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class NavItem:
+    """An entry of the console's navigation: its path, its label (an English msgid, translated by the
+    console's catalogue) and the permission a viewer needs to see it."""
+
+    path: str
+    label: str
+    permission: str
+
+
+@dataclass(frozen=True)
+class ConsolePart:
+    """What an app shows in the console (hub/monitor), returned by its optional `console()` method:
+
+    templates   a folder of Jinja2 templates, loaded after the console's own (its pages extend base.html;
+                the pages themselves are routes of the app's `routers()` under /monitor)
+    nav         its entries in the console's navigation
+    tiles       fn(hub, identity) -> list of dicts: the app's tiles on the overview (e.g. one per service),
+                rendered by `tiles_template` (context: `tiles`, `viewer`); only what `identity` may see
+    overdue     fn(hub) -> list of dicts, each {"reference", "service", "post_code", "deadline_at" (UTC),
+                "status", "url"}: what is past its deadline, for the overview and the alerts"""
+
+    templates: Any = None
+    nav: Sequence[NavItem] = ()
+    tiles: Callable[[Any, Any], list[dict]] | None = field(default=None, repr=False)
+    tiles_template: str | None = None
+    overdue: Callable[[Any], list[dict]] | None = field(default=None, repr=False)
+
+
+def console_parts(apps: Sequence) -> list[ConsolePart]:
+    """The ConsoleParts of the apps that show something in the console."""
+    return [app.console() for app in apps if callable(getattr(app, "console", None))]
 
 
 @dataclass(frozen=True)

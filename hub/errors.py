@@ -246,6 +246,10 @@ class Unauthenticated(AuthError):
         self.invalid_token = invalid_token
 
 
+class SignInRequired(Unauthenticated):
+    """A console page asked for without a live session (the console sends the browser to its sign-in page)."""
+
+
 class Forbidden(AuthError):
     """A valid token whose role or scope does not allow this (403)."""
     status = 403
@@ -254,6 +258,10 @@ class Forbidden(AuthError):
 
 class TokenRequestInvalid(HubError):
     """A token cannot be created as asked (unknown role, an agent without a post, ...)."""
+
+
+class AccountRequestInvalid(HubError):
+    """A console account cannot be created or changed as asked (unknown role, a weak password, ...)."""
 
 
 class TransitionRefused(HubError):

@@ -88,17 +88,18 @@ _SHELL_VARIABLES = ("COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR", "TTY_COMPATIB
 
 
 def hub_command(*args: str, env: dict[str, str], process: bool = False, cwd: Path | None = None,
-                timeout: float = 120) -> subprocess.CompletedProcess:
+                timeout: float = 120, stdin: str | None = None) -> subprocess.CompletedProcess:
     """`hub ARGS` run with `env`'s HUB_* variables (and COLUMNS, default 80) in place of this process's.
 
     By default in this process, through the command line's own `main()` (its parsing, commands, output
     and exit codes as they run, without a Python start-up per call); `process=True` runs the installed
-    `hub` script as a real subprocess, for the tests whose subject is a separate process."""
+    `hub` script as a real subprocess, for the tests whose subject is a separate process. `stdin`: what the
+    command reads from its standard input (a password)."""
     mine = {k: v for k, v in env.items() if k.startswith("HUB_") or k == "COLUMNS"}
     if process:
         base = {k: v for k, v in os.environ.items() if not k.startswith("HUB_") and k not in _SHELL_VARIABLES}
         return subprocess.run([*HUB_COMMAND, *args], capture_output=True, text=True, timeout=timeout,
-                              env={**base, **mine}, cwd=cwd)
+                              env={**base, **mine}, cwd=cwd, input=stdin)
     from hub import cli
     from hub.cli.main import main
     saved_environ = dict(os.environ)
@@ -109,7 +110,8 @@ def hub_command(*args: str, env: dict[str, str], process: bool = False, cwd: Pat
             del os.environ[name]
         os.environ.update(mine)
         cli.console.width = int(mine.get("COLUMNS", 80))
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                _standard_input(io.StringIO(stdin or "")):
             try:
                 code = main(list(args))
             except SystemExit as exc:  # argparse's refusals
@@ -119,6 +121,15 @@ def hub_command(*args: str, env: dict[str, str], process: bool = False, cwd: Pat
         os.environ.update(saved_environ)
         cli.console._width = saved_width
     return subprocess.CompletedProcess(["hub", *args], code, out.buffer.getvalue().decode("utf-8"), err.getvalue())
+
+
+@contextlib.contextmanager
+def _standard_input(stream):
+    saved, sys.stdin = sys.stdin, stream
+    try:
+        yield
+    finally:
+        sys.stdin = saved
 
 
 class StandInPartner:

@@ -30,6 +30,11 @@ EXPECTED = {  # permission -> roles allowed (the issue's list)
     "operations:run": {"integration", "administrator"},
     "messages:submit": {"partner", "administrator"},
     "partner-documents:submit": {"partner", "administrator"},
+    "console:overview": {"consular_agent", "integration", "supervisor", "administrator"},  # the console (issue 13)
+    "refusals:read": {"integration", "supervisor", "administrator"},
+    "alerts:read": {"integration", "supervisor", "administrator"},
+    "audit:read": {"supervisor", "administrator"},
+    "users:manage": {"administrator"},
 }
 LICENCE = {"number": "12/345673", "categories": ["B"], "issue_date": "2010-05-03"}
 XML = {"Content-Type": "application/xml"}

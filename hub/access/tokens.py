@@ -62,42 +62,42 @@ PERMISSIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "partner-documents:submit": ((PARTNER, ADMINISTRATOR),
                                  "submit a partner's own-format document (a partner: its own code only)"),
     "tokens:manage": ((ADMINISTRATOR,), "create, list and revoke API tokens"),
+    "console:overview": (HUMAN_ROLES, "the monitor's overview (a consular agent: their post's service tiles only)"),
+    "refusals:read": ((INTEGRATION, SUPERVISOR, ADMINISTRATOR), "inputs the hub refused: who, at which door, why"),
+    "alerts:read": ((INTEGRATION, SUPERVISOR, ADMINISTRATOR), "the alerts raised and cleared"),
+    "audit:read": ((SUPERVISOR, ADMINISTRATOR), "the audit log"),
+    "users:manage": ((ADMINISTRATOR,), "create, disable and reset the console's accounts"),
 }
-
-
-
-
-
-
-
-
 
 
 @dataclass(frozen=True)
 class Identity:
-    """Who is calling: the token's public id, its name and role, and the post or party it is bound to."""
+    """Who is calling: the token's public id (or, for a person signed in to the console, `user`, their
+    username), its name and role, and the post or party it is bound to."""
 
     token_id: str
     name: str
     role: str
     post_code: str | None = None
     partner: str | None = None
+    user: str | None = None
 
     @property
     def actor(self) -> str:
         """How the audit log names this caller."""
         scope = f", {self.post_code}" if self.post_code else f", {self.partner}" if self.partner else ""
-        return f"token {self.token_id} ({self.name}, {self.role}{scope})"[:120]
+        who = f"user {self.user}" if self.user else f"token {self.token_id}"
+        return f"{who} ({self.name}, {self.role}{scope})"[:120]
 
     @property
     def submitter(self) -> str:
         """How a message's timeline names the token that submitted it (its id and role; the secret never)."""
-        return f"token {self.token_id} ({self.role})"
+        return f"user {self.user} ({self.role})" if self.user else f"token {self.token_id} ({self.role})"
 
     @property
     def case_actor(self) -> str:
-        """How a case's history names this caller (short: the token id finds the rest)."""
-        return f"{self.role} {self.token_id}"[:40]
+        """How a case's history names this caller (short: the token id or username finds the rest)."""
+        return f"{self.role} {self.user or self.token_id}"[:40]
 
     def may(self, permission: str) -> bool:
         return self.role in PERMISSIONS[permission][0]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import REGISTRY
 from starlette.exceptions import HTTPException
 
@@ -17,8 +18,10 @@ from hub.api.edge import RequestBounds, http_error_handler, validation_error_han
 from hub.api.health import OutboxCollector
 from hub.api.openapi import openapi
 from hub.api.problems import DatabaseUnavailableMiddleware, input_error_handler, not_found_handler, try_later_handler
-from hub.errors import AuthError
-from hub.errors import InputError, NotFound, TryLater
+from hub.apps import console_parts
+from hub.errors import AuthError, InputError, NotFound, TryLater
+from hub.monitor import STATIC, routers as console_routers
+from hub.monitor.web import console_error, under_console
 
 
 def create_app(hub, apps: Sequence = ()) -> FastAPI:
@@ -31,12 +34,14 @@ def create_app(hub, apps: Sequence = ()) -> FastAPI:
     app.openapi = lambda: openapi(app)  # with the answers of the middleware and handlers (hub/api/openapi.py)
     for client in apps:
         setattr(app.state, client.name, client)
-    app.add_exception_handler(InputError, input_error_handler)
-    app.add_exception_handler(NotFound, not_found_handler)
+    app.state.console_parts = console_parts(apps)
+    # errors as problem+json, but as pages under /monitor, where a person is reading
+    app.add_exception_handler(InputError, for_people(input_error_handler))
+    app.add_exception_handler(NotFound, for_people(not_found_handler))
     app.add_exception_handler(TryLater, try_later_handler)  # 429 back-pressure: Retry-After
-    app.add_exception_handler(AuthError, auth_error_handler)
-    app.add_exception_handler(RequestValidationError, validation_error_handler)  # 422 without the value sent
-    app.add_exception_handler(HTTPException, http_error_handler)  # 404 no route, 405, ... as problems
+    app.add_exception_handler(AuthError, for_people(auth_error_handler))
+    app.add_exception_handler(RequestValidationError, for_people(validation_error_handler))  # 422, no value echoed
+    app.add_exception_handler(HTTPException, for_people(http_error_handler))  # 404 no route, 405, ... as problems
     inbound = inbound_routers(hub)
     # parameters' characters and body sizes, after the token check (an anonymous caller gets 401 first)
     app.add_middleware(RequestBounds, hub=hub, paths=lambda: app.openapi()["paths"],
@@ -50,12 +55,30 @@ def create_app(hub, apps: Sequence = ()) -> FastAPI:
     for client in apps:
         for router in client.routers():
             app.include_router(router)
+    for router in console_routers():
+        app.include_router(router)
+    app.mount("/monitor/static", StaticFiles(directory=STATIC), name="console-static")
     app.include_router(health.router)
     try:
         REGISTRY.register(OutboxCollector(hub))
     except ValueError:  # already registered in this process (tests build several apps)
         pass
     return app
+
+
+def for_people(handler):
+    """`handler` for the API; under /monitor (the console) the same error as a page."""
+    async def handle(request: Request, exc):
+        if not under_console(request.url.path):
+            return await handler(request, exc)
+        status = getattr(exc, "status", None) or getattr(exc, "status_code", 500)
+        if isinstance(exc, RequestValidationError):
+            status, detail = 422, "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {e.get('msg', '')}"
+                                            for e in exc.errors())[:500]
+        else:
+            detail = getattr(exc, "detail", None) or str(exc)
+        return await console_error(request, status, getattr(exc, "title", ""), str(detail))
+    return handle
 
 
 def inbound_routers(hub) -> list:

@@ -1,4 +1,4 @@
-"""`hub dev init`: the development keys the demo, the sandboxes and the tests use, made on request only.
+"""`hub dev init`: the development keys (and `hub dev catalogues`: the console's translations kept whole) the demo, the sandboxes and the tests use, made on request only.
 
     hub dev init    under HUB_PKI_DIR (var/pki by default): a development CA; a key and certificate signed
                     by it for the hub (of HUB_SIGNING_ALGORITHM's kind) and for every party in config/
@@ -31,6 +31,15 @@ def cmd_dev_init(args) -> int:
     return 0
 
 
+def cmd_dev_catalogues(args) -> int:
+    from hub.monitor.catalogue import update
+    missing = update()
+    for lang, msgids in missing.items():
+        console.print(f"{lang}: {len(msgids)} untranslated" + (": " + "; ".join(escape(m) for m in msgids[:20])
+                                                              if msgids else ""), highlight=False)
+    return 1 if any(missing.values()) else 0
+
+
 def add_commands(subparsers) -> None:
     import argparse
     p = subparsers.add_parser("dev", help="development helpers (`hub dev init`: the development keys)")
@@ -38,3 +47,6 @@ def add_commands(subparsers) -> None:
     q = dsub.add_parser("init", help="make the development CA, keys and certificates, and SSH keys",
                         description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     q.set_defaults(func=cmd_dev_init)
+    q = dsub.add_parser("catalogues", help="bring the console's translations (hub/monitor/locale) in line with its "
+                                           "strings; exits 1 while some are untranslated")
+    q.set_defaults(func=cmd_dev_catalogues)

@@ -184,3 +184,38 @@ class InboundFile(Base):
     outcome: Mapped[str] = mapped_column(String(16))          # ACCEPTED | REFUSED
     detail: Mapped[str] = mapped_column(Text, default="")     # the message id, or why it was refused
     processed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class User(Base):
+    """A person who signs in to the console (hub/access/accounts.py): the same roles and post binding as tokens.
+    Only an argon2id hash of the password is stored."""
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    role: Mapped[str] = mapped_column(String(32))
+    post_code: Mapped[str | None] = mapped_column(String(20))        # consular agents: their post
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    created_by: Mapped[str] = mapped_column(String(120))
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)    # consecutive, reset by a success
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class ConsoleSession(Base):
+    """A signed-in console session: the cookie carries the session id and secret; only the secret's SHA-256
+    is stored, with the CSRF token the session's forms must echo."""
+    __tablename__ = "console_sessions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(String(32), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)      # idle expiry, pushed on use
+    absolute_expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)  # signed out, or the user disabled
