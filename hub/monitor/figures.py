@@ -49,6 +49,11 @@ NO_ID = 2 ** 62                  # the boundary of a window no message has reach
 GREEN, AMBER, RED = "green", "amber", "red"
 
 
+def N_(message: str) -> str:
+    """A reason, in English: the catalogue has it (hub/monitor/catalogue.py), the page translates it."""
+    return message
+
+
 # -- what the figures are ----------------------------------------------------------------------------
 
 @dataclass
@@ -196,23 +201,23 @@ def judge(p: PartnerFigures) -> tuple[str, list[str]]:
     """Red, amber or green, with the reasons in words (msgids, translated where shown)."""
     red, amber = [], []
     if p.reachable is False:
-        red.append("unreachable")
+        red.append(N_("unreachable"))
     elif p.reachable is None:
-        amber.append("reachability not known yet")
+        amber.append(N_("reachability not known yet"))
     if p.circuit == "open":
-        red.append("circuit open")
+        red.append(N_("circuit open"))
     elif p.circuit == "half-open":
-        amber.append("circuit half-open")
+        amber.append(N_("circuit half-open"))
     if p.certificate_status in (EXPIRED, NOT_YET_VALID) or p.certificate_days_left is None:
-        red.append("no valid certificate")
+        red.append(N_("no valid certificate"))
     elif p.certificate_status == EXPIRING:
-        amber.append("certificate expiring")
+        amber.append(N_("certificate expiring"))
     if p.last_poll_ok is False:
-        red.append("last poll failed")
+        red.append(N_("last poll failed"))
     if p.dead_letters:
-        amber.append("dead letters waiting")
+        amber.append(N_("dead letters waiting"))
     if p.oldest_waiting_seconds is not None and p.oldest_waiting_seconds > WAITING_AMBER.total_seconds():
-        amber.append("deliveries waiting long")
+        amber.append(N_("deliveries waiting long"))
     return (RED if red else AMBER if amber else GREEN), red + amber
 
 
@@ -380,9 +385,9 @@ def hub_figures(hub, leadership=None) -> HubFigures:
                          this_process=process_name(),
                          this_process_leads=None if leadership is None else bool(leadership.is_leader))
     if not ok:
-        figures.status, figures.reasons = RED, ["database unreachable"]
+        figures.status, figures.reasons = RED, [N_("database unreachable")]
     elif figures.leader is None and not isinstance(leader, Exception):
-        figures.status, figures.reasons = AMBER, ["no process leads"]
+        figures.status, figures.reasons = AMBER, [N_("no process leads")]
     return figures
 
 

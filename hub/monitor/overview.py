@@ -1,13 +1,102 @@
-"""The overview: the console's landing page."""
+"""The overview: the console's landing page (/monitor/), its live fragment (/monitor/overview/live) and the
+same figures as JSON for other tools (GET /api/v1/monitor/overview, served by hub/api/monitor.py).
+
+All three show what `overview_for` returns (hub/monitor/figures.py computes the figures). Partner tiles
+and the throughput chart need `messages:read` (integration, supervisors, administrators); a consular agent
+sees the hub's health and the tiles the apps give them (their post's services). The live fragment is
+asked by every open overview every few seconds: its figures are computed at most once per LIVE_SECONDS
+for all viewers together (the page itself and the JSON are computed at each request).
+"""
 from __future__ import annotations
+
+import threading
+import time
+import weakref
+from dataclasses import dataclass
 
 from fastapi import APIRouter, Depends, Request
 
+from hub.access.tokens import Identity
+from hub.monitor import charts, figures
 from hub.monitor.web import Viewer, render, viewer
+
+LIVE_SECONDS = 3.0
 
 router = APIRouter(prefix="/monitor", include_in_schema=False)
 
 
+@dataclass
+class Seen:
+    """The overview as one viewer may see it."""
+    figures: figures.Overview
+    services: list[dict]        # [{"template": the app's tiles_template, "tiles": [its tiles for this viewer]}]
+
+    def as_dict(self) -> dict:
+        return {**self.figures.as_dict(),
+                "services": figures.jsonable([tile for group in self.services for tile in group["tiles"]])}
+
+
+def overview_for(request: Request, identity: Identity, *, shared: bool = False) -> Seen:
+    """The figures `identity` may see: partner figures and the series only with messages:read. `shared`: at
+    most LIVE_SECONDS old, computed once for every viewer (the live fragment)."""
+    state = request.app.state
+    hub = state.hub
+    partners = identity.may("messages:read")
+
+    def compute() -> figures.Overview:
+        return figures.overview(hub, partners=partners, breakers=getattr(state, "breakers", None),
+                                leadership=getattr(state, "leadership", None))
+    return Seen(_shared(hub, partners, compute) if shared else compute(), service_tiles(request, identity))
+
+
+def service_tiles(request: Request, identity: Identity) -> list[dict]:
+    """The apps' tiles for this viewer (ConsolePart.tiles), with the template of each app that renders them."""
+    groups = []
+    for part in getattr(request.app.state, "console_parts", None) or ():
+        if part.tiles is None or part.tiles_template is None:
+            continue
+        tiles = part.tiles(request.app.state.hub, identity) or []
+        if tiles:
+            groups.append({"template": part.tiles_template, "tiles": tiles})
+    return groups
+
+
+_live: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_live_lock = threading.Lock()
+
+
+def _shared(hub, partners: bool, compute) -> figures.Overview:
+    with _live_lock:
+        slot = _live.setdefault(hub, {}).setdefault(partners, {"lock": threading.Lock(), "at": 0.0, "value": None})
+    with slot["lock"]:  # one viewer computes; the others wait for it and take the same figures
+        if slot["value"] is None or time.monotonic() - slot["at"] >= LIVE_SECONDS:
+            slot["value"], slot["at"] = compute(), time.monotonic()
+        return slot["value"]
+
+
+def _page(request: Request, seen: Viewer, template: str, *, shared: bool):
+    found = overview_for(request, seen.identity, shared=shared)
+    data = found.figures
+    chart = None
+    if data.series is not None:
+        from hub.monitor.i18n import translations
+        catalogue = translations(seen.lang)
+
+        def gettext(message: str, **values) -> str:
+            text = catalogue.gettext(message)
+            return text % values if values else text
+        chart = charts.throughput_svg(data.series.hours, data.series.messages_in, data.series.messages_out,
+                                      gettext=gettext, rtl=seen.lang == "ar", number=seen.formats.number,
+                                      hour_label=lambda hour: hour.astimezone(seen.tz).strftime("%H:%M"))
+    return render(request, seen, template, data=data, services=found.services, chart=chart)
+
+
 @router.get("/")
 def overview(request: Request, seen: Viewer = Depends(viewer("console:overview"))):
-    return render(request, seen, "overview.html")
+    return _page(request, seen, "overview.html", shared=False)
+
+
+@router.get("/overview/live")
+def overview_live(request: Request, seen: Viewer = Depends(viewer("console:overview"))):
+    """The overview's figures alone, for console.js to put in place of the page's (data-refresh)."""
+    return _page(request, seen, "overview_live.html", shared=True)

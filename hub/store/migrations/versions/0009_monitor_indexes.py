@@ -11,14 +11,14 @@ the whole tables at every refresh:
 - deliveries(partner, id) of the deliveries that failed (last_error set): a partner's last failure.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 """
 import sqlalchemy as sa
 from alembic import op
 
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
