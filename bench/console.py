@@ -143,7 +143,7 @@ class LiveViews:
             while not self.stop.is_set():
                 started = time.perf_counter()
                 try:
-                    status: int | str = client.get(self.path).status_code
+                    status: int | str = self._get(client)
                 except httpx.HTTPError as exc:
                     status = type(exc).__name__
                 elapsed = time.perf_counter() - started
@@ -151,6 +151,14 @@ class LiveViews:
                     self.latencies.append(elapsed)
                     self.statuses[status] = self.statuses.get(status, 0) + 1
                 self.stop.wait(max(0.0, self.every - elapsed))
+
+    def _get(self, client: httpx.Client) -> int:
+        """One refresh; a keep-alive connection the hub closed while the view waited is opened again once, as a
+        browser does (the wait is as long as the server's keep-alive timeout)."""
+        try:
+            return client.get(self.path).status_code
+        except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
+            return client.get(self.path).status_code
 
     def report(self) -> dict:
         with self._lock:
