@@ -98,6 +98,9 @@ class HubFigures:
     leader: str | None           # "<host>:<pid>" of the leading process, None when none leads
     this_process: str
     this_process_leads: bool | None
+    # the hub processes on this database ("<host>:<pid>"), from each one's leadership connection (PostgreSQL
+    # only: None on SQLite, where a process that does not lead leaves no trace)
+    processes: list[str] | None = None
     status: str = GREEN
     reasons: list[str] = field(default_factory=list)
 
@@ -384,11 +387,25 @@ def hub_figures(hub, leadership=None) -> HubFigures:
                          leader=leader if not isinstance(leader, Exception) else None,
                          this_process=process_name(),
                          this_process_leads=None if leadership is None else bool(leadership.is_leader))
+    processes = _cached(hub, "processes", LEADER_SECONDS, lambda: _processes(hub))
+    figures.processes = None if isinstance(processes, Exception) else processes
     if not ok:
         figures.status, figures.reasons = RED, [N_("database unreachable")]
     elif figures.leader is None and not isinstance(leader, Exception):
         figures.status, figures.reasons = AMBER, [N_("no process leads")]
     return figures
+
+
+def _processes(hub) -> list[str] | None:
+    """Every hub process keeps a connection named `hub-leader <host>:<pid>` or `hub-follower <host>:<pid>`
+    (hub/cluster/leader.py) on PostgreSQL."""
+    if hub.engine.dialect.name != "postgresql":
+        return None
+    with hub.read_engine.connect() as connection:
+        names = connection.execute(text(
+            "SELECT application_name FROM pg_stat_activity WHERE datname = current_database() "
+            "AND (application_name LIKE 'hub-leader %' OR application_name LIKE 'hub-follower %')")).scalars().all()
+    return sorted(name.split(" ", 1)[1] for name in names)
 
 
 # -- caches kept per hub --------------------------------------------------------------------------------
