@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preload", type=_not_negative, default=0, metavar="N",
                         help="messages stored in bulk before the load starts, as a history (default %(default)s; "
                              "1000000 takes a few minutes and ~14 GB)")
+    parser.add_argument("--history-schema", default=None, metavar="SCHEMA",
+                        help="PostgreSQL: run on this existing schema, which holds a history already (made once with "
+                             "`python -m bench.preload`), instead of a fresh one; it is kept afterwards")
     parser.add_argument("--hub-processes", type=_positive, default=1, metavar="N",
                         help="`hub serve` processes on the one database, each on its port; the load process spreads "
                              "its connections over them (default %(default)s)")
@@ -122,7 +125,11 @@ def _interrupt(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.history_schema and (args.database != "postgresql" or args.preload):
+        parser.error("--history-schema is a PostgreSQL schema holding a history already: use it with "
+                     "--database postgresql and without --preload")
     console = Console()
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -145,7 +152,8 @@ class Bench:
         self.processes: list[Process] = []
         self.schemas: list[str] = []
         self.preloaded: dict | None = None                       # what --preload stored (bench/preload.py)
-        self.baseline = {"messages": 0, "deliveries": 0}         # highest ids before the load
+        self.baseline = {"messages": 0, "deliveries": 0}         # highest ids before the (latest) load
+        self.baseline_first = self.baseline                      # ... before the first load: the history's size
 
     # -- databases ---------------------------------------------------------------------------------
 
@@ -153,11 +161,13 @@ class Bench:
         if self.args.database == "sqlite":
             return f"sqlite:///{self.run_dir / (name + '.sqlite')}"
         import psycopg
+        separator = "&" if "?" in self.args.postgres_url else "?"
+        if name == "hub" and self.args.history_schema:  # a history stored before: used as it is, and kept
+            return f"{self.args.postgres_url}{separator}options=-csearch_path%3D{self.args.history_schema}"
         schema = f"bench_{self.run_id.lower()}_{name}"
         with psycopg.connect(self.args.postgres_url, autocommit=True, connect_timeout=5) as conn:
             conn.execute(f'CREATE SCHEMA "{schema}"')
         self.schemas.append(schema)
-        separator = "&" if "?" in self.args.postgres_url else "?"
         return f"{self.args.postgres_url}{separator}options=-csearch_path%3D{schema}"
 
     def _drop_schemas(self) -> None:
@@ -216,7 +226,7 @@ class Bench:
 
             # 3. the history (--preload), the hubs (one after the other: the first migrates), a token, the sandbox
             self.preloaded = self._preload(hub_url_db) if args.preload else None
-            self.baseline = self._baseline(hub_url_db)
+            self.baseline = self.baseline_first = self._baseline(hub_url_db)
             hubs = [self._start(f"hub{i + 1}" if args.hub_processes > 1 else "hub",
                                 HUB_COMMAND + ["serve", "--port", str(port)], env, f"{url}/healthz")
                     for i, (port, url) in enumerate(zip(hub_ports, hub_urls))]
@@ -486,6 +496,8 @@ class Bench:
             "callbacks": args.callbacks,
             "hub_processes": args.hub_processes,
             "preloaded": self.preloaded["messages"] if self.preloaded else 0,
+            "history_schema": args.history_schema,
+            "history_highest_message_id": self.baseline_first["messages"],
             "preload_seconds": self.preloaded["seconds"] if self.preloaded else None,
             "message_bytes_median": statistics.median(sizes),
             "cpus": os.cpu_count(),
@@ -547,7 +559,9 @@ _progress = progress_bar
 def _print_report(console: Console, r: dict) -> None:
     table = Table(title=f"Hub benchmark: {r['messages']} messages, {r['concurrency']} connections, {r['database']}, "
                         f"{r['hub_processes']} hub process(es)"
-                        + (f", {r['preloaded']} messages preloaded" if r["preloaded"] else "") + f" ({r['cpus']} CPUs)")
+                        + (f", {r['preloaded']} messages preloaded" if r["preloaded"] else "")
+                        + (f", history of schema {r['history_schema']} (ids up to {r['history_highest_message_id']})"
+                           if r.get("history_schema") else "") + f" ({r['cpus']} CPUs)")
     table.add_column("measure")
     table.add_column("value", justify="right")
     ms = lambda d: f"{d['p50']} / {d['p95']} / {d['p99']}"  # noqa: E731

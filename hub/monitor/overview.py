@@ -5,7 +5,9 @@ All three show what `overview_for` returns (hub/monitor/figures.py computes the 
 and the throughput chart need `messages:read` (integration, supervisors, administrators); a consular agent
 sees the hub's health and the tiles the apps give them (their post's services). The live fragment is
 asked by every open overview every few seconds: its figures are computed at most once per LIVE_SECONDS
-for all viewers together (the page itself and the JSON are computed at each request).
+for all viewers together, and rendered at most once per LIVE_SECONDS for all viewers who see the same
+(language, zone, role, post): fifty open overviews cost the process what a handful do (the page itself
+and the JSON are computed at each request).
 """
 from __future__ import annotations
 
@@ -15,12 +17,14 @@ import weakref
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse
 
 from hub.access.tokens import Identity
 from hub.monitor import charts, figures
-from hub.monitor.web import Viewer, render, viewer
+from hub.monitor.web import SECURITY_HEADERS, Viewer, render, viewer
 
 LIVE_SECONDS = 3.0
+LIVE_RENDERINGS = 256     # fragments kept at most (one per language, zone, role and post seen)
 
 router = APIRouter(prefix="/monitor", include_in_schema=False)
 
@@ -98,5 +102,24 @@ def overview(request: Request, seen: Viewer = Depends(viewer("console:overview")
 
 @router.get("/overview/live")
 def overview_live(request: Request, seen: Viewer = Depends(viewer("console:overview"))):
-    """The overview's figures alone, for console.js to put in place of the page's (data-refresh)."""
-    return _page(request, seen, "overview_live.html", shared=True)
+    """The overview's figures alone, for console.js to put in place of the page's (data-refresh): the same
+    fragment for every viewer who sees the same thing, rendered at most once per LIVE_SECONDS."""
+    key = (seen.lang, seen.tz.key, seen.identity.role, seen.identity.post_code)
+    body = _rendered(request.app.state.hub, key,
+                     lambda: _page(request, seen, "overview_live.html", shared=True).body)
+    return HTMLResponse(body, headers=SECURITY_HEADERS)
+
+
+_fragments: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _rendered(hub, key: tuple, render_now) -> bytes:
+    with _live_lock:
+        kept = _fragments.setdefault(hub, {})
+        if key not in kept and len(kept) >= LIVE_RENDERINGS:
+            kept.clear()
+        slot = kept.setdefault(key, {"lock": threading.Lock(), "at": 0.0, "body": None})
+    with slot["lock"]:
+        if slot["body"] is None or time.monotonic() - slot["at"] >= LIVE_SECONDS:
+            slot["body"], slot["at"] = render_now(), time.monotonic()
+        return slot["body"]
