@@ -11,18 +11,22 @@ and the JSON are computed at each request).
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 import time
 import weakref
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
 from hub.access.tokens import Identity
 from hub.monitor import charts, figures
 from hub.monitor.web import SECURITY_HEADERS, Viewer, render, viewer
 
+log = logging.getLogger("hub.monitor")
 LIVE_SECONDS = 3.0
 LIVE_RENDERINGS = 256     # fragments kept at most (one per language, zone, role and post seen)
 
@@ -101,25 +105,61 @@ def overview(request: Request, seen: Viewer = Depends(viewer("console:overview")
 
 
 @router.get("/overview/live")
-def overview_live(request: Request, seen: Viewer = Depends(viewer("console:overview"))):
+async def overview_live(request: Request, seen: Viewer = Depends(viewer("console:overview"))):
     """The overview's figures alone, for console.js to put in place of the page's (data-refresh): the same
-    fragment for every viewer who sees the same thing, rendered at most once per LIVE_SECONDS."""
+    fragment for every viewer who sees the same thing, rendered at most once per LIVE_SECONDS, in a worker
+    thread of its own while the others are answered the fragment of a moment ago (open overviews must
+    never hold the threads intake answers with, waiting for one another)."""
     key = (seen.lang, seen.tz.key, seen.identity.role, seen.identity.post_code)
-    body = _rendered(request.app.state.hub, key,
-                     lambda: _page(request, seen, "overview_live.html", shared=True).body)
+    slot = _fragment_slot(request.app.state.hub, key)
+
+    def render_now() -> bytes:
+        try:
+            body = _page(request, seen, "overview_live.html", shared=True).body
+            with _live_lock:
+                slot["body"], slot["at"] = body, time.monotonic()
+            return body
+        finally:
+            with _live_lock:
+                slot["rendering"] = False
+
+    with _live_lock:
+        body, stale = slot["body"], time.monotonic() - slot["at"] >= LIVE_SECONDS
+        start = stale and not slot["rendering"]
+        if start:
+            slot["rendering"] = True
+    if body is None:  # the first viewer of its kind waits for the first rendering
+        body = await run_in_threadpool(render_now) if start else await _wait_for(slot)
+    elif start:
+        task = asyncio.get_running_loop().create_task(run_in_threadpool(render_now))
+        _background.add(task)
+        task.add_done_callback(_rendered)
     return HTMLResponse(body, headers=SECURITY_HEADERS)
 
 
 _fragments: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_background: set = set()
 
 
-def _rendered(hub, key: tuple, render_now) -> bytes:
+def _rendered(task) -> None:
+    _background.discard(task)
+    if not task.cancelled() and task.exception() is not None:  # the next request tries again
+        log.error("rendering the overview's live fragment failed", exc_info=task.exception())
+
+
+def _fragment_slot(hub, key: tuple) -> dict:
     with _live_lock:
         kept = _fragments.setdefault(hub, {})
         if key not in kept and len(kept) >= LIVE_RENDERINGS:
             kept.clear()
-        slot = kept.setdefault(key, {"lock": threading.Lock(), "at": 0.0, "body": None})
-    with slot["lock"]:
-        if slot["body"] is None or time.monotonic() - slot["at"] >= LIVE_SECONDS:
-            slot["body"], slot["at"] = render_now(), time.monotonic()
-        return slot["body"]
+        return kept.setdefault(key, {"at": 0.0, "body": None, "rendering": False})
+
+
+async def _wait_for(slot: dict) -> bytes:
+    while True:
+        with _live_lock:
+            if slot["body"] is not None:
+                return slot["body"]
+            if not slot["rendering"]:
+                raise RuntimeError("the overview's fragment could not be rendered")
+        await asyncio.sleep(0.05)
