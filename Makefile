@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CASES  ?= 6
 
-.PHONY: demo test test-full serve bench bench-faults clean install xmlsec1
+.PHONY: demo test test-full serve bench bench-faults clean install test-tools xmlsec1 chromium
 
 install: $(STAMP)
 
@@ -31,8 +31,12 @@ bench: $(STAMP)
 bench-faults: $(STAMP)
 	HUB_FAULT_SCALE=1 $(BIN)/pytest -s tests/test_faults.py tests/test_partner_isolation.py
 
-# The tests check signatures with an independent implementation, xmlsec1 (Debian package xmlsec1).
-XMLSEC1 := $(shell command -v xmlsec1 2>/dev/null)
+# What the tests need from Debian: xmlsec1 (they check the hub's signatures with an independent implementation)
+# and chromium (the console's tests drive it headless through Playwright, whose own browser download is not
+# used), installed when missing, with one apt-get update for both.
+XMLSEC1  := $(shell command -v xmlsec1 2>/dev/null)
+CHROMIUM := $(shell command -v chromium 2>/dev/null)
+MISSING  := $(strip $(if $(XMLSEC1),,xmlsec1) $(if $(CHROMIUM),,chromium fonts-dejavu-core))
 
 # make test       what CI runs (.ci/run, PostgreSQL required): every test, in a few minutes. Tests run on SQLite, and
 #                 on PostgreSQL too where storage is their subject (claims, leases, the leader, sealing, group commit,
@@ -47,18 +51,20 @@ XMLSEC1 := $(shell command -v xmlsec1 2>/dev/null)
 TEST_WORKERS ?= 3
 XDIST = $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadfile)
 
-test: $(STAMP) xmlsec1
+test: $(STAMP) test-tools
 	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
 
-test-full: $(STAMP) xmlsec1
+test-full: $(STAMP) test-tools
 	HUB_TEST_DATABASES=both HUB_FAULT_SCALE=1 HYPOTHESIS_PROFILE=full $(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
 
-xmlsec1:
-ifeq ($(XMLSEC1),)
-	@echo "installing xmlsec1 (the tests check the hub's signatures with it)"
+test-tools:
+ifneq ($(MISSING),)
+	@echo "installing $(MISSING) for the tests (Debian packages, with apt-get)"
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xmlsec1 >/dev/null
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(MISSING) >/dev/null
 endif
+
+xmlsec1 chromium: test-tools
 
 serve: $(STAMP)
 	$(BIN)/hub serve

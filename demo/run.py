@@ -3,7 +3,9 @@ wait until every case is final, then print and write (`var/demo-report.json`) wh
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -66,6 +68,29 @@ class DemoTokens:
     def client(self, hub_url: str, role: str, post: str | None = None) -> httpx.Client:
         return httpx.Client(base_url=hub_url, timeout=60,
                             headers={"Authorization": f"Bearer {self.mint(role, post=post)}"})
+
+
+# The console's people in the demo: (role, username, name); the consular agent is at the demo's first post.
+LOGINS = [("supervisor", "supervisor", "Amina El Idrissi"), ("integration", "integration", "Yassine Berrada"),
+          ("consular_agent", "agent.{city}", "Karim Benali"), ("administrator", "admin", "Salma Tazi")]
+
+
+def create_logins(hub, post: str) -> list[dict]:
+    """One console account per role, each with a random password of its own (made for this demo's database
+    and shown once, as `hub users create` would be used in earnest); recorded in the audit log."""
+    from hub.access.accounts import create_user
+    from hub.evidence import audit
+    made = []
+    with hub.sessions.begin() as session:
+        for role, username, name in LOGINS:
+            username = username.format(city=post.split("-", 1)[-1].lower())
+            password = secrets.token_urlsafe(12)
+            user = create_user(session, username=username, name=name, role=role, password=password,
+                               created_by=DemoTokens.ACTOR, post_code=post if role == "consular_agent" else None)
+            audit.record(session, actor=DemoTokens.ACTOR, action="USER_CREATED", subject=user.username,
+                         detail=f"{role}{' ' + post if user.post_code else ''} '{name}'")
+            made.append({"role": role, "username": user.username, "password": password, "post": user.post_code})
+    return made
 
 
 class SandboxProcess:
@@ -169,11 +194,13 @@ def run_demo(*, cases: int, serve: bool, console: Console) -> int:
                       highlight=False, soft_wrap=True)
         ok = (report["all_cases_final"] and report["sandbox_signatures"]["failed"] == 0 and not report["dead_letters"]
               and not report["messages_in_flight"] and report["all_partners_used"] and evidence.ok)
+        if not serve:
+            console.print(f"to open the console (/monitor/): {sys.executable.rsplit('/', 1)[0]}/hub demo --serve "
+                          "keeps everything running and prints a login per role", highlight=False, soft_wrap=True)
         if serve:
-            console.print(f"\nstill serving: hub {hub_url}; sandboxes " +
-                          ", ".join(f"{b.partner} {b.url}" for b in sandboxes) + ". Ctrl-C stops.")
-            console.print(f"an administrator token for {hub_url}/docs (\"Authorize\"), valid one day, shown once:\n"
-                          f"  {tokens.mint('administrator')}", highlight=False)
+            _print_serving(console, hub_url, create_logins(service.hub, ctx.posts[0]), tokens.mint("administrator"),
+                           sandboxes)
+            signal.signal(signal.SIGTERM, _stop)  # stopped by a process manager: as Ctrl-C, the sandboxes too
             try:
                 while True:
                     time.sleep(3600)
@@ -186,6 +213,24 @@ def run_demo(*, cases: int, serve: bool, console: Console) -> int:
         service.stop()
         for box in sandboxes:
             box.stop()
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _print_serving(console: Console, hub_url: str, logins: list[dict], admin_token: str,
+                   sandboxes: list[SandboxProcess]) -> None:
+    console.print(f"\n[bold]still serving[/] (Ctrl-C stops)\n\n"
+                  f"  the console   {hub_url}/monitor/   sign in as one of (made for this demo, shown once):",
+                  highlight=False, soft_wrap=True)
+    for login in logins:
+        role = login["role"].replace("_", " ") + (f" ({login['post']})" if login["post"] else "")
+        console.print(f"      {role:<28} {login['username']:<14} {login['password']}", highlight=False,
+                      soft_wrap=True)
+    console.print(f"\n  the API       {hub_url}/docs   \"Authorize\" with this administrator token (one day):\n"
+                  f"      {admin_token}\n\n  sandboxes     " + ", ".join(f"{b.partner} {b.url}" for b in sandboxes),
+                  highlight=False, soft_wrap=True)
 
 
 def _available_posts(api: httpx.Client) -> list[str]:

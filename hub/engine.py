@@ -135,6 +135,14 @@ class Hub:
         from hub.intake.files import message_files
         return message_files(self, message_id, sender=sender)
 
+    def case_messages(self, correlation_ids: list[str], *, limit: int = 500) -> list[dict]:
+        """The messages of a case (their CorrelationId one of `correlation_ids`), oldest first, with their
+        deliveries and timelines and without payload bytes, as plain dicts (hub/store/exchanges.py): how an app
+        shows a case's whole conversation."""
+        from hub.store.exchanges import case_messages
+        with self.reads() as session:
+            return case_messages(session, correlation_ids, limit=limit)
+
     def audit(self, session, *, actor: str, action: str, subject: str = "", detail: str = "") -> None:
         """Record who did what in the audit log, in the caller's transaction (`session`, one of `sessions`),
         sealed into its hash chain later like every entry (hub/evidence/audit.py): how the apps record

@@ -31,7 +31,8 @@
     │   ├── Unauthenticated         no valid token: missing, malformed, unknown, expired, revoked -> 401
     │   └── Forbidden               a valid token whose role or scope does not allow this         -> 403
     ├── TokenRequestInvalid         a token cannot be created as asked (unknown role, agent without post)
-    └── TransitionRefused           a registry case may not move to that status from where it is
+    ├── TransitionRefused           a registry case may not move to that status from where it is
+    └── NotificationFailed          an alert's e-mail or webhook could not be sent (tried again later)
 
 TryLater is not an InputError on purpose: the input is not refused for what it is, so no door records
 it as a refusal, the registry does not fail the case it belongs to (the stalled-case job submits it
@@ -266,3 +267,8 @@ class AccountRequestInvalid(HubError):
 
 class TransitionRefused(HubError):
     """A registry case asked to move to a status its service's machine does not allow from where it is."""
+
+
+class NotificationFailed(HubError):
+    """An alert notification (e-mail, webhook) could not be sent; the next evaluation tries again
+    (hub/monitor/notify.py). Its message never holds a password or token."""

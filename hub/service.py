@@ -34,6 +34,8 @@ from hub.cluster.leader import Leadership, startup_lock
 from hub.intake.polling import poll_partner, polling_partners
 from hub.evidence.retention import purge_expired
 from hub.engine import Hub
+from hub.monitor.alerts import evaluate, overdue_sources
+from hub.monitor.notify import configured_notifiers
 from hub.trust.tls import uvicorn_tls_options
 from hub.settings import Settings
 from registry.app import Registry
@@ -96,6 +98,7 @@ class HubService:
         self.app = create_app(self.hub, list(self.apps.values()))
         self.workers = DeliveryWorkers(self.hub)
         self.app.state.breakers = self.workers.breakers  # this process's circuits, for the monitor's overview
+        self.notifiers = configured_notifiers(self.hub.settings)  # alert e-mails and webhook (hub/monitor/notify.py)
         # Scheduled jobs run only in the leader among the hub processes on this database (hub/cluster/leader.py):
         # they are added when this process becomes the leader and removed when it stops leading.
         self.scheduler = BackgroundScheduler(timezone="UTC")
@@ -109,6 +112,9 @@ class HubService:
             Job("checkpoint-evidence", self.checkpoint_now,
                 every_seconds=self.hub.settings.evidence_checkpoint_seconds),
             Job("retention-purge", self._purge, cron={"hour": 3, "minute": 30}),
+            # Alerts: the rules evaluated, raised and cleared alerts recorded, new ones notified
+            # (hub/monitor/alerts.py); idempotent, and a failed notification is tried again at the next run.
+            Job("evaluate-alerts", self.evaluate_alerts, every_seconds=self.hub.settings.alert_evaluate_seconds),
         ]
         for partner, seconds in polling_partners(self.hub).items():
             self.jobs.append(Job(f"poll-{partner}", partial(self._poll, partner), every_seconds=seconds))
@@ -170,6 +176,10 @@ class HubService:
         except HubError as exc:
             log.error("evidence checkpoint: %s", exc)
             raise
+
+    def evaluate_alerts(self) -> bool:
+        """Evaluate the alert rules now (also the scheduled job); False when the run or a notification failed."""
+        return evaluate(self.hub, overdue=overdue_sources(self.app.state.console_parts), notifiers=self.notifiers).ok
 
     def _purge(self) -> None:
         try:

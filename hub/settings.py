@@ -17,17 +17,22 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from contextvars import ContextVar
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal, Mapping
+from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from hub.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "HUB_"
+SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")
+_ADDRESS = re.compile(r"[^@\s,<>]+@[^@\s,<>]+")
 
 _environ: ContextVar[Mapping[str, str] | None] = ContextVar("hub_settings_environ", default=None)
 
@@ -145,6 +150,35 @@ class Settings(BaseSettings):
     repatriation_deadline_seconds: float = Field(6 * 3600, gt=0, description="How long a repatriation "
                                                  "waits for an authority's clearance before it is escalated.")
 
+    # -- alerts (hub/monitor/alerts.py, hub/monitor/notify.py) ---------------------------------------------
+    alert_evaluate_seconds: float = Field(60, gt=0, description="How often the leading process evaluates the "
+                                          "alert rules and sends the notifications still owed.")
+    alert_unreachable_minutes: float = Field(5, ge=0, description="A partner is alerted as unreachable once its "
+                                             "connection check (as in `/readyz`) has failed, or its deliveries "
+                                             "have been failing with transient errors, for this long.")
+    alert_certificate_days: int = Field(30, ge=0, description="A certificate the hub relies on (its own, a "
+                                        "partner's, a CA) is alerted once it expires within this many days.")
+    alert_smtp_url: str | None = Field(None, description="Where alert e-mails are sent: `smtp://host:25`, "
+                                       "`smtp+starttls://user@host:587` or `smtps://user@host:465` (a user "
+                                       "signs in with `HUB_ALERT_SMTP_PASSWORD`; no password in the URL). "
+                                       "Unset: no e-mail.")
+    alert_smtp_password: SecretStr | None = Field(None, description="The password of the SMTP URL's user "
+                                                  "(never shown or logged).")
+    alert_smtp_from: str = Field("consular-hub@localhost", description="The sender address of alert e-mails.")
+    alert_email_to: str | None = Field(None, validate_default=True, description="Who receives alert e-mails: "
+                                       "addresses separated by commas (required with `HUB_ALERT_SMTP_URL`).")
+    alert_webhook_url: str | None = Field(None, description="An `http(s)://` address each new alert is POSTed "
+                                          "to as JSON. Unset: no webhook.")
+    alert_webhook_token: SecretStr | None = Field(None, description="Sent to the webhook as `Authorization: "
+                                                  "Bearer <token>` (never shown or logged).")
+    alert_notify_timeout_seconds: float = Field(10, gt=0, description="How long one e-mail or webhook call "
+                                                "may take; a failed one is tried again at the next evaluation.")
+    alert_console_url: str | None = Field(None, description="The hub's address as the alerts' recipients "
+                                          "reach it (`https://hub.example.ma`): notifications link to its "
+                                          "`/monitor/alerts` page.")
+    alert_keep_days: int = Field(90, ge=1, description="Cleared alerts are deleted this many days after they "
+                                 "cleared.")
+
     environment: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False,
                                         description="The environment the settings were read from; the "
                                                     "`${VAR}`s of config/ are looked up there.")
@@ -205,6 +239,53 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, path: Path | None) -> Path | None:
         return None if path is None else path.resolve()
+
+    @field_validator("alert_smtp_url")
+    @classmethod
+    def _smtp_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in SMTP_SCHEMES or not parts.hostname:
+            raise ValueError(f"expected {', '.join(s + '://host[:port]' for s in SMTP_SCHEMES)}")
+        if parts.password is not None:
+            raise ValueError("no password in the URL: set HUB_ALERT_SMTP_PASSWORD")
+        return url
+
+    @field_validator("alert_webhook_url", "alert_console_url")
+    @classmethod
+    def _http_url(cls, url: str | None, info: ValidationInfo) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http:// or https:// address")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("no credentials in the URL")
+        return url.rstrip("/") if info.field_name == "alert_console_url" else url
+
+    @field_validator("alert_smtp_from")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        if not _ADDRESS.fullmatch(parseaddr(value)[1]):
+            raise ValueError("expected an e-mail address (or `Name <address>`)")
+        return value
+
+    @field_validator("alert_email_to")
+    @classmethod
+    def _addresses(cls, value: str | None, info: ValidationInfo) -> str | None:
+        smtp = info.data.get("alert_smtp_url")
+        if value is None:
+            if smtp:
+                raise ValueError("HUB_ALERT_SMTP_URL is set: say who receives the alerts")
+            return None
+        if not smtp:
+            raise ValueError("alert e-mails need HUB_ALERT_SMTP_URL")
+        addresses = [a.strip() for a in value.split(",") if a.strip()]
+        bad = [a for a in addresses if not _ADDRESS.fullmatch(a)]
+        if bad or not addresses:
+            raise ValueError(f"not an e-mail address: {bad[0] if bad else value!r}")
+        return ", ".join(addresses)
 
     @field_validator("signing_algorithm", "tls_client_certificate", mode="before")
     @classmethod
@@ -285,7 +366,13 @@ def _config_error(exc: ValidationError, environ: Mapping[str, str], overrides: M
     variable = Settings.env_name(field)
     source = "settings" if field in overrides else "environment"
     value = overrides[field] if field in overrides else environ.get(variable, err.get("input"))
-    return ConfigError(source, variable, f"{value!r}: {err['msg']}")
+    if field in _SECRETS:
+        return ConfigError(source, variable, err["msg"])  # a secret is never shown
+    shown = _hide_password(value) if isinstance(value, str) and "://" in value else value
+    return ConfigError(source, variable, f"{shown!r}: {err['msg']}")
+
+
+_SECRETS = {"alert_smtp_password", "alert_webhook_token"}
 
 
 def _hide_password(url: Any) -> Any:

@@ -6,7 +6,8 @@ router), its scheduled jobs (resubmitting stalled cases, and each service module
 consumer of REGISTRY's deliveries (dispatched by message type to the service module that handles
 them), a dead-letter hook (a dead-lettered message of the registry fails its case), the consular posts
 loaded at start-up, its tables (registry/models.py), its case history as a chain of the hub's evidence
-(`chains`), and the `hub sample` builders (registry/samples.py).
+(`chains`), the `hub sample` builders (registry/samples.py), every service's answer deadline
+(config/services.yaml, registry/deadlines.py) and its part of the console (registry/console.py).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from hub.errors import InputError, NotFound, PermanentDeliveryError, TryLater
 from hub.intake.door import Arrival, Receipt
 from hub.trust.signing import Signer
 from hub.xml.safe import parse_trusted
-from registry import audit, catalogue, service
+from registry import audit, catalogue, console, deadlines, service
 from registry.canonical import PARTY
 from registry.history import CASE_HISTORY
 from registry.models import Base, Case
@@ -63,6 +64,8 @@ class Registry:
         pki.require_files(pki_dir / f"{PARTY}.key", pki_dir / f"{PARTY}.crt", whose=f"the {PARTY}'s signing")
         self.signer = Signer(pki.load_key(str(pki_dir / f"{PARTY}.key")),
                              pki.load_certificate(str(pki_dir / f"{PARTY}.crt")))
+        # every service's answer deadline (config/services.yaml): a bad value stops the hub here, named
+        self.deadlines = deadlines.load(hub.settings)
         self.handlers = {message_type: handler for module in catalogue.modules()
                          for message_type, handler in module.HANDLERS.items()}
         for module in catalogue.modules():  # a service that needs hooks into the hub sets them up here
@@ -71,7 +74,12 @@ class Registry:
 
     # -- what the registry contributes to the running hub (hub/apps.py) ------------------------------
     def routers(self):
-        return [api_router]
+        return [api_router, console.api, console.router]
+
+    def console(self):
+        """The cases in the console (registry/console.py): pages, navigation, the overview's service tiles and
+        the overdue cases for the alerts."""
+        return console.console_part(self)
 
     def jobs(self) -> list[Job]:
         jobs = [Job("resubmit-stalled-cases", self.resubmit_stalled, every_seconds=self.RESUBMIT_EVERY_SECONDS)]
@@ -157,7 +165,10 @@ class Registry:
         log.error("case %s failed: %s", reference, reason)
         with self.hub.sessions.begin() as session:
             case = service.get_case(session, reference=reference, for_update=True)
-            service.move_case(session, case=case, status="FAILED", actor="hub", note=reason)
+            if case.status == "FAILED":
+                service.note_case(session, case=case, actor="hub", note=reason)
+            else:
+                service.move_case(session, case=case, status="FAILED", actor="hub", note=reason)
             return case.status
 
     def resubmit_stalled(self, older_than_seconds: float = 30) -> int:
@@ -209,4 +220,7 @@ class Registry:
                 log.error("dead letter %s names no case of the registry's (%s): %s", message_id, correlation_id,
                           reason)
                 return
-            service.move_case(session, case=case, status="FAILED", actor="hub", note=reason)
+            if case.status == "FAILED":  # another of its messages died before (a repatriation's other leg)
+                service.note_case(session, case=case, actor="hub", note=f"{message_id} also dead-lettered: {reason}")
+            else:
+                service.move_case(session, case=case, status="FAILED", actor="hub", note=reason)

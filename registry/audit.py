@@ -7,6 +7,8 @@
     JUDICIAL_OUTCOME_RECORDED
     CITIZEN_VIEWED              a full record read (GET /citizens/{id}, GET /cases/{ref}); subject: which one
     CASE_VIEWED
+    DOCUMENT_VIEWED             a case document's bytes shown in the console (personal data, like a payload);
+                                subject: the case, detail: the document's kind, source message and size
 
 The actor is the API token (`Identity.actor`: its id, name, role and post; never its secret). An action's
 entry is written in the transaction that makes the change; a read's in the transaction that reads the record,
@@ -23,6 +25,7 @@ PASSPORT_HANDED_OVER = "PASSPORT_HANDED_OVER"
 JUDICIAL_OUTCOME_RECORDED = "JUDICIAL_OUTCOME_RECORDED"
 CITIZEN_VIEWED = "CITIZEN_VIEWED"
 CASE_VIEWED = "CASE_VIEWED"
+DOCUMENT_VIEWED = "DOCUMENT_VIEWED"
 
 
 def record(hub, session, identity: Identity, action: str, subject: str, detail: str = "") -> None:

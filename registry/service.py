@@ -11,7 +11,7 @@ from hub.store.db import utcnow
 from hub.errors import NotFound
 from hub.xml.text import for_the_record
 from registry.models import Case, CaseDocument, CaseEvent, Citizen, Post
-from registry.statuses import check_transition, is_final
+from registry.statuses import FAILED, check_transition, is_final
 from registry.catalogue import module_for
 
 NOTE_LIMIT = 500  # characters of a case history note
@@ -94,10 +94,20 @@ def move_case(session: Session, *, case: Case, status: str, actor: str, note: st
     if is_final(case.service, case.status):
         return False
     check_transition(case.service, case.status, status)
+    if case.status == FAILED:  # a resent message's late answer takes the case on (registry/statuses.py)
+        note = f"after the failure, a late answer: {note}"
     case.status, case.updated_at = status, utcnow()
     session.add(CaseEvent(case_id=case.id, at=case.updated_at, status=status, actor=actor,
                           note=for_the_record(note, NOTE_LIMIT)))
     return True
+
+
+def note_case(session: Session, *, case: Case, actor: str, note: str) -> None:
+    """A history row that keeps the case's status: something happened that changes nothing (a second dead
+    letter of a case already FAILED)."""
+    case.updated_at = utcnow()
+    session.add(CaseEvent(case_id=case.id, at=case.updated_at, status=case.status, actor=actor,
+                          note=for_the_record(note, NOTE_LIMIT)))
 
 
 def attach_document(session: Session, *, case: Case, kind: str, content: bytes, source_message_id: str) -> None:

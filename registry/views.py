@@ -5,14 +5,16 @@ permission it needs (hub/access/tokens.py); a consular agent reaches only the ci
 and lists are masked (registry/outputs.py)."""
 from __future__ import annotations
 
+import datetime as dt
+from typing import Literal
+
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
 from sqlalchemy import func, select
 
 from hub.api.auth import allowed
 from hub.access.tokens import Identity
-from hub.errors import Forbidden
-from registry import audit, catalogue, service
+from registry import audit, cases, catalogue, deadlines, service
 from registry.inputs import POST_CODE, PersonIn, Text
 from registry.models import Case, Post
 from registry.outputs import case_out, citizen_out, post_out
@@ -73,36 +75,45 @@ def get_case(reference: str, request: Request, identity: Identity = Depends(allo
         return case_out(case, full=True, viewer=identity)
 
 
-@base.get("/cases", summary="Cases, newest first (identity fields masked; a consular agent sees their post's)")
-def list_cases(request: Request, status: str | None = Query(None, max_length=40),
-               post_code: str | None = Query(None, max_length=20),
-               service_name: str | None = Query(None, alias="service", max_length=40),
+@base.get("/cases", summary="Cases, newest first or overdue first (identity fields masked; a consular agent "
+                             "sees their post's)")
+def list_cases(request: Request, status: str | None = Query(None, pattern=cases.STATUS),
+               post_code: str | None = Query(None, pattern=cases.POST),
+               service_name: str | None = Query(None, alias="service", pattern=cases.SERVICE),
+               opened_from: dt.date | None = Query(None, description="opened on or after this day (UTC)"),
+               opened_to: dt.date | None = Query(None, description="opened on or before this day (UTC)"),
+               overdue: bool = Query(False, description="only the cases past their service's answer deadline "
+                                                        "(config/services.yaml)"),
+               sort: Literal["newest", "overdue"] = Query("newest", description="overdue: the cases past their "
+                                                                                "deadline first, then the newest"),
+               offset: int = Query(0, ge=0, le=cases.MAX_OFFSET, description="cases skipped: the next page"),
                limit: int = Query(50, ge=1, le=1000),
                identity: Identity = Depends(allowed("registry:read"))):
-    if identity.post_scope is not None:
-        if post_code not in (None, identity.post_scope):
-            raise Forbidden(f"listing the cases of {post_code}: a consular agent of {identity.post_scope} sees only "
-                            f"the cases of {identity.post_scope}")
-        post_code = identity.post_scope
-    query = select(Case).order_by(Case.id.desc()).limit(limit)
-    if service_name:
-        query = query.where(Case.service == service_name.upper())
-    if status:
-        query = query.where(Case.status == status.upper())
-    if post_code:
-        query = query.where(Case.post_code == post_code)
+    """The same search as the console's case list (registry/cases.py). Each case says when its answer is due
+    (`deadline_at`) and whether it is past it (`overdue`)."""
+    registry = request.app.state.registry
     with request.app.state.hub.sessions() as session:
-        return [case_out(c) for c in session.scalars(query)]
+        found = cases.search(session, registry.deadlines, identity, service=service_name, status=status,
+                             post_code=post_code, opened_from=opened_from, opened_to=opened_to, overdue=overdue,
+                             sort=sort, offset=offset, limit=limit)
+        return [{**case_out(f.case), "deadline_at": f.deadline_at.isoformat() if f.deadline_at else None,
+                 "overdue": f.overdue} for f in found]
 
 
-@base.get("/services", summary="The consular services: their final statuses and how many cases are in each status")
+@base.get("/services", summary="The consular services: their final statuses, answer deadline, how many cases are "
+                          "in each status and how many are past their deadline")
 def list_services(request: Request, identity: Identity = Depends(allowed("registry:read"))):
     query = select(Case.service, Case.status, func.count()).group_by(Case.service, Case.status)
     if identity.post_scope is not None:  # a consular agent counts their post's cases
         query = query.where(Case.post_code == identity.post_scope)
     with request.app.state.hub.sessions() as session:
         counts = session.execute(query).all()
-    out = {m.SERVICE: {"service": m.SERVICE, "final_statuses": sorted(final_statuses(m.SERVICE)), "cases": {}}
+    registry = request.app.state.registry
+    with request.app.state.hub.sessions() as session:
+        late = deadlines.overdue_counts(session, registry.deadlines, post_code=identity.post_scope)
+    out = {m.SERVICE: {"service": m.SERVICE, "final_statuses": sorted(final_statuses(m.SERVICE)), "cases": {},
+                       "answer_deadline_seconds": registry.deadlines[m.SERVICE].seconds,
+                       "overdue": late.get(m.SERVICE, 0)}
            for m in catalogue.modules()}
     for service_name, status, count in counts:
         out.setdefault(service_name, {"service": service_name, "final_statuses": [], "cases": {}})["cases"][status] = count

@@ -40,6 +40,10 @@ from sqlalchemy.engine import make_url
 from hub.trust import pki
 from hub.settings import PROJECT_ROOT, Settings
 
+# The real browser's fixtures (browser, browser_context, browser_page): one Chromium per worker, whichever
+# test files use it.
+pytest_plugins = ["browser_support"]
+
 POSTGRES_URL = os.environ.get("HUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRES = os.environ.get("HUB_REQUIRE_POSTGRES") == "1"
 EVERY_TEST_ON_BOTH = os.environ.get("HUB_TEST_DATABASES", "") == "both"

@@ -49,6 +49,9 @@ ROUTES = [
     ("GET", "/api/v1/cases", "/api/v1/cases", None, "registry:read"),
     ("GET", "/api/v1/services", "/api/v1/services", None, "registry:read"),
     ("GET", "/api/v1/cases/{reference}", "/api/v1/cases/LIC-2026-999999", None, "registry:read"),
+    ("GET", "/api/v1/cases/{reference}/conversation", "/api/v1/cases/LIC-2026-999999/conversation", None,
+     "registry:read"),
+    ("GET", "/api/v1/monitor/deadlines", "/api/v1/monitor/deadlines", None, "registry:read"),
     ("POST", "/api/v1/cases/licence-authentication", "/api/v1/cases/licence-authentication", {}, "registry:act"),
     ("POST", "/api/v1/cases/consular-registration", "/api/v1/cases/consular-registration", {}, "registry:act"),
     ("POST", "/api/v1/cases/passport-application", "/api/v1/cases/passport-application", {}, "registry:act"),
@@ -70,6 +73,11 @@ ROUTES = [
     ("POST", "/api/v1/messages", "/api/v1/messages", None, "messages:submit"),
     ("POST", "/api/v1/partners/{partner}/messages", "/api/v1/partners/NARSA/messages", None,
      "partner-documents:submit"),
+    ("GET", "/api/v1/monitor/dead-letters", "/api/v1/monitor/dead-letters", None, "messages:read"),
+    ("POST", "/api/v1/monitor/dead-letters/resend", "/api/v1/monitor/dead-letters/resend", {}, "messages:resend"),
+    ("GET", "/api/v1/monitor/refusals", "/api/v1/monitor/refusals", None, "refusals:read"),
+    ("GET", "/api/v1/monitor/audit", "/api/v1/monitor/audit", None, "audit:read"),
+    ("GET", "/api/v1/monitor/alerts", "/api/v1/monitor/alerts", None, "alerts:read"),
 ]
 
 

@@ -10,6 +10,7 @@ benchmark (`python -m bench --preload N`) measures it.
 The tests only read: they share the module's database (preloaded once per database kind) and hub."""
 from __future__ import annotations
 
+import datetime as dt
 import sys
 
 import pytest
@@ -66,6 +67,9 @@ FILTERS = {
     "state and type": ({"state": "DEAD", "type": "JudicialServiceRequest"},
                        lambda i: dead(i) and kind(i).type == "JudicialServiceRequest"),
     "partner and state": ({"partner": "REGISTRY", "state": "DEAD"}, dead),
+    "sender": ({"sender": "NARSA"}, lambda i: kind(i).sender == "NARSA"),
+    "sender and state": ({"sender": "JUSTICE", "state": "DEAD"}, lambda i: kind(i).sender == "JUSTICE" and dead(i)),
+    "message id": ({"message_id": "JUSTICE-JSR-PT-00004569"}, lambda i: i == 4569),
 }
 
 
@@ -135,6 +139,23 @@ def test_the_preloaded_history_passes_evidence_verification(preloaded, settings)
     assert report.chains["timeline"].digests_checked == 4 * COUNT - 2 * len(expected(dead))
 
 
+def test_a_date_range_returns_the_messages_received_in_it(preloaded, client):
+    """The preload spreads reception times evenly, in id order: the range from message 5000's time (included)
+    to message 5100's (excluded) is exactly those hundred, found through the id range the probe gives."""
+    at = {i: client.get(f"/api/v1/messages/{expected(lambda j: j == i)[0]}").json()["received_at"]
+          for i in (5000, 5100)}
+    body = client.get("/api/v1/messages", params={"received_from": at[5000], "received_to": at[5100],
+                                                  "limit": 500}).json()
+    assert [item["id"] for item in body["items"]] == expected(lambda i: 5000 <= i < 5100)
+    assert (body["total"], body["total_exact"]) == (100, True)
+    dead_only = client.get("/api/v1/messages", params={"received_from": at[5000], "received_to": at[5100],
+                                                       "state": "DEAD", "partner": "NARSA"}).json()
+    assert [item["id"] for item in dead_only["items"]] == expected(
+        lambda i: 5000 <= i < 5100 and dead(i) and "NARSA" in (kind(i).sender, kind(i).recipient))
+    later = client.get("/api/v1/messages", params={"received_from": "2999-01-01T00:00:00Z"}).json()
+    assert (later["total"], later["items"]) == (0, [])
+
+
 def test_every_search_query_is_answered_from_an_index(preloaded, database_url):
     engine = make_engine(database_url)
     sqlite = engine.dialect.name == "sqlite"
@@ -142,7 +163,15 @@ def test_every_search_query_is_answered_from_an_index(preloaded, database_url):
     with engine.connect() as connection:
         if not sqlite:
             connection.execute(text("ANALYZE messages"))
-        for name, (params, predicate) in FILTERS.items():
+        a_day = {"received_from": dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+                 "received_to": dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc), "id_range": (5000, 5100)}
+        ranged = {"date range": ({**a_day}, lambda i: False),
+                  "date range and state": ({**a_day, "state": "DEAD"}, lambda i: False),
+                  "date range and partner": ({**a_day, "partner": "NARSA"}, lambda i: False),
+                  # a newer page's count covers everything newer than the page: only the page itself is checked
+                  "newer page, state": ({"state": "DEAD", "after": 5000}, lambda i: True),
+                  "newer page, partner": ({"partner": "NARSA", "after": 5000}, lambda i: True)}
+        for name, (params, predicate) in {**FILTERS, **ranged}.items():
             counts, page = search_statements(**params, limit=50, before=10_000, count_limit=COUNT_LIMIT)
             # counting most of the table, PostgreSQL rightly prefers reading the table: only a count of a
             # selective filter must use an index; the page (newest first, LIMIT) always must

@@ -2,16 +2,12 @@
 a message's payload (audited), resend. Each route names the permission it needs (hub/access/tokens.py)."""
 from __future__ import annotations
 
-import hashlib
+import datetime as dt
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from sqlalchemy import func, select, union
-from sqlalchemy.orm import defer, selectinload
-
-from hub.evidence import audit
 
 from hub.api.auth import allowed
 from hub.api.openapi import XML_RECEIPT, xml_body
@@ -19,6 +15,8 @@ from hub.api.problems import problem
 from connectors.http import read_body
 from hub.access.tokens import Identity
 from hub.errors import DeliveryError, InputError, NotFound
+from hub.messages import (COUNT_LIMIT, MAX_ID, MAX_OFFSET, Filters, find_message, search_messages,
+                          search_statements, view_payload)  # noqa: F401 - search_statements: the API's search
 from hub.store.models import Message
 from hub.intake.door import Arrival, Receipt, refused
 from hub.intake.polling import poll_partner, polling_partners
@@ -112,17 +110,6 @@ def message_detail(m: Message) -> dict:
             "timeline": [{"at": e.at.isoformat(), "event": e.kind, "detail": e.detail} for e in m.events]}
 
 
-def find_message(session, message_id: str, sender: str | None = None) -> Message:
-    query = (select(Message).where(Message.message_id == message_id)
-             .options(selectinload(Message.deliveries), selectinload(Message.events)))
-    if sender:
-        query = query.where(Message.sender == sender)
-    found = session.scalars(query).all()
-    if not found:
-        raise NotFound(f"no message with id {message_id!r}" + (f" from {sender}" if sender else ""))
-    return found[0]
-
-
 @router.get("/messages/{message_id}", summary="A message's state, deliveries and timeline")
 def get_message(message_id: str, request: Request, sender: str | None = None,
                 _identity: Identity = Depends(allowed("messages:read"))):
@@ -130,15 +117,16 @@ def get_message(message_id: str, request: Request, sender: str | None = None,
         return message_detail(find_message(session, message_id, sender))
 
 
-COUNT_LIMIT = 10_000  # a search's total is counted exactly up to this many matches, unless exact_total=true
-MAX_OFFSET = 1_000_000  # deeper pages are reached with `before` (a large offset reads every row it skips)
-MAX_ID = 2**63 - 1      # a row id (BIGINT): a larger `before` is refused, not sent to the database
-
-
 @router.get("/messages", summary="Search messages")
 def list_messages(request: Request, state: str | None = Query(None, max_length=40),
                   type: str | None = Query(None, max_length=100), partner: str | None = Query(None, max_length=20),
-                  correlation_id: str | None = Query(None, max_length=200), limit: int = Query(50, ge=1, le=500),
+                  sender: str | None = Query(None, max_length=20, description="the party that sent it"),
+                  correlation_id: str | None = Query(None, max_length=200),
+                  message_id: str | None = Query(None, max_length=80, description="the message's own id"),
+                  received_from: dt.datetime | None = Query(None, description="received at or after (ISO 8601; "
+                                                                              "UTC when no offset is given)"),
+                  received_to: dt.datetime | None = Query(None, description="received before (ISO 8601)"),
+                  limit: int = Query(50, ge=1, le=500),
                   offset: int = Query(0, ge=0, le=MAX_OFFSET, description=f"at most {MAX_OFFSET:,}: page further "
                                                                           "with `before`"),
                   before: int | None = Query(None, ge=1, le=MAX_ID, description="a page's `next_before`: the page "
@@ -150,56 +138,14 @@ def list_messages(request: Request, state: str | None = Query(None, max_length=4
     `total_exact` is false and `total` says "at least" (as a search engine does), unless `exact_total=true`:
     an exact count reads every match, which is most of the cost of a search over a large history.
     `next_before` is the cursor of the next page (pass it as `before`), null on the last page."""
-    counts, page = search_statements(state=state, type=type, partner=partner, correlation_id=correlation_id,
-                                     limit=limit, offset=offset, before=before,
-                                     count_limit=None if exact_total else COUNT_LIMIT)
     with request.app.state.hub.sessions() as session:
-        total = sum(session.scalar(count) for count in counts)
-        rows = session.scalars(page).all()
-        exact = exact_total or total <= COUNT_LIMIT
-        return {"total": total if exact else COUNT_LIMIT, "total_exact": exact,
-                "items": [message_summary(m) for m in rows],
-                "next_before": rows[-1].id if len(rows) == limit else None}
-
-
-def search_statements(*, state: str | None = None, type: str | None = None, partner: str | None = None,
-                      correlation_id: str | None = None, limit: int = 50, offset: int = 0, before: int | None = None,
-                      count_limit: int | None = None):
-    """(count statements whose results add up to the total, the page's statement) of a message search.
-
-    Each filter is answered from an index on (column, id) (hub/store/migrations/versions/0005_search_indexes.py),
-    which gives the rows newest first, so a page costs the same at any table size. A partner is sender OR
-    recipient: that is two index ranges, counted apart (sent by it, plus received by it from someone
-    else) and merged for the page -- an OR would read the whole table in id order when the partner is rare.
-    With `count_limit`, each count stops after count_limit + 1 matches: a sum above count_limit means
-    "more than count_limit", and one at or below it is exact."""
-    filters = []
-    if state:
-        filters.append(Message.state == state.upper())
-    if type:
-        filters.append(Message.type == type)
-    if correlation_id:
-        filters.append(Message.correlation_id == correlation_id)
-    page = filters + ([Message.id < before] if before else [])
-
-    def count(*where):
-        if count_limit is None:
-            return select(func.count()).select_from(Message).where(*where)
-        matches = select(Message.id).where(*where).limit(count_limit + 1).subquery()
-        return select(func.count()).select_from(matches)
-
-    if not partner:
-        counts = [count(*filters)]
-    else:
-        counts = [count(Message.sender == partner, *filters),
-                  count(Message.recipient == partner, Message.sender != partner, *filters)]
-        ranges = [select(Message.id).where(column == partner, *page).order_by(Message.id.desc())
-                  .limit(limit + offset).subquery() for column in (Message.sender, Message.recipient)]
-        ids = union(*(select(r.c.id) for r in ranges)).subquery()
-        page = [Message.id.in_(select(ids.c.id))]
-    return counts, (select(Message).options(*(defer(c) for c in (Message.received_bytes, Message.canonical_bytes,
-                                                                 Message.receipt)))
-                    .where(*page).order_by(Message.id.desc()).limit(limit).offset(offset))
+        found = search_messages(session, Filters(state=state, type=type, partner=partner, sender=sender,
+                                                 correlation_id=correlation_id, message_id=message_id,
+                                                 received_from=received_from, received_to=received_to),
+                                limit=limit, offset=offset, before=before,
+                                count_limit=None if exact_total else COUNT_LIMIT)
+        return {"total": found.total, "total_exact": found.total_exact,
+                "items": [message_summary(m) for m in found.items], "next_before": found.next_before}
 
 
 PAYLOAD_PARTS = ("received", "canonical", "sent")
@@ -219,35 +165,17 @@ def get_payload(message_id: str, request: Request, sender: str | None = None,
                 identity: Identity = Depends(allowed("messages:payload"))):
     """The payload is personal data: each view is written to the audit log (PAYLOAD_VIEWED) in the same
     transaction that reads it."""
-    with request.app.state.hub.sessions.begin() as session:
-        message = find_message(session, message_id, sender)
-        what = part
-        if part == "received":
-            data = message.received_bytes
-        elif part == "canonical":
-            data = message.canonical_bytes
-            if data is None and message.purged_at is None:
-                raise NotFound(f"message {message_id} arrived in the canonical format: ask for part=received")
-        else:
-            deliveries = [d for d in message.deliveries if partner is None or d.partner == partner.upper()]
-            if len(deliveries) != 1:
-                choices = ", ".join(d.partner for d in message.deliveries) or "none"
-                raise NotFound(f"message {message_id} has no single delivery" +
-                               (f" to {partner.upper()}" if partner else "") + f" (deliveries: {choices}); "
-                               "name one with partner=")
-            delivery = deliveries[0]
-            data, what = delivery.sent_bytes, f"sent to {delivery.partner}"
-            if data is None and message.purged_at is None:
-                raise NotFound(f"message {message_id} has not been sent to {delivery.partner} yet")
-        if data is None:
-            return problem(410, "Payload purged", f"the payload of {message_id} was purged on "
-                                                  f"{message.purged_at:%Y-%m-%d} by its retention rule; its hashes "
-                                                  "and receipts are kept")
-        audit.record(session, actor=identity.actor, action="PAYLOAD_VIEWED", subject=message.message_id,
-                     detail=f"{what} ({len(data)} bytes, from {message.sender})",
-                     digest=hashlib.sha256(data).hexdigest())
-    return Response(data, media_type="application/xml", headers={"X-Message-Id": message.message_id,
-                                                                 "Cache-Control": "no-store"})
+    viewed = view_payload(request.app.state.hub, identity.actor, message_id, sender=sender, part=part,
+                          partner=partner)
+    if viewed.data is None and viewed.purged_at is None:
+        raise NotFound(f"the {viewed.what} payload of {message_id} is kept in a file of the hub's file store, "
+                       "not viewable here (the evidence bundle of its case holds it)")
+    if viewed.data is None:
+        return problem(410, "Payload purged", f"the payload of {message_id} was purged on "
+                                              f"{viewed.purged_at:%Y-%m-%d} by its retention rule; its hashes "
+                                              "and receipts are kept")
+    return Response(viewed.data, media_type="application/xml", headers={"X-Message-Id": viewed.message_id,
+                                                                        "Cache-Control": "no-store"})
 
 
 @router.post("/messages/{message_id}/resend", summary="Put a message's dead deliveries back in the outbox")

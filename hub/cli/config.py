@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 import annotated_types
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -89,7 +89,7 @@ def _type(annotation: Any) -> str:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return "mapping"
     return {str: "text", int: "whole number", float: "number", bool: "true or false", Path: "path",
-            Any: "mapping"}.get(annotation, getattr(annotation, "__name__", str(annotation)))
+            Any: "mapping", SecretStr: "secret text"}.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 
 _BOUNDS = ((annotated_types.Ge, "≥", "ge"), (annotated_types.Gt, ">", "gt"), (annotated_types.Le, "≤", "le"),

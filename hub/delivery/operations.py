@@ -13,8 +13,9 @@ from hub.store.models import Delivery, DeliveryState, Message, MessageState
 
 
 
-def resend(hub, message_id: str, *, actor: str = "operator") -> int:
-    """Put a message's dead deliveries back in the outbox, due now; returns how many.
+def resend(hub, message_id: str, *, actor: str = "operator", sender: str | None = None) -> int:
+    """Put a message's dead deliveries back in the outbox, due now; returns how many. `sender`: the message
+    of that sender (an id is unique per sender only).
 
     The RESEND audit entry is written in the same transaction (also when nothing was dead: the
     attempt itself is a human action worth keeping). Raises NotFound (404) for an unknown id, and
@@ -22,10 +23,11 @@ def resend(hub, message_id: str, *, actor: str = "operator") -> int:
     with hub.sessions.begin() as session:
         # the row locked (PostgreSQL), so a retention purge and this resend never interleave: a purge that
         # committed first is seen here (purged_at), one that comes after skips or re-checks the message
-        message = session.scalars(select(Message).where(Message.message_id == message_id)
+        message = session.scalars(select(Message).where(Message.message_id == message_id,
+                                                        *([Message.sender == sender] if sender else []))
                                   .with_for_update()).first()
         if message is None:
-            raise NotFound(f"no message with id {message_id!r}")
+            raise NotFound(f"no message with id {message_id!r}" + (f" from {sender}" if sender else ""))
         dead = session.scalars(select(Delivery).where(Delivery.message_pk == message.id,
                                                       Delivery.state == DeliveryState.DEAD)).all()
         if dead and message.purged_at is not None:

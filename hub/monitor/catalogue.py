@@ -31,14 +31,14 @@ def N_(message: str) -> str:
 ROLE_NAMES = (N_("consular_agent"), N_("integration"), N_("supervisor"), N_("partner"), N_("administrator"))
 
 
-def extract() -> dict[str, list[str]]:
-    """msgid -> where it is used ("path:line"), over SOURCES."""
-    found: dict[str, list[str]] = {}
+def extract() -> dict:
+    """msgid -> where it is used ("path:line"), over SOURCES; a plural's msgid is (singular, plural)."""
+    found: dict = {}
     for source in SOURCES:
         for filename, line, message, _comments, _context in extract_from_dir(
                 source, METHODS, keywords=KEYWORDS, options_map=OPTIONS):
-            msgid = message[0] if isinstance(message, tuple) else message
-            if msgid:
+            msgid = tuple(message[:2]) if isinstance(message, tuple) else message
+            if msgid and all(msgid):
                 found.setdefault(msgid, []).append(f"{Path(source, filename).relative_to(PROJECT_ROOT)}:{line}")
     return found
 
@@ -46,7 +46,13 @@ def extract() -> dict[str, list[str]]:
 def untranslated(lang: str, msgids=None) -> list[str]:
     catalogue = read_catalogue(lang)
     msgids = extract() if msgids is None else msgids
-    return sorted(m for m in msgids if not (catalogue.get(m) and catalogue.get(m).string))
+    return sorted(str(m) for m in msgids if not _translated(catalogue.get(m[0] if isinstance(m, tuple) else m)))
+
+
+def _translated(message) -> bool:
+    if message is None or not message.string:
+        return False
+    return all(message.string) if isinstance(message.string, tuple) else True
 
 
 def update() -> dict[str, list[str]]:
@@ -58,9 +64,12 @@ def update() -> dict[str, list[str]]:
         old = read_catalogue(lang) if path.exists() else Catalog(locale=lang)
         new = Catalog(locale=lang, project="consular-exchange-hub", domain="console", fuzzy=False,
                       creation_date=old.creation_date, revision_date=old.revision_date)
-        for msgid in sorted(msgids):
-            kept = old.get(msgid)
-            new.add(msgid, kept.string if kept else "", locations=[tuple(place.rsplit(":", 1)) for place in msgids[msgid]])
+        for msgid in sorted(msgids, key=lambda m: m[0] if isinstance(m, tuple) else m):
+            kept = old.get(msgid[0] if isinstance(msgid, tuple) else msgid)
+            string = kept.string if kept and isinstance(kept.string, tuple) == isinstance(msgid, tuple) else None
+            if string is None:
+                string = ("",) * new.num_plurals if isinstance(msgid, tuple) else ""
+            new.add(msgid, string, locations=[tuple(place.rsplit(":", 1)) for place in msgids[msgid]])
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as f:
             write_po(f, new, width=120, omit_header=False, sort_output=True, include_lineno=False)

@@ -1,5 +1,5 @@
 """The overview: the console's landing page (/monitor/), its live fragment (/monitor/overview/live) and the
-same figures as JSON for other tools (GET /api/v1/monitor/overview, served by hub/api/monitor.py).
+same figures as JSON for other tools (GET /api/v1/monitor/overview).
 
 All three show what `overview_for` returns (hub/monitor/figures.py computes the figures). Partner tiles
 and the throughput chart need `messages:read` (integration, supervisors, administrators); a consular agent
@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse
 
 from hub.access.tokens import Identity
 from hub.monitor import charts, figures
+from hub.monitor.records import token_allowed
 from hub.monitor.web import SECURITY_HEADERS, Viewer, render, viewer
 
 log = logging.getLogger("hub.monitor")
@@ -31,6 +32,7 @@ LIVE_SECONDS = 3.0
 LIVE_RENDERINGS = 256     # fragments kept at most (one per language, zone, role and post seen)
 
 router = APIRouter(prefix="/monitor", include_in_schema=False)
+api = APIRouter(prefix="/api/v1/monitor", tags=["monitor"])
 
 
 @dataclass
@@ -163,3 +165,15 @@ async def _wait_for(slot: dict) -> bytes:
             if not slot["rendering"]:
                 raise RuntimeError("the overview's fragment could not be rendered")
         await asyncio.sleep(0.05)
+
+
+@api.get("/overview", summary="The monitor's overview: the hub's health, each partner's figures, the 24 h "
+                              "throughput and the apps' service tiles",
+         responses={200: {"description": "`partners` and `series` are null for roles without messages:read. "
+                                         "Windows are 15m, 1h and 24h; messages_in are those the partner sent, "
+                                         "messages_out those addressed to it; times are UTC (ISO 8601); the "
+                                         "circuit is the answering process's; `services` are the apps' tiles "
+                                         "this caller may see"}})
+async def overview_api(request: Request, identity: Identity = Depends(token_allowed("console:overview"))):
+    found = await run_in_threadpool(overview_for, request, identity)
+    return found.as_dict()

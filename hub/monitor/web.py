@@ -40,7 +40,13 @@ ZONE_COOKIE = "hub_tz"
 PREFIX = "/monitor"
 
 # The console's navigation, in order; an app adds its entries through its ConsolePart (hub/apps.py).
-NAV: list[NavItem] = [NavItem("/monitor/", "Overview", "console:overview")]
+NAV: list[NavItem] = [NavItem("/monitor/", "Overview", "console:overview"),
+                      NavItem("/monitor/messages", "Messages", "messages:read"),
+                      NavItem("/monitor/dead-letters", "Dead letters", "messages:read"),
+                      NavItem("/monitor/partners", "Partners", "messages:read"),
+                      NavItem("/monitor/refusals", "Refusals", "refusals:read"),
+                      NavItem("/monitor/audit", "Audit log", "audit:read"),
+                      NavItem("/monitor/alerts", "Alerts", "alerts:read")]
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

@@ -33,7 +33,7 @@ class Message(Base):
                       Index("ix_messages_sender_id", "sender", "id"),
                       Index("ix_messages_recipient_id_sender", "recipient", "id", "sender"),
                       Index("ix_messages_message_id", "message_id"),
-                      # the monitor's time windows (hub/store/migrations/versions/0009_monitor_indexes.py)
+                      # the monitor's time windows (hub/store/migrations/versions/0011_monitor_indexes.py)
                       Index("ix_messages_received_at", "received_at"))
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -74,7 +74,7 @@ class Message(Base):
 class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (Index("ix_deliveries_due", "state", "next_attempt_at"),
-                      # the monitor's per-partner figures (hub/store/migrations/versions/0009_monitor_indexes.py)
+                      # the monitor's per-partner figures (hub/store/migrations/versions/0011_monitor_indexes.py)
                       Index("ix_deliveries_partner_state_delivered_at", "partner", "state", "delivered_at"),
                       Index("ix_deliveries_failed", "partner", "id", sqlite_where=text("last_error IS NOT NULL"),
                             postgresql_where=text("last_error IS NOT NULL")))
@@ -219,3 +219,24 @@ class ConsoleSession(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)      # idle expiry, pushed on use
     absolute_expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     ended_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)  # signed out, or the user disabled
+
+
+class Alert(Base):
+    """A condition the alert rules found (hub/monitor/alerts.py): seen, raised once it held long enough,
+    notified once, cleared when it went away. At most one row per key is not cleared."""
+    __tablename__ = "alerts"
+    __table_args__ = (Index("uq_alerts_open_key", "key", unique=True, sqlite_where=text("cleared_at IS NULL"),
+                            postgresql_where=text("cleared_at IS NULL")),
+                      Index("ix_alerts_cleared_at", "cleared_at"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200))                    # "unreachable:DGSN", stable per condition
+    kind: Mapped[str] = mapped_column(String(32))                    # unreachable, dead-letters, certificate, ...
+    subject: Mapped[str] = mapped_column(String(200))                # the partner, certificate or case concerned
+    detail: Mapped[str] = mapped_column(Text, default="")            # what the rule found, in words
+    facts: Mapped[str] = mapped_column(Text, default="{}")           # the same as JSON, for translated texts
+    seen_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)        # first found (this episode)
+    raised_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)     # None while not held long enough
+    notified_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)   # every configured channel told
+    notified_via: Mapped[str] = mapped_column(String(64), default="")      # channels told: "email,webhook"
+    cleared_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)

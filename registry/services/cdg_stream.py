@@ -341,7 +341,9 @@ def _apply(registry, reference, header, verdicts, results, left, unknown, delive
                 outcome = {"result": result, "reason": reason, "reason_text": text, "batch": reference,
                            "acknowledgement": partner_reference}
                 note = f"{result.lower()} by CDG in {partner_reference}" + (f": {reason}" if reason else "")
-                session.execute(update(cases).where(cases.c.id.in_(ids), cases.c.status == "BATCHED").values(
+                # FAILED: the batch was dead-lettered, resent, and CDG answered late
+                waiting = cases.c.status.in_(("BATCHED", "FAILED"))
+                session.execute(update(cases).where(cases.c.id.in_(ids), waiting).values(
                     status=result, updated_at=now, partner_reference=partner_reference,
                     outcome=literal(outcome, cases.c.outcome.type)))
                 session.execute(insert(events).from_select(

@@ -30,8 +30,14 @@ MACHINE = {
     "SUBMITTED": {"AWAITING_PARTNER"},
     "AWAITING_PARTNER": {"ISSUED", "NOT_FOUND"},
     "ISSUED": set(), "NOT_FOUND": set(),
+    "FAILED": {"ISSUED", "NOT_FOUND"},  # ETAT_CIVIL's answer to a resent request
 }
 SENT_STATUS = "AWAITING_PARTNER"
+# Deadlines (registry/deadlines.py): the case waits for ETAT_CIVIL in AWAITING; the extract is answered
+# synchronously.
+AWAITING = {"SUBMITTED", "AWAITING_PARTNER"}
+PARTNERS = ("ETAT_CIVIL",)
+ANSWER_WITHIN = "1h"  # default of config/services.yaml
 NS = "urn:ma:gov:consular:civil-status:1"
 C = canonical.maker(NS, "cs")
 DOCUMENT_KIND = "CIVIL_STATUS_EXTRACT"

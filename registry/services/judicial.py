@@ -62,6 +62,11 @@ REQUEST_TYPE = "JudicialServiceRequest"
 CERTIFICATE_TYPE = "JudicialDeliveryCertificate"
 DOCUMENT_KIND = "JUDICIAL_DOCUMENT"
 DEEMED_SERVED_AFTER = dt.timedelta(days=10)
+# Deadlines (registry/deadlines.py): the case waits for JUSTICE in AWAITING; the post serves the document and
+# the certificate goes back to JUSTICE.
+AWAITING = {"RECEIVED", "AT_POST", "CERTIFYING"}
+PARTNERS = ("JUSTICE",)
+ANSWER_WITHIN = "30d"  # default of config/services.yaml
 JUD = canonical.maker(NS, "jud")
 
 

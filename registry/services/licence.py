@@ -27,8 +27,13 @@ MACHINE = {
     "SUBMITTED": {"AWAITING_PARTNER"},
     "AWAITING_PARTNER": {"AUTHENTIC", "NOT_AUTHENTIC", "DISCREPANCY"},
     "AUTHENTIC": set(), "NOT_AUTHENTIC": set(), "DISCREPANCY": set(),
+    "FAILED": {"AUTHENTIC", "NOT_AUTHENTIC", "DISCREPANCY"},  # NARSA's verdict on a resent request
 }
 SENT_STATUS = "AWAITING_PARTNER"
+# Deadlines (registry/deadlines.py): the case waits for NARSA in AWAITING; NARSA's verdict comes by callback.
+AWAITING = {"SUBMITTED", "AWAITING_PARTNER"}
+PARTNERS = ("NARSA",)
+ANSWER_WITHIN = "2d"  # default of config/services.yaml
 NS = "urn:ma:gov:consular:licence:1"
 REQUEST_TYPE = "LicenceAuthenticationRequest"
 RESULT_TYPE = "LicenceAuthenticationResult"

@@ -59,8 +59,14 @@ MACHINE = {
     "ISSUED": {"BATCHED"},
     "BATCHED": {"ACCEPTED", "REJECTED"},
     "ACCEPTED": set(), "REJECTED": set(),
+    "FAILED": {"ACCEPTED", "REJECTED"},  # CDG's acknowledgement of a resent batch
 }
 NS = "urn:ma:gov:consular:pension:1"
+# Deadlines (registry/deadlines.py): the case waits for CDG in AWAITING; the daily batch, then CDG's
+# acknowledgement file.
+AWAITING = {"SUBMITTED", "ISSUED", "BATCHED"}
+PARTNERS = ("CDG",)
+ANSWER_WITHIN = "3d"  # default of config/services.yaml
 MAX_ITEMS = 1000          # keeps one batch well under the hub's 1 MiB message cap
 BATCH_SCHEDULE = {"hour": 2, "minute": 0, "timezone": "Africa/Casablanca"}  # daily, cron fields
 P = canonical.maker(NS, "pen")

@@ -43,8 +43,14 @@ MACHINE = {
     "SHIPPED": {"AVAILABLE_AT_POST"},
     "AVAILABLE_AT_POST": {"DELIVERED"},
     "DELIVERED": set(), "REJECTED": set(),
+    "FAILED": {"ACKNOWLEDGED", "REJECTED"},  # DGSN's acknowledgement (or refusal) of a resent application
 }
 SENT_STATUS = "AWAITING_PARTNER"
+# Deadlines (registry/deadlines.py): the case waits for DGSN in AWAITING; DGSN produces the passport and ships
+# it to the post.
+AWAITING = {"SUBMITTED", "AWAITING_PARTNER", "ACKNOWLEDGED", "IN_PRODUCTION", "SHIPPED"}
+PARTNERS = ("DGSN",)
+ANSWER_WITHIN = "30d"  # default of config/services.yaml
 NS = "urn:ma:gov:consular:passport:1"
 P = canonical.maker(NS, "pp")
 
@@ -82,8 +88,13 @@ def build_request(registry, case: Case) -> bytes:
 
 def _advance(session: Session, case: Case, target: str, *, note: str) -> bool:
     """Move the case to `target`, through the statuses in between; False when it is already there or past."""
-    if case.status in ("DELIVERED", "REJECTED", "FAILED"):
+    if case.status in ("DELIVERED", "REJECTED"):
         return False
+    if case.status == "FAILED" and target != "REJECTED":  # a resent application's late answer: DGSN has it
+        service.move_case(session, case=case, status="ACKNOWLEDGED", actor="DGSN",
+                          note=note if target == "ACKNOWLEDGED" else f"implied by {target}")
+        if target == "ACKNOWLEDGED":
+            return True
     if target == "REJECTED":
         if case.status == "SUBMITTED":
             service.move_case(session, case=case, status="AWAITING_PARTNER", actor="hub", note="request accepted")

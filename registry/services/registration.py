@@ -32,8 +32,14 @@ MACHINE = {
     "SUBMITTED": {"IDENTITY_CHECK"},
     "IDENTITY_CHECK": {"ACTIVE", "REJECTED"},
     "ACTIVE": set(), "REJECTED": set(),
+    "FAILED": {"ACTIVE", "REJECTED"},  # DGSN's identity check of a resent request
 }
 SENT_STATUS = "IDENTITY_CHECK"
+# Deadlines (registry/deadlines.py): the case waits for DGSN in AWAITING; DGSN answers the identity check
+# synchronously.
+AWAITING = {"SUBMITTED", "IDENTITY_CHECK"}
+PARTNERS = ("DGSN",)
+ANSWER_WITHIN = "1h"  # default of config/services.yaml
 NS = "urn:ma:gov:consular:registration:1"
 REQUEST_TYPE = "ConsularRegistrationRequest"
 RESULT_TYPE = "IdentityCheckResult"

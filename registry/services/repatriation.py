@@ -39,8 +39,14 @@ MACHINE = {
     "AWAITING_CLEARANCES": {"AUTHORISED", "REFUSED", "ESCALATED"},
     "ESCALATED": {"AUTHORISED", "REFUSED"},
     "AUTHORISED": set(), "REFUSED": set(),
+    # a clearance that comes after one authority's request was dead-lettered (and resent) still decides the case
+    "FAILED": {"AUTHORISED", "REFUSED"},
 }
 SENT_STATUS = "AWAITING_CLEARANCES"
+# Deadlines (registry/deadlines.py): the case waits for SANTE, ETAT_CIVIL, DGSN in AWAITING; the burial
+# deadline: HUB_REPATRIATION_DEADLINE_SECONDS.
+AWAITING = {"SUBMITTED", "AWAITING_CLEARANCES", "ESCALATED"}
+PARTNERS = ("SANTE", "ETAT_CIVIL", "DGSN")
 AUTHORITIES = ("SANTE", "ETAT_CIVIL", "DGSN")
 NS = "urn:ma:gov:consular:repatriation:1"
 R = canonical.maker(NS, "rep")

@@ -31,8 +31,14 @@ MACHINE = {
     "AWAITING_PARTNER": {"ACKNOWLEDGED", "TRANSCRIBED", "REJECTED"},
     "ACKNOWLEDGED": {"TRANSCRIBED", "REJECTED"},
     "TRANSCRIBED": set(), "REJECTED": set(),
+    "FAILED": {"ACKNOWLEDGED", "TRANSCRIBED", "REJECTED"},  # ETAT_CIVIL's answers to a resent request
 }
 SENT_STATUS = "AWAITING_PARTNER"
+# Deadlines (registry/deadlines.py): the case waits for ETAT_CIVIL in AWAITING; ETAT_CIVIL decides by
+# callback, after its acknowledgement.
+AWAITING = {"SUBMITTED", "AWAITING_PARTNER", "ACKNOWLEDGED"}
+PARTNERS = ("ETAT_CIVIL",)
+ANSWER_WITHIN = "30d"  # default of config/services.yaml
 NS = "urn:ma:gov:consular:civil-status:1"
 C = canonical.maker(NS, "cs")
 
@@ -72,7 +78,7 @@ def _case_awaiting(session: Session, reference: str) -> Case:
 def apply_acknowledgement(registry, session: Session, envelope: etree._Element) -> str:
     header, ack = canonical.read(registry, envelope)
     case = _case_awaiting(session, header.correlation_id)
-    if case.status != "AWAITING_PARTNER":
+    if case.status not in ("AWAITING_PARTNER", "FAILED"):  # FAILED: the late answer to a resent request
         return f"case {case.reference} already {case.status}; acknowledgement {header.message_id} ignored"
     reference = canonical.text(ack, "PartnerReference", NS)
     service.move_case(session, case=case, status="ACKNOWLEDGED", actor="ETAT_CIVIL", note=f"file {reference}")

@@ -3,11 +3,14 @@
 (function () {
   "use strict";
 
-  // The viewer's zone, remembered for the server's rendering of dates (Africa/Casablanca until known).
+  // The viewer's zone, remembered for the server's rendering of dates (Africa/Casablanca until known), and
+  // updated when the browser's changes. An IANA name is written as it is ("Europe/Paris": every character of
+  // one may stand in a cookie), as the server reads it: an escaped "%2F" would name no zone.
   try {
     var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
-    if (zone && document.cookie.indexOf("hub_tz=") === -1) {
-      document.cookie = "hub_tz=" + encodeURIComponent(zone) + "; path=/; max-age=31536000; samesite=strict";
+    var known = (document.cookie.match(/(?:^|; )hub_tz=([^;]*)/) || [])[1];
+    if (zone && /^[A-Za-z0-9_+\-\/]{1,63}$/.test(zone) && known !== zone) {
+      document.cookie = "hub_tz=" + zone + "; path=/; max-age=31536000; samesite=strict";
     }
   } catch (e) { /* an old browser: the default zone stays */ }
 

@@ -10,15 +10,15 @@ the whole tables at every refresh:
   from the index, and its last success as the index's last entry.
 - deliveries(partner, id) of the deliveries that failed (last_error set): a partner's last failure.
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0011
+Revises: 0010
 """
 import sqlalchemy as sa
 from alembic import op
 
 
-revision = "0009"
-down_revision = "0008"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
