@@ -67,7 +67,8 @@ def throughput_svg(hours: list[dt.datetime], messages_in: dict[str, list[int]], 
         top = TOP + panel * (PANEL + GAP)
         peak = nice_ceiling(max((max(values) for values in series.values() if values), default=0))
         out.append('<g class="panel" aria-hidden="true">')
-        out.append(f'<text x="{WIDTH - RIGHT if rtl else LEFT}" y="{top - 10}" text-anchor="{anchor_start}" '
+        # the title's own direction is the page's (rtl in Arabic): its start is on the right there
+        out.append(f'<text x="{WIDTH - RIGHT if rtl else LEFT}" y="{top - 10}" text-anchor="start" '
                    f'font-weight="bold" fill="#1a1a1a">{escape(label)}</text>')
         for tick in range(5):
             value = peak * tick // 4
