@@ -78,6 +78,7 @@ ROUTES = [
     ("GET", "/api/v1/monitor/refusals", "/api/v1/monitor/refusals", None, "refusals:read"),
     ("GET", "/api/v1/monitor/audit", "/api/v1/monitor/audit", None, "audit:read"),
     ("GET", "/api/v1/monitor/alerts", "/api/v1/monitor/alerts", None, "alerts:read"),
+    ("GET", "/api/v1/monitor/overview", "/api/v1/monitor/overview", None, "console:overview"),
 ]
 
 
