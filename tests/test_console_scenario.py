@@ -217,6 +217,9 @@ def test_a_failed_partner_shows_up_is_resent_from_the_console_and_the_case_finis
     failure, answer = history.nth(2).locator("td").all_inner_texts(), history.nth(3).locator("td").all_inner_texts()
     assert failure[1] == say("fr", "Failed") and "connection refused" in failure[3]
     assert answer[1:3] == [say("fr", "Authentic"), "NARSA"] and "late answer" in answer[3]
+    dead = supervisor.locator('table.conversation tr[data-kind="DEAD_LETTERED"] td')
+    assert dead.nth(1).inner_text() == say("fr", "To %(partner)s", partner="NARSA")
+    assert dead.nth(3).inner_text().startswith(say("fr", "Dead-lettered"))  # in words, its code beside
     talk = supervisor.locator('table.conversation tr[data-partner="NARSA"]')
     kinds = [talk.nth(i).get_attribute("data-kind") for i in range(talk.count())]
     assert kinds.index("DEAD_LETTERED") < kinds.index("RESENT") < kinds.index("PARTNER_RECEIPT"), kinds
@@ -235,6 +238,16 @@ def test_a_failed_partner_shows_up_is_resent_from_the_console_and_the_case_finis
     arabic.goto(case_url)
     assert arabic.evaluate("[document.documentElement.lang, document.documentElement.dir]") == ["ar", "rtl"]
     assert arabic.locator("h1 .case-status").inner_text() == say("ar", "Authentic")
+    # dates keep their order in right-to-left text: the day first, as written, then the time and the zone
+    opened = arabic.locator("table.history tbody tr").first.locator("td").first
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} \(Africa/Casablanca\)", opened.inner_text().strip())
+    day, clock = opened.evaluate(r"""td => {
+        const walk = document.createTreeWalker(td, NodeFilter.SHOW_TEXT);
+        let t; while ((t = walk.nextNode()) && !/\d{4}-\d{2}-\d{2} \d{2}:/.test(t.data)) {}
+        const start = t.data.search(/\d{4}-/), r = document.createRange();
+        const left = i => { r.setStart(t, i); r.setEnd(t, i + 1); return r.getBoundingClientRect().left; };
+        return [left(start), left(start + 11)]; }""")
+    assert day < clock, "the date reads backwards in the Arabic page"
     screenshot(arabic, "e2e-case-ar")
 
 
