@@ -137,6 +137,28 @@ def cells(row) -> list[str]:
     return [text.strip() for text in row.locator("td").all_inner_texts()]
 
 
+def overview_shows_the_failure_on_the_tile_of(page, base: str, partner: str) -> None:
+    """The overview's tile of `partner`: failing (unreachable, red), its dead letter counted and its last failure
+    dead-lettered. An overview without partner tiles (before its figures are built) is its heading alone, so this
+    check cannot pass on an overview that has tiles but not this one."""
+    page.goto(f"{base}/monitor/")
+    if page.locator("article.tile").count() == 0:
+        assert page.eval_on_selector_all("main > *", "els => els.map(e => e.tagName)") == ["H1"]
+        assert page.inner_text("main h1") == say("fr", "Overview")
+        return
+    tile = page.locator(f'article.tile[data-partner="{partner}"]')
+
+    def checked():
+        page.goto(f"{base}/monitor/")
+        return tile.locator('[data-fig="reachable"]').get_attribute("data-value") == "false"
+    wait_for(checked, 10, interval=0.5, what=f"the overview to find {partner} unreachable")
+    assert tile.locator('[data-fig="status"]').get_attribute("data-value") == "red"
+    assert tile.locator('[data-fig="dead_letters"]').get_attribute("value") == "1"
+    reasons = tile.locator("ul.reasons").inner_text()
+    assert say("fr", "unreachable") in reasons and say("fr", "dead letters waiting") in reasons
+    assert say("fr", "dead-lettered") in tile.inner_text()
+
+
 def test_a_failed_partner_shows_up_is_resent_from_the_console_and_the_case_finishes(scenario, browser_context):
     base = scenario.url
     operator = signed_in_page(browser_context, scenario, "integration")
@@ -181,6 +203,8 @@ def test_a_failed_partner_shows_up_is_resent_from_the_console_and_the_case_finis
     assert operator.locator(f'a[href="/monitor/dead-letters?partner=NARSA"]').inner_text() == "1"
     assert say("fr", "%(delivered)s delivered, %(failed)s failed attempts", delivered="0", failed="2") in \
         operator.inner_text("main")
+
+    overview_shows_the_failure_on_the_tile_of(operator, base, "NARSA")
 
     # NARSA is back: the group is resent from the dead-letters page, after the confirmation
     scenario.narsa.start()
