@@ -8,7 +8,10 @@
     4. the load process (bench/load.py) POSTs the messages with C keep-alive connections while this
        process polls the database until every delivery to NARSA is DELIVERED (or DEAD, or stalled)
     5. the search phase: GET /api/v1/messages with typical filters, timed (bench/search.py)
-    6. the report: JSON (var/bench.json) and a table
+    6. with --console, the console phase (bench/console.py): the overview and message search pages
+       timed through a signed-in console session, then the load sent twice more, once while
+       --live-views open overviews refresh their live fragment and once without: the intake drop
+    7. the report: JSON (var/bench.json) and a table
 
 `--preload N` stores N messages (with their deliveries and sealed timeline) in bulk before the hub
 starts (bench/preload.py): run once with it and once without to compare intake on a full and an
@@ -35,9 +38,11 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 
+from bench import console as console_phase
 from bench import floor, messages, preload, search
 from bench.procs import Process, cpu_seconds, free_port, peak_rss_bytes, progress_bar
 
@@ -77,12 +82,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preload", type=_not_negative, default=0, metavar="N",
                         help="messages stored in bulk before the load starts, as a history (default %(default)s; "
                              "1000000 takes a few minutes and ~14 GB)")
+    parser.add_argument("--history-schema", default=None, metavar="SCHEMA",
+                        help="PostgreSQL: run on this existing schema, which holds a history already (made once with "
+                             "`python -m bench.preload`), instead of a fresh one; it is kept afterwards")
     parser.add_argument("--hub-processes", type=_positive, default=1, metavar="N",
                         help="`hub serve` processes on the one database, each on its port; the load process spreads "
                              "its connections over them (default %(default)s)")
     parser.add_argument("--searches", type=_not_negative, default=25, metavar="K",
                         help="rounds of the search phase after the load, each asking %d typical queries "
                              "(default %%(default)s; 0: none)" % len(search.queries("")))
+    parser.add_argument("--console", action="store_true",
+                        help="the console phase: overview and search pages timed through a signed-in session, and "
+                             "intake with --live-views open overviews against intake without")
+    parser.add_argument("--console-requests", type=_positive, default=50, metavar="R",
+                        help="requests per console page timed (default %(default)s)")
+    parser.add_argument("--live-views", type=_not_negative, default=50, metavar="V",
+                        help="open overviews refreshing while the load runs again (default %(default)s)")
+    parser.add_argument("--live-every", type=float, default=5.0, metavar="SECONDS",
+                        help="how often each open overview refreshes (default %(default)s, as console.js)")
     parser.add_argument("--keep", action="store_true",
                         help="afterwards, keep the hub and the sandbox running (until Ctrl-C), the run's files under "
                              "var/bench/run-<id> and the PostgreSQL schema")
@@ -108,7 +125,11 @@ def _interrupt(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.history_schema and (args.database != "postgresql" or args.preload):
+        parser.error("--history-schema is a PostgreSQL schema holding a history already: use it with "
+                     "--database postgresql and without --preload")
     console = Console()
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -131,7 +152,8 @@ class Bench:
         self.processes: list[Process] = []
         self.schemas: list[str] = []
         self.preloaded: dict | None = None                       # what --preload stored (bench/preload.py)
-        self.baseline = {"messages": 0, "deliveries": 0}         # highest ids before the load
+        self.baseline = {"messages": 0, "deliveries": 0}         # highest ids before the (latest) load
+        self.baseline_first = self.baseline                      # ... before the first load: the history's size
 
     # -- databases ---------------------------------------------------------------------------------
 
@@ -139,11 +161,13 @@ class Bench:
         if self.args.database == "sqlite":
             return f"sqlite:///{self.run_dir / (name + '.sqlite')}"
         import psycopg
+        separator = "&" if "?" in self.args.postgres_url else "?"
+        if name == "hub" and self.args.history_schema:  # a history stored before: used as it is, and kept
+            return f"{self.args.postgres_url}{separator}options=-csearch_path%3D{self.args.history_schema}"
         schema = f"bench_{self.run_id.lower()}_{name}"
         with psycopg.connect(self.args.postgres_url, autocommit=True, connect_timeout=5) as conn:
             conn.execute(f'CREATE SCHEMA "{schema}"')
         self.schemas.append(schema)
-        separator = "&" if "?" in self.args.postgres_url else "?"
         return f"{self.args.postgres_url}{separator}options=-csearch_path%3D{schema}"
 
     def _drop_schemas(self) -> None:
@@ -202,7 +226,7 @@ class Bench:
 
             # 3. the history (--preload), the hubs (one after the other: the first migrates), a token, the sandbox
             self.preloaded = self._preload(hub_url_db) if args.preload else None
-            self.baseline = self._baseline(hub_url_db)
+            self.baseline = self.baseline_first = self._baseline(hub_url_db)
             hubs = [self._start(f"hub{i + 1}" if args.hub_processes > 1 else "hub",
                                 HUB_COMMAND + ["serve", "--port", str(port)], env, f"{url}/healthz")
                     for i, (port, url) in enumerate(zip(hub_ports, hub_urls))]
@@ -227,9 +251,13 @@ class Bench:
             # 5. searches
             searched = self._search(hub_urls, token) if args.searches else None
 
-            # 6. the report
+            # 6. the console
+            consoled = self._console(env, hub_urls, token, load) if args.console else None
+
+            # 7. the report
             report = self._report(load, outcome, measured, cpu_before, cpu_after, peaks, sizes, hub_url_db)
             report["search"] = searched
+            report["console"] = consoled
             self.output.parent.mkdir(parents=True, exist_ok=True)
             self.output.write_text(json.dumps(report, indent=2))
             _print_report(console, report)
@@ -295,6 +323,59 @@ class Bench:
             result = search.run(hub_urls, token, messages.reference(self.run_id, 0), rounds,
                                 on_progress=lambda n: progress.update(task, completed=n))
         return search.summary(result, _percentiles)
+
+    def _console(self, env: dict, hub_urls: list[str], token: str, first_load: dict) -> dict:
+        """Page timings through a signed-in console session; intake with and without open live views."""
+        args, console = self.args, self.console
+        hub_url = hub_urls[0]
+        account = console_phase.create_account(HUB_COMMAND, env, self.run_id)
+        session = console_phase.sign_in(hub_url, *account) if account else None
+        if session is None:
+            console.print("  [yellow]console: no console session could be signed in; pages not available[/]")
+        api = httpx.Client(base_url=hub_url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        try:
+            case = messages.reference(self.run_id, 0)
+            with _progress(console) as progress:
+                task = progress.add_task("console pages", total=args.console_requests * len(console_phase.pages(case)))
+                timings = console_phase.time_pages(session, api, case, args.console_requests,
+                                                   on_progress=lambda n: progress.update(task, completed=n))
+            rates = {"without views (first load)": _rate(first_load)}
+            views_report = None
+            if args.live_views:
+                if session is not None:
+                    views = console_phase.LiveViews(hub_url, session.cookies, count=args.live_views,
+                                                    every=args.live_every)
+                else:  # no console: the views ask the overview's JSON, which is what the fragment shows
+                    views = console_phase.LiveViews(hub_url, None, count=args.live_views, every=args.live_every,
+                                                    path="/api/v1/monitor/overview",
+                                                    headers={"Authorization": f"Bearer {token}"})
+                with views:
+                    time.sleep(args.live_every)  # every view has refreshed once before the load starts
+                    rates[f"with {args.live_views} live views"] = _rate(self._load_again(env, hub_urls, token, "V"))
+                views_report = views.report()
+                rates["without views (after)"] = _rate(self._load_again(env, hub_urls, token, "W"))
+            without = [rate for name, rate in rates.items() if name.startswith("without")]
+            with_views = [rate for name, rate in rates.items() if name.startswith("with ")]
+            drop = (round((1 - with_views[0] / statistics.mean(without)) * 100, 1)
+                    if with_views and statistics.mean(without) else None)
+            return {"signed_in": session is not None, "pages": timings, "accepted_per_second": rates,
+                    "intake_drop_percent": drop, "live_views": views_report}
+        finally:
+            api.close()
+            if session is not None:
+                session.close()
+
+    def _load_again(self, env: dict, hub_urls: list[str], token: str, suffix: str) -> dict:
+        """The load once more with messages of its own (the same count); returns the load's result."""
+        batch = messages.build(self.pki_dir, self.run_id + suffix, self.args.messages)
+        path = self.run_dir / f"messages-{suffix}.bin"
+        messages.write(path, batch)
+        del batch
+        self.baseline = self._baseline(env["HUB_DATABASE_URL"])  # this load's rows come after these ids
+        hubs = [p for p in self.processes if p.name.startswith("hub")]
+        cpu = {"hub": sum(cpu_seconds(h.pid) for h in hubs)}
+        load, _outcome = self._drive(env, hub_urls, token, path, hubs, cpu)
+        return load
 
     def _token(self, env: dict, role: str, *, partner: str | None = None) -> str:
         command = HUB_COMMAND + ["tokens", "create", "--role", role, "--name", f"bench {self.run_id} {role}",
@@ -415,6 +496,8 @@ class Bench:
             "callbacks": args.callbacks,
             "hub_processes": args.hub_processes,
             "preloaded": self.preloaded["messages"] if self.preloaded else 0,
+            "history_schema": args.history_schema,
+            "history_highest_message_id": self.baseline_first["messages"],
             "preload_seconds": self.preloaded["seconds"] if self.preloaded else None,
             "message_bytes_median": statistics.median(sizes),
             "cpus": os.cpu_count(),
@@ -452,6 +535,11 @@ class Bench:
         }
 
 
+def _rate(load: dict) -> float:
+    """Accepted messages per second of one load."""
+    return round(load["accepted"] / load["elapsed_seconds"], 1) if load["elapsed_seconds"] else 0.0
+
+
 def _pythonpath(env: dict) -> str:
     """The project root first: `bench` is not an installed package."""
     return os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
@@ -471,7 +559,9 @@ _progress = progress_bar
 def _print_report(console: Console, r: dict) -> None:
     table = Table(title=f"Hub benchmark: {r['messages']} messages, {r['concurrency']} connections, {r['database']}, "
                         f"{r['hub_processes']} hub process(es)"
-                        + (f", {r['preloaded']} messages preloaded" if r["preloaded"] else "") + f" ({r['cpus']} CPUs)")
+                        + (f", {r['preloaded']} messages preloaded" if r["preloaded"] else "")
+                        + (f", history of schema {r['history_schema']} (ids up to {r['history_highest_message_id']})"
+                           if r.get("history_schema") else "") + f" ({r['cpus']} CPUs)")
     table.add_column("measure")
     table.add_column("value", justify="right")
     ms = lambda d: f"{d['p50']} / {d['p95']} / {d['p99']}"  # noqa: E731
@@ -496,6 +586,15 @@ def _print_report(console: Console, r: dict) -> None:
                      ms(r["search"]["latency_ms"])))
         slowest = max(r["search"]["queries"].items(), key=lambda item: item[1]["p95_ms"])
         rows.append(("search: slowest query's p95 (ms)", f"{slowest[1]['p95_ms']} ({slowest[0]})"))
+    if r.get("console"):
+        c = r["console"]
+        for name, timing in c["pages"].items():
+            rows.append((f"console: {name} p50 / p95 (ms)",
+                         timing if isinstance(timing, str) else f"{timing['p50_ms']} / {timing['p95_ms']}"))
+        for name, rate in c["accepted_per_second"].items():
+            rows.append((f"console: accepted messages/s, {name}", f"{rate}"))
+        if c["intake_drop_percent"] is not None:
+            rows.append(("console: intake drop with live views (%)", f"{c['intake_drop_percent']}"))
     for name, value in rows:
         table.add_row(name, value)
     table.add_section()

@@ -32,7 +32,7 @@ from lxml import etree
 from sqlalchemy import func, select
 
 from hub.access.tokens import Identity
-from hub.api.auth import allowed
+from hub.access.dependencies import allowed
 from hub.apps import ConsolePart, NavItem
 from hub.errors import Forbidden, NotFound
 from hub.monitor.catalogue import N_

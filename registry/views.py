@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
 from sqlalchemy import func, select
 
-from hub.api.auth import allowed
+from hub.access.dependencies import allowed
 from hub.access.tokens import Identity
 from registry import audit, cases, catalogue, deadlines, service
 from registry.inputs import POST_CODE, PersonIn, Text

@@ -3,15 +3,15 @@
 `ApiAuthentication` (an ASGI middleware) stops any request under /api without a valid token with 401
 before routing, body parsing or validation: an anonymous caller learns nothing, not even which paths
 exist. Routes then declare what they need: `identity: Identity = Depends(allowed("cases:read"))`
-answers 403 when the token's role does not have that permission; scope checks (a consular agent's
-post, a partner's code) are made where the object is known (`Identity.check_post`, `check_partner`).
+answers 403 when the token's role does not have that permission (hub/access/dependencies.py); scope checks
+(a consular agent's post, a partner's code) are made where the object is known (`Identity.check_post`,
+`check_partner`).
 """
 from __future__ import annotations
 
-from fastapi import Depends, Request
+from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPBearer
 from starlette.datastructures import Headers
 
 from hub.api.problems import problem
@@ -19,9 +19,6 @@ from hub.access.tokens import Identity, authenticate, parse_authorization
 from hub.errors import AuthError, Unauthenticated
 
 API_PREFIX = "/api"
-# Shown in the OpenAPI document (the "Authorize" button of /docs); the check itself is the middleware's.
-bearer_scheme = HTTPBearer(auto_error=False, scheme_name="API token",
-                           description="`Authorization: Bearer hub_<id>_<secret>` (see `hub tokens create`)")
 
 
 def _under_api(path: str) -> bool:
@@ -62,19 +59,3 @@ class ApiAuthentication:
         if not presented:  # no database round trip for the commonest refusal
             raise Unauthenticated("an API token is required: send Authorization: Bearer hub_<id>_<secret>")
         return authenticate(self.hub, presented)
-
-
-def current_identity(request: Request, _credentials=Depends(bearer_scheme)) -> Identity:
-    identity = getattr(request.state, "identity", None)
-    if identity is None:  # a route outside /api asked for an identity: refuse rather than guess
-        raise Unauthenticated("an API token is required: send Authorization: Bearer hub_<id>_<secret>")
-    return identity
-
-
-def allowed(permission: str, *, doing: str | None = None):
-    """A dependency returning the caller's Identity once its role has `permission` (else 403)."""
-    def dependency(request: Request, identity: Identity = Depends(current_identity)) -> Identity:
-        identity.require(permission, doing=doing or f"{request.method} {request.url.path}")
-        return identity
-    dependency.__name__ = f"allowed_{permission.replace(':', '_').replace('-', '_')}"
-    return dependency

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from hub.api.auth import allowed
+from hub.access.dependencies import allowed
 from hub.api.openapi import XML_RECEIPT, xml_body
 from hub.api.problems import problem
 from connectors.http import read_body

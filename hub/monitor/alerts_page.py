@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from hub.access.tokens import Identity
 from hub.monitor.alerts import describe, list_alerts
 from hub.monitor.i18n import translations
-from hub.monitor.records import token_allowed
+from hub.access.dependencies import allowed
 from hub.monitor.web import Viewer, render, viewer
 
 router = APIRouter(prefix="/monitor", include_in_schema=False)
@@ -55,7 +55,7 @@ def alerts_live(request: Request, seen: Viewer = Depends(viewer(PERMISSION))):
 def alerts_json(request: Request, state: Literal["open", "cleared"] | None = Query(
                     None, description="Only the open, or only the cleared alerts"),
                 limit: int = Query(200, ge=1, le=1000, description="At most this many"),
-                _identity: Identity = Depends(token_allowed(PERMISSION))):
+                _identity: Identity = Depends(allowed(PERMISSION))):
     """Each alert: `key` (stable per condition, e.g. `unreachable:DGSN`), `kind` (unreachable, dead-letters,
     certificate, overdue, poll), `subject`, `detail`, `facts`, `open`, and its `seen_at`, `raised_at`,
     `notified_at` (every channel told), `notified_via` and `cleared_at` (UTC)."""

@@ -33,7 +33,7 @@ from hub.access.tokens import Identity
 from hub.delivery.operations import resend
 from hub.errors import InputError, NotFound, UnfitCharacter
 from hub.monitor.partners import circuit_of, recent_checks
-from hub.monitor.records import token_allowed
+from hub.access.dependencies import allowed
 from hub.monitor.web import Viewer, csrf_checked, render, url, viewer
 from hub.store.models import Delivery, DeliveryState, Message
 from hub.xml.text import unfit_character
@@ -283,7 +283,7 @@ class GroupResend(BaseModel):
 @api.get("/dead-letters", summary="Dead letters grouped by partner and cause",
          responses={404: {"description": "No such partner"}})
 def dead_letters_json(request: Request, partner: str | None = Query(None, max_length=20),
-                      _identity: Identity = Depends(token_allowed("messages:read"))):
+                      _identity: Identity = Depends(allowed("messages:read"))):
     """Deliveries the hub gave up on, grouped by partner and by their reason with ids and numbers taken out
     (`reason`; `example` is one raw reason); `message_ids` lists up to 50 of each group, oldest first."""
     hub = request.app.state.hub
@@ -295,7 +295,7 @@ def dead_letters_json(request: Request, partner: str | None = Query(None, max_le
 @api.post("/dead-letters/resend", summary="Put every dead letter of a group back in the outbox",
           responses={404: {"description": "No such partner, or the group has no dead letter left"}})
 def resend_group_json(body: GroupResend, request: Request,
-                      identity: Identity = Depends(token_allowed("messages:resend"))):
+                      identity: Identity = Depends(allowed("messages:resend"))):
     """Each message of the group is resent as POST /api/v1/messages/{id}/resend does, with its own RESEND
     entry in the audit log; at most 1,000 per call (`left` says how many remain)."""
     hub = request.app.state.hub

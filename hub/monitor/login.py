@@ -16,7 +16,7 @@ from hub.access.accounts import LOCK_AFTER, LOCK_MINUTES, check_password, identi
 from hub.access.sessions import end_session, open_session
 from hub.evidence import audit
 from hub.monitor.i18n import LANGUAGES
-from hub.monitor.web import LANG_COOKIE, SESSION_COOKIE, Viewer, csrf_checked, render, viewer
+from hub.monitor.web import LANG_COOKIE, SESSION_COOKIE, Viewer, csrf_checked, render
 from hub.xml.text import shown, unfit_character
 
 router = APIRouter(prefix="/monitor", include_in_schema=False)

@@ -12,11 +12,11 @@ import datetime as dt
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.security import HTTPBearer
 from sqlalchemy import select, text
 
+from hub.access.dependencies import allowed
 from hub.access.tokens import Identity
-from hub.errors import InputError, UnfitCharacter, Unauthenticated
+from hub.errors import InputError, UnfitCharacter
 from hub.intake.door import DOORS
 from hub.monitor.web import Viewer, render, viewer
 from hub.store.models import AuditEntry, Refusal
@@ -29,25 +29,6 @@ PAGE = 50
 MAX_ID = 2**63 - 1
 UTC = dt.timezone.utc
 FIRST_YEAR, LAST_YEAR = 2000, 2100
-
-# The same scheme as hub/api/auth.py, shown in the OpenAPI document; the token itself is checked by the API's
-# middleware before routing (hub/api/auth.py ApiAuthentication), which leaves the caller's Identity in
-# request.state (the console's modules do not import hub.api, which mounts them).
-_bearer = HTTPBearer(auto_error=False, scheme_name="API token",
-                     description="`Authorization: Bearer hub_<id>_<secret>` (see `hub tokens create`)")
-
-
-def token_allowed(permission: str):
-    """A dependency: the API caller's Identity once its role has `permission` (else 403)."""
-    def dependency(request: Request, _credentials=Depends(_bearer)) -> Identity:
-        identity = getattr(request.state, "identity", None)
-        if identity is None:
-            raise Unauthenticated("an API token is required: send Authorization: Bearer hub_<id>_<secret>")
-        identity.require(permission, doing=f"{request.method} {request.url.path}")
-        return identity
-    dependency.__name__ = f"token_{permission.replace(':', '_').replace('-', '_')}"
-    return dependency
-
 
 def day(name: str, value: str | None) -> dt.date | None:
     """A date filter (YYYY-MM-DD), or None; InputError (400) naming the filter otherwise."""
@@ -153,7 +134,7 @@ def refusals_page(request: Request, door: str | None = DOOR, partner: str | None
 def refusals_json(request: Request, door: str | None = DOOR, partner: str | None = PARTNER,
                   status: int | None = STATUS, since: str | None = SINCE, until: str | None = UNTIL,
                   before: int | None = BEFORE, limit: int = Query(PAGE, ge=1, le=500),
-                  _identity: Identity = Depends(token_allowed("refusals:read"))):
+                  _identity: Identity = Depends(allowed("refusals:read"))):
     """Days are UTC. `next_before` is the cursor of the next page (null on the last)."""
     start, end = day_range(since, until, UTC)
     page = search_refusals(request.app.state.hub, door=door, partner=partner, status=status, start=start, end=end,
@@ -228,7 +209,7 @@ def audit_page(request: Request, action: str | None = ACTION, actor: str | None 
 def audit_json(request: Request, action: str | None = ACTION, actor: str | None = ACTOR,
                subject: str | None = SUBJECT, since: str | None = SINCE, until: str | None = UNTIL,
                before: int | None = BEFORE, limit: int = Query(PAGE, ge=1, le=500),
-               _identity: Identity = Depends(token_allowed("audit:read"))):
+               _identity: Identity = Depends(allowed("audit:read"))):
     """Days are UTC; `sealed` says whether the entry is in its hash chain yet (within a second or so)."""
     start, end = day_range(since, until, UTC)
     page = search_audit(request.app.state.hub, action=action, actor=actor, subject=subject, start=start, end=end,

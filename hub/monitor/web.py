@@ -17,7 +17,6 @@ import hmac
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 

@@ -32,7 +32,9 @@ class Message(Base):
                       Index("ix_messages_type_id", "type", "id"),
                       Index("ix_messages_sender_id", "sender", "id"),
                       Index("ix_messages_recipient_id_sender", "recipient", "id", "sender"),
-                      Index("ix_messages_message_id", "message_id"))
+                      Index("ix_messages_message_id", "message_id"),
+                      # the monitor's time windows (hub/store/migrations/versions/0011_monitor_indexes.py)
+                      Index("ix_messages_received_at", "received_at"))
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     message_id: Mapped[str] = mapped_column(String(80))
@@ -71,7 +73,11 @@ class Message(Base):
 
 class Delivery(Base):
     __tablename__ = "deliveries"
-    __table_args__ = (Index("ix_deliveries_due", "state", "next_attempt_at"),)
+    __table_args__ = (Index("ix_deliveries_due", "state", "next_attempt_at"),
+                      # the monitor's per-partner figures (hub/store/migrations/versions/0011_monitor_indexes.py)
+                      Index("ix_deliveries_partner_state_delivered_at", "partner", "state", "delivered_at"),
+                      Index("ix_deliveries_failed", "partner", "id", sqlite_where=text("last_error IS NOT NULL"),
+                            postgresql_where=text("last_error IS NOT NULL")))
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)

@@ -17,7 +17,7 @@ from lxml import etree
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from hub.api.auth import allowed
+from hub.access.dependencies import allowed
 from hub.access.tokens import Identity
 from hub.xml.safe import to_bytes
 from registry import canonical, service

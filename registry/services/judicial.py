@@ -35,7 +35,7 @@ from pydantic import Field
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from hub.api.auth import allowed
+from hub.access.dependencies import allowed
 from hub.access.tokens import Identity
 from hub.api.problems import problem
 from hub.store.db import utcnow

@@ -38,7 +38,7 @@ from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hub.api.auth import allowed
+from hub.access.dependencies import allowed
 from hub.access.tokens import Identity
 from hub.store.db import utcnow
 from hub.errors import InputError, NotFound, TryLater

@@ -19,7 +19,7 @@ from lxml import etree
 from pydantic import Field, model_validator
 from sqlalchemy.orm import Session
 
-from hub.api.auth import allowed
+from hub.access.dependencies import allowed
 from hub.access.tokens import Identity
 from registry import audit, canonical, service
 from registry.inputs import PersonIn, StrictIn, Text
