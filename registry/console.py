@@ -223,7 +223,8 @@ def case_page_data(registry, reference: str, identity: Identity) -> dict:
         audit.record(hub, session, identity, audit.CASE_VIEWED, case.reference, "console")
         return {"case": shown, "service_label": service_label(case.service), "status_label": status_label(case.status),
                 "history": history, "documents": documents, "conversation": talk, "overdue": late, "deadline_at": due,
-                "deadline": registry.deadlines[case.service].text, "clearances": clearances}
+                "deadline": registry.deadlines[case.service].text,
+                "deadline_seconds": registry.deadlines[case.service].seconds, "clearances": clearances}
 
 
 def read_document(registry, reference: str, document_id: int, identity: Identity) -> dict:
