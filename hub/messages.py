@@ -111,13 +111,31 @@ def received_id_range(session, received_from: dt.datetime | None,
         return low
 
     low = high = None
-    if received_from is not None:
-        low = first_id_at_or_after(_aware(received_from) - RECEIVED_SKEW)
+    start, end = _shifted(received_from, -RECEIVED_SKEW), _shifted(received_to, RECEIVED_SKEW)
+    if start is not None:
+        low = first_id_at_or_after(start)
         if low is None:   # nothing received that late
             return last + 1, last + 1
-    if received_to is not None:
-        high = first_id_at_or_after(_aware(received_to) + RECEIVED_SKEW)
+    if end is not None:
+        high = first_id_at_or_after(end)
     return low, high
+
+
+def _shifted(moment: dt.datetime | None, skew: dt.timedelta) -> dt.datetime | None:
+    """`moment` widened by the skew, in UTC; None (no bound on that side) for none, or for one at the very edge
+    of the calendar (year 1 or 9999), which bounds nothing."""
+    try:
+        return _utc(moment) + skew if moment is not None and _utc(moment) else None
+    except OverflowError:
+        return None
+
+
+def _utc(moment: dt.datetime) -> dt.datetime | None:
+    """`moment` in UTC (a naive one taken as UTC already); None at the calendar's edge, where it does not fit."""
+    try:
+        return _aware(moment).astimezone(dt.timezone.utc)
+    except OverflowError:
+        return None
 
 
 def _aware(moment: dt.datetime) -> dt.datetime:
@@ -155,10 +173,10 @@ def search_statements(*, state: str | None = None, type: str | None = None, part
         filters.append(Message.id >= low)
     if high is not None:
         filters.append(Message.id < high)
-    if received_from:
-        filters.append(Message.received_at >= _aware(received_from))
-    if received_to:
-        filters.append(Message.received_at < _aware(received_to))
+    if received_from and _utc(received_from):
+        filters.append(Message.received_at >= _utc(received_from))
+    if received_to and _utc(received_to):
+        filters.append(Message.received_at < _utc(received_to))
     page = filters + ([Message.id < before] if before else []) + ([Message.id > after] if after else [])
     # newest first; a page after a cursor is read upwards from it (oldest first: the caller turns it round)
     order = Message.id.asc() if after else Message.id.desc()

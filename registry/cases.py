@@ -38,9 +38,15 @@ class Found:
 def opened_bounds(opened_from: dt.date | None, opened_to: dt.date | None,
                   tz: ZoneInfo | dt.tzinfo = UTC) -> tuple[dt.datetime | None, dt.datetime | None]:
     """The UTC instants of the start of `opened_from` and the end of `opened_to`, as days in `tz`."""
-    start = dt.datetime.combine(opened_from, dt.time.min, tz).astimezone(UTC) if opened_from else None
-    end = (dt.datetime.combine(opened_to + dt.timedelta(days=1), dt.time.min, tz).astimezone(UTC)
-           if opened_to else None)
+    try:
+        start = dt.datetime.combine(opened_from, dt.time.min, tz).astimezone(UTC) if opened_from else None
+    except OverflowError:   # the first day of the calendar, east of UTC: from the beginning
+        start = None
+    try:
+        end = (dt.datetime.combine(opened_to + dt.timedelta(days=1), dt.time.min, tz).astimezone(UTC)
+               if opened_to else None)
+    except OverflowError:   # the calendar's last day: to the end
+        end = None
     return start, end
 
 

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
+from conftest import bearer
 from console_support import ConsoleClient, make_user
 from hub.access.tokens import Identity
 from hub.store.db import utcnow
@@ -214,6 +215,12 @@ def test_hostile_requests_are_clear_refusals(running_hub):
             assert supervisor.get(path).status_code in (400, 404), path
         assert supervisor.get(f"/monitor/cases/{reference}/documents/99999999999999999999").status_code == 422
         assert supervisor.get(f"/monitor/cases/{'X' * 5000}").status_code in (404, 422)
+        # the calendar's edges: from its first day, to its last, in a zone east of UTC: every case, no error
+        supervisor.cookies.set("hub_tz", "Asia/Tokyo")
+        edges = supervisor.get("/monitor/cases", params={"opened_from": "0001-01-01", "opened_to": "9999-12-31"})
+        assert edges.status_code == 200 and reference in edges.text
+    with httpx.Client(base_url=running_hub.url, headers=bearer(running_hub.mint_token("supervisor"))) as api:
+        assert api.get("/api/v1/cases", params={"opened_to": "9999-12-31"}).status_code == 200
 
 
 def test_the_pages_speak_arabic_right_to_left_and_the_deadlines_page_shows_percentiles(running_hub):

@@ -285,6 +285,11 @@ def test_the_message_page_shows_timeline_deliveries_attempts_and_the_evidence(tr
     assert f'href="/monitor/messages/NARSA/{answer_id}"' in page.text  # NARSA's answer, a message
     assert "ResultatAuthentification" not in page.text and "Youssef" not in page.text  # payloads: in their tabs
 
+    # the bundle holds the case's payloads: a supervisor, who sees no payload, gets none of it
+    assert browser.get(f"/monitor/messages/REGISTRY/{message_id}/evidence").status_code == 403
+    assert "/evidence" not in page.text
+    browser = as_role("integration")
+
     def bundle():
         answer = browser.get(f"/monitor/messages/REGISTRY/{message_id}/evidence")
         return answer if answer.status_code == 200 else None
@@ -305,6 +310,7 @@ HOSTILE = [  # (path, query, status)
     ("/monitor/messages", {"before": "-1"}, 422),
     ("/monitor/messages", {"limit": "100000"}, 422),
     ("/monitor/messages.csv", {"received_from": "2026-02-30"}, 400),
+    ("/monitor/messages", {"received_to": "9999-12-31"}, 400),       # the calendar's edge, moved by a day
     ("/monitor/messages/NARSA/{request}", {}, 404),        # another sender's id
     ("/monitor/messages/REGISTRY/" + "A" * 81, {}, 400),
     ("/monitor/messages/REGISTRY/{request}/payload/secret", {}, 404),

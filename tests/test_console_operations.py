@@ -112,7 +112,8 @@ def test_dead_letters_group_by_cause_and_a_fixed_partner_gets_them_from_the_grou
 
     narsa = StandInPartner(partner_ports["NARSA"], b"")  # fixed: takes every message
     try:  # one message from the group's page, then the rest of the group at once
-        one = integration.post_form("/monitor/dead-letters/resend", {"message_id": message_ids[0], **form})
+        one = integration.post_form("/monitor/dead-letters/resend",
+                                    {"message_id": message_ids[0], "sender": "REGISTRY", **form})
         assert one.status_code == 303 and one.headers["location"] == f"/monitor/dead-letters/NARSA/{key}?resent=1"
         assert "One message back in the outbox." in integration.get(one.headers["location"]).text
         resent = integration.post_form("/monitor/dead-letters/resend-group", form)
@@ -142,10 +143,15 @@ def test_dead_letters_group_by_cause_and_a_fixed_partner_gets_them_from_the_grou
 
 def test_resending_one_unknown_or_hostile_message_id_is_refused_clearly(running_hub):
     with person(running_hub, "integration") as integration:
-        assert integration.post_form("/monitor/dead-letters/resend", {"message_id": "NOPE-404"}).status_code == 404
-        bad = integration.post_form("/monitor/dead-letters/resend", {"message_id": "A\x00B"})
+        assert integration.post_form("/monitor/dead-letters/resend",
+                                     {"message_id": "NOPE-404", "sender": "REGISTRY"}).status_code == 404
+        # an id is unique per sender only: another sender's message of that id is not this one
+        assert integration.post_form("/monitor/dead-letters/resend",
+                                     {"message_id": "REGISTRY-NOPE", "sender": "NARSA"}).status_code == 404
+        bad = integration.post_form("/monitor/dead-letters/resend", {"message_id": "A\x00B", "sender": "REGISTRY"})
         assert bad.status_code == 400 and "U+0000" in bad.text and bad.headers["content-type"].startswith("text/html")
-        assert integration.post_form("/monitor/dead-letters/resend", {"message_id": "x" * 5000}).status_code == 422
+        assert integration.post_form("/monitor/dead-letters/resend",
+                                     {"message_id": "x" * 5000, "sender": "REGISTRY"}).status_code == 422
         assert integration.post_form("/monitor/dead-letters/resend-group",
                                      {"partner": "NARSA", "group": "not-a-key"}).status_code == 400
         assert integration.post_form("/monitor/dead-letters/resend-group",

@@ -152,6 +152,9 @@ def test_a_date_range_returns_the_messages_received_in_it(preloaded, client):
                                                        "state": "DEAD", "partner": "NARSA"}).json()
     assert [item["id"] for item in dead_only["items"]] == expected(
         lambda i: 5000 <= i < 5100 and dead(i) and "NARSA" in (kind(i).sender, kind(i).recipient))
+    edges = client.get("/api/v1/messages", params={"received_from": "0001-01-01T00:00:00+14:00",
+                                                   "received_to": "9999-12-31T23:59:59Z", "limit": 1, "exact_total": "true"})
+    assert edges.status_code == 200 and edges.json()["total"] == COUNT  # the calendar's edges bound nothing
     later = client.get("/api/v1/messages", params={"received_from": "2999-01-01T00:00:00Z"}).json()
     assert (later["total"], later["items"]) == (0, [])
 

@@ -158,14 +158,15 @@ class Resent:
                 "skipped": [{"message_id": m, "reason": why} for m, why in self.skipped], "left": self.left}
 
 
-def resend_messages(hub, message_ids: list[str], *, actor: str) -> Resent:
-    """Each message's dead deliveries back in the outbox, one audited resend per message (see the module's doc)."""
+def resend_messages(hub, messages: list[tuple[str, str]], *, actor: str) -> Resent:
+    """Each message's dead deliveries back in the outbox, one audited resend per message (see the module's doc).
+    `messages`: (sender, message id) pairs, since an id is unique per sender only."""
     outcome = Resent()
-    unique = list(dict.fromkeys(message_ids))
+    unique = list(dict.fromkeys(messages))
     outcome.left = max(0, len(unique) - RESEND_LIMIT)
-    for message_id in unique[:RESEND_LIMIT]:
+    for sender, message_id in unique[:RESEND_LIMIT]:
         try:
-            if resend(hub, message_id, actor=actor):
+            if resend(hub, message_id, actor=actor, sender=sender):
                 outcome.resent.append(message_id)
             else:
                 outcome.skipped.append((message_id, "nothing was dead any more"))
@@ -176,7 +177,7 @@ def resend_messages(hub, message_ids: list[str], *, actor: str) -> Resent:
 
 def resend_group(hub, partner: str, key: str, *, actor: str) -> Resent:
     group = find_group(hub, partner, key)
-    return resend_messages(hub, [m.message_id for m in group.members], actor=actor)
+    return resend_messages(hub, [(m.sender, m.message_id) for m in group.members], actor=actor)
 
 
 # -- checks of what a form or a caller sends --------------------------------------------------------------
@@ -259,17 +260,19 @@ async def resend_group_action(request: Request, seen: Viewer = Depends(csrf_chec
 @router.post("/dead-letters/resend")
 async def resend_one_action(request: Request, seen: Viewer = Depends(csrf_checked("messages:resend")),
                             message_id: str = Form(..., min_length=1, max_length=80),
+                            sender: str = Form(..., min_length=1, max_length=20),
                             partner: str | None = Form(None, max_length=20),
                             group: str | None = Form(None, max_length=16)):
     hub = request.app.state.hub
-    message_id = checked_text("message_id", message_id)
+    message_id, sender = checked_text("message_id", message_id), checked_text("sender", sender)
     back = "/monitor/dead-letters"
     if partner and group:
         back = f"/monitor/dead-letters/{checked_partner(hub, partner)}/{checked_key(group)}"
     with hub.sessions() as session:
-        if session.scalar(select(Message.id).where(Message.message_id == message_id).limit(1)) is None:
-            raise NotFound(f"no message with id {message_id!r}")
-    outcome = await run_in_threadpool(resend_messages, hub, [message_id], actor=seen.identity.actor)
+        if session.scalar(select(Message.id).where(Message.message_id == message_id,
+                                                   Message.sender == sender)) is None:
+            raise NotFound(f"no message {message_id!r} from {sender!r}")
+    outcome = await run_in_threadpool(resend_messages, hub, [(sender, message_id)], actor=seen.identity.actor)
     return _back(outcome, back)
 
 

@@ -127,12 +127,12 @@ def local_moment(text: str, seen: Viewer, field: str, *, end: bool) -> dt.dateti
     year, month, day, hour, minute, second = (int(g) if g is not None else None for g in matched.groups())
     try:
         moment = dt.datetime(year, month, day, hour or 0, minute or 0, second or 0, tzinfo=seen.tz)
-    except ValueError:
+        if end:
+            moment += (dt.timedelta(days=1) if hour is None else dt.timedelta(minutes=1) if second is None
+                       else dt.timedelta(seconds=1))
+        return moment.astimezone(dt.timezone.utc)
+    except (ValueError, OverflowError):  # 31 February; or the calendar's edge (year 1, 9999) moved by a zone
         raise InputError(N_("%(field)s: there is no such date or time.")) from None
-    if end:
-        moment += (dt.timedelta(days=1) if hour is None else dt.timedelta(minutes=1) if second is None
-                   else dt.timedelta(seconds=1))
-    return moment.astimezone(dt.timezone.utc)
 
 
 def search_form(seen: Viewer = Depends(reader),
@@ -348,9 +348,11 @@ def pretty_xml(data: bytes | None) -> str | None:
 
 
 @router.get("/messages/{sender}/{message_id}/evidence")
-def evidence_bundle(sender: str, message_id: str, request: Request, seen: Viewer = Depends(reader)):
+def evidence_bundle(sender: str, message_id: str, request: Request,
+                    seen: Viewer = Depends(viewer("messages:payload"))):
     """The evidence bundle of the message's case, as `hub evidence export CASE` makes it (audited
-    EVIDENCE_EXPORTED with the viewer as actor), downloaded and then removed from the server."""
+    EVIDENCE_EXPORTED with the viewer as actor), downloaded and then removed from the server. It holds the
+    case's payloads, so it needs what a payload tab needs."""
     from hub.evidence.export import export_case
     check_names(seen, sender, message_id)
     hub = request.app.state.hub
