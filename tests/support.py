@@ -134,17 +134,20 @@ def _standard_input(stream):
 
 class StandInPartner:
     """A partner on its loopback port answering every POST with `status` and `answer` (application/xml), or with
-    what `answer(request body)` returns when it is a function; `calls` lists the paths asked."""
+    what `answer(request body)` returns when it is a function: the body, or (status, body); `calls` lists the
+    paths asked."""
 
-    def __init__(self, port: int, answer: bytes | Callable[[bytes], bytes], *, status: int = 200):
+    def __init__(self, port: int, answer: bytes | Callable[[bytes], bytes | tuple[int, bytes]], *,
+                 status: int = 200):
         calls = self.calls = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 - the http.server API
                 request = self.rfile.read(int(self.headers.get("content-length", 0)))
                 reply = answer(request) if callable(answer) else answer
+                code, reply = reply if isinstance(reply, tuple) else (status, reply)
                 calls.append(self.path)
-                self.send_response(status)
+                self.send_response(code)
                 self.send_header("Content-Type", "application/xml")
                 self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import http.server
 import io
 import re
-import threading
 import zipfile
 from zoneinfo import ZoneInfo
 
@@ -28,7 +26,7 @@ from hub.monitor import messages as console_messages
 from hub.monitor.messages import csv_cell, local_moment
 from hub.monitor.web import Viewer
 from hub.store.models import AuditEntry
-from support import licence_request, signer_for
+from support import StandInPartner, licence_request, signer_for
 from hub.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.shared_hub
@@ -56,28 +54,15 @@ class Narsa:
         self.refused: set[str] = set()
         self.fixed: set[str] = set()
         self.seen: dict[str, int] = {}
-        narsa = self
+        self.pki_dir = pki_dir
+        self.partner = StandInPartner(port, self.answer)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - the http.server API
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                case = next((c for c in narsa.delivered | narsa.refused if c.encode() in body), None)
-                if case is None or (case in narsa.refused and case not in narsa.fixed):
-                    narsa.seen[case] = narsa.seen.get(case, 0) + 1
-                    status, reply = (503, b"busy") if narsa.seen[case] == 1 else (400, b"<Error>refused</Error>")
-                else:
-                    status, reply = 200, verdict(pki_dir, case)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/xml")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def answer(self, body: bytes) -> tuple[int, bytes]:
+        case = next((c for c in self.delivered | self.refused if c.encode() in body), None)
+        if case is None or (case in self.refused and case not in self.fixed):
+            self.seen[case] = self.seen.get(case, 0) + 1
+            return (503, b"busy") if self.seen[case] == 1 else (400, b"<Error>refused</Error>")
+        return 200, verdict(self.pki_dir, case)
 
 
 _narsas: dict[int, Narsa] = {}
