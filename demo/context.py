@@ -6,6 +6,7 @@ staff send the life-certificate batch and poll CDG (`ctx.staff`); the `api` the 
 supervisor's, which reads every case (lists masked) and the messages."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -47,8 +48,11 @@ class DemoContext:
         self.references.setdefault(service, []).append(reference)
 
 
-def register_citizens(api: httpx.Client, ctx: DemoContext, count: int, on_each=lambda: None) -> None:
-    """Register `count` citizens across the demo's posts. CNIEs end in 0-6 (DGSN knows them)."""
+def register_citizens(api: httpx.Client, ctx: DemoContext, count: int, on_each=lambda: None,
+                      timeout: float = 120) -> None:
+    """Register `count` citizens across the demo's posts, then wait for DGSN's identity check to make each
+    ACTIVE (POST /api/v1/citizens opens their registration case). CNIEs end in 0-6 (DGSN knows them)."""
+    pending = []
     for i in range(count):
         given, family, given_ar, family_ar, sex = PEOPLE[i % len(PEOPLE)]
         post = ctx.posts[i % len(ctx.posts)]
@@ -57,6 +61,16 @@ def register_citizens(api: httpx.Client, ctx: DemoContext, count: int, on_each=l
             "given_name_arabic": given_ar, "family_name_arabic": family_ar,
             "birth_date": f"{1950 + i % 45}-{1 + i % 12:02d}-{1 + i % 28:02d}", "sex": sex,
             "cnie": f"{'BK' if i % 2 else 'J'}{100000 + i * 10 + i % 7:06d}", "country": post[:2],
-            "city": "—"}).raise_for_status().json()
+            "city": "—", "address_lines": f"{1 + i} rue de la République"}).raise_for_status().json()
+        pending.append(citizen["registration_id"])
+    deadline = time.monotonic() + timeout
+    for registration_id in pending:
+        while True:
+            citizen = api.get(f"/api/v1/citizens/{registration_id}").raise_for_status().json()
+            if citizen["status"] != "PENDING":
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{registration_id} still waits for DGSN's identity check after {timeout:.0f} s")
+            time.sleep(0.2)
         ctx.citizens.append(citizen)
         on_each()

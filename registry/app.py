@@ -26,7 +26,7 @@ from hub.errors import InputError, NotFound, PermanentDeliveryError, TryLater
 from hub.intake.door import Arrival, Receipt
 from hub.trust.signing import Signer
 from hub.xml.safe import parse_trusted
-from registry import audit, catalogue, console, deadlines, service
+from registry import audit, catalogue, citizens, console, deadlines, service
 from registry.canonical import PARTY
 from registry.history import CASE_HISTORY
 from registry.models import Base, Case
@@ -117,6 +117,7 @@ class Registry:
                 citizen = service.get_citizen(session, registration_id=registration_id) if registration_id else None
                 if citizen is not None:
                     identity.check_post(citizen.post_code, doing=f"{doing} for {citizen.registration_id}")
+                    citizens.check_may_open(citizen, service_name, details)
                 case = service.open_case(session, service=service_name, citizen=citizen, details=details,
                                          actor=identity.case_actor, post_code=post_code)
                 identity.check_post(case.post_code, doing=f"{doing} at {case.post_code}")

@@ -5,6 +5,10 @@
     CASE_OPENED                 a case opened by a user; subject: the case, detail: its service and post
     PASSPORT_HANDED_OVER        a post's actions on a case; subject: the case, detail: what was recorded
     JUDICIAL_OUTCOME_RECORDED
+    CITIZEN_CORRECTED           a citizen's civil data or contacts corrected; subject: the registration id, detail:
+                                the fields (old and new values are in the citizen's history, registry/citizens.py)
+    CITIZEN_DECEASED            a citizen's death recorded by an agent; detail: the date
+    CITIZEN_TRANSFERRED         a citizen moved to another post; detail: from and to
     CITIZEN_VIEWED              a full record read (GET /citizens/{id}, GET /cases/{ref}); subject: which one
     CASE_VIEWED
     DOCUMENT_VIEWED             a case document's bytes shown in the console (personal data, like a payload);
@@ -23,6 +27,9 @@ CITIZEN_REGISTERED = "CITIZEN_REGISTERED"
 CASE_OPENED = "CASE_OPENED"
 PASSPORT_HANDED_OVER = "PASSPORT_HANDED_OVER"
 JUDICIAL_OUTCOME_RECORDED = "JUDICIAL_OUTCOME_RECORDED"
+CITIZEN_CORRECTED = "CITIZEN_CORRECTED"
+CITIZEN_DECEASED = "CITIZEN_DECEASED"
+CITIZEN_TRANSFERRED = "CITIZEN_TRANSFERRED"
 CITIZEN_VIEWED = "CITIZEN_VIEWED"
 CASE_VIEWED = "CASE_VIEWED"
 DOCUMENT_VIEWED = "DOCUMENT_VIEWED"

@@ -28,6 +28,19 @@ def _acceptable(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_acceptable)]
+ADDRESS_LINES = 3
+ADDRESS_LINE_LENGTH = 100
+
+
+def address_lines_fit(value: str | None) -> str | None:
+    """An address abroad as the registration request carries it: 1 to 3 lines of up to 100 characters (blank
+    lines dropped)."""
+    if value is None:
+        return value
+    lines = [line.strip() for line in value.splitlines() if line.strip()]
+    if not lines or len(lines) > ADDRESS_LINES or any(len(line) > ADDRESS_LINE_LENGTH for line in lines):
+        raise ValueError(f"1 to {ADDRESS_LINES} lines of up to {ADDRESS_LINE_LENGTH} characters")
+    return "\n".join(lines)
 
 
 class StrictIn(BaseModel):

@@ -41,7 +41,7 @@ class Citizen(Base):
     family_name_latin: Mapped[str] = mapped_column(String(100))
     given_name_arabic: Mapped[str] = mapped_column(String(100))
     family_name_arabic: Mapped[str] = mapped_column(String(100))
-    birth_date: Mapped[dt.date] = mapped_column(Date)
+    birth_date: Mapped[dt.date] = mapped_column(Date, index=True)  # near-duplicates: same names, same birth date
     birth_place: Mapped[str] = mapped_column(String(100), default="")
     sex: Mapped[str] = mapped_column(String(1))
     cnie: Mapped[str | None] = mapped_column(String(8), index=True)
@@ -53,9 +53,30 @@ class Citizen(Base):
     email: Mapped[str | None] = mapped_column(String(254))
     post_code: Mapped[str] = mapped_column(ForeignKey("posts.code"), index=True)
     registered_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
-    status: Mapped[str] = mapped_column(String(12), default="ACTIVE", server_default="ACTIVE")  # PENDING | ACTIVE | REJECTED
+    # PENDING (DGSN's identity check not answered yet) | ACTIVE | REJECTED | DECEASED (registry/citizens.py)
+    status: Mapped[str] = mapped_column(String(12), default="ACTIVE", server_default="ACTIVE")
+    died_on: Mapped[dt.date | None] = mapped_column(Date)
 
     post: Mapped[Post] = relationship()
+
+
+class CitizenChange(Base):
+    """One change of a citizen's record, with the value it replaced (registry/citizens.py): a correction of a
+    field, a death recorded, a transfer between posts. `post_code` is the citizen's post when it happened (a
+    transfer's: the post it left), so a former post's agents still see what happened while the citizen was
+    theirs, the transfer out included."""
+    __tablename__ = "citizen_changes"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    citizen_id: Mapped[int] = mapped_column(ForeignKey("citizens.id"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    kind: Mapped[str] = mapped_column(String(20))  # CORRECTION | CONTACT | DECEASED | TRANSFER | REGISTERED
+    field: Mapped[str] = mapped_column(String(40))
+    old_value: Mapped[str | None] = mapped_column(Text)
+    new_value: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(120))  # as the audit log names them (Identity.actor)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    post_code: Mapped[str] = mapped_column(String(12), index=True)
 
 
 class Case(Base):

@@ -65,7 +65,7 @@ def _lines(value):
 MASKS = {
     "cnie": _keep_last, "passport_number": _keep_last, "previous_passport": _keep_last,
     "pension_number": _keep_last, "phone": lambda v: v[:3] + _keep_last(v[3:]),
-    "email": _email, "birth_date": _date, "lines": _lines, "address_lines": _lines,
+    "email": _email, "birth_date": _date, "died_on": _date, "lines": _lines, "address_lines": _lines,
     "given_name_latin": _initials, "given_name_arabic": _initials,
 }
 PERSON_NAMES = {"addressee"}  # objects whose `name` is a person's full name (a court's name is not masked)
@@ -114,7 +114,8 @@ def citizen_out(c: Citizen, *, masked: bool = False) -> dict:
            "birth_date": c.birth_date.isoformat(), "birth_place": c.birth_place, "sex": c.sex, "cnie": c.cnie,
            "passport_number": c.passport_number, "country": c.country, "city": c.city,
            "address_lines": c.address_lines, "phone": c.phone, "email": c.email,
-           "registered_at": c.registered_at.isoformat()}
+           "registered_at": c.registered_at.isoformat(),
+           "died_on": c.died_on.isoformat() if c.died_on else None}
     return mask(out) if masked else out
 
 

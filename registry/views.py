@@ -9,13 +9,14 @@ import datetime as dt
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import Field
+from fastapi.concurrency import run_in_threadpool
+from pydantic import Field, field_validator
 from sqlalchemy import func, select
 
 from hub.access.dependencies import allowed
 from hub.access.tokens import Identity
-from registry import audit, cases, catalogue, deadlines, service
-from registry.inputs import POST_CODE, PersonIn, Text
+from registry import audit, cases, catalogue, citizens, deadlines, service
+from registry.inputs import CNIE, POST_CODE, PersonIn, StrictIn, Text, address_lines_fit
 from registry.models import Case, Post
 from registry.outputs import case_out, citizen_out, post_out
 from registry.statuses import final_statuses
@@ -27,7 +28,10 @@ class CitizenIn(PersonIn):
     post_code: Text = Field(pattern=POST_CODE, description="Consular post of registration")
     country: Text = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 country of residence")
     city: Text = Field(min_length=1, max_length=80)
-    address_lines: Text = ""
+    address_lines: Text = Field(min_length=1, max_length=400, description="The address abroad, 1 to 3 lines "
+                                                                         "of up to 100 characters")
+
+    _address_lines = field_validator("address_lines")(address_lines_fit)
 
 
 @base.get("/posts", summary="Consular posts (reference data)")
@@ -45,14 +49,143 @@ def get_post(code: str, request: Request, _identity: Identity = Depends(allowed(
         return post_out(service.get_post(session, code=code))
 
 
-@base.post("/citizens", status_code=201, summary="Register a citizen at a consular post")
-def register_citizen(body: CitizenIn, request: Request, identity: Identity = Depends(allowed("registry:act"))):
+@base.post("/citizens", status_code=202, summary="Register a citizen at a consular post: the record is PENDING "
+                                                 "until DGSN's identity check (the registration case it opens)")
+async def register_citizen(body: CitizenIn, request: Request, identity: Identity = Depends(allowed("registry:act"))):
+    """The citizen is recorded PENDING and a NEW consular registration case is opened and sent to DGSN
+    (`registration_case`): DGSN's answer makes the citizen ACTIVE (MATCH) or REJECTED. A CNIE already held by
+    a live record (PENDING or ACTIVE) is refused, 409 naming it; a record with the same names and birth date
+    is named in `warnings` (NEAR_DUPLICATE) and the registration goes ahead."""
     identity.check_post(body.post_code, doing=f"registering a citizen at {body.post_code}")
+    registry = request.app.state.registry
+
+    def work() -> tuple[str, str, list[dict]]:
+        with registry.hub.sessions.begin() as session:
+            citizen, warnings = citizens.register(session, actor=identity.actor, **body.model_dump())
+            audit.record(registry.hub, session, identity, audit.CITIZEN_REGISTERED, citizen.registration_id,
+                         f"at {citizen.post_code}, pending DGSN's identity check")
+            case = service.open_case(session, service="CONSULAR_REGISTRATION", citizen=citizen,
+                                     details={"kind": "NEW", "address": None, "address_change": None},
+                                     actor=identity.case_actor)
+            audit.record(registry.hub, session, identity, audit.CASE_OPENED, case.reference,
+                         f"CONSULAR_REGISTRATION NEW at {case.post_code}")
+            registration_id, reference = citizen.registration_id, case.reference
+        registry.submit_case(reference)
+        return registration_id, reference, warnings
+
+    registration_id, reference, warnings = await run_in_threadpool(work)
+    with registry.hub.sessions() as session:
+        citizen = service.get_citizen(session, registration_id=registration_id)
+        case = service.get_case(session, reference=reference)
+        return {**citizen_out(citizen), "warnings": warnings,
+                "registration_case": {"reference": case.reference, "status": case.status,
+                                      "detail": "the citizen is ACTIVE once DGSN's identity check matches "
+                                                "(REJECTED otherwise): follow this case"}}
+
+
+class CorrectionIn(StrictIn):
+    """The fields to correct (only those given change); civil data needs a reason."""
+    given_name_latin: Text | None = Field(None, min_length=1, max_length=100)
+    family_name_latin: Text | None = Field(None, min_length=1, max_length=100)
+    given_name_arabic: Text | None = Field(None, min_length=1, max_length=100)
+    family_name_arabic: Text | None = Field(None, min_length=1, max_length=100)
+    birth_date: dt.date | None = None
+    birth_place: Text | None = Field(None, max_length=100)
+    sex: Literal["F", "M"] | None = None
+    cnie: Text | None = Field(None, pattern=CNIE)
+    passport_number: Text | None = Field(None, pattern=r"^[A-Z0-9]{6,9}$")
+    country: Text | None = Field(None, pattern=r"^[A-Z]{2}$")
+    city: Text | None = Field(None, min_length=1, max_length=80)
+    address_lines: Text | None = Field(None, min_length=1, max_length=400)
+    phone: Text | None = Field(None, pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164")
+    email: Text | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    reason: Text = Field("", max_length=300, description="Why (required for civil data: the document that "
+                                                         "proves it)")
+
+    _address_lines = field_validator("address_lines")(address_lines_fit)
+
+    def changes(self) -> dict:
+        """The fields given, as they are to be stored; a field the record cannot do without may not be emptied."""
+        given = self.model_dump(exclude_unset=True, exclude={"reason"})
+        for field, value in given.items():
+            if value is None and field not in citizens.CLEARABLE:
+                raise citizens.CitizenInputRefused(field, f"{field} cannot be emptied")
+        return given
+
+
+class DeathIn(StrictIn):
+    died_on: dt.date = Field(description="The date of death")
+    reason: Text = Field(min_length=1, max_length=300, description="How the post knows (the death certificate)")
+
+
+class TransferIn(StrictIn):
+    post_code: Text = Field(pattern=POST_CODE, description="The open post the citizen moves to")
+    reason: Text = Field(min_length=1, max_length=300)
+
+
+def _change_citizen(request: Request, identity: Identity, registration_id: str, doing: str, change) -> dict:
+    """Run `change(session, citizen)` on a citizen of the caller's post, audited by what it returns
+    ((action, detail), or None when nothing changed); the citizen as it is afterwards."""
     hub = request.app.state.hub
     with hub.sessions.begin() as session:
-        citizen = service.register_citizen(session, **body.model_dump())
-        audit.record(hub, session, identity, audit.CITIZEN_REGISTERED, citizen.registration_id, f"at {citizen.post_code}")
+        citizen = service.get_citizen(session, registration_id=registration_id)
+        identity.check_post(citizen.post_code, doing=f"{doing} citizen {registration_id}")
+        done = change(session, citizen)
+        if done is not None:
+            audit.record(hub, session, identity, done[0], citizen.registration_id, done[1])
         return citizen_out(citizen)
+
+
+@base.post("/citizens/{registration_id}/corrections", summary="Correct a citizen's civil data or contact details "
+                                                              "(each change kept in the citizen's history)")
+def correct_citizen(registration_id: str, body: CorrectionIn, request: Request,
+                    identity: Identity = Depends(allowed("registry:act"))):
+    changes = body.changes()
+    made: list[dict] = []
+
+    def change(session, citizen):
+        rows = citizens.correct(session, citizen, changes, reason=body.reason, actor=identity.actor)
+        made.extend({"field": r.field, "kind": r.kind} for r in rows)
+        return (audit.CITIZEN_CORRECTED, ", ".join(r.field for r in rows)) if rows else None
+
+    citizen = _change_citizen(request, identity, registration_id, "correcting", change)
+    return {**citizen, "changed": made}
+
+
+@base.post("/citizens/{registration_id}/death", summary="Record a citizen's death: no new case but those about "
+                                                        "the death (repatriation, death transcription)")
+def record_death(registration_id: str, body: DeathIn, request: Request,
+                 identity: Identity = Depends(allowed("registry:act"))):
+    def change(session, citizen):
+        if citizens.mark_deceased(session, citizen, died_on=body.died_on, reason=body.reason, actor=identity.actor):
+            return audit.CITIZEN_DECEASED, f"died on {body.died_on.isoformat()}"
+        return None
+
+    return _change_citizen(request, identity, registration_id, "recording the death of", change)
+
+
+@base.post("/citizens/{registration_id}/transfer", summary="Transfer a citizen to another open post (both posts "
+                                                           "see it in the citizen's history)")
+def transfer_citizen(registration_id: str, body: TransferIn, request: Request,
+                     identity: Identity = Depends(allowed("registry:act"))):
+    def change(session, citizen):
+        row = citizens.transfer(session, citizen, to_post=body.post_code, reason=body.reason, actor=identity.actor)
+        return audit.CITIZEN_TRANSFERRED, f"from {row.old_value} to {row.new_value}"
+
+    return _change_citizen(request, identity, registration_id, "transferring", change)
+
+
+@base.get("/citizens/{registration_id}/history", summary="What changed in a citizen's record: old and new values, "
+                                                         "who, when, why")
+def citizen_history(registration_id: str, request: Request, identity: Identity = Depends(allowed("registry:read"))):
+    """The citizen's post (and roles without a post) sees every change; a post the citizen was transferred
+    from sees the changes made while the citizen was there, the transfer included; any other post: 403."""
+    hub = request.app.state.hub
+    with hub.sessions.begin() as session:  # the read and its audit entry together
+        citizen = service.get_citizen(session, registration_id=registration_id)
+        rows = citizens.history(session, citizen, identity)
+        audit.record(hub, session, identity, audit.CITIZEN_VIEWED, citizen.registration_id, "history")
+        return {"registration_id": citizen.registration_id, "changes": [citizens.change_out(r) for r in rows]}
 
 
 @base.get("/citizens/{registration_id}")

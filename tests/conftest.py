@@ -359,6 +359,9 @@ def settings(request, tmp_path, pki_dir, database_url, partner_ports) -> Setting
 # hub base URL -> fn(role, post=None, partner=None) -> token, for the hubs a test runs (sandboxes that call
 # a hub back get a partner token of that hub; a test running `hub serve` itself registers with `serve_tokens`)
 TOKEN_MINTERS: dict[str, object] = {}
+# hub base URL -> the sessionmaker of its database, for the hubs a test runs: tests/support.register_citizen seeds
+# citizens through the registry's service layer of the hub a client talks to
+SESSIONS: dict[str, object] = {}
 
 
 def token_minter(sessions):
@@ -376,8 +379,10 @@ def token_minter(sessions):
 def serve_tokens(hub_url: str, database_url: str):
     """Register a hub run outside this process (`hub serve`) so sandboxes get tokens; returns its minter."""
     from hub.store.db import make_engine, make_sessionmaker
-    mint = token_minter(make_sessionmaker(make_engine(database_url)))
+    sessions = make_sessionmaker(make_engine(database_url))
+    mint = token_minter(sessions)
     TOKEN_MINTERS[hub_url.rstrip("/")] = mint
+    SESSIONS[hub_url.rstrip("/")] = sessions
     return mint
 
 
@@ -395,8 +400,10 @@ def serve_hub(settings: Settings):
     service.url = f"http://127.0.0.1:{port}"
     service.mint_token = token_minter(service.hub.sessions)
     TOKEN_MINTERS[service.url] = service.mint_token
+    SESSIONS[service.url] = service.hub.sessions
     yield service
     TOKEN_MINTERS.pop(service.url, None)
+    SESSIONS.pop(service.url, None)
     service.stop()
 
 

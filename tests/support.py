@@ -63,14 +63,39 @@ def strip_signature(data: bytes) -> bytes:
 
 CITIZEN = {"post_code": "FR-PARIS", "given_name_latin": "Youssef", "family_name_latin": "El Amrani",
            "given_name_arabic": "يوسف", "family_name_arabic": "العمراني", "birth_date": "1988-04-12", "sex": "M",
-           "cnie": "BK123456", "country": "FR", "city": "Paris"}
+           "cnie": "BK123456", "country": "FR", "city": "Paris", "address_lines": "3 rue de Rivoli"}
+
+
+def hub_sessions(client):
+    """The sessionmaker of the database of the hub `client` talks to (one the tests run: conftest.SESSIONS)."""
+    from conftest import SESSIONS
+    return SESSIONS[str(client.base_url).rstrip("/")]
 
 
 def register_citizen(client, **overrides) -> dict:
-    """Register a citizen through the API (CITIZEN with `overrides`); returns the citizen as the API shows it."""
-    response = client.post("/api/v1/citizens", json={**CITIZEN, **overrides})
-    assert response.status_code == 201, response.text
-    return response.json()
+    """An ACTIVE citizen (CITIZEN with `overrides`), as DGSN's identity check leaves one, stored through the
+    registry's service layer of the hub `client` talks to; returns the citizen as the API shows it.
+
+    For the tests whose subject is not registration: they need no DGSN. Registration itself (POST
+    /api/v1/citizens: PENDING until DGSN answers, the CNIE and near-duplicate checks) is tested in
+    tests/test_citizens.py against DGSN's sandbox."""
+    from registry import service
+    from registry.outputs import citizen_out
+    from registry.views import CitizenIn
+    person = CitizenIn(**{**CITIZEN, **overrides}).model_dump()
+    with hub_sessions(client).begin() as session:
+        return citizen_out(service.register_citizen(session, status="ACTIVE", **person))
+
+
+def identity_confirmed(client, registration_id: str) -> dict:
+    """What DGSN's MATCH does to a citizen registered through POST /api/v1/citizens (PENDING -> ACTIVE), for
+    tests that register through the API without running DGSN's sandbox."""
+    from registry import citizens, service
+    from registry.outputs import citizen_out
+    with hub_sessions(client).begin() as session:
+        citizen = service.get_citizen(session, registration_id=registration_id)
+        citizens.identity_checked(session, citizen, status="ACTIVE", case_reference="tests")
+        return citizen_out(citizen)
 
 
 def scrape(url: str) -> dict[tuple[str, tuple], float]:

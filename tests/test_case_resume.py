@@ -23,13 +23,11 @@ def settings(settings, tmp_path):
 
 
 def open_licence_case(client, number: str) -> str:
-    citizen = client.post("/api/v1/citizens", json={
-        "post_code": "FR-PARIS", "given_name_latin": "Khadija", "family_name_latin": "Alaoui",
-        "given_name_arabic": "خديجة", "family_name_arabic": "العلوي", "birth_date": "1979-03-02", "sex": "F",
-        "cnie": "J123456", "country": "FR", "city": "Paris"})
-    assert citizen.status_code == 201, citizen.text
+    citizen = register_citizen(client, post_code="FR-PARIS", given_name_latin="Khadija", family_name_latin="Alaoui",
+                               given_name_arabic="خديجة", family_name_arabic="العلوي", birth_date="1979-03-02",
+                               sex="F", cnie="J123456")
     case = client.post("/api/v1/cases/licence-authentication", json={
-        "registration_id": citizen.json()["registration_id"],
+        "registration_id": citizen["registration_id"],
         "licence": {"number": number, "categories": ["B"], "issue_date": "2005-09-01"}})
     assert case.status_code == 201, case.text
     return case.json()["reference"]

@@ -30,6 +30,7 @@ from hub.monitor.i18n import translations
 from hub.store.models import AuditEntry
 from browser_support import screenshot
 from conftest import PARTNERS, Sandbox, bearer, free_port, make_settings, serve_hub, wait_for, write_config
+from support import register_citizen
 from console_support import make_user
 
 POST = "FR-PARIS"
@@ -75,13 +76,11 @@ class Scenario:
 def open_licence_case(url: str, token: str) -> str:
     """A consular agent of FR-PARIS registers a citizen and asks NARSA to authenticate their licence."""
     with httpx.Client(base_url=url, timeout=30, headers=bearer(token)) as agent:
-        citizen = agent.post("/api/v1/citizens", json={
-            "post_code": POST, "given_name_latin": "Khadija", "family_name_latin": "Alaoui",
-            "given_name_arabic": "خديجة", "family_name_arabic": "العلوي", "birth_date": "1979-03-02", "sex": "F",
-            "cnie": "J123456", "country": "FR", "city": "Paris"})
-        assert citizen.status_code == 201, citizen.text
+        citizen = register_citizen(agent, post_code=POST, given_name_latin="Khadija", family_name_latin="Alaoui",
+                                   given_name_arabic="خديجة", family_name_arabic="العلوي", birth_date="1979-03-02",
+                                   sex="F", cnie="J123456")
         case = agent.post("/api/v1/cases/licence-authentication", json={
-            "registration_id": citizen.json()["registration_id"],
+            "registration_id": citizen["registration_id"],
             "licence": {"number": LICENCE, "categories": ["B"], "issue_date": "2005-09-01"}})
         assert case.status_code == 201, case.text
         return case.json()["reference"]

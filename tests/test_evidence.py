@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select, text
 
 from conftest import wait_for
-from support import hub_command
+from support import hub_command, register_citizen
 from hub.evidence.chains import ZERO_HASH, audit_line, event_line, link, seal_pending, sha256_text, verify_chains
 from hub.store.models import Event, Message
 
@@ -41,13 +41,11 @@ def flat(result: subprocess.CompletedProcess) -> str:
 
 
 def licence_case(client, number: str = "12/345673") -> str:
-    citizen = client.post("/api/v1/citizens", json={
-        "post_code": "FR-PARIS", "given_name_latin": "Khadija", "family_name_latin": "Alaoui",
-        "given_name_arabic": "خديجة", "family_name_arabic": "العلوي", "birth_date": "1979-03-02", "sex": "F",
-        "cnie": "J123456", "country": "FR", "city": "Paris"})
-    assert citizen.status_code == 201, citizen.text
+    citizen = register_citizen(client, post_code="FR-PARIS", given_name_latin="Khadija", family_name_latin="Alaoui",
+                               given_name_arabic="خديجة", family_name_arabic="العلوي", birth_date="1979-03-02",
+                               sex="F", cnie="J123456")
     case = client.post("/api/v1/cases/licence-authentication", json={
-        "registration_id": citizen.json()["registration_id"],
+        "registration_id": citizen["registration_id"],
         "licence": {"number": number, "categories": ["B"], "issue_date": "2005-09-01"}})
     assert case.status_code == 201, case.text
     reference = case.json()["reference"]

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.shared_hub
 PROBLEM = "application/problem+json"
 CITIZEN = {"post_code": "FR-PARIS", "country": "FR", "city": "Paris", "given_name_latin": "Ali",
            "family_name_latin": "Amrani", "given_name_arabic": "علي", "family_name_arabic": "العمراني",
-           "birth_date": "1980-01-02", "sex": "M"}
+           "birth_date": "1980-01-02", "sex": "M", "address_lines": "1 rue de la Paix"}
 
 # every route taking a path or query parameter that reaches the database, with the parameter to spoil
 PARAMETERS = [

@@ -8,19 +8,17 @@ from lxml import etree
 from conftest import wait_for
 from hub.trust import pki
 from hub.trust.signing import verify
-from support import signer_for
+from support import register_citizen, signer_for
 
 FINAL = {"AUTHENTIC", "NOT_AUTHENTIC", "DISCREPANCY", "FAILED"}
 NARSA_NS = "urn:ma:narsa:authentification-permis:1"
 
 
 def open_case(client, number: str, post: str = "FR-PARIS") -> str:
-    citizen = client.post("/api/v1/citizens", json={
-        "post_code": post, "given_name_latin": "Khadija", "family_name_latin": "Alaoui",
-        "given_name_arabic": "خديجة", "family_name_arabic": "العلوي", "birth_date": "1979-03-02", "sex": "F",
-        "cnie": "J123456", "country": "FR", "city": "Paris"})
-    assert citizen.status_code == 201, citizen.text
-    case = client.post("/api/v1/cases/licence-authentication", json={"registration_id": citizen.json()["registration_id"],
+    citizen = register_citizen(client, post_code=post, given_name_latin="Khadija", family_name_latin="Alaoui",
+                               given_name_arabic="خديجة", family_name_arabic="العلوي", birth_date="1979-03-02",
+                               sex="F", cnie="J123456")
+    case = client.post("/api/v1/cases/licence-authentication", json={"registration_id": citizen["registration_id"],
                                               "licence": {"number": number, "categories": ["B"],
                                                           "issue_date": "2005-09-01"}})
     assert case.status_code == 201, case.text

@@ -86,6 +86,16 @@ def test_address_update_is_also_notified_to_dgsn(client, dgsn):
     assert len(renewal_message["deliveries"]) == 1
 
 
+def registered(client, cnie: str) -> dict:
+    """A citizen registered through POST /api/v1/citizens, once DGSN's identity check made them ACTIVE."""
+    response = client.post("/api/v1/citizens", json={**PERSON, "post_code": "FR-PARIS", "cnie": cnie, "country": "FR",
+                                                     "city": "Paris", "address_lines": "3 rue de Rivoli"})
+    assert response.status_code == 202, response.text
+    registration_id = response.json()["registration_id"]
+    return wait_for(lambda: (c := client.get(f"/api/v1/citizens/{registration_id}").json())["status"] == "ACTIVE"
+                    and c, 30, what=f"{registration_id} to be ACTIVE")
+
+
 def apply_for_passport(client, registration_id: str, enrolment: str) -> str:
     response = client.post("/api/v1/cases/passport-application", json={
         "registration_id": registration_id, "kind": "RENEWAL", "previous_passport": "TK1234567",
@@ -95,8 +105,7 @@ def apply_for_passport(client, registration_id: str, enrolment: str) -> str:
 
 
 def test_passport_is_produced_handed_over_or_rejected(client, dgsn):
-    citizen = client.post("/api/v1/citizens", json={**PERSON, "post_code": "FR-PARIS", "cnie": "BK123453",
-                                                    "country": "FR", "city": "Paris"}).json()
+    citizen = registered(client, "BK123453")
     produced = apply_for_passport(client, citizen["registration_id"], "ENR-FR-PARIS-000311")
     rejected = apply_for_passport(client, citizen["registration_id"], "ENR-FR-PARIS-000319")
     early = client.post(f"/api/v1/cases/{produced}/handover", json={})
@@ -127,8 +136,7 @@ def test_passport_is_produced_handed_over_or_rejected(client, dgsn):
 
 
 def test_handover_is_refused_before_the_passport_is_available(client, dgsn):
-    citizen = client.post("/api/v1/citizens", json={**PERSON, "post_code": "FR-PARIS", "cnie": "BK123453",
-                                                    "country": "FR", "city": "Paris"}).json()
+    citizen = registered(client, "BK123453")
     dgsn.behave(mode="fail", status=503, retry_after=30)  # the application stays with the hub
     reference = apply_for_passport(client, citizen["registration_id"], "ENR-FR-PARIS-000411")
     response = client.post(f"/api/v1/cases/{reference}/handover", json={})

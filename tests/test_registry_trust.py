@@ -29,7 +29,7 @@ from registry.services.judicial import SERVICE as JUDICIAL
 from registry.services.passport import SERVICE as PASSPORT
 from registry.views import router  # noqa: F401 (imports every service module, so every body model exists)
 from conftest import wait_for
-from support import StandInPartner, licence_request, register_citizen, replace_text
+from support import CITIZEN, StandInPartner, identity_confirmed, licence_request, register_citizen, replace_text
 
 pytestmark = pytest.mark.shared_hub
 
@@ -217,7 +217,7 @@ def test_a_citizen_with_a_character_xml_cannot_hold_or_a_direction_control_is_re
     response = client.post("/api/v1/citizens", json={
         "post_code": POST, "given_name_latin": "Ali", "family_name_latin": "Benali", "given_name_arabic": "علي",
         "family_name_arabic": "بنعلي", "birth_date": "1990-01-01", "sex": "M", "country": "FR", "city": "Paris",
-        field: value})
+        "address_lines": "1 rue de la Paix", field: value})
     assert response.status_code in (400, 422), response.text
     assert field in response.text and "U+" in response.text, response.text
     assert citizens() == before
@@ -311,8 +311,11 @@ def seeded_case(running_hub, registration_id: str, service_name: str, status: st
 
 def test_registrations_case_openings_actions_and_record_reads_are_audited_with_their_actor(client_as, running_hub):
     agent = client_as("consular_agent", post=POST)
-    citizen = register_citizen(agent, cnie="AU123456", given_name_latin="Amal", family_name_latin="Audit")
-    registration_id = citizen["registration_id"]
+    registered = agent.post("/api/v1/citizens", json={**CITIZEN, "cnie": "AU123456", "given_name_latin": "Amal",
+                                                      "family_name_latin": "Audit"})
+    assert registered.status_code == 202, registered.text
+    registration_id, registration_case = registered.json()["registration_id"], registered.json()["registration_case"]
+    identity_confirmed(agent, registration_id)  # DGSN's MATCH (its sandbox is not the subject here)
     opened = agent.post("/api/v1/cases/licence-authentication", json={
         "registration_id": registration_id, "licence": {"number": "12/345673", "categories": ["B"],
                                                         "issue_date": "2010-05-03"}})
@@ -331,7 +334,8 @@ def test_registrations_case_openings_actions_and_record_reads_are_audited_with_t
     assert agent.get("/api/v1/cases").status_code == 200  # a masked list is not a record read
 
     assert audit_entries(running_hub, agent) == [
-        ("CITIZEN_REGISTERED", registration_id, f"at {POST}"),
+        ("CITIZEN_REGISTERED", registration_id, f"at {POST}, pending DGSN's identity check"),
+        ("CASE_OPENED", registration_case["reference"], f"CONSULAR_REGISTRATION NEW at {POST}"),
         ("CASE_OPENED", licence_case, f"LICENCE_AUTHENTICATION at {POST}"),
         ("PASSPORT_HANDED_OVER", passport_case, "handed over on 2026-11-20"),
         ("JUDICIAL_OUTCOME_RECORDED", judicial_case, f"SERVED on {today}"),

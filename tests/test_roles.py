@@ -46,6 +46,13 @@ ROUTES = [
     ("GET", "/api/v1/posts/{code}", "/api/v1/posts/FR-PARIS", None, "posts:read"),
     ("POST", "/api/v1/citizens", "/api/v1/citizens", {"post_code": AGENT_POST}, "registry:act"),
     ("GET", "/api/v1/citizens/{registration_id}", "/api/v1/citizens/MRE-9999999", None, "registry:read"),
+    ("GET", "/api/v1/citizens/{registration_id}/history", "/api/v1/citizens/MRE-9999999/history", None,
+     "registry:read"),
+    ("POST", "/api/v1/citizens/{registration_id}/corrections", "/api/v1/citizens/MRE-9999999/corrections", {},
+     "registry:act"),
+    ("POST", "/api/v1/citizens/{registration_id}/death", "/api/v1/citizens/MRE-9999999/death", {}, "registry:act"),
+    ("POST", "/api/v1/citizens/{registration_id}/transfer", "/api/v1/citizens/MRE-9999999/transfer", {},
+     "registry:act"),
     ("GET", "/api/v1/cases", "/api/v1/cases", None, "registry:read"),
     ("GET", "/api/v1/services", "/api/v1/services", None, "registry:read"),
     ("GET", "/api/v1/cases/{reference}", "/api/v1/cases/LIC-2026-999999", None, "registry:read"),
@@ -162,7 +169,15 @@ def test_a_consular_agent_sees_and_changes_only_their_posts_citizens_and_cases(r
     refused = {
         "register at the other post": agent.post("/api/v1/citizens", json={
             "post_code": OTHER_POST, "given_name_latin": "A", "family_name_latin": "B", "given_name_arabic": "أ",
-            "family_name_arabic": "ب", "birth_date": "1990-01-01", "sex": "F", "country": "ES", "city": "Madrid"}),
+            "family_name_arabic": "ب", "birth_date": "1990-01-01", "sex": "F", "country": "ES", "city": "Madrid",
+            "address_lines": "1 calle Mayor"}),
+        "correct their citizen": agent.post(f"/api/v1/citizens/{theirs['registration_id']}/corrections",
+                                            json={"phone": "+34600000000"}),
+        "record their citizen's death": agent.post(f"/api/v1/citizens/{theirs['registration_id']}/death",
+                                                   json={"died_on": "2026-11-01", "reason": "certificate"}),
+        "take their citizen": agent.post(f"/api/v1/citizens/{theirs['registration_id']}/transfer",
+                                         json={"post_code": AGENT_POST, "reason": "moved"}),
+        "read their citizen's history": agent.get(f"/api/v1/citizens/{theirs['registration_id']}/history"),
         "open a case for their citizen": agent.post("/api/v1/cases/licence-authentication", json={
             "registration_id": theirs["registration_id"], "licence": LICENCE}),
         "renew their registration": agent.post("/api/v1/cases/consular-registration", json={
@@ -189,6 +204,7 @@ def test_a_consular_agent_sees_and_changes_only_their_posts_citizens_and_cases(r
     for what, response in refused.items():
         assert response.status_code == 403, (what, response.status_code, response.text)
     assert len(client.get("/api/v1/cases").json()) == before  # nothing was opened by the refused requests
+    assert client.get(f"/api/v1/citizens/{theirs['registration_id']}").json() == theirs  # nor changed
     # and their own post works
     opened = agent.post("/api/v1/cases/licence-authentication",
                         json={"registration_id": ours["registration_id"], "licence": LICENCE})

@@ -41,7 +41,7 @@ from hub.api.problems import problem
 from hub.store.db import utcnow
 from hub.errors import InputError
 from hub.xml.safe import to_bytes
-from registry import audit, canonical, service
+from registry import audit, canonical, citizens, service
 from registry.inputs import StrictIn, Text
 from registry.models import Case, CaseEvent
 from registry.outputs import case_out
@@ -90,6 +90,9 @@ def apply_request(registry, session: Session, envelope: etree._Element) -> str:
                "document_type": text("DocumentType"), "hearing_date": text("HearingDate"),
                "issued_at": text("IssuedAt"), "addressee": {"cnie": cnie, "name": text("Addressee/Name")}}
     citizen = service.find_citizen_by_cnie(session, cnie=cnie)
+    deceased = citizens.deceased_holder(session, cnie) if citizen is None and cnie else None
+    if deceased is not None:
+        return _addressee_deceased(registry, session, header, details, deceased, request)
     case = service.open_case(session, service=SERVICE, citizen=citizen, details=details, actor="JUSTICE",
                              status="RECEIVED", note=f"request {header.message_id} from JUSTICE")
     case.request_message_id, case.partner_reference = header.message_id, header.correlation_id
@@ -103,6 +106,23 @@ def apply_request(registry, session: Session, envelope: etree._Element) -> str:
     reference = case.reference
     event.listen(session, "after_commit", lambda _s: _certify_quietly(registry, reference), once=True)
     return f"judicial request {header.message_id} -> case {case.reference}: no registered citizen with that CNIE"
+
+
+def _addressee_deceased(registry, session: Session, header, details: dict, deceased, request) -> str:
+    """The addressee is recorded as deceased: the document is not served as if they were alive. The case opens
+    at their post (kept with their record) and certifies NOT_FOUND at once, its note telling JUSTICE of the
+    death and its date, as the consular register has them."""
+    case = service.open_case(session, service=SERVICE, citizen=deceased, details=details, actor="JUSTICE",
+                             status="RECEIVED", note=f"request {header.message_id} from JUSTICE")
+    case.request_message_id, case.partner_reference = header.message_id, header.correlation_id
+    service.attach_document(session, case=case, kind=DOCUMENT_KIND,
+                            content=to_bytes(request.find(f"{{{NS}}}Document")), source_message_id=header.message_id)
+    died = deceased.died_on.isoformat() if deceased.died_on else "a date not recorded"
+    _record_outcome(session, case, outcome="NOT_FOUND", day=utcnow().date(), actor="registry",
+                    note=f"addressee deceased on {died} (consular register)")
+    reference = case.reference
+    event.listen(session, "after_commit", lambda _s: _certify_quietly(registry, reference), once=True)
+    return f"judicial request {header.message_id} -> case {case.reference}: the addressee is deceased"
 
 
 # -- the certificate to JUSTICE -------------------------------------------------------------------

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from hub.access.dependencies import allowed
 from hub.access.tokens import Identity
-from registry import audit, canonical, service
+from registry import audit, canonical, citizens, service
 from registry.inputs import PersonIn, StrictIn, Text
 from registry.models import Case, Citizen
 from registry.outputs import case_out
@@ -98,11 +98,9 @@ def apply_identity_check(registry, session: Session, envelope: etree._Element) -
                                       for d in result.iterfind(f"{{{NS}}}Discrepancy")]}
     citizen = case.citizen
     if case.details["kind"] == "NEW":
-        citizen.status = status
+        citizens.identity_checked(session, citizen, status=status, case_reference=case.reference)
     elif status == "ACTIVE" and case.details.get("address"):
-        address = case.details["address"]
-        citizen.country, citizen.city = address["country"], address["city"]
-        citizen.address_lines = "\n".join(address["lines"])
+        citizens.address_confirmed(session, citizen, case.details["address"], case_reference=case.reference)
     return f"case {case.reference} -> {case.status}"
 
 
@@ -157,18 +155,22 @@ async def open_registration_case(body: RegistrationCaseIn, request: Request,
     if details["address"]:
         details["address_change"] = {"effective_date": (body.address_effective_date or dt.date.today()).isoformat()}
 
+    warnings: list[dict] = []
+
     def work() -> str:
         with registry.hub.sessions.begin() as session:
             if body.kind == "NEW":
                 address = body.address
-                citizen = service.register_citizen(
-                    session, post_code=body.post_code, country=address.country, city=address.city,
-                    address_lines="\n".join(address.lines), status="PENDING", **body.person.model_dump())
+                citizen, found = citizens.register(
+                    session, actor=identity.actor, post_code=body.post_code, country=address.country,
+                    city=address.city, address_lines="\n".join(address.lines), **body.person.model_dump())
+                warnings.extend(found)
                 audit.record(registry.hub, session, identity, audit.CITIZEN_REGISTERED, citizen.registration_id,
                              f"at {citizen.post_code}, pending DGSN's identity check")
             else:
                 citizen = service.get_citizen(session, registration_id=body.registration_id)
                 identity.check_post(citizen.post_code, doing=f"{doing} for {citizen.registration_id}")
+                citizens.check_may_open(citizen, SERVICE, details)
             case = service.open_case(session, service=SERVICE, citizen=citizen, details=details,
                                      actor=identity.case_actor)
             audit.record(registry.hub, session, identity, audit.CASE_OPENED, case.reference,
@@ -179,4 +181,5 @@ async def open_registration_case(body: RegistrationCaseIn, request: Request,
 
     reference = await run_in_threadpool(work)
     with registry.hub.sessions() as session:
-        return case_out(service.get_case(session, reference=reference), full=True, viewer=identity)
+        shown = case_out(service.get_case(session, reference=reference), full=True, viewer=identity)
+    return {**shown, "warnings": warnings} if body.kind == "NEW" else shown

@@ -27,7 +27,7 @@ from hub.access.dependencies import allowed
 from hub.access.tokens import Identity
 from hub.store.db import utcnow
 from hub.xml.safe import to_bytes
-from registry import canonical, service
+from registry import canonical, citizens, service
 from registry.inputs import CNIE, NamesIn, StrictIn, Text
 from registry.models import Case
 from registry.outputs import HEALTH_AUTHORITY
@@ -213,6 +213,9 @@ async def open_repatriation_case(body: RepatriationIn, request: Request,
         else:
             deceased = body.deceased.model_dump(mode="json")
         case.details = {**case.details, "deceased": deceased}  # a new dict: JSON columns see reassignment only
+        if citizen is not None:  # the post holds the death certificate: the record says so from now on
+            citizens.death_reported(session, citizen, died_on=body.death.date, case_reference=case.reference,
+                                    what="repatriation of the remains requested")
         if body.pension:
             from registry.services.life_certificates import record_death_notice
             record_death_notice(session, repatriation_case=case, pension_number=body.pension.pension_number,

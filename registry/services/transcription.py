@@ -16,13 +16,14 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Request
 from lxml import etree
 from pydantic import Field, model_validator
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.access.dependencies import allowed
 from hub.access.tokens import Identity
-from registry import canonical, service
+from registry import canonical, citizens, service
 from registry.inputs import NamesIn, StrictIn, Text
-from registry.models import Case
+from registry.models import Case, Citizen
 
 SERVICE = "TRANSCRIPTION"
 PREFIX = "TRN"
@@ -102,7 +103,28 @@ def apply_result(registry, session: Session, envelope: etree._Element) -> str:
     if not service.move_case(session, case=case, status=decision, actor="ETAT_CIVIL", note=note):
         return f"case {case.reference} already final ({case.status}); result {header.message_id} ignored"
     case.outcome, case.partner_reference = outcome, outcome["partner_reference"]
+    deceased = _deceased_citizen(session, case)
+    if decision == "TRANSCRIBED" and deceased is not None:
+        citizens.death_reported(session, deceased, died_on=dt.date.fromisoformat(case.details["event_date"]),
+                                case_reference=case.reference, what="death transcribed into the national register")
     return f"case {case.reference} -> {case.status}"
+
+
+def _deceased_citizen(session: Session, case: Case) -> Citizen | None:
+    """The registered citizen whose death a DEATH transcription is about: the one named by
+    `deceased_registration_id`, else the applicant when the person is the applicant (same birth date and
+    names); None for a birth, or a deceased nobody registered."""
+    d = case.details
+    if d.get("event") != "DEATH":
+        return None
+    if d.get("deceased_registration_id"):
+        return session.scalars(select(Citizen).where(Citizen.registration_id == d["deceased_registration_id"])).first()
+    citizen, person = case.citizen, d["person"]
+    if citizen is not None and citizen.birth_date.isoformat() == person["birth_date"] and \
+            (citizens.folded(citizen.given_name_latin), citizens.folded(citizen.family_name_latin)) == \
+            (citizens.folded(person["given_name_latin"]), citizens.folded(person["family_name_latin"])):
+        return citizen
+    return None
 
 
 HANDLERS = {"TranscriptionAcknowledged": apply_acknowledgement, "TranscriptionResult": apply_result}
@@ -134,6 +156,9 @@ class TranscriptionCaseIn(StrictIn):
     event_place: PlaceIn
     foreign_act: ForeignActIn
     person: PersonIn = Field(description="The child born, or the person deceased")
+    deceased_registration_id: Text | None = Field(None, pattern=r"^MRE-[0-9]{7,10}$",
+                                                 description="DEATH: the deceased's registration, when registered "
+                                                             "(recorded DECEASED once the death is transcribed)")
     father: NamesIn | None = None
     mother: NamesIn | None = None
 
@@ -141,6 +166,8 @@ class TranscriptionCaseIn(StrictIn):
     def _dates(self):
         if self.event == "BIRTH" and self.person.birth_date != self.event_date:
             raise ValueError("for a birth, person.birth_date is the event_date")
+        if self.deceased_registration_id and self.event != "DEATH":
+            raise ValueError("deceased_registration_id is for a DEATH")
         if self.person.birth_date > self.event_date or self.foreign_act.date < self.event_date:
             raise ValueError("dates out of order: birth <= event <= foreign act")
         return self
@@ -154,5 +181,12 @@ router = APIRouter(prefix="/api/v1", tags=["transcription of acts registered abr
 async def open_transcription_case(body: TranscriptionCaseIn, request: Request,
                                   identity: Identity = Depends(allowed("registry:act"))):
     details = body.model_dump(mode="json", exclude={"registration_id"}, exclude_none=True)
+
+    def deceased_known(session, case: Case) -> None:  # the deceased named is a record of the agent's post
+        if body.deceased_registration_id:
+            deceased = service.get_citizen(session, registration_id=body.deceased_registration_id)
+            identity.check_post(deceased.post_code, doing=f"naming {deceased.registration_id} as deceased")
+
     return await request.app.state.registry.open_and_submit(SERVICE, registration_id=body.registration_id,
-                                                            details=details, identity=identity)
+                                                            details=details, identity=identity,
+                                                            after_open=deceased_known)
