@@ -176,7 +176,7 @@ def correct(session: Session, citizen: Citizen, changes: dict, *, reason: str, a
     for field, value in different.items():
         rows.append(_record(session, citizen, kind="CORRECTION" if field in CIVIL_FIELDS else "CONTACT",
                             field=field, old=getattr(citizen, field), new=value, actor=actor,
-                            reason=reason or "contact details updated"))
+                            reason=reason))
         setattr(citizen, field, value)
     if rows:
         citizen_search.reindex(session, citizen)

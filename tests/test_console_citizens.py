@@ -136,6 +136,6 @@ def test_the_citizen_page_reads_well_in_french_and_in_arabic(running_hub, client
         assert page.locator("table.history tbody tr").count() == 2
         assert page.evaluate("() => document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 0
         title = page.locator("h1").inner_text()
-        assert ("مواطن" if lang == "ar" else "Citoyen") in title, title
+        assert ("المواطن" if lang == "ar" else "Ressortissant") in title, title
         screenshot(page, f"citizen-{lang}")
     signed.close()
