@@ -1,7 +1,7 @@
 """Who did what in the registry, written to the hub's audit log (`Hub.audit`, sealed into its hash chain).
 
-    CITIZEN_REGISTERED          a citizen registered (POST /citizens, a NEW consular registration); subject: the
-                                registration id, detail: the post
+    CITIZEN_REGISTERED          a citizen registered, PENDING DGSN's identity check (POST /citizens, a NEW consular
+                                registration); subject: the registration id, detail: the post
     CASE_OPENED                 a case opened by a user; subject: the case, detail: its service and post
     PASSPORT_HANDED_OVER        a post's actions on a case; subject: the case, detail: what was recorded
     JUDICIAL_OUTCOME_RECORDED
