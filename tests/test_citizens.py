@@ -250,7 +250,6 @@ def test_a_judicial_document_for_a_deceased_addressee_is_certified_back_not_serv
 
 # -- transfer -------------------------------------------------------------------------------------------------
 
-@pytest.mark.both_databases
 def test_a_transfer_moves_the_citizen_and_both_posts_see_it(running_hub, client_as):
     paris, madrid, milano = (client_as("consular_agent", post=p) for p in (PARIS, MADRID, MILANO))
     rid = register_citizen(paris, cnie="TR123456", given_name_latin="Yassine")["registration_id"]

@@ -120,8 +120,7 @@ def test_the_citizen_page_reads_well_in_french_and_in_arabic(running_hub, client
                            phone="+33611223344")["registration_id"]
     assert client.post(f"/api/v1/citizens/{rid}/corrections", json={"city": "Lyon", "address_lines": "3 rue Mercière"}
                        ).status_code == 200
-    username, password = make_user(running_hub.hub.sessions, "consular_agent", post=PARIS)
-    signed = ConsoleClient(running_hub.url, username, password)
+    signed = person(running_hub, "consular_agent", PARIS)  # their session, in the browser too
     host = running_hub.url.split("//")[1].split(":")[0]
     for locale, lang in (("fr-FR", "fr"), ("ar", "ar")):
         context = browser_context.another(locale=locale, viewport=LAPTOP)
@@ -138,4 +137,3 @@ def test_the_citizen_page_reads_well_in_french_and_in_arabic(running_hub, client
         title = page.locator("h1").inner_text()
         assert ("المواطن" if lang == "ar" else "Ressortissant") in title, title
         screenshot(page, f"citizen-{lang}")
-    signed.close()
