@@ -16,6 +16,9 @@
     │   ├── MessageTooLarge         over the size cap, refused before parsing                    -> 413
     │   ├── UnsupportedMediaType    not application/xml                                          -> 415
     │   ├── DuplicateConflict       same sender and message id, other bytes                      -> 409
+    │   ├── RecordConflict          a registry record's state refuses the action (a CNIE already held,
+    │   │                           a deceased citizen)                                          -> 409
+    │   ├── ValueRefused            a value a registry record cannot take, the field named       -> 400
     │   └── PayloadPurged           a resend of a message whose payload retention removed         -> 409
     ├── TryLater                    nothing wrong with the input, but the hub cannot take it now: send the
     │   │                           same bytes again after `retry_after` seconds (Retry-After header)
@@ -155,6 +158,21 @@ class UnsupportedMediaType(InputError):
 class DuplicateConflict(InputError):
     status = 409
     title = "Message id already used with other content"
+
+
+class RecordConflict(InputError):
+    """A registry record's state refuses the action (registry/citizens.py): a CNIE already held by a live record,
+    a deceased citizen, a citizen whose identity is not confirmed."""
+    status = 409
+    title = "Refused by the record"
+
+
+class ValueRefused(InputError):
+    """A value a registry record cannot take (a birth after the death, a closed post), `field` named."""
+    title = "Value refused"
+
+    def __init__(self, field: str, detail: str):
+        super().__init__(detail, [Problem(detail, path=field)])
 
 
 class PayloadPurged(InputError):

@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.access.tokens import Identity
-from hub.errors import InputError, Problem
+from hub.errors import Problem, RecordConflict, ValueRefused
 from hub.store.db import utcnow
 from registry import citizen_search, service
 from registry.models import Citizen, CitizenChange, Post
@@ -42,20 +42,6 @@ CLEARABLE = ("cnie", "passport_number", "phone", "email")  # the fields a record
 # the cases a deceased citizen may still have: those about their death
 ABOUT_THE_DEATH = {"REPATRIATION": lambda details: True,
                    "TRANSCRIPTION": lambda details: (details or {}).get("event") == "DEATH"}
-
-
-class CitizenConflict(InputError):
-    """The record's state refuses the action (409): a CNIE already held, a deceased citizen, a closed post."""
-    status = 409
-    title = "Refused by the citizen's record"
-
-
-class CitizenInputRefused(InputError):
-    """A value that cannot apply to this record (400), the field named."""
-    title = "Value refused"
-
-    def __init__(self, field: str, detail: str):
-        super().__init__(detail, [Problem(detail, path=field)])
 
 
 # -- reading ---------------------------------------------------------------------------------------------
@@ -119,7 +105,7 @@ def change_out(change: CitizenChange) -> dict:
 def check_cnie_free(session: Session, cnie: str | None, *, other_than: Citizen | None = None) -> None:
     holder = cnie_holder(session, cnie, other_than=other_than)
     if holder is not None:
-        raise CitizenConflict(f"CNIE {cnie} is already held by citizen {holder.registration_id} ({holder.status}, "
+        raise RecordConflict(f"CNIE {cnie} is already held by citizen {holder.registration_id} ({holder.status}, "
                               f"registered at {holder.post_code}): correct or transfer that record instead",
                               [Problem("already held by a live record", path="cnie")])
 
@@ -163,15 +149,15 @@ def correct(session: Session, citizen: Citizen, changes: dict, *, reason: str, a
     Civil data needs a reason; a CNIE already held by another live record is refused (nothing changed)."""
     unknown = set(changes) - set(CIVIL_FIELDS) - set(CONTACT_FIELDS)
     if unknown:
-        raise CitizenInputRefused(sorted(unknown)[0], f"{', '.join(sorted(unknown))}: not a field that is corrected")
+        raise ValueRefused(sorted(unknown)[0], f"{', '.join(sorted(unknown))}: not a field that is corrected")
     different = {f: v for f, v in changes.items() if getattr(citizen, f) != v}
     if any(f in CIVIL_FIELDS for f in different) and not reason:
-        raise CitizenInputRefused("reason", "a correction of civil data says why (the document that proves it)")
+        raise ValueRefused("reason", "a correction of civil data says why (the document that proves it)")
     if "cnie" in different:
         check_cnie_free(session, different["cnie"], other_than=citizen)
     birth = different.get("birth_date", citizen.birth_date)
     if birth > utcnow().date() or (citizen.died_on and birth > citizen.died_on):
-        raise CitizenInputRefused("birth_date", "a birth date in the future or after the death")
+        raise ValueRefused("birth_date", "a birth date in the future or after the death")
     rows = []
     for field, value in different.items():
         rows.append(_record(session, citizen, kind="CORRECTION" if field in CIVIL_FIELDS else "CONTACT",
@@ -189,11 +175,11 @@ def mark_deceased(session: Session, citizen: Citizen, *, died_on: dt.date, reaso
     if citizen.status == DECEASED:
         if citizen.died_on == died_on:
             return False
-        raise CitizenConflict(f"citizen {citizen.registration_id} is already recorded as deceased on "
+        raise RecordConflict(f"citizen {citizen.registration_id} is already recorded as deceased on "
                               f"{citizen.died_on.isoformat() if citizen.died_on else 'an unknown date'}",
                               [Problem("a death is recorded once", path="died_on")])
     if died_on > utcnow().date() or died_on < citizen.birth_date:
-        raise CitizenInputRefused("died_on", f"{died_on.isoformat()} is in the future or before the birth")
+        raise ValueRefused("died_on", f"{died_on.isoformat()} is in the future or before the birth")
     _record(session, citizen, kind="DECEASED", field="status", old=citizen.status, new=DECEASED, actor=actor,
             reason=f"died on {died_on.isoformat()}: {reason}")
     citizen.status, citizen.died_on = DECEASED, died_on
@@ -205,12 +191,12 @@ def transfer(session: Session, citizen: Citizen, *, to_post: str, reason: str, a
     """The citizen moves to `to_post` (open, known, another one); their cases stay where they were opened."""
     post = session.get(Post, to_post)
     if post is None or not post.active:
-        raise CitizenInputRefused("post_code", f"{to_post} is {'closed' if post else 'not a consular post'}: a "
+        raise ValueRefused("post_code", f"{to_post} is {'closed' if post else 'not a consular post'}: a "
                                                "citizen is transferred to an open post")
     if post.code == citizen.post_code:
-        raise CitizenInputRefused("post_code", f"citizen {citizen.registration_id} is already at {to_post}")
+        raise ValueRefused("post_code", f"citizen {citizen.registration_id} is already at {to_post}")
     if citizen.status == DECEASED:
-        raise CitizenConflict(f"citizen {citizen.registration_id} is deceased: the record stays at "
+        raise RecordConflict(f"citizen {citizen.registration_id} is deceased: the record stays at "
                               f"{citizen.post_code}")
     change = _record(session, citizen, kind="TRANSFER", field="post_code", old=citizen.post_code, new=post.code,
                      actor=actor, reason=reason)
@@ -230,11 +216,11 @@ def check_may_open(citizen: Citizen | None, service_name: str, details: dict | N
         return
     if citizen.status in (PENDING, REJECTED):
         if service_name != REGISTRATION:
-            raise CitizenConflict(f"citizen {citizen.registration_id} is {citizen.status}: DGSN has not confirmed "
+            raise RecordConflict(f"citizen {citizen.registration_id} is {citizen.status}: DGSN has not confirmed "
                                   f"their identity, so no {service_name} case can be opened for them yet")
         return
     if citizen.status == DECEASED:
-        raise CitizenConflict(f"citizen {citizen.registration_id} is deceased (on "
+        raise RecordConflict(f"citizen {citizen.registration_id} is deceased (on "
                               f"{citizen.died_on.isoformat() if citizen.died_on else 'an unknown date'}): no new "
                               f"{service_name} case; only a repatriation or the transcription of the death")
 

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from hub.access.dependencies import allowed
 from hub.access.tokens import Identity
+from hub.errors import ValueRefused
 from registry import audit, cases, catalogue, citizens, deadlines, service
 from registry.inputs import CNIE, POST_CODE, PersonIn, StrictIn, Text, address_lines_fit
 from registry.models import Case, Post
@@ -109,7 +110,7 @@ class CorrectionIn(StrictIn):
         given = self.model_dump(exclude_unset=True, exclude={"reason"})
         for field, value in given.items():
             if value is None and field not in citizens.CLEARABLE:
-                raise citizens.CitizenInputRefused(field, f"{field} cannot be emptied")
+                raise ValueRefused(field, f"{field} cannot be emptied")
         return given
 
 
