@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import unicodedata
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from hub.access.tokens import Identity
@@ -103,6 +103,11 @@ def change_out(change: CitizenChange) -> dict:
 # -- registration ----------------------------------------------------------------------------------------
 
 def check_cnie_free(session: Session, cnie: str | None, *, other_than: Citizen | None = None) -> None:
+    """409 naming the live record that holds `cnie`. On PostgreSQL the transaction first takes a lock of that
+    CNIE's own (released at its end), so that two registrations of one CNIE at once cannot both find it free
+    (SQLite has one writer at a time)."""
+    if cnie and session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"cnie:{cnie.upper()}"})
     holder = cnie_holder(session, cnie, other_than=other_than)
     if holder is not None:
         raise RecordConflict(f"CNIE {cnie} is already held by citizen {holder.registration_id} ({holder.status}, "
