@@ -1,6 +1,8 @@
 """Operator actions on stored messages (CLI and API). Each is recorded in the audit log with its actor."""
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import select
 
 from hub.evidence import audit
@@ -10,7 +12,7 @@ from hub.store.db import utcnow
 from hub.errors import NotFound, PayloadPurged
 from hub.store.models import Delivery, DeliveryState, Message, MessageState
 
-
+log = logging.getLogger("hub.delivery")
 
 
 def resend(hub, message_id: str, *, actor: str = "operator", sender: str | None = None) -> int:
@@ -18,7 +20,8 @@ def resend(hub, message_id: str, *, actor: str = "operator", sender: str | None 
     of that sender (an id is unique per sender only).
 
     The RESEND audit entry is written in the same transaction (also when nothing was dead: the
-    attempt itself is a human action worth keeping). Raises NotFound (404) for an unknown id, and
+    attempt itself is a human action worth keeping). After the commit, when something was dead, the apps'
+    resend hooks (hub/apps.py) are told, so that what the dead letter failed (a case) waits again. Raises NotFound (404) for an unknown id, and
     PayloadPurged (409) when there are dead deliveries but retention purged the payload."""
     with hub.sessions.begin() as session:
         # the row locked (PostgreSQL), so a retention purge and this resend never interleave: a purge that
@@ -41,5 +44,12 @@ def resend(hub, message_id: str, *, actor: str = "operator", sender: str | None 
         audit.record(session, actor=actor, action="RESEND", subject=message_id,
                      detail=(f"{len(dead)} dead deliver{'y' if len(dead) == 1 else 'ies'} back in the outbox: "
                              + ", ".join(d.partner for d in dead)) if dead else "nothing was dead")
+        resent = (message.sender, message.correlation_id, message.message_id, actor)
+    if dead:  # before the workers are woken: the case waits again before the partner can answer
+        for listener in hub.resend_listeners:
+            try:
+                listener(*resent)
+            except Exception:  # the resend stands; what the hook missed is in the log
+                log.exception("resend listener failed for %s", message_id)
     hub.wake_workers()
     return len(dead)

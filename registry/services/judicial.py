@@ -190,6 +190,16 @@ def on_dead_letter(registry, session: Session, correlation_id: str, message_id: 
     return True
 
 
+def on_resend(registry, session: Session, correlation_id: str, message_id: str, actor: str) -> bool:
+    """A certificate dead-lettered and resent: noted on the case (its status, final, stays)."""
+    match = re.fullmatch(r"REGISTRY-(JUD-.+)-CERT(?:-[0-9]+)?", message_id)
+    case = match and session.scalars(select(Case).where(Case.reference == match.group(1)).with_for_update()).first()
+    if not case:
+        return False
+    service.note_case(session, case=case, actor="hub", note=f"certificate {message_id} resent to JUSTICE by {actor}")
+    return True
+
+
 HANDLERS = {REQUEST_TYPE: apply_request}
 SCHEDULED = [("judicial-certificates", certify_pending, 30)]
 
