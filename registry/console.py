@@ -1,6 +1,7 @@
 """The registry's part of the console (hub/monitor): the cases.
 
-    /monitor/cases                         cases by service, status, post and day opened, overdue first, paged
+    /monitor/cases                         cases by service, status, post, citizen and day opened, overdue first,
+                                           paged by cursor
     /monitor/cases/deadlines               each service's answer deadline against its partners' answer times
     /monitor/cases/{reference}             one case: its whole conversation across partners as one timeline
                                            (a repatriation's three clearances side by side), its status history
@@ -42,7 +43,7 @@ from registry import audit, cases, catalogue, deadlines, service
 from registry.canonical import PARTY
 from registry.models import Case, CaseDocument, Post
 from registry.outputs import WITHHELD, _may_read_document, case_out
-from registry.statuses import FAILED, open_statuses
+from registry.statuses import CANCELLED, FAILED, open_statuses
 
 TEMPLATES = Path(__file__).parent / "templates"
 PAGE = 50
@@ -69,7 +70,7 @@ STATUS_LABELS = {
     "AUTHORISED": N_("Authorised"), "REFUSED": N_("Refused"), "ESCALATED": N_("Escalated"),
     "RECEIVED": N_("Received"), "AT_POST": N_("At the post"), "CERTIFYING": N_("Certifying"),
     "SERVED": N_("Served"), "ADDRESSEE_UNKNOWN": N_("Addressee unknown"), "BATCHED": N_("Batched"),
-    "ACCEPTED": N_("Accepted"),
+    "ACCEPTED": N_("Accepted"), "CANCELLED": N_("Cancelled"),
 }
 # what a message's timeline says of the exchange (intake's own steps, RECEIVED to VERIFIED and CLAIMED, are on
 # the message's page)
@@ -267,17 +268,20 @@ def _registry(request: Request):
 def case_list(request: Request, service_name: str | None = Query(None, alias="service", pattern=cases.SERVICE),
               status: str | None = Query(None, pattern=cases.STATUS),
               post: str | None = Query(None, pattern=cases.POST),
+              citizen: str | None = Query(None, pattern=cases.REGISTRATION_ID),
               opened_from: dt.date | None = Query(None), opened_to: dt.date | None = Query(None),
-              overdue: bool = Query(False), offset: int = Query(0, ge=0, le=cases.MAX_OFFSET),
+              overdue: bool = Query(False), cursor: str | None = Query(None, pattern=cases.CURSOR),
               seen: Viewer = Depends(viewer(READ))):
     registry = _registry(request)
     identity = seen.identity
+    after = cases.read_cursor(cursor, "overdue") if cursor else None
 
     def work():
         with registry.hub.reads() as session:
             found = cases.search(session, registry.deadlines, identity, service=service_name, status=status,
-                                 post_code=post, opened_from=opened_from, opened_to=opened_to, tz=seen.tz,
-                                 overdue=overdue, sort="overdue", offset=offset, limit=PAGE + 1)
+                                 post_code=post, registration_id=citizen, opened_from=opened_from,
+                                 opened_to=opened_to, tz=seen.tz, overdue=overdue, sort="overdue", after=after,
+                                 limit=PAGE + 1)
             posts = ([identity.post_scope] if identity.post_scope else
                      list(session.scalars(select(Post.code).order_by(Post.code))))
             rows = [{"reference": f.case.reference, "service": f.case.service,
@@ -285,20 +289,21 @@ def case_list(request: Request, service_name: str | None = Query(None, alias="se
                      "status_label": status_label(f.case.status), "post_code": f.case.post_code,
                      "opened": f.case.created_at, "updated": f.case.updated_at, "deadline_at": f.deadline_at,
                      "overdue": f.overdue} for f in found[:PAGE]]
-        return rows, len(found) > PAGE, posts
+            following = cases.cursor_after(found[PAGE - 1], "overdue") if len(found) > PAGE else None
+        return rows, following, posts
 
-    rows, more, posts = work()
+    rows, following, posts = work()
     filters = {"service": service_name or "", "status": (status or "").upper(), "post": post or "",
-               "opened_from": opened_from.isoformat() if opened_from else "",
+               "citizen": citizen or "", "opened_from": opened_from.isoformat() if opened_from else "",
                "opened_to": opened_to.isoformat() if opened_to else "", "overdue": "1" if overdue else ""}
-    page_url = lambda at: url("/monitor/cases", offset=at or None, **filters)  # noqa: E731
-    statuses = sorted({s for m in catalogue.modules() for s in m.MACHINE} | {FAILED})
+    page_url = lambda at: url("/monitor/cases", cursor=at, **filters)  # noqa: E731
+    statuses = sorted({s for m in catalogue.modules() for s in m.MACHINE} | {FAILED, CANCELLED})
     return render(request, seen, "cases/list.html", rows=rows, filters=filters, posts=posts,
                   services=[(m.SERVICE, service_label(m.SERVICE)) for m in catalogue.modules()],
                   statuses=[(s, status_label(s)) for s in statuses],
                   tiles=service_tiles(registry, identity),
-                  next_url=page_url(offset + PAGE) if more else None,
-                  previous_url=page_url(max(offset - PAGE, 0)) if offset else None, offset=offset)
+                  next_url=page_url(following) if following else None,
+                  first_url=page_url(None) if cursor else None)
 
 
 @router.get("/cases/deadlines")
