@@ -7,12 +7,14 @@ kept in the case's sealed history, and open to a consular agent only for their p
 from __future__ import annotations
 
 import base64
+import re
 
 import httpx
 import pytest
 from sqlalchemy import select
 
 from conftest import wait_for
+from console_support import ConsoleClient, make_user
 from hub.store.models import AuditEntry
 from registry import service
 from registry.history import problems
@@ -230,3 +232,43 @@ def test_an_unknown_addressee_is_matched_by_hand_and_justice_gets_the_real_outco
     assert history == ["RECEIVED", "CERTIFYING", "ADDRESSEE_UNKNOWN", "AT_POST", "CERTIFYING", "SERVED"]
     with running_hub.hub.sessions() as session:  # what `hub evidence verify` checks of the case history
         assert list(problems(session)) == []
+
+
+def test_the_case_page_buttons_act_behind_a_confirmation_and_the_csrf_token(running_hub, client):
+    hub = running_hub.hub
+    waiting = made(hub, "TRANSCRIPTION", "AWAITING_PARTNER")
+    failed = made(hub, "CIVIL_STATUS_EXTRACT", "FAILED")
+    theirs = made(hub, "TRANSCRIPTION", "AWAITING_PARTNER", post=MADRID)
+    username, password = make_user(hub.sessions, "consular_agent", post=PARIS)
+    with ConsoleClient(running_hub.url, username, password) as agent:
+        page = agent.get(f"/monitor/cases/{waiting}").text
+        forms = dict(re.findall(r'<form method="post" action="([^"]+)" class="card" data-action="(\w+)"', page))
+        assert set(forms.values()) == {"cancel", "reassign"}  # open: no retry, no match
+        assert all("data-confirm=" in f for f in re.findall(r'<form method="post" action="/monitor/cases/[^>]+>', page))
+        assert 'name="csrf_token"' in page and 'value="ES-MADRID"' in page and 'value="FR-PARIS"' not in page
+        assert "document.pdf" not in page  # nothing printable yet
+        assert set(re.findall(r'data-action="(\w+)"', agent.get(f"/monitor/cases/{failed}").text)) == \
+            {"cancel", "retry"}
+
+        # without the session's token, or from another origin: refused, nothing changed
+        assert agent.post(f"/monitor/cases/{waiting}/cancel", data={"reason": "no token"}).status_code == 403
+        assert agent.post_form(f"/monitor/cases/{waiting}/cancel", {"reason": "elsewhere"},
+                               headers={"Origin": "https://evil.example"}).status_code == 403
+        assert agent.post_form(f"/monitor/cases/{waiting}/cancel", {"reason": "x\u202ey"}).status_code == 400
+        assert agent.post_form(f"/monitor/cases/{theirs}/cancel", {"reason": "not ours"}).status_code == 403
+        assert client.get(f"/api/v1/cases/{waiting}").json()["status"] == "AWAITING_PARTNER"
+
+        done = agent.post_form(f"/monitor/cases/{waiting}/cancel", {"reason": "asked twice by mistake"})
+        assert done.status_code == 303 and done.headers["location"] == f"/monitor/cases/{waiting}?done=cancelled"
+        after = agent.get(done.headers["location"]).text
+        assert "Le dossier a été annulé." in after and 'data-action="cancel"' not in after  # French by default
+        assert client.get(f"/api/v1/cases/{waiting}").json()["status"] == "CANCELLED"
+        assert agent.post_form(f"/monitor/cases/{waiting}/cancel", {"reason": "again"}).status_code == 409
+
+        agent.cookies.set("hub_lang", "ar")  # the buttons read in Arabic, right to left
+        arabic = agent.get(f"/monitor/cases/{failed}").text
+        assert 'dir="rtl"' in arabic and "إعادة محاولة الملف" in arabic and 'data-action="retry"' in arabic
+    with ConsoleClient(running_hub.url, *make_user(hub.sessions, "supervisor")) as supervisor:  # reads, acts not
+        page = supervisor.get(f"/monitor/cases/{failed}").text
+        assert "data-action=" not in page
+        assert supervisor.post_form(f"/monitor/cases/{failed}/retry").status_code == 403
