@@ -45,6 +45,7 @@ def audited(hub, action: str, subject: str) -> list[AuditEntry]:
                                                              AuditEntry.subject == subject)))
 
 
+@pytest.mark.both_databases  # the keyset conditions and the overdue rank are SQL of each database
 def test_the_list_pages_by_cursor_and_filters_by_citizen(running_hub, client, client_as):
     hub = running_hub.hub
     citizen = register_citizen(client, post_code="FR-LYON", cnie="LY123456")["registration_id"]

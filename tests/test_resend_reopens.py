@@ -140,6 +140,7 @@ def batch_in(client, batch: str, status: str) -> dict | None:
     return found if found["status"] == status else None
 
 
+@pytest.mark.both_databases  # the batch and its cases reopened in one transaction, under the batch's row lock
 def test_cdg_batches_over_sftp_as_a_message_and_as_a_streamed_file_after_a_resend(running_hub, client,
                                                                                   start_sandbox, monkeypatch):
     hub = running_hub.hub
