@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from browser_support import screenshot
 from conftest import wait_for
 from console_support import ConsoleClient, make_user
 from hub.store.models import AuditEntry
@@ -273,3 +274,36 @@ def test_the_case_page_buttons_act_behind_a_confirmation_and_the_csrf_token(runn
         page = supervisor.get(f"/monitor/cases/{failed}").text
         assert "data-action=" not in page
         assert supervisor.post_form(f"/monitor/cases/{failed}/retry").status_code == 403
+
+
+def test_the_buttons_in_a_browser_ask_first_and_read_right_to_left_in_arabic(running_hub, client, browser_context):
+    """Headless Chromium, the console's strict CSP: the retry button asks before it acts (a refused confirmation
+    changes nothing), the page fits a laptop's screen in French and Arabic; screenshots for a person to look at."""
+    hub = running_hub.hub
+    failed = made(hub, "CIVIL_STATUS_EXTRACT", "FAILED")
+    username, password = make_user(hub.sessions, "consular_agent", post=PARIS)
+    with httpx.Client(base_url=running_hub.url) as http:
+        from console_support import sign_in
+        assert sign_in(http, username, password).status_code == 303
+        cookie = http.cookies["hub_session"]
+    host = running_hub.url.split("//")[1].split(":")[0]
+    for locale, lang in (("fr-FR", "fr"), ("ar", "ar")):
+        context = browser_context.another(locale=locale)
+        context.add_cookies([{"name": "hub_session", "value": cookie, "domain": host, "path": "/",
+                              "httpOnly": True, "sameSite": "Strict"}])
+        page = context.new_page()
+        context.problems.watch(page)
+        page.goto(f"{running_hub.url}/monitor/cases/{failed}")
+        assert page.evaluate("() => document.documentElement.dir") == ("rtl" if lang == "ar" else "ltr")
+        assert page.evaluate("() => Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
+                             " - document.documentElement.clientWidth") <= 0
+        screenshot(page, f"case-actions-{lang}")
+    page.once("dialog", lambda dialog: dialog.dismiss())  # the Arabic page: "no" to the confirmation
+    page.click('form[data-action="retry"] button')
+    page.wait_for_timeout(300)
+    assert client.get(f"/api/v1/cases/{failed}").json()["status"] == "FAILED"
+    page.once("dialog", lambda dialog: dialog.accept())
+    with page.expect_navigation():
+        page.click('form[data-action="retry"] button')
+    assert "?done=retried" in page.url and page.locator("p.notice.good").is_visible()
+    assert client.get(f"/api/v1/cases/{failed}").json()["history"][-2]["note"] == "retried: attempt 2"
