@@ -36,7 +36,7 @@ from sqlalchemy import select
 
 from hub.access.dependencies import allowed
 from hub.access.tokens import Identity
-from hub.errors import InputError
+from hub.errors import ActionRefused, BadTarget
 from registry import audit, service
 from registry.inputs import POST_CODE, REGISTRATION_ID, StrictIn, Text
 from registry.models import Case, Citizen, Post
@@ -48,17 +48,6 @@ CASE_RETRIED = "CASE_RETRIED"
 CASE_REASSIGNED = "CASE_REASSIGNED"
 ADDRESSEE_MATCHED = "ADDRESSEE_MATCHED"
 MATCHABLE = ("JUDICIAL_DOCUMENT", "ADDRESSEE_UNKNOWN")  # (service, status) a match reopens
-
-
-class ActionRefused(InputError):
-    """The case is not in a state this action applies to (409, nothing changed)."""
-    status = 409
-    title = "Action refused"
-
-
-class BadTarget(InputError):
-    """The action names a post or citizen it cannot go to (400, naming the field; nothing changed)."""
-    title = "Bad target"
 
 
 def cancel(hub, session, case: Case, *, reason: str, identity: Identity) -> None:

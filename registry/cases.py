@@ -21,7 +21,7 @@ from sqlalchemy import case as when_then, select
 from sqlalchemy.orm import Session, selectinload
 
 from hub.access.tokens import Identity
-from hub.errors import Forbidden, InputError
+from hub.errors import BadCursor, Forbidden
 from registry.deadlines import Deadlines, deadline_at, is_overdue, overdue_condition
 from registry.models import Case, Citizen, PensionBatch
 
@@ -59,10 +59,6 @@ def opened_bounds(opened_from: dt.date | None, opened_to: dt.date | None,
     except OverflowError:   # the calendar's last day: to the end
         end = None
     return start, end
-
-
-class BadCursor(InputError):
-    title = "Bad cursor"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from hub.access.dependencies import allowed
 from hub.access.tokens import Identity
+from hub.errors import BadCursor
 from registry import audit, case_actions, cases, catalogue, deadlines, service
 from registry.inputs import POST_CODE, PersonIn, Text
 from registry.models import Case, Post
@@ -98,7 +99,7 @@ def list_cases(request: Request, response: Response, status: str | None = Query(
     (`deadline_at`) and whether it is past it (`overdue`). The body is the page's cases; when more follow, the
     `X-Next-Cursor` header (and a `Link: <...>; rel="next"`) gives the cursor of the next page."""
     if cursor and offset:
-        raise cases.BadCursor("cursor: give either cursor or offset, not both")
+        raise BadCursor("cursor: give either cursor or offset, not both")
     after = cases.read_cursor(cursor, sort) if cursor else None
     registry = request.app.state.registry
     with request.app.state.hub.sessions() as session:
