@@ -18,11 +18,11 @@ names apps) builds each and wires what it declares:
                           PermanentDeliveryError dead-letters the delivery, anything else retries it
     dead_letter_hooks()   fn(sender, correlation_id, message_id, reason) called after any message is
                           dead-lettered (outside the transaction); a hook's failure is logged, not raised
-    resend_hooks()        optional: fn(sender, correlation_id, message_id, actor) called after an operator put a
-                          message's dead deliveries back in the outbox (hub/delivery/operations.py `resend`;
-                          outside its transaction, only when something was dead); what a dead-letter hook
-                          failed can wait again for the partner's answer. A hook's failure is logged, not
-                          raised: the resend itself stands
+    resend_hooks()        optional: fn(sender, correlation_id, message_id, actor) called when an operator
+                          resends a message that has dead deliveries (hub/delivery/operations.py `resend`),
+                          just before they are due again, outside the resend's transaction: what a
+                          dead-letter hook failed waits again for the partner's answer. A hook's failure is
+                          logged, not raised: the resend goes on
     load_reference_data() once at start-up, after the migrations, under the start-up lock (so processes
                           started together do not race); must be idempotent
     console()             optional: a ConsolePart, what the app shows in the console (its pages, navigation,
