@@ -4,7 +4,7 @@ function for both; and the correlation ids under which a case's messages travel.
 A consular agent finds only the cases of their post (asking for another post's is Forbidden). Cases past their
 deadline (registry/deadlines.py) come first when sorted by `overdue`, then the newest.
 
-Pages follow a cursor: the opaque `next_cursor` of a page names the last case shown (its place in the sort),
+Pages follow a cursor: the opaque cursor of the next page (`cursor_after`; the API's X-Next-Cursor) names the last case shown (its place in the sort),
 and the next page starts after it, however many cases were opened in between; reading page 10,000 costs what
 page 1 does. A cursor made by hand (not base64 of what this module writes, or for another sort) is a 400.
 `offset` still works for one release (it reads and skips every case before the page) and goes after that."""
@@ -82,10 +82,10 @@ def read_cursor(cursor: str, sort: str) -> Position:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
     except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise BadCursor("cursor: not a cursor this list gave (use next_cursor as it came)") from None
+        raise BadCursor("cursor: not a cursor this list gave (use X-Next-Cursor as it came)") from None
     found = _CURSOR_TEXT.match(text)
     if found is None:
-        raise BadCursor("cursor: not a cursor this list gave (use next_cursor as it came)")
+        raise BadCursor("cursor: not a cursor this list gave (use X-Next-Cursor as it came)")
     if found.group(1) != sort:
         raise BadCursor(f"cursor: it pages the {found.group(1)} sort, not {sort}: keep the sort of its first page")
     return Position(sort, int(found.group(2)), int(found.group(3)))

@@ -246,9 +246,7 @@ def case_page_data(registry, reference: str, identity: Identity) -> dict:
 
 def case_page_actions(session, case: Case, identity: Identity) -> dict:
     """What the viewer may do to the case from its page (the same checks refuse it again when done)."""
-    acts = identity.may(ACT) and (identity.post_scope is None or identity.post_scope == case.post_code
-                                  or (case.service, case.status) == case_actions.MATCHABLE)
-    if not acts:
+    if not identity.may(ACT):  # (the page itself shows an agent only their post's cases)
         return {}
     mine = identity.post_scope is None or identity.post_scope == case.post_code
     posts = []

@@ -40,6 +40,16 @@ def made(hub, service_name: str, status: str, *, post: str = PARIS, citizen=None
         return case.reference
 
 
+_ACCOUNTS: dict[tuple, tuple[str, str]] = {}  # one console account per role and hub (an argon2 hash each costs)
+
+
+def account(running_hub, role: str, post: str | None = None) -> tuple[str, str]:
+    key = (running_hub.url, role, post)
+    if key not in _ACCOUNTS:
+        _ACCOUNTS[key] = make_user(running_hub.hub.sessions, role, post=post)
+    return _ACCOUNTS[key]
+
+
 def audited(hub, action: str, subject: str) -> list[AuditEntry]:
     with hub.sessions() as session:
         return list(session.scalars(select(AuditEntry).where(AuditEntry.action == action,
@@ -241,8 +251,7 @@ def test_the_case_page_buttons_act_behind_a_confirmation_and_the_csrf_token(runn
     waiting = made(hub, "TRANSCRIPTION", "AWAITING_PARTNER")
     failed = made(hub, "CIVIL_STATUS_EXTRACT", "FAILED")
     theirs = made(hub, "TRANSCRIPTION", "AWAITING_PARTNER", post=MADRID)
-    username, password = make_user(hub.sessions, "consular_agent", post=PARIS)
-    with ConsoleClient(running_hub.url, username, password) as agent:
+    with ConsoleClient(running_hub.url, *account(running_hub, "consular_agent", PARIS)) as agent:
         page = agent.get(f"/monitor/cases/{waiting}").text
         forms = dict(re.findall(r'<form method="post" action="([^"]+)" class="card" data-action="(\w+)"', page))
         assert set(forms.values()) == {"cancel", "reassign"}  # open: no retry, no match
@@ -270,7 +279,7 @@ def test_the_case_page_buttons_act_behind_a_confirmation_and_the_csrf_token(runn
         agent.cookies.set("hub_lang", "ar")  # the buttons read in Arabic, right to left
         arabic = agent.get(f"/monitor/cases/{failed}").text
         assert 'dir="rtl"' in arabic and "إعادة محاولة الملف" in arabic and 'data-action="retry"' in arabic
-    with ConsoleClient(running_hub.url, *make_user(hub.sessions, "supervisor")) as supervisor:  # reads, acts not
+    with ConsoleClient(running_hub.url, *account(running_hub, "supervisor")) as supervisor:  # reads, acts not
         page = supervisor.get(f"/monitor/cases/{failed}").text
         assert "data-action=" not in page
         assert supervisor.post_form(f"/monitor/cases/{failed}/retry").status_code == 403
@@ -281,7 +290,7 @@ def test_the_buttons_in_a_browser_ask_first_and_read_right_to_left_in_arabic(run
     changes nothing), the page fits a laptop's screen in French and Arabic; screenshots for a person to look at."""
     hub = running_hub.hub
     failed = made(hub, "CIVIL_STATUS_EXTRACT", "FAILED")
-    username, password = make_user(hub.sessions, "consular_agent", post=PARIS)
+    username, password = account(running_hub, "consular_agent", PARIS)
     with httpx.Client(base_url=running_hub.url) as http:
         from console_support import sign_in
         assert sign_in(http, username, password).status_code == 303
