@@ -7,7 +7,8 @@ in the case's history (sealed like the others, registry/history.py); a refused a
     POST /api/v1/cases/{reference}/reassign   {"post_code", "reason"}      an open case moves to another post
     POST /api/v1/cases/{reference}/match      {"registration_id", "note"}  ADDRESSEE_UNKNOWN -> AT_POST
 
-Cancel: CANCELLED is final in every service (registry/statuses.py); a final case cannot be cancelled (409). No
+Cancel: CANCELLED is final in every service (registry/statuses.py); a final case cannot be cancelled (409), nor a
+judicial document (the court's) or a life certificate CDG holds in a batch (their modules' CANCELLABLE). No
 partner's format carries a cancellation (schemas/partners, mappings/): the partner is not told, and an answer
 it sends later finds the case final and changes nothing (its message stays in the hub's records).
 
@@ -53,6 +54,9 @@ MATCHABLE = ("JUDICIAL_DOCUMENT", "ADDRESSEE_UNKNOWN")  # (service, status) a ma
 def cancel(hub, session, case: Case, *, reason: str, identity: Identity) -> None:
     identity.check_post(case.post_code, doing=f"cancelling case {case.reference}")
     if not cancellable(case.service, case.status):
+        if case.status in open_statuses(case.service) or case.status == FAILED:
+            raise ActionRefused(f"a {case.service} case in {case.status} is not cancelled by a post (its partner "
+                                "holds it: see docs/services.md)")
         raise ActionRefused(f"{case.reference} is {case.status}, which is final: only an open or FAILED case can "
                             "be cancelled")
     service.move_case(session, case=case, status=CANCELLED, actor=identity.case_actor, action=True,

@@ -9,7 +9,8 @@ SENT_STATUS). A service that declares none keeps FAILED final. Any other status 
 
 Besides what partners' answers do (`flow`), people act on cases (registry/case_actions.py), and `machine`
 allows those moves too:
-    any open status, and FAILED -> CANCELLED     an agent cancels the case (CANCELLED is final)
+    any open status, and FAILED -> CANCELLED     an agent cancels the case (CANCELLED is final); a module's
+                                                 CANCELLABLE, when it declares one, narrows where from
     FAILED -> SUBMITTED                          an agent retries a case whose service sends a request
     what the module declares in ACTIONS          e.g. a judicial document nobody was found for, matched by hand
 """
@@ -44,8 +45,9 @@ def machine(service: str) -> dict[str, frozenset[str]]:
     """Every move a case of `service` may make: its flow and what people do to it (see the module's doc)."""
     module = module_for(service)
     full = dict(flow(service))
+    cancellable_from = getattr(module, "CANCELLABLE", None)  # a service may narrow it (what a partner owns)
     for status, nxt in full.items():
-        if nxt or status == FAILED:
+        if (nxt or status == FAILED) and (cancellable_from is None or status in cancellable_from):
             full[status] = nxt | {CANCELLED}
     if retryable(service):
         full[FAILED] = full[FAILED] | {SUBMITTED}
@@ -87,7 +89,7 @@ def open_statuses(service: str) -> list[str]:
 
 
 def cancellable(service: str, status: str) -> bool:
-    """An agent may cancel a case in `status`: one still in progress, or FAILED."""
+    """An agent may cancel a case in `status`: one still in progress, or FAILED (where its service allows)."""
     return CANCELLED in machine(service).get(status, frozenset())
 
 

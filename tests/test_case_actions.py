@@ -316,3 +316,17 @@ def test_the_buttons_in_a_browser_ask_first_and_read_right_to_left_in_arabic(run
         page.click('form[data-action="retry"] button')
     assert "?done=retried" in page.url and page.locator("p.notice.good").is_visible()
     assert client.get(f"/api/v1/cases/{failed}").json()["history"][-2]["note"] == "retried: attempt 2"
+
+
+def test_a_judicial_document_or_a_batched_life_certificate_is_not_the_posts_to_cancel(running_hub, client):
+    hub = running_hub.hub
+    for service_name, status in (("JUDICIAL_DOCUMENT", "AT_POST"), ("LIFE_CERTIFICATE", "BATCHED")):
+        with hub.sessions.begin() as session:
+            first = "RECEIVED" if service_name == "JUDICIAL_DOCUMENT" else "ISSUED"
+            case = service.open_case(session, service=service_name, citizen=None, details={}, actor="test",
+                                     post_code=PARIS, status=first)
+            service.move_case(session, case=case, status=status, actor="test")
+            reference = case.reference
+        refused = client.post(f"/api/v1/cases/{reference}/cancel", json={"reason": "not wanted"})
+        assert refused.status_code == 409 and "not cancelled by a post" in refused.json()["detail"], refused.text
+        assert client.get(f"/api/v1/cases/{reference}").json()["status"] == status

@@ -61,6 +61,9 @@ MACHINE = {
 }
 # what people do besides (registry/case_actions.py): an addressee nobody was found for, matched to a citizen by hand
 ACTIONS = {"ADDRESSEE_UNKNOWN": {"AT_POST"}}
+# never cancelled by a post: the document is the court's, and Justice is owed a delivery certificate (a post
+# records NOT_FOUND or REFUSED instead)
+CANCELLABLE: set[str] = set()
 NS = "urn:ma:gov:consular:judicial:1"
 REQUEST_TYPE = "JudicialServiceRequest"
 CERTIFICATE_TYPE = "JudicialDeliveryCertificate"

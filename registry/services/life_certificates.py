@@ -64,6 +64,9 @@ MACHINE = {
     "FAILED": {"ACCEPTED", "REJECTED"},  # CDG's acknowledgement of a resent batch
 }
 RESUME_STATUS = "BATCHED"  # a resent batch's cases wait for CDG's acknowledgement again
+# cancelled only before it leaves in a batch (issued by mistake), or once its batch failed: a batch CDG holds
+# is CDG's to answer
+CANCELLABLE = {"SUBMITTED", "ISSUED", "FAILED"}
 NS = "urn:ma:gov:consular:pension:1"
 # Deadlines (registry/deadlines.py): the case waits for CDG in AWAITING; the daily batch, then CDG's
 # acknowledgement file.
