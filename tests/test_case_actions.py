@@ -169,6 +169,14 @@ def test_reassign_hands_an_open_case_to_an_open_post(running_hub, client, client
     assert agent.get(f"/api/v1/cases/{reference}").status_code == 403  # Paris's agent handed it over
     assert client_as("consular_agent", post=MADRID).get(f"/api/v1/cases/{reference}").status_code == 200
     assert audited(hub, "CASE_REASSIGNED", reference)
+    # another post's case: neither handed on nor retried by Paris's agent, nothing changed
+    theirs, failed_there = made(hub, "TRANSCRIPTION", "AWAITING_PARTNER", post=MADRID), made(
+        hub, "LICENCE_AUTHENTICATION", "FAILED", post=MADRID)
+    assert agent.post(f"/api/v1/cases/{theirs}/reassign",
+                      json={"post_code": PARIS, "reason": "taking it"}).status_code == 403
+    assert agent.post(f"/api/v1/cases/{failed_there}/retry").status_code == 403
+    assert client.get(f"/api/v1/cases/{theirs}").json()["post_code"] == MADRID
+    assert client.get(f"/api/v1/cases/{failed_there}").json()["status"] == "FAILED"
 
 
 def test_retry_sends_a_failed_case_again_under_a_new_message_id(running_hub, client, start_sandbox):
