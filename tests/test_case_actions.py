@@ -19,7 +19,6 @@ from console_support import ConsoleClient, make_user
 from hub.store.models import AuditEntry
 from registry import service
 from registry.history import problems
-from registry.models import Case
 from support import register_citizen
 
 pytestmark = pytest.mark.shared_hub
