@@ -92,6 +92,8 @@ def reassign(hub, session, case: Case, *, post_code: str, reason: str, identity:
 
 
 def match_addressee(hub, session, case: Case, *, registration_id: str, note: str, identity: Identity) -> None:
+    if case.post_code is not None:  # another post's case: refused before anything about it is said
+        identity.check_post(case.post_code, doing=f"matching case {case.reference}")
     if (case.service, case.status) != MATCHABLE:
         raise ActionRefused(f"{case.reference} is a {case.service} case in {case.status}: only a judicial document "
                             "whose addressee was not found (ADDRESSEE_UNKNOWN) is matched by hand")
@@ -108,7 +110,7 @@ def match_addressee(hub, session, case: Case, *, registration_id: str, note: str
                       note=f"addressee matched by hand to {registration_id} at {citizen.post_code}"
                            + (f": {note}" if note else ""))
     audit.record(hub, session, identity, ADDRESSEE_MATCHED, case.reference,
-                        f"{registration_id} at {citizen.post_code}" + (f": {note}" if note else ""))
+                 f"{registration_id} at {citizen.post_code}" + (f": {note}" if note else ""))
 
 
 # -- HTTP -----------------------------------------------------------------------------------------------------

@@ -230,6 +230,9 @@ def test_an_unknown_addressee_is_matched_by_hand_and_justice_gets_the_real_outco
     assert agent.post(f"/api/v1/cases/{reference}/match", json={"registration_id": "MRE-9999999"}).status_code == 400
     other = made(running_hub.hub, "TRANSCRIPTION", "AWAITING_PARTNER")
     assert agent.post(f"/api/v1/cases/{other}/match", json={"registration_id": addressee}).status_code == 409
+    elsewhere = made(running_hub.hub, "TRANSCRIPTION", "AWAITING_PARTNER", post=MADRID)  # nothing said of it
+    refused = agent.post(f"/api/v1/cases/{elsewhere}/match", json={"registration_id": addressee})
+    assert refused.status_code == 403 and "TRANSCRIPTION" not in refused.text
     assert client.get(f"/api/v1/cases/{reference}").json()["status"] == "ADDRESSEE_UNKNOWN"
 
     matched = agent.post(f"/api/v1/cases/{reference}/match",
