@@ -18,6 +18,11 @@ names apps) builds each and wires what it declares:
                           PermanentDeliveryError dead-letters the delivery, anything else retries it
     dead_letter_hooks()   fn(sender, correlation_id, message_id, reason) called after any message is
                           dead-lettered (outside the transaction); a hook's failure is logged, not raised
+    resend_hooks()        optional: fn(sender, correlation_id, message_id, actor) called when an operator
+                          resends a message that has dead deliveries (hub/delivery/operations.py `resend`),
+                          just before they are due again, outside the resend's transaction: what a
+                          dead-letter hook failed waits again for the partner's answer. A hook's failure is
+                          logged, not raised: the resend goes on
     load_reference_data() once at start-up, after the migrations, under the start-up lock (so processes
                           started together do not race); must be idempotent
     console()             optional: a ConsolePart, what the app shows in the console (its pages, navigation,
@@ -43,6 +48,7 @@ if TYPE_CHECKING:
     from hub.settings import Settings
 
 DeadLetterHook = Callable[[str, str, str, str], None]   # (sender, correlation_id, message_id, reason)
+ResendHook = Callable[[str, str, str, str], None]       # (sender, correlation_id, message_id, actor)
 
 
 @dataclass(frozen=True)
@@ -139,10 +145,13 @@ class App(Protocol):
 
 
 def install(hub: "Hub", app: App) -> None:
-    """Attach `app`'s local consumers, dead-letter hooks and chained histories to `hub`."""
+    """Attach `app`'s local consumers, dead-letter and resend hooks and chained histories to `hub`."""
     for party, handler in app.local_consumers().items():
         hub.attach_local_consumer(party, handler)
     hub.dead_letter_listeners.extend(app.dead_letter_hooks())
+    resend_hooks = getattr(app, "resend_hooks", None)  # optional: an app with nothing to reopen has none
+    if callable(resend_hooks):
+        hub.resend_listeners.extend(resend_hooks())
     hub.chained_histories.extend(app_chains([app]))
 
 

@@ -55,6 +55,7 @@ class Hub:
         self._wake = threading.Condition()
         self._wake_count = 0
         self.dead_letter_listeners: list[Callable[[str, str, str, str], None]] = []
+        self.resend_listeners: list[Callable[[str, str, str, str], None]] = []  # after a resend (hub/apps.py)
         self.last_polls: dict = {}  # partner -> how its last poll in this process ended (hub/intake/polling.py)
         self.chained_histories: list = []  # the apps' tables sealed into chains of their own (hub/apps.py)
 

@@ -19,7 +19,10 @@
     │   ├── RecordConflict          a registry record's state refuses the action (a CNIE already held,
     │   │                           a deceased citizen)                                          -> 409
     │   ├── ValueRefused            a value a registry record cannot take, the field named       -> 400
-    │   └── PayloadPurged           a resend of a message whose payload retention removed         -> 409
+    │   ├── PayloadPurged           a resend of a message whose payload retention removed         -> 409
+    │   ├── BadCursor               a list's cursor this list did not give                        -> 400
+    │   ├── BadTarget               a case action names a post or citizen it cannot go to         -> 400
+    │   └── ActionRefused           a case's status does not allow this action (cancel a final one) -> 409
     ├── TryLater                    nothing wrong with the input, but the hub cannot take it now: send the
     │   │                           same bytes again after `retry_after` seconds (Retry-After header)
     │   └── OutboxFull              the outbox for a partner it routes to is at HUB_MAX_OUTBOX_DEPTH -> 429
@@ -180,6 +183,23 @@ class PayloadPurged(InputError):
     nothing left to send (409, not 404)."""
     status = 409
     title = "Payload purged"
+
+
+class BadCursor(InputError):
+    """A list's `cursor` that list did not give (made by hand, or for another sort): named, nothing read."""
+    title = "Bad cursor"
+
+
+class BadTarget(InputError):
+    """A person's action on a registry case names a post or citizen it cannot go to (closed, unknown, inactive)."""
+    title = "Bad target"
+
+
+class ActionRefused(InputError):
+    """A person's action on a registry case that its status does not allow (cancelling a final case, retrying
+    one that has not failed): nothing changed."""
+    status = 409
+    title = "Action refused"
 
 
 class TryLater(HubError):

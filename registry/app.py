@@ -4,7 +4,8 @@ the hub's public interface and consumes the hub's deliveries to the REGISTRY par
 What it contributes to the running service: its API (registry/views.py and each service module's
 router), its scheduled jobs (resubmitting stalled cases, and each service module's SCHEDULED), the
 consumer of REGISTRY's deliveries (dispatched by message type to the service module that handles
-them), a dead-letter hook (a dead-lettered message of the registry fails its case), the consular posts
+them), a dead-letter hook (a dead-lettered message of the registry fails its case), a resend hook (the case
+waits again when that message is resent), the consular posts
 loaded at start-up, its tables (registry/models.py), its case history as a chain of the hub's evidence
 (`chains`), the `hub sample` builders (registry/samples.py), every service's answer deadline
 (config/services.yaml, registry/deadlines.py) and its part of the console (registry/console.py).
@@ -32,6 +33,7 @@ from registry.history import CASE_HISTORY
 from registry.models import Base, Case
 from registry.outputs import case_out
 from registry.reference import load_posts
+from registry.statuses import FAILED, resume_status
 from registry.samples import SAMPLES
 from registry.views import router as api_router
 
@@ -95,6 +97,9 @@ class Registry:
 
     def dead_letter_hooks(self):
         return [self.on_dead_letter]
+
+    def resend_hooks(self):
+        return [self.on_resend]
 
     def load_reference_data(self) -> int:
         with self.hub.sessions.begin() as session:
@@ -225,3 +230,28 @@ class Registry:
                 service.note_case(session, case=case, actor="hub", note=f"{message_id} also dead-lettered: {reason}")
             else:
                 service.move_case(session, case=case, status="FAILED", actor="hub", note=reason)
+
+    def on_resend(self, sender: str, correlation_id: str, message_id: str, actor: str) -> None:
+        """The registry's own message, dead-lettered, was put back in the outbox by `actor`: what its dead letter
+        failed waits again for the partner's answer (a service's hook first: a CDG batch and its cases; else
+        the FAILED case it requests goes back to the status it waits in, registry/statuses.py `resume_status`).
+
+        A case no longer FAILED (the late answer came first, or an agent cancelled it) is left as it is; a
+        service whose FAILED is final (a judicial document's certificate) gets a note only."""
+        if sender != PARTY:
+            return
+        with self.hub.sessions.begin() as session:
+            for module in catalogue.modules():
+                hook = getattr(module, "on_resend", None)
+                if hook is not None and hook(self, session, correlation_id, message_id, actor):
+                    return
+            case = session.scalars(select(Case).where(Case.reference == correlation_id).with_for_update()).first()
+            if case is None or message_id not in _message_ids(case):
+                return
+            waits_in = resume_status(case.service)
+            note = f"{message_id} resent by {actor}"
+            if case.status != FAILED or waits_in is None:
+                service.note_case(session, case=case, actor="hub", note=note)
+                return
+            service.move_case(session, case=case, status=waits_in, actor="hub", action=True,
+                              note=f"{note}: waiting for the partner's answer again")

@@ -11,6 +11,10 @@
     CITIZEN_TRANSFERRED         a citizen moved to another post; detail: from and to
     CITIZEN_VIEWED              a full record read (GET /citizens/{id}, GET /cases/{ref}); subject: which one
     CASE_VIEWED
+    CASE_CANCELLED              people's actions on a case (registry/case_actions.py); subject: the case, detail:
+    CASE_RETRIED                the reason, the attempt, the posts, the citizen matched
+    CASE_REASSIGNED
+    ADDRESSEE_MATCHED
     DOCUMENT_VIEWED             a case document's bytes shown in the console (personal data, like a payload);
                                 subject: the case, detail: the document's kind, source message and size
 

@@ -1,11 +1,15 @@
 """The registry's part of the console (hub/monitor): the cases.
 
-    /monitor/cases                         cases by service, status, post and day opened, overdue first, paged
+    /monitor/cases                         cases by service, status, post, citizen and day opened, overdue first,
+                                           paged by cursor
     /monitor/cases/deadlines               each service's answer deadline against its partners' answer times
     /monitor/cases/{reference}             one case: its whole conversation across partners as one timeline
                                            (a repatriation's three clearances side by side), its status history
                                            with the state of its chain seal, and its documents
     /monitor/cases/{reference}/documents/{id}   a document's XML (personal data: each view is audited)
+    POST /monitor/cases/{reference}/cancel|retry|reassign|match   the case page's buttons (registry/case_actions.py),
+                                           for the roles that act on cases (registry:act), each behind a
+                                           confirmation and the session's CSRF token, as the dead letters' resend
 
 and for the overview (hub/apps.py ConsolePart): one tile per service (open cases by status, cases past their
 deadline), and the overdue cases for the alerts. The same data is JSON for other tools: GET /api/v1/cases
@@ -25,7 +29,8 @@ import datetime as dt
 import re
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, Path as PathParam, Query, Request
+from fastapi import APIRouter, Depends, Form, Path as PathParam, Query, Request
+from fastapi.responses import RedirectResponse
 from fastapi.concurrency import run_in_threadpool
 from babel.dates import format_timedelta
 from lxml import etree
@@ -34,20 +39,29 @@ from sqlalchemy import func, select
 from hub.access.tokens import Identity
 from hub.access.dependencies import allowed
 from hub.apps import ConsolePart, NavItem
-from hub.errors import Forbidden, NotFound
+from hub.errors import Forbidden, NotFound, UnfitCharacter
 from hub.monitor.catalogue import N_
-from hub.monitor.web import Viewer, render, url, viewer
+from hub.monitor.web import Viewer, csrf_checked, render, url, viewer
 from hub.xml.safe import parse_trusted
-from registry import audit, cases, catalogue, deadlines, service
+from hub.xml.text import unfit_character
+from registry import audit, case_actions, cases, catalogue, deadlines, service
 from registry.canonical import PARTY
 from registry.models import Case, CaseDocument, Post
 from registry.outputs import WITHHELD, _may_read_document, case_out
-from registry.statuses import FAILED, open_statuses
+from registry.statuses import CANCELLED, FAILED, cancellable, open_statuses, retryable
 
 TEMPLATES = Path(__file__).parent / "templates"
 PAGE = 50
 OVERDUE_LIMIT = 500
 READ = "registry:read"
+ACT = "registry:act"
+# a case holds a document printed for the citizen (registry/printing, GET /monitor/cases/{reference}/document.pdf)
+# when it has one of these kinds, or is a judicial document with its delivery certificate sent
+PRINTABLE_KINDS = {"CIVIL_STATUS_EXTRACT", "NARSA_ATTESTATION"}
+CERTIFIED = {"SERVED", "REFUSED", "NOT_FOUND", "ADDRESSEE_UNKNOWN"}
+DONE = {"cancelled": N_("The case was cancelled."), "retried": N_("The case was sent again."),
+        "reassigned": N_("The case was handed to the other post."),
+        "matched": N_("The document was matched to the citizen; it is now at their post.")}
 
 SERVICE_LABELS = {
     "CONSULAR_REGISTRATION": N_("Consular registration"),
@@ -69,7 +83,7 @@ STATUS_LABELS = {
     "AUTHORISED": N_("Authorised"), "REFUSED": N_("Refused"), "ESCALATED": N_("Escalated"),
     "RECEIVED": N_("Received"), "AT_POST": N_("At the post"), "CERTIFYING": N_("Certifying"),
     "SERVED": N_("Served"), "ADDRESSEE_UNKNOWN": N_("Addressee unknown"), "BATCHED": N_("Batched"),
-    "ACCEPTED": N_("Accepted"),
+    "ACCEPTED": N_("Accepted"), "CANCELLED": N_("Cancelled"),
 }
 # what a message's timeline says of the exchange (intake's own steps, RECEIVED to VERIFIED and CLAIMED, are on
 # the message's page)
@@ -221,11 +235,29 @@ def case_page_data(registry, reference: str, identity: Identity) -> dict:
             legs = {lg["partner"]: lg for lg in talk["legs"]}
             clearances = [{"authority": a, "decision": given.get(a), "leg": legs.get(a)}
                           for a in catalogue.module_for("REPATRIATION").AUTHORITIES]
+        actions = case_page_actions(session, case, identity)
+        printable = (any(d.kind in PRINTABLE_KINDS for d in case.documents)
+                     or (case.service == "JUDICIAL_DOCUMENT" and case.status in CERTIFIED))
         audit.record(hub, session, identity, audit.CASE_VIEWED, case.reference, "console")
-        return {"case": shown, "service_label": service_label(case.service), "status_label": status_label(case.status),
+        return {"case": shown, "actions": actions, "printable": printable, "service_label": service_label(case.service), "status_label": status_label(case.status),
                 "history": history, "documents": documents, "conversation": talk, "overdue": late, "deadline_at": due,
                 "deadline": registry.deadlines[case.service].text,
                 "deadline_seconds": registry.deadlines[case.service].seconds, "clearances": clearances}
+
+
+def case_page_actions(session, case: Case, identity: Identity) -> dict:
+    """What the viewer may do to the case from its page (the same checks refuse it again when done)."""
+    if not identity.may(ACT):  # (the page itself shows an agent only their post's cases)
+        return {}
+    mine = identity.post_scope is None or identity.post_scope == case.post_code
+    posts = []
+    if mine and case.status in open_statuses(case.service):
+        posts = list(session.scalars(select(Post.code).where(Post.active.is_(True), Post.code != case.post_code)
+                                     .order_by(Post.code)))
+    return {"cancel": mine and cancellable(case.service, case.status),
+            "retry": mine and case.status == FAILED and retryable(case.service),
+            "reassign": posts,
+            "match": (case.service, case.status) == case_actions.MATCHABLE}
 
 
 def read_document(registry, reference: str, document_id: int, identity: Identity) -> dict:
@@ -268,17 +300,20 @@ def _registry(request: Request):
 def case_list(request: Request, service_name: str | None = Query(None, alias="service", pattern=cases.SERVICE),
               status: str | None = Query(None, pattern=cases.STATUS),
               post: str | None = Query(None, pattern=cases.POST),
+              citizen: str | None = Query(None, pattern=cases.REGISTRATION_ID),
               opened_from: dt.date | None = Query(None), opened_to: dt.date | None = Query(None),
-              overdue: bool = Query(False), offset: int = Query(0, ge=0, le=cases.MAX_OFFSET),
+              overdue: bool = Query(False), cursor: str | None = Query(None, pattern=cases.CURSOR),
               seen: Viewer = Depends(viewer(READ))):
     registry = _registry(request)
     identity = seen.identity
+    after = cases.read_cursor(cursor, "overdue") if cursor else None
 
     def work():
         with registry.hub.reads() as session:
             found = cases.search(session, registry.deadlines, identity, service=service_name, status=status,
-                                 post_code=post, opened_from=opened_from, opened_to=opened_to, tz=seen.tz,
-                                 overdue=overdue, sort="overdue", offset=offset, limit=PAGE + 1)
+                                 post_code=post, registration_id=citizen, opened_from=opened_from,
+                                 opened_to=opened_to, tz=seen.tz, overdue=overdue, sort="overdue", after=after,
+                                 limit=PAGE + 1)
             posts = ([identity.post_scope] if identity.post_scope else
                      list(session.scalars(select(Post.code).order_by(Post.code))))
             rows = [{"reference": f.case.reference, "service": f.case.service,
@@ -286,20 +321,21 @@ def case_list(request: Request, service_name: str | None = Query(None, alias="se
                      "status_label": status_label(f.case.status), "post_code": f.case.post_code,
                      "opened": f.case.created_at, "updated": f.case.updated_at, "deadline_at": f.deadline_at,
                      "overdue": f.overdue} for f in found[:PAGE]]
-        return rows, len(found) > PAGE, posts
+            following = cases.cursor_after(found[PAGE - 1], "overdue") if len(found) > PAGE else None
+        return rows, following, posts
 
-    rows, more, posts = work()
+    rows, following, posts = work()
     filters = {"service": service_name or "", "status": (status or "").upper(), "post": post or "",
-               "opened_from": opened_from.isoformat() if opened_from else "",
+               "citizen": citizen or "", "opened_from": opened_from.isoformat() if opened_from else "",
                "opened_to": opened_to.isoformat() if opened_to else "", "overdue": "1" if overdue else ""}
-    page_url = lambda at: url("/monitor/cases", offset=at or None, **filters)  # noqa: E731
-    statuses = sorted({s for m in catalogue.modules() for s in m.MACHINE} | {FAILED})
+    page_url = lambda at: url("/monitor/cases", cursor=at, **filters)  # noqa: E731
+    statuses = sorted({s for m in catalogue.modules() for s in m.MACHINE} | {FAILED, CANCELLED})
     return render(request, seen, "cases/list.html", rows=rows, filters=filters, posts=posts,
                   services=[(m.SERVICE, service_label(m.SERVICE)) for m in catalogue.modules()],
                   statuses=[(s, status_label(s)) for s in statuses],
                   tiles=service_tiles(registry, identity),
-                  next_url=page_url(offset + PAGE) if more else None,
-                  previous_url=page_url(max(offset - PAGE, 0)) if offset else None, offset=offset)
+                  next_url=page_url(following) if following else None,
+                  first_url=page_url(None) if cursor else None)
 
 
 @router.get("/cases/deadlines")
@@ -310,10 +346,78 @@ def deadlines_page(request: Request, days: int = Query(30, ge=1, le=366), seen: 
 
 
 @router.get("/cases/{reference}")
-def case_page(request: Request, reference: str = PathParam(max_length=40), seen: Viewer = Depends(viewer(READ))):
+def case_page(request: Request, reference: str = PathParam(max_length=40),
+              done: str | None = Query(None, max_length=20), seen: Viewer = Depends(viewer(READ))):
     data = case_page_data(_registry(request), reference, seen.identity)
-    return render(request, seen, "cases/case.html", withheld=WITHHELD,
+    return render(request, seen, "cases/case.html", withheld=WITHHELD, done=DONE.get(done or ""),
                   duration=lambda seconds: duration(seconds, seen.lang), **data)
+
+
+def _form_text(name: str, value: str) -> str:
+    """A form's text as the API's `Text` takes it: refused (400 naming the field) with a character XML cannot
+    hold or a direction control."""
+    character = unfit_character(value)
+    if character:
+        raise UnfitCharacter(f"field {name}", character)
+    return value.strip()
+
+
+async def _act_from_page(request: Request, reference: str, seen: Viewer, do, done: str) -> RedirectResponse:
+    """The action `do(hub, session, case)` in one transaction (then what it returns, after the commit); back to
+    the case page, which says what was done."""
+    registry = _registry(request)
+
+    def work():
+        with registry.hub.sessions.begin() as session:
+            case = find_case_for_action(session, reference)
+            then = do(registry.hub, session, case)
+        if then is not None:
+            then(registry, reference)
+    await run_in_threadpool(work)
+    return RedirectResponse(url(f"/monitor/cases/{reference}", done=done), status_code=303)
+
+
+def find_case_for_action(session, reference: str) -> Case:
+    if not _REFERENCE.match(reference or ""):
+        raise NotFound(f"no case with reference {reference[:60]!r}")
+    return service.get_case(session, reference=reference, for_update=True)
+
+
+@router.post("/cases/{reference}/cancel")
+async def cancel_action(request: Request, reference: str = PathParam(max_length=40),
+                        reason: str = Form(..., min_length=3, max_length=200),
+                        seen: Viewer = Depends(csrf_checked(ACT))):
+    reason = _form_text("reason", reason)
+    return await _act_from_page(request, reference, seen, lambda hub, session, case: case_actions.cancel(
+        hub, session, case, reason=reason, identity=seen.identity), "cancelled")
+
+
+@router.post("/cases/{reference}/retry")
+async def retry_action(request: Request, reference: str = PathParam(max_length=40),
+                       seen: Viewer = Depends(csrf_checked(ACT))):
+    def do(hub, session, case):
+        case_actions.retry(hub, session, case, identity=seen.identity)
+        return lambda registry, ref: registry.submit_case(ref)
+    return await _act_from_page(request, reference, seen, do, "retried")
+
+
+@router.post("/cases/{reference}/reassign")
+async def reassign_action(request: Request, reference: str = PathParam(max_length=40),
+                          post_code: str = Form(..., pattern=cases.POST),
+                          reason: str = Form(..., min_length=3, max_length=200),
+                          seen: Viewer = Depends(csrf_checked(ACT))):
+    reason = _form_text("reason", reason)
+    return await _act_from_page(request, reference, seen, lambda hub, session, case: case_actions.reassign(
+        hub, session, case, post_code=post_code, reason=reason, identity=seen.identity), "reassigned")
+
+
+@router.post("/cases/{reference}/match")
+async def match_action(request: Request, reference: str = PathParam(max_length=40),
+                       registration_id: str = Form(..., pattern=cases.REGISTRATION_ID),
+                       note: str = Form("", max_length=200), seen: Viewer = Depends(csrf_checked(ACT))):
+    note = _form_text("note", note)
+    return await _act_from_page(request, reference, seen, lambda hub, session, case: case_actions.match_addressee(
+        hub, session, case, registration_id=registration_id, note=note, identity=seen.identity), "matched")
 
 
 @router.get("/cases/{reference}/documents/{document_id}")

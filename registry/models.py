@@ -92,7 +92,9 @@ class Case(Base):
     outcome: Mapped[dict | None] = mapped_column(JSON)
     request_message_id: Mapped[str | None] = mapped_column(String(80), index=True)
     partner_reference: Mapped[str | None] = mapped_column(String(120))
-    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    # 1, then one more at each retry of a FAILED case: its request goes again under a new message id
+    attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
     citizen: Mapped[Citizen | None] = relationship()

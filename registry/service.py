@@ -86,15 +86,25 @@ def get_case(session: Session, *, reference: str, for_update: bool = False) -> C
     return case
 
 
-def move_case(session: Session, *, case: Case, status: str, actor: str, note: str = "") -> bool:
+def request_id(case: Case, suffix: str = "") -> str:
+    """The registry's message id for the case's request (`suffix` for its other messages): deterministic, so
+    submitting the same case again is recognised by the hub as the same message; a retry (`case.attempt` 2 and
+    on, registry/case_actions.py) is a new attempt and a new message."""
+    attempt = case.attempt or 1
+    return f"REGISTRY-{case.reference}{suffix}" + (f"-R{attempt}" if attempt > 1 else "")
+
+
+def move_case(session: Session, *, case: Case, status: str, actor: str, note: str = "", action: bool = False) -> bool:
     """Apply a status transition; returns False (and changes nothing) when the case is already final.
+    `action`: a person's act on the case, or its wait again after a resend (registry/statuses.py), which a
+    final status does not stop (the machine still decides).
 
     The note is kept as history every reader of the case sees: the values an error text quotes (a partner's,
     the hub's) are withheld and its length bounded (hub/xml/text.py)."""
-    if is_final(case.service, case.status):
+    if is_final(case.service, case.status) and not action:
         return False
     check_transition(case.service, case.status, status)
-    if case.status == FAILED:  # a resent message's late answer takes the case on (registry/statuses.py)
+    if case.status == FAILED and not action:  # a resent message's late answer takes the case on (registry/statuses.py)
         note = f"after the failure, a late answer: {note}"
     case.status, case.updated_at = status, utcnow()
     session.add(CaseEvent(case_id=case.id, at=case.updated_at, status=status, actor=actor,

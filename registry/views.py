@@ -8,15 +8,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import Field, field_validator
 from sqlalchemy import func, select
 
 from hub.access.dependencies import allowed
 from hub.access.tokens import Identity
-from hub.errors import ValueRefused
-from registry import audit, cases, catalogue, citizens, deadlines, service
+from hub.errors import BadCursor, ValueRefused
+from registry import audit, case_actions, cases, catalogue, citizens, deadlines, service
 from registry.inputs import CNIE, POST_CODE, PersonIn, StrictIn, Text, address_lines_fit
 from registry.models import Case, Post
 from registry.outputs import case_out, citizen_out, post_out
@@ -209,29 +209,45 @@ def get_case(reference: str, request: Request, identity: Identity = Depends(allo
         return case_out(case, full=True, viewer=identity)
 
 
-@base.get("/cases", summary="Cases, newest first or overdue first (identity fields masked; a consular agent "
-                             "sees their post's)")
-def list_cases(request: Request, status: str | None = Query(None, pattern=cases.STATUS),
+@base.get("/cases", summary="Cases, newest first or overdue first, a page at a time (identity fields masked; a "
+                             "consular agent sees their post's)")
+def list_cases(request: Request, response: Response, status: str | None = Query(None, pattern=cases.STATUS),
                post_code: str | None = Query(None, pattern=cases.POST),
                service_name: str | None = Query(None, alias="service", pattern=cases.SERVICE),
+               registration_id: str | None = Query(None, pattern=cases.REGISTRATION_ID,
+                                                   description="only this citizen's cases"),
                opened_from: dt.date | None = Query(None, description="opened on or after this day (UTC)"),
                opened_to: dt.date | None = Query(None, description="opened on or before this day (UTC)"),
                overdue: bool = Query(False, description="only the cases past their service's answer deadline "
                                                         "(config/services.yaml)"),
                sort: Literal["newest", "overdue"] = Query("newest", description="overdue: the cases past their "
                                                                                 "deadline first, then the newest"),
-               offset: int = Query(0, ge=0, le=cases.MAX_OFFSET, description="cases skipped: the next page"),
+               cursor: str | None = Query(None, pattern=cases.CURSOR,
+                                          description="the next page: the X-Next-Cursor of the page before"),
+               offset: int = Query(0, ge=0, le=cases.MAX_OFFSET,
+                                   description="deprecated (kept for one release): cases skipped; use cursor"),
                limit: int = Query(50, ge=1, le=1000),
                identity: Identity = Depends(allowed("registry:read"))):
     """The same search as the console's case list (registry/cases.py). Each case says when its answer is due
-    (`deadline_at`) and whether it is past it (`overdue`)."""
+    (`deadline_at`) and whether it is past it (`overdue`). The body is the page's cases; when more follow, the
+    `X-Next-Cursor` header (and a `Link: <...>; rel="next"`) gives the cursor of the next page."""
+    if cursor and offset:
+        raise BadCursor("cursor: give either cursor or offset, not both")
+    after = cases.read_cursor(cursor, sort) if cursor else None
     registry = request.app.state.registry
     with request.app.state.hub.sessions() as session:
         found = cases.search(session, registry.deadlines, identity, service=service_name, status=status,
-                             post_code=post_code, opened_from=opened_from, opened_to=opened_to, overdue=overdue,
-                             sort=sort, offset=offset, limit=limit)
-        return [{**case_out(f.case), "deadline_at": f.deadline_at.isoformat() if f.deadline_at else None,
-                 "overdue": f.overdue} for f in found]
+                             post_code=post_code, registration_id=registration_id, opened_from=opened_from,
+                             opened_to=opened_to, overdue=overdue, sort=sort, after=after, offset=offset,
+                             limit=limit + 1)
+        page = [{**case_out(f.case), "deadline_at": f.deadline_at.isoformat() if f.deadline_at else None,
+                 "overdue": f.overdue} for f in found[:limit]]
+    if len(found) > limit:
+        following = cases.cursor_after(found[limit - 1], sort)
+        response.headers["X-Next-Cursor"] = following
+        link = request.url.remove_query_params(["cursor", "offset"]).include_query_params(cursor=following)
+        response.headers["Link"] = f'<{link.path}?{link.query}>; rel="next"'
+    return page
 
 
 @base.get("/services", summary="The consular services: their final statuses, answer deadline, how many cases are "
@@ -257,5 +273,6 @@ def list_services(request: Request, identity: Identity = Depends(allowed("regist
 # The registry's whole API: the routes above, then each service module's own.
 router = APIRouter()
 router.include_router(base)
+router.include_router(case_actions.router)
 for _module in catalogue.modules():
     router.include_router(_module.router)

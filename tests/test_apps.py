@@ -57,6 +57,7 @@ def test_an_app_contributes_its_routes_jobs_hooks_and_reference_data_and_the_reg
         assert (settings.var_dir / "evidence" / "checkpoints.log").read_text() == line
         assert service.hub.chained_histories == [] and [c.name for c in Registry.chains] == ["cases"]
         assert len(service.hub.dead_letter_listeners) == 1
+        assert service.hub.resend_listeners == []  # resend_hooks() is optional: this app has nothing to reopen
         with TestClient(service.app) as http:
             assert http.get("/notices").json() == {"app": "notices", "loaded": 1}
             assert http.get("/healthz").status_code == 200

@@ -82,10 +82,36 @@ def test_a_late_answer_may_leave_failed_where_the_service_says_so():
         assert "FAILED" in statuses.final_statuses(module.SERVICE)
         assert "FAILED" not in statuses.open_statuses(module.SERVICE)
     statuses.check_transition("LICENCE_AUTHENTICATION", "FAILED", "AUTHENTIC")
-    with pytest.raises(TransitionRefused):
-        statuses.check_transition("LICENCE_AUTHENTICATION", "FAILED", "AWAITING_PARTNER")
+    statuses.check_transition("LICENCE_AUTHENTICATION", "FAILED", "AWAITING_PARTNER")  # its request resent
     with pytest.raises(TransitionRefused):
         statuses.check_transition("LICENCE_AUTHENTICATION", "FAILED", "FAILED")
+    with pytest.raises(TransitionRefused):  # a refused certificate is not resumed by a resend
+        statuses.check_transition("JUDICIAL_DOCUMENT", "FAILED", "CERTIFYING")
+    # where a resent message's case waits again: the status it waits in for the partner's answer
+    assert statuses.resume_status("LICENCE_AUTHENTICATION") == "AWAITING_PARTNER"
+    assert statuses.resume_status("CONSULAR_REGISTRATION") == "IDENTITY_CHECK"
+    assert statuses.resume_status("LIFE_CERTIFICATE") == "BATCHED"
+    assert statuses.resume_status("JUDICIAL_DOCUMENT") is None
+
+
+def test_people_cancel_open_or_failed_cases_and_retry_the_failed_ones_that_send_a_request():
+    for module in catalogue.modules():
+        service = module.SERVICE
+        assert "CANCELLED" in statuses.final_statuses(service) and statuses.is_final(service, "CANCELLED")
+        narrowed = getattr(module, "CANCELLABLE", None)
+        for status in statuses.open_statuses(service) + ["FAILED"]:
+            assert statuses.cancellable(service, status) == (narrowed is None or status in narrowed), (service, status)
+        for status in statuses.final_statuses(service) - {"FAILED"}:
+            assert not statuses.cancellable(service, status), (service, status)
+    # a judicial document is the court's: never cancelled; a life certificate only before CDG holds it
+    assert not any(statuses.cancellable("JUDICIAL_DOCUMENT", s) for s in ("RECEIVED", "AT_POST", "FAILED"))
+    assert statuses.cancellable("LIFE_CERTIFICATE", "ISSUED") and not statuses.cancellable("LIFE_CERTIFICATE", "BATCHED")
+    assert statuses.retryable("LICENCE_AUTHENTICATION") and not statuses.retryable("JUDICIAL_DOCUMENT")
+    statuses.check_transition("LICENCE_AUTHENTICATION", "FAILED", "SUBMITTED")
+    with pytest.raises(TransitionRefused):  # a judicial document is Justice's to send again, not the post's
+        statuses.check_transition("JUDICIAL_DOCUMENT", "FAILED", "SUBMITTED")
+    with pytest.raises(TransitionRefused):
+        statuses.check_transition("LICENCE_AUTHENTICATION", "AUTHENTIC", "CANCELLED")
 
 
 @pytest.fixture

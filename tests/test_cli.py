@@ -247,6 +247,7 @@ def test_messages_resend_puts_the_dead_delivery_back_in_the_outbox(dead_message)
     assert result.returncode == 0, result.stderr
     output = " ".join(result.stdout.split())
     assert f"1 dead delivery of {MESSAGE_ID} back in the outbox" in output
+    assert "not told of the resend" not in output  # the registry heard of it, as from the console
 
     with hub.sessions() as session:
         message = session.scalars(select(Message).where(Message.message_id == MESSAGE_ID)).one()

@@ -25,6 +25,24 @@ def open_hub():
     return hub
 
 
+def with_resend_hooks(hub):
+    """`hub` with the installed apps' resend hooks (hub/apps.py), for a command that resends: what the dead
+    letter failed (a registry case) then waits again, as when the console resends. An app that cannot be built
+    here (its keys missing) is said and skipped: the resend goes on, and the partner's late answer still
+    closes the case."""
+    from hub.service import INSTALLED_APPS
+    for build in INSTALLED_APPS:
+        try:
+            app = build(hub)
+        except Exception as exc:  # noqa: BLE001 - told, not fatal
+            console.print(f"[yellow]{getattr(build, 'name', build)}: not told of the resend ({exc})[/]")
+            continue
+        hooks = getattr(app, "resend_hooks", None)
+        if callable(hooks):
+            hub.resend_listeners.extend(hooks())
+    return hub
+
+
 def close_hubs() -> None:
     """Close every hub a command opened (its connections, its connectors)."""
     while _opened:

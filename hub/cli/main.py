@@ -9,7 +9,7 @@ import sys
 from rich.markup import escape
 from rich.table import Table
 
-from hub.cli import add_all, close_hubs, console, open_hub
+from hub.cli import add_all, close_hubs, console, open_hub, with_resend_hooks
 
 
 def _settings(args):
@@ -120,7 +120,7 @@ def cmd_messages_resend(args) -> int:
     from hub.errors import InputError, NotFound
     from hub.evidence.audit import cli_actor
     from hub.delivery.operations import resend
-    hub = open_hub()
+    hub = with_resend_hooks(open_hub())
     try:
         count = resend(hub, args.id, actor=cli_actor())
     except (NotFound, InputError) as exc:

@@ -54,7 +54,7 @@ def build_request(registry, case: Case) -> bytes:
         C.CaseReference(case.reference), C.Post(case.post_code),
         C.Act(C.Office(act["office"]), C.Year(str(act["year"])), C.Number(act["number"]), C.Kind(act["kind"])),
         C.Subject(*person))
-    return canonical.envelope(message_id=f"REGISTRY-{case.reference}", correlation_id=case.reference,
+    return canonical.envelope(message_id=service.request_id(case), correlation_id=case.reference,
                               document=document, recipient="ETAT_CIVIL", signer=registry.signer,
                               created=case.created_at)
 

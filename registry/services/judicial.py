@@ -12,6 +12,8 @@ partner_reference). The addressee is looked up by CNIE among the active register
                                 signed JudicialDeliveryCertificate (InReplyTo the request, CorrelationId
                                 Justice's reference); the hub then delivers it to JUSTICE
     any non-final -> FAILED     the hub refused the certificate
+    ADDRESSEE_UNKNOWN -> AT_POST   an agent matched the addressee to a citizen by hand (registry/case_actions.py);
+                                the post's outcome then goes to JUSTICE in a second certificate
 
 REFUSED means legally deemed served on the 10th day after the refusal: DeemedServedOn = date + 10 days.
 A certificate the hub could not take (hub down, database busy) stays CERTIFYING and is sent again, with
@@ -57,6 +59,11 @@ MACHINE = {
     "CERTIFYING": set(OUTCOMES),
     **{outcome: set() for outcome in OUTCOMES},
 }
+# what people do besides (registry/case_actions.py): an addressee nobody was found for, matched to a citizen by hand
+ACTIONS = {"ADDRESSEE_UNKNOWN": {"AT_POST"}}
+# never cancelled by a post: the document is the court's, and Justice is owed a delivery certificate (a post
+# records NOT_FOUND or REFUSED instead)
+CANCELLABLE: set[str] = set()
 NS = "urn:ma:gov:consular:judicial:1"
 REQUEST_TYPE = "JudicialServiceRequest"
 CERTIFICATE_TYPE = "JudicialDeliveryCertificate"
@@ -70,9 +77,10 @@ ANSWER_WITHIN = "30d"  # default of config/services.yaml
 JUD = canonical.maker(NS, "jud")
 
 
-def certificate_message_id(reference: str) -> str:
-    # Deterministic: sending the same certificate again is recognised by the hub as the same message.
-    return f"REGISTRY-{reference}-CERT"
+def certificate_message_id(case: Case) -> str:
+    # Deterministic: sending the same certificate again is recognised by the hub as the same message; a case
+    # matched by hand after ADDRESSEE_UNKNOWN (registry/case_actions.py) sends a second one, REGISTRY-<ref>-CERT-R2.
+    return service.request_id(case, "-CERT")
 
 
 # -- the request from JUSTICE ---------------------------------------------------------------------
@@ -148,7 +156,7 @@ def build_certificate(registry, case: Case) -> bytes:
         parts.append(JUD.Post(case.post_code))
     if outcome.get("note"):
         parts.append(JUD.Note(outcome["note"]))
-    return canonical.envelope(message_id=certificate_message_id(case.reference), correlation_id=case.partner_reference,
+    return canonical.envelope(message_id=certificate_message_id(case), correlation_id=case.partner_reference,
                               in_reply_to=case.request_message_id, document=JUD.JudicialDeliveryCertificate(*parts),
                               recipient="JUSTICE", signer=registry.signer,
                               created=dt.datetime.fromisoformat(outcome["recorded_at"]))
@@ -199,7 +207,7 @@ def certify_pending(registry) -> int:
 
 def on_dead_letter(registry, session: Session, correlation_id: str, message_id: str, reason: str) -> bool:
     """A certificate the hub accepted but could not deliver to JUSTICE: noted on the case (its status stays)."""
-    match = re.fullmatch(r"REGISTRY-(JUD-.+)-CERT", message_id)
+    match = re.fullmatch(r"REGISTRY-(JUD-[0-9]+-[0-9]+)-CERT(?:-R[0-9]+)?", message_id)
     if match is None:
         return False
     case = session.scalars(select(Case).where(Case.reference == match.group(1)).with_for_update()).first()
@@ -207,6 +215,16 @@ def on_dead_letter(registry, session: Session, correlation_id: str, message_id: 
         return False
     session.add(CaseEvent(case_id=case.id, at=utcnow(), status=case.status, actor="hub",
                           note=f"certificate {message_id} not delivered to JUSTICE: {reason}"))
+    return True
+
+
+def on_resend(registry, session: Session, correlation_id: str, message_id: str, actor: str) -> bool:
+    """A certificate dead-lettered and resent: noted on the case (its status, final, stays)."""
+    match = re.fullmatch(r"REGISTRY-(JUD-[0-9]+-[0-9]+)-CERT(?:-R[0-9]+)?", message_id)
+    case = match and session.scalars(select(Case).where(Case.reference == match.group(1)).with_for_update()).first()
+    if not case:
+        return False
+    service.note_case(session, case=case, actor="hub", note=f"certificate {message_id} resent to JUSTICE by {actor}")
     return True
 
 

@@ -41,8 +41,7 @@ L = canonical.maker(NS, "lic")
 
 
 def request_message_id(case: Case) -> str:
-    # Deterministic: submitting the same case again is recognised by the hub as the same message.
-    return f"REGISTRY-{case.reference}"
+    return service.request_id(case)
 
 
 def build_request(registry, case: Case) -> bytes:

@@ -21,7 +21,9 @@ notices of pensioners (from repatriation cases), and applies CDG's acknowledgeme
   * CDG's acknowledgement (LifeCertificateBatchAcknowledgement, InReplyTo = the batch message id):
     each line moves its case to ACCEPTED or REJECTED (with CDG's reason code, e.g.
     PENSION_INCONNUE); the batch becomes ACKNOWLEDGED and keeps CDG's signed AccuseLot.
-  * A batch the hub could not deliver (dead letter): the batch and its cases -> FAILED.
+  * A batch the hub could not deliver (dead letter): the batch and its cases -> FAILED. Resent (the console's
+    dead letters, POST /api/v1/messages/{id}/resend): the batch SUBMITTED and its cases BATCHED again, and
+    CDG's acknowledgement of it is applied as on the first try.
 """
 from __future__ import annotations
 
@@ -61,6 +63,10 @@ MACHINE = {
     "ACCEPTED": set(), "REJECTED": set(),
     "FAILED": {"ACCEPTED", "REJECTED"},  # CDG's acknowledgement of a resent batch
 }
+RESUME_STATUS = "BATCHED"  # a resent batch's cases wait for CDG's acknowledgement again
+# cancelled only before it leaves in a batch (issued by mistake), or once its batch failed: a batch CDG holds
+# is CDG's to answer
+CANCELLABLE = {"SUBMITTED", "ISSUED", "FAILED"}
 NS = "urn:ma:gov:consular:pension:1"
 # Deadlines (registry/deadlines.py): the case waits for CDG in AWAITING; the daily batch, then CDG's
 # acknowledgement file.
@@ -262,6 +268,28 @@ def fail_batch(session: Session, *, message_id: str, reason: str) -> bool:
 
 def on_dead_letter(registry, session: Session, correlation_id: str, message_id: str, reason: str) -> bool:
     return fail_batch(session, message_id=message_id, reason=reason)
+
+
+def resume_batch(session: Session, *, message_id: str, actor: str) -> bool:
+    """The batch sent as `message_id`, dead-lettered and now resent by `actor`: SUBMITTED again, its FAILED cases
+    BATCHED again, so that CDG's acknowledgement of the resent batch is applied as on the first try; False when
+    it is no batch. A batch not FAILED (acknowledged already) is left as it is."""
+    batch = session.scalars(select(PensionBatch).where(PensionBatch.message_id == message_id)
+                            .with_for_update()).first()
+    if batch is None:
+        return False
+    if batch.status != "FAILED":
+        return True
+    batch.status, batch.detail = "SUBMITTED", f"resent by {actor}"[:2000]
+    for case in session.scalars(select(Case).where(Case.request_message_id == message_id, Case.status == "FAILED")):
+        service.move_case(session, case=case, status=RESUME_STATUS, actor="hub", action=True,
+                          note=f"batch {batch.reference} resent: waiting for CDG's acknowledgement again")
+    log.info("batch %s resent by %s", batch.reference, actor)
+    return True
+
+
+def on_resend(registry, session: Session, correlation_id: str, message_id: str, actor: str) -> bool:
+    return resume_batch(session, message_id=message_id, actor=actor)
 
 
 # -- CDG's acknowledgement ------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ P = canonical.maker(NS, "pp")
 
 
 def request_message_id(case: Case) -> str:
-    return f"REGISTRY-{case.reference}"
+    return service.request_id(case)
 
 
 def handover_message_id(case: Case) -> str:
@@ -88,7 +88,7 @@ def build_request(registry, case: Case) -> bytes:
 
 def _advance(session: Session, case: Case, target: str, *, note: str) -> bool:
     """Move the case to `target`, through the statuses in between; False when it is already there or past."""
-    if case.status in ("DELIVERED", "REJECTED"):
+    if case.status in ("DELIVERED", "REJECTED", "CANCELLED"):
         return False
     if case.status == "FAILED" and target != "REJECTED":  # a resent application's late answer: DGSN has it
         service.move_case(session, case=case, status="ACKNOWLEDGED", actor="DGSN",

@@ -47,7 +47,7 @@ R = canonical.maker(NS, "reg")
 
 
 def request_message_id(case: Case) -> str:
-    return f"REGISTRY-{case.reference}"  # deterministic: submitting again is the same message
+    return service.request_id(case)
 
 
 def _address(details: dict, citizen: Citizen) -> dict:

@@ -73,7 +73,7 @@ def build_request(registry, case: Case) -> bytes:
         R.Burial(*place),
         R.Transport(R.EntryPoint(transport["entry_point"]), R.ArrivalDate(transport["arrival_date"]),
                     R.Carrier(transport["carrier"]), R.SealNumber(transport["seal_number"])))
-    return canonical.envelope(message_id=f"REGISTRY-{case.reference}", correlation_id=case.reference,
+    return canonical.envelope(message_id=service.request_id(case), correlation_id=case.reference,
                               document=document, recipient="SANTE", signer=registry.signer, created=case.created_at)
 
 

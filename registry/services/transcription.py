@@ -64,7 +64,7 @@ def build_request(registry, case: Case) -> bytes:
             document.append(C(tag, *_names(parent)))
     if case.citizen is not None:
         document.append(C.Applicant(case.citizen.registration_id))
-    return canonical.envelope(message_id=f"REGISTRY-{case.reference}", correlation_id=case.reference,
+    return canonical.envelope(message_id=service.request_id(case), correlation_id=case.reference,
                               document=document, recipient="ETAT_CIVIL", signer=registry.signer,
                               created=case.created_at)
 
