@@ -6,7 +6,7 @@
 - cases(created_at): the case list's "opened between" filter reads an index, not the table.
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0013
 """
 import sqlalchemy as sa
 from alembic import op
