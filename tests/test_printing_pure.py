@@ -8,10 +8,11 @@ from types import SimpleNamespace
 import pytest
 from lxml import etree
 
-from hub.errors import SignatureInvalid
+from hub.errors import NothingToPrint, SignatureInvalid
 from hub.trust import pki
 from registry.printing import codes, documents, records
-from registry.printing.throttle import Throttle, TooManyLookups
+from hub.errors import TooManyLookups
+from registry.printing.throttle import Throttle
 from support import signer_for
 
 UTC = dt.timezone.utc
@@ -118,18 +119,18 @@ def test_the_registration_certificate_prints_the_record_and_names_the_holder_bri
 
 @pytest.mark.parametrize("status", ["PENDING", "REJECTED", "DECEASED"])
 def test_no_registration_certificate_unless_active(status):
-    with pytest.raises(documents.NotPrintable, match=status):
+    with pytest.raises(NothingToPrint, match=status):
         documents.registration_certificate(_citizen(status=status))
 
 
 def test_a_case_prints_only_what_it_holds():
     waiting = SimpleNamespace(service="LICENCE_AUTHENTICATION", status="AWAITING_PARTNER", documents=[],
                               reference="LIC-2026-000001")
-    with pytest.raises(documents.NotPrintable, match="AWAITING_PARTNER"):
+    with pytest.raises(NothingToPrint, match="AWAITING_PARTNER"):
         documents.for_case(waiting)
-    with pytest.raises(documents.NotPrintable, match="PASSPORT_APPLICATION"):
+    with pytest.raises(NothingToPrint, match="PASSPORT_APPLICATION"):
         documents.for_case(SimpleNamespace(service="PASSPORT_APPLICATION", status="DELIVERED"))
     uncertified = SimpleNamespace(service="JUDICIAL_DOCUMENT", status="AT_POST", outcome=None,
                                   reference="JUD-2026-000001")
-    with pytest.raises(documents.NotPrintable, match="not certified"):
+    with pytest.raises(NothingToPrint, match="not certified"):
         documents.for_case(uncertified)

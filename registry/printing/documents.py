@@ -2,10 +2,10 @@
 of an ACTIVE citizen, and the printable forms of what a case holds (the civil-status extract and the licence
 attestation as their partner signed them, the judicial delivery certificate as the registry certified it).
 
-A `Printable` is plain data read in the transaction that checks who may print it; rendering comes after. Labels
-are English msgids translated into the document's language (hub/monitor/locale); values are printed as they
-are, each marked with its writing direction so that an Arabic name in a French document, or an identifier in an
-Arabic one, keeps its order.
+A `Printable` is plain data, read in the transaction that checks who may print it (rendering comes after);
+NothingToPrint (409) says why there is none. Labels are English msgids translated into the document's language
+(hub/monitor/locale); values are printed as they are, each marked with its writing direction so that an Arabic
+name in a French document, or an identifier in an Arabic one, keeps its order.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 
+from hub.errors import NothingToPrint
 from hub.monitor.catalogue import N_
 from hub.xml.safe import parse_trusted
 from registry.models import Case, Citizen, Post
@@ -35,10 +36,6 @@ JUDICIAL_OUTCOMES = {"SERVED": N_("Served on the addressee"), "REFUSED": N_("Ref
                      "NOT_FOUND": N_("Addressee not found at the known address"),
                      "ADDRESSEE_UNKNOWN": N_("Addressee not registered with any post")}
 _ARABIC = re.compile("[\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff\ufb50-\ufdff\ufe70-\ufeff]")
-
-
-class NotPrintable(Exception):
-    """The citizen or case holds nothing to print (yet): the answer names why."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +85,7 @@ def _optional(label: str, value, form: str = "text") -> list[Line]:
 def registration_certificate(citizen: Citizen) -> Printable:
     """The attestation d'immatriculation: the post certifies that the citizen is registered with it."""
     if citizen.status != "ACTIVE":
-        raise NotPrintable(f"citizen {citizen.registration_id} is {citizen.status}: a registration certificate is "
+        raise NothingToPrint(f"citizen {citizen.registration_id} is {citizen.status}: a registration certificate is "
                            "issued for an ACTIVE registration only")
     code, name, city = _post(citizen.post)
     address = ", ".join(part for part in (citizen.address_lines.replace("\n", ", ").strip(), citizen.city,
@@ -112,11 +109,11 @@ def registration_certificate(citizen: Citizen) -> Printable:
 
 
 def for_case(case: Case) -> Printable:
-    """The printable form of what `case` holds; NotPrintable when it holds none (yet)."""
+    """The printable form of what `case` holds; NothingToPrint when it holds none (yet)."""
     build = {"CIVIL_STATUS_EXTRACT": _extract, "LICENCE_AUTHENTICATION": _licence,
              "JUDICIAL_DOCUMENT": _judicial}.get(case.service)
     if build is None:
-        raise NotPrintable(f"a {case.service} case holds no document to print")
+        raise NothingToPrint(f"a {case.service} case holds no document to print")
     return build(case)
 
 
@@ -163,7 +160,7 @@ def _post_of(case: Case) -> Post | None:
 def _extract(case: Case) -> Printable:
     extract = _document(case, "CIVIL_STATUS_EXTRACT")
     if case.status != "ISSUED" or extract is None:
-        raise NotPrintable(f"case {case.reference} is {case.status}: the civil-status register has issued no extract "
+        raise NothingToPrint(f"case {case.reference} is {case.status}: the civil-status register has issued no extract "
                            "to print")
     act_kind = _find(extract, "Acte/Nature") or ""
     lines = [Line(N_("Extract number"), _find(extract, "NumeroExtrait") or "", "id"),
@@ -192,7 +189,7 @@ def _extract(case: Case) -> Printable:
 def _licence(case: Case) -> Printable:
     attestation = _document(case, "NARSA_ATTESTATION")
     if case.status != "AUTHENTIC" or attestation is None:
-        raise NotPrintable(f"case {case.reference} is {case.status}: NARSA has attested no licence to print")
+        raise NothingToPrint(f"case {case.reference} is {case.status}: NARSA has attested no licence to print")
     citizen = case.citizen
     lines = [Line(N_("Attestation number"), _find(attestation, "NumeroAttestation") or "", "id"),
              Line(N_("Licence number"), _find(attestation, "NumeroPermis") or case.details.get("number", ""), "id"),
@@ -215,7 +212,7 @@ def _licence(case: Case) -> Printable:
 def _judicial(case: Case) -> Printable:
     outcome = case.outcome or {}
     if case.status not in JUDICIAL_OUTCOMES or outcome.get("outcome") != case.status:
-        raise NotPrintable(f"case {case.reference} is {case.status}: its delivery is not certified yet")
+        raise NothingToPrint(f"case {case.reference} is {case.status}: its delivery is not certified yet")
     details = case.details or {}
     court, addressee = details.get("court") or {}, details.get("addressee") or {}
     lines = [*_optional(N_("Court"), court.get("name")),

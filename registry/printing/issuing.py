@@ -26,28 +26,17 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from hub.access.tokens import Identity
-from hub.errors import InputError, NotFound, SignatureInvalid
+from hub.errors import AlreadyRevoked, NotFound, SignatureInvalid
 from hub.store.db import utcnow
 from registry import audit, service
 from registry.models import Citizen, IssuedDocument
 from registry.printing import codes, records, render
-from registry.printing.documents import REGISTRATION_CERTIFICATE, NotPrintable, Printable, for_case, \
-    registration_certificate
+from registry.printing.documents import REGISTRATION_CERTIFICATE, Printable, for_case, registration_certificate
 
 DOCUMENT_ISSUED = "DOCUMENT_ISSUED"
 DOCUMENT_REVOKED = "DOCUMENT_REVOKED"
 VERIFY_PATH = "/verify"
 GENUINE, REVOKED, NOT_GENUINE, UNKNOWN = "genuine", "revoked", "not_genuine", "unknown"
-
-
-class NothingToPrint(InputError):
-    status = 409
-    title = "Nothing to print"
-
-
-class AlreadyRevoked(InputError):
-    status = 409
-    title = "Already revoked"
 
 
 @dataclass(frozen=True)
@@ -69,10 +58,7 @@ def issue_certificate(registry, identity: Identity, registration_id: str, *, lan
     with registry.hub.sessions() as session:
         citizen = service.get_citizen(session, registration_id=registration_id)
         identity.check_post(citizen.post_code, doing=f"printing the registration certificate of {registration_id}")
-        try:
-            printable = registration_certificate(citizen)
-        except NotPrintable as exc:
-            raise NothingToPrint(str(exc)) from None
+        printable = registration_certificate(citizen)
     return _issue(registry, identity, printable, lang=lang, base_url=base_url)
 
 
@@ -81,10 +67,7 @@ def issue_case_document(registry, identity: Identity, reference: str, *, lang: s
     with registry.hub.sessions() as session:
         case = service.get_case(session, reference=reference)
         identity.check_post(case.post_code, doing=f"printing the document of case {reference}")
-        try:
-            printable = for_case(case)
-        except NotPrintable as exc:
-            raise NothingToPrint(str(exc)) from None
+        printable = for_case(case)
     return _issue(registry, identity, printable, lang=lang, base_url=base_url)
 
 

@@ -20,7 +20,7 @@ from babel.dates import format_date
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
-from hub.errors import TryLater
+from hub.errors import PrintingUnavailable
 from hub.monitor.i18n import translations
 from registry.printing.documents import Line, Printable
 
@@ -29,17 +29,6 @@ LANGUAGES = ("fr", "ar")
 DATE_LOCALES = {"fr": "fr_FR", "ar": "ar_MA"}  # Moroccan Arabic writes its digits 0-9
 ARABIC_FONT = "Amiri"
 RUN_TIME_PACKAGES = "libpango-1.0-0 libpangoft2-1.0-0 fonts-hosny-amiri"
-
-
-class PrintingUnavailable(TryLater):
-    """This machine cannot lay out the documents (a system library or the Arabic font is missing): 503 until an
-    operator installs it."""
-
-    status = 503
-    title = "Printing unavailable"
-
-    def __init__(self, detail: str):
-        super().__init__(detail, retry_after=300)
 
 
 @dataclass(frozen=True)

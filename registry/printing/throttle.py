@@ -11,12 +11,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 
-from hub.errors import TryLater
-
-
-class TooManyLookups(TryLater):
-    status = 429
-    title = "Too many requests"
+from hub.errors import TooManyLookups
 
 
 class Throttle:
