@@ -36,8 +36,9 @@ bench-faults: $(STAMP)
 # documents name, Amiri for Arabic among them; installed when missing by `make print-tools` (the demo runs it).
 PRINT_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 fontconfig fonts-hosny-amiri fonts-liberation fonts-dejavu-core
 PANGO          := $(shell ldconfig -p 2>/dev/null | grep -q 'libpangoft2-1.0.so.0' && echo yes)
-PRINT_FONTS    := $(shell fc-list 'Amiri:lang=ar' family 2>/dev/null | head -1)$(shell fc-list 'Liberation Serif' family 2>/dev/null | head -1)
-PRINT_MISSING  := $(if $(and $(PANGO),$(findstring Amiri,$(PRINT_FONTS)),$(findstring Liberation,$(PRINT_FONTS))),,$(PRINT_PACKAGES))
+AMIRI          := $(shell fc-list 'Amiri:lang=ar' family 2>/dev/null | head -1)
+LIBERATION     := $(shell fc-list 'Liberation Serif' family 2>/dev/null | head -1)
+PRINT_MISSING  := $(if $(and $(PANGO),$(AMIRI),$(LIBERATION)),,$(PRINT_PACKAGES))
 
 # What the tests need from Debian: xmlsec1 (they check the hub's signatures with an independent implementation),
 # chromium (the console's tests drive it headless through Playwright, whose own browser download is not used),

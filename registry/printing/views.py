@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import Field
 
 from hub.access.dependencies import allowed
+from hub.api.openapi import problem_response
 from hub.access.tokens import Identity
 from hub.monitor.web import SECURITY_HEADERS, Viewer, render, viewer
 from registry.inputs import StrictIn, Text
@@ -38,6 +39,9 @@ REGISTRATION_ID = r"^MRE-[0-9]{7,10}$"
 REFERENCE = r"^[A-Z]{2,4}-[0-9]{4}-[0-9]{6,12}$"
 CODE = r"^[0-9A-Za-z\- ]{1,40}$"
 LANG_QUERY = Query("fr", description="the document's language: fr (French) or ar (Arabic, right to left)")
+PDF_ANSWERS = {200: {"content": {"application/pdf": {}}, "description": "The document, a new one at each print"},
+               409: problem_response(409, "Nothing to print: the registration is not ACTIVE, or the case holds no "
+                                          "printable document yet")}
 
 
 def _registry(request: Request):
@@ -70,7 +74,7 @@ api = APIRouter(prefix="/api/v1", tags=["documents for citizens"])
 @api.get("/citizens/{registration_id}/certificate.pdf", response_class=Response,
          summary="The citizen's registration certificate (attestation d'immatriculation) as PDF, with its "
                  "verification code and QR code; each print is a new document, audited",
-         responses={200: {"content": {"application/pdf": {}}}})
+         responses=PDF_ANSWERS)
 async def certificate_pdf(request: Request, registration_id: str = PathParam(pattern=REGISTRATION_ID),
                           lang: Language = LANG_QUERY, identity: Identity = Depends(allowed(READ))):
     return _pdf(await run_in_threadpool(issuing.issue_certificate, _registry(request), identity, registration_id,
@@ -80,7 +84,7 @@ async def certificate_pdf(request: Request, registration_id: str = PathParam(pat
 @api.get("/cases/{reference}/document.pdf", response_class=Response,
          summary="The printable form of what the case holds (civil-status extract, licence attestation, judicial "
                  "delivery certificate) as PDF with its verification code; 409 when it holds none yet",
-         responses={200: {"content": {"application/pdf": {}}}})
+         responses=PDF_ANSWERS)
 async def case_document_pdf(request: Request, reference: str = PathParam(pattern=REFERENCE),
                             lang: Language = LANG_QUERY, identity: Identity = Depends(allowed(READ))):
     return _pdf(await run_in_threadpool(issuing.issue_case_document, _registry(request), identity, reference,
@@ -92,19 +96,24 @@ class RevokeIn(StrictIn):
 
 
 @api.post("/documents/{code}/revoke", summary="Revoke an issued document by its verification code: its "
-                                               "verification then says so")
+                                               "verification then says so",
+          responses={409: problem_response(409, "Revoked before")})
 async def revoke_document(body: RevokeIn, request: Request, code: str = PathParam(pattern=CODE),
                           identity: Identity = Depends(allowed(ACT))):
     return await run_in_threadpool(issuing.revoke, _registry(request), identity, code, reason=body.reason)
 
 
 @api.get("/verify/{code}", summary="Public: whether a document printed for a citizen is genuine and valid, by its "
-                                   "verification code (no token; rate-limited)")
+                                   "verification code (no token; rate-limited)",
+         responses={429: problem_response(429, "Too many verifications from this address: send the same request "
+                                               "again after Retry-After")})
 async def verify_json(request: Request, code: str = PathParam(max_length=codes.MAX_TYPED)):
+    """`status` is genuine, revoked (issued, no longer valid), not_genuine (its record's signature does not hold)
+    or unknown (no document has this code, or it is mistyped); a genuine or revoked document also shows what
+    identifies it: kind, reference, holder (initial and family name), post, day issued, SHA-256 of the PDF."""
     _throttle(request)
     answer = await run_in_threadpool(issuing.verify, _registry(request), code)
-    return JSONResponse(answer, status_code=404 if answer["status"] == issuing.UNKNOWN else 200,
-                        headers={"Cache-Control": "no-store"})
+    return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
 
 # -- the console's PDFs ---------------------------------------------------------------------------------------
