@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from conftest import wait_for
+from browser_support import screenshot
 from console_support import ConsoleClient, make_user
 from hub.store.models import AuditEntry
 from registry import service
@@ -350,3 +351,19 @@ def test_the_console_prints_in_the_viewers_language(running_hub, client, tmp_pat
     with httpx.Client(base_url=running_hub.url) as stranger:
         assert stranger.get(path).status_code == 303  # to the sign-in page
     assert len(audit(running_hub, "DOCUMENT_ISSUED", rid)) == 2
+
+
+def test_the_verification_page_reads_in_french_and_in_arabic(running_hub, client, client_as, browser_context, tmp_path):
+    rid = register_citizen(client, cnie="BK700006")["registration_id"]
+    printed = client_as("consular_agent", post=PARIS).get(f"/api/v1/citizens/{rid}/certificate.pdf")
+    code = Pdf(printed.content, tmp_path, "certificate").code
+    for lang, genuine in (("fr", "Authentique"), ("ar", "وثيقة أصلية")):
+        page = browser_context.another(locale=lang).new_page()
+        page.goto(f"{running_hub.url}/verify")
+        assert page.get_attribute("html", "dir") == ("rtl" if lang == "ar" else "ltr")
+        page.fill("#code", " ".join(code.lower().split("-")))  # typed as a person may, from the paper
+        page.click("button[type=submit]")
+        page.wait_for_url(f"**/verify/{code.replace('-', '')}")
+        shown = page.inner_text("main")
+        assert genuine in shown and rid in shown and "Y. El Amrani" in shown
+        screenshot(page, f"verify-{lang}")
