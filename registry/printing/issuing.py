@@ -33,8 +33,6 @@ from registry.models import Citizen, IssuedDocument
 from registry.printing import codes, records, render
 from registry.printing.documents import REGISTRATION_CERTIFICATE, Printable, for_case, registration_certificate
 
-DOCUMENT_ISSUED = "DOCUMENT_ISSUED"
-DOCUMENT_REVOKED = "DOCUMENT_REVOKED"
 VERIFY_PATH = "/verify"
 GENUINE, REVOKED, NOT_GENUINE, UNKNOWN = "genuine", "revoked", "not_genuine", "unknown"
 
@@ -84,7 +82,7 @@ def _issue(registry, identity: Identity, printable: Printable, *, lang: str, bas
                                    citizen_id=printable.citizen_id, case_id=printable.case_id,
                                    post_code=printable.post_code, language=lang, issued_at=issued_at,
                                    issued_by=identity.actor, record=records.sign(record, registry.signer)))
-        audit.record(registry.hub, session, identity, DOCUMENT_ISSUED, printable.reference,
+        audit.record(registry.hub, session, identity, audit.DOCUMENT_ISSUED, printable.reference,
                      f"{printable.kind} in {lang}, code digest {digest[:12]}")
     return Issued(pdf=pdf, filename=f"{printable.kind.lower().replace('_', '-')}-{printable.reference}-{lang}.pdf",
                   kind=printable.kind, reference=printable.reference)
@@ -110,7 +108,7 @@ def revoke(registry, identity: Identity, typed_code: str, *, reason: str) -> dic
             raise AlreadyRevoked(f"this {document.kind} of {document.subject} was revoked on "
                                  f"{document.revoked_at.date().isoformat()}")
         document.revoked_at, document.revoked_by, document.revoked_reason = utcnow(), identity.actor, reason
-        audit.record(registry.hub, session, identity, DOCUMENT_REVOKED, document.subject,
+        audit.record(registry.hub, session, identity, audit.DOCUMENT_REVOKED, document.subject,
                      f"{document.kind}, code digest {document.code_digest[:12]}: {reason}")
         return {"kind": document.kind, "reference": document.subject, "status": REVOKED,
                 "revoked_at": document.revoked_at.isoformat()}
