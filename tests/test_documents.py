@@ -254,6 +254,7 @@ def test_case_documents_print_what_the_partners_signed(running_hub, start_sandbo
     assert madrid.get(f"/api/v1/cases/{licence_ref}/document.pdf").status_code == 403
 
 
+@pytest.mark.both_databases
 def test_verification_tells_revoked_tampered_and_unknown(running_hub, client, client_as, anonymous, tmp_path):
     citizen_id = register_citizen(client, cnie="BK700004")["registration_id"]
     agent = client_as("consular_agent", post=PARIS)
@@ -293,7 +294,7 @@ def test_verification_tells_revoked_tampered_and_unknown(running_hub, client, cl
     with running_hub.hub.sessions.begin() as session:
         row = session.scalars(select(IssuedDocument).where(IssuedDocument.code_digest == digest)).one()
         record = row.record
-        row.subject = "MRE-0000001"
+        row.subject = "MRE-0999999"  # another citizen's: the record was signed for this one
     assert verdict(second) == "not_genuine"
     with running_hub.hub.sessions.begin() as session:
         row = session.scalars(select(IssuedDocument).where(IssuedDocument.code_digest == digest)).one()

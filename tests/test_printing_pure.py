@@ -134,3 +134,23 @@ def test_a_case_prints_only_what_it_holds():
                                   reference="JUD-2026-000001")
     with pytest.raises(NothingToPrint, match="not certified"):
         documents.for_case(uncertified)
+
+
+def test_printing_without_its_arabic_font_says_which_package_is_missing(monkeypatch):
+    from hub.errors import PrintingUnavailable
+    from registry.printing import render
+    render.check_available()  # this machine has them (`make test` installs them)
+    monkeypatch.setattr(render, "ARABIC_FONT", "No Such Font")
+    render.arabic_font_problem.cache_clear()
+    try:
+        with pytest.raises(PrintingUnavailable) as missing:
+            render.check_available()
+        assert missing.value.status == 503 and "fonts-hosny-amiri" in missing.value.detail
+        monkeypatch.setattr(render.shutil, "which", lambda name: None)
+        render.arabic_font_problem.cache_clear()
+        with pytest.raises(PrintingUnavailable, match="fontconfig"):
+            render.check_available()
+    finally:
+        monkeypatch.undo()
+        render.arabic_font_problem.cache_clear()
+    render.check_available()
