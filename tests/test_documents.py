@@ -5,6 +5,7 @@ picture), and the public verification of their codes: genuine, revoked, tampered
 and revoke; what the verification reveals (no more than is printed)."""
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 import shutil
@@ -180,9 +181,8 @@ def test_who_may_print_and_what_is_refused(running_hub, client, client_as, anony
     with running_hub.hub.sessions.begin() as session:  # registered, not yet confirmed by DGSN's identity check
         pending = service.register_citizen(session, post_code=PARIS, given_name_latin="Salma",
                                            family_name_latin="Tazi", given_name_arabic="سلمى",
-                                           family_name_arabic="التازي", birth_date=__import__("datetime").date(
-                                               1990, 1, 2), sex="F", country="FR", city="Paris",
-                                           status="PENDING").registration_id
+                                           family_name_arabic="التازي", birth_date=dt.date(1990, 1, 2), sex="F",
+                                           country="FR", city="Paris", status="PENDING").registration_id
     not_yet = client.get(f"/api/v1/citizens/{pending}/certificate.pdf")
     assert not_yet.status_code == 409 and "ACTIVE" in not_yet.json()["detail"]
     assert issued_count(running_hub, pending) == 0
@@ -190,7 +190,7 @@ def test_who_may_print_and_what_is_refused(running_hub, client, client_as, anony
 
 def test_case_documents_print_what_the_partners_signed(running_hub, start_sandbox, client, client_as, anonymous,
                                                        tmp_path):
-    start_sandbox(["narsa", "etat_civil", "justice"], running_hub.url)
+    boxes = start_sandbox(["narsa", "etat_civil", "justice"], running_hub.url)
     citizen = register_citizen(client, cnie="BK700003", given_name_latin="Khadija", family_name_latin="Alaoui",
                                given_name_arabic="خديجة", family_name_arabic="العلوي", sex="F")
     rid = citizen["registration_id"]
@@ -199,9 +199,8 @@ def test_case_documents_print_what_the_partners_signed(running_hub, start_sandbo
     extracts = {number: client.post("/api/v1/cases/civil-status-extract", json={
         "registration_id": rid, "act": {"office": "1441011", "year": 1979, "number": number, "kind": "BIRTH"}})
         for number in ("1234", "889")}
-    justice = [s for s in running_hub.hub.settings.environment if s == "HUB_JUSTICE_URL"]
-    assert justice and licence.status_code == 201 and all(e.status_code == 201 for e in extracts.values())
-    sent = httpx.post(f"{running_hub.hub.settings.environment['HUB_JUSTICE_URL']}/_sandbox/send-requests",
+    assert licence.status_code == 201 and all(e.status_code == 201 for e in extracts.values())
+    sent = httpx.post(f"{boxes['justice'].url}/_sandbox/send-requests",
                       json={"addressees": [{"cnie": "BK700003", "name": "Khadija Alaoui"}]}, timeout=10)
     assert sent.status_code == 202, sent.text
 
@@ -346,7 +345,7 @@ def test_the_console_prints_in_the_viewers_language(running_hub, client, tmp_pat
         assert arabic.status_code == 200 and "شهادةالتسجيلالقنصلي" in Pdf(arabic.content, tmp_path, "ar").squeezed
         french = person.get(path, params={"lang": "fr"})
         assert "Attestation d'immatriculation consulaire" in Pdf(french.content, tmp_path, "fr").text
-        assert person.get(f"/monitor/cases/LIC-2026-999999/document.pdf").status_code == 404
+        assert person.get("/monitor/cases/LIC-2026-999999/document.pdf").status_code == 404
     with ConsoleClient(running_hub.url, madrid) as other:
         assert other.get(path).status_code == 403
     with httpx.Client(base_url=running_hub.url) as stranger:

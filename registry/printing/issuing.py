@@ -39,6 +39,8 @@ GENUINE, REVOKED, NOT_GENUINE, UNKNOWN = "genuine", "revoked", "not_genuine", "u
 
 @dataclass(frozen=True)
 class Issued:
+    """A document issued: its PDF, and the name it is offered under."""
+
     pdf: bytes
     filename: str
     kind: str
