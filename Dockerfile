@@ -7,6 +7,12 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HUB_HOME=/app HUB_VAR_DIR=/var/lib/hub
 WORKDIR /app
 
+# Printing the documents for citizens (registry/printing/): Pango lays the PDFs out, with the fonts they name
+# (Amiri for Arabic, under the SIL Open Font License).
+RUN apt-get update && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 fontconfig \
+        fonts-hosny-amiri fonts-liberation fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/*
+
 COPY pyproject.toml README.md ./
 COPY hub ./hub
 COPY connectors ./connectors

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CASES  ?= 6
 
-.PHONY: demo test test-full serve bench bench-faults clean install test-tools xmlsec1 chromium
+.PHONY: demo test test-full serve bench bench-faults clean install test-tools print-tools xmlsec1 chromium
 
 install: $(STAMP)
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # The development keys first (`hub dev init`, kept when they exist): the hub itself never makes a key.
-demo: $(STAMP)
+demo: $(STAMP) print-tools
 	$(BIN)/hub dev init
 	$(BIN)/hub demo --cases $(CASES)
 
@@ -31,12 +31,25 @@ bench: $(STAMP)
 bench-faults: $(STAMP)
 	HUB_FAULT_SCALE=1 $(BIN)/pytest -s tests/test_faults.py tests/test_partner_isolation.py
 
-# What the tests need from Debian: xmlsec1 (they check the hub's signatures with an independent implementation)
-# and chromium (the console's tests drive it headless through Playwright, whose own browser download is not
-# used), installed when missing, with one apt-get update for both.
+# What printing the documents for citizens needs from Debian at run time (registry/printing/, README "Documents
+# for citizens"): Pango (WeasyPrint lays the PDF out with it, HarfBuzz shapes the Arabic) and the fonts the
+# documents name, Amiri for Arabic among them; installed when missing by `make print-tools` (the demo runs it).
+PRINT_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 fontconfig fonts-hosny-amiri fonts-liberation fonts-dejavu-core
+PANGO          := $(shell ldconfig -p 2>/dev/null | grep -q 'libpangoft2-1.0.so.0' && echo yes)
+AMIRI          := $(shell fc-list 'Amiri:lang=ar' family 2>/dev/null | head -1)
+LIBERATION     := $(shell fc-list 'Liberation Serif' family 2>/dev/null | head -1)
+PRINT_MISSING  := $(if $(and $(PANGO),$(AMIRI),$(LIBERATION)),,$(PRINT_PACKAGES))
+
+# What the tests need from Debian: xmlsec1 (they check the hub's signatures with an independent implementation),
+# chromium (the console's tests drive it headless through Playwright, whose own browser download is not used),
+# poppler-utils and zbar-tools (the printed documents are read back with pdftotext and pdftoppm, their QR codes
+# with zbarimg) and what printing needs, installed when missing, with one apt-get update for all.
 XMLSEC1  := $(shell command -v xmlsec1 2>/dev/null)
 CHROMIUM := $(shell command -v chromium 2>/dev/null)
-MISSING  := $(strip $(if $(XMLSEC1),,xmlsec1) $(if $(CHROMIUM),,chromium fonts-dejavu-core))
+POPPLER  := $(shell command -v pdftoppm 2>/dev/null)
+ZBARIMG  := $(shell command -v zbarimg 2>/dev/null)
+MISSING  := $(strip $(if $(XMLSEC1),,xmlsec1) $(if $(CHROMIUM),,chromium fonts-dejavu-core) \
+              $(if $(POPPLER),,poppler-utils) $(if $(ZBARIMG),,zbar-tools) $(PRINT_MISSING))
 
 # make test       what CI runs (.ci/run, PostgreSQL required): every test, in a few minutes. Tests run on SQLite, and
 #                 on PostgreSQL too where storage is their subject (claims, leases, the leader, sealing, group commit,
@@ -66,7 +79,14 @@ endif
 
 xmlsec1 chromium: test-tools
 
-serve: $(STAMP)
+print-tools:
+ifneq ($(strip $(PRINT_MISSING)),)
+	@echo "installing $(PRINT_MISSING) to print documents for citizens (Debian packages, with apt-get)"
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(PRINT_MISSING) >/dev/null
+endif
+
+serve: $(STAMP) print-tools
 	$(BIN)/hub serve
 
 clean:

@@ -198,8 +198,9 @@ def run_demo(*, cases: int, serve: bool, console: Console) -> int:
             console.print(f"to open the console (/monitor/): {sys.executable.rsplit('/', 1)[0]}/hub demo --serve "
                           "keeps everything running and prints a login per role", highlight=False, soft_wrap=True)
         if serve:
+            first = next((c["registration_id"] for c in ctx.citizens if c["post_code"] == ctx.posts[0]), None)
             _print_serving(console, hub_url, create_logins(service.hub, ctx.posts[0]), tokens.mint("administrator"),
-                           sandboxes)
+                           sandboxes, citizen=first)
             signal.signal(signal.SIGTERM, _stop)  # stopped by a process manager: as Ctrl-C, the sandboxes too
             try:
                 while True:
@@ -220,7 +221,7 @@ def _stop(signum, frame):
 
 
 def _print_serving(console: Console, hub_url: str, logins: list[dict], admin_token: str,
-                   sandboxes: list[SandboxProcess]) -> None:
+                   sandboxes: list[SandboxProcess], citizen: str | None = None) -> None:
     console.print(f"\n[bold]still serving[/] (Ctrl-C stops)\n\n"
                   f"  the console   {hub_url}/monitor/   sign in as one of (made for this demo, shown once):",
                   highlight=False, soft_wrap=True)
@@ -231,6 +232,10 @@ def _print_serving(console: Console, hub_url: str, logins: list[dict], admin_tok
     console.print(f"\n  the API       {hub_url}/docs   \"Authorize\" with this administrator token (one day):\n"
                   f"      {admin_token}\n\n  sandboxes     " + ", ".join(f"{b.partner} {b.url}" for b in sandboxes),
                   highlight=False, soft_wrap=True)
+    if citizen:
+        console.print(f"\n  a document    {hub_url}/monitor/citizens/{citizen}/certificate.pdf?lang=ar   "
+                      f"the registration certificate of {citizen} (signed in as the consular agent; lang=fr in "
+                      f"French), checked by its code at {hub_url}/verify", highlight=False, soft_wrap=True)
 
 
 def _available_posts(api: httpx.Client) -> list[str]:

@@ -25,6 +25,9 @@ names apps) builds each and wires what it declares:
                           logged, not raised: the resend goes on
     load_reference_data() once at start-up, after the migrations, under the start-up lock (so processes
                           started together do not race); must be idempotent
+    public_paths()        optional: path prefixes under /api whose routes answer without a token (a public
+                          lookup, e.g. the verification of a printed document): the app answers for what they
+                          reveal and for their rate limit; every other /api path needs a token
     console()             optional: a ConsolePart, what the app shows in the console (its pages, navigation,
                           overview tiles, overdue items)
     chains                optional: ChainedHistory declarations (a class attribute, read without building the

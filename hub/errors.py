@@ -310,3 +310,33 @@ class TransitionRefused(HubError):
 class NotificationFailed(HubError):
     """An alert notification (e-mail, webhook) could not be sent; the next evaluation tries again
     (hub/monitor/notify.py). Its message never holds a password or token."""
+
+
+# -- documents printed for citizens (registry/printing/) --------------------------------------------------------
+
+class NothingToPrint(InputError):
+    """A citizen or case that holds no printable document (yet): a registration not ACTIVE, a case not answered."""
+    status = 409
+    title = "Nothing to print"
+
+
+class AlreadyRevoked(InputError):
+    """A printed document revoked before: revoked once, its verification already says so."""
+    status = 409
+    title = "Already revoked"
+
+
+class PrintingUnavailable(TryLater):
+    """This machine cannot lay out the documents (Pango, or a font with Arabic, is missing): 503 until an operator
+    installs it; the detail names the packages."""
+    status = 503
+    title = "Printing unavailable"
+
+    def __init__(self, detail: str):
+        super().__init__(detail, retry_after=300)
+
+
+class TooManyLookups(TryLater):
+    """A public lookup (the verification of a printed document) asked too often from one address (429)."""
+    status = 429
+    title = "Too many requests"

@@ -176,6 +176,10 @@ class Settings(BaseSettings):
     alert_console_url: str | None = Field(None, description="The hub's address as the alerts' recipients "
                                           "reach it (`https://hub.example.ma`): notifications link to its "
                                           "`/monitor/alerts` page.")
+    public_url: str | None = Field(None, description="The hub's public address as citizens and those they show "
+                                   "a document to reach it (`https://consulat.example.ma`): the QR code and the "
+                                   "verification address printed on documents for citizens point to its `/verify` "
+                                   "page. Unset: the address the printing request came to.")
     alert_keep_days: int = Field(90, ge=1, description="Cleared alerts are deleted this many days after they "
                                  "cleared.")
 
@@ -252,7 +256,7 @@ class Settings(BaseSettings):
             raise ValueError("no password in the URL: set HUB_ALERT_SMTP_PASSWORD")
         return url
 
-    @field_validator("alert_webhook_url", "alert_console_url")
+    @field_validator("alert_webhook_url", "alert_console_url", "public_url")
     @classmethod
     def _http_url(cls, url: str | None, info: ValidationInfo) -> str | None:
         if url is None:
@@ -262,7 +266,7 @@ class Settings(BaseSettings):
             raise ValueError("expected an http:// or https:// address")
         if parts.username is not None or parts.password is not None:
             raise ValueError("no credentials in the URL")
-        return url.rstrip("/") if info.field_name == "alert_console_url" else url
+        return url.rstrip("/") if info.field_name in ("alert_console_url", "public_url") else url
 
     @field_validator("alert_smtp_from")
     @classmethod

@@ -8,7 +8,8 @@ them), a dead-letter hook (a dead-lettered message of the registry fails its cas
 waits again when that message is resent), the consular posts
 loaded at start-up, its tables (registry/models.py), its case history as a chain of the hub's evidence
 (`chains`), the `hub sample` builders (registry/samples.py), every service's answer deadline
-(config/services.yaml, registry/deadlines.py) and its part of the console (registry/console.py).
+(config/services.yaml, registry/deadlines.py), its part of the console (registry/console.py) and the documents
+printed for citizens with their public verification (registry/printing/).
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from registry.outputs import case_out
 from registry.reference import load_posts
 from registry.statuses import FAILED, resume_status
 from registry.samples import SAMPLES
+from registry.printing import views as printing
 from registry.views import router as api_router
 
 log = logging.getLogger("registry")
@@ -76,7 +78,11 @@ class Registry:
 
     # -- what the registry contributes to the running hub (hub/apps.py) ------------------------------
     def routers(self):
-        return [api_router, console.api, console.router, citizens_console.router]
+        return [api_router, console.api, console.router, citizens_console.router, *printing.routers]
+
+    def public_paths(self):
+        """The public verification of the documents printed for citizens answers without a token."""
+        return (printing.PUBLIC_API,)
 
     def console(self):
         """The cases in the console (registry/console.py): pages, navigation, the overview's service tiles and

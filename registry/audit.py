@@ -17,6 +17,9 @@
     ADDRESSEE_MATCHED
     DOCUMENT_VIEWED             a case document's bytes shown in the console (personal data, like a payload);
                                 subject: the case, detail: the document's kind, source message and size
+    DOCUMENT_ISSUED             a document printed for a citizen (registry/printing/); subject: the registration
+                                id or case, detail: its kind, language and the start of its code's digest
+    DOCUMENT_REVOKED            a printed document revoked; subject and detail as issued, with the reason
 
 The actor is the API token (`Identity.actor`: its id, name, role and post; never its secret). An action's
 entry is written in the transaction that makes the change; a read's in the transaction that reads the record,
@@ -37,6 +40,8 @@ CITIZEN_TRANSFERRED = "CITIZEN_TRANSFERRED"
 CITIZEN_VIEWED = "CITIZEN_VIEWED"
 CASE_VIEWED = "CASE_VIEWED"
 DOCUMENT_VIEWED = "DOCUMENT_VIEWED"
+DOCUMENT_ISSUED = "DOCUMENT_ISSUED"
+DOCUMENT_REVOKED = "DOCUMENT_REVOKED"
 
 
 def record(hub, session, identity: Identity, action: str, subject: str, detail: str = "") -> None:

@@ -152,3 +152,27 @@ class PensionBatch(Base):
     submitted_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
+
+
+class IssuedDocument(Base):
+    """A document the registry printed for a citizen (registry/printing/): what its verification code finds.
+
+    Only the code's SHA-256 is kept (the code itself is on the paper alone, so a copy of the database finds no
+    document by code), and `record` is the registry's signed record of what the public verification shows:
+    no more than is printed, and less. Revocation sits outside the signature: it is a later fact."""
+    __tablename__ = "issued_documents"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    code_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    subject: Mapped[str] = mapped_column(String(40), index=True)  # a registration id or a case reference
+    citizen_id: Mapped[int | None] = mapped_column(ForeignKey("citizens.id"), index=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    post_code: Mapped[str | None] = mapped_column(ForeignKey("posts.code"))
+    language: Mapped[str] = mapped_column(String(2))
+    issued_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    issued_by: Mapped[str] = mapped_column(String(120))
+    record: Mapped[bytes] = mapped_column(LargeBinary)  # the signed IssuedDocument XML
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(120))
+    revoked_reason: Mapped[str | None] = mapped_column(Text)

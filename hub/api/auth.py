@@ -39,13 +39,14 @@ async def auth_error_handler(_request: Request, exc: AuthError) -> JSONResponse:
 
 class ApiAuthentication:
     """Pure ASGI middleware: under /api, the bearer token is checked first; its Identity goes to
-    `scope["state"]["identity"]` (request.state.identity)."""
+    `scope["state"]["identity"]` (request.state.identity). The `public` path prefixes (an app's `public_paths()`,
+    hub/apps.py) are the exception: their routes answer anyone, and have no identity."""
 
-    def __init__(self, app, *, hub):
-        self.app, self.hub = app, hub
+    def __init__(self, app, *, hub, public: tuple[str, ...] = ()):
+        self.app, self.hub, self.public = app, hub, tuple(p for p in public if _under_api(p) and p.endswith("/"))
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and _under_api(scope["path"]):
+        if scope["type"] == "http" and self._needs_token(scope["path"]):
             presented = parse_authorization(Headers(scope=scope).get("authorization"))
             try:
                 identity = await run_in_threadpool(self._authenticate, presented)
@@ -54,6 +55,9 @@ class ApiAuthentication:
                 return
             scope.setdefault("state", {})["identity"] = identity
         await self.app(scope, receive, send)
+
+    def _needs_token(self, path: str) -> bool:
+        return _under_api(path) and not any(path.startswith(prefix) for prefix in self.public)
 
     def _authenticate(self, presented: str | None) -> Identity:
         if not presented:  # no database round trip for the commonest refusal

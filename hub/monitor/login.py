@@ -24,9 +24,13 @@ LOGIN_CSRF_COOKIE = "hub_login_csrf"
 LANDING = "/monitor/"
 
 
+PUBLIC_PAGES = ("/verify",)  # pages for anyone (a printed document's verification), where a language choice returns
+
+
 def safe_next(target: str | None) -> str:
-    """Where to go after signing in: a console path only (never another site: no '//', no scheme)."""
-    if (not target or not target.startswith("/monitor") or target.startswith("//") or "\\" in target
+    """Where to go after signing in or choosing a language: a console path or a public page only (never another
+    site: no '//', no scheme)."""
+    if (not target or not target.startswith(("/monitor", *PUBLIC_PAGES)) or target.startswith("//") or "\\" in target
             or any(unfit_character(c, parameter=True) for c in target) or len(target) > 500):
         return LANDING
     return target
