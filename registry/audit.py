@@ -9,6 +9,9 @@
     CASE_VIEWED
     DOCUMENT_VIEWED             a case document's bytes shown in the console (personal data, like a payload);
                                 subject: the case, detail: the document's kind, source message and size
+    POST_CREATED                an administrator created a consular post (POST /posts); subject: its code,
+                                detail: its kind and city
+    POST_CLOSED                 an administrator closed one; subject: its code, detail: the reason given
 
 The actor is the API token (`Identity.actor`: its id, name, role and post; never its secret). An action's
 entry is written in the transaction that makes the change; a read's in the transaction that reads the record,
@@ -26,6 +29,8 @@ JUDICIAL_OUTCOME_RECORDED = "JUDICIAL_OUTCOME_RECORDED"
 CITIZEN_VIEWED = "CITIZEN_VIEWED"
 CASE_VIEWED = "CASE_VIEWED"
 DOCUMENT_VIEWED = "DOCUMENT_VIEWED"
+POST_CREATED = "POST_CREATED"
+POST_CLOSED = "POST_CLOSED"
 
 
 def record(hub, session, identity: Identity, action: str, subject: str, detail: str = "") -> None:

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from hub.access.dependencies import allowed
 from hub.access.tokens import Identity
-from registry import audit, cases, catalogue, deadlines, service
+from registry import audit, cases, catalogue, deadlines, post_views, service
 from registry.inputs import POST_CODE, PersonIn, Text
 from registry.models import Case, Post
 from registry.outputs import case_out, citizen_out, post_out
@@ -123,5 +123,6 @@ def list_services(request: Request, identity: Identity = Depends(allowed("regist
 # The registry's whole API: the routes above, then each service module's own.
 router = APIRouter()
 router.include_router(base)
+router.include_router(post_views.router)  # administrators keep the posts
 for _module in catalogue.modules():
     router.include_router(_module.router)

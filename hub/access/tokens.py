@@ -46,6 +46,8 @@ _TOKEN = re.compile(r"^hub_([0-9a-f]{16})_([A-Za-z0-9_\-]{20,100})$")
 # citizens and cases of their post; a partner only for its own party code (checked where it applies).
 PERMISSIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "posts:read": (HUMAN_ROLES, "consular posts (reference data)"),
+    "posts:manage": ((ADMINISTRATOR,), "create and close consular posts (a post closes once no citizen is left "
+                                       "there)"),
     "registry:read": ((CONSULAR_AGENT, SUPERVISOR, ADMINISTRATOR),
                       "citizens and cases, read (a consular agent: their post only)"),
     "registry:act": ((CONSULAR_AGENT, ADMINISTRATOR),
