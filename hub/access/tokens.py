@@ -9,7 +9,8 @@ Roles and permissions (PERMISSIONS below is the one table; the README shows it):
     consular_agent   bound to one post: that post's citizens and cases, read and act
     integration      integration staff: messages (metadata, payloads), resend, poll now, batch now
     supervisor       reads every case and citizen, and the messages' metadata; may resend
-    partner          a partner system, bound to its party code: submits its own documents
+    partner          a partner system, bound to its party code: submits its own documents and reads
+                     its own traffic (GET /api/v1/partner/...)
     administrator    everything, including tokens
 
 `Identity.require(permission, doing=...)` raises Forbidden (403); `Identity.check_post(post, doing=...)`
@@ -63,6 +64,9 @@ PERMISSIONS: dict[str, tuple[tuple[str, ...], str]] = {
                         "submit a signed canonical message (a partner: with its own code as Sender)"),
     "partner-documents:submit": ((PARTNER, ADMINISTRATOR),
                                  "submit a partner's own-format document (a partner: its own code only)"),
+    "partner-messages:read": ((PARTNER, ADMINISTRATOR),
+                              "a partner's own traffic: its messages' state and deliveries, its refusals and why "
+                              "(a partner: its own code only; another's message is 404)"),
     "tokens:manage": ((ADMINISTRATOR,), "create, list and revoke API tokens"),
     "console:overview": (HUMAN_ROLES, "the monitor's overview (a consular agent: their post's service tiles only)"),
     "refusals:read": ((INTEGRATION, SUPERVISOR, ADMINISTRATOR), "inputs the hub refused: who, at which door, why"),

@@ -4,7 +4,8 @@
   through the API (none: the reference file, config/reference/posts.csv). Existing posts get the defaults
   until the next start loads the file's values (registry/reference.py).
 - deliveries(partner, message_pk): the messages delivered to one partner, newest first, read from the index
-  (GET /api/v1/partner/messages, hub/partner_traffic.py).
+  (GET /api/v1/partner/messages, hub/partner_view.py), and refusals(partner, id): the inputs the hub refused
+  from one partner (GET /api/v1/partner/refusals).
 
 Revision ID: 0016
 Revises: 0011
@@ -29,9 +30,11 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("closed_reason", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("created_by", sa.String(length=120), nullable=True))
     op.create_index("ix_deliveries_partner_message_pk", "deliveries", ["partner", "message_pk"])
+    op.create_index("ix_refusals_partner_id", "refusals", ["partner", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_refusals_partner_id", table_name="refusals")
     op.drop_index("ix_deliveries_partner_message_pk", table_name="deliveries")
     with op.batch_alter_table("posts") as batch_op:
         batch_op.drop_column("created_by")

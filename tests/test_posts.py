@@ -1,0 +1,97 @@
+"""Administrators keep the consular posts over the API (registry/post_views.py, registry/posts.py): create one,
+close one once no citizen is left there; each audited, each refusal changing nothing. The module's tests share
+one hub and each uses posts of its own."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select, update
+
+from hub.store.models import AuditEntry
+from registry.models import Citizen
+from support import register_citizen
+
+pytestmark = pytest.mark.shared_hub
+
+NICE = {"code": "FR-NICE", "name": "Consulat du Royaume du Maroc à Nice", "kind": "CONSULATE", "country": "FR",
+        "city": "Nice", "jurisdiction": "Alpes-Maritimes et Var", "languages": ["ar", "fr"],
+        "time_zone": "Europe/Paris"}
+
+
+def audit_entries(hub, subject: str) -> list[tuple[str, str, str]]:
+    with hub.sessions() as session:
+        return [(e.action, e.actor, e.detail) for e in session.scalars(
+            select(AuditEntry).where(AuditEntry.subject == subject).order_by(AuditEntry.id))]
+
+
+def test_an_administrator_creates_a_post_and_a_wrong_one_is_refused_naming_the_field(running_hub, client,
+                                                                                      client_as):
+    refused = [
+        ("body.time_zone", {**NICE, "time_zone": "Europe/Nice"}),
+        ("body.languages", {**NICE, "languages": ["ar", "FR"]}),
+        ("body.languages", {**NICE, "languages": []}),
+        ("body.code", {**NICE, "code": "nice"}),
+        ("body.kind", {**NICE, "kind": "EMBASSY"}),
+    ]
+    for field, body in refused:
+        response = client.post("/api/v1/posts", json=body)
+        assert response.status_code == 422, (field, response.text)
+        assert field in {error["path"] for error in response.json()["errors"]}, (field, response.json())
+    hostile = client.post("/api/v1/posts", json={**NICE, "name": "Consulat\u202e de Nice"})
+    assert hostile.status_code == 400 and hostile.json()["errors"][0]["path"] == "field body.name", hostile.text
+    assert client.get("/api/v1/posts/FR-NICE").status_code == 404  # nothing was made by the refusals
+
+    created = client.post("/api/v1/posts", json=NICE)
+    assert created.status_code == 201, created.text
+    assert created.json() == {**NICE, "active": True, "closed_at": None, "closed_reason": None}
+    assert client.get("/api/v1/posts/FR-NICE").json() == created.json()
+    assert "FR-NICE" in {p["code"] for p in client.get("/api/v1/posts", params={"country": "FR"}).json()}
+    [(action, actor, detail)] = audit_entries(running_hub.hub, "FR-NICE")
+    assert action == "POST_CREATED" and "administrator" in actor and detail == "CONSULATE at Nice (FR)"
+
+    again = client.post("/api/v1/posts", json={**NICE, "name": "Another"})
+    assert again.status_code == 409 and "already an open post's" in again.json()["detail"], again.text
+    assert client.get("/api/v1/posts/FR-NICE").json()["name"] == NICE["name"]
+    # a consular agent reads posts but keeps none
+    agent = client_as("consular_agent", post="FR-PARIS")
+    assert agent.post("/api/v1/posts", json={**NICE, "code": "FR-NICE2"}).status_code == 403
+    assert agent.get("/api/v1/posts/FR-NICE").status_code == 200
+
+
+def test_a_post_closes_only_once_no_citizen_is_left_and_then_takes_no_one_new(running_hub, client):
+    hub = running_hub.hub
+    post = {**NICE, "code": "FR-TOULON", "city": "Toulon", "name": "Consulat du Royaume du Maroc à Toulon"}
+    assert client.post("/api/v1/posts", json=post).status_code == 201
+    citizens = [register_citizen(client, post_code="FR-TOULON", cnie=f"TL{n:06d}")["registration_id"]
+                for n in range(2)]
+
+    refused = client.post("/api/v1/posts/FR-TOULON/close", json={"reason": "merged into Marseille"})
+    assert refused.status_code == 409 and "2 citizens are still registered" in refused.json()["detail"], refused.text
+    assert client.get("/api/v1/posts/FR-TOULON").json()["active"] is True  # nothing changed
+    # the citizens move to another post (a transfer; here written to the table, the transfer is not this test's)
+    with hub.sessions.begin() as session:
+        session.execute(update(Citizen).where(Citizen.registration_id == citizens[0]).values(post_code="FR-MARSEI"))
+    refused = client.post("/api/v1/posts/FR-TOULON/close", json={"reason": "merged into Marseille"})
+    assert refused.status_code == 409 and "1 citizen is still registered" in refused.json()["detail"], refused.text
+    with hub.sessions.begin() as session:
+        session.execute(update(Citizen).where(Citizen.registration_id == citizens[1]).values(post_code="FR-MARSEI"))
+
+    for reason in ({}, {"reason": ""}, {"reason": "x" * 501}):
+        assert client.post("/api/v1/posts/FR-TOULON/close", json=reason).status_code == 422
+    closed = client.post("/api/v1/posts/FR-TOULON/close", json={"reason": "merged into Marseille"})
+    assert closed.status_code == 200, closed.text
+    shown = client.get("/api/v1/posts/FR-TOULON").json()
+    assert (shown["active"], shown["closed_reason"]) == (False, "merged into Marseille") and shown["closed_at"]
+    assert [a for a, _, _ in audit_entries(hub, "FR-TOULON")] == ["POST_CREATED", "POST_CLOSED"]
+    assert audit_entries(hub, "FR-TOULON")[1][2] == "merged into Marseille"
+
+    again = client.post("/api/v1/posts/FR-TOULON/close", json={"reason": "twice"})
+    assert again.status_code == 409 and "was closed on" in again.json()["detail"]
+    assert client.get("/api/v1/posts/FR-TOULON").json()["closed_reason"] == "merged into Marseille"
+    newcomer = client.post("/api/v1/citizens", json={
+        "post_code": "FR-TOULON", "country": "FR", "city": "Toulon", "given_name_latin": "Ali",
+        "family_name_latin": "Amrani", "given_name_arabic": "علي", "family_name_arabic": "العمراني",
+        "birth_date": "1980-01-02", "sex": "M"})
+    assert newcomer.status_code == 400 and "post FR-TOULON is closed" in newcomer.json()["detail"], newcomer.text
+    assert client.post("/api/v1/posts", json=post).status_code == 409  # a closed post's code is never reused
+    assert client.post("/api/v1/posts/FR-NOWHERE/close", json={"reason": "x"}).status_code == 404
+    assert [a for a, _, _ in audit_entries(hub, "FR-TOULON")] == ["POST_CREATED", "POST_CLOSED"]
