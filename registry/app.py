@@ -29,7 +29,7 @@ from hub.xml.safe import parse_trusted
 from registry import audit, catalogue, console, deadlines, service
 from registry.canonical import PARTY
 from registry.history import CASE_HISTORY
-from registry.models import Base, Case
+from registry.models import Base, Case, Post
 from registry.outputs import case_out
 from registry.reference import load_posts
 from registry.samples import SAMPLES
@@ -95,6 +95,11 @@ class Registry:
 
     def dead_letter_hooks(self):
         return [self.on_dead_letter]
+
+    @staticmethod
+    def post_states(session) -> dict[str, bool]:
+        """Each post code the registry keeps, and whether it is open (hub/apps.py)."""
+        return dict(session.execute(select(Post.code, Post.active)).all())
 
     def load_reference_data(self) -> int:
         with self.hub.sessions.begin() as session:

@@ -95,3 +95,26 @@ def test_a_post_closes_only_once_no_citizen_is_left_and_then_takes_no_one_new(ru
     assert client.post("/api/v1/posts", json=post).status_code == 409  # a closed post's code is never reused
     assert client.post("/api/v1/posts/FR-NOWHERE/close", json={"reason": "x"}).status_code == 404
     assert [a for a, _, _ in audit_entries(hub, "FR-TOULON")] == ["POST_CREATED", "POST_CLOSED"]
+
+
+def test_a_consular_agent_is_bound_to_a_post_an_administrator_created_and_never_to_a_closed_one(
+        running_hub, client, monkeypatch, capsys):
+    from hub.cli.main import main as hub_cli
+    settings = running_hub.hub.settings
+    for name, value in {"HUB_DATABASE_URL": settings.database_url, "HUB_CONFIG_DIR": str(settings.config_dir),
+                        "HUB_PKI_DIR": str(settings.pki_dir), "HUB_VAR_DIR": str(settings.var_dir)}.items():
+        monkeypatch.setenv(name, value)
+    cannes = {**NICE, "code": "FR-CANNES", "city": "Cannes", "name": "Consulat du Royaume du Maroc à Cannes"}
+    assert client.post("/api/v1/posts", json=cannes).status_code == 201  # not in the reference file
+
+    def agent_token(post: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = hub_cli(["tokens", "create", "--role", "consular_agent", "--name", f"desk {post}", "--post", post])
+        out, err = capsys.readouterr()
+        return code, out, err
+    code, out, err = agent_token("FR-CANNES")
+    assert code == 0 and out.startswith("hub_"), err
+    assert client.post("/api/v1/posts/FR-CANNES/close", json={"reason": "opened by mistake"}).status_code == 200
+    code, out, err = agent_token("FR-CANNES")
+    assert code == 2 and "no consular post with code 'FR-CANNES' is open" in err and out == ""
+    assert agent_token("FR-PARIS")[0] == 0  # the file's posts as before

@@ -161,7 +161,8 @@ def create_token(session: Session, *, role: str, name: str, created_by: str, pos
         if not post_code:
             raise TokenRequestInvalid("a consular_agent token is bound to one post: give --post CODE")
         if known_posts is not None and post_code not in known_posts:
-            raise TokenRequestInvalid(f"no consular post with code {post_code!r} (config/reference/posts.csv)")
+            raise TokenRequestInvalid(f"no consular post with code {post_code!r} is open "
+                                      "(config/reference/posts.csv, or one an administrator created)")
     elif post_code:
         raise TokenRequestInvalid(f"only a consular_agent token is bound to a post, not a {role} token")
     if role == PARTNER:
