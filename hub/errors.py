@@ -16,7 +16,9 @@
     │   ├── MessageTooLarge         over the size cap, refused before parsing                    -> 413
     │   ├── UnsupportedMediaType    not application/xml                                          -> 415
     │   ├── DuplicateConflict       same sender and message id, other bytes                      -> 409
-    │   └── PayloadPurged           a resend of a message whose payload retention removed         -> 409
+    │   ├── PayloadPurged           a resend of a message whose payload retention removed         -> 409
+    │   └── RecordConflict          a registry request that what is stored forbids (a post's code  -> 409
+    │                               taken, a post closed twice or still serving citizens)
     ├── TryLater                    nothing wrong with the input, but the hub cannot take it now: send the
     │   │                           same bytes again after `retry_after` seconds (Retry-After header)
     │   └── OutboxFull              the outbox for a partner it routes to is at HUB_MAX_OUTBOX_DEPTH -> 429
@@ -162,6 +164,13 @@ class PayloadPurged(InputError):
     nothing left to send (409, not 404)."""
     status = 409
     title = "Payload purged"
+
+
+class RecordConflict(InputError):
+    """A request the stored records forbid as asked (a consular post's code already taken, a post closed
+    twice or still serving citizens): 409, the detail saying what stands in the way; nothing changed."""
+    status = 409
+    title = "Conflict"
 
 
 class TryLater(HubError):

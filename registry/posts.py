@@ -16,7 +16,7 @@ import zoneinfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hub.errors import InputError, NotFound, Problem
+from hub.errors import InputError, NotFound, Problem, RecordConflict
 from hub.store.db import utcnow
 from registry.models import Citizen, Post
 
@@ -24,12 +24,6 @@ KINDS = ("CONSULATE", "CONSULAR_SECTION")
 LANGUAGE = re.compile(r"^[a-z]{2}$")  # ISO 639-1
 # the citizens a post still serves: a closed post would leave them without one
 SERVED_STATUSES = ("ACTIVE", "PENDING")
-
-
-class PostConflict(InputError):
-    """The post cannot be created or closed as asked, given what is stored (409)."""
-    status = 409
-    title = "Conflict"
 
 
 def unknown_languages(languages: list[str]) -> list[str]:
@@ -55,13 +49,13 @@ def languages_text(languages: list[str]) -> str:
 
 def create_post(session: Session, *, code: str, name: str, kind: str, country: str, city: str,
                 jurisdiction: str, languages: list[str], time_zone: str, created_by: str) -> Post:
-    """A new open post. PostConflict (409) when the code is taken, by an open or a closed post: a code is
+    """A new open post. RecordConflict (409) when the code is taken, by an open or a closed post: a code is
     never given to another post, since citizens' and cases' history names it."""
     existing = session.get(Post, code)
     if existing is not None:
         state = "an open" if existing.active else "a closed"
-        raise PostConflict(f"creating post {code}: the code is already {state} post's ({existing.name})",
-                           [Problem("code already used", path="code")])
+        raise RecordConflict(f"creating post {code}: the code is already {state} post's ({existing.name})",
+                             [Problem("code already used", path="code")])
     post = Post(code=code, name=name, kind=kind, country=country, city=city, jurisdiction=jurisdiction,
                 languages=languages_text(languages), time_zone=time_zone, active=True, created_by=created_by[:120])
     session.add(post)
@@ -76,20 +70,20 @@ def served_citizens(session: Session, code: str) -> int:
 
 
 def close_post(session: Session, *, code: str, reason: str) -> Post:
-    """Close an open post (when and why kept). NotFound (404) for an unknown code; PostConflict (409) when it is
-    already closed or still serves citizens (how many is said): nothing changes then."""
+    """Close an open post (when and why kept). NotFound (404) for an unknown code; RecordConflict (409) when it
+    is already closed or still serves citizens (how many is said): nothing changes then."""
     post = session.scalars(select(Post).where(Post.code == code).with_for_update()).first()
     if post is None:
         raise NotFound(f"no consular post with code {code!r}")
     if not post.active:
-        raise PostConflict(f"closing post {code}: it was closed on {post.closed_at:%Y-%m-%d}" if post.closed_at
-                           else f"closing post {code}: it is already closed")
+        raise RecordConflict(f"closing post {code}: it was closed on {post.closed_at:%Y-%m-%d}" if post.closed_at
+                             else f"closing post {code}: it is already closed")
     served = served_citizens(session, code)
     if served:
         who = "1 citizen is" if served == 1 else f"{served} citizens are"
-        raise PostConflict(f"closing post {code}: {who} still registered there (active or awaiting the identity "
-                           f"check); transfer them to another post first",
-                           [Problem(f"{served} citizens still registered at the post", path="code")])
+        raise RecordConflict(f"closing post {code}: {who} still registered there (active or awaiting the "
+                             f"identity check); transfer them to another post first",
+                             [Problem(f"{served} citizens still registered at the post", path="code")])
     post.active, post.closed_at, post.closed_reason = False, utcnow(), reason
     return post
 
