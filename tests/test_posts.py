@@ -57,6 +57,7 @@ def test_an_administrator_creates_a_post_and_a_wrong_one_is_refused_naming_the_f
     assert agent.get("/api/v1/posts/FR-NICE").status_code == 200
 
 
+@pytest.mark.both_databases  # the count of citizens served and the row lock, on PostgreSQL too
 def test_a_post_closes_only_once_no_citizen_is_left_and_then_takes_no_one_new(running_hub, client):
     hub = running_hub.hub
     post = {**NICE, "code": "FR-TOULON", "city": "Toulon", "name": "Consulat du Royaume du Maroc à Toulon"}
