@@ -104,3 +104,57 @@ def test_each_partner_reads_its_own_traffic_and_nothing_of_the_others(running_hu
     assert refusals[0]["status"] == 400 and refusals[0]["door"] == "rest" and refusals[0]["reason"], refusals
     assert refusals[0]["digest_sha256"] not in {r["digest_sha256"] for r in
                                                  dgsn.get("/api/v1/partner/refusals").json()["items"]}
+
+
+# -- the pages, from the storage: two index branches merged, newest first ---------------------------------
+
+import datetime as dt  # noqa: E402
+
+from hub.partner_view import TrafficFilters, list_traffic  # noqa: E402
+from hub.store.db import make_engine, make_sessionmaker  # noqa: E402
+from hub.store.models import Delivery, Message  # noqa: E402
+
+
+@pytest.mark.private_hub
+@pytest.mark.both_databases
+def test_pages_merge_what_a_partner_sent_and_what_it_was_sent_newest_first(database_url):
+    engine = make_engine(database_url)
+    sessions = make_sessionmaker(engine)
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+    # (sender, recipient, [(delivery partner, state)]): NARSA's own, the hub's to NARSA, a fan-out it is part of,
+    # and traffic that is none of NARSA's (another partner's, a fan-out without it)
+    shapes = [("NARSA", "REGISTRY", [("REGISTRY", "DELIVERED")]), ("REGISTRY", "NARSA", [("NARSA", "DEAD")]),
+              ("REGISTRY", "SANTE", [("SANTE", "DELIVERED"), ("NARSA", "PENDING")]),
+              ("DGSN", "REGISTRY", [("REGISTRY", "DELIVERED")]),
+              ("REGISTRY", "SANTE", [("SANTE", "DELIVERED"), ("DGSN", "DEAD")])]
+    with sessions.begin() as session:
+        for n in range(15):
+            sender, recipient, deliveries = shapes[n % len(shapes)]
+            message = Message(message_id=f"M-{n}", sender=sender, recipient=recipient, type="T",
+                              correlation_id=f"C-{n}", digest="0" * 64, receipt=b"<r/>", received_at=now,
+                              updated_at=now, state="DEAD" if any(s == "DEAD" for _, s in deliveries) else "ACCEPTED")
+            session.add(message)
+            session.flush()
+            for partner, state in deliveries:
+                session.add(Delivery(message_pk=message.id, partner=partner, state=state, attempts=1,
+                                     next_attempt_at=now))
+    expected = [f"M-{n}" for n in reversed(range(15)) if n % len(shapes) in (0, 1, 2)]
+
+    def pages(filters: TrafficFilters, limit: int) -> list[dict]:
+        items, before = [], None
+        with sessions() as session:
+            while True:
+                page, before = list_traffic(session, "NARSA", filters, before=before, limit=limit)
+                assert len(page) <= limit
+                items += page
+                if before is None:
+                    return items
+    for limit in (1, 2, 4, 50):
+        assert [m["id"] for m in pages(TrafficFilters(), limit)] == expected, limit
+    received = pages(TrafficFilters(direction="received"), 2)
+    assert [m["id"] for m in received] == [i for i in expected if int(i[2:]) % len(shapes) != 0]
+    assert all([d["partner"] for d in m["deliveries"]] == ["NARSA"] for m in received)  # never SANTE's
+    dead = pages(TrafficFilters(state="DEAD"), 2)
+    assert [m["id"] for m in dead] == [i for i in expected if int(i[2:]) % len(shapes) == 1]
+    assert [m["state"] for m in pages(TrafficFilters(state="PENDING"), 3)] == ["PENDING"] * 3  # its delivery's
+    engine.dispose()
