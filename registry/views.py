@@ -31,10 +31,14 @@ class CitizenIn(PersonIn):
 
 
 @base.get("/posts", summary="Consular posts (reference data)")
-def list_posts(request: Request, country: str | None = Query(None, max_length=40), _identity: Identity = Depends(allowed("posts:read"))):
+def list_posts(request: Request, country: str | None = Query(None, max_length=40),
+               active: bool | None = Query(None, description="true: the open posts only; false: the closed ones"),
+               _identity: Identity = Depends(allowed("posts:read"))):
     query = select(Post).order_by(Post.country, Post.city)
     if country:
         query = query.where(Post.country == country.upper())
+    if active is not None:
+        query = query.where(Post.active == active)
     with request.app.state.hub.sessions() as session:
         return [post_out(p) for p in session.scalars(query)]
 

@@ -84,6 +84,9 @@ def test_a_post_closes_only_once_no_citizen_is_left_and_then_takes_no_one_new(ru
     assert (shown["active"], shown["closed_reason"]) == (False, "merged into Marseille") and shown["closed_at"]
     assert [a for a, _, _ in audit_entries(hub, "FR-TOULON")] == ["POST_CREATED", "POST_CLOSED"]
     assert audit_entries(hub, "FR-TOULON")[1][2] == "merged into Marseille"
+    closed = {p["code"] for p in client.get("/api/v1/posts", params={"active": "false"}).json()}
+    assert "FR-TOULON" in closed and "FR-PARIS" not in closed
+    assert "FR-TOULON" not in {p["code"] for p in client.get("/api/v1/posts", params={"active": "true"}).json()}
 
     again = client.post("/api/v1/posts/FR-TOULON/close", json={"reason": "twice"})
     assert again.status_code == 409 and "was closed on" in again.json()["detail"]
