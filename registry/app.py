@@ -26,7 +26,7 @@ from hub.errors import InputError, NotFound, PermanentDeliveryError, TryLater
 from hub.intake.door import Arrival, Receipt
 from hub.trust.signing import Signer
 from hub.xml.safe import parse_trusted
-from registry import audit, catalogue, console, deadlines, service
+from registry import audit, catalogue, console, deadlines, posts_console, service
 from registry.canonical import PARTY
 from registry.history import CASE_HISTORY
 from registry.models import Base, Case, Post
@@ -74,7 +74,7 @@ class Registry:
 
     # -- what the registry contributes to the running hub (hub/apps.py) ------------------------------
     def routers(self):
-        return [api_router, console.api, console.router]
+        return [api_router, console.api, console.router, posts_console.router]
 
     def console(self):
         """The cases in the console (registry/console.py): pages, navigation, the overview's service tiles and

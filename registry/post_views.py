@@ -49,10 +49,8 @@ class CloseIn(StrictIn):
     reason: Text = Field(min_length=1, max_length=500, description="Why the post closes (kept with it)")
 
 
-@router.post("/posts", status_code=201, summary="Create a consular post (administrators)",
-             responses={409: {"description": "The code is already a post's, open or closed"}})
-def create_post(body: PostIn, request: Request, identity: Identity = Depends(allowed("posts:manage"))):
-    hub = request.app.state.hub
+def create(hub, identity: Identity, body: PostIn) -> dict:
+    """Create the post and audit it, in one transaction (the API's and the console's way)."""
     with hub.sessions.begin() as session:
         post = posts.create_post(session, **body.model_dump(), created_by=identity.actor)
         audit.record(hub, session, identity, audit.POST_CREATED, post.code,
@@ -60,13 +58,23 @@ def create_post(body: PostIn, request: Request, identity: Identity = Depends(all
         return post_out(post)
 
 
+def close(hub, identity: Identity, code: str, body: CloseIn) -> dict:
+    """Close the post and audit it, in one transaction (the API's and the console's way)."""
+    with hub.sessions.begin() as session:
+        post = posts.close_post(session, code=code, reason=body.reason)
+        audit.record(hub, session, identity, audit.POST_CLOSED, post.code, body.reason)
+        return post_out(post)
+
+
+@router.post("/posts", status_code=201, summary="Create a consular post (administrators)",
+             responses={409: {"description": "The code is already a post's, open or closed"}})
+def create_post(body: PostIn, request: Request, identity: Identity = Depends(allowed("posts:manage"))):
+    return create(request.app.state.hub, identity, body)
+
+
 @router.post("/posts/{code}/close", summary="Close a consular post that serves no citizen any more "
                                             "(administrators)",
              responses={409: {"description": "Already closed, or citizens are still registered there (how many "
                                              "is said): transfer them first"}})
 def close_post(code: str, body: CloseIn, request: Request, identity: Identity = Depends(allowed("posts:manage"))):
-    hub = request.app.state.hub
-    with hub.sessions.begin() as session:
-        post = posts.close_post(session, code=code, reason=body.reason)
-        audit.record(hub, session, identity, audit.POST_CLOSED, post.code, body.reason)
-        return post_out(post)
+    return close(request.app.state.hub, identity, code, body)

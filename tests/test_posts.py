@@ -122,3 +122,72 @@ def test_a_consular_agent_is_bound_to_a_post_an_administrator_created_and_never_
     code, out, err = agent_token("FR-CANNES")
     assert code == 2 and "no consular post with code 'FR-CANNES' is open" in err and out == ""
     assert agent_token("FR-PARIS")[0] == 0  # the file's posts as before
+
+
+# -- the console's page: the same keeping, through forms -----------------------------------------------------
+
+from console_support import PASSWORD, ConsoleClient, make_user  # noqa: E402
+
+
+def test_the_console_lists_the_posts_and_an_administrator_keeps_them_there(running_hub, client):
+    hub = running_hub.hub
+    admin, _ = make_user(hub.sessions, "administrator")
+    agent, _ = make_user(hub.sessions, "consular_agent", post="FR-PARIS")
+    huelva = {"code": "es-huelva", "name": "Consulado de Marruecos en Huelva", "kind": "CONSULATE", "country": "es",
+              "city": "Huelva", "jurisdiction": "Provincia de Huelva", "languages": "ar, es fr", "time_zone": "UTC"}
+    with ConsoleClient(running_hub.url, admin) as console:
+        page = console.get("/monitor/posts")
+        assert page.status_code == 200 and 'data-code="FR-PARIS"' in page.text and 'action="/monitor/posts"' in page.text
+        wrong = console.post_form("/monitor/posts", {**huelva, "time_zone": "Europe/Huelva", "languages": "ar, xyz"})
+        assert wrong.status_code == 422 and "languages, time_zone" in wrong.text
+        assert 'value="Consulado de Marruecos en Huelva"' in wrong.text  # what was typed is kept for the retry
+        created = console.post_form("/monitor/posts", {**huelva, "time_zone": "Europe/Madrid"})
+        assert created.status_code == 303 and created.headers["location"] == "/monitor/posts?created=ES-HUELVA"
+        shown = client.get("/api/v1/posts/ES-HUELVA").json()
+        assert (shown["country"], shown["languages"], shown["active"]) == ("ES", ["ar", "es", "fr"], True)
+        again = console.post_form("/monitor/posts", {**huelva, "time_zone": "Europe/Madrid"})
+        assert again.status_code == 409 and "already an open post" in again.text
+
+        register_citizen(client, post_code="ES-HUELVA", cnie="HU000001", country="ES", city="Huelva")
+        busy = console.post_form("/monitor/posts/close", {"code": "ES-HUELVA", "reason": "merged into Sevilla"})
+        assert busy.status_code == 409 and "1 citizen is still registered" in busy.text
+        assert console.post_form("/monitor/posts/close", {"code": "ES-HUELVA", "reason": ""}).status_code == 422
+        with hub.sessions.begin() as session:  # the citizen moves to Sevilla (the transfer is not this test's)
+            session.execute(update(Citizen).where(Citizen.post_code == "ES-HUELVA").values(post_code="ES-SEVILLA"))
+        closed = console.post_form("/monitor/posts/close", {"code": "ES-HUELVA", "reason": "merged into Sevilla"})
+        assert closed.status_code == 303 and closed.headers["location"] == "/monitor/posts?closed=ES-HUELVA"
+        assert client.get("/api/v1/posts/ES-HUELVA").json()["closed_reason"] == "merged into Sevilla"
+        assert '<option value="ES-HUELVA">' not in console.get("/monitor/posts").text  # no longer to close
+    entries = audit_entries(hub, "ES-HUELVA")
+    assert [a for a, _, _ in entries] == ["POST_CREATED", "POST_CLOSED"]
+    assert all(actor.startswith(f"user {admin} ") for _, actor, _ in entries)
+
+    with ConsoleClient(running_hub.url, agent) as console:  # reads the posts, keeps none
+        page = console.get("/monitor/posts")
+        assert page.status_code == 200 and 'data-code="ES-HUELVA"' in page.text and "csrf_token" not in \
+            page.text.split("<main", 1)[1]
+        assert console.post_form("/monitor/posts/close", {"code": "ES-SEVILLA", "reason": "x"}).status_code == 403
+    assert client.get("/api/v1/posts/ES-SEVILLA").json()["active"] is True
+
+
+def test_the_posts_page_reads_well_in_french_and_arabic(running_hub, browser_context):
+    from browser_support import LAPTOP, TABLET, screenshot
+    username, _ = make_user(running_hub.hub.sessions, "administrator")
+    for locale, lang, title in (("fr-FR", "fr", "Postes consulaires"), ("ar", "ar", "المراكز القنصلية")):
+        context = browser_context.another(locale=locale)
+        page = context.new_page()
+        context.problems.watch(page)
+        page.goto(f"{running_hub.url}/monitor/login")
+        page.fill("#username", username)
+        page.fill("#password", PASSWORD)
+        with page.expect_navigation():
+            page.press("#password", "Enter")
+        page.goto(f"{running_hub.url}/monitor/posts")
+        assert page.inner_text("main h1").strip() == title
+        assert page.get_attribute("html", "dir") == ("rtl" if lang == "ar" else "ltr")
+        assert page.locator("table.posts tbody tr").count() >= 135
+        for screen in (TABLET, LAPTOP):
+            page.set_viewport_size(screen)
+            assert page.evaluate("() => document.documentElement.scrollWidth - document.documentElement.clientWidth")\
+                <= 0, (lang, screen)
+        screenshot(page, f"posts-{lang}")
