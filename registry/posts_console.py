@@ -16,6 +16,7 @@ from hub.errors import NotFound, RecordConflict
 from hub.monitor.web import Viewer, csrf_checked, render, url, viewer
 from registry.models import Post
 from registry.outputs import post_out
+from registry.inputs import POST_CODE
 from registry.post_views import CloseIn, PostIn, close, create
 
 router = APIRouter()
@@ -42,6 +43,8 @@ def _invalid(exc: ValidationError) -> str:
 def posts_page(request: Request, created: str | None = None, closed: str | None = None,
                seen: Viewer = Depends(viewer("posts:read"))):
     done = ("created", created) if created else ("closed", closed) if closed else None
+    if done and not any(post["code"] == done[1] for post in _posts(request.app.state.hub)):
+        done = None  # a notice only about a post there is: a link cannot make the page say anything else
     return _page(request, seen, done=done)
 
 
@@ -64,7 +67,9 @@ async def create_from_form(request: Request, seen: Viewer = Depends(csrf_checked
 @router.post("/monitor/posts/close")
 async def close_from_form(request: Request, seen: Viewer = Depends(csrf_checked("posts:manage"))):
     form = await request.form()
-    code = str(form.get("code") or "")[:12]
+    code = str(form.get("code") or "")
+    if not re.fullmatch(POST_CODE, code):  # checked before it reaches the database (a NUL on PostgreSQL)
+        return _page(request, seen, status_code=404, error=("conflict", "no consular post with such a code"))
     try:
         body = CloseIn(reason=str(form.get("reason") or ""))
     except ValidationError:

@@ -129,6 +129,7 @@ def test_a_consular_agent_is_bound_to_a_post_an_administrator_created_and_never_
 from console_support import PASSWORD, ConsoleClient, make_user  # noqa: E402
 
 
+@pytest.mark.both_databases  # a NUL typed into a form must not reach PostgreSQL
 def test_the_console_lists_the_posts_and_an_administrator_keeps_them_there(running_hub, client):
     hub = running_hub.hub
     admin, _ = make_user(hub.sessions, "administrator")
@@ -141,6 +142,8 @@ def test_the_console_lists_the_posts_and_an_administrator_keeps_them_there(runni
         wrong = console.post_form("/monitor/posts", {**huelva, "time_zone": "Europe/Huelva", "languages": "ar, xyz"})
         assert wrong.status_code == 422 and "languages, time_zone" in wrong.text
         assert 'value="Consulado de Marruecos en Huelva"' in wrong.text  # what was typed is kept for the retry
+        nul = console.post_form("/monitor/posts", {**huelva, "name": "Consulado\x00", "time_zone": "Europe/Madrid"})
+        assert nul.status_code == 422 and "vérifiez name." in nul.text  # the page is in French
         created = console.post_form("/monitor/posts", {**huelva, "time_zone": "Europe/Madrid"})
         assert created.status_code == 303 and created.headers["location"] == "/monitor/posts?created=ES-HUELVA"
         shown = client.get("/api/v1/posts/ES-HUELVA").json()
@@ -152,6 +155,8 @@ def test_the_console_lists_the_posts_and_an_administrator_keeps_them_there(runni
         busy = console.post_form("/monitor/posts/close", {"code": "ES-HUELVA", "reason": "merged into Sevilla"})
         assert busy.status_code == 409 and "1 citizen is still registered" in busy.text
         assert console.post_form("/monitor/posts/close", {"code": "ES-HUELVA", "reason": ""}).status_code == 422
+        assert console.post_form("/monitor/posts/close", {"code": "ES-\x00HUELVA", "reason": "x"}).status_code == 404
+        assert "ES-NOWHERE" not in console.get("/monitor/posts", params={"created": "ES-NOWHERE"}).text
         with hub.sessions.begin() as session:  # the citizen moves to Sevilla (the transfer is not this test's)
             session.execute(update(Citizen).where(Citizen.post_code == "ES-HUELVA").values(post_code="ES-SEVILLA"))
         closed = console.post_form("/monitor/posts/close", {"code": "ES-HUELVA", "reason": "merged into Sevilla"})
