@@ -24,7 +24,9 @@ What else it can do, it declares by implementing capability protocols; the engin
     Poller          poll(), from the scheduler every `poll_interval_seconds` (transports where the hub
                     fetches: SFTP); yields InboundItems that the engine acks once stored durably, or
                     nacks with a reason; an item too large to hold comes as a local file (`path`),
-                    taken in as a message kept in a file. An item's ack or nack raising DeliveryError
+                    taken in as a message kept in a file. A file the connector handled itself (set
+                    aside, or read by a stream taker) is yielded too, with `handled` set, so that
+                    the poll's counts tell every file it met. An item's ack or nack raising DeliveryError
                     is that item's trouble (it stays with the party, the engine takes the next one);
                     poll() raising ends the poll (the party unreachable, the connection lost)
     InboundRoutes   inbound_router(), once when the HTTP app is built: an APIRouter serving the
@@ -51,6 +53,8 @@ from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
+
+    from hub.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,13 @@ class InboundItem:
     ack: Callable[[], None] = field(repr=False)
     nack: Callable[[str], None] = field(repr=False)
     path: Path | None = None         # a file too large to hold, downloaded to this local path (body is b"")
+    # A file the connector handled itself, yielded so that the poll counts it (nothing left to take in, ack or
+    # nack): "accepted" (a stream taker read it and it was acked), "refused" (set aside in the party's failed
+    # folder, `refusal` saying why: too large, unreadable, or the stream taker's refusal), "failed" (it could
+    # not even be set aside: it stays with the party for the next poll).
+    handled: str | None = None
+    refusal: "InputError | None" = None
+    streamed: bool = False           # read as a stream by a stream taker, never held
 
 
 @runtime_checkable

@@ -33,6 +33,9 @@ names apps) builds each and wires what it declares:
     chains                optional: ChainedHistory declarations (a class attribute, read without building the
                           app): tables of the app whose rows the hub seals into hash chains of their own, like
                           its timeline, and `hub evidence verify` checks
+    post_states           optional: fn(session) -> {post code: open}, the consular posts the app keeps (a
+                          static method, called without building the app): a consular agent's token or account
+                          is bound to an open one (`posts_open_now`)
 
 `install(hub, app)` attaches the consumers, hooks and chains to a bare `Hub` (a script without HTTP or
 scheduler does the same as the service). docs/howto/add-a-service.md shows the registry's side.
@@ -161,3 +164,14 @@ def install(hub: "Hub", app: App) -> None:
 def app_chains(apps: Sequence) -> list[ChainedHistory]:
     """The chained histories the apps (classes or built) declare, in order."""
     return [chain for app in apps for chain in getattr(app, "chains", ())]
+
+
+def posts_open_now(session, apps: Sequence, listed: set[str]) -> set[str]:
+    """The post codes a consular agent may be bound to now: those of the reference file (`listed`, the posts the
+    next start loads) and those the apps keep (an administrator's own), less those the apps say are closed."""
+    states: dict[str, bool] = {}
+    for app in apps:
+        reader = getattr(app, "post_states", None)
+        if reader is not None:
+            states.update(reader(session))
+    return {code for code in listed if states.get(code, True)} | {code for code, open_ in states.items() if open_}

@@ -17,7 +17,7 @@
     │   ├── UnsupportedMediaType    not application/xml                                          -> 415
     │   ├── DuplicateConflict       same sender and message id, other bytes                      -> 409
     │   ├── RecordConflict          a registry record's state refuses the action (a CNIE already held,
-    │   │                           a deceased citizen)                                          -> 409
+    │   │                           a deceased citizen, a post's code taken, a post still serving) -> 409
     │   ├── ValueRefused            a value a registry record cannot take, the field named       -> 400
     │   ├── PayloadPurged           a resend of a message whose payload retention removed         -> 409
     │   ├── BadCursor               a list's cursor this list did not give                        -> 400
@@ -165,7 +165,8 @@ class DuplicateConflict(InputError):
 
 class RecordConflict(InputError):
     """A registry record's state refuses the action (registry/citizens.py): a CNIE already held by a live record,
-    a deceased citizen, a citizen whose identity is not confirmed."""
+    a deceased citizen, a citizen whose identity is not confirmed, a consular post's code already taken, a post
+    closed twice or still serving citizens."""
     status = 409
     title = "Refused by the record"
 

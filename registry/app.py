@@ -28,10 +28,10 @@ from hub.errors import InputError, NotFound, PermanentDeliveryError, TryLater
 from hub.intake.door import Arrival, Receipt
 from hub.trust.signing import Signer
 from hub.xml.safe import parse_trusted
-from registry import audit, catalogue, citizens, citizens_console, console, deadlines, service
+from registry import audit, catalogue, citizens, citizens_console, console, deadlines, posts_console, service
 from registry.canonical import PARTY
 from registry.history import CASE_HISTORY
-from registry.models import Base, Case
+from registry.models import Base, Case, Post
 from registry.outputs import case_out
 from registry.reference import load_posts
 from registry.statuses import FAILED, resume_status
@@ -78,7 +78,7 @@ class Registry:
 
     # -- what the registry contributes to the running hub (hub/apps.py) ------------------------------
     def routers(self):
-        return [api_router, console.api, console.router, citizens_console.router, *printing.routers]
+        return [api_router, console.api, console.router, citizens_console.router, posts_console.router, *printing.routers]
 
     def public_paths(self):
         """The public verification of the documents printed for citizens answers without a token."""
@@ -106,6 +106,11 @@ class Registry:
 
     def resend_hooks(self):
         return [self.on_resend]
+
+    @staticmethod
+    def post_states(session) -> dict[str, bool]:
+        """Each post code the registry keeps, and whether it is open (hub/apps.py)."""
+        return dict(session.execute(select(Post.code, Post.active)).all())
 
     def load_reference_data(self) -> int:
         with self.hub.sessions.begin() as session:

@@ -20,6 +20,9 @@
     DOCUMENT_ISSUED             a document printed for a citizen (registry/printing/); subject: the registration
                                 id or case, detail: its kind, language and the start of its code's digest
     DOCUMENT_REVOKED            a printed document revoked; subject and detail as issued, with the reason
+    POST_CREATED                an administrator created a consular post (POST /posts); subject: its code,
+                                detail: its kind and city
+    POST_CLOSED                 an administrator closed one; subject: its code, detail: the reason given
 
 The actor is the API token (`Identity.actor`: its id, name, role and post; never its secret). An action's
 entry is written in the transaction that makes the change; a read's in the transaction that reads the record,
@@ -42,6 +45,8 @@ CASE_VIEWED = "CASE_VIEWED"
 DOCUMENT_VIEWED = "DOCUMENT_VIEWED"
 DOCUMENT_ISSUED = "DOCUMENT_ISSUED"
 DOCUMENT_REVOKED = "DOCUMENT_REVOKED"
+POST_CREATED = "POST_CREATED"
+POST_CLOSED = "POST_CLOSED"
 
 
 def record(hub, session, identity: Identity, action: str, subject: str, detail: str = "") -> None:

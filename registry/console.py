@@ -148,7 +148,8 @@ def overdue_items(registry, *, post_code: str | None = None, limit: int = OVERDU
 
 def console_part(registry) -> ConsolePart:
     return ConsolePart(templates=TEMPLATES, nav=(NavItem("/monitor/cases", N_("Cases"), READ),
-                                                 NavItem("/monitor/citizens", N_("Citizens"), READ)),
+                                                 NavItem("/monitor/citizens", N_("Citizens"), READ),
+                                                 NavItem("/monitor/posts", N_("Posts"), "posts:read")),
                        tiles=lambda hub, identity: service_tiles(registry, identity),
                        tiles_template="cases/tiles.html",
                        overdue=lambda hub: overdue_items(registry))

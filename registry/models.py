@@ -29,7 +29,15 @@ class Post(Base):
     country: Mapped[str] = mapped_column(String(2))
     city: Mapped[str] = mapped_column(String(80))
     jurisdiction: Mapped[str] = mapped_column(Text, default="")
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)  # False: closed (closed_at, closed_reason)
+    # ISO 639-1 codes the post serves citizens in, ";"-separated ("ar;fr;es"); its IANA time zone
+    languages: Mapped[str] = mapped_column(String(40), default="ar;fr", server_default="ar;fr")
+    time_zone: Mapped[str] = mapped_column(String(40), default="UTC", server_default="UTC")
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    closed_reason: Mapped[str | None] = mapped_column(Text)
+    # who created it through the API (an administrator, as the audit log names them); None: the reference
+    # file. registry/reference.py: the file never changes a post an administrator created, nor reopens one.
+    created_by: Mapped[str | None] = mapped_column(String(120))
 
 
 class Citizen(Base):

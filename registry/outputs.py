@@ -103,8 +103,11 @@ def _may_read_document(kind: str, role: str | None) -> bool:
 
 
 def post_out(p: Post) -> dict:
+    """A post; a closed one (`active` false) says when and why."""
     return {"code": p.code, "name": p.name, "kind": p.kind, "country": p.country, "city": p.city,
-            "jurisdiction": p.jurisdiction}
+            "jurisdiction": p.jurisdiction, "languages": [code for code in (p.languages or "").split(";") if code],
+            "time_zone": p.time_zone, "active": p.active,
+            "closed_at": p.closed_at.isoformat() if p.closed_at else None, "closed_reason": p.closed_reason}
 
 
 def citizen_out(c: Citizen, *, masked: bool = False) -> dict:

@@ -13,6 +13,7 @@ from hub.xml.text import for_the_record
 from registry.models import Case, CaseDocument, CaseEvent, Citizen, Post
 from registry.statuses import FAILED, check_transition, is_final
 from registry.catalogue import module_for
+from registry import posts
 
 NOTE_LIMIT = 500  # characters of a case history note
 # What building a request from a case's stored data raises when that data cannot make one (lxml refuses a
@@ -32,7 +33,7 @@ def register_citizen(session: Session, *, post_code: str, given_name_latin: str,
                      country: str, city: str, birth_place: str = "", cnie: str | None = None,
                      passport_number: str | None = None, address_lines: str = "", phone: str | None = None,
                      email: str | None = None, status: str = "ACTIVE") -> Citizen:
-    get_post(session, code=post_code)
+    posts.require_open(session, code=post_code, doing="registering a citizen")  # a closed post takes no one new
     citizen = Citizen(registration_id="MRE-PENDING", post_code=post_code, given_name_latin=given_name_latin,
                       family_name_latin=family_name_latin, given_name_arabic=given_name_arabic,
                       family_name_arabic=family_name_arabic, birth_date=birth_date, sex=sex, country=country,

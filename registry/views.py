@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from hub.access.dependencies import allowed
 from hub.access.tokens import Identity
 from hub.errors import BadCursor, ValueRefused
-from registry import audit, case_actions, cases, catalogue, citizens, deadlines, service
+from registry import audit, case_actions, cases, catalogue, citizens, deadlines, post_views, service
 from registry.inputs import CNIE, POST_CODE, PersonIn, StrictIn, Text, address_lines_fit
 from registry.models import Case, Post
 from registry.outputs import case_out, citizen_out, post_out
@@ -36,10 +36,14 @@ class CitizenIn(PersonIn):
 
 
 @base.get("/posts", summary="Consular posts (reference data)")
-def list_posts(request: Request, country: str | None = Query(None, max_length=40), _identity: Identity = Depends(allowed("posts:read"))):
+def list_posts(request: Request, country: str | None = Query(None, max_length=40),
+               active: bool | None = Query(None, description="true: the open posts only; false: the closed ones"),
+               _identity: Identity = Depends(allowed("posts:read"))):
     query = select(Post).order_by(Post.country, Post.city)
     if country:
         query = query.where(Post.country == country.upper())
+    if active is not None:
+        query = query.where(Post.active == active)
     with request.app.state.hub.sessions() as session:
         return [post_out(p) for p in session.scalars(query)]
 
@@ -274,5 +278,6 @@ def list_services(request: Request, identity: Identity = Depends(allowed("regist
 router = APIRouter()
 router.include_router(base)
 router.include_router(case_actions.router)
+router.include_router(post_views.router)  # administrators keep the posts
 for _module in catalogue.modules():
     router.include_router(_module.router)

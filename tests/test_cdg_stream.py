@@ -269,7 +269,8 @@ def test_a_large_batch_goes_as_a_file_message_through_the_running_hub(running_hu
     assert "DUPLICATE" in {e["event"] for e in client.get(f"/api/v1/messages/REGISTRY-{batch}").json()["timeline"]}
     stats = cdg.stats()
     assert stats["stored"] == 1 and stats["batches_streamed"] == 1 and stats["folders"]["outbox"] == 0
-    assert poll_partner(hub, "CDG") == {"accepted": 0, "refused": 0, "seen": 0, "failed": 0}
+    assert poll_partner(hub, "CDG") == {"accepted": 0, "refused": 0, "seen": 0, "failed": 0,
+                                       "streamed": 0}
     report = verify_chains(hub)  # the file messages' events are sealed like any other, their files checked
     assert report.ok, str(report)
     print(report)

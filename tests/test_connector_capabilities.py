@@ -68,7 +68,8 @@ def test_a_transport_the_engine_never_heard_of_is_delivered_to_and_polled(settin
         assert written.name == f"{receipt.message_id}.xml" and b"<" in written.read_bytes()
 
         (folder / "outbox" / "answer.xml").write_bytes(b"not xml")
-        assert poll_partner(hub, "NARSA") == {"accepted": 0, "refused": 1, "seen": 0, "failed": 0}
+        assert poll_partner(hub, "NARSA") == {"accepted": 0, "refused": 1, "seen": 0, "failed": 0,
+                                                  "streamed": 0}
         assert (folder / "failed" / "answer.xml").exists()
         assert (folder / "failed" / "answer.xml.reason.txt").read_text()
 
@@ -78,7 +79,8 @@ def test_a_transport_the_engine_never_heard_of_is_delivered_to_and_polled(settin
                             if arrival.data == b"defect" else receive(arrival))
         (folder / "outbox" / "a-defect.xml").write_bytes(b"defect")
         (folder / "outbox" / "b-answer.xml").write_bytes(b"not xml either")
-        assert poll_partner(hub, "NARSA") == {"accepted": 0, "refused": 1, "seen": 0, "failed": 1}
+        assert poll_partner(hub, "NARSA") == {"accepted": 0, "refused": 1, "seen": 0, "failed": 1,
+                                                  "streamed": 0}
         assert sorted(p.name for p in (folder / "outbox").iterdir()) == ["a-defect.xml"]
         assert not hub.last_polls["NARSA"].ok and "a-defect.xml: boom" in hub.last_polls["NARSA"].detail
     finally:

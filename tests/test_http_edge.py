@@ -52,6 +52,11 @@ PARAMETERS = [
     ("POST", "/api/v1/cases/{}/handover", {}, "path parameter reference"),
     ("POST", "/api/v1/cases/{}/outcome", {"outcome": "SERVED"}, "path parameter reference"),
     ("POST", "/api/v1/partners/{}/poll", None, "path parameter partner"),
+    ("POST", "/api/v1/posts/{}/close", {"reason": "merged"}, "path parameter code"),
+    ("GET", "/api/v1/partner/messages/{}?partner=NARSA", None, "path parameter message_id"),
+    ("GET", "/api/v1/partner/messages?partner=NARSA&type={}", None, "query parameter type"),
+    ("GET", "/api/v1/partner/messages?partner=NARSA&correlation_id={}", None, "query parameter correlation_id"),
+    ("GET", "/api/v1/partner/messages?partner={}", None, "query parameter partner"),
 ]
 
 

@@ -114,7 +114,8 @@ def test_certificates_and_death_notice_reach_cdgs_verdict(running_hub, cdg, clie
         kept = session.query(PensionBatch).filter_by(reference=batch).one().acknowledgement
     verify(etree.fromstring(kept), pki.load_certificate(str(pki_dir / "CDG.crt")), signer_name="CDG")
     # polling again finds nothing new
-    assert poll_partner(running_hub.hub, "CDG") == {"accepted": 0, "refused": 0, "seen": 0, "failed": 0}
+    assert poll_partner(running_hub.hub, "CDG") == {"accepted": 0, "refused": 0, "seen": 0, "failed": 0,
+                                                    "streamed": 0}
 
 
 def test_partner_refusing_writes_is_retried_until_it_recovers(running_hub, cdg, client):
@@ -152,8 +153,10 @@ def test_a_file_the_hub_cannot_set_aside_stops_neither_the_poll_nor_is_refused_t
     try:
         answers = [client.post("/api/v1/partners/CDG/poll") for _ in range(3)]
         assert [a.status_code for a in answers] == [200, 200, 200], answers[0].text
-        assert answers[0].json() == {"partner": "CDG", "accepted": 1, "refused": 0, "seen": 0, "failed": 1}
-        assert answers[2].json() == {"partner": "CDG", "accepted": 0, "refused": 0, "seen": 0, "failed": 1}
+        assert answers[0].json() == {"partner": "CDG", "accepted": 1, "refused": 0, "seen": 0, "failed": 1,
+                                      "streamed": 0}
+        assert answers[2].json() == {"partner": "CDG", "accepted": 0, "refused": 0, "seen": 0, "failed": 1,
+                                      "streamed": 0}
         # the file after the junk was read and its batch acknowledged; the junk was refused once, not per poll
         assert client.get(f"/api/v1/life-certificates/batches/{batch}").json()["status"] == "ACKNOWLEDGED"
         assert client.get(f"/api/v1/cases/{reference}").json()["status"] == "ACCEPTED"
@@ -172,7 +175,7 @@ def test_a_file_the_hub_cannot_set_aside_stops_neither_the_poll_nor_is_refused_t
 
     # writes work again: the junk is set aside with a reason whose names fit in 255 bytes; still one refusal
     assert client.post("/api/v1/partners/CDG/poll").json() == {"partner": "CDG", "accepted": 0, "refused": 0,
-                                                                "seen": 1, "failed": 0}
+                                                                "seen": 1, "failed": 0, "streamed": 0}
     failed = sorted(p.name for p in (sftp / "failed").iterdir())
     [reason] = [name for name in failed if name.endswith(".reason.txt")]
     assert bad in failed and len(reason.encode()) <= 249 and reason.startswith("AR_0xxx")

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.shared_hub
 AGENT_POST, OTHER_POST = "FR-PARIS", "ES-MADRID"
 EXPECTED = {  # permission -> roles allowed (the issue's list)
     "posts:read": {"consular_agent", "integration", "supervisor", "administrator"},
+    "posts:manage": {"administrator"},  # issue 14: administrators create and close posts
     "registry:read": {"consular_agent", "supervisor", "administrator"},
     "registry:act": {"consular_agent", "administrator"},
     "messages:read": {"integration", "supervisor", "administrator"},
@@ -30,6 +31,7 @@ EXPECTED = {  # permission -> roles allowed (the issue's list)
     "operations:run": {"integration", "administrator"},
     "messages:submit": {"partner", "administrator"},
     "partner-documents:submit": {"partner", "administrator"},
+    "partner-messages:read": {"partner", "administrator"},  # issue 14: a partner reads its own traffic
     "console:overview": {"consular_agent", "integration", "supervisor", "administrator"},  # the console (issue 13)
     "refusals:read": {"integration", "supervisor", "administrator"},
     "alerts:read": {"integration", "supervisor", "administrator"},
@@ -44,6 +46,8 @@ XML = {"Content-Type": "application/xml"}
 ROUTES = [
     ("GET", "/api/v1/posts", "/api/v1/posts", None, "posts:read"),
     ("GET", "/api/v1/posts/{code}", "/api/v1/posts/FR-PARIS", None, "posts:read"),
+    ("POST", "/api/v1/posts", "/api/v1/posts", {}, "posts:manage"),
+    ("POST", "/api/v1/posts/{code}/close", "/api/v1/posts/ZZ-NOWHERE/close", {}, "posts:manage"),
     ("POST", "/api/v1/citizens", "/api/v1/citizens", {"post_code": AGENT_POST}, "registry:act"),
     ("GET", "/api/v1/citizens/{registration_id}", "/api/v1/citizens/MRE-9999999", None, "registry:read"),
     ("GET", "/api/v1/citizens/{registration_id}/history", "/api/v1/citizens/MRE-9999999/history", None,
@@ -84,6 +88,10 @@ ROUTES = [
     ("POST", "/api/v1/messages", "/api/v1/messages", None, "messages:submit"),
     ("POST", "/api/v1/partners/{partner}/messages", "/api/v1/partners/NARSA/messages", None,
      "partner-documents:submit"),
+    ("GET", "/api/v1/partner/messages", "/api/v1/partner/messages", None, "partner-messages:read"),
+    ("GET", "/api/v1/partner/messages/{message_id}", "/api/v1/partner/messages/NOPE-1", None,
+     "partner-messages:read"),
+    ("GET", "/api/v1/partner/refusals", "/api/v1/partner/refusals", None, "partner-messages:read"),
     ("GET", "/api/v1/monitor/dead-letters", "/api/v1/monitor/dead-letters", None, "messages:read"),
     ("POST", "/api/v1/monitor/dead-letters/resend", "/api/v1/monitor/dead-letters/resend", {}, "messages:resend"),
     ("GET", "/api/v1/monitor/refusals", "/api/v1/monitor/refusals", None, "refusals:read"),

@@ -227,7 +227,10 @@ def test_a_stream_taker_reads_outbox_files_in_chunks_then_acks_or_nacks(paused, 
         items = list(connector.poll())
     finally:
         connector.stream_taker = None
-    assert [item.name for item in items] == ["AR_SMALL.xml"]  # the others went to the taker
+    # the others went to the taker, and come as handled, for the poll to count them
+    assert [(item.name, item.handled, item.streamed) for item in items] == [
+        ("AR_BAD.xml", "refused", True), ("AR_BIG.xml", "accepted", True), ("AR_SMALL.xml", None, False)]
+    assert "not signed by CDG" in items[0].refusal.detail
     assert read == {"AR_BIG.xml": 3 * 1024 * 1024, "AR_BAD.xml": 6}
     assert paused.folder("done") == ["AR_BIG.xml"]
     assert paused.folder("failed") == ["AR_BAD.xml", "AR_BAD.xml.reason.txt"]

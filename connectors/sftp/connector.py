@@ -6,7 +6,8 @@
                     idempotent re-send); with other bytes it is a permanent failure. A temporary left
                     by a dropped connection is removed on the next connection.
     poll()          lists `<outbox>/` (names starting with "." are someone's temporaries and skipped)
-                    and yields each file as an InboundItem; `ack()` moves it to `<done>/`,
+                    and yields each file as an InboundItem (a file it set aside itself, too large or
+                    unreadable, comes `handled`, for the poll to count); `ack()` moves it to `<done>/`,
                     `nack(reason)` writes `<failed>/<name>.reason.txt` then moves it to `<failed>/`.
                     One file is never the poll's problem: a file that cannot be read while the
                     connection holds is set aside in `<failed>/` with the reason (or left in place when
@@ -30,8 +31,9 @@ never held in memory:
                     `consume(file)` (read it in chunks), then acks it, or nacks it when `consume` raises
                     InputError; any other error leaves the file in place for the next poll.
     stream_taker    when set, `stream_taker(name, size)` is asked for each outbox file before it is
-                    downloaded; a consumer it returns takes the file through `take_streamed` instead of
-                    `poll()` yielding it (a test hook: the engine takes large files through `poll()`).
+                    downloaded; a consumer it returns takes the file through `take_streamed`, and
+                    `poll()` yields it as handled, for the poll to count (a test hook: the engine
+                    takes large files through `poll()`).
 
 Security: the server must present exactly the pinned host key (`host_key`); there is no
 known_hosts file and no auto-add (paramiko's RejectPolicy). Agent and ~/.ssh keys are never used.
@@ -63,7 +65,8 @@ from paramiko.ssh_exception import NoValidConnectionsError
 
 from connectors.base import Health, InboundItem, Outbound, SendResult
 from connectors.sftp.config import SftpConfig
-from hub.errors import DeliveryError, InputError, PermanentDeliveryError, TransientDeliveryError
+from hub.errors import (DeliveryError, InputError, MessageTooLarge, PermanentDeliveryError,
+                        TransientDeliveryError)
 
 log = logging.getLogger("connectors.sftp")
 _CHUNK = 32 * 1024
@@ -177,20 +180,32 @@ class SftpConnector:
                 continue
             consume = self.stream_taker(name, entry.st_size or 0) if self.stream_taker is not None else None
             if consume is not None:
-                self.take_streamed(name, consume)
+                outcome, refusal = self._take_streamed(name, consume)
+                if outcome is not None:  # None: moved away since the listing
+                    yield self._handled(name, outcome, refusal, streamed=True)
                 continue
             if (entry.st_size or 0) > self.config.max_file_bytes:
-                self._set_aside(name, f"file is {entry.st_size} bytes; the limit is {self.config.max_file_bytes}")
+                refusal = MessageTooLarge(f"file is {entry.st_size} bytes; the limit is {self.config.max_file_bytes}")
+                yield self._handled(name, self._set_aside(name, refusal.detail), refusal)
                 continue
             try:
                 item = self._fetch(name, entry.st_size or 0)
             except DeliveryError as exc:
                 if not self._active():
                     raise  # the connection is gone: the poll ends, the next one starts over
-                self._set_aside(name, f"the hub could not read it: {exc.reason}")
+                refusal = InputError(f"the hub could not read it: {exc.reason}")
+                yield self._handled(name, self._set_aside(name, refusal.detail), refusal)
                 continue
             if item is not None:
                 yield item
+
+    @staticmethod
+    def _handled(name: str, outcome: str, refusal: InputError | None, *, streamed: bool = False) -> InboundItem:
+        """A file this connector handled itself, for the poll to count (connectors.base.InboundItem.handled)."""
+        def nothing(*_args) -> None:
+            return None
+        return InboundItem(name=name, body=b"", ack=nothing, nack=nothing, handled=outcome, refusal=refusal,
+                           streamed=streamed)
 
     def send_file(self, message_id: str, message_type: str, path: Path, *, sha256: str) -> SendResult:
         """`send` for a file too large to hold: streamed from disk; `sha256` is the file's digest."""
@@ -224,6 +239,11 @@ class SftpConnector:
     def take_streamed(self, name: str, consume: Callable[[BinaryIO], None]) -> bool:
         """Hand `<outbox>/<name>` to `consume(file)` as an open remote file, then ack it (True), or nack it
         with the reason when `consume` raises InputError (False). Other errors propagate: the file stays."""
+        return self._take_streamed(name, consume)[0] == "accepted"
+
+    def _take_streamed(self, name: str, consume: Callable[[BinaryIO], None]) -> tuple[str | None, InputError | None]:
+        """`take_streamed`, saying what became of the file: ("accepted", None) acked, ("refused", the refusal)
+        nacked, (None, None) moved away since the listing."""
         path = f"{self.config.outbox}/{name}"
         refused = None
         with self._lock:
@@ -232,7 +252,7 @@ class SftpConnector:
                 try:
                     remote = sftp.open(path, "rb")
                 except FileNotFoundError:
-                    return False  # moved away since the listing
+                    return None, None  # moved away since the listing
                 with remote:
                     remote.prefetch(max_concurrent_requests=64)
                     try:
@@ -242,9 +262,9 @@ class SftpConnector:
         if refused is not None:
             log.warning("%s file %s refused: %s", self.party, name, refused.detail)
             self._nack(name, refused.detail)
-            return False
+            return "refused", refused
         self._ack(name)
-        return True
+        return "accepted", None
 
     def check(self) -> Health:
         if not self._lock.acquire(timeout=1):
@@ -286,9 +306,9 @@ class SftpConnector:
                     return None
         return InboundItem(name=name, body=body, ack=partial(self._ack, name), nack=partial(self._nack, name))
 
-    def _set_aside(self, name: str, reason: str) -> None:
-        """A file the hub will not take goes to failed/ with the reason; when even that fails it stays where
-        it is (tried again at the next poll) and the poll goes on with the next file."""
+    def _set_aside(self, name: str, reason: str) -> str:
+        """A file the hub will not take goes to failed/ with the reason ("refused"); when even that fails it
+        stays where it is, tried again at the next poll ("failed"), and the poll goes on with the next file."""
         try:
             self._nack(name, reason)
         except DeliveryError as exc:
@@ -296,9 +316,10 @@ class SftpConnector:
                 raise
             log.warning("%s: %s/%s could not be set aside (%s); it stays for the next poll",
                         self._where, self.config.outbox, name, exc.reason)
-        else:
-            log.warning("%s: %s/%s set aside in %s/: %s", self._where, self.config.outbox, name,
-                        self.config.failed, reason)
+            return "failed"
+        log.warning("%s: %s/%s set aside in %s/: %s", self._where, self.config.outbox, name,
+                    self.config.failed, reason)
+        return "refused"
 
     def _download(self, name: str) -> Path | None:
         """`<outbox>/<name>` copied to a local file in 1 MiB reads (None: moved away since the listing)."""

@@ -57,7 +57,8 @@ def create_user(session: Session, *, username: str, name: str, role: str, passwo
         if not post_code:
             raise AccountRequestInvalid("a consular_agent is bound to one post: give --post CODE")
         if known_posts is not None and post_code not in known_posts:
-            raise AccountRequestInvalid(f"no consular post with code {post_code!r} (config/reference/posts.csv)")
+            raise AccountRequestInvalid(f"no consular post with code {post_code!r} is open "
+                                        "(config/reference/posts.csv, or one an administrator created)")
     elif post_code:
         raise AccountRequestInvalid(f"only a consular_agent is bound to a post, not a {role}")
     check_new_password(password)

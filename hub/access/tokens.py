@@ -9,7 +9,8 @@ Roles and permissions (PERMISSIONS below is the one table; the README shows it):
     consular_agent   bound to one post: that post's citizens and cases, read and act
     integration      integration staff: messages (metadata, payloads), resend, poll now, batch now
     supervisor       reads every case and citizen, and the messages' metadata; may resend
-    partner          a partner system, bound to its party code: submits its own documents
+    partner          a partner system, bound to its party code: submits its own documents and reads
+                     its own traffic (GET /api/v1/partner/...)
     administrator    everything, including tokens
 
 `Identity.require(permission, doing=...)` raises Forbidden (403); `Identity.check_post(post, doing=...)`
@@ -46,6 +47,8 @@ _TOKEN = re.compile(r"^hub_([0-9a-f]{16})_([A-Za-z0-9_\-]{20,100})$")
 # citizens and cases of their post; a partner only for its own party code (checked where it applies).
 PERMISSIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "posts:read": (HUMAN_ROLES, "consular posts (reference data)"),
+    "posts:manage": ((ADMINISTRATOR,), "create and close consular posts (a post closes once no citizen is left "
+                                       "there)"),
     "registry:read": ((CONSULAR_AGENT, SUPERVISOR, ADMINISTRATOR),
                       "citizens and cases, read (a consular agent: their post only)"),
     "registry:act": ((CONSULAR_AGENT, ADMINISTRATOR),
@@ -61,6 +64,9 @@ PERMISSIONS: dict[str, tuple[tuple[str, ...], str]] = {
                         "submit a signed canonical message (a partner: with its own code as Sender)"),
     "partner-documents:submit": ((PARTNER, ADMINISTRATOR),
                                  "submit a partner's own-format document (a partner: its own code only)"),
+    "partner-messages:read": ((PARTNER, ADMINISTRATOR),
+                              "a partner's own traffic: its messages' state and deliveries, its refusals and why "
+                              "(a partner: its own code only; another's message is 404)"),
     "tokens:manage": ((ADMINISTRATOR,), "create, list and revoke API tokens"),
     "console:overview": (HUMAN_ROLES, "the monitor's overview (a consular agent: their post's service tiles only)"),
     "refusals:read": ((INTEGRATION, SUPERVISOR, ADMINISTRATOR), "inputs the hub refused: who, at which door, why"),
@@ -155,7 +161,8 @@ def create_token(session: Session, *, role: str, name: str, created_by: str, pos
         if not post_code:
             raise TokenRequestInvalid("a consular_agent token is bound to one post: give --post CODE")
         if known_posts is not None and post_code not in known_posts:
-            raise TokenRequestInvalid(f"no consular post with code {post_code!r} (config/reference/posts.csv)")
+            raise TokenRequestInvalid(f"no consular post with code {post_code!r} is open "
+                                      "(config/reference/posts.csv, or one an administrator created)")
     elif post_code:
         raise TokenRequestInvalid(f"only a consular_agent token is bound to a post, not a {role} token")
     if role == PARTNER:

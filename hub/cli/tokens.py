@@ -34,9 +34,14 @@ def cli_actor() -> str:
 
 
 def known_posts(hub) -> set[str]:
+    """The open posts: the reference file's and those an administrator created, less the closed ones."""
+    from hub.apps import posts_open_now
+    from hub.service import INSTALLED_APPS
     path = hub.settings.config_dir / "reference" / "posts.csv"
     with open(path, newline="", encoding="utf-8") as f:
-        return {row["code"] for row in csv.DictReader(f)}
+        listed = {row["code"] for row in csv.DictReader(f)}
+    with hub.sessions() as session:
+        return posts_open_now(session, INSTALLED_APPS, listed)
 
 
 def known_partners(hub) -> set[str]:

@@ -10,6 +10,10 @@ an accepted one (a crash came between the commit and the ack) is acked again; a 
 `failed/` failed, or the partner put the same bytes back) is set aside again with its first reason, with
 no new refusal: a refused (name, digest) is refused once. A file with other bytes is a new file.
 
+A file the connector handled itself (`InboundItem.handled`: set aside as too large or unreadable, or read by a
+stream taker) is counted all the same, its refusal recorded in `refusals` like any door's; and the answer says
+how many of the files were `streamed` (too large to hold: taken in as messages kept in files).
+
 One file's trouble is that file's: when its ack or nack fails (the partner's server refusing a rename or
 a write), or taking it in meets a defect, it stays where it is, counts as `failed`, and the poll goes on
 with the next file. A poll fails as a whole when the partner cannot be listed or the connection is lost
@@ -32,7 +36,7 @@ from sqlalchemy.exc import IntegrityError
 
 from connectors.base import InboundItem, Poller
 from hub.errors import DeliveryError, InputError, TryLater, first_line
-from hub.intake.door import Arrival
+from hub.intake.door import Arrival, refused
 from hub.metrics import POLLED_FILES, POLLS
 from hub.store.db import utcnow
 from hub.store.files import sha256_of
@@ -40,6 +44,7 @@ from hub.store.models import InboundFile
 
 log = logging.getLogger("hub.intake.polling")
 OUTCOMES = ("accepted", "refused", "seen", "failed")
+STREAMED = "streamed"  # of the accepted and refused, the files too large to hold, read as streams
 
 
 @dataclass(frozen=True)
@@ -52,14 +57,20 @@ class LastPoll:
 
 def poll_partner(hub, partner: str) -> dict[str, int]:
     """Take in what `partner` left for the hub; returns counts of accepted, refused, already-seen and failed
-    files (a failed file stays on the partner's server). Raises DeliveryError or TryLater when the poll
-    itself fails; either way the outcome is counted and kept for /readyz."""
-    counts = dict.fromkeys(OUTCOMES, 0)
+    files (a failed file stays on the partner's server), and how many of the accepted and refused were
+    `streamed` (too large to hold: a streamed batch's acknowledgement). Every file the poll met is counted,
+    those the connector handled itself too (set aside as too large or unreadable: refused; read by a stream
+    taker). Raises DeliveryError or TryLater when the poll itself fails; either way the outcome is counted and
+    kept for /readyz."""
+    counts = dict.fromkeys((*OUTCOMES, STREAMED), 0)
     problems: list[str] = []
     try:
         for item in hub.connectors[partner].poll():
-            outcome = _take(hub, partner, item, problems)
+            outcome = _take(hub, partner, item, problems) if item.handled is None else _handled(hub, partner, item,
+                                                                                                 problems)
             counts[outcome] += 1
+            if outcome in ("accepted", "refused") and (item.path is not None or item.streamed):
+                counts[STREAMED] += 1
             POLLED_FILES.labels(partner, outcome).inc()
     except Exception as exc:
         _record(hub, partner, ok=False, detail=f"poll failed: {getattr(exc, 'reason', None) or first_line(exc)}")
@@ -107,6 +118,15 @@ def _take(hub, partner: str, item: InboundItem, problems: list[str]) -> str:
         log.exception("%s file %s stays on the server: taking it in failed", partner, item.name)
         problems.append(f"{item.name}: {first_line(exc)}")
         return "failed"
+
+
+def _handled(hub, partner: str, item: InboundItem, problems: list[str]) -> str:
+    """A file the connector handled itself: its outcome, and a refusal recorded as every door records one."""
+    if item.handled == "failed":
+        problems.append(f"{item.name}: could not be set aside ({item.refusal.detail if item.refusal else 'unknown'})")
+    if item.handled == "refused" and item.refusal is not None:  # once: a file that stays is not refused again
+        refused(hub, "sftp", item.refusal, party=partner)
+    return item.handled if item.handled in OUTCOMES else "failed"
 
 
 def _remember(hub, partner: str, name: str, digest: str, outcome: str, detail: str) -> None:

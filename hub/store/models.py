@@ -77,7 +77,9 @@ class Delivery(Base):
                       # the monitor's per-partner figures (hub/store/migrations/versions/0011_monitor_indexes.py)
                       Index("ix_deliveries_partner_state_delivered_at", "partner", "state", "delivered_at"),
                       Index("ix_deliveries_failed", "partner", "id", sqlite_where=text("last_error IS NOT NULL"),
-                            postgresql_where=text("last_error IS NOT NULL")))
+                            postgresql_where=text("last_error IS NOT NULL")),
+                      # a partner's own traffic, newest first (hub/partner_view.py; migration 0016)
+                      Index("ix_deliveries_partner_message_pk", "partner", "message_pk"))
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
@@ -161,6 +163,8 @@ class ApiToken(Base):
 class Refusal(Base):
     """An input the hub refused, recorded without its bytes (who, through which door, why)."""
     __tablename__ = "refusals"
+    # a partner's own refusals, newest first (hub/partner_view.py; migration 0016)
+    __table_args__ = (Index("ix_refusals_partner_id", "partner", "id"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     at: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
