@@ -19,7 +19,7 @@ from registry.outputs import post_out
 from registry.inputs import POST_CODE
 from registry.post_views import CloseIn, PostIn, close, create
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)
 FIELDS = ("code", "name", "kind", "country", "city", "jurisdiction", "languages", "time_zone")
 
 
