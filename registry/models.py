@@ -34,6 +34,7 @@ class Post(Base):
 
 class Citizen(Base):
     __tablename__ = "citizens"
+    __table_args__ = (Index("ix_citizens_post_code_id", "post_code", "id"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     registration_id: Mapped[str] = mapped_column(String(20), unique=True)
@@ -41,21 +42,39 @@ class Citizen(Base):
     family_name_latin: Mapped[str] = mapped_column(String(100))
     given_name_arabic: Mapped[str] = mapped_column(String(100))
     family_name_arabic: Mapped[str] = mapped_column(String(100))
-    birth_date: Mapped[dt.date] = mapped_column(Date)
+    birth_date: Mapped[dt.date] = mapped_column(Date, index=True)
     birth_place: Mapped[str] = mapped_column(String(100), default="")
     sex: Mapped[str] = mapped_column(String(1))
     cnie: Mapped[str | None] = mapped_column(String(8), index=True)
-    passport_number: Mapped[str | None] = mapped_column(String(9))
+    passport_number: Mapped[str | None] = mapped_column(String(9), index=True)
     country: Mapped[str] = mapped_column(String(2))
     city: Mapped[str] = mapped_column(String(80))
     address_lines: Mapped[str] = mapped_column(Text, default="")
     phone: Mapped[str | None] = mapped_column(String(16))
     email: Mapped[str | None] = mapped_column(String(254))
-    post_code: Mapped[str] = mapped_column(ForeignKey("posts.code"), index=True)
+    post_code: Mapped[str] = mapped_column(ForeignKey("posts.code"))  # indexed with id: a post's citizens in order
     registered_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     status: Mapped[str] = mapped_column(String(12), default="ACTIVE", server_default="ACTIVE")  # PENDING | ACTIVE | REJECTED
 
     post: Mapped[Post] = relationship()
+
+
+# Name words are compared in code-point order, whatever the database's collation: a prefix is then one index
+# range (registry/names.py `prefix_end`). SQLite's default (BINARY) is that order already.
+TOKEN = String(100).with_variant(String(100, collation="C"), "postgresql")
+
+
+class CitizenNameToken(Base):
+    """One word of a citizen's names (Latin or Arabic), normalised (registry/names.py): what the name search reads
+    (registry/citizen_search.py). The post is repeated here so that an agent's search stays in their post's part of
+    the index: (token, post_code, citizen_id) answers "these words, this post" from the index alone. Kept in step
+    with the record by `citizen_search.reindex`."""
+    __tablename__ = "citizen_name_tokens"
+    __table_args__ = (Index("ix_citizen_name_tokens_token_post", "token", "post_code", "citizen_id"),)
+
+    citizen_id: Mapped[int] = mapped_column(ForeignKey("citizens.id", ondelete="CASCADE"), primary_key=True)
+    token: Mapped[str] = mapped_column(TOKEN, primary_key=True)
+    post_code: Mapped[str] = mapped_column(String(12))
 
 
 class Case(Base):

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from hub.access.dependencies import allowed
 from hub.access.tokens import Identity
-from registry import audit, cases, catalogue, deadlines, service
+from registry import audit, cases, catalogue, citizen_search, deadlines, service
 from registry.inputs import POST_CODE, PersonIn, Text
 from registry.models import Case, Post
 from registry.outputs import case_out, citizen_out, post_out
@@ -53,6 +53,28 @@ def register_citizen(body: CitizenIn, request: Request, identity: Identity = Dep
         citizen = service.register_citizen(session, **body.model_dump())
         audit.record(hub, session, identity, audit.CITIZEN_REGISTERED, citizen.registration_id, f"at {citizen.post_code}")
         return citizen_out(citizen)
+
+
+@base.get("/citizens", summary="Find citizens by name (Latin or Arabic, any word order), CNIE, passport, birth date, "
+                             "post or status, a page at a time (identity fields masked; a consular agent finds "
+                             "their post's)")
+def search_citizens(request: Request,
+                    q: str | None = Query(None, max_length=200, description="a name, a registration id, a CNIE or a "
+                                          "passport number; at least two letters"),
+                    cnie: str | None = Query(None, max_length=10), passport_number: str | None = Query(None, max_length=12),
+                    birth_date: dt.date | None = Query(None), post_code: str | None = Query(None, pattern=cases.POST),
+                    status: str | None = Query(None, pattern=r"^[A-Za-z_]{1,12}$"),
+                    cursor: str | None = Query(None, max_length=64, description="next_cursor of the previous page"),
+                    limit: int = Query(50, ge=1, le=citizen_search.MAX_LIMIT),
+                    identity: Identity = Depends(allowed("registry:read"))):
+    """registry/citizen_search.py: names match whatever their case, accents or Arabic letter forms (أ إ آ ٱ as ا,
+    ة as ه, ى as ي, no harakat or tatweel), each query word a whole name word or, from three letters, its start.
+    `next_cursor` (null on the last page) is passed as `cursor` with the same filters for the next page."""
+    with request.app.state.hub.sessions() as session:
+        page = citizen_search.search(session, identity, q=q, cnie=cnie, passport_number=passport_number,
+                                     birth_date=birth_date, post_code=post_code.upper() if post_code else None,
+                                     status=status, cursor=cursor, limit=limit)
+        return {"citizens": [citizen_out(c, masked=True) for c in page.citizens], "next_cursor": page.next_cursor}
 
 
 @base.get("/citizens/{registration_id}")
