@@ -23,7 +23,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -284,13 +283,21 @@ def percentiles(values: list[float]) -> dict:
     return {"requests": len(ordered), "p50_ms": at(0.5), "p95_ms": at(0.95), "max_ms": round(ordered[-1] * 1e3, 2)}
 
 
-def _token(env: dict, role: str, post: str | None = None) -> str:
-    command = HUB_COMMAND + ["tokens", "create", "--role", role, "--name", f"bench citizens {role} {post or ''}",
-                             "--expires-in-days", "1"] + (["--post", post] if post else [])
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-    if done.returncode != 0 or not done.stdout.strip():
-        raise RuntimeError(f"`hub tokens create --role {role}` failed ({done.returncode}): {done.stderr.strip()}")
-    return done.stdout.strip().splitlines()[-1]
+def _tokens(database_url: str, agent_posts: list[str]) -> dict[str, str]:
+    """An administrator's token ("admin") and a consular agent's for each of `agent_posts`, valid a day."""
+    from hub.access.tokens import create_token
+    from hub.store.db import make_engine, make_sessionmaker
+    engine = make_engine(database_url)
+    try:
+        with make_sessionmaker(engine).begin() as session:
+            made = {"admin": create_token(session, role="administrator", name="bench citizens", created_by="bench",
+                                          expires_in_days=1)[1]}
+            for code in agent_posts:
+                made[code] = create_token(session, role="consular_agent", name=f"bench citizens {code}",
+                                          created_by="bench", post_code=code, expires_in_days=1)[1]
+        return made
+    finally:
+        engine.dispose()
 
 
 def run(*, citizens: int, database: str = "sqlite", postgres_url: str = DEFAULT_POSTGRES_URL,
@@ -329,8 +336,7 @@ def run(*, citizens: int, database: str = "sqlite", postgres_url: str = DEFAULT_
         processes.append(hub)
         hub.wait_healthy(120)
         agent_posts = [code for code, *_ in posts[:AGENT_POSTS]]
-        tokens = {"admin": _token(env, "administrator"),
-                  **{code: _token(env, "consular_agent", code) for code in agent_posts}}
+        tokens = _tokens(database_url, agent_posts)
         say(f"searching: {rounds} rounds")
         measured = run_searches(f"http://127.0.0.1:{port}", tokens, citizens, posts, rounds, seed, say)
     finally:

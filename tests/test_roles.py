@@ -46,6 +46,7 @@ ROUTES = [
     ("GET", "/api/v1/posts/{code}", "/api/v1/posts/FR-PARIS", None, "posts:read"),
     ("POST", "/api/v1/citizens", "/api/v1/citizens", {"post_code": AGENT_POST}, "registry:act"),
     ("GET", "/api/v1/citizens/{registration_id}", "/api/v1/citizens/MRE-9999999", None, "registry:read"),
+    ("GET", "/api/v1/citizens", "/api/v1/citizens", None, "registry:read"),
     ("GET", "/api/v1/cases", "/api/v1/cases", None, "registry:read"),
     ("GET", "/api/v1/services", "/api/v1/services", None, "registry:read"),
     ("GET", "/api/v1/cases/{reference}", "/api/v1/cases/LIC-2026-999999", None, "registry:read"),
