@@ -26,7 +26,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import and_, delete, exists, insert, or_, select
+from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from hub.access.tokens import Identity
@@ -39,6 +39,7 @@ MAX_LIMIT = 200
 MAX_WORDS = 8            # a name has a few words: more is not a name, and each one costs a probe
 MIN_LETTERS = 2          # a one-letter query would read every name beginning with it
 PREFIX_FROM = 3          # words this long or longer match the name words they begin
+MAX_EXPANSION = 30       # more name words begin with a prefix than this: the prefix is read as a range
 PASSPORT = r"^[A-Z0-9]{6,9}$"
 _CURSOR = re.compile(r"^([0-9]{1,19})\.([0-9a-f]{16})$")
 
@@ -85,7 +86,7 @@ def _word_matches(column, word: str):
     if len(word) < PREFIX_FROM:
         return column == word
     end = names.prefix_end(word)
-    return column >= word if end is None else and_(column >= word, column < end)
+    return column >= word if end is None else (column >= word) & (column < end)
 
 
 def _digest(**filters) -> str:
@@ -129,12 +130,23 @@ def search(session: Session, identity: Identity, *, q: str | None = None, cnie: 
     status = status.upper() if status else None
     parsed = read_query(q) if q and q.strip() else None
 
+    digest = _digest(q=" ".join(parsed.words) if parsed and not parsed.identifier else (parsed and parsed.identifier),
+                     cnie=cnie, passport_number=passport_number, birth_date=birth_date, post_code=post_code,
+                     status=status, scope=identity.post_scope)
+    after = decode_cursor(cursor, digest) if cursor else None
+
     query = select(Citizen)
     if parsed is not None and parsed.identifier is not None:
         query = query.where(or_(Citizen.registration_id == parsed.identifier, Citizen.cnie == parsed.identifier,
                                 Citizen.passport_number == parsed.identifier))
     elif parsed is not None:
-        query = query.where(Citizen.id.in_(_named(parsed.words, post_code)))
+        named = _named(session, parsed.words, post_code, after)
+        if named is None:
+            return Page([], None)
+        if not any((cnie, passport_number, birth_date, status)):
+            # a page of the names' matches on its own, then only those citizens are read
+            named = named.order_by(named.selected_columns[0]).limit(limit + 1)
+        query = query.where(Citizen.id.in_(named))
     if cnie:
         query = query.where(Citizen.cnie == cnie)
     if passport_number:
@@ -145,27 +157,61 @@ def search(session: Session, identity: Identity, *, q: str | None = None, cnie: 
         query = query.where(Citizen.post_code == post_code)
     if status:
         query = query.where(Citizen.status == status)
-    digest = _digest(q=" ".join(parsed.words) if parsed and not parsed.identifier else (parsed and parsed.identifier),
-                     cnie=cnie, passport_number=passport_number, birth_date=birth_date, post_code=post_code,
-                     status=status, scope=identity.post_scope)
-    if cursor:
-        query = query.where(Citizen.id > decode_cursor(cursor, digest))
+    if after is not None:
+        query = query.where(Citizen.id > after)
     found = list(session.scalars(query.order_by(Citizen.id).limit(limit + 1)))
     more = len(found) > limit
     found = found[:limit]
     return Page(found, encode_cursor(found[-1].id, digest) if more and found else None)
 
 
-def _named(words: tuple[str, ...], post_code: str | None):
-    """The ids of the citizens whose name words match every one of `words` (at `post_code` when given)."""
-    driver, *others = sorted(words, key=len, reverse=True)  # the longest word: the fewest candidates
-    first = aliased(CitizenNameToken)
-    ids = select(first.citizen_id).where(_word_matches(first.token, driver))
-    if post_code:
-        ids = ids.where(first.post_code == post_code)
-    for word in others:
-        other = aliased(CitizenNameToken)
-        ids = ids.where(exists().where(other.citizen_id == first.citizen_id, _word_matches(other.token, word)))
+def words_beginning(session: Session, word: str) -> list[str]:
+    """The name words stored that `word` matches (itself, and from PREFIX_FROM letters the words it begins), at most
+    MAX_EXPANSION + 1 of them, each found by one probe of the (token, citizen_id) index."""
+    if len(word) < PREFIX_FROM:
+        return [word]
+    end, found, at = names.prefix_end(word), [], None
+    while len(found) <= MAX_EXPANSION:
+        following = select(func.min(CitizenNameToken.token)).where(
+            CitizenNameToken.token >= word if at is None else CitizenNameToken.token > at)
+        if end is not None:
+            following = following.where(CitizenNameToken.token < end)
+        at = session.scalar(following)
+        if at is None:
+            break
+        found.append(at)
+    return found
+
+
+def _named(session: Session, words: tuple[str, ...], post_code: str | None, after: int | None):
+    """A select of the ids of the citizens whose name words match every one of `words` (at `post_code` when
+    given) after the id `after`; None when a word matches no name word at all.
+
+    Each query word becomes the name words it matches, so that the database compares whole words by equality:
+    it then knows how common each is (its statistics hold the common words) and reads (token, citizen_id) in id
+    order, joining the words' lists as it walks them, a page's worth for common names, or starting from the
+    rarest word's few entries."""
+    matched = []
+    for word in words:
+        candidates = words_beginning(session, word)
+        if not candidates:
+            return None
+        matched.append((word, candidates))
+    matched.sort(key=lambda pair: len(pair[1]))
+    tables = [aliased(CitizenNameToken) for _ in matched]
+    first = tables[0]
+    ids = select(first.citizen_id).distinct()
+    for table, (word, candidates) in zip(tables, matched):
+        if table is not first:
+            ids = ids.join(table, table.citizen_id == first.citizen_id)
+        if len(candidates) > MAX_EXPANSION:  # a short prefix of many words: their range
+            ids = ids.where(_word_matches(table.token, word))
+        else:
+            ids = ids.where(table.token == candidates[0] if len(candidates) == 1 else table.token.in_(candidates))
+        if post_code:
+            ids = ids.where(table.post_code == post_code)
+    if after is not None:
+        ids = ids.where(first.citizen_id > after)
     return ids
 
 

@@ -70,7 +70,8 @@ class CitizenNameToken(Base):
     the index: (token, post_code, citizen_id) answers "these words, this post" from the index alone. Kept in step
     with the record by `citizen_search.reindex`."""
     __tablename__ = "citizen_name_tokens"
-    __table_args__ = (Index("ix_citizen_name_tokens_token_post", "token", "post_code", "citizen_id"),)
+    __table_args__ = (Index("ix_citizen_name_tokens_token_post", "token", "post_code", "citizen_id"),
+                      Index("ix_citizen_name_tokens_token_citizen", "token", "citizen_id"))
 
     citizen_id: Mapped[int] = mapped_column(ForeignKey("citizens.id", ondelete="CASCADE"), primary_key=True)
     token: Mapped[str] = mapped_column(TOKEN, primary_key=True)

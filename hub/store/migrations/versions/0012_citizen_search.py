@@ -62,6 +62,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("citizen_id", "token"),
     )
     op.create_index("ix_citizen_name_tokens_token_post", "citizen_name_tokens", ["token", "post_code", "citizen_id"])
+    op.create_index("ix_citizen_name_tokens_token_citizen", "citizen_name_tokens", ["token", "citizen_id"])
     op.create_index("ix_citizens_birth_date", "citizens", ["birth_date"])
     op.create_index("ix_citizens_passport_number", "citizens", ["passport_number"])
     op.create_index("ix_citizens_post_code_id", "citizens", ["post_code", "id"])
@@ -94,5 +95,6 @@ def downgrade() -> None:
     op.drop_index("ix_citizens_post_code_id", table_name="citizens")
     op.drop_index("ix_citizens_passport_number", table_name="citizens")
     op.drop_index("ix_citizens_birth_date", table_name="citizens")
+    op.drop_index("ix_citizen_name_tokens_token_citizen", table_name="citizen_name_tokens")
     op.drop_index("ix_citizen_name_tokens_token_post", table_name="citizen_name_tokens")
     op.drop_table("citizen_name_tokens")
