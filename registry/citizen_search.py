@@ -8,10 +8,12 @@ How a name is found. Each word of a citizen's four name fields (Latin and Arabic
 citizen_name_tokens, normalised by registry/names.py (case, accents, Arabic letter variants folded). A query's
 words are normalised the same way and a citizen matches when each query word is one of their name words, in any
 order and in either script; a word of three letters or more also matches the name words it begins ("Fati"
-finds "Fatima"), a shorter one only itself ("el" finds "El Amrani", not "Elena"). The longest query word drives
-the search: an index range over (token, post_code, citizen_id), the post fixed for an agent; every other word is
-checked against the candidate's own words through the primary key (citizen_id, token). A query that looks like an
-identifier (registration id, CNIE, passport number) is looked up as one instead.
+finds "Fatima"), a shorter one only itself ("el" finds "El Amrani", not "Elena"). A prefix is first turned into
+the stored words it begins (one index probe each, `words_beginning`), so that the database compares whole words
+by equality: its statistics say how common each word is, and (token, citizen_id), or (token, post_code,
+citizen_id) for an agent's post, lists a word's citizens in id order, so that a page of a common name is read
+from the start of its lists and a rare name from its few entries. A query that looks like an identifier
+(registration id, CNIE, passport number) is looked up as one instead.
 
 Results come in registration order (citizen id), a page at a time: the opaque cursor carries the last citizen's id
 and a digest of the search it belongs to, so that a cursor is refused (400) when it is not one this function gave,

@@ -66,9 +66,9 @@ TOKEN = String(100).with_variant(String(100, collation="C"), "postgresql")
 
 class CitizenNameToken(Base):
     """One word of a citizen's names (Latin or Arabic), normalised (registry/names.py): what the name search reads
-    (registry/citizen_search.py). The post is repeated here so that an agent's search stays in their post's part of
-    the index: (token, post_code, citizen_id) answers "these words, this post" from the index alone. Kept in step
-    with the record by `citizen_search.reindex`."""
+    (registry/citizen_search.py). (token, citizen_id) lists a word's citizens in id order; the post is repeated here
+    so that an agent's search stays in their post's part: (token, post_code, citizen_id). Kept in step with the
+    record by `citizen_search.reindex`."""
     __tablename__ = "citizen_name_tokens"
     __table_args__ = (Index("ix_citizen_name_tokens_token_post", "token", "post_code", "citizen_id"),
                       Index("ix_citizen_name_tokens_token_citizen", "token", "citizen_id"))

@@ -3,9 +3,9 @@
 The citizen search (registry/citizen_search.py) finds citizens by name, Latin or Arabic, in any word order and
 however the name was typed (registry/names.py folds case, accents and Arabic letter variants). A LIKE over the
 names would read the whole table at five million citizens; instead each word of a citizen's four name fields is
-a row of citizen_name_tokens, normalised, and a search word is an index range over (token, post_code,
-citizen_id): the post is there so that an agent's search, always limited to their post, reads only that part.
-The primary key (citizen_id, token) checks a candidate's other words and lets a citizen's words be replaced.
+a row of citizen_name_tokens, normalised, and a search word's citizens are read in id order from (token,
+citizen_id), or from (token, post_code, citizen_id) for an agent's search, always limited to their post. The
+primary key (citizen_id, token) checks a candidate's other words and lets a citizen's words be replaced.
 Tokens are compared in code-point order (COLLATE "C" on PostgreSQL) so that a prefix is one range whatever the
 database's collation.
 
