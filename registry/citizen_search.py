@@ -147,7 +147,7 @@ def search(session: Session, identity: Identity, *, q: str | None = None, cnie: 
             return Page([], None)
         if not any((cnie, passport_number, birth_date, status)):
             # a page of the names' matches on its own, then only those citizens are read
-            named = named.order_by(named.selected_columns[0]).limit(limit + 1)
+            named = named.distinct().order_by(named.selected_columns[0]).limit(limit + 1)
         query = query.where(Citizen.id.in_(named))
     if cnie:
         query = query.where(Citizen.cnie == cnie)
@@ -202,7 +202,7 @@ def _named(session: Session, words: tuple[str, ...], post_code: str | None, afte
     matched.sort(key=lambda pair: len(pair[1]))
     tables = [aliased(CitizenNameToken) for _ in matched]
     first = tables[0]
-    ids = select(first.citizen_id).distinct()
+    ids = select(first.citizen_id)  # a citizen twice when two of their words begin with one prefix: IN takes it once
     for table, (word, candidates) in zip(tables, matched):
         if table is not first:
             ids = ids.join(table, table.citizen_id == first.citizen_id)
