@@ -71,7 +71,7 @@ def _cumulative(weights: list[float]) -> list[float]:
     return list(itertools.accumulate(w / total for w in weights))
 
 
-# a name's rank r weighs 1/(r+2)^0.8: the first given name is ~7% of its sex, the first root ~4% of families
+# a name's rank r weighs 1/(r+2)^0.8: the first given name is ~10% of its sex, the first root ~8% of families
 _MALE = _cumulative([1 / (r + 2) ** 0.8 for r in range(len(MALE))])
 _FEMALE = _cumulative([1 / (r + 2) ** 0.8 for r in range(len(FEMALE))])
 _ROOTS = _cumulative([1 / (r + 2) ** 0.8 for r in range(len(ROOTS))])
