@@ -174,3 +174,14 @@ def test_the_migration_indexes_the_citizens_stored_before_it(database_url):
             assert [c.registration_id for c in search(session, ADMIN, q="العمراني يوسف").citizens] == ["MRE-0000001"]
     finally:
         engine.dispose()
+
+
+def test_a_prefix_of_many_words_is_read_as_a_range_and_an_unknown_word_finds_nobody(sessions, monkeypatch):
+    ids = [_register(sessions, "Rim", family, "ريم", arabic)
+           for family, arabic in (("Benzakour", "بنزاكور"), ("Benzekri", "بنزكري"), ("Benzina", "بنزينة"))]
+    with sessions() as session:
+        assert citizen_search.words_beginning(session, "benz") == ["benzakour", "benzekri", "benzina"]
+    monkeypatch.setattr(citizen_search, "MAX_EXPANSION", 2)
+    assert _found(sessions, q="benz rim") == ids
+    assert _found(sessions, q="benz rim", birth_date=dt.date(1985, 3, 14)) == ids
+    assert _found(sessions, q="Benzouine Rim") == []
