@@ -9,7 +9,8 @@ primary key (citizen_id, token) checks a candidate's other words and lets a citi
 Tokens are compared in code-point order (COLLATE "C" on PostgreSQL) so that a prefix is one range whatever the
 database's collation.
 
-birth_date and passport_number get an index each: both are search filters of their own. The post's index becomes
+birth_date and passport_number get an index each: both are search filters of their own (birth_date's only when
+no earlier revision made it: the near-duplicate check of a registration reads it too, and a downgrade keeps it). The post's index becomes
 (post_code, id): a post's citizens in registration order, a page of them read from the index's start.
 
 The words of the citizens already stored are written here, a thousand citizens at a time, normalised as
@@ -63,7 +64,8 @@ def upgrade() -> None:
     )
     op.create_index("ix_citizen_name_tokens_token_post", "citizen_name_tokens", ["token", "post_code", "citizen_id"])
     op.create_index("ix_citizen_name_tokens_token_citizen", "citizen_name_tokens", ["token", "citizen_id"])
-    op.create_index("ix_citizens_birth_date", "citizens", ["birth_date"])
+    if "ix_citizens_birth_date" not in {index["name"] for index in sa.inspect(op.get_bind()).get_indexes("citizens")}:
+        op.create_index("ix_citizens_birth_date", "citizens", ["birth_date"])  # the citizens' lifecycle makes it too
     op.create_index("ix_citizens_passport_number", "citizens", ["passport_number"])
     op.create_index("ix_citizens_post_code_id", "citizens", ["post_code", "id"])
     op.drop_index("ix_citizens_post_code", table_name="citizens")
@@ -93,8 +95,7 @@ def _fill() -> None:
 def downgrade() -> None:
     op.create_index("ix_citizens_post_code", "citizens", ["post_code"])
     op.drop_index("ix_citizens_post_code_id", table_name="citizens")
-    op.drop_index("ix_citizens_passport_number", table_name="citizens")
-    op.drop_index("ix_citizens_birth_date", table_name="citizens")
+    op.drop_index("ix_citizens_passport_number", table_name="citizens")  # ix_citizens_birth_date stays: see upgrade
     op.drop_index("ix_citizen_name_tokens_token_citizen", table_name="citizen_name_tokens")
     op.drop_index("ix_citizen_name_tokens_token_post", table_name="citizen_name_tokens")
     op.drop_table("citizen_name_tokens")
