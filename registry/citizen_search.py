@@ -32,7 +32,7 @@ from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from hub.access.tokens import Identity
-from hub.errors import Forbidden, InputError
+from hub.errors import Forbidden, InputError, Problem
 from registry import names
 from registry.inputs import CNIE
 from registry.models import Citizen, CitizenNameToken
@@ -47,8 +47,11 @@ _CURSOR = re.compile(r"^([0-9]{1,19})\.([0-9a-f]{16})$")
 
 
 class SearchRefused(InputError):
-    """A citizen search that cannot be answered as asked (400, naming the parameter)."""
+    """A citizen search that cannot be answered as asked (400, naming the parameter), nothing read."""
     title = "Search refused"
+
+    def __init__(self, field: str, detail: str):
+        super().__init__(f"{field}: {detail}", [Problem(detail, path=field)])
 
 
 @dataclass(frozen=True)
@@ -76,10 +79,10 @@ def read_query(q: str) -> Query:
         return Query(compact, ())
     words = tuple(names.tokens(q))
     if sum(len(word) for word in words) < MIN_LETTERS:
-        raise SearchRefused(f"q: {len(''.join(words))} letter(s) is too short a search: give at least "
-                            f"{MIN_LETTERS} letters of a name, or an identifier")
+        raise SearchRefused("q", f"{len(''.join(words))} letter(s) is too short a search: give at least "
+                                 f"{MIN_LETTERS} letters of a name, or an identifier")
     if len(words) > MAX_WORDS:
-        raise SearchRefused(f"q: {len(words)} words: a name search takes at most {MAX_WORDS}")
+        raise SearchRefused("q", f"{len(words)} words: a name search takes at most {MAX_WORDS}")
     return Query(None, words)
 
 
@@ -109,9 +112,9 @@ def decode_cursor(cursor: str, digest: str) -> int:
         raw = ""
     found = _CURSOR.fullmatch(raw) if len(cursor) <= 64 else None
     if found is None:
-        raise SearchRefused("cursor: not a cursor this search gave (pass next_cursor from the previous page as it is)")
+        raise SearchRefused("cursor", "not a cursor this search gave (pass next_cursor from the previous page as it is)")
     if found.group(2) != digest:
-        raise SearchRefused("cursor: belongs to another search: keep the filters of the page that gave it")
+        raise SearchRefused("cursor", "belongs to another search: keep the filters of the page that gave it")
     return int(found.group(1))
 
 
@@ -125,7 +128,7 @@ def search(session: Session, identity: Identity, *, q: str | None = None, cnie: 
             raise Forbidden(f"a consular agent of {identity.post_scope} finds only the citizens of their post")
         post_code = identity.post_scope
     if not 1 <= limit <= MAX_LIMIT:
-        raise SearchRefused(f"limit: {limit} is not between 1 and {MAX_LIMIT}")
+        raise SearchRefused("limit", f"{limit} is not between 1 and {MAX_LIMIT}")
     post_code = post_code or None
     cnie = cnie.replace(" ", "").upper() if cnie else None
     passport_number = passport_number.replace(" ", "").upper() if passport_number else None
