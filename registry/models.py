@@ -42,6 +42,7 @@ class Post(Base):
 
 class Citizen(Base):
     __tablename__ = "citizens"
+    __table_args__ = (Index("ix_citizens_post_code_id", "post_code", "id"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     registration_id: Mapped[str] = mapped_column(String(20), unique=True)
@@ -53,13 +54,13 @@ class Citizen(Base):
     birth_place: Mapped[str] = mapped_column(String(100), default="")
     sex: Mapped[str] = mapped_column(String(1))
     cnie: Mapped[str | None] = mapped_column(String(8), index=True)
-    passport_number: Mapped[str | None] = mapped_column(String(9))
+    passport_number: Mapped[str | None] = mapped_column(String(9), index=True)
     country: Mapped[str] = mapped_column(String(2))
     city: Mapped[str] = mapped_column(String(80))
     address_lines: Mapped[str] = mapped_column(Text, default="")
     phone: Mapped[str | None] = mapped_column(String(16))
     email: Mapped[str | None] = mapped_column(String(254))
-    post_code: Mapped[str] = mapped_column(ForeignKey("posts.code"), index=True)
+    post_code: Mapped[str] = mapped_column(ForeignKey("posts.code"))  # indexed with id: a post's citizens in order
     registered_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     # PENDING (DGSN's identity check not answered yet) | ACTIVE | REJECTED | DECEASED (registry/citizens.py)
     status: Mapped[str] = mapped_column(String(12), default="ACTIVE", server_default="ACTIVE")
@@ -85,6 +86,25 @@ class CitizenChange(Base):
     actor: Mapped[str] = mapped_column(String(120))  # as the audit log names them (Identity.actor)
     reason: Mapped[str] = mapped_column(Text, default="")
     post_code: Mapped[str] = mapped_column(String(12), index=True)
+
+
+# Name words are compared in code-point order, whatever the database's collation: a prefix is then one index
+# range (registry/names.py `prefix_end`). SQLite's default (BINARY) is that order already.
+TOKEN = String(100).with_variant(String(100, collation="C"), "postgresql")
+
+
+class CitizenNameToken(Base):
+    """One word of a citizen's names (Latin or Arabic), normalised (registry/names.py): what the name search reads
+    (registry/citizen_search.py). (token, citizen_id) lists a word's citizens in id order; the post is repeated here
+    so that an agent's search stays in their post's part: (token, post_code, citizen_id). Kept in step with the
+    record by `citizen_search.reindex`."""
+    __tablename__ = "citizen_name_tokens"
+    __table_args__ = (Index("ix_citizen_name_tokens_token_post", "token", "post_code", "citizen_id"),
+                      Index("ix_citizen_name_tokens_token_citizen", "token", "citizen_id"))
+
+    citizen_id: Mapped[int] = mapped_column(ForeignKey("citizens.id", ondelete="CASCADE"), primary_key=True)
+    token: Mapped[str] = mapped_column(TOKEN, primary_key=True)
+    post_code: Mapped[str] = mapped_column(String(12))
 
 
 class Case(Base):

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from hub.store.db import utcnow
 from hub.errors import NotFound
 from hub.xml.text import for_the_record
+from registry import citizen_search
 from registry.models import Case, CaseDocument, CaseEvent, Citizen, Post
 from registry.statuses import FAILED, check_transition, is_final
 from registry.catalogue import module_for
@@ -43,6 +44,7 @@ def register_citizen(session: Session, *, post_code: str, given_name_latin: str,
     session.add(citizen)
     session.flush()
     citizen.registration_id = f"MRE-{citizen.id:07d}"  # stable across posts: never derived from the post
+    citizen_search.reindex(session, citizen)
     return citizen
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from hub.access.dependencies import allowed
 from hub.access.tokens import Identity
 from hub.errors import BadCursor, ValueRefused
-from registry import audit, case_actions, cases, catalogue, citizens, deadlines, post_views, service
+from registry import audit, case_actions, cases, catalogue, citizen_search, citizens, deadlines, post_views, service
 from registry.inputs import CNIE, POST_CODE, PersonIn, StrictIn, Text, address_lines_fit
 from registry.models import Case, Post
 from registry.outputs import case_out, citizen_out, post_out
@@ -191,6 +191,28 @@ def citizen_history(registration_id: str, request: Request, identity: Identity =
         rows = citizens.history(session, citizen, identity)
         audit.record(hub, session, identity, audit.CITIZEN_VIEWED, citizen.registration_id, "history")
         return {"registration_id": citizen.registration_id, "changes": [citizens.change_out(r) for r in rows]}
+
+
+@base.get("/citizens", summary="Find citizens by name (Latin or Arabic, any word order), CNIE, passport, birth date, "
+                             "post or status, a page at a time (identity fields masked; a consular agent finds "
+                             "their post's)")
+def search_citizens(request: Request,
+                    q: str | None = Query(None, max_length=200, description="a name, a registration id, a CNIE or a "
+                                          "passport number; at least two letters"),
+                    cnie: str | None = Query(None, max_length=10), passport_number: str | None = Query(None, max_length=12),
+                    birth_date: dt.date | None = Query(None), post_code: str | None = Query(None, pattern=cases.POST),
+                    status: str | None = Query(None, pattern=r"^[A-Za-z_]{1,12}$"),
+                    cursor: str | None = Query(None, max_length=64, description="next_cursor of the previous page"),
+                    limit: int = Query(50, ge=1, le=citizen_search.MAX_LIMIT),
+                    identity: Identity = Depends(allowed("registry:read"))):
+    """registry/citizen_search.py: names match whatever their case, accents or Arabic letter forms (أ إ آ ٱ as ا,
+    ة as ه, ى as ي, no harakat or tatweel), each query word a whole name word or, from three letters, its start.
+    `next_cursor` (null on the last page) is passed as `cursor` with the same filters for the next page."""
+    with request.app.state.hub.sessions() as session:
+        page = citizen_search.search(session, identity, q=q, cnie=cnie, passport_number=passport_number,
+                                     birth_date=birth_date, post_code=post_code.upper() if post_code else None,
+                                     status=status, cursor=cursor, limit=limit)
+        return {"citizens": [citizen_out(c, masked=True) for c in page.citizens], "next_cursor": page.next_cursor}
 
 
 @base.get("/citizens/{registration_id}")

@@ -50,6 +50,7 @@ ROUTES = [
     ("POST", "/api/v1/posts/{code}/close", "/api/v1/posts/ZZ-NOWHERE/close", {}, "posts:manage"),
     ("POST", "/api/v1/citizens", "/api/v1/citizens", {"post_code": AGENT_POST}, "registry:act"),
     ("GET", "/api/v1/citizens/{registration_id}", "/api/v1/citizens/MRE-9999999", None, "registry:read"),
+    ("GET", "/api/v1/citizens", "/api/v1/citizens", None, "registry:read"),
     ("GET", "/api/v1/citizens/{registration_id}/history", "/api/v1/citizens/MRE-9999999/history", None,
      "registry:read"),
     ("POST", "/api/v1/citizens/{registration_id}/corrections", "/api/v1/citizens/MRE-9999999/corrections", {},
