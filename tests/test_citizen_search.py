@@ -150,7 +150,7 @@ def test_the_migration_indexes_the_citizens_stored_before_it(database_url):
     engine = make_engine(database_url)
     try:
         with engine.connect() as connection:
-            command.upgrade(alembic_config(connection), "0011")
+            command.upgrade(alembic_config(connection), "0016")
             connection.execute(insert(Post.__table__).values(code=PARIS, name="Paris", kind="CONSULATE", country="FR",
                                                              city="Paris", jurisdiction="", active=True))
             connection.execute(insert(Citizen.__table__), [

@@ -94,6 +94,8 @@ def test_three_processes_share_deliveries_and_one_leads_the_jobs(tmp_path, pki_d
         assert f":{leader.proc.pid} " in hub_leader_command(env)
 
         # callbacks go to a follower, so that killing the leader later leaves NARSA a hub to answer to
+        for other in leader, *followers[:-1]:  # every hub's citizens are seeded in the one database (support.py)
+            serve_tokens(other.url, database_url)
         mint = serve_tokens(followers[-1].url, database_url)
         admin = bearer(mint("administrator"))
         sandbox = start_sandbox("narsa", followers[-1].url)
