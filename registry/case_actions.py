@@ -38,7 +38,8 @@ from sqlalchemy import select
 from hub.access.dependencies import allowed
 from hub.access.tokens import Identity
 from hub.errors import ActionRefused, BadTarget
-from registry import audit, service
+from registry import audit, citizens, service
+from registry.services import registration
 from registry.inputs import POST_CODE, REGISTRATION_ID, StrictIn, Text
 from registry.models import Case, Citizen, Post
 from registry.outputs import case_out
@@ -61,6 +62,9 @@ def cancel(hub, session, case: Case, *, reason: str, identity: Identity) -> None
                             "be cancelled")
     service.move_case(session, case=case, status=CANCELLED, actor=identity.case_actor, action=True,
                       note=f"cancelled: {reason}")
+    if case.service == registration.SERVICE and case.details.get("kind") == "NEW" and case.citizen is not None:
+        citizens.registration_cancelled(session, case.citizen, case_reference=case.reference, reason=reason,
+                                        actor=identity.actor)
     audit.record(hub, session, identity, CASE_CANCELLED, case.reference, reason)
 
 

@@ -243,6 +243,17 @@ def identity_checked(session: Session, citizen: Citizen, *, status: str, case_re
     citizen_search.reindex(session, citizen)
 
 
+def registration_cancelled(session: Session, citizen: Citizen, *, case_reference: str, reason: str, actor: str) -> None:
+    """A NEW registration's case cancelled before DGSN answered: the PENDING record is REJECTED (not registered),
+    so that its CNIE is free for a registration made anew."""
+    if citizen.status != PENDING:
+        return
+    _record(session, citizen, kind="IDENTITY_CHECK", field="status", old=PENDING, new=REJECTED, actor=actor,
+            reason=f"registration case {case_reference} cancelled: {reason}")
+    citizen.status = REJECTED
+    citizen_search.reindex(session, citizen)
+
+
 def address_confirmed(session: Session, citizen: Citizen, address: dict, *, case_reference: str) -> None:
     """An UPDATE registration's new address abroad, once DGSN confirmed the identity: kept like a correction."""
     correct(session, citizen, {"country": address["country"], "city": address["city"],

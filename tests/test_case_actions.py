@@ -340,3 +340,25 @@ def test_a_judicial_document_or_a_batched_life_certificate_is_not_the_posts_to_c
         refused = client.post(f"/api/v1/cases/{reference}/cancel", json={"reason": "not wanted"})
         assert refused.status_code == 409 and "not cancelled by a post" in refused.json()["detail"], refused.text
         assert client.get(f"/api/v1/cases/{reference}").json()["status"] == status
+
+
+def test_cancelling_a_new_registration_frees_its_cnie(client):
+    """A registration cancelled before DGSN answered leaves no PENDING record holding the CNIE: the person is
+    registered anew (the shared hub's DGSN is not running, so the first case waits)."""
+    person = {"post_code": PARIS, "given_name_latin": "Leila", "family_name_latin": "Sqalli",
+              "given_name_arabic": "ليلى", "family_name_arabic": "السقلي", "birth_date": "1991-03-04", "sex": "F",
+              "cnie": "QA700321", "country": "FR", "city": "Paris", "address_lines": "2 rue Royale"}
+    first = client.post("/api/v1/citizens", json=person)
+    assert first.status_code == 202, first.text
+    held = client.post("/api/v1/citizens", json=person)
+    assert held.status_code == 409 and first.json()["registration_id"] in held.json()["detail"]
+
+    reference = first.json()["registration_case"]["reference"]
+    cancelled = client.post(f"/api/v1/cases/{reference}/cancel", json={"reason": "typed at the wrong post"})
+    assert cancelled.status_code == 200, cancelled.text
+    withdrawn = client.get(f"/api/v1/citizens/{first.json()['registration_id']}").json()
+    assert withdrawn["status"] == "REJECTED"
+    history = client.get(f"/api/v1/citizens/{first.json()['registration_id']}/history").json()["changes"]
+    assert any(c["new"] == "REJECTED" and "cancelled: typed at the wrong post" in c["reason"] for c in history)
+    again = client.post("/api/v1/citizens", json=person)
+    assert again.status_code == 202, again.text
