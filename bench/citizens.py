@@ -76,7 +76,6 @@ def prepare(database_url: str) -> list[tuple[str, str, str]]:
     """Migrate, load the posts; returns the posts (code, country, city), consulates first."""
     from sqlalchemy import select
 
-    from hub.service import app_metadata
     from hub.store.db import make_engine, migrate
     from registry.models import Post
     from registry.reference import load_posts
@@ -84,7 +83,7 @@ def prepare(database_url: str) -> list[tuple[str, str, str]]:
 
     engine = make_engine(database_url)
     try:
-        migrate(engine, metadata=app_metadata())
+        migrate(engine)
         with Session(engine) as session, session.begin():
             load_posts(session, PROJECT / "config" / "reference" / "posts.csv")
         with Session(engine) as session:

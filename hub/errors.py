@@ -20,6 +20,7 @@
     │   │                           a deceased citizen, a post's code taken, a post still serving) -> 409
     │   ├── ValueRefused            a value a registry record cannot take, the field named       -> 400
     │   ├── PayloadPurged           a resend of a message whose payload retention removed         -> 409
+    │   ├── SearchRefused           a citizen search too short, too long or with a cursor not its own -> 400
     │   ├── BadCursor               a list's cursor this list did not give                        -> 400
     │   ├── BadTarget               a case action names a post or citizen it cannot go to         -> 400
     │   └── ActionRefused           a case's status does not allow this action (cancel a final one) -> 409
@@ -184,6 +185,14 @@ class PayloadPurged(InputError):
     nothing left to send (409, not 404)."""
     status = 409
     title = "Payload purged"
+
+
+class SearchRefused(InputError):
+    """A citizen search (registry/citizen_search.py) that cannot be answered as asked (400, naming the parameter), nothing read."""
+    title = "Search refused"
+
+    def __init__(self, field: str, detail: str):
+        super().__init__(f"{field}: {detail}", [Problem(detail, path=field)])
 
 
 class BadCursor(InputError):

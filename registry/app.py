@@ -28,7 +28,7 @@ from hub.errors import InputError, NotFound, PermanentDeliveryError, TryLater
 from hub.intake.door import Arrival, Receipt
 from hub.trust.signing import Signer
 from hub.xml.safe import parse_trusted
-from registry import audit, catalogue, citizens, citizens_console, console, deadlines, posts_console, service
+from registry import audit, catalogue, citizens, citizens_console, console, deadlines, posts, posts_console, service
 from registry.canonical import PARTY
 from registry.history import CASE_HISTORY
 from registry.models import Base, Case, Post
@@ -137,6 +137,8 @@ class Registry:
                 case = service.open_case(session, service=service_name, citizen=citizen, details=details,
                                          actor=identity.case_actor, post_code=post_code)
                 identity.check_post(case.post_code, doing=f"{doing} at {case.post_code}")
+                if case.post_code is not None:  # a closed post takes no new case (its citizens moved on)
+                    posts.require_open(session, code=case.post_code, doing=doing)
                 audit.record(self.hub, session, identity, audit.CASE_OPENED, case.reference,
                              f"{service_name} at {case.post_code}")
                 if after_open is not None:

@@ -37,8 +37,8 @@ from sqlalchemy import select
 
 from hub.access.dependencies import allowed
 from hub.access.tokens import Identity
-from hub.errors import ActionRefused, BadTarget
-from registry import audit, citizens, service
+from hub.errors import ActionRefused, BadTarget, Forbidden
+from registry import audit, citizens, names, service
 from registry.services import registration
 from registry.inputs import POST_CODE, REGISTRATION_ID, StrictIn, Text
 from registry.models import Case, Citizen, Post
@@ -62,7 +62,8 @@ def cancel(hub, session, case: Case, *, reason: str, identity: Identity) -> None
                             "be cancelled")
     service.move_case(session, case=case, status=CANCELLED, actor=identity.case_actor, action=True,
                       note=f"cancelled: {reason}")
-    if case.service == registration.SERVICE and case.details.get("kind") == "NEW" and case.citizen is not None:
+    if (case.service == registration.SERVICE and case.details.get("kind") == "NEW" and case.citizen is not None
+            and case.citizen.post_code == case.post_code):  # a citizen transferred since is the other post's
         citizens.registration_cancelled(session, case.citizen, case_reference=case.reference, reason=reason,
                                         actor=identity.actor)
     audit.record(hub, session, identity, CASE_CANCELLED, case.reference, reason)
@@ -74,6 +75,7 @@ def retry(hub, session, case: Case, *, identity: Identity) -> None:
         raise ActionRefused(f"{case.reference} is {case.status}: only a FAILED case is retried")
     if not retryable(case.service):
         raise ActionRefused(f"a {case.service} case sends no request of its own to retry")
+    citizens.check_may_open(case.citizen, case.service, case.details)  # a death recorded since: not sent again
     case.attempt = (case.attempt or 1) + 1
     service.move_case(session, case=case, status=SUBMITTED, actor=identity.case_actor, action=True,
                       note=f"retried: attempt {case.attempt}")
@@ -102,11 +104,15 @@ def match_addressee(hub, session, case: Case, *, registration_id: str, note: str
         raise ActionRefused(f"{case.reference} is a {case.service} case in {case.status}: only a judicial document "
                             "whose addressee was not found (ADDRESSEE_UNKNOWN) is matched by hand")
     citizen = session.scalars(select(Citizen).where(Citizen.registration_id == registration_id)).first()
-    if citizen is None:
-        raise BadTarget(f"registration_id: no citizen {registration_id}")
-    if citizen.status != "ACTIVE":
-        raise BadTarget(f"registration_id: {registration_id} is {citizen.status}, not an active citizen")
-    identity.check_post(citizen.post_code, doing=f"matching {case.reference} to {registration_id}")
+    if citizen is not None:  # another post's citizen: refused before anything about them is said
+        identity.check_post(citizen.post_code, doing=f"matching {case.reference} to {registration_id}")
+    if citizen is None or citizen.status != "ACTIVE":
+        raise BadTarget(f"registration_id: {registration_id} is not an active citizen")
+    addressee = (case.details.get("addressee") or {}).get("name") or ""
+    if identity.post_scope is not None and not _same_person(addressee, citizen):
+        raise Forbidden(f"matching {case.reference} to {registration_id}: a consular agent matches a judicial "
+                        "document only to a citizen who bears the addressee's name (Latin or Arabic, in any order); "
+                        "an administrator of the consular directorate matches it otherwise")
     case.citizen_id, case.post_code = citizen.id, citizen.post_code
     case.attempt = (case.attempt or 1) + 1  # the next certificate is a new message (judicial.py)
     case.outcome = {"previous": case.outcome}  # the post's outcome replaces it
@@ -115,6 +121,14 @@ def match_addressee(hub, session, case: Case, *, registration_id: str, note: str
                            + (f": {note}" if note else ""))
     audit.record(hub, session, identity, ADDRESSEE_MATCHED, case.reference,
                  f"{registration_id} at {citizen.post_code}" + (f": {note}" if note else ""))
+
+
+def _same_person(addressee: str, citizen: Citizen) -> bool:
+    """Whether the addressee's name is the citizen's, in either script, whatever its spelling or word order
+    (registry/names.py): what lets a post's agent take a document nobody else's CNIE matched."""
+    wanted = set(names.tokens(addressee))
+    return bool(wanted) and wanted in ({*names.tokens(citizen.given_name_latin, citizen.family_name_latin)},
+                                       {*names.tokens(citizen.given_name_arabic, citizen.family_name_arabic)})
 
 
 # -- HTTP -----------------------------------------------------------------------------------------------------

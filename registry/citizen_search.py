@@ -32,7 +32,7 @@ from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from hub.access.tokens import Identity
-from hub.errors import Forbidden, InputError, Problem
+from hub.errors import Forbidden, SearchRefused
 from registry import names
 from registry.inputs import CNIE
 from registry.models import Citizen, CitizenNameToken
@@ -43,15 +43,7 @@ MIN_LETTERS = 2          # a one-letter query would read every name beginning wi
 PREFIX_FROM = 3          # words this long or longer match the name words they begin
 MAX_EXPANSION = 30       # more name words begin with a prefix than this: the prefix is read as a range
 PASSPORT = r"^[A-Z0-9]{6,9}$"
-_CURSOR = re.compile(r"^([0-9]{1,19})\.([0-9a-f]{16})$")
-
-
-class SearchRefused(InputError):
-    """A citizen search that cannot be answered as asked (400, naming the parameter), nothing read."""
-    title = "Search refused"
-
-    def __init__(self, field: str, detail: str):
-        super().__init__(f"{field}: {detail}", [Problem(detail, path=field)])
+_CURSOR = re.compile(r"^([0-9]{1,18})\.([0-9a-f]{16})$")
 
 
 @dataclass(frozen=True)

@@ -102,34 +102,50 @@ def change_out(change: CitizenChange) -> dict:
 
 # -- registration ----------------------------------------------------------------------------------------
 
-def check_cnie_free(session: Session, cnie: str | None, *, other_than: Citizen | None = None) -> None:
-    """409 naming the live record that holds `cnie`. On PostgreSQL the transaction first takes a lock of that
-    CNIE's own (released at its end), so that two registrations of one CNIE at once cannot both find it free
-    (SQLite has one writer at a time)."""
+def check_cnie_free(session: Session, cnie: str | None, *, other_than: Citizen | None = None,
+                    scope: str | None = None) -> None:
+    """409 when a live record holds `cnie`, naming it to a caller who may read it (`scope`: a consular agent's
+    post; None for every post); another post's record is not named, so that a CNIE cannot be used to find where
+    someone is registered. On PostgreSQL the transaction first takes a lock of that CNIE's own (released at its
+    end), so that two registrations of one CNIE at once cannot both find it free (SQLite has one writer at a
+    time)."""
     if cnie and session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"cnie:{cnie.upper()}"})
     holder = cnie_holder(session, cnie, other_than=other_than)
-    if holder is not None:
-        raise RecordConflict(f"CNIE {cnie} is already held by citizen {holder.registration_id} ({holder.status}, "
-                              f"registered at {holder.post_code}): correct or transfer that record instead",
-                              [Problem("already held by a live record", path="cnie")])
+    if holder is None:
+        return
+    if scope is None or holder.post_code == scope:
+        named = (f"citizen {holder.registration_id} ({holder.status}, registered at {holder.post_code}): correct or "
+                 "transfer that record instead")
+    else:
+        named = "a live record at another post: ask that post, or the consular directorate, to look into it"
+    raise RecordConflict(f"CNIE {cnie} is already held by {named}", [Problem("already held by a live record",
+                                                                               path="cnie")])
 
 
-def register(session: Session, *, actor: str, **person) -> tuple[Citizen, list[dict]]:
+def register(session: Session, *, actor: str, scope: str | None = None, **person) -> tuple[Citizen, list[dict]]:
     """A PENDING citizen (DGSN's identity check decides), and the warnings about near-duplicates. The caller
-    opens the registration case in the same transaction."""
-    check_cnie_free(session, person.get("cnie"))
+    opens the registration case in the same transaction. `scope` (a consular agent's post) limits what the
+    conflict and the warnings say of other posts' records: that there is one, not who or where."""
+    check_cnie_free(session, person.get("cnie"), scope=scope)
     twins = near_duplicates(session, **{k: person[k] for k in ("given_name_latin", "family_name_latin",
                                                                 "given_name_arabic", "family_name_arabic",
                                                                 "birth_date")})
     citizen = service.register_citizen(session, status=PENDING, **person)
     _record(session, citizen, kind="REGISTERED", field="status", old=None, new=PENDING, actor=actor,
             reason="registered, pending DGSN's identity check")
-    warnings = [{"kind": "NEAR_DUPLICATE", "registration_id": twin.registration_id, "post_code": twin.post_code,
-                 "status": twin.status,
-                 "detail": f"{twin.registration_id} has the same names and birth date: check it is not the same person"}
-                for twin in twins]
+    warnings = [_near_duplicate(twin, scope) for twin in twins]
     return citizen, warnings
+
+
+def _near_duplicate(twin: Citizen, scope: str | None) -> dict:
+    if scope is None or twin.post_code == scope:
+        return {"kind": "NEAR_DUPLICATE", "registration_id": twin.registration_id, "post_code": twin.post_code,
+                "status": twin.status,
+                "detail": f"{twin.registration_id} has the same names and birth date: check it is not the same person"}
+    return {"kind": "NEAR_DUPLICATE", "registration_id": None, "post_code": None, "status": None,
+            "detail": "a record at another post has the same names and birth date: check with the consular "
+                      "directorate that it is not the same person"}
 
 
 # -- changes ---------------------------------------------------------------------------------------------
@@ -149,9 +165,11 @@ def _record(session: Session, citizen: Citizen, *, kind: str, field: str, old, n
     return change
 
 
-def correct(session: Session, citizen: Citizen, changes: dict, *, reason: str, actor: str) -> list[CitizenChange]:
+def correct(session: Session, citizen: Citizen, changes: dict, *, reason: str, actor: str,
+            scope: str | None = None) -> list[CitizenChange]:
     """Apply the fields of `changes` that differ from the record; each is a history row with the old value.
-    Civil data needs a reason; a CNIE already held by another live record is refused (nothing changed)."""
+    Civil data needs a reason; a CNIE already held by another live record is refused (nothing changed; named
+    only to a caller of its post, `scope`, as check_cnie_free says)."""
     unknown = set(changes) - set(CIVIL_FIELDS) - set(CONTACT_FIELDS)
     if unknown:
         raise ValueRefused(sorted(unknown)[0], f"{', '.join(sorted(unknown))}: not a field that is corrected")
@@ -159,7 +177,7 @@ def correct(session: Session, citizen: Citizen, changes: dict, *, reason: str, a
     if any(f in CIVIL_FIELDS for f in different) and not reason:
         raise ValueRefused("reason", "a correction of civil data says why (the document that proves it)")
     if "cnie" in different:
-        check_cnie_free(session, different["cnie"], other_than=citizen)
+        check_cnie_free(session, different["cnie"], other_than=citizen, scope=scope)
     birth = different.get("birth_date", citizen.birth_date)
     if birth > utcnow().date() or (citizen.died_on and birth > citizen.died_on):
         raise ValueRefused("birth_date", "a birth date in the future or after the death")

@@ -179,7 +179,8 @@ def _corrector(body: CorrectionIn, seen: Viewer):
     changes = body.changes()
 
     def change(session, citizen):
-        rows = citizens.correct(session, citizen, changes, reason=body.reason, actor=seen.identity.actor)
+        rows = citizens.correct(session, citizen, changes, reason=body.reason, actor=seen.identity.actor,
+                                scope=seen.identity.post_scope)
         return (audit.CITIZEN_CORRECTED, ", ".join(r.field for r in rows)) if rows else None
     return change
 

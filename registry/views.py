@@ -66,7 +66,8 @@ async def register_citizen(body: CitizenIn, request: Request, identity: Identity
 
     def work() -> tuple[str, str, list[dict]]:
         with registry.hub.sessions.begin() as session:
-            citizen, warnings = citizens.register(session, actor=identity.actor, **body.model_dump())
+            citizen, warnings = citizens.register(session, actor=identity.actor, scope=identity.post_scope,
+                                                  **body.model_dump())
             audit.record(registry.hub, session, identity, audit.CITIZEN_REGISTERED, citizen.registration_id,
                          f"at {citizen.post_code}, pending DGSN's identity check")
             case = service.open_case(session, service="CONSULAR_REGISTRATION", citizen=citizen,
@@ -149,7 +150,8 @@ def correct_citizen(registration_id: str, body: CorrectionIn, request: Request,
     made: list[dict] = []
 
     def change(session, citizen):
-        rows = citizens.correct(session, citizen, changes, reason=body.reason, actor=identity.actor)
+        rows = citizens.correct(session, citizen, changes, reason=body.reason, actor=identity.actor,
+                                scope=identity.post_scope)
         made.extend({"field": r.field, "kind": r.kind} for r in rows)
         return (audit.CITIZEN_CORRECTED, ", ".join(r.field for r in rows)) if rows else None
 

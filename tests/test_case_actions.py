@@ -228,6 +228,10 @@ def test_an_unknown_addressee_is_matched_by_hand_and_justice_gets_the_real_outco
     assert agent.post(f"/api/v1/cases/{reference}/match",
                       json={"registration_id": madrid["registration_id"]}).status_code == 403
     assert agent.post(f"/api/v1/cases/{reference}/match", json={"registration_id": "MRE-9999999"}).status_code == 400
+    # an agent does not take the court's document for a citizen of theirs who is someone else (an administrator may)
+    stranger = register_citizen(client, post_code=PARIS, cnie="ZM998855")["registration_id"]
+    taken = agent.post(f"/api/v1/cases/{reference}/match", json={"registration_id": stranger})
+    assert taken.status_code == 403 and "addressee's name" in taken.json()["detail"], taken.text
     other = made(running_hub.hub, "TRANSCRIPTION", "AWAITING_PARTNER")
     assert agent.post(f"/api/v1/cases/{other}/match", json={"registration_id": addressee}).status_code == 409
     elsewhere = made(running_hub.hub, "TRANSCRIPTION", "AWAITING_PARTNER", post=MADRID)  # nothing said of it

@@ -116,6 +116,17 @@ def test_a_pending_citizen_has_no_case_and_a_cnie_is_held_by_one_live_record(run
     assert twin.status_code == 202, twin.text
     assert [(w["kind"], w["registration_id"]) for w in twin.json()["warnings"]] == [("NEAR_DUPLICATE", registration_id)]
 
+    # another post's agent learns that a record holds the CNIE or shares the names, never which one or where
+    madrid = client_as("consular_agent", post="ES-MADRID")
+    elsewhere = madrid.post("/api/v1/citizens", json={**person, "post_code": "ES-MADRID"})
+    detail = refused(elsewhere, 409, "cnie")["detail"]
+    assert "another post" in detail and registration_id not in detail and PARIS not in detail
+    lookalike = madrid.post("/api/v1/citizens", json={**person, "post_code": "ES-MADRID", "cnie": "PD777777"})
+    assert lookalike.status_code == 202, lookalike.text
+    assert {w["kind"] for w in lookalike.json()["warnings"]} == {"NEAR_DUPLICATE"}
+    assert registration_id not in lookalike.text and twin.json()["registration_id"] not in lookalike.text
+    before += 1
+
     for field, value in (("family_name_latin", "Had\u202edad"), ("given_name_arabic", "نور\u0000"),
                          ("address_lines", ""), ("address_lines", "1\n2\n3\n4")):
         response = agent.post("/api/v1/citizens", json={**person, "cnie": "PD111111", field: value})

@@ -162,7 +162,8 @@ async def open_registration_case(body: RegistrationCaseIn, request: Request,
             if body.kind == "NEW":
                 address = body.address
                 citizen, found = citizens.register(
-                    session, actor=identity.actor, post_code=body.post_code, country=address.country,
+                    session, actor=identity.actor, scope=identity.post_scope, post_code=body.post_code,
+                    country=address.country,
                     city=address.city, address_lines="\n".join(address.lines), **body.person.model_dump())
                 warnings.extend(found)
                 audit.record(registry.hub, session, identity, audit.CITIZEN_REGISTERED, citizen.registration_id,
