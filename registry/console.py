@@ -237,8 +237,9 @@ def case_page_data(registry, reference: str, identity: Identity) -> dict:
             clearances = [{"authority": a, "decision": given.get(a), "leg": legs.get(a)}
                           for a in catalogue.module_for("REPATRIATION").AUTHORITIES]
         actions = case_page_actions(session, case, identity)
-        printable = (any(d.kind in PRINTABLE_KINDS for d in case.documents)
-                     or (case.service == "JUDICIAL_DOCUMENT" and case.status in CERTIFIED))
+        printable = identity.may("registry:act") and (  # printing issues an official document: the posts'
+            any(d.kind in PRINTABLE_KINDS for d in case.documents)
+            or (case.service == "JUDICIAL_DOCUMENT" and case.status in CERTIFIED))
         audit.record(hub, session, identity, audit.CASE_VIEWED, case.reference, "console")
         return {"case": shown, "actions": actions, "printable": printable, "service_label": service_label(case.service), "status_label": status_label(case.status),
                 "history": history, "documents": documents, "conversation": talk, "overdue": late, "deadline_at": due,

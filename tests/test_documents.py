@@ -173,6 +173,8 @@ def test_who_may_print_and_what_is_refused(running_hub, client, client_as, anony
     assert refused.status_code == 403 and MADRID in refused.json()["detail"]
     assert issued_count(running_hub, rid) == 0 and audit(running_hub, "DOCUMENT_ISSUED", rid) == []
     assert client_as("integration").get(f"/api/v1/citizens/{rid}/certificate.pdf").status_code == 403
+    # a supervisor reads the record but issues no official document: that is the posts'
+    assert client_as("supervisor").get(f"/api/v1/citizens/{rid}/certificate.pdf").status_code == 403
     assert anonymous.get(f"/api/v1/citizens/{rid}/certificate.pdf").status_code == 401
     wrong_language = client.get(f"/api/v1/citizens/{rid}/certificate.pdf", params={"lang": "en"})
     assert wrong_language.status_code == 422 and "lang" in wrong_language.text

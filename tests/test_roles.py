@@ -100,9 +100,9 @@ ROUTES = [
     ("GET", "/api/v1/monitor/alerts", "/api/v1/monitor/alerts", None, "alerts:read"),
     ("GET", "/api/v1/monitor/overview", "/api/v1/monitor/overview", None, "console:overview"),
     ("GET", "/api/v1/citizens/{registration_id}/certificate.pdf", "/api/v1/citizens/MRE-9999999/certificate.pdf", None,
-     "registry:read"),
+     "registry:act"),
     ("GET", "/api/v1/cases/{reference}/document.pdf", "/api/v1/cases/LIC-2026-999999/document.pdf", None,
-     "registry:read"),
+     "registry:act"),
     ("POST", "/api/v1/documents/{code}/revoke", "/api/v1/documents/AAAAA-AAAAA-AAAAA-AAAAA/revoke", {}, "registry:act"),
 ]
 # Routes under /api that answer anyone, by design (an app's public_paths(), hub/apps.py): what they reveal is

@@ -1,7 +1,7 @@
 """The routes of the documents for citizens.
 
-    GET  /api/v1/citizens/{registration_id}/certificate.pdf?lang=fr|ar   registry:read; the registration certificate
-    GET  /api/v1/cases/{reference}/document.pdf?lang=fr|ar               registry:read; what the case holds, printable
+    GET  /api/v1/citizens/{registration_id}/certificate.pdf?lang=fr|ar   registry:act; the registration certificate
+    GET  /api/v1/cases/{reference}/document.pdf?lang=fr|ar               registry:act; what the case holds, printable
     POST /api/v1/documents/{code}/revoke                                 registry:act; {"reason": "..."}
     GET  /api/v1/verify/{code}                                           public (no token), rate-limited: JSON
     GET  /monitor/citizens/{registration_id}/certificate.pdf?lang=      the console's twins of the two PDFs
@@ -32,7 +32,7 @@ from registry.printing.documents import TITLES
 from registry.printing.render import LANGUAGES
 from registry.printing.throttle import Throttle
 
-READ, ACT = "registry:read", "registry:act"
+ACT = "registry:act"  # printing issues an official document: the posts' (and administrators')
 PUBLIC_API = "/api/v1/verify/"
 Language = Literal["fr", "ar"]
 REGISTRATION_ID = r"^MRE-[0-9]{7,10}$"
@@ -76,7 +76,7 @@ api = APIRouter(prefix="/api/v1", tags=["documents for citizens"])
                  "verification code and QR code; each print is a new document, audited",
          responses=PDF_ANSWERS)
 async def certificate_pdf(request: Request, registration_id: str = PathParam(pattern=REGISTRATION_ID),
-                          lang: Language = LANG_QUERY, identity: Identity = Depends(allowed(READ))):
+                          lang: Language = LANG_QUERY, identity: Identity = Depends(allowed(ACT))):
     return _pdf(await run_in_threadpool(issuing.issue_certificate, _registry(request), identity, registration_id,
                                         lang=lang, base_url=_base_url(request)))
 
@@ -86,7 +86,7 @@ async def certificate_pdf(request: Request, registration_id: str = PathParam(pat
                  "delivery certificate) as PDF with its verification code; 409 when it holds none yet",
          responses=PDF_ANSWERS)
 async def case_document_pdf(request: Request, reference: str = PathParam(pattern=REFERENCE),
-                            lang: Language = LANG_QUERY, identity: Identity = Depends(allowed(READ))):
+                            lang: Language = LANG_QUERY, identity: Identity = Depends(allowed(ACT))):
     return _pdf(await run_in_threadpool(issuing.issue_case_document, _registry(request), identity, reference,
                                         lang=lang, base_url=_base_url(request)))
 
@@ -127,14 +127,14 @@ def _language(lang: str | None, seen: Viewer) -> str:
 
 @console.get("/citizens/{registration_id}/certificate.pdf")
 async def console_certificate_pdf(request: Request, registration_id: str = PathParam(pattern=REGISTRATION_ID),
-                                  lang: Language | None = Query(None), seen: Viewer = Depends(viewer(READ))):
+                                  lang: Language | None = Query(None), seen: Viewer = Depends(viewer(ACT))):
     return _pdf(await run_in_threadpool(issuing.issue_certificate, _registry(request), seen.identity,
                                         registration_id, lang=_language(lang, seen), base_url=_base_url(request)))
 
 
 @console.get("/cases/{reference}/document.pdf")
 async def console_case_document_pdf(request: Request, reference: str = PathParam(pattern=REFERENCE),
-                                    lang: Language | None = Query(None), seen: Viewer = Depends(viewer(READ))):
+                                    lang: Language | None = Query(None), seen: Viewer = Depends(viewer(ACT))):
     return _pdf(await run_in_threadpool(issuing.issue_case_document, _registry(request), seen.identity, reference,
                                         lang=_language(lang, seen), base_url=_base_url(request)))
 
