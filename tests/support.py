@@ -87,6 +87,22 @@ def register_citizen(client, **overrides) -> dict:
         return citizen_out(service.register_citizen(session, status="ACTIVE", **person))
 
 
+def open_repatriation_case(client) -> str:
+    """A repatriation case for a registered (deceased) citizen, opened through the API; returns its reference."""
+    deceased = register_citizen(client, given_name_latin="Rachid", family_name_latin="Bennani",
+                                given_name_arabic="رشيد", family_name_arabic="بناني", birth_date="1951-02-03",
+                                cnie="J654321")["registration_id"]
+    response = client.post("/api/v1/cases/repatriation", json={
+        "registration_id": deceased,
+        "death": {"date": "2026-11-18", "country": "FR", "city": "Paris", "cause_code": "I21.9",
+                  "cause_text": "Cause médicale confidentielle"},
+        "burial": {"commune": "1411011", "commune_name": "Agadir"},
+        "transport": {"entry_point": "CMN", "arrival_date": "2026-11-25", "carrier": "Royal Air Maroc",
+                      "seal_number": "SCL-204518"}})
+    assert response.status_code == 201, response.text
+    return response.json()["reference"]
+
+
 def identity_confirmed(client, registration_id: str) -> dict:
     """What DGSN's MATCH does to a citizen registered through POST /api/v1/citizens (PENDING -> ACTIVE), for
     tests that register through the API without running DGSN's sandbox."""

@@ -13,7 +13,7 @@ import pytest
 from conftest import wait_for, write_config
 from console_support import ConsoleClient, make_user
 from registry.history import problems
-from support import register_citizen
+from support import open_repatriation_case, register_citizen
 
 
 @pytest.fixture
@@ -37,21 +37,6 @@ def open_licence_case(client, number: str) -> str:
 def case_in(client, reference: str, status: str) -> dict | None:
     case = client.get(f"/api/v1/cases/{reference}").json()
     return case if case["status"] == status else None
-
-
-def open_repatriation_case(client) -> str:
-    deceased = register_citizen(client, given_name_latin="Rachid", family_name_latin="Bennani",
-                                given_name_arabic="رشيد", family_name_arabic="بناني", birth_date="1951-02-03",
-                                cnie="J654321")["registration_id"]
-    response = client.post("/api/v1/cases/repatriation", json={
-        "registration_id": deceased,
-        "death": {"date": "2026-11-18", "country": "FR", "city": "Paris", "cause_code": "I21.9",
-                  "cause_text": "Cause médicale confidentielle"},
-        "burial": {"commune": "1411011", "commune_name": "Agadir"},
-        "transport": {"entry_point": "CMN", "arrival_date": "2026-11-25", "carrier": "Royal Air Maroc",
-                      "seal_number": "SCL-204518"}})
-    assert response.status_code == 201, response.text
-    return response.json()["reference"]
 
 
 def resend(client, message_id: str) -> None:

@@ -20,7 +20,7 @@ from registry import canonical
 from registry.history import problems
 from registry.models import Case, CaseDocument
 from registry.services import life_certificates as lc
-from support import register_citizen
+from support import open_repatriation_case, register_citizen
 
 
 pytestmark = pytest.mark.slow
@@ -87,18 +87,7 @@ def test_etat_civil_extract_and_sante_clearance_over_rest_after_a_resend(running
         "registration_id": applicant, "act": {"office": "1441011", "year": 1988, "number": "1234", "kind": "BIRTH"}})
     assert extract.status_code == 201, extract.text
     extract = extract.json()["reference"]
-    deceased = register_citizen(client, given_name_latin="Rachid", family_name_latin="Bennani",
-                                given_name_arabic="رشيد", family_name_arabic="بناني", birth_date="1951-02-03",
-                                cnie="J654321")["registration_id"]
-    repatriation = client.post("/api/v1/cases/repatriation", json={
-        "registration_id": deceased,
-        "death": {"date": "2026-11-18", "country": "FR", "city": "Paris", "cause_code": "I21.9",
-                  "cause_text": "Cause médicale confidentielle"},
-        "burial": {"commune": "1411011", "commune_name": "Agadir"},
-        "transport": {"entry_point": "CMN", "arrival_date": "2026-11-25", "carrier": "Royal Air Maroc",
-                      "seal_number": "SCL-204518"}})
-    assert repatriation.status_code == 201, repatriation.text
-    repatriation = repatriation.json()["reference"]
+    repatriation = open_repatriation_case(client)
     for reference in (extract, repatriation):
         failed(client, reference)
 
