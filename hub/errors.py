@@ -21,6 +21,7 @@
     │   ├── ValueRefused            a value a registry record cannot take, the field named       -> 400
     │   ├── PayloadPurged           a resend of a message whose payload retention removed         -> 409
     │   ├── SearchRefused           a citizen search too short, too long or with a cursor not its own -> 400
+    │   ├── StylesheetRefused       a mapping's stylesheet that does not compile or reaches too far -> 400
     │   ├── BadCursor               a list's cursor this list did not give                        -> 400
     │   ├── BadTarget               a case action names a post or citizen it cannot go to         -> 400
     │   └── ActionRefused           a case's status does not allow this action (cancel a final one) -> 409
@@ -193,6 +194,12 @@ class SearchRefused(InputError):
 
     def __init__(self, field: str, detail: str):
         super().__init__(f"{field}: {detail}", [Problem(detail, path=field)])
+
+
+class StylesheetRefused(InputError):
+    """A mapping's stylesheet refused (hub/mappings/safe.py): it does not compile, reaches outside its folder,
+    calls an extension, runs too long or writes too much; the detail names the line and the reason."""
+    title = "Stylesheet refused"
 
 
 class BadCursor(InputError):
