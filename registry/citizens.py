@@ -21,7 +21,6 @@ Every change is a row of `citizen_changes` with the value it replaced, who, when
 from __future__ import annotations
 
 import datetime as dt
-import unicodedata
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
@@ -29,7 +28,7 @@ from sqlalchemy.orm import Session
 from hub.access.tokens import Identity
 from hub.errors import Problem, RecordConflict, ValueRefused
 from hub.store.db import utcnow
-from registry import citizen_search, service
+from registry import citizen_search, names, service
 from registry.models import Citizen, CitizenChange, Post
 
 PENDING, ACTIVE, REJECTED, DECEASED = "PENDING", "ACTIVE", "REJECTED", "DECEASED"
@@ -63,10 +62,9 @@ def deceased_holder(session: Session, cnie: str) -> Citizen | None:
 
 
 def folded(name: str) -> str:
-    """A name compared loosely: case, accents, Arabic diacritics and spacing left out."""
-    decomposed = unicodedata.normalize("NFKD", name.casefold())
-    kept = "".join(ch for ch in decomposed if not unicodedata.combining(ch) and ch != "\u0640")
-    return " ".join(kept.split())
+    """A name compared loosely, as the search compares names (registry/names.py): case, accents, Arabic letter
+    variants, diacritics, tatweel and separators left out."""
+    return " ".join(names.tokens(name))
 
 
 def near_duplicates(session: Session, *, given_name_latin: str, family_name_latin: str, given_name_arabic: str,
