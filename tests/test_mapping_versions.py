@@ -175,3 +175,32 @@ def test_the_hub_maps_with_the_active_version_and_the_timeline_names_it(hub, pki
         assert f"mapping {NARSA} sha256 {version.sha256}" in sent
     finally:
         other.close()
+
+
+def test_the_cli_lists_adds_activates_rolls_back_and_exports(hub, tmp_path, pki_dir):
+    from support import hub_command
+    import shutil
+    mappings_dir = tmp_path / "mappings-copy"
+    shutil.copytree(PROJECT_ROOT / "mappings", mappings_dir)
+    env = {"HUB_DATABASE_URL": hub.settings.database_url, "HUB_VAR_DIR": str(tmp_path / "var"),
+           "HUB_PKI_DIR": str(pki_dir), "HUB_CONFIG_DIR": str(hub.settings.config_dir),
+           "HUB_MAPPINGS_DIR": str(mappings_dir), "COLUMNS": "200"}
+    listed = hub_command("mappings", "list", env=env)
+    assert listed.returncode == 0 and NARSA in listed.stdout
+    (tmp_path / "restyled.xsl").write_bytes(RESTYLED)
+    (tmp_path / "sly.xsl").write_bytes(ORIGINAL.replace(b"<xsl:output", b'<xsl:import href="/etc/passwd"/><xsl:output', 1))
+    refused = hub_command("mappings", "add", NARSA, str(tmp_path / "sly.xsl"), env=env)
+    assert refused.returncode == 1 and "outside the mapping's folder" in refused.stdout
+    added = hub_command("mappings", "add", NARSA, str(tmp_path / "restyled.xsl"), "--comment", "restyled", env=env)
+    assert added.returncode == 0 and "version 2" in added.stdout, added.stdout + added.stderr
+    assert "+  <!-- restyled -->" in hub_command("mappings", "diff", NARSA, "1", "2", env=env).stdout
+    assert hub_command("mappings", "activate", NARSA, "1", "--reason", "again", env=env).returncode == 1
+    activated = hub_command("mappings", "activate", NARSA, "2", "--reason", "new layout", env=env)
+    assert activated.returncode == 0 and "is active" in activated.stdout
+    exported = hub_command("mappings", "export", env=env)
+    assert exported.returncode == 0 and (mappings_dir / NARSA).read_bytes() == RESTYLED
+    shown = hub_command("mappings", "show", NARSA, env=env).stdout
+    assert "new layout" in shown and "1 -> 2" in shown
+    assert hub_command("mappings", "rollback", NARSA, "--reason", "back", env=env).returncode == 0
+    assert "*" in [line for line in hub_command("mappings", "versions", NARSA, env=env).stdout.splitlines()
+                   if line.strip().startswith("│ 1") or " 1 " in line][0]

@@ -64,13 +64,13 @@ class MappingSet:
         for name in sources:
             self.version(name)  # a file that does not compile stops the start, named
 
-    def attach(self, sessions) -> None:
+    def attach(self, sessions, *, schemas_dir: Path | None = None) -> None:
         """From now on the active versions in the database rule: the files are loaded as versions first
         (hub/mappings/store.py load_files, idempotent), with the partner schemas' digests."""
         from hub.mappings import store
         with sessions.begin() as session:
             changed = store.load_files(session, self.mappings_dir)
-            store.load_schemas(session, self.mappings_dir.parent / "schemas")
+            store.load_schemas(session, schemas_dir or self.mappings_dir.parent / "schemas")
         if changed:
             log.info("mappings loaded from files as new active versions: %s", ", ".join(changed))
         self._sessions = sessions
