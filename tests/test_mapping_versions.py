@@ -153,7 +153,7 @@ def test_a_file_changed_on_disk_is_a_new_version_only_while_the_files_rule(hub, 
 def test_the_hub_maps_with_the_active_version_and_the_timeline_names_it(hub, pki_dir, start_sandbox):
     from hub.engine import Hub
     other = Hub(hub.settings)  # another hub on the same database, as a second process would be
-    other.mappings.attach(other.sessions)
+    other.migrate()
     try:
         hub.receive(Arrival("registry", data=licence_request(pki_dir), caller="REGISTRY"))
         with hub.sessions.begin() as session:

@@ -64,16 +64,16 @@ class MappingSet:
         for name in sources:
             self.version(name)  # a file that does not compile stops the start, named
 
-    def attach(self, sessions, *, schemas_dir: Path | None = None) -> None:
+    def attach(self, sessions, store, *, schemas_dir: Path | None = None) -> None:
         """From now on the active versions in the database rule: the files are loaded as versions first
-        (hub/mappings/store.py load_files, idempotent), with the partner schemas' digests."""
-        from hub.mappings import store
+        (`store` is hub/mappings/store.py, handed over by the engine since XML handling imports no storage:
+        load_files is idempotent), with the partner schemas' digests."""
         with sessions.begin() as session:
             changed = store.load_files(session, self.mappings_dir)
             store.load_schemas(session, schemas_dir or self.mappings_dir.parent / "schemas")
         if changed:
             log.info("mappings loaded from files as new active versions: %s", ", ".join(changed))
-        self._sessions = sessions
+        self._sessions, self._store = sessions, store
         self.refresh(force=True)
 
     def refresh(self, *, force: bool = False) -> None:
@@ -83,12 +83,11 @@ class MappingSet:
         if not self._refreshing.acquire(blocking=force):
             return  # another thread is looking; this one uses what is known
         try:
-            from hub.mappings import store
             self._checked_at = time.monotonic()
             with self._sessions() as session:
-                generation = store.generation(session)
+                generation = self._store.generation(session)
                 if generation != self._generation or force:
-                    sources = store.active_sources(session)
+                    sources = self._store.active_sources(session)
                     self._sources = {**self._sources, **sources}
                     self._generation = generation
         except Exception:  # the database away for a moment: keep mapping with the versions known
