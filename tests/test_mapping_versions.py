@@ -150,7 +150,7 @@ def test_a_file_changed_on_disk_is_a_new_version_only_while_the_files_rule(hub, 
 
 
 @pytest.mark.both_databases
-def test_the_hub_maps_with_the_active_version_and_the_timeline_names_it(hub, pki_dir, start_sandbox):
+def test_the_hub_maps_with_the_active_version_and_the_timeline_names_it(hub, pki_dir, start_sandbox, tmp_path):
     from hub.engine import Hub
     other = Hub(hub.settings)  # another hub on the same database, as a second process would be
     other.migrate()
@@ -173,6 +173,16 @@ def test_the_hub_maps_with_the_active_version_and_the_timeline_names_it(hub, pki
             sent = session.scalars(select(Event.detail).where(Event.delivery_id == delivery_id,
                                                              Event.kind == "SENT")).one()
         assert f"mapping {NARSA} sha256 {version.sha256}" in sent
+        # the case's evidence bundle, checkable by a third party, names the version used
+        import zipfile
+        from hub.evidence.chains import seal_pending
+        from hub.evidence.export import export_case
+        seal_pending(hub)
+        bundle = export_case(hub, "LIC-2026-000001", tmp_path, actor="cli tester")
+        with zipfile.ZipFile(bundle.path) as archive:
+            [name] = [n for n in archive.namelist() if n.endswith("chain/entries.txt")]
+            entries = archive.read(name).decode()
+        assert f"mapping {NARSA} sha256 {version.sha256}" in entries
     finally:
         other.close()
 
