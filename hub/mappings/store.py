@@ -27,7 +27,8 @@ from sqlalchemy.orm import Session
 from hub.errors import ActivationConflict, NotFound
 from hub.mappings import safe
 from hub.store.db import utcnow
-from hub.store.models import AuditEntry, MappingActivation, MappingVersion, PartnerSchema
+from hub.evidence import audit
+from hub.store.models import MappingActivation, MappingVersion, PartnerSchema
 
 log = logging.getLogger("hub.mappings")
 
@@ -70,13 +71,6 @@ class Activation:
 
     def as_dict(self) -> dict:
         return {**asdict(self), "at": self.at.isoformat()}
-
-
-def _audit(session: Session, *, actor: str, action: str, subject: str, detail: str, digest: str) -> None:
-    """An (unsealed) audit entry in the caller's transaction, as hub/evidence/audit.py record() writes one (the
-    evidence package imports XML handling, which imports this package's compiler: no import back)."""
-    session.add(AuditEntry(at=utcnow(), actor=actor[:120], action=action, subject=subject[:200], detail=detail,
-                           digest=digest))
 
 
 def sha256(data: bytes) -> str:
@@ -189,7 +183,7 @@ def add_version(session: Session, mapping: str, xslt: bytes, *, author: str, com
     session.add(row)
     session.flush()
     if author != FILES_ACTOR:
-        _audit(session, actor=author, action=MAPPING_VERSION_ADDED, subject=mapping,
+        audit.record(session, actor=author, action=MAPPING_VERSION_ADDED, subject=mapping,
                      detail=f"version {number}: {comment}", digest=digest)
     return _version(row, latest.number if latest else None)
 
@@ -225,7 +219,7 @@ def activate(session: Session, mapping: str, number: int, *, actor: str, reason:
     gate.require_checks(mapping, version.xslt, settings)
     _write_activation(session, mapping, version.number, current, (latest.sequence if latest else 0) + 1,
                       actor=actor, reason=reason)
-    _audit(session, actor=actor, action=MAPPING_ACTIVATED, subject=mapping,
+    audit.record(session, actor=actor, action=MAPPING_ACTIVATED, subject=mapping,
                  detail=f"version {current} -> {version.number}: {reason}", digest=version.sha256)
     return Version(**{**asdict(version), "active": True})
 
@@ -242,7 +236,7 @@ def rollback(session: Session, mapping: str, *, actor: str, reason: str, setting
     version = get(session, mapping, current.from_number)
     _write_activation(session, mapping, version.number, current.number, current.sequence + 1,
                       actor=actor, reason=reason)
-    _audit(session, actor=actor, action=MAPPING_ROLLED_BACK, subject=mapping,
+    audit.record(session, actor=actor, action=MAPPING_ROLLED_BACK, subject=mapping,
                  detail=f"version {current.number} -> {version.number}: {reason}", digest=version.sha256)
     return Version(**{**asdict(version), "active": True})
 

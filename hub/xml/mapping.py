@@ -22,7 +22,7 @@ from pathlib import Path
 from lxml import etree
 
 from hub.errors import ConfigError, PermanentDeliveryError, StylesheetRefused
-from hub.mappings import safe
+from hub.xml import stylesheets as safe
 
 log = logging.getLogger("hub.mappings")
 POLL_SECONDS = 2.0
