@@ -27,6 +27,9 @@ def test_integration_staff_add_activate_and_roll_back_a_version(client_as, runni
     listed = {m["name"]: m for m in staff.get("/api/v1/mappings").json()["items"]}
     assert listed[NARSA]["active"]["number"] == 1 and listed[NARSA]["partner"] == "narsa"
     assert listed[NARSA]["direction"] == "to" and any("NARSA" in r for r in listed[NARSA]["routes"])
+    schemas = {s["name"]: s["sha256"] for s in staff.get("/api/v1/mappings/schemas").json()["items"]}
+    narsa_xsd = next(name for name in schemas if "narsa" in name)
+    assert schemas[narsa_xsd] == hashlib.sha256((PROJECT_ROOT / "schemas" / narsa_xsd).read_bytes()).hexdigest()
 
     hostile = ORIGINAL.replace(b'<xsl:output', b'<xsl:include href="../../config/hub.yaml"/>\n  <xsl:output', 1)
     refused = staff.post(URL + "/versions", content=hostile, headers=XML, params={"comment": "sly"})

@@ -48,6 +48,7 @@ XML = {"Content-Type": "application/xml"}
 MAPPING = "/api/v1/mappings/narsa/licence-request.to-narsa.xsl"
 ROUTES = [
     ("GET", "/api/v1/mappings", "/api/v1/mappings", None, "mappings:read"),
+    ("GET", "/api/v1/mappings/schemas", "/api/v1/mappings/schemas", None, "mappings:read"),
     ("GET", "/api/v1/mappings/{partner}/{file}", MAPPING, None, "mappings:read"),
     ("GET", "/api/v1/mappings/{partner}/{file}/versions", MAPPING + "/versions", None, "mappings:read"),
     ("GET", "/api/v1/mappings/{partner}/{file}/versions/{version}", MAPPING + "/versions/1", None, "mappings:read"),

@@ -61,6 +61,12 @@ def list_mappings(request: Request, identity: Identity = Depends(allowed("mappin
         return {"items": views.listing(session, hub.config)}
 
 
+@router.get("/schemas", summary="The partner schemas (XSD) with their sha256, as loaded at start (read-only)")
+def list_schemas(request: Request, identity: Identity = Depends(allowed("mappings:read"))):
+    with request.app.state.hub.sessions() as session:
+        return {"items": store.schemas(session)}
+
+
 PARTNER_PATH = Path(pattern=PARTNER, description="The partner's folder under mappings/")
 FILE_PATH = Path(pattern=FILE, description="The stylesheet's file name in that folder")
 VERSION_PATH = Path(pattern=VERSION, description="A version's number or its sha256 (8 hex digits at least)")

@@ -281,6 +281,13 @@ def load_schemas(session: Session, schemas_dir: Path) -> None:
         session.add(row)
 
 
+def schemas(session: Session) -> list[dict]:
+    """The partner schemas as loaded at the last start: name, sha256, when."""
+    return [{"name": name, "sha256": digest, "loaded_at": at.isoformat()} for name, digest, at in
+            session.execute(select(PartnerSchema.name, PartnerSchema.sha256, PartnerSchema.loaded_at)
+                            .order_by(PartnerSchema.name))]
+
+
 def export(session: Session, mappings_dir: Path) -> list[Path]:
     """Write each active version back as its file (so a team keeps them in git); returns the files rewritten."""
     written = []
