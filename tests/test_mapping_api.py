@@ -56,8 +56,12 @@ def test_integration_staff_add_activate_and_roll_back_a_version(client_as, runni
     assert staff.post(URL + "/activate", json={"version": 2}).status_code == 422  # the reason is required
     assert staff.get(URL).json()["active"]["number"] == 1
 
+    from hub.mappings import store
+    with running_hub.hub.sessions.begin() as session:
+        store.record_replay(session, NARSA, 2, actor="cli amina", messages=300, identical=298, different=2, invalid=0)
     activated = staff.post(URL + "/activate", json={"version": 2, "reason": "new layout", "expected_active": 1})
     assert activated.status_code == 200, activated.text
+    assert activated.json()["last_replay"]["different"] == 2  # the activation shows the last replay
     shown = staff.get(URL).json()
     assert shown["active"]["number"] == 2 and shown["in_use_here"] == hashlib.sha256(RESTYLED).hexdigest()
     assert shown["last_change"]["reason"] == "new layout" and staff.token[4:20] in shown["last_change"]["actor"]

@@ -139,8 +139,9 @@ def activate(body: Activation, request: Request, partner: str = PARTNER_PATH, fi
         mapping = _name(partner, file, session)
         version = store.activate(session, mapping, body.version, actor=identity.actor, reason=body.reason,
                                  settings=hub.settings, expected_active=body.expected_active)
+        replay = store.last_replay(session, mapping, version.number)
     hub.mappings.refresh(force=True)
-    return version.as_dict()
+    return {**version.as_dict(), "last_replay": replay}
 
 
 @router.post("/{partner}/{file}/rollback", summary="Activate the version that was active before, in one step")

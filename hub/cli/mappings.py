@@ -112,8 +112,14 @@ def cmd_activate(args) -> int:
             number = store.get(session, args.name, args.version).number
             version = store.activate(session, args.name, number, actor=cli_actor(), reason=args.reason,
                                      settings=hub.settings)
+            replay = store.last_replay(session, args.name, number)
     except HubError as exc:
         return _fail(exc)
+    if replay:
+        console.print(f"last replay ({replay['at'][:19]}): {replay['messages']} messages, {replay['identical']} "
+                      f"identical, {replay['different']} different, {replay['invalid']} invalid", highlight=False)
+    else:
+        console.print("this version was never replayed", highlight=False)
     console.print(f"version {version.number} of {escape(args.name)} is active (sha256 {version.sha256}); every hub "
                   "process uses it within a few seconds", highlight=False)
     return 0

@@ -28,7 +28,7 @@ from hub.errors import ActivationConflict, NotFound
 from hub.mappings import safe
 from hub.store.db import utcnow
 from hub.evidence import audit
-from hub.store.models import MappingActivation, MappingVersion, PartnerSchema
+from hub.store.models import MappingActivation, MappingReplay, MappingVersion, PartnerSchema
 
 log = logging.getLogger("hub.mappings")
 
@@ -186,6 +186,23 @@ def add_version(session: Session, mapping: str, xslt: bytes, *, author: str, com
         audit.record(session, actor=author, action=MAPPING_VERSION_ADDED, subject=mapping,
                      detail=f"version {number}: {comment}", digest=digest)
     return _version(row, latest.number if latest else None)
+
+
+def record_replay(session: Session, mapping: str, number: int, *, actor: str, messages: int, identical: int,
+                  different: int, invalid: int) -> None:
+    """Keep a replay's result (hub/mappings/checks.py replay) so that the version's activation shows it."""
+    session.add(MappingReplay(mapping=mapping, number=number, at=utcnow(), actor=actor[:120], messages=messages,
+                              identical=identical, different=different, invalid=invalid))
+
+
+def last_replay(session: Session, mapping: str, number: int) -> dict | None:
+    """The newest replay of that version, or None when it was never replayed."""
+    row = session.scalars(select(MappingReplay).where(MappingReplay.mapping == mapping, MappingReplay.number == number)
+                          .order_by(MappingReplay.id.desc()).limit(1)).first()
+    if row is None:
+        return None
+    return {"at": row.at.isoformat(), "actor": row.actor, "messages": row.messages, "identical": row.identical,
+            "different": row.different, "invalid": row.invalid}
 
 
 def _write_activation(session: Session, mapping: str, number: int, from_number: int | None, sequence: int, *,

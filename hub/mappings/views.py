@@ -31,7 +31,8 @@ def listing(session: Session, config) -> list[dict]:
 
 def detail(session: Session, config, mapping: str) -> dict:
     return {**summary(session, config, mapping),
-            "versions": [v.as_dict() for v in store.versions(session, mapping)],
+            "versions": [{**v.as_dict(), "last_replay": store.last_replay(session, mapping, v.number)}
+                         for v in store.versions(session, mapping)],
             "activations": [a.as_dict() for a in store.activations(session, mapping)]}
 
 

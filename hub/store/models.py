@@ -279,6 +279,23 @@ class MappingActivation(Base):
     at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
 
+class MappingReplay(Base):
+    """The result of a replay of a mapping version over stored messages (hub/mappings/checks.py replay), kept so
+    that its activation shows it: how many outputs were identical, different, invalid for the partner."""
+    __tablename__ = "mapping_replays"
+    __table_args__ = (Index("ix_mapping_replays_version", "mapping", "number", "id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    mapping: Mapped[str] = mapped_column(String(200))
+    number: Mapped[int] = mapped_column(Integer)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    actor: Mapped[str] = mapped_column(String(120))
+    messages: Mapped[int] = mapped_column(Integer)
+    identical: Mapped[int] = mapped_column(Integer)
+    different: Mapped[int] = mapped_column(Integer)
+    invalid: Mapped[int] = mapped_column(Integer)
+
+
 class PartnerSchema(Base):
     """A partner schema (XSD under schemas/) as the hub last loaded it: read-only, listed with its sha256."""
     __tablename__ = "partner_schemas"

@@ -5,6 +5,8 @@
   start (hub/mappings/store.py).
 - mapping_activations: a mapping's activations in order (who, when, from which version to which, why); the
   newest names the active version, and max(id) tells every hub process that something changed.
+- mapping_replays: the result of each replay of a version over stored messages (identical, different, invalid),
+  which its activation shows.
 - partner_schemas: the XSDs under schemas/ with their sha256, read-only.
 
 Revision ID: 0018
@@ -50,6 +52,19 @@ def upgrade() -> None:
         sa.UniqueConstraint("mapping", "sequence", name="uq_mapping_activations_sequence"),
     )
     op.create_table(
+        "mapping_replays",
+        sa.Column("id", Id, primary_key=True, autoincrement=True),
+        sa.Column("mapping", sa.String(length=200), nullable=False),
+        sa.Column("number", sa.Integer(), nullable=False),
+        sa.Column("at", hub.store.db.UtcDateTime(), nullable=False),
+        sa.Column("actor", sa.String(length=120), nullable=False),
+        sa.Column("messages", sa.Integer(), nullable=False),
+        sa.Column("identical", sa.Integer(), nullable=False),
+        sa.Column("different", sa.Integer(), nullable=False),
+        sa.Column("invalid", sa.Integer(), nullable=False),
+    )
+    op.create_index("ix_mapping_replays_version", "mapping_replays", ["mapping", "number", "id"])
+    op.create_table(
         "partner_schemas",
         sa.Column("name", sa.String(length=200), primary_key=True),
         sa.Column("sha256", sa.String(length=64), nullable=False),
@@ -59,5 +74,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("partner_schemas")
+    op.drop_index("ix_mapping_replays_version", table_name="mapping_replays")
+    op.drop_table("mapping_replays")
     op.drop_table("mapping_activations")
     op.drop_table("mapping_versions")
