@@ -20,6 +20,7 @@ from hub.store.db import make_engine, make_read_sessionmaker, make_sessionmaker,
 from hub.errors import ConfigError
 from hub.store.group_commit import GroupCommitter
 from hub.xml.mapping import MappingSet
+from hub.mappings import store as mapping_versions
 from hub.intake.door import Arrival, Receipt, take_in
 from hub.xml.schemas import SchemaSet
 from hub.settings import Settings
@@ -95,6 +96,7 @@ class Hub:
     def migrate(self, *, metadata=()) -> None:
         """Bring the schema to the newest revision; `metadata`: the apps' tables (hub.store.db.migrate)."""
         migrate(self.engine, metadata=metadata)
+        self.mappings.attach(self.sessions, mapping_versions, schemas_dir=self.settings.schemas_dir)  # from now on the active mapping versions are read from the database
 
     def attach_local_consumer(self, party: str, handler=None, *, files=None) -> None:
         """Deliveries to `party` (a `local` transport) are handed to `handler(Outbound)` in this process; those

@@ -22,6 +22,7 @@
     │   ├── PayloadPurged           a resend of a message whose payload retention removed         -> 409
     │   ├── SearchRefused           a citizen search too short, too long or with a cursor not its own -> 400
     │   ├── StylesheetRefused       a mapping's stylesheet that does not compile or reaches too far -> 400
+    │   ├── ActivationConflict      a mapping version missing, already active, or beaten to it        -> 409
     │   ├── BadCursor               a list's cursor this list did not give                        -> 400
     │   ├── BadTarget               a case action names a post or citizen it cannot go to         -> 400
     │   └── ActionRefused           a case's status does not allow this action (cancel a final one) -> 409
@@ -200,6 +201,13 @@ class StylesheetRefused(InputError):
     """A mapping's stylesheet refused (hub/mappings/safe.py): it does not compile, reaches outside its folder,
     calls an extension, runs too long or writes too much; the detail names the line and the reason."""
     title = "Stylesheet refused"
+
+
+class ActivationConflict(InputError):
+    """A mapping activation refused (hub/mappings/store.py): the version does not exist or is already active,
+    another activation won the race, or the version fails its sample cases or the personal-data policy."""
+    status = 409
+    title = "Activation refused"
 
 
 class BadCursor(InputError):

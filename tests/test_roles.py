@@ -37,13 +37,26 @@ EXPECTED = {  # permission -> roles allowed (the issue's list)
     "alerts:read": {"integration", "supervisor", "administrator"},
     "audit:read": {"supervisor", "administrator"},
     "users:manage": {"administrator"},
+    "mappings:read": {"integration", "administrator"},  # issue 15: integration staff manage the mappings
+    "mappings:manage": {"integration", "administrator"},
 }
 LICENCE = {"number": "12/345673", "categories": ["B"], "issue_date": "2010-05-03"}
 XML = {"Content-Type": "application/xml"}
 
 # (method, path template, concrete path, json body or None, permission). Bodies are refused further on
 # (404, 409, 422, 400) for roles that pass the permission check: only 403 (and 401) are about access.
+MAPPING = "/api/v1/mappings/narsa/licence-request.to-narsa.xsl"
 ROUTES = [
+    ("GET", "/api/v1/mappings", "/api/v1/mappings", None, "mappings:read"),
+    ("GET", "/api/v1/mappings/schemas", "/api/v1/mappings/schemas", None, "mappings:read"),
+    ("GET", "/api/v1/mappings/{partner}/{file}", MAPPING, None, "mappings:read"),
+    ("GET", "/api/v1/mappings/{partner}/{file}/versions", MAPPING + "/versions", None, "mappings:read"),
+    ("GET", "/api/v1/mappings/{partner}/{file}/versions/{version}", MAPPING + "/versions/1", None, "mappings:read"),
+    ("POST", "/api/v1/mappings/{partner}/{file}/versions", "/api/v1/mappings/narsa/nothing.xsl/versions", {},
+     "mappings:manage"),
+    ("GET", "/api/v1/mappings/{partner}/{file}/diff", MAPPING + "/diff?from=1&to=1", None, "mappings:read"),
+    ("POST", "/api/v1/mappings/{partner}/{file}/activate", MAPPING + "/activate", {}, "mappings:manage"),
+    ("POST", "/api/v1/mappings/{partner}/{file}/rollback", MAPPING + "/rollback", {}, "mappings:manage"),
     ("GET", "/api/v1/posts", "/api/v1/posts", None, "posts:read"),
     ("GET", "/api/v1/posts/{code}", "/api/v1/posts/FR-PARIS", None, "posts:read"),
     ("POST", "/api/v1/posts", "/api/v1/posts", {}, "posts:manage"),

@@ -73,6 +73,8 @@ PERMISSIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "alerts:read": ((INTEGRATION, SUPERVISOR, ADMINISTRATOR), "the alerts raised and cleared"),
     "audit:read": ((SUPERVISOR, ADMINISTRATOR), "the audit log"),
     "users:manage": ((ADMINISTRATOR,), "create, disable and reset the console's accounts"),
+    "mappings:read": ((INTEGRATION, ADMINISTRATOR), "the mappings: their versions, XSLT, diffs and activations"),
+    "mappings:manage": ((INTEGRATION, ADMINISTRATOR), "add a mapping version, activate one, roll back (audited)"),
 }
 
 

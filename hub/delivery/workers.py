@@ -67,7 +67,19 @@ LANE_BATCH = 4   # deliveries of one fast partner a thread takes in one claim (s
 
 
 def render_for_partner(hub, message: Message, delivery: Delivery) -> bytes:
-    """The bytes a partner receives: mapped to its format and signed by the hub.
+    """The bytes a partner receives (see render_mapped)."""
+    return render_mapped(hub, message, delivery)[0]
+
+
+def mapping_note(version) -> str:
+    """How the timeline names the mapping version a delivery used (its sha256 identifies it for good)."""
+    return f"mapping {version.name} sha256 {version.sha256}"
+
+
+def render_mapped(hub, message: Message, delivery: Delivery):
+    """The bytes a partner receives: mapped to its format and signed by the hub, and the mapping version used
+    (hub/xml/mapping.py ActiveMapping, taken once so that one version maps the message from start to end), or
+    None when no mapping applies.
 
     Without a mapping the canonical envelope travels; its business document keeps the original
     sender's signature (which covers its Binding of the header), or, when it has none (a document the
@@ -76,17 +88,18 @@ def render_for_partner(hub, message: Message, delivery: Delivery) -> bytes:
     """
     envelope = parse_trusted(message.canonical)
     if delivery.mapping:
-        document = hub.mappings.apply(delivery.mapping, envelope)
+        version = hub.mappings.version(delivery.mapping)
+        document = version.apply(envelope)
         if delivery.schema_name:
             try:
                 hub.schemas.validate(document, delivery.schema_name, what=f"mapped document for {delivery.partner}")
             except HubError as exc:
-                raise PermanentDeliveryError(str(exc)) from None
-        return to_bytes(hub.signer.sign(document))
+                raise PermanentDeliveryError(f"{exc} ({mapping_note(version)})") from None
+        return to_bytes(hub.signer.sign(document)), version
     document = business_document(envelope)
     if document.find(f"{{{DS_NS}}}Signature") is None:
         document.getparent().replace(document, hub.signer.sign(bind(document, read_header(envelope))))
-    return to_bytes(envelope)
+    return to_bytes(envelope), None
 
 
 class SentFile(NamedTuple):
@@ -172,11 +185,13 @@ def attempt(hub, delivery_id: int) -> Attempt:
             if not isinstance(connector, FileSender):
                 raise PermanentDeliveryError(f"{delivery.partner}'s transport ({transport}) cannot send a file")
             path, body = render_file_for_partner(hub, message, delivery)
+            version = None
             result = connector.send_file(message.message_id, message.type, path, sha256=body.sha256)
         else:
-            body = render_for_partner(hub, message, delivery)
+            body, version = render_mapped(hub, message, delivery)
             result = connector.send(Outbound(message.message_id, message.type, body, operation=delivery.operation))
-        sent = (body, result.answer, f"over {transport}: {result.detail}")
+        used = f" ({mapping_note(version)})" if version is not None else ""
+        sent = (body, result.answer, f"over {transport}: {result.detail}{used}")
         answer = take_in_answer(hub, delivery.partner, result.answer)
     except DeliveryError as exc:
         error = exc

@@ -244,3 +244,62 @@ class Alert(Base):
     notified_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)   # every configured channel told
     notified_via: Mapped[str] = mapped_column(String(64), default="")      # channels told: "email,webhook"
     cleared_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class MappingVersion(Base):
+    """One version of a mapping's XSLT (hub/mappings/store.py); a mapping is its path under mappings/."""
+    __tablename__ = "mapping_versions"
+    __table_args__ = (UniqueConstraint("mapping", "number", name="uq_mapping_versions_number"),
+                      UniqueConstraint("mapping", "sha256", name="uq_mapping_versions_sha256"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    mapping: Mapped[str] = mapped_column(String(200))
+    number: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    xslt: Mapped[bytes] = mapped_column(LargeBinary)
+    author: Mapped[str] = mapped_column(String(120))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class MappingActivation(Base):
+    """A mapping's activations in order: the newest (highest `sequence`) names the active version. Two
+    activations at once write the same (mapping, sequence): one commits, the other is refused. Every hub process
+    polls max(id) to see that something changed."""
+    __tablename__ = "mapping_activations"
+    __table_args__ = (UniqueConstraint("mapping", "sequence", name="uq_mapping_activations_sequence"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    mapping: Mapped[str] = mapped_column(String(200))
+    sequence: Mapped[int] = mapped_column(Integer)
+    number: Mapped[int] = mapped_column(Integer)
+    from_number: Mapped[int | None] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(120))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class MappingReplay(Base):
+    """The result of a replay of a mapping version over stored messages (hub/mappings/checks.py replay), kept so
+    that its activation shows it: how many outputs were identical, different, invalid for the partner."""
+    __tablename__ = "mapping_replays"
+    __table_args__ = (Index("ix_mapping_replays_version", "mapping", "number", "id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    mapping: Mapped[str] = mapped_column(String(200))
+    number: Mapped[int] = mapped_column(Integer)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    actor: Mapped[str] = mapped_column(String(120))
+    messages: Mapped[int] = mapped_column(Integer)
+    identical: Mapped[int] = mapped_column(Integer)
+    different: Mapped[int] = mapped_column(Integer)
+    invalid: Mapped[int] = mapped_column(Integer)
+
+
+class PartnerSchema(Base):
+    """A partner schema (XSD under schemas/) as the hub last loaded it: read-only, listed with its sha256."""
+    __tablename__ = "partner_schemas"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    loaded_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
