@@ -11,6 +11,7 @@ from pathlib import Path
 
 from hub.errors import NotFound
 
+ENVELOPE_NS = "urn:ma:gov:consular:hub:envelope:1"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*/[A-Za-z0-9][A-Za-z0-9.-]*\.(to|from)-[a-z0-9-]+\.xsl$")
 
 
@@ -44,6 +45,9 @@ class MappingInfo:
         """Whether a delivery would map `document` with this mapping (a route target's `when`, an inbound root)."""
         if self.direction == "from":
             return document.tag in self.roots
+        kind = document.findtext(f"{{{ENVELOPE_NS}}}Header/{{{ENVELOPE_NS}}}Type")
+        if self.message_types and kind not in self.message_types:
+            return False
         return any(target.applies_to(document) for target in self.targets) if self.targets else True
 
 
