@@ -104,6 +104,14 @@ def test_a_bad_policy_names_the_key(text, key, tmp_path):
     assert raised.value.key == key, str(raised.value)
 
 
+def test_the_hub_does_not_start_on_a_bad_policy(settings):
+    from hub.engine import Hub
+    (settings.config_dir / "personal-data.yaml").write_text("fields:\n  Cause: [SANTE, NOBODY]\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        Hub(settings)
+    assert raised.value.key == "fields.Cause" and "NOBODY" in raised.value.reason
+
+
 def test_every_active_mapping_respects_the_policy():
     from hub.mappings.catalogue import all_mappings
     config = checks._config_of(SETTINGS)

@@ -46,6 +46,12 @@ def load_policy(settings) -> Policy:
                         parties={p.stem for p in (settings.config_dir / "partners").glob("*.yaml")})
 
 
+def load_policy_if_present(settings) -> Policy | None:
+    """The policy, validated, when the configuration has one (a hub may run without: then every mapping version
+    to a partner is refused by `personal_data_violations`, which needs it)."""
+    return load_policy(settings) if (settings.config_dir / POLICY_FILE).is_file() else None
+
+
 def parse_policy(text: str, *, path: Path, parties: set[str]) -> Policy:
     try:
         raw = yaml.safe_load(text)
@@ -107,10 +113,10 @@ def personal_data_violations(mapping: str, xslt: bytes, settings, *, config=None
     """Why this version would give its partner personal data it may not receive; empty when it would not."""
     from hub.mappings.checks import _config_of
     config = config or _config_of(settings)
-    policy = policy or load_policy(settings)
     info = describe(config, settings, mapping)
     if info.direction != "to":
         return []
+    policy = policy or load_policy(settings)
     partners = {t.partner for t in info.targets} or {info.partner}
     violations = []
     try:
