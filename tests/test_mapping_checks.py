@@ -225,16 +225,22 @@ def test_preview_and_a_case_from_a_stored_message(hub, tmp_path):
     shutil.copytree(PROJECT_ROOT / "mappings", mappings)
     copy = Hub(hub.settings.model_copy(update={"mappings_dir": mappings}), engine=hub.engine)
     try:
-        written = checks.add_case(copy, NARSA, ids[2], "stored-youssef2")
+        written = checks.add_case(copy, NARSA, ids[2], "stored-youssef2", actor="cli tester")
         assert [p.name for p in written] == ["stored-youssef2.input.xml", "stored-youssef2.expected.xml"]
         assert b"Youssef2" in written[0].read_bytes()
         assert etree.parse(str(written[1])).getroot().findtext(".//{*}Prenom") == "Youssef2"
+        from sqlalchemy import select
+        from hub.store.models import AuditEntry
+        with hub.sessions() as session:
+            entries = session.scalars(select(AuditEntry).where(AuditEntry.action == checks.CASE_ADDED)).all()
+        assert [(e.actor, e.subject, e.detail) for e in entries] == [
+            ("cli tester", NARSA, f"case stored-youssef2 from message {ids[2]}")]
         report = checks.run_cases(NARSA, stylesheet(NARSA), copy.settings, config=copy.config)
         assert report.passed and "stored-youssef2" in [c.name for c in report.cases]
         assert not checks.run_cases(NARSA, UPPER_GIVEN, copy.settings, config=copy.config).passed
         with pytest.raises(InputError):
-            checks.add_case(copy, NARSA, ids[1], "stored-youssef2")  # never overwrites
+            checks.add_case(copy, NARSA, ids[1], "stored-youssef2", actor="cli tester")  # never overwrites
         with pytest.raises(InputError):
-            checks.add_case(copy, NARSA, ids[1], "../escape")
+            checks.add_case(copy, NARSA, ids[1], "../escape", actor="cli tester")
     finally:
         copy.close()

@@ -8,7 +8,7 @@ from importlib import import_module
 
 from rich.console import Console
 
-GROUPS = ("certificates", "tokens", "users", "evidence", "config", "dev")
+GROUPS = ("certificates", "tokens", "users", "evidence", "config", "dev", "mapping_checks")
 console = Console()
 _opened: list = []
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import hashlib
 import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -144,9 +145,13 @@ def run_cases(mapping: str, xslt: bytes, settings, *, config=None, schemas=None)
     return CaseReport(mapping, results)
 
 
-def add_case(hub, mapping: str, message_id: str, case_name: str) -> tuple[Path, Path]:
+CASE_ADDED = "MAPPING_CASE_ADDED"
+
+
+def add_case(hub, mapping: str, message_id: str, case_name: str, *, actor: str) -> tuple[Path, Path]:
     """A sample case from a stored message in one step: its stored bytes as the input, and what the active
-    version makes of them as the expected output. An existing case of that name is not overwritten."""
+    version makes of them as the expected output. An existing case of that name is not overwritten; the audit
+    log names who added it, from which message."""
     if not case_name or not all(c.isalnum() or c in "-_" for c in case_name) or len(case_name) > 80:
         raise InputError("case_name: letters, digits, '-' and '_' only (at most 80)")
     info = describe(hub.config, hub.settings, mapping)
@@ -157,7 +162,12 @@ def add_case(hub, mapping: str, message_id: str, case_name: str) -> tuple[Path, 
     if any(p.exists() for p in written):
         raise InputError(f"case_name: {mapping} already has a case {case_name!r}")
     written[0].write_bytes(etree.tostring(source, xml_declaration=True, encoding="UTF-8") + b"\n")
-    written[1].write_bytes(etree.tostring(output, xml_declaration=True, encoding="UTF-8", pretty_print=True))
+    expected = etree.tostring(output, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    written[1].write_bytes(expected)
+    from hub.evidence.audit import record
+    with hub.sessions.begin() as session:
+        record(session, actor=actor, action=CASE_ADDED, subject=mapping,
+               detail=f"case {case_name} from message {message_id}", digest=hashlib.sha256(expected).hexdigest())
     return written
 
 
