@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 
 from connectors.base import InboundRoutes
 
-from hub.api import health, messages, partner_traffic
+from hub.api import health, mapping_checks, messages, partner_traffic
 from hub.api.auth import ApiAuthentication, auth_error_handler
 from hub.api.edge import RequestBounds, http_error_handler, validation_error_handler
 from hub.api.health import OutboxCollector
@@ -52,6 +52,7 @@ def create_app(hub, apps: Sequence = ()) -> FastAPI:
     app.add_middleware(DatabaseUnavailableMiddleware)
     app.include_router(messages.router)
     app.include_router(partner_traffic.router)  # a partner's own traffic
+    app.include_router(mapping_checks.router)  # try a mapping version before it goes live
     for router in inbound:
         app.include_router(router)
     for client in apps:
