@@ -196,6 +196,13 @@ def test_replay_over_the_stored_history(hub):
             checks.replay(hub, NARSA, stylesheet(NARSA), **bad)
 
 
+@pytest.mark.both_databases
+def test_a_message_id_with_a_control_character_is_refused_before_the_database(hub):
+    for bad in ("REGISTRY\x00LIC", "A\nB", "x" * 81, ""):
+        with pytest.raises(InputError, match="message_id"):
+            checks.preview(hub, NARSA, stylesheet(NARSA), message_id=bad)
+
+
 def test_preview_and_a_case_from_a_stored_message(hub, tmp_path):
     ids = store_history(hub, 3, start=START)
 
@@ -244,3 +251,24 @@ def test_preview_and_a_case_from_a_stored_message(hub, tmp_path):
             checks.add_case(copy, NARSA, ids[1], "../escape", actor="cli tester")
     finally:
         copy.close()
+
+
+def test_replay_of_a_mapping_from_a_partner_reads_what_the_partner_sent(hub):
+    """A mapping from a partner maps the partner's own document: the replay reads the received bytes of that
+    partner's messages (the canonical form is what the active version made of them)."""
+    from hub.store.models import Message
+    name = "narsa/licence-result.from-narsa.xsl"
+    cases = sorted((PROJECT_ROOT / "mappings/narsa/cases/licence-result.from-narsa").glob("*.input.xml"))
+    with hub.sessions.begin() as session:
+        for n, case in enumerate(cases):
+            data = case.read_bytes()
+            session.add(Message(message_id=f"NARSA-R-{n}", sender="NARSA", recipient="REGISTRY",
+                                type="LicenceAuthenticationResult", correlation_id=f"LIC-{n}", state="DELIVERED",
+                                digest=hashlib.sha256(data).hexdigest(), received_bytes=data,
+                                canonical_bytes=case.with_name(case.name.replace(".input", ".expected")).read_bytes(),
+                                receipt=b"<receipt/>", received_at=START, updated_at=START))
+    same = checks.replay(hub, name, stylesheet(name), last=10)
+    assert (same.messages, same.identical, same.invalid, same.skipped) == (len(cases), len(cases), 0, 0)
+    dropped = checks.replay(hub, name, changed(b"<env:Type>", b"<env:Kind>", name=name).replace(
+        b"</env:Type>", b"</env:Kind>"), last=10)
+    assert dropped.different == dropped.invalid == len(cases), dropped.as_dict()

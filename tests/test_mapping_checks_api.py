@@ -56,6 +56,8 @@ def test_bad_requests_name_what_is_wrong(client_as, history):
     both = staff.post(f"{BASE}/preview", json={"message_id": history[0], "document": "<a/>"})
     assert both.status_code == 400 and "message_id" in both.json()["detail"]
     assert staff.post(f"{BASE}/preview", json={"message_id": "NO-SUCH"}).status_code == 404
+    nul = staff.post(f"{BASE}/preview", json={"message_id": "NO\u0000SUCH"})
+    assert nul.status_code == 400 and "message_id" in nul.json()["detail"]
     malformed = staff.post(f"{BASE}/preview", json={"document": "<not-closed"})
     assert malformed.status_code == 400
     assert staff.post(f"{BASE}/preview", json={"document": "<a>\x00</a>"}).status_code in (400, 422)

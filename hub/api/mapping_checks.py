@@ -33,7 +33,8 @@ class PreviewBody(_Body):
 
 
 class ReplayBody(_Body):
-    last: int | None = Field(None, ge=1, le=1_000_000, description="The last N messages (default 1000)")
+    last: int | None = Field(None, ge=1, le=100_000, description="The last N messages (default 1000; at most "
+                             "100,000 in one request: the command line has no bound)")
     since: dt.datetime | None = Field(None, description="Messages received from this moment (UTC if naive)")
     until: dt.datetime | None = Field(None, description="Messages received before this moment")
 

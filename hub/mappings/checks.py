@@ -190,6 +190,8 @@ class Preview:
 
 def _stored_input(hub, info: MappingInfo, message_id: str) -> etree._Element:
     from hub.messages import find_message
+    if not message_id or len(message_id) > 80 or any(ord(c) < 32 or c == "\x7f" for c in message_id):
+        raise InputError("message_id: a stored message's id (at most 80 characters, no control character)")
     with hub.reads() as session:
         message = find_message(session, message_id)
         data = message.canonical if info.direction == "to" else message.received_bytes
