@@ -139,7 +139,7 @@ def test_a_version_copying_a_field_its_partner_may_not_receive_is_refused():
 
 def store_history(hub, count: int, *, start: dt.datetime) -> list[str]:
     """`count` licence requests as the hub stores them (canonical bytes, a delivery through NARSA's mapping),
-    one a minute from `start`, each with its own given name; plus one message of another route."""
+    one a minute from `start`, each with its own given name; plus one message of another route (newest)."""
     from hub.store.models import Delivery, Message
     template = CASE_INPUT.read_bytes()
     ids = []
@@ -153,7 +153,7 @@ def store_history(hub, count: int, *, start: dt.datetime) -> list[str]:
                 data = data.replace(b"<env:Type>LicenceAuthenticationRequest<", b"<env:Type>IdentityCheckRequest<")
             at = start + dt.timedelta(minutes=n)
             message = Message(message_id=message_id, sender="REGISTRY", recipient="NARSA",
-                              type="LicenceAuthenticationRequest", correlation_id=f"LIC-{n}", state="DELIVERED",
+                              type="IdentityCheckRequest" if other else "LicenceAuthenticationRequest", correlation_id=f"LIC-{n}", state="DELIVERED",
                               digest=hashlib.sha256(data).hexdigest(), received_bytes=data, canonical_bytes=data,
                               receipt=b"<receipt/>", received_at=at, updated_at=at)
             session.add(message)

@@ -268,9 +268,11 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
 
 def replay(hub, mapping: str, xslt: bytes, *, last: int | None = None, since: dt.datetime | None = None,
            until: dt.datetime | None = None, first_diffs: int = FIRST_DIFFS, batch: int = 500) -> ReplayReport:
-    """`xslt` and the active version run over the stored messages of the routes that use `mapping`: the last
-    `last` of them (newest first), or those received in [since, until). Neither given: the last 1,000."""
-    from hub.store.models import Delivery, Message
+    """`xslt` and the active version run over the stored messages of the routes that use `mapping` (a mapping to
+    a partner: the messages of the route types whose targets name it, each as delivery maps it; from a partner:
+    the documents that partner sent): the last `last` of them (newest first), or those received in
+    [since, until). Neither given: the last 1,000."""
+    from hub.store.models import Message
     if last is not None and last < 1:
         raise InputError("last: a positive number of messages")
     since, until = _aware(since), _aware(until)
@@ -286,8 +288,8 @@ def replay(hub, mapping: str, xslt: bytes, *, last: int | None = None, since: dt
     current = compile_version(info, active_stylesheet(hub, info))
     column = Message.canonical_bytes if info.direction == "to" else Message.received_bytes
     query = select(Message.id, Message.message_id, column, Message.received_bytes)
-    if info.direction == "to":
-        query = query.where(Message.id.in_(select(Delivery.message_pk).where(Delivery.mapping == mapping)))
+    if info.direction == "to":  # the route's messages (a target's `when` is applied to each, as delivery does)
+        query = query.where(Message.type.in_(info.message_types))
     else:
         query = query.where(Message.sender == info.partner, Message.canonical_bytes.is_not(None))
     if since:
