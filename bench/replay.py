@@ -1,8 +1,9 @@
 """The replay of a mapping version over the stored history, measured: `python -m bench replay --messages 10000`.
 
-1. a database (a fresh SQLite file, or a fresh PostgreSQL schema dropped afterwards), brought to the newest
-   revision, holding N licence requests to NARSA as the hub stores them (canonical bytes, a delivery through
-   narsa/licence-request.to-narsa.xsl), each with its own holder, and N/4 messages of another route;
+1. a database (a fresh SQLite file, or a fresh PostgreSQL schema dropped afterwards) filled by the engine's bulk
+   preload (`Hub.preload_history`, as `python -m bench.preload` does) with N/0.6 messages of its four routes:
+   N licence requests to NARSA (signed canonical envelopes of ~3.5 KB), the rest NARSA's results, civil-status
+   and judicial requests;
 2. `hub.mappings.checks.replay` of three versions of the NARSA mapping over the last N messages: the active one
    (every output identical), one that changes a value (every output different, the first diffs made) and one
    whose output NARSA's schema refuses (every output invalid);
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import os
 import sys
@@ -22,11 +22,9 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 NARSA = "narsa/licence-request.to-narsa.xsl"
-CASES = PROJECT / "mappings/narsa/cases/licence-request.to-narsa"
-OTHER_CASE = PROJECT / "mappings/dgsn/cases/identity-check.to-dgsn"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 TARGET_PER_SECOND = 1000
-BATCH = 1000
+LICENCE_REQUESTS_IN_TEN = 6
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,31 +47,16 @@ def versions() -> dict[str, bytes]:
             "a field dropped (invalid)": active.replace(country, b"")}
 
 
-def store_history(hub, count: int, say) -> None:
-    """`count` licence requests to NARSA and count/4 identity checks to DGSN, one a second, newest last."""
-    from hub.store.models import Delivery, Message
-    inputs = [p.read_bytes() for p in sorted(CASES.glob("*.input.xml"))]
-    other = next(iter(sorted(OTHER_CASE.glob("*.input.xml")))).read_bytes()
-    start = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
-    total = count + count // 4
-    for first in range(0, total, BATCH):
-        with hub.sessions.begin() as session:
-            for n in range(first, min(first + BATCH, total)):
-                at = start + dt.timedelta(seconds=n)
-                if n % 5 == 4 and n // 5 < count // 4:  # every fifth: another route's message
-                    data, mapping, partner, kind = other, "dgsn/identity-check.to-dgsn.xsl", "DGSN", "IdentityCheck"
-                else:
-                    data = inputs[n % len(inputs)].replace(b"<lic:Given>", f"<lic:Given>H{n} ".encode(), 1)
-                    mapping, partner, kind = NARSA, "NARSA", "LicenceAuthenticationRequest"
-                message = Message(message_id=f"BENCH-{n:08d}", sender="REGISTRY", recipient=partner, type=kind,
-                                  correlation_id=f"BENCH-{n}", state="DELIVERED",
-                                  digest=hashlib.sha256(data).hexdigest(), received_bytes=data, canonical_bytes=data,
-                                  receipt=b"<receipt/>", received_at=at, updated_at=at)
-                session.add(message)
-                session.flush()
-                session.add(Delivery(message_pk=message.id, partner=partner, mapping=mapping, state="DELIVERED",
-                                     next_attempt_at=at))
-        say(f"  stored {min(first + BATCH, total)}/{total}")
+def store_history(database_url: str, count: int, pki_dir: Path, say) -> int:
+    """A history holding `count` licence requests to NARSA among the other routes' messages, written by the
+    engine's own bulk preload (bench/preload.py, `Hub.preload_history`: six messages in ten are licence
+    requests); returns how many messages it stored."""
+    from bench.preload import preload
+    total = -(-count * 10 // LICENCE_REQUESTS_IN_TEN)
+    say(f"storing {total} messages, {count} of them licence requests to NARSA")
+    preload(database_url, total, pki_dir, on_progress=lambda n: say(f"  stored {n}/{total}") if n % 10_000 == 0
+            else None)
+    return total
 
 
 def run(*, messages: int, database: str = "sqlite", postgres_url: str = DEFAULT_POSTGRES_URL, say=print) -> dict:
@@ -93,11 +76,10 @@ def run(*, messages: int, database: str = "sqlite", postgres_url: str = DEFAULT_
         database_url = f"sqlite:///{work / 'replay.sqlite'}"
     pki_dir = work / "pki"
     pki.init_dev_keys(pki_dir, ["hub", "REGISTRY", "DGSN", "JUSTICE", "CDG", "NARSA", "SANTE", "ETAT_CIVIL"])
-    hub = Hub(Settings.from_env(var_dir=work / "var", pki_dir=pki_dir, database_url=database_url))
+    hub = None
     try:
-        hub.migrate()
-        say(f"storing {messages} licence requests and {messages // 4} other messages ({database})")
-        store_history(hub, messages, say)
+        stored = store_history(database_url, messages, pki_dir, say)
+        hub = Hub(Settings.from_env(var_dir=work / "var", pki_dir=pki_dir, database_url=database_url))
         figures = {}
         for name, xslt in versions().items():
             report = replay(hub, NARSA, xslt, last=messages)
@@ -106,12 +88,13 @@ def run(*, messages: int, database: str = "sqlite", postgres_url: str = DEFAULT_
                              "per_second": report.per_second}
             say(f"  {name}: {report.messages} in {report.seconds:.2f} s = {report.per_second:,.0f}/s")
     finally:
-        hub.close()
+        if hub is not None:
+            hub.close()
         if schema:
             import psycopg
             with psycopg.connect(postgres_url, autocommit=True) as conn:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    return {"messages": messages, "database": database, "cpus": os.cpu_count(),
+    return {"messages": messages, "stored": stored, "database": database, "cpus": os.cpu_count(),
             "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "versions": figures,
             "slowest_per_second": min(f["per_second"] for f in figures.values()),
             "target_per_second": TARGET_PER_SECOND}
