@@ -149,7 +149,7 @@ def _guarded(command):
             _say(str(exc), "red")
             return 1
         except OSError as exc:
-            _say(f"cannot read {exc.filename}: {exc.strerror}", "red")
+            _say(f"{exc.filename}: {exc.strerror}", "red")
             return 1
     return run
 

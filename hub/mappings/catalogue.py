@@ -73,6 +73,18 @@ def describe(config, settings, name: str) -> MappingInfo:
     return MappingInfo(name, direction, partner, folder, "canonical", roots=tuple(e.root for e in entries))
 
 
+_configs: dict[int, tuple] = {}
+
+
+def config_of(settings):
+    """The routes and partners of `settings`, loaded once per settings object."""
+    from hub.config import load_config
+    held = _configs.get(id(settings))
+    if held is None or held[0] is not settings:
+        held = _configs[id(settings)] = (settings, load_config(settings))
+    return held[1]
+
+
 def all_mappings(config, settings) -> list[MappingInfo]:
     root = settings.mappings_dir.resolve()
     return [describe(config, settings, str(p.relative_to(root))) for p in sorted(root.glob("*/*.xsl"))]

@@ -7,8 +7,8 @@
 - `replay`: a version run over the stored history of the routes that use the mapping (the last N messages, or a
   date range), from the stored bytes the hub mapped: how many outputs are identical, different (the first diffs)
   or invalid for the partner, and how fast;
-- `personal_data_violations` (hub/mappings/personal_data.py): fields a version would give a partner that the
-  policy does not allow it.
+- `personal_data_violations` (hub/mappings/personal_data.py, importable from here): fields a version would give
+  a partner that the policy does not allow it.
 
 Outputs are compared canonicalised (C14N 2.0, whitespace-only text dropped): a change of indentation or of
 namespace prefixes is not a difference a partner sees."""
@@ -27,7 +27,8 @@ from sqlalchemy import select
 
 from hub.errors import HubError, InputError, NotFound, SchemaInvalid, StylesheetRefused
 from hub.mappings import safe
-from hub.mappings.catalogue import MappingInfo, active_stylesheet, describe
+from hub.mappings.catalogue import MappingInfo, active_stylesheet, config_of, describe
+from hub.mappings.personal_data import personal_data_violations  # noqa: F401 (one of the checks, named here too)
 from hub.xml.safe import parse_trusted
 
 FIRST_DIFFS = 5
@@ -67,18 +68,6 @@ def _schema_errors(schemas, element, info: MappingInfo) -> list[str]:
 def _schema_set(schemas_dir: Path):
     from hub.xml.schemas import SchemaSet
     return SchemaSet(schemas_dir)
-
-
-_configs: dict[int, tuple] = {}
-
-
-def _config_of(settings):
-    """The routes and partners of `settings`, loaded once per settings object."""
-    from hub.config import load_config
-    held = _configs.get(id(settings))
-    if held is None or held[0] is not settings:
-        held = _configs[id(settings)] = (settings, load_config(settings))
-    return held[1]
 
 
 def compile_version(info: MappingInfo, xslt: bytes) -> etree.XSLT:
@@ -121,7 +110,7 @@ class CaseReport:
 def run_cases(mapping: str, xslt: bytes, settings, *, config=None, schemas=None) -> CaseReport:
     """Every sample case of `mapping` run through `xslt`: passed when the output equals the expected document
     (canonicalised) and the partner's schema accepts it. A mapping without cases does not pass."""
-    config = config or _config_of(settings)
+    config = config or config_of(settings)
     schemas = schemas or _schema_set(settings.schemas_dir)
     info = describe(config, settings, mapping)
     try:

@@ -19,7 +19,7 @@ from lxml import etree
 
 from hub.errors import ConfigError, StylesheetRefused
 from hub.mappings import safe
-from hub.mappings.catalogue import describe
+from hub.mappings.catalogue import config_of, describe
 
 POLICY_FILE = "personal-data.yaml"
 XSL = "http://www.w3.org/1999/XSL/Transform"
@@ -111,8 +111,7 @@ def samples(settings, message_types) -> list[Path]:
 def personal_data_violations(mapping: str, xslt: bytes, settings, *, config=None,
                              policy: Policy | None = None) -> list[str]:
     """Why this version would give its partner personal data it may not receive; empty when it would not."""
-    from hub.mappings.checks import _config_of
-    config = config or _config_of(settings)
+    config = config or config_of(settings)
     info = describe(config, settings, mapping)
     if info.direction != "to":
         return []
