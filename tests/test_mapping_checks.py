@@ -273,3 +273,19 @@ def test_replay_of_a_mapping_from_a_partner_reads_what_the_partner_sent(hub):
     dropped = checks.replay(hub, name, changed(b"<env:Type>", b"<env:Kind>", name=name).replace(
         b"</env:Type>", b"</env:Kind>"), last=10)
     assert dropped.different == dropped.invalid == len(cases), dropped.as_dict()
+
+
+@pytest.mark.parametrize("hostile", [
+    b'<xsl:value-of select="document(\'/etc/passwd\')"/>',                   # reads outside its folder
+    b'<xsl:call-template name="forever"/>',                                  # never ends (recursion)
+], ids=["reads-outside", "recurses-forever"])
+def test_a_hostile_version_fails_its_cases_and_the_replay_without_harm(hostile, hub):
+    version = changed(b"</xsl:stylesheet>", b'<xsl:template name="forever"><xsl:call-template name="forever"/>'
+                                            b"</xsl:template></xsl:stylesheet>").replace(
+        b"<DemandeAuthentification>", b"<DemandeAuthentification>" + hostile)
+    report = checks.run_cases(NARSA, version, SETTINGS)
+    assert not report.passed and (report.refused or all(c.error for c in report.cases)), report.as_dict()
+    assert "root:" not in str(report.as_dict())
+    store_history(hub, 3, start=START)
+    replayed = checks.replay(hub, NARSA, version, last=3)
+    assert replayed.refused or replayed.failed == 3, replayed.as_dict()
