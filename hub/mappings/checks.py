@@ -148,11 +148,18 @@ def add_case(hub, mapping: str, message_id: str, case_name: str, *, actor: str) 
     output = safe.transform(compile_version(info, active_stylesheet(hub, info)), source)
     info.cases_dir.mkdir(parents=True, exist_ok=True)
     written = (info.cases_dir / f"{case_name}.input.xml", info.cases_dir / f"{case_name}.expected.xml")
-    if any(p.exists() for p in written):
-        raise InputError(f"case_name: {mapping} already has a case {case_name!r}")
-    written[0].write_bytes(etree.tostring(source, xml_declaration=True, encoding="UTF-8") + b"\n")
     expected = etree.tostring(output, xml_declaration=True, encoding="UTF-8", pretty_print=True)
-    written[1].write_bytes(expected)
+    try:  # "x": never over a case someone else is adding at the same moment
+        with open(written[0], "xb") as file:
+            file.write(etree.tostring(source, xml_declaration=True, encoding="UTF-8") + b"\n")
+    except FileExistsError:
+        raise InputError(f"case_name: {mapping} already has a case {case_name!r}") from None
+    try:
+        with open(written[1], "xb") as file:
+            file.write(expected)
+    except FileExistsError:
+        written[0].unlink()
+        raise InputError(f"case_name: {mapping} already has a case {case_name!r}") from None
     from hub.evidence.audit import record
     with hub.sessions.begin() as session:
         record(session, actor=actor, action=CASE_ADDED, subject=mapping,
