@@ -2,6 +2,8 @@
 `hub mappings test|preview|replay|add-case`, on one shared hub holding a short stored history."""
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from sqlalchemy import select
 
@@ -86,8 +88,13 @@ def test_replay_over_the_stored_history_is_audited(running_hub, client_as, histo
     same = staff.post(f"{BASE}/replay", json={}).json()
     assert same["messages"] == same["identical"] == HISTORY
     assert [e.detail for e in audit(running_hub, "MAPPING_REPLAYED")][-2:] == [
-        "25 messages: 0 identical, 25 different, 0 invalid", f"{HISTORY} messages: {HISTORY} identical, 0 different, "
-                                                              "0 invalid"]
+        "25 messages: 0 identical, 25 different, 0 invalid, 0 failed",
+        f"{HISTORY} messages: {HISTORY} identical, 0 different, 0 invalid, 0 failed"]
+    from hub.mappings.checks import last_replay
+    with running_hub.hub.sessions() as session:
+        found = last_replay(session, NARSA, hashlib.sha256(UPPER_GIVEN).hexdigest())
+        assert found.detail.startswith("25 messages") and "administrator" in found.actor
+        assert last_replay(session, NARSA, hashlib.sha256(NO_COUNTRY).hexdigest()) is None
 
 
 def cli_env(running_hub) -> dict[str, str]:

@@ -3,7 +3,8 @@
 
 `name` is the mapping's path under mappings/ (e.g. narsa/licence-request.to-narsa.xsl); `xslt` in the body is
 the version to try (absent: the active version). A preview on a stored message and a replay show what the hub
-would send, personal data included: each is written to the audit log, naming the caller."""
+would send, personal data included: each is written to the audit log, naming the caller (a replay with its counts
+and the version's sha256, which activation shows: `checks.last_replay`)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -18,7 +19,6 @@ from hub.mappings.catalogue import active_stylesheet, describe
 
 router = APIRouter(prefix="/api/v1/mappings", tags=["mappings"])
 MAX_XSLT_CHARACTERS = 1_000_000
-MAPPING_PREVIEWED, MAPPING_REPLAYED = "MAPPING_PREVIEWED", "MAPPING_REPLAYED"
 
 
 class _Body(BaseModel):
@@ -45,12 +45,6 @@ def _version(hub, name: str, body: _Body) -> bytes:
     return active_stylesheet(hub, describe(hub.config, hub.settings, name))
 
 
-def _audit(hub, identity: Identity, action: str, name: str, detail: str) -> None:
-    from hub.evidence.audit import record
-    with hub.sessions.begin() as session:
-        record(session, actor=identity.actor, action=action, subject=name, detail=detail)
-
-
 @router.post("/{name:path}/test", summary="Run a version's sample cases and the personal-data check")
 def test_version(name: str, request: Request, body: _Body | None = None,
                  identity: Identity = Depends(allowed("mappings:read"))):
@@ -66,18 +60,13 @@ def preview_version(name: str, body: PreviewBody, request: Request,
                     identity: Identity = Depends(allowed("mappings:read"))):
     hub = request.app.state.hub
     document = body.document.encode("utf-8") if body.document is not None else None
-    result = checks.preview(hub, name, _version(hub, name, body), message_id=body.message_id, document=document)
-    if body.message_id is not None:
-        _audit(hub, identity, MAPPING_PREVIEWED, name, f"on message {body.message_id}")
-    return result.as_dict()
+    return checks.preview(hub, name, _version(hub, name, body), message_id=body.message_id, document=document,
+                          actor=identity.actor).as_dict()
 
 
 @router.post("/{name:path}/replay", summary="Run a version over the stored history of the routes using it")
 def replay_version(name: str, body: ReplayBody, request: Request,
                    identity: Identity = Depends(allowed("mappings:read"))):
     hub = request.app.state.hub
-    report = checks.replay(hub, name, _version(hub, name, body), last=body.last, since=body.since,
-                           until=body.until)
-    _audit(hub, identity, MAPPING_REPLAYED, name, f"{report.messages} messages: {report.identical} identical, "
-                                                  f"{report.different} different, {report.invalid} invalid")
-    return report.as_dict()
+    return checks.replay(hub, name, _version(hub, name, body), last=body.last, since=body.since, until=body.until,
+                         actor=identity.actor).as_dict()

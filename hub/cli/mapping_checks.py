@@ -11,6 +11,8 @@
     hub mappings add-case NAME MESSAGE_ID CASE_NAME     a sample case from a stored message (the expected
                                                         output from the active version); audited
 
+A preview on a stored message and a replay are written to the audit log (their output is personal data).
+
 NAME is the mapping's path under mappings/ (e.g. narsa/licence-request.to-narsa.xsl); --file is the version
 to try (default: the active one). `--json` prints the report as the API gives it.
 """
@@ -78,7 +80,9 @@ def cmd_preview(args) -> int:
     from hub.mappings.checks import preview
     hub = open_hub()
     document = Path(args.document).read_bytes() if args.document else None
-    result = preview(hub, args.name, _stylesheet(args, hub), message_id=args.message, document=document)
+    from hub.evidence.audit import cli_actor
+    result = preview(hub, args.name, _stylesheet(args, hub), message_id=args.message, document=document,
+                     actor=cli_actor())
     if args.json:
         console.print_json(json.dumps(result.as_dict()))
         return 0 if result.valid else 1
@@ -107,7 +111,9 @@ def _when(value: str) -> dt.datetime:
 def cmd_replay(args) -> int:
     from hub.mappings.checks import replay
     hub = open_hub()
-    report = replay(hub, args.name, _stylesheet(args, hub), last=args.last, since=args.since, until=args.until)
+    from hub.evidence.audit import cli_actor
+    report = replay(hub, args.name, _stylesheet(args, hub), last=args.last, since=args.since, until=args.until,
+                    actor=cli_actor())
     if args.json:
         console.print_json(json.dumps(report.as_dict(), default=str))
         return 0 if not report.refused else 1

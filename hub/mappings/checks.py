@@ -134,7 +134,7 @@ def run_cases(mapping: str, xslt: bytes, settings, *, config=None, schemas=None)
     return CaseReport(mapping, results)
 
 
-CASE_ADDED = "MAPPING_CASE_ADDED"
+CASE_ADDED, PREVIEWED, REPLAYED = "MAPPING_CASE_ADDED", "MAPPING_PREVIEWED", "MAPPING_REPLAYED"
 
 
 def add_case(hub, mapping: str, message_id: str, case_name: str, *, actor: str) -> tuple[Path, Path]:
@@ -160,10 +160,7 @@ def add_case(hub, mapping: str, message_id: str, case_name: str, *, actor: str) 
     except FileExistsError:
         written[0].unlink()
         raise InputError(f"case_name: {mapping} already has a case {case_name!r}") from None
-    from hub.evidence.audit import record
-    with hub.sessions.begin() as session:
-        record(session, actor=actor, action=CASE_ADDED, subject=mapping,
-               detail=f"case {case_name} from message {message_id}", digest=hashlib.sha256(expected).hexdigest())
+    _audit(hub, actor, CASE_ADDED, mapping, f"case {case_name} from message {message_id}", expected)
     return written
 
 
@@ -200,13 +197,16 @@ def _stored_input(hub, info: MappingInfo, message_id: str) -> etree._Element:
 
 
 def preview(hub, mapping: str, xslt: bytes, *, message_id: str | None = None,
-            document: bytes | None = None) -> Preview:
-    """`xslt` run on a stored message (its stored bytes, as delivery maps them) or an uploaded document."""
+            document: bytes | None = None, actor: str | None = None) -> Preview:
+    """`xslt` run on a stored message (its stored bytes, as delivery maps them) or an uploaded document. The
+    output of a stored message is personal data: with `actor`, the view is in the audit log (PREVIEWED)."""
     if (message_id is None) == (document is None):
         raise InputError("message_id: give a stored message's id or a document, one of the two")
     info = describe(hub.config, hub.settings, mapping)
     if message_id is not None:
         source, where = _stored_input(hub, info, message_id), f"message {message_id}"
+        if actor:
+            _audit(hub, actor, PREVIEWED, mapping, f"on message {message_id}", xslt)
     else:
         from hub.xml.safe import parse_untrusted
         source, where = parse_untrusted(document, max_bytes=hub.settings.max_message_bytes), "uploaded document"
@@ -263,11 +263,13 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
 
 
 def replay(hub, mapping: str, xslt: bytes, *, last: int | None = None, since: dt.datetime | None = None,
-           until: dt.datetime | None = None, first_diffs: int = FIRST_DIFFS, batch: int = 500) -> ReplayReport:
+           until: dt.datetime | None = None, first_diffs: int = FIRST_DIFFS, batch: int = 500,
+           actor: str | None = None) -> ReplayReport:
     """`xslt` and the active version run over the stored messages of the routes that use `mapping` (a mapping to
     a partner: the messages of the route types whose targets name it, each as delivery maps it; from a partner:
     the documents that partner sent): the last `last` of them (newest first), or those received in
-    [since, until). Neither given: the last 1,000."""
+    [since, until). Neither given: the last 1,000. With `actor`, the replay and its counts are in the audit log
+    (REPLAYED, its digest the version's sha256: `last_replay` finds it again when the version is activated)."""
     from hub.store.models import Message
     if last is not None and last < 1:
         raise InputError("last: a positive number of messages")
@@ -311,7 +313,30 @@ def replay(hub, mapping: str, xslt: bytes, *, last: int | None = None, since: dt
                 continue
             _replay_one(hub, info, report, message_id, source, candidate, current, first_diffs)
     report.seconds = round(time.perf_counter() - started, 4)
+    if actor:
+        _audit(hub, actor, REPLAYED, mapping, replay_summary(report), xslt)
     return report
+
+
+def replay_summary(report: ReplayReport) -> str:
+    return (f"{report.messages} messages: {report.identical} identical, {report.different} different, "
+            f"{report.invalid} invalid, {report.failed} failed")
+
+
+def last_replay(session, mapping: str, sha256: str):
+    """The audit entry of the last replay of the version whose XSLT has this sha256 (None: never replayed);
+    its `detail` is `replay_summary`'s, its `at` and `actor` say when and by whom."""
+    from hub.store.models import AuditEntry
+    return session.scalars(select(AuditEntry).where(AuditEntry.action == REPLAYED, AuditEntry.subject == mapping,
+                                                    AuditEntry.digest == sha256)
+                           .order_by(AuditEntry.id.desc()).limit(1)).first()
+
+
+def _audit(hub, actor: str, action: str, mapping: str, detail: str, xslt: bytes) -> None:
+    from hub.evidence.audit import record
+    with hub.sessions.begin() as session:
+        record(session, actor=actor, action=action, subject=mapping, detail=detail,
+               digest=hashlib.sha256(xslt).hexdigest())
 
 
 def _replay_one(hub, info, report, message_id, source, candidate, current, first_diffs) -> None:
