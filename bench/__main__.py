@@ -5,4 +5,7 @@ from bench.run import main
 if sys.argv[1:2] == ["citizens"]:  # python -m bench citizens ...: the citizen search (bench/citizens.py)
     from bench.citizens import main as citizens
     sys.exit(citizens(sys.argv[2:]))
+if sys.argv[1:2] == ["replay"]:  # python -m bench replay ...: a mapping version replayed over the history
+    from bench.replay import main as replay
+    sys.exit(replay(sys.argv[2:]))
 sys.exit(main())

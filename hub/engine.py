@@ -22,6 +22,7 @@ from hub.store.group_commit import GroupCommitter
 from hub.xml.mapping import MappingSet
 from hub.mappings import store as mapping_versions
 from hub.intake.door import Arrival, Receipt, take_in
+from hub.mappings.personal_data import load_policy_if_present
 from hub.xml.schemas import SchemaSet
 from hub.settings import Settings
 from hub.trust.signing import Signer
@@ -34,6 +35,8 @@ class Hub:
     def __init__(self, settings: Settings | None = None, *, engine=None):
         self.settings = settings or Settings.from_env()
         self.config: HubConfig = load_config(self.settings)
+        # the personal-data policy every new mapping version is checked against: a bad file stops the hub, named
+        self.personal_data = load_policy_if_present(self.settings)
         algorithm = self.settings.signing_algorithm
         if algorithm not in pki.ALGORITHMS:
             raise ConfigError("environment", "HUB_SIGNING_ALGORITHM",

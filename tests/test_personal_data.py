@@ -1,7 +1,8 @@
 """Data minimisation (law 09-08): each partner gets only the fields its flow needs.
 
-`NEEDED_BY` is the policy: for each personal field of the canonical messages (by local name), the
-partners whose flow needs it. Three proofs:
+`NEEDED_BY` is the policy, read from config/personal-data.yaml (the same file the hub checks every new
+mapping version against, hub/mappings/personal_data.py): for each personal field of the canonical messages
+(by local name), the partners whose flow needs it. Three proofs:
   1. the mappings' XPaths: no stylesheet for a partner reads a field that partner does not need;
   2. the mappings' output: every route target's mapping, fed every sample of its message type (the
      cases under mappings/), never copies a value of a field its partner does not need;
@@ -18,24 +19,14 @@ from lxml import etree
 from sqlalchemy import select
 
 from hub.config import load_config
+from hub.mappings.personal_data import load_policy
 from hub.xml.mapping import MappingSet
 from hub.store.models import Delivery
 from hub.settings import PROJECT_ROOT, Settings
 from test_repatriation_flow import hub_and_partners, register, repatriation, wait_final  # noqa: F401 (fixture)
 
-NEEDED_BY = {
-    "Cause": {"SANTE"},                       # health data: the health clearance only
-    "IcdCode": {"SANTE"},
-    "Cnie": {"DGSN", "ETAT_CIVIL", "NARSA", "CDG"},   # identifies the person in each national register
-    "PassportNumber": {"DGSN"},
-    "PreviousPassport": {"DGSN"},
-    "BiometricEnrolment": {"DGSN"},           # biometrics: the passport authority only
-    "AddressAbroad": {"DGSN"},
-    "PensionNumber": {"CDG"},
-    "Father": {"ETAT_CIVIL"},
-    "Mother": {"ETAT_CIVIL"},
-}
 SETTINGS = Settings.from_env(config_dir=PROJECT_ROOT / "config")
+NEEDED_BY = load_policy(SETTINGS).fields   # config/personal-data.yaml: the hub refuses versions that break it
 CONFIG = load_config(SETTINGS)
 TARGETS = [(route.type, target) for route in CONFIG.routes for target in route.to if target.mapping]
 XSL = "http://www.w3.org/1999/XSL/Transform"

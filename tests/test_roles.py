@@ -37,7 +37,7 @@ EXPECTED = {  # permission -> roles allowed (the issue's list)
     "alerts:read": {"integration", "supervisor", "administrator"},
     "audit:read": {"supervisor", "administrator"},
     "users:manage": {"administrator"},
-    "mappings:read": {"integration", "administrator"},  # issue 15: integration staff manage the mappings
+    "mappings:read": {"integration", "administrator"},  # issue 15: integration staff manage and try the mappings
     "mappings:manage": {"integration", "administrator"},
 }
 LICENCE = {"number": "12/345673", "categories": ["B"], "issue_date": "2010-05-03"}
@@ -117,6 +117,11 @@ ROUTES = [
     ("GET", "/api/v1/cases/{reference}/document.pdf", "/api/v1/cases/LIC-2026-999999/document.pdf", None,
      "registry:act"),
     ("POST", "/api/v1/documents/{code}/revoke", "/api/v1/documents/AAAAA-AAAAA-AAAAA-AAAAA/revoke", {}, "registry:act"),
+    ("POST", "/api/v1/mappings/{name}/test", "/api/v1/mappings/narsa/nothing.to-narsa.xsl/test", {}, "mappings:read"),
+    ("POST", "/api/v1/mappings/{name}/preview", "/api/v1/mappings/narsa/nothing.to-narsa.xsl/preview", {},
+     "mappings:read"),
+    ("POST", "/api/v1/mappings/{name}/replay", "/api/v1/mappings/narsa/nothing.to-narsa.xsl/replay", {},
+     "mappings:read"),
 ]
 # Routes under /api that answer anyone, by design (an app's public_paths(), hub/apps.py): what they reveal is
 # their own module's subject (the verification of a printed document: tests/test_documents.py).

@@ -73,7 +73,9 @@ PERMISSIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "alerts:read": ((INTEGRATION, SUPERVISOR, ADMINISTRATOR), "the alerts raised and cleared"),
     "audit:read": ((SUPERVISOR, ADMINISTRATOR), "the audit log"),
     "users:manage": ((ADMINISTRATOR,), "create, disable and reset the console's accounts"),
-    "mappings:read": ((INTEGRATION, ADMINISTRATOR), "the mappings: their versions, XSLT, diffs and activations"),
+    "mappings:read": ((INTEGRATION, ADMINISTRATOR),
+                      "the mappings: their versions, XSLT, diffs and activations; try a version on the sample "
+                      "cases, a stored message (audited) or the stored history (audited)"),
     "mappings:manage": ((INTEGRATION, ADMINISTRATOR), "add a mapping version, activate one, roll back (audited)"),
 }
 

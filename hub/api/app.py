@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 
 from connectors.base import InboundRoutes
 
-from hub.api import health, mappings, messages, partner_traffic
+from hub.api import health, mapping_checks, mappings, messages, partner_traffic
 from hub.api.auth import ApiAuthentication, auth_error_handler
 from hub.api.edge import RequestBounds, http_error_handler, validation_error_handler
 from hub.api.health import OutboxCollector
@@ -53,6 +53,7 @@ def create_app(hub, apps: Sequence = ()) -> FastAPI:
     app.include_router(messages.router)
     app.include_router(partner_traffic.router)  # a partner's own traffic
     app.include_router(mappings.router)  # mapping versions, activation, rollback
+    app.include_router(mapping_checks.router)  # try a mapping version before it goes live
     for router in inbound:
         app.include_router(router)
     for client in apps:

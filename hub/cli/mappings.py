@@ -19,7 +19,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from hub.cli import console, open_hub
+from hub.cli import console, mapping_checks, open_hub
 from hub.errors import HubError
 
 
@@ -151,7 +151,7 @@ def cmd_export(args) -> int:
 
 
 def add_commands(subparsers) -> None:
-    p = subparsers.add_parser("mappings", help="the mappings' versions: list, show, diff, add, activate, roll back")
+    p = subparsers.add_parser("mappings", help="the mappings' versions: list, show, diff, add, try, activate, roll back")
     sub = p.add_subparsers(dest="action", required=True)
     sub.add_parser("list", help="every mapping with its active version").set_defaults(func=cmd_list)
     for name, func, text in (("show", cmd_show, "a mapping's routes, versions and activations"),
@@ -181,3 +181,4 @@ def add_commands(subparsers) -> None:
     q = sub.add_parser("export", help="write the active versions back as files")
     q.add_argument("--output", help="folder to write to (default: the hub's mappings/)")
     q.set_defaults(func=cmd_export)
+    mapping_checks.add_check_commands(sub)  # test, preview, replay, add-case: trying a version before it goes live
