@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hub.access.dependencies import allowed
 from hub.access.tokens import Identity
-from hub.mappings import checks, personal_data
+from hub.mappings import checks, personal_data, store
 from hub.mappings.catalogue import active_stylesheet, describe
 
 router = APIRouter(prefix="/api/v1/mappings", tags=["mappings"])
@@ -68,5 +68,5 @@ def preview_version(name: str, body: PreviewBody, request: Request,
 def replay_version(name: str, body: ReplayBody, request: Request,
                    identity: Identity = Depends(allowed("mappings:read"))):
     hub = request.app.state.hub
-    return checks.replay(hub, name, _version(hub, name, body), last=body.last, since=body.since, until=body.until,
-                         actor=identity.actor).as_dict()
+    return store.replay(hub, name, _version(hub, name, body), last=body.last, since=body.since, until=body.until,
+                        actor=identity.actor).as_dict()

@@ -109,7 +109,7 @@ def _when(value: str) -> dt.datetime:
 
 
 def cmd_replay(args) -> int:
-    from hub.mappings.checks import replay
+    from hub.mappings.store import replay
     hub = open_hub()
     from hub.evidence.audit import cli_actor
     report = replay(hub, args.name, _stylesheet(args, hub), last=args.last, since=args.since, until=args.until,

@@ -95,5 +95,5 @@ def _party_of(folder: Path) -> str:
 
 
 def active_stylesheet(hub, info: MappingInfo) -> bytes:
-    """The XSLT of the mapping's active version (swapped for the stored versions when they exist)."""
-    return (info.folder / info.name.rsplit("/", 1)[1]).read_bytes()
+    """The XSLT of the mapping's active version, as the hub's deliveries use it (hub/xml/mapping.py)."""
+    return hub.mappings.source(info.name)

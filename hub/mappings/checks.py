@@ -269,7 +269,8 @@ def replay(hub, mapping: str, xslt: bytes, *, last: int | None = None, since: dt
     a partner: the messages of the route types whose targets name it, each as delivery maps it; from a partner:
     the documents that partner sent): the last `last` of them (newest first), or those received in
     [since, until). Neither given: the last 1,000. With `actor`, the replay and its counts are in the audit log
-    (REPLAYED, its digest the version's sha256: `last_replay` finds it again when the version is activated)."""
+    (REPLAYED, its digest the version's sha256); its caller keeps the counts with the version they replayed
+    (hub/mappings/store.py `keep_replay`), so that its activation shows them."""
     from hub.store.models import Message
     if last is not None and last < 1:
         raise InputError("last: a positive number of messages")
@@ -318,18 +319,10 @@ def replay(hub, mapping: str, xslt: bytes, *, last: int | None = None, since: dt
     return report
 
 
+
 def replay_summary(report: ReplayReport) -> str:
     return (f"{report.messages} messages: {report.identical} identical, {report.different} different, "
             f"{report.invalid} invalid, {report.failed} failed")
-
-
-def last_replay(session, mapping: str, sha256: str):
-    """The audit entry of the last replay of the version whose XSLT has this sha256 (None: never replayed);
-    its `detail` is `replay_summary`'s, its `at` and `actor` say when and by whom."""
-    from hub.store.models import AuditEntry
-    return session.scalars(select(AuditEntry).where(AuditEntry.action == REPLAYED, AuditEntry.subject == mapping,
-                                                    AuditEntry.digest == sha256)
-                           .order_by(AuditEntry.id.desc()).limit(1)).first()
 
 
 def _audit(hub, actor: str, action: str, mapping: str, detail: str, xslt: bytes) -> None:

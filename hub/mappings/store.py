@@ -195,6 +195,27 @@ def record_replay(session: Session, mapping: str, number: int, *, actor: str, me
                               identical=identical, different=different, invalid=invalid))
 
 
+def replay(hub, mapping: str, xslt: bytes, *, actor: str, **window):
+    """hub/mappings/checks.py `replay` of `xslt` by `actor` (audited), its counts kept with the stored version it
+    is (`keep_replay`), so that the version's activation shows them."""
+    from hub.mappings import checks
+    report = checks.replay(hub, mapping, xslt, actor=actor, **window)
+    with hub.sessions.begin() as session:
+        keep_replay(session, mapping, xslt, report, actor=actor)
+    return report
+
+
+def keep_replay(session: Session, mapping: str, xslt: bytes, report, *, actor: str) -> None:
+    """A replay's counts (hub/mappings/checks.py `ReplayReport`) kept with the stored version whose XSLT was
+    replayed; a draft that is no stored version is only in the audit log."""
+    row = session.scalars(select(MappingVersion).where(MappingVersion.mapping == mapping,
+                                                       MappingVersion.sha256 == hashlib.sha256(xslt).hexdigest())
+                          .limit(1)).first()
+    if row is not None and report.refused is None:
+        record_replay(session, mapping, row.number, actor=actor, messages=report.messages,
+                      identical=report.identical, different=report.different, invalid=report.invalid)
+
+
 def last_replay(session: Session, mapping: str, number: int) -> dict | None:
     """The newest replay of that version, or None when it was never replayed."""
     row = session.scalars(select(MappingReplay).where(MappingReplay.mapping == mapping, MappingReplay.number == number)

@@ -118,6 +118,14 @@ class MappingSet:
             compiled = cache[(name, digest)] = ActiveMapping(name, digest, xslt)
         return compiled
 
+    def source(self, name: str) -> bytes:
+        """The XSLT of mapping `name`'s active version as it is now (an activation just made included)."""
+        self.refresh(force=True)
+        try:
+            return self._sources[name][1]
+        except KeyError:
+            raise ConfigError(self.mappings_dir / name, "xslt", "no such mapping") from None
+
     def apply(self, name: str, document: etree._Element) -> etree._Element:
         """Transform `document` with the active version of mapping `name`."""
         return self.version(name).apply(document)
