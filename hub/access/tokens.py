@@ -73,6 +73,9 @@ PERMISSIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "alerts:read": ((INTEGRATION, SUPERVISOR, ADMINISTRATOR), "the alerts raised and cleared"),
     "audit:read": ((SUPERVISOR, ADMINISTRATOR), "the audit log"),
     "users:manage": ((ADMINISTRATOR,), "create, disable and reset the console's accounts"),
+    "mappings:read": ((INTEGRATION, ADMINISTRATOR), "the XSLT mappings, their versions and activations; run their "
+                                                    "checks (preview, replay), which change nothing"),
+    "mappings:manage": ((INTEGRATION, ADMINISTRATOR), "add a mapping version, activate one, roll back"),
 }
 
 
