@@ -37,6 +37,8 @@ EXPECTED = {  # permission -> roles allowed (the issue's list)
     "alerts:read": {"integration", "supervisor", "administrator"},
     "audit:read": {"supervisor", "administrator"},
     "users:manage": {"administrator"},
+    "mappings:read": {"integration", "administrator"},  # issue 15: mappings, their versions and checks
+    "mappings:manage": {"integration", "administrator"},
 }
 LICENCE = {"number": "12/345673", "categories": ["B"], "issue_date": "2010-05-03"}
 XML = {"Content-Type": "application/xml"}
