@@ -183,6 +183,7 @@ def test_activation_rollback_and_saving_say_plainly_they_wait_for_stored_version
     with person(running_hub, "integration") as staff:
         confirm = staff.get(f"/monitor/mappings/{NARSA}/activate", params={"version": 1})
         assert confirm.status_code == 200 and "already active" in confirm.text
+        assert "No replay of this mapping is on record." in confirm.text
         activated = staff.post_form(f"/monitor/mappings/{NARSA}/activate", {"version": 1, "reason": "try"})
         assert activated.status_code == 409 and "versions are not stored yet" in activated.text
         rolled = staff.post_form(f"/monitor/mappings/{NARSA}/rollback", {"reason": "back"})

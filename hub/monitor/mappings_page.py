@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse
 
-from hub.errors import InputError, NotFound, StylesheetRefused, UnfitCharacter
+from hub.errors import InputError, NotFound, UnfitCharacter
 from hub.monitor import mappings_source as source
 from hub.monitor.web import Viewer, csrf_checked, render, url, viewer
 from hub.xml.text import unfit_character
@@ -173,7 +173,7 @@ async def save_action(request: Request, folder: str, file: str,
     try:
         added = await run_in_threadpool(source.add_version, hub, mapping.name, text, author=seen.identity.actor,
                                         comment=why)
-    except (source.NotYetStored, StylesheetRefused) as exc:
+    except InputError as exc:  # refused stylesheet, failed checks, versions not stored: said on the page, nothing saved
         return _editor(request, seen, mapping, xslt=xslt, message_id=message_id or None, notice=str(exc),
                        status_code=exc.status, comment=why)
     return RedirectResponse(url(f"/monitor/mappings/{mapping.name}", a=mapping.active.number, b=added.number),
@@ -215,7 +215,7 @@ def activation_page(request: Request, folder: str, file: str, version: int = Que
     mapping = source.find(hub, mapping_name(folder, file))
     chosen = source.version(hub, mapping.name, version)
     return render(request, seen, "mapping_activate.html", mapping=mapping, chosen=chosen, notice=None,
-                  can_change=source.can_change(hub))
+                  can_change=source.can_change(hub), last_replay=source.last_replay(hub, mapping.name))
 
 
 @router.post("/mappings/{folder}/{file}/activate")
@@ -230,9 +230,10 @@ async def activate_action(request: Request, folder: str, file: str,
     chosen = source.version(hub, mapping.name, version)
     try:
         await run_in_threadpool(source.activate, hub, mapping.name, version, actor=seen.identity.actor, reason=why)
-    except source.NotYetStored as exc:
+    except InputError as exc:  # a failed check, already active, another activation first (409): nothing changed
         return render(request, seen, "mapping_activate.html", status_code=exc.status, mapping=mapping,
-                      chosen=chosen, notice=str(exc), can_change=source.can_change(hub))
+                      chosen=chosen, notice=str(exc), can_change=source.can_change(hub),
+                      last_replay=source.last_replay(hub, mapping.name))
     return RedirectResponse(f"/monitor/mappings/{mapping.name}", status_code=303)
 
 
@@ -247,7 +248,7 @@ async def rollback_action(request: Request, folder: str, file: str,
         raise InputError("reason: say why the previous version comes back")
     try:
         await run_in_threadpool(source.rollback, hub, mapping.name, actor=seen.identity.actor, reason=why)
-    except source.NotYetStored as exc:
+    except InputError as exc:
         return render(request, seen, "mapping_activate.html", status_code=exc.status, mapping=mapping,
-                      chosen=None, notice=str(exc), can_change=source.can_change(hub))
+                      chosen=None, notice=str(exc), can_change=source.can_change(hub), last_replay=None)
     return RedirectResponse(f"/monitor/mappings/{mapping.name}", status_code=303)

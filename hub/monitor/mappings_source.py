@@ -1,30 +1,37 @@
 """Where the console's mapping pages read mappings and run their checks: one module, so that the pages do not
 care how versions are kept.
 
-The pages call only the functions below. They follow the shapes of `hub.mappings.store` (versions, activation)
-and `hub.mappings.checks` (preview, replay). Until versions are stored in the database, this module reads the
-files under mappings/ as the one, active version of each mapping (number 1, author "mappings/"), lists no
-activation, and refuses activation, rollback and saving a new version with `NotYetStored` (a 409 the page
-explains). Preview and replay run here with the safe compiler (`hub.mappings.safe`), on the stored canonical
-bytes of the messages of the routes that use the mapping:
+The pages call only the functions below, and read only the fields of the dataclasses below. They follow
+`hub.mappings.store` (versions, activation) and `hub.mappings.checks` (preview, replay). While versions are not
+stored in the database, this module reads the files under mappings/ as the one, active version of each mapping
+(number 1, author "mappings/", the file's time), lists no activation and no last replay, and refuses saving,
+activation and rollback with `NotYetStored` (409, which the page shows). Preview and replay run here with the
+safe compiler (`hub.mappings.safe`) on the stored bytes of the messages of the routes that use the mapping:
 
-    catalogue(hub) -> list[Mapping]                  every mapping, with its routes and active version
+    catalogue(hub) -> list[Mapping]                  every mapping, its routes (from the config) and active version
     find(hub, name) -> Mapping                       NotFound for a name that is not a mapping
-    versions(hub, name) -> list[Version]             newest first
-    version(hub, name, number) -> Version            NotFound for a number the mapping does not have
-    activations(hub, name) -> list[Activation]       newest first
+    versions(hub, name) -> list[Version]             newest first                 (store.versions)
+    version(hub, name, number) -> Version            NotFound for another number  (store.get)
+    activations(hub, name) -> list[Activation]       newest first: who, when, from which version to which, why
+    last_replay(hub, name) -> ReplayReport | None    the last replay run, shown before an activation
     recent_messages(hub, name, limit) -> list[Sample]   stored messages a preview may run on, newest first
-    preview(hub, name, xslt, *, message_id=None, document=None) -> Preview
-    replay(hub, name, xslt, *, last) -> ReplayReport
-    add_version(hub, name, xslt, *, author, comment) -> Version
-    activate(hub, name, number, *, actor, reason) -> Version
-    rollback(hub, name, *, actor, reason) -> Version
+    preview(hub, name, xslt, *, message_id=None, document=None) -> Preview          (checks.preview)
+    replay(hub, name, xslt, *, last) -> ReplayReport                                (checks.replay)
+    add_version(hub, name, xslt, *, author, comment) -> Version                     (store.add_version)
+    activate(hub, name, number, *, actor, reason) -> Version                        (store.activate)
+    rollback(hub, name, *, actor, reason) -> Version                                (store.rollback)
+    can_change(hub) -> bool                          whether saving, activation and rollback are offered plainly
+
+Errors the pages rely on: NotFound (404) for an unknown mapping, version or message; any InputError from
+add_version/activate/rollback (a refused stylesheet, failed sample cases or personal-data check, a version
+already active, a concurrent activation: 409) is shown on the page it came from with its status, nothing changed.
 """
 from __future__ import annotations
 
 import datetime as dt
 import difflib
 import hashlib
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -288,15 +295,16 @@ def preview(hub, name: str, xslt: bytes, *, message_id: str | None = None,
     return Preview(text, (not errors) if schema else None, schema, errors, diff, not diff)
 
 
-_active_cache: dict[str, etree.XSLT] = {}
+_compiled = threading.local()  # per thread, as hub/xml/mapping.py does: a compiled stylesheet stays in its thread
 
 
 def _compiled_active(hub, mapping: Mapping) -> etree.XSLT:
+    """The active version compiled once per thread, keyed by its sha256."""
+    cache = _compiled.__dict__.setdefault("xslt", {})
     key = mapping.active.sha256
-    if key not in _active_cache:
-        _active_cache[key] = compile_stylesheet(mapping.active.xslt,
-                                                folder=hub.settings.mappings_dir / mapping.partner)
-    return _active_cache[key]
+    if key not in cache:
+        cache[key] = compile_stylesheet(mapping.active.xslt, folder=hub.settings.mappings_dir / mapping.partner)
+    return cache[key]
 
 
 def replay(hub, name: str, xslt: bytes, *, last: int) -> ReplayReport:
@@ -365,6 +373,12 @@ def activate(hub, name: str, number: int, *, actor: str, reason: str) -> Version
 def rollback(hub, name: str, *, actor: str, reason: str) -> Version:
     find(hub, name)
     raise NotYetStored(f"rollback: {NOT_YET}")
+
+
+def last_replay(hub, name: str) -> ReplayReport | None:
+    """The last replay run of the mapping (shown before an activation); none is kept while versions are files."""
+    find(hub, name)
+    return None
 
 
 def can_change(hub) -> bool:
