@@ -198,3 +198,25 @@ def test_activation_rollback_and_saving_say_plainly_they_wait_for_stored_version
         assert staff.post(f"/monitor/mappings/{NARSA}/activate",
                           data={"version": 1, "reason": "no token"}).status_code == 403
     assert active_xslt(running_hub) == original  # the file, and so the active version, untouched
+
+
+def test_an_inbound_mapping_previews_a_partner_document_against_the_canonical_schemas(running_hub, stored):
+    from hub.monitor import mappings_source as source
+    hub = running_hub.hub
+    name = "narsa/licence-result.from-narsa.xsl"
+    cases = hub.settings.mappings_dir / "narsa" / "cases" / "licence-result.from-narsa"
+    document = sorted(cases.glob("*.input.xml"))[0].read_bytes()
+    xslt = (hub.settings.mappings_dir / name).read_bytes()
+    shown = source.preview(hub, name, xslt, document=document)
+    assert shown.refused is None and shown.schema == "canonical" and shown.valid, shown.schema_errors
+    assert shown.same_as_active and "LicenceAuthenticationResult" in shown.output
+    broken = source.preview(hub, name, xslt.replace(b"LicenceAuthenticationResult", b"NoSuchType"),
+                            document=document)
+    assert broken.refused is None and not broken.same_as_active
+    assert any(line.startswith("+") and "NoSuchType" in line for line in broken.diff)
+    # the canonical envelopes NARSA's routes carry are not partner documents: not offered, not replayed
+    mapping = source.find(hub, name)
+    assert not source._reads(mapping, (hub.settings.schemas_dir / "examples" /
+                                       "LicenceAuthenticationRequest.xml").read_bytes())
+    assert source._reads(mapping, document)
+    assert source.replay(hub, name, xslt, last=50).messages == 0

@@ -218,14 +218,30 @@ def _query(mapping: Mapping):
     query = select(Message).where(Message.purged_at.is_(None), Message.payload_path.is_(None))
     if mapping.direction == "to":
         return query.where(Message.type.in_(types or ["-"]))
-    return query.where(Message.sender.in_(senders or ["-"]))
+    # mapped in from the partner's own format: those have a canonical form of their own
+    return query.where(Message.sender.in_(senders or ["-"]), Message.canonical_bytes.is_not(None))
+
+
+def _reads(mapping: Mapping, data: bytes | None) -> bool:
+    """Whether the mapping reads these stored bytes: any outbound message of its routes; an inbound partner
+    document only with the root element of one of its routes (a partner also sends canonical envelopes)."""
+    if data is None:
+        return False
+    if mapping.direction == "to":
+        return True
+    roots = {use.root for use in mapping.routes if use.root}
+    try:
+        return _parse(data, "message").tag in roots
+    except InputError:
+        return False
 
 
 def recent_messages(hub, name: str, limit: int = 50) -> list[Sample]:
     mapping = find(hub, name)
     with hub.sessions() as session:
-        rows = session.scalars(_query(mapping).order_by(Message.id.desc()).limit(limit)).all()
-        return [Sample(m.message_id, m.sender, m.type, m.received_at) for m in rows]
+        rows = session.scalars(_query(mapping).order_by(Message.id.desc()).limit(limit * 4)).all()
+        return [Sample(m.message_id, m.sender, m.type, m.received_at) for m in rows
+                if _reads(mapping, _input_of(mapping, m))][:limit]
 
 
 def _input_of(mapping: Mapping, message: Message) -> bytes | None:
@@ -277,7 +293,7 @@ def preview(hub, name: str, xslt: bytes, *, message_id: str | None = None,
             message = session.scalars(_query(mapping).where(Message.message_id == message_id)
                                       .order_by(Message.id.desc()).limit(1)).first()
             data = _input_of(mapping, message) if message is not None else None
-        if data is None:
+        if not _reads(mapping, data):
             raise NotFound(f"no stored message {message_id[:80]!r} this mapping reads")
         source = _parse(data, "message")
     schema = mapping.schema
@@ -323,7 +339,7 @@ def replay(hub, name: str, xslt: bytes, *, last: int) -> ReplayReport:
             .order_by(Message.id.desc()).limit(last)).all()
     for message_id, canonical, received in rows:
         data = (canonical or received) if mapping.direction == "to" else received
-        if data is None:
+        if not _reads(mapping, data):
             continue
         report.messages += 1
         try:
