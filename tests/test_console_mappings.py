@@ -150,6 +150,8 @@ def test_hostile_preview_fields_are_refused_with_the_field_named(running_hub, st
         nul = preview(staff, original.replace("<xsl:output", "<xsl:output\x00"), stored[0])
         assert nul.status_code == 400 and "xslt" in nul.text
         assert preview(staff, original, "").status_code == 400
+        too_long = preview(staff, original + "<!--" + "x" * 60_000 + "-->", stored[0])
+        assert too_long.status_code in (413, 422)
         no_token = staff.post(f"/monitor/mappings/{NARSA}/preview", data={"xslt": original, "message_id": stored[0]})
         assert no_token.status_code == 403
         # a stored message of another mapping's routes is not one this mapping reads

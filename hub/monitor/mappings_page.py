@@ -28,7 +28,8 @@ router = APIRouter(prefix="/monitor", include_in_schema=False)
 
 FOLDER = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}\.xsl$")
-XSLT_LIMIT = 500_000          # characters of a stylesheet sent from the editor
+XSLT_LIMIT = 50_000           # characters of a stylesheet sent from the editor (the largest today: 4,000), sent
+                              # as multipart so that it fits the hub's cap on a form's body (HUB_MAX_JSON_BYTES)
 REPLAY_CHOICES = (50, 200, 1_000, 5_000)
 SAMPLES_OFFERED = 50          # stored messages offered to preview on
 FRAGMENT_HEADER = "x-console-fragment"
@@ -165,6 +166,7 @@ async def save_action(request: Request, folder: str, file: str,
                       seen: Viewer = Depends(csrf_checked("mappings:manage")),
                       xslt: str = Form(..., max_length=XSLT_LIMIT), comment: str = Form(..., max_length=500),
                       message_id: str = Form("", max_length=80)):
+    message_id = checked_text("message_id", message_id, limit=80)
     hub = request.app.state.hub
     mapping = source.find(hub, mapping_name(folder, file))
     text, why = checked_xslt(xslt), checked_text("comment", comment, limit=500)
