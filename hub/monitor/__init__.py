@@ -14,6 +14,7 @@ STATIC = Path(__file__).parent / "static"
 
 def routers() -> list:
     """The console's routers (each module's `router`), mounted by hub/api/app.py."""
-    from hub.monitor import alerts_page, dead_letters, login, messages, overview, partners, records
+    from hub.monitor import (alerts_page, dead_letters, login, mappings_page, messages, overview, partners,
+                             records)
     return [login.router, overview.router, overview.api, messages.router, dead_letters.router, dead_letters.api, partners.router,
-            records.router, records.api, alerts_page.router, alerts_page.api]
+            records.router, records.api, alerts_page.router, alerts_page.api, mappings_page.router]

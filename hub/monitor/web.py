@@ -45,7 +45,8 @@ NAV: list[NavItem] = [NavItem("/monitor/", "Overview", "console:overview"),
                       NavItem("/monitor/partners", "Partners", "messages:read"),
                       NavItem("/monitor/refusals", "Refusals", "refusals:read"),
                       NavItem("/monitor/audit", "Audit log", "audit:read"),
-                      NavItem("/monitor/alerts", "Alerts", "alerts:read")]
+                      NavItem("/monitor/alerts", "Alerts", "alerts:read"),
+                      NavItem("/monitor/mappings", "Mappings", "mappings:read")]
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
