@@ -111,8 +111,7 @@ def mapping_page(request: Request, folder: str, file: str,
         older, newer = source.version(hub, mapping.name, a), source.version(hub, mapping.name, b)
         diff = diff_lines(_text(older.xslt), _text(newer.xslt), before_name=f"v{a}", after_name=f"v{b}")
     return render(request, seen, "mapping.html", mapping=mapping, versions=versions,
-                  activations=source.activations(hub, mapping.name), diff=diff, a=a, b=b,
-                  can_change=source.can_change(hub))
+                  activations=source.activations(hub, mapping.name), diff=diff, a=a, b=b)
 
 
 def _editor(request: Request, seen: Viewer, mapping, *, xslt: str, message_id: str | None, result=None,
@@ -120,7 +119,7 @@ def _editor(request: Request, seen: Viewer, mapping, *, xslt: str, message_id: s
     hub = request.app.state.hub
     return render(request, seen, "mapping_editor.html", status_code=status_code, mapping=mapping, xslt=xslt,
                   samples=source.recent_messages(hub, mapping.name, SAMPLES_OFFERED), message_id=message_id,
-                  result=result, notice=notice, comment=comment, can_change=source.can_change(hub))
+                  result=result, notice=notice, comment=comment)
 
 
 @router.get("/mappings/{folder}/{file}/edit")
@@ -152,7 +151,8 @@ async def preview_action(request: Request, folder: str, file: str,
     chosen = checked_text("message_id", message_id, limit=80)
     if not chosen:
         raise InputError("message_id: choose a stored message to preview on")
-    preview = await run_in_threadpool(source.preview, hub, mapping.name, text, message_id=chosen)
+    preview = await run_in_threadpool(source.preview, hub, mapping.name, text, message_id=chosen,
+                                     actor=seen.identity.actor)
     shown = PreviewShown(preview, marked(preview.diff),
                          diff_lines(_text(mapping.active.xslt), xslt, before_name=f"v{mapping.active.number}",
                                     after_name="edited"))
@@ -204,7 +204,7 @@ async def replay_action(request: Request, folder: str, file: str,
     else:
         chosen = version or mapping.active.number
         text = source.version(hub, mapping.name, chosen).xslt
-    report = await run_in_threadpool(source.replay, hub, mapping.name, text, last=last)
+    report = await run_in_threadpool(source.replay, hub, mapping.name, text, last=last, actor=seen.identity.actor)
     return render(request, seen, "mapping_replay.html", mapping=mapping, versions=source.versions(hub, mapping.name),
                   report=report, choices=REPLAY_CHOICES, last=last, chosen=chosen,
                   first_diffs=[(d["message_id"], marked(d["diff"])) for d in report.first_diffs])
@@ -216,8 +216,7 @@ def activation_page(request: Request, folder: str, file: str, version: int = Que
     hub = request.app.state.hub
     mapping = source.find(hub, mapping_name(folder, file))
     chosen = source.version(hub, mapping.name, version)
-    return render(request, seen, "mapping_activate.html", mapping=mapping, chosen=chosen, notice=None,
-                  can_change=source.can_change(hub), last_replay=source.last_replay(hub, mapping.name))
+    return render(request, seen, "mapping_activate.html", mapping=mapping, chosen=chosen, notice=None, last_replay=source.last_replay(hub, mapping.name, chosen.number))
 
 
 @router.post("/mappings/{folder}/{file}/activate")
@@ -234,8 +233,8 @@ async def activate_action(request: Request, folder: str, file: str,
         await run_in_threadpool(source.activate, hub, mapping.name, version, actor=seen.identity.actor, reason=why)
     except InputError as exc:  # a failed check, already active, another activation first (409): nothing changed
         return render(request, seen, "mapping_activate.html", status_code=exc.status, mapping=mapping,
-                      chosen=chosen, notice=str(exc), can_change=source.can_change(hub),
-                      last_replay=source.last_replay(hub, mapping.name))
+                      chosen=chosen, notice=str(exc),
+                      last_replay=source.last_replay(hub, mapping.name, chosen.number))
     return RedirectResponse(f"/monitor/mappings/{mapping.name}", status_code=303)
 
 
@@ -252,5 +251,5 @@ async def rollback_action(request: Request, folder: str, file: str,
         await run_in_threadpool(source.rollback, hub, mapping.name, actor=seen.identity.actor, reason=why)
     except InputError as exc:
         return render(request, seen, "mapping_activate.html", status_code=exc.status, mapping=mapping,
-                      chosen=None, notice=str(exc), can_change=source.can_change(hub), last_replay=None)
+                      chosen=None, notice=str(exc), last_replay=None)
     return RedirectResponse(f"/monitor/mappings/{mapping.name}", status_code=303)

@@ -1,26 +1,16 @@
-"""Where the console's mapping pages read mappings and run their checks: one module, so that the pages do not
-care how versions are kept.
-
-The pages call only the functions below, and read only the fields of the dataclasses below. They follow
-`hub.mappings.store` (versions, activation) and `hub.mappings.checks` (preview, replay). While versions are not
-stored in the database, this module reads the files under mappings/ as the one, active version of each mapping
-(number 1, author "mappings/", the file's time), lists no activation and no last replay, and refuses saving,
-activation and rollback with `NotYetStored` (409, which the page shows). Preview and replay run here with the
-safe compiler (`hub.mappings.safe`) on the stored bytes of the messages of the routes that use the mapping:
+"""Where the console's mapping pages read mappings and run their checks: one module, so that the pages keep to
+the shapes below whatever the store and the checks return.
 
     catalogue(hub) -> list[Mapping]                  every mapping, its routes (from the config) and active version
     find(hub, name) -> Mapping                       NotFound for a name that is not a mapping
-    versions(hub, name) -> list[Version]             newest first                 (store.versions)
-    version(hub, name, number) -> Version            NotFound for another number  (store.get)
+    versions(hub, name) -> list[Version]             newest first                          (hub.mappings.store)
+    version(hub, name, number) -> Version            NotFound for another number
     activations(hub, name) -> list[Activation]       newest first: who, when, from which version to which, why
-    last_replay(hub, name) -> ReplayReport | None    the last replay run, shown before an activation
+    last_replay(hub, name, number) -> dict | None    that version's last replay, shown before its activation
     recent_messages(hub, name, limit) -> list[Sample]   stored messages a preview may run on, newest first
-    preview(hub, name, xslt, *, message_id=None, document=None) -> Preview          (checks.preview)
-    replay(hub, name, xslt, *, last) -> ReplayReport                                (checks.replay)
-    add_version(hub, name, xslt, *, author, comment) -> Version                     (store.add_version)
-    activate(hub, name, number, *, actor, reason) -> Version                        (store.activate)
-    rollback(hub, name, *, actor, reason) -> Version                                (store.rollback)
-    can_change(hub) -> bool                          whether saving, activation and rollback are offered plainly
+    preview(hub, name, xslt, *, message_id=None, document=None, actor) -> Preview   (hub.mappings.checks)
+    replay(hub, name, xslt, *, last, actor) -> ReplayReport                          (kept with its version)
+    add_version / activate / rollback                                                (hub.mappings.store)
 
 Errors the pages rely on: NotFound (404) for an unknown mapping, version or message; any InputError from
 add_version/activate/rollback (a refused stylesheet, failed sample cases or personal-data check, a version
@@ -29,29 +19,20 @@ already active, a concurrent activation: 409) is shown on the page it came from 
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import hashlib
-import threading
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lxml import etree
 from sqlalchemy import select
 
-from hub.errors import HubError, InputError, NotFound, StylesheetRefused
-from hub.mappings.safe import compile_stylesheet, transform
+from hub.errors import InputError, NotFound, StylesheetRefused
+from hub.mappings import checks, store
 from hub.store.models import Message
 
 FIRST_DIFFS = 5            # replay: the diffs kept, the first ones met
 REPLAY_LIMIT = 10_000      # replay: messages read at most
 PREVIEW_LIMIT = 2_000_000  # preview: bytes of an uploaded document at most
-
-
-class NotYetStored(InputError):
-    """Activation, rollback and new versions need mapping versions kept in the database (409: nothing changed)."""
-    status = 409
-    title = "Not available until versions are stored"
 
 
 @dataclass(frozen=True)
@@ -165,47 +146,40 @@ def _uses(hub) -> dict[str, list[RouteUse]]:
     return uses
 
 
-def _file_version(hub, name: str) -> Version:
-    path = hub.settings.mappings_dir / name
-    text = path.read_bytes()
-    changed = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
-    return Version(name, 1, hashlib.sha256(text).hexdigest(), text, "mappings/", "", changed, True)
+def _version(v) -> Version:
+    return Version(v.mapping, v.number, v.sha256, v.xslt, v.author, v.comment, v.created_at, v.active)
 
 
 def catalogue(hub) -> list[Mapping]:
-    """Every mapping under mappings/, with the routes that use it, ordered by partner then name."""
+    """Every mapping with its stored versions, with the routes that use it, ordered by partner then name."""
     uses = _uses(hub)
-    found = []
-    for path in sorted(hub.settings.mappings_dir.rglob("*.xsl")):
-        name = str(path.relative_to(hub.settings.mappings_dir))
-        if "/cases/" in f"/{name}":
-            continue
-        found.append(Mapping(name, name.split("/")[0], _direction(name), uses.get(name, []),
-                             _file_version(hub, name)))
-    return found
+    with hub.sessions() as session:
+        return [Mapping(name, name.split("/")[0], _direction(name), uses.get(name, []),
+                        _version(store.active(session, name))) for name in sorted(store.names(session))]
 
 
 def find(hub, name: str) -> Mapping:
-    for mapping in catalogue(hub):
-        if mapping.name == name:
-            return mapping
-    raise NotFound(f"no mapping {name[:120]!r}")
+    with hub.sessions() as session:
+        if name not in store.names(session):
+            raise NotFound(f"no mapping {name[:120]!r}")
+        active = _version(store.active(session, name))
+    return Mapping(name, name.split("/")[0], _direction(name), _uses(hub).get(name, []), active)
 
 
 def versions(hub, name: str) -> list[Version]:
-    return [find(hub, name).active]
+    with hub.sessions() as session:
+        return [_version(v) for v in reversed(store.versions(session, name))]
 
 
 def version(hub, name: str, number: int) -> Version:
-    for candidate in versions(hub, name):
-        if candidate.number == number:
-            return candidate
-    raise NotFound(f"mapping {name} has no version {number}")
+    with hub.sessions() as session:
+        return _version(store.get(session, name, int(number)))
 
 
 def activations(hub, name: str) -> list[Activation]:
-    find(hub, name)
-    return []
+    with hub.sessions() as session:
+        return [Activation(a.mapping, a.from_number, a.number, a.actor, a.reason, a.at)
+                for a in reversed(store.activations(session, name))]
 
 
 # -- what a preview and a replay run on -------------------------------------------------------------------
@@ -257,146 +231,53 @@ def _parse(data: bytes, what: str) -> etree._Element:
         raise InputError(f"{what}: not well-formed XML ({exc})") from None
 
 
-def _text(element: etree._Element) -> str:
-    return etree.tostring(element, pretty_print=True, encoding="unicode")
-
-
-def _schema_errors(hub, element: etree._Element, schema: str | None) -> list[str]:
-    if not schema:
-        return []
-    try:
-        hub.schemas.validate(element, schema, what="output")
-    except HubError as exc:
-        problems = getattr(exc, "problems", None) or []
-        return [f"line {p.line}: {p.message}" for p in problems][:20] or [str(exc)]
-    return []
-
-
-def unified(before: str, after: str, *, before_name: str, after_name: str) -> list[str]:
-    return list(difflib.unified_diff(before.splitlines(), after.splitlines(), before_name, after_name,
-                                     lineterm="", n=2))
-
-
-def preview(hub, name: str, xslt: bytes, *, message_id: str | None = None,
-            document: bytes | None = None) -> Preview:
-    """`xslt` run on one stored message (by id) or an uploaded document: its output, its validity against the
-    schema the mapping's output must satisfy, and the diff against the active version's output."""
+def preview(hub, name: str, xslt: bytes, *, message_id: str | None = None, document: bytes | None = None,
+            actor: str | None = None) -> Preview:
+    """`xslt` run on one stored message (by id; the view audited with `actor`) or an uploaded document: its output,
+    its validity against the schema the mapping's output must satisfy, the diff against the active version's."""
     mapping = find(hub, name)
-    if (message_id is None) == (document is None):
-        raise InputError("message_id: give a stored message's id or a document, one of them")
-    if document is not None:
-        if len(document) > PREVIEW_LIMIT:
-            raise InputError(f"document: larger than {PREVIEW_LIMIT} bytes")
-        source = _parse(document, "document")
-    else:
-        with hub.sessions() as session:
-            message = session.scalars(_query(mapping).where(Message.message_id == message_id)
-                                      .order_by(Message.id.desc()).limit(1)).first()
-            data = _input_of(mapping, message) if message is not None else None
-        if not _reads(mapping, data):
-            raise NotFound(f"no stored message {message_id[:80]!r} this mapping reads")
-        source = _parse(data, "message")
-    schema = mapping.schema
-    try:
-        output = transform(compile_stylesheet(xslt, folder=hub.settings.mappings_dir / mapping.partner), source)
-    except StylesheetRefused as exc:
-        return Preview(None, None, schema, [], [], None, refused=str(exc))
-    text = _text(output)
-    errors = _schema_errors(hub, output, schema)
-    try:
-        active = _text(transform(_compiled_active(hub, mapping), source))
-    except StylesheetRefused as exc:
-        active = f"<!-- the active version fails on this document: {exc} -->"
-    diff = unified(active, text, before_name=f"active v{mapping.active.number}", after_name="this version")
-    return Preview(text, (not errors) if schema else None, schema, errors, diff, not diff)
+    shown = checks.preview(hub, name, xslt, message_id=message_id, document=document, actor=actor)
+    if shown.error is not None:
+        return Preview(None, None, mapping.schema, [], [], None, refused=shown.error)
+    return Preview(shown.output, shown.valid, mapping.schema, shown.schema_errors, shown.diff.splitlines(),
+                   shown.identical)
 
 
-_compiled = threading.local()  # per thread, as hub/xml/mapping.py does: a compiled stylesheet stays in its thread
-
-
-def _compiled_active(hub, mapping: Mapping) -> etree.XSLT:
-    """The active version compiled once per thread, keyed by its sha256."""
-    cache = _compiled.__dict__.setdefault("xslt", {})
-    key = mapping.active.sha256
-    if key not in cache:
-        cache[key] = compile_stylesheet(mapping.active.xslt, folder=hub.settings.mappings_dir / mapping.partner)
-    return cache[key]
-
-
-def replay(hub, name: str, xslt: bytes, *, last: int) -> ReplayReport:
-    """`xslt` over the last `last` stored messages the mapping reads: how many outputs are identical to the
-    active version's, how many differ (the first diffs), how many would be invalid."""
-    mapping = find(hub, name)
+def replay(hub, name: str, xslt: bytes, *, last: int, actor: str) -> ReplayReport:
+    """`xslt` over the last `last` stored messages the mapping reads (audited, kept with its version): how many
+    outputs are identical to the active version's, how many differ (the first diffs), how many would be invalid."""
+    find(hub, name)
     if not 1 <= last <= REPLAY_LIMIT:
         raise InputError(f"last: between 1 and {REPLAY_LIMIT}")
-    candidate = compile_stylesheet(xslt, folder=hub.settings.mappings_dir / mapping.partner)  # refused: raised
-    active = _compiled_active(hub, mapping)
-    report = ReplayReport(name, hashlib.sha256(xslt).hexdigest())
-    started = time.perf_counter()
-    with hub.sessions() as session:
-        rows = session.execute(_query(mapping).with_only_columns(
-            Message.message_id, Message.canonical_bytes, Message.received_bytes)
-            .order_by(Message.id.desc()).limit(last)).all()
-    for message_id, canonical, received in rows:
-        data = (canonical or received) if mapping.direction == "to" else received
-        if not _reads(mapping, data):
-            continue
-        report.messages += 1
-        try:
-            source = _parse(data, "message")
-            new = transform(candidate, source)
-        except (StylesheetRefused, InputError):
-            report.failed += 1
-            continue
-        try:
-            old_text = _text(transform(active, source))
-        except StylesheetRefused:
-            old_text = ""
-        new_text = _text(new)
-        if new_text == old_text:
-            report.identical += 1
-        else:
-            report.different += 1
-            if len(report.first_diffs) < FIRST_DIFFS:
-                report.first_diffs.append({"message_id": message_id, "diff": unified(
-                    old_text, new_text, before_name=f"active v{mapping.active.number}", after_name="replayed")})
-        errors = _schema_errors(hub, new, mapping.schema)
-        if errors:
-            report.invalid += 1
-            if len(report.first_invalid) < FIRST_DIFFS:
-                report.first_invalid.append({"message_id": message_id, "errors": errors[:5]})
-    report.seconds = time.perf_counter() - started
+    done = store.replay(hub, name, xslt, actor=actor, last=last)
+    if done.refused:
+        raise StylesheetRefused(done.refused)
+    report = ReplayReport(name, hashlib.sha256(xslt).hexdigest(), messages=done.messages, identical=done.identical,
+                          different=done.different, invalid=done.invalid, failed=done.failed, seconds=done.seconds)
+    report.first_diffs = [{"message_id": d.message_id, "diff": d.diff.splitlines()} for d in done.diffs]
+    report.first_invalid = [{"message_id": p.message_id, "errors": p.schema_errors or [p.error or ""]}
+                            for p in done.problems]
     return report
 
 
 # -- changing versions ----------------------------------------------------------------------------------------
 
-NOT_YET = ("versions are not stored yet: this hub reads its mappings from the files under mappings/ "
-           "(edit a file and restart the hub to change one)")
-
-
 def add_version(hub, name: str, xslt: bytes, *, author: str, comment: str) -> Version:
-    mapping = find(hub, name)
-    compile_stylesheet(xslt, folder=hub.settings.mappings_dir / mapping.partner)  # a refusal says why first
-    raise NotYetStored(f"saving a version: {NOT_YET}")
+    with hub.sessions.begin() as session:
+        return _version(store.add_version(session, name, xslt, author=author, comment=comment))
 
 
 def activate(hub, name: str, number: int, *, actor: str, reason: str) -> Version:
-    version(hub, name, number)
-    raise NotYetStored(f"activation: {NOT_YET}")
+    with hub.sessions.begin() as session:
+        return _version(store.activate(session, name, int(number), actor=actor, reason=reason))
 
 
 def rollback(hub, name: str, *, actor: str, reason: str) -> Version:
-    find(hub, name)
-    raise NotYetStored(f"rollback: {NOT_YET}")
+    with hub.sessions.begin() as session:
+        return _version(store.rollback(session, name, actor=actor, reason=reason))
 
 
-def last_replay(hub, name: str) -> ReplayReport | None:
-    """The last replay run of the mapping (shown before an activation); none is kept while versions are files."""
-    find(hub, name)
-    return None
-
-
-def can_change(hub) -> bool:
-    """Whether versions can be saved, activated and rolled back here (the pages then offer it plainly)."""
-    return False
+def last_replay(hub, name: str, number: int) -> dict | None:
+    """The last replay of version `number` (shown before its activation), or None."""
+    with hub.sessions() as session:
+        return store.last_replay(session, name, int(number))
