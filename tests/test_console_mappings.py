@@ -207,8 +207,12 @@ def test_a_saved_version_is_replayed_activated_and_rolled_back_each_audited(runn
         assert again.status_code == 409
         with running_hub.hub.sessions() as session:
             assert store.active(session, NARSA).number == new.number
-        rolled = staff.post_form(f"/monitor/mappings/{NARSA}/rollback", {"reason": "back to the file"})
+        rolled = staff.post_form(f"/monitor/mappings/{NARSA}/rollback", {"reason": "back to the file",
+                                                                         "active": new.number})
         assert rolled.status_code in (200, 303), rolled.text
+        twice = staff.post_form(f"/monitor/mappings/{NARSA}/rollback", {"reason": "back to the file",
+                                                                        "active": new.number})
+        assert twice.status_code == 409  # the form sent again does not roll the rollback back
     with running_hub.hub.sessions() as session:
         assert store.active(session, NARSA).xslt.decode() == original
         actions = [e.action for e in session.scalars(select(AuditEntry).where(AuditEntry.subject == NARSA))]

@@ -167,10 +167,34 @@ def test_an_exploding_stylesheet_is_stopped_by_the_time_limit(folder):
                       'name="n" select="$n + 1"/></xsl:call-template></xsl:if></xsl:template>'
                       '<xsl:template match="/"><r><xsl:call-template name="f"/></r></xsl:template>')
     xslt = compile_stylesheet(text, folder=folder)
+    from hub.xml import stylesheets
+    transform(compile_stylesheet(stylesheet('<xsl:template match="/"><r/></xsl:template>'), folder=folder),
+              etree.fromstring(b"<a/>"))  # the worker running, so that the limit is the stylesheet's alone
+    worker = stylesheets._WORKER._process
     started = time.monotonic()
     with pytest.raises(StylesheetRefused, match="runs longer than 0.3 s"):
         transform(xslt, etree.fromstring(b"<a/>"), seconds=0.3)
     assert time.monotonic() - started < 1.0
+    worker.join(5)
+    assert not worker.is_alive()  # killed: nothing keeps computing 2^40 calls
+    again = transform(compile_stylesheet(stylesheet('<xsl:template match="/"><r/></xsl:template>'), folder=folder),
+                      etree.fromstring(b"<a/>"))
+    assert again.tag == "r"  # a new worker takes the next stylesheet
+
+
+def test_a_replay_batch_with_one_runaway_refuses_only_that_document(folder):
+    from hub.xml.stylesheets import transform_many
+    text = stylesheet('<xsl:template name="f"><xsl:param name="n" select="0"/>'
+                      '<xsl:if test="$n &lt; 40"><xsl:call-template name="f"><xsl:with-param name="n" '
+                      'select="$n + 1"/></xsl:call-template><xsl:call-template name="f"><xsl:with-param '
+                      'name="n" select="$n + 1"/></xsl:call-template></xsl:if></xsl:template>'
+                      '<xsl:template match="/a[@boom]" priority="2"><r><xsl:call-template name="f"/></r></xsl:template>'
+                      '<xsl:template match="/a"><r/></xsl:template>')
+    xslt = compile_stylesheet(text, folder=folder)
+    calm, runaway = etree.fromstring(b"<a/>"), etree.fromstring(b'<a boom="1"/>')
+    outputs = transform_many(xslt, [calm, runaway, b"<a/>"], seconds=0.3)
+    assert [getattr(o, "tag", None) for o in outputs] == ["r", None, "r"]
+    assert isinstance(outputs[1], StylesheetRefused) and "runs longer" in str(outputs[1])
 
 
 def test_an_output_past_the_size_limit_is_refused(folder):

@@ -35,6 +35,8 @@ def _fit(value: str, field: str) -> str:
 class Reason(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=1, max_length=500, description="Why: kept in the audit log")
+    expected_active: int | None = Field(None, ge=1, description="The version the caller saw active: 409 if it "
+                                                               "changed meanwhile (a request sent twice)")
 
     @field_validator("reason")
     @classmethod
@@ -151,6 +153,6 @@ def rollback(body: Reason, request: Request, partner: str = PARTNER_PATH, file: 
     with hub.sessions.begin() as session:
         mapping = _name(partner, file, session)
         version = store.rollback(session, mapping, actor=identity.actor, reason=body.reason,
-                                 settings=hub.settings)
+                                 settings=hub.settings, expected_active=body.expected_active)
     hub.mappings.refresh(force=True)
     return version.as_dict()

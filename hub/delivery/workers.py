@@ -45,8 +45,8 @@ from hub import metrics
 from hub.evidence import timeline
 from hub.store.db import utcnow
 from hub.delivery.breaker import Breakers
-from hub.errors import (AnswerDeferred, DeliveryError, HubError, InputError, PermanentDeliveryError, TransientDeliveryError,
-                        TryLater, first_line)
+from hub.errors import (AnswerDeferred, ConfigError, DeliveryError, HubError, InputError, PermanentDeliveryError,
+                        StylesheetRefused, TransientDeliveryError, TryLater, first_line)
 from hub.xml.envelope import bind, business_document, read_header
 from hub.intake.door import Arrival, refused
 from hub.store import files as store
@@ -88,8 +88,11 @@ def render_mapped(hub, message: Message, delivery: Delivery):
     """
     envelope = parse_trusted(message.canonical)
     if delivery.mapping:
-        version = hub.mappings.version(delivery.mapping)
-        document = version.apply(envelope)
+        try:  # a version this process cannot compile, or a read it refuses: mapping again cannot mend it
+            version = hub.mappings.version(delivery.mapping)
+            document = version.apply(envelope)
+        except (ConfigError, StylesheetRefused) as exc:
+            raise PermanentDeliveryError(f"mapping {delivery.mapping}: {exc}") from None
         if delivery.schema_name:
             try:
                 hub.schemas.validate(document, delivery.schema_name, what=f"mapped document for {delivery.partner}")

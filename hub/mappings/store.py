@@ -262,13 +262,18 @@ def activate(session: Session, mapping: str, number: int, *, actor: str, reason:
     return Version(**{**asdict(version), "active": True})
 
 
-def rollback(session: Session, mapping: str, *, actor: str, reason: str, settings=None) -> Version:
+def rollback(session: Session, mapping: str, *, actor: str, reason: str, settings=None,
+             expected_active: int | None = None) -> Version:
     """Activate the version that was active before the current one (one step back in the activation history);
-    ActivationConflict when there is none."""
+    ActivationConflict when there is none, or when `expected_active`, the version the caller saw active, is no
+    longer it (a form sent twice must not roll the rollback back)."""
     history = activations(session, mapping)
     if not history:
         raise NotFound(f"no mapping {mapping!r}")
     current = history[-1]
+    if expected_active is not None and expected_active != current.number:
+        raise ActivationConflict(f"version {current.number} of {mapping} is active now, not {expected_active}; "
+                                 "look again before rolling back")
     if current.from_number is None:
         raise ActivationConflict(f"{mapping} has no earlier active version to roll back to")
     version = get(session, mapping, current.from_number)

@@ -241,14 +241,16 @@ async def activate_action(request: Request, folder: str, file: str,
 @router.post("/mappings/{folder}/{file}/rollback")
 async def rollback_action(request: Request, folder: str, file: str,
                           seen: Viewer = Depends(csrf_checked("mappings:manage")),
-                          reason: str = Form(..., max_length=500)):
+                          reason: str = Form(..., max_length=500),
+                          active: int | None = Form(None, ge=1, le=1_000_000)):
     hub = request.app.state.hub
     mapping = source.find(hub, mapping_name(folder, file))
     why = checked_text("reason", reason, limit=500)
     if not why:
         raise InputError("reason: say why the previous version comes back")
     try:
-        await run_in_threadpool(source.rollback, hub, mapping.name, actor=seen.identity.actor, reason=why)
+        await run_in_threadpool(source.rollback, hub, mapping.name, actor=seen.identity.actor, reason=why,
+                                expected_active=active)
     except InputError as exc:
         return render(request, seen, "mapping_activate.html", status_code=exc.status, mapping=mapping,
                       chosen=None, notice=str(exc), last_replay=None)

@@ -264,17 +264,20 @@ def replay(hub, name: str, xslt: bytes, *, last: int, actor: str) -> ReplayRepor
 
 def add_version(hub, name: str, xslt: bytes, *, author: str, comment: str) -> Version:
     with hub.sessions.begin() as session:
-        return _version(store.add_version(session, name, xslt, author=author, comment=comment))
+        return _version(store.add_version(session, name, xslt, author=author, comment=comment,
+                                                 mappings_dir=hub.settings.mappings_dir))
 
 
 def activate(hub, name: str, number: int, *, actor: str, reason: str) -> Version:
     with hub.sessions.begin() as session:
-        return _version(store.activate(session, name, int(number), actor=actor, reason=reason))
+        return _version(store.activate(session, name, int(number), actor=actor, reason=reason,
+                                              settings=hub.settings))
 
 
-def rollback(hub, name: str, *, actor: str, reason: str) -> Version:
+def rollback(hub, name: str, *, actor: str, reason: str, expected_active: int | None = None) -> Version:
     with hub.sessions.begin() as session:
-        return _version(store.rollback(session, name, actor=actor, reason=reason))
+        return _version(store.rollback(session, name, actor=actor, reason=reason, settings=hub.settings,
+                                       expected_active=expected_active))
 
 
 def last_replay(hub, name: str, number: int) -> dict | None:

@@ -13,13 +13,18 @@ What a mapping may do, and how each rule is enforced:
   libxslt's own elements are reached) is refused, and a function call in a namespace other than the harmless
   EXSLT ones (node-set, math, sets, strings, dates, regular expressions) is refused;
 - no DOCTYPE (no entity expansion, no external DTD);
-- run within a time and output-size limit. libxslt cannot be interrupted, so the transform runs on a thread
-  of its own (lxml releases the GIL while it runs) and the caller stops waiting after `seconds`; recursion
-  is bounded by libxslt's template depth (MAX_DEPTH), so a stylesheet that recurses forever ends with an
-  error, and since XSLT 1.0 has no other loop, an abandoned run always ends; its thread is a daemon.
+- run within a time, memory and output-size limit. libxslt cannot be interrupted, and a stylesheet whose
+  templates call themselves twice runs for ever within any depth limit, so `transform` runs it in a worker
+  process of its own (one per hub process, started on first use, its address space capped at
+  WORKER_MEMORY_BYTES): past `seconds` the worker is killed and the next call starts another. Recursion is
+  also bounded by libxslt's template depth (MAX_DEPTH), so a stylesheet that recurses forever ends at once
+  with an error. The delivery path maps with activated versions in-process (hub/xml/mapping.py): they passed
+  these limits on their sample cases before going live.
 """
 from __future__ import annotations
 
+import hashlib
+import multiprocessing
 import re
 import threading
 from pathlib import Path
@@ -32,6 +37,10 @@ from hub.errors import StylesheetRefused
 TIME_LIMIT_SECONDS = 2.0
 OUTPUT_LIMIT_BYTES = 10 * 1024 * 1024
 MAX_DEPTH = 1000
+WORKER_MEMORY_BYTES = 1024 * 1024 * 1024
+WORKER_START_SECONDS = 60
+BATCH_SECONDS_EACH = 0.05  # the time a batch may take per document, beyond `seconds`
+_OUTPUT_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
 
 XSLT_NS = "http://www.w3.org/1999/XSL/Transform"
 # EXSLT namespaces whose functions only compute: they neither read, write nor call out.
@@ -160,7 +169,23 @@ def _check_tree(tree: etree._ElementTree, folder: Path, base: Path, seen: set[Pa
             _check_expression(element, expression, folder, base)
 
 
-def compile_stylesheet(text: bytes, *, folder: Path) -> etree.XSLT:
+class Stylesheet:
+    """A compiled stylesheet, with the text and folder it came from (what `transform`'s worker compiles again);
+    called as an `etree.XSLT` is."""
+
+    def __init__(self, text: bytes, folder: Path, compiled: etree.XSLT):
+        self.text, self.folder, self.compiled = text, folder, compiled
+        self.sha256 = hashlib.sha256(text).hexdigest()
+
+    def __call__(self, *args, **kwargs):
+        return self.compiled(*args, **kwargs)
+
+    @property
+    def error_log(self):
+        return self.compiled.error_log
+
+
+def compile_stylesheet(text: bytes, *, folder: Path) -> Stylesheet:
     """The compiled stylesheet; `folder` is the mapping's own folder (the only place it may read from)."""
     folder = Path(folder).resolve()
     base = folder / "stylesheet.xsl"
@@ -178,7 +203,7 @@ def compile_stylesheet(text: bytes, *, folder: Path) -> etree.XSLT:
     access = etree.XSLTAccessControl(read_file=True, write_file=False, create_dir=False,
                                      read_network=False, write_network=False)
     try:
-        return etree.XSLT(tree, access_control=access)
+        return Stylesheet(text, folder, etree.XSLT(tree, access_control=access))
     except StylesheetRefused:
         raise
     except etree.XSLTParseError as exc:
@@ -187,36 +212,125 @@ def compile_stylesheet(text: bytes, *, folder: Path) -> etree.XSLT:
         raise _refuse(line, f"does not compile: {exc}") from None
 
 
-def transform(xslt: etree.XSLT, document: etree._Element, *, seconds: float = TIME_LIMIT_SECONDS,
+def transform(xslt: Stylesheet, document: etree._Element, *, seconds: float = TIME_LIMIT_SECONDS,
               max_bytes: int = OUTPUT_LIMIT_BYTES) -> etree._Element:
-    """`xslt` applied to `document`; StylesheetRefused when it fails, runs past `seconds` or writes more than
-    `max_bytes`."""
-    outcome: dict = {}
-
-    def run() -> None:
-        try:
-            outcome["result"] = xslt(document)
-        except BaseException as exc:  # handed to the caller's thread below
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=run, name="xslt", daemon=True)
-    worker.start()
-    worker.join(seconds)
-    if worker.is_alive():
+    """`xslt` applied to `document` in the worker process; StylesheetRefused when it fails, runs past `seconds`,
+    exhausts the worker's memory or writes more than `max_bytes`."""
+    answer = _WORKER.run((xslt.sha256, xslt.text, str(xslt.folder), etree.tostring(document), max_bytes), seconds)
+    if answer is None:
         raise StylesheetRefused(f"runs longer than {seconds:g} s")
-    error = outcome.get("error")
-    if isinstance(error, StylesheetRefused):
-        raise error
-    if isinstance(error, etree.XSLTApplyError):
-        details = "; ".join(dict.fromkeys(entry.message.strip() for entry in xslt.error_log if entry.message))
-        raise StylesheetRefused(f"fails on this document: {details or error}") from None
-    if error is not None:
-        raise error
-    result = outcome["result"]
+    kind, value = answer
+    if kind == "refused":
+        raise StylesheetRefused(value)
+    return etree.fromstring(value, _OUTPUT_PARSER)
+
+
+def transform_many(xslt: Stylesheet, documents: list[etree._Element | bytes], *, seconds: float = TIME_LIMIT_SECONDS,
+                   max_bytes: int = OUTPUT_LIMIT_BYTES) -> list[etree._Element | StylesheetRefused]:
+    """`xslt` applied to each of `documents` in one exchange with the worker (a replay's batch): each output, or
+    the StylesheetRefused saying why there is none. A batch that runs past `seconds` plus BATCH_SECONDS_EACH per
+    document is run again one document at a time, so that only the one at fault is refused. A document may be
+    given as the bytes it was parsed from (trusted: stored by the hub), which saves serialising it again."""
+    if not documents:
+        return []
+    request = (xslt.sha256, xslt.text, str(xslt.folder),
+               [d if isinstance(d, bytes) else etree.tostring(d) for d in documents], max_bytes)
+    answers = _WORKER.run(request, seconds + BATCH_SECONDS_EACH * len(documents))
+    if answers is None:
+        out: list[etree._Element | StylesheetRefused] = []
+        for document in documents:
+            try:
+                parsed = etree.fromstring(document, _OUTPUT_PARSER) if isinstance(document, bytes) else document
+                out.append(transform(xslt, parsed, seconds=seconds, max_bytes=max_bytes))
+            except StylesheetRefused as exc:
+                out.append(exc)
+        return out
+    if answers[0] == "refused" and isinstance(answers[1], str):  # the stylesheet itself, for every document
+        return [StylesheetRefused(answers[1]) for _ in documents]
+    return [etree.fromstring(value, _OUTPUT_PARSER) if kind == "ok" else StylesheetRefused(value)
+            for kind, value in answers]
+
+
+def _apply(compiled: Stylesheet, document: bytes, max_bytes: int) -> tuple[str, str | bytes]:
+    """In the worker: ("ok", the output's bytes) or ("refused", why)."""
+    try:
+        result = compiled(etree.fromstring(document, etree.XMLParser(resolve_entities=False, no_network=True)))
+    except etree.XSLTApplyError as exc:
+        details = "; ".join(dict.fromkeys(entry.message.strip() for entry in compiled.error_log if entry.message))
+        return "refused", f"fails on this document: {details or exc}"
+    except MemoryError:
+        return "refused", f"needs more than the {WORKER_MEMORY_BYTES // 2**20} MiB of memory allowed"
     root = result.getroot()
     if root is None:
-        raise StylesheetRefused("produces no document")
-    size = len(etree.tostring(root))
-    if size > max_bytes:
-        raise StylesheetRefused(f"writes {size} bytes, more than the {max_bytes} allowed")
-    return root
+        return "refused", "produces no document"
+    output = etree.tostring(root)
+    if len(output) > max_bytes:
+        return "refused", f"writes {len(output)} bytes, more than the {max_bytes} allowed"
+    return "ok", output
+
+
+def _serve(connection) -> None:
+    """The worker's loop: compile (once per stylesheet) and apply, until the hub closes the pipe."""
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_BYTES, WORKER_MEMORY_BYTES))
+    compiled: dict[str, Stylesheet] = {}
+    connection.send("ready")  # the time limit counts from here: starting the worker is not the stylesheet's time
+    while True:
+        try:
+            sha, text, folder, document, max_bytes = connection.recv()
+        except EOFError:
+            return
+        try:
+            if sha not in compiled:
+                if len(compiled) > 64:
+                    compiled.clear()
+                compiled[sha] = compile_stylesheet(text, folder=Path(folder))
+            answer = ([_apply(compiled[sha], one, max_bytes) for one in document] if isinstance(document, list)
+                      else _apply(compiled[sha], document, max_bytes))
+        except StylesheetRefused as exc:
+            answer = ("refused", exc.detail)
+        except MemoryError:
+            answer = ("refused", f"needs more than the {WORKER_MEMORY_BYTES // 2**20} MiB of memory allowed")
+        connection.send(answer)
+
+
+class _Worker:
+    """One worker process for this process's transforms, one request at a time, replaced when it is killed."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._process = self._connection = None
+
+    def run(self, request: tuple, seconds: float):
+        """The worker's answer to `request`, or None when it took longer than `seconds` (the worker is killed)."""
+        with self._lock:
+            if self._process is None or not self._process.is_alive():
+                self._start()
+            self._connection.send(request)
+            if self._connection.poll(seconds):
+                try:
+                    return self._connection.recv()
+                except EOFError:  # killed from outside, or its memory cap reached outside libxml
+                    self._stop()
+                    return "refused", "stopped the worker that ran it"
+            self._stop()
+            return None
+
+    def _start(self) -> None:
+        context = multiprocessing.get_context("spawn")  # nothing of this process's threads or state
+        self._connection, theirs = context.Pipe()
+        self._process = context.Process(target=_serve, args=(theirs,), name="hub-xslt-worker", daemon=True)
+        self._process.start()
+        theirs.close()
+        if not self._connection.poll(WORKER_START_SECONDS) or self._connection.recv() != "ready":
+            self._stop()
+            raise RuntimeError(f"the stylesheet worker did not start within {WORKER_START_SECONDS} s")
+
+    def _stop(self) -> None:
+        self._process.kill()
+        self._process.join(5)
+        self._connection.close()
+        self._process = self._connection = None
+
+
+_WORKER = _Worker()
