@@ -203,3 +203,11 @@ def test_an_output_past_the_size_limit_is_refused(folder):
     xslt = compile_stylesheet(text, folder=folder)
     with pytest.raises(StylesheetRefused, match="more than the 1000 allowed"):
         transform(xslt, etree.fromstring(b"<a/>"), max_bytes=1000)
+
+
+def test_an_extension_call_hidden_behind_a_quoted_brace_in_an_attribute_template_is_refused(folder):
+    text = stylesheet('<xsl:template match="/"><r a="{concat(\'}\', dyn:evaluate(\'1+1\'))}"/></xsl:template>',
+                      'xmlns:dyn="http://exslt.org/dynamic"')
+    assert "dyn:evaluate" in refusal(text, folder)
+    kept = stylesheet('<xsl:template match="/"><r a="{{literal}} {concat(\'}\', \'x\')}"/></xsl:template>')
+    assert b'a="{literal} }x"' in run(kept, folder)  # braces and quoted braces that call nothing still work

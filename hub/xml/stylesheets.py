@@ -115,8 +115,27 @@ def _expressions(element: etree._Element):
         if in_xslt and name in _XPATH_ATTRIBUTES:
             yield value, True
         elif "{" in value:
-            for template in re.findall(r"\{([^{}]*)\}", value):
+            for template in _value_templates(value):
                 yield template, True
+
+
+def _value_templates(value: str) -> list[str]:
+    """The expressions of an attribute value template, read as XSLT does: `{{` is a brace, `{` opens an expression
+    and a `}` inside one of its string literals does not close it."""
+    found, i = [], 0
+    while i < len(value):
+        if value.startswith("{{", i) or value.startswith("}}", i):
+            i += 2
+        elif value[i] == "{":
+            j, quote = i + 1, None
+            while j < len(value) and (quote is not None or value[j] != "}"):
+                quote = None if value[j] == quote else (value[j] if quote is None and value[j] in "'\"" else quote)
+                j += 1
+            found.append(value[i + 1:j])
+            i = j + 1
+        else:
+            i += 1
+    return found
 
 
 def _check_expression(element: etree._Element, expression: str, folder: Path, base: Path) -> None:
