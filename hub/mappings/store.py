@@ -180,8 +180,12 @@ def add_version(session: Session, mapping: str, xslt: bytes, *, author: str, com
               or 0) + 1
     row = MappingVersion(mapping=mapping, number=number, sha256=digest, xslt=xslt, author=author[:120],
                          comment=comment, created_at=utcnow())
-    session.add(row)
-    session.flush()
+    try:
+        with session.begin_nested():  # another version of the mapping stored at the same moment took the number
+            session.add(row)
+    except IntegrityError:
+        raise ActivationConflict(f"another version of {mapping} was stored at the same moment; send it again") \
+            from None
     if author != FILES_ACTOR:
         audit.record(session, actor=author, action=MAPPING_VERSION_ADDED, subject=mapping,
                      detail=f"version {number}: {comment}", digest=digest)
