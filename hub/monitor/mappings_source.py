@@ -28,23 +28,12 @@ from sqlalchemy import select
 
 from hub.errors import InputError, NotFound, StylesheetRefused
 from hub.mappings import checks, store
+from hub.mappings.store import Version
 from hub.store.models import Message
 
 FIRST_DIFFS = 5            # replay: the diffs kept, the first ones met
 REPLAY_LIMIT = 10_000      # replay: messages read at most
 PREVIEW_LIMIT = 2_000_000  # preview: bytes of an uploaded document at most
-
-
-@dataclass(frozen=True)
-class Version:
-    mapping: str
-    number: int
-    sha256: str
-    xslt: bytes
-    author: str
-    comment: str
-    created_at: dt.datetime
-    active: bool
 
 
 @dataclass(frozen=True)
@@ -146,34 +135,30 @@ def _uses(hub) -> dict[str, list[RouteUse]]:
     return uses
 
 
-def _version(v) -> Version:
-    return Version(v.mapping, v.number, v.sha256, v.xslt, v.author, v.comment, v.created_at, v.active)
-
-
 def catalogue(hub) -> list[Mapping]:
     """Every mapping with its stored versions, with the routes that use it, ordered by partner then name."""
     uses = _uses(hub)
     with hub.sessions() as session:
         return [Mapping(name, name.split("/")[0], _direction(name), uses.get(name, []),
-                        _version(store.active(session, name))) for name in sorted(store.names(session))]
+                        store.active(session, name)) for name in sorted(store.names(session))]
 
 
 def find(hub, name: str) -> Mapping:
     with hub.sessions() as session:
         if name not in store.names(session):
             raise NotFound(f"no mapping {name[:120]!r}")
-        active = _version(store.active(session, name))
+        active = store.active(session, name)
     return Mapping(name, name.split("/")[0], _direction(name), _uses(hub).get(name, []), active)
 
 
 def versions(hub, name: str) -> list[Version]:
     with hub.sessions() as session:
-        return [_version(v) for v in reversed(store.versions(session, name))]
+        return list(reversed(store.versions(session, name)))
 
 
 def version(hub, name: str, number: int) -> Version:
     with hub.sessions() as session:
-        return _version(store.get(session, name, int(number)))
+        return store.get(session, name, int(number))
 
 
 def activations(hub, name: str) -> list[Activation]:
@@ -264,20 +249,20 @@ def replay(hub, name: str, xslt: bytes, *, last: int, actor: str) -> ReplayRepor
 
 def add_version(hub, name: str, xslt: bytes, *, author: str, comment: str) -> Version:
     with hub.sessions.begin() as session:
-        return _version(store.add_version(session, name, xslt, author=author, comment=comment,
-                                                 mappings_dir=hub.settings.mappings_dir))
+        return store.add_version(session, name, xslt, author=author, comment=comment,
+                                                 mappings_dir=hub.settings.mappings_dir)
 
 
 def activate(hub, name: str, number: int, *, actor: str, reason: str) -> Version:
     with hub.sessions.begin() as session:
-        return _version(store.activate(session, name, int(number), actor=actor, reason=reason,
-                                              settings=hub.settings))
+        return store.activate(session, name, int(number), actor=actor, reason=reason,
+                                              settings=hub.settings)
 
 
 def rollback(hub, name: str, *, actor: str, reason: str, expected_active: int | None = None) -> Version:
     with hub.sessions.begin() as session:
-        return _version(store.rollback(session, name, actor=actor, reason=reason, settings=hub.settings,
-                                       expected_active=expected_active))
+        return store.rollback(session, name, actor=actor, reason=reason, settings=hub.settings,
+                                       expected_active=expected_active)
 
 
 def last_replay(hub, name: str, number: int) -> dict | None:
