@@ -58,6 +58,7 @@ class Hub:
         self.outbox_depths = OutboxDepths(self.reads, limit=self.settings.max_outbox_depth)  # for back-pressure
         self._wake = threading.Condition()
         self._wake_count = 0
+        self.wake_elsewhere: Callable[[], None] | None = None  # the delivery processes, when separate (hub/cluster/wake.py)
         self.dead_letter_listeners: list[Callable[[str, str, str, str], None]] = []
         self.resend_listeners: list[Callable[[str, str, str, str], None]] = []  # after a resend (hub/apps.py)
         self.last_polls: dict = {}  # partner -> how its last poll in this process ended (hub/intake/polling.py)
@@ -173,6 +174,8 @@ class Hub:
         with self._wake:
             self._wake_count += 1
             self._wake.notify_all()
+        if self.wake_elsewhere is not None:
+            self.wake_elsewhere()
 
     @property
     def work_generation(self) -> int:

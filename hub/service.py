@@ -8,10 +8,15 @@ knows apps only through that contract, and connectors only through theirs (conne
 Several processes may run on one database: each serves the API and runs delivery workers (claims
 with leases and `FOR UPDATE SKIP LOCKED`), while the scheduled jobs run only in the one that leads
 (hub/cluster/leader.py). `hub_scheduled_job_runs_total{job,outcome}` counts the runs in this process.
+A process may also take one role only (`role`): "api" serves the API and delivers nothing, waking the
+delivery processes after each commit (hub/cluster/wake.py); "delivery" runs the delivery workers and no
+HTTP server (`hub serve --processes N --delivery-processes M`, hub/cluster/processes.py). Every role is a
+candidate for leading the scheduled jobs.
 """
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import threading
 from functools import partial
@@ -31,6 +36,7 @@ from hub.delivery.workers import DeliveryWorkers
 from hub.errors import DeliveryError, HubError, TryLater, first_line
 from hub.evidence.chains import seal_pending, write_checkpoint
 from hub.cluster.leader import Leadership, startup_lock
+from hub.cluster.wake import WakeListener, WakeSender, address
 from hub.intake.polling import poll_partner, polling_partners
 from hub.evidence.retention import purge_expired
 from hub.engine import Hub
@@ -76,13 +82,24 @@ def app_samples(apps: Sequence = INSTALLED_APPS) -> dict:
     return {message_type: build for app in apps for message_type, build in app.samples.items()}
 
 
+ROLES = ("all", "api", "delivery")
+
+
 class HubService:
     """Assembles the hub and its apps, migrates the database, loads reference data, and runs until stopped.
 
     `apps`: what to build on the engine (default INSTALLED_APPS); each is then `service.apps[name]`."""
 
-    def __init__(self, settings: Settings | None = None, *, apps: Sequence[Callable[[Hub], App]] = INSTALLED_APPS):
+    def __init__(self, settings: Settings | None = None, *, apps: Sequence[Callable[[Hub], App]] = INSTALLED_APPS,
+                 role: str = "all", delivery_slot: int = 0):
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r} (the roles: {', '.join(ROLES)})")
         self.hub = Hub(settings)
+        self.role, self.delivery_slot = role, delivery_slot
+        self._wake_listener: WakeListener | None = None
+        if role == "api" and self.hub.settings.delivery_processes:
+            self.hub.wake_elsewhere = WakeSender([self._wake_address(slot)
+                                                  for slot in range(self.hub.settings.delivery_processes)])
         self.apps: dict[str, App] = {}
         for factory in apps:
             app = factory(self.hub)
@@ -194,11 +211,31 @@ class HubService:
         self._server = uvicorn.Server(config)
         return self._server
 
+    def _wake_address(self, slot: int) -> str:
+        return address(self.hub.settings.database_url, self.hub.settings.var_dir, slot)
+
     def start_background(self) -> bool:
-        """Starts the delivery workers and the (empty) scheduler, then tries to lead; returns whether it leads."""
-        self.workers.start()
+        """Starts the delivery workers (unless this process only serves the API) and the (empty) scheduler, then
+        tries to lead; returns whether it leads."""
+        if self.role != "api":
+            self.workers.start()
+        if self.role == "delivery":
+            self._wake_listener = WakeListener(self._wake_address(self.delivery_slot), self.hub.wake_workers)
+            self._wake_listener.start()
         self.scheduler.start()
         return self.leadership.start()
+
+    def deliver_forever(self) -> None:
+        """A delivery process (role "delivery"): delivers and takes part in leading until SIGINT/SIGTERM."""
+        stopping = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stopping.set())
+        self.start_background()
+        try:
+            while not stopping.wait(1):
+                pass
+        finally:
+            self.stop()
 
     def serve_forever(self, host: str, port: int, *, reuse_port: bool = False) -> None:
         """Blocks until SIGINT/SIGTERM (uvicorn handles the signals). `reuse_port`: bind with SO_REUSEPORT,
@@ -227,6 +264,8 @@ class HubService:
         if self._thread is not None:
             self._thread.join(10)
         self.leadership.stop()  # another process can lead (and run the jobs) from now on
+        if self._wake_listener is not None:
+            self._wake_listener.stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         self.workers.stop()

@@ -133,12 +133,23 @@ class Settings(BaseSettings):
     poll_interval_seconds: float = Field(0.5, gt=0, description="How long an idle delivery worker waits "
                                                                 "before looking at the outbox again.")
     partner_concurrency: int = Field(2, ge=1, description="Deliveries in flight to one partner, per process.")
+    delivery_processes: int = Field(0, ge=0, description="With `hub serve --processes N`: processes that only "
+                                    "deliver, beside the N that serve the API and then deliver nothing "
+                                    "(`--delivery-processes` overrides it; 0: every process does both).")
     breaker_failures: int = Field(5, ge=0, description="Consecutive transient failures that open a partner's "
                                                        "circuit (0: no breaker).")
     breaker_seconds: int = Field(30, ge=0, description="How long an open circuit waits before one trial "
                                                        "delivery.")
     max_outbox_depth: int = Field(10_000, ge=0, description="Pending deliveries for one partner at which "
                                                             "intake answers 429 (0: no limit).")
+
+    # -- intake ------------------------------------------------------------------------------------------
+    intake_threads: int = Field(4, ge=1, description="Threads per process that run intake (parse, validate, "
+                                "verify, sign the receipt, commit) for the API; more requests wait their turn. "
+                                "Few: the steps are CPU-bound and share one interpreter lock.")
+    token_cache_seconds: float = Field(1.0, ge=0, le=5, description="How long a process reuses an API token's "
+                                       "successful check without reading its row again: a revocation takes "
+                                       "effect within this long (0: every request reads it).")
 
     # -- several processes ------------------------------------------------------------------------------
     processes: int = Field(1, ge=1, description="`hub serve` processes sharing the port (`--processes` "

@@ -18,7 +18,7 @@ from conftest import bearer, free_port, serve_tokens, wait_for, write_config
 from hub.cluster.leader import Leadership, current_leader, process_name
 from hub.settings import PROJECT_ROOT
 from test_crash_recovery import HubProcess
-from support import scrape
+from support import licence_request, scrape
 from test_licence_flow import FINAL, open_case
 
 PROCESSES = 3
@@ -277,3 +277,73 @@ def test_serve_processes_share_one_port_and_a_dead_process_is_started_again(tmp_
         parent.wait(60)
     assert parent.returncode == 0
     assert not children()
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_api_and_delivery_processes_of_their_own(tmp_path, pki_dir, narsa_port, start_sandbox):
+    """`hub serve --processes 1 --delivery-processes 1`: the API process takes messages in and delivers
+    nothing; the delivery process, woken by it after each commit (not by its poll, set to a minute here),
+    delivers them at once; killed, it is started again and delivers what came meanwhile."""
+    port = free_port()
+    var = tmp_path / "var"
+    env = {**os.environ, "HUB_VAR_DIR": str(var), "HUB_PKI_DIR": str(pki_dir), "HUB_POLL_INTERVAL_SECONDS": "60",
+           "HUB_CONFIG_DIR": str(write_config(tmp_path / "config", narsa_url=f"http://127.0.0.1:{narsa_port}"))}
+    env.pop("HUB_DATABASE_URL", None)
+    parent = subprocess.Popen([str(Path(sys.executable).with_name("hub")), "serve", "--processes", "1",
+                               "--delivery-processes", "1", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "ab"))
+    url = f"http://127.0.0.1:{port}"
+
+    def roles() -> dict[str, int]:
+        found = {}
+        for pid in subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True).stdout.split():
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except FileNotFoundError:  # gone meanwhile
+                continue
+            if b"--role" in command:  # (not a child exiting, whose command line is empty)
+                found[command[command.index(b"--role") + 1].decode()] = int(pid)
+        return found
+
+    def delivered(references: list[str]) -> bool:
+        return set(references) <= {m["correlation_id"] for m in client.get(
+            "/api/v1/messages", params={"state": "DELIVERED", "limit": 100}).json()["items"]}
+
+    try:
+        wait_for(lambda: set(roles()) == {"api", "delivery"}, 60, what="an API and a delivery process")
+        wait_for(lambda: answers(f"{url}/healthz"), 60, what="the API to answer")
+        mint = serve_tokens(url, f"sqlite:///{var / 'hub.sqlite'}")
+        sandbox = start_sandbox("narsa", url)
+        client = httpx.Client(base_url=url, timeout=15, headers={**bearer(mint("administrator")),
+                                                                 "Content-Type": "application/xml"})
+        first = [f"LIC-2026-{n:06d}" for n in range(1, 6)]
+        started = time.monotonic()
+        for reference in first:
+            assert client.post("/api/v1/messages", content=licence_request(pki_dir, reference=reference)
+                               ).status_code == 202
+        wait_for(lambda: delivered(first), 20, interval=0.1, what="the first messages delivered")
+        took = time.monotonic() - started
+        assert took < 10, f"delivered after {took:.1f} s: the delivery process was not woken"
+        assert delivered_to_narsa(url) == 0  # the API process delivered none of them
+        victim = roles()["delivery"]
+        os.kill(victim, 9)
+        later = [f"LIC-2026-{n:06d}" for n in range(6, 9)]
+        for reference in later:
+            assert client.post("/api/v1/messages", content=licence_request(pki_dir, reference=reference)
+                               ).status_code == 202
+        wait_for(lambda: roles().get("delivery") not in (None, victim), 60, what="the delivery process replaced")
+        wait_for(lambda: delivered(later), 60, interval=0.2, what="what came meanwhile delivered")
+        assert sandbox.stats()["received"] == len(first) + len(later)
+        print(f"\nAPI and delivery processes: {len(first)} messages delivered {took:.2f} s after the first was "
+              f"posted (poll interval 60 s); the delivery process killed and replaced, {len(later)} more delivered")
+        client.close()
+    finally:
+        parent.terminate()
+        parent.wait(60)
+    assert parent.returncode == 0 and not roles()

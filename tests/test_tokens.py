@@ -9,6 +9,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -17,7 +18,8 @@ from rich.console import Console
 from sqlalchemy import select, update
 
 from conftest import bearer
-from hub.access.tokens import LAST_USED_RESOLUTION
+from hub.access.tokens import LAST_USED_RESOLUTION, Identity
+from hub.api.auth import TokenCache
 from hub.cli import tokens as tokens_cli
 from hub.cli.main import main as hub_cli
 from hub.store.models import ApiToken, AuditEntry
@@ -75,7 +77,7 @@ def test_created_once_listed_without_secret_and_revoked_for_good(running_hub, cl
         assert code == 0 and token_id in out and "Paris desk 3" in out and "active" in out and secret not in out
         code, out, _ = run_cli(capsys, "revoke", token_id)
         assert code == 0 and "revoked" in out
-        refused = agent.get("/api/v1/posts")
+        refused = refused_within_a_cache_period(running_hub, lambda: agent.get("/api/v1/posts"))
         assert refused.status_code == 401 and "not valid" in refused.json()["detail"]
         assert 'error="invalid_token"' in refused.headers["www-authenticate"]
     code, out, _ = run_cli(capsys, "list")
@@ -142,8 +144,39 @@ def test_missing_malformed_unknown_altered_and_expired_tokens_get_401(running_hu
     with running_hub.hub.sessions.begin() as session:
         session.execute(update(ApiToken).where(ApiToken.token_id == token_id)
                         .values(expires_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)))
-    expired = anonymous.get("/api/v1/messages", headers=bearer(token))
+    expired = refused_within_a_cache_period(running_hub,
+                                            lambda: anonymous.get("/api/v1/messages", headers=bearer(token)))
     assert expired.status_code == 401 and "expired" in expired.json()["detail"]
+
+
+def refused_within_a_cache_period(running_hub, request):
+    """The first 401 `request()` gets, asked until HUB_TOKEN_CACHE_SECONDS (and a margin) have passed since the
+    change: a process reuses a token's successful check that long (hub/api/auth.py), never longer."""
+    deadline = time.monotonic() + running_hub.hub.settings.token_cache_seconds + 0.5
+    while True:
+        response = request()
+        if response.status_code == 401 or time.monotonic() > deadline:
+            return response
+        time.sleep(0.05)
+
+
+def test_a_token_check_is_reused_for_at_most_its_period():
+    """TokenCache: a success is reused until its period ends, keyed by the token's hash, never a failure."""
+    now = [100.0]
+    cache = TokenCache(1.0, size=4, clock=lambda: now[0])
+    agent = Identity(token_id="a" * 16, name="desk", role="consular_agent", post_code="FR-PARIS", partner=None)
+    assert cache.get("hub_a_secret") is None
+    cache.put("hub_a_secret", agent)
+    assert cache.get("hub_a_secret") is agent and cache.get("hub_a_secreT") is None
+    assert all("secret" not in repr(key) for key in cache._entries)
+    now[0] += 0.99
+    assert cache.get("hub_a_secret") is agent
+    now[0] += 0.02
+    assert cache.get("hub_a_secret") is None  # read again: a revocation made meanwhile is seen
+    for n in range(10):  # bounded: the oldest go when full
+        cache.put(f"hub_{n}_secret", agent)
+    assert len(cache._entries) <= 4 and cache.get("hub_9_secret") is agent
+    assert TokenCache(0).get("hub_a_secret") is None  # 0: every request reads the token
 
 
 def test_last_used_is_recorded_at_most_once_a_minute(running_hub, anonymous, api_token):
@@ -162,5 +195,6 @@ def test_last_used_is_recorded_at_most_once_a_minute(running_hub, anonymous, api
     with running_hub.hub.sessions.begin() as session:
         session.execute(update(ApiToken).where(ApiToken.token_id == token_id)
                         .values(last_used_at=first - LAST_USED_RESOLUTION))
+    time.sleep(running_hub.hub.settings.token_cache_seconds)  # the check reused meanwhile reads nothing
     anonymous.get("/api/v1/posts", headers=bearer(token))
     assert last_used() > first - LAST_USED_RESOLUTION

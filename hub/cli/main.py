@@ -21,14 +21,21 @@ def cmd_serve(args) -> int:
     from hub.service import HubService
     from hub.trust.tls import scheme
     settings = _settings(args)
-    processes = 1 if args.reuse_port else args.processes or settings.processes  # a child serves, never forks
-    if processes > 1:
+    child = args.reuse_port or args.role != "all"  # a child serves or delivers, never forks
+    processes = 1 if child else args.processes or settings.processes
+    delivery = 0 if child else (args.delivery_processes if args.delivery_processes is not None
+                                else settings.delivery_processes)
+    if processes > 1 or delivery:
         from hub.cluster.processes import serve_processes
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-        console.print(f"hub serving on {scheme(settings)}://{args.host}:{args.port} with {processes} processes")
-        return serve_processes(processes, args.host, args.port)
+        console.print(f"hub serving on {scheme(settings)}://{args.host}:{args.port} with {processes} processes"
+                      + (f" and {delivery} delivery process{'es' if delivery > 1 else ''}" if delivery else ""))
+        return serve_processes(processes, args.host, args.port, delivery=delivery)
     logging.getLogger("hub.cluster.leader").setLevel(logging.INFO)  # "became leader" / "lost leadership" are shown
-    service = HubService(settings)
+    if args.role == "delivery":
+        HubService(settings, role="delivery", delivery_slot=args.delivery_slot).deliver_forever()
+        return 0
+    service = HubService(settings, role=args.role)
     console.print(f"hub serving on {scheme(settings)}://{args.host}:{args.port} (database: {service.hub.engine.url.render_as_string()})")
     service.serve_forever(args.host, args.port, reuse_port=args.reuse_port)
     return 0
@@ -141,6 +148,13 @@ def _positive(value: str) -> int:
     return number
 
 
+def _not_negative(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hub", description="Consular exchange hub")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,7 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8700)
     p.add_argument("--processes", type=_positive, default=None, metavar="N",
                    help="hub processes sharing the port, to use more than one core (default $HUB_PROCESSES or 1)")
+    p.add_argument("--delivery-processes", type=_not_negative, default=None, metavar="M",
+                   help="processes that only deliver, the N others then only serving the API (default "
+                        "$HUB_DELIVERY_PROCESSES or 0: every process does both)")
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a child of --processes
+    p.add_argument("--role", choices=["all", "api", "delivery"], default="all", help=argparse.SUPPRESS)
+    p.add_argument("--delivery-slot", type=int, default=0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("leader", help="show which `hub serve` process on this database runs the scheduled jobs")

@@ -1,4 +1,4 @@
-"""`hub serve --processes N`: N complete hub processes behind one port.
+"""`hub serve --processes N [--delivery-processes M]`: N hub processes behind one port, and M that deliver.
 
 One Python process runs its request handling, cryptography and delivery on one core at a time (the
 GIL), so a single `hub serve` cannot use a second core. Each child here is an ordinary `hub serve`
@@ -8,10 +8,16 @@ through the database exactly as separate machines would (claims with leases, FOR
 on PostgreSQL; SQLite's single writer on one file). This parent only starts them, passes SIGINT and
 SIGTERM on, and starts again a child that died (a child that dies at once, twice, stops them all: a
 configuration error is reported, not looped on).
+
+With M delivery processes (`--delivery-processes`, HUB_DELIVERY_PROCESSES), the N serve the API only and
+the M deliver only (hub/service.py, roles): requests and sends then never share an interpreter lock, and
+each delivery process holds a small, fixed number of sends in flight per partner (HUB_PARTNER_CONCURRENCY)
+over one client per partner. The API processes wake them after each commit (hub/cluster/wake.py).
 """
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -21,18 +27,28 @@ log = logging.getLogger("hub.cluster.processes")
 QUICK_EXIT_SECONDS = 10   # a child gone this soon after starting did not start at all
 
 
-def child_command(host: str, port: int) -> list[str]:
-    return [sys.executable, "-c", "import sys; from hub.cli.main import main; sys.exit(main())",
-            "serve", "--host", host, "--port", str(port), "--reuse-port"]
+HUB = [sys.executable, "-c", "import sys; from hub.cli.main import main; sys.exit(main())", "serve"]
 
 
-def serve_processes(count: int, host: str, port: int) -> int:
-    """Run `count` hub processes on host:port until SIGINT/SIGTERM; returns the exit status."""
+def child_command(host: str, port: int, *, role: str = "all") -> list[str]:
+    return HUB + ["--host", host, "--port", str(port), "--reuse-port", "--role", role]
+
+
+def delivery_command(slot: int) -> list[str]:
+    return HUB + ["--role", "delivery", "--delivery-slot", str(slot)]
+
+
+def serve_processes(count: int, host: str, port: int, *, delivery: int = 0) -> int:
+    """Run `count` hub processes on host:port (and `delivery` delivery processes) until SIGINT/SIGTERM;
+    returns the exit status."""
     children: dict[int, tuple[subprocess.Popen, float, int]] = {}  # slot -> (process, started, quick exits)
     stopping = False
+    commands = [child_command(host, port, role="api" if delivery else "all") for _ in range(count)]
+    commands += [delivery_command(slot) for slot in range(delivery)]
+    env = {**os.environ, "HUB_DELIVERY_PROCESSES": str(delivery)}  # the API processes wake that many
 
     def start(slot: int, quick_exits: int = 0) -> None:
-        children[slot] = (subprocess.Popen(child_command(host, port)), time.monotonic(), quick_exits)
+        children[slot] = (subprocess.Popen(commands[slot], env=env), time.monotonic(), quick_exits)
 
     def stop(signum, _frame) -> None:
         nonlocal stopping
@@ -43,7 +59,7 @@ def serve_processes(count: int, host: str, port: int) -> int:
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for slot in range(count):
+        for slot in range(len(commands)):
             start(slot)
         status = 0
         while not stopping:

@@ -35,9 +35,10 @@ import socket
 import threading
 import time
 from functools import partial
+from types import SimpleNamespace
 from typing import Iterable, NamedTuple
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import DBAPIError
 
 from connectors.base import FileSender, Outbound
@@ -172,12 +173,30 @@ def deliver(hub, delivery_id: int) -> str:
     return attempt(hub, delivery_id).state
 
 
+class _Row(SimpleNamespace):
+    """A delivery's or a message's columns as attributes, read as plain rows: the ORM's identity map and
+    change tracking are not needed to send a message, and cost more than the send's own work."""
+
+    @property
+    def canonical(self) -> bytes:  # as Message.canonical
+        return self.canonical_bytes or self.received_bytes
+
+
+_DELIVERY_BY_ID = select(Delivery.__table__).where(Delivery.__table__.c.id == bindparam("id"))
+_MESSAGE_BY_ID = select(Message.__table__).where(Message.__table__.c.id == bindparam("id"))
+
+
+def _load(hub, delivery_id: int) -> tuple[_Row, _Row]:
+    """The delivery and its message, as committed (read on a connection that only reads)."""
+    with hub.read_engine.connect() as connection:
+        delivery = _Row(**connection.execute(_DELIVERY_BY_ID, {"id": delivery_id}).one()._mapping)
+        message = _Row(**connection.execute(_MESSAGE_BY_ID, {"id": delivery.message_pk}).one()._mapping)
+    return delivery, message
+
+
 def attempt(hub, delivery_id: int) -> Attempt:
     """Deliver one claimed delivery and record the outcome."""
-    with hub.sessions() as session:
-        delivery = session.get(Delivery, delivery_id)
-        message = session.get(Message, delivery.message_pk)
-        session.expunge_all()
+    delivery, message = _load(hub, delivery_id)
     party = hub.config.parties[delivery.partner]
     transport = party.transport.upper()
     started = time.perf_counter()
@@ -260,42 +279,47 @@ def _record_sent(session, message: Message, delivery: Delivery,
 def _record_delivered(hub, delivery_id: int, sent: tuple[bytes | SentFile, bytes | None, str],
                       answer: str | None) -> None:
     """The delivery DELIVERED, what was sent and answered kept (as `_record_sent` does), the message's state
-    refreshed: plain rows and a handful of statements, as this is the write every delivery makes."""
+    refreshed: plain rows and a handful of statements, as this is the write every delivery makes, committed
+    with the other writes waiting in this process (hub/store/group_commit.py)."""
+    hub.committer.run(partial(_write_delivered, delivery_id=delivery_id, sent=sent, answer=answer))
+
+
+def _write_delivered(session, *, delivery_id: int, sent: tuple[bytes | SentFile, bytes | None, str],
+                     answer: str | None) -> None:
     body, receipt, detail = sent
     now = utcnow()
     deliveries = Delivery.__table__
-    with hub.sessions.begin() as session:
-        connection = session.connection()
-        row = connection.execute(select(deliveries.c.message_pk, deliveries.c.partner, deliveries.c.attempts,
-                                        deliveries.c.state, (deliveries.c.sent_bytes.is_(None)
-                                                             & deliveries.c.sent_path.is_(None)).label("first_send"))
-                                 .where(deliveries.c.id == delivery_id)).one()
-        values = {"lease_owner": None, "lease_expires_at": None}
-        if row.state != DeliveryState.DELIVERED:
-            values.update(state=DeliveryState.DELIVERED, delivered_at=now, last_error=None)
-        event = partial(timeline.row, row.message_pk, at=now, delivery_id=delivery_id)
-        attempt_note = f"(attempt {row.attempts})"
-        if row.first_send:
-            values.update(**_sent_columns(body), partner_receipt=receipt)
-            events = [event(timeline.SENT, f"to {row.partner} {detail} {attempt_note}", digest=_sent_digest(body))]
-            if receipt:
-                events.append(event(timeline.PARTNER_RECEIPT, f"{len(receipt)} bytes from {row.partner}",
-                                    digest=timeline.sha256(receipt)))
-            kept_receipt = receipt
-        else:
-            answered = f"; answer sha256 {timeline.sha256(receipt)}" if receipt else ""
-            events = [event(timeline.SENT_AGAIN, f"to {row.partner} {detail} {attempt_note}: sha256 "
-                            f"{_sent_digest(body)}{answered} (the first send's bytes are the ones kept)")]
-            kept_receipt = connection.scalar(select(deliveries.c.partner_receipt)
-                                             .where(deliveries.c.id == delivery_id)) if answer else None
-        connection.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(**values))
-        if answer:  # vouches for the answer as kept (the first send's)
-            events.append(event(timeline.ANSWERED, f"{row.partner} answered with {answer}",
-                                digest=timeline.sha256(kept_receipt)))
-        timeline.insert_rows(connection, events)
-        states = connection.scalars(select(deliveries.c.state).where(deliveries.c.message_pk == row.message_pk))
-        connection.execute(update(Message.__table__).where(Message.__table__.c.id == row.message_pk)
-                           .values(state=message_state(set(states)), updated_at=now))
+    connection = session.connection()
+    row = connection.execute(select(deliveries.c.message_pk, deliveries.c.partner, deliveries.c.attempts,
+                                    deliveries.c.state, (deliveries.c.sent_bytes.is_(None)
+                                                         & deliveries.c.sent_path.is_(None)).label("first_send"))
+                             .where(deliveries.c.id == delivery_id)).one()
+    values = {"lease_owner": None, "lease_expires_at": None}
+    if row.state != DeliveryState.DELIVERED:
+        values.update(state=DeliveryState.DELIVERED, delivered_at=now, last_error=None)
+    event = partial(timeline.row, row.message_pk, at=now, delivery_id=delivery_id)
+    attempt_note = f"(attempt {row.attempts})"
+    if row.first_send:
+        values.update(**_sent_columns(body), partner_receipt=receipt)
+        events = [event(timeline.SENT, f"to {row.partner} {detail} {attempt_note}", digest=_sent_digest(body))]
+        if receipt:
+            events.append(event(timeline.PARTNER_RECEIPT, f"{len(receipt)} bytes from {row.partner}",
+                                digest=timeline.sha256(receipt)))
+        kept_receipt = receipt
+    else:
+        answered = f"; answer sha256 {timeline.sha256(receipt)}" if receipt else ""
+        events = [event(timeline.SENT_AGAIN, f"to {row.partner} {detail} {attempt_note}: sha256 "
+                        f"{_sent_digest(body)}{answered} (the first send's bytes are the ones kept)")]
+        kept_receipt = connection.scalar(select(deliveries.c.partner_receipt)
+                                         .where(deliveries.c.id == delivery_id)) if answer else None
+    connection.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(**values))
+    if answer:  # vouches for the answer as kept (the first send's)
+        events.append(event(timeline.ANSWERED, f"{row.partner} answered with {answer}",
+                            digest=timeline.sha256(kept_receipt)))
+    timeline.insert_rows(connection, events)
+    states = connection.scalars(select(deliveries.c.state).where(deliveries.c.message_pk == row.message_pk))
+    connection.execute(update(Message.__table__).where(Message.__table__.c.id == row.message_pk)
+                       .values(state=message_state(set(states)), updated_at=now))
 
 
 def _record_failure(hub, delivery_id: int, error: DeliveryError, transport: str,
