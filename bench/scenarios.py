@@ -63,7 +63,8 @@ def completed_cases(engine, after_delivery_id: int, partners: tuple[str, ...]) -
 
 def report(scenario: Scenario, load: dict, outcome: dict, hub_cpu: float, sandbox_cpu: float,
            cases: tuple[int, float | None], percentiles) -> dict:
-    """The scenario's part of the JSON report."""
+    """The scenario's part of the JSON report. CPU per message is per request done: for the repatriation, per
+    case (three deliveries, three answers taken in and handed to the registry)."""
     by_partner: dict[str, dict[str, int]] = {}
     for row in outcome["every"]:
         by_partner.setdefault(row["partner"], {})[row["state"]] = row["count"]
