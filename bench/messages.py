@@ -1,4 +1,6 @@
-"""Pre-signed canonical LicenceAuthenticationRequest messages (~3.5 KB each), signed by REGISTRY's key.
+"""Pre-signed canonical messages, signed by REGISTRY's key: LicenceAuthenticationRequest (~3.5 KB, to NARSA),
+and for the scenarios (bench/scenarios.py) PassportApplication (to DGSN over SOAP) and RepatriationRequest
+(fanned out to SANTE, ETAT_CIVIL and DGSN), each built by the registry's own service code.
 
 Each has its own case reference and so its own message id (REGISTRY-<reference>). They are written
 to one file, each message preceded by its length (4 bytes, big-endian), for the load process.
@@ -24,14 +26,22 @@ def _init(pki_dir: str) -> None:
                                             pki.load_certificate(f"{pki_dir}/REGISTRY.crt")))
 
 
-def reference(run_id: str, index: int) -> str:
-    return f"LIC-B{run_id}-{index:08d}"
+KINDS = ("licence", "passport", "repatriation")
+PREFIXES = {"licence": "LIC", "passport": "PAS", "repatriation": "REP"}
 
 
-def _build(job: tuple[str, int]) -> bytes:
+def reference(run_id: str, index: int, kind: str = "licence") -> str:
+    return f"{PREFIXES[kind]}-B{run_id}-{index:08d}"
+
+
+def _build(job: tuple) -> bytes:
+    kind, run_id, index = job if len(job) == 3 else ("licence", *job)
+    return {"licence": _licence, "passport": _passport, "repatriation": _repatriation}[kind](run_id, index)
+
+
+def _licence(run_id: str, index: int) -> bytes:
     from registry.models import Case, Citizen
     from registry.services import licence
-    run_id, index = job
     created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     citizen = Citizen(registration_id=f"MRE-{index % 10_000_000:07d}", given_name_latin="Youssef",
                       family_name_latin="El Amrani", given_name_arabic="يوسف", family_name_arabic="العمراني",
@@ -42,9 +52,44 @@ def _build(job: tuple[str, int]) -> bytes:
     return licence.build_request(_signer, case)
 
 
-def build(pki_dir: Path, run_id: str, count: int, *, on_progress: Callable[[int], None] | None = None) -> list[bytes]:
-    """`count` signed messages, built on every core (signing is ~1 ms each)."""
-    jobs = [(run_id, i) for i in range(count)]
+def _passport(run_id: str, index: int) -> bytes:
+    from registry.models import Case, Citizen
+    from registry.services import passport
+    created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    citizen = Citizen(registration_id=f"MRE-{index % 10_000_000:07d}", given_name_latin="Youssef",
+                      family_name_latin="El Amrani", given_name_arabic="يوسف", family_name_arabic="العمراني",
+                      birth_date=dt.date(1988, 4, 12), cnie="BK123456", country="FR", post_code="FR-PARIS", sex="M",
+                      birth_place="Casablanca")
+    case = Case(reference=reference(run_id, index, "passport"), post_code="FR-PARIS", created_at=created,
+                citizen=citizen,
+                details={"kind": "FIRST", "collection_post": "FR-PARIS",
+                         "enrolment": {"reference": f"ENR-FR-PARIS-{index:06d}",
+                                       "captured_at": created.isoformat()}})
+    return passport.build_request(_signer, case)
+
+
+def _repatriation(run_id: str, index: int) -> bytes:
+    """A request every authority grants (the cause, commune and seal of tests/test_repatriation_flow.py)."""
+    from registry.models import Case
+    from registry.services import repatriation
+    created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    details = {"deceased": {"registration_id": f"MRE-{index % 10_000_000:07d}", "given_name_latin": "Rachid",
+                            "family_name_latin": "Bennani", "given_name_arabic": "رشيد", "family_name_arabic": "بناني",
+                            "birth_date": "1951-02-03", "sex": "M", "cnie": "J654321"},
+               "death": {"date": "2026-11-18", "country": "FR", "city": "Paris", "cause_code": "I21.9",
+                         "cause_text": "Cause médicale confidentielle"},
+               "burial": {"commune": "1411011", "commune_name": "Agadir"},
+               "transport": {"entry_point": "CMN", "arrival_date": "2026-11-25", "carrier": "Royal Air Maroc",
+                             "seal_number": f"SCL-{index % 1_000_000:06d}"}}
+    case = Case(reference=reference(run_id, index, "repatriation"), post_code="FR-PARIS", created_at=created,
+                details=details)
+    return repatriation.build_request(_signer, case)
+
+
+def build(pki_dir: Path, run_id: str, count: int, *, kind: str = "licence",
+          on_progress: Callable[[int], None] | None = None) -> list[bytes]:
+    """`count` signed messages of `kind` (KINDS), built on every core (signing is ~1 ms each)."""
+    jobs = [(kind, run_id, i) for i in range(count)]
     workers = min(os.cpu_count() or 1, max(1, count // 200))
     out: list[bytes] = []
     if workers == 1:

@@ -5,9 +5,16 @@
     3. `hub serve` (its own HUB_VAR_DIR, a fresh SQLite file or PostgreSQL schema) and the NARSA
        sandbox (`python -m sandbox narsa`) started as processes; an administrator token made with
        `hub tokens create`
-    4. the load process (bench/load.py) POSTs the messages with C keep-alive connections while this
-       process polls the database until every delivery to NARSA is DELIVERED (or DEAD, or stalled)
-    5. the search phase: GET /api/v1/messages with typical filters, timed (bench/search.py)
+    4. the phases asked for (--phases), each with its own pre-signed messages:
+       throughput    the load process (bench/load.py) POSTs the messages with C keep-alive connections while
+                     this process polls the database until every delivery to NARSA is DELIVERED (or DEAD,
+                     or stalled)
+       sustained     --rate messages/s offered for --duration seconds, open loop (latency from each
+                     message's due time), intake and end-to-end percentiles at that rate
+       soap          PassportApplication to the DGSN SOAP sandbox (bench/scenarios.py)
+       repatriation  RepatriationRequest fanned out to SANTE, ETAT_CIVIL and DGSN (bench/scenarios.py)
+       search        GET /api/v1/messages with typical filters, timed (bench/search.py)
+    5. with --check, the report judged against the targets (bench/targets.py)
     6. with --console, the console phase (bench/console.py): the overview and message search pages
        timed through a signed-in console session, then the load sent twice more, once while
        --live-views open overviews refresh their live fragment and once without: the intake drop
@@ -43,7 +50,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import console as console_phase
-from bench import floor, messages, preload, search
+from bench import floor, messages, preload, scenarios, search, targets
 from bench.procs import Process, cpu_seconds, free_port, peak_rss_bytes, progress_bar
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -100,10 +107,36 @@ def build_parser() -> argparse.ArgumentParser:
                         help="open overviews refreshing while the load runs again (default %(default)s)")
     parser.add_argument("--live-every", type=float, default=5.0, metavar="SECONDS",
                         help="how often each open overview refreshes (default %(default)s, as console.js)")
+    parser.add_argument("--phases", type=_phases, default=",".join(PHASES), metavar="LIST",
+                        help="phases to run, separated by commas, among " + ", ".join(PHASES)
+                             + " (default all; --console adds the console phase)")
+    parser.add_argument("--rate", type=float, default=150, metavar="R",
+                        help="sustained phase: messages offered per second (default %(default)s; 0 skips the phase)")
+    parser.add_argument("--duration", type=float, default=60, metavar="SECONDS",
+                        help="sustained phase: how long the rate is offered (default %(default)s)")
+    parser.add_argument("--sustained-connections", type=_positive, default=64, metavar="C",
+                        help="sustained phase: the load's pool of connections, large enough not to queue at the "
+                             "client (default %(default)s)")
+    parser.add_argument("--scenario-messages", type=_positive, default=1000, metavar="N",
+                        help="messages of the soap and repatriation phases each (default %(default)s)")
+    parser.add_argument("--check", nargs="?", const=True, default=None, metavar="FILE",
+                        help="judge the report against the targets (bench/targets.py): exit 1 naming each one missed; "
+                             "with FILE, judge that report without running anything")
     parser.add_argument("--keep", action="store_true",
                         help="afterwards, keep the hub and the sandbox running (until Ctrl-C), the run's files under "
                              "var/bench/run-<id> and the PostgreSQL schema")
     return parser
+
+
+PHASES = ("throughput", "sustained", "soap", "repatriation", "search")
+
+
+def _phases(value: str) -> list[str]:
+    asked = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in asked if name not in PHASES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown phase(s) {', '.join(unknown)}: choose among {', '.join(PHASES)}")
+    return asked
 
 
 def _positive(value: str) -> int:
@@ -131,6 +164,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--history-schema is a PostgreSQL schema holding a history already: use it with "
                      "--database postgresql and without --preload")
     console = Console()
+    if isinstance(args.check, str):  # --check FILE: judge a report written before
+        try:
+            report = json.loads(Path(args.check).read_text())
+        except (OSError, ValueError) as exc:
+            console.print(f"[red]--check {args.check}: cannot read the report: {exc}[/]", highlight=False)
+            return 2
+        return targets.print_verdicts(console, targets.judge(report))
+    if isinstance(args.phases, str):
+        args.phases = _phases(args.phases)
+    if args.rate <= 0 and "sustained" in args.phases:
+        args.phases.remove("sustained")
+    if args.searches == 0 and "search" in args.phases:
+        args.phases.remove("search")
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         return Bench(args, console).run()
@@ -186,22 +232,26 @@ class Bench:
         from hub.settings import Settings
 
         args, console = self.args, self.console
+        phases = args.phases
         self.run_dir.mkdir(parents=True)
         ok = False
         try:
             pki.init_dev_keys(self.pki_dir, PARTIES)  # the development keys (`hub dev init`): the hub makes none
             hub_url_db, floor_db = self._database("hub"), self._database("floor")
-            hub_ports, narsa_port = [free_port() for _ in range(args.hub_processes)], free_port()
-            hub_urls, narsa_url = [f"http://127.0.0.1:{p}" for p in hub_ports], f"http://127.0.0.1:{narsa_port}"
+            hub_ports = [free_port() for _ in range(args.hub_processes)]
+            hub_urls = [f"http://127.0.0.1:{p}" for p in hub_ports]
             hub_url = hub_urls[0]
+            sandbox_urls = {name: f"http://127.0.0.1:{free_port()}" for name in scenarios.SANDBOXES}
             env = {**os.environ, "HUB_VAR_DIR": str(self.run_dir), "HUB_PKI_DIR": str(self.pki_dir),
-                   "HUB_DATABASE_URL": hub_url_db, "HUB_NARSA_URL": narsa_url,
+                   "HUB_DATABASE_URL": hub_url_db,
+                   **{variable: sandbox_urls[name] for name, (_, variable) in scenarios.SANDBOXES.items()},
                    "HUB_CDG_SFTP_PORT": str(free_port())}  # nobody listens there: CDG's polling fails fast
             env.pop("HUB_PARTNER_TOKEN", None)
+            narsa_url = sandbox_urls["narsa"]
             console.print(f"[bold]Hub benchmark[/] {args.messages} messages, {args.concurrency} connections, "
                           f"{args.database}, {args.hub_processes} hub process(es)"
                           + (f", {args.preload} messages preloaded" if args.preload else "")
-                          + f"; run {self.run_id}, files under {self.run_dir}")
+                          + f"; phases {', '.join(phases) or 'none'}; run {self.run_id}, files under {self.run_dir}")
 
             # 1. the floor, before anything else runs
             floor_settings = Settings.from_env(var_dir=self.run_dir, pki_dir=self.pki_dir, database_url=floor_db,
@@ -214,55 +264,100 @@ class Bench:
                                                            measured["steps_seconds"].items())
                           + f"; total {measured['total_seconds'] * 1e6:.0f} µs")
 
-            # 2. messages, signed before any timing
-            with _progress(console) as progress:
-                task = progress.add_task("pre-signing messages", total=args.messages)
-                batch = messages.build(self.pki_dir, self.run_id, args.messages,
-                                       on_progress=lambda n: progress.update(task, completed=n))
-            input_path = self.run_dir / "messages.bin"
-            messages.write(input_path, batch)
-            sizes = [len(m) for m in batch]
-            del batch
+            # 2. messages, signed before any timing: each phase its own
+            inputs: dict[str, Path] = {}
+            sizes: list[int] = []
+            to_sign = {"throughput": ("licence", self.run_id, args.messages),
+                       "sustained": ("licence", self.run_id + "S", max(1, round(args.rate * args.duration))),
+                       **{name: (s.kind, self.run_id, args.scenario_messages)
+                          for name, s in scenarios.SCENARIOS.items()}}
+            for phase in phases:
+                if phase not in to_sign:
+                    continue
+                kind, run_id, count = to_sign[phase]
+                with _progress(console) as progress:
+                    task = progress.add_task(f"pre-signing: {phase} ({kind})", total=count)
+                    batch = messages.build(self.pki_dir, run_id, count, kind=kind,
+                                           on_progress=lambda n: progress.update(task, completed=n))
+                inputs[phase] = self.run_dir / f"messages-{phase}.bin"
+                messages.write(inputs[phase], batch)
+                if kind == "licence" and not sizes:
+                    sizes = [len(m) for m in batch]
+                del batch
 
-            # 3. the history (--preload), the hubs (one after the other: the first migrates), a token, the sandbox
+            # 3. the history (--preload), the hubs (one after the other: the first migrates), a token, the sandboxes
             self.preloaded = self._preload(hub_url_db) if args.preload else None
             self.baseline = self.baseline_first = self._baseline(hub_url_db)
-            hubs = [self._start(f"hub{i + 1}" if args.hub_processes > 1 else "hub",
-                                HUB_COMMAND + ["serve", "--port", str(port)], env, f"{url}/healthz")
-                    for i, (port, url) in enumerate(zip(hub_ports, hub_urls))]
+            hubs = self._start_hubs(env, hub_ports, hub_urls)
             token = self._token(env, "administrator")
             sandbox_env = dict(env)
             if args.callbacks:
                 sandbox_env["HUB_PARTNER_TOKEN"] = self._token(env, "partner", partner="NARSA")
-            narsa = self._start("narsa", [sys.executable, "-m", "sandbox", "narsa", "--port", str(narsa_port),
-                                          "--hub-url", hub_url, "--pki-dir", str(self.pki_dir),
-                                          "--data-dir", str(self.run_dir / "sandbox"),
-                                          "--answer-delay", "0.2" if args.callbacks else "86400"],
-                                sandbox_env, f"{narsa_url}/healthz")
-            console.print("  " + ", ".join(f"hub {h.url} (pid {h.pid})" for h in hubs)
-                          + f", NARSA sandbox {narsa_url} (pid {narsa.pid})", highlight=False)
+            needed = (["narsa"] if {"throughput", "sustained", "search"} & set(phases) or args.console else [])
+            needed += [name for phase in phases if phase in scenarios.SCENARIOS
+                       for name in scenarios.SCENARIOS[phase].sandboxes if name not in needed]
+            needed = list(dict.fromkeys(needed))
+            sandboxes = {}
+            for name in needed:
+                delay = "0.2" if (args.callbacks and name == "narsa") else "86400"  # callbacks held back
+                port = sandbox_urls[name].rsplit(":", 1)[1]
+                sandboxes[name] = self._start(name, [sys.executable, "-m", "sandbox", name, "--port", port,
+                                                     "--hub-url", hub_url, "--pki-dir", str(self.pki_dir),
+                                                     "--data-dir", str(self.run_dir / "sandbox"),
+                                                     "--answer-delay", delay],
+                                              sandbox_env, f"{sandbox_urls[name]}/healthz")
+            console.print("  " + ", ".join([f"hub {h.url} (pid {h.pid})" for h in hubs]
+                                           + [f"{scenarios.SANDBOXES[n][0]} sandbox {p.url} (pid {p.pid})"
+                                              for n, p in sandboxes.items()]), highlight=False)
 
-            # 4. load, and deliveries
-            cpu_before = {"hub": sum(cpu_seconds(h.pid) for h in hubs), "narsa": cpu_seconds(narsa.pid)}
-            load, outcome = self._drive(env, hub_urls, token, input_path, hubs, cpu_before)
-            cpu_after = {"hub": sum(cpu_seconds(h.pid) for h in hubs), "narsa": cpu_seconds(narsa.pid)}
-            peaks = {"hub": [peak_rss_bytes(h.pid) for h in hubs], "narsa": peak_rss_bytes(narsa.pid)}
+            report = self._base_report(measured, sizes)
+            results: list[bool] = []
 
-            # 5. searches
-            searched = self._search(hub_urls, token) if args.searches else None
+            # 4. throughput: the load, and deliveries to NARSA
+            load = None
+            if "throughput" in phases:
+                narsa = sandboxes["narsa"]
+                console.print("[bold]throughput[/]: closed loop to NARSA (REST)")
+                cpu_before = {"hub": sum(cpu_seconds(h.pid) for h in hubs), "narsa": cpu_seconds(narsa.pid)}
+                load, outcome = self._drive(env, hub_urls, token, inputs["throughput"], hubs, total=args.messages)
+                cpu_after = {"hub": sum(cpu_seconds(h.pid) for h in hubs), "narsa": cpu_seconds(narsa.pid)}
+                report.update(self._report(load, outcome, measured, cpu_before, cpu_after))
+                results.append(report["accepted"] == report["sent"] and report["delivered"] == report["accepted"])
 
-            # 6. the console
-            consoled = self._console(env, hub_urls, token, load) if args.console else None
+            # 5. sustained: a fixed offered rate, open loop
+            if "sustained" in phases:
+                report["sustained"] = self._sustained(env, hub_urls, token, inputs["sustained"], hubs,
+                                                      sandboxes["narsa"])
+                results.append(report["sustained"]["accepted"] == report["sustained"]["sent"]
+                               and report["sustained"]["delivered"] == report["sustained"]["accepted"])
 
-            # 7. the report
-            report = self._report(load, outcome, measured, cpu_before, cpu_after, peaks, sizes, hub_url_db)
-            report["search"] = searched
-            report["console"] = consoled
+            # 6. the scenarios: SOAP, and the repatriation fan-out
+            for phase in phases:
+                if phase in scenarios.SCENARIOS:
+                    report[phase] = self._scenario(scenarios.SCENARIOS[phase], env, hub_urls, token, inputs[phase],
+                                                   hubs, [sandboxes[n] for n in scenarios.SCENARIOS[phase].sandboxes])
+                    results.append(not report[phase]["stalled"] and report[phase]["accepted"] == report[phase]["sent"])
+
+            # 7. searches
+            report["search"] = self._search(hub_urls, token) if "search" in phases else None
+
+            # 8. the console
+            report["console"] = self._console(env, hub_urls, token, load) if args.console else None
+
+            # 9. the report
+            peaks = {"hub": [peak_rss_bytes(h.pid) for h in hubs],
+                     **{name: peak_rss_bytes(p.pid) for name, p in sandboxes.items()}}
+            report["hub_peak_rss_mb"] = round(max(peaks["hub"]) / 2**20, 1)
+            report["hub_peak_rss_mb_summed"] = round(sum(peaks["hub"]) / 2**20, 1)
+            report["sandbox_peak_rss_mb"] = round(peaks["narsa"] / 2**20, 1) if "narsa" in peaks else None
             self.output.parent.mkdir(parents=True, exist_ok=True)
             self.output.write_text(json.dumps(report, indent=2))
             _print_report(console, report)
             console.print(f"report written to {self.output}")
-            ok = report["accepted"] == report["sent"] and report["delivered"] == report["accepted"]
+            ok = all(results)
+            code = 0 if ok else 1
+            if args.check:
+                code = max(code, targets.print_verdicts(console, targets.judge(report)))
             if args.keep:
                 console.print(f"\n--keep: hub {', '.join(hub_urls)}, NARSA {narsa_url}, database {hub_url_db}\n"
                               f"an administrator token (valid one day): {token}\nCtrl-C stops them.", highlight=False)
@@ -271,7 +366,7 @@ class Bench:
                         time.sleep(1)
                 except KeyboardInterrupt:
                     pass
-            return 0 if ok else 1
+            return code
         finally:
             for process in reversed(self.processes):
                 process.stop()
@@ -284,6 +379,61 @@ class Bench:
                     shutil.rmtree(self.run_dir, ignore_errors=True)
                 else:
                     console.print(f"the run's files (logs, database) are kept in {self.run_dir}")
+
+    def _start_hubs(self, env: dict, ports: list[int], urls: list[str]) -> list[Process]:
+        """The hub processes, one after the other (the first migrates): how the hub is started, in one place."""
+        return [self._start(f"hub{i + 1}" if len(ports) > 1 else "hub",
+                            HUB_COMMAND + ["serve", "--port", str(port)], env, f"{url}/healthz")
+                for i, (port, url) in enumerate(zip(ports, urls))]
+
+    def _sustained(self, env: dict, hub_urls: list[str], token: str, input_path: Path, hubs: list[Process],
+                   narsa: Process) -> dict:
+        """--rate messages/s for --duration s, open loop, to NARSA; latencies from each message's due time."""
+        args = self.args
+        count = max(1, round(args.rate * args.duration))
+        self.console.print(f"[bold]sustained[/]: {args.rate:g} messages/s offered for {args.duration:g} s "
+                           f"({count} messages, {args.sustained_connections} connections)")
+        self.baseline = self._baseline(env["HUB_DATABASE_URL"])
+        before = {"hub": sum(cpu_seconds(h.pid) for h in hubs), "narsa": cpu_seconds(narsa.pid)}
+        load, outcome = self._drive(env, hub_urls, token, input_path, hubs, total=count, rate=args.rate,
+                                    connections=args.sustained_connections)
+        hub_cpu = sum(cpu_seconds(h.pid) for h in hubs) - before["hub"]
+        narsa_cpu = cpu_seconds(narsa.pid) - before["narsa"]
+        accepted, delivered = load["accepted"], outcome["counts"].get("DELIVERED", 0)
+        return {
+            "rate": args.rate, "duration_seconds": args.duration, "connections": args.sustained_connections,
+            "sent": load["sent"], "accepted": accepted, "statuses": load["statuses"], "errors": load["errors"],
+            "delivered": delivered, "stalled": outcome["stalled"],
+            "offered_per_second": load.get("offered_per_second"),
+            "achieved_per_second": load.get("achieved_per_second"),
+            "intake_latency_ms": _percentiles(sorted(x for x in load["latencies"] if x > 0)),
+            "end_to_end_latency_ms": _percentiles(sorted(outcome["latencies"]["end_to_end"])),
+            "hub_cpu_seconds": round(hub_cpu, 3),
+            "hub_cpu_ms_per_message": round(hub_cpu / delivered * 1e3, 3) if delivered else None,
+            "sandbox_cpu_ms_per_message": round(narsa_cpu / delivered * 1e3, 3) if delivered else None,
+            "load_cpu_ms_per_message": round(load["cpu_seconds"] / load["sent"] * 1e3, 3),
+        }
+
+    def _scenario(self, scenario, env: dict, hub_urls: list[str], token: str, input_path: Path,
+                  hubs: list[Process], sandboxes: list[Process]) -> dict:
+        """One throughput scenario (bench/scenarios.py): closed loop, until every delivery is final."""
+        from sqlalchemy import create_engine
+
+        from hub.store.db import normalise_url
+        self.console.print(f"[bold]{scenario.name}[/]: {scenario.what}, {self.args.scenario_messages} messages")
+        self.baseline = self._baseline(env["HUB_DATABASE_URL"])
+        hub_before = sum(cpu_seconds(h.pid) for h in hubs)
+        sandbox_before = sum(cpu_seconds(p.pid) for p in sandboxes)
+        load, outcome = self._drive(env, hub_urls, token, input_path, hubs, total=self.args.scenario_messages,
+                                    partners=scenario.partners, answers_to="REGISTRY")
+        hub_cpu = sum(cpu_seconds(h.pid) for h in hubs) - hub_before
+        sandbox_cpu = sum(cpu_seconds(p.pid) for p in sandboxes) - sandbox_before
+        engine = create_engine(normalise_url(env["HUB_DATABASE_URL"]))
+        try:
+            cases = scenarios.completed_cases(engine, self.baseline["deliveries"], scenario.partners)
+        finally:
+            engine.dispose()
+        return scenarios.report(scenario, load, outcome, hub_cpu, sandbox_cpu, cases, _percentiles)
 
     def _start(self, name: str, command: list[str], env: dict, health_url: str) -> Process:
         process = Process(name, command, env=env, log_path=self.run_dir / f"{name}.log", health_url=health_url)
@@ -339,6 +489,8 @@ class Bench:
                 task = progress.add_task("console pages", total=args.console_requests * len(console_phase.pages(case)))
                 timings = console_phase.time_pages(session, api, case, args.console_requests,
                                                    on_progress=lambda n: progress.update(task, completed=n))
+            if first_load is None:  # the throughput phase did not run: a first load of the console's own
+                first_load = self._load_again(env, hub_urls, token, "U")
             rates = {"without views (first load)": _rate(first_load)}
             views_report = None
             if args.live_views:
@@ -373,8 +525,7 @@ class Bench:
         del batch
         self.baseline = self._baseline(env["HUB_DATABASE_URL"])  # this load's rows come after these ids
         hubs = [p for p in self.processes if p.name.startswith("hub")]
-        cpu = {"hub": sum(cpu_seconds(h.pid) for h in hubs)}
-        load, _outcome = self._drive(env, hub_urls, token, path, hubs, cpu)
+        load, _outcome = self._drive(env, hub_urls, token, path, hubs, total=self.args.messages)
         return load
 
     def _token(self, env: dict, role: str, *, partner: str | None = None) -> str:
@@ -385,20 +536,24 @@ class Bench:
             raise RuntimeError(f"`hub tokens create --role {role}` failed ({done.returncode}): {done.stderr.strip()}")
         return done.stdout.strip().splitlines()[-1]
 
-    def _drive(self, env: dict, hub_urls: list[str], token: str, input_path: Path, hubs: list[Process],
-               cpu_before: dict):
-        """Run the load process; poll NARSA's deliveries until all accepted are final or progress stalls."""
+    def _drive(self, env: dict, hub_urls: list[str], token: str, input_path: Path, hubs: list[Process], *,
+               total: int, partners: tuple[str, ...] = ("NARSA",), rate: float | None = None,
+               connections: int | None = None, answers_to: str | None = None):
+        """Run the load process; poll the deliveries to `partners` until all accepted are final or progress
+        stalls (and, with `answers_to`, the partners' answers delivered to that party are final too)."""
         from sqlalchemy import create_engine, text
 
         from hub.store.db import normalise_url
 
         args = self.args
-        result_path = self.run_dir / "load-result.json"
-        load_log = open(self.run_dir / "load.log", "wb")
-        load = subprocess.Popen([sys.executable, "-m", "bench.load", "--url", ",".join(hub_urls),
-                                 "--input", str(input_path),
-                                 "--concurrency", str(args.concurrency), "--result", str(result_path)],
-                                env={**env, "BENCH_TOKEN": token, "PYTHONPATH": _pythonpath(env)},
+        name = input_path.stem
+        result_path = self.run_dir / f"load-result-{name}.json"
+        load_log = open(self.run_dir / f"load-{name}.log", "wb")
+        command = [sys.executable, "-m", "bench.load", "--url", ",".join(hub_urls), "--input", str(input_path),
+                   "--concurrency", str(connections or args.concurrency), "--result", str(result_path)]
+        if rate:
+            command += ["--rate", str(rate)]
+        load = subprocess.Popen(command, env={**env, "BENCH_TOKEN": token, "PYTHONPATH": _pythonpath(env)},
                                 cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=load_log, stdin=subprocess.DEVNULL,
                                 text=True)
         state = {"done": 0, "errors": 0, "finished": False}
@@ -414,35 +569,52 @@ class Bench:
         reader.start()
         engine = create_engine(normalise_url(env["HUB_DATABASE_URL"]))
         counts: dict[str, int] = {}
+        by_partner: dict[str, dict[str, int]] = {}
         last_progress, last_delivered = time.monotonic(), -1
+        partners_final_at = None
         stalled = False
+        where = "/".join(partners)
         try:
             with _progress(self.console) as progress:
-                sending = progress.add_task("sending (202 received)", total=args.messages)
-                delivering = progress.add_task("delivered to NARSA", total=args.messages)
+                sending = progress.add_task("sending (202 received)", total=total)
+                delivering = progress.add_task(f"delivered to {where}", total=total * len(partners))
                 while True:
                     time.sleep(0.5)
                     for hub in hubs:
                         if not hub.alive():
                             raise RuntimeError(f"{hub.name} exited with {hub.proc.returncode}; see {hub.log_path}")
                     with engine.connect() as conn:  # this run's deliveries only (an id range), not the history
-                        counts = dict(conn.execute(text(
-                            "SELECT state, count(*) FROM deliveries WHERE id > :after AND partner = 'NARSA' "
-                            "GROUP BY state"), {"after": self.baseline["deliveries"]}).all())
+                        by_partner = {}
+                        for partner, delivery_state, n in conn.execute(text(
+                                "SELECT partner, state, count(*) FROM deliveries WHERE id > :after "
+                                "GROUP BY partner, state"), {"after": self.baseline["deliveries"]}):
+                            by_partner.setdefault(partner, {})[delivery_state] = n
+                    counts = {}
+                    for partner in partners:
+                        for delivery_state, n in by_partner.get(partner, {}).items():
+                            counts[delivery_state] = counts.get(delivery_state, 0) + n
                     delivered = counts.get("DELIVERED", 0)
+                    answers = by_partner.get(answers_to, {}) if answers_to else {}
+                    progress_mark = delivered + sum(answers.values()) - answers.get("PENDING", 0)
                     progress.update(sending, completed=state["done"] - state["errors"],
                                     description=f"sending (202 received){'' if not state['errors'] else ', [red]' + str(state['errors']) + ' refused[/]'}")
                     progress.update(delivering, completed=delivered,
-                                    description="delivered to NARSA" + (f", [red]{counts['DEAD']} dead[/]" if counts.get("DEAD") else ""))
-                    if delivered != last_delivered or load.poll() is None:
-                        last_progress, last_delivered = time.monotonic(), delivered
+                                    description=f"delivered to {where}" + (f", [red]{counts['DEAD']} dead[/]" if counts.get("DEAD") else ""))
+                    if progress_mark != last_delivered or load.poll() is None:
+                        last_progress, last_delivered = time.monotonic(), progress_mark
                     if load.poll() is not None:
                         reader.join(5)
                         if load.returncode != 0:
-                            raise RuntimeError(f"the load process exited with {load.returncode}; see {self.run_dir / 'load.log'}")
+                            raise RuntimeError(f"the load process exited with {load.returncode}; see {load_log.name}")
                         accepted = state["done"] - state["errors"]
-                        if delivered + counts.get("DEAD", 0) >= accepted:
-                            break
+                        if delivered + counts.get("DEAD", 0) >= accepted * len(partners):
+                            if not answers_to:
+                                break
+                            # the answers taken in for `answers_to`: final, all of them (or no more for 5 s)
+                            partners_final_at = partners_final_at or time.monotonic()
+                            if not answers.get("PENDING") and (sum(answers.values()) >= delivered
+                                                               or time.monotonic() - partners_final_at > 5):
+                                break
                         if time.monotonic() - last_progress > args.timeout:
                             stalled = True
                             break
@@ -455,7 +627,7 @@ class Bench:
             result = json.load(handle)
         if self.args.callbacks:  # give NARSA's verdicts a moment to come back and be handled
             time.sleep(3)
-        latencies = self._delivery_latencies(engine)
+        latencies = self._delivery_latencies(engine, partners[0])
         with engine.connect() as conn:
             every = [{"partner": p, "state": s, "count": n} for p, s, n in conn.execute(text(
                 "SELECT partner, state, count(*) FROM deliveries WHERE id > :after GROUP BY partner, state "
@@ -463,23 +635,48 @@ class Bench:
         engine.dispose()
         return result, {"counts": counts, "stalled": stalled, "latencies": latencies, "every": every}
 
-    def _delivery_latencies(self, engine) -> dict:
-        """(received_at, delivered_at) of every delivery to NARSA that was delivered."""
+    def _delivery_latencies(self, engine, partner: str = "NARSA") -> dict:
+        """(received_at, delivered_at) of every delivery to `partner` that was delivered."""
         from sqlalchemy import text
 
         from hub.store.db import UtcDateTime
         query = text("SELECT m.received_at, d.delivered_at FROM deliveries d JOIN messages m ON m.id = d.message_pk "
-                     "WHERE d.id > :after AND d.partner = 'NARSA' AND d.state = 'DELIVERED'").columns(
+                     "WHERE d.id > :after AND d.partner = :partner AND d.state = 'DELIVERED'").columns(
             received_at=UtcDateTime(), delivered_at=UtcDateTime())
         with engine.connect() as connection:
-            rows = connection.execute(query, {"after": self.baseline["deliveries"]}).all()
+            rows = connection.execute(query, {"after": self.baseline["deliveries"], "partner": partner}).all()
         return {"end_to_end": [(d - r).total_seconds() for r, d in rows],
                 "last_delivered": max((d.timestamp() for _, d in rows), default=None),
                 "first_received": min((r.timestamp() for r, _ in rows), default=None)}
 
-    def _report(self, load: dict, outcome: dict, measured: dict, cpu_before: dict, cpu_after: dict, peaks: dict,
-                sizes: list[int], database_url: str) -> dict:
+    def _base_report(self, measured: dict, sizes: list[int]) -> dict:
+        """What every report carries, whichever phases ran: the run's settings and the floor."""
         args = self.args
+        floor_seconds = measured["total_seconds"]
+        return {
+            "database": args.database,
+            "phases": list(args.phases),
+            "messages": args.messages,
+            "concurrency": args.concurrency,
+            "callbacks": args.callbacks,
+            "hub_processes": args.hub_processes,
+            "preloaded": self.preloaded["messages"] if self.preloaded else 0,
+            "history_schema": args.history_schema,
+            "history_highest_message_id": self.baseline_first["messages"],
+            "preload_seconds": self.preloaded["seconds"] if self.preloaded else None,
+            "message_bytes_median": statistics.median(sizes) if sizes else None,
+            "cpus": os.cpu_count(),
+            "floor": {
+                "steps_us": {k: round(v * 1e6, 1) for k, v in measured["steps_seconds"].items()},
+                "total_us": round(floor_seconds * 1e6, 1),
+                "messages_per_second_one_core": round(1 / floor_seconds, 1),
+                "hardened_parse_us": round(measured["hardened_parse_seconds"] * 1e6, 1),
+                "rounds": measured["rounds"], "calls_per_round": measured["calls_per_round"],
+            },
+        }
+
+    def _report(self, load: dict, outcome: dict, measured: dict, cpu_before: dict, cpu_after: dict) -> dict:
+        """The throughput phase's figures (the report's top level, as before the other phases existed)."""
         accepted = load["accepted"]
         delivered = outcome["counts"].get("DELIVERED", 0)
         window = ((outcome["latencies"]["last_delivered"] or load["wall_end"]) - load["wall_start"])
@@ -490,17 +687,6 @@ class Bench:
         accepted_rate = accepted / load["elapsed_seconds"] if load["elapsed_seconds"] else 0.0
         floor_seconds = measured["total_seconds"]
         return {
-            "database": args.database,
-            "messages": args.messages,
-            "concurrency": args.concurrency,
-            "callbacks": args.callbacks,
-            "hub_processes": args.hub_processes,
-            "preloaded": self.preloaded["messages"] if self.preloaded else 0,
-            "history_schema": args.history_schema,
-            "history_highest_message_id": self.baseline_first["messages"],
-            "preload_seconds": self.preloaded["seconds"] if self.preloaded else None,
-            "message_bytes_median": statistics.median(sizes),
-            "cpus": os.cpu_count(),
             "sent": load["sent"],
             "accepted": accepted,
             "statuses": load["statuses"],
@@ -517,19 +703,10 @@ class Bench:
             "end_to_end_latency_ms": _percentiles(e2e),
             "hub_cpu_seconds": round(hub_cpu, 3),
             "hub_cpu_ms_per_message": round(hub_cpu / accepted * 1e3, 3) if accepted else None,
+            "hub_cpu_ms_per_delivered": round(hub_cpu / delivered * 1e3, 3) if delivered else None,
             "hub_cores_busy": round(hub_cpu / window, 2) if window > 0 else None,
             "sandbox_cpu_ms_per_message": round(narsa_cpu / accepted * 1e3, 3) if accepted else None,
             "load_cpu_ms_per_message": round(load["cpu_seconds"] / len(load["latencies"]) * 1e3, 3),
-            "hub_peak_rss_mb": round(max(peaks["hub"]) / 2**20, 1),
-            "hub_peak_rss_mb_summed": round(sum(peaks["hub"]) / 2**20, 1),
-            "sandbox_peak_rss_mb": round(peaks["narsa"] / 2**20, 1),
-            "floor": {
-                "steps_us": {k: round(v * 1e6, 1) for k, v in measured["steps_seconds"].items()},
-                "total_us": round(floor_seconds * 1e6, 1),
-                "messages_per_second_one_core": round(1 / floor_seconds, 1),
-                "hardened_parse_us": round(measured["hardened_parse_seconds"] * 1e6, 1),
-                "rounds": measured["rounds"], "calls_per_round": measured["calls_per_round"],
-            },
             "accepted_to_floor_ratio": round(accepted_rate * floor_seconds, 3),
             "delivered_to_floor_ratio": round((delivered / window if window > 0 else 0.0) * floor_seconds, 3),
         }
@@ -565,22 +742,50 @@ def _print_report(console: Console, r: dict) -> None:
     table.add_column("measure")
     table.add_column("value", justify="right")
     ms = lambda d: f"{d['p50']} / {d['p95']} / {d['p99']}"  # noqa: E731
-    rows = [
-        ("accepted (202) / sent", f"{r['accepted']} / {r['sent']}"),
-        ("delivered to NARSA", f"{r['delivered']}" + (f" ({r['deliveries_by_state'].get('DEAD', 0)} dead)"
-                                                       if r['deliveries_by_state'].get('DEAD') else "")),
-        ("accepted messages/s", f"{r['accepted_per_second']}"),
-        ("delivered messages/s", f"{r['delivered_per_second']}"),
-        ("intake latency p50 / p95 / p99 (ms)", ms(r["intake_latency_ms"])),
-        ("end-to-end latency p50 / p95 / p99 (ms)", ms(r["end_to_end_latency_ms"])),
-        ("hub CPU per message (ms)" + (", all processes" if r["hub_processes"] > 1 else ""),
-         f"{r['hub_cpu_ms_per_message']}"),
-        ("hub cores busy (CPU s / wall s)", f"{r['hub_cores_busy']}"),
-        ("NARSA sandbox CPU per message (ms)", f"{r['sandbox_cpu_ms_per_message']}"),
-        ("load process CPU per message (ms)", f"{r['load_cpu_ms_per_message']}"),
-        ("hub peak RSS (MB)" + (", largest process / summed" if r["hub_processes"] > 1 else ""),
-         f"{r['hub_peak_rss_mb']}" + (f" / {r['hub_peak_rss_mb_summed']}" if r["hub_processes"] > 1 else "")),
-    ]
+    rows = []
+    if "accepted" in r:  # the throughput phase
+        rows += [
+            ("accepted (202) / sent", f"{r['accepted']} / {r['sent']}"),
+            ("delivered to NARSA", f"{r['delivered']}" + (f" ({r['deliveries_by_state'].get('DEAD', 0)} dead)"
+                                                           if r['deliveries_by_state'].get('DEAD') else "")),
+            ("accepted messages/s", f"{r['accepted_per_second']}"),
+            ("delivered messages/s", f"{r['delivered_per_second']}"),
+            ("intake latency p50 / p95 / p99 (ms)", ms(r["intake_latency_ms"])),
+            ("end-to-end latency p50 / p95 / p99 (ms)", ms(r["end_to_end_latency_ms"])),
+            ("hub CPU per message (ms)" + (", all processes" if r["hub_processes"] > 1 else ""),
+             f"{r['hub_cpu_ms_per_message']}"),
+            ("hub cores busy (CPU s / wall s)", f"{r['hub_cores_busy']}"),
+            ("NARSA sandbox CPU per message (ms)", f"{r['sandbox_cpu_ms_per_message']}"),
+            ("load process CPU per message (ms)", f"{r['load_cpu_ms_per_message']}"),
+        ]
+    rows.append(("hub peak RSS (MB)" + (", largest process / summed" if r["hub_processes"] > 1 else ""),
+                 f"{r['hub_peak_rss_mb']}" + (f" / {r['hub_peak_rss_mb_summed']}" if r["hub_processes"] > 1 else "")))
+    if r.get("sustained"):
+        s = r["sustained"]
+        rows += [
+            (f"sustained: offered / achieved messages/s ({s['duration_seconds']:g} s)",
+             f"{s['offered_per_second']} / {s['achieved_per_second']}"),
+            ("sustained: accepted / delivered / sent", f"{s['accepted']} / {s['delivered']} / {s['sent']}"),
+            ("sustained: intake latency p50 / p95 / p99 (ms)", ms(s["intake_latency_ms"])),
+            ("sustained: end-to-end latency p50 / p95 / p99 (ms)", ms(s["end_to_end_latency_ms"])),
+            ("sustained: hub CPU per message (ms)", f"{s['hub_cpu_ms_per_message']}"),
+        ]
+    for name in ("soap", "repatriation"):
+        if r.get(name):
+            p = r[name]
+            rows.append((f"{name}: accepted / sent", f"{p['accepted']} / {p['sent']}"))
+            if "cases_per_second" in p:
+                rows.append((f"{name}: cases done (all three DELIVERED) / cases per second",
+                             f"{p['cases_done']} / {p['cases_per_second']}"))
+            else:
+                rows.append((f"{name}: delivered messages/s", f"{p['delivered_per_second']}"))
+            rows += [
+                (f"{name}: deliveries by partner", "; ".join(
+                    f"{partner} " + ", ".join(f"{n} {state.lower()}" for state, n in states.items())
+                    for partner, states in p["deliveries_by_partner"].items())),
+                (f"{name}: hub CPU per message (ms)", f"{p['hub_cpu_ms_per_message']}"),
+                (f"{name}: sandboxes' CPU per message (ms)", f"{p['sandbox_cpu_ms_per_message']}"),
+            ]
     if r.get("search"):
         rows.append((f"search latency p50 / p95 / p99 (ms), {r['search']['requests']} requests",
                      ms(r["search"]["latency_ms"])))
@@ -602,10 +807,19 @@ def _print_report(console: Console, r: dict) -> None:
         table.add_row(f"floor: {step} (µs, median)", f"{us}")
     table.add_row("floor: total (µs)", f"{r['floor']['total_us']}")
     table.add_row("floor: messages/s on one core", f"{r['floor']['messages_per_second_one_core']}")
-    table.add_row("accepted / floor ratio", f"{r['accepted_to_floor_ratio']}")
-    table.add_row("delivered / floor ratio", f"{r['delivered_to_floor_ratio']}")
+    if "accepted" in r:
+        table.add_row("accepted / floor ratio", f"{r['accepted_to_floor_ratio']}")
+        table.add_row("delivered / floor ratio", f"{r['delivered_to_floor_ratio']}")
     console.print(table)
-    if r["errors"]:
-        console.print(f"[red]{r['sent'] - r['accepted']} refused; first: {r['errors'][0]}[/]", highlight=False)
-    if r["stalled"]:
-        console.print("[red]deliveries stalled: not every accepted message reached NARSA[/]")
+    for name, p in [("throughput", r)] + [(n, r[n]) for n in ("sustained", "soap", "repatriation") if r.get(n)]:
+        if "accepted" not in p:
+            continue
+        if p["errors"]:
+            console.print(f"[red]{name}: {p['sent'] - p['accepted']} refused; first: {p['errors'][0]}[/]",
+                          highlight=False)
+        if p["stalled"]:
+            console.print(f"[red]{name}: deliveries stalled: not every accepted message reached its partner(s)[/]")
+    for name in ("soap", "repatriation"):
+        if r.get(name, {}) and r[name]["answers_dead_lettered"]:
+            console.print(f"{name}: {r[name]['answers_dead_lettered']} answers dead-lettered at the registry, which has "
+                          "no case for the benchmark's references (bench/scenarios.py)", highlight=False)

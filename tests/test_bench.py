@@ -1,5 +1,6 @@
-"""The benchmark (bench/) end to end on a tiny load: it starts `hub serve` and the NARSA sandbox,
-sends, waits for delivery and writes its JSON report. Behaviour only: no speed is asserted."""
+"""The benchmark (bench/) end to end on a tiny load: it starts `hub serve` and the sandboxes, sends, waits
+for delivery and writes its JSON report; `--check` judges a report against the targets (bench/targets.py).
+Behaviour only: no speed is asserted (the crafted reports of the check say what is met, not the machine)."""
 from __future__ import annotations
 
 import json
@@ -14,13 +15,19 @@ from hub.settings import PROJECT_ROOT
 MESSAGES = 80    # a tiny load: the run's phases, report and clean-up are the subject, not its figures
 
 
+def bench_env(tmp_path, pki_dir) -> dict:
+    return {**os.environ, "HUB_VAR_DIR": str(tmp_path / "var"), "HUB_PKI_DIR": str(pki_dir),
+            "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)}
+
+
 @pytest.mark.slow
 def test_bench_reports_every_message_accepted_and_delivered(tmp_path, pki_dir):
     output = tmp_path / "bench.json"
     env = {**os.environ, "HUB_VAR_DIR": str(tmp_path / "var"), "HUB_PKI_DIR": str(pki_dir),
            "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)}
     done = subprocess.run([sys.executable, "-m", "bench", "--messages", str(MESSAGES), "--concurrency", "4",
-                           "--database", "sqlite", "--floor-rounds", "2", "--output", str(output)],
+                           "--database", "sqlite", "--floor-rounds", "2", "--phases", "throughput,search",
+                           "--output", str(output)],
                           cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=90)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(output.read_text())
@@ -51,7 +58,7 @@ def test_bench_with_a_preloaded_history_and_two_hub_processes(tmp_path, pki_dir)
            "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)}
     done = subprocess.run([sys.executable, "-m", "bench", "--messages", str(MESSAGES), "--concurrency", "4",
                            "--database", "sqlite", "--floor-rounds", "1", "--preload", "1000", "--hub-processes", "2",
-                           "--searches", "3", "--output", str(output)],
+                           "--searches", "3", "--phases", "throughput,search", "--output", str(output)],
                           cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(output.read_text())
@@ -68,3 +75,97 @@ def test_bench_with_a_preloaded_history_and_two_hub_processes(tmp_path, pki_dir)
     assert search["queries"]["by type"]["total"] == 600 + MESSAGES
     assert search["queries"]["by case"]["total"] == 1
     assert "search latency" in done.stdout and "2 hub process(es)" in done.stdout
+
+
+@pytest.mark.slow
+def test_bench_sustained_phase_and_the_soap_and_repatriation_scenarios(tmp_path, pki_dir):
+    """A tiny open-loop phase (20/s for 2 s) to NARSA, then PassportApplication to the DGSN SOAP sandbox and the
+    repatriation fan-out to SANTE, ETAT_CIVIL and DGSN; --check afterwards names the targets of the phases left out."""
+    output = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, "-m", "bench", "--phases", "sustained,soap,repatriation", "--rate", "20",
+                           "--duration", "2", "--sustained-connections", "8", "--scenario-messages", "5",
+                           "--floor-rounds", "1", "--output", str(output), "--check"],
+                          cwd=PROJECT_ROOT, env=bench_env(tmp_path, pki_dir), capture_output=True, text=True,
+                          timeout=240)
+    report = json.loads(output.read_text())
+    assert report["phases"] == ["sustained", "soap", "repatriation"]
+    assert "accepted" not in report and report["search"] is None  # the throughput and search phases did not run
+
+    sustained = report["sustained"]
+    assert sustained["sent"] == sustained["accepted"] == sustained["delivered"] == 40, sustained
+    assert sustained["rate"] == 20 and sustained["offered_per_second"] == pytest.approx(20, abs=0.5)
+    assert 0 < sustained["achieved_per_second"] and sustained["hub_cpu_ms_per_message"] > 0
+    for name in ("intake_latency_ms", "end_to_end_latency_ms"):
+        p = sustained[name]
+        assert 0 < p["p50"] <= p["p95"] <= p["p99"] <= p["max"], (name, p)
+
+    soap = report["soap"]
+    assert soap["sent"] == soap["accepted"] == 5 and not soap["stalled"]
+    assert soap["deliveries_by_partner"]["DGSN"] == {"DELIVERED": 5}
+    assert soap["delivered_per_second"] > 0 and soap["hub_cpu_ms_per_message"] > 0
+    # DGSN's receipts were taken in for the registry, which has no case for these references: each is reported
+    assert sum(soap["answers_to_registry"].values()) == 5 == soap["answers_dead_lettered"]
+
+    repatriation = report["repatriation"]
+    assert repatriation["sent"] == repatriation["accepted"] == 5 and not repatriation["stalled"]
+    assert {p: repatriation["deliveries_by_partner"][p] for p in ("SANTE", "ETAT_CIVIL", "DGSN")} == {
+        p: {"DELIVERED": 5} for p in ("SANTE", "ETAT_CIVIL", "DGSN")}
+    assert repatriation["cases_done"] == 5 and repatriation["cases_per_second"] > 0
+    assert sum(repatriation["answers_to_registry"].values()) == 15  # three clearances a case
+
+    # --check: the run itself went well, the check did not pass: the throughput targets were not measured and
+    # the sustained ones not at 150/s
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    out = " ".join(done.stdout.split())  # the table wraps lines
+    assert "missed: accepted messages/s (sqlite): not measured (throughput phase skipped)" in out
+    assert "missed: sustained: intake p99: not measured at 150/s" in out
+    assert "a target whose phase was not run counts as missed" in out
+
+
+def report_meeting_every_target(database: str = "sqlite") -> dict:
+    """A crafted report whose figures meet every target of bench/targets.py."""
+    return {"database": database, "floor": {"total_us": 2000.0}, "hub_cpu_ms_per_delivered": 4.5,
+            "accepted_per_second": 650.0, "delivered_per_second": 300.0,
+            "sustained": {"rate": 150, "intake_latency_ms": {"p99": 30.0}, "end_to_end_latency_ms": {"p99": 400.0}},
+            "soap": {"delivered_per_second": 170.0}, "repatriation": {"cases_per_second": 65.0}}
+
+
+def check(tmp_path, report: dict) -> subprocess.CompletedProcess:
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH"))
+                                                      if p), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "bench", "--check", str(path)], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_check_passes_a_report_meeting_every_target(tmp_path):
+    done = check(tmp_path, report_meeting_every_target())
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "all targets met" in done.stdout and "missed" not in done.stdout
+    assert done.stdout.count(" yes ") == 7  # every target, one row each
+
+
+def test_check_names_each_missed_target_with_measured_and_target(tmp_path):
+    report = report_meeting_every_target("postgresql")
+    report.update(hub_cpu_ms_per_delivered=6.0, accepted_per_second=350.0)   # 3 × the floor; 350 < 400 on PostgreSQL
+    report["sustained"]["end_to_end_latency_ms"]["p99"] = 900.0
+    del report["repatriation"]                                               # the phase was skipped
+    done = check(tmp_path, report)
+    assert done.returncode == 1, done.stdout + done.stderr
+    missed = [line for line in done.stdout.splitlines() if line.startswith("missed:")]
+    assert missed == [
+        "missed: hub CPU per delivered message / floor: 3.00 × floor (6 ms / 2.00 ms), target ≤ 2.5 × floor",
+        "missed: accepted messages/s (postgresql): 350 /s, target ≥ 400 /s",
+        "missed: sustained: end-to-end p99 at 150/s: 900 ms, target ≤ 500 ms",
+        "missed: repatriation cases/s (three partners each): not measured (repatriation phase skipped), "
+        "target ≥ 60 /s",
+    ]
+    assert "a target whose phase was not run counts as missed" in done.stdout
+
+
+def test_check_of_a_report_that_cannot_be_read_is_told(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    done = subprocess.run([sys.executable, "-m", "bench", "--check", str(tmp_path / "missing.json")],
+                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "cannot read the report" in done.stdout
