@@ -18,11 +18,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, all its threads (fields 14 and 15 of /proc/<pid>/stat)."""
+def _stat_fields(pid: int) -> list[str]:
     raw = Path(f"/proc/{pid}/stat").read_text()
-    fields = raw[raw.rindex(")") + 2:].split()  # after "pid (comm) ": fields[0] is field 3 (state)
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return raw[raw.rindex(")") + 2:].split()  # after "pid (comm) ": fields[0] is field 3 (state)
+
+
+def family(pid: int) -> list[int]:
+    """A process and its living children (`hub serve --processes N` runs its work in children)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int(_stat_fields(int(entry.name))[1]) == pid:  # field 4: the parent's pid
+                    children.append(int(entry.name))
+            except (OSError, ValueError, IndexError):  # gone meanwhile
+                continue
+    return [pid, *children]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its living children, all their threads (fields 14 and 15 of
+    /proc/<pid>/stat)."""
+    total = 0.0
+    for member in family(pid):
+        try:
+            fields = _stat_fields(member)
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
 
 
 def peak_rss_bytes(pid: int) -> int:

@@ -51,7 +51,7 @@ from rich.table import Table
 
 from bench import console as console_phase
 from bench import floor, messages, preload, scenarios, search, targets
-from bench.procs import Process, cpu_seconds, free_port, peak_rss_bytes, progress_bar
+from bench.procs import Process, cpu_seconds, family, free_port, peak_rss_bytes, progress_bar
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 PARTIES = ["hub", "REGISTRY", "DGSN", "JUSTICE", "CDG", "NARSA", "SANTE", "ETAT_CIVIL"]
@@ -92,9 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--history-schema", default=None, metavar="SCHEMA",
                         help="PostgreSQL: run on this existing schema, which holds a history already (made once with "
                              "`python -m bench.preload`), instead of a fresh one; it is kept afterwards")
-    parser.add_argument("--hub-processes", type=_positive, default=1, metavar="N",
-                        help="`hub serve` processes on the one database, each on its port; the load process spreads "
-                             "its connections over them (default %(default)s)")
+    parser.add_argument("--hub-processes", type=_positive, default=os.cpu_count() or 1, metavar="N",
+                        help="API processes: the hub runs as `hub serve --processes N --delivery-processes M`, N "
+                             "processes sharing one port (default: the number of CPUs, %(default)s)")
+    parser.add_argument("--delivery-processes", type=_not_negative, default=1, metavar="M",
+                        help="processes that only deliver beside the N (default %(default)s; 0: each of the N "
+                             "also delivers)")
     parser.add_argument("--searches", type=_not_negative, default=25, metavar="K",
                         help="rounds of the search phase after the load, each asking %d typical queries "
                              "(default %%(default)s; 0: none)" % len(search.queries("")))
@@ -238,7 +241,7 @@ class Bench:
         try:
             pki.init_dev_keys(self.pki_dir, PARTIES)  # the development keys (`hub dev init`): the hub makes none
             hub_url_db, floor_db = self._database("hub"), self._database("floor")
-            hub_ports = [free_port() for _ in range(args.hub_processes)]
+            hub_ports = [free_port()]  # one `hub serve`, its processes sharing the port
             hub_urls = [f"http://127.0.0.1:{p}" for p in hub_ports]
             hub_url = hub_urls[0]
             sandbox_urls = {name: f"http://127.0.0.1:{free_port()}" for name in scenarios.SANDBOXES}
@@ -249,7 +252,8 @@ class Bench:
             env.pop("HUB_PARTNER_TOKEN", None)
             narsa_url = sandbox_urls["narsa"]
             console.print(f"[bold]Hub benchmark[/] {args.messages} messages, {args.concurrency} connections, "
-                          f"{args.database}, {args.hub_processes} hub process(es)"
+                          f"{args.database}, hub: {args.hub_processes} API + {args.delivery_processes} delivery "
+                          f"process(es)"
                           + (f", {args.preload} messages preloaded" if args.preload else "")
                           + f"; phases {', '.join(phases) or 'none'}; run {self.run_id}, files under {self.run_dir}")
 
@@ -345,7 +349,7 @@ class Bench:
             report["console"] = self._console(env, hub_urls, token, load) if args.console else None
 
             # 9. the report
-            peaks = {"hub": [peak_rss_bytes(h.pid) for h in hubs],
+            peaks = {"hub": [peak_rss_bytes(pid) for h in hubs for pid in family(h.pid)[1:] or [h.pid]],
                      **{name: peak_rss_bytes(p.pid) for name, p in sandboxes.items()}}
             report["hub_peak_rss_mb"] = round(max(peaks["hub"]) / 2**20, 1)
             report["hub_peak_rss_mb_summed"] = round(sum(peaks["hub"]) / 2**20, 1)
@@ -381,10 +385,11 @@ class Bench:
                     console.print(f"the run's files (logs, database) are kept in {self.run_dir}")
 
     def _start_hubs(self, env: dict, ports: list[int], urls: list[str]) -> list[Process]:
-        """The hub processes, one after the other (the first migrates): how the hub is started, in one place."""
-        return [self._start(f"hub{i + 1}" if len(ports) > 1 else "hub",
-                            HUB_COMMAND + ["serve", "--port", str(port)], env, f"{url}/healthz")
-                for i, (port, url) in enumerate(zip(ports, urls))]
+        """The hub as it runs in production: `hub serve --processes N --delivery-processes M` on one port (the
+        CPU figures sum its processes: bench/procs.py `cpu_seconds`)."""
+        command = HUB_COMMAND + ["serve", "--port", str(ports[0]), "--processes", str(self.args.hub_processes),
+                                 "--delivery-processes", str(self.args.delivery_processes)]
+        return [self._start("hub", command, env, f"{urls[0]}/healthz")]
 
     def _sustained(self, env: dict, hub_urls: list[str], token: str, input_path: Path, hubs: list[Process],
                    narsa: Process) -> dict:
@@ -660,6 +665,7 @@ class Bench:
             "concurrency": args.concurrency,
             "callbacks": args.callbacks,
             "hub_processes": args.hub_processes,
+            "delivery_processes": args.delivery_processes,
             "preloaded": self.preloaded["messages"] if self.preloaded else 0,
             "history_schema": args.history_schema,
             "history_highest_message_id": self.baseline_first["messages"],
@@ -735,7 +741,7 @@ _progress = progress_bar
 
 def _print_report(console: Console, r: dict) -> None:
     table = Table(title=f"Hub benchmark: {r['messages']} messages, {r['concurrency']} connections, {r['database']}, "
-                        f"{r['hub_processes']} hub process(es)"
+                        f"hub: {r['hub_processes']} API + {r.get('delivery_processes', 0)} delivery process(es)"
                         + (f", {r['preloaded']} messages preloaded" if r["preloaded"] else "")
                         + (f", history of schema {r['history_schema']} (ids up to {r['history_highest_message_id']})"
                            if r.get("history_schema") else "") + f" ({r['cpus']} CPUs)")
@@ -752,14 +758,14 @@ def _print_report(console: Console, r: dict) -> None:
             ("delivered messages/s", f"{r['delivered_per_second']}"),
             ("intake latency p50 / p95 / p99 (ms)", ms(r["intake_latency_ms"])),
             ("end-to-end latency p50 / p95 / p99 (ms)", ms(r["end_to_end_latency_ms"])),
-            ("hub CPU per message (ms)" + (", all processes" if r["hub_processes"] > 1 else ""),
+            ("hub CPU per message (ms), all its processes",
              f"{r['hub_cpu_ms_per_message']}"),
             ("hub cores busy (CPU s / wall s)", f"{r['hub_cores_busy']}"),
             ("NARSA sandbox CPU per message (ms)", f"{r['sandbox_cpu_ms_per_message']}"),
             ("load process CPU per message (ms)", f"{r['load_cpu_ms_per_message']}"),
         ]
-    rows.append(("hub peak RSS (MB)" + (", largest process / summed" if r["hub_processes"] > 1 else ""),
-                 f"{r['hub_peak_rss_mb']}" + (f" / {r['hub_peak_rss_mb_summed']}" if r["hub_processes"] > 1 else "")))
+    rows.append(("hub peak RSS (MB), largest process / summed",
+                 f"{r['hub_peak_rss_mb']} / {r['hub_peak_rss_mb_summed']}"))
     if r.get("sustained"):
         s = r["sustained"]
         rows += [
