@@ -143,10 +143,7 @@ class Settings(BaseSettings):
     max_outbox_depth: int = Field(10_000, ge=0, description="Pending deliveries for one partner at which "
                                                             "intake answers 429 (0: no limit).")
 
-    # -- intake ------------------------------------------------------------------------------------------
-    intake_threads: int = Field(4, ge=1, description="Threads per process that run intake (parse, validate, "
-                                "verify, sign the receipt, commit) for the API; more requests wait their turn. "
-                                "Few: the steps are CPU-bound and share one interpreter lock.")
+    # -- API tokens ---------------------------------------------------------------------------------------
     token_cache_seconds: float = Field(1.0, ge=0, le=5, description="How long a process reuses an API token's "
                                        "successful check without reading its row again: a revocation takes "
                                        "effect within this long (0: every request reads it).")

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from hub.access.dependencies import allowed
-from hub.api import intake_threads
+from hub.api import intake_inline
 from hub.api.openapi import XML_RECEIPT, xml_body
 from hub.api.problems import problem
 from connectors.http import read_body
@@ -63,7 +63,7 @@ INTAKE_RESPONSES = {202: XML_RECEIPT,
 async def submit_message(request: Request, identity: Identity = Depends(allowed("messages:submit"))):
     data = await read_document(request, "rest", identity.partner)
     arrival = Arrival("rest", data=data, caller=identity.partner, submitted_by=identity.submitter)
-    return _receipt_response(await intake_threads.receive(request, arrival))
+    return _receipt_response(await intake_inline.receive(request, arrival))
 
 
 @router.post("/partners/{partner}/messages", status_code=202, response_class=Response,
@@ -77,7 +77,7 @@ async def submit_partner_document(partner: str, request: Request,
     data = await read_document(request, "rest-partner", code)
     arrival = Arrival("rest-partner", data=data, partner=code, caller=identity.partner,
                       submitted_by=identity.submitter)
-    return _receipt_response(await intake_threads.receive(request, arrival))
+    return _receipt_response(await intake_inline.receive(request, arrival))
 
 
 @router.post("/partners/{partner}/poll", summary="Fetch now what a polled partner (SFTP) left for the hub",

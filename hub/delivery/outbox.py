@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Callable, Collection, NamedTuple
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from hub.store.db import utcnow
@@ -57,17 +57,21 @@ def claim(session: Session, *, owner: str, limit: int, lease_seconds: int,
     return claimed
 
 
-def any_due(session: Session, *, exclude_partners: Collection[str] = ()) -> bool:
+_DUE = (Delivery.state == DeliveryState.PENDING, Delivery.next_attempt_at <= bindparam("now"),
+        or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at < bindparam("now")))
+_ANY_DUE = select(Delivery.id).where(*_DUE).limit(1)
+_ANY_DUE_EXCEPT = _ANY_DUE.where(Delivery.partner.not_in(bindparam("excluded", expanding=True)))
+
+
+def any_due(connection, *, exclude_partners: Collection[str] = ()) -> bool:
     """Is some delivery due now for a partner not in `exclude_partners`? A plain read (no lock, no write
-    transaction on SQLite): lets an idle worker pool skip a claim that would find nothing."""
-    now = utcnow()
-    due = (select(Delivery.id)
-           .where(Delivery.state == DeliveryState.PENDING, Delivery.next_attempt_at <= now,
-                  or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at < now))
-           .limit(1))
+    transaction on SQLite; `connection` a session or a connection that only reads) with statements built
+    once: an idle or saturated worker pool asks it often, and skips a claim that would find nothing."""
     if exclude_partners:
-        due = due.where(Delivery.partner.not_in(sorted(exclude_partners)))
-    return session.scalar(due) is not None
+        found = connection.execute(_ANY_DUE_EXCEPT, {"now": utcnow(), "excluded": sorted(exclude_partners)})
+    else:
+        found = connection.execute(_ANY_DUE, {"now": utcnow()})
+    return found.first() is not None
 
 
 def unclaim(session: Session, ids: list[int], *, owner: str) -> None:

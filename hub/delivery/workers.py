@@ -65,6 +65,7 @@ log = logging.getLogger("hub.delivery.workers")
 # note: XSD-quoted values withheld, control characters removed, at most this long (hub/xml/text.py).
 PARTNER_TEXT_LIMIT = 500
 LANE_BATCH = 4   # deliveries of one fast partner a thread takes in one claim (see DeliveryWorkers.lane_size)
+COALESCE_SECONDS = 0.01  # while a partner is at its in-flight limit, new work is looked for at most this often
 
 
 def render_for_partner(hub, message: Message, delivery: Delivery) -> bytes:
@@ -430,6 +431,7 @@ class DeliveryWorkers:
         self._lock = threading.Lock()
         self._busy = 0                       # lanes claimed and not yet finished (queued or being sent)
         self._probe_first = False            # the last claim found nothing new: look with a read first
+        self._freed = 0                      # lanes finished so far (a slot and a thread freed)
         self._seconds: dict[str, float] = {}  # recent time of one delivery per partner (moving average)
         self._dispatcher: threading.Thread | None = None
         self._senders: list[threading.Thread] = []
@@ -468,7 +470,13 @@ class DeliveryWorkers:
             trial_in = self.breakers.next_trial_in()
             if trial_in is not None:
                 timeout = min(timeout, trial_in + 0.01)
+            freed = self._freed
             self.hub.wait_for_work(timeout, seen=seen, stop=self._stop)
+            if self._freed == freed and self.slots.full():
+                # Woken by new work while some partner is at its in-flight limit (a backlog): the work may well
+                # be that partner's, which only a freed slot lets through. Gather the wake-ups of a moment
+                # instead of looking for work at each one (under load, hundreds a second, each a query).
+                self._stop.wait(COALESCE_SECONDS)
 
     def lane_size(self, partner: str) -> int:
         """How many of a partner's deliveries one thread takes in one claim, sent one after the other:
@@ -490,8 +498,8 @@ class DeliveryWorkers:
             return False
         excluded = self.slots.full() | self.breakers.blocked()
         if self._probe_first:  # look with a plain read first: no write transaction when there is nothing
-            with self.hub.reads() as session:
-                if not any_due(session, exclude_partners=excluded):
+            with self.hub.read_engine.connect() as connection:
+                if not any_due(connection, exclude_partners=excluded):
                     return False
         lanes: dict[str, list[list[Claimed]]] = {}
         sizes: dict[str, int] = {}
@@ -551,6 +559,7 @@ class DeliveryWorkers:
                 self.slots.release(partner)
                 with self._lock:
                     self._busy -= 1
+                    self._freed += 1
                 self.hub.wake_workers()  # a slot and a thread are free: the dispatcher may claim again
 
     def _deliver(self, item: Claimed) -> None:

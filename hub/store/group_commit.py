@@ -21,16 +21,18 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
+from hub.concurrency import inline, wait_for
 from hub.errors import HubError
 
 log = logging.getLogger("hub.store.group_commit")
 T = TypeVar("T")
 _STOP = object()
+ALONE_THREADS = 8  # ungrouped (PostgreSQL) transactions of intakes on the event loop, side by side
 
 
 class GroupCommitter:
@@ -39,16 +41,29 @@ class GroupCommitter:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None  # ungrouped writes from the event loop (`run`)
 
     def run(self, write: Callable[..., T]) -> T:
         """Run `write(session)` in the next group transaction; returns its result once committed."""
         if not self.grouped:
-            with self.sessions.begin() as session:
-                return write(session)
+            if inline():  # on the event loop: the transaction runs on a thread, the loop serves others meanwhile
+                return wait_for(self._alone_pool().submit(self._alone, write))
+            return self._alone(write)
         future: Future = Future()
         self._ensure_started()
         self._queue.put((write, future))
-        return future.result()
+        return wait_for(future)  # on the event loop (hub/concurrency.py), the loop serves others meanwhile
+
+    def _alone(self, write: Callable[..., T]) -> T:
+        with self.sessions.begin() as session:
+            return write(session)
+
+    def _alone_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            with self._start_lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(ALONE_THREADS, thread_name_prefix="commit")
+        return self._pool
 
     def _ensure_started(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -58,6 +73,8 @@ class GroupCommitter:
                     self._thread.start()
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         if self._thread is not None and self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join(10)
