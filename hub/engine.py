@@ -53,7 +53,8 @@ class Hub:
         self.sessions = make_sessionmaker(self.engine)
         self.reads = make_read_sessionmaker(self.engine)  # sessions that only read (no write lock on SQLite)
         self.read_engine = read_only(self.engine)          # plain connections that only read (token checks)
-        # intake's writes: committed in groups on SQLite, whose single writer they would otherwise queue for
+        # intake's writes: accepted messages batched on both databases (`store`); other writes (`run`) grouped on
+        # SQLite, whose single writer they would otherwise queue for
         self.committer = GroupCommitter(self.sessions, grouped=self.engine.dialect.name == "sqlite")
         self.outbox_depths = OutboxDepths(self.reads, limit=self.settings.max_outbox_depth)  # for back-pressure
         self._wake = threading.Condition()

@@ -6,7 +6,8 @@
     -> [partner format: map the signed document to canonical: its header comes from signed content]
     -> the CorrelationId must be the document's own case reference -> route
     -> [an answer: correlate to the message it answers] -> deduplicate
-    -> store bytes + state + receipt + outbox rows + timeline in ONE commit
+    -> store bytes + state + receipt + outbox rows + timeline in ONE commit (shared with the other
+       intakes waiting then: `store_accepted` writes them all in three statements)
 
 After verification only the signed content is used: the type check, the routing conditions, the
 mapping of a partner document, and the canonical form stored for delivery (`canonical_bytes`,
@@ -27,8 +28,10 @@ same id with other bytes is refused (409).
 from __future__ import annotations
 
 import copy
+import datetime
 import hashlib
 from dataclasses import dataclass
+from typing import Sequence
 
 from lxml import etree
 from sqlalchemy import insert, select
@@ -185,9 +188,10 @@ def _store_and_route(hub, header: Header, envelope: etree._Element, data: bytes,
     # Sign before opening the write transaction: the database lock is held for storage only.
     receipt = build_receipt(hub.signer, message_id=header.message_id, sender=header.sender, digest=digest,
                             received_at=received_at)
-    try:  # committed together with the other intakes waiting now (hub/store/group_commit.py), before the receipt goes
-        hub.committer.run(lambda session: _store(session, header, targets, steps, data=data, canonical=canonical,
-                                                 digest=digest, receipt=receipt, received_at=received_at))
+    accepted = AcceptedMessage(header, tuple(targets), tuple(steps), data=data, canonical=canonical, digest=digest,
+                               receipt=receipt, received_at=received_at)
+    try:  # written and committed with the other intakes waiting now (hub/store/group_commit.py), before the receipt goes
+        hub.committer.store(store_accepted, accepted)
     except IntegrityError:  # this sender's message id is already stored (a retry, or a concurrent intake)
         with hub.sessions.begin() as session:
             existing = session.scalars(select(Message).where(
@@ -199,35 +203,94 @@ def _store_and_route(hub, header: Header, envelope: etree._Element, data: bytes,
     return Receipt(header.message_id, header.sender, header.type, receipt, duplicate=False)
 
 
-def _store(session, header: Header, targets, steps, *, data: bytes, canonical: bytes | None, digest: str,
-           receipt: bytes, received_at) -> None:
-    """The message, its outbox rows and its timeline in a few statements (Core inserts: intake's hot path).
+@dataclass(frozen=True)
+class AcceptedMessage:
+    """One message intake accepted, its receipt signed: what `store_accepted` writes for it."""
+    header: Header
+    targets: tuple       # the route's targets that apply to it: one delivery each
+    steps: tuple         # (kind, detail) of the timeline events before ACCEPTED
+    data: bytes
+    canonical: bytes | None
+    digest: str
+    receipt: bytes
+    received_at: datetime.datetime
 
-    The unique (sender, message id) constraint refuses a second copy; the caller answers it as a duplicate.
-    A refusal (UnknownCorrelation) is raised before anything is written, as group commit requires."""
-    events = list(steps)
-    if header.in_reply_to:
-        events.append(_correlate(session, header))
+
+def store_accepted(session, messages: Sequence[AcceptedMessage]) -> list[None | UnknownCorrelation]:
+    """The messages, their outbox rows and their timelines, however many, in three statements (Core inserts
+    on intake's hot path: a multi-row INSERT ... RETURNING for the messages, one for the deliveries, one
+    executemany for the events); one outcome per message: None, or the UnknownCorrelation that refuses it.
+
+    Every answer is correlated before anything is written (a refused message writes nothing, as group
+    commit requires). The unique (sender, message id) constraint refuses a second copy: the statement
+    fails, group commit runs each message again alone and the caller answers the one refused as a
+    duplicate. Each message's events are inserted together, in the order they happened (the evidence
+    chain seals by id)."""
+    outcomes: list[None | UnknownCorrelation] = []
+    stored: list[tuple[AcceptedMessage, list]] = []
+    for message in messages:
+        events = list(message.steps)
+        if message.header.in_reply_to:
+            try:
+                events.append(_correlate(session, message.header))
+            except UnknownCorrelation as exc:
+                outcomes.append(exc)
+                continue
+        outcomes.append(None)
+        stored.append((message, events))
+    if not stored:
+        return outcomes
     connection = session.connection()  # tables, not ORM entities: no unit of work to build for plain rows
-    message_pk = connection.execute(insert(Message.__table__).returning(Message.id), {
-        "message_id": header.message_id, "sender": header.sender, "recipient": header.recipient,
-        "type": header.type, "correlation_id": header.correlation_id, "in_reply_to": header.in_reply_to,
-        "state": MessageState.ACCEPTED, "digest": digest, "received_bytes": data, "canonical_bytes": canonical,
-        "receipt": receipt, "received_at": received_at, "updated_at": received_at}).scalar_one()
-    vouched = {timeline.RECEIVED: digest, timeline.VERIFIED: timeline.sha256(canonical),
-               timeline.MAPPED_IN: timeline.sha256(canonical)}
-    rows = [timeline.row(message_pk, kind, detail, received_at, digest=vouched.get(kind)) for kind, detail in events]
-    rows.append(timeline.row(message_pk, timeline.ACCEPTED, f"sha256 {digest[:16]}…, receipt signed", received_at,
-                             digest=timeline.sha256(receipt)))
-    for target in targets:
-        delivery_id = connection.execute(insert(Delivery.__table__).returning(Delivery.id), {
-            "message_pk": message_pk, "partner": target.partner, "mapping": target.mapping,
-            "schema_name": target.schema_, "operation": target.operation, "state": DeliveryState.PENDING,
-            "attempts": 0, "next_attempt_at": received_at}).scalar_one()
-        rows.append(timeline.row(message_pk, timeline.QUEUED, f"for {target.partner}"
-                                 + (f" ({target.operation})" if target.operation else ""), received_at,
-                                 delivery_id=delivery_id))
+    # Multi-row inserts whose RETURNING rows are matched to the items by key, not by position: the
+    # databases do not promise their order (asking SQLAlchemy to sort them makes it insert row by row on SQLite).
+    returned = connection.execute(insert(Message.__table__).returning(Message.id, Message.sender, Message.message_id),
+                                  [_message_row(message) for message, _events in stored]).all()
+    pk_of = {(row.sender, row.message_id): row.id for row in returned}
+    message_pks = [pk_of[message.header.sender, message.header.message_id] for message, _events in stored]
+    deliveries = [_delivery_row(message_pk, target, message.received_at)
+                  for (message, _events), message_pk in zip(stored, message_pks) for target in message.targets]
+    delivery_ids: dict[tuple, list[int]] = {}
+    if deliveries:
+        returned = connection.execute(insert(Delivery.__table__).returning(
+            Delivery.id, Delivery.message_pk, Delivery.partner, Delivery.operation), deliveries).all()
+        for row in sorted(returned, key=lambda row: row.id):  # a (message, partner, operation) twice: in order
+            delivery_ids.setdefault((row.message_pk, row.partner, row.operation), []).append(row.id)
+    rows = []
+    for (message, events), message_pk in zip(stored, message_pks):
+        ids = [delivery_ids[message_pk, target.partner, target.operation].pop(0) for target in message.targets]
+        rows.extend(_timeline_rows(message, message_pk, events, ids))
     timeline.insert_rows(connection, rows)
+    return outcomes
+
+
+def _message_row(message: AcceptedMessage) -> dict:
+    header = message.header
+    return {"message_id": header.message_id, "sender": header.sender, "recipient": header.recipient,
+            "type": header.type, "correlation_id": header.correlation_id, "in_reply_to": header.in_reply_to,
+            "state": MessageState.ACCEPTED, "digest": message.digest, "received_bytes": message.data,
+            "canonical_bytes": message.canonical, "receipt": message.receipt, "received_at": message.received_at,
+            "updated_at": message.received_at}
+
+
+def _delivery_row(message_pk: int, target, received_at) -> dict:
+    return {"message_pk": message_pk, "partner": target.partner, "mapping": target.mapping,
+            "schema_name": target.schema_, "operation": target.operation, "state": DeliveryState.PENDING,
+            "attempts": 0, "next_attempt_at": received_at}
+
+
+def _timeline_rows(message: AcceptedMessage, message_pk: int, events, delivery_ids: list[int]) -> list[dict]:
+    """The message's events: the steps, ACCEPTED, then QUEUED for each delivery (its id from `delivery_ids`)."""
+    at, canonical = message.received_at, message.canonical
+    vouched = {timeline.RECEIVED: message.digest, timeline.VERIFIED: timeline.sha256(canonical),
+               timeline.MAPPED_IN: timeline.sha256(canonical)}
+    rows = [timeline.row(message_pk, kind, detail, at, digest=vouched.get(kind)) for kind, detail in events]
+    rows.append(timeline.row(message_pk, timeline.ACCEPTED, f"sha256 {message.digest[:16]}…, receipt signed", at,
+                             digest=timeline.sha256(message.receipt)))
+    for target, delivery_id in zip(message.targets, delivery_ids):
+        rows.append(timeline.row(message_pk, timeline.QUEUED, f"for {target.partner}"
+                                 + (f" ({target.operation})" if target.operation else ""), at,
+                                 delivery_id=delivery_id))
+    return rows
 
 
 def _duplicate(session, existing: Message, digest: str) -> Receipt:

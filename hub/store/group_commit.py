@@ -6,15 +6,32 @@ commit that waits for its WAL flush), a few inserts, a commit. Under load most o
 was spent queueing for that lock, and the lock was held across GIL switches to threads doing
 cryptography. Here one writer thread takes whatever writes are waiting, runs them in one
 transaction and commits once; the callers, blocked meanwhile, get their results only after the
-commit. A write that fails alone (an InputError such as an unknown correlation) is answered with
-its exception and the others go on; a database error (e.g. a unique violation: a duplicate message
-id) rolls the batch back and its writes are run again one transaction each, so that exactly the
-faulty one fails and the others still commit.
+commit.
 
-Grouping pays where writers queue for one lock: SQLite. PostgreSQL runs concurrent transactions side
-by side and already groups their WAL flushes; measured with 16 concurrent intakes, routing them
-through one writer thread there made intake slower (one connection doing every round trip), so with
-`grouped=False` each write is its own transaction in the caller's thread.
+Two kinds of work:
+
+    run(write)            an arbitrary `write(session)`, run in the group transaction
+    store(writer, item)   one item of a batch writer: `writer(session, items)` writes all the items
+                          waiting for it in a constant number of statements (multi-row INSERT ...
+                          RETURNING, one executemany) and returns one outcome per item, in order:
+                          its result, or the HubError that refuses it (a refused item writes nothing)
+
+A write that fails alone (an InputError such as an unknown correlation) is answered with its
+exception and the others go on; a database error (e.g. a unique violation: a duplicate message id,
+or the connection lost) rolls the batch back and its writes are run again one transaction each, so
+that exactly the faulty one fails and the others still commit. When one of them loses its connection
+too, the database is away: the rest of the batch are answered with that error at once (nothing of the
+batch remains; each caller answers 503 and its sender tries again).
+
+Grouping arbitrary writes pays where writers queue for one lock: SQLite. PostgreSQL runs concurrent
+transactions side by side and already groups their WAL flushes; routing `run` writes through one
+writer thread doing row-by-row round trips there was measured slower, so with `grouped=False` each
+`run` is its own transaction in the caller's thread. Batch writers are grouped on both databases:
+a batch costs the same few round trips and one commit whatever its size (bench/intake.py measures it).
+
+A caller running inline on the event loop (the API's intake, hub/concurrency.py) awaits its commit
+instead of blocking: the loop takes other requests in meanwhile, whose writes join the same batch; an
+ungrouped `run` from there goes to a small pool of threads (ALONE_THREADS) for the same reason.
 """
 from __future__ import annotations
 
@@ -22,7 +39,8 @@ import logging
 import queue
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
@@ -33,6 +51,23 @@ log = logging.getLogger("hub.store.group_commit")
 T = TypeVar("T")
 _STOP = object()
 ALONE_THREADS = 8  # ungrouped (PostgreSQL) transactions of intakes on the event loop, side by side
+
+BatchWriter = Callable[[Any, Sequence[Any]], Sequence[Any]]  # (session, items) -> one outcome per item
+
+
+@dataclass(eq=False)
+class _Write:
+    """A `run` write: one closure over the session."""
+    write: Callable[..., Any]
+    future: Future = field(default_factory=Future)
+
+
+@dataclass(eq=False)
+class _Item:
+    """A `store` item: written together with the other items of the same batch writer."""
+    writer: BatchWriter
+    item: Any
+    future: Future = field(default_factory=Future)
 
 
 class GroupCommitter:
@@ -49,10 +84,17 @@ class GroupCommitter:
             if inline():  # on the event loop: the transaction runs on a thread, the loop serves others meanwhile
                 return wait_for(self._alone_pool().submit(self._alone, write))
             return self._alone(write)
-        future: Future = Future()
+        return self._submit(_Write(write))
+
+    def store(self, writer: BatchWriter, item: Any) -> Any:
+        """Have `writer` write `item` with the other items waiting for it, in the next group transaction;
+        returns the item's result once committed, or raises what refused it."""
+        return self._submit(_Item(writer, item))
+
+    def _submit(self, work: _Write | _Item) -> Any:
         self._ensure_started()
-        self._queue.put((write, future))
-        return wait_for(future)  # on the event loop (hub/concurrency.py), the loop serves others meanwhile
+        self._queue.put(work)
+        return wait_for(work.future)  # on the event loop (hub/concurrency.py), the loop serves others meanwhile
 
     def _alone(self, write: Callable[..., T]) -> T:
         with self.sessions.begin() as session:
@@ -96,36 +138,54 @@ class GroupCommitter:
                 batch.append(item)
             self._commit(batch)
 
-    def _commit(self, batch: list[tuple[Callable, Future]]) -> None:
+    def _commit(self, batch: list[_Write | _Item]) -> None:
         if len(batch) > 1:
             try:
                 outcomes = self._transaction(batch)
-            except DBAPIError:  # one write broke the transaction: find it by running each on its own
+            except DBAPIError:  # one write broke the transaction (or the connection went): each on its own
                 pass
-            except BaseException as exc:  # the database away, or a defect: every caller learns it
-                for _write, future in batch:
-                    future.set_exception(exc)
+            except BaseException as exc:  # a defect: every caller learns it
+                for work in batch:
+                    work.future.set_exception(exc)
                 return
             else:
-                for (_write, future), (ok, value) in zip(batch, outcomes):
-                    future.set_result(value) if ok else future.set_exception(value)
+                for work, (ok, value) in zip(batch, outcomes):
+                    work.future.set_result(value) if ok else work.future.set_exception(value)
                 return
-        for item in batch:
+        unreachable: DBAPIError | None = None
+        for work in batch:
+            if unreachable is not None:  # the database away: the others learn it now, not a connect timeout each
+                work.future.set_exception(unreachable)
+                continue
             try:
-                [(ok, value)] = self._transaction([item])
+                [(ok, value)] = self._transaction([work])
+            except DBAPIError as exc:
+                unreachable = exc if exc.connection_invalidated else None
+                work.future.set_exception(exc)
             except BaseException as exc:
-                item[1].set_exception(exc)
+                work.future.set_exception(exc)
             else:
-                item[1].set_result(value) if ok else item[1].set_exception(value)
+                work.future.set_result(value) if ok else work.future.set_exception(value)
 
-    def _transaction(self, batch) -> list[tuple[bool, object]]:
-        """Run the writes in one transaction. A HubError of one write is its own outcome (it raises
-        before writing anything); any other error aborts the whole transaction."""
-        outcomes = []
+    def _transaction(self, batch: list[_Write | _Item]) -> list[tuple[bool, object]]:
+        """Run the writes in one transaction; one (ok, result or exception) per write, in order. A HubError
+        of one write is its own outcome (it raises before writing anything); any other error aborts the
+        whole transaction."""
+        outcomes: dict[int, tuple[bool, object]] = {}
+        by_writer: dict[BatchWriter, list[tuple[int, _Item]]] = {}
         with self.sessions.begin() as session:
-            for write, _future in batch:
+            for index, work in enumerate(batch):
+                if isinstance(work, _Item):
+                    by_writer.setdefault(work.writer, []).append((index, work))
+                    continue
                 try:
-                    outcomes.append((True, write(session)))
+                    outcomes[index] = (True, work.write(session))
                 except HubError as exc:
-                    outcomes.append((False, exc))
-        return outcomes
+                    outcomes[index] = (False, exc)
+            for writer, items in by_writer.items():
+                results = writer(session, [work.item for _index, work in items])
+                if len(results) != len(items):
+                    raise RuntimeError(f"{writer!r} gave {len(results)} outcomes for {len(items)} items")
+                for (index, _work), result in zip(items, results):
+                    outcomes[index] = (not isinstance(result, HubError), result)
+        return [outcomes[index] for index in range(len(batch))]
