@@ -326,3 +326,31 @@ def test_a_signed_info_outside_the_ds_namespace_is_refused(keys):
     prefix = b"ds:SignedInfo"
     forged = data.replace(b"<" + prefix, b"<SignedInfo xmlns=''").replace(b"</" + prefix, b"</SignedInfo")
     refused(etree.fromstring(forged), signer, "ds:Signature must hold", "{}SignedInfo")
+
+
+# -- the receipt, written as bytes ----------------------------------------------------------------------------
+
+@needs_xmlsec1
+def test_the_receipt_written_as_bytes_is_the_receipt_built_as_a_tree_and_signed(keys, tmp_path):
+    import datetime as dt
+    from hub.trust.receipts import build_receipt
+    from hub.xml.schemas import ENVELOPE_NS
+    signer, _, certificate = keys["rsa-sha256"]
+    received = dt.datetime(2026, 11, 23, 10, 0, 1, 234000, tzinfo=dt.timezone.utc)
+    fields = dict(message_id="REGISTRY-LIC-2026-000001 & <odd>\r", sender="REGISTRY", digest="ab" * 32)
+    data = build_receipt(signer, received_at=received, **fields)
+    e = lambda tag: f"{{{ENVELOPE_NS}}}{tag}"  # noqa: E731
+    tree = etree.Element(e("Receipt"), nsmap={"env": ENVELOPE_NS})
+    for tag, text in (("MessageId", fields["message_id"]), ("Sender", "REGISTRY"), ("Digest", fields["digest"]),
+                      ("ReceivedAt", "2026-11-23T10:00:01.234+00:00")):
+        etree.SubElement(tree, e(tag)).text = text
+    tree.find(e("Digest")).set("algorithm", "sha256")
+    from_tree = signer.sign(tree)
+    receipt = etree.fromstring(data)
+    value = f"{SIG}/{{{DS_NS}}}SignatureValue"
+    assert receipt.findtext(value) == from_tree.findtext(value)  # same SignedInfo, so same digest of the same content
+    content = verify(receipt, signer.certificate, signer_name="hub")
+    assert content.findtext(e("MessageId")) == fields["message_id"]
+    assert xmlsec1_verifies(data, certificate, tmp_path)
+    assert signxml_content(data, signer) == etree.tostring(content, method="c14n", exclusive=True)
+    assert not xmlsec1_verifies(data.replace(b"REGISTRY<", b"NARSA<"), certificate, tmp_path)

@@ -40,7 +40,6 @@ import datetime as dt
 import functools
 import hashlib
 import hmac
-import threading
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -51,6 +50,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from lxml import etree
 
 from hub.errors import Problem, SignatureInvalid
+from hub.xml.safe import parse_trusted
 
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
@@ -79,29 +79,18 @@ def c14n(element: etree._Element) -> bytes:
 
 # -- signing --------------------------------------------------------------------------------------------
 
-# SignedInfo of the profile, written in its exclusive-c14n form: these bytes are what a verifier computes
-# from the ds:SignedInfo element they are parsed into (as the apex of the c14n, it declares xmlns:ds itself).
-_SIGNED_INFO = (
-    '<ds:SignedInfo xmlns:ds="' + DS_NS + '">'
+# SignedInfo's children in the profile, in their exclusive-c14n form. SignedInfo as the apex of its c14n
+# declares xmlns:ds itself (_APEX); inside ds:Signature it need not, and its c14n is the same.
+_SIGNED_INFO_CHILDREN = (
     '<ds:CanonicalizationMethod Algorithm="' + EXC_C14N + '"></ds:CanonicalizationMethod>'
     '<ds:SignatureMethod Algorithm="{method}"></ds:SignatureMethod>'
     '<ds:Reference URI=""><ds:Transforms>'
     '<ds:Transform Algorithm="' + ENVELOPED + '"></ds:Transform>'
     '<ds:Transform Algorithm="' + EXC_C14N + '"></ds:Transform>'
     '</ds:Transforms><ds:DigestMethod Algorithm="' + SHA256 + '"></ds:DigestMethod>'
-    '<ds:DigestValue>{digest}</ds:DigestValue></ds:Reference></ds:SignedInfo>')
-_SIGNATURE_OPEN = b'<ds:Signature xmlns:ds="' + DS_NS.encode() + b'">'
-_parsers = threading.local()
-
-
-def _own_parser() -> etree.XMLParser:
-    """A parser for bytes this module wrote itself (a signature, a c14n form): no DTD, no entities, no
-    network. lxml parsers must not be shared between threads."""
-    parser = getattr(_parsers, "parser", None)
-    if parser is None:
-        parser = _parsers.parser = etree.XMLParser(resolve_entities=False, load_dtd=False, no_network=True,
-                                                   huge_tree=False, remove_blank_text=False, collect_ids=False)
-    return parser
+    '<ds:DigestValue>{digest}</ds:DigestValue></ds:Reference>')
+_APEX = b'<ds:SignedInfo xmlns:ds="' + DS_NS.encode() + b'">'
+_SIGNATURE_OPEN = b'<ds:Signature xmlns:ds="' + DS_NS.encode() + b'"><ds:SignedInfo>'
 
 
 def method_for_key(key) -> str:
@@ -124,7 +113,7 @@ class Signer:
         self.key = key
         self.certificate = certificate
         self.method = method_for_key(key)
-        self._signed_info = _SIGNED_INFO.replace("{method}", self.method)
+        self._signed_info_children = _SIGNED_INFO_CHILDREN.replace("{method}", self.method)
         der = base64.b64encode(certificate.public_bytes(Encoding.DER))
         self._key_info = (b"<ds:KeyInfo><ds:X509Data><ds:X509Certificate>" + der
                           + b"</ds:X509Certificate></ds:X509Data></ds:KeyInfo></ds:Signature>")
@@ -146,19 +135,17 @@ class Signer:
     def signature_for(self, digest: bytes) -> bytes:
         """The ds:Signature element (serialised) for a document whose exclusive c14n without its signature has
         SHA-256 `digest`."""
-        signed_info = self._signed_info.replace("{digest}", base64.b64encode(digest).decode()).encode()
-        value = base64.b64encode(self.sign_bytes(signed_info))
-        # Inside ds:Signature, SignedInfo needs no declaration of its own (its c14n renders it all the same).
-        inner = b"<ds:SignedInfo>" + signed_info[len(b'<ds:SignedInfo xmlns:ds="') + len(DS_NS) + 2:]
-        return (_SIGNATURE_OPEN + inner + b"<ds:SignatureValue>" + value + b"</ds:SignatureValue>"
+        children = self._signed_info_children.replace("{digest}", base64.b64encode(digest).decode()).encode()
+        value = base64.b64encode(self.sign_bytes(_APEX + children + b"</ds:SignedInfo>"))
+        return (_SIGNATURE_OPEN + children + b"</ds:SignedInfo><ds:SignatureValue>" + value + b"</ds:SignatureValue>"
                 + self._key_info)
 
     def sign(self, document: etree._Element) -> etree._Element:
         """Return a signed copy of `document` (left unchanged), the signature as its last child."""
         document = copy.deepcopy(document)
-        for old in document.findall(_ds("Signature")):
+        for old in list(document.iterchildren(_ds("Signature"))):
             document.remove(old)
-        document.append(etree.fromstring(self.signature_for(hashlib.sha256(c14n(document)).digest()), _own_parser()))
+        document.append(parse_trusted(self.signature_for(hashlib.sha256(c14n(document)).digest())))
         return document
 
 
@@ -227,7 +214,7 @@ def _algorithm(element: etree._Element, allowed: dict[str, str], what: str, sign
 
 def check_structure(document: etree._Element, signer_name: str) -> SignatureParts:
     """The document's one signature, checked against the configuration the hub expects."""
-    signatures = document.findall(_ds("Signature"))
+    signatures = list(document.iterchildren(_ds("Signature")))  # (iterchildren: lxml's C loop, not ElementPath)
     if not signatures:
         raise SignatureInvalid(f"document is not signed: {signer_name}'s signature is required",
                                [Problem("no ds:Signature element as a child of the signed document",
@@ -259,17 +246,17 @@ def check_structure(document: etree._Element, signer_name: str) -> SignaturePart
     if not value:
         raise _refuse(signer_name, "SignatureValue is empty", value_element)
     certificates = []
-    key_info = signature.find(_ds("KeyInfo"))
+    key_info = next(signature.iterchildren(_ds("KeyInfo")), None)
     if key_info is not None:
         for child in _elements(key_info):
             if _ds_name(child) not in _KEY_INFO_CHILDREN:
                 raise _refuse(signer_name, f"ds:KeyInfo may hold X509Data, KeyName or KeyValue only, "
                                            f"not {child.tag}", child)
-        for data in key_info.findall(_ds("X509Data")):
+        for data in key_info.iterchildren(_ds("X509Data")):
             for child in _elements(data):
                 if _ds_name(child) not in _X509_DATA_CHILDREN:
                     raise _refuse(signer_name, f"unexpected {child.tag} in ds:X509Data", child)
-            for element in data.findall(_ds("X509Certificate")):
+            for element in data.iterchildren(_ds("X509Certificate")):
                 try:
                     certificates.append(_certificate(element.text or ""))
                 except (binascii.Error, ValueError):
@@ -370,11 +357,11 @@ def _describes(key_value: etree._Element, key) -> bool:
 def key_value_problem(parts: SignatureParts, certificate: x509.Certificate) -> str | None:
     """Why the signature's ds:KeyValue (unsigned, optional) is refused, or None: present, it must describe
     the key of the certificate that made the signature (two keys named for one signature is ambiguous)."""
-    key_info = parts.signature.find(_ds("KeyInfo"))
+    key_info = next(parts.signature.iterchildren(_ds("KeyInfo")), None)
     if key_info is None:
         return None
     key = certificate.public_key()
-    for key_value in key_info.findall(_ds("KeyValue")):
+    for key_value in key_info.iterchildren(_ds("KeyValue")):
         if not _describes(key_value, key):
             return "its ds:KeyValue does not describe the key of the certificate that made the signature"
     return None
@@ -416,7 +403,7 @@ def signed_content(document: etree._Element, parts: SignatureParts, certificate:
     if not hmac.compare_digest(hashlib.sha256(content).digest(), expected):
         raise SignatureInvalid(f"signed content was altered after {signer_name} signed it",
                                [Problem("digest of the signed content does not match the signature")])
-    return etree.fromstring(content, _own_parser())
+    return parse_trusted(content)  # hardened (no DTD, entities or network), as everything the hub parses
 
 
 def verify_with(document: etree._Element, certificate: x509.Certificate, *, signer_name: str,
