@@ -188,10 +188,11 @@ def _ds_name(element: etree._Element) -> str:
 def _only(parent: etree._Element, expected: list[str], signer_name: str, *, optional: tuple = ()) -> list:
     """The element children of `parent`, which must be exactly `expected` (ds local names) in order,
     plus at most one of each `optional` name."""
+    children = list(parent)
+    if [child.tag for child in children] == [_DS_PREFIX + name for name in expected]:
+        return children  # the usual case, decided without a Python call per child
     children = _elements(parent)
     names = [_ds_name(c) for c in children]
-    if names == expected:
-        return children
     required = [n for n in names if n not in optional]
     extra = [n for n in names if n in optional]
     if required != expected or len(extra) != len(set(extra)):
