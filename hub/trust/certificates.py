@@ -29,7 +29,7 @@ from hub.trust import pki
 from hub.config import HubConfig
 from hub.errors import ConfigError, Problem, SignatureInvalid
 from hub.trust.signing import (SignatureParts, certificate_problem, check_structure, describe, made_with,
-                         signed_info_c14n, validity_problem, verify_with)
+                         signed_content, signed_info_c14n, validity_problem)
 
 VALID, EXPIRING, EXPIRED, NOT_YET_VALID = "VALID", "EXPIRING", "EXPIRED", "NOT_YET_VALID"
 
@@ -78,7 +78,8 @@ class TrustStore:
         if party not in self.pinned:
             raise SignatureInvalid(f"verifying a signature: {party!r} is not a known party")
         parts = check_structure(document, party)
-        return verify_with(document, self.signing_certificate(parts, party), signer_name=party)
+        certificate = self.signing_certificate(parts, party)  # made the SignatureValue; the party may sign with it
+        return signed_content(document, parts, certificate, signer_name=party)
 
     def signing_certificate(self, parts: SignatureParts, party: str) -> x509.Certificate:
         """The certificate that made this signature's SignatureValue (over its SignedInfo), by the same rules

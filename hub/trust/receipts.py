@@ -1,21 +1,29 @@
-"""Signed receipts: the hub's proof that it accepted a message (law 55-19 asks for one)."""
+"""Signed receipts: the hub's proof that it accepted a message (law 55-19 asks for one).
+
+One is signed for every message accepted, so it is written as bytes rather than built as a tree: the
+receipt without its signature is written in its exclusive-c14n form (one prefix declared on the root, no
+empty-element tags, text escaped as c14n escapes it), which makes those bytes their own canonical form
+and their SHA-256 the reference digest; the signature goes before the root's end tag. It is the
+signature `Signer.sign` puts on the same receipt built as a tree (RSA PKCS#1 v1.5 signatures are
+deterministic: tests/test_signing_equivalence.py compares their values)."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
-from lxml import etree
-
-from hub.xml.schemas import ENVELOPE_NS
 from hub.trust.signing import Signer
-from hub.xml.safe import to_bytes
+from hub.trust.streaming import escape_text
+from hub.xml.schemas import ENVELOPE_NS
+
+_DECLARATION = b"<?xml version='1.0' encoding='UTF-8'?>\n"
+_OPEN = f'<env:Receipt xmlns:env="{ENVELOPE_NS}">'
+_CLOSE = b"</env:Receipt>"
 
 
 def build_receipt(signer: Signer, *, message_id: str, sender: str, digest: str, received_at: dt.datetime) -> bytes:
-    e = lambda tag: f"{{{ENVELOPE_NS}}}{tag}"  # noqa: E731
-    root = etree.Element(e("Receipt"), nsmap={"env": ENVELOPE_NS})
-    etree.SubElement(root, e("MessageId")).text = message_id
-    etree.SubElement(root, e("Sender")).text = sender
-    digest_el = etree.SubElement(root, e("Digest"), algorithm="sha256")
-    digest_el.text = digest
-    etree.SubElement(root, e("ReceivedAt")).text = received_at.isoformat(timespec="milliseconds")
-    return to_bytes(signer.sign(root))
+    canonical = (f"{_OPEN}<env:MessageId>{escape_text(message_id)}</env:MessageId>"
+                 f"<env:Sender>{escape_text(sender)}</env:Sender>"
+                 f'<env:Digest algorithm="sha256">{escape_text(digest)}</env:Digest>'
+                 f"<env:ReceivedAt>{received_at.isoformat(timespec='milliseconds')}</env:ReceivedAt>").encode()
+    signature = signer.signature_for(hashlib.sha256(canonical + _CLOSE).digest())
+    return _DECLARATION + canonical + signature + _CLOSE

@@ -1,6 +1,6 @@
 """Enveloped XML signatures over documents too large to hold: written and verified as streams.
 
-hub/trust/signing.py signs and verifies trees (signxml): right for messages, wrong for a 40 MB batch file
+hub/trust/signing.py signs and verifies trees: right for messages, wrong for a 40 MB batch file
 of 100,000 life certificates, whose tree alone takes hundreds of megabytes. The profile is the same
 (enveloped, Reference URI="", transforms enveloped-signature then exclusive c14n, SHA-256 digest,
 rsa-sha256 or ecdsa-sha256, the signer's certificate in KeyInfo/X509Data), so xmlsec1, signxml and
@@ -13,8 +13,8 @@ exclusive-c14n form of the document without its ds:Signature element.
     default namespace, no attributes, no XML declaration, `<a></a>` for empty elements, text
     escaped as c14n escapes it). The bytes written are then their own canonical form, so the
     digest is the SHA-256 of the bytes as they go to the file, the Signature excepted; it is
-    inserted before the root's end tag once the digest is known. Only SignedInfo is built as a
-    tree (a few hundred bytes) and signed.
+    inserted before the root's end tag once the digest is known: the same ds:Signature that
+    `Signer.sign` puts into a tree (`Signer.signature_for`, a template filled with the digest).
   * Verifying (`verify_stream`): lxml's iterparse reads the file in chunks (hardened: no DTD, no
     entities, no network, DOCTYPE refused, depth capped), validates it against the XSD while
     parsing (libxml2's streaming validation), and canonicalises it on the fly: the elements near
@@ -37,14 +37,11 @@ import hashlib
 from dataclasses import dataclass
 from typing import BinaryIO, Callable
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
-from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 
 from hub.errors import MalformedXml, Problem, SchemaInvalid, SignatureInvalid
-from hub.trust.signing import (DS_NS, ENVELOPED, EXC_C14N, SHA256, SIGNATURE_METHODS, Signer, certificate_problem,
-                         check_structure, describe, made_with, signed_info_c14n)
+from hub.trust.signing import (DS_NS, SIGNATURE_METHODS, Signer, certificate_problem, check_structure, describe,
+                               made_with, signed_info_c14n)
 
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 _SIGNATURE = f"{{{DS_NS}}}Signature"
@@ -74,34 +71,9 @@ def escape_attribute(value: str) -> str:
 # -- writing ------------------------------------------------------------------------------------------
 
 def signature_bytes(digest: bytes, signer: Signer) -> bytes:
-    """The ds:Signature element for a document whose canonical form (signature excluded) has SHA-256 `digest`."""
-    ds = lambda tag: f"{{{DS_NS}}}{tag}"  # noqa: E731
-    method = signer.method.value
-    signature = etree.Element(ds("Signature"), nsmap={"ds": DS_NS})
-    signed_info = etree.SubElement(signature, ds("SignedInfo"))
-    etree.SubElement(signed_info, ds("CanonicalizationMethod"), Algorithm=EXC_C14N)
-    etree.SubElement(signed_info, ds("SignatureMethod"), Algorithm=method)
-    reference = etree.SubElement(signed_info, ds("Reference"), URI="")
-    transforms = etree.SubElement(reference, ds("Transforms"))
-    etree.SubElement(transforms, ds("Transform"), Algorithm=ENVELOPED)
-    etree.SubElement(transforms, ds("Transform"), Algorithm=EXC_C14N)
-    etree.SubElement(reference, ds("DigestMethod"), Algorithm=SHA256)
-    etree.SubElement(reference, ds("DigestValue")).text = base64.b64encode(digest).decode()
-    data = etree.tostring(signed_info, method="c14n", exclusive=True, with_comments=False)
-    etree.SubElement(signature, ds("SignatureValue")).text = base64.b64encode(_sign(signer, data)).decode()
-    x509_data = etree.SubElement(etree.SubElement(signature, ds("KeyInfo")), ds("X509Data"))
-    der = signer.certificate.public_bytes(Encoding.DER)
-    etree.SubElement(x509_data, ds("X509Certificate")).text = base64.b64encode(der).decode()
-    return etree.tostring(signature)
-
-
-def _sign(signer: Signer, data: bytes) -> bytes:
-    key = signer.key
-    if isinstance(key, rsa.RSAPrivateKey):
-        return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-    r, s = utils.decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
-    size = (key.curve.key_size + 7) // 8
-    return r.to_bytes(size, "big") + s.to_bytes(size, "big")  # XML-DSig wants r || s, not DER
+    """The ds:Signature element for a document whose canonical form (signature excluded) has SHA-256 `digest`:
+    the one `Signer.sign` puts into a tree, written here as bytes."""
+    return signer.signature_for(digest)
 
 
 class CanonicalWriter:
