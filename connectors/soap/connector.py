@@ -2,7 +2,8 @@
 
 The WSDL is parsed once, in `open()`, into one zeep Client per process and partner; its Transport
 has timeouts (zeep's default operation timeout is unlimited) and one long-lived requests Session
-(keep-alive). `send()` looks the route's `operation` up in the WSDL's binding for its SOAPAction,
+(keep-alive) whose pool keeps as many connections as the partner may have deliveries in flight
+(HUB_PARTNER_CONCURRENCY). `send()` looks the route's `operation` up in the WSDL's binding for its SOAPAction,
 wraps the hub-signed document BYTE FOR BYTE in a soap:Body (so the signature the hub made is the one
 the partner verifies) and posts it through zeep's transport.
 
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import requests
+import requests.adapters
 from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -66,6 +68,7 @@ class SoapConnector:
         self.timeout_seconds = timeout_seconds
         self.wsdl_path = Path(settings.schemas_dir) / config.wsdl
         self.max_answer_bytes = settings.max_message_bytes
+        self.connections = getattr(settings, "partner_concurrency", None) or 2
         # the envelope adds two levels (Envelope, Body) and two elements around the answer
         self.answer_caps = {"max_depth": settings.max_xml_depth + 2, "max_elements": settings.max_xml_elements + 2}
         self._lock = threading.Lock()
@@ -90,6 +93,10 @@ class SoapConnector:
 
             session = requests.Session()
             session.headers["User-Agent"] = "consular-exchange-hub"
+            # as many kept-alive connections as deliveries in flight to the partner, no retries (the engine's)
+            adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=self.connections, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
             transport = Transport(session=session, timeout=self.timeout_seconds,
                                   operation_timeout=self.timeout_seconds, cache=None)
             try:
