@@ -15,13 +15,15 @@ adds the standard surface and `run_app` serves it:
 partner is down), then listens again in `normal` mode. Received documents and answers are kept as
 files under `<data>/<CODE>/received/` and `<data>/<CODE>/acknowledged/`, so deduplication by message
 id survives a restart; they are made durable, before the answer leaves, by one append to
-`<data>/<CODE>/journal` (sandbox/journal.py), shared by the requests in flight together.
+`<data>/<CODE>/journal` (sandbox/journal.py), whose sync is shared by the requests in flight together.
+The journal is emptied at each start, and whenever it outgrows JOURNAL_LIMIT_BYTES while no request
+is in flight (after one sync of the file systems has made the files it covers durable).
 
-Document endpoints are served straight from the ASGI front (`add_document_route`, `DocumentFront`): a
-partner's request needs none of FastAPI's middleware, dependency resolution or validation, since the
-endpoint reads and checks the body itself; the control routes stay FastAPI's. Their checks and signatures run on a pool of two threads (the work
-holds the interpreter lock; more threads would only queue for it), so that one request's journal
-sync overlaps the next one's work.
+Document endpoints are served straight from the ASGI front (`add_document_route`, `DocumentFront`):
+a partner's request needs none of FastAPI's middleware, dependency resolution or validation, since
+the endpoint reads and checks the body itself; the control routes stay FastAPI's. Their checks and
+signatures run on a pool of two threads (the work holds the interpreter lock; more threads would only
+queue for it), so that one request's journal sync overlaps the next one's work.
 """
 from __future__ import annotations
 
@@ -61,6 +63,7 @@ log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ALL_PARTIES = ["hub", "REGISTRY", "DGSN", "JUSTICE", "CDG", "NARSA", "SANTE", "ETAT_CIVIL"]
 MAX_REQUEST_BYTES = 1024 * 1024
+JOURNAL_LIMIT_BYTES = 64 * 1024 * 1024
 
 
 # -- small helpers on partner documents ------------------------------------------------------------
@@ -126,6 +129,7 @@ class PartnerSandbox:
     `stop` then start and stop its delivery, and `stats` reports `pending_callbacks`."""
 
     outbox: CallbackOutbox | None = None
+    journal_limit_bytes = JOURNAL_LIMIT_BYTES
 
     def __init__(self, partner: str, *, pki_dir: Path, data_dir: Path, schemas_dir: Path = PROJECT_ROOT / "schemas",
                  mode: str = "normal", parties: list[str] = ALL_PARTIES):
@@ -145,6 +149,7 @@ class PartnerSandbox:
                          if (self.received_dir / p.name).exists()}
         self._replay_journal(self.home / "journal")
         self.journal = Journal(self.home / "journal")
+        self._unfiled = 0  # requests journalled whose files are not written yet (under self._lock)
         self.counters: Counter = Counter()
         self.behaviour = Behaviour(mode=mode)
         self._requests_while_failing = 0
@@ -194,6 +199,7 @@ class PartnerSandbox:
                 answer = make_answer()
                 durable_at = self.journal.append(message_id, body, answer)
                 self._answers[message_id] = answer
+                self._unfiled += 1
                 self.counters["received"] += 1
             else:
                 self.counters["duplicates"] += 1
@@ -201,10 +207,26 @@ class PartnerSandbox:
         if durable_at is None:  # the first copy may still be on its way to the disk: answer once it is there
             self.journal.sync()
             return answer, False
-        self.journal.sync(durable_at)
-        write_plainly(self.received_dir / f"{message_id}.xml", body)
-        write_plainly(self.acknowledged_dir / f"{message_id}.xml", answer)
+        try:
+            self.journal.sync(durable_at)
+            write_plainly(self.received_dir / f"{message_id}.xml", body)
+            write_plainly(self.acknowledged_dir / f"{message_id}.xml", answer)
+        finally:
+            with self._lock:
+                self._unfiled -= 1
+                if self._unfiled == 0 and self.journal.size > self.journal_limit_bytes:
+                    self._empty_journal()
         return answer, True
+
+    def _empty_journal(self) -> None:
+        """Under the store's lock, nothing in flight: every journalled request has its files written.
+        One sync of the file systems makes them durable (rather than one fsync per file), then the
+        journal starts afresh."""
+        os.sync()
+        for folder in (self.received_dir, self.acknowledged_dir):
+            sync_folder(folder)
+        self.journal.truncate()
+        log.info("%s: journal emptied, its %d messages' files synced", self.partner, len(self._answers))
 
     def _replay_journal(self, path: Path) -> None:
         """Rewrite the files of every record the journal holds (a crash may have cut them short, or

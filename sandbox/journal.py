@@ -13,7 +13,8 @@ record: a record is only ever acknowledged after it is synced, so a torn tail wa
 
 The sandbox keeps its per-message files (received/, acknowledged/) as the readable store; they are
 written without fsync, since the journal can rebuild them. At start the journal is replayed into
-those files, they are synced, and the journal starts empty again (`PartnerSandbox` does this).
+those files, they are synced, and the journal starts empty again; the same when it grows too large
+(`PartnerSandbox` does this, sandbox/common.py).
 """
 from __future__ import annotations
 
@@ -66,6 +67,18 @@ class Journal:
             target = self._written
             os.fdatasync(self._fd)
             self._synced = target
+
+    @property
+    def size(self) -> int:
+        """Bytes appended so far."""
+        return self._written
+
+    def truncate(self) -> None:
+        """Start afresh (the caller made sure every record is durable elsewhere, and none is being appended)."""
+        with self._append_lock, self._sync_lock:
+            os.ftruncate(self._fd, 0)
+            os.fsync(self._fd)
+            self._written = self._synced = 0
 
     def close(self) -> None:
         os.close(self._fd)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -80,6 +81,8 @@ class CallbackOutbox:
                  soap_action: str | None = None, check_answer: Callable[[str, bytes], None] | None = None,
                  token: str | None = None):
         self.url = url
+        parts = urllib.parse.urlsplit(url)
+        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.soap_action = soap_action
         self._check_answer = check_answer or (lambda document_id, answer: None)
@@ -159,7 +162,7 @@ class CallbackOutbox:
         else:
             content, headers = body, {"Content-Type": "application/xml"}
         try:
-            response = self._client.urlopen("POST", self.url, body=content, headers={**self._headers, **headers},
+            response = self._client.urlopen("POST", self._path, body=content, headers={**self._headers, **headers},
                                             redirect=False)
         except TransportFailure as exc:  # refused connection, timeout, reset...
             self._retry_later(document_id, attempt, None, f"{type(exc).__name__}: {exc}")

@@ -82,3 +82,20 @@ def test_files_lost_or_cut_short_by_a_crash_are_rebuilt_and_the_id_is_still_know
     third_answer = restarted.handle(third)
     (home / "acknowledged" / f"{third_id}.xml").unlink()
     assert SanteSandbox(pki_dir=pki_dir, data_dir=tmp_path).handle(third) == third_answer
+
+
+def test_a_journal_grown_too_large_is_emptied_and_what_it_held_is_still_known(pki_dir, tmp_path):
+    sante = SanteSandbox(pki_dir=pki_dir, data_dir=tmp_path)
+    (first_id, first), (second_id, second) = request(pki_dir, 1), request(pki_dir, 2)
+    sante.journal_limit_bytes = len(first) + len(second)  # crossed by the second request with its answer
+    first_answer = sante.handle(first)
+    assert sante.journal.size > len(first)
+    second_answer = sante.handle(second)
+    assert sante.journal.size == 0 and (tmp_path / "SANTE" / "journal").stat().st_size == 0
+
+    third_id, third = request(pki_dir, 3)
+    third_answer = sante.handle(third)  # journalled afresh
+    assert [key for key, _, _ in Journal.records(tmp_path / "SANTE" / "journal")] == [third_id]
+    restarted = SanteSandbox(pki_dir=pki_dir, data_dir=tmp_path)
+    assert [restarted.handle(body) for body in (first, second, third)] == [first_answer, second_answer, third_answer]
+    assert restarted.stats()["duplicates"] == 3
