@@ -229,7 +229,7 @@ def test_connections_are_kept_alive_and_reused(pki_dir, answering, loopback):
     rest = answering(202, content=b"<Ack/>")
     for _ in range(3):
         rest.send(outbound(pki_dir))
-    assert rest._pool.num_connections == 1 and rest.connections == 2
+    assert rest._pool.pool.num_connections == 1 and rest.connections == 2
 
 
 def test_the_pool_holds_as_many_connections_as_deliveries_in_flight(pki_dir, loopback):
@@ -237,7 +237,7 @@ def test_the_pool_holds_as_many_connections_as_deliveries_in_flight(pki_dir, loo
                          settings=SimpleNamespace(partner_concurrency=5))
     rest.open()
     try:
-        assert rest._pool.pool.maxsize == 5
+        assert rest._pool.pool.pool.maxsize == 5
     finally:
         rest.close()
 

@@ -1,36 +1,27 @@
-"""REST with XML bodies over one urllib3 connection pool per partner (keep-alive): a Sender (connectors/base.py).
+"""REST with XML bodies over one kept-alive connection pool per partner: a Sender (connectors/base.py).
 
-The pool holds as many connections as the partner may have deliveries in flight from this process
-(HUB_PARTNER_CONCURRENCY, `Settings.partner_concurrency`): each delivery worker reuses an open
-connection, and no more are kept than can be used at once. urllib3 rather than httpx: the same
-keep-alive posts cost about a quarter of the client CPU (httpx ~517 µs a request, http.client, which
-urllib3 wraps thinly, ~149 µs), and a delivery is nothing but a POST and its answer.
+The pool (connectors/partner_pool.py, urllib3) holds as many connections as the partner may have
+deliveries in flight from this process (HUB_PARTNER_CONCURRENCY).
 
-    2xx                                   SendResult(answer=<the body, byte for byte, or None when empty>)
-    408, 425, 429, 5xx in RETRYABLE_STATUS TransientDeliveryError (retry_after from Retry-After)
-    any other status                      PermanentDeliveryError("partner answered <status>: <excerpt>")
-    timeout (connect or read)             TransientDeliveryError("no answer within <timeout> s")
-    refused or unreachable                TransientDeliveryError("connection refused or unreachable")
-    any other transport failure           TransientDeliveryError("transport error: <urllib3 exception name>")
-
-urllib3 never retries or follows redirects here (the engine owns retries). HTTPS is verified against
-the system's trust store (OpenSSL's defaults: SSL_CERT_FILE, SSL_CERT_DIR); credentials in the
-endpoint's URL (https://user:password@host/...) are sent as HTTP Basic and never shown.
+    2xx                                    SendResult(answer=<the body, byte for byte, or None when empty>)
+    408, 425, 429, 500, 502, 503, 504      TransientDeliveryError (retry_after from Retry-After)
+    any other status                       PermanentDeliveryError("partner answered <status>: <excerpt>")
+    timeout (connect or read)              TransientDeliveryError("no answer within <timeout> s")
+    refused or unreachable                 TransientDeliveryError("connection refused or unreachable")
+    any other transport failure            TransientDeliveryError("transport error: <urllib3 exception name>")
 """
 from __future__ import annotations
 
 import threading
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import urllib3
 from pydantic import BaseModel, ConfigDict, Field
-from urllib3.exceptions import ConnectTimeoutError, HTTPError as TransportFailure, NewConnectionError, ReadTimeoutError
 
 from connectors.base import Health, Outbound, SendResult, url_reachable
 from connectors.http import RETRYABLE_STATUS, parse_retry_after
+from connectors.partner_pool import PartnerPool, connections_for, transport_failure
 from hub.errors import PermanentDeliveryError, TransientDeliveryError
-
-DEFAULT_CONCURRENCY = 2  # Settings.partner_concurrency's default, for a connector built without settings
 
 
 class RestConnector:
@@ -45,16 +36,11 @@ class RestConnector:
         self.party = party
         self.endpoint = config.endpoint.rstrip("/")
         self.timeout_seconds = timeout_seconds
-        self.connections = getattr(settings, "partner_concurrency", None) or DEFAULT_CONCURRENCY
+        self.connections = connections_for(settings)
         parts = urlsplit(self.endpoint)
-        self._path = parts.path
-        self._query = f"?{parts.query}" if parts.query else ""
-        self._headers = {"User-Agent": "consular-exchange-hub"}
-        if parts.username is not None:
-            credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-            self._headers.update(urllib3.util.make_headers(basic_auth=credentials))
+        self._path, self._query = parts.path, (f"?{parts.query}" if parts.query else "")
         self._lock = threading.Lock()
-        self._pool: urllib3.HTTPConnectionPool | None = None
+        self._pool: PartnerPool | None = None
 
     def __repr__(self) -> str:
         parts = urlsplit(self.endpoint)
@@ -64,13 +50,8 @@ class RestConnector:
         """The connection pool (no connection is made until the first send)."""
         with self._lock:
             if self._pool is None:
-                parts = urlsplit(self.endpoint)
-                pool_class = urllib3.HTTPSConnectionPool if parts.scheme == "https" else urllib3.HTTPConnectionPool
-                # block=False: a caller beyond `connections` gets a connection of its own, closed after use
-                self._pool = pool_class(parts.hostname, parts.port, maxsize=self.connections, block=False,
-                                        timeout=urllib3.Timeout(connect=self.timeout_seconds,
-                                                                read=self.timeout_seconds),
-                                        retries=False, headers=self._headers)
+                self._pool = PartnerPool(self.endpoint, connections=self.connections,
+                                         timeout_seconds=self.timeout_seconds)
 
     def url_path(self, operation: str | None) -> str:
         """The path (and query) posted to: the endpoint's, with the route's operation appended."""
@@ -82,15 +63,9 @@ class RestConnector:
             self.open()
         headers = {"Content-Type": outbound.content_type, "X-Message-Id": outbound.message_id}
         try:
-            response = self._pool.urlopen("POST", self.url_path(outbound.operation), body=outbound.body,
-                                          headers={**self._headers, **headers}, redirect=False,
-                                          assert_same_host=False)
-        except NewConnectionError:  # before ConnectTimeoutError, which it subclasses (so does NameResolutionError)
-            raise TransientDeliveryError("connection refused or unreachable") from None
-        except (ConnectTimeoutError, ReadTimeoutError):
-            raise TransientDeliveryError(f"no answer within {self.timeout_seconds:g} s") from None
-        except TransportFailure as exc:
-            raise TransientDeliveryError(f"transport error: {type(exc).__name__}") from None
+            response = self._pool.post(outbound.body, headers, path=self.url_path(outbound.operation))
+        except urllib3.exceptions.HTTPError as exc:
+            raise TransientDeliveryError(transport_failure(exc, self.timeout_seconds)) from None
         status, content = response.status, response.data
         if 200 <= status < 300:
             return SendResult(answer=content or None, detail=f"HTTP {status}")
