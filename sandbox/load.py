@@ -7,12 +7,19 @@ DemandeAuthentification documents with the hub's key beforehand, then posts them
 RestConnector from `--concurrency` threads (the partner's in-flight limit), and reports, per round:
 
     sandbox CPU per message     user + system CPU of the sandbox process, from /proc, over the round
-    connector CPU per message   CPU of this process over the round (the sending threads only)
+    connector CPU per message   CPU of this process over the round: the connector's sends, and the
+                                thread pool driving them (the documents are signed beforehand)
     messages per second         wall clock
 
 and the medians over the rounds. Every message must be answered 202 (a refusal stops the run).
 
     python -m sandbox.load --messages 1000 --rounds 3 --concurrency 2
+
+To compare with an earlier commit in one run, extract it beside this tree and run this same tool
+from both, one after the other (each runs its own tree's sandbox and connector):
+
+    mkdir /tmp/before && git archive <commit> | tar -x -C /tmp/before && cp sandbox/load.py /tmp/before/sandbox/
+    here=$PWD; (cd /tmp/before && $here/.venv/bin/python -m sandbox.load); .venv/bin/python -m sandbox.load
 """
 from __future__ import annotations
 
