@@ -13,6 +13,10 @@ RestConnector from `--concurrency` threads (the partner's in-flight limit), and 
 
 and the medians over the rounds. Every message must be answered 202 (a refusal stops the run).
 
+With --in-process, the same documents go through the sandbox's ASGI app in this process, one at a
+time, without sockets, server or connector: the sandbox's own CPU per message (checks, signature,
+journal, request handling), with less of the machine's noise in it.
+
     python -m sandbox.load --messages 1000 --rounds 3 --concurrency 2
 
 To compare with an earlier commit in one run, extract it beside this tree and run this same tool
@@ -24,6 +28,7 @@ from both, one after the other (each runs its own tree's sandbox and connector):
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import socket
 import statistics
@@ -99,13 +104,72 @@ def run_round(connector: RestConnector, messages: list[Outbound], sandbox_pid: i
             "per_second": len(messages) / elapsed}
 
 
+def in_process_rounds(messages: int, rounds: int) -> list[dict]:
+    """Rounds of the NARSA app driven in this process (ASGI calls, no sockets); CPU per message."""
+    from sandbox import common, narsa
+
+    with tempfile.TemporaryDirectory(prefix="sandbox-load-") as folder:
+        pki_dir = Path(folder) / "pki"
+        ensure_dev_pki(pki_dir, ["hub", "REGISTRY", "NARSA"])
+        sandbox = narsa.NarsaSandbox(pki_dir=pki_dir, data_dir=Path(folder) / "data", hub_url="http://127.0.0.1:9",
+                                     answer_delay=86400)
+        app = narsa.create_app(sandbox)
+        front = getattr(common, "DocumentFront", None)  # what run_app serves (a tree before it: the app itself)
+        app = front(app) if front is not None else app
+
+        async def post(body: bytes) -> None:
+            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                     "scheme": "http", "path": narsa.PATH, "raw_path": narsa.PATH.encode(), "root_path": "",
+                     "query_string": b"", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2), "state": {},
+                     "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/xml"),
+                                 (b"content-length", str(len(body)).encode())]}
+            chunks = [{"type": "http.request", "body": body, "more_body": False}]
+            statuses = []
+
+            async def receive():
+                if chunks:
+                    return chunks.pop()
+                await asyncio.sleep(3600)  # a client that says nothing more
+
+            async def send(message):
+                if message["type"] == "http.response.start":
+                    statuses.append(message["status"])
+            await app(scope, receive, send)
+            assert statuses == [202], statuses
+
+        async def run() -> list[dict]:
+            sandbox.start()
+            try:
+                await post(signed_requests(pki_dir, 1, "warm")[0].body)
+                results = []
+                for number in range(1, rounds + 1):
+                    bodies = [m.body for m in signed_requests(pki_dir, messages, f"R{number}")]
+                    started = time.process_time()
+                    for body in bodies:
+                        await post(body)
+                    results.append({"sandbox_ms": (time.process_time() - started) / messages * 1e3})
+                    print(f"round {number}: sandbox in process {results[-1]['sandbox_ms']:.2f} ms CPU/message",
+                          flush=True)
+                return results
+            finally:
+                sandbox.stop()
+        return asyncio.run(run())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox.load", description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=1000, help="messages per round (default %(default)s)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds, medians reported (default %(default)s)")
     parser.add_argument("--concurrency", type=int, default=2,
                         help="sends in flight, as HUB_PARTNER_CONCURRENCY (default %(default)s)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="drive the sandbox's ASGI app in this process instead (its own CPU only)")
     args = parser.parse_args(argv)
+    if args.in_process:
+        rounds = in_process_rounds(args.messages, args.rounds)
+        median = statistics.median(r["sandbox_ms"] for r in rounds)
+        print(f"median of {len(rounds)} x {args.messages} messages, in process: sandbox {median:.2f} ms CPU/message")
+        return 0
     with tempfile.TemporaryDirectory(prefix="sandbox-load-") as folder:
         pki_dir, data_dir, port = Path(folder) / "pki", Path(folder) / "data", free_port()
         ensure_dev_pki(pki_dir, ["hub", "REGISTRY", "NARSA"])
