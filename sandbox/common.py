@@ -14,12 +14,22 @@ adds the standard surface and `run_app` serves it:
 `refuse` closes the listening socket for `refuse_seconds` (connections are refused, as when the
 partner is down), then listens again in `normal` mode. Received documents and answers are kept as
 files under `<data>/<CODE>/received/` and `<data>/<CODE>/acknowledged/`, so deduplication by message
-id survives a restart.
+id survives a restart; they are made durable, before the answer leaves, by one append to
+`<data>/<CODE>/journal` (sandbox/journal.py), whose sync is shared by the requests in flight together.
+The journal is emptied at each start, and whenever it outgrows JOURNAL_LIMIT_BYTES while no request
+is in flight (after one sync of the file systems has made the files it covers durable).
+
+Document endpoints are served straight from the ASGI front (`add_document_route`, `DocumentFront`):
+a partner's request needs none of FastAPI's middleware, dependency resolution or validation, since
+the endpoint reads and checks the body itself; the control routes stay FastAPI's. Their checks and
+signatures run on a pool of two threads (the work holds the interpreter lock; more threads would only
+queue for it), so that one request's journal sync overlaps the next one's work.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import datetime as dt
 import logging
 import os
@@ -34,10 +44,10 @@ from typing import Callable, Literal
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from lxml import etree
 from pydantic import BaseModel, Field
+from starlette.routing import Match, Route
 
 from connectors.http import read_body
 from hub.errors import InputError, Problem, SchemaInvalid, SignatureInvalid
@@ -45,6 +55,7 @@ from hub.trust.pki import ensure_dev_pki, load_certificate, load_key
 from hub.xml.schemas import SchemaSet
 from hub.trust.signing import Signer, verify
 from hub.xml.safe import parse_untrusted, to_bytes
+from sandbox.journal import Journal
 from sandbox.outbox import CallbackOutbox, write_atomically
 
 log = logging.getLogger(__name__)
@@ -52,6 +63,7 @@ log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ALL_PARTIES = ["hub", "REGISTRY", "DGSN", "JUSTICE", "CDG", "NARSA", "SANTE", "ETAT_CIVIL"]
 MAX_REQUEST_BYTES = 1024 * 1024
+JOURNAL_LIMIT_BYTES = 64 * 1024 * 1024
 
 
 # -- small helpers on partner documents ------------------------------------------------------------
@@ -117,6 +129,7 @@ class PartnerSandbox:
     `stop` then start and stop its delivery, and `stats` reports `pending_callbacks`."""
 
     outbox: CallbackOutbox | None = None
+    journal_limit_bytes = JOURNAL_LIMIT_BYTES
 
     def __init__(self, partner: str, *, pki_dir: Path, data_dir: Path, schemas_dir: Path = PROJECT_ROOT / "schemas",
                  mode: str = "normal", parties: list[str] = ALL_PARTIES):
@@ -134,6 +147,9 @@ class PartnerSandbox:
         self._lock = threading.Lock()
         self._answers = {p.stem: p.read_bytes() for p in self.acknowledged_dir.glob("*.xml")
                          if (self.received_dir / p.name).exists()}
+        self._replay_journal(self.home / "journal")
+        self.journal = Journal(self.home / "journal")
+        self._unfiled = 0  # requests journalled whose files are not written yet (under self._lock)
         self.counters: Counter = Counter()
         self.behaviour = Behaviour(mode=mode)
         self._requests_while_failing = 0
@@ -174,18 +190,61 @@ class PartnerSandbox:
     def answer_once(self, message_id: str, body: bytes, make_answer: Callable[[], bytes]) -> tuple[bytes, bool]:
         """Store a request and its answer the first time; a repeat of the id gets the same answer bytes.
 
-        Returns (answer, new). `make_answer` runs under the store's lock, once per message id."""
+        Returns (answer, new), once the request and its answer are durable (in the journal, synced:
+        a restart replays it), never before. `make_answer` runs under the store's lock, once per
+        message id; the sync runs outside it, shared with the requests appended meanwhile."""
         with self._lock:
             answer = self._answers.get(message_id)
-            if answer is not None:
+            if answer is None:
+                answer = make_answer()
+                durable_at = self.journal.append(message_id, body, answer)
+                self._answers[message_id] = answer
+                self._unfiled += 1
+                self.counters["received"] += 1
+            else:
                 self.counters["duplicates"] += 1
-                return answer, False
-            answer = make_answer()
+                durable_at = None
+        if durable_at is None:  # the first copy may still be on its way to the disk: answer once it is there
+            self.journal.sync()
+            return answer, False
+        try:
+            self.journal.sync(durable_at)
+            write_plainly(self.received_dir / f"{message_id}.xml", body)
+            write_plainly(self.acknowledged_dir / f"{message_id}.xml", answer)
+        finally:
+            with self._lock:
+                self._unfiled -= 1
+                if self._unfiled == 0 and self.journal.size > self.journal_limit_bytes:
+                    self._empty_journal()
+        return answer, True
+
+    def _empty_journal(self) -> None:
+        """Under the store's lock, nothing in flight: every journalled request has its files written.
+        One sync of the file systems makes them durable (rather than one fsync per file), then the
+        journal starts afresh."""
+        os.sync()
+        for folder in (self.received_dir, self.acknowledged_dir):
+            sync_folder(folder)
+        self.journal.truncate()
+        log.info("%s: journal emptied, its %d messages' files synced", self.partner, len(self._answers))
+
+    def _replay_journal(self, path: Path) -> None:
+        """Rewrite the files of every record the journal holds (a crash may have cut them short, or
+        come before them), sync them, then empty the journal: it only ever holds one run's records."""
+        replayed = 0
+        for message_id, body, answer in Journal.records(path):
             write_atomically(self.received_dir / f"{message_id}.xml", body)
             write_atomically(self.acknowledged_dir / f"{message_id}.xml", answer)
             self._answers[message_id] = answer
-            self.counters["received"] += 1
-            return answer, True
+            replayed += 1
+        if path.exists():
+            for folder in (self.received_dir, self.acknowledged_dir):
+                sync_folder(folder)
+            os.truncate(path, 0)
+            with open(path, "rb") as journal:
+                os.fsync(journal.fileno())
+        if replayed:
+            log.info("%s: %d received messages replayed from the journal", self.partner, replayed)
 
     def received_count(self) -> int:
         with self._lock:
@@ -234,6 +293,21 @@ class PartnerSandbox:
         return stats
 
 
+def write_plainly(path: Path, data: bytes) -> None:
+    """Write a file without syncing it: for copies of what the journal already holds durably."""
+    with open(path, "wb") as handle:
+        handle.write(data)
+
+
+def sync_folder(folder: Path) -> None:
+    """fsync a folder, so that the names created or renamed in it survive a crash."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 _ERROR_CODES = {"MalformedXml": "XML_MALFORME", "SchemaInvalid": "SCHEMA_INVALIDE",
                 "SignatureInvalid": "SIGNATURE_INVALIDE", "MessageTooLarge": "MESSAGE_TROP_VOLUMINEUX",
                 "UnsupportedMediaType": "TYPE_MEDIA_NON_SUPPORTE"}
@@ -267,7 +341,7 @@ async def answer_post(request: Request, sandbox: PartnerSandbox, handle: Callabl
     in `fail` mode (when this request must fail) the answer is `failure(behaviour)` (by default
     `failure_response`) and nothing is read; in `slow` mode it waits `delay_seconds` first; then the
     Content-Type must be `content_type`, the body is read capped at MAX_REQUEST_BYTES, and `handle`
-    runs in the threadpool. An InputError (415, 413 or raised by `handle`) is counted as `refused`,
+    runs on the work pool (`run_work`). An InputError (415, 413 or raised by `handle`) is counted as `refused`,
     logged and answered with `refused(error)`; otherwise the answer is `respond(answer)`."""
     failing = sandbox.should_fail()
     if failing is not None:
@@ -275,7 +349,7 @@ async def answer_post(request: Request, sandbox: PartnerSandbox, handle: Callabl
     await sandbox.delay_if_slow()
     try:
         body = await read_body(request, max_bytes=MAX_REQUEST_BYTES, media_types=(content_type,))
-        answer = await run_in_threadpool(handle, body)
+        answer = await run_work(handle, body)
     except InputError as error:
         sandbox.count("refused")
         log.warning("%s: %s refused (HTTP %d): %s", sandbox.partner, what, error.status, error.detail)
@@ -289,6 +363,48 @@ async def answer_xml_post(request: Request, sandbox: PartnerSandbox, handle: Cal
     `status`; refusals as an <Erreur> document (`error_response`, in `maker`'s namespace)."""
     return await answer_post(request, sandbox, handle, what=what, refused=lambda error: error_response(error, maker),
                              respond=lambda answer: Response(answer, status_code=status, media_type="application/xml"))
+
+
+_WORK_POOL: concurrent.futures.ThreadPoolExecutor | None = None
+WORK_THREADS = 2
+
+
+async def run_work(function: Callable, *args):
+    """Run `function(*args)` on the sandbox's pool of WORK_THREADS threads and await its result."""
+    global _WORK_POOL
+    if _WORK_POOL is None:
+        _WORK_POOL = concurrent.futures.ThreadPoolExecutor(WORK_THREADS, thread_name_prefix="sandbox-work")
+    return await asyncio.get_running_loop().run_in_executor(_WORK_POOL, function, *args)
+
+
+def add_document_route(app: FastAPI, path: str, endpoint: Callable[[Request], "asyncio.Future[Response]"]) -> None:
+    """Serve POST `path` with `endpoint(request)` (path parameters in `request.path_params`): straight
+    from `DocumentFront` when served by `run_app`, and as a plain Starlette route of `app` otherwise."""
+    route = Route(path, endpoint, methods=["POST"])
+    app.router.routes.append(route)
+    app.state.document_routes = [*getattr(app.state, "document_routes", []), route]
+
+
+class DocumentFront:
+    """The ASGI app `run_app` serves: a POST to a document endpoint goes straight to it, without the
+    FastAPI middleware stack (error pages, exception handlers, exit stacks, body limits: the endpoint
+    caps and checks the body itself); everything else (control routes, WSDL, lifespan) to `app`.
+    An exception escaping an endpoint is a bug: uvicorn logs it and answers 500."""
+
+    def __init__(self, app: FastAPI):
+        self.app = app
+        self.routes: list[Route] = list(getattr(app.state, "document_routes", []))
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            for route in self.routes:
+                match, child_scope = route.matches(scope)
+                if match is Match.FULL:
+                    scope = {**scope, **child_scope}
+                    response = await route.endpoint(Request(scope, receive))
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 def partner_app(sandbox: PartnerSandbox) -> FastAPI:
@@ -366,7 +482,8 @@ def run_app(app: FastAPI, *, sandbox: PartnerSandbox, host: str, port: int) -> i
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGTERM, _exit)
     signal.signal(signal.SIGINT, _exit)
-    server = SandboxServer(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"), sandbox.partner)
+    server = SandboxServer(uvicorn.Config(DocumentFront(app), host=host, port=port, log_level="warning", lifespan="on"),
+                           sandbox.partner)
 
     def refuse(seconds: float) -> None:
         server.refuse_for(seconds)

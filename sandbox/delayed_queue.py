@@ -18,9 +18,14 @@ class DelayedQueue:
         self._closed = False
 
     def put(self, item: Any, delay: float = 0.0) -> None:
+        """Add `item`, due in `delay` seconds. A waiting `get` is woken only when the item is due before
+        everything already queued: otherwise it is already set to wake for an earlier item, and waking
+        it for nothing costs a thread switch per item (a NARSA sandbox queues a result per request)."""
+        entry = (time.monotonic() + max(0.0, delay), next(self._order), item)
         with self._condition:
-            heapq.heappush(self._heap, (time.monotonic() + max(0.0, delay), next(self._order), item))
-            self._condition.notify()
+            heapq.heappush(self._heap, entry)
+            if self._heap[0] is entry:
+                self._condition.notify()
 
     def get(self) -> Any | None:
         """Return the next due item, or None once the queue is closed."""

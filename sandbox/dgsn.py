@@ -61,7 +61,7 @@ from hub.errors import InputError, Problem, SchemaInvalid
 from hub.trust.signing import verify
 from hub.xml.safe import parse_trusted
 from sandbox.common import (MAX_REQUEST_BYTES, PROJECT_ROOT, Behaviour, PartnerSandbox, add_common_arguments,
-                            answer_post, digits, failure_response, partner_app, run_app, tag, text, utc_now)
+                            add_document_route, answer_post, digits, failure_response, partner_app, run_app, tag, text, utc_now)
 from sandbox.outbox import CallbackOutbox
 
 log = logging.getLogger(__name__)
@@ -319,13 +319,13 @@ def create_app(sandbox: DgsnSandbox) -> FastAPI:
     def get_xsd() -> Response:
         return Response(xsd, media_type="text/xml")
 
-    @app.post(PATH)
     async def soap(request: Request) -> Response:
         return await answer_post(
             request, sandbox, lambda envelope: sandbox.handle(envelope, request.headers.get("soapaction")),
             content_type="text/xml", failure=_failure_response,
             refused=lambda error: _fault_response(Fault("soap:Client", error.detail, problems=error.problems)),
             respond=lambda answer: Response(wrap_document_bytes(answer), media_type=CONTENT_TYPE))
+    add_document_route(app, PATH, soap)
 
     return app
 

@@ -49,8 +49,8 @@ from lxml import etree
 from lxml.builder import ElementMaker
 
 from hub.xml.safe import parse_trusted
-from sandbox.common import (PartnerSandbox, add_common_arguments, answer_xml_post, digits, hub_token, partner_app,
-                            run_app, tag, text, utc_now)
+from sandbox.common import (PartnerSandbox, add_common_arguments, add_document_route, answer_xml_post, digits,
+                            hub_token, partner_app, run_app, tag, text, utc_now)
 from sandbox.outbox import CallbackOutbox
 
 log = logging.getLogger(__name__)
@@ -232,14 +232,15 @@ def _copy(element: etree._Element) -> etree._Element:
 def create_app(sandbox: EtatCivilSandbox) -> FastAPI:
     app = partner_app(sandbox)
 
-    @app.post(BASE_PATH + "/{operation}")
-    async def operation(operation: str, request: Request) -> Response:
+    async def operation(request: Request) -> Response:
+        operation = request.path_params["operation"]
         op = sandbox.operations.get(operation)
         if op is None:
             return Response(f"no operation {operation!r}; known: {', '.join(sandbox.operations)}\n",
                             status_code=404, media_type="text/plain")
         return await answer_xml_post(request, sandbox, lambda body: sandbox.handle(op, body), maker=E,
                                      status=op.status, what=op.document)
+    add_document_route(app, BASE_PATH + "/{operation}", operation)
 
     return app
 

@@ -70,7 +70,7 @@ from hub.xml.schemas import ENVELOPE_NS
 from hub.trust.signing import verify
 from hub.xml.safe import parse_trusted
 from sandbox.common import (MAX_REQUEST_BYTES, PROJECT_ROOT, PartnerSandbox, add_common_arguments, add_control_routes,
-                            run_app)
+                            add_document_route, run_app, run_work)
 from sandbox.delayed_queue import DelayedQueue
 from sandbox.outbox import backoff_seconds, write_atomically
 
@@ -387,7 +387,6 @@ def create_app(sandbox: JusticeSandbox) -> FastAPI:
 
     app = FastAPI(title="JUSTICE sandbox", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
-    @app.post(SERVICE_PATH)
     async def deposer_attestation_remise(request: Request) -> Response:
         failing = sandbox.should_fail()
         if failing is not None:
@@ -399,12 +398,13 @@ def create_app(sandbox: JusticeSandbox) -> FastAPI:
         await sandbox.delay_if_slow()
         try:
             body = await read_body(request, max_bytes=MAX_REQUEST_BYTES, media_types=("text/xml",))
-            answer = await run_in_threadpool(sandbox.receive_certificate, body)
+            answer = await run_work(sandbox.receive_certificate, body)
         except InputError as error:
             sandbox.count("refused")
             log.warning("certificate refused: %s", error.detail)
             return fault_response(error)
         return Response(wrap_document_bytes(answer), media_type=CONTENT_TYPE)
+    add_document_route(app, SERVICE_PATH, deposer_attestation_remise)
 
     @app.get(SERVICE_PATH)
     async def wsdl(request: Request) -> Response:

@@ -54,8 +54,8 @@ from lxml import etree
 from lxml.builder import ElementMaker
 
 from hub.xml.safe import parse_trusted
-from sandbox.common import (PROJECT_ROOT, PartnerSandbox, add_common_arguments, answer_xml_post, digits, hub_token,
-                            partner_app, run_app, tag, text, utc_now)
+from sandbox.common import (PROJECT_ROOT, PartnerSandbox, add_common_arguments, add_document_route, answer_xml_post,
+                            digits, hub_token, partner_app, run_app, tag, text, utc_now)
 from sandbox.outbox import CallbackOutbox
 
 log = logging.getLogger(__name__)
@@ -215,10 +215,10 @@ def create_app(sandbox: NarsaSandbox) -> FastAPI:
     """The sandbox's HTTP surface; starting the app starts the callback worker."""
     app = partner_app(sandbox)
 
-    @app.post(PATH)
     async def demande_authentification(request: Request) -> Response:
         return await answer_xml_post(request, sandbox, lambda body: sandbox.receive(body)[0], maker=N, status=202,
                                      what="DemandeAuthentification")
+    add_document_route(app, PATH, demande_authentification)
 
     return app
 

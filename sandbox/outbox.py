@@ -2,7 +2,7 @@
 
 Each document is written to `outbox/<id>.xml` before the first attempt, so a restart loses nothing:
 `start()` re-sends whatever is still there. One background thread, fed by a DelayedQueue, does all
-the work over one long-lived httpx client:
+the work over one kept-alive urllib3 connection:
 
     2xx                          copy to `sent/<id>.xml`, delete from outbox/
     connection error, timeout,   retry after Retry-After when given, else exponential backoff
@@ -24,11 +24,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import httpx
+import urllib3
+from urllib3.exceptions import HTTPError as TransportFailure
 
 from connectors.http import parse_retry_after as retry_after_seconds
 from connectors.soap.envelope import (CONTENT_TYPE as SOAP_CONTENT_TYPE, body_document_bytes, parse_envelope,
@@ -79,6 +81,8 @@ class CallbackOutbox:
                  soap_action: str | None = None, check_answer: Callable[[str, bytes], None] | None = None,
                  token: str | None = None):
         self.url = url
+        parts = urllib.parse.urlsplit(url)
+        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.soap_action = soap_action
         self._check_answer = check_answer or (lambda document_id, answer: None)
@@ -89,14 +93,16 @@ class CallbackOutbox:
             folder.mkdir(parents=True, exist_ok=True)
         self._on_delivered = on_delivered or (lambda document_id: None)
         self._queue = DelayedQueue()
-        self._client: httpx.Client | None = None
+        self._client: urllib3.HTTPConnectionPool | None = None
         self._thread: threading.Thread | None = None
 
     # -- surface -----------------------------------------------------------------------------------
 
     def start(self) -> None:
         """Open the client, start the worker and re-send whatever a previous run left in outbox/."""
-        self._client = httpx.Client(timeout=TIMEOUT_SECONDS, headers=self._headers)
+        self._client = urllib3.connection_from_url(self.url, maxsize=1, retries=False,
+                                                   timeout=urllib3.Timeout(connect=TIMEOUT_SECONDS,
+                                                                           read=TIMEOUT_SECONDS))
         self._thread = threading.Thread(target=self._work, name="callback-outbox", daemon=True)
         self._thread.start()
         for path in sorted(self.outbox_dir.glob("*.xml")):
@@ -156,19 +162,20 @@ class CallbackOutbox:
         else:
             content, headers = body, {"Content-Type": "application/xml"}
         try:
-            response = self._client.post(self.url, content=content, headers=headers)
-        except httpx.TransportError as exc:  # refused connection, timeout, reset...
+            response = self._client.urlopen("POST", self._path, body=content, headers={**self._headers, **headers},
+                                            redirect=False)
+        except TransportFailure as exc:  # refused connection, timeout, reset...
             self._retry_later(document_id, attempt, None, f"{type(exc).__name__}: {exc}")
             return
         if self.soap_action is not None:
             self._soap_outcome(document_id, attempt, path, body, response)
             return
-        status = response.status_code
+        status = response.status
         if 200 <= status < 300:
             write_atomically(self.sent_dir / f"{document_id}.xml", body)
             path.unlink(missing_ok=True)
             log.info("callback %s delivered (HTTP %d, attempt %d)", document_id, status, attempt)
-            self._check_answer(document_id, response.content)
+            self._check_answer(document_id, response.data)
             self._on_delivered(document_id)
         elif status >= 500 or status == 429:
             wait = retry_after_seconds(response.headers.get("Retry-After"))
@@ -176,10 +183,11 @@ class CallbackOutbox:
         else:
             self._reject(document_id, path, response)
 
-    def _soap_outcome(self, document_id: str, attempt: int, path: Path, body: bytes, response: httpx.Response) -> None:
-        status = response.status_code
+    def _soap_outcome(self, document_id: str, attempt: int, path: Path, body: bytes,
+                      response: urllib3.BaseHTTPResponse) -> None:
+        status = response.status
         try:
-            document = parse_envelope(response.content, max_bytes=1024 * 1024, what="answer of the hub")
+            document = parse_envelope(response.data, max_bytes=1024 * 1024, what="answer of the hub")
         except InputError:
             document = None
         fault = read_fault(document) if document is not None else None
@@ -205,8 +213,8 @@ class CallbackOutbox:
                     document_id, reason, attempt, wait)
         self._queue.put(_Deliver(document_id, attempt + 1), wait)
 
-    def _reject(self, document_id: str, path: Path, response: httpx.Response) -> None:
+    def _reject(self, document_id: str, path: Path, response: urllib3.BaseHTTPResponse) -> None:
         write_atomically(self.rejected_dir / f"{document_id}.response.txt",
-                         f"HTTP {response.status_code}\n\n".encode() + response.content)
+                         f"HTTP {response.status}\n\n".encode() + response.data)
         os.replace(path, self.rejected_dir / f"{document_id}.xml")
-        log.warning("callback %s refused by the hub (HTTP %d); moved to rejected/", document_id, response.status_code)
+        log.warning("callback %s refused by the hub (HTTP %d); moved to rejected/", document_id, response.status)

@@ -30,8 +30,8 @@ from fastapi.responses import Response
 from lxml import etree
 from lxml.builder import ElementMaker
 
-from sandbox.common import (PartnerSandbox, add_common_arguments, answer_xml_post, partner_app, run_app, tag, text,
-                            utc_now)
+from sandbox.common import (PartnerSandbox, add_common_arguments, add_document_route, answer_xml_post, partner_app,
+                            run_app, tag, text, utc_now)
 
 PARTNER = "SANTE"
 NS = "urn:ma:sante:autorisation-sanitaire:1"
@@ -85,9 +85,9 @@ class SanteSandbox(PartnerSandbox):
 def create_app(sandbox: SanteSandbox) -> FastAPI:
     app = partner_app(sandbox)
 
-    @app.post(PATH)
     async def autorisation_sanitaire(request: Request) -> Response:
         return await answer_xml_post(request, sandbox, sandbox.handle, maker=S, what="DemandeAutorisationSanitaire")
+    add_document_route(app, PATH, autorisation_sanitaire)
 
     return app
 

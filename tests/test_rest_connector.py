@@ -3,16 +3,22 @@
 What the engine relies on (connectors/base.py): a 2xx gives a SendResult whose receipt is the
 partner's answer, byte for byte; 5xx, 408/425/429, timeouts and refused connections raise
 TransientDeliveryError (with `retry_after` when the partner sent Retry-After); any other 4xx raises
-PermanentDeliveryError; nothing from httpx leaks; the route's operation is appended to the endpoint.
+PermanentDeliveryError; nothing from urllib3 leaks; the route's operation is appended to the endpoint.
 
-What each status and transport failure becomes is checked in process (httpx.MockTransport answering
-as told); the rest against the sandbox, which answers, refuses, times out and goes away for real.
+What each status and transport failure becomes is checked against a small loopback HTTP server
+answering as told (or dropping the connection, or answering no HTTP); the rest against the sandbox,
+which answers, refuses, times out and goes away for real.
 """
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import email.utils
+import http.server
+import socket
+import threading
 import time
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -136,40 +142,121 @@ def test_nothing_listening_is_transient_and_unhealthy(pki_dir):
         rest.close()
 
 
-# -- status handling, in process ------------------------------------------------------------------------------
+# -- status handling, against a loopback server answering as told --------------------------------------------
 
-def answering(status: int = 200, *, content: bytes = b"", headers: dict | None = None,
-              error: type[httpx.TransportError] | None = None, seen: list | None = None) -> RestConnector:
-    """A RestConnector whose partner (an httpx.MockTransport) answers `status` with `content` and
-    `headers`, or fails with `error`; each request is appended to `seen`."""
-    def handle(request: httpx.Request) -> httpx.Response:
-        if seen is not None:
-            seen.append(request)
-        if error is not None:
-            raise error("as told", request=request)
-        return httpx.Response(status, content=content, headers=headers)
-    rest = RestConnector("SANTE", RestConnector.Config(endpoint="http://sante.test/sante/v1/"), timeout_seconds=1.0)
-    rest._client = httpx.Client(transport=httpx.MockTransport(handle))
-    return rest
+class Partner:
+    """A real HTTP server on loopback that answers every POST as told: `status` with `content` and
+    `headers`, or `failure` ("close": drops the connection unanswered; "garbage": answers no HTTP;
+    "sleep": answers nothing for 3 s). Each request is recorded in `seen` as (path, headers, body)."""
+
+    def __init__(self):
+        self.status, self.content, self.headers, self.failure = 200, b"", {}, None
+        self.seen: list[tuple[str, "email.message.Message", bytes]] = []
+        partner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                partner.seen.append((self.path, self.headers, body))
+                if partner.failure == "close":
+                    self.close_connection = True
+                    return
+                if partner.failure == "garbage":
+                    self.wfile.write(b"this is not HTTP\r\n\r\n")
+                    self.close_connection = True
+                    return
+                if partner.failure == "sleep":
+                    time.sleep(3)
+                    self.close_connection = True
+                    return
+                self.send_response(partner.status)
+                for name, value in partner.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(partner.content)))
+                self.end_headers()
+                self.wfile.write(partner.content)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture(scope="module")
+def loopback():
+    partner = Partner()
+    yield partner
+    partner.server.shutdown()
+    partner.server.server_close()
+
+
+@pytest.fixture
+def answering(loopback):
+    """answering(status, content=, headers=, failure=) -> a RestConnector to the loopback partner told so."""
+    opened = []
+
+    def tell(status: int = 200, *, content: bytes = b"", headers: dict | None = None, failure: str | None = None):
+        loopback.status, loopback.content, loopback.headers, loopback.failure = status, content, headers or {}, failure
+        loopback.seen.clear()
+        rest = RestConnector("SANTE", RestConnector.Config(endpoint=f"{loopback.url}/sante/v1/"), timeout_seconds=1.0)
+        opened.append(rest)
+        return rest
+    yield tell
+    for rest in opened:
+        rest.close()
 
 
 @pytest.mark.parametrize("status", [200, 201, 202])
-def test_a_2xx_answer_is_kept_byte_for_byte(pki_dir, status):
-    seen = []
+def test_a_2xx_answer_is_kept_byte_for_byte(pki_dir, answering, loopback, status):
     message = outbound(pki_dir)
-    result = answering(status, content=b"<Ack>\xc3\xa9 </Ack>\n", seen=seen).send(message)
+    result = answering(status, content=b"<Ack>\xc3\xa9 </Ack>\n").send(message)
     assert (result.answer, result.detail) == (b"<Ack>\xc3\xa9 </Ack>\n", f"HTTP {status}")
-    [request] = seen
-    assert str(request.url) == f"http://sante.test/sante/v1/{OPERATION}" and request.content == message.body
-    assert request.headers["X-Message-Id"] == message.message_id
+    [(path, headers, body)] = loopback.seen
+    assert path == f"/sante/v1/{OPERATION}" and body == message.body
+    assert headers["X-Message-Id"] == message.message_id and headers["Content-Type"] == "application/xml"
 
 
-def test_an_empty_2xx_is_no_answer(pki_dir):
+def test_an_empty_2xx_is_no_answer(pki_dir, answering):
     assert answering(204).send(outbound(pki_dir)).answer is None
 
 
+def test_connections_are_kept_alive_and_reused(pki_dir, answering, loopback):
+    rest = answering(202, content=b"<Ack/>")
+    for _ in range(3):
+        rest.send(outbound(pki_dir))
+    assert rest._pool.pool.num_connections == 1 and rest.connections == 2
+
+
+def test_the_pool_holds_as_many_connections_as_deliveries_in_flight(pki_dir, loopback):
+    rest = RestConnector("SANTE", RestConnector.Config(endpoint=f"{loopback.url}/sante/v1/"), timeout_seconds=1.0,
+                         settings=SimpleNamespace(partner_concurrency=5))
+    rest.open()
+    try:
+        assert rest._pool.pool.pool.maxsize == 5
+    finally:
+        rest.close()
+
+
+def test_credentials_in_the_endpoint_are_sent_as_basic_auth(pki_dir, loopback):
+    loopback.status, loopback.content, loopback.headers, loopback.failure = 200, b"", {}, None
+    loopback.seen.clear()
+    url = loopback.url.replace("http://", "http://user:s%40cret@")
+    rest = RestConnector("SANTE", RestConnector.Config(endpoint=f"{url}/sante/v1"), timeout_seconds=1.0)
+    try:
+        rest.send(outbound(pki_dir))
+    finally:
+        rest.close()
+    [(_, headers, _)] = loopback.seen
+    assert headers["Authorization"] == "Basic " + base64.b64encode(b"user:s@cret").decode()
+
+
 @pytest.mark.parametrize("status", [408, 425, 429, 500, 502, 503, 504])
-def test_server_errors_and_asking_to_wait_are_transient(pki_dir, status):
+def test_server_errors_and_asking_to_wait_are_transient(pki_dir, answering, status):
     with pytest.raises(TransientDeliveryError) as caught:
         answering(status, content=b"busy").send(outbound(pki_dir))
     assert caught.value.retryable and caught.value.retry_after is None
@@ -177,7 +264,7 @@ def test_server_errors_and_asking_to_wait_are_transient(pki_dir, status):
 
 
 @pytest.mark.parametrize("retry_after, seconds", [("17", 17), ("0", 0)])
-def test_retry_after_is_the_transient_faults_delay(pki_dir, retry_after, seconds):
+def test_retry_after_is_the_transient_faults_delay(pki_dir, answering, retry_after, seconds):
     for status in (429, 503):
         with pytest.raises(TransientDeliveryError) as caught:
             answering(status, headers={"Retry-After": retry_after}).send(outbound(pki_dir))
@@ -185,7 +272,7 @@ def test_retry_after_is_the_transient_faults_delay(pki_dir, retry_after, seconds
         assert caught.value.reason == f"partner answered {status}"
 
 
-def test_retry_after_as_an_http_date(pki_dir):
+def test_retry_after_as_an_http_date(pki_dir, answering):
     when = email.utils.format_datetime(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=120), usegmt=True)
     with pytest.raises(TransientDeliveryError) as caught:
         answering(503, headers={"Retry-After": when}).send(outbound(pki_dir))
@@ -193,24 +280,47 @@ def test_retry_after_as_an_http_date(pki_dir):
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 413, 415, 422])
-def test_other_client_errors_are_permanent(pki_dir, status):
+def test_other_client_errors_are_permanent(pki_dir, answering, status):
     with pytest.raises(PermanentDeliveryError) as caught:
         answering(status, content=b"<Refus>\n  no\n</Refus>").send(outbound(pki_dir))
     assert not caught.value.retryable
     assert caught.value.reason == f"partner answered {status}: <Refus>   no </Refus>"  # one line, for the timeline
 
 
-@pytest.mark.parametrize("error, reason", [
-    (httpx.ReadTimeout, "no answer within 1 s"), (httpx.ConnectTimeout, "no answer within 1 s"),
-    (httpx.ConnectError, "connection refused or unreachable"),
-    (httpx.RemoteProtocolError, "transport error: RemoteProtocolError"),
-    (httpx.ReadError, "transport error: ReadError"),
-], ids=lambda v: v.__name__ if isinstance(v, type) else None)
-def test_transport_failures_are_transient_and_nothing_from_httpx_leaks(pki_dir, error, reason):
+@pytest.mark.parametrize("failure, reason", [
+    ("sleep", "no answer within 1 s"),
+    ("close", "transport error: ProtocolError"),
+    ("garbage", "transport error: ProtocolError"),
+])
+def test_transport_failures_are_transient_and_nothing_from_urllib3_leaks(pki_dir, answering, failure, reason):
     with pytest.raises(TransientDeliveryError) as caught:
-        answering(error=error).send(outbound(pki_dir))
+        answering(failure=failure).send(outbound(pki_dir))
     assert caught.value.reason == reason and caught.value.retry_after is None
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_a_connection_not_accepted_in_time_is_a_timeout(pki_dir):
+    """A listener whose backlog is full: the connection attempt itself goes unanswered."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        address = listener.getsockname()
+        fillers = []
+        try:
+            for _ in range(4):  # fill the backlog (never accepted)
+                filler = socket.socket()
+                filler.setblocking(False)
+                filler.connect_ex(address)
+                fillers.append(filler)
+            rest = RestConnector("SANTE", RestConnector.Config(endpoint=f"http://{address[0]}:{address[1]}/sante/v1"),
+                                 timeout_seconds=1.0)
+            with pytest.raises(TransientDeliveryError) as caught:
+                rest.send(outbound(pki_dir))
+            rest.close()
+        finally:
+            for filler in fillers:
+                filler.close()
+    assert caught.value.reason == "no answer within 1 s"
 
 
 def test_config_is_validated_without_io_and_repr_shows_no_credentials():

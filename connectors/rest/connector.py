@@ -1,13 +1,26 @@
-"""REST with XML bodies over one long-lived httpx client (keep-alive) per partner: a Sender (connectors/base.py)."""
+"""REST with XML bodies over one kept-alive connection pool per partner: a Sender (connectors/base.py).
+
+The pool (connectors/partner_pool.py, urllib3) holds as many connections as the partner may have
+deliveries in flight from this process (HUB_PARTNER_CONCURRENCY).
+
+    2xx                                    SendResult(answer=<the body, byte for byte, or None when empty>)
+    408, 425, 429, 500, 502, 503, 504      TransientDeliveryError (retry_after from Retry-After)
+    any other status                       PermanentDeliveryError("partner answered <status>: <excerpt>")
+    timeout (connect or read)              TransientDeliveryError("no answer within <timeout> s")
+    refused or unreachable                 TransientDeliveryError("connection refused or unreachable")
+    any other transport failure            TransientDeliveryError("transport error: <urllib3 exception name>")
+"""
 from __future__ import annotations
 
+import threading
 from urllib.parse import urlsplit
 
-import httpx
+import urllib3
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.base import Health, Outbound, SendResult, url_reachable
 from connectors.http import RETRYABLE_STATUS, parse_retry_after
+from connectors.partner_pool import PartnerPool, connections_for, transport_failure
 from hub.errors import PermanentDeliveryError, TransientDeliveryError
 
 
@@ -23,34 +36,42 @@ class RestConnector:
         self.party = party
         self.endpoint = config.endpoint.rstrip("/")
         self.timeout_seconds = timeout_seconds
-        self._client: httpx.Client | None = None
+        self.connections = connections_for(settings)
+        parts = urlsplit(self.endpoint)
+        self._path, self._query = parts.path, (f"?{parts.query}" if parts.query else "")
+        self._lock = threading.Lock()
+        self._pool: PartnerPool | None = None
 
     def __repr__(self) -> str:
         parts = urlsplit(self.endpoint)
         return f"RestConnector({self.party}, {parts.scheme}://{parts.hostname}:{parts.port}{parts.path})"
 
     def open(self) -> None:
-        if self._client is None:
-            self._client = httpx.Client(timeout=self.timeout_seconds,
-                                        limits=httpx.Limits(max_connections=16, max_keepalive_connections=8))
+        """The connection pool (no connection is made until the first send)."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = PartnerPool(self.endpoint, connections=self.connections,
+                                         timeout_seconds=self.timeout_seconds)
+
+    def url_path(self, operation: str | None) -> str:
+        """The path (and query) posted to: the endpoint's, with the route's operation appended."""
+        path = f"{self._path}/{operation.lstrip('/')}" if operation else (self._path or "/")
+        return path + self._query
 
     def send(self, outbound: Outbound) -> SendResult:
-        self.open()
+        if self._pool is None:
+            self.open()
         headers = {"Content-Type": outbound.content_type, "X-Message-Id": outbound.message_id}
-        url = f"{self.endpoint}/{outbound.operation.lstrip('/')}" if outbound.operation else self.endpoint
         try:
-            response = self._client.post(url, content=outbound.body, headers=headers)
-        except httpx.TimeoutException:
-            raise TransientDeliveryError(f"no answer within {self.timeout_seconds:g} s") from None
-        except httpx.ConnectError:
-            raise TransientDeliveryError("connection refused or unreachable") from None
-        except httpx.TransportError as exc:
-            raise TransientDeliveryError(f"transport error: {type(exc).__name__}") from None
-        if 200 <= response.status_code < 300:
-            return SendResult(answer=response.content or None, detail=f"HTTP {response.status_code}")
-        excerpt = response.text[:300].replace("\n", " ")
-        reason = f"partner answered {response.status_code}" + (f": {excerpt}" if excerpt else "")
-        if response.status_code in RETRYABLE_STATUS:
+            response = self._pool.post(outbound.body, headers, path=self.url_path(outbound.operation))
+        except urllib3.exceptions.HTTPError as exc:
+            raise TransientDeliveryError(transport_failure(exc, self.timeout_seconds)) from None
+        status, content = response.status, response.data
+        if 200 <= status < 300:
+            return SendResult(answer=content or None, detail=f"HTTP {status}")
+        excerpt = content[:300].decode("utf-8", "replace").replace("\n", " ")
+        reason = f"partner answered {status}" + (f": {excerpt}" if excerpt else "")
+        if status in RETRYABLE_STATUS:
             raise TransientDeliveryError(reason, retry_after=parse_retry_after(response.headers.get("Retry-After")))
         raise PermanentDeliveryError(reason)
 
@@ -58,6 +79,7 @@ class RestConnector:
         return url_reachable(self.endpoint)
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        with self._lock:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None

@@ -1,10 +1,11 @@
 """Outbound SOAP 1.1 calls to a partner described by its WSDL (zeep), carrying pre-signed documents.
 
-The WSDL is parsed once, in `open()`, into one zeep Client per process and partner; its Transport
-has timeouts (zeep's default operation timeout is unlimited) and one long-lived requests Session
-(keep-alive). `send()` looks the route's `operation` up in the WSDL's binding for its SOAPAction,
-wraps the hub-signed document BYTE FOR BYTE in a soap:Body (so the signature the hub made is the one
-the partner verifies) and posts it through zeep's transport.
+The WSDL is parsed once, in `open()`, into one zeep Client per process and partner. `send()` looks
+the route's `operation` up in the WSDL's binding for its SOAPAction, wraps the hub-signed document
+BYTE FOR BYTE in a soap:Body (so the signature the hub made is the one the partner verifies) and
+posts it over one kept-alive connection pool per partner (connectors/partner_pool.py, urllib3, with
+timeouts), holding as many connections as the partner may have deliveries in flight
+(HUB_PARTNER_CONCURRENCY).
 
     partner answers 2xx with a document   SendResult(answer=<the soap:Body child on its own>)
     soap:Fault                             PermanentDeliveryError("SOAP fault <code>: <string>"), or
@@ -28,12 +29,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import requests
+import urllib3
 from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.base import Health, Outbound, SendResult, url_reachable
 from connectors.http import RETRYABLE_STATUS, parse_retry_after
+from connectors.partner_pool import PartnerPool, ProtocolError, connections_for, transport_failure
 from connectors.soap.envelope import CONTENT_TYPE, body_document_bytes, parse_envelope, read_fault, wrap_document_bytes
 from hub.errors import ConfigError, InputError, PermanentDeliveryError, TransientDeliveryError
 
@@ -66,10 +68,12 @@ class SoapConnector:
         self.timeout_seconds = timeout_seconds
         self.wsdl_path = Path(settings.schemas_dir) / config.wsdl
         self.max_answer_bytes = settings.max_message_bytes
+        self.connections = connections_for(settings)
         # the envelope adds two levels (Envelope, Body) and two elements around the answer
         self.answer_caps = {"max_depth": settings.max_xml_depth + 2, "max_elements": settings.max_xml_elements + 2}
         self._lock = threading.Lock()
         self._client: zeep.Client | None = None
+        self._pool: PartnerPool | None = None
         self._binding = None
         self._address: str | None = config.endpoint
 
@@ -79,7 +83,7 @@ class SoapConnector:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Parse the WSDL (once) and open the HTTP session; a broken WSDL is a ConfigError."""
+        """Parse the WSDL (once) and make the connection pool; a broken WSDL is a ConfigError."""
         with self._lock:
             if self._client is not None:
                 return
@@ -88,25 +92,26 @@ class SoapConnector:
             import zeep  # here, not at the top: a process that never calls a SOAP partner does not load it
             from zeep.transports import Transport
 
-            session = requests.Session()
-            session.headers["User-Agent"] = "consular-exchange-hub"
-            transport = Transport(session=session, timeout=self.timeout_seconds,
-                                  operation_timeout=self.timeout_seconds, cache=None)
+            transport = Transport(timeout=self.timeout_seconds, operation_timeout=self.timeout_seconds, cache=None)
             try:
                 client = zeep.Client(str(self.wsdl_path), transport=transport)
             except (zeep.exceptions.Error, etree.Error, OSError, ValueError) as exc:
-                session.close()
+                transport.session.close()
                 raise ConfigError(self.wsdl_path, "connection.wsdl", f"{self.party}: WSDL does not load: {exc}") from None
+            transport.session.close()  # the WSDL is read; the calls go through the pool
             port = _only_soap_port(client, self.wsdl_path)
             self._binding = port.binding
             self._address = self.config.endpoint or port.binding_options.get("address")
+            if self._address:
+                self._pool = PartnerPool(self._address, connections=self.connections,
+                                         timeout_seconds=self.timeout_seconds)
             self._client = client
 
     def close(self) -> None:
         with self._lock:
-            if self._client is not None:
-                self._client.transport.session.close()
-                self._client = None
+            if self._pool is not None:
+                self._pool.close()
+            self._client = self._pool = None
 
     # -- sending ---------------------------------------------------------------------------------
 
@@ -115,7 +120,8 @@ class SoapConnector:
         return sorted(self._binding._operations)
 
     def send(self, outbound: Outbound) -> SendResult:
-        self.open()
+        if self._client is None:
+            self.open()
         operation = self._operation(outbound.operation)
         try:
             envelope = wrap_document_bytes(outbound.body)
@@ -123,14 +129,14 @@ class SoapConnector:
             raise PermanentDeliveryError(f"document for {self.party} cannot travel in a SOAP body: {exc}") from None
         headers = {"Content-Type": CONTENT_TYPE, "SOAPAction": f'"{operation.soapaction or ""}"',
                    "X-Message-Id": outbound.message_id}
+        if self._pool is None:
+            raise PermanentDeliveryError(f"{self.config.wsdl} has no soap:address and the connection no endpoint")
         try:
-            response = self._client.transport.post(self._address, envelope, headers)
-        except requests.Timeout:
-            raise TransientDeliveryError(f"no answer within {self.timeout_seconds:g} s") from None
-        except requests.ConnectionError as exc:
-            raise TransientDeliveryError(_connection_reason(exc)) from None
-        except requests.RequestException as exc:
-            raise TransientDeliveryError(f"transport error: {type(exc).__name__}") from None
+            response = self._pool.post(envelope, headers)
+        except ProtocolError:  # the connection closed or reset under the request
+            raise TransientDeliveryError("connection reset by the partner") from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise TransientDeliveryError(transport_failure(exc, self.timeout_seconds)) from None
         return self._answer(outbound.operation, response)
 
     def _operation(self, name: str | None):
@@ -141,8 +147,8 @@ class SoapConnector:
                                          f"its operations: {', '.join(sorted(operations))}")
         return operations[name]
 
-    def _answer(self, operation: str, response: requests.Response) -> SendResult:
-        status, content = response.status_code, response.content or b""
+    def _answer(self, operation: str, response: urllib3.BaseHTTPResponse) -> SendResult:
+        status, content = response.status, response.data or b""
         document = None
         if content.strip():
             try:
@@ -198,15 +204,6 @@ def _only_soap_port(client: zeep.Client, path: Path):
     if len(ports) != 1:
         raise ConfigError(path, "connection.wsdl", f"expected exactly one SOAP 1.1 port in the WSDL, found {len(ports)}")
     return ports[0]
-
-
-def _connection_reason(exc: requests.ConnectionError) -> str:
-    text = str(exc).lower()
-    if "refused" in text:
-        return "connection refused"
-    if "reset" in text or "aborted" in text or "remotedisconnected" in text:
-        return "connection reset by the partner"
-    return "partner unreachable"
 
 
 def _host_port_path(address: str | None) -> str:
