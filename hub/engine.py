@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from connectors import connector_class
 from connectors.base import Connector, KeyFiles, LocalConsumer
@@ -59,7 +59,8 @@ class Hub:
         self.outbox_depths = OutboxDepths(self.reads, limit=self.settings.max_outbox_depth)  # for back-pressure
         self._wake = threading.Condition()
         self._wake_count = 0
-        self.wake_elsewhere: Callable[[], None] | None = None  # the delivery processes, when separate (hub/cluster/wake.py)
+        self._woken_for: set[str] | None = set()  # partners named by wake-ups not yet seen; None: anyone
+        self.wake_elsewhere: Callable[[Iterable[str] | None], None] | None = None  # the delivery processes, when separate (hub/cluster/wake.py)
         self.dead_letter_listeners: list[Callable[[str, str, str, str], None]] = []
         self.resend_listeners: list[Callable[[str, str, str, str], None]] = []  # after a resend (hub/apps.py)
         self.last_polls: dict = {}  # partner -> how its last poll in this process ended (hub/intake/polling.py)
@@ -171,12 +172,18 @@ class Hub:
         return bulk.preload(database_url, count, template, tag=tag, on_progress=on_progress)
 
     # -- worker wake-ups: intake tells the delivery workers there is work --------------------------
-    def wake_workers(self) -> None:
+    def wake_workers(self, partners: Iterable[str] | None = None) -> None:
+        """Tell the delivery workers there may be work: for `partners` (new deliveries to them), or, None, for
+        anyone (a slot freed, a resend, a retry)."""
         with self._wake:
             self._wake_count += 1
+            if partners is None:
+                self._woken_for = None
+            elif self._woken_for is not None:
+                self._woken_for.update(partners)
             self._wake.notify_all()
         if self.wake_elsewhere is not None:
-            self.wake_elsewhere()
+            self.wake_elsewhere(partners)
 
     @property
     def work_generation(self) -> int:
@@ -184,12 +191,16 @@ class Hub:
         `wait_for_work` so that a wake-up in between is not missed."""
         return self._wake_count
 
-    def wait_for_work(self, timeout: float, *, seen: int | None = None, stop: threading.Event | None = None) -> None:
-        """Wait until the workers are woken (after generation `seen`), `stop` is set, or `timeout` passes."""
+    def wait_for_work(self, timeout: float, *, seen: int | None = None,
+                      stop: threading.Event | None = None) -> set[str] | None:
+        """Wait until the workers are woken (after generation `seen`), `stop` is set, or `timeout` passes.
+        Returns the partners the wake-ups since the last call named, or None when any may have work."""
         with self._wake:
             seen = self._wake_count if seen is None else seen
             self._wake.wait_for(lambda: self._wake_count != seen or (stop is not None and stop.is_set()),
                                 timeout=timeout)
+            woken, self._woken_for = self._woken_for, set()
+            return None if woken is None or self._wake_count == seen else woken
 
     def close(self) -> None:
         self.committer.close()

@@ -1,8 +1,9 @@
 """Waking the delivery processes when intake has stored work for them (`hub serve --delivery-processes M`).
 
-In one process, intake wakes the delivery dispatcher through a condition (`Hub.wake_workers`). When the API
-and delivery run in separate processes, an API process sends a one-byte datagram after each commit to every
-delivery process of its hub, on a Linux abstract Unix socket named after the hub's database and folder (no
+In one process, intake wakes the delivery dispatcher through a condition (`Hub.wake_workers`), naming the
+partners it queued deliveries for. When the API and delivery run in separate processes, an API process sends
+a datagram naming them ("NARSA", "SANTE,DGSN"; "*" for anyone) after each commit to every delivery process of
+its hub, on a Linux abstract Unix socket named after the hub's database and folder (no
 file to clean up; only processes on this machine, of this hub, can be reached). A delivery process that
 receives one wakes its dispatcher at once instead of at its next poll (HUB_POLL_INTERVAL_SECONDS). Sending
 never blocks nor fails intake: a datagram to a process that is not listening (starting, restarting) is
@@ -14,7 +15,9 @@ import hashlib
 import logging
 import socket
 import threading
-from typing import Callable
+from typing import Callable, Iterable
+
+ANYONE = b"*"
 
 log = logging.getLogger("hub.cluster.wake")
 
@@ -33,10 +36,11 @@ class WakeSender:
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._socket.setblocking(False)
 
-    def __call__(self) -> None:
+    def __call__(self, partners: Iterable[str] | None = None) -> None:
+        message = ANYONE if partners is None else ",".join(sorted(set(partners))).encode()
         for target in self.addresses:
             try:
-                self._socket.sendto(b"w", target)
+                self._socket.sendto(message, target)
             except OSError:  # not listening now, or its queue is full (it is awake already)
                 pass
 
@@ -45,9 +49,10 @@ class WakeSender:
 
 
 class WakeListener:
-    """Receives wake-ups on `name` and calls `on_wake` for each burst of them, on a thread of its own."""
+    """Receives wake-ups on `name` and calls `on_wake(partners)` for each burst of them (None: anyone), on a
+    thread of its own."""
 
-    def __init__(self, name: str, on_wake: Callable[[], None]):
+    def __init__(self, name: str, on_wake: Callable[[set[str] | None], None]):
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._socket.bind(name)
         self.on_wake = on_wake
@@ -60,11 +65,11 @@ class WakeListener:
     def _run(self) -> None:
         while self._running:
             try:
-                self._socket.recv(16)
+                burst = [self._socket.recv(4096)]
                 self._socket.setblocking(False)
                 try:  # a burst of wake-ups is one wake-up
-                    while self._socket.recv(16):
-                        pass
+                    while True:
+                        burst.append(self._socket.recv(4096))
                 except BlockingIOError:
                     pass
                 finally:
@@ -73,7 +78,8 @@ class WakeListener:
                 if self._running:
                     log.exception("delivery wake-up socket failed; the delivery process polls instead")
                 return
-            self.on_wake()
+            if self._running:
+                self.on_wake(named(burst))
 
     def stop(self) -> None:
         self._running = False
@@ -82,3 +88,16 @@ class WakeListener:
         except OSError:
             pass
         self._socket.close()
+
+
+def named(messages: list[bytes]) -> set[str] | None:
+    """The partners a burst of wake-ups names; None when one of them is for anyone (or unreadable)."""
+    partners: set[str] = set()
+    for message in messages:
+        if message == ANYONE or not message:
+            return None
+        try:
+            partners.update(message.decode("ascii").split(","))
+        except UnicodeDecodeError:
+            return None
+    return partners

@@ -65,7 +65,6 @@ log = logging.getLogger("hub.delivery.workers")
 # note: XSD-quoted values withheld, control characters removed, at most this long (hub/xml/text.py).
 PARTNER_TEXT_LIMIT = 500
 LANE_BATCH = 4   # deliveries of one fast partner a thread takes in one claim (see DeliveryWorkers.lane_size)
-COALESCE_SECONDS = 0.01  # while a partner is at its in-flight limit, new work is looked for at most this often
 
 
 def render_for_partner(hub, message: Message, delivery: Delivery) -> bytes:
@@ -285,16 +284,23 @@ def _record_delivered(hub, delivery_id: int, sent: tuple[bytes | SentFile, bytes
     hub.committer.run(partial(_write_delivered, delivery_id=delivery_id, sent=sent, answer=answer))
 
 
+_DELIVERIES = Delivery.__table__
+_SENT_SO_FAR = select(_DELIVERIES.c.message_pk, _DELIVERIES.c.partner, _DELIVERIES.c.attempts, _DELIVERIES.c.state,
+                      (_DELIVERIES.c.sent_bytes.is_(None) & _DELIVERIES.c.sent_path.is_(None)).label("first_send")
+                      ).where(_DELIVERIES.c.id == bindparam("delivery_id"))
+_KEPT_RECEIPT = select(_DELIVERIES.c.partner_receipt).where(_DELIVERIES.c.id == bindparam("delivery_id"))
+_UPDATE_DELIVERY = update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("delivery_id"))  # SET: the keys given
+_STATES_OF_MESSAGE = select(_DELIVERIES.c.state).where(_DELIVERIES.c.message_pk == bindparam("message"))
+_UPDATE_MESSAGE = update(Message.__table__).where(Message.__table__.c.id == bindparam("message"))
+
+
 def _write_delivered(session, *, delivery_id: int, sent: tuple[bytes | SentFile, bytes | None, str],
                      answer: str | None) -> None:
+    """`_record_delivered`'s statements, built once: this runs for every delivery."""
     body, receipt, detail = sent
     now = utcnow()
-    deliveries = Delivery.__table__
     connection = session.connection()
-    row = connection.execute(select(deliveries.c.message_pk, deliveries.c.partner, deliveries.c.attempts,
-                                    deliveries.c.state, (deliveries.c.sent_bytes.is_(None)
-                                                         & deliveries.c.sent_path.is_(None)).label("first_send"))
-                             .where(deliveries.c.id == delivery_id)).one()
+    row = connection.execute(_SENT_SO_FAR, {"delivery_id": delivery_id}).one()
     values = {"lease_owner": None, "lease_expires_at": None}
     if row.state != DeliveryState.DELIVERED:
         values.update(state=DeliveryState.DELIVERED, delivered_at=now, last_error=None)
@@ -311,16 +317,15 @@ def _write_delivered(session, *, delivery_id: int, sent: tuple[bytes | SentFile,
         answered = f"; answer sha256 {timeline.sha256(receipt)}" if receipt else ""
         events = [event(timeline.SENT_AGAIN, f"to {row.partner} {detail} {attempt_note}: sha256 "
                         f"{_sent_digest(body)}{answered} (the first send's bytes are the ones kept)")]
-        kept_receipt = connection.scalar(select(deliveries.c.partner_receipt)
-                                         .where(deliveries.c.id == delivery_id)) if answer else None
-    connection.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(**values))
+        kept_receipt = connection.scalar(_KEPT_RECEIPT, {"delivery_id": delivery_id}) if answer else None
+    connection.execute(_UPDATE_DELIVERY, {"delivery_id": delivery_id, **values})
     if answer:  # vouches for the answer as kept (the first send's)
         events.append(event(timeline.ANSWERED, f"{row.partner} answered with {answer}",
                             digest=timeline.sha256(kept_receipt)))
     timeline.insert_rows(connection, events)
-    states = connection.scalars(select(deliveries.c.state).where(deliveries.c.message_pk == row.message_pk))
-    connection.execute(update(Message.__table__).where(Message.__table__.c.id == row.message_pk)
-                       .values(state=message_state(set(states)), updated_at=now))
+    states = connection.scalars(_STATES_OF_MESSAGE, {"message": row.message_pk})
+    connection.execute(_UPDATE_MESSAGE, {"message": row.message_pk, "state": message_state(set(states)),
+                                         "updated_at": now})
 
 
 def _record_failure(hub, delivery_id: int, error: DeliveryError, transport: str,
@@ -452,18 +457,21 @@ class DeliveryWorkers:
     # -- the dispatcher: claims what idle threads can send now ---------------------------------------
     def _dispatch(self) -> None:
         owner = f"{self.name}/dispatch"
+        look = True  # whether the next round claims (else it only waits for a wake-up that may bring work)
         while not self._stop.is_set():
             seen = self.hub.work_generation
-            try:
-                more = self._claim_for_idle_threads(owner)
-            except DBAPIError as exc:  # the database away for a moment: one line, not a traceback a second
-                log.warning("delivery dispatcher %s: claim failed (%s); retrying shortly", owner, first_line(exc))
-                self._stop.wait(self.hub.settings.poll_interval_seconds)
-                continue
-            except Exception:
-                log.exception("delivery dispatcher %s: claim failed; retrying shortly", owner)
-                self._stop.wait(self.hub.settings.poll_interval_seconds)
-                continue
+            more = False
+            if look:
+                try:
+                    more = self._claim_for_idle_threads(owner)
+                except DBAPIError as exc:  # the database away for a moment: one line, not a traceback a second
+                    log.warning("delivery dispatcher %s: claim failed (%s); retrying shortly", owner, first_line(exc))
+                    self._stop.wait(self.hub.settings.poll_interval_seconds)
+                    continue
+                except Exception:
+                    log.exception("delivery dispatcher %s: claim failed; retrying shortly", owner)
+                    self._stop.wait(self.hub.settings.poll_interval_seconds)
+                    continue
             if more:
                 continue
             timeout = self.hub.settings.poll_interval_seconds
@@ -471,12 +479,17 @@ class DeliveryWorkers:
             if trial_in is not None:
                 timeout = min(timeout, trial_in + 0.01)
             freed = self._freed
-            self.hub.wait_for_work(timeout, seen=seen, stop=self._stop)
-            if self._freed == freed and self.slots.full():
-                # Woken by new work while some partner is at its in-flight limit (a backlog): the work may well
-                # be that partner's, which only a freed slot lets through. Gather the wake-ups of a moment
-                # instead of looking for work at each one (under load, hundreds a second, each a query).
-                self._stop.wait(COALESCE_SECONDS)
+            woken = self.hub.wait_for_work(timeout, seen=seen, stop=self._stop)
+            look = self._freed != freed or self._worth_a_look(woken)
+
+    def _worth_a_look(self, woken: set[str] | None) -> bool:
+        """After a wake-up that freed nothing: look for work unless it named only partners this process cannot
+        send to now (at their in-flight limit, or their circuit open). Under a backlog, intake wakes the
+        dispatcher hundreds of times a second for the very partner whose slots are all taken; the freed slot
+        brings its next claim, and these wake-ups cost nothing."""
+        if woken is None:
+            return True
+        return bool(woken - self.slots.full() - self.breakers.blocked())
 
     def lane_size(self, partner: str) -> int:
         """How many of a partner's deliveries one thread takes in one claim, sent one after the other:

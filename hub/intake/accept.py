@@ -199,7 +199,7 @@ def _store_and_route(hub, header: Header, envelope: etree._Element, data: bytes,
             if existing is None:
                 raise
             return _duplicate(session, existing, digest)
-    hub.wake_workers()
+    hub.wake_workers(target.partner for target in targets)
     return Receipt(header.message_id, header.sender, header.type, receipt, duplicate=False)
 
 
