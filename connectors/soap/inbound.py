@@ -54,9 +54,8 @@ from connectors.soap.envelope import (CONTENT_TYPE, Fault, body_document_bytes, 
                                       parse_envelope, read_fault, wrap_document_bytes)
 from connectors.http import read_body
 from connectors.soap.wsdl import operations, render_wsdl
-from hub.api import intake_inline
 from hub.errors import InputError, NotAllowed, NotFound, NotUnderstood, Problem, SchemaInvalid, TryLater
-from hub.intake.door import Arrival, refused
+from hub.intake.door import Arrival, receive_on_loop, refused
 from hub.settings import PROJECT_ROOT
 from hub.xml.text import shown, unfit_character
 
@@ -178,7 +177,7 @@ async def _take_in(hub, code: str, request: Request):
                                 record=record)
         raise
     try:
-        return await intake_inline.receive(request, Arrival("soap", data=extracted, partner=code))
+        return await receive_on_loop(hub, Arrival("soap", data=extracted, partner=code))
     except InputError as exc:
         # the extracted document starts on line 2 (after its XML declaration); shift to the envelope's lines
         shift = (document.sourceline or 2) - (2 if extracted.startswith(b"<?xml") else 1)

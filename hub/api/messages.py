@@ -10,7 +10,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from hub.access.dependencies import allowed
-from hub.api import intake_inline
 from hub.api.openapi import XML_RECEIPT, xml_body
 from hub.api.problems import problem
 from connectors.http import read_body
@@ -19,7 +18,7 @@ from hub.errors import DeliveryError, InputError, NotFound
 from hub.messages import (COUNT_LIMIT, MAX_ID, MAX_OFFSET, Filters, find_message, search_messages,
                           search_statements, view_payload)  # noqa: F401 - search_statements: the API's search
 from hub.store.models import Message
-from hub.intake.door import Arrival, Receipt, refused
+from hub.intake.door import Arrival, Receipt, receive_on_loop, refused
 from hub.intake.polling import poll_partner, polling_partners
 
 XML_TYPES = ("application/xml", "text/xml")
@@ -63,7 +62,7 @@ INTAKE_RESPONSES = {202: XML_RECEIPT,
 async def submit_message(request: Request, identity: Identity = Depends(allowed("messages:submit"))):
     data = await read_document(request, "rest", identity.partner)
     arrival = Arrival("rest", data=data, caller=identity.partner, submitted_by=identity.submitter)
-    return _receipt_response(await intake_inline.receive(request, arrival))
+    return _receipt_response(await receive_on_loop(request.app.state.hub, arrival))
 
 
 @router.post("/partners/{partner}/messages", status_code=202, response_class=Response,
@@ -77,7 +76,7 @@ async def submit_partner_document(partner: str, request: Request,
     data = await read_document(request, "rest-partner", code)
     arrival = Arrival("rest-partner", data=data, partner=code, caller=identity.partner,
                       submitted_by=identity.submitter)
-    return _receipt_response(await intake_inline.receive(request, arrival))
+    return _receipt_response(await receive_on_loop(request.app.state.hub, arrival))
 
 
 @router.post("/partners/{partner}/poll", summary="Fetch now what a polled partner (SFTP) left for the hub",

@@ -22,9 +22,10 @@ def cmd_serve(args) -> int:
     from hub.trust.tls import scheme
     settings = _settings(args)
     child = args.reuse_port or args.role != "all"  # a child serves or delivers, never forks
+    if args.delivery_processes is not None:
+        settings = settings.model_copy(update={"delivery_processes": args.delivery_processes})
     processes = 1 if child else args.processes or settings.processes
-    delivery = 0 if child else (args.delivery_processes if args.delivery_processes is not None
-                                else settings.delivery_processes)
+    delivery = 0 if child else settings.delivery_processes
     if processes > 1 or delivery:
         from hub.cluster.processes import serve_processes
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")

@@ -17,7 +17,6 @@ over one client per partner. The API processes wake them after each commit (hub/
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -30,8 +29,10 @@ QUICK_EXIT_SECONDS = 10   # a child gone this soon after starting did not start 
 HUB = [sys.executable, "-c", "import sys; from hub.cli.main import main; sys.exit(main())", "serve"]
 
 
-def child_command(host: str, port: int, *, role: str = "all") -> list[str]:
-    return HUB + ["--host", host, "--port", str(port), "--reuse-port", "--role", role]
+def child_command(host: str, port: int, *, role: str = "all", delivery: int = 0) -> list[str]:
+    """An API (or complete) process; `delivery`: how many delivery processes it wakes."""
+    return HUB + ["--host", host, "--port", str(port), "--reuse-port", "--role", role,
+                  "--delivery-processes", str(delivery)]
 
 
 def delivery_command(slot: int) -> list[str]:
@@ -43,12 +44,12 @@ def serve_processes(count: int, host: str, port: int, *, delivery: int = 0) -> i
     returns the exit status."""
     children: dict[int, tuple[subprocess.Popen, float, int]] = {}  # slot -> (process, started, quick exits)
     stopping = False
-    commands = [child_command(host, port, role="api" if delivery else "all") for _ in range(count)]
+    commands = [child_command(host, port, role="api" if delivery else "all", delivery=delivery)
+                for _ in range(count)]
     commands += [delivery_command(slot) for slot in range(delivery)]
-    env = {**os.environ, "HUB_DELIVERY_PROCESSES": str(delivery)}  # the API processes wake that many
 
     def start(slot: int, quick_exits: int = 0) -> None:
-        children[slot] = (subprocess.Popen(commands[slot], env=env), time.monotonic(), quick_exits)
+        children[slot] = (subprocess.Popen(commands[slot]), time.monotonic(), quick_exits)
 
     def stop(signum, _frame) -> None:
         nonlocal stopping
