@@ -132,7 +132,7 @@ class Settings(BaseSettings):
                                                      "another worker, or process, may take it.")
     poll_interval_seconds: float = Field(0.5, gt=0, description="How long an idle delivery worker waits "
                                                                 "before looking at the outbox again.")
-    partner_concurrency: int = Field(2, ge=1, description="Deliveries in flight to one partner, per process.")
+    partner_concurrency: int = Field(4, ge=1, description="Deliveries in flight to one partner, per process.")
     delivery_processes: int = Field(0, ge=0, description="With `hub serve --processes N`: processes that only "
                                     "deliver, beside the N that serve the API and then deliver nothing "
                                     "(`--delivery-processes` overrides it; 0: every process does both).")
