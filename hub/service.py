@@ -16,6 +16,7 @@ candidate for leading the scheduled jobs.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import threading
@@ -226,7 +227,9 @@ class HubService:
         return self.leadership.start()
 
     def deliver_forever(self) -> None:
-        """A delivery process (role "delivery"): delivers and takes part in leading until SIGINT/SIGTERM."""
+        """A delivery process (role "delivery"): delivers and takes part in leading until SIGINT/SIGTERM, at
+        a lower CPU priority than the API processes (HUB_DELIVERY_NICENESS)."""
+        os.nice(self.hub.settings.delivery_niceness)
         stopping = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stopping.set())
