@@ -8,13 +8,16 @@ runs `fn` in a greenlet of the loop's thread; code inside it that has to wait ca
 hands the future to the loop and resumes when it is done, the loop serving other requests meanwhile. Outside
 `run_inline` (a worker thread, a scheduled job) the same code simply blocks: `inline()` tells which.
 
-This is the technique SQLAlchemy's asyncio support is built on, with greenlet (one of its dependencies).
+This is the technique SQLAlchemy's asyncio support is built on, with greenlet. Blocking work that is not the
+commit (a refusal recorded, the duplicate of a message looked up, the outbox depths refreshed) goes through
+`run_blocking`: on a few threads of its own when inline, so that it never holds the loop either.
 """
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import sys
+import threading
 from typing import Any, Callable, TypeVar
 
 from greenlet import getcurrent, greenlet
@@ -51,3 +54,21 @@ def wait_for(future: concurrent.futures.Future) -> Any:
     if not inline():
         return future.result()
     return getcurrent().parent.switch(asyncio.wrap_future(future))
+
+
+BLOCKING_THREADS = 8
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def run_blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`fn(*args, **kwargs)`, which may wait on the database or the disk: on a thread of a small pool, awaited,
+    when the caller is inline on the event loop; in the caller's thread otherwise."""
+    if not inline():
+        return fn(*args, **kwargs)
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = concurrent.futures.ThreadPoolExecutor(BLOCKING_THREADS, thread_name_prefix="blocking")
+    return wait_for(_pool.submit(fn, *args, **kwargs))

@@ -175,6 +175,7 @@ class Hub:
     def wake_workers(self, partners: Iterable[str] | None = None) -> None:
         """Tell the delivery workers there may be work: for `partners` (new deliveries to them), or, None, for
         anyone (a slot freed, a resend, a retry)."""
+        partners = None if partners is None else frozenset(partners)  # read twice below: not a generator
         with self._wake:
             self._wake_count += 1
             if partners is None:
@@ -192,15 +193,16 @@ class Hub:
         return self._wake_count
 
     def wait_for_work(self, timeout: float, *, seen: int | None = None,
-                      stop: threading.Event | None = None) -> set[str] | None:
+                      stop: threading.Event | None = None) -> tuple[int, set[str] | None]:
         """Wait until the workers are woken (after generation `seen`), `stop` is set, or `timeout` passes.
-        Returns the partners the wake-ups since the last call named, or None when any may have work."""
+        Returns the generation seen now (pass it to the next call: nothing woken in between is missed) and
+        the partners the wake-ups since the last call named, or None when any may have work (or none woke)."""
         with self._wake:
             seen = self._wake_count if seen is None else seen
             self._wake.wait_for(lambda: self._wake_count != seen or (stop is not None and stop.is_set()),
                                 timeout=timeout)
             woken, self._woken_for = self._woken_for, set()
-            return None if woken is None or self._wake_count == seen else woken
+            return self._wake_count, None if woken is None or self._wake_count == seen else woken
 
     def close(self) -> None:
         self.committer.close()

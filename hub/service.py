@@ -212,8 +212,21 @@ class HubService:
         self._server = uvicorn.Server(config)
         return self._server
 
-    def _wake_address(self, slot: int) -> str:
-        return address(self.hub.settings.database_url, self.hub.settings.var_dir, slot)
+    def _wake_address(self, slot: int) -> str | None:
+        return address(self.hub.settings.var_dir, slot)
+
+    def _listen_for_wake_ups(self) -> None:
+        """A delivery process listens for the API's wake-ups; if it cannot, it finds work at its polls."""
+        path = self._wake_address(self.delivery_slot)
+        try:
+            if path is None:
+                raise OSError(f"the path of its socket under {self.hub.settings.var_dir} is too long")
+            self._wake_listener = WakeListener(path, self.hub.wake_workers)
+        except OSError as exc:
+            log.warning("delivery process %d cannot listen for wake-ups (%s): it looks for work every %g s",
+                        self.delivery_slot, exc, self.hub.settings.poll_interval_seconds)
+            return
+        self._wake_listener.start()
 
     def start_background(self) -> bool:
         """Starts the delivery workers (unless this process only serves the API) and the (empty) scheduler, then
@@ -221,8 +234,7 @@ class HubService:
         if self.role != "api":
             self.workers.start()
         if self.role == "delivery":
-            self._wake_listener = WakeListener(self._wake_address(self.delivery_slot), self.hub.wake_workers)
-            self._wake_listener.start()
+            self._listen_for_wake_ups()
         self.scheduler.start()
         return self.leadership.start()
 

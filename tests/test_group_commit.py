@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from hub.store.db import utcnow
 from hub.errors import InputError
-from hub.store.group_commit import GroupCommitter
+from hub.store.group_commit import GroupCommitter, _Write
 from hub.store.models import InboundFile
 from hub.intake.door import Arrival
 from support import licence_request
@@ -118,3 +118,18 @@ def test_concurrent_intakes_are_each_stored_once_with_their_own_answer(hub, pki_
     with hub.sessions() as session:
         from hub.store.models import Message
         assert session.scalar(select(func.count()).select_from(Message)) == 20
+
+
+def test_a_caller_that_gave_up_is_left_out_and_the_others_are_answered(hub):
+    """A request cancelled while it awaited its commit (hub/concurrency.py) cancels its future: the writer
+    skips it and answers the rest of the batch, and keeps running for the next ones."""
+    committer = GroupCommitter(hub.sessions)
+    gave_up, kept = _Write(_file("gave-up.xml")), _Write(_file("kept.xml"))
+    assert gave_up.future.cancel()
+    committer._commit([gave_up, kept])
+    assert kept.future.result(5) is not None and gave_up.future.cancelled()
+    with hub.sessions() as session:
+        names = set(session.scalars(select(InboundFile.name)))
+    assert "kept.xml" in names and "gave-up.xml" not in names
+    assert committer.run(_file("after.xml")) is not None  # the writer thread goes on
+    committer.close()

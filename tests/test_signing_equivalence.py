@@ -354,3 +354,13 @@ def test_the_receipt_written_as_bytes_is_the_receipt_built_as_a_tree_and_signed(
     assert xmlsec1_verifies(data, certificate, tmp_path)
     assert signxml_content(data, signer) == etree.tostring(content, method="c14n", exclusive=True)
     assert not xmlsec1_verifies(data.replace(b"REGISTRY<", b"NARSA<"), certificate, tmp_path)
+
+
+def test_a_document_that_cannot_be_canonicalised_is_refused_not_an_error(signed):
+    """A relative namespace URI in scope (declared on an ancestor: parsing and the schema let it through) makes
+    exclusive c14n fail: the signature does not verify, a 400 the door records, not an error of the hub."""
+    signer, document = signed
+    parent = etree.fromstring(b'<Outer xmlns:rel="relative/uri"/>')
+    parent.append(document)
+    with pytest.raises(SignatureInvalid, match="cannot be canonicalised"):
+        verify(document, signer.certificate, signer_name="hub")

@@ -177,6 +177,9 @@ def test_a_token_check_is_reused_for_at_most_its_period():
         cache.put(f"hub_{n}_secret", agent)
     assert len(cache._entries) <= 4 and cache.get("hub_9_secret") is agent
     assert TokenCache(0).get("hub_a_secret") is None  # 0: every request reads the token
+    cache.put("hub_slow_secret", agent, read_at=now[0] - 0.6)  # the check took 0.6 s after the row was read
+    now[0] += 0.5
+    assert cache.get("hub_slow_secret") is None  # its period ran from the reading, not from the end of the check
 
 
 def test_last_used_is_recorded_at_most_once_a_minute(running_hub, anonymous, api_token):

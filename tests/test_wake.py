@@ -1,12 +1,12 @@
 """Wake-ups of the delivery workers: what intake names (the partners it queued deliveries for) reaches the
 dispatcher, in one process through the hub's condition and across processes over the abstract Unix socket
-(hub/cluster/wake.py); a wake-up for anyone (a freed slot, a resend) is never narrowed to a few partners."""
+in the hub's folder (hub/cluster/wake.py), which no other user can reach; a wake-up for anyone (a freed slot,
+a resend) is never narrowed to a few partners."""
 from __future__ import annotations
 
-import os
+import stat
 import threading
 import time
-import uuid
 
 from hub.cluster.wake import WakeListener, WakeSender, address, named
 
@@ -16,12 +16,12 @@ def test_a_burst_names_the_union_of_its_partners_and_anyone_wins():
     assert named([b"NARSA", b"DGSN,SANTE", b"NARSA"]) == {"NARSA", "DGSN", "SANTE"}
     assert named([b"NARSA", b"*"]) is None
     assert named([b"\xff"]) is None  # unreadable: treated as a wake-up for anyone
-    assert address("sqlite:///a", "/var/a", 0) != address("sqlite:///b", "/var/a", 0) != address("sqlite:///b",
-                                                                                               "/var/a", 1)
+    assert address("/var/lib/hub", 0) == "/var/lib/hub/run/delivery-0.sock" != address("/var/lib/hub", 1)
+    assert address("/" + "x" * 120, 0) is None  # too long for a Unix socket: the delivery process polls
 
 
-def test_wake_ups_cross_processes_over_the_socket_and_reach_no_other_hub():
-    name = f"\0hub-test-{uuid.uuid4().hex}-{os.getpid()}"
+def test_wake_ups_cross_processes_over_the_socket_and_reach_no_other_hub(tmp_path):
+    name = address(tmp_path / "var", 0)
     received: list = []
     arrived = threading.Event()
 
@@ -30,7 +30,10 @@ def test_wake_ups_cross_processes_over_the_socket_and_reach_no_other_hub():
         arrived.set()
     listener = WakeListener(name, on_wake)
     listener.start()
-    sender, stray = WakeSender([name]), WakeSender([name + "-another-hub"])
+    sender, stray = WakeSender([name]), WakeSender([address(tmp_path / "another-hub", 0), None])
+    folder = tmp_path / "var" / "run"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700  # no other user may listen, wake or read
+    assert stat.S_IMODE((folder / "delivery-0.sock").stat().st_mode) == 0o600
     try:
         stray(["JUSTICE"])  # nobody listens there: dropped without an error
         sender(["SANTE", "DGSN"])
@@ -55,11 +58,28 @@ def test_the_dispatcher_learns_which_partners_were_woken(hub):
     seen = hub.work_generation
     hub.wake_workers(["NARSA"])
     hub.wake_workers(["DGSN", "NARSA"])
-    assert hub.wait_for_work(1, seen=seen) == {"NARSA", "DGSN"}
+    hub.wake_workers(partner for partner in ["SANTE"])  # a generator: read once, named locally and remotely
+    assert hub.wait_for_work(1, seen=seen)[1] == {"NARSA", "DGSN", "SANTE"}
     seen = hub.work_generation
     hub.wake_workers(["NARSA"])
     hub.wake_workers()  # anyone: a slot freed, a resend
-    assert hub.wait_for_work(1, seen=seen) is None
+    generation, woken = hub.wait_for_work(1, seen=seen)
+    assert woken is None and generation == hub.work_generation
     started = time.monotonic()
-    assert hub.wait_for_work(0.2, seen=hub.work_generation) is None  # a timeout: time to look (the poll)
+    assert hub.wait_for_work(0.2, seen=generation) == (generation, None)  # a timeout: time to look (the poll)
     assert time.monotonic() - started >= 0.15
+
+
+def test_intake_names_its_partners_to_the_delivery_processes_too(hub, tmp_path):
+    """What an API process sends after a commit names the partners (a generator of them is read once)."""
+    received = []
+    arrived = threading.Event()
+    listener = WakeListener(address(tmp_path, 0), lambda partners: (received.append(partners), arrived.set()))
+    listener.start()
+    hub.wake_elsewhere = WakeSender([address(tmp_path, 0)])
+    try:
+        hub.wake_workers(target for target in ["NARSA", "DGSN"])
+        assert arrived.wait(5) and received == [{"NARSA", "DGSN"}]
+    finally:
+        listener.stop()
+        hub.wake_elsewhere = None

@@ -32,7 +32,8 @@ WSDL under schemas/ (SoapConnector.Config). Every SoapConnector offers this one 
                                     schemas it imports pointed at /soap/schemas/ (zeep loads it from the hub)
     GET  /soap/schemas/{path}.xsd   the XSDs under schemas/, read-only (nothing else, no path traversal)
 
-Parsing, intake and serialisation run off the event loop (run_in_threadpool).
+Opening the envelope and recording its refusals run off the event loop (run_in_threadpool); intake runs on it,
+its commit awaited (hub/intake/door.py `receive_on_loop`).
 """
 from __future__ import annotations
 

@@ -63,13 +63,16 @@ class TokenCache:
             return None
         return entry[1]
 
-    def put(self, presented: str, identity: Identity) -> None:
+    def put(self, presented: str, identity: Identity, *, read_at: float | None = None) -> None:
+        """Keep a successful check made from the token's row as read at `read_at` (this cache's clock; default
+        now): its period runs from that reading, however long the check took after it."""
         if self.seconds <= 0:
             return
         if len(self._entries) >= self.size:
             for key in list(self._entries)[: self.size // 2]:
                 del self._entries[key]
-        self._entries[self._key(presented)] = (self.clock() + self.seconds, identity)
+        self._entries[self._key(presented)] = ((self.clock() if read_at is None else read_at) + self.seconds,
+                                               identity)
 
 
 class ApiAuthentication:
@@ -86,12 +89,13 @@ class ApiAuthentication:
             presented = parse_authorization(Headers(scope=scope).get("authorization"))
             identity = self.cache.get(presented) if presented else None
             if identity is None:
+                read_at = self.cache.clock()  # before the row is read: a revocation after it counts from here
                 try:
                     identity = await run_in_threadpool(self._authenticate, presented)
                 except AuthError as exc:
                     await auth_problem(exc)(scope, receive, send)
                     return
-                self.cache.put(presented, identity)
+                self.cache.put(presented, identity, read_at=read_at)
             scope.setdefault("state", {})["identity"] = identity
         await self.app(scope, receive, send)
 

@@ -3,18 +3,19 @@
 In one process, intake wakes the delivery dispatcher through a condition (`Hub.wake_workers`), naming the
 partners it queued deliveries for. When the API and delivery run in separate processes, an API process sends
 a datagram naming them ("NARSA", "SANTE,DGSN"; "*" for anyone) after each commit to every delivery process of
-its hub, on a Linux abstract Unix socket named after the hub's database and folder (no
-file to clean up; only processes on this machine, of this hub, can be reached). A delivery process that
+its hub, on a Unix socket in the hub's folder (`<HUB_VAR_DIR>/run/`, readable by the hub's own
+user only: no other user of the machine can listen there, or wake, or learn anything). A delivery process that
 receives one wakes its dispatcher at once instead of at its next poll (HUB_POLL_INTERVAL_SECONDS). Sending
 never blocks nor fails intake: a datagram to a process that is not listening (starting, restarting) is
 dropped, and that process finds the work at its next poll anyway.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
+import os
 import socket
 import threading
+from pathlib import Path
 from typing import Callable, Iterable
 
 ANYONE = b"*"
@@ -22,17 +23,30 @@ ANYONE = b"*"
 log = logging.getLogger("hub.cluster.wake")
 
 
-def address(database_url: str, var_dir, slot: int) -> str:
-    """The abstract socket name of delivery process `slot` of the hub on this database and folder."""
-    digest = hashlib.sha256(f"{database_url}\0{var_dir}".encode()).hexdigest()[:24]
-    return f"\0hub-delivery-{digest}-{slot}"
+MAX_SOCKET_PATH = 107  # bytes of a Unix socket's path (Linux)
+
+
+def address(var_dir, slot: int) -> str | None:
+    """The socket of delivery process `slot` of the hub whose folder is `var_dir`; None when that path is too
+    long for a Unix socket (the delivery processes then find work at their polls; `hub serve` says so)."""
+    path = str(Path(var_dir).resolve() / "run" / f"delivery-{slot}.sock")
+    return path if len(os.fsencode(path)) <= MAX_SOCKET_PATH else None
+
+
+def private_folder(path: str) -> None:
+    """The socket's folder, made if missing, readable and writable by this user only."""
+    folder = Path(path).parent
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if folder.stat().st_uid != os.getuid():
+        raise PermissionError(f"{folder} belongs to another user: no wake-up socket there")
+    folder.chmod(0o700)
 
 
 class WakeSender:
     """Sends a wake-up to each delivery process; cheap (one non-blocking sendto each), never raises."""
 
-    def __init__(self, addresses: list[str]):
-        self.addresses = addresses
+    def __init__(self, addresses: list[str | None]):
+        self.addresses = [target for target in addresses if target is not None]
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._socket.setblocking(False)
 
@@ -52,9 +66,16 @@ class WakeListener:
     """Receives wake-ups on `name` and calls `on_wake(partners)` for each burst of them (None: anyone), on a
     thread of its own."""
 
-    def __init__(self, name: str, on_wake: Callable[[set[str] | None], None]):
+    def __init__(self, path: str, on_wake: Callable[[set[str] | None], None]):
+        private_folder(path)
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._socket.bind(name)
+        try:
+            os.unlink(path)  # left by a process of this hub that was killed
+        except FileNotFoundError:
+            pass
+        self._socket.bind(path)
+        os.chmod(path, 0o600)
+        self.path = path
         self.on_wake = on_wake
         self._thread = threading.Thread(target=self._run, name="delivery-wake", daemon=True)
         self._running = True
@@ -88,6 +109,10 @@ class WakeListener:
         except OSError:
             pass
         self._socket.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
 
 
 def named(messages: list[bytes]) -> set[str] | None:

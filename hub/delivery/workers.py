@@ -458,10 +458,11 @@ class DeliveryWorkers:
     def _dispatch(self) -> None:
         owner = f"{self.name}/dispatch"
         look = True  # whether the next round claims (else it only waits for a wake-up that may bring work)
+        seen = self.hub.work_generation
         while not self._stop.is_set():
-            seen = self.hub.work_generation
             more = False
             if look:
+                seen = self.hub.work_generation  # a wake-up during the claim makes the next wait return at once
                 try:
                     more = self._claim_for_idle_threads(owner)
                 except DBAPIError as exc:  # the database away for a moment: one line, not a traceback a second
@@ -479,7 +480,7 @@ class DeliveryWorkers:
             if trial_in is not None:
                 timeout = min(timeout, trial_in + 0.01)
             freed = self._freed
-            woken = self.hub.wait_for_work(timeout, seen=seen, stop=self._stop)
+            seen, woken = self.hub.wait_for_work(timeout, seen=seen, stop=self._stop)
             look = self._freed != freed or self._worth_a_look(woken)
 
     def _worth_a_look(self, woken: set[str] | None) -> bool:

@@ -37,6 +37,7 @@ from lxml import etree
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
+from hub.concurrency import run_blocking
 from hub.intake import backpressure
 
 from hub.evidence import timeline
@@ -192,13 +193,8 @@ def _store_and_route(hub, header: Header, envelope: etree._Element, data: bytes,
                                receipt=receipt, received_at=received_at)
     try:  # written and committed with the other intakes waiting now (hub/store/group_commit.py), before the receipt goes
         hub.committer.store(store_accepted, accepted)
-    except IntegrityError:  # this sender's message id is already stored (a retry, or a concurrent intake)
-        with hub.sessions.begin() as session:
-            existing = session.scalars(select(Message).where(
-                Message.sender == header.sender, Message.message_id == header.message_id)).first()
-            if existing is None:
-                raise
-            return _duplicate(session, existing, digest)
+    except IntegrityError as exc:  # this sender's message id is already stored (a retry, or a concurrent intake)
+        return run_blocking(_answer_duplicate, hub, header, digest, exc)  # off the event loop when inline
     hub.wake_workers(target.partner for target in targets)
     return Receipt(header.message_id, header.sender, header.type, receipt, duplicate=False)
 
@@ -291,6 +287,16 @@ def _timeline_rows(message: AcceptedMessage, message_pk: int, events, delivery_i
                                  + (f" ({target.operation})" if target.operation else ""), at,
                                  delivery_id=delivery_id))
     return rows
+
+
+def _answer_duplicate(hub, header: Header, digest: str, refusal: IntegrityError) -> Receipt:
+    """The receipt of the message this one repeats; `refusal` again when the conflict was another."""
+    with hub.sessions.begin() as session:
+        existing = session.scalars(select(Message).where(
+            Message.sender == header.sender, Message.message_id == header.message_id)).first()
+        if existing is None:
+            raise refusal
+        return _duplicate(session, existing, digest)
 
 
 def _duplicate(session, existing: Message, digest: str) -> Receipt:

@@ -20,6 +20,7 @@ import time
 from typing import Callable, Iterable
 
 from hub import metrics
+from hub.concurrency import inline, run_blocking
 from hub.errors import OutboxFull
 from hub.store.counts import outbox_depths
 
@@ -45,17 +46,22 @@ class OutboxDepths:
     def current(self) -> dict[str, int]:
         if self._read_at is not None and self.clock() - self._read_at < self.refresh:
             return self._depths
-        if not self._lock.acquire(blocking=self._read_at is None):
-            return self._depths          # another thread is reading them now
+        # Wait for a first reading unless on the event loop, where the reader may be another request of this very
+        # thread (waiting there would never end): that one goes on with no figures yet, as it would without limit.
+        if not self._lock.acquire(blocking=self._read_at is None and not inline()):
+            return self._depths          # another thread (or request) is reading them now
         try:
             if self._read_at is None or self.clock() - self._read_at >= self.refresh:
-                with self.sessions() as session:
-                    depths = outbox_depths(session)
+                depths = run_blocking(self._read)  # off the event loop when intake runs on it
                 self._depths, self._read_at = depths, self.clock()
                 self._log_changes(depths)
         finally:
             self._lock.release()
         return self._depths
+
+    def _read(self) -> dict[str, int]:
+        with self.sessions() as session:
+            return outbox_depths(session)
 
     def _log_changes(self, depths: dict[str, int]) -> None:
         full = {partner for partner, count in depths.items() if count >= self.limit}

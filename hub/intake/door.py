@@ -36,7 +36,7 @@ from pathlib import Path
 import anyio.to_thread
 
 from hub import metrics
-from hub.concurrency import run_inline
+from hub.concurrency import run_blocking, run_inline
 from hub.errors import InputError, NotAllowed
 from hub.intake.accept import Receipt, accept_canonical, accept_partner_document
 from hub.intake.files import FileHeader, accept_file
@@ -81,7 +81,8 @@ def take_in(hub, arrival: Arrival) -> Receipt:
         receipt = _accept(hub, arrival)
     except InputError as exc:
         size = Path(arrival.path).stat().st_size if arrival.path is not None and Path(arrival.path).exists() else None
-        refused(hub, arrival.door, exc, party=arrival.partner or arrival.caller, data=arrival.data, size=size)
+        run_blocking(refused, hub, arrival.door, exc, party=arrival.partner or arrival.caller, data=arrival.data,
+                     size=size)  # a write: off the event loop when intake runs on it
         raise
     counter = metrics.DUPLICATES if receipt.duplicate else metrics.ACCEPTED
     counter.labels(receipt.type, receipt.sender, arrival.door).inc()

@@ -31,26 +31,25 @@ a batch costs the same few round trips and one commit whatever its size (bench/i
 
 A caller running inline on the event loop (the API's intake, hub/concurrency.py) awaits its commit
 instead of blocking: the loop takes other requests in meanwhile, whose writes join the same batch; an
-ungrouped `run` from there goes to a small pool of threads (ALONE_THREADS) for the same reason.
+ungrouped `run` from there goes to a small pool of threads (hub/concurrency.py `run_blocking`).
 """
 from __future__ import annotations
 
 import logging
 import queue
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
-from hub.concurrency import inline, wait_for
+from hub.concurrency import run_blocking, wait_for
 from hub.errors import HubError
 
 log = logging.getLogger("hub.store.group_commit")
 T = TypeVar("T")
 _STOP = object()
-ALONE_THREADS = 8  # ungrouped (PostgreSQL) transactions of intakes on the event loop, side by side
 
 BatchWriter = Callable[[Any, Sequence[Any]], Sequence[Any]]  # (session, items) -> one outcome per item
 
@@ -76,14 +75,11 @@ class GroupCommitter:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None  # ungrouped writes from the event loop (`run`)
 
     def run(self, write: Callable[..., T]) -> T:
         """Run `write(session)` in the next group transaction; returns its result once committed."""
         if not self.grouped:
-            if inline():  # on the event loop: the transaction runs on a thread, the loop serves others meanwhile
-                return wait_for(self._alone_pool().submit(self._alone, write))
-            return self._alone(write)
+            return run_blocking(self._alone, write)  # from the event loop: on a thread, the loop serving others
         return self._submit(_Write(write))
 
     def store(self, writer: BatchWriter, item: Any) -> Any:
@@ -100,13 +96,6 @@ class GroupCommitter:
         with self.sessions.begin() as session:
             return write(session)
 
-    def _alone_pool(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            with self._start_lock:
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(ALONE_THREADS, thread_name_prefix="commit")
-        return self._pool
-
     def _ensure_started(self) -> None:
         if self._thread is None or not self._thread.is_alive():
             with self._start_lock:
@@ -115,8 +104,6 @@ class GroupCommitter:
                     self._thread.start()
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
         if self._thread is not None and self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join(10)
@@ -139,6 +126,11 @@ class GroupCommitter:
             self._commit(batch)
 
     def _commit(self, batch: list[_Write | _Item]) -> None:
+        # A caller that gave up (its request cancelled while it awaited, hub/concurrency.py) is left out: its
+        # future can take no result. The others' futures are marked running, so that none can be cancelled now.
+        batch = [work for work in batch if work.future.set_running_or_notify_cancel()]
+        if not batch:
+            return
         if len(batch) > 1:
             try:
                 outcomes = self._transaction(batch)

@@ -266,11 +266,22 @@ def check_structure(document: etree._Element, signer_name: str) -> SignaturePart
     return SignatureParts(signature, signed_info, method_uri, value, certificates, digest_value)
 
 
-@functools.lru_cache(maxsize=256)
+CACHED_CERTIFICATE_CHARS = 8192  # a certificate's base64 is 1-3 KB; larger texts are decoded, never kept
+
+
 def _certificate(text: str) -> x509.Certificate:
     """A ds:X509Certificate's certificate (base64 DER). The same few certificates arrive with every message:
-    decoded once each (certificates are immutable; a text that does not decode raises every time)."""
-    return x509.load_der_x509_certificate(base64.b64decode("".join(text.split()), validate=True))
+    decoded once each, by their DER (certificates are immutable; a text that does not decode raises every
+    time). Only texts of a certificate's size are kept, so that senders cannot fill the cache with large ones."""
+    der = base64.b64decode("".join(text.split()), validate=True)
+    if len(text) > CACHED_CERTIFICATE_CHARS:
+        return x509.load_der_x509_certificate(der)
+    return _certificate_of(der)
+
+
+@functools.lru_cache(maxsize=256)
+def _certificate_of(der: bytes) -> x509.Certificate:
+    return x509.load_der_x509_certificate(der)
 
 
 # -- certificates and keys ----------------------------------------------------------------------------
@@ -306,7 +317,18 @@ def certificate_problem(certificate: x509.Certificate, now: dt.datetime | None =
 def signed_info_c14n(parts: SignatureParts) -> bytes:
     """The bytes the SignatureValue signs: SignedInfo's exclusive c14n (where it stands, which is the same as in
     a tree of its own)."""
-    return c14n(parts.signed_info)
+    return _c14n_of_signed(parts.signed_info, "ds:SignedInfo")
+
+
+def _c14n_of_signed(element: etree._Element, what: str) -> bytes:
+    """`c14n(element)` of a document being verified: one that cannot be canonicalised (a relative namespace
+    URI in scope, which parsing and the schema let through) is a signature that does not verify (400), not
+    an error of the hub."""
+    try:
+        return c14n(element)
+    except etree.C14NError as exc:
+        raise SignatureInvalid(f"the signed document cannot be canonicalised ({what}): {exc}",
+                               [Problem(f"exclusive c14n refused: {exc}")]) from None
 
 
 def made_with(parts: SignatureParts, certificate: x509.Certificate, signed_info: bytes | None = None) -> bool:
@@ -400,7 +422,7 @@ def signed_content(document: etree._Element, parts: SignatureParts, certificate:
         expected = base64.b64decode("".join((digest_value.text or "").split()), validate=True)
     except (binascii.Error, ValueError):
         raise _refuse(signer_name, "DigestValue is not base64", digest_value) from None
-    content = c14n(_without_signature(document, parts.signature))
+    content = _c14n_of_signed(_without_signature(document, parts.signature), "the signed content")
     if not hmac.compare_digest(hashlib.sha256(content).digest(), expected):
         raise SignatureInvalid(f"signed content was altered after {signer_name} signed it",
                                [Problem("digest of the signed content does not match the signature")])
