@@ -386,9 +386,12 @@ class SftpConnector:
             return None
         if attributes.st_size != expected_size:
             return b""
-        with sftp.open(path, "rb") as remote:
-            remote.prefetch()
-            return remote.read()
+        try:
+            with sftp.open(path, "rb") as remote:
+                remote.prefetch()
+                return remote.read()
+        except FileNotFoundError:  # the partner took it from its inbox between the two calls: absent now
+            return None
 
     def _already_there(self, final: str, existing: bytes, body: bytes) -> SendResult:
         if existing != body:
