@@ -212,7 +212,8 @@ def test_hub_killed_under_load_several_times_delivers_every_accepted_message_onc
     between = scaled(30, minimum=3)
     config = write_config(tmp_path / "config", narsa_url=f"http://127.0.0.1:{narsa_port}", retry=PATIENT_RETRY)
     env = hub_environment(tmp_path, pki_dir=pki_dir, database_url=database_url, config=config,
-                          HUB_LEASE_SECONDS="3", HUB_DELIVERY_WORKERS=str(workers), HUB_BREAKER_SECONDS="1")
+                          HUB_LEASE_SECONDS="3", HUB_DELIVERY_WORKERS=str(workers), HUB_BREAKER_SECONDS="1",
+                          HUB_PARTNER_CONCURRENCY=str(workers))  # in flight to NARSA at a kill: what can be resent
     hub = HubProcess(env, free_port(), tmp_path / "hub.log").start()
     mint = serve_tokens(hub.url, database_url)
     narsa = quiet_narsa(start_sandbox, hub.url)
@@ -282,6 +283,7 @@ def database_down_on_postgresql(tmp_path, pki_dir, database_url, narsa_port, sta
     config = write_config(tmp_path / "config", narsa_url=f"http://127.0.0.1:{narsa_port}", retry=PATIENT_RETRY)
     env = hub_environment(tmp_path, pki_dir=pki_dir, database_url=through_proxy, config=config,
                           HUB_BREAKER_SECONDS="1", HUB_DELIVERY_WORKERS=str(DELIVERY_WORKERS),
+                          HUB_PARTNER_CONCURRENCY=str(DELIVERY_WORKERS),  # in flight to NARSA: what can be resent
                           HUB_LEASE_SECONDS=str(LEASE_SECONDS))
     hub = HubProcess(env, free_port(), tmp_path / "hub.log").start()
     mint = serve_tokens(hub.url, database_url)  # tokens written directly, not through the proxy

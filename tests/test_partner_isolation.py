@@ -113,6 +113,9 @@ def test_failing_partner_opens_its_circuit_then_recovers(running_hub, sandbox_fa
     wait_for(lambda: metric(running_hub.url, "hub_partner_circuit_open", "NARSA") == 1, 15,
              interval=0.05, what="NARSA's circuit to open")
     opened_at = time.monotonic()
+    # a send already under way when the circuit opened ends now: it was made before, not while open
+    wait_for(lambda: metric(running_hub.url, "hub_partner_deliveries_in_flight", "NARSA") == 0, 5, interval=0.02,
+             what="the sends under way when the circuit opened to end")
     failed_at_open = narsa.stats().get("failed_on_purpose", 0)
     attempts_at_open = sum(m["deliveries"][0]["attempts"] for m in messages_of(client, "LicenceAuthenticationRequest"))
     time.sleep(max(0.0, BREAKER_SECONDS * 0.75 - (time.monotonic() - opened_at)))
