@@ -147,3 +147,27 @@ def test_malformed_signature_element_is_400_not_500(client, pki_dir):
                                               b"<ds:Signature xmlns:ds='http://www.w3.org/2000/09/xmldsig#'/>"
                                               b"</lic:LicenceAuthenticationRequest>")
     _problem(post(client, empty_sig), 400)
+
+
+def test_the_intake_front_answers_as_the_fastapi_route(client, pki_dir, reference):
+    """POST /api/v1/messages is served in front of FastAPI's routing (hub/api/intake_front.py); with a query
+    string the same request goes through the route. Both must answer alike, refusals and receipts."""
+    data = licence_request(pki_dir, reference=reference)
+    other = licence_request(pki_dir, reference=reference, number="12/345674")
+    cases = {"malformed": b"<Envelope", "tampered": replace_text(data, "12/345673", "12/345679"),
+             "unsigned": strip_signature(data)}
+    for name, body in cases.items():
+        front, route = post(client, body), client.post("/api/v1/messages?via=route", content=body, headers=XML)
+        assert (front.status_code, front.headers["content-type"]) == (route.status_code,
+                                                                      route.headers["content-type"]), name
+        assert front.status_code == 400 and front.json() == route.json(), name
+    first = post(client, data)
+    again = client.post("/api/v1/messages?via=route", content=data, headers=XML)
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert first.content == again.content and again.headers["x-duplicate"] == "true"
+    conflict = [post(client, other), client.post("/api/v1/messages?via=route", content=other, headers=XML)]
+    assert [r.status_code for r in conflict] == [409, 409] and conflict[0].json() == conflict[1].json()
+    plain = client.post("/api/v1/messages", content=b"text", headers={"Content-Type": "text/plain"})
+    assert plain.status_code == 415  # not XML: the route answers it, as before
+    anonymous = client.post("/api/v1/messages", content=data, headers={**XML, "Authorization": "Bearer nope"})
+    assert anonymous.status_code == 401

@@ -15,7 +15,7 @@ bearer_scheme = HTTPBearer(auto_error=False, scheme_name="API token",
                            description="`Authorization: Bearer hub_<id>_<secret>` (see `hub tokens create`)")
 
 
-def current_identity(request: Request, _credentials=Depends(bearer_scheme)) -> Identity:
+async def current_identity(request: Request, _credentials=Depends(bearer_scheme)) -> Identity:
     identity = getattr(request.state, "identity", None)
     if identity is None:  # a route outside /api asked for an identity: refuse rather than guess
         raise Unauthenticated("an API token is required: send Authorization: Bearer hub_<id>_<secret>")
@@ -24,7 +24,7 @@ def current_identity(request: Request, _credentials=Depends(bearer_scheme)) -> I
 
 def allowed(permission: str, *, doing: str | None = None):
     """A dependency returning the caller's Identity once its role has `permission` (else 403)."""
-    def dependency(request: Request, identity: Identity = Depends(current_identity)) -> Identity:
+    async def dependency(request: Request, identity: Identity = Depends(current_identity)) -> Identity:
         identity.require(permission, doing=doing or f"{request.method} {request.url.path}")
         return identity
     dependency.__name__ = f"allowed_{permission.replace(':', '_').replace('-', '_')}"

@@ -16,6 +16,7 @@ from hub.api import health, mapping_checks, mappings, messages, partner_traffic
 from hub.api.auth import ApiAuthentication, auth_error_handler
 from hub.api.edge import RequestBounds, http_error_handler, validation_error_handler
 from hub.api.health import OutboxCollector
+from hub.api.intake_front import IntakeFront
 from hub.api.openapi import openapi
 from hub.api.problems import DatabaseUnavailableMiddleware, input_error_handler, not_found_handler, try_later_handler
 from hub.apps import console_parts
@@ -46,6 +47,7 @@ def create_app(hub, apps: Sequence = ()) -> FastAPI:
     # parameters' characters and body sizes, after the token check (an anonymous caller gets 401 first)
     app.add_middleware(RequestBounds, hub=hub, paths=lambda: app.openapi()["paths"],
                        exempt=tuple(router.prefix + "/" for router in inbound))
+    app.add_middleware(IntakeFront)  # POST /api/v1/messages without FastAPI's routing (hub/api/intake_front.py)
     public = tuple(prefix for client in apps for prefix in getattr(client, "public_paths", tuple)())
     app.add_middleware(ApiAuthentication, hub=hub, public=public)  # 401 under /api before routing or parsing
     # added last, so outermost: the token check's own database errors are 503 too, not 500

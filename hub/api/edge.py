@@ -64,7 +64,7 @@ class RequestBounds:
         except UnfitCharacter as exc:
             await input_problem(exc)(scope, receive, send)
             return
-        media = _media_type(scope)
+        media = media_type_of(scope)
         if media in XML_MEDIA_TYPES:
             await self.app(scope, _capped(receive, self.settings.max_message_bytes), send)
             return
@@ -102,7 +102,8 @@ class RequestBounds:
         return "the path"
 
 
-def _media_type(scope) -> str:
+def media_type_of(scope) -> str:
+    """A request's media type, from its Content-Type header: lower case, without parameters ("" when none)."""
     for key, value in scope.get("headers", ()):
         if key == b"content-type":
             return value.decode("latin-1").split(";")[0].strip().lower()

@@ -22,6 +22,7 @@ from hub.intake.door import Arrival, Receipt, receive_on_loop, refused
 from hub.intake.polling import poll_partner, polling_partners
 
 XML_TYPES = ("application/xml", "text/xml")
+SUBMIT_PATH, SUBMIT_PERMISSION = "/api/v1/messages", "messages:submit"
 
 router = APIRouter(prefix="/api/v1", tags=["messages"])
 
@@ -59,7 +60,12 @@ INTAKE_RESPONSES = {202: XML_RECEIPT,
              openapi_extra=xml_body("A canonical envelope (schemas/canonical/envelope.xsd) whose business document "
                                     "carries the sender's enveloped signature; `hub sample TYPE` prints one",
                                     example_file="LicenceAuthenticationRequest.xml"))
-async def submit_message(request: Request, identity: Identity = Depends(allowed("messages:submit"))):
+async def submit_message(request: Request, identity: Identity = Depends(allowed(SUBMIT_PERMISSION))):
+    return await submit(request, identity)
+
+
+async def submit(request: Request, identity: Identity) -> Response:
+    """POST /api/v1/messages once the caller may submit: the route's work, served by `IntakeFront` too."""
     data = await read_document(request, "rest", identity.partner)
     arrival = Arrival("rest", data=data, caller=identity.partner, submitted_by=identity.submitter)
     return _receipt_response(await receive_on_loop(request.app.state.hub, arrival))
