@@ -22,14 +22,15 @@ is in flight (after one sync of the file systems has made the files it covers du
 Document endpoints are served straight from the ASGI front (`add_document_route`, `DocumentFront`):
 a partner's request needs none of FastAPI's middleware, dependency resolution or validation, since
 the endpoint reads and checks the body itself; the control routes stay FastAPI's. Their checks and
-signatures run on a pool of two threads (the work holds the interpreter lock; more threads would only
-queue for it), so that one request's journal sync overlaps the next one's work.
+signatures run inline on the event loop (`run_work`): the work holds the interpreter lock wherever it runs,
+and a pool of threads taking turns at it spent more CPU handing the lock over (in the kernel) than on the
+work. Only the journal's sync waits, on a thread, the loop meanwhile serving the next requests, whose
+records the next sync covers.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
 import datetime as dt
 import logging
 import os
@@ -50,6 +51,7 @@ from pydantic import BaseModel, Field
 from starlette.routing import Match, Route
 
 from connectors.http import read_body
+from hub.concurrency import run_inline
 from hub.errors import InputError, Problem, SchemaInvalid, SignatureInvalid
 from hub.trust.pki import ensure_dev_pki, load_certificate, load_key
 from hub.xml.schemas import SchemaSet
@@ -365,16 +367,11 @@ async def answer_xml_post(request: Request, sandbox: PartnerSandbox, handle: Cal
                              respond=lambda answer: Response(answer, status_code=status, media_type="application/xml"))
 
 
-_WORK_POOL: concurrent.futures.ThreadPoolExecutor | None = None
-WORK_THREADS = 2
-
-
 async def run_work(function: Callable, *args):
-    """Run `function(*args)` on the sandbox's pool of WORK_THREADS threads and await its result."""
-    global _WORK_POOL
-    if _WORK_POOL is None:
-        _WORK_POOL = concurrent.futures.ThreadPoolExecutor(WORK_THREADS, thread_name_prefix="sandbox-work")
-    return await asyncio.get_running_loop().run_in_executor(_WORK_POOL, function, *args)
+    """Run `function(*args)` inline on the event loop and return its result (hub/concurrency.py `run_inline`):
+    its checks and signatures hold the interpreter lock wherever they run, and handing them to threads cost
+    more in lock hand-overs than the work itself. Where it must wait (the journal's sync), it awaits."""
+    return await run_inline(function, *args)
 
 
 def add_document_route(app: FastAPI, path: str, endpoint: Callable[[Request], "asyncio.Future[Response]"]) -> None:

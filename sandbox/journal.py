@@ -18,12 +18,15 @@ those files, they are synced, and the journal starts empty again; the same when 
 """
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import struct
 import threading
 import zlib
 from pathlib import Path
 from typing import Iterator
+
+from hub.concurrency import inline, wait_for
 
 MAGIC = b"SBJ1"
 HEADER = struct.Struct(">4sIIII")  # magic, key length, received length, answer length, crc32 of the three
@@ -39,6 +42,9 @@ class Journal:
         self._synced = self._written
         self._append_lock = threading.Lock()
         self._sync_lock = threading.Lock()
+        self._waiting: list[tuple[int, concurrent.futures.Future]] = []  # inline callers awaiting a sync
+        self._waiting_changed = threading.Condition()
+        self._syncer: threading.Thread | None = None
 
     def append(self, key: str, received: bytes, answer: bytes) -> int:
         """Write one record (not yet durable); returns the offset `sync` must reach for it to be."""
@@ -56,9 +62,42 @@ class Journal:
         """Make everything appended up to offset `upto` (default: everything so far) durable.
 
         A caller finding a sync in progress waits for it, and then has nothing left to do when that
-        sync covered its record: concurrent requests share one fdatasync."""
+        sync covered its record: concurrent requests share one fdatasync. Called inline on an event loop
+        (hub/concurrency.py), the wait is awaited: the journal's syncing thread makes the sync, the loop
+        serves other requests meanwhile, and their records go into the next sync, together."""
         if upto is None:
             upto = self._written
+        if self._synced >= upto:
+            return
+        if not inline():
+            self._sync(upto)
+            return
+        done: concurrent.futures.Future = concurrent.futures.Future()
+        with self._waiting_changed:
+            self._waiting.append((upto, done))
+            if self._syncer is None:
+                self._syncer = threading.Thread(target=self._sync_for_waiting, name="journal-sync", daemon=True)
+                self._syncer.start()
+            self._waiting_changed.notify()
+        wait_for(done)
+
+    def _sync_for_waiting(self) -> None:
+        """The syncing thread: one fdatasync for every waiter gathered meanwhile, again and again."""
+        while True:
+            with self._waiting_changed:
+                while not self._waiting:
+                    self._waiting_changed.wait()
+                waiting, self._waiting = self._waiting, []
+            try:
+                self._sync(max(upto for upto, _ in waiting))
+            except OSError as exc:
+                for _, done in waiting:
+                    done.set_exception(exc)
+            else:
+                for _, done in waiting:
+                    done.set_result(None)
+
+    def _sync(self, upto: int) -> None:
         if self._synced >= upto:
             return
         with self._sync_lock:

@@ -99,3 +99,33 @@ def test_a_journal_grown_too_large_is_emptied_and_what_it_held_is_still_known(pk
     restarted = SanteSandbox(pki_dir=pki_dir, data_dir=tmp_path)
     assert [restarted.handle(body) for body in (first, second, third)] == [first_answer, second_answer, third_answer]
     assert restarted.stats()["duplicates"] == 3
+
+
+def test_requests_handled_inline_on_the_loop_share_a_sync_and_answer_once_it_is_done(tmp_path, monkeypatch):
+    """A sandbox handles requests inline on its event loop (sandbox/common.py run_work): a request waiting for
+    the journal's sync must let the loop take the next ones, whose records the next sync covers."""
+    import asyncio
+    import os
+    import time
+
+    from hub.concurrency import run_inline
+
+    syncs, real = [], os.fdatasync
+
+    def slow_sync(fd):  # a disk that takes 50 ms: requests arriving meanwhile must wait for the next sync
+        time.sleep(0.05)
+        real(fd)
+        syncs.append(time.monotonic())
+    monkeypatch.setattr(os, "fdatasync", slow_sync)
+    journal = Journal(tmp_path / "journal")
+
+    def handle(n: int) -> float:
+        journal.sync(journal.append(f"ID-{n}", b"<Demande/>", b"<Avis/>"))
+        return time.monotonic()
+
+    async def main():
+        return await asyncio.gather(*(run_inline(handle, n) for n in range(20)))
+    answered = asyncio.run(main())
+    assert 1 <= len(syncs) <= 3, syncs  # 20 requests, one or two syncs: not one each
+    assert all(at >= syncs[0] for at in answered)  # none answered before a sync covered it
+    assert [key for key, _, _ in Journal.records(tmp_path / "journal")] == [f"ID-{n}" for n in range(20)]
