@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--delivery-processes", type=_not_negative, default=1, metavar="M",
                         help="processes that only deliver beside the N (default %(default)s; 0: each of the N "
                              "also delivers)")
+    parser.add_argument("--signing-algorithm", choices=["rsa-sha256", "ecdsa-sha256"], default="rsa-sha256",
+                        help="the hub's own key and signatures (HUB_SIGNING_ALGORITHM; the partners' stay RSA): "
+                             "ecdsa-sha256 shows what an ECDSA hub key would save, with its own development keys "
+                             "under <HUB_VAR_DIR>/pki-ecdsa (default %(default)s)")
     parser.add_argument("--searches", type=_not_negative, default=25, metavar="K",
                         help="rounds of the search phase after the load, each asking %d typical queries "
                              "(default %%(default)s; 0: none)" % len(search.queries("")))
@@ -194,7 +198,8 @@ class Bench:
         self.args, self.console = args, console
         base = Settings.from_env()
         self.var_dir = base.var_dir
-        self.pki_dir = base.pki_dir
+        # an ECDSA hub key needs development keys of its own: the hub refuses a key of another kind
+        self.pki_dir = base.pki_dir if args.signing_algorithm == "rsa-sha256" else base.var_dir / "pki-ecdsa"
         self.output = args.output or self.var_dir / "bench.json"
         self.run_id = uuid.uuid4().hex[:8].upper()
         self.run_dir = self.var_dir / "bench" / f"run-{self.run_id}"  # a run of its own: runs may overlap
@@ -239,13 +244,15 @@ class Bench:
         self.run_dir.mkdir(parents=True)
         ok = False
         try:
-            pki.init_dev_keys(self.pki_dir, PARTIES)  # the development keys (`hub dev init`): the hub makes none
+            # the development keys (`hub dev init`): the hub makes none
+            pki.init_dev_keys(self.pki_dir, PARTIES, hub_algorithm=args.signing_algorithm)
             hub_url_db, floor_db = self._database("hub"), self._database("floor")
             hub_ports = [free_port()]  # one `hub serve`, its processes sharing the port
             hub_urls = [f"http://127.0.0.1:{p}" for p in hub_ports]
             hub_url = hub_urls[0]
             sandbox_urls = {name: f"http://127.0.0.1:{free_port()}" for name in scenarios.SANDBOXES}
             env = {**os.environ, "HUB_VAR_DIR": str(self.run_dir), "HUB_PKI_DIR": str(self.pki_dir),
+                   "HUB_SIGNING_ALGORITHM": args.signing_algorithm,
                    "HUB_DATABASE_URL": hub_url_db,
                    **{variable: sandbox_urls[name] for name, (_, variable) in scenarios.SANDBOXES.items()},
                    "HUB_CDG_SFTP_PORT": str(free_port())}  # nobody listens there: CDG's polling fails fast
@@ -664,6 +671,7 @@ class Bench:
             "messages": args.messages,
             "concurrency": args.concurrency,
             "callbacks": args.callbacks,
+            "signing_algorithm": args.signing_algorithm,
             "hub_processes": args.hub_processes,
             "delivery_processes": args.delivery_processes,
             "preloaded": self.preloaded["messages"] if self.preloaded else 0,
@@ -742,6 +750,8 @@ _progress = progress_bar
 def _print_report(console: Console, r: dict) -> None:
     table = Table(title=f"Hub benchmark: {r['messages']} messages, {r['concurrency']} connections, {r['database']}, "
                         f"hub: {r['hub_processes']} API + {r.get('delivery_processes', 0)} delivery process(es)"
+                        + (f", hub key {r['signing_algorithm']}" if r.get("signing_algorithm", "rsa-sha256") != "rsa-sha256"
+                           else "")
                         + (f", {r['preloaded']} messages preloaded" if r["preloaded"] else "")
                         + (f", history of schema {r['history_schema']} (ids up to {r['history_highest_message_id']})"
                            if r.get("history_schema") else "") + f" ({r['cpus']} CPUs)")
