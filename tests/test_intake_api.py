@@ -12,7 +12,9 @@ from lxml import etree
 
 from hub.trust import pki
 from hub.trust.signing import verify
-from support import licence_request, replace_text, strip_signature
+from hub.xml.safe import to_bytes
+from sigtools import narsa_result
+from support import licence_request, replace_text, signer_for, strip_signature
 
 XML = {"Content-Type": "application/xml"}
 pytestmark = pytest.mark.shared_hub
@@ -171,3 +173,17 @@ def test_the_intake_front_answers_as_the_fastapi_route(client, pki_dir, referenc
     assert plain.status_code == 415  # not XML: the route answers it, as before
     anonymous = client.post("/api/v1/messages", content=data, headers={**XML, "Authorization": "Bearer nope"})
     assert anonymous.status_code == 401
+    # another path is FastAPI's: the trailing slash is redirected, not taken in
+    assert client.post("/api/v1/messages/", content=data, headers=XML, follow_redirects=False).status_code == 307
+
+
+def test_the_intake_front_answers_partner_documents_as_the_fastapi_route(client, pki_dir):
+    """POST /api/v1/partners/{partner}/messages, served in front of FastAPI as POST /api/v1/messages is."""
+    signed = to_bytes(narsa_result(signer_for(pki_dir, "NARSA")))
+    for name, body in {"malformed": b"<Resultat", "tampered": signed.replace(b"NON_AUTHENTIQUE", b"AUTHENTIQUE")}.items():
+        front = client.post("/api/v1/partners/narsa/messages", content=body, headers=XML)
+        route = client.post("/api/v1/partners/narsa/messages?via=route", content=body, headers=XML)
+        assert front.status_code == route.status_code == 400, (name, front.text)
+        assert front.json() == route.json(), name
+    nul = client.post("/api/v1/partners/NA%00RSA/messages", content=signed, headers=XML)  # not the front's: FastAPI's
+    assert nul.status_code == 400 and "path parameter partner" in nul.json()["detail"]

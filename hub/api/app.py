@@ -47,7 +47,7 @@ def create_app(hub, apps: Sequence = ()) -> FastAPI:
     # parameters' characters and body sizes, after the token check (an anonymous caller gets 401 first)
     app.add_middleware(RequestBounds, hub=hub, paths=lambda: app.openapi()["paths"],
                        exempt=tuple(router.prefix + "/" for router in inbound))
-    app.add_middleware(IntakeFront)  # POST /api/v1/messages without FastAPI's routing (hub/api/intake_front.py)
+    app.add_middleware(IntakeFront)  # the intake routes without FastAPI's routing (hub/api/intake_front.py)
     public = tuple(prefix for client in apps for prefix in getattr(client, "public_paths", tuple)())
     app.add_middleware(ApiAuthentication, hub=hub, public=public)  # 401 under /api before routing or parsing
     # added last, so outermost: the token check's own database errors are 503 too, not 500
