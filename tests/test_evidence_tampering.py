@@ -198,3 +198,29 @@ def test_a_checkpoint_line_changed_or_signed_by_another_key_is_an_error(hub, set
                              "certificate (the line was changed)"]
     path.write_text("not a checkpoint\n")
     assert "line 1: not a checkpoint line" in verify_chains(hub).errors[0]
+
+
+def test_a_sealer_overtaken_by_another_seals_nothing_twice(hub, settings, monkeypatch):
+    """Sealing hashes a batch outside the write lock (hub/evidence/chains.py `_seal_chain`), then writes it only
+    if the chain's head is still the one it continued: here another sealer (a `hub evidence` command beside
+    the running hub's job) seals the same rows between the read and the write."""
+    import threading
+
+    from hub.evidence import chains
+    hub.receive(Arrival("registry", data=licence_request(settings.pki_dir, reference="LIC-2026-000103")))
+    read, overtaken = chains._unsealed_events, {}
+
+    def read_then_overtaken(session, limit):
+        rows = read(session, limit)
+        if rows and threading.current_thread() is threading.main_thread() and not overtaken:
+            other = threading.Thread(target=lambda: overtaken.update(seal_pending(hub)))  # reads as it is
+            other.start()
+            other.join()
+        return rows
+    monkeypatch.setattr(chains, "_unsealed_events", read_then_overtaken)
+    mine = seal_pending(hub)
+    assert overtaken["timeline"] > 0 and mine["timeline"] == 0  # each row sealed once, by the first to write
+    report = verify_chains(hub)
+    assert report.ok and not report.errors, str(report)
+    with hub.sessions() as session:
+        assert session.scalar(select(Event.id).where(Event.chain_seq.is_(None)).limit(1)) is None

@@ -133,66 +133,65 @@ _AUDIT_COLUMNS = (AuditEntry.id, AuditEntry.at, AuditEntry.actor, AuditEntry.act
 
 
 def seal_pending(hub, *, batch: int = 500) -> dict[str, int]:
-    """Seal every committed, unsealed row of both chains; returns how many of each were sealed.
-
-    Rows are read and updated as plain rows (one executemany per batch): sealing keeps pace with intake."""
-    sealed = {"timeline": 0, "audit": 0}
-    for chain, model in (("timeline", Event), ("audit", AuditEntry)):
-        while True:
-            with hub.sessions.begin() as session:
-                _lock(session, chain)
-                seq, previous = _head(session, model)
-                if model is Event:
-                    rows = session.execute(
-                        select(*_EVENT_COLUMNS, Message.message_id, Message.sender, Message.correlation_id,
-                               Delivery.partner)
-                        .join(Message, Event.message_pk == Message.id)
-                        .outerjoin(Delivery, Event.delivery_id == Delivery.id)
-                        .where(Event.chain_seq.is_(None)).order_by(Event.id).limit(batch)).all()
-                else:
-                    rows = session.execute(select(*_AUDIT_COLUMNS).where(AuditEntry.chain_seq.is_(None))
-                                           .order_by(AuditEntry.id).limit(batch)).all()
-                seals = []
-                for row in rows:
-                    seq += 1
-                    line = (event_line(seq, row, row.message_id, row.sender, row.correlation_id, row.partner)
-                            if model is Event else audit_line(seq, row))
-                    content_hash = sha256_text(line)
-                    previous = link(previous, content_hash)
-                    seals.append({"row_id": row.id, "seq": seq, "content": content_hash, "chain": previous})
-                if seals:
-                    table = model.__table__
-                    session.connection().execute(
-                        update(table).where(table.c.id == bindparam("row_id"))
-                        .values(chain_seq=bindparam("seq"), content_hash=bindparam("content"),
-                                chain_hash=bindparam("chain")), seals)
-            sealed[chain] += len(rows)
-            if len(rows) < batch:
-                break
+    """Seal every committed, unsealed row of every chain; returns how many of each were sealed."""
+    sealed = {"timeline": _seal_chain(hub, "timeline", Event.__table__, _unsealed_events, _event_line, batch),
+              "audit": _seal_chain(hub, "audit", AuditEntry.__table__, _unsealed_audit, audit_line, batch)}
     for chain in hub.chained_histories:
-        sealed[chain.name] = _seal_history(hub, chain, batch)
+        sealed[chain.name] = _seal_chain(hub, chain.name, chain.table,
+                                         lambda session, limit, chain=chain: _unsealed_history(session, chain, limit),
+                                         lambda seq, row, chain=chain: history_line(chain, seq, row), batch)
     return sealed
 
 
-def _seal_history(hub, chain, batch: int) -> int:
-    table, sealed = chain.table, 0
+def _unsealed_events(session, limit: int) -> list:
+    return session.execute(select(*_EVENT_COLUMNS, Message.message_id, Message.sender, Message.correlation_id,
+                                  Delivery.partner)
+                           .join(Message, Event.message_pk == Message.id)
+                           .outerjoin(Delivery, Event.delivery_id == Delivery.id)
+                           .where(Event.chain_seq.is_(None)).order_by(Event.id).limit(limit)).all()
+
+
+def _event_line(seq: int, row) -> str:
+    return event_line(seq, row, row.message_id, row.sender, row.correlation_id, row.partner)
+
+
+def _unsealed_audit(session, limit: int) -> list:
+    return session.execute(select(*_AUDIT_COLUMNS).where(AuditEntry.chain_seq.is_(None))
+                           .order_by(AuditEntry.id).limit(limit)).all()
+
+
+def _unsealed_history(session, chain, limit: int) -> list:
+    table = chain.table
+    return session.execute(chain.rows().where(table.c.chain_seq.is_(None)).order_by(table.c.id).limit(limit)).all()
+
+
+def _seal_chain(hub, name: str, table, unsealed: Callable, line: Callable, batch: int) -> int:
+    """Seal a chain's unsealed rows, `batch` at a time. Each batch is read and hashed outside the write lock
+    (SQLite has one for the whole database, and intake and delivery wait for it); the lock is then taken only
+    to check that the head is still the one the hashes continue, and to write them. Should another sealer (a
+    `hub evidence` command) have sealed meanwhile, the batch is read and hashed again from the new head."""
+    sealed = 0
     while True:
+        with hub.reads() as session:
+            head = _head(session, table)
+            rows = unsealed(session, batch)
+        if not rows:
+            return sealed
+        seq, previous = head
+        seals = []
+        for row in rows:
+            seq += 1
+            content_hash = sha256_text(line(seq, row))
+            previous = link(previous, content_hash)
+            seals.append({"row_id": row.id, "seq": seq, "content": content_hash, "chain": previous})
         with hub.sessions.begin() as session:
-            _lock(session, chain.name)
-            seq, previous = _head(session, table)
-            rows = session.execute(chain.rows().where(table.c.chain_seq.is_(None)).order_by(table.c.id)
-                                   .limit(batch)).all()
-            seals = []
-            for row in rows:
-                seq += 1
-                content_hash = sha256_text(history_line(chain, seq, row))
-                previous = link(previous, content_hash)
-                seals.append({"row_id": row.id, "seq": seq, "content": content_hash, "chain": previous})
-            if seals:
-                session.connection().execute(
-                    update(table).where(table.c.id == bindparam("row_id"))
-                    .values(chain_seq=bindparam("seq"), content_hash=bindparam("content"),
-                            chain_hash=bindparam("chain")), seals)
+            _lock(session, name)
+            if _head(session, table) != head:
+                continue  # sealed meanwhile by another: again, from the new head
+            session.connection().execute(
+                update(table).where(table.c.id == bindparam("row_id"))
+                .values(chain_seq=bindparam("seq"), content_hash=bindparam("content"), chain_hash=bindparam("chain")),
+                seals)
         sealed += len(rows)
         if len(rows) < batch:
             return sealed
