@@ -102,7 +102,8 @@ class Hub:
     def migrate(self, *, metadata=()) -> None:
         """Bring the schema to the newest revision; `metadata`: the apps' tables (hub.store.db.migrate)."""
         migrate(self.engine, metadata=metadata)
-        self.mappings.attach(self.sessions, mapping_versions, schemas_dir=self.settings.schemas_dir)  # from now on the active mapping versions are read from the database
+        # from now on the active mapping versions are read from the database
+        self.mappings.attach(self.sessions, mapping_versions, schemas_dir=self.settings.schemas_dir, reads=self.reads)
 
     def attach_local_consumer(self, party: str, handler=None, *, files=None) -> None:
         """Deliveries to `party` (a `local` transport) are handed to `handler(Outbound)` in this process; those

@@ -64,16 +64,18 @@ class MappingSet:
         for name in sources:
             self.version(name)  # a file that does not compile stops the start, named
 
-    def attach(self, sessions, store, *, schemas_dir: Path | None = None) -> None:
+    def attach(self, sessions, store, *, schemas_dir: Path | None = None, reads=None) -> None:
         """From now on the active versions in the database rule: the files are loaded as versions first
         (`store` is hub/mappings/store.py, handed over by the engine since XML handling imports no storage:
-        load_files is idempotent), with the partner schemas' digests."""
+        load_files is idempotent), with the partner schemas' digests. `reads`: sessions that only read, for
+        the look at the activations every few seconds (on SQLite a writing session takes the write lock,
+        which a sender would then wait for behind intake)."""
         with sessions.begin() as session:
             changed = store.load_files(session, self.mappings_dir)
             store.load_schemas(session, schemas_dir or self.mappings_dir.parent / "schemas")
         if changed:
             log.info("mappings loaded from files as new active versions: %s", ", ".join(changed))
-        self._sessions, self._store = sessions, store
+        self._sessions, self._store = reads or sessions, store
         self.refresh(force=True)
 
     def refresh(self, *, force: bool = False) -> None:
