@@ -38,6 +38,7 @@ _CLAIMABLE_EXCEPT = _CLAIMABLE.where(_OUTBOX.c.partner.not_in(bindparam("exclude
 _LEASE = (update(_OUTBOX).where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
           .values(lease_owner=bindparam("owner"), lease_expires_at=bindparam("until"),
                   attempts=_OUTBOX.c.attempts + 1))
+_LEASE_RETURNING = _LEASE.returning(*_OUTBOX.c)
 
 
 def _connection(session: Session | Connection) -> Connection:
@@ -45,7 +46,8 @@ def _connection(session: Session | Connection) -> Connection:
 
 
 def claim(session: Session | Connection, *, owner: str, limit: int, lease_seconds: int,
-          exclude_partners: Collection[str] = (), take: Callable[[str, int], bool] | None = None) -> list[Claimed]:
+          exclude_partners: Collection[str] = (), take: Callable[[str, int], bool] | None = None,
+          rows: dict | None = None) -> list[Claimed]:
     """Claim up to `limit` due deliveries for `owner`, counting one attempt each; returns what was claimed.
 
     `session`: a session or a connection, in the claim's transaction.
@@ -53,7 +55,9 @@ def claim(session: Session | Connection, *, owner: str, limit: int, lease_second
     reached, or their circuit is open), so that their backlog never hides other partners' work.
     `take(partner, delivery_id)`: asked for each candidate in due order; False leaves it for later
     (the worker pool reserves a partner's slot this way). Candidates left are not leased and their
-    row locks end with the transaction."""
+    row locks end with the transaction.
+    `rows`: given (on a database that can return rows from an UPDATE), it is filled with the claimed
+    deliveries' rows as leased (id -> row), returned by the claim's update itself."""
     now = utcnow()
     connection = _connection(session)
     if exclude_partners:
@@ -63,8 +67,11 @@ def claim(session: Session | Connection, *, owner: str, limit: int, lease_second
         due = connection.execute(_CLAIMABLE, {"now": now, "limit": limit})
     claimed = [Claimed(id_, partner) for id_, partner in due.all() if take is None or take(partner, id_)]
     if claimed:
-        connection.execute(_LEASE, {"ids": [c.id for c in claimed], "owner": owner,
-                                    "until": now + dt.timedelta(seconds=lease_seconds)})
+        lease = {"ids": [c.id for c in claimed], "owner": owner, "until": now + dt.timedelta(seconds=lease_seconds)}
+        if rows is None:
+            connection.execute(_LEASE, lease)
+        else:
+            rows.update((row.id, row) for row in connection.execute(_LEASE_RETURNING, lease))
     return claimed
 
 

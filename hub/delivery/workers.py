@@ -186,7 +186,6 @@ _DELIVERY_BY_ID = select(Delivery.__table__).where(Delivery.__table__.c.id == bi
 _MESSAGE_BY_ID = select(Message.__table__).where(Message.__table__.c.id == bindparam("id"))
 
 
-_DELIVERIES_BY_IDS = select(Delivery.__table__).where(Delivery.__table__.c.id.in_(bindparam("ids", expanding=True)))
 _MESSAGES_BY_IDS = select(Message.__table__).where(Message.__table__.c.id.in_(bindparam("ids", expanding=True)))
 
 
@@ -198,20 +197,19 @@ def _load(hub, delivery_id: int) -> tuple[_Row, _Row]:
     return delivery, message
 
 
-def _load_many(hub, delivery_ids: list[int]) -> dict[int, tuple[_Row, _Row]]:
-    """The deliveries and their messages, as committed, in two reads whatever their number (a claim's rows,
-    read once its transaction committed, so that the senders do not read them one by one): id -> rows."""
-    with hub.read_engine.connect() as connection:
-        deliveries = [_Row(**row._mapping) for row in connection.execute(_DELIVERIES_BY_IDS, {"ids": delivery_ids})]
-        messages = {row.id: _Row(**row._mapping) for row in
-                    connection.execute(_MESSAGES_BY_IDS, {"ids": sorted({d.message_pk for d in deliveries})})}
+def _with_messages(connection, delivery_rows) -> dict[int, tuple[_Row, _Row]]:
+    """The deliveries (rows as the claim's update returned them) with their messages, read in one statement
+    in the claim's transaction, so that the senders do not read them one by one: id -> (delivery, message)."""
+    deliveries = [_Row(**row._mapping) for row in delivery_rows]
+    messages = {row.id: _Row(**row._mapping) for row in
+                connection.execute(_MESSAGES_BY_IDS, {"ids": sorted({d.message_pk for d in deliveries})})}
     return {delivery.id: (delivery, messages[delivery.message_pk]) for delivery in deliveries
             if delivery.message_pk in messages}
 
 
 def attempt(hub, delivery_id: int, loaded: tuple[_Row, _Row] | None = None) -> Attempt:
     """Deliver one claimed delivery and record the outcome. `loaded`: the delivery's and its message's rows
-    when already read after the claim (`_load_many`), else they are read here."""
+    when the claim read them already (`_with_messages`), else they are read here."""
     delivery, message = loaded if loaded is not None else _load(hub, delivery_id)
     party = hub.config.parties[delivery.partner]
     transport = party.transport.upper()
@@ -633,8 +631,12 @@ class DeliveryWorkers:
         claimed_at = time.monotonic()
         try:
             with self.hub.engine.begin() as connection:  # Core statements: no ORM session work per claim
+                # the claimed rows come back from the claim's update, and their messages in one more read: the
+                # senders need not read them one by one (where UPDATE ... RETURNING is missing, they do)
+                rows = {} if connection.dialect.update_returning else None
                 claimed = claim(connection, owner=owner, limit=window, lease_seconds=self.hub.settings.lease_seconds,
-                                exclude_partners=excluded, take=take)
+                                exclude_partners=excluded, take=take, rows=rows)
+                loaded = _with_messages(connection, rows.values()) if rows else {}
         except BaseException:
             for partner in opened:  # nothing was claimed: give the slots (and a trial) back
                 self.slots.release(partner)
@@ -643,13 +645,6 @@ class DeliveryWorkers:
         self._probe_first = not claimed or passed_over > 0
         with self._lock:
             self._busy += len(opened)
-        loaded: dict[int, tuple[_Row, _Row]] = {}
-        if claimed:
-            try:  # the claimed rows in two reads, not two per delivery in the senders
-                loaded = _load_many(self.hub, [c.id for c in claimed])
-            except Exception as exc:  # each sender reads its own rows instead (and meets the same error there)
-                log.warning("delivery dispatcher %s: reading %d claimed deliveries failed (%s); each is read when "
-                            "sent", owner, len(claimed), first_line(exc))
         for partner_lanes in lanes.values():
             for lane in partner_lanes:
                 self._jobs.put((claimed_at, lane, loaded))
