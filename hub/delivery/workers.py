@@ -527,6 +527,7 @@ class DeliveryWorkers:
         self._lock = threading.Lock()
         self._busy = 0                       # lanes claimed and not yet finished (queued or being sent)
         self._probe_first = False            # the last claim found nothing new: look with a read first
+        self._passed_over: set[str] = set()  # partners whose due deliveries the last claim had to leave
         self._freed = 0                      # lanes finished so far (a slot and a thread freed)
         self._seconds: dict[str, float] = {}  # recent time of one delivery per partner (moving average)
         self._dispatcher: threading.Thread | None = None
@@ -602,7 +603,9 @@ class DeliveryWorkers:
         if idle <= 0:
             return False
         excluded = self.slots.full() | self.breakers.blocked()
-        if self._probe_first:  # look with a plain read first: no write transaction when there is nothing
+        # look with a plain read first (no write transaction when there is nothing), unless the last claim had
+        # to leave due deliveries of a partner that can take them now (a backlog: the read would find them)
+        if self._probe_first and not (self._passed_over - excluded):
             with self.hub.read_engine.connect() as connection:
                 if not any_due(connection, exclude_partners=excluded):
                     return False
@@ -610,6 +613,7 @@ class DeliveryWorkers:
         sizes: dict[str, int] = {}
         opened: list[str] = []
         passed_over = 0
+        passed: set[str] = set()
 
         def take(partner: str, delivery_id: int) -> bool:
             nonlocal passed_over
@@ -625,6 +629,7 @@ class DeliveryWorkers:
                     return True
                 self.slots.release(partner)
             passed_over += 1
+            passed.add(partner)
             return False
 
         window = idle * LANE_BATCH
@@ -643,6 +648,7 @@ class DeliveryWorkers:
                 self.breakers.neutral(partner)
             raise
         self._probe_first = not claimed or passed_over > 0
+        self._passed_over = passed
         with self._lock:
             self._busy += len(opened)
         for partner_lanes in lanes.values():
