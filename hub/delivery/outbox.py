@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Callable, Collection, NamedTuple
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import Connection, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from hub.store.db import utcnow
@@ -26,41 +26,57 @@ class Claimed(NamedTuple):
     partner: str
 
 
-def claim(session: Session, *, owner: str, limit: int, lease_seconds: int,
-          exclude_partners: Collection[str] = (), take: Callable[[str, int], bool] | None = None) -> list[Claimed]:
+_OUTBOX = Delivery.__table__
+_DUE = (_OUTBOX.c.state == DeliveryState.PENDING, _OUTBOX.c.next_attempt_at <= bindparam("now"),
+        or_(_OUTBOX.c.lease_expires_at.is_(None), _OUTBOX.c.lease_expires_at < bindparam("now")))
+# The claim's statements, built once (Core on the session's connection: no ORM statement work per claim; the
+# partners left out go in an expanding parameter, so one cached statement serves every set of them).
+_CLAIMABLE = (select(_OUTBOX.c.id, _OUTBOX.c.partner).where(*_DUE)
+              .order_by(_OUTBOX.c.next_attempt_at, _OUTBOX.c.id)
+              .limit(bindparam("limit")).with_for_update(skip_locked=True))
+_CLAIMABLE_EXCEPT = _CLAIMABLE.where(_OUTBOX.c.partner.not_in(bindparam("excluded", expanding=True)))
+_LEASE = (update(_OUTBOX).where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+          .values(lease_owner=bindparam("owner"), lease_expires_at=bindparam("until"),
+                  attempts=_OUTBOX.c.attempts + 1))
+_LEASE_RETURNING = _LEASE.returning(*_OUTBOX.c)
+
+
+def _connection(session: Session | Connection) -> Connection:
+    return session.connection() if isinstance(session, Session) else session
+
+
+def claim(session: Session | Connection, *, owner: str, limit: int, lease_seconds: int,
+          exclude_partners: Collection[str] = (), take: Callable[[str, int], bool] | None = None,
+          rows: dict | None = None) -> list[Claimed]:
     """Claim up to `limit` due deliveries for `owner`, counting one attempt each; returns what was claimed.
 
+    `session`: a session or a connection, in the claim's transaction.
     `exclude_partners`: partners whose deliveries are not even looked at (their in-flight limit is
     reached, or their circuit is open), so that their backlog never hides other partners' work.
     `take(partner, delivery_id)`: asked for each candidate in due order; False leaves it for later
     (the worker pool reserves a partner's slot this way). Candidates left are not leased and their
-    row locks end with the transaction."""
+    row locks end with the transaction.
+    `rows`: given (on a database that can return rows from an UPDATE), it is filled with the claimed
+    deliveries' rows as leased (id -> row), returned by the claim's update itself."""
     now = utcnow()
-    due = (
-        select(Delivery.id, Delivery.partner)
-        .where(Delivery.state == DeliveryState.PENDING, Delivery.next_attempt_at <= now,
-               or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at < now))
-        .order_by(Delivery.next_attempt_at, Delivery.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
+    connection = _connection(session)
     if exclude_partners:
-        due = due.where(Delivery.partner.not_in(sorted(exclude_partners)))
-    claimed = [Claimed(id_, partner) for id_, partner in session.execute(due)
-               if take is None or take(partner, id_)]
+        due = connection.execute(_CLAIMABLE_EXCEPT, {"now": now, "limit": limit,
+                                                     "excluded": sorted(exclude_partners)})
+    else:
+        due = connection.execute(_CLAIMABLE, {"now": now, "limit": limit})
+    claimed = [Claimed(id_, partner) for id_, partner in due.all() if take is None or take(partner, id_)]
     if claimed:
-        session.execute(
-            update(Delivery).where(Delivery.id.in_([c.id for c in claimed]))
-            .values(lease_owner=owner, lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
-                    attempts=Delivery.attempts + 1)
-            .execution_options(synchronize_session=False))
+        lease = {"ids": [c.id for c in claimed], "owner": owner, "until": now + dt.timedelta(seconds=lease_seconds)}
+        if rows is None:
+            connection.execute(_LEASE, lease)
+        else:
+            rows.update((row.id, row) for row in connection.execute(_LEASE_RETURNING, lease))
     return claimed
 
 
-_DUE = (Delivery.state == DeliveryState.PENDING, Delivery.next_attempt_at <= bindparam("now"),
-        or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at < bindparam("now")))
-_ANY_DUE = select(Delivery.id).where(*_DUE).limit(1)
-_ANY_DUE_EXCEPT = _ANY_DUE.where(Delivery.partner.not_in(bindparam("excluded", expanding=True)))
+_ANY_DUE = select(_OUTBOX.c.id).where(*_DUE).limit(1)
+_ANY_DUE_EXCEPT = _ANY_DUE.where(_OUTBOX.c.partner.not_in(bindparam("excluded", expanding=True)))
 
 
 def any_due(connection, *, exclude_partners: Collection[str] = ()) -> bool:
@@ -74,17 +90,19 @@ def any_due(connection, *, exclude_partners: Collection[str] = ()) -> bool:
     return found.first() is not None
 
 
-def unclaim(session: Session, ids: list[int], *, owner: str) -> None:
+_UNLEASE = (update(_OUTBOX).where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)),
+                                  _OUTBOX.c.lease_owner == bindparam("owner"),
+                                  _OUTBOX.c.state == DeliveryState.PENDING)
+            .values(lease_owner=None, lease_expires_at=None, attempts=_OUTBOX.c.attempts - 1))
+
+
+def unclaim(session: Session | Connection, ids: list[int], *, owner: str) -> None:
     """Give back deliveries claimed by `owner` and not attempted after all: no lease, the attempt not counted."""
     if ids:
-        session.execute(
-            update(Delivery).where(Delivery.id.in_(ids), Delivery.lease_owner == owner,
-                                   Delivery.state == DeliveryState.PENDING)
-            .values(lease_owner=None, lease_expires_at=None, attempts=Delivery.attempts - 1)
-            .execution_options(synchronize_session=False))
+        _connection(session).execute(_UNLEASE, {"ids": list(ids), "owner": owner})
 
 
-def claim_due(session: Session, *, owner: str, limit: int, lease_seconds: int,
+def claim_due(session: Session | Connection, *, owner: str, limit: int, lease_seconds: int,
               exclude_partners: Collection[str] = ()) -> list[int]:
     """Claim up to `limit` due deliveries for `owner`; returns their ids. Counts one attempt each."""
     return [c.id for c in claim(session, owner=owner, limit=limit, lease_seconds=lease_seconds,

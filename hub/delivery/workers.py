@@ -38,7 +38,7 @@ from functools import partial
 from types import SimpleNamespace
 from typing import Iterable, NamedTuple
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, case, exists, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
 from connectors.base import FileSender, Outbound
@@ -186,6 +186,9 @@ _DELIVERY_BY_ID = select(Delivery.__table__).where(Delivery.__table__.c.id == bi
 _MESSAGE_BY_ID = select(Message.__table__).where(Message.__table__.c.id == bindparam("id"))
 
 
+_MESSAGES_BY_IDS = select(Message.__table__).where(Message.__table__.c.id.in_(bindparam("ids", expanding=True)))
+
+
 def _load(hub, delivery_id: int) -> tuple[_Row, _Row]:
     """The delivery and its message, as committed (read on a connection that only reads)."""
     with hub.read_engine.connect() as connection:
@@ -194,9 +197,20 @@ def _load(hub, delivery_id: int) -> tuple[_Row, _Row]:
     return delivery, message
 
 
-def attempt(hub, delivery_id: int) -> Attempt:
-    """Deliver one claimed delivery and record the outcome."""
-    delivery, message = _load(hub, delivery_id)
+def _with_messages(connection, delivery_rows) -> dict[int, tuple[_Row, _Row]]:
+    """The deliveries (rows as the claim's update returned them) with their messages, read in one statement
+    in the claim's transaction, so that the senders do not read them one by one: id -> (delivery, message)."""
+    deliveries = [_Row(**row._mapping) for row in delivery_rows]
+    messages = {row.id: _Row(**row._mapping) for row in
+                connection.execute(_MESSAGES_BY_IDS, {"ids": sorted({d.message_pk for d in deliveries})})}
+    return {delivery.id: (delivery, messages[delivery.message_pk]) for delivery in deliveries
+            if delivery.message_pk in messages}
+
+
+def attempt(hub, delivery_id: int, loaded: tuple[_Row, _Row] | None = None) -> Attempt:
+    """Deliver one claimed delivery and record the outcome. `loaded`: the delivery's and its message's rows
+    when the claim read them already (`_with_messages`), else they are read here."""
+    delivery, message = loaded if loaded is not None else _load(hub, delivery_id)
     party = hub.config.parties[delivery.partner]
     transport = party.transport.upper()
     started = time.perf_counter()
@@ -222,7 +236,7 @@ def attempt(hub, delivery_id: int) -> Attempt:
         error = TransientDeliveryError(f"unexpected {type(exc).__name__}: {exc}")
     else:
         metrics.DELIVERY_SECONDS.labels(delivery.partner).observe(time.perf_counter() - started)
-        _record_delivered(hub, delivery_id, sent, answer)
+        _record_delivered(hub, delivery_id, sent, answer, _so_far(delivery))
         metrics.DELIVERIES.labels(delivery.partner, "delivered").inc()
         return Attempt(DeliveryState.DELIVERED)
     return Attempt(_record_failure(hub, delivery_id, error, transport, sent), error)
@@ -276,56 +290,132 @@ def _record_sent(session, message: Message, delivery: Delivery,
                     "(the first send's bytes are the ones kept)", delivery)
 
 
+class _SoFar(NamedTuple):
+    """What recording a delivered outcome depends on in the delivery's row (read with `_SENT_SO_FAR`)."""
+    message_pk: int
+    partner: str
+    attempts: int
+    state: str
+    first_send: bool   # nothing sent kept yet (sent_bytes and sent_path both empty)
+
+
+class _Delivered(NamedTuple):
+    """One delivered outcome to record (`_write_delivered`). `read`: the delivery's row as the sender read it
+    after the claim, or None; the write checks that it still holds (else it reads the row again)."""
+    delivery_id: int
+    sent: tuple[bytes | SentFile, bytes | None, str]
+    answer: str | None
+    read: _SoFar | None = None
+
+
 def _record_delivered(hub, delivery_id: int, sent: tuple[bytes | SentFile, bytes | None, str],
-                      answer: str | None) -> None:
+                      answer: str | None, read: _SoFar | None = None) -> None:
     """The delivery DELIVERED, what was sent and answered kept (as `_record_sent` does), the message's state
-    refreshed: plain rows and a handful of statements, as this is the write every delivery makes, committed
-    with the other writes waiting in this process (hub/store/group_commit.py)."""
-    hub.committer.run(partial(_write_delivered, delivery_id=delivery_id, sent=sent, answer=answer))
+    refreshed: plain rows and a handful of statements for all the outcomes waiting in this process, as this is
+    the write every delivery makes (a batch writer of hub/store/group_commit.py: the senders' outcomes are
+    written together and committed once)."""
+    hub.committer.store(_write_delivered, _Delivered(delivery_id, sent, answer, read))
+
+
+def _so_far(delivery: _Row) -> _SoFar:
+    return _SoFar(delivery.message_pk, delivery.partner, delivery.attempts, delivery.state,
+                  delivery.sent_bytes is None and delivery.sent_path is None)
 
 
 _DELIVERIES = Delivery.__table__
-_SENT_SO_FAR = select(_DELIVERIES.c.message_pk, _DELIVERIES.c.partner, _DELIVERIES.c.attempts, _DELIVERIES.c.state,
+_SENT_SO_FAR = select(_DELIVERIES.c.id, _DELIVERIES.c.message_pk, _DELIVERIES.c.partner, _DELIVERIES.c.attempts,
+                      _DELIVERIES.c.state,
                       (_DELIVERIES.c.sent_bytes.is_(None) & _DELIVERIES.c.sent_path.is_(None)).label("first_send")
-                      ).where(_DELIVERIES.c.id == bindparam("delivery_id"))
+                      ).where(_DELIVERIES.c.id.in_(bindparam("ids", expanding=True)))
 _KEPT_RECEIPT = select(_DELIVERIES.c.partner_receipt).where(_DELIVERIES.c.id == bindparam("delivery_id"))
 _UPDATE_DELIVERY = update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("delivery_id"))  # SET: the keys given
-_STATES_OF_MESSAGE = select(_DELIVERIES.c.state).where(_DELIVERIES.c.message_pk == bindparam("message"))
-_UPDATE_MESSAGE = update(Message.__table__).where(Message.__table__.c.id == bindparam("message"))
+# The same, only while the row is still as the sender read it (the attempt counted by its claim, the state, and
+# whether a send is kept already): a lease that ran out meanwhile and another claim of the delivery change that.
+_AS_READ = (_DELIVERIES.c.attempts == bindparam("read_attempts"), _DELIVERIES.c.state == bindparam("read_state"))
+_UPDATE_DELIVERY_IF_FIRST = _UPDATE_DELIVERY.where(*_AS_READ, _DELIVERIES.c.sent_bytes.is_(None),
+                                                   _DELIVERIES.c.sent_path.is_(None))
+_UPDATE_DELIVERY_IF_AGAIN = _UPDATE_DELIVERY.where(*_AS_READ, or_(_DELIVERIES.c.sent_bytes.is_not(None),
+                                                                  _DELIVERIES.c.sent_path.is_not(None)))
 
 
-def _write_delivered(session, *, delivery_id: int, sent: tuple[bytes | SentFile, bytes | None, str],
-                     answer: str | None) -> None:
-    """`_record_delivered`'s statements, built once: this runs for every delivery."""
-    body, receipt, detail = sent
-    now = utcnow()
+def _message_state_now():
+    """The message's state from its deliveries' states, in SQL (as `message_state`; a message written here has
+    at least one delivery)."""
+    of_message = Delivery.__table__.c.message_pk == Message.__table__.c.id
+    some = partial(exists().where, of_message)
+    return case((some(_DELIVERIES.c.state == DeliveryState.DEAD), MessageState.DEAD),
+                (~some(_DELIVERIES.c.state != DeliveryState.DELIVERED), MessageState.DELIVERED),
+                else_=MessageState.ACCEPTED)
+
+
+_REFRESH_MESSAGE = (update(Message.__table__).where(Message.__table__.c.id == bindparam("message"))
+                    .values(state=_message_state_now(), updated_at=bindparam("now")))
+
+
+def _write_delivered(session, outcomes: list[_Delivered]) -> list[None]:
+    """`_record_delivered`'s statements for a batch of outcomes, built once: an update of each delivery (made
+    on condition that its row is as the sender read it; the row read again when it is not), one insert of
+    all their events, and one executemany setting their messages' states from their deliveries' (as
+    `message_state`). The outcomes are taken in order, each seeing what the ones before it wrote (the same
+    delivery twice: its second send is SENT_AGAIN), so the rows and events are those that writing them one
+    by one would give."""
     connection = session.connection()
-    row = connection.execute(_SENT_SO_FAR, {"delivery_id": delivery_id}).one()
-    values = {"lease_owner": None, "lease_expires_at": None}
-    if row.state != DeliveryState.DELIVERED:
-        values.update(state=DeliveryState.DELIVERED, delivered_at=now, last_error=None)
-    event = partial(timeline.row, row.message_pk, at=now, delivery_id=delivery_id)
-    attempt_note = f"(attempt {row.attempts})"
-    if row.first_send:
-        values.update(**_sent_columns(body), partner_receipt=receipt)
-        events = [event(timeline.SENT, f"to {row.partner} {detail} {attempt_note}", digest=_sent_digest(body))]
-        if receipt:
-            events.append(event(timeline.PARTNER_RECEIPT, f"{len(receipt)} bytes from {row.partner}",
-                                digest=timeline.sha256(receipt)))
-        kept_receipt = receipt
-    else:
-        answered = f"; answer sha256 {timeline.sha256(receipt)}" if receipt else ""
-        events = [event(timeline.SENT_AGAIN, f"to {row.partner} {detail} {attempt_note}: sha256 "
-                        f"{_sent_digest(body)}{answered} (the first send's bytes are the ones kept)")]
-        kept_receipt = connection.scalar(_KEPT_RECEIPT, {"delivery_id": delivery_id}) if answer else None
-    connection.execute(_UPDATE_DELIVERY, {"delivery_id": delivery_id, **values})
-    if answer:  # vouches for the answer as kept (the first send's)
-        events.append(event(timeline.ANSWERED, f"{row.partner} answered with {answer}",
-                            digest=timeline.sha256(kept_receipt)))
+    unread = sorted({o.delivery_id for o in outcomes if o.read is None})
+    so_far: dict[int, _SoFar] = {}
+    if unread:
+        so_far = {row.id: _SoFar(*row[1:]) for row in connection.execute(_SENT_SO_FAR, {"ids": unread})}
+    events: list[dict] = []
+    kept_receipts: dict[int, bytes | None] = {}  # receipts first kept by this batch
+    for delivery_id, (body, receipt, detail), answer, read in outcomes:
+        checked = delivery_id not in so_far and read is not None
+        row = read if checked else so_far.get(delivery_id)
+        if row is None:
+            row = _read_so_far(connection, delivery_id)
+        for _ in range(2):
+            now = utcnow()
+            values = {"lease_owner": None, "lease_expires_at": None}
+            if row.state != DeliveryState.DELIVERED:
+                values.update(state=DeliveryState.DELIVERED, delivered_at=now, last_error=None)
+            if row.first_send:
+                values.update(**_sent_columns(body), partner_receipt=receipt)
+            if not checked:
+                connection.execute(_UPDATE_DELIVERY, {"delivery_id": delivery_id, **values})
+                break
+            statement = _UPDATE_DELIVERY_IF_FIRST if row.first_send else _UPDATE_DELIVERY_IF_AGAIN
+            if connection.execute(statement, {"delivery_id": delivery_id, "read_attempts": row.attempts,
+                                              "read_state": row.state, **values}).rowcount == 1:
+                break
+            row, checked = _read_so_far(connection, delivery_id), False  # changed since it was read
+        so_far[delivery_id] = row._replace(state=DeliveryState.DELIVERED, first_send=False)
+        event = partial(timeline.row, row.message_pk, at=now, delivery_id=delivery_id)
+        attempt_note = f"(attempt {row.attempts})"
+        if row.first_send:
+            events.append(event(timeline.SENT, f"to {row.partner} {detail} {attempt_note}",
+                                digest=_sent_digest(body)))
+            if receipt:
+                events.append(event(timeline.PARTNER_RECEIPT, f"{len(receipt)} bytes from {row.partner}",
+                                    digest=timeline.sha256(receipt)))
+            kept_receipt = kept_receipts[delivery_id] = receipt
+        else:
+            answered = f"; answer sha256 {timeline.sha256(receipt)}" if receipt else ""
+            events.append(event(timeline.SENT_AGAIN, f"to {row.partner} {detail} {attempt_note}: sha256 "
+                                f"{_sent_digest(body)}{answered} (the first send's bytes are the ones kept)"))
+            kept_receipt = None
+            if answer:
+                kept_receipt = (kept_receipts[delivery_id] if delivery_id in kept_receipts else
+                                connection.scalar(_KEPT_RECEIPT, {"delivery_id": delivery_id}))
+        if answer:  # vouches for the answer as kept (the first send's)
+            events.append(event(timeline.ANSWERED, f"{row.partner} answered with {answer}",
+                                digest=timeline.sha256(kept_receipt)))
     timeline.insert_rows(connection, events)
-    states = connection.scalars(_STATES_OF_MESSAGE, {"message": row.message_pk})
-    connection.execute(_UPDATE_MESSAGE, {"message": row.message_pk, "state": message_state(set(states)),
-                                         "updated_at": now})
+    now = utcnow()
+    connection.execute(_REFRESH_MESSAGE, [{"message": message_pk, "now": now}
+                                          for message_pk in sorted({row.message_pk for row in so_far.values()})])
+    return [None] * len(outcomes)
+
+
+def _read_so_far(connection, delivery_id: int) -> _SoFar:
+    return _SoFar(*connection.execute(_SENT_SO_FAR, {"ids": [delivery_id]}).one()[1:])
 
 
 def _record_failure(hub, delivery_id: int, error: DeliveryError, transport: str,
@@ -432,10 +522,12 @@ class DeliveryWorkers:
         self.breakers = Breakers(partners, failures=settings.breaker_failures, seconds=settings.breaker_seconds)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self._stop = threading.Event()
-        self._jobs: queue.Queue[tuple[float, list[Claimed]] | None] = queue.Queue()
+        # lanes to send: when claimed, the deliveries, and the claim's rows read so far (id -> delivery, message)
+        self._jobs: queue.Queue[tuple[float, list[Claimed], dict] | None] = queue.Queue()
         self._lock = threading.Lock()
         self._busy = 0                       # lanes claimed and not yet finished (queued or being sent)
         self._probe_first = False            # the last claim found nothing new: look with a read first
+        self._passed_over: set[str] = set()  # partners whose due deliveries the last claim had to leave
         self._freed = 0                      # lanes finished so far (a slot and a thread freed)
         self._seconds: dict[str, float] = {}  # recent time of one delivery per partner (moving average)
         self._dispatcher: threading.Thread | None = None
@@ -511,7 +603,9 @@ class DeliveryWorkers:
         if idle <= 0:
             return False
         excluded = self.slots.full() | self.breakers.blocked()
-        if self._probe_first:  # look with a plain read first: no write transaction when there is nothing
+        # look with a plain read first (no write transaction when there is nothing), unless the last claim had
+        # to leave due deliveries of a partner that can take them now (a backlog: the read would find them)
+        if self._probe_first and not (self._passed_over - excluded):
             with self.hub.read_engine.connect() as connection:
                 if not any_due(connection, exclude_partners=excluded):
                     return False
@@ -519,6 +613,7 @@ class DeliveryWorkers:
         sizes: dict[str, int] = {}
         opened: list[str] = []
         passed_over = 0
+        passed: set[str] = set()
 
         def take(partner: str, delivery_id: int) -> bool:
             nonlocal passed_over
@@ -534,25 +629,31 @@ class DeliveryWorkers:
                     return True
                 self.slots.release(partner)
             passed_over += 1
+            passed.add(partner)
             return False
 
         window = idle * LANE_BATCH
         claimed_at = time.monotonic()
         try:
-            with self.hub.sessions.begin() as session:
-                claimed = claim(session, owner=owner, limit=window, lease_seconds=self.hub.settings.lease_seconds,
-                                exclude_partners=excluded, take=take)
+            with self.hub.engine.begin() as connection:  # Core statements: no ORM session work per claim
+                # the claimed rows come back from the claim's update, and their messages in one more read: the
+                # senders need not read them one by one (where UPDATE ... RETURNING is missing, they do)
+                rows = {} if connection.dialect.update_returning else None
+                claimed = claim(connection, owner=owner, limit=window, lease_seconds=self.hub.settings.lease_seconds,
+                                exclude_partners=excluded, take=take, rows=rows)
+                loaded = _with_messages(connection, rows.values()) if rows else {}
         except BaseException:
             for partner in opened:  # nothing was claimed: give the slots (and a trial) back
                 self.slots.release(partner)
                 self.breakers.neutral(partner)
             raise
         self._probe_first = not claimed or passed_over > 0
+        self._passed_over = passed
         with self._lock:
             self._busy += len(opened)
         for partner_lanes in lanes.values():
             for lane in partner_lanes:
-                self._jobs.put((claimed_at, lane))
+                self._jobs.put((claimed_at, lane, loaded))
         return len(claimed) == window or passed_over > 0
 
     # -- the senders -----------------------------------------------------------------------------------
@@ -561,14 +662,14 @@ class DeliveryWorkers:
             lane = self._jobs.get()
             if lane is None:
                 return
-            claimed_at, lane = lane
+            claimed_at, lane, loaded = lane
             partner = lane[0].partner
             try:
                 for n, item in enumerate(lane):
                     if n and not self._may_go_on(partner, claimed_at):
                         self._give_back(lane[n:])
                         break
-                    self._deliver(item)
+                    self._deliver(item, loaded.pop(item.id, None))
             finally:
                 self.slots.release(partner)
                 with self._lock:
@@ -576,10 +677,10 @@ class DeliveryWorkers:
                     self._freed += 1
                 self.hub.wake_workers()  # a slot and a thread are free: the dispatcher may claim again
 
-    def _deliver(self, item: Claimed) -> None:
+    def _deliver(self, item: Claimed, loaded: tuple[_Row, _Row] | None = None) -> None:
         started = time.monotonic()
         try:
-            outcome = attempt(self.hub, item.id)
+            outcome = attempt(self.hub, item.id, loaded)
         except Exception:  # recording the outcome failed (database away): the lease expires, it is sent again
             log.exception("delivery %s to %s: recording the outcome failed; it will be sent again", item.id,
                           item.partner)
@@ -604,8 +705,8 @@ class DeliveryWorkers:
 
     def _give_back(self, items: list[Claimed]) -> None:
         try:
-            with self.hub.sessions.begin() as session:
-                unclaim(session, [item.id for item in items], owner=f"{self.name}/dispatch")
+            with self.hub.engine.begin() as connection:
+                unclaim(connection, [item.id for item in items], owner=f"{self.name}/dispatch")
         except Exception:  # their leases expire instead
             log.exception("giving back %d claimed deliveries to %s failed", len(items), items[0].partner)
 
