@@ -1,0 +1,39 @@
+"""The lookups made for every message are answered from an index on a new SQLite database.
+
+A new hub's SQLite database has no statistics (nothing runs ANALYZE on it), so SQLite's planner picks
+an index by the shape of the query alone. A lookup that starts from the wrong table reads a range
+that grows with the history. The hub slows down as it ages, with no error anywhere.
+
+PostgreSQL keeps its own statistics, so these tests use SQLite only. tests/test_search_at_scale.py checks
+the search's statements on both databases, after ANALYZE."""
+from __future__ import annotations
+
+from hub.delivery import outbox
+from hub.intake.accept import correlation_query
+from hub.store.db import make_engine
+
+
+def _plan(database_url: str, statement) -> list[str]:
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            sql = str(statement.compile(dialect=engine.dialect)).replace("(__[POSTCOMPILE_excluded])", "('A')")
+            return [str(row[-1]) for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql,
+                                                                        tuple([1] * sql.count("?")))]
+    finally:
+        engine.dispose()
+
+
+def test_an_answer_finds_the_message_it_answers_from_its_id(database_url):
+    """Not from every delivery ever made to the partner: written as a join, it did, and an answer cost
+    milliseconds more for each thousand messages the partner had been sent."""
+    plan = _plan(database_url, correlation_query("REGISTRY-PAS-2026-000042", "DGSN"))
+    assert plan[0].startswith("SEARCH messages USING") and "(message_id=?)" in plan[0], plan
+    assert any("deliveries" in line and "partner=? AND message_pk=?" in line for line in plan), plan
+    assert not any(line.startswith("SCAN") for line in plan), plan
+
+
+def test_the_claim_reads_only_the_due_deliveries(database_url):
+    for statement in (outbox._CLAIMABLE, outbox._CLAIMABLE_EXCEPT, outbox._ANY_DUE, outbox._ANY_DUE_EXCEPT):
+        plan = _plan(database_url, statement)
+        assert plan == ["SEARCH deliveries USING INDEX ix_deliveries_due (state=? AND next_attempt_at<?)"], plan
