@@ -432,20 +432,25 @@ class Bench:
         from sqlalchemy import create_engine
 
         from hub.store.db import normalise_url
-        self.console.print(f"[bold]{scenario.name}[/]: {scenario.what}, {self.args.scenario_messages} messages")
+        count = self.args.scenario_messages
+        self.console.print(f"[bold]{scenario.name}[/]: {scenario.what}, {count} messages")
         self.baseline = self._baseline(env["HUB_DATABASE_URL"])
-        hub_before = sum(cpu_seconds(h.pid) for h in hubs)
-        sandbox_before = sum(cpu_seconds(p.pid) for p in sandboxes)
-        load, outcome = self._drive(env, hub_urls, token, input_path, hubs, total=self.args.scenario_messages,
-                                    partners=scenario.partners, answers_to="REGISTRY")
-        hub_cpu = sum(cpu_seconds(h.pid) for h in hubs) - hub_before
-        sandbox_cpu = sum(cpu_seconds(p.pid) for p in sandboxes) - sandbox_before
         engine = create_engine(normalise_url(env["HUB_DATABASE_URL"]))
         try:
+            with self.console.status(f"opening the registry's {count} cases") as status:
+                scenarios.open_cases(engine, scenario, self.run_id, count, on_progress=lambda left: status.update(
+                    f"opened the registry's {count} cases; the hub is sealing their history ({left} events left)"))
+            hub_before = sum(cpu_seconds(h.pid) for h in hubs)
+            sandbox_before = sum(cpu_seconds(p.pid) for p in sandboxes)
+            load, outcome = self._drive(env, hub_urls, token, input_path, hubs, total=count,
+                                        partners=scenario.partners, answers_to="REGISTRY")
+            hub_cpu = sum(cpu_seconds(h.pid) for h in hubs) - hub_before
+            sandbox_cpu = sum(cpu_seconds(p.pid) for p in sandboxes) - sandbox_before
             cases = scenarios.completed_cases(engine, self.baseline["deliveries"], scenario.partners)
+            statuses = scenarios.cases_moved_on(engine, scenario, self.run_id)
         finally:
             engine.dispose()
-        return scenarios.report(scenario, load, outcome, hub_cpu, sandbox_cpu, cases, _percentiles)
+        return scenarios.report(scenario, load, outcome, hub_cpu, sandbox_cpu, cases, statuses, _percentiles)
 
     def _start(self, name: str, command: list[str], env: dict, health_url: str) -> Process:
         process = Process(name, command, env=env, log_path=self.run_dir / f"{name}.log", health_url=health_url)
@@ -836,6 +841,10 @@ def _print_report(console: Console, r: dict) -> None:
         if p["stalled"]:
             console.print(f"[red]{name}: deliveries stalled: not every accepted message reached its partner(s)[/]")
     for name in ("soap", "repatriation"):
-        if r.get(name, {}) and r[name]["answers_dead_lettered"]:
-            console.print(f"{name}: {r[name]['answers_dead_lettered']} answers dead-lettered at the registry, which has "
-                          "no case for the benchmark's references (bench/scenarios.py)", highlight=False)
+        p = r.get(name) or {}
+        if p and p["answers_dead_lettered"]:
+            console.print(f"[red]{name}: {p['answers_dead_lettered']} answers dead-lettered at the registry[/]",
+                          highlight=False)
+        if p and p["cases_moved_on"] != p["accepted"]:
+            console.print(f"[red]{name}: {p['cases_moved_on']} of {p['accepted']} cases reached "
+                          f"{scenarios.SCENARIOS[name].answered}: {p['case_statuses']}[/]", highlight=False)

@@ -10,17 +10,23 @@
 Each reports delivered per second and the hub's CPU per message. The load is the same closed loop as
 the throughput phase (bench/load.py), on messages pre-signed beforehand.
 
-The answers are delivered to the registry, which has no case for the benchmark's references: it
-dead-letters them ("no case with reference ..."), as it does NARSA's callbacks when `--callbacks` lets
-them through. They are reported as such (`answers_to_registry`), not hidden: opening real cases first
-would mean going through the registry's own API, where the registry builds and signs the request inside
-the hub, a different intake path from the partner POST measured here, or writing registry rows behind
-its back. The hub's work per message (intake, mapping, signing, the partner call, taking the answer in,
-handing it to the registry) is the same either way.
+The answers are delivered to the registry, where they move the cases on as in production: before the load,
+`open_cases` opens the case each request belongs to, as the registry leaves it once it has sent the request
+(its service's SENT_STATUS: AWAITING_PARTNER, AWAITING_CLEARANCES), and waits until the hub has sealed their
+history. DGSN's receipt then takes a passport case to ACKNOWLEDGED; the three clearances take a repatriation
+case to AUTHORISED, each kept as a document of the case. The report counts the answers
+(`answers_to_registry`) and the cases at their final status of the scenario (`cases_moved_on`).
+
+The requests themselves are the partner POST of the throughput phase (pre-signed by REGISTRY's key), not the
+registry's own API, which builds and signs each request inside the hub: the cases are written in bulk so that
+the phase measures the exchange, not the registry's case creation.
 """
 from __future__ import annotations
 
+import importlib
+import time
 from dataclasses import dataclass
+from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -30,17 +36,72 @@ class Scenario:
     partners: tuple[str, ...]      # the deliveries each message makes
     sandboxes: tuple[str, ...]     # `python -m sandbox NAME` processes it needs
     what: str
+    service: str                   # the registry's service module (registry/services/) of its cases
+    answered: str                  # the status its case reaches when every partner has answered
 
 
 SCENARIOS = {
-    "soap": Scenario("soap", "passport", ("DGSN",), ("dgsn",), "PassportApplication to DGSN (SOAP)"),
+    "soap": Scenario("soap", "passport", ("DGSN",), ("dgsn",), "PassportApplication to DGSN (SOAP)",
+                     "passport", "ACKNOWLEDGED"),
     "repatriation": Scenario("repatriation", "repatriation", ("SANTE", "ETAT_CIVIL", "DGSN"),
-                             ("sante", "etat_civil", "dgsn"), "RepatriationRequest to SANTE, ETAT_CIVIL and DGSN"),
+                             ("sante", "etat_civil", "dgsn"), "RepatriationRequest to SANTE, ETAT_CIVIL and DGSN",
+                             "repatriation", "AUTHORISED"),
 }
 
 # sandbox name -> (partner code, the hub's environment variable for its URL)
 SANDBOXES = {"narsa": ("NARSA", "HUB_NARSA_URL"), "dgsn": ("DGSN", "HUB_DGSN_URL"),
              "sante": ("SANTE", "HUB_SANTE_URL"), "etat_civil": ("ETAT_CIVIL", "HUB_ETAT_CIVIL_URL")}
+
+
+def _service(scenario: Scenario):
+    return importlib.import_module(f"registry.services.{scenario.service}")
+
+
+def open_cases(engine, scenario: Scenario, run_id: str, count: int, *, timeout: float = 300,
+               on_progress: Callable[[int], None] | None = None) -> None:
+    """Open the registry's case of each of the scenario's `count` requests (bench/messages.py `reference`), in
+    the status its request leaves it in, then wait until the hub has sealed their history (the sealer's work
+    for them is done before the phase's CPU is counted). `on_progress(unsealed)` while waiting."""
+    from sqlalchemy import func, insert, select, text
+
+    from bench import messages
+    from hub.store.db import utcnow
+    from registry.models import Case, CaseEvent
+    module = _service(scenario)
+    now = utcnow()
+    rows = [{"reference": (ref := messages.reference(run_id, i, scenario.kind)), "service": module.SERVICE,
+             "post_code": "FR-PARIS", "status": module.SENT_STATUS, "details": {}, "attempt": 1,
+             "request_message_id": f"REGISTRY-{ref}", "created_at": now, "updated_at": now} for i in range(count)]
+    prefix = messages.reference(run_id, 0, scenario.kind)[:-8]
+    with engine.begin() as connection:
+        connection.execute(insert(Case), rows)
+        connection.execute(text("INSERT INTO case_events (case_id, at, status, actor, note) "
+                                "SELECT id, created_at, status, 'hub', 'request sent (benchmark)' FROM cases "
+                                "WHERE reference LIKE :prefix"), {"prefix": prefix + "%"})
+    unsealed = select(func.count()).select_from(CaseEvent).where(CaseEvent.chain_seq.is_(None))
+    deadline = time.monotonic() + timeout
+    while True:
+        with engine.connect() as connection:
+            left = connection.execute(unsealed).scalar_one()
+        if on_progress:
+            on_progress(left)
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{left} case events still unsealed after {timeout:.0f} s: is the hub's sealer running?")
+        time.sleep(0.2)
+
+
+def cases_moved_on(engine, scenario: Scenario, run_id: str) -> dict[str, int]:
+    """The scenario's cases by status, after the phase."""
+    from sqlalchemy import func, select
+
+    from bench import messages
+    from registry.models import Case
+    prefix = messages.reference(run_id, 0, scenario.kind)[:-8]
+    with engine.connect() as connection:
+        return dict(connection.execute(select(Case.status, func.count()).where(Case.reference.like(prefix + "%"))
+                                       .group_by(Case.status)).all())
 
 
 def completed_cases(engine, after_delivery_id: int, partners: tuple[str, ...]) -> tuple[int, float | None]:
@@ -62,7 +123,7 @@ def completed_cases(engine, after_delivery_id: int, partners: tuple[str, ...]) -
 
 
 def report(scenario: Scenario, load: dict, outcome: dict, hub_cpu: float, sandbox_cpu: float,
-           cases: tuple[int, float | None], percentiles) -> dict:
+           cases: tuple[int, float | None], statuses: dict[str, int], percentiles) -> dict:
     """The scenario's part of the JSON report. CPU per message is per request done: for the repatriation, per
     case (three deliveries, three answers taken in and handed to the registry)."""
     by_partner: dict[str, dict[str, int]] = {}
@@ -88,6 +149,8 @@ def report(scenario: Scenario, load: dict, outcome: dict, hub_cpu: float, sandbo
         "sandbox_cpu_ms_per_message": round(sandbox_cpu / done * 1e3, 3) if done else None,
         "answers_to_registry": answers,
         "answers_dead_lettered": answers.get("DEAD", 0),
+        "case_statuses": statuses,
+        "cases_moved_on": statuses.get(scenario.answered, 0),
     }
     if len(scenario.partners) == 1:
         result["delivered_per_second"] = round(done / window, 1) if window and window > 0 else 0.0

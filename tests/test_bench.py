@@ -112,15 +112,17 @@ def test_bench_sustained_phase_and_the_soap_and_repatriation_scenarios(tmp_path,
     assert soap["sent"] == soap["accepted"] == 5 and not soap["stalled"]
     assert soap["deliveries_by_partner"]["DGSN"] == {"DELIVERED": 5}
     assert soap["delivered_per_second"] > 0 and soap["hub_cpu_ms_per_message"] > 0
-    # DGSN's receipts were taken in for the registry, which has no case for these references: each is reported
-    assert sum(soap["answers_to_registry"].values()) == 5 == soap["answers_dead_lettered"]
+    # DGSN's receipts were taken in and delivered to the registry, each moving its case on
+    assert soap["answers_to_registry"] == {"DELIVERED": 5} and soap["answers_dead_lettered"] == 0
+    assert soap["case_statuses"] == {"ACKNOWLEDGED": 5} and soap["cases_moved_on"] == 5
 
     repatriation = report["repatriation"]
     assert repatriation["sent"] == repatriation["accepted"] == 5 and not repatriation["stalled"]
     assert {p: repatriation["deliveries_by_partner"][p] for p in ("SANTE", "ETAT_CIVIL", "DGSN")} == {
         p: {"DELIVERED": 5} for p in ("SANTE", "ETAT_CIVIL", "DGSN")}
     assert repatriation["cases_done"] == 5 and repatriation["cases_per_second"] > 0
-    assert sum(repatriation["answers_to_registry"].values()) == 15  # three clearances a case
+    assert repatriation["answers_to_registry"] == {"DELIVERED": 15}  # three clearances a case
+    assert repatriation["case_statuses"] == {"AUTHORISED": 5} and repatriation["cases_moved_on"] == 5
 
     # --check: the run itself went well, the check did not pass: the throughput targets were not measured and
     # the sustained ones not at 150/s
