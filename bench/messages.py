@@ -69,7 +69,8 @@ def _passport(run_id: str, index: int) -> bytes:
 
 
 def _repatriation(run_id: str, index: int) -> bytes:
-    """A request every authority grants (the cause, commune and seal of tests/test_repatriation_flow.py)."""
+    """A request every authority grants (the cause, commune and seal of tests/test_repatriation_flow.py; sandbox/
+    dgsn.py and etat_civil.py refuse a seal number or commune code ending in 9)."""
     from registry.models import Case
     from registry.services import repatriation
     created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
@@ -80,7 +81,7 @@ def _repatriation(run_id: str, index: int) -> bytes:
                          "cause_text": "Cause médicale confidentielle"},
                "burial": {"commune": "1411011", "commune_name": "Agadir"},
                "transport": {"entry_point": "CMN", "arrival_date": "2026-11-25", "carrier": "Royal Air Maroc",
-                             "seal_number": f"SCL-{index % 1_000_000:06d}"}}
+                             "seal_number": f"SCL-{index % 100_000:05d}0"}}  # DGSN refuses a seal ending in 9
     case = Case(reference=reference(run_id, index, "repatriation"), post_code="FR-PARIS", created_at=created,
                 details=details)
     return repatriation.build_request(_signer, case)

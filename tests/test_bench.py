@@ -180,3 +180,16 @@ def test_check_of_a_report_that_cannot_be_read_is_told(tmp_path):
     done = subprocess.run([sys.executable, "-m", "bench", "--check", str(tmp_path / "missing.json")],
                           cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "cannot read the report" in done.stdout
+
+
+def test_every_repatriation_of_the_scenario_is_one_every_authority_grants(pki_dir):
+    """The sandboxes decide from the data (DGSN refuses a seal number ending in 9, ETAT_CIVIL a commune code
+    ending in 9): the scenario's cases must all be authorised, or its cases/s would count refusals."""
+    from lxml import etree
+
+    from bench import messages
+    built = messages.build(pki_dir, "T", 30, kind="repatriation")
+    seals = [etree.fromstring(m).findtext(".//{*}SealNumber") for m in built]
+    communes = [etree.fromstring(m).findtext(".//{*}Commune") for m in built]
+    assert len(set(seals)) == 30 and not any(seal.endswith("9") for seal in seals), seals
+    assert all(commune and not commune.endswith("9") for commune in communes), communes
