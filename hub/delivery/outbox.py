@@ -5,16 +5,22 @@ leaves claims that expire and are taken by another. On PostgreSQL the claim uses
 `FOR UPDATE SKIP LOCKED` so concurrent workers (and hub processes) never wait on each other; on
 SQLite every transaction is `BEGIN IMMEDIATE`, so claims are serialised by the single writer.
 
-A claim can leave partners out (`exclude_partners`) and refuse candidates one by one (`take`): the
+A claim can be limited to some partners (`partners`) and refuse candidates one by one (`take`): the
 delivery workers use both to keep each partner within its in-flight limit and to skip a partner whose
 circuit is open (hub/delivery/workers.py, hub/delivery/breaker.py). Deliveries left out stay PENDING, attempts untouched.
+
+Limited to some partners, the claim looks up each of them on its own, in the index of each partner's due
+deliveries (`ix_deliveries_partner_due`), and takes the first due of them all: its cost does not depend on
+the backlog of the partners left out. Read from the due index alone, a partner down for a day, its backlog
+growing, made every claim for the others read past all of it.
 """
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Callable, Collection, NamedTuple
 
-from sqlalchemy import Connection, bindparam, or_, select, update
+from sqlalchemy import Connection, Select, bindparam, or_, select, union_all, update
 from sqlalchemy.orm import Session
 
 from hub.store.db import utcnow
@@ -34,7 +40,36 @@ _DUE = (_OUTBOX.c.state == DeliveryState.PENDING, _OUTBOX.c.next_attempt_at <= b
 _CLAIMABLE = (select(_OUTBOX.c.id, _OUTBOX.c.partner).where(*_DUE)
               .order_by(_OUTBOX.c.next_attempt_at, _OUTBOX.c.id)
               .limit(bindparam("limit")).with_for_update(skip_locked=True))
-_CLAIMABLE_EXCEPT = _CLAIMABLE.where(_OUTBOX.c.partner.not_in(bindparam("excluded", expanding=True)))
+
+
+def _due_of(partners: int, columns) -> Select:
+    """The due deliveries of `partners` partners (parameters p0, p1, ...), each looked up on its own, the
+    first `limit` of each: a union, of which the caller takes the first in due order."""
+    firsts = [select(*columns).where(*_DUE, _OUTBOX.c.partner == bindparam(f"p{i}"))
+              .order_by(_OUTBOX.c.next_attempt_at, _OUTBOX.c.id).limit(bindparam("limit")).subquery().select()
+              for i in range(partners)]
+    return union_all(*firsts).subquery()
+
+
+@functools.lru_cache(maxsize=64)
+def _claimable_of(partners: int) -> Select:
+    """_CLAIMABLE for `partners` partners (statements built once per number of partners)."""
+    due = _due_of(partners, (_OUTBOX.c.id,))
+    return (select(_OUTBOX.c.id, _OUTBOX.c.partner).where(_OUTBOX.c.id.in_(select(due.c.id)))
+            .order_by(_OUTBOX.c.next_attempt_at, _OUTBOX.c.id).limit(bindparam("limit"))
+            .with_for_update(skip_locked=True))
+
+
+@functools.lru_cache(maxsize=64)
+def _any_due_of(partners: int) -> Select:
+    due = _due_of(partners, (_OUTBOX.c.id,))
+    return select(due.c.id).limit(1)
+
+
+def _of(partners: Collection[str]) -> dict[str, str]:
+    return {f"p{i}": partner for i, partner in enumerate(sorted(partners))}
+
+
 _LEASE = (update(_OUTBOX).where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
           .values(lease_owner=bindparam("owner"), lease_expires_at=bindparam("until"),
                   attempts=_OUTBOX.c.attempts + 1))
@@ -46,13 +81,14 @@ def _connection(session: Session | Connection) -> Connection:
 
 
 def claim(session: Session | Connection, *, owner: str, limit: int, lease_seconds: int,
-          exclude_partners: Collection[str] = (), take: Callable[[str, int], bool] | None = None,
+          partners: Collection[str] | None = None, take: Callable[[str, int], bool] | None = None,
           rows: dict | None = None) -> list[Claimed]:
     """Claim up to `limit` due deliveries for `owner`, counting one attempt each; returns what was claimed.
 
     `session`: a session or a connection, in the claim's transaction.
-    `exclude_partners`: partners whose deliveries are not even looked at (their in-flight limit is
-    reached, or their circuit is open), so that their backlog never hides other partners' work.
+    `partners`: the only partners whose deliveries are looked at (None: every partner); the workers leave
+    out those at their in-flight limit or with their circuit open, so that their backlog never hides, nor
+    slows the claim of, other partners' work.
     `take(partner, delivery_id)`: asked for each candidate in due order; False leaves it for later
     (the worker pool reserves a partner's slot this way). Candidates left are not leased and their
     row locks end with the transaction.
@@ -60,11 +96,12 @@ def claim(session: Session | Connection, *, owner: str, limit: int, lease_second
     deliveries' rows as leased (id -> row), returned by the claim's update itself."""
     now = utcnow()
     connection = _connection(session)
-    if exclude_partners:
-        due = connection.execute(_CLAIMABLE_EXCEPT, {"now": now, "limit": limit,
-                                                     "excluded": sorted(exclude_partners)})
-    else:
+    if partners is None:
         due = connection.execute(_CLAIMABLE, {"now": now, "limit": limit})
+    elif not partners:
+        return []
+    else:
+        due = connection.execute(_claimable_of(len(partners)), {"now": now, "limit": limit, **_of(partners)})
     claimed = [Claimed(id_, partner) for id_, partner in due.all() if take is None or take(partner, id_)]
     if claimed:
         lease = {"ids": [c.id for c in claimed], "owner": owner, "until": now + dt.timedelta(seconds=lease_seconds)}
@@ -76,17 +113,18 @@ def claim(session: Session | Connection, *, owner: str, limit: int, lease_second
 
 
 _ANY_DUE = select(_OUTBOX.c.id).where(*_DUE).limit(1)
-_ANY_DUE_EXCEPT = _ANY_DUE.where(_OUTBOX.c.partner.not_in(bindparam("excluded", expanding=True)))
 
 
-def any_due(connection, *, exclude_partners: Collection[str] = ()) -> bool:
-    """Is some delivery due now for a partner not in `exclude_partners`? A plain read (no lock, no write
+def any_due(connection, *, partners: Collection[str] | None = None) -> bool:
+    """Is some delivery due now for one of `partners` (None: any partner)? A plain read (no lock, no write
     transaction on SQLite; `connection` a session or a connection that only reads) with statements built
     once: an idle or saturated worker pool asks it often, and skips a claim that would find nothing."""
-    if exclude_partners:
-        found = connection.execute(_ANY_DUE_EXCEPT, {"now": utcnow(), "excluded": sorted(exclude_partners)})
-    else:
+    if partners is None:
         found = connection.execute(_ANY_DUE, {"now": utcnow()})
+    elif not partners:
+        return False
+    else:
+        found = connection.execute(_any_due_of(len(partners)), {"now": utcnow(), "limit": 1, **_of(partners)})
     return found.first() is not None
 
 
@@ -103,7 +141,7 @@ def unclaim(session: Session | Connection, ids: list[int], *, owner: str) -> Non
 
 
 def claim_due(session: Session | Connection, *, owner: str, limit: int, lease_seconds: int,
-              exclude_partners: Collection[str] = ()) -> list[int]:
+              partners: Collection[str] | None = None) -> list[int]:
     """Claim up to `limit` due deliveries for `owner`; returns their ids. Counts one attempt each."""
     return [c.id for c in claim(session, owner=owner, limit=limit, lease_seconds=lease_seconds,
-                                exclude_partners=exclude_partners)]
+                                partners=partners)]

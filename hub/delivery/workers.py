@@ -603,11 +603,13 @@ class DeliveryWorkers:
         if idle <= 0:
             return False
         excluded = self.slots.full() | self.breakers.blocked()
+        # the partners that can take work now (None: all of them), each looked up on its own (outbox.py)
+        partners = sorted(set(self.hub.config.parties) - excluded) if excluded else None
         # look with a plain read first (no write transaction when there is nothing), unless the last claim had
         # to leave due deliveries of a partner that can take them now (a backlog: the read would find them)
         if self._probe_first and not (self._passed_over - excluded):
             with self.hub.read_engine.connect() as connection:
-                if not any_due(connection, exclude_partners=excluded):
+                if not any_due(connection, partners=partners):
                     return False
         lanes: dict[str, list[list[Claimed]]] = {}
         sizes: dict[str, int] = {}
@@ -640,7 +642,7 @@ class DeliveryWorkers:
                 # senders need not read them one by one (where UPDATE ... RETURNING is missing, they do)
                 rows = {} if connection.dialect.update_returning else None
                 claimed = claim(connection, owner=owner, limit=window, lease_seconds=self.hub.settings.lease_seconds,
-                                exclude_partners=excluded, take=take, rows=rows)
+                                partners=partners, take=take, rows=rows)
                 loaded = _with_messages(connection, rows.values()) if rows else {}
         except BaseException:
             for partner in opened:  # nothing was claimed: give the slots (and a trial) back

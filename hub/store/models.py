@@ -74,6 +74,8 @@ class Message(Base):
 class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (Index("ix_deliveries_due", "state", "next_attempt_at"),
+                      # the due deliveries of each partner that can take work (hub/delivery/outbox.py; migration 0019)
+                      Index("ix_deliveries_partner_due", "partner", "state", "next_attempt_at"),
                       # the monitor's per-partner figures (hub/store/migrations/versions/0011_monitor_indexes.py)
                       Index("ix_deliveries_partner_state_delivered_at", "partner", "state", "delivered_at"),
                       Index("ix_deliveries_failed", "partner", "id", sqlite_where=text("last_error IS NOT NULL"),

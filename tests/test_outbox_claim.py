@@ -1,0 +1,80 @@
+"""The outbox's claim limited to the partners that can take work (hub/delivery/outbox.py), on both databases.
+
+The delivery workers leave out the partners at their in-flight limit or with their circuit open. What they
+rely on: only the named partners' deliveries are claimed, due ones only, in due order, never one another
+worker holds a lease on, up to the limit; `any_due` answers the same question without claiming. The statements
+look each partner up on its own (tests/test_query_plans.py): a partner's backlog does not slow the others."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from hub.delivery.outbox import any_due, claim
+from hub.store.db import make_engine, utcnow
+from hub.store.models import Delivery, Message
+
+pytestmark = pytest.mark.both_databases  # storage is the subject
+
+
+@pytest.fixture
+def outbox(database_url):
+    """A backlog of 50 due deliveries to DOWN (left out), and for UP and OTHER: due ones a second apart, one
+    leased by another worker, one due only in an hour."""
+    engine = make_engine(database_url)
+    now = utcnow()
+    rows = [("DOWN", now - dt.timedelta(seconds=100 - i), None) for i in range(50)]
+    rows += [("UP", now - dt.timedelta(seconds=30), None), ("OTHER", now - dt.timedelta(seconds=20), None),
+             ("UP", now - dt.timedelta(seconds=10), None), ("OTHER", now - dt.timedelta(seconds=5), None),
+             ("UP", now - dt.timedelta(seconds=40), now + dt.timedelta(seconds=60)),  # leased
+             ("OTHER", now + dt.timedelta(hours=1), None)]                            # not due yet
+    ids = {}
+    with engine.begin() as connection:
+        for n, (partner, due, lease) in enumerate(rows):
+            message = connection.execute(Message.__table__.insert().returning(Message.id), {
+                "message_id": f"M-{n}", "sender": "REGISTRY", "recipient": partner, "type": "T",
+                "correlation_id": f"C-{n}", "state": "ACCEPTED", "digest": "0" * 64, "receipt": b"r",
+                "received_at": now, "updated_at": now}).scalar_one()
+            ids[n] = connection.execute(Delivery.__table__.insert().returning(Delivery.id), {
+                "message_pk": message, "partner": partner, "state": "PENDING", "attempts": 0,
+                "next_attempt_at": due, "lease_owner": "other" if lease else None,
+                "lease_expires_at": lease}).scalar_one()
+    yield engine, ids
+    engine.dispose()
+
+
+def test_a_claim_for_some_partners_takes_their_due_deliveries_first_due_first(outbox):
+    engine, ids = outbox
+    with engine.begin() as connection:
+        claimed = claim(connection, owner="me", limit=3, lease_seconds=30, partners=["UP", "OTHER"])
+    assert [(c.id, c.partner) for c in claimed] == [(ids[50], "UP"), (ids[51], "OTHER"), (ids[52], "UP")]
+    with engine.begin() as connection:  # the rest: the last due one; the leased and the future ones stay
+        again = claim(connection, owner="me", limit=10, lease_seconds=30, partners=["UP", "OTHER"])
+    assert [c.id for c in again] == [ids[53]]
+    with engine.connect() as connection:
+        leases = dict(connection.execute(Delivery.__table__.select().with_only_columns(
+            Delivery.id, Delivery.lease_owner).where(Delivery.partner.in_(["UP", "OTHER"]))).all())
+    assert leases == {ids[50]: "me", ids[51]: "me", ids[52]: "me", ids[53]: "me", ids[54]: "other", ids[55]: None}
+
+
+def test_a_partner_left_out_is_not_claimed_and_no_partner_claims_nothing(outbox):
+    engine, ids = outbox
+    with engine.begin() as connection:
+        assert claim(connection, owner="me", limit=5, lease_seconds=30, partners=[]) == []
+        only_down = claim(connection, owner="me", limit=5, lease_seconds=30, partners=["DOWN"])
+    assert [c.id for c in only_down] == [ids[n] for n in range(5)]
+    with engine.begin() as connection:  # every partner (None): the first due of them all, DOWN's backlog first
+        every = claim(connection, owner="me", limit=2, lease_seconds=30)
+    assert [c.id for c in every] == [ids[5], ids[6]]
+
+
+def test_any_due_answers_for_the_partners_named(outbox):
+    engine, _ = outbox
+    with engine.connect() as connection:
+        assert any_due(connection) and any_due(connection, partners=["UP"])
+        assert any_due(connection, partners=["DOWN", "NOBODY"])
+        assert not any_due(connection, partners=[]) and not any_due(connection, partners=["NOBODY"])
+    with engine.begin() as connection:
+        claim(connection, owner="me", limit=10, lease_seconds=30, partners=["OTHER"])
+    with engine.connect() as connection:  # OTHER's due ones are leased now, its last is due in an hour
+        assert not any_due(connection, partners=["OTHER"])
