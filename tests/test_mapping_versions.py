@@ -110,9 +110,10 @@ def test_two_activations_at_once_one_wins_the_other_is_told(hub):
     def activate(number: int) -> None:
         try:
             with hub.sessions.begin() as session:
-                store.active(session, NARSA)  # both read the same active version first
+                seen = store.active(session, NARSA).number  # both saw the same version active, as two consoles do
                 barrier.wait(5)
-                store.activate(session, NARSA, number, actor=f"cli {number}", reason="race", settings=hub.settings)
+                store.activate(session, NARSA, number, actor=f"cli {number}", reason="race", settings=hub.settings,
+                               expected_active=seen)
             outcomes[number] = "won"
         except ActivationConflict as exc:
             outcomes[number] = exc.status
