@@ -33,9 +33,7 @@ What else it can do, it declares by implementing capability protocols; the engin
                     transport's own inbound endpoint (SOAP's /soap/{CODE}); the same router object
                     returned by several parties of one transport is mounted once
     LocalConsumer   attach(handler): deliveries are handed to a consumer in the hub's own process
-                    (an app's, e.g. the registry's), attached when the service is composed;
-                    consume(outbound, session): the delivery workers hand it over in the transaction that
-                    records it delivered (the consumer's writes and the outcome commit together)
+                    (an app's, e.g. the registry's), attached when the service is composed
     FileSender      send_file(message_id, message_type, path, sha256=...): a message whose bytes are kept
                     in a file (too large for a column), sent from disk; the same retries and errors as send
     KeyFiles        key_files(): the key files the connection needs ({"connection.private_key": path, ...});
@@ -136,9 +134,7 @@ class InboundRoutes(Protocol):
 class LocalConsumer(Protocol):
     """Hands deliveries to a consumer living in the hub's process (an app's `local_consumers`)."""
 
-    def attach(self, handler: Callable[..., None]) -> None: ...
-
-    def consume(self, outbound: Outbound, session) -> Callable[[], None] | None: ...
+    def attach(self, handler: Callable[[Outbound], None]) -> None: ...
 
 
 @runtime_checkable

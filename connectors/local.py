@@ -3,12 +3,7 @@
 A Sender and a LocalConsumer (connectors/base.py): the service attaches the consumer an app declares for
 the party (`App.local_consumers`); until then a delivery is retried later. A consumer that refuses the
 message (an InputError: a signature or header it does not accept) fails it for good (PermanentDeliveryError):
-the same bytes again cannot be accepted, and a permanent failure does not count against the circuit.
-
-The delivery workers call `consume(outbound, session)`: the consumer writes in the transaction that records
-the delivery DELIVERED (hub/delivery/workers.py), so its effect and the delivery's outcome commit together or
-not at all (a crash in between cannot apply the message twice). `send(outbound)` hands it over outside any
-transaction of the hub's: the consumer then writes in one of its own."""
+the same bytes again cannot be accepted, and a permanent failure does not count against the circuit."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,30 +40,24 @@ class LocalConnector:
         pass
 
     def send(self, outbound: Outbound) -> SendResult:
-        self._consume(self.handler, outbound)
-        return SendResult(detail="consumed")
-
-    def consume(self, outbound: Outbound, session) -> Callable[[], None] | None:
-        """Hand `outbound` to the consumer, which writes in `session` (the caller's transaction); returns what the
-        consumer has to do once that transaction is committed (a callable for the caller, outside it), or None."""
-        return self._consume(self.handler, outbound, session)
+        return self._consume(self.handler, outbound)
 
     def send_file(self, message_id: str, message_type: str, path: Path, *, sha256: str) -> SendResult:
         """A message kept in a file: the consumer is given the file's path (read it as a stream)."""
-        self._consume(self.file_handler, OutboundFile(message_id, message_type, Path(path), sha256))
-        return SendResult(detail="consumed")
+        return self._consume(self.file_handler, OutboundFile(message_id, message_type, Path(path), sha256))
 
-    def _consume(self, handler, outbound, *session):
+    def _consume(self, handler, outbound) -> SendResult:
         if handler is None:
             raise TransientDeliveryError(f"no consumer attached for {self.party} in this process")
         try:
-            return handler(outbound, *session)
+            handler(outbound)
         except DeliveryError:
             raise
         except InputError as exc:  # the consumer refused this message (its signature, its header): for good
             raise PermanentDeliveryError(f"{self.party} refused it: {exc.detail}") from None
         except Exception as exc:  # the consumer's own failure: keep the message and try again later
             raise TransientDeliveryError(f"{self.party} consumer failed: {type(exc).__name__}: {exc}") from exc
+        return SendResult(detail="consumed")
 
     def check(self) -> Health:
         return Health(self.handler is not None, "consumer attached" if self.handler else "no consumer attached")

@@ -13,13 +13,9 @@ names apps) builds each and wires what it declares:
     routers()             its APIRouters, mounted in the hub's HTTP API after the engine's own
     jobs()                its scheduled Jobs; they run in the leading process only (hub/cluster/leader.py),
                           so each must be idempotent and safe to run late or twice
-    local_consumers()     party -> handler(outbound, session=None): deliveries to that party (a `local`
-                          transport, connectors/local.py) are handed to the handler in this process, which
-                          writes in `session`, the transaction recording the delivery DELIVERED (both commit
-                          or neither: a delivery is applied once), or in one of its own when None; it may
-                          return a callable, called once that transaction is committed, outside it (sending
-                          another message through the hub); raising PermanentDeliveryError dead-letters the
-                          delivery, anything else retries it
+    local_consumers()     party -> handler(Outbound): deliveries to that party (a `local` transport,
+                          connectors/local.py) are handed to the handler in this process; raising
+                          PermanentDeliveryError dead-letters the delivery, anything else retries it
     dead_letter_hooks()   fn(sender, correlation_id, message_id, reason) called after any message is
                           dead-lettered (outside the transaction); a hook's failure is logged, not raised
     resend_hooks()        optional: fn(sender, correlation_id, message_id, actor) called when an operator
@@ -147,7 +143,7 @@ class App(Protocol):
 
     def jobs(self) -> Sequence[Job]: ...
 
-    def local_consumers(self) -> Mapping[str, Callable[..., None]]: ...
+    def local_consumers(self) -> Mapping[str, Callable[["Outbound"], None]]: ...
 
     def dead_letter_hooks(self) -> Sequence[DeadLetterHook]: ...
 

@@ -65,7 +65,6 @@ class Hub:
         self.resend_listeners: list[Callable[[str, str, str, str], None]] = []  # after a resend (hub/apps.py)
         self.last_polls: dict = {}  # partner -> how its last poll in this process ended (hub/intake/polling.py)
         self.chained_histories: list = []  # the apps' tables sealed into chains of their own (hub/apps.py)
-        self.consumed_here: frozenset[str] = frozenset()  # parties whose deliveries a consumer in this process takes
 
     @property
     def signer_certificate_path(self):
@@ -117,7 +116,6 @@ class Hub:
                               "it needs `transport: local`")
         if handler is not None:
             connector.attach(handler)
-            self.consumed_here |= {party}
         if files is not None:
             connector.attach_files(files)
 

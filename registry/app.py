@@ -205,39 +205,17 @@ class Registry:
         return len(refs)
 
     # -- incoming (deliveries from the hub to the REGISTRY party) -----------------------------------
-    def receive(self, outbound: Outbound, session=None):
-        """Apply a delivery to the cases, in `session` (the delivery's transaction, in which the hub records it
-        delivered), or without one in a transaction of its own. What a handler has to do once that is committed
-        (`service.after_commit`: a certificate to send through the hub) is returned, to be called by whoever
-        commits, outside the transaction (done here when the transaction is this method's own); None if nothing."""
+    def receive(self, outbound: Outbound) -> None:
         handler = self.handlers.get(outbound.message_type)
         if handler is None:
             raise PermanentDeliveryError(f"the registry does not consume {outbound.message_type}")
         envelope = parse_trusted(outbound.body)
         try:
-            if session is not None:
-                return self._apply(handler, session, envelope)
             with self.hub.sessions.begin() as session:
-                after = self._apply(handler, session, envelope)
+                what = handler(self, session, envelope)
         except NotFound as exc:  # the answer names no case: trying again cannot help
             raise PermanentDeliveryError(f"the registry cannot apply {outbound.message_id}: {exc}") from None
-        if after is not None:
-            after()
-        return None
-
-    def _apply(self, handler, session, envelope):
-        """Run the handler in `session`; returns its after-commit work as one callable, or None."""
-        try:
-            log.debug(handler(self, session, envelope))
-        finally:
-            work = session.info.pop(service.AFTER_COMMIT, [])
-        if not work:
-            return None
-
-        def after() -> None:
-            for each in work:
-                each()
-        return after
+        log.debug(what)
 
     def on_dead_letter(self, sender: str, correlation_id: str, message_id: str, reason: str) -> None:
         """The registry's own message could not reach its partner: what it belongs to fails with the reason

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Callable
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -114,15 +113,6 @@ def move_case(session: Session, *, case: Case, status: str, actor: str, note: st
     session.add(CaseEvent(case_id=case.id, at=case.updated_at, status=status, actor=actor,
                           note=for_the_record(note, NOTE_LIMIT)))
     return True
-
-
-AFTER_COMMIT = "registry.after_commit"
-
-
-def after_commit(session: Session, work: Callable[[], None]) -> None:
-    """Have `work` (sending a message through the hub) done once the delivery being applied in `session` is
-    committed, outside its transaction (registry/app.py `Registry.receive`); dropped if it is rolled back."""
-    session.info.setdefault(AFTER_COMMIT, []).append(work)
 
 
 def note_case(session: Session, *, case: Case, actor: str, note: str) -> None:

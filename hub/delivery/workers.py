@@ -24,15 +24,6 @@ for the partner's timeout get lanes of one. A lane never mixes partners, so noth
 partner's delivery; a lane whose partner's circuit opens, or whose lease would run out before the
 partner's timeout, gives the rest back unattempted (`outbox.unclaim`). When idle, the dispatcher first
 looks with a plain read (`outbox.any_due`) and takes the write lock only when there is something to claim.
-
-Consumers in this process (an app's, the registry's: a `local` transport). Such a delivery is consumed in the
-transaction that records it DELIVERED (a group commit's, in a savepoint of its own): the consumer's writes and
-the outcome commit together, so a crash in between cannot apply a message twice, and it costs no transaction
-of its own. A partner's synchronous answer taken in by a sender thread has its deliveries to these consumers
-leased to the pool as they are stored (hub/intake/accept.py `Lease`), and the thread queues them at once for the
-next idle one, within the consumer's in-flight limit: no wake-up of the dispatcher, no claim transaction. Should
-the process die first, their lease runs out and another claims them as any other; when the consumer is at its
-limit or its circuit is not closed, they are given back to the outbox for the dispatcher (a slot, a trial).
 """
 from __future__ import annotations
 
@@ -45,12 +36,12 @@ import threading
 import time
 from functools import partial
 from types import SimpleNamespace
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Iterable, NamedTuple
 
 from sqlalchemy import bindparam, case, exists, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
-from connectors.base import FileSender, LocalConsumer, Outbound
+from connectors.base import FileSender, Outbound
 from hub import metrics
 from hub.evidence import timeline
 from hub.store.db import utcnow
@@ -58,7 +49,7 @@ from hub.delivery.breaker import Breakers
 from hub.errors import (AnswerDeferred, ConfigError, DeliveryError, HubError, InputError, PermanentDeliveryError,
                         StylesheetRefused, TransientDeliveryError, TryLater, first_line)
 from hub.xml.envelope import bind, business_document, read_header
-from hub.intake.door import Arrival, Receipt, refused
+from hub.intake.door import Arrival, refused
 from hub.store import files as store
 from hub.store.models import Delivery, DeliveryState, Message, MessageState
 from hub.delivery.outbox import Claimed, any_due, claim, unclaim
@@ -165,16 +156,16 @@ def _sent_columns(body: bytes | SentFile) -> dict:
 
 
 class Attempt(NamedTuple):
-    """What one delivery attempt came to: the delivery's new state, the error when it failed, and the
-    deliveries its partner's answer leased to the caller (`take_in_answer`), to deliver next."""
+    """What one delivery attempt came to: the delivery's new state, and the error when it failed."""
     state: str
     error: DeliveryError | None = None
-    then: tuple[tuple[int, str], ...] = ()
 
     @property
     def partner_failed(self) -> bool:
         """A transient failure that tells about the partner's health (what the circuit breaker counts)."""
         return self.error is not None and self.error.retryable and not isinstance(self.error, AnswerDeferred)
+
+
 
 
 def deliver(hub, delivery_id: int) -> str:
@@ -216,10 +207,9 @@ def _with_messages(connection, delivery_rows) -> dict[int, tuple[_Row, _Row]]:
             if delivery.message_pk in messages}
 
 
-def attempt(hub, delivery_id: int, loaded: tuple[_Row, _Row] | None = None, *, lease_to: str | None = None) -> Attempt:
+def attempt(hub, delivery_id: int, loaded: tuple[_Row, _Row] | None = None) -> Attempt:
     """Deliver one claimed delivery and record the outcome. `loaded`: the delivery's and its message's rows
-    when the claim read them already (`_with_messages`), else they are read here. `lease_to`: the caller, to whom
-    the deliveries of its partner's answer to consumers in this process are leased (`Attempt.then`)."""
+    when the claim read them already (`_with_messages`), else they are read here."""
     delivery, message = loaded if loaded is not None else _load(hub, delivery_id)
     party = hub.config.parties[delivery.partner]
     transport = party.transport.upper()
@@ -231,56 +221,33 @@ def attempt(hub, delivery_id: int, loaded: tuple[_Row, _Row] | None = None, *, l
             if not isinstance(connector, FileSender):
                 raise PermanentDeliveryError(f"{delivery.partner}'s transport ({transport}) cannot send a file")
             path, body = render_file_for_partner(hub, message, delivery)
+            version = None
             result = connector.send_file(message.message_id, message.type, path, sha256=body.sha256)
-            used = ""
         else:
             body, version = render_mapped(hub, message, delivery)
-            used = f" ({mapping_note(version)})" if version is not None else ""
-            outbound = Outbound(message.message_id, message.type, body, operation=delivery.operation)
-            if isinstance(connector, LocalConsumer):  # consumed in the transaction recording it delivered
-                after = _record_delivered(hub, delivery_id, (body, None, f"over {transport}: consumed{used}"), None,
-                                          _so_far(delivery), consume=partial(connector.consume, outbound))
-                _after_commit(after, delivery.partner, message.message_id)
-                return _delivered(delivery.partner, started)
-            result = connector.send(outbound)
+            result = connector.send(Outbound(message.message_id, message.type, body, operation=delivery.operation))
+        used = f" ({mapping_note(version)})" if version is not None else ""
         sent = (body, result.answer, f"over {transport}: {result.detail}{used}")
-        answer = take_in_answer(hub, delivery.partner, result.answer, lease_to=lease_to)
+        answer = take_in_answer(hub, delivery.partner, result.answer)
     except DeliveryError as exc:
         error = exc
     except Exception as exc:  # a bug or an unexpected library error: keep the message, try again later
         log.exception("delivering %s to %s", message.message_id, delivery.partner)
         error = TransientDeliveryError(f"unexpected {type(exc).__name__}: {exc}")
     else:
-        _record_delivered(hub, delivery_id, sent, answer and answer.message_id, _so_far(delivery))
-        return _delivered(delivery.partner, started, then=answer.leased if answer else ())
+        metrics.DELIVERY_SECONDS.labels(delivery.partner).observe(time.perf_counter() - started)
+        _record_delivered(hub, delivery_id, sent, answer, _so_far(delivery))
+        metrics.DELIVERIES.labels(delivery.partner, "delivered").inc()
+        return Attempt(DeliveryState.DELIVERED)
     return Attempt(_record_failure(hub, delivery_id, error, transport, sent), error)
 
 
-def _after_commit(work: Callable[[], None] | None, partner: str, message_id: str) -> None:
-    """What a consumer in this process asked to do once its delivery is committed: its failure is logged (the
-    delivery stands; the consumer's own jobs do it again)."""
-    if work is None:
-        return
-    try:
-        work()
-    except Exception:
-        log.exception("after delivering %s to %s: the consumer's follow-up failed", message_id, partner)
-
-
-def _delivered(partner: str, started: float, then: tuple = ()) -> Attempt:
-    metrics.DELIVERY_SECONDS.labels(partner).observe(time.perf_counter() - started)
-    metrics.DELIVERIES.labels(partner, "delivered").inc()
-    return Attempt(DeliveryState.DELIVERED, then=then)
-
-
-def take_in_answer(hub, partner: str, answer: bytes | None, *, lease_to: str | None = None) -> Receipt | None:
+def take_in_answer(hub, partner: str, answer: bytes | None) -> str | None:
     """A synchronous answer (an inbound route knows its root element) goes through the door like a callback
     (the "answer" door: a refusal is recorded there, once).
 
-    Returns the hub's receipt of the answer, or None when the answer is a plain acknowledgement. Intake
-    deduplicates, so a delivery sent again after a crash takes the same answer in only once. `lease_to`: the
-    answer's deliveries to consumers in this process are leased to that owner as they are stored
-    (`Receipt.leased`), for the caller to deliver at once: no wake-up of the dispatcher, no claim."""
+    Returns the answer's message id, or None when the answer is a plain acknowledgement. Intake
+    deduplicates, so a delivery sent again after a crash takes the same answer in only once."""
     if not answer or not answer.lstrip().startswith(b"<"):
         return None  # no body, or plain text: kept as the partner's answer, nothing to take in
     try:
@@ -292,7 +259,7 @@ def take_in_answer(hub, partner: str, answer: bytes | None, *, lease_to: str | N
     if hub.config.inbound_for(partner, root.tag) is None:
         return None
     try:
-        return hub.receive(Arrival("answer", data=answer, partner=partner, lease_to=lease_to))
+        return hub.receive(Arrival("answer", data=answer, partner=partner)).message_id
     except InputError as exc:
         raise PermanentDeliveryError(f"delivered, but {partner}'s answer was refused: {exc.detail}") from None
     except TryLater as exc:
@@ -334,25 +301,20 @@ class _SoFar(NamedTuple):
 
 class _Delivered(NamedTuple):
     """One delivered outcome to record (`_write_delivered`). `read`: the delivery's row as the sender read it
-    after the claim, or None; the write checks that it still holds (else it reads the row again). `consume`:
-    an in-process consumer's `consume(session)`, run first in the same transaction (its DeliveryError is the
-    outcome instead, nothing of it written; else what it returned, its after-commit work)."""
+    after the claim, or None; the write checks that it still holds (else it reads the row again)."""
     delivery_id: int
     sent: tuple[bytes | SentFile, bytes | None, str]
     answer: str | None
     read: _SoFar | None = None
-    consume: Callable[[Any], Any] | None = None
 
 
 def _record_delivered(hub, delivery_id: int, sent: tuple[bytes | SentFile, bytes | None, str],
-                      answer: str | None, read: _SoFar | None = None,
-                      consume: Callable[[Any], Any] | None = None) -> Callable[[], None] | None:
+                      answer: str | None, read: _SoFar | None = None) -> None:
     """The delivery DELIVERED, what was sent and answered kept (as `_record_sent` does), the message's state
     refreshed: plain rows and a handful of statements for all the outcomes waiting in this process, as this is
     the write every delivery makes (a batch writer of hub/store/group_commit.py: the senders' outcomes are
-    written together and committed once). With `consume`, the consumer's writes first, in the same transaction;
-    raises its DeliveryError (nothing recorded) when it refuses or fails, and returns its after-commit work."""
-    return hub.committer.store(_write_delivered, _Delivered(delivery_id, sent, answer, read, consume))
+    written together and committed once)."""
+    hub.committer.store(_write_delivered, _Delivered(delivery_id, sent, answer, read))
 
 
 def _so_far(delivery: _Row) -> _SoFar:
@@ -390,19 +352,13 @@ _REFRESH_MESSAGE = (update(Message.__table__).where(Message.__table__.c.id == bi
                     .values(state=_message_state_now(), updated_at=bindparam("now")))
 
 
-def _write_delivered(session, outcomes: list[_Delivered]) -> list:
+def _write_delivered(session, outcomes: list[_Delivered]) -> list[None]:
     """`_record_delivered`'s statements for a batch of outcomes, built once: an update of each delivery (made
     on condition that its row is as the sender read it; the row read again when it is not), one insert of
     all their events, and one executemany setting their messages' states from their deliveries' (as
     `message_state`). The outcomes are taken in order, each seeing what the ones before it wrote (the same
     delivery twice: its second send is SENT_AGAIN), so the rows and events are those that writing them one
-    by one would give.
-
-    An outcome with `consume` has its consumer write first, in a savepoint: when it raises a DeliveryError,
-    its writes are rolled back, that error is its outcome and nothing is recorded for it; else its outcome is
-    what the consumer returned (its after-commit work, or None)."""
-    consumed = _consumed(session, outcomes)
-    outcomes = [outcome for outcome, result in zip(outcomes, consumed) if not isinstance(result, DeliveryError)]
+    by one would give."""
     connection = session.connection()
     unread = sorted({o.delivery_id for o in outcomes if o.read is None})
     so_far: dict[int, _SoFar] = {}
@@ -410,7 +366,7 @@ def _write_delivered(session, outcomes: list[_Delivered]) -> list:
         so_far = {row.id: _SoFar(*row[1:]) for row in connection.execute(_SENT_SO_FAR, {"ids": unread})}
     events: list[dict] = []
     kept_receipts: dict[int, bytes | None] = {}  # receipts first kept by this batch
-    for delivery_id, (body, receipt, detail), answer, read, _consume in outcomes:
+    for delivery_id, (body, receipt, detail), answer, read in outcomes:
         checked = delivery_id not in so_far and read is not None
         row = read if checked else so_far.get(delivery_id)
         if row is None:
@@ -451,34 +407,11 @@ def _write_delivered(session, outcomes: list[_Delivered]) -> list:
         if answer:  # vouches for the answer as kept (the first send's)
             events.append(event(timeline.ANSWERED, f"{row.partner} answered with {answer}",
                                 digest=timeline.sha256(kept_receipt)))
-    if events:
-        timeline.insert_rows(connection, events)
+    timeline.insert_rows(connection, events)
     now = utcnow()
-    if so_far:
-        connection.execute(_REFRESH_MESSAGE, [{"message": message_pk, "now": now}
-                                              for message_pk in sorted({row.message_pk for row in so_far.values()})])
-    return consumed
-
-
-def _consumed(session, outcomes: list[_Delivered]) -> list:
-    """Run the in-process consumers of `outcomes`, each in a savepoint; per outcome, the DeliveryError that
-    refused it, or what its consumer returned (None for an outcome without one)."""
-    results = []
-    for outcome in outcomes:
-        result = None
-        if outcome.consume is not None:
-            try:
-                with session.begin_nested():
-                    result = outcome.consume(session)
-                    session.flush()
-            except DeliveryError as exc:
-                result = exc
-            except DBAPIError as exc:  # the consumer's writes refused (its savepoint rolled back): try again later
-                if exc.connection_invalidated:
-                    raise
-                result = TransientDeliveryError(f"the consumer's writes failed: {first_line(exc)}")
-        results.append(result)
-    return results
+    connection.execute(_REFRESH_MESSAGE, [{"message": message_pk, "now": now}
+                                          for message_pk in sorted({row.message_pk for row in so_far.values()})])
+    return [None] * len(outcomes)
 
 
 def _read_so_far(connection, delivery_id: int) -> _SoFar:
@@ -543,12 +476,9 @@ def deliver_due_messages(hub, *, owner: str, limit: int = 8) -> int:
     per-partner limits, no breaker: for tools and tests); returns how many deliveries were attempted."""
     with hub.sessions.begin() as session:
         claimed = claim(session, owner=owner, limit=limit, lease_seconds=hub.settings.lease_seconds)
-    attempted = 0
-    while claimed:  # and the deliveries of an answer, leased to this caller as it was taken in
-        delivery_id, _partner = claimed.pop(0)
-        claimed.extend(attempt(hub, delivery_id, lease_to=owner).then)
-        attempted += 1
-    return attempted
+    for delivery_id, _partner in claimed:
+        deliver(hub, delivery_id)
+    return len(claimed)
 
 
 class PartnerSlots:
@@ -591,7 +521,6 @@ class DeliveryWorkers:
         self.count = count or max(settings.delivery_workers, self.slots.limit * len(partners))
         self.breakers = Breakers(partners, failures=settings.breaker_failures, seconds=settings.breaker_seconds)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
-        self.owner = f"{self.name}/dispatch"  # the leases of this pool's claims
         self._stop = threading.Event()
         # lanes to send: when claimed, the deliveries, and the claim's rows read so far (id -> delivery, message)
         self._jobs: queue.Queue[tuple[float, list[Claimed], dict] | None] = queue.Queue()
@@ -599,7 +528,6 @@ class DeliveryWorkers:
         self._busy = 0                       # lanes claimed and not yet finished (queued or being sent)
         self._probe_first = False            # the last claim found nothing new: look with a read first
         self._passed_over: set[str] = set()  # partners whose due deliveries the last claim had to leave
-        self._leased: list[Claimed] = []     # leased by an answer, waiting for a slot of their partner
         self._freed = 0                      # lanes finished so far (a slot and a thread freed)
         self._seconds: dict[str, float] = {}  # recent time of one delivery per partner (moving average)
         self._dispatcher: threading.Thread | None = None
@@ -620,7 +548,7 @@ class DeliveryWorkers:
 
     # -- the dispatcher: claims what idle threads can send now ---------------------------------------
     def _dispatch(self) -> None:
-        owner = self.owner
+        owner = f"{self.name}/dispatch"
         look = True  # whether the next round claims (else it only waits for a wake-up that may bring work)
         seen = self.hub.work_generation
         while not self._stop.is_set():
@@ -749,16 +677,12 @@ class DeliveryWorkers:
                 with self._lock:
                     self._busy -= 1
                     self._freed += 1
-                if self._leased:
-                    self._queue_leased_waiting()
                 self.hub.wake_workers()  # a slot and a thread are free: the dispatcher may claim again
 
     def _deliver(self, item: Claimed, loaded: tuple[_Row, _Row] | None = None) -> None:
-        """Deliver one claimed delivery; those its partner's answer leased to this thread (to a consumer in this
-        process) are queued for the next idle thread, with no claim or wake-up of the dispatcher."""
         started = time.monotonic()
         try:
-            outcome = attempt(self.hub, item.id, loaded, lease_to=self.owner)
+            outcome = attempt(self.hub, item.id, loaded)
         except Exception:  # recording the outcome failed (database away): the lease expires, it is sent again
             log.exception("delivery %s to %s: recording the outcome failed; it will be sent again", item.id,
                           item.partner)
@@ -773,30 +697,6 @@ class DeliveryWorkers:
             self.breakers.failed(item.partner)
         else:
             self.breakers.neutral(item.partner)
-        for leased in map(Claimed._make, outcome.then):
-            self._queue_leased(leased)
-
-    def _queue_leased(self, leased: Claimed) -> None:
-        """A delivery an answer leased to this pool (to a consumer in this process): queued for the next idle
-        thread as a lane of one, within its partner's in-flight limit (else it waits here for a slot); given back to
-        the outbox when the partner's circuit is not closed (the dispatcher admits the trials) or the pool stops."""
-        if self._stop.is_set() or self.breakers.state(leased.partner) != "closed":
-            self._give_back([leased])
-            return
-        with self._lock:
-            self._leased.append(leased)
-        self._queue_leased_waiting()
-
-    def _queue_leased_waiting(self) -> None:
-        """Queue the leased deliveries waiting for a slot of their partner, as slots allow."""
-        with self._lock:
-            waiting, self._leased = self._leased, []
-            for item in waiting:
-                if not self._stop.is_set() and self.slots.take(item.partner):
-                    self._busy += 1
-                    self._jobs.put((time.monotonic(), [item], {}))
-                else:
-                    self._leased.append(item)
 
     def _may_go_on(self, partner: str, claimed_at: float) -> bool:
         """Send the next delivery of a lane? Not when the hub stops, when the partner's circuit opened, or
@@ -808,11 +708,9 @@ class DeliveryWorkers:
     def _give_back(self, items: list[Claimed]) -> None:
         try:
             with self.hub.engine.begin() as connection:
-                unclaim(connection, [item.id for item in items], owner=self.owner)
+                unclaim(connection, [item.id for item in items], owner=f"{self.name}/dispatch")
         except Exception:  # their leases expire instead
             log.exception("giving back %d claimed deliveries to %s failed", len(items), items[0].partner)
-            return
-        self.hub.wake_workers({item.partner for item in items})
 
     def stop(self, timeout: float = 10) -> None:
         """Stop claiming, let the senders finish or give back what was claimed (within `timeout`), and end
@@ -827,9 +725,5 @@ class DeliveryWorkers:
         for thread in self._senders:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._dispatcher, self._senders = None, []
-        with self._lock:
-            waiting, self._leased = self._leased, []
-        if waiting:  # leased by answers, never queued: back to the outbox, not left to their leases
-            self._give_back(waiting)
 
 

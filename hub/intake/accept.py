@@ -63,7 +63,6 @@ class Receipt:
     type: str            # the message type (the canonical header's)
     body: bytes          # the signed receipt XML
     duplicate: bool      # True when this id and these bytes had already been accepted
-    leased: tuple = ()   # (delivery id, partner) leased at intake to the caller (`lease_to`), to deliver now
 
 
 def accept_canonical(hub, data: bytes, *, caller: str | None = None, submitted_by: str | None = None) -> Receipt:
@@ -78,7 +77,7 @@ def accept_canonical(hub, data: bytes, *, caller: str | None = None, submitted_b
 
 
 def _accept_envelope(hub, envelope: etree._Element, data: bytes, *, caller: str | None,
-                     submitted_by: str | None, lease_to: str | None = None) -> Receipt:
+                     submitted_by: str | None) -> Receipt:
     """A parsed canonical envelope: validated, the sender's signature verified, the header checked against
     the signed Binding, then stored and routed."""
     hub.schemas.validate(envelope, what="message")
@@ -101,8 +100,7 @@ def _accept_envelope(hub, envelope: etree._Element, data: bytes, *, caller: str 
              (timeline.VALIDATED, "envelope and business document"),
              (timeline.VERIFIED, f"signed by {header.sender}")]
     canonical = to_bytes(verified)  # stored only when it differs from what arrived (comments, spacing, ...)
-    return _store_and_route(hub, header, verified, data, None if canonical == data else canonical, steps,
-                            lease_to=lease_to)
+    return _store_and_route(hub, header, verified, data, None if canonical == data else canonical, steps)
 
 
 def _verified_envelope(envelope: etree._Element, signed: etree._Element,
@@ -128,20 +126,17 @@ def _resigned(signed: etree._Element, signature: etree._Element | None) -> etree
     return document
 
 
-def accept_partner_document(hub, partner: str, data: bytes, *, submitted_by: str | None = None,
-                            lease_to: str | None = None) -> Receipt:
+def accept_partner_document(hub, partner: str, data: bytes, *, submitted_by: str | None = None) -> Receipt:
     """Intake of a partner's document at its own door (REST callback, SOAP, SFTP file, synchronous answer):
     its own format, verified as the partner's then mapped to canonical; or a canonical envelope, taken in as
     on the canonical door with the partner as the caller (its Sender, its signature, its signed Binding).
-    `submitted_by` (the API token, when one submitted it) is named by the RECEIVED event. `lease_to`: a
-    delivery worker taking in its partner's synchronous answer, to whom the answer's deliveries to consumers
-    in this process are leased as they are stored (`Receipt.leased`), for its pool to deliver at once."""
+    `submitted_by` (the API token, when one submitted it) is named by the RECEIVED event."""
     party = hub.config.parties.get(partner)
     if party is None or party.transport == "local":
         raise NotAllowed(f"{partner!r} is not a partner that sends documents to the hub")
     root = parse_untrusted(data, max_bytes=hub.settings.max_message_bytes, **limits(hub.settings))
     if root.tag == f"{_E}Message":  # the partner answers in the canonical form: its header must be signed
-        return _accept_envelope(hub, root, data, caller=partner, submitted_by=submitted_by, lease_to=lease_to)
+        return _accept_envelope(hub, root, data, caller=partner, submitted_by=submitted_by)
     inbound = hub.config.inbound_for(partner, root.tag)
     if inbound is None:
         raise NotRoutable(f"{partner} may not send a {root.tag} document to the hub",
@@ -160,7 +155,7 @@ def accept_partner_document(hub, partner: str, data: bytes, *, submitted_by: str
     steps = [(timeline.RECEIVED, f"{len(data)} bytes from {partner}{_by(submitted_by)}"),
              (timeline.VALIDATED, f"against {inbound.schema_}"), (timeline.VERIFIED, f"signed by {partner}"),
              (timeline.MAPPED_IN, f"with {inbound.mapping}")]
-    return _store_and_route(hub, header, envelope, data, to_bytes(envelope), steps, lease_to=lease_to)
+    return _store_and_route(hub, header, envelope, data, to_bytes(envelope), steps)
 
 
 def _by(submitted_by: str | None) -> str:
@@ -175,7 +170,7 @@ def _check_type_matches_body(header: Header, document: etree._Element) -> None:
 
 
 def _store_and_route(hub, header: Header, envelope: etree._Element, data: bytes, canonical: bytes | None,
-                     steps, *, lease_to: str | None = None) -> Receipt:
+                     steps) -> Receipt:
     route = hub.config.route_for(header.type)
     if route is None:
         raise NotRoutable(f"no route for message type {header.type!r}",
@@ -194,30 +189,14 @@ def _store_and_route(hub, header: Header, envelope: etree._Element, data: bytes,
     # Sign before opening the write transaction: the database lock is held for storage only.
     receipt = build_receipt(hub.signer, message_id=header.message_id, sender=header.sender, digest=digest,
                             received_at=received_at)
-    lease = None
-    if lease_to is not None and hub.consumed_here & {target.partner for target in targets}:
-        lease = Lease(lease_to, received_at + datetime.timedelta(seconds=hub.settings.lease_seconds),
-                      hub.consumed_here)
     accepted = AcceptedMessage(header, tuple(targets), tuple(steps), data=data, canonical=canonical, digest=digest,
-                               receipt=receipt, received_at=received_at, lease=lease)
+                               receipt=receipt, received_at=received_at)
     try:  # written and committed with the other intakes waiting now (hub/store/group_commit.py), before the receipt goes
-        leased = hub.committer.store(store_accepted, accepted)
+        hub.committer.store(store_accepted, accepted)
     except IntegrityError as exc:  # this sender's message id is already stored (a retry, or a concurrent intake)
         return run_blocking(_answer_duplicate, hub, header, digest, exc)  # off the event loop when inline
-    waiting = {target.partner for target in targets} - {partner for _id, partner in leased}
-    if waiting:
-        hub.wake_workers(waiting)
-    return Receipt(header.message_id, header.sender, header.type, receipt, duplicate=False, leased=leased)
-
-
-@dataclass(frozen=True)
-class Lease:
-    """Deliveries leased as they are stored, to the delivery pool that took the message in (its partner's
-    synchronous answer): those to `parties`, the consumers in its process, which it delivers at once. The
-    lease runs out at `until`, as a claim's: should that process die first, another claims them then."""
-    owner: str
-    until: datetime.datetime
-    parties: frozenset
+    hub.wake_workers(target.partner for target in targets)
+    return Receipt(header.message_id, header.sender, header.type, receipt, duplicate=False)
 
 
 @dataclass(frozen=True)
@@ -231,21 +210,19 @@ class AcceptedMessage:
     digest: str
     receipt: bytes
     received_at: datetime.datetime
-    lease: Lease | None = None
 
 
-def store_accepted(session, messages: Sequence[AcceptedMessage]) -> list[tuple | UnknownCorrelation]:
+def store_accepted(session, messages: Sequence[AcceptedMessage]) -> list[None | UnknownCorrelation]:
     """The messages, their outbox rows and their timelines, however many, in three statements (Core inserts
     on intake's hot path: a multi-row INSERT ... RETURNING for the messages, one for the deliveries, one
-    executemany for the events); one outcome per message: its deliveries leased at intake ((id, partner),
-    see `Lease`; none for most), or the UnknownCorrelation that refuses it.
+    executemany for the events); one outcome per message: None, or the UnknownCorrelation that refuses it.
 
     Every answer is correlated before anything is written (a refused message writes nothing, as group
     commit requires). The unique (sender, message id) constraint refuses a second copy: the statement
     fails, group commit runs each message again alone and the caller answers the one refused as a
     duplicate. Each message's events are inserted together, in the order they happened (the evidence
     chain seals by id)."""
-    outcomes: list[tuple | UnknownCorrelation] = []
+    outcomes: list[None | UnknownCorrelation] = []
     stored: list[tuple[AcceptedMessage, list]] = []
     for message in messages:
         events = list(message.steps)
@@ -255,7 +232,7 @@ def store_accepted(session, messages: Sequence[AcceptedMessage]) -> list[tuple |
             except UnknownCorrelation as exc:
                 outcomes.append(exc)
                 continue
-        outcomes.append(())
+        outcomes.append(None)
         stored.append((message, events))
     if not stored:
         return outcomes
@@ -266,7 +243,7 @@ def store_accepted(session, messages: Sequence[AcceptedMessage]) -> list[tuple |
                                   [_message_row(message) for message, _events in stored]).all()
     pk_of = {(row.sender, row.message_id): row.id for row in returned}
     message_pks = [pk_of[message.header.sender, message.header.message_id] for message, _events in stored]
-    deliveries = [_delivery_row(message_pk, target, message.received_at, message.lease)
+    deliveries = [_delivery_row(message_pk, target, message.received_at)
                   for (message, _events), message_pk in zip(stored, message_pks) for target in message.targets]
     delivery_ids: dict[tuple, list[int]] = {}
     if deliveries:
@@ -275,13 +252,9 @@ def store_accepted(session, messages: Sequence[AcceptedMessage]) -> list[tuple |
         for row in sorted(returned, key=lambda row: row.id):  # a (message, partner, operation) twice: in order
             delivery_ids.setdefault((row.message_pk, row.partner, row.operation), []).append(row.id)
     rows = []
-    positions = [n for n, outcome in enumerate(outcomes) if not isinstance(outcome, UnknownCorrelation)]
-    for (message, events), message_pk, position in zip(stored, message_pks, positions):
+    for (message, events), message_pk in zip(stored, message_pks):
         ids = [delivery_ids[message_pk, target.partner, target.operation].pop(0) for target in message.targets]
         rows.extend(_timeline_rows(message, message_pk, events, ids))
-        if message.lease is not None:
-            outcomes[position] = tuple((id_, target.partner) for id_, target in zip(ids, message.targets)
-                                       if target.partner in message.lease.parties)
     timeline.insert_rows(connection, rows)
     return outcomes
 
@@ -295,13 +268,10 @@ def _message_row(message: AcceptedMessage) -> dict:
             "updated_at": message.received_at}
 
 
-def _delivery_row(message_pk: int, target, received_at, lease: Lease | None) -> dict:
-    row = {"message_pk": message_pk, "partner": target.partner, "mapping": target.mapping,
-           "schema_name": target.schema_, "operation": target.operation, "state": DeliveryState.PENDING,
-           "attempts": 0, "next_attempt_at": received_at, "lease_owner": None, "lease_expires_at": None}
-    if lease is not None and target.partner in lease.parties:  # claimed as it is stored (one attempt counted)
-        row.update(lease_owner=lease.owner, lease_expires_at=lease.until, attempts=1)
-    return row  # every row with the same keys: one multi-row INSERT
+def _delivery_row(message_pk: int, target, received_at) -> dict:
+    return {"message_pk": message_pk, "partner": target.partner, "mapping": target.mapping,
+            "schema_name": target.schema_, "operation": target.operation, "state": DeliveryState.PENDING,
+            "attempts": 0, "next_attempt_at": received_at}
 
 
 def _timeline_rows(message: AcceptedMessage, message_pk: int, events, delivery_ids: list[int]) -> list[dict]:

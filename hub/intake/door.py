@@ -55,9 +55,7 @@ class Arrival:
     `partner` set: a partner's own-format document, from that partner (verified as its, mapped to
     canonical); None: a signed canonical envelope. `caller`: the party the caller speaks for (an API
     token's partner, the in-process registry), who must be the canonical Sender, or the partner.
-    `submitted_by`: the API token that submitted it ("token <id> (<role>)"), named by the RECEIVED event.
-    `lease_to`: at the answer door, the delivery worker that took the answer in; its deliveries to consumers in
-    this process are leased to that worker as they are stored, and it delivers them at once (`Receipt.leased`)."""
+    `submitted_by`: the API token that submitted it ("token <id> (<role>)"), named by the RECEIVED event."""
 
     door: str
     data: bytes | None = None
@@ -66,7 +64,6 @@ class Arrival:
     caller: str | None = None
     header: FileHeader | None = None  # a file from a local client: what it states (hub/intake/files.py)
     submitted_by: str | None = None
-    lease_to: str | None = None
 
     def __post_init__(self):
         if self.door not in DOORS:
@@ -106,8 +103,7 @@ def _accept(hub, arrival: Arrival) -> Receipt:
         return accept_canonical(hub, arrival.data, caller=arrival.caller, submitted_by=arrival.submitted_by)
     if arrival.caller is not None and arrival.caller != arrival.partner:
         raise NotAllowed(f"submitting a document as {arrival.partner}: the caller speaks for {arrival.caller}")
-    return accept_partner_document(hub, arrival.partner, arrival.data, submitted_by=arrival.submitted_by,
-                                   lease_to=arrival.lease_to)
+    return accept_partner_document(hub, arrival.partner, arrival.data, submitted_by=arrival.submitted_by)
 
 
 def refused(hub, door: str, error: InputError, *, party: str | None = None, data: bytes | None = None,

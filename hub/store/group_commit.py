@@ -88,10 +88,6 @@ class GroupCommitter:
         return self._submit(_Item(writer, item))
 
     def _submit(self, work: _Write | _Item) -> Any:
-        if threading.current_thread() is self._thread:  # from a write of the group (a consumer in a delivery's
-            # transaction): it would wait for its own transaction's commit, for ever
-            raise RuntimeError("a write submitted from within the group transaction would wait for itself: do it "
-                               "after the commit")
         self._ensure_started()
         self._queue.put(work)
         return wait_for(work.future)  # on the event loop (hub/concurrency.py), the loop serves others meanwhile

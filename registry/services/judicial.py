@@ -34,7 +34,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from lxml import etree
 from pydantic import Field
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from hub.access.dependencies import allowed
@@ -112,7 +112,7 @@ def apply_request(registry, session: Session, envelope: etree._Element) -> str:
         return f"judicial request {header.message_id} -> case {case.reference} AT_POST at {case.post_code}"
     _record_outcome(session, case, outcome="ADDRESSEE_UNKNOWN", day=utcnow().date(), note=None, actor="registry")
     reference = case.reference
-    service.after_commit(session, lambda: _certify_quietly(registry, reference))
+    event.listen(session, "after_commit", lambda _s: _certify_quietly(registry, reference), once=True)
     return f"judicial request {header.message_id} -> case {case.reference}: no registered citizen with that CNIE"
 
 
@@ -129,7 +129,7 @@ def _addressee_deceased(registry, session: Session, header, details: dict, decea
     _record_outcome(session, case, outcome="NOT_FOUND", day=utcnow().date(), actor="registry",
                     note=f"addressee deceased on {died} (consular register)")
     reference = case.reference
-    service.after_commit(session, lambda: _certify_quietly(registry, reference))
+    event.listen(session, "after_commit", lambda _s: _certify_quietly(registry, reference), once=True)
     return f"judicial request {header.message_id} -> case {case.reference}: the addressee is deceased"
 
 
