@@ -6,7 +6,7 @@ sent again (at-least-once) and the partner's deduplication by message id makes t
 
 Per-partner isolation. One dispatcher thread per hub process claims work for a pool of sender
 threads, and claims for a partner only while:
-  - fewer than HUB_PARTNER_CONCURRENCY (default 2) of its deliveries are in flight in this process, and
+  - fewer than HUB_PARTNER_CONCURRENCY (default 4) of its deliveries are in flight in this process, and
   - its circuit is not open (hub/delivery/breaker.py): a failing partner's deliveries are not even claimed.
 Partners at their limit or with an open circuit are left out of the claim query itself, so a slow
 partner's backlog never hides the work of the others, and never sits claimed (leased) while waiting.
