@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from hub.store.db import utcnow
@@ -79,11 +79,14 @@ def find_citizen_by_cnie(session: Session, *, cnie: str) -> Citizen | None:
                            .order_by(Citizen.id)).first()
 
 
+# Built once: every partner's answer looks its case up (the statement's cache key is then computed once too)
+_CASE_BY_REFERENCE = select(Case).where(Case.reference == bindparam("reference"))
+_CASE_BY_REFERENCE_FOR_UPDATE = _CASE_BY_REFERENCE.with_for_update()
+
+
 def get_case(session: Session, *, reference: str, for_update: bool = False) -> Case:
-    query = select(Case).where(Case.reference == reference)
-    if for_update:
-        query = query.with_for_update()
-    case = session.scalars(query).first()
+    query = _CASE_BY_REFERENCE_FOR_UPDATE if for_update else _CASE_BY_REFERENCE
+    case = session.scalars(query, {"reference": reference}).first()
     if case is None:
         raise NotFound(f"no case with reference {reference!r}")
     return case

@@ -9,7 +9,7 @@ the search's statements on both databases, after ANALYZE."""
 from __future__ import annotations
 
 from hub.delivery import outbox
-from hub.intake.accept import correlation_query
+from hub.intake.accept import CORRELATION_QUERY
 from hub.store.db import make_engine
 
 
@@ -27,7 +27,7 @@ def _plan(database_url: str, statement) -> list[str]:
 def test_an_answer_finds_the_message_it_answers_from_its_id(database_url):
     """Not from every delivery ever made to the partner: written as a join, it did, and an answer cost
     milliseconds more for each thousand messages the partner had been sent."""
-    plan = _plan(database_url, correlation_query("REGISTRY-PAS-2026-000042", "DGSN"))
+    plan = _plan(database_url, CORRELATION_QUERY)
     assert plan[0].startswith("SEARCH messages USING") and "(message_id=?)" in plan[0], plan
     assert any("deliveries" in line and "partner=? AND message_pk=?" in line for line in plan), plan
     assert not any(line.startswith("SCAN") for line in plan), plan

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from lxml import etree
-from sqlalchemy import exists, insert, select
+from sqlalchemy import bindparam, exists, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from hub.concurrency import run_blocking
@@ -328,20 +328,19 @@ def check_against_route(route, header: Header) -> None:
                                  [Problem("InReplyTo missing from an answer", path="/Message/Header/InReplyTo")])
 
 
-def correlation_query(in_reply_to: str, sender: str):
-    """The message `in_reply_to` (its id and case), when the hub delivered it to `sender`.
-
-    Found by its id first, then its delivery to `sender` looked up: written as a join, SQLite's planner
-    (no statistics) started from the deliveries to the partner instead, a scan that grew with every message
-    the partner was ever sent."""
-    return (select(Message.message_id, Message.correlation_id)
-            .where(Message.message_id == in_reply_to,
-                   exists().where(Delivery.message_pk == Message.id, Delivery.partner == sender)))
+# The message an answer names (`in_reply_to`: its id and case), when the hub delivered it to `sender`; built once,
+# as every answer runs it. Found by its id first, then its delivery to `sender` looked up: written as a join,
+# SQLite's planner (no statistics) started from the deliveries to the partner instead, a scan that grew with
+# every message the partner was ever sent.
+CORRELATION_QUERY = (select(Message.message_id, Message.correlation_id)
+                     .where(Message.message_id == bindparam("in_reply_to"),
+                            exists().where(Delivery.message_pk == Message.id, Delivery.partner == bindparam("sender"))))
 
 
 def _correlate(session, header: Header) -> tuple[str, str]:
     """An answer must name a message the hub delivered to its sender, in the same case."""
-    original = session.execute(correlation_query(header.in_reply_to, header.sender)).first()
+    original = session.execute(CORRELATION_QUERY, {"in_reply_to": header.in_reply_to,
+                                                    "sender": header.sender}).first()
     if original is None:
         raise UnknownCorrelation(f"{header.sender} answers message {header.in_reply_to!r}, "
                                  f"which the hub never sent to {header.sender}",
