@@ -38,7 +38,11 @@ def _age(hub, days: int) -> None:
     """The messages' last change `days` ago; those whose retention is shorter were received then too (verify
     checks a purge against the sealed time of receipt, so their RECEIVED events move back and the timeline is
     sealed again; nothing else moves: the certificates of the bundle must be valid when the other entries were
-    recorded)."""
+    recorded).
+
+    The timeline is sealed again in the same transaction, under the chain's lock: a running hub's sealer that
+    read the rows before the change then finds another head and reads them again, where a commit of unsealed
+    rows would have let it seal the old times over an empty chain."""
     back = dt.timedelta(days=days)
     with hub.sessions.begin() as session:
         session.execute(text("UPDATE messages SET updated_at = :t"),
@@ -48,7 +52,10 @@ def _age(hub, days: int) -> None:
             if event.kind == "RECEIVED" and retention_days(hub, kind) < days:
                 event.at -= back
             event.chain_seq, event.content_hash, event.chain_hash = None, None, None
-    evidence.seal_pending(hub)
+        session.flush()
+        rows = evidence._unsealed_events(session, limit=1_000_000)
+        evidence.write_seals(session, Event.__table__, evidence.chained((0, evidence.ZERO_HASH), rows,
+                                                                        evidence._event_line))
 
 
 def _messages(hub) -> dict[str, Message]:

@@ -177,24 +177,34 @@ def _seal_chain(hub, name: str, table, unsealed: Callable, line: Callable, batch
             rows = unsealed(session, batch)
         if not rows:
             return sealed
-        seq, previous = head
-        seals = []
-        for row in rows:
-            seq += 1
-            content_hash = sha256_text(line(seq, row))
-            previous = link(previous, content_hash)
-            seals.append({"row_id": row.id, "seq": seq, "content": content_hash, "chain": previous})
+        seals = chained(head, rows, line)
         with hub.sessions.begin() as session:
             _lock(session, name)
             if _head(session, table) != head:
                 continue  # sealed meanwhile by another: again, from the new head
-            session.connection().execute(
-                update(table).where(table.c.id == bindparam("row_id"))
-                .values(chain_seq=bindparam("seq"), content_hash=bindparam("content"), chain_hash=bindparam("chain")),
-                seals)
+            write_seals(session, table, seals)
         sealed += len(rows)
         if len(rows) < batch:
             return sealed
+
+
+def chained(head: tuple[int, str], rows, line: Callable) -> list[dict]:
+    """The seals of `rows` (in order) continuing the chain from `head` (seq, chain hash)."""
+    seq, previous = head
+    seals = []
+    for row in rows:
+        seq += 1
+        content_hash = sha256_text(line(seq, row))
+        previous = link(previous, content_hash)
+        seals.append({"row_id": row.id, "seq": seq, "content": content_hash, "chain": previous})
+    return seals
+
+
+def write_seals(session, table, seals: list[dict]) -> None:
+    session.connection().execute(
+        update(table).where(table.c.id == bindparam("row_id"))
+        .values(chain_seq=bindparam("seq"), content_hash=bindparam("content"), chain_hash=bindparam("chain")),
+        seals)
 
 
 def write_checkpoint(hub, *, now: dt.datetime | None = None) -> str:
