@@ -1,6 +1,8 @@
 """The SQLite write lock is taken as soon as another process lets it go (hub/store/db.py
 `begin_immediate_promptly`): SQLite's own busy handler sleeps up to 100 ms between looks, which made the
-hub's processes wait tens of milliseconds for a lock that was free. Real SQLite files, two connections."""
+hub's processes wait tens of milliseconds for a lock that was free. Within one process, writers queue for it
+on a gate handed over at each commit (`WriterConnection`) instead of looking again and again. Real SQLite
+files, two connections."""
 from __future__ import annotations
 
 import sqlite3
@@ -66,3 +68,57 @@ def test_the_engine_writes_from_two_threads_without_losing_a_row(tmp_path):
         thread.join()
     with engine.connect() as connection:
         assert connection.exec_driver_sql("SELECT count(*), count(DISTINCT n) FROM counted").one() == (400, 400)
+
+
+def begin_in_thread(engine, statements: list[str]) -> tuple[threading.Thread, list]:
+    """A writer beginning on another thread; records the SQL its connection runs and when it began."""
+    began: list = []
+    connection = engine.connect()
+    connection.connection.dbapi_connection.set_trace_callback(statements.append)
+
+    def begin():
+        transaction = connection.begin()
+        began.append(time.monotonic())
+        transaction.commit()
+        connection.close()
+    thread = threading.Thread(target=begin)
+    thread.start()
+    return thread, began
+
+
+def test_writers_of_one_process_wait_their_turn_instead_of_looking_again_and_again(tmp_path):
+    path = tmp_path / "hub.sqlite"
+    first, second = make_engine(f"sqlite:///{path}"), make_engine(f"sqlite:///{path}")  # one gate per file
+    for holder_engine, waiter_engine in ((first, first), (first, second)):
+        statements: list[str] = []
+        with holder_engine.connect() as holder:
+            holder.begin()
+            waiter, began = begin_in_thread(waiter_engine, statements)
+            time.sleep(0.3)
+            assert not began  # still waiting
+            released = time.monotonic()
+            holder.commit()
+        waiter.join(5)
+        assert began and began[0] - released < 0.05
+        # the waiter looked for SQLite's lock once, when its turn came (without the gate: a look every ms or two)
+        assert statements.count("BEGIN IMMEDIATE") == 1, statements
+
+
+def test_a_rollback_or_a_closed_connection_hands_the_turn_over(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'hub.sqlite'}")
+    for end in ("rollback", "close"):
+        holder = engine.connect()
+        holder.begin()
+        waiter, began = begin_in_thread(engine, [])
+        time.sleep(0.1)
+        assert not began
+        if end == "rollback":
+            holder.rollback()
+            holder.close()
+        else:
+            holder.connection.dbapi_connection.close()  # a connection lost mid-transaction
+            holder.invalidate()
+        waiter.join(5)
+        assert began, f"the second writer still waits after the first's {end}"
+    with engine.begin() as connection:  # and the gate is free again
+        connection.exec_driver_sql("SELECT 1")

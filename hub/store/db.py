@@ -2,13 +2,15 @@
 
 SQLite (the default, a file under `var/`) runs in WAL mode with a busy timeout and foreign keys on,
 and every writing transaction starts with `BEGIN IMMEDIATE`: one writer at a time, no lock upgrades
-that fail half-way; read sessions begin deferred and never wait for the writer. PostgreSQL is used
-when `HUB_DATABASE_URL` names one (psycopg 3 driver).
+that fail half-way; read sessions begin deferred and never wait for the writer. The writers of one
+process queue for that lock on a gate of their own (`WriterConnection`), handed over at each commit.
+PostgreSQL is used when `HUB_DATABASE_URL` names one (psycopg 3 driver).
 """
 from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Sequence
@@ -67,8 +69,9 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
-                               pool_size=8, max_overflow=8)
+        gate = _writer_gate(parsed.database)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False,
+                                                  "factory": WriterConnection}, pool_size=8, max_overflow=8)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
@@ -85,8 +88,15 @@ def make_engine(url: str) -> Engine:
             # Reads (`make_read_sessionmaker`) begin deferred: in WAL mode they neither wait for nor block the writer.
             if connection.get_execution_options().get(READ_ONLY, False):
                 connection.exec_driver_sql("BEGIN")
-            elif not begin_immediate_promptly(connection.connection.dbapi_connection):
-                connection.exec_driver_sql("BEGIN IMMEDIATE")  # still locked: wait as SQLite does, errors as usual
+            else:
+                dbapi_connection = connection.connection.dbapi_connection
+                dbapi_connection.queue_for_writing(gate)
+                try:
+                    if not begin_immediate_promptly(dbapi_connection):
+                        connection.exec_driver_sql("BEGIN IMMEDIATE")  # still locked: wait as SQLite does, errors as usual
+                except BaseException:
+                    dbapi_connection.hand_over()
+                    raise
 
         return engine
     # A schema of its own can be given in the URL: ?options=-csearch_path%3Dname (the tests do).
@@ -126,6 +136,61 @@ def begin_immediate_promptly(dbapi_connection, *, within: float = PROMPT_WAIT_SE
             pause = min(pause * 1.5, 0.002)
     finally:
         dbapi_connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+
+
+class WriterConnection(sqlite3.Connection):
+    """An SQLite connection whose writing transactions queue, within this process, on the database file's
+    gate (a lock) before they take SQLite's write lock, and hand the gate over when they end.
+
+    Without it, the threads of one process that want to write at once (a delivery process's senders, its
+    dispatcher, its group committer) all looked for SQLite's lock again and again (`begin_immediate_promptly`):
+    three failed looks per transaction, each a raised error, a sleep and a wake-up, and the lock free meanwhile
+    until the next look. Queued on the gate, a writer is woken once, when the one before it ends. Writers of
+    other processes still meet at SQLite's lock, as before; the gate only orders this process's own, and
+    SQLite's lock still decides. A writer that waits longer than the busy timeout for the gate goes on
+    without it (SQLite's lock then refuses it as usual)."""
+    gate: threading.Lock | None = None
+
+    def queue_for_writing(self, gate: threading.Lock | None) -> None:
+        if gate is not None and self.gate is None and gate.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+            self.gate = gate
+
+    def hand_over(self) -> None:
+        gate, self.gate = self.gate, None
+        if gate is not None:
+            gate.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.hand_over()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.hand_over()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.hand_over()
+
+
+_gates: dict[str, threading.Lock] = {}
+_gates_lock = threading.Lock()
+
+
+def _writer_gate(database: str | None) -> threading.Lock | None:
+    """The process's one gate for writers of this database file (several engines on one file share it); None
+    for an in-memory database, which each connection has to itself."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    key = str(Path(database).resolve())
+    with _gates_lock:
+        return _gates.setdefault(key, threading.Lock())
 
 
 def _locked(exc: sqlite3.OperationalError) -> bool:
