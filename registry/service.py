@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from hub.store.db import utcnow
@@ -92,6 +92,52 @@ def get_case(session: Session, *, reference: str, for_update: bool = False) -> C
     return case
 
 
+class AnsweredCase:
+    """A case as a partner's answer changes it, without the ORM: read, locked, with one statement built once
+    (`case_for_answer`), changed by the same helpers as an ORM case (`move_case`, `note_case`,
+    `attach_document`), written back with one UPDATE (`save_answer`). Answers are the registry's busiest path
+    (every DGSN acknowledgement, three clearances per repatriation), and the ORM's unit of work was most of
+    what applying one cost (docs/performance.md)."""
+    __slots__ = ("id", "reference", "service", "status", "outcome", "partner_reference", "updated_at", "_as_read")
+
+    def __init__(self, id: int, reference: str, service: str, status: str, outcome: dict | None,
+                 partner_reference: str | None):
+        self.id, self.reference, self.service, self.status = id, reference, service, status
+        self.outcome, self.partner_reference, self.updated_at = outcome, partner_reference, None
+        self._as_read = (status, outcome, partner_reference)
+
+    @property
+    def changed(self) -> bool:
+        return self.updated_at is not None or (self.status, self.outcome, self.partner_reference) != self._as_read
+
+
+_CASE_FOR_ANSWER = (select(Case.id, Case.reference, Case.service, Case.status, Case.outcome, Case.partner_reference)
+                    .where(Case.reference == bindparam("reference")).with_for_update())
+_SAVE_ANSWER = (update(Case.__table__).where(Case.__table__.c.id == bindparam("case_id"))
+                .values(status=bindparam("status"), outcome=bindparam("outcome"),
+                        partner_reference=bindparam("partner_reference"), updated_at=bindparam("updated_at")))
+_ADD_EVENT = insert(CaseEvent.__table__)
+_ADD_DOCUMENT = insert(CaseDocument.__table__)
+
+
+def case_for_answer(session: Session, *, reference: str) -> AnsweredCase:
+    """The case an answer names, locked until the transaction ends; NotFound when there is none."""
+    row = session.execute(_CASE_FOR_ANSWER, {"reference": reference}).first()
+    if row is None:
+        raise NotFound(f"no case with reference {reference!r}")
+    return AnsweredCase(*row)
+
+
+def save_answer(session: Session, case: AnsweredCase) -> None:
+    """Write back what the answer changed in the case, if anything (its history and documents are written as
+    they come)."""
+    if not case.changed:
+        return
+    session.execute(_SAVE_ANSWER, {"case_id": case.id, "status": case.status, "outcome": case.outcome,
+                                   "partner_reference": case.partner_reference,
+                                   "updated_at": case.updated_at or utcnow()})
+
+
 def request_id(case: Case, suffix: str = "") -> str:
     """The registry's message id for the case's request (`suffix` for its other messages): deterministic, so
     submitting the same case again is recognised by the hub as the same message; a retry (`case.attempt` 2 and
@@ -100,7 +146,8 @@ def request_id(case: Case, suffix: str = "") -> str:
     return f"REGISTRY-{case.reference}{suffix}" + (f"-R{attempt}" if attempt > 1 else "")
 
 
-def move_case(session: Session, *, case: Case, status: str, actor: str, note: str = "", action: bool = False) -> bool:
+def move_case(session: Session, *, case: Case | AnsweredCase, status: str, actor: str, note: str = "",
+              action: bool = False) -> bool:
     """Apply a status transition; returns False (and changes nothing) when the case is already final.
     `action`: a person's act on the case, or its wait again after a resend (registry/statuses.py), which a
     final status does not stop (the machine still decides).
@@ -113,22 +160,27 @@ def move_case(session: Session, *, case: Case, status: str, actor: str, note: st
     if case.status == FAILED and not action:  # a resent message's late answer takes the case on (registry/statuses.py)
         note = f"after the failure, a late answer: {note}"
     case.status, case.updated_at = status, utcnow()
-    session.add(CaseEvent(case_id=case.id, at=case.updated_at, status=status, actor=actor,
-                          note=for_the_record(note, NOTE_LIMIT)))
+    _add_event(session, case, actor, note)
     return True
 
 
-def note_case(session: Session, *, case: Case, actor: str, note: str) -> None:
+def note_case(session: Session, *, case: Case | AnsweredCase, actor: str, note: str) -> None:
     """A history row that keeps the case's status: something happened that changes nothing (a second dead
     letter of a case already FAILED)."""
     case.updated_at = utcnow()
-    session.add(CaseEvent(case_id=case.id, at=case.updated_at, status=case.status, actor=actor,
-                          note=for_the_record(note, NOTE_LIMIT)))
+    _add_event(session, case, actor, note)
 
 
-def attach_document(session: Session, *, case: Case, kind: str, content: bytes, source_message_id: str) -> None:
-    session.add(CaseDocument(case_id=case.id, kind=kind, content=content, source_message_id=source_message_id,
-                             received_at=utcnow()))
+def _add_event(session: Session, case: Case | AnsweredCase, actor: str, note: str) -> None:
+    """The case's history row for its status now (inserted at once, a statement built once: no unit of work)."""
+    session.execute(_ADD_EVENT, {"case_id": case.id, "at": case.updated_at, "status": case.status, "actor": actor,
+                                 "note": for_the_record(note, NOTE_LIMIT)})
+
+
+def attach_document(session: Session, *, case: Case | AnsweredCase, kind: str, content: bytes,
+                    source_message_id: str) -> None:
+    session.execute(_ADD_DOCUMENT, {"case_id": case.id, "kind": kind, "content": content,
+                                    "source_message_id": source_message_id, "received_at": utcnow()})
 
 
 def case_counts(session: Session) -> dict[str, dict[str, int]]:

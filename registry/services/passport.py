@@ -86,7 +86,7 @@ def build_request(registry, case: Case) -> bytes:
                               created=case.created_at)
 
 
-def _advance(session: Session, case: Case, target: str, *, note: str) -> bool:
+def _advance(session: Session, case: service.AnsweredCase, target: str, *, note: str) -> bool:
     """Move the case to `target`, through the statuses in between; False when it is already there or past."""
     if case.status in ("DELIVERED", "REJECTED", "CANCELLED"):
         return False
@@ -113,11 +113,12 @@ def _advance(session: Session, case: Case, target: str, *, note: str) -> bool:
 
 def apply_acknowledgement(registry, session: Session, envelope: etree._Element) -> str:
     header, ack = canonical.read(registry, envelope)
-    case = service.get_case(session, reference=header.correlation_id, for_update=True)
+    case = service.case_for_answer(session, reference=header.correlation_id)
     reference = canonical.text(ack, "PartnerReference", NS)
     case.partner_reference = case.partner_reference or reference
     case.outcome = {**(case.outcome or {}), "partner_reference": reference}
     moved = _advance(session, case, "ACKNOWLEDGED", note=f"DGSN reference {reference}")
+    service.save_answer(session, case)
     return f"case {case.reference} -> {case.status}" + ("" if moved else f" (acknowledgement {header.message_id} kept)")
 
 
@@ -126,18 +127,21 @@ STATUS = {"IN_PRODUCTION", "SHIPPED", "AVAILABLE_AT_POST", "REJECTED"}
 
 def apply_status_update(registry, session: Session, envelope: etree._Element) -> str:
     header, update = canonical.read(registry, envelope)
-    case = service.get_case(session, reference=header.correlation_id, for_update=True)
+    case = service.case_for_answer(session, reference=header.correlation_id)
     status = canonical.text(update, "Status", NS)
     fields = {"passport_number": "PassportNumber", "expiry_date": "ExpiryDate",
               "shipment_reference": "ShipmentReference", "reason": "Reason", "reason_text": "ReasonText"}
     found = {key: canonical.text(update, tag, NS) for key, tag in fields.items()}
     reference = canonical.text(update, "PartnerReference", NS)
     note = f"{status} ({reference})" + (f": {found['reason']}" if found["reason"] else "")
-    if not _advance(session, case, status, note=note):
+    moved = _advance(session, case, status, note=note)
+    if moved:
+        case.partner_reference = case.partner_reference or reference
+        case.outcome = {**(case.outcome or {}), "partner_reference": reference,
+                        **{key: value for key, value in found.items() if value is not None}}
+    service.save_answer(session, case)  # also when ignored: a failed case's late update still acknowledged it
+    if not moved:
         return f"case {case.reference} is {case.status}; update {header.message_id} ({status}) ignored"
-    case.partner_reference = case.partner_reference or reference
-    case.outcome = {**(case.outcome or {}), "partner_reference": reference,
-                    **{key: value for key, value in found.items() if value is not None}}
     return f"case {case.reference} -> {case.status}"
 
 

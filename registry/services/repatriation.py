@@ -80,7 +80,7 @@ def build_request(registry, case: Case) -> bytes:
 def apply_clearance(registry, session: Session, envelope: etree._Element) -> str:
     """Record one authority's decision; decide the case when it can be decided."""
     header, clearance = canonical.read(registry, envelope)
-    case = service.get_case(session, reference=header.correlation_id, for_update=True)
+    case = service.case_for_answer(session, reference=header.correlation_id)
     authority = canonical.text(clearance, "Authority", NS)
     decision = {"decision": canonical.text(clearance, "Decision", NS), "reason": canonical.text(clearance, "Reason", NS),
                 "reason_text": canonical.text(clearance, "ReasonText", NS),
@@ -105,8 +105,7 @@ def apply_clearance(registry, session: Session, envelope: etree._Element) -> str
     elif all(clearances.get(a, {}).get("decision") == "GRANTED" for a in AUTHORITIES):
         service.move_case(session, case=case, status="AUTHORISED", actor="hub",
                           note="SANTE, ETAT_CIVIL and DGSN have all granted")
-    else:
-        session.add(case)
+    service.save_answer(session, case)
     return f"case {case.reference}: {authority} {decision['decision']} -> {case.status}"
 
 
