@@ -122,3 +122,39 @@ def test_a_rollback_or_a_closed_connection_hands_the_turn_over(tmp_path):
         assert began, f"the second writer still waits after the first's {end}"
     with engine.begin() as connection:  # and the gate is free again
         connection.exec_driver_sql("SELECT 1")
+
+
+def test_a_writer_queued_behind_one_that_waits_in_vain_fails_within_its_own_busy_timeout(tmp_path, monkeypatch):
+    """Another process holds the file (a backup tool): every writer of the hub's process fails after the busy
+    timeout from its own start, the wait for the gate included, not one busy timeout after the writer before it."""
+    from sqlalchemy.exc import OperationalError
+    from hub.store import db
+    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 1500)
+    monkeypatch.setattr(db, "PROMPT_WAIT_SECONDS", 0.2)
+    path = tmp_path / "hub.sqlite"
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (n INTEGER)")
+    other_process = connect(path)
+    other_process.execute("BEGIN IMMEDIATE")
+    outcomes: list[tuple[str, float]] = []
+
+    def write():
+        started = time.monotonic()
+        try:
+            with engine.begin() as connection:
+                connection.exec_driver_sql("INSERT INTO t VALUES (1)")
+            outcomes.append(("written", time.monotonic() - started))
+        except OperationalError as exc:
+            outcomes.append((str(exc.orig), time.monotonic() - started))
+    writers = [threading.Thread(target=write) for _ in range(3)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(10)
+    other_process.execute("ROLLBACK")
+    assert [what for what, _ in outcomes] == ["database is locked"] * 3, outcomes
+    assert max(seconds for _, seconds in outcomes) < 1.5 + 0.4, outcomes
+    with engine.begin() as connection:  # the lock free again: the busy timeout is back and writing works
+        connection.exec_driver_sql("INSERT INTO t VALUES (2)")
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 1500

@@ -90,10 +90,10 @@ def make_engine(url: str) -> Engine:
                 connection.exec_driver_sql("BEGIN")
             else:
                 dbapi_connection = connection.connection.dbapi_connection
+                started = time.monotonic()
                 dbapi_connection.queue_for_writing(gate)
                 try:
-                    if not begin_immediate_promptly(dbapi_connection):
-                        connection.exec_driver_sql("BEGIN IMMEDIATE")  # still locked: wait as SQLite does, errors as usual
+                    _begin_immediate(connection, dbapi_connection, started=started)
                 except BaseException:
                     dbapi_connection.hand_over()
                     raise
@@ -109,6 +109,21 @@ def make_engine(url: str) -> Engine:
 
 PROMPT_WAIT_SECONDS = 1.0          # how long `begin_immediate_promptly` looks again and again for the write lock
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _begin_immediate(connection, dbapi_connection, *, started: float) -> None:
+    """BEGIN IMMEDIATE, waiting for the write lock at most the busy timeout since `started` in all (the wait for
+    this process's gate included): a writer queued behind one that waited in vain fails when its own time is
+    up, not a busy timeout later. SQLite's error is raised as usual (the callers answer 503)."""
+    budget = SQLITE_BUSY_TIMEOUT_MS / 1000 - (time.monotonic() - started)
+    if begin_immediate_promptly(dbapi_connection, within=max(0.0, min(PROMPT_WAIT_SECONDS, budget))):
+        return
+    left_ms = max(0, int((SQLITE_BUSY_TIMEOUT_MS / 1000 - (time.monotonic() - started)) * 1000))
+    dbapi_connection.execute(f"PRAGMA busy_timeout={left_ms}")
+    try:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")  # still locked: wait as SQLite does, errors as usual
+    finally:
+        dbapi_connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
 
 def begin_immediate_promptly(dbapi_connection, *, within: float = PROMPT_WAIT_SECONDS) -> bool:
@@ -147,8 +162,9 @@ class WriterConnection(sqlite3.Connection):
     three failed looks per transaction, each a raised error, a sleep and a wake-up, and the lock free meanwhile
     until the next look. Queued on the gate, a writer is woken once, when the one before it ends. Writers of
     other processes still meet at SQLite's lock, as before; the gate only orders this process's own, and
-    SQLite's lock still decides. A writer that waits longer than the busy timeout for the gate goes on
-    without it (SQLite's lock then refuses it as usual)."""
+    SQLite's lock still decides. The wait for the gate counts against the busy timeout (`_begin_immediate`): a
+    writer that had to wait it all for the gate goes on without it, and SQLite refuses it at once if the lock
+    is still held, as it would have after the busy timeout."""
     gate: threading.Lock | None = None
 
     def queue_for_writing(self, gate: threading.Lock | None) -> None:
