@@ -796,10 +796,10 @@ def _print_report(console: Console, r: dict) -> None:
             p = r[name]
             rows.append((f"{name}: accepted / sent", f"{p['accepted']} / {p['sent']}"))
             if "cases_per_second" in p:
-                rows.append((f"{name}: cases done (all three DELIVERED) / cases per second",
+                rows.append((f"{name}: cases done (three answers applied) / cases per second",
                              f"{p['cases_done']} / {p['cases_per_second']}"))
             else:
-                rows.append((f"{name}: delivered messages/s", f"{p['delivered_per_second']}"))
+                rows.append((f"{name}: delivered messages/s (answer applied)", f"{p['delivered_per_second']}"))
             rows += [
                 (f"{name}: deliveries by partner", "; ".join(
                     f"{partner} " + ", ".join(f"{n} {state.lower()}" for state, n in states.items())

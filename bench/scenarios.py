@@ -4,10 +4,13 @@
                   and signed by the hub; DGSN answers synchronously with a receipt
                   (PassportApplicationAcknowledged) that the hub takes in for the registry.
     repatriation  N RepatriationRequest (config/routes/repatriation.yaml), each fanned out to SANTE,
-                  ETAT_CIVIL and DGSN, each answering synchronously with a clearance for the registry;
-                  a case is done when its three deliveries are DELIVERED.
+                  ETAT_CIVIL and DGSN, each answering synchronously with a clearance for the registry.
 
-Each reports delivered per second and the hub's CPU per message. The load is the same closed loop as
+A message is done when the exchange is, as its case's people see it: its deliveries DELIVERED and the
+partners' answers delivered to the registry, which has applied them (`completed_cases`). Counting the
+deliveries to the partners alone rewarded a hub that let the registry's answers lag behind: in one run, the
+last answer reached the registry 8 s after the last delivery. Each phase reports these per second and the
+hub's CPU per message. The load is the same closed loop as
 the throughput phase (bench/load.py), on messages pre-signed beforehand.
 
 The answers are delivered to the registry, where they move the cases on as in production: before the load,
@@ -104,21 +107,31 @@ def cases_moved_on(engine, scenario: Scenario, run_id: str) -> dict[str, int]:
                                        .group_by(Case.status)).all())
 
 
-def completed_cases(engine, after_delivery_id: int, partners: tuple[str, ...]) -> tuple[int, float | None]:
-    """(messages whose deliveries to every one of `partners` are DELIVERED, the epoch of the last such delivery
-    among them) for the deliveries after `after_delivery_id`."""
+def completed_cases(engine, after_delivery_id: int, partners: tuple[str, ...],
+                    answers_to: str = "REGISTRY") -> tuple[int, float | None]:
+    """(messages done, the epoch of the last delivery that completed one) for the deliveries after
+    `after_delivery_id`. Done: its deliveries to every one of `partners` DELIVERED, and each partner's answer
+    to it DELIVERED to `answers_to` (the registry, which has applied it)."""
     from sqlalchemy import bindparam, text
 
     from hub.store.db import UtcDateTime
-    query = text("SELECT message_pk, delivered_at FROM deliveries WHERE id > :after AND state = 'DELIVERED' "
-                 "AND partner IN :partners").bindparams(bindparam("partners", expanding=True)).columns(
+    sent = text("SELECT message_pk, delivered_at FROM deliveries WHERE id > :after AND state = 'DELIVERED' "
+                "AND partner IN :partners").bindparams(bindparam("partners", expanding=True)).columns(
         delivered_at=UtcDateTime())
-    per_message: dict[int, list[float]] = {}
+    answered = text("SELECT asked.id, d.delivered_at FROM deliveries d JOIN messages answer ON answer.id = d.message_pk "
+                    "JOIN messages asked ON asked.sender = answer.recipient AND asked.message_id = answer.in_reply_to "
+                    "WHERE d.id > :after AND d.state = 'DELIVERED' AND d.partner = :answers_to "
+                    "AND answer.sender IN :partners").bindparams(bindparam("partners", expanding=True)).columns(
+        delivered_at=UtcDateTime())
+    deliveries: dict[int, list[float]] = {}
+    answers: dict[int, list[float]] = {}
+    parameters = {"after": after_delivery_id, "partners": list(partners), "answers_to": answers_to}
     with engine.connect() as connection:
-        for message_pk, delivered_at in connection.execute(query, {"after": after_delivery_id,
-                                                                    "partners": list(partners)}):
-            per_message.setdefault(message_pk, []).append(delivered_at.timestamp())
-    done = [max(times) for times in per_message.values() if len(times) == len(partners)]
+        for found, query in ((deliveries, sent), (answers, answered)):
+            for message_pk, delivered_at in connection.execute(query, parameters):
+                found.setdefault(message_pk, []).append(delivered_at.timestamp())
+    done = [max(times + answers[message_pk]) for message_pk, times in deliveries.items()
+            if len(times) == len(partners) and len(answers.get(message_pk, ())) == len(partners)]
     return len(done), (max(done) if done else None)
 
 

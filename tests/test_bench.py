@@ -13,6 +13,8 @@ import pytest
 from hub.settings import PROJECT_ROOT
 from hub.trust import pki
 
+sys.path.insert(0, str(PROJECT_ROOT))  # bench/ is not an installed package
+
 MESSAGES = 80    # a tiny load: the run's phases, report and clean-up are the subject, not its figures
 
 
@@ -193,3 +195,46 @@ def test_every_repatriation_of_the_scenario_is_one_every_authority_grants(pki_di
     communes = [etree.fromstring(m).findtext(".//{*}Commune") for m in built]
     assert len(set(seals)) == 30 and not any(seal.endswith("9") for seal in seals), seals
     assert all(commune and not commune.endswith("9") for commune in communes), communes
+
+
+def test_a_scenario_case_is_done_when_the_registry_has_every_answer(tmp_path):
+    """`completed_cases` on rows written by hand: a request is done at the latest of its deliveries to the
+    partners and of its partners' answers delivered to the registry; one whose answer still waits is not."""
+    import datetime as dt
+
+    from sqlalchemy import create_engine, insert
+
+    from bench.scenarios import completed_cases
+    from hub.store.models import Delivery, Message
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'hub.sqlite'}")
+    Message.metadata.create_all(engine, tables=[Message.__table__, Delivery.__table__])
+    start = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.timezone.utc)
+    at = [start + dt.timedelta(seconds=s) for s in range(10)]
+    messages, deliveries = [], []
+
+    def message(pk, message_id, sender, recipient, in_reply_to=None):
+        messages.append({"id": pk, "message_id": message_id, "sender": sender, "recipient": recipient, "type": "T",
+                         "correlation_id": "C", "in_reply_to": in_reply_to, "state": "ACCEPTED", "digest": "d",
+                         "receipt": b"r", "received_at": start, "updated_at": start})
+
+    def delivery(message_pk, partner, delivered_at):
+        deliveries.append({"message_pk": message_pk, "partner": partner, "state": "DELIVERED" if delivered_at else
+                           "PENDING", "attempts": 1, "next_attempt_at": start, "delivered_at": delivered_at})
+
+    for pk, request in ((1, "REQ-1"), (2, "REQ-2")):
+        message(pk, request, "REGISTRY", "SANTE")
+        delivery(pk, "SANTE", at[1])
+        delivery(pk, "DGSN", at[2])
+    for pk, (partner, request, applied) in enumerate((("SANTE", "REQ-1", at[3]), ("DGSN", "REQ-1", at[7]),
+                                                      ("SANTE", "REQ-2", at[4]), ("DGSN", "REQ-2", None)), start=10):
+        message(pk, f"ANS-{pk}", partner, "REGISTRY", in_reply_to=request)
+        delivery(pk, "REGISTRY", applied)
+    with engine.begin() as connection:
+        connection.execute(insert(Message.__table__), messages)
+        connection.execute(insert(Delivery.__table__), deliveries)
+
+    done, last = completed_cases(engine, 0, ("SANTE", "DGSN"))
+    assert (done, last) == (1, at[7].timestamp())  # REQ-2's DGSN answer is not applied yet
+    assert completed_cases(engine, 0, ("SANTE",)) == (2, at[4].timestamp())
+    engine.dispose()
