@@ -136,6 +136,10 @@ class LocalConsumer(Protocol):
 
     def attach(self, handler: Callable[[Outbound], None]) -> None: ...
 
+    @property
+    def attached(self) -> bool:
+        """Whether a consumer of messages in bytes is attached in this process."""
+
 
 @runtime_checkable
 class KeyFiles(Protocol):

@@ -32,6 +32,10 @@ class LocalConnector:
     def attach(self, handler: Callable[[Outbound], None]) -> None:
         self.handler = handler
 
+    @property
+    def attached(self) -> bool:
+        return self.handler is not None
+
     def attach_files(self, handler: Callable[[OutboundFile], None]) -> None:
         """The consumer of messages kept in a file (FileSender): given the file, it reads it as a stream."""
         self.file_handler = handler

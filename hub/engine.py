@@ -119,6 +119,11 @@ class Hub:
         if files is not None:
             connector.attach_files(files)
 
+    def consumes_here(self, party: str) -> bool:
+        """Whether `party`'s deliveries (in bytes) are consumed in this process (`attach_local_consumer`)."""
+        connector = self.connectors.get(party)
+        return isinstance(connector, LocalConsumer) and connector.attached
+
     # -- the public interface used by API views, the registry and the CLI --------------------------
     def receive(self, arrival: Arrival) -> Receipt:
         """Take in what arrived through one of the doors (REST, SOAP, SFTP, the registry, a synchronous

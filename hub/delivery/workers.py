@@ -24,6 +24,11 @@ for the partner's timeout get lanes of one. A lane never mixes partners, so noth
 partner's delivery; a lane whose partner's circuit opens, or whose lease would run out before the
 partner's timeout, gives the rest back unattempted (`outbox.unclaim`). When idle, the dispatcher first
 looks with a plain read (`outbox.any_due`) and takes the write lock only when there is something to claim.
+
+Answers. A partner's synchronous answer, taken in by the sender thread, is stored with its deliveries to the
+consumers in this process (the registry) already leased to the pool (hub/intake/accept.py `Lease`); the thread
+hands them to an idle thread, or delivers them itself when the consumer's slots are all taken
+(`_deliver_leased`): no wake-up, no claim transaction, no read of what intake just wrote.
 """
 from __future__ import annotations
 
@@ -49,6 +54,7 @@ from hub.delivery.breaker import Breakers
 from hub.errors import (AnswerDeferred, ConfigError, DeliveryError, HubError, InputError, PermanentDeliveryError,
                         StylesheetRefused, TransientDeliveryError, TryLater, first_line)
 from hub.xml.envelope import bind, business_document, read_header
+from hub.intake.accept import LeasedDelivery
 from hub.intake.door import Arrival, refused
 from hub.store import files as store
 from hub.store.models import Delivery, DeliveryState, Message, MessageState
@@ -156,9 +162,11 @@ def _sent_columns(body: bytes | SentFile) -> dict:
 
 
 class Attempt(NamedTuple):
-    """What one delivery attempt came to: the delivery's new state, and the error when it failed."""
+    """What one delivery attempt came to: the delivery's new state, the error when it failed, and the
+    deliveries of the partner's answer stored leased to the worker, for it to deliver next (`take_in_answer`)."""
     state: str
     error: DeliveryError | None = None
+    leased: tuple[LeasedDelivery, ...] = ()
 
     @property
     def partner_failed(self) -> bool:
@@ -207,9 +215,11 @@ def _with_messages(connection, delivery_rows) -> dict[int, tuple[_Row, _Row]]:
             if delivery.message_pk in messages}
 
 
-def attempt(hub, delivery_id: int, loaded: tuple[_Row, _Row] | None = None) -> Attempt:
+def attempt(hub, delivery_id: int, loaded: tuple[_Row, _Row] | None = None, *,
+            lease_to: str | None = None) -> Attempt:
     """Deliver one claimed delivery and record the outcome. `loaded`: the delivery's and its message's rows
-    when the claim read them already (`_with_messages`), else they are read here."""
+    when the claim read them already (`_with_messages`), else they are read here. `lease_to`: the worker,
+    when it delivers the partner's answer to consumers in this process itself (`take_in_answer`)."""
     delivery, message = loaded if loaded is not None else _load(hub, delivery_id)
     party = hub.config.parties[delivery.partner]
     transport = party.transport.upper()
@@ -228,7 +238,7 @@ def attempt(hub, delivery_id: int, loaded: tuple[_Row, _Row] | None = None) -> A
             result = connector.send(Outbound(message.message_id, message.type, body, operation=delivery.operation))
         used = f" ({mapping_note(version)})" if version is not None else ""
         sent = (body, result.answer, f"over {transport}: {result.detail}{used}")
-        answer = take_in_answer(hub, delivery.partner, result.answer)
+        answer, leased = take_in_answer(hub, delivery.partner, result.answer, lease_to=lease_to)
     except DeliveryError as exc:
         error = exc
     except Exception as exc:  # a bug or an unexpected library error: keep the message, try again later
@@ -238,18 +248,20 @@ def attempt(hub, delivery_id: int, loaded: tuple[_Row, _Row] | None = None) -> A
         metrics.DELIVERY_SECONDS.labels(delivery.partner).observe(time.perf_counter() - started)
         _record_delivered(hub, delivery_id, sent, answer, _so_far(delivery))
         metrics.DELIVERIES.labels(delivery.partner, "delivered").inc()
-        return Attempt(DeliveryState.DELIVERED)
+        return Attempt(DeliveryState.DELIVERED, leased=leased)
     return Attempt(_record_failure(hub, delivery_id, error, transport, sent), error)
 
 
-def take_in_answer(hub, partner: str, answer: bytes | None) -> str | None:
+def take_in_answer(hub, partner: str, answer: bytes | None, *,
+                   lease_to: str | None = None) -> tuple[str | None, tuple[LeasedDelivery, ...]]:
     """A synchronous answer (an inbound route knows its root element) goes through the door like a callback
     (the "answer" door: a refusal is recorded there, once).
 
-    Returns the answer's message id, or None when the answer is a plain acknowledgement. Intake
+    Returns the answer's message id, or None when the answer is a plain acknowledgement, and those of
+    its deliveries stored leased to `lease_to` (hub/intake/accept.py `Lease`; none without it). Intake
     deduplicates, so a delivery sent again after a crash takes the same answer in only once."""
     if not answer or not answer.lstrip().startswith(b"<"):
-        return None  # no body, or plain text: kept as the partner's answer, nothing to take in
+        return None, ()  # no body, or plain text: kept as the partner's answer, nothing to take in
     try:
         root = parse_untrusted(answer, max_bytes=hub.settings.max_message_bytes, what=f"{partner}'s answer",
                                **limits(hub.settings))
@@ -257,9 +269,10 @@ def take_in_answer(hub, partner: str, answer: bytes | None) -> str | None:
         refused(hub, "answer", exc, party=partner, data=answer)
         raise PermanentDeliveryError(f"delivered, but {partner}'s answer was refused: {exc.detail}") from None
     if hub.config.inbound_for(partner, root.tag) is None:
-        return None
+        return None, ()
     try:
-        return hub.receive(Arrival("answer", data=answer, partner=partner)).message_id
+        receipt = hub.receive(Arrival("answer", data=answer, partner=partner, lease_to=lease_to))
+        return receipt.message_id, receipt.leased
     except InputError as exc:
         raise PermanentDeliveryError(f"delivered, but {partner}'s answer was refused: {exc.detail}") from None
     except TryLater as exc:
@@ -521,6 +534,7 @@ class DeliveryWorkers:
         self.count = count or max(settings.delivery_workers, self.slots.limit * len(partners))
         self.breakers = Breakers(partners, failures=settings.breaker_failures, seconds=settings.breaker_seconds)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.owner = f"{self.name}/dispatch"  # the leases of this pool's deliveries
         self._stop = threading.Event()
         # lanes to send: when claimed, the deliveries, and the claim's rows read so far (id -> delivery, message)
         self._jobs: queue.Queue[tuple[float, list[Claimed], dict] | None] = queue.Queue()
@@ -548,7 +562,7 @@ class DeliveryWorkers:
 
     # -- the dispatcher: claims what idle threads can send now ---------------------------------------
     def _dispatch(self) -> None:
-        owner = f"{self.name}/dispatch"
+        owner = self.owner
         look = True  # whether the next round claims (else it only waits for a wake-up that may bring work)
         seen = self.hub.work_generation
         while not self._stop.is_set():
@@ -671,7 +685,7 @@ class DeliveryWorkers:
                     if n and not self._may_go_on(partner, claimed_at):
                         self._give_back(lane[n:])
                         break
-                    self._deliver(item, loaded.pop(item.id, None))
+                    self._deliver_leased(self._deliver(item, loaded.pop(item.id, None)))
             finally:
                 self.slots.release(partner)
                 with self._lock:
@@ -679,15 +693,17 @@ class DeliveryWorkers:
                     self._freed += 1
                 self.hub.wake_workers()  # a slot and a thread are free: the dispatcher may claim again
 
-    def _deliver(self, item: Claimed, loaded: tuple[_Row, _Row] | None = None) -> None:
+    def _deliver(self, item: Claimed, loaded: tuple[_Row, _Row] | None = None) -> tuple[LeasedDelivery, ...]:
+        """Deliver one claimed delivery; returns the deliveries of the partner's answer stored leased to
+        this worker (`_deliver_leased`)."""
         started = time.monotonic()
         try:
-            outcome = attempt(self.hub, item.id, loaded)
+            outcome = attempt(self.hub, item.id, loaded, lease_to=self.owner)
         except Exception:  # recording the outcome failed (database away): the lease expires, it is sent again
             log.exception("delivery %s to %s: recording the outcome failed; it will be sent again", item.id,
                           item.partner)
             self.breakers.neutral(item.partner)
-            return
+            return ()
         took = time.monotonic() - started
         previous = self._seconds.get(item.partner)
         self._seconds[item.partner] = took if previous is None else 0.7 * previous + 0.3 * took
@@ -697,6 +713,27 @@ class DeliveryWorkers:
             self.breakers.failed(item.partner)
         else:
             self.breakers.neutral(item.partner)
+        return outcome.leased
+
+    def _deliver_leased(self, leased: tuple[LeasedDelivery, ...]) -> None:
+        """A partner's answer goes on to the consumers in this process (the registry) from the thread that took
+        it in, its deliveries stored leased to this worker (hub/intake/accept.py `Lease`): no wake-up, no claim,
+        no read of what intake just wrote. Handed to an idle thread when the consumer has a free slot (the
+        thread that took the answer in goes on with its own partner meanwhile), else delivered by this thread,
+        which holds its own partner's slot meanwhile (a slow consumer slows the answers' partner, not the others).
+        When the consumer's circuit is not closed, the delivery is given back for the dispatcher to claim."""
+        for leased_delivery in leased:
+            item, rows = Claimed(leased_delivery.id, leased_delivery.partner), (_Row(**leased_delivery.delivery),
+                                                                                _Row(**leased_delivery.message))
+            if self._stop.is_set() or not self.breakers.admit(item.partner):
+                self._give_back([item])
+                self.hub.wake_workers([item.partner])
+            elif self.slots.take(item.partner):
+                with self._lock:
+                    self._busy += 1
+                self._jobs.put((time.monotonic(), [item], {item.id: rows}))
+            else:
+                self._deliver(item, rows)
 
     def _may_go_on(self, partner: str, claimed_at: float) -> bool:
         """Send the next delivery of a lane? Not when the hub stops, when the partner's circuit opened, or
@@ -708,7 +745,7 @@ class DeliveryWorkers:
     def _give_back(self, items: list[Claimed]) -> None:
         try:
             with self.hub.engine.begin() as connection:
-                unclaim(connection, [item.id for item in items], owner=f"{self.name}/dispatch")
+                unclaim(connection, [item.id for item in items], owner=self.owner)
         except Exception:  # their leases expire instead
             log.exception("giving back %d claimed deliveries to %s failed", len(items), items[0].partner)
 

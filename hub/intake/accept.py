@@ -31,7 +31,7 @@ import copy
 import datetime
 import hashlib
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from lxml import etree
 from sqlalchemy import bindparam, exists, insert, select
@@ -63,21 +63,24 @@ class Receipt:
     type: str            # the message type (the canonical header's)
     body: bytes          # the signed receipt XML
     duplicate: bool      # True when this id and these bytes had already been accepted
+    leased: tuple["LeasedDelivery", ...] = ()  # deliveries stored leased to the caller (`Lease`)
 
 
-def accept_canonical(hub, data: bytes, *, caller: str | None = None, submitted_by: str | None = None) -> Receipt:
+def accept_canonical(hub, data: bytes, *, caller: str | None = None, submitted_by: str | None = None,
+                     lease_to: str | None = None) -> Receipt:
     """Intake of a signed canonical envelope (POST /api/v1/messages, the registry; called by the door,
     hub/intake/door.py). A `caller` (the party an API token or the registry speaks for) may only submit
-    messages whose header names it as Sender; `submitted_by` (the API token) is named by the RECEIVED event."""
+    messages whose header names it as Sender; `submitted_by` (the API token) is named by the RECEIVED event;
+    `lease_to`: see `Lease`."""
     envelope = parse_untrusted(data, max_bytes=hub.settings.max_message_bytes, **limits(hub.settings))
     if envelope.tag != f"{_E}Message":
         raise SchemaInvalid(f"expected a canonical envelope {{{ENVELOPE_NS}}}Message, got {envelope.tag}",
                             [Problem("wrong root element", line=envelope.sourceline, path="/*")])
-    return _accept_envelope(hub, envelope, data, caller=caller, submitted_by=submitted_by)
+    return _accept_envelope(hub, envelope, data, caller=caller, submitted_by=submitted_by, lease_to=lease_to)
 
 
 def _accept_envelope(hub, envelope: etree._Element, data: bytes, *, caller: str | None,
-                     submitted_by: str | None) -> Receipt:
+                     submitted_by: str | None, lease_to: str | None = None) -> Receipt:
     """A parsed canonical envelope: validated, the sender's signature verified, the header checked against
     the signed Binding, then stored and routed."""
     hub.schemas.validate(envelope, what="message")
@@ -100,7 +103,8 @@ def _accept_envelope(hub, envelope: etree._Element, data: bytes, *, caller: str 
              (timeline.VALIDATED, "envelope and business document"),
              (timeline.VERIFIED, f"signed by {header.sender}")]
     canonical = to_bytes(verified)  # stored only when it differs from what arrived (comments, spacing, ...)
-    return _store_and_route(hub, header, verified, data, None if canonical == data else canonical, steps)
+    return _store_and_route(hub, header, verified, data, None if canonical == data else canonical, steps,
+                            lease_to=lease_to)
 
 
 def _verified_envelope(envelope: etree._Element, signed: etree._Element,
@@ -126,17 +130,18 @@ def _resigned(signed: etree._Element, signature: etree._Element | None) -> etree
     return document
 
 
-def accept_partner_document(hub, partner: str, data: bytes, *, submitted_by: str | None = None) -> Receipt:
+def accept_partner_document(hub, partner: str, data: bytes, *, submitted_by: str | None = None,
+                            lease_to: str | None = None) -> Receipt:
     """Intake of a partner's document at its own door (REST callback, SOAP, SFTP file, synchronous answer):
     its own format, verified as the partner's then mapped to canonical; or a canonical envelope, taken in as
     on the canonical door with the partner as the caller (its Sender, its signature, its signed Binding).
-    `submitted_by` (the API token, when one submitted it) is named by the RECEIVED event."""
+    `submitted_by` (the API token, when one submitted it) is named by the RECEIVED event; `lease_to`: see `Lease`."""
     party = hub.config.parties.get(partner)
     if party is None or party.transport == "local":
         raise NotAllowed(f"{partner!r} is not a partner that sends documents to the hub")
     root = parse_untrusted(data, max_bytes=hub.settings.max_message_bytes, **limits(hub.settings))
     if root.tag == f"{_E}Message":  # the partner answers in the canonical form: its header must be signed
-        return _accept_envelope(hub, root, data, caller=partner, submitted_by=submitted_by)
+        return _accept_envelope(hub, root, data, caller=partner, submitted_by=submitted_by, lease_to=lease_to)
     inbound = hub.config.inbound_for(partner, root.tag)
     if inbound is None:
         raise NotRoutable(f"{partner} may not send a {root.tag} document to the hub",
@@ -155,7 +160,7 @@ def accept_partner_document(hub, partner: str, data: bytes, *, submitted_by: str
     steps = [(timeline.RECEIVED, f"{len(data)} bytes from {partner}{_by(submitted_by)}"),
              (timeline.VALIDATED, f"against {inbound.schema_}"), (timeline.VERIFIED, f"signed by {partner}"),
              (timeline.MAPPED_IN, f"with {inbound.mapping}")]
-    return _store_and_route(hub, header, envelope, data, to_bytes(envelope), steps)
+    return _store_and_route(hub, header, envelope, data, to_bytes(envelope), steps, lease_to=lease_to)
 
 
 def _by(submitted_by: str | None) -> str:
@@ -170,7 +175,7 @@ def _check_type_matches_body(header: Header, document: etree._Element) -> None:
 
 
 def _store_and_route(hub, header: Header, envelope: etree._Element, data: bytes, canonical: bytes | None,
-                     steps) -> Receipt:
+                     steps, *, lease_to: str | None = None) -> Receipt:
     route = hub.config.route_for(header.type)
     if route is None:
         raise NotRoutable(f"no route for message type {header.type!r}",
@@ -189,14 +194,36 @@ def _store_and_route(hub, header: Header, envelope: etree._Element, data: bytes,
     # Sign before opening the write transaction: the database lock is held for storage only.
     receipt = build_receipt(hub.signer, message_id=header.message_id, sender=header.sender, digest=digest,
                             received_at=received_at)
+    lease = Lease.of(hub, lease_to, targets, received_at)
     accepted = AcceptedMessage(header, tuple(targets), tuple(steps), data=data, canonical=canonical, digest=digest,
-                               receipt=receipt, received_at=received_at)
+                               receipt=receipt, received_at=received_at, lease=lease)
     try:  # written and committed with the other intakes waiting now (hub/store/group_commit.py), before the receipt goes
-        hub.committer.store(store_accepted, accepted)
+        leased = hub.committer.store(store_accepted, accepted)
     except IntegrityError as exc:  # this sender's message id is already stored (a retry, or a concurrent intake)
         return run_blocking(_answer_duplicate, hub, header, digest, exc)  # off the event loop when inline
-    hub.wake_workers(target.partner for target in targets)
-    return Receipt(header.message_id, header.sender, header.type, receipt, duplicate=False)
+    unleased = {target.partner for target in targets} - (lease.partners if lease else set())
+    if unleased:
+        hub.wake_workers(unleased)
+    return Receipt(header.message_id, header.sender, header.type, receipt, duplicate=False, leased=leased)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Deliveries stored already leased to the delivery worker that took the message in, for it to deliver at
+    once: a partner's synchronous answer, taken in by the worker that sent the message it answers, goes to
+    the registry (a consumer in the same process) without a wake-up, a claim transaction, or a hand-over
+    to another thread. The lease is the one a claim gives (the attempt counted, `lease_seconds`): if the
+    worker does not deliver them (it stops, the process dies), the lease runs out and any worker claims them."""
+    owner: str
+    until: datetime.datetime
+    partners: frozenset[str]   # the targets leased: those consumed in this process
+
+    @classmethod
+    def of(cls, hub, owner: str | None, targets, now: datetime.datetime) -> "Lease | None":
+        partners = frozenset(target.partner for target in targets if owner and hub.consumes_here(target.partner))
+        if not partners:
+            return None
+        return cls(owner, now + datetime.timedelta(seconds=hub.settings.lease_seconds), partners)
 
 
 @dataclass(frozen=True)
@@ -210,19 +237,39 @@ class AcceptedMessage:
     digest: str
     receipt: bytes
     received_at: datetime.datetime
+    lease: Lease | None = None
 
 
-def store_accepted(session, messages: Sequence[AcceptedMessage]) -> list[None | UnknownCorrelation]:
+class LeasedDelivery(NamedTuple):
+    """A delivery stored leased to the worker that took its message in (`Lease`), with its row and its
+    message's as stored (every column), so that the worker need not read them back."""
+    id: int
+    partner: str
+    delivery: dict
+    message: dict
+
+
+def _leased(message: AcceptedMessage, message_pk: int, delivery_ids: list[int]) -> tuple[LeasedDelivery, ...]:
+    stored = {column.name: None for column in Message.__table__.c} | _message_row(message) | {"id": message_pk}
+    return tuple(LeasedDelivery(delivery_id, target.partner,
+                                {column.name: None for column in Delivery.__table__.c}
+                                | _delivery_row(message_pk, target, message.received_at, message.lease)
+                                | {"id": delivery_id}, stored)
+                 for target, delivery_id in zip(message.targets, delivery_ids) if target.partner in message.lease.partners)
+
+
+def store_accepted(session, messages: Sequence[AcceptedMessage]) -> list[tuple | UnknownCorrelation]:
     """The messages, their outbox rows and their timelines, however many, in three statements (Core inserts
     on intake's hot path: a multi-row INSERT ... RETURNING for the messages, one for the deliveries, one
-    executemany for the events); one outcome per message: None, or the UnknownCorrelation that refuses it.
+    executemany for the events); one outcome per message: its deliveries stored leased (`LeasedDelivery`),
+    or the UnknownCorrelation that refuses it.
 
     Every answer is correlated before anything is written (a refused message writes nothing, as group
     commit requires). The unique (sender, message id) constraint refuses a second copy: the statement
     fails, group commit runs each message again alone and the caller answers the one refused as a
     duplicate. Each message's events are inserted together, in the order they happened (the evidence
     chain seals by id)."""
-    outcomes: list[None | UnknownCorrelation] = []
+    outcomes: list[tuple | UnknownCorrelation] = []
     stored: list[tuple[AcceptedMessage, list]] = []
     for message in messages:
         events = list(message.steps)
@@ -232,7 +279,7 @@ def store_accepted(session, messages: Sequence[AcceptedMessage]) -> list[None | 
             except UnknownCorrelation as exc:
                 outcomes.append(exc)
                 continue
-        outcomes.append(None)
+        outcomes.append(())
         stored.append((message, events))
     if not stored:
         return outcomes
@@ -243,7 +290,7 @@ def store_accepted(session, messages: Sequence[AcceptedMessage]) -> list[None | 
                                   [_message_row(message) for message, _events in stored]).all()
     pk_of = {(row.sender, row.message_id): row.id for row in returned}
     message_pks = [pk_of[message.header.sender, message.header.message_id] for message, _events in stored]
-    deliveries = [_delivery_row(message_pk, target, message.received_at)
+    deliveries = [_delivery_row(message_pk, target, message.received_at, message.lease)
                   for (message, _events), message_pk in zip(stored, message_pks) for target in message.targets]
     delivery_ids: dict[tuple, list[int]] = {}
     if deliveries:
@@ -252,11 +299,15 @@ def store_accepted(session, messages: Sequence[AcceptedMessage]) -> list[None | 
         for row in sorted(returned, key=lambda row: row.id):  # a (message, partner, operation) twice: in order
             delivery_ids.setdefault((row.message_pk, row.partner, row.operation), []).append(row.id)
     rows = []
+    leased: dict[int, tuple[LeasedDelivery, ...]] = {}  # id(message) -> its deliveries stored leased
     for (message, events), message_pk in zip(stored, message_pks):
         ids = [delivery_ids[message_pk, target.partner, target.operation].pop(0) for target in message.targets]
         rows.extend(_timeline_rows(message, message_pk, events, ids))
+        if message.lease is not None:
+            leased[id(message)] = _leased(message, message_pk, ids)
     timeline.insert_rows(connection, rows)
-    return outcomes
+    return [outcome if isinstance(outcome, UnknownCorrelation) else leased.get(id(message), ())
+            for message, outcome in zip(messages, outcomes)]
 
 
 def _message_row(message: AcceptedMessage) -> dict:
@@ -268,10 +319,13 @@ def _message_row(message: AcceptedMessage) -> dict:
             "updated_at": message.received_at}
 
 
-def _delivery_row(message_pk: int, target, received_at) -> dict:
-    return {"message_pk": message_pk, "partner": target.partner, "mapping": target.mapping,
-            "schema_name": target.schema_, "operation": target.operation, "state": DeliveryState.PENDING,
-            "attempts": 0, "next_attempt_at": received_at}
+def _delivery_row(message_pk: int, target, received_at, lease: Lease | None) -> dict:
+    row = {"message_pk": message_pk, "partner": target.partner, "mapping": target.mapping,
+           "schema_name": target.schema_, "operation": target.operation, "state": DeliveryState.PENDING,
+           "attempts": 0, "next_attempt_at": received_at, "lease_owner": None, "lease_expires_at": None}
+    if lease is not None and target.partner in lease.partners:  # as a claim leaves it (hub/delivery/outbox.py)
+        row.update(attempts=1, lease_owner=lease.owner, lease_expires_at=lease.until)
+    return row
 
 
 def _timeline_rows(message: AcceptedMessage, message_pk: int, events, delivery_ids: list[int]) -> list[dict]:

@@ -55,7 +55,10 @@ class Arrival:
     `partner` set: a partner's own-format document, from that partner (verified as its, mapped to
     canonical); None: a signed canonical envelope. `caller`: the party the caller speaks for (an API
     token's partner, the in-process registry), who must be the canonical Sender, or the partner.
-    `submitted_by`: the API token that submitted it ("token <id> (<role>)"), named by the RECEIVED event."""
+    `submitted_by`: the API token that submitted it ("token <id> (<role>)"), named by the RECEIVED event.
+    `lease_to`: the delivery worker taking in a partner's synchronous answer (the answer door): the answer's
+    deliveries to consumers in this process are stored leased to it, for it to deliver right away
+    (hub/intake/accept.py `Lease`)."""
 
     door: str
     data: bytes | None = None
@@ -64,6 +67,7 @@ class Arrival:
     caller: str | None = None
     header: FileHeader | None = None  # a file from a local client: what it states (hub/intake/files.py)
     submitted_by: str | None = None
+    lease_to: str | None = None
 
     def __post_init__(self):
         if self.door not in DOORS:
@@ -100,10 +104,12 @@ def _accept(hub, arrival: Arrival) -> Receipt:
     if arrival.path is not None:  # claim check: a document kept in a file, read as a stream
         return accept_file(hub, arrival.path, header=arrival.header, partner=arrival.partner, caller=arrival.caller)
     if arrival.partner is None:
-        return accept_canonical(hub, arrival.data, caller=arrival.caller, submitted_by=arrival.submitted_by)
+        return accept_canonical(hub, arrival.data, caller=arrival.caller, submitted_by=arrival.submitted_by,
+                                lease_to=arrival.lease_to)
     if arrival.caller is not None and arrival.caller != arrival.partner:
         raise NotAllowed(f"submitting a document as {arrival.partner}: the caller speaks for {arrival.caller}")
-    return accept_partner_document(hub, arrival.partner, arrival.data, submitted_by=arrival.submitted_by)
+    return accept_partner_document(hub, arrival.partner, arrival.data, submitted_by=arrival.submitted_by,
+                                   lease_to=arrival.lease_to)
 
 
 def refused(hub, door: str, error: InputError, *, party: str | None = None, data: bytes | None = None,

@@ -1,0 +1,115 @@
+"""A partner's synchronous answer, taken in by the delivery worker that sent what it answers, goes on to the
+registry (a consumer in the same process) from that worker: its delivery is stored leased to the worker
+(hub/intake/accept.py `Lease`), with no claim in between, and handed on by `DeliveryWorkers._deliver_leased`.
+The lease is an ordinary one: not delivered (the worker stopped, the process died), it runs out and any
+worker claims the delivery."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from lxml import etree
+from sqlalchemy import select, update
+
+from hub.delivery.outbox import claim
+from hub.delivery.workers import DeliveryWorkers
+from hub.intake.door import Arrival
+from hub.store.db import utcnow
+from hub.store.models import Delivery, DeliveryState, Message
+from sigtools import narsa_result
+from support import licence_request, signer_for
+
+WORKER = "worker-1"
+
+
+@pytest.fixture
+def consumed(hub):
+    """The hub with the registry's deliveries consumed in this process: the messages handed over, kept."""
+    handed = []
+    hub.attach_local_consumer("REGISTRY", handed.append)
+    return hub, handed
+
+
+def narsa_answer(pki_dir, number: int = 1) -> bytes:
+    """NARSA's signed answer (its message id NARSA-R-<number>) to the licence request of `take_in_answer`."""
+    document = narsa_result(None)
+    document[0].text = f"NARSA-R-{number:06d}"
+    return etree.tostring(signer_for(pki_dir, "NARSA").sign(document), xml_declaration=True, encoding="UTF-8")
+
+
+def take_in_answer(hub, pki_dir, lease_to: str | None = WORKER, number: int = 1):
+    """NARSA's answer to a licence request the hub routed to it, taken in as the worker taking it from NARSA's
+    synchronous reply does (`lease_to`: that worker)."""
+    if number == 1:
+        hub.receive(Arrival("registry", data=licence_request(pki_dir), caller="REGISTRY"))
+    return hub.receive(Arrival("answer", data=narsa_answer(pki_dir, number), partner="NARSA", lease_to=lease_to))
+
+
+def claimable(hub, partner: str = "REGISTRY") -> list[int]:
+    with hub.engine.begin() as connection:
+        found = claim(connection, owner="another-worker", limit=10, lease_seconds=60, partners=[partner])
+        connection.rollback()  # looked at, not taken
+    return [c.id for c in found]
+
+
+def row(hub, table, row_id: int) -> dict:
+    with hub.engine.connect() as connection:
+        return dict(connection.execute(select(table).where(table.c.id == row_id)).one()._mapping)
+
+
+@pytest.mark.both_databases
+def test_the_answers_delivery_to_the_registry_is_stored_leased_to_the_worker(consumed, pki_dir):
+    hub, _handed = consumed
+    before = utcnow()
+    receipt = take_in_answer(hub, pki_dir)
+    [leased] = receipt.leased
+    stored = row(hub, Delivery.__table__, leased.id)
+    assert (leased.partner, stored["partner"], stored["state"]) == ("REGISTRY", "REGISTRY", DeliveryState.PENDING)
+    assert (stored["lease_owner"], stored["attempts"]) == (WORKER, 1)  # as a claim leaves it
+    lease = dt.timedelta(seconds=hub.settings.lease_seconds)
+    assert before + lease <= stored["lease_expires_at"] <= utcnow() + lease
+    # the rows the worker is given are the rows as stored: it sends from them without reading them back
+    assert leased.delivery == stored
+    assert leased.message == row(hub, Message.__table__, stored["message_pk"])
+    assert claimable(hub) == []  # no other worker takes it meanwhile
+
+    with hub.engine.begin() as connection:  # the worker never delivered it: its lease runs out
+        connection.execute(update(Delivery).where(Delivery.id == leased.id)
+                           .values(lease_expires_at=utcnow() - dt.timedelta(seconds=1)))
+    assert claimable(hub) == [leased.id]
+
+
+def test_no_lease_without_a_worker_or_without_a_consumer_in_this_process(hub, pki_dir):
+    receipt = take_in_answer(hub, pki_dir)  # the registry consumes elsewhere: the dispatchers claim it
+    assert receipt.leased == ()
+    [pending] = claimable(hub)
+    assert row(hub, Delivery.__table__, pending)["lease_owner"] is None
+
+    hub.attach_local_consumer("REGISTRY", lambda outbound: None)
+    assert take_in_answer(hub, pki_dir, lease_to=None, number=2).leased == ()  # not taken in by a worker
+    assert len(claimable(hub)) == 2
+
+
+def test_the_worker_hands_the_answer_on_or_gives_it_back(consumed, pki_dir):
+    hub, handed = consumed
+    workers = DeliveryWorkers(hub)  # not started: its sender threads are not there to take the queued lane
+    partner = "REGISTRY"
+
+    [queued] = take_in_answer(hub, pki_dir, lease_to=workers.owner).leased
+    workers._deliver_leased((queued,))  # a free slot: queued for an idle sender thread
+    assert workers._jobs.qsize() == 1 and workers.slots.full() == set() and handed == []
+
+    for _ in range(workers.slots.limit - 1):  # the registry's slots all taken: this thread delivers it itself
+        assert workers.slots.take(partner)
+    [inline] = take_in_answer(hub, pki_dir, lease_to=workers.owner, number=2).leased
+    workers._deliver_leased((inline,))
+    assert [outbound.message_id for outbound in handed] == [inline.message["message_id"]]
+    assert row(hub, Delivery.__table__, inline.id)["state"] == DeliveryState.DELIVERED
+
+    for _ in range(hub.settings.breaker_failures):  # the registry's circuit open: given back for the dispatcher
+        workers.breakers.failed(partner)
+    [given_back] = take_in_answer(hub, pki_dir, lease_to=workers.owner, number=3).leased
+    workers._deliver_leased((given_back,))
+    stored = row(hub, Delivery.__table__, given_back.id)
+    assert (stored["state"], stored["lease_owner"], stored["attempts"]) == (DeliveryState.PENDING, None, 0)
+    assert given_back.id in claimable(hub) and len(handed) == 1
