@@ -26,6 +26,7 @@ the phase measures the exchange, not the registry's case creation.
 """
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import time
 from dataclasses import dataclass
@@ -72,8 +73,10 @@ def open_cases(engine, scenario: Scenario, run_id: str, count: int, *, timeout: 
     from registry.models import Case, CaseEvent
     module = _service(scenario)
     now = utcnow()
+    # the details the registry's jobs read (a repatriation's burial deadline: registry/services/repatriation.py)
+    details = {"deadline_at": (now + dt.timedelta(hours=6)).isoformat()}
     rows = [{"reference": (ref := messages.reference(run_id, i, scenario.kind)), "service": module.SERVICE,
-             "post_code": "FR-PARIS", "status": module.SENT_STATUS, "details": {}, "attempt": 1,
+             "post_code": "FR-PARIS", "status": module.SENT_STATUS, "details": details, "attempt": 1,
              "request_message_id": f"REGISTRY-{ref}", "created_at": now, "updated_at": now} for i in range(count)]
     prefix = messages.reference(run_id, 0, scenario.kind)[:-8]
     with engine.begin() as connection:

@@ -110,14 +110,22 @@ def apply_clearance(registry, session: Session, envelope: etree._Element) -> str
 
 
 def escalate_overdue(registry) -> int:
-    """Cases still waiting for an authority past their deadline become ESCALATED; returns how many."""
+    """Cases still waiting for an authority past their deadline become ESCALATED; returns how many.
+
+    The waiting cases are looked at with a plain read (no write lock: on SQLite, the hub's deliveries would wait
+    for it), and only those overdue are locked, checked again and moved. A case without a deadline is left."""
     now = utcnow()
+    with registry.hub.reads() as session:
+        waiting = session.execute(select(Case.id, Case.details).where(Case.service == SERVICE,
+                                                                      Case.status == "AWAITING_CLEARANCES")).all()
+    overdue = [case_id for case_id, details in waiting if _overdue(details, now)]
+    if not overdue:
+        return 0
     escalated = 0
     with registry.hub.sessions.begin() as session:
-        waiting = session.scalars(select(Case).where(Case.service == SERVICE, Case.status == "AWAITING_CLEARANCES")
-                                  .with_for_update()).all()
-        for case in waiting:
-            if dt.datetime.fromisoformat(case.details["deadline_at"]) > now:
+        for case in session.scalars(select(Case).where(Case.id.in_(overdue), Case.status == "AWAITING_CLEARANCES")
+                                    .with_for_update()):
+            if not _overdue(case.details, now):
                 continue
             answered = set((case.outcome or {}).get("clearances", {}))
             missing = [a for a in AUTHORITIES if a not in answered]
@@ -125,6 +133,11 @@ def escalate_overdue(registry) -> int:
                               note=f"no answer by the deadline from {', '.join(missing)}")
             escalated += 1
     return escalated
+
+
+def _overdue(details: dict | None, now: dt.datetime) -> bool:
+    deadline = (details or {}).get("deadline_at")
+    return deadline is not None and dt.datetime.fromisoformat(deadline) <= now
 
 
 HANDLERS = {"RepatriationClearance": apply_clearance}
