@@ -121,7 +121,8 @@ def completed_cases(engine, after_delivery_id: int, partners: tuple[str, ...],
     sent = text("SELECT message_pk, delivered_at FROM deliveries WHERE id > :after AND state = 'DELIVERED' "
                 "AND partner IN :partners").bindparams(bindparam("partners", expanding=True)).columns(
         delivered_at=UtcDateTime())
-    answered = text("SELECT asked.id, d.delivered_at FROM deliveries d JOIN messages answer ON answer.id = d.message_pk "
+    answered = text("SELECT asked.id, d.delivered_at FROM deliveries d "
+                    "JOIN messages answer ON answer.id = d.message_pk "
                     "JOIN messages asked ON asked.sender = answer.recipient AND asked.message_id = answer.in_reply_to "
                     "WHERE d.id > :after AND d.state = 'DELIVERED' AND d.partner = :answers_to "
                     "AND answer.sender IN :partners").bindparams(bindparam("partners", expanding=True)).columns(

@@ -725,15 +725,18 @@ class DeliveryWorkers:
         for leased_delivery in leased:
             item, rows = Claimed(leased_delivery.id, leased_delivery.partner), (_Row(**leased_delivery.delivery),
                                                                                 _Row(**leased_delivery.message))
-            if self._stop.is_set() or not self.breakers.admit(item.partner):
-                self._give_back([item])
-                self.hub.wake_workers([item.partner])
-            elif self.slots.take(item.partner):
-                with self._lock:
-                    self._busy += 1
-                self._jobs.put((time.monotonic(), [item], {item.id: rows}))
-            else:
-                self._deliver(item, rows)
+            try:
+                if self._stop.is_set() or not self.breakers.admit(item.partner):
+                    self._give_back([item])
+                    self.hub.wake_workers([item.partner])
+                elif self.slots.take(item.partner):
+                    with self._lock:
+                        self._busy += 1
+                    self._jobs.put((time.monotonic(), [item], {item.id: rows}))
+                else:
+                    self._deliver(item, rows)
+            except Exception:  # a defect: the sender thread goes on, and the lease runs out (it is sent later)
+                log.exception("delivery %s to %s: handing on the answer failed", item.id, item.partner)
 
     def _may_go_on(self, partner: str, claimed_at: float) -> bool:
         """Send the next delivery of a lane? Not when the hub stops, when the partner's circuit opened, or

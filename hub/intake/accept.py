@@ -255,7 +255,8 @@ def _leased(message: AcceptedMessage, message_pk: int, delivery_ids: list[int]) 
                                 {column.name: None for column in Delivery.__table__.c}
                                 | _delivery_row(message_pk, target, message.received_at, message.lease)
                                 | {"id": delivery_id}, stored)
-                 for target, delivery_id in zip(message.targets, delivery_ids) if target.partner in message.lease.partners)
+                 for target, delivery_id in zip(message.targets, delivery_ids)
+                 if target.partner in message.lease.partners)
 
 
 def store_accepted(session, messages: Sequence[AcceptedMessage]) -> list[tuple | UnknownCorrelation]:
