@@ -211,8 +211,8 @@ def _store_and_route(hub, header: Header, envelope: etree._Element, data: bytes,
 class Lease:
     """Deliveries stored already leased to the delivery worker that took the message in, for it to deliver at
     once: a partner's synchronous answer, taken in by the worker that sent the message it answers, goes to
-    the registry (a consumer in the same process) without a wake-up, a claim transaction, or a hand-over
-    to another thread. The lease is the one a claim gives (the attempt counted, `lease_seconds`): if the
+    the registry (a consumer in the same process) without a wake-up, a claim transaction, or a read of the
+    rows just written (hub/delivery/workers.py `_deliver_leased`). The lease is the one a claim gives (the attempt counted, `lease_seconds`): if the
     worker does not deliver them (it stops, the process dies), the lease runs out and any worker claims them."""
     owner: str
     until: datetime.datetime
