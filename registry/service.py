@@ -122,7 +122,7 @@ _ADD_DOCUMENT = insert(CaseDocument.__table__)
 
 def case_for_answer(session: Session, *, reference: str) -> AnsweredCase:
     """The case an answer names, locked until the transaction ends; NotFound when there is none."""
-    row = session.execute(_CASE_FOR_ANSWER, {"reference": reference}).first()
+    row = session.connection().execute(_CASE_FOR_ANSWER, {"reference": reference}).first()
     if row is None:
         raise NotFound(f"no case with reference {reference!r}")
     return AnsweredCase(*row)
@@ -133,7 +133,7 @@ def save_answer(session: Session, case: AnsweredCase) -> None:
     they come)."""
     if not case.changed:
         return
-    session.execute(_SAVE_ANSWER, {"case_id": case.id, "status": case.status, "outcome": case.outcome,
+    session.connection().execute(_SAVE_ANSWER, {"case_id": case.id, "status": case.status, "outcome": case.outcome,
                                    "partner_reference": case.partner_reference,
                                    "updated_at": case.updated_at or utcnow()})
 

@@ -78,9 +78,12 @@ def row(message_pk: int, kind: str, detail: str, at, *, digest: str | None = Non
             "digest": digest}
 
 
+_INSERT_EVENTS = insert(Event.__table__)
+
+
 def insert_rows(connection, rows: list[dict]) -> None:
     """Insert events built by `row` in one statement on a Connection (no ORM objects: intake's hot path)."""
-    connection.execute(insert(Event.__table__), rows)
+    connection.execute(_INSERT_EVENTS, rows)
 
 
 def record(session: Session, message: Message, kind: str, detail: str = "", delivery: Delivery | None = None,

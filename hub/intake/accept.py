@@ -259,6 +259,11 @@ def _leased(message: AcceptedMessage, message_pk: int, delivery_ids: list[int]) 
                  if target.partner in message.lease.partners)
 
 
+_INSERT_MESSAGES = insert(Message.__table__).returning(Message.id, Message.sender, Message.message_id)
+_INSERT_DELIVERIES = insert(Delivery.__table__).returning(Delivery.id, Delivery.message_pk, Delivery.partner,
+                                                          Delivery.operation)
+
+
 def store_accepted(session, messages: Sequence[AcceptedMessage]) -> list[tuple | UnknownCorrelation]:
     """The messages, their outbox rows and their timelines, however many, in three statements (Core inserts
     on intake's hot path: a multi-row INSERT ... RETURNING for the messages, one for the deliveries, one
@@ -287,16 +292,14 @@ def store_accepted(session, messages: Sequence[AcceptedMessage]) -> list[tuple |
     connection = session.connection()  # tables, not ORM entities: no unit of work to build for plain rows
     # Multi-row inserts whose RETURNING rows are matched to the items by key, not by position: the
     # databases do not promise their order (asking SQLAlchemy to sort them makes it insert row by row on SQLite).
-    returned = connection.execute(insert(Message.__table__).returning(Message.id, Message.sender, Message.message_id),
-                                  [_message_row(message) for message, _events in stored]).all()
+    returned = connection.execute(_INSERT_MESSAGES, [_message_row(message) for message, _events in stored]).all()
     pk_of = {(row.sender, row.message_id): row.id for row in returned}
     message_pks = [pk_of[message.header.sender, message.header.message_id] for message, _events in stored]
     deliveries = [_delivery_row(message_pk, target, message.received_at, message.lease)
                   for (message, _events), message_pk in zip(stored, message_pks) for target in message.targets]
     delivery_ids: dict[tuple, list[int]] = {}
     if deliveries:
-        returned = connection.execute(insert(Delivery.__table__).returning(
-            Delivery.id, Delivery.message_pk, Delivery.partner, Delivery.operation), deliveries).all()
+        returned = connection.execute(_INSERT_DELIVERIES, deliveries).all()
         for row in sorted(returned, key=lambda row: row.id):  # a (message, partner, operation) twice: in order
             delivery_ids.setdefault((row.message_pk, row.partner, row.operation), []).append(row.id)
     rows = []
@@ -394,8 +397,8 @@ CORRELATION_QUERY = (select(Message.message_id, Message.correlation_id)
 
 def _correlate(session, header: Header) -> tuple[str, str]:
     """An answer must name a message the hub delivered to its sender, in the same case."""
-    original = session.execute(CORRELATION_QUERY, {"in_reply_to": header.in_reply_to,
-                                                    "sender": header.sender}).first()
+    original = session.connection().execute(CORRELATION_QUERY, {"in_reply_to": header.in_reply_to,
+                                                                 "sender": header.sender}).first()
     if original is None:
         raise UnknownCorrelation(f"{header.sender} answers message {header.in_reply_to!r}, "
                                  f"which the hub never sent to {header.sender}",
