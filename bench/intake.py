@@ -5,9 +5,8 @@ on a hub assembled in this process (as bench/floor.py does) over a fresh databas
 PostgreSQL schema of its own for every run. Two ways of storing them are compared, run after run
 alternately in one process, so that both see the same machine:
 
-    one-by-one   each accepted message written by itself, row by row (a transaction of its own in its
-                 thread on PostgreSQL; one closure in a shared transaction on SQLite): the hub before
-                 batch writers
+    one-by-one   each accepted message written by itself, in a transaction of its own in its thread:
+                 the hub before group commit
     batched      the messages waiting together written in three statements and one commit
                  (hub/store/group_commit.py `store`, hub/intake/accept.py `store_accepted`)
 
@@ -36,17 +35,16 @@ from hub.errors import HubError
 WAYS = ("one-by-one", "batched")
 
 
-def write_one_by_one(committer) -> None:
-    """Have `committer` write each stored item alone, through its `run`: what intake did before batch writers
-    (on PostgreSQL a transaction of its own in the caller's thread; on SQLite a closure in the group)."""
+def write_one_by_one(hub) -> None:
+    """Have the hub write each stored item alone, in a transaction of its own in the caller's thread: what
+    intake did before group commit."""
     def store(writer, item):
-        def write(session):
-            [outcome] = writer(session, [item])
-            if isinstance(outcome, HubError):
-                raise outcome
-            return outcome
-        return committer.run(write)
-    committer.store = store
+        with hub.engine.begin() as connection:
+            [outcome] = writer(connection, [item])
+        if isinstance(outcome, HubError):  # refused: nothing was written
+            raise outcome
+        return outcome
+    hub.committer.store = store
 
 
 def _cpu_seconds() -> float:
@@ -90,7 +88,7 @@ def run_once(settings, way: str, batch: list[bytes], threads: int) -> dict:
     try:
         hub.migrate()
         if way == "one-by-one":
-            write_one_by_one(hub.committer)
+            write_one_by_one(hub)
         for data in batch[:threads]:  # warm: connections opened, statements compiled (not timed)
             hub.receive(Arrival("registry", data=data, caller="REGISTRY"))
         timed = batch[threads:]

@@ -53,9 +53,8 @@ class Hub:
         self.sessions = make_sessionmaker(self.engine)
         self.reads = make_read_sessionmaker(self.engine)  # sessions that only read (no write lock on SQLite)
         self.read_engine = read_only(self.engine)          # plain connections that only read (token checks)
-        # intake's writes: accepted messages batched on both databases (`store`); other writes (`run`) grouped on
-        # SQLite, whose single writer they would otherwise queue for
-        self.committer = GroupCommitter(self.sessions, grouped=self.engine.dialect.name == "sqlite")
+        # the writes every message makes (accepted, delivered), batched on both databases (hub/store/group_commit.py)
+        self.committer = GroupCommitter(self.engine)
         self.outbox_depths = OutboxDepths(self.reads, limit=self.settings.max_outbox_depth)  # for back-pressure
         self._wake = threading.Condition()
         self._wake_count = 0

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from hub.store.db import utcnow
 from hub.errors import InputError
-from hub.store.group_commit import GroupCommitter, _Write
+from hub.store.group_commit import GroupCommitter, _Item
 from hub.store.models import InboundFile
 from hub.intake.door import Arrival
 from support import licence_request
@@ -19,35 +19,43 @@ from support import licence_request
 pytestmark = pytest.mark.both_databases  # storage is the subject
 
 
-def _file(name: str):
-    def write(session):
-        session.connection().execute(insert(InboundFile.__table__), {
+REFUSED = "refused"  # a name the writer refuses before writing anything
+
+
+def _files(connection, names):
+    """A batch writer: an inbound file's row per name, the name as its outcome."""
+    outcomes = []
+    for name in names:
+        if name == REFUSED:
+            outcomes.append(InputError("refused before writing anything"))
+            continue
+        connection.execute(insert(InboundFile.__table__), {
             "partner": "CDG", "name": name, "digest": "0" * 64, "outcome": "ACCEPTED", "processed_at": utcnow()})
-        return name
-    return write
+        outcomes.append(name)
+    return outcomes
 
 
-def _refused(session):
-    raise InputError("refused before writing anything")
+def _held(started: threading.Event, gate: threading.Event):
+    """A batch writer that keeps the committer's thread busy until `gate` is set."""
+    def hold(connection, items):
+        started.set()
+        gate.wait(10)
+        return ["held"] * len(items)
+    return hold
 
 
 def test_waiting_writes_share_one_commit_and_a_failing_write_fails_alone(hub):
-    committer = GroupCommitter(hub.sessions, grouped=True)
+    committer = GroupCommitter(hub.engine)
     transactions = []
     original = committer._transaction
     committer._transaction = lambda batch: transactions.append(len(batch)) or original(batch)
     started, gate = threading.Event(), threading.Event()
-
-    def held(session):  # keeps the writer busy until every other write is queued behind it
-        started.set()
-        gate.wait(10)
-        return "held"
-
     with ThreadPoolExecutor(12) as pool:
-        first = pool.submit(committer.run, held)
+        # the writer kept busy until every other write is queued behind it
+        first = pool.submit(committer.store, _held(started, gate), None)
         assert started.wait(10)
-        writes = [_file(f"f{i}") for i in range(8)] + [_refused, _file("f3")]  # f3 again: a unique violation
-        futures = [pool.submit(committer.run, write) for write in writes]
+        writes = [f"f{i}" for i in range(8)] + [REFUSED, "f3"]  # f3 again: a unique violation
+        futures = [pool.submit(committer.store, _files, name) for name in writes]
         threading.Event().wait(0.5)
         gate.set()
         assert first.result(10) == "held"
@@ -70,14 +78,14 @@ def test_waiting_writes_share_one_commit_and_a_failing_write_fails_alone(hub):
 
 
 def test_good_writes_queued_together_commit_once(hub):
-    committer = GroupCommitter(hub.sessions, grouped=True)
+    committer = GroupCommitter(hub.engine)
     commits = []
     event.listen(hub.engine, "commit", lambda _connection: commits.append(1))
     started, gate = threading.Event(), threading.Event()
     with ThreadPoolExecutor(10) as pool:
-        first = pool.submit(committer.run, lambda session: started.set() or gate.wait(10))
+        first = pool.submit(committer.store, _held(started, gate), None)
         assert started.wait(10)
-        futures = [pool.submit(committer.run, _file(f"g{i}")) for i in range(8)]
+        futures = [pool.submit(committer.store, _files, f"g{i}") for i in range(8)]
         threading.Event().wait(0.5)
         commits.clear()
         gate.set()
@@ -90,7 +98,7 @@ def test_good_writes_queued_together_commit_once(hub):
 
 def test_concurrent_intakes_are_each_stored_once_with_their_own_answer(hub, pki_dir):
     hub.committer.close()
-    hub.committer = GroupCommitter(hub.sessions, grouped=True)
+    hub.committer = GroupCommitter(hub.engine)
     requests = [licence_request(pki_dir, reference=f"LIC-2026-{i:06d}", number=f"12/{i:06d}") for i in range(1, 21)]
     conflicting = licence_request(pki_dir, reference="LIC-2026-000001", number="99/999999")  # same id, other bytes
     inputs = requests + [requests[1], conflicting]
@@ -123,13 +131,13 @@ def test_concurrent_intakes_are_each_stored_once_with_their_own_answer(hub, pki_
 def test_a_caller_that_gave_up_is_left_out_and_the_others_are_answered(hub):
     """A request cancelled while it awaited its commit (hub/concurrency.py) cancels its future: the writer
     skips it and answers the rest of the batch, and keeps running for the next ones."""
-    committer = GroupCommitter(hub.sessions)
-    gave_up, kept = _Write(_file("gave-up.xml")), _Write(_file("kept.xml"))
+    committer = GroupCommitter(hub.engine)
+    gave_up, kept = _Item(_files, "gave-up.xml"), _Item(_files, "kept.xml")
     assert gave_up.future.cancel()
     committer._commit([gave_up, kept])
     assert kept.future.result(5) is not None and gave_up.future.cancelled()
     with hub.sessions() as session:
         names = set(session.scalars(select(InboundFile.name)))
     assert "kept.xml" in names and "gave-up.xml" not in names
-    assert committer.run(_file("after.xml")) is not None  # the writer thread goes on
+    assert committer.store(_files, "after.xml") == "after.xml"  # the writer thread goes on
     committer.close()

@@ -48,14 +48,19 @@ class HeldWriter:
 
     def __init__(self, hub):
         hub.committer.close()
-        self.committer = hub.committer = GroupCommitter(hub.sessions, grouped=True)
+        self.committer = hub.committer = GroupCommitter(hub.engine)
         self.transactions: list[int] = []
         original = self.committer._transaction
         self.committer._transaction = lambda batch: self.transactions.append(len(batch)) or original(batch)
         self._started, self._gate = threading.Event(), threading.Event()
         self.pool = ThreadPoolExecutor(32)
-        self._held = self.pool.submit(self.committer.run, lambda session: self._started.set() or self._gate.wait(20))
+        self._held = self.pool.submit(self.committer.store, self._hold, None)
         assert self._started.wait(10)
+
+    def _hold(self, connection, items):
+        self._started.set()
+        self._gate.wait(20)
+        return [None] * len(items)
 
     def submit_all(self, hub, arrivals: list[Arrival]) -> list:
         """Each arrival through `hub.receive` in a thread of its own, all queued, then written together:

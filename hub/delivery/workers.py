@@ -365,14 +365,13 @@ _REFRESH_MESSAGE = (update(Message.__table__).where(Message.__table__.c.id == bi
                     .values(state=_message_state_now(), updated_at=bindparam("now")))
 
 
-def _write_delivered(session, outcomes: list[_Delivered]) -> list[None]:
+def _write_delivered(connection, outcomes: list[_Delivered]) -> list[None]:
     """`_record_delivered`'s statements for a batch of outcomes, built once: an update of each delivery (made
     on condition that its row is as the sender read it; the row read again when it is not), one insert of
     all their events, and one executemany setting their messages' states from their deliveries' (as
     `message_state`). The outcomes are taken in order, each seeing what the ones before it wrote (the same
     delivery twice: its second send is SENT_AGAIN), so the rows and events are those that writing them one
     by one would give."""
-    connection = session.connection()
     unread = sorted({o.delivery_id for o in outcomes if o.read is None})
     so_far: dict[int, _SoFar] = {}
     if unread:

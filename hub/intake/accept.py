@@ -264,7 +264,7 @@ _INSERT_DELIVERIES = insert(Delivery.__table__).returning(Delivery.id, Delivery.
                                                           Delivery.operation)
 
 
-def store_accepted(session, messages: Sequence[AcceptedMessage]) -> list[tuple | UnknownCorrelation]:
+def store_accepted(connection, messages: Sequence[AcceptedMessage]) -> list[tuple | UnknownCorrelation]:
     """The messages, their outbox rows and their timelines, however many, in three statements (Core inserts
     on intake's hot path: a multi-row INSERT ... RETURNING for the messages, one for the deliveries, one
     executemany for the events); one outcome per message: its deliveries stored leased (`LeasedDelivery`),
@@ -281,7 +281,7 @@ def store_accepted(session, messages: Sequence[AcceptedMessage]) -> list[tuple |
         events = list(message.steps)
         if message.header.in_reply_to:
             try:
-                events.append(_correlate(session, message.header))
+                events.append(_correlate(connection, message.header))
             except UnknownCorrelation as exc:
                 outcomes.append(exc)
                 continue
@@ -289,7 +289,6 @@ def store_accepted(session, messages: Sequence[AcceptedMessage]) -> list[tuple |
         stored.append((message, events))
     if not stored:
         return outcomes
-    connection = session.connection()  # tables, not ORM entities: no unit of work to build for plain rows
     # Multi-row inserts whose RETURNING rows are matched to the items by key, not by position: the
     # databases do not promise their order (asking SQLAlchemy to sort them makes it insert row by row on SQLite).
     returned = connection.execute(_INSERT_MESSAGES, [_message_row(message) for message, _events in stored]).all()
@@ -395,10 +394,10 @@ CORRELATION_QUERY = (select(Message.message_id, Message.correlation_id)
                             exists().where(Delivery.message_pk == Message.id, Delivery.partner == bindparam("sender"))))
 
 
-def _correlate(session, header: Header) -> tuple[str, str]:
+def _correlate(connection, header: Header) -> tuple[str, str]:
     """An answer must name a message the hub delivered to its sender, in the same case."""
-    original = session.connection().execute(CORRELATION_QUERY, {"in_reply_to": header.in_reply_to,
-                                                                 "sender": header.sender}).first()
+    original = connection.execute(CORRELATION_QUERY, {"in_reply_to": header.in_reply_to,
+                                                      "sender": header.sender}).first()
     if original is None:
         raise UnknownCorrelation(f"{header.sender} answers message {header.in_reply_to!r}, "
                                  f"which the hub never sent to {header.sender}",

@@ -221,7 +221,7 @@ def _store_and_route(hub, header: Header, targets, steps, temporary: Path, diges
         with hub.sessions.begin() as session:
             events = list(steps)
             if header.in_reply_to:
-                events.append(_correlate(session, header))
+                events.append(_correlate(session.connection(), header))
             connection = session.connection()
             message_pk = connection.execute(insert(Message.__table__).returning(Message.id), {
                 "message_id": header.message_id, "sender": header.sender, "recipient": header.recipient,

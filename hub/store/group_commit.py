@@ -8,30 +8,23 @@ cryptography. Here one writer thread takes whatever writes are waiting, runs the
 transaction and commits once; the callers, blocked meanwhile, get their results only after the
 commit.
 
-Two kinds of work:
-
-    run(write)            an arbitrary `write(session)`, run in the group transaction
-    store(writer, item)   one item of a batch writer: `writer(session, items)` writes all the items
+    store(writer, item)   one item of a batch writer: `writer(connection, items)` writes all the items
                           waiting for it in a constant number of statements (multi-row INSERT ...
                           RETURNING, one executemany) and returns one outcome per item, in order:
                           its result, or the HubError that refuses it (a refused item writes nothing)
 
-A write that fails alone (an InputError such as an unknown correlation) is answered with its
-exception and the others go on; a database error (e.g. a unique violation: a duplicate message id,
-or the connection lost) rolls the batch back and its writes are run again one transaction each, so
-that exactly the faulty one fails and the others still commit. When one of them loses its connection
-too, the database is away: the rest of the batch are answered with that error at once (nothing of the
-batch remains; each caller answers 503 and its sender tries again).
+The writers are given a plain Connection: what they write are rows, and an ORM Session's own
+begin, bookkeeping and commit cost more than a small batch's statements.
 
-Grouping arbitrary writes pays where writers queue for one lock: SQLite. PostgreSQL runs concurrent
-transactions side by side and already groups their WAL flushes; routing `run` writes through one
-writer thread doing row-by-row round trips there was measured slower, so with `grouped=False` each
-`run` is its own transaction in the caller's thread. Batch writers are grouped on both databases:
-a batch costs the same few round trips and one commit whatever its size (bench/intake.py measures it).
+A database error (e.g. a unique violation: a duplicate message id, or the connection lost) rolls the
+batch back and its items are written again one transaction each, so that exactly the faulty one
+fails and the others still commit. When one of them loses its connection too, the database is away:
+the rest of the batch are answered with that error at once (nothing of the batch remains; each
+caller answers 503 and its sender tries again). A batch costs the same few round trips and one commit
+whatever its size, on both databases (bench/intake.py measures it).
 
 A caller running inline on the event loop (the API's intake, hub/concurrency.py) awaits its commit
-instead of blocking: the loop takes other requests in meanwhile, whose writes join the same batch; an
-ungrouped `run` from there goes to a small pool of threads (hub/concurrency.py `run_blocking`).
+instead of blocking: the loop takes other requests in meanwhile, whose writes join the same batch.
 """
 from __future__ import annotations
 
@@ -40,25 +33,17 @@ import queue
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Sequence
 
 from sqlalchemy.exc import DBAPIError
 
-from hub.concurrency import run_blocking, wait_for
+from hub.concurrency import wait_for
 from hub.errors import HubError
 
 log = logging.getLogger("hub.store.group_commit")
-T = TypeVar("T")
 _STOP = object()
 
-BatchWriter = Callable[[Any, Sequence[Any]], Sequence[Any]]  # (session, items) -> one outcome per item
-
-
-@dataclass(eq=False)
-class _Write:
-    """A `run` write: one closure over the session."""
-    write: Callable[..., Any]
-    future: Future = field(default_factory=Future)
+BatchWriter = Callable[[Any, Sequence[Any]], Sequence[Any]]  # (connection, items) -> one outcome per item
 
 
 @dataclass(eq=False)
@@ -70,31 +55,19 @@ class _Item:
 
 
 class GroupCommitter:
-    def __init__(self, sessions, *, grouped: bool = True, max_batch: int = 64):
-        self.sessions, self.grouped, self.max_batch = sessions, grouped, max_batch
+    def __init__(self, engine, *, max_batch: int = 64):
+        self.engine, self.max_batch = engine, max_batch
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
-    def run(self, write: Callable[..., T]) -> T:
-        """Run `write(session)` in the next group transaction; returns its result once committed."""
-        if not self.grouped:
-            return run_blocking(self._alone, write)  # from the event loop: on a thread, the loop serving others
-        return self._submit(_Write(write))
-
     def store(self, writer: BatchWriter, item: Any) -> Any:
         """Have `writer` write `item` with the other items waiting for it, in the next group transaction;
         returns the item's result once committed, or raises what refused it."""
-        return self._submit(_Item(writer, item))
-
-    def _submit(self, work: _Write | _Item) -> Any:
+        work = _Item(writer, item)
         self._ensure_started()
         self._queue.put(work)
         return wait_for(work.future)  # on the event loop (hub/concurrency.py), the loop serves others meanwhile
-
-    def _alone(self, write: Callable[..., T]) -> T:
-        with self.sessions.begin() as session:
-            return write(session)
 
     def _ensure_started(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -125,7 +98,7 @@ class GroupCommitter:
                 batch.append(item)
             self._commit(batch)
 
-    def _commit(self, batch: list[_Write | _Item]) -> None:
+    def _commit(self, batch: list[_Item]) -> None:
         # A caller that gave up (its request cancelled while it awaited, hub/concurrency.py) is left out: its
         # future can take no result. The others' futures are marked running, so that none can be cancelled now.
         batch = [work for work in batch if work.future.set_running_or_notify_cancel()]
@@ -134,7 +107,7 @@ class GroupCommitter:
         if len(batch) > 1:
             try:
                 outcomes = self._transaction(batch)
-            except DBAPIError:  # one write broke the transaction (or the connection went): each on its own
+            except DBAPIError:  # one item broke the transaction (or the connection went): each on its own
                 pass
             except BaseException as exc:  # a defect: every caller learns it
                 for work in batch:
@@ -159,23 +132,17 @@ class GroupCommitter:
             else:
                 work.future.set_result(value) if ok else work.future.set_exception(value)
 
-    def _transaction(self, batch: list[_Write | _Item]) -> list[tuple[bool, object]]:
-        """Run the writes in one transaction; one (ok, result or exception) per write, in order. A HubError
-        of one write is its own outcome (it raises before writing anything); any other error aborts the
-        whole transaction."""
+    def _transaction(self, batch: list[_Item]) -> list[tuple[bool, object]]:
+        """Write the items in one transaction; one (ok, result or exception) per item, in order. A HubError
+        refusing an item is its outcome (a refused item writes nothing); any other error aborts the whole
+        transaction."""
         outcomes: dict[int, tuple[bool, object]] = {}
         by_writer: dict[BatchWriter, list[tuple[int, _Item]]] = {}
-        with self.sessions.begin() as session:
-            for index, work in enumerate(batch):
-                if isinstance(work, _Item):
-                    by_writer.setdefault(work.writer, []).append((index, work))
-                    continue
-                try:
-                    outcomes[index] = (True, work.write(session))
-                except HubError as exc:
-                    outcomes[index] = (False, exc)
+        for index, work in enumerate(batch):
+            by_writer.setdefault(work.writer, []).append((index, work))
+        with self.engine.begin() as connection:
             for writer, items in by_writer.items():
-                results = writer(session, [work.item for _index, work in items])
+                results = writer(connection, [work.item for _index, work in items])
                 if len(results) != len(items):
                     raise RuntimeError(f"{writer!r} gave {len(results)} outcomes for {len(items)} items")
                 for (index, _work), result in zip(items, results):
