@@ -11,8 +11,10 @@ import pytest
 from lxml import etree
 from sqlalchemy import select, update
 
+from hub.delivery import workers
 from hub.delivery.outbox import claim
 from hub.delivery.workers import DeliveryWorkers
+from hub.intake import accept
 from hub.intake.door import Arrival
 from hub.store.db import utcnow
 from hub.store.models import Delivery, DeliveryState, Message
@@ -113,3 +115,21 @@ def test_the_worker_hands_the_answer_on_or_gives_it_back(consumed, pki_dir):
     stored = row(hub, Delivery.__table__, given_back.id)
     assert (stored["state"], stored["lease_owner"], stored["attempts"]) == (DeliveryState.PENDING, None, 0)
     assert given_back.id in claimable(hub) and len(handed) == 1
+
+
+def test_the_worker_parses_the_partners_answer_once(consumed, pki_dir, monkeypatch):
+    """The worker parses a synchronous answer to find its route, and intake is given that tree: the same
+    bytes are not parsed again."""
+    hub, _handed = consumed
+    hub.receive(Arrival("registry", data=licence_request(pki_dir), caller="REGISTRY"))
+    parsed = []
+    for module in (workers, accept):
+        def counted(data, *args, _parse=module.parse_untrusted, **kwargs):
+            parsed.append(len(data))
+            return _parse(data, *args, **kwargs)
+        monkeypatch.setattr(module, "parse_untrusted", counted)
+    answer = narsa_answer(pki_dir)
+    message_id, [leased] = workers.take_in_answer(hub, "NARSA", answer, lease_to=WORKER)
+    assert parsed == [len(answer)]
+    assert row(hub, Delivery.__table__, leased.id)["partner"] == "REGISTRY"
+    assert row(hub, Message.__table__, leased.delivery["message_pk"])["message_id"] == message_id

@@ -271,7 +271,7 @@ def take_in_answer(hub, partner: str, answer: bytes | None, *,
     if hub.config.inbound_for(partner, root.tag) is None:
         return None, ()
     try:
-        receipt = hub.receive(Arrival("answer", data=answer, partner=partner, lease_to=lease_to))
+        receipt = hub.receive(Arrival("answer", data=answer, partner=partner, lease_to=lease_to, parsed=root))
         return receipt.message_id, receipt.leased
     except InputError as exc:
         raise PermanentDeliveryError(f"delivered, but {partner}'s answer was refused: {exc.detail}") from None

@@ -131,15 +131,17 @@ def _resigned(signed: etree._Element, signature: etree._Element | None) -> etree
 
 
 def accept_partner_document(hub, partner: str, data: bytes, *, submitted_by: str | None = None,
-                            lease_to: str | None = None) -> Receipt:
+                            lease_to: str | None = None, root: etree._Element | None = None) -> Receipt:
     """Intake of a partner's document at its own door (REST callback, SOAP, SFTP file, synchronous answer):
     its own format, verified as the partner's then mapped to canonical; or a canonical envelope, taken in as
     on the canonical door with the partner as the caller (its Sender, its signature, its signed Binding).
-    `submitted_by` (the API token, when one submitted it) is named by the RECEIVED event; `lease_to`: see `Lease`."""
+    `submitted_by` (the API token, when one submitted it) is named by the RECEIVED event; `lease_to`: see `Lease`;
+    `root`: `data` already parsed with intake's limits (it is changed here)."""
     party = hub.config.parties.get(partner)
     if party is None or party.transport == "local":
         raise NotAllowed(f"{partner!r} is not a partner that sends documents to the hub")
-    root = parse_untrusted(data, max_bytes=hub.settings.max_message_bytes, **limits(hub.settings))
+    if root is None:
+        root = parse_untrusted(data, max_bytes=hub.settings.max_message_bytes, **limits(hub.settings))
     if root.tag == f"{_E}Message":  # the partner answers in the canonical form: its header must be signed
         return _accept_envelope(hub, root, data, caller=partner, submitted_by=submitted_by, lease_to=lease_to)
     inbound = hub.config.inbound_for(partner, root.tag)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio.to_thread
+from lxml import etree
 
 from hub import metrics
 from hub.concurrency import run_blocking, run_inline
@@ -58,7 +59,8 @@ class Arrival:
     `submitted_by`: the API token that submitted it ("token <id> (<role>)"), named by the RECEIVED event.
     `lease_to`: the delivery worker taking in a partner's synchronous answer (the answer door): the answer's
     deliveries to consumers in this process are stored leased to it, for it to deliver right away
-    (hub/intake/accept.py `Lease`)."""
+    (hub/intake/accept.py `Lease`). `parsed`: a partner's `data` as the door already parsed it, with intake's
+    limits (the answer door, whose worker looks at the root first), so that intake does not parse it again."""
 
     door: str
     data: bytes | None = None
@@ -68,6 +70,7 @@ class Arrival:
     header: FileHeader | None = None  # a file from a local client: what it states (hub/intake/files.py)
     submitted_by: str | None = None
     lease_to: str | None = None
+    parsed: etree._Element | None = None
 
     def __post_init__(self):
         if self.door not in DOORS:
@@ -75,6 +78,8 @@ class Arrival:
         if (self.data is None) == (self.path is None):
             raise ValueError(f"an arrival through the {self.door} door has either bytes or a path, not "
                              f"{'both' if self.data is not None else 'neither'}")
+        if self.parsed is not None and (self.data is None or self.partner is None):
+            raise ValueError("only a partner's document given as bytes can come parsed")
 
 
 def take_in(hub, arrival: Arrival) -> Receipt:
@@ -109,7 +114,7 @@ def _accept(hub, arrival: Arrival) -> Receipt:
     if arrival.caller is not None and arrival.caller != arrival.partner:
         raise NotAllowed(f"submitting a document as {arrival.partner}: the caller speaks for {arrival.caller}")
     return accept_partner_document(hub, arrival.partner, arrival.data, submitted_by=arrival.submitted_by,
-                                   lease_to=arrival.lease_to)
+                                   lease_to=arrival.lease_to, root=arrival.parsed)
 
 
 def refused(hub, door: str, error: InputError, *, party: str | None = None, data: bytes | None = None,
