@@ -28,4 +28,4 @@ COPY config ./config
 USER hub
 EXPOSE 8700
 HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8700/healthz')"
-CMD ["hub", "serve", "--host", "0.0.0.0", "--port", "8700", "--processes", "2", "--delivery-processes", "1"]
+CMD ["hub", "serve", "--host", "0.0.0.0", "--port", "8700", "--processes", "2", "--delivery-processes", "2"]

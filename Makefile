@@ -22,7 +22,7 @@ demo: $(STAMP) print-tools
 	$(BIN)/hub demo --cases $(CASES)
 
 # The benchmark (bench/, docs/performance.md): the hub as in production (`hub serve --processes N --delivery-processes
-# 1`) and the sandboxes on loopback, SQLite by default: throughput, 150 messages/s sustained, SOAP, repatriation.
+# 2`) and the sandboxes on loopback, SQLite by default: throughput, 150 messages/s sustained, SOAP, repatriation.
 # make bench BENCH_ARGS="--database postgresql --check"   (--check: exit 1 naming each target missed; --help: options)
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hub-processes", type=_positive, default=os.cpu_count() or 1, metavar="N",
                         help="API processes: the hub runs as `hub serve --processes N --delivery-processes M`, N "
                              "processes sharing one port (default: the number of CPUs, %(default)s)")
-    parser.add_argument("--delivery-processes", type=_not_negative, default=1, metavar="M",
+    parser.add_argument("--delivery-processes", type=_not_negative, default=2, metavar="M",
                         help="processes that only deliver beside the N (default %(default)s; 0: each of the N "
                              "also delivers)")
     parser.add_argument("--signing-algorithm", choices=["rsa-sha256", "ecdsa-sha256"], default="rsa-sha256",
