@@ -133,7 +133,7 @@ class Settings(BaseSettings):
     poll_interval_seconds: float = Field(0.5, gt=0, description="How long an idle delivery worker waits "
                                                                 "before looking at the outbox again.")
     partner_concurrency: int = Field(4, ge=1, description="Deliveries in flight to one partner, per process.")
-    delivery_niceness: int = Field(10, ge=0, le=19, description="How much lower the CPU priority of the delivery "
+    delivery_niceness: int = Field(15, ge=0, le=19, description="How much lower the CPU priority of the delivery "
                                    "processes (`--delivery-processes`) is than the API's: when the machine is busy, "
                                    "taking messages in (what senders wait for) goes first, sending them on after "
                                    "(0: the same priority).")
