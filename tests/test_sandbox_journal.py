@@ -113,8 +113,10 @@ def test_requests_handled_inline_on_the_loop_share_a_sync_and_answer_once_it_is_
 
     syncs, real = [], os.fdatasync
 
-    def slow_sync(fd):  # a disk that takes 50 ms: requests arriving meanwhile must wait for the next sync
-        time.sleep(0.05)
+    # a disk that takes 200 ms: requests arriving meanwhile must wait for the next sync (long enough for the other
+    # nineteen to arrive during the first, on a machine busy with other tests: at 50 ms a busy one took four syncs)
+    def slow_sync(fd):
+        time.sleep(0.2)
         real(fd)
         syncs.append(time.monotonic())
     monkeypatch.setattr(os, "fdatasync", slow_sync)
