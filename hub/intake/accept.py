@@ -199,7 +199,8 @@ def _store_and_route(hub, header: Header, envelope: etree._Element, data: bytes,
     lease = Lease.of(hub, lease_to, targets, received_at)
     accepted = AcceptedMessage(header, tuple(targets), tuple(steps), data=data, canonical=canonical, digest=digest,
                                receipt=receipt, received_at=received_at, lease=lease)
-    try:  # written and committed with the other intakes waiting now (hub/store/group_commit.py), before the receipt goes
+    # written and committed with the other intakes waiting now (hub/store/group_commit.py), before the receipt goes
+    try:
         leased = hub.committer.store(store_accepted, accepted)
     except IntegrityError as exc:  # this sender's message id is already stored (a retry, or a concurrent intake)
         return run_blocking(_answer_duplicate, hub, header, digest, exc)  # off the event loop when inline
@@ -214,8 +215,9 @@ class Lease:
     """Deliveries stored already leased to the delivery worker that took the message in, for it to deliver at
     once: a partner's synchronous answer, taken in by the worker that sent the message it answers, goes to
     the registry (a consumer in the same process) without a wake-up, a claim transaction, or a read of the
-    rows just written (hub/delivery/workers.py `_deliver_leased`). The lease is the one a claim gives (the attempt counted, `lease_seconds`): if the
-    worker does not deliver them (it stops, the process dies), the lease runs out and any worker claims them."""
+    rows just written (hub/delivery/workers.py `_deliver_leased`). The lease is the one a claim gives (the attempt
+    counted, `lease_seconds`): if the worker does not deliver them (it stops, the process dies), the lease runs
+    out and any worker claims them."""
     owner: str
     until: datetime.datetime
     partners: frozenset[str]   # the targets leased: those consumed in this process
@@ -251,10 +253,15 @@ class LeasedDelivery(NamedTuple):
     message: dict
 
 
+# Every column of a stored row, NULL: the columns intake does not write
+_BLANK_MESSAGE = dict.fromkeys(column.name for column in Message.__table__.c)
+_BLANK_DELIVERY = dict.fromkeys(column.name for column in Delivery.__table__.c)
+
+
 def _leased(message: AcceptedMessage, message_pk: int, delivery_ids: list[int]) -> tuple[LeasedDelivery, ...]:
-    stored = {column.name: None for column in Message.__table__.c} | _message_row(message) | {"id": message_pk}
+    stored = _BLANK_MESSAGE | _message_row(message) | {"id": message_pk}
     return tuple(LeasedDelivery(delivery_id, target.partner,
-                                {column.name: None for column in Delivery.__table__.c}
+                                _BLANK_DELIVERY
                                 | _delivery_row(message_pk, target, message.received_at, message.lease)
                                 | {"id": delivery_id}, stored)
                  for target, delivery_id in zip(message.targets, delivery_ids)

@@ -82,7 +82,8 @@ def apply_clearance(registry, session: Session, envelope: etree._Element) -> str
     header, clearance = canonical.read(registry, envelope)
     case = service.case_for_answer(session, reference=header.correlation_id)
     authority = canonical.text(clearance, "Authority", NS)
-    decision = {"decision": canonical.text(clearance, "Decision", NS), "reason": canonical.text(clearance, "Reason", NS),
+    decision = {"decision": canonical.text(clearance, "Decision", NS),
+                "reason": canonical.text(clearance, "Reason", NS),
                 "reason_text": canonical.text(clearance, "ReasonText", NS),
                 "partner_reference": canonical.text(clearance, "PartnerReference", NS),
                 "decided_at": canonical.text(clearance, "DecidedAt", NS), "message_id": header.message_id}
