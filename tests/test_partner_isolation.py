@@ -98,8 +98,10 @@ def test_slow_partner_does_not_delay_the_others(running_hub, start_sandbox, clie
           f"not yet delivered); NARSA latencies {', '.join(f'{s:.1f}' for s in sorted(slow))} s")
     assert slow_pending, "the slow partner finished before the fast one: nothing was shown"
     assert in_flight <= 2
-    assert max(during) < max(1.0, 3 * max(baseline)), "the fast partner waited for the slow one"
-    assert max(during) < SLOW_SECONDS / 2
+    # waiting behind the slow partner would take one of its answers (SLOW_SECONDS) at least; the typical latency
+    # stays as before (one message of eight took 1.15 s once, on a machine busy with the other test worker)
+    assert max(during) < SLOW_SECONDS / 2, "the fast partner waited for the slow one"
+    assert statistics.median(during) < max(1.0, 3 * max(baseline))
     assert min(slow) >= SLOW_SECONDS * 0.9 and max(slow) >= SLOW_SECONDS * 2.5   # two at a time, not six
     assert narsa.stats()["received"] == len(slow_refs) and etat_civil.stats()["received"] >= 12
 
