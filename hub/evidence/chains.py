@@ -34,14 +34,16 @@ offline checking.
 """
 from __future__ import annotations
 
+import collections
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import func, select, text
 
 from hub.errors import HubError
 from hub.evidence import checkpoints, timeline
@@ -60,8 +62,11 @@ _BATCH = 1000
 
 # -- canonical lines --------------------------------------------------------------------------------
 
+_CANONICAL = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))  # built once: json.dumps makes one per call
+
+
 def canonical_json(values: list) -> str:
-    return json.dumps(values, ensure_ascii=True, separators=(",", ":"))
+    return _CANONICAL.encode(values)
 
 
 def iso(at) -> str:
@@ -144,11 +149,11 @@ def seal_pending(hub, *, batch: int = 500) -> dict[str, int]:
 
 
 def _unsealed_events(session, limit: int) -> list:
-    return session.execute(select(*_EVENT_COLUMNS, Message.message_id, Message.sender, Message.correlation_id,
-                                  Delivery.partner)
-                           .join(Message, Event.message_pk == Message.id)
-                           .outerjoin(Delivery, Event.delivery_id == Delivery.id)
-                           .where(Event.chain_seq.is_(None)).order_by(Event.id).limit(limit)).all()
+    return _records(session.connection().execute(
+        select(*_EVENT_COLUMNS, Message.message_id, Message.sender, Message.correlation_id, Delivery.partner)
+        .join(Message, Event.message_pk == Message.id)
+        .outerjoin(Delivery, Event.delivery_id == Delivery.id)
+        .where(Event.chain_seq.is_(None)).order_by(Event.id).limit(limit)))
 
 
 def _event_line(seq: int, row) -> str:
@@ -156,13 +161,25 @@ def _event_line(seq: int, row) -> str:
 
 
 def _unsealed_audit(session, limit: int) -> list:
-    return session.execute(select(*_AUDIT_COLUMNS).where(AuditEntry.chain_seq.is_(None))
-                           .order_by(AuditEntry.id).limit(limit)).all()
+    return _records(session.connection().execute(
+        select(*_AUDIT_COLUMNS).where(AuditEntry.chain_seq.is_(None)).order_by(AuditEntry.id).limit(limit)))
 
 
 def _unsealed_history(session, chain, limit: int) -> list:
     table = chain.table
-    return session.execute(chain.rows().where(table.c.chain_seq.is_(None)).order_by(table.c.id).limit(limit)).all()
+    return _records(session.connection().execute(
+        chain.rows().where(table.c.chain_seq.is_(None)).order_by(table.c.id).limit(limit)))
+
+
+def _records(result) -> list:
+    """A result's rows as named tuples, which the lines read by attribute: reading a column of a Row by
+    name costs about 0.5 µs, of a named tuple 0.03 µs, and a seal reads ten."""
+    return list(map(_record_type(tuple(result.keys()))._make, result))
+
+
+@functools.lru_cache(maxsize=32)
+def _record_type(names: tuple[str, ...]) -> type:
+    return collections.namedtuple("Record", names, rename=True)
 
 
 def _seal_chain(hub, name: str, table, unsealed: Callable, line: Callable, batch: int) -> int:
@@ -188,23 +205,27 @@ def _seal_chain(hub, name: str, table, unsealed: Callable, line: Callable, batch
             return sealed
 
 
-def chained(head: tuple[int, str], rows, line: Callable) -> list[dict]:
-    """The seals of `rows` (in order) continuing the chain from `head` (seq, chain hash)."""
+def chained(head: tuple[int, str], rows, line: Callable) -> list[tuple[int, str, str, int]]:
+    """The seals of `rows` (in order) continuing the chain from `head` (seq, chain hash): for each row,
+    (seq, content hash, chain hash, row id)."""
     seq, previous = head
     seals = []
     for row in rows:
         seq += 1
         content_hash = sha256_text(line(seq, row))
         previous = link(previous, content_hash)
-        seals.append({"row_id": row.id, "seq": seq, "content": content_hash, "chain": previous})
+        seals.append((seq, content_hash, previous, row.id))
     return seals
 
 
-def write_seals(session, table, seals: list[dict]) -> None:
-    session.connection().execute(
-        update(table).where(table.c.id == bindparam("row_id"))
-        .values(chain_seq=bindparam("seq"), content_hash=bindparam("content"), chain_hash=bindparam("chain")),
-        seals)
+def write_seals(session, table, seals: list[tuple[int, str, str, int]]) -> None:
+    """One executemany of plain UPDATEs, handed to the driver as they are (SQLAlchemy's processing of each
+    row's parameters would cost more than the update itself)."""
+    connection = session.connection()
+    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    connection.exec_driver_sql(
+        f"UPDATE {table.name} SET chain_seq = {marker}, content_hash = {marker}, chain_hash = {marker} "
+        f"WHERE id = {marker}", seals)
 
 
 def write_checkpoint(hub, *, now: dt.datetime | None = None) -> str:
