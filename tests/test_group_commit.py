@@ -96,6 +96,24 @@ def test_good_writes_queued_together_commit_once(hub):
     assert len(commits) <= 2  # the held write's own (empty) transaction, and one for the eight
 
 
+def test_a_lone_write_from_a_thread_is_committed_by_that_thread(hub):
+    """Nothing being committed and nothing waiting: no hand-over to the writer thread and back."""
+    committer = GroupCommitter(hub.engine)
+    writing_threads = []
+
+    def recording(connection, names):
+        writing_threads.append(threading.current_thread())
+        return _files(connection, names)
+
+    assert committer.store(recording, "alone") == "alone"
+    with pytest.raises(InputError):
+        committer.store(recording, REFUSED)
+    assert writing_threads == [threading.current_thread()] * 2
+    with hub.sessions() as session:
+        assert list(session.scalars(select(InboundFile.name))) == ["alone"]
+    committer.close()
+
+
 def test_concurrent_intakes_are_each_stored_once_with_their_own_answer(hub, pki_dir):
     hub.committer.close()
     hub.committer = GroupCommitter(hub.engine)

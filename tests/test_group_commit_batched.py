@@ -62,13 +62,17 @@ class HeldWriter:
         self._gate.wait(20)
         return [None] * len(items)
 
+    def _waiting(self) -> int:
+        """The writes waiting: queued, and the one the writer thread took and waits to commit."""
+        return self.committer._queue.qsize() + self.committer._writer_waiting
+
     def submit_all(self, hub, arrivals: list[Arrival]) -> list:
         """Each arrival through `hub.receive` in a thread of its own, all queued, then written together:
         their outcomes (a Receipt, or the exception raised), in order."""
         futures = [self.pool.submit(hub.receive, arrival) for arrival in arrivals]
         deadline = time.monotonic() + 30
-        while self.committer._queue.qsize() < len(arrivals):  # each intake verified, signed, and waiting
-            assert time.monotonic() < deadline, f"only {self.committer._queue.qsize()} of {len(arrivals)} queued"
+        while self._waiting() < len(arrivals):  # each intake verified, signed, and waiting
+            assert time.monotonic() < deadline, f"only {self._waiting()} of {len(arrivals)} queued"
             time.sleep(0.01)
         self._gate.set()
         self._held.result(10)

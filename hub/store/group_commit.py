@@ -25,6 +25,11 @@ whatever its size, on both databases (bench/intake.py measures it).
 
 A caller running inline on the event loop (the API's intake, hub/concurrency.py) awaits its commit
 instead of blocking: the loop takes other requests in meanwhile, whose writes join the same batch.
+
+A caller on a thread of its own (a delivery worker) that finds nothing being committed and nothing
+waiting commits its item itself: handing it to the writer thread and being woken again costs two
+thread switches, as much CPU as a small transaction (`python -m bench.intake --threads 1`). Items
+arriving while it commits wait for the writer thread, which then takes them all in one batch.
 """
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ from typing import Any, Callable, Sequence
 
 from sqlalchemy.exc import DBAPIError
 
-from hub.concurrency import wait_for
+from hub.concurrency import inline, wait_for
 from hub.errors import HubError
 
 log = logging.getLogger("hub.store.group_commit")
@@ -60,11 +65,20 @@ class GroupCommitter:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._committing = threading.Lock()  # held by whoever runs a batch's transaction
+        self._writer_waiting = False         # the writer thread has taken items and waits to commit them
 
     def store(self, writer: BatchWriter, item: Any) -> Any:
         """Have `writer` write `item` with the other items waiting for it, in the next group transaction;
         returns the item's result once committed, or raises what refused it."""
         work = _Item(writer, item)
+        if (not inline() and not self._writer_waiting and self._queue.empty()
+                and self._committing.acquire(blocking=False)):
+            try:
+                self._commit([work])
+            finally:
+                self._committing.release()
+            return work.future.result()
         self._ensure_started()
         self._queue.put(work)
         return wait_for(work.future)  # on the event loop (hub/concurrency.py), the loop serves others meanwhile
@@ -86,17 +100,20 @@ class GroupCommitter:
             item = self._queue.get()
             if item is _STOP:
                 return
-            batch = [item]
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    self._commit(batch)
-                    return
-                batch.append(item)
-            self._commit(batch)
+            self._writer_waiting = True
+            with self._committing:
+                self._writer_waiting = False
+                batch = [item]
+                while len(batch) < self.max_batch:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        self._commit(batch)
+                        return
+                    batch.append(item)
+                self._commit(batch)
 
     def _commit(self, batch: list[_Item]) -> None:
         # A caller that gave up (its request cancelled while it awaited, hub/concurrency.py) is left out: its
