@@ -46,6 +46,9 @@ class Hub:
         self.signer = self._load_signer(algorithm)
         self.trust = TrustStore(self.config, config_dir=self.settings.config_dir)
         self.connectors: dict[str, Connector] = {code: self._build_connector(code) for code in self.config.parties}
+        # asked for every target of every message: an isinstance of a Protocol costs microseconds, so it is asked once
+        self._local_consumers = {code for code, connector in self.connectors.items()
+                                 if isinstance(connector, LocalConsumer)}
         self._check_key_files()
         self.schemas = SchemaSet(self.settings.schemas_dir)
         self.mappings = MappingSet(self.settings.mappings_dir)
@@ -120,8 +123,7 @@ class Hub:
 
     def consumes_here(self, party: str) -> bool:
         """Whether `party`'s deliveries (in bytes) are consumed in this process (`attach_local_consumer`)."""
-        connector = self.connectors.get(party)
-        return isinstance(connector, LocalConsumer) and connector.attached
+        return party in self._local_consumers and self.connectors[party].attached
 
     # -- the public interface used by API views, the registry and the CLI --------------------------
     def receive(self, arrival: Arrival) -> Receipt:
