@@ -315,7 +315,7 @@ class Bench:
                 sandboxes[name] = self._start(name, [sys.executable, "-m", "sandbox", name, "--port", port,
                                                      "--hub-url", hub_url, "--pki-dir", str(self.pki_dir),
                                                      "--data-dir", str(self.run_dir / "sandbox"),
-                                                     "--answer-delay", delay],
+                                                     "--answer-delay", delay, "--journal-only"],
                                               sandbox_env, f"{sandbox_urls[name]}/healthz")
             console.print("  " + ", ".join([f"hub {h.url} (pid {h.pid})" for h in hubs]
                                            + [f"{scenarios.SANDBOXES[n][0]} sandbox {p.url} (pid {p.pid})"

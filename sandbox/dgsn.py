@@ -61,7 +61,8 @@ from hub.errors import InputError, Problem, SchemaInvalid
 from hub.trust.signing import verify
 from hub.xml.safe import parse_trusted
 from sandbox.common import (MAX_REQUEST_BYTES, PROJECT_ROOT, Behaviour, PartnerSandbox, add_common_arguments,
-                            add_document_route, answer_post, digits, failure_response, partner_app, run_app, tag, text, utc_now)
+                            add_document_route, add_journal_only_argument, answer_post, digits, failure_response,
+                            partner_app, run_app, tag, text, utc_now)
 from sandbox.outbox import CallbackOutbox
 
 log = logging.getLogger(__name__)
@@ -107,8 +108,9 @@ def passport_number_for(reference_dgsn: str) -> str:
 class DgsnSandbox(PartnerSandbox):
     """DGSN's decisions and callbacks on top of the shared sandbox state."""
 
-    def __init__(self, *, pki_dir: Path, data_dir: Path, hub_url: str, answer_delay: float, mode: str = "normal"):
-        super().__init__(PARTNER, pki_dir=pki_dir, data_dir=data_dir, mode=mode)
+    def __init__(self, *, pki_dir: Path, data_dir: Path, hub_url: str, answer_delay: float, mode: str = "normal",
+                 journal_only: bool = False):
+        super().__init__(PARTNER, pki_dir=pki_dir, data_dir=data_dir, mode=mode, journal_only=journal_only)
         self.answer_delay = answer_delay
         self._chain: dict[str, tuple[str, int]] = {}  # notification id -> (application key, step)
         self.outbox = CallbackOutbox(self.home, hub_url.rstrip("/") + f"/soap/{PARTNER}",
@@ -332,9 +334,10 @@ def create_app(sandbox: DgsnSandbox) -> FastAPI:
 
 def add_arguments(parser) -> None:
     add_common_arguments(parser, port=8712, answer_delay=0.2)
+    add_journal_only_argument(parser)
 
 
 def run(args) -> int:
     sandbox = DgsnSandbox(pki_dir=args.pki_dir, data_dir=args.data_dir, hub_url=args.hub_url,
-                          answer_delay=args.answer_delay, mode=args.mode)
+                          answer_delay=args.answer_delay, mode=args.mode, journal_only=args.journal_only)
     return run_app(create_app(sandbox), sandbox=sandbox, host=args.host, port=args.port)

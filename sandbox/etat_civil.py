@@ -49,8 +49,8 @@ from lxml import etree
 from lxml.builder import ElementMaker
 
 from hub.xml.safe import parse_trusted
-from sandbox.common import (PartnerSandbox, add_common_arguments, add_document_route, answer_xml_post, digits,
-                            hub_token, partner_app, run_app, tag, text, utc_now)
+from sandbox.common import (PartnerSandbox, add_common_arguments, add_document_route, add_journal_only_argument,
+                            answer_xml_post, digits, hub_token, partner_app, run_app, tag, text, utc_now)
 from sandbox.outbox import CallbackOutbox
 
 log = logging.getLogger(__name__)
@@ -98,8 +98,9 @@ class Operation:
 class EtatCivilSandbox(PartnerSandbox):
     """ETAT_CIVIL's decisions and transcription callbacks on top of the shared sandbox state."""
 
-    def __init__(self, *, pki_dir: Path, data_dir: Path, hub_url: str, answer_delay: float, mode: str = "normal"):
-        super().__init__(PARTNER, pki_dir=pki_dir, data_dir=data_dir, mode=mode)
+    def __init__(self, *, pki_dir: Path, data_dir: Path, hub_url: str, answer_delay: float, mode: str = "normal",
+                 journal_only: bool = False):
+        super().__init__(PARTNER, pki_dir=pki_dir, data_dir=data_dir, mode=mode, journal_only=journal_only)
         self.answer_delay = answer_delay
         self.outbox = CallbackOutbox(self.home, hub_url.rstrip("/") + f"/api/v1/partners/{PARTNER}/messages",
                                      on_delivered=lambda _id: self.count("callbacks_sent"), token=hub_token())
@@ -247,9 +248,10 @@ def create_app(sandbox: EtatCivilSandbox) -> FastAPI:
 
 def add_arguments(parser) -> None:
     add_common_arguments(parser, port=8716, answer_delay=0.2)
+    add_journal_only_argument(parser)
 
 
 def run(args) -> int:
     sandbox = EtatCivilSandbox(pki_dir=args.pki_dir, data_dir=args.data_dir, hub_url=args.hub_url,
-                               answer_delay=args.answer_delay, mode=args.mode)
+                               answer_delay=args.answer_delay, mode=args.mode, journal_only=args.journal_only)
     return run_app(create_app(sandbox), sandbox=sandbox, host=args.host, port=args.port)

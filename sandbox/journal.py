@@ -14,7 +14,9 @@ record: a record is only ever acknowledged after it is synced, so a torn tail wa
 The sandbox keeps its per-message files (received/, acknowledged/) as the readable store; they are
 written without fsync, since the journal can rebuild them. At start the journal is replayed into
 those files, they are synced, and the journal starts empty again; the same when it grows too large
-(`PartnerSandbox` does this, sandbox/common.py).
+(`PartnerSandbox` does this, sandbox/common.py). A sandbox started with `--journal-only` writes no
+such files: the journal is then its only store, replayed at start (a torn tail cut off) and never
+emptied.
 """
 from __future__ import annotations
 
@@ -125,6 +127,13 @@ class Journal:
     @staticmethod
     def records(path: Path) -> Iterator[tuple[str, bytes, bytes]]:
         """(key, received, answer) of every complete record, in the order appended."""
+        for key, received, answer, _end in Journal.scan(path):
+            yield key, received, answer
+
+    @staticmethod
+    def scan(path: Path) -> Iterator[tuple[str, bytes, bytes, int]]:
+        """`records`, each with the offset where it ends (the last one's: the length of the journal's
+        complete part)."""
         try:
             data = Path(path).read_bytes()
         except FileNotFoundError:
@@ -141,5 +150,5 @@ class Journal:
             answer = data[start + key_length + received_length:end]
             if zlib.crc32(answer, zlib.crc32(received, zlib.crc32(name))) != crc:
                 return
-            yield name.decode(), received, answer
+            yield name.decode(), received, answer, end
             offset = end

@@ -54,8 +54,9 @@ from lxml import etree
 from lxml.builder import ElementMaker
 
 from hub.xml.safe import parse_trusted
-from sandbox.common import (PROJECT_ROOT, PartnerSandbox, add_common_arguments, add_document_route, answer_xml_post,
-                            digits, hub_token, partner_app, run_app, tag, text, utc_now)
+from sandbox.common import (PROJECT_ROOT, PartnerSandbox, add_common_arguments, add_document_route,
+                            add_journal_only_argument, answer_xml_post, digits, hub_token, partner_app, run_app, tag,
+                            text, utc_now)
 from sandbox.outbox import CallbackOutbox
 
 log = logging.getLogger(__name__)
@@ -98,9 +99,9 @@ class NarsaSandbox(PartnerSandbox):
     """NARSA's decisions and result callbacks on top of the shared sandbox state (sandbox/common.py)."""
 
     def __init__(self, *, pki_dir: Path, data_dir: Path, hub_url: str, answer_delay: float,
-                 mode: str = "normal", schemas_dir: Path = PROJECT_ROOT / "schemas"):
+                 mode: str = "normal", schemas_dir: Path = PROJECT_ROOT / "schemas", journal_only: bool = False):
         super().__init__(PARTNER, pki_dir=pki_dir, data_dir=data_dir, schemas_dir=schemas_dir, mode=mode,
-                         parties=PARTIES)
+                         parties=PARTIES, journal_only=journal_only)
         self.answer_delay = answer_delay
         self.callback_url = hub_url.rstrip("/") + f"/api/v1/partners/{PARTNER}/messages"
         self.outbox = CallbackOutbox(self.home, self.callback_url, on_delivered=self._count_sent, token=hub_token())
@@ -224,16 +225,18 @@ def create_app(sandbox: NarsaSandbox) -> FastAPI:
 
 
 def serve(*, host: str, port: int, hub_url: str, pki_dir: Path, data_dir: Path, answer_delay: float,
-          mode: str = "normal") -> int:
+          mode: str = "normal", journal_only: bool = False) -> int:
     """Run the NARSA sandbox until SIGTERM or SIGINT; return the exit status."""
-    sandbox = NarsaSandbox(pki_dir=pki_dir, data_dir=data_dir, hub_url=hub_url, answer_delay=answer_delay, mode=mode)
+    sandbox = NarsaSandbox(pki_dir=pki_dir, data_dir=data_dir, hub_url=hub_url, answer_delay=answer_delay, mode=mode,
+                           journal_only=journal_only)
     return run_app(create_app(sandbox), sandbox=sandbox, host=host, port=port)
 
 
 def add_arguments(parser) -> None:
     add_common_arguments(parser, port=8711, answer_delay=0.2)
+    add_journal_only_argument(parser)
 
 
 def run(args) -> int:
     return serve(host=args.host, port=args.port, hub_url=args.hub_url, pki_dir=args.pki_dir, data_dir=args.data_dir,
-                 answer_delay=args.answer_delay, mode=args.mode)
+                 answer_delay=args.answer_delay, mode=args.mode, journal_only=args.journal_only)

@@ -30,8 +30,8 @@ from fastapi.responses import Response
 from lxml import etree
 from lxml.builder import ElementMaker
 
-from sandbox.common import (PartnerSandbox, add_common_arguments, add_document_route, answer_xml_post, partner_app,
-                            run_app, tag, text, utc_now)
+from sandbox.common import (PartnerSandbox, add_common_arguments, add_document_route, add_journal_only_argument,
+                            answer_xml_post, partner_app, run_app, tag, text, utc_now)
 
 PARTNER = "SANTE"
 NS = "urn:ma:sante:autorisation-sanitaire:1"
@@ -48,8 +48,8 @@ def health_decision(icd10_code: str) -> str:
 
 
 class SanteSandbox(PartnerSandbox):
-    def __init__(self, *, pki_dir: Path, data_dir: Path, mode: str = "normal"):
-        super().__init__(PARTNER, pki_dir=pki_dir, data_dir=data_dir, mode=mode)
+    def __init__(self, *, pki_dir: Path, data_dir: Path, mode: str = "normal", journal_only: bool = False):
+        super().__init__(PARTNER, pki_dir=pki_dir, data_dir=data_dir, mode=mode, journal_only=journal_only)
 
     def handle(self, body: bytes) -> bytes:
         """One request -> the signed AvisSanitaire. Raises InputError (nothing stored) when refused."""
@@ -95,8 +95,9 @@ def create_app(sandbox: SanteSandbox) -> FastAPI:
 def add_arguments(parser) -> None:
     # --answer-delay is accepted for a uniform command line; SANTE answers synchronously, never later
     add_common_arguments(parser, port=8715, answer_delay=0.0)
+    add_journal_only_argument(parser)
 
 
 def run(args) -> int:
-    sandbox = SanteSandbox(pki_dir=args.pki_dir, data_dir=args.data_dir, mode=args.mode)
+    sandbox = SanteSandbox(pki_dir=args.pki_dir, data_dir=args.data_dir, mode=args.mode, journal_only=args.journal_only)
     return run_app(create_app(sandbox), sandbox=sandbox, host=args.host, port=args.port)

@@ -102,6 +102,32 @@ def test_a_journal_grown_too_large_is_emptied_and_what_it_held_is_still_known(pk
     assert restarted.stats()["duplicates"] == 3
 
 
+def test_journal_only_writes_no_file_and_still_knows_every_id_after_a_crash(pki_dir, tmp_path):
+    """`--journal-only` (the benchmark's sandboxes): the journal is the store. A restart reads the answers back
+    from it, and cuts off a torn tail, so that what is journalled after the restart is read back too."""
+    sante = SanteSandbox(pki_dir=pki_dir, data_dir=tmp_path, journal_only=True)
+    (first_id, first), (second_id, second) = request(pki_dir, 1), request(pki_dir, 2)
+    first_answer, second_answer = sante.handle(first), sante.handle(second)
+    home = tmp_path / "SANTE"
+    assert list((home / "received").iterdir()) == [] and list((home / "acknowledged").iterdir()) == []
+    journal = home / "journal"
+    with journal.open("ab") as torn:  # the crash: a record cut short while being appended (never answered)
+        torn.write(HEADER.pack(b"SBJ1", 8, 100, 100, 0) + b"REGISTRY")
+    sante.journal.close()
+
+    restarted = SanteSandbox(pki_dir=pki_dir, data_dir=tmp_path, journal_only=True)
+    assert restarted.stats()["stored"] == 2
+    assert restarted.handle(first) == first_answer and restarted.handle(second) == second_answer
+    assert restarted.stats()["duplicates"] == 2
+    third_id, third = request(pki_dir, 3)
+    third_answer = restarted.handle(third)
+    restarted.journal.close()
+    assert [key for key, _, _ in Journal.records(journal)] == [first_id, second_id, third_id]
+    again = SanteSandbox(pki_dir=pki_dir, data_dir=tmp_path, journal_only=True)
+    assert again.handle(third) == third_answer and again.stats()["duplicates"] == 1
+    assert list((home / "received").iterdir()) == []
+
+
 def test_requests_handled_inline_on_the_loop_share_a_sync_and_answer_once_it_is_done(tmp_path, monkeypatch):
     """A sandbox handles requests inline on its event loop (sandbox/common.py run_work): a request waiting for
     the journal's sync must let the loop take the next ones, whose records the next sync covers."""
