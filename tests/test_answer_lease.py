@@ -9,12 +9,11 @@ import datetime as dt
 
 import pytest
 from lxml import etree
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 
 from hub.delivery import workers
 from hub.delivery.outbox import claim
 from hub.delivery.workers import DeliveryWorkers
-from hub.errors import PermanentDeliveryError
 from hub.intake import accept
 from hub.intake.door import Arrival
 from hub.store.db import utcnow
@@ -130,41 +129,7 @@ def test_the_worker_parses_the_partners_answer_once(consumed, pki_dir, monkeypat
             return _parse(data, *args, **kwargs)
         monkeypatch.setattr(module, "parse_untrusted", counted)
     answer = narsa_answer(pki_dir)
-    message_id, [leased], _recorded = workers.take_in_answer(hub, "NARSA", answer, lease_to=WORKER)
+    message_id, [leased] = workers.take_in_answer(hub, "NARSA", answer, lease_to=WORKER)
     assert parsed == [len(answer)]
     assert row(hub, Delivery.__table__, leased.id)["partner"] == "REGISTRY"
     assert row(hub, Message.__table__, leased.delivery["message_pk"])["message_id"] == message_id
-
-
-@pytest.mark.both_databases
-def test_what_the_worker_writes_with_the_answer_commits_with_it_and_only_when_it_is_stored(consumed, pki_dir):
-    """The worker records the delivery the answer answers, DELIVERED, in the transaction that stores the answer
-    (`Arrival.written_with`): one commit for both, and never for an answer refused or already stored."""
-    hub, _handed = consumed
-    hub.receive(Arrival("registry", data=licence_request(pki_dir), caller="REGISTRY"))
-    written, commits = [], []
-    event.listen(hub.engine, "commit", lambda _connection: commits.append(1))
-
-    def record(connection, items):
-        connection.execute(update(Message.__table__).where(Message.__table__.c.message_id == items[0])
-                           .values(state="DEAD"))  # something to see, in the answer's transaction
-        written.append(list(items))
-        return [None] * len(items)
-
-    def with_answer(answer_id):
-        return record, answer_id
-
-    answer = narsa_answer(pki_dir)
-    message_id, _leased, recorded = workers.take_in_answer(hub, "NARSA", answer, lease_to=WORKER,
-                                                           written_with=with_answer)
-    assert (message_id, recorded, written, len(commits)) == ("NARSA-R-000001", True, [["NARSA-R-000001"]], 1)
-    with hub.engine.connect() as connection:
-        assert connection.scalar(select(Message.state).where(Message.message_id == message_id)) == "DEAD"
-
-    # the same answer again (the delivery sent again after a crash): a duplicate, nothing written with it
-    assert workers.take_in_answer(hub, "NARSA", answer, lease_to=WORKER, written_with=with_answer)[2] is False
-    # an answer intake refuses (its signed content changed): nothing written with it
-    stray = narsa_answer(pki_dir, number=2).replace(b"NARSA-R-000002", b"NARSA-R-000003")
-    with pytest.raises(PermanentDeliveryError, match="refused"):
-        workers.take_in_answer(hub, "NARSA", stray, lease_to=WORKER, written_with=with_answer)
-    assert written == [["NARSA-R-000001"]]

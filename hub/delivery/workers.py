@@ -238,10 +238,7 @@ def attempt(hub, delivery_id: int, loaded: tuple[_Row, _Row] | None = None, *,
             result = connector.send(Outbound(message.message_id, message.type, body, operation=delivery.operation))
         used = f" ({mapping_note(version)})" if version is not None else ""
         sent = (body, result.answer, f"over {transport}: {result.detail}{used}")
-        delivered = _Delivered(delivery_id, sent, None, _so_far(delivery))
-        answer, leased, recorded = take_in_answer(
-            hub, delivery.partner, result.answer, lease_to=lease_to,
-            written_with=lambda answer_id: (_write_delivered, delivered._replace(answer=answer_id)))
+        answer, leased = take_in_answer(hub, delivery.partner, result.answer, lease_to=lease_to)
     except DeliveryError as exc:
         error = exc
     except Exception as exc:  # a bug or an unexpected library error: keep the message, try again later
@@ -249,24 +246,22 @@ def attempt(hub, delivery_id: int, loaded: tuple[_Row, _Row] | None = None, *,
         error = TransientDeliveryError(f"unexpected {type(exc).__name__}: {exc}")
     else:
         metrics.DELIVERY_SECONDS.labels(delivery.partner).observe(time.perf_counter() - started)
-        if not recorded:  # else written with the answer, in the transaction that stored it
-            _record_delivered(hub, delivery_id, sent, answer, _so_far(delivery))
+        _record_delivered(hub, delivery_id, sent, answer, _so_far(delivery))
         metrics.DELIVERIES.labels(delivery.partner, "delivered").inc()
         return Attempt(DeliveryState.DELIVERED, leased=leased)
     return Attempt(_record_failure(hub, delivery_id, error, transport, sent), error)
 
 
-def take_in_answer(hub, partner: str, answer: bytes | None, *, lease_to: str | None = None,
-                   written_with=None) -> tuple[str | None, tuple[LeasedDelivery, ...], bool]:
+def take_in_answer(hub, partner: str, answer: bytes | None, *,
+                   lease_to: str | None = None) -> tuple[str | None, tuple[LeasedDelivery, ...]]:
     """A synchronous answer (an inbound route knows its root element) goes through the door like a callback
     (the "answer" door: a refusal is recorded there, once).
 
-    Returns the answer's message id, or None when the answer is a plain acknowledgement; those of its
-    deliveries stored leased to `lease_to` (hub/intake/accept.py `Lease`; none without it); and whether
-    `written_with` (hub/intake/door.py `Arrival`) was committed with the answer: only when the answer was
-    stored now. Intake deduplicates, so a delivery sent again after a crash takes the same answer in only once."""
+    Returns the answer's message id, or None when the answer is a plain acknowledgement, and those of
+    its deliveries stored leased to `lease_to` (hub/intake/accept.py `Lease`; none without it). Intake
+    deduplicates, so a delivery sent again after a crash takes the same answer in only once."""
     if not answer or not answer.lstrip().startswith(b"<"):
-        return None, (), False  # no body, or plain text: kept as the partner's answer, nothing to take in
+        return None, ()  # no body, or plain text: kept as the partner's answer, nothing to take in
     try:
         root = parse_untrusted(answer, max_bytes=hub.settings.max_message_bytes, what=f"{partner}'s answer",
                                **limits(hub.settings))
@@ -274,11 +269,10 @@ def take_in_answer(hub, partner: str, answer: bytes | None, *, lease_to: str | N
         refused(hub, "answer", exc, party=partner, data=answer)
         raise PermanentDeliveryError(f"delivered, but {partner}'s answer was refused: {exc.detail}") from None
     if hub.config.inbound_for(partner, root.tag) is None:
-        return None, (), False
+        return None, ()
     try:
-        receipt = hub.receive(Arrival("answer", data=answer, partner=partner, lease_to=lease_to, parsed=root,
-                                      written_with=written_with))
-        return receipt.message_id, receipt.leased, written_with is not None and not receipt.duplicate
+        receipt = hub.receive(Arrival("answer", data=answer, partner=partner, lease_to=lease_to, parsed=root))
+        return receipt.message_id, receipt.leased
     except InputError as exc:
         raise PermanentDeliveryError(f"delivered, but {partner}'s answer was refused: {exc.detail}") from None
     except TryLater as exc:

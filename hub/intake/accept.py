@@ -31,7 +31,7 @@ import copy
 import datetime
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 from lxml import etree
 from sqlalchemy import bindparam, exists, insert, select
@@ -53,9 +53,6 @@ from hub.xml.envelope import Header, business_document, check_binding, check_cas
 from hub.xml.safe import limits, parse_untrusted, to_bytes
 
 _E = f"{{{ENVELOPE_NS}}}"
-# Given a stored message's id, a write committed with it (hub/intake/door.py `Arrival.written_with`): a
-# group-commit batch writer (hub/store/group_commit.py) and its item.
-WrittenWith = Callable[[str], tuple[Callable, Any]]
 
 
 @dataclass(frozen=True)
@@ -70,22 +67,20 @@ class Receipt:
 
 
 def accept_canonical(hub, data: bytes, *, caller: str | None = None, submitted_by: str | None = None,
-                     lease_to: str | None = None, written_with: WrittenWith | None = None) -> Receipt:
+                     lease_to: str | None = None) -> Receipt:
     """Intake of a signed canonical envelope (POST /api/v1/messages, the registry; called by the door,
     hub/intake/door.py). A `caller` (the party an API token or the registry speaks for) may only submit
     messages whose header names it as Sender; `submitted_by` (the API token) is named by the RECEIVED event;
-    `lease_to`: see `Lease`; `written_with`: see hub/intake/door.py `Arrival`."""
+    `lease_to`: see `Lease`."""
     envelope = parse_untrusted(data, max_bytes=hub.settings.max_message_bytes, **limits(hub.settings))
     if envelope.tag != f"{_E}Message":
         raise SchemaInvalid(f"expected a canonical envelope {{{ENVELOPE_NS}}}Message, got {envelope.tag}",
                             [Problem("wrong root element", line=envelope.sourceline, path="/*")])
-    return _accept_envelope(hub, envelope, data, caller=caller, submitted_by=submitted_by, lease_to=lease_to,
-                            written_with=written_with)
+    return _accept_envelope(hub, envelope, data, caller=caller, submitted_by=submitted_by, lease_to=lease_to)
 
 
 def _accept_envelope(hub, envelope: etree._Element, data: bytes, *, caller: str | None,
-                     submitted_by: str | None, lease_to: str | None = None,
-                     written_with: WrittenWith | None = None) -> Receipt:
+                     submitted_by: str | None, lease_to: str | None = None) -> Receipt:
     """A parsed canonical envelope: validated, the sender's signature verified, the header checked against
     the signed Binding, then stored and routed."""
     hub.schemas.validate(envelope, what="message")
@@ -109,7 +104,7 @@ def _accept_envelope(hub, envelope: etree._Element, data: bytes, *, caller: str 
              (timeline.VERIFIED, f"signed by {header.sender}")]
     canonical = to_bytes(verified)  # stored only when it differs from what arrived (comments, spacing, ...)
     return _store_and_route(hub, header, verified, data, None if canonical == data else canonical, steps,
-                            lease_to=lease_to, written_with=written_with)
+                            lease_to=lease_to)
 
 
 def _verified_envelope(envelope: etree._Element, signed: etree._Element,
@@ -136,8 +131,7 @@ def _resigned(signed: etree._Element, signature: etree._Element | None) -> etree
 
 
 def accept_partner_document(hub, partner: str, data: bytes, *, submitted_by: str | None = None,
-                            lease_to: str | None = None, root: etree._Element | None = None,
-                            written_with: WrittenWith | None = None) -> Receipt:
+                            lease_to: str | None = None, root: etree._Element | None = None) -> Receipt:
     """Intake of a partner's document at its own door (REST callback, SOAP, SFTP file, synchronous answer):
     its own format, verified as the partner's then mapped to canonical; or a canonical envelope, taken in as
     on the canonical door with the partner as the caller (its Sender, its signature, its signed Binding).
@@ -149,8 +143,7 @@ def accept_partner_document(hub, partner: str, data: bytes, *, submitted_by: str
     if root is None:
         root = parse_untrusted(data, max_bytes=hub.settings.max_message_bytes, **limits(hub.settings))
     if root.tag == f"{_E}Message":  # the partner answers in the canonical form: its header must be signed
-        return _accept_envelope(hub, root, data, caller=partner, submitted_by=submitted_by, lease_to=lease_to,
-                                written_with=written_with)
+        return _accept_envelope(hub, root, data, caller=partner, submitted_by=submitted_by, lease_to=lease_to)
     inbound = hub.config.inbound_for(partner, root.tag)
     if inbound is None:
         raise NotRoutable(f"{partner} may not send a {root.tag} document to the hub",
@@ -169,8 +162,7 @@ def accept_partner_document(hub, partner: str, data: bytes, *, submitted_by: str
     steps = [(timeline.RECEIVED, f"{len(data)} bytes from {partner}{_by(submitted_by)}"),
              (timeline.VALIDATED, f"against {inbound.schema_}"), (timeline.VERIFIED, f"signed by {partner}"),
              (timeline.MAPPED_IN, f"with {inbound.mapping}")]
-    return _store_and_route(hub, header, envelope, data, to_bytes(envelope), steps, lease_to=lease_to,
-                            written_with=written_with)
+    return _store_and_route(hub, header, envelope, data, to_bytes(envelope), steps, lease_to=lease_to)
 
 
 def _by(submitted_by: str | None) -> str:
@@ -185,7 +177,7 @@ def _check_type_matches_body(header: Header, document: etree._Element) -> None:
 
 
 def _store_and_route(hub, header: Header, envelope: etree._Element, data: bytes, canonical: bytes | None,
-                     steps, *, lease_to: str | None = None, written_with: WrittenWith | None = None) -> Receipt:
+                     steps, *, lease_to: str | None = None) -> Receipt:
     route = hub.config.route_for(header.type)
     if route is None:
         raise NotRoutable(f"no route for message type {header.type!r}",
@@ -206,8 +198,7 @@ def _store_and_route(hub, header: Header, envelope: etree._Element, data: bytes,
                             received_at=received_at)
     lease = Lease.of(hub, lease_to, targets, received_at)
     accepted = AcceptedMessage(header, tuple(targets), tuple(steps), data=data, canonical=canonical, digest=digest,
-                               receipt=receipt, received_at=received_at, lease=lease,
-                               written_with=written_with(header.message_id) if written_with else None)
+                               receipt=receipt, received_at=received_at, lease=lease)
     # written and committed with the other intakes waiting now (hub/store/group_commit.py), before the receipt goes
     try:
         leased = hub.committer.store(store_accepted, accepted)
@@ -251,7 +242,6 @@ class AcceptedMessage:
     receipt: bytes
     received_at: datetime.datetime
     lease: Lease | None = None
-    written_with: tuple[Callable, Any] | None = None  # (batch writer, item) written with it (`WrittenWith`)
 
 
 class LeasedDelivery(NamedTuple):
@@ -293,8 +283,7 @@ def store_accepted(connection, messages: Sequence[AcceptedMessage]) -> list[tupl
     commit requires). The unique (sender, message id) constraint refuses a second copy: the statement
     fails, group commit runs each message again alone and the caller answers the one refused as a
     duplicate. Each message's events are inserted together, in the order they happened (the evidence
-    chain seals by id). Then what the stored messages are `written_with`, each writer's items together
-    (the deliveries whose answers these are, recorded DELIVERED: hub/delivery/workers.py `attempt`)."""
+    chain seals by id)."""
     outcomes: list[tuple | UnknownCorrelation] = []
     stored: list[tuple[AcceptedMessage, list]] = []
     for message in messages:
@@ -329,13 +318,6 @@ def store_accepted(connection, messages: Sequence[AcceptedMessage]) -> list[tupl
         if message.lease is not None:
             leased[id(message)] = _leased(message, message_pk, ids)
     timeline.insert_rows(connection, rows)
-    written_with: dict[Callable, list] = {}
-    for message, _events in stored:
-        if message.written_with is not None:
-            writer, item = message.written_with
-            written_with.setdefault(writer, []).append(item)
-    for writer, items in written_with.items():
-        writer(connection, items)
     return [outcome if isinstance(outcome, UnknownCorrelation) else leased.get(id(message), ())
             for message, outcome in zip(messages, outcomes)]
 

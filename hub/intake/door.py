@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
 
 import anyio.to_thread
 from lxml import etree
@@ -61,10 +60,7 @@ class Arrival:
     `lease_to`: the delivery worker taking in a partner's synchronous answer (the answer door): the answer's
     deliveries to consumers in this process are stored leased to it, for it to deliver right away
     (hub/intake/accept.py `Lease`). `parsed`: a partner's `data` as the door already parsed it, with intake's
-    limits (the answer door, whose worker looks at the root first), so that intake does not parse it again.
-    `written_with`: given the message's id, a write (a group-commit batch writer and its item) committed in the
-    transaction that stores the message, and only if it is stored (not for a refusal, nor a duplicate): the
-    answer door's worker records the delivery the answer answers, DELIVERED, with it."""
+    limits (the answer door, whose worker looks at the root first), so that intake does not parse it again."""
 
     door: str
     data: bytes | None = None
@@ -75,7 +71,6 @@ class Arrival:
     submitted_by: str | None = None
     lease_to: str | None = None
     parsed: etree._Element | None = None
-    written_with: Callable[[str], tuple[Callable, Any]] | None = None
 
     def __post_init__(self):
         if self.door not in DOORS:
@@ -115,11 +110,11 @@ def _accept(hub, arrival: Arrival) -> Receipt:
         return accept_file(hub, arrival.path, header=arrival.header, partner=arrival.partner, caller=arrival.caller)
     if arrival.partner is None:
         return accept_canonical(hub, arrival.data, caller=arrival.caller, submitted_by=arrival.submitted_by,
-                                lease_to=arrival.lease_to, written_with=arrival.written_with)
+                                lease_to=arrival.lease_to)
     if arrival.caller is not None and arrival.caller != arrival.partner:
         raise NotAllowed(f"submitting a document as {arrival.partner}: the caller speaks for {arrival.caller}")
     return accept_partner_document(hub, arrival.partner, arrival.data, submitted_by=arrival.submitted_by,
-                                   lease_to=arrival.lease_to, root=arrival.parsed, written_with=arrival.written_with)
+                                   lease_to=arrival.lease_to, root=arrival.parsed)
 
 
 def refused(hub, door: str, error: InputError, *, party: str | None = None, data: bytes | None = None,
