@@ -216,18 +216,16 @@ class PartnerSandbox:
         if durable_at is None:  # the first copy may still be on its way to the disk: answer once it is there
             self.journal.sync()
             return answer, False
-        if self.journal_only:
-            self.journal.sync(durable_at)
-            return answer, True
         try:
             self.journal.sync(durable_at)
-            write_plainly(self.received_dir / f"{message_id}.xml", body)
-            write_plainly(self.acknowledged_dir / f"{message_id}.xml", answer)
+            if not self.journal_only:
+                write_plainly(self.received_dir / f"{message_id}.xml", body)
+                write_plainly(self.acknowledged_dir / f"{message_id}.xml", answer)
         finally:
             with self._lock:
                 self._unfiled -= 1
-                if self._unfiled == 0 and self.journal.size > self.journal_limit_bytes:
-                    self._empty_journal()
+                if not self.journal_only and self._unfiled == 0 and self.journal.size > self.journal_limit_bytes:
+                    self._empty_journal()  # journal-only, the journal is the store: never emptied
         return answer, True
 
     def _empty_journal(self) -> None:
