@@ -7,7 +7,8 @@ The database out of reach (PostgreSQL down or restarting, connections cut, the p
 SQLite file locked past its busy timeout) is the hub's temporary trouble, not a defect: any request
 that meets it, including the token check that runs before routing, is answered 503 "Database
 unavailable" with Retry-After (`DatabaseUnavailableMiddleware`), never 500. Intake is idempotent by
-message id, so the caller sends the same message again; the hub reconnects by itself (pool_pre_ping).
+message id, so the caller sends the same message again; the hub reconnects by itself (a pooled connection idle
+for over a second is pinged before use and replaced if dead, hub/store/db.py).
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from sqlalchemy import BigInteger, DateTime, Integer, MetaData, create_engine, event
+from sqlalchemy import BigInteger, DateTime, Integer, MetaData, create_engine, event, exc
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -102,9 +102,38 @@ def make_engine(url: str) -> Engine:
     # A schema of its own can be given in the URL: ?options=-csearch_path%3Dname (the tests do).
     # A database that vanishes without refusing (a partition) is noticed within seconds, not minutes: a
     # short connect timeout, and TCP keepalives on idle connections, so requests answer 503 rather than hang.
-    return create_engine(url, connect_args={"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10,
-                                            "keepalives_interval": 5, "keepalives_count": 3},
-                         pool_size=10, max_overflow=10, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10,
+                                              "keepalives_interval": 5, "keepalives_count": 3},
+                           pool_size=10, max_overflow=10)
+    _ping_when_idle(engine)
+    return engine
+
+
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """A pooled connection that has waited in the pool more than a second is pinged before it is handed out,
+    and replaced if the database no longer answers on it (after a restart, a failover, a cut): the first
+    request after the outage then succeeds. One used within the last second is handed out as it is: it
+    answered then, and pinging it (SQLAlchemy's `pool_pre_ping`) was a round trip before every transaction,
+    five or six per message. A connection lost meanwhile fails its statement like one lost mid-transaction:
+    the pool is emptied and the caller answered 503 (hub/api/problems.py)."""
+
+    @event.listens_for(engine, "checkin")
+    def _note_idle(_dbapi_connection, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection, record, _proxy):
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since <= PING_AFTER_IDLE_SECONDS:
+            return  # new, or used a moment ago
+        record.info["idle_since"] = None
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:  # the pool replaces this connection and tries again
+            raise exc.DisconnectionError(f"the database did not answer on a pooled connection: {error}") from error
 
 
 PROMPT_WAIT_SECONDS = 1.0          # how long `begin_immediate_promptly` looks again and again for the write lock

@@ -1,14 +1,22 @@
-"""Connections that only read (hub/store/db.py `read_only`: token checks, the dispatcher's look for due work,
-the console's pages) on PostgreSQL: each statement on its own, no transaction left to roll back.
+"""The hub's pooled PostgreSQL connections (hub/store/db.py).
 
-What a writer relies on: a read on a pooled connection leaves the statements psycopg prepared on it in place
-(a ROLLBACK makes psycopg forget them all, and the next writer parsed and planned its statements again), and a
-read sees what was committed before it, as it did in a READ COMMITTED transaction."""
+Connections that only read (`read_only`: token checks, the dispatcher's look for due work, the console's
+pages) run each statement on its own, with no transaction left to roll back. What a writer relies on: a read on
+a pooled connection leaves the statements psycopg prepared on it in place (a ROLLBACK makes psycopg forget them
+all, and the next writer parsed and planned its statements again), and a read sees what was committed before
+it, as it did in a READ COMMITTED transaction.
+
+A connection idle in the pool for a while is pinged before it is handed out, and replaced if the database no
+longer answers on it; one used a moment ago is handed out without that round trip."""
 from __future__ import annotations
 
+import time
+
+import psycopg
 import pytest
 from sqlalchemy import select, text
 
+from hub.store import db
 from hub.store.db import make_engine, read_only
 from hub.store.models import Delivery
 
@@ -56,3 +64,35 @@ def test_a_read_runs_outside_any_transaction_and_sees_what_was_committed_before_
     with engine.begin() as connection:  # the writer's connection is back in a transaction of its own
         connection.exec_driver_sql("SELECT pg_sleep(0.01)")
         assert connection.exec_driver_sql("SELECT now() = statement_timestamp()").scalar_one() is False
+
+
+def _backend(connection) -> int:
+    return connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+
+
+def test_a_connection_the_database_ended_while_it_was_idle_is_replaced_before_it_is_handed_out(
+        engine, database_url, monkeypatch):
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.05)
+    with engine.connect() as connection:
+        ended = _backend(connection)
+    with psycopg.connect(database_url, autocommit=True) as admin:  # a restart, a failover, an administrator
+        assert admin.execute("SELECT pg_terminate_backend(%s)", (ended,)).fetchone() == (True,)
+    time.sleep(0.1)
+    with engine.begin() as connection:  # no error: the pool noticed and connected again
+        assert _backend(connection) != ended
+        assert connection.execute(text("SELECT count(*) FROM deliveries")).scalar_one() == 0
+
+
+def test_only_a_connection_idle_for_a_while_is_pinged(engine, monkeypatch):
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.3)
+    pings = []
+    ping = engine.dialect.do_ping
+    monkeypatch.setattr(engine.dialect, "do_ping", lambda connection: pings.append(1) or ping(connection))
+    for _ in range(5):  # back to back: each checkout gets the connection returned a moment ago
+        with engine.begin() as connection:
+            connection.exec_driver_sql("SELECT 1")
+    assert pings == []
+    time.sleep(0.4)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("SELECT 1")
+    assert pings == [1]
