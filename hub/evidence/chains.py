@@ -219,13 +219,18 @@ def chained(head: tuple[int, str], rows, line: Callable) -> list[tuple[int, str,
 
 
 def write_seals(session, table, seals: list[tuple[int, str, str, int]]) -> None:
-    """One executemany of plain UPDATEs, handed to the driver as they are (SQLAlchemy's processing of each
-    row's parameters would cost more than the update itself)."""
+    """The seals (chain_seq, content_hash, chain_hash, id) handed to the driver as they are (SQLAlchemy's
+    processing of each row's parameters would cost more than the update itself): on PostgreSQL one UPDATE
+    joined to the seals as arrays (an executemany there is a statement per row), on SQLite one executemany."""
     connection = session.connection()
-    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    connection.exec_driver_sql(
-        f"UPDATE {table.name} SET chain_seq = {marker}, content_hash = {marker}, chain_hash = {marker} "
-        f"WHERE id = {marker}", seals)
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(
+            f"UPDATE {table.name} SET chain_seq = s.seq, content_hash = s.content, chain_hash = s.chain "
+            "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[]) AS s(seq, content, chain, id) "
+            f"WHERE {table.name}.id = s.id", tuple(list(column) for column in zip(*seals)))
+    else:
+        connection.exec_driver_sql(
+            f"UPDATE {table.name} SET chain_seq = ?, content_hash = ?, chain_hash = ? WHERE id = ?", seals)
 
 
 def write_checkpoint(hub, *, now: dt.datetime | None = None) -> str:
