@@ -55,6 +55,7 @@ class Hub:
         self.engine = engine or make_engine(self.settings.database_url)
         self.sessions = make_sessionmaker(self.engine)
         self.reads = make_read_sessionmaker(self.engine)  # sessions that only read (no write lock on SQLite)
+        self.streamed_reads = make_read_sessionmaker(self.engine, transaction=True)  # reads with yield_per
         self.read_engine = read_only(self.engine)          # plain connections that only read (token checks)
         # the writes every message makes (accepted, delivered), batched on both databases (hub/store/group_commit.py)
         self.committer = GroupCommitter(self.engine)

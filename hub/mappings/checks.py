@@ -310,7 +310,7 @@ def replay(hub, mapping: str, xslt: bytes, *, last: int | None = None, since: dt
             _replay_one(hub, info, report, message_id, source, output, current, first_diffs)
         pending.clear()
 
-    with hub.reads() as session:
+    with hub.streamed_reads() as session:
         for _, message_id, stored, received in session.execute(query.execution_options(yield_per=batch)):
             report.messages += 1
             data = stored or received

@@ -246,23 +246,24 @@ def make_sessionmaker(engine: Engine) -> sessionmaker:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def read_only(engine: Engine) -> Engine:
+def read_only(engine: Engine, *, transaction: bool = False) -> Engine:
     """The same engine (and pool) for reads only: on SQLite its transactions begin deferred instead of
     taking the write lock; on PostgreSQL each statement runs on its own (autocommit), as it would see the same
-    rows in a READ COMMITTED transaction.
+    rows in a READ COMMITTED transaction, unless `transaction` (a server-side cursor, `yield_per`, needs one).
 
     Why no transaction on PostgreSQL: a read's transaction ends in a ROLLBACK, and psycopg then forgets every
     statement it had prepared on that connection, so the next writer on it parsed and planned its statements
     again (planning was 40 % of the database's CPU per statement in the SOAP benchmark). A BEGIN and a ROLLBACK
     round trip are saved too. Nothing may be written through these connections: it would not be rolled back."""
-    if engine.dialect.name == "postgresql":
+    if engine.dialect.name == "postgresql" and not transaction:
         return engine.execution_options(**{READ_ONLY: True}, isolation_level="AUTOCOMMIT")
     return engine.execution_options(**{READ_ONLY: True})
 
 
-def make_read_sessionmaker(engine: Engine) -> sessionmaker:
-    """Sessions for reads only (searches, the dispatcher's look for due work), over `read_only(engine)`."""
-    return sessionmaker(read_only(engine), expire_on_commit=False)
+def make_read_sessionmaker(engine: Engine, *, transaction: bool = False) -> sessionmaker:
+    """Sessions for reads only (searches, the dispatcher's look for due work), over `read_only(engine)`;
+    `transaction` for reads that stream their rows through a server-side cursor (`yield_per`)."""
+    return sessionmaker(read_only(engine, transaction=transaction), expire_on_commit=False)
 
 
 def alembic_config(connection, metadata: Sequence[MetaData] = ()):
