@@ -13,12 +13,13 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 from lxml import etree
 from signxml import XMLVerifier
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from conftest import free_port, wait_for
 from hub.trust import pki
@@ -401,3 +402,34 @@ def _other_bytes(registry, path: Path, tmp_path: Path) -> Path:
     other = tmp_path / "other.xml"
     other.write_bytes(etree.tostring(registry.signer.sign(root)))
     return other
+
+
+def test_a_batch_file_is_written_from_a_read_that_lets_others_write(hub, monkeypatch):
+    """The batch's cases are streamed from a read, not a writing transaction: on SQLite a large batch's file would
+    otherwise hold the write lock while it is written, and intake and deliveries would wait for it."""
+    from registry.app import Registry
+    monkeypatch.setattr(lc, "MAX_ITEMS", 5)
+    registry = Registry(hub)
+    registry.load_reference_data()
+    bench_cdg.fill(hub, 8, 0)
+    with hub.sessions() as session:
+        ids = list(session.scalars(select(Case.id).order_by(Case.id)))
+    reference = cdg_stream.prepare(registry, ids)
+    certificate, written_meanwhile = cdg_stream._certificate, []
+
+    def certificate_while_another_writes(*args):
+        if not written_meanwhile:  # the first certificate: the file is being written
+            done = threading.Event()
+
+            def write():
+                with hub.sessions.begin() as session:
+                    session.execute(text("DELETE FROM refusals WHERE id < 0"))
+                done.set()
+            threading.Thread(target=write, daemon=True).start()
+            written_meanwhile.append(done.wait(5))
+        return certificate(*args)
+
+    monkeypatch.setattr(cdg_stream, "_certificate", certificate_while_another_writes)
+    path, _size, _digest = cdg_stream.write_batch(registry, reference)
+    assert written_meanwhile == [True]
+    assert etree.parse(str(path)).getroot().find(f"{{{CDG_NS}}}Certificats") is not None

@@ -164,7 +164,7 @@ def write_batch(registry, reference: str) -> tuple[Path, int, str]:
         writer.leaf("NombreAvisDeces", str(batch.death_notices))
         writer.start("Certificats")
         spooled = []
-        with hub.sessions() as session:
+        with hub.streamed_reads() as session:  # a read: on SQLite, no write lock held while the file is written
             for case_ref, post, details, given, family, birth_date, cnie in session.execute(query):
                 kind = details.get("kind")
                 counts[kind] = counts.get(kind, 0) + 1
