@@ -338,11 +338,8 @@ def test_connectors_declare_whether_they_send_files():
     assert not issubclass(connector_class("rest"), FileSender) and not issubclass(connector_class("soap"), FileSender)
 
 
-def test_a_file_is_refused_like_any_message_and_the_refusal_recorded(hub, tmp_path, monkeypatch):
-    from hub.errors import DuplicateConflict, NotAllowed, NotRoutable
-    from hub.intake.door import Arrival, FileHeader
-    from hub.store.models import Refusal
-    from hub.trust.signing import Signer
+def _recorded_batch(hub, monkeypatch):
+    """(registry, reference): a batch of eight life certificates recorded in the registry on `hub`, not yet written."""
     from registry.app import Registry
     monkeypatch.setattr(lc, "MAX_ITEMS", 5)
     registry = Registry(hub)
@@ -350,7 +347,15 @@ def test_a_file_is_refused_like_any_message_and_the_refusal_recorded(hub, tmp_pa
     bench_cdg.fill(hub, 8, 0)
     with hub.sessions() as session:
         ids = list(session.scalars(select(Case.id).order_by(Case.id)))
-    reference = cdg_stream.prepare(registry, ids)
+    return registry, cdg_stream.prepare(registry, ids)
+
+
+def test_a_file_is_refused_like_any_message_and_the_refusal_recorded(hub, tmp_path, monkeypatch):
+    from hub.errors import DuplicateConflict, NotAllowed, NotRoutable
+    from hub.intake.door import Arrival, FileHeader
+    from hub.store.models import Refusal
+    from hub.trust.signing import Signer
+    registry, reference = _recorded_batch(hub, monkeypatch)
     path, _size, digest = cdg_stream.write_batch(registry, reference)
     header = FileHeader(message_id=f"REGISTRY-{reference}", type=lc.BATCH_TYPE, correlation_id=reference,
                         sender="REGISTRY", recipient="CDG")
@@ -407,14 +412,7 @@ def _other_bytes(registry, path: Path, tmp_path: Path) -> Path:
 def test_a_batch_file_is_written_from_a_read_that_lets_others_write(hub, monkeypatch):
     """The batch's cases are streamed from a read, not a writing transaction: on SQLite a large batch's file would
     otherwise hold the write lock while it is written, and intake and deliveries would wait for it."""
-    from registry.app import Registry
-    monkeypatch.setattr(lc, "MAX_ITEMS", 5)
-    registry = Registry(hub)
-    registry.load_reference_data()
-    bench_cdg.fill(hub, 8, 0)
-    with hub.sessions() as session:
-        ids = list(session.scalars(select(Case.id).order_by(Case.id)))
-    reference = cdg_stream.prepare(registry, ids)
+    registry, reference = _recorded_batch(hub, monkeypatch)
     certificate, written_meanwhile = cdg_stream._certificate, []
 
     def certificate_while_another_writes(*args):
