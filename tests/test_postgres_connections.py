@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select, text
 
 from hub.store import db
-from hub.store.db import make_engine, read_only
+from hub.store.db import make_engine, make_read_sessionmaker, read_only
 from hub.store.models import Delivery
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -34,20 +34,24 @@ def _prepared(connection) -> int:
     return connection.exec_driver_sql("SELECT count(*) FROM pg_prepared_statements").scalar_one()
 
 
+def _backend(connection) -> int:
+    return connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+
+
 def test_a_read_leaves_the_statements_prepared_on_its_connection(engine):
     # one thread using the pool in turn: every checkout below is the same connection
     with engine.begin() as connection:
         for _ in range(6):  # psycopg prepares a statement at its fifth execution
             connection.execute(select(Delivery.id).where(Delivery.id == 0)).all()
         prepared = _prepared(connection)
-        backend = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        backend = _backend(connection)
     assert prepared >= 1
     with read_only(engine).connect() as connection:
-        assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() == backend
+        assert _backend(connection) == backend
         connection.execute(select(Delivery.id).where(Delivery.id == 0)).all()
         assert connection.exec_driver_sql("SELECT txid_current_if_assigned()").scalar_one() is None
     with engine.begin() as connection:
-        assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() == backend
+        assert _backend(connection) == backend
         assert _prepared(connection) == prepared
 
 
@@ -66,8 +70,11 @@ def test_a_read_runs_outside_any_transaction_and_sees_what_was_committed_before_
         assert connection.exec_driver_sql("SELECT now() = statement_timestamp()").scalar_one() is False
 
 
-def _backend(connection) -> int:
-    return connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+def test_a_read_that_streams_its_rows_through_a_server_side_cursor_has_its_transaction(engine):
+    with make_read_sessionmaker(engine, transaction=True)() as session:  # hub.streamed_reads
+        rows = session.execute(select(Delivery.id).execution_options(yield_per=10)).all()
+        assert rows == []
+        assert session.connection().connection.dbapi_connection.info.transaction_status != 0  # in a transaction
 
 
 def test_a_connection_the_database_ended_while_it_was_idle_is_replaced_before_it_is_handed_out(
