@@ -62,9 +62,9 @@ def accounts():
     made: dict = {}
 
     def get(service, role: str) -> tuple[str, str]:
-        if role not in made:
-            made[role] = person(service, role)
-        return made[role]
+        if (service.url, role) not in made:  # one hub per database (HUB_TEST_DATABASES=both)
+            made[service.url, role] = person(service, role)
+        return made[service.url, role]
     return get
 
 
@@ -75,12 +75,12 @@ def signed_in(accounts):
     made: dict = {}
 
     def get(service, role: str) -> tuple[str, str]:
-        if role not in made:
+        if (service.url, role) not in made:
             username, password = accounts(service, role)
             with httpx.Client(base_url=service.url) as client:
                 assert console_sign_in(client, username, password).status_code == 303
-                made[role] = username, client.cookies["hub_session"]
-        return made[role]
+                made[service.url, role] = username, client.cookies["hub_session"]
+        return made[service.url, role]
     return get
 
 

@@ -21,12 +21,12 @@ def session_cookie():
     made = {}
 
     def get(service) -> str:
-        if "cookie" not in made:
+        if service.url not in made:  # one hub per database (HUB_TEST_DATABASES=both)
             username, password = make_user(service.hub.sessions, "integration")
             with httpx.Client(base_url=service.url) as client:
                 assert sign_in(client, username, password).status_code == 303
-                made["cookie"] = client.cookies["hub_session"]
-        return made["cookie"]
+                made[service.url] = client.cookies["hub_session"]
+        return made[service.url]
     return get
 
 

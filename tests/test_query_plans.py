@@ -8,9 +8,13 @@ PostgreSQL keeps its own statistics, so these tests use SQLite only. tests/test_
 the search's statements on both databases, after ANALYZE."""
 from __future__ import annotations
 
+import pytest
+
 from hub.delivery import outbox
 from hub.intake.accept import CORRELATION_QUERY
 from hub.store.db import make_engine
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # also with HUB_TEST_DATABASES=both
 
 
 def _plan(database_url: str, statement) -> list[str]:
