@@ -82,14 +82,15 @@ def row(message_pk: int, kind: str, detail: str, at, *, digest: str | None = Non
 _INSERT_EVENTS = insert(Event.__table__)
 _COLUMNS = ("message_pk", "delivery_id", "at", "kind", "detail", "digest")
 _FEW_ROWS = 8
-_INSERT_UNNESTED = (f"INSERT INTO events ({', '.join(_COLUMNS)}) SELECT * FROM unnest("
+_INSERT_INTO = f"INSERT INTO events ({', '.join(_COLUMNS)})"
+_INSERT_UNNESTED = (f"{_INSERT_INTO} SELECT * FROM unnest("
                     "%s::bigint[], %s::bigint[], %s::timestamptz[], %s::text[], %s::text[], %s::text[])")
 
 
 @functools.lru_cache(maxsize=_FEW_ROWS)
 def _insert_values(rows: int) -> str:
     one = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
-    return f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES " + ", ".join([one] * rows)
+    return f"{_INSERT_INTO} VALUES " + ", ".join([one] * rows)
 
 
 def insert_rows(connection, rows: list[dict]) -> None:
