@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select, update
 
-from hub.delivery import workers as engine
+from hub.delivery import outbox, workers as engine
 from hub.errors import PermanentDeliveryError
 from hub.evidence.chains import verify_chains
+from hub.store.group_commit import GroupCommitter, WriteAlone, _Item
 from hub.store.models import Delivery, DeliveryState, Event
 from hub.intake.door import Arrival
 from support import licence_request
@@ -60,5 +61,71 @@ def test_a_refused_answer_still_keeps_what_was_sent_and_answered(hub, pki_dir):
         kept = session.get(Delivery, delivery_id)
         assert (kept.state, kept.sent_bytes, kept.partner_receipt) == (DeliveryState.DEAD, b"<sent/>", b"<answer/>")
     assert [kind for kind, _ in _kinds(hub, delivery_id)][-3:] == ["SENT", "PARTNER_RECEIPT", "DEAD_LETTERED"]
+    report = verify_chains(hub)
+    assert report.ok, report.lines()
+
+
+def _claimed_outcomes(hub, pki_dir, n: int) -> list:
+    """n requests to NARSA accepted and claimed, and their senders' outcomes, each with the row as read after
+    the claim (as a sender has it)."""
+    for i in range(1, n + 1):
+        hub.receive(Arrival("registry", data=licence_request(pki_dir, reference=f"LIC-2026-{i:06d}",
+                                                             number=f"12/{i:06d}"), caller="REGISTRY"))
+    with hub.sessions.begin() as session:
+        ids = sorted(c.id for c in outbox.claim(session, owner="w1", limit=n, lease_seconds=60))
+    with hub.sessions() as session:
+        read = {d.id: engine._so_far(d) for d in session.scalars(select(Delivery).where(Delivery.id.in_(ids)))}
+    return [engine._Delivered(i, (f"<sent n='{i}'/>".encode(), b"<ack/>", "over REST: 202"), None, read[i])
+            for i in ids]
+
+
+def _write_as_one_batch(hub, outcomes) -> list[int]:
+    """The outcomes given to group commit as one batch; the items of each transaction it ran."""
+    committer, transactions = GroupCommitter(hub.engine), []
+    original = committer._transaction
+    committer._transaction = lambda batch: transactions.append(len(batch)) or original(batch)
+    items = [_Item(engine._write_delivered, outcome) for outcome in outcomes]
+    committer._commit(items)
+    for item in items:
+        item.future.result(10)
+    return transactions
+
+
+def test_a_batch_of_outcomes_updates_its_deliveries_in_one_statement(hub, pki_dir):
+    outcomes = _claimed_outcomes(hub, pki_dir, 3)
+    updates = []
+    listener = lambda _c, _cursor, statement, *_: updates.append(1) if statement.startswith("UPDATE deliveries") else None  # noqa: E731
+    event.listen(hub.engine, "before_cursor_execute", listener)
+    try:
+        assert _write_as_one_batch(hub, outcomes) == [3]
+    finally:
+        event.remove(hub.engine, "before_cursor_execute", listener)
+    assert len(updates) == 1, "one executemany for the three deliveries"
+    for outcome in outcomes:
+        assert [kind for kind, _ in _kinds(hub, outcome.delivery_id)][-2:] == ["SENT", "PARTNER_RECEIPT"]
+    with hub.sessions() as session:
+        assert set(session.scalars(select(Delivery.state))) == {DeliveryState.DELIVERED}
+
+
+def test_a_delivery_changed_since_its_sender_read_it_sends_the_batch_back_one_by_one(hub, pki_dir):
+    """Its lease ran out and another worker claimed it (attempt 2) while the first sender still sent: the
+    batch's conditional updates find one row fewer than they were given, nothing of the batch is kept, and
+    each outcome is written alone, that one after reading its row again."""
+    outcomes = _claimed_outcomes(hub, pki_dir, 3)
+    changed = outcomes[1].delivery_id
+    with hub.sessions.begin() as session:
+        session.execute(update(Delivery).where(Delivery.id == changed).values(attempts=2, lease_owner="w2"))
+    with pytest.raises(WriteAlone, match="1 of 3 deliveries changed"):
+        with hub.engine.begin() as connection:
+            engine._write_delivered(connection, outcomes)
+    with hub.sessions() as session:
+        assert set(session.scalars(select(Delivery.state))) == {DeliveryState.PENDING}, "the batch kept nothing"
+
+    assert _write_as_one_batch(hub, outcomes) == [3, 1, 1, 1]
+    with hub.sessions() as session:
+        assert set(session.scalars(select(Delivery.state))) == {DeliveryState.DELIVERED}
+    for outcome in outcomes:
+        [(kind, detail)] = [(k, d) for k, d in _kinds(hub, outcome.delivery_id) if k.startswith("SENT")]
+        assert kind == "SENT" and f"(attempt {2 if outcome.delivery_id == changed else 1})" in detail, detail
     report = verify_chains(hub)
     assert report.ok, report.lines()

@@ -1,7 +1,7 @@
 """Intake's batched writes (hub/store/group_commit.py `store`, hub/intake/accept.py `store_accepted`): the
-intakes waiting together are written in a few statements and one commit; a duplicate, an unknown
-correlation or a lost connection in the batch gives each caller its own outcome and leaves nothing
-half-written. Against the real database; the writer is held until every intake of the batch is queued."""
+intakes waiting together are written in a few statements and one commit; a duplicate or a lost connection
+in the batch gives each caller its own outcome and leaves nothing half-written, and an unknown correlation
+is refused before the batch. Against the real database; the writer is held until every intake of the batch is queued."""
 from __future__ import annotations
 
 import datetime as dt
@@ -66,13 +66,15 @@ class HeldWriter:
         """The writes waiting: queued, and the one the writer thread took and waits to commit."""
         return self.committer._queue.qsize() + self.committer._writer_waiting
 
-    def submit_all(self, hub, arrivals: list[Arrival]) -> list:
-        """Each arrival through `hub.receive` in a thread of its own, all queued, then written together:
-        their outcomes (a Receipt, or the exception raised), in order."""
+    def submit_all(self, hub, arrivals: list[Arrival], *, refused_before: int = 0) -> list:
+        """Each arrival through `hub.receive` in a thread of its own, all queued (but the `refused_before` that
+        intake refuses before their write), then written together: their outcomes (a Receipt, or the exception
+        raised), in order."""
         futures = [self.pool.submit(hub.receive, arrival) for arrival in arrivals]
         deadline = time.monotonic() + 30
-        while self._waiting() < len(arrivals):  # each intake verified, signed, and waiting
-            assert time.monotonic() < deadline, f"only {self._waiting()} of {len(arrivals)} queued"
+        expected = len(arrivals) - refused_before
+        while self._waiting() < expected:  # each intake verified, signed, and waiting
+            assert time.monotonic() < deadline, f"only {self._waiting()} of {expected} queued"
             time.sleep(0.01)
         self._gate.set()
         self._held.result(10)
@@ -154,7 +156,9 @@ def test_a_duplicate_in_the_middle_of_a_batch_refuses_only_itself(hub, pki_dir):
     _evidence_seals(hub)
 
 
-def test_an_unknown_correlation_in_a_batch_refuses_only_itself_and_writes_nothing(hub, pki_dir):
+def test_an_unknown_correlation_is_refused_before_the_batch_and_writes_nothing(hub, pki_dir):
+    """An answer is correlated with a read before its write transaction (the write lock is held for writes
+    alone): the one naming no message is refused there, and the others of the batch commit together."""
     original = _request(pki_dir, 1)
     hub.receive(Arrival("registry", data=original, caller="REGISTRY"))  # delivered to NARSA: answerable
     known = _narsa_answer(pki_dir, answer_id="NARSA-R-000001", in_reply_to="REGISTRY-LIC-2026-000001",
@@ -166,12 +170,12 @@ def test_an_unknown_correlation_in_a_batch_refuses_only_itself_and_writes_nothin
                    Arrival("rest-partner", data=known, partner="NARSA")]
                 + [Arrival("registry", data=_request(pki_dir, i), caller="REGISTRY") for i in range(6, 9)])
     held = HeldWriter(hub)
-    outcomes = held.submit_all(hub, arrivals)
+    outcomes = held.submit_all(hub, arrivals, refused_before=1)
     print(f"a batch with an unknown correlation: transactions of {held.transactions} writes; outcomes "
           f"{[type(o).__name__ for o in outcomes]}")
     assert isinstance(outcomes[4], UnknownCorrelation) and "never sent to NARSA" in str(outcomes[4])
     assert all(not isinstance(o, Exception) and not o.duplicate for i, o in enumerate(outcomes) if i != 4), outcomes
-    assert held.transactions == [1, len(arrivals)], "a refusal does not roll the others back"
+    assert held.transactions == [1, len(arrivals) - 1], "refused before the batch, which the others share"
     stored = _stored(hub)
     assert len(stored) == 1 + 7 + 1
     answers = {message_id: counts for message_id, counts in stored.items() if not message_id.startswith("REGISTRY-")}

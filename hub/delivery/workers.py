@@ -57,6 +57,7 @@ from hub.xml.envelope import bind, business_document, read_header
 from hub.intake.accept import LeasedDelivery
 from hub.intake.door import Arrival, refused
 from hub.store import files as store
+from hub.store.group_commit import WriteAlone
 from hub.store.models import Delivery, DeliveryState, Message, MessageState
 from hub.delivery.outbox import Claimed, any_due, claim, unclaim
 from hub.delivery.retry import next_delay
@@ -371,13 +372,18 @@ def _write_delivered(connection, outcomes: list[_Delivered]) -> list[None]:
     all their events, and one executemany setting their messages' states from their deliveries' (as
     `message_state`). The outcomes are taken in order, each seeing what the ones before it wrote (the same
     delivery twice: its second send is SENT_AGAIN), so the rows and events are those that writing them one
-    by one would give."""
+    by one would give.
+
+    In a batch, the updates made on condition go as one executemany per statement, checked by their rows
+    updated in all: when some delivery changed since its sender read it (a lease that ran out, another
+    claim), the batch is written again one outcome at a time (`WriteAlone`), where each reads its row again."""
     unread = sorted({o.delivery_id for o in outcomes if o.read is None})
     so_far: dict[int, _SoFar] = {}
     if unread:
         so_far = {row.id: _SoFar(*row[1:]) for row in connection.execute(_SENT_SO_FAR, {"ids": unread})}
     events: list[dict] = []
     kept_receipts: dict[int, bytes | None] = {}  # receipts first kept by this batch
+    on_condition: dict[tuple, list[dict]] = {}  # (statement, keys) -> the parameters of its updates, in a batch
     for delivery_id, (body, receipt, detail), answer, read in outcomes:
         checked = delivery_id not in so_far and read is not None
         row = read if checked else so_far.get(delivery_id)
@@ -394,8 +400,12 @@ def _write_delivered(connection, outcomes: list[_Delivered]) -> list[None]:
                 connection.execute(_UPDATE_DELIVERY, {"delivery_id": delivery_id, **values})
                 break
             statement = _UPDATE_DELIVERY_IF_FIRST if row.first_send else _UPDATE_DELIVERY_IF_AGAIN
-            if connection.execute(statement, {"delivery_id": delivery_id, "read_attempts": row.attempts,
-                                              "read_state": row.state, **values}).rowcount == 1:
+            parameters = {"delivery_id": delivery_id, "read_attempts": row.attempts, "read_state": row.state,
+                          **values}
+            if len(outcomes) > 1:
+                on_condition.setdefault((statement, tuple(parameters)), []).append(parameters)
+                break
+            if connection.execute(statement, parameters).rowcount == 1:
                 break
             row, checked = _read_so_far(connection, delivery_id), False  # changed since it was read
         so_far[delivery_id] = row._replace(state=DeliveryState.DELIVERED, first_send=False)
@@ -419,6 +429,10 @@ def _write_delivered(connection, outcomes: list[_Delivered]) -> list[None]:
         if answer:  # vouches for the answer as kept (the first send's)
             events.append(event(timeline.ANSWERED, f"{row.partner} answered with {answer}",
                                 digest=timeline.sha256(kept_receipt)))
+    for (statement, _keys), parameters in on_condition.items():
+        updated = connection.execute(statement, parameters).rowcount
+        if updated != len(parameters):
+            raise WriteAlone(f"{len(parameters) - updated} of {len(parameters)} deliveries changed since read")
     timeline.insert_rows(connection, events)
     now = utcnow()
     connection.execute(_REFRESH_MESSAGE, [{"message": message_pk, "now": now}

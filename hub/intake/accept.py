@@ -190,6 +190,8 @@ def _store_and_route(hub, header: Header, envelope: etree._Element, data: bytes,
     if not targets:
         raise NotRoutable(f"no recipient of {header.type} applies to this message (every route condition is false)",
                           [Problem("no route condition holds", path="/Message/Body")])
+    if header.in_reply_to:
+        steps = (*steps, run_blocking(_correlated, hub, header))
     backpressure.check(hub, (target.partner for target in targets))  # 429 when a target's outbox is full
     digest = hashlib.sha256(data).hexdigest()
     received_at = utcnow()
@@ -273,53 +275,34 @@ _INSERT_DELIVERIES = insert(Delivery.__table__).returning(Delivery.id, Delivery.
                                                           Delivery.operation)
 
 
-def store_accepted(connection, messages: Sequence[AcceptedMessage]) -> list[tuple | UnknownCorrelation]:
+def store_accepted(connection, messages: Sequence[AcceptedMessage]) -> list[tuple]:
     """The messages, their outbox rows and their timelines, however many, in three statements (Core inserts
     on intake's hot path: a multi-row INSERT ... RETURNING for the messages, one for the deliveries, one
-    executemany for the events); one outcome per message: its deliveries stored leased (`LeasedDelivery`),
-    or the UnknownCorrelation that refuses it.
+    executemany for the events); one outcome per message: its deliveries stored leased (`LeasedDelivery`).
 
-    Every answer is correlated before anything is written (a refused message writes nothing, as group
-    commit requires). The unique (sender, message id) constraint refuses a second copy: the statement
-    fails, group commit runs each message again alone and the caller answers the one refused as a
-    duplicate. Each message's events are inserted together, in the order they happened (the evidence
-    chain seals by id)."""
-    outcomes: list[tuple | UnknownCorrelation] = []
-    stored: list[tuple[AcceptedMessage, list]] = []
-    for message in messages:
-        events = list(message.steps)
-        if message.header.in_reply_to:
-            try:
-                events.append(_correlate(connection, message.header))
-            except UnknownCorrelation as exc:
-                outcomes.append(exc)
-                continue
-        outcomes.append(())
-        stored.append((message, events))
-    if not stored:
-        return outcomes
+    The unique (sender, message id) constraint refuses a second copy: the statement fails, group commit runs
+    each message again alone and the caller answers the one refused as a duplicate. Each message's events
+    are inserted together, in the order they happened (the evidence chain seals by id)."""
     # Multi-row inserts whose RETURNING rows are matched to the items by key, not by position: the
     # databases do not promise their order (asking SQLAlchemy to sort them makes it insert row by row on SQLite).
-    returned = connection.execute(_INSERT_MESSAGES, [_message_row(message) for message, _events in stored]).all()
+    returned = connection.execute(_INSERT_MESSAGES, [_message_row(message) for message in messages]).all()
     pk_of = {(row.sender, row.message_id): row.id for row in returned}
-    message_pks = [pk_of[message.header.sender, message.header.message_id] for message, _events in stored]
+    message_pks = [pk_of[message.header.sender, message.header.message_id] for message in messages]
     deliveries = [_delivery_row(message_pk, target, message.received_at, message.lease)
-                  for (message, _events), message_pk in zip(stored, message_pks) for target in message.targets]
+                  for message, message_pk in zip(messages, message_pks) for target in message.targets]
     delivery_ids: dict[tuple, list[int]] = {}
     if deliveries:
         returned = connection.execute(_INSERT_DELIVERIES, deliveries).all()
         for row in sorted(returned, key=lambda row: row.id):  # a (message, partner, operation) twice: in order
             delivery_ids.setdefault((row.message_pk, row.partner, row.operation), []).append(row.id)
     rows = []
-    leased: dict[int, tuple[LeasedDelivery, ...]] = {}  # id(message) -> its deliveries stored leased
-    for (message, events), message_pk in zip(stored, message_pks):
+    outcomes: list[tuple[LeasedDelivery, ...]] = []  # each message's deliveries stored leased
+    for message, message_pk in zip(messages, message_pks):
         ids = [delivery_ids[message_pk, target.partner, target.operation].pop(0) for target in message.targets]
-        rows.extend(_timeline_rows(message, message_pk, events, ids))
-        if message.lease is not None:
-            leased[id(message)] = _leased(message, message_pk, ids)
+        rows.extend(_timeline_rows(message, message_pk, ids))
+        outcomes.append(_leased(message, message_pk, ids) if message.lease is not None else ())
     timeline.insert_rows(connection, rows)
-    return [outcome if isinstance(outcome, UnknownCorrelation) else leased.get(id(message), ())
-            for message, outcome in zip(messages, outcomes)]
+    return outcomes
 
 
 def _message_row(message: AcceptedMessage) -> dict:
@@ -340,12 +323,12 @@ def _delivery_row(message_pk: int, target, received_at, lease: Lease | None) -> 
     return row
 
 
-def _timeline_rows(message: AcceptedMessage, message_pk: int, events, delivery_ids: list[int]) -> list[dict]:
+def _timeline_rows(message: AcceptedMessage, message_pk: int, delivery_ids: list[int]) -> list[dict]:
     """The message's events: the steps, ACCEPTED, then QUEUED for each delivery (its id from `delivery_ids`)."""
     at, canonical = message.received_at, message.canonical
     vouched = {timeline.RECEIVED: message.digest, timeline.VERIFIED: timeline.sha256(canonical),
                timeline.MAPPED_IN: timeline.sha256(canonical)}
-    rows = [timeline.row(message_pk, kind, detail, at, digest=vouched.get(kind)) for kind, detail in events]
+    rows = [timeline.row(message_pk, kind, detail, at, digest=vouched.get(kind)) for kind, detail in message.steps]
     rows.append(timeline.row(message_pk, timeline.ACCEPTED, f"sha256 {message.digest[:16]}…, receipt signed", at,
                              digest=timeline.sha256(message.receipt)))
     for target, delivery_id in zip(message.targets, delivery_ids):
@@ -401,6 +384,14 @@ def check_against_route(route, header: Header) -> None:
 CORRELATION_QUERY = (select(Message.message_id, Message.correlation_id)
                      .where(Message.message_id == bindparam("in_reply_to"),
                             exists().where(Delivery.message_pk == Message.id, Delivery.partner == bindparam("sender"))))
+
+
+def _correlated(hub, header: Header) -> tuple[str, str]:
+    """`_correlate` in a read of its own, before the message's write transaction: what it checks (the message
+    answered, its case, its delivery to the answer's sender) was committed before the answer could exist and
+    never changes, and the write lock is then held for the writes alone."""
+    with hub.read_engine.connect() as connection:
+        return _correlate(connection, header)
 
 
 def _correlate(connection, header: Header) -> tuple[str, str]:

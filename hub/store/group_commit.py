@@ -18,9 +18,10 @@ begin, bookkeeping and commit cost more than a small batch's statements.
 
 A database error (e.g. a unique violation: a duplicate message id, or the connection lost) rolls the
 batch back and its items are written again one transaction each, so that exactly the faulty one
-fails and the others still commit. When one of them loses its connection too, the database is away:
-the rest of the batch are answered with that error at once (nothing of the batch remains; each
-caller answers 503 and its sender tries again). A batch costs the same few round trips and one commit
+fails and the others still commit. A writer may ask for the same by raising `WriteAlone` (its items
+cannot be written together this time: a row changed since it was read). When one of them loses its
+connection too, the database is away: the rest of the batch are answered with that error at once
+(nothing of the batch remains; each caller answers 503 and its sender tries again). A batch costs the same few round trips and one commit
 whatever its size, on both databases (bench/intake.py measures it).
 
 A caller running inline on the event loop (the API's intake, hub/concurrency.py) awaits its commit
@@ -49,6 +50,11 @@ log = logging.getLogger("hub.store.group_commit")
 _STOP = object()
 
 BatchWriter = Callable[[Any, Sequence[Any]], Sequence[Any]]  # (connection, items) -> one outcome per item
+
+
+class WriteAlone(Exception):
+    """Raised by a batch writer whose items cannot be written together this time: the batch is rolled back and
+    each item written in a transaction of its own (a writer given one item never raises it)."""
 
 
 @dataclass(eq=False)
@@ -124,7 +130,7 @@ class GroupCommitter:
         if len(batch) > 1:
             try:
                 outcomes = self._transaction(batch)
-            except DBAPIError:  # one item broke the transaction (or the connection went): each on its own
+            except (DBAPIError, WriteAlone):  # one item broke the transaction (or the connection went): each alone
                 pass
             except BaseException as exc:  # a defect: every caller learns it
                 for work in batch:
