@@ -113,8 +113,8 @@ def _advance(session: Session, case: service.AnsweredCase, target: str, *, note:
 
 def apply_acknowledgement(registry, session: Session, envelope: etree._Element) -> str:
     header, ack = canonical.read(registry, envelope)
+    reference = canonical.text(ack, "PartnerReference", NS)  # read before the case is locked
     case = service.case_for_answer(session, reference=header.correlation_id)
-    reference = canonical.text(ack, "PartnerReference", NS)
     case.partner_reference = case.partner_reference or reference
     case.outcome = {**(case.outcome or {}), "partner_reference": reference}
     moved = _advance(session, case, "ACKNOWLEDGED", note=f"DGSN reference {reference}")
@@ -127,12 +127,13 @@ STATUS = {"IN_PRODUCTION", "SHIPPED", "AVAILABLE_AT_POST", "REJECTED"}
 
 def apply_status_update(registry, session: Session, envelope: etree._Element) -> str:
     header, update = canonical.read(registry, envelope)
-    case = service.case_for_answer(session, reference=header.correlation_id)
+    # the update read before the case is locked (on SQLite, the write lock is taken there)
     status = canonical.text(update, "Status", NS)
     fields = {"passport_number": "PassportNumber", "expiry_date": "ExpiryDate",
               "shipment_reference": "ShipmentReference", "reason": "Reason", "reason_text": "ReasonText"}
     found = {key: canonical.text(update, tag, NS) for key, tag in fields.items()}
     reference = canonical.text(update, "PartnerReference", NS)
+    case = service.case_for_answer(session, reference=header.correlation_id)
     note = f"{status} ({reference})" + (f": {found['reason']}" if found["reason"] else "")
     moved = _advance(session, case, status, note=note)
     if moved:

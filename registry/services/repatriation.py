@@ -80,20 +80,22 @@ def build_request(registry, case: Case) -> bytes:
 def apply_clearance(registry, session: Session, envelope: etree._Element) -> str:
     """Record one authority's decision; decide the case when it can be decided."""
     header, clearance = canonical.read(registry, envelope)
-    case = service.case_for_answer(session, reference=header.correlation_id)
+    # the answer read before the case is locked (on SQLite, the write lock is taken there)
     authority = canonical.text(clearance, "Authority", NS)
     decision = {"decision": canonical.text(clearance, "Decision", NS),
                 "reason": canonical.text(clearance, "Reason", NS),
                 "reason_text": canonical.text(clearance, "ReasonText", NS),
                 "partner_reference": canonical.text(clearance, "PartnerReference", NS),
                 "decided_at": canonical.text(clearance, "DecidedAt", NS), "message_id": header.message_id}
+    document = to_bytes(clearance)
+    case = service.case_for_answer(session, reference=header.correlation_id)
     outcome = dict(case.outcome or {})
     clearances = dict(outcome.get("clearances", {}))
     if authority in clearances:
         return f"case {case.reference}: {authority} had already answered; {header.message_id} ignored"
     clearances[authority] = decision
     case.outcome = {**outcome, "clearances": clearances}
-    service.attach_document(session, case=case, kind=f"CLEARANCE_{authority}", content=to_bytes(clearance),
+    service.attach_document(session, case=case, kind=f"CLEARANCE_{authority}", content=document,
                             source_message_id=header.message_id)
     if case.status == "SUBMITTED":  # the answers can overtake the registry's own bookkeeping
         service.move_case(session, case=case, status="AWAITING_CLEARANCES", actor="hub", note="request accepted")
