@@ -49,6 +49,9 @@ again), and a polled file stays where it is for the next poll.
 
 Connectors translate their library's exceptions into DeliveryError subclasses at the boundary:
 nothing from httpx, zeep or paramiko leaks into the engine.
+
+Outside the tree, because it never reaches a caller: WriteAlone, which a batch writer of group commit
+raises when its items cannot be written together this time (hub/store/group_commit.py).
 """
 from __future__ import annotations
 
@@ -330,6 +333,12 @@ class AccountRequestInvalid(HubError):
 
 class TransitionRefused(HubError):
     """A registry case asked to move to a status its service's machine does not allow from where it is."""
+
+
+class WriteAlone(Exception):
+    """Raised by a batch writer whose items cannot be written together this time (a row changed since it was
+    read): group commit rolls the batch back and writes each item in a transaction of its own. A writer given
+    one item never raises it."""
 
 
 class NotificationFailed(HubError):

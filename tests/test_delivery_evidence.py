@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import event, select, update
 
 from hub.delivery import outbox, workers as engine
-from hub.errors import PermanentDeliveryError
+from hub.errors import PermanentDeliveryError, WriteAlone
 from hub.evidence.chains import verify_chains
-from hub.store.group_commit import GroupCommitter, WriteAlone, _Item
+from hub.store.group_commit import GroupCommitter, _Item
 from hub.store.models import Delivery, DeliveryState, Event
 from hub.intake.door import Arrival
 from support import licence_request

@@ -52,12 +52,12 @@ from hub.evidence import timeline
 from hub.store.db import utcnow
 from hub.delivery.breaker import Breakers
 from hub.errors import (AnswerDeferred, ConfigError, DeliveryError, HubError, InputError, PermanentDeliveryError,
-                        StylesheetRefused, TransientDeliveryError, TryLater, first_line)
+                        StylesheetRefused, TransientDeliveryError, TryLater, WriteAlone, first_line)
 from hub.xml.envelope import bind, business_document, read_header
 from hub.intake.accept import LeasedDelivery
 from hub.intake.door import Arrival, refused
 from hub.store import files as store
-from hub.store.group_commit import WriteAlone
+
 from hub.store.models import Delivery, DeliveryState, Message, MessageState
 from hub.delivery.outbox import Claimed, any_due, claim, unclaim
 from hub.delivery.retry import next_delay

@@ -44,17 +44,12 @@ from typing import Any, Callable, Sequence
 from sqlalchemy.exc import DBAPIError
 
 from hub.concurrency import inline, wait_for
-from hub.errors import HubError
+from hub.errors import HubError, WriteAlone
 
 log = logging.getLogger("hub.store.group_commit")
 _STOP = object()
 
 BatchWriter = Callable[[Any, Sequence[Any]], Sequence[Any]]  # (connection, items) -> one outcome per item
-
-
-class WriteAlone(Exception):
-    """Raised by a batch writer whose items cannot be written together this time: the batch is rolled back and
-    each item written in a transaction of its own (a writer given one item never raises it)."""
 
 
 @dataclass(eq=False)
