@@ -94,7 +94,11 @@ def _write_as_one_batch(hub, outcomes) -> list[int]:
 def test_a_batch_of_outcomes_updates_its_deliveries_in_one_statement(hub, pki_dir):
     outcomes = _claimed_outcomes(hub, pki_dir, 3)
     updates = []
-    listener = lambda _c, _cursor, statement, *_: updates.append(1) if statement.startswith("UPDATE deliveries") else None  # noqa: E731
+
+    def listener(_connection, _cursor, statement, *_):
+        if statement.startswith("UPDATE deliveries"):
+            updates.append(statement)
+
     event.listen(hub.engine, "before_cursor_execute", listener)
     try:
         assert _write_as_one_batch(hub, outcomes) == [3]

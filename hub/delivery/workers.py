@@ -57,7 +57,6 @@ from hub.xml.envelope import bind, business_document, read_header
 from hub.intake.accept import LeasedDelivery
 from hub.intake.door import Arrival, refused
 from hub.store import files as store
-
 from hub.store.models import Delivery, DeliveryState, Message, MessageState
 from hub.delivery.outbox import Claimed, any_due, claim, unclaim
 from hub.delivery.retry import next_delay

@@ -21,8 +21,8 @@ batch back and its items are written again one transaction each, so that exactly
 fails and the others still commit. A writer may ask for the same by raising `WriteAlone` (its items
 cannot be written together this time: a row changed since it was read). When one of them loses its
 connection too, the database is away: the rest of the batch are answered with that error at once
-(nothing of the batch remains; each caller answers 503 and its sender tries again). A batch costs the same few round trips and one commit
-whatever its size, on both databases (bench/intake.py measures it).
+(nothing of the batch remains; each caller answers 503 and its sender tries again). A batch costs the
+same few round trips and one commit whatever its size, on both databases (bench/intake.py measures it).
 
 A caller running inline on the event loop (the API's intake, hub/concurrency.py) awaits its commit
 instead of blocking: the loop takes other requests in meanwhile, whose writes join the same batch.
