@@ -40,7 +40,9 @@ def test_a_streamed_acknowledgement_and_the_files_set_aside_are_counted(running_
 
     answer = client.post("/api/v1/partners/CDG/poll")
     assert answer.json() == {"partner": "CDG", "accepted": 1, "refused": 1, "seen": 0, "failed": 0, "streamed": 1}
-    assert client.get(f"/api/v1/life-certificates/batches/{batch}").json()["status"] == "ACKNOWLEDGED"
+    # accepted is stored; the registry applies it when the hub has delivered it (a moment later)
+    wait_for(lambda: client.get(f"/api/v1/life-certificates/batches/{batch}").json()["status"] == "ACKNOWLEDGED",
+             30, what="the batch acknowledged")
     failed = cdg.data_dir / "CDG" / "sftp" / "failed"
     assert "ZZ_HUGE.xml" in (failed / "ZZ_HUGE.xml.reason.txt").read_text()
     [refusal] = client.get("/api/v1/partner/refusals", params={"partner": "CDG"}).json()["items"]
