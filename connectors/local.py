@@ -50,18 +50,33 @@ class LocalConnector:
         """A message kept in a file: the consumer is given the file's path (read it as a stream)."""
         return self._consume(self.file_handler, OutboundFile(message_id, message_type, Path(path), sha256))
 
+    def prepare(self, outbound: Outbound) -> Callable | None:
+        """For a consumer whose effect is a change to the hub's database (hub/apps.py `ChangingConsumer`): its
+        work that needs no transaction done now, and its change returned, for the hub to write in the
+        transaction that records the delivery (hub/delivery/workers.py). None for any other consumer (then
+        `send`). Both raise DeliveryError only, as `send` does."""
+        prepare = getattr(self.handler, "prepare", None)
+        if prepare is None:
+            return None
+        change = self._consumed(prepare, outbound)
+        return lambda session: self._consumed(change, session)
+
     def _consume(self, handler, outbound) -> SendResult:
         if handler is None:
             raise TransientDeliveryError(f"no consumer attached for {self.party} in this process")
+        self._consumed(handler, outbound)
+        return SendResult(detail="consumed")
+
+    def _consumed(self, consume: Callable, argument):
+        """`consume(argument)`, its failures told as a sender tells them (module docstring)."""
         try:
-            handler(outbound)
+            return consume(argument)
         except DeliveryError:
             raise
         except InputError as exc:  # the consumer refused this message (its signature, its header): for good
             raise PermanentDeliveryError(f"{self.party} refused it: {exc.detail}") from None
         except Exception as exc:  # the consumer's own failure: keep the message and try again later
             raise TransientDeliveryError(f"{self.party} consumer failed: {type(exc).__name__}: {exc}") from exc
-        return SendResult(detail="consumed")
 
     def check(self) -> Health:
         return Health(self.handler is not None, "consumer attached" if self.handler else "no consumer attached")

@@ -15,7 +15,9 @@ names apps) builds each and wires what it declares:
                           so each must be idempotent and safe to run late or twice
     local_consumers()     party -> handler(Outbound): deliveries to that party (a `local` transport,
                           connectors/local.py) are handed to the handler in this process; raising
-                          PermanentDeliveryError dead-letters the delivery, anything else retries it
+                          PermanentDeliveryError dead-letters the delivery, anything else retries it. A
+                          handler whose effect is a change to the database is a ChangingConsumer: its change
+                          commits with the hub's record of the delivery, exactly once
     dead_letter_hooks()   fn(sender, correlation_id, message_id, reason) called after any message is
                           dead-lettered (outside the transaction); a hook's failure is logged, not raised
     resend_hooks()        optional: fn(sender, correlation_id, message_id, actor) called when an operator
@@ -75,6 +77,26 @@ class ChainedHistory:
     rows: Callable[[], Any] = field(repr=False)
     fields: Callable[[Any], list] = field(repr=False)
     check: Callable[[Any], Iterable[str]] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class ChangingConsumer:
+    """A local consumer whose effect is a change to rows of the hub's database (the registry's cases): the hub
+    writes it in the transaction that records the delivery (hub/delivery/workers.py), so that the two commit
+    together or not at all, once.
+
+    `prepare(outbound)` does the work that needs no transaction (parse, verify the signature, read the fields;
+    on SQLite the write lock is held by the transaction) and raises as a handler does; it returns
+    `change(session)`, which makes the change on an ORM session joined to the hub's transaction (never
+    committing it) and returns a callable to run once it is committed (send a follow-up), or None.
+    `receive(outbound)` does both in a transaction of the app's own (a script, a test); calling the consumer
+    does the same."""
+
+    receive: Callable[["Outbound"], None]
+    prepare: Callable[["Outbound"], Callable[[Any], Callable[[], None] | None]]
+
+    def __call__(self, outbound: "Outbound") -> None:
+        self.receive(outbound)
 
 
 @dataclass(frozen=True)

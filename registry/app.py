@@ -20,7 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from connectors.base import Outbound
-from hub.apps import Job
+from hub.apps import ChangingConsumer, Job
 from hub.trust import pki
 from hub.store.db import utcnow
 from hub.access.tokens import Identity
@@ -28,7 +28,8 @@ from hub.errors import InputError, NotFound, PermanentDeliveryError, TryLater
 from hub.intake.door import Arrival, Receipt
 from hub.trust.signing import Signer
 from hub.xml.safe import parse_trusted
-from registry import audit, catalogue, citizens, citizens_console, console, deadlines, posts, posts_console, service
+from registry import (audit, canonical, catalogue, citizens, citizens_console, console, deadlines, posts, posts_console,
+                      service)
 from registry.canonical import PARTY
 from registry.history import CASE_HISTORY
 from registry.models import Base, Case, Post
@@ -99,7 +100,7 @@ class Registry:
         return jobs
 
     def local_consumers(self):
-        return {PARTY: self.receive}
+        return {PARTY: ChangingConsumer(self.receive, self.prepare)}
 
     def dead_letter_hooks(self):
         return [self.on_dead_letter]
@@ -206,16 +207,29 @@ class Registry:
 
     # -- incoming (deliveries from the hub to the REGISTRY party) -----------------------------------
     def receive(self, outbound: Outbound) -> None:
+        """Apply a delivery in a transaction of its own (the hub applies it with its record of the delivery)."""
+        change = self.prepare(outbound)
+        with self.hub.sessions.begin() as session:
+            after = change(session)
+        if after is not None:
+            after()
+
+    def prepare(self, outbound: Outbound):
+        """A delivery read and verified before any transaction (hub/apps.py `ChangingConsumer`); returns its
+        change to the registry's rows, made by the service module's handler."""
         handler = self.handlers.get(outbound.message_type)
         if handler is None:
             raise PermanentDeliveryError(f"the registry does not consume {outbound.message_type}")
-        envelope = parse_trusted(outbound.body)
-        try:
-            with self.hub.sessions.begin() as session:
-                what = handler(self, session, envelope)
-        except NotFound as exc:  # the answer names no case: trying again cannot help
-            raise PermanentDeliveryError(f"the registry cannot apply {outbound.message_id}: {exc}") from None
-        log.debug(what)
+        header, document = canonical.read(self, parse_trusted(outbound.body))
+
+        def change(session):
+            try:
+                what = handler(self, session, header, document)
+            except NotFound as exc:  # the answer names no case: trying again cannot help
+                raise PermanentDeliveryError(f"the registry cannot apply {outbound.message_id}: {exc}") from None
+            log.debug(what)
+            return service.after_commit_of(session)
+        return change
 
     def on_dead_letter(self, sender: str, correlation_id: str, message_id: str, reason: str) -> None:
         """The registry's own message could not reach its partner: what it belongs to fails with the reason

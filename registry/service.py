@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Callable
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
@@ -136,6 +137,27 @@ def save_answer(session: Session, case: AnsweredCase) -> None:
     session.connection().execute(_SAVE_ANSWER, {"case_id": case.id, "status": case.status, "outcome": case.outcome,
                                    "partner_reference": case.partner_reference,
                                    "updated_at": case.updated_at or utcnow()})
+
+
+def after_commit(session: Session, work: Callable[[], None]) -> None:
+    """Have `work()` run once what `session` changed is committed (a follow-up message, say): a delivery's change
+    commits with the hub's record of that delivery, not with a commit of the session's own (registry/app.py)."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(work)
+
+
+def after_commit_of(session: Session) -> Callable[[], None] | None:
+    """What `after_commit` asked of `session`, as one callable (None when nothing)."""
+    works = session.info.pop(_AFTER_COMMIT, None)
+    if not works:
+        return None
+
+    def run() -> None:
+        for work in works:
+            work()
+    return run
+
+
+_AFTER_COMMIT = "registry.after_commit"
 
 
 def request_id(case: Case, suffix: str = "") -> str:

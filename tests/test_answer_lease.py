@@ -9,15 +9,18 @@ import datetime as dt
 
 import pytest
 from lxml import etree
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
+from hub.apps import ChangingConsumer
 from hub.delivery import workers
+from hub.errors import PermanentDeliveryError
+from hub.evidence import audit
 from hub.delivery.outbox import claim
 from hub.delivery.workers import DeliveryWorkers
 from hub.intake import accept
 from hub.intake.door import Arrival
 from hub.store.db import utcnow
-from hub.store.models import Delivery, DeliveryState, Message
+from hub.store.models import AuditEntry, Delivery, DeliveryState, Message
 from sigtools import narsa_result
 from support import licence_request, signer_for
 
@@ -133,3 +136,55 @@ def test_the_worker_parses_the_partners_answer_once(consumed, pki_dir, monkeypat
     assert parsed == [len(answer)]
     assert row(hub, Delivery.__table__, leased.id)["partner"] == "REGISTRY"
     assert row(hub, Message.__table__, leased.delivery["message_pk"])["message_id"] == message_id
+
+
+def changing_consumer(hub, *, refuse: bool = False) -> list:
+    """The registry's kind of consumer attached (hub/apps.py `ChangingConsumer`): its change an audit row naming
+    the message; what it runs after the commit records the audit rows then committed, seen on a connection of
+    its own."""
+    after_commit = []
+
+    def prepare(outbound):
+        def change(session):
+            audit.record(session, actor="consumer", action="CONSUMED", subject=outbound.message_id)
+            if refuse:
+                raise PermanentDeliveryError(f"no case for {outbound.message_id}")
+            return lambda: after_commit.append(consumed_subjects(hub))
+        return change
+
+    hub.attach_local_consumer("REGISTRY", ChangingConsumer(receive=lambda outbound: None, prepare=prepare))
+    return after_commit
+
+
+def consumed_subjects(hub) -> list[str]:
+    with hub.engine.connect() as connection:
+        return list(connection.scalars(select(AuditEntry.subject).where(AuditEntry.action == "CONSUMED")))
+
+
+def deliver_counting_commits(hub, leased) -> tuple[str, int]:
+    commits = []
+    counted = commits.append
+    event.listen(hub.engine, "commit", counted)
+    try:
+        outcome = workers.attempt(hub, leased.id, (workers._Row(**leased.delivery), workers._Row(**leased.message)))
+    finally:
+        event.remove(hub.engine, "commit", counted)
+    return outcome.state, len(commits)
+
+
+@pytest.mark.both_databases
+def test_a_changing_consumers_change_commits_with_the_record_of_its_delivery(hub, pki_dir):
+    after_commit = changing_consumer(hub)
+    [leased] = take_in_answer(hub, pki_dir).leased
+    assert deliver_counting_commits(hub, leased) == (DeliveryState.DELIVERED, 1)
+    assert after_commit == [[leased.message["message_id"]]], "run once, after the commit"
+    assert row(hub, Delivery.__table__, leased.id)["lease_owner"] is None
+
+
+@pytest.mark.both_databases
+def test_a_change_the_consumer_refuses_dead_letters_its_delivery_and_leaves_nothing(hub, pki_dir):
+    after_commit = changing_consumer(hub, refuse=True)
+    [leased] = take_in_answer(hub, pki_dir).leased
+    assert deliver_counting_commits(hub, leased) == (DeliveryState.DEAD, 2)  # the refused batch, the dead letter
+    assert consumed_subjects(hub) == [] and after_commit == []
+    assert "no case for NARSA-R-000001" in row(hub, Delivery.__table__, leased.id)["last_error"]

@@ -12,10 +12,11 @@ import pytest
 from sqlalchemy import event, select, update
 
 from hub.delivery import outbox, workers as engine
-from hub.errors import PermanentDeliveryError, WriteAlone
+from hub.errors import PermanentDeliveryError, TransientDeliveryError, WriteAlone
+from hub.evidence import audit
 from hub.evidence.chains import verify_chains
 from hub.store.group_commit import GroupCommitter, _Item
-from hub.store.models import Delivery, DeliveryState, Event
+from hub.store.models import AuditEntry, Delivery, DeliveryState, Event
 from hub.intake.door import Arrival
 from support import licence_request
 
@@ -133,3 +134,65 @@ def test_a_delivery_changed_since_its_sender_read_it_sends_the_batch_back_one_by
         assert kind == "SENT" and f"(attempt {2 if outcome.delivery_id == changed else 1})" in detail, detail
     report = verify_chains(hub)
     assert report.ok, report.lines()
+
+
+def _audited(hub) -> list[str]:
+    with hub.sessions() as session:
+        return sorted(session.scalars(select(AuditEntry.subject).where(AuditEntry.action == "CONSUMED")))
+
+
+def _change(hub, subject: str, *, refuse: bool = False):
+    """A consumer's change (hub/apps.py `ChangingConsumer`): an audit row written on the ORM session given it,
+    then, when `refuse`, a permanent refusal."""
+    def change(session):
+        audit.record(session, actor="consumer", action="CONSUMED", subject=subject)
+        session.flush()  # written, so that the refusal has something to undo
+        if refuse:
+            raise PermanentDeliveryError(f"{subject} names no case")
+    return change
+
+
+def test_a_consumers_change_commits_with_its_outcome_and_a_refused_one_leaves_nothing(hub, pki_dir):
+    outcomes = [outcome._replace(change=_change(hub, f"d{outcome.delivery_id}", refuse=index == 1),
+                                 conversation=f"c{index}")
+                for index, outcome in enumerate(_claimed_outcomes(hub, pki_dir, 3))]
+    refused = outcomes[1].delivery_id
+    committer, items = GroupCommitter(hub.engine), [_Item(engine._write_delivered, o) for o in outcomes]
+    committer._commit(items)
+    with pytest.raises(PermanentDeliveryError, match="names no case"):
+        items[1].future.result(10)
+    assert [items[0].future.result(10), items[2].future.result(10)] == [None, None]  # nothing to run after
+
+    assert _audited(hub) == sorted(f"d{o.delivery_id}" for o in outcomes if o.delivery_id != refused)
+    with hub.sessions() as session:
+        states = dict(session.execute(select(Delivery.id, Delivery.state)).all())
+    assert states == {o.delivery_id: DeliveryState.PENDING if o.delivery_id == refused else DeliveryState.DELIVERED
+                      for o in outcomes}, "the refused change's outcome is not written either"
+    assert [kind for kind, _ in _kinds(hub, refused)] == ["QUEUED"], "nothing recorded as sent"
+
+
+def test_a_batch_written_again_one_by_one_applies_each_change_once(hub, pki_dir):
+    outcomes = [outcome._replace(change=_change(hub, f"d{outcome.delivery_id}"))
+                for outcome in _claimed_outcomes(hub, pki_dir, 3)]
+    with hub.sessions.begin() as session:  # a lease ran out and another worker claimed it meanwhile
+        session.execute(update(Delivery).where(Delivery.id == outcomes[0].delivery_id).values(attempts=2))
+    assert _write_as_one_batch(hub, outcomes) == [3, 1, 1, 1]
+    assert _audited(hub) == sorted(f"d{o.delivery_id}" for o in outcomes), "each change once, not with the batch"
+
+
+def test_a_change_whose_rows_the_database_refuses_is_retried_and_the_others_commit(hub, pki_dir):
+    """An audit row without its time (NOT NULL), refused at the session's flush: that outcome comes back as a
+    transient failure, its rows undone; the batch's other outcomes and changes are committed with it."""
+    def unwritable(session):
+        session.add(AuditEntry(actor="consumer", action="CONSUMED", subject="no time"))
+    outcomes = _claimed_outcomes(hub, pki_dir, 3)
+    outcomes = [outcome._replace(change=unwritable if index == 1 else _change(hub, f"d{outcome.delivery_id}"))
+                for index, outcome in enumerate(outcomes)]
+    committer, items = GroupCommitter(hub.engine), [_Item(engine._write_delivered, o) for o in outcomes]
+    committer._commit(items)
+    with pytest.raises(TransientDeliveryError, match="the consumer's change could not be written"):
+        items[1].future.result(10)
+    assert _audited(hub) == sorted(f"d{o.delivery_id}" for o in (outcomes[0], outcomes[2]))
+    with hub.sessions() as session:
+        assert session.get(Delivery, outcomes[1].delivery_id).state == DeliveryState.PENDING
+        assert session.get(Delivery, outcomes[2].delivery_id).state == DeliveryState.DELIVERED

@@ -25,6 +25,11 @@ partner's delivery; a lane whose partner's circuit opens, or whose lease would r
 partner's timeout, gives the rest back unattempted (`outbox.unclaim`). When idle, the dispatcher first
 looks with a plain read (`outbox.any_due`) and takes the write lock only when there is something to claim.
 
+Consumers in this process. A consumer whose effect is a change to the database (the registry's cases, hub/apps.py
+`ChangingConsumer`) reads and verifies what it is given before any transaction; its change is written in the
+transaction that records the delivery's outcome, in a savepoint of its own: the two commit together, so the
+change is made exactly once, and on SQLite the write lock is taken once for both.
+
 Answers. A partner's synchronous answer, taken in by the sender thread, is stored with its deliveries to the
 consumers in this process (the registry) already leased to the pool (hub/intake/accept.py `Lease`); the thread
 hands them to an idle thread, or delivers them itself when the consumer's slots are all taken
@@ -41,12 +46,13 @@ import threading
 import time
 from functools import partial
 from types import SimpleNamespace
-from typing import Iterable, NamedTuple
+from typing import Callable, Iterable, NamedTuple
 
 from sqlalchemy import bindparam, case, exists, or_, select, update
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
-from connectors.base import FileSender, Outbound
+from connectors.base import FileSender, Outbound, SendResult
 from hub import metrics
 from hub.evidence import timeline
 from hub.store.db import utcnow
@@ -235,7 +241,10 @@ def attempt(hub, delivery_id: int, loaded: tuple[_Row, _Row] | None = None, *,
             result = connector.send_file(message.message_id, message.type, path, sha256=body.sha256)
         else:
             body, version = render_mapped(hub, message, delivery)
-            result = connector.send(Outbound(message.message_id, message.type, body, operation=delivery.operation))
+            outbound = Outbound(message.message_id, message.type, body, operation=delivery.operation)
+            consume = getattr(connector, "prepare", None)  # a consumer in this process (connectors/local.py)
+            change = consume(outbound) if consume is not None else None
+            result = _APPLIED_WITH_OUTCOME if change is not None else connector.send(outbound)
         used = f" ({mapping_note(version)})" if version is not None else ""
         sent = (body, result.answer, f"over {transport}: {result.detail}{used}")
         answer, leased = take_in_answer(hub, delivery.partner, result.answer, lease_to=lease_to)
@@ -246,10 +255,28 @@ def attempt(hub, delivery_id: int, loaded: tuple[_Row, _Row] | None = None, *,
         error = TransientDeliveryError(f"unexpected {type(exc).__name__}: {exc}")
     else:
         metrics.DELIVERY_SECONDS.labels(delivery.partner).observe(time.perf_counter() - started)
-        _record_delivered(hub, delivery_id, sent, answer, _so_far(delivery))
+        try:
+            after = _record_delivered(hub, delivery_id, sent, answer, _so_far(delivery), change,
+                                      message.correlation_id)
+        except DeliveryError as exc:  # the consumer's change failed: neither it nor the outcome was written
+            return Attempt(_record_failure(hub, delivery_id, exc, transport), exc)
         metrics.DELIVERIES.labels(delivery.partner, "delivered").inc()
+        if after is not None:
+            _run_after_commit(after, message.message_id)
         return Attempt(DeliveryState.DELIVERED, leased=leased)
     return Attempt(_record_failure(hub, delivery_id, error, transport, sent), error)
+
+
+_APPLIED_WITH_OUTCOME = SendResult(detail="consumed")  # what a consumer that changes rows with the outcome answers
+
+
+def _run_after_commit(after, message_id: str) -> None:
+    """What a consumer asked to do once its change is committed (send a follow-up, say): its failure is
+    logged, the delivery stays delivered."""
+    try:
+        after()
+    except Exception:
+        log.exception("after consuming %s: the consumer's follow-up failed", message_id)
 
 
 def take_in_answer(hub, partner: str, answer: bytes | None, *,
@@ -314,20 +341,30 @@ class _SoFar(NamedTuple):
 
 class _Delivered(NamedTuple):
     """One delivered outcome to record (`_write_delivered`). `read`: the delivery's row as the sender read it
-    after the claim, or None; the write checks that it still holds (else it reads the row again)."""
+    after the claim, or None; the write checks that it still holds (else it reads the row again). `change`: a
+    consumer's change to write with it (connectors/local.py `prepare`), and `conversation`, the delivered
+    message's correlation id, which orders the changes of a batch."""
     delivery_id: int
     sent: tuple[bytes | SentFile, bytes | None, str]
     answer: str | None
     read: _SoFar | None = None
+    change: Callable | None = None
+    conversation: str | None = None
 
 
 def _record_delivered(hub, delivery_id: int, sent: tuple[bytes | SentFile, bytes | None, str],
-                      answer: str | None, read: _SoFar | None = None) -> None:
+                      answer: str | None, read: _SoFar | None = None, change: Callable | None = None,
+                      conversation: str | None = None) -> Callable[[], None] | None:
     """The delivery DELIVERED, what was sent and answered kept (as `_record_sent` does), the message's state
     refreshed: plain rows and a handful of statements for all the outcomes waiting in this process, as this is
     the write every delivery makes (a batch writer of hub/store/group_commit.py: the senders' outcomes are
-    written together and committed once)."""
-    hub.committer.store(_write_delivered, _Delivered(delivery_id, sent, answer, read))
+    written together and committed once).
+
+    With `change`, a consumer's change (in this process: the registry's case moved by an answer) is written in
+    the same transaction, so that the two commit together or not at all: an answer is applied exactly once, and
+    the write lock is taken once. Returns what the consumer asked to run once that is committed; raises the
+    DeliveryError that refused the change (then nothing is written)."""
+    return hub.committer.store(_write_delivered, _Delivered(delivery_id, sent, answer, read, change, conversation))
 
 
 def _so_far(delivery: _Row) -> _SoFar:
@@ -376,6 +413,15 @@ def _write_delivered(connection, outcomes: list[_Delivered]) -> list[None]:
     In a batch, the updates made on condition go as one executemany per statement, checked by their rows
     updated in all: when some delivery changed since its sender read it (a lease that ran out, another
     claim), the batch is written again one outcome at a time (`WriteAlone`), where each reads its row again."""
+    results: list = [None] * len(outcomes)
+    changing = [index for index, outcome in enumerate(outcomes) if outcome.change is not None]
+    for index in sorted(changing, key=lambda index: outcomes[index].conversation or ""):
+        results[index] = _apply(connection, outcomes[index].change)
+    refused = {index for index in changing if isinstance(results[index], DeliveryError)}
+    if refused:
+        outcomes = [outcome for index, outcome in enumerate(outcomes) if index not in refused]
+        if not outcomes:
+            return results
     unread = sorted({o.delivery_id for o in outcomes if o.read is None})
     so_far: dict[int, _SoFar] = {}
     if unread:
@@ -383,7 +429,7 @@ def _write_delivered(connection, outcomes: list[_Delivered]) -> list[None]:
     events: list[dict] = []
     kept_receipts: dict[int, bytes | None] = {}  # receipts first kept by this batch
     on_condition: dict[tuple, list[dict]] = {}  # (statement, keys) -> the parameters of its updates, in a batch
-    for delivery_id, (body, receipt, detail), answer, read in outcomes:
+    for delivery_id, (body, receipt, detail), answer, read, *_change in outcomes:
         checked = delivery_id not in so_far and read is not None
         row = read if checked else so_far.get(delivery_id)
         if row is None:
@@ -436,7 +482,29 @@ def _write_delivered(connection, outcomes: list[_Delivered]) -> list[None]:
     now = utcnow()
     connection.execute(_REFRESH_MESSAGE, [{"message": message_pk, "now": now}
                                           for message_pk in sorted({row.message_pk for row in so_far.values()})])
-    return [None] * len(outcomes)
+    return results
+
+
+def _apply(connection, change: Callable) -> Callable[[], None] | DeliveryError | None:
+    """A consumer's change, in a savepoint of its own within the outcomes' transaction, on an ORM session
+    joined to it: what to run once committed, or the DeliveryError that refused it, its writes undone and the
+    others' kept. Rows the database refuses (at the session's flush) are a transient refusal: the delivery is
+    retried, then dead-lettered, never sent again forever; a connection lost meanwhile fails the rollback, and
+    the whole transaction with it (hub/store/group_commit.py). The changes of a batch are applied in the order
+    of their conversations, so that two transactions changing the same rows lock them in the same order."""
+    savepoint = connection.begin_nested()
+    try:
+        with Session(bind=connection, join_transaction_mode="rollback_only", expire_on_commit=False) as session:
+            after = change(session)
+            session.flush()
+    except DeliveryError as exc:
+        savepoint.rollback()
+        return exc
+    except DBAPIError as exc:
+        savepoint.rollback()
+        return TransientDeliveryError(f"the consumer's change could not be written: {first_line(exc.orig)}")
+    savepoint.commit()
+    return after
 
 
 def _read_so_far(connection, delivery_id: int) -> _SoFar:

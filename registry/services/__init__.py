@@ -8,7 +8,11 @@ A service module defines:
                   with no successor is final; FAILED is added to every non-final status
     router        its HTTP endpoints (open a case: POST /api/v1/cases/<slug>; the post's actions:
                   POST /api/v1/cases/{reference}/<action>)
-    HANDLERS      canonical message type delivered to the REGISTRY -> fn(registry, session, envelope) -> str
+    HANDLERS      canonical message type delivered to the REGISTRY -> fn(registry, session, header, document)
+                  -> str: the delivery's header and business document as `canonical.read` verified them,
+                  before any transaction; the change is made in the hub's transaction that records the
+                  delivery (hub/apps.py `ChangingConsumer`), so a handler never commits, and asks for what
+                  must follow the commit with `service.after_commit`
 and, when it has them:
     build_request(registry, case) -> bytes   the signed request sent when a case opens
     SENT_STATUS   the status once the hub accepted that request

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from hub.access.dependencies import allowed
 from hub.access.tokens import Identity
 from hub.xml.safe import to_bytes
+from hub.xml.envelope import Header
 from registry import canonical, service
 from registry.inputs import NamesIn, StrictIn, Text
 from registry.models import Case
@@ -59,9 +60,8 @@ def build_request(registry, case: Case) -> bytes:
                               created=case.created_at)
 
 
-def apply_extract(registry, session: Session, envelope: etree._Element) -> str:
+def apply_extract(registry, session: Session, header: Header, answer: etree._Element) -> str:
     """Close the case with ETAT_CIVIL's answer; keep the signed extract when there is one."""
-    header, answer = canonical.read(registry, envelope)
     case = service.get_case(session, reference=header.correlation_id, for_update=True)
     result = canonical.text(answer, "Outcome", NS)
     outcome = {"outcome": result, "partner_reference": canonical.text(answer, "PartnerReference", NS),

@@ -34,7 +34,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from lxml import etree
 from pydantic import Field
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.access.dependencies import allowed
@@ -43,6 +43,7 @@ from hub.api.problems import problem
 from hub.store.db import utcnow
 from hub.errors import InputError
 from hub.xml.safe import to_bytes
+from hub.xml.envelope import Header
 from registry import audit, canonical, citizens, service
 from registry.inputs import StrictIn, Text
 from registry.models import Case, CaseEvent
@@ -85,9 +86,8 @@ def certificate_message_id(case: Case) -> str:
 
 # -- the request from JUSTICE ---------------------------------------------------------------------
 
-def apply_request(registry, session: Session, envelope: etree._Element) -> str:
+def apply_request(registry, session: Session, header: Header, request: etree._Element) -> str:
     """Open the case at the addressee's post, or certify ADDRESSEE_UNKNOWN; returns what happened."""
-    header, request = canonical.read(registry, envelope)
     existing = session.scalars(select(Case).where(Case.service == SERVICE,
                                                   Case.request_message_id == header.message_id)).first()
     if existing is not None:  # the same delivery again (at-least-once): nothing twice
@@ -112,7 +112,7 @@ def apply_request(registry, session: Session, envelope: etree._Element) -> str:
         return f"judicial request {header.message_id} -> case {case.reference} AT_POST at {case.post_code}"
     _record_outcome(session, case, outcome="ADDRESSEE_UNKNOWN", day=utcnow().date(), note=None, actor="registry")
     reference = case.reference
-    event.listen(session, "after_commit", lambda _s: _certify_quietly(registry, reference), once=True)
+    service.after_commit(session, lambda: _certify_quietly(registry, reference))
     return f"judicial request {header.message_id} -> case {case.reference}: no registered citizen with that CNIE"
 
 
@@ -129,7 +129,7 @@ def _addressee_deceased(registry, session: Session, header, details: dict, decea
     _record_outcome(session, case, outcome="NOT_FOUND", day=utcnow().date(), actor="registry",
                     note=f"addressee deceased on {died} (consular register)")
     reference = case.reference
-    event.listen(session, "after_commit", lambda _s: _certify_quietly(registry, reference), once=True)
+    service.after_commit(session, lambda: _certify_quietly(registry, reference))
     return f"judicial request {header.message_id} -> case {case.reference}: the addressee is deceased"
 
 

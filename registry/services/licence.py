@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from hub.access.dependencies import allowed
 from hub.access.tokens import Identity
 from hub.xml.safe import to_bytes
+from hub.xml.envelope import Header
 from registry import canonical, service
 from registry.inputs import StrictIn, Text
 from registry.models import Case
@@ -62,9 +63,8 @@ def build_request(registry, case: Case) -> bytes:
                               recipient="NARSA", signer=registry.signer, created=case.created_at)
 
 
-def apply_result(registry, session: Session, envelope: etree._Element) -> str:
+def apply_result(registry, session: Session, header: Header, result: etree._Element) -> str:
     """Move the case to NARSA's verdict and keep the signed attestation; returns what happened."""
-    header, result = canonical.read(registry, envelope)
     case = service.get_case(session, reference=header.correlation_id, for_update=True)
     verdict = canonical.text(result, "Verdict", NS)
     outcome = {"verdict": verdict, "partner_reference": canonical.text(result, "PartnerReference", NS),

@@ -45,6 +45,7 @@ from hub.access.tokens import Identity
 from hub.store.db import utcnow
 from hub.errors import InputError, NotFound, TryLater
 from hub.xml.safe import to_bytes
+from hub.xml.envelope import Header
 from registry import audit, canonical, service
 from registry.inputs import StrictIn, Text
 from registry.models import Case, PensionBatch
@@ -295,9 +296,8 @@ def on_resend(registry, session: Session, correlation_id: str, message_id: str, 
 # -- CDG's acknowledgement ------------------------------------------------------------------------------
 
 
-def apply_acknowledgement(registry, session: Session, envelope: etree._Element) -> str:
+def apply_acknowledgement(registry, session: Session, header: Header, document: etree._Element) -> str:
     """Each line of CDG's acknowledgement moves its case to ACCEPTED or REJECTED; returns what happened."""
-    header, document = canonical.read(registry, envelope)
     batch = session.scalars(select(PensionBatch).where(PensionBatch.message_id == header.in_reply_to)
                             .with_for_update()).first()
     if batch is None:

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from hub.access.dependencies import allowed
 from hub.access.tokens import Identity
 from hub.api.problems import problem
+from hub.xml.envelope import Header
 from registry import audit, canonical, service
 from registry.inputs import StrictIn, Text
 from registry.models import Case
@@ -111,9 +112,8 @@ def _advance(session: Session, case: service.AnsweredCase, target: str, *, note:
     return True
 
 
-def apply_acknowledgement(registry, session: Session, envelope: etree._Element) -> str:
-    header, ack = canonical.read(registry, envelope)
-    reference = canonical.text(ack, "PartnerReference", NS)  # read before the case is locked
+def apply_acknowledgement(registry, session: Session, header: Header, ack: etree._Element) -> str:
+    reference = canonical.text(ack, "PartnerReference", NS)
     case = service.case_for_answer(session, reference=header.correlation_id)
     case.partner_reference = case.partner_reference or reference
     case.outcome = {**(case.outcome or {}), "partner_reference": reference}
@@ -125,9 +125,7 @@ def apply_acknowledgement(registry, session: Session, envelope: etree._Element) 
 STATUS = {"IN_PRODUCTION", "SHIPPED", "AVAILABLE_AT_POST", "REJECTED"}
 
 
-def apply_status_update(registry, session: Session, envelope: etree._Element) -> str:
-    header, update = canonical.read(registry, envelope)
-    # the update read before the case is locked (on SQLite, the write lock is taken there)
+def apply_status_update(registry, session: Session, header: Header, update: etree._Element) -> str:
     status = canonical.text(update, "Status", NS)
     fields = {"passport_number": "PassportNumber", "expiry_date": "ExpiryDate",
               "shipment_reference": "ShipmentReference", "reason": "Reason", "reason_text": "ReasonText"}

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from hub.access.dependencies import allowed
 from hub.access.tokens import Identity
+from hub.xml.envelope import Header
 from registry import audit, canonical, citizens, service
 from registry.inputs import PersonIn, StrictIn, Text
 from registry.models import Case, Citizen
@@ -80,9 +81,8 @@ def build_request(registry, case: Case) -> bytes:
                               recipient="DGSN", signer=registry.signer, created=case.created_at)
 
 
-def apply_identity_check(registry, session: Session, envelope: etree._Element) -> str:
+def apply_identity_check(registry, session: Session, header: Header, result: etree._Element) -> str:
     """DGSN's verdict: ACTIVE on MATCH, REJECTED otherwise; the citizen's record follows."""
-    header, result = canonical.read(registry, envelope)
     case = service.get_case(session, reference=header.correlation_id, for_update=True)
     outcome = canonical.text(result, "Outcome", NS)
     reference = canonical.text(result, "PartnerReference", NS)

@@ -27,6 +27,7 @@ from hub.access.dependencies import allowed
 from hub.access.tokens import Identity
 from hub.store.db import utcnow
 from hub.xml.safe import to_bytes
+from hub.xml.envelope import Header
 from registry import canonical, citizens, service
 from registry.inputs import CNIE, NamesIn, StrictIn, Text
 from registry.models import Case
@@ -77,10 +78,8 @@ def build_request(registry, case: Case) -> bytes:
                               document=document, recipient="SANTE", signer=registry.signer, created=case.created_at)
 
 
-def apply_clearance(registry, session: Session, envelope: etree._Element) -> str:
+def apply_clearance(registry, session: Session, header: Header, clearance: etree._Element) -> str:
     """Record one authority's decision; decide the case when it can be decided."""
-    header, clearance = canonical.read(registry, envelope)
-    # the answer read before the case is locked (on SQLite, the write lock is taken there)
     authority = canonical.text(clearance, "Authority", NS)
     decision = {"decision": canonical.text(clearance, "Decision", NS),
                 "reason": canonical.text(clearance, "Reason", NS),

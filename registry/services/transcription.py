@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from hub.access.dependencies import allowed
 from hub.access.tokens import Identity
+from hub.xml.envelope import Header
 from registry import canonical, citizens, service
 from registry.inputs import NamesIn, StrictIn, Text
 from registry.models import Case, Citizen
@@ -76,8 +77,7 @@ def _case_awaiting(session: Session, reference: str) -> Case:
     return case
 
 
-def apply_acknowledgement(registry, session: Session, envelope: etree._Element) -> str:
-    header, ack = canonical.read(registry, envelope)
+def apply_acknowledgement(registry, session: Session, header: Header, ack: etree._Element) -> str:
     case = _case_awaiting(session, header.correlation_id)
     if case.status not in ("AWAITING_PARTNER", "FAILED"):  # FAILED: the late answer to a resent request
         return f"case {case.reference} already {case.status}; acknowledgement {header.message_id} ignored"
@@ -87,8 +87,7 @@ def apply_acknowledgement(registry, session: Session, envelope: etree._Element) 
     return f"case {case.reference} -> ACKNOWLEDGED ({reference})"
 
 
-def apply_result(registry, session: Session, envelope: etree._Element) -> str:
-    header, result = canonical.read(registry, envelope)
+def apply_result(registry, session: Session, header: Header, result: etree._Element) -> str:
     case = _case_awaiting(session, header.correlation_id)
     decision = canonical.text(result, "Decision", NS)
     outcome = {"decision": decision, "partner_reference": canonical.text(result, "PartnerReference", NS),
