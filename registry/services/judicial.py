@@ -46,7 +46,7 @@ from hub.xml.safe import to_bytes
 from hub.xml.envelope import Header
 from registry import audit, canonical, citizens, service
 from registry.inputs import StrictIn, Text
-from registry.models import Case, CaseEvent
+from registry.models import Case
 from registry.outputs import case_out
 
 log = logging.getLogger("registry.judicial")
@@ -207,25 +207,32 @@ def certify_pending(registry) -> int:
 
 def on_dead_letter(registry, session: Session, correlation_id: str, message_id: str, reason: str) -> bool:
     """A certificate the hub accepted but could not deliver to JUSTICE: noted on the case (its status stays)."""
-    match = re.fullmatch(r"REGISTRY-(JUD-[0-9]+-[0-9]+)-CERT(?:-R[0-9]+)?", message_id)
-    if match is None:
-        return False
-    case = session.scalars(select(Case).where(Case.reference == match.group(1)).with_for_update()).first()
+    case = _certified_case(session, message_id)
     if case is None:
         return False
-    session.add(CaseEvent(case_id=case.id, at=utcnow(), status=case.status, actor="hub",
-                          note=f"certificate {message_id} not delivered to JUSTICE: {reason}"))
+    service.note_case(session, case=case, actor="hub",
+                      note=f"certificate {message_id} not delivered to JUSTICE: {reason}")
     return True
 
 
 def on_resend(registry, session: Session, correlation_id: str, message_id: str, actor: str) -> bool:
     """A certificate dead-lettered and resent: noted on the case (its status, final, stays)."""
-    match = re.fullmatch(r"REGISTRY-(JUD-[0-9]+-[0-9]+)-CERT(?:-R[0-9]+)?", message_id)
-    case = match and session.scalars(select(Case).where(Case.reference == match.group(1)).with_for_update()).first()
-    if not case:
+    case = _certified_case(session, message_id)
+    if case is None:
         return False
     service.note_case(session, case=case, actor="hub", note=f"certificate {message_id} resent to JUSTICE by {actor}")
     return True
+
+
+_CERTIFICATE_ID = re.compile(r"REGISTRY-(JUD-[0-9]+-[0-9]+)-CERT(?:-R[0-9]+)?")
+
+
+def _certified_case(session: Session, message_id: str) -> Case | None:
+    """The case a certificate's message id names (REGISTRY-<reference>-CERT[-R<n>]), locked; None for another id."""
+    match = _CERTIFICATE_ID.fullmatch(message_id)
+    if match is None:
+        return None
+    return session.scalars(select(Case).where(Case.reference == match.group(1)).with_for_update()).first()
 
 
 HANDLERS = {REQUEST_TYPE: apply_request}
