@@ -416,12 +416,7 @@ def _write_delivered(connection, outcomes: list[_Delivered]) -> list[None]:
     results: list = [None] * len(outcomes)
     changing = [index for index, outcome in enumerate(outcomes) if outcome.change is not None]
     for index in sorted(changing, key=lambda index: outcomes[index].conversation or ""):
-        results[index] = _apply(connection, outcomes[index].change)
-    refused = {index for index in changing if isinstance(results[index], DeliveryError)}
-    if refused:
-        outcomes = [outcome for index, outcome in enumerate(outcomes) if index not in refused]
-        if not outcomes:
-            return results
+        results[index] = _apply(connection, outcomes[index].change, alone=len(outcomes) == 1)
     unread = sorted({o.delivery_id for o in outcomes if o.read is None})
     so_far: dict[int, _SoFar] = {}
     if unread:
@@ -485,25 +480,28 @@ def _write_delivered(connection, outcomes: list[_Delivered]) -> list[None]:
     return results
 
 
-def _apply(connection, change: Callable) -> Callable[[], None] | DeliveryError | None:
-    """A consumer's change, in a savepoint of its own within the outcomes' transaction, on an ORM session
-    joined to it: what to run once committed, or the DeliveryError that refused it, its writes undone and the
-    others' kept. Rows the database refuses (at the session's flush) are a transient refusal: the delivery is
-    retried, then dead-lettered, never sent again forever; a connection lost meanwhile fails the rollback, and
-    the whole transaction with it (hub/store/group_commit.py). The changes of a batch are applied in the order
-    of their conversations, so that two transactions changing the same rows lock them in the same order."""
-    savepoint = connection.begin_nested()
+def _apply(connection, change: Callable, *, alone: bool) -> Callable[[], None] | None:
+    """A consumer's change, on an ORM session joined to the outcomes' transaction: returns what to run once
+    committed. The changes of a batch are applied in the order of their conversations, so that two
+    transactions changing the same rows lock them in the same order.
+
+    A change refused (a DeliveryError, or rows the database refuses) must leave nothing of itself, so the
+    transaction is not kept: in a batch, it is written again one outcome at a time (`WriteAlone`); alone, the
+    refusal is raised, and answers its own item (hub/store/group_commit.py). A refused database write is a
+    transient refusal: the delivery is retried, then dead-lettered, never sent again forever. A savepoint per
+    change would confine it too, at two more round trips for every change: a refusal is rare, a change is not."""
     try:
         with Session(bind=connection, join_transaction_mode="rollback_only", expire_on_commit=False) as session:
             after = change(session)
             session.flush()
     except DeliveryError as exc:
-        savepoint.rollback()
-        return exc
+        if alone:
+            raise
+        raise WriteAlone(f"a consumer's change was refused: {exc}") from exc
     except DBAPIError as exc:
-        savepoint.rollback()
-        return TransientDeliveryError(f"the consumer's change could not be written: {first_line(exc.orig)}")
-    savepoint.commit()
+        if alone and not exc.connection_invalidated:
+            raise TransientDeliveryError(f"the consumer's change could not be written: {first_line(exc.orig)}") from exc
+        raise
     return after
 
 

@@ -19,7 +19,9 @@ begin, bookkeeping and commit cost more than a small batch's statements.
 A database error (e.g. a unique violation: a duplicate message id, or the connection lost) rolls the
 batch back and its items are written again one transaction each, so that exactly the faulty one
 fails and the others still commit. A writer may ask for the same by raising `WriteAlone` (its items
-cannot be written together this time: a row changed since it was read). When one of them loses its
+cannot be written together this time: a row changed since it was read), or by raising the HubError that
+refuses an item whose writes it cannot leave out of the transaction: written alone, the error answers that
+item only, and nothing of it is kept. When one of them loses its
 connection too, the database is away: the rest of the batch are answered with that error at once
 (nothing of the batch remains; each caller answers 503 and its sender tries again). A batch costs the
 same few round trips and one commit whatever its size, on both databases (bench/intake.py measures it).
@@ -125,8 +127,8 @@ class GroupCommitter:
         if len(batch) > 1:
             try:
                 outcomes = self._transaction(batch)
-            except (DBAPIError, WriteAlone):  # one item broke the transaction (or the connection went): each alone
-                pass
+            except (DBAPIError, WriteAlone, HubError):  # one item broke the transaction, or the connection went,
+                pass                                        # or a writer refused one it could not leave out: each alone
             except BaseException as exc:  # a defect: every caller learns it
                 for work in batch:
                     work.future.set_exception(exc)
