@@ -27,8 +27,8 @@ looks with a plain read (`outbox.any_due`) and takes the write lock only when th
 
 Consumers in this process. A consumer whose effect is a change to the database (the registry's cases, hub/apps.py
 `ChangingConsumer`) reads and verifies what it is given before any transaction; its change is written in the
-transaction that records the delivery's outcome, in a savepoint of its own: the two commit together, so the
-change is made exactly once, and on SQLite the write lock is taken once for both.
+transaction that records the delivery's outcome: the two commit together, so the change is made exactly once,
+and on SQLite the write lock is taken once for both.
 
 Answers. A partner's synchronous answer, taken in by the sender thread, is stored with its deliveries to the
 consumers in this process (the registry) already leased to the pool (hub/intake/accept.py `Lease`); the thread
@@ -402,7 +402,7 @@ _REFRESH_MESSAGE = (update(Message.__table__).where(Message.__table__.c.id == bi
                     .values(state=_message_state_now(), updated_at=bindparam("now")))
 
 
-def _write_delivered(connection, outcomes: list[_Delivered]) -> list[None]:
+def _write_delivered(connection, outcomes: list[_Delivered]) -> list[Callable[[], None] | None]:
     """`_record_delivered`'s statements for a batch of outcomes, built once: an update of each delivery (made
     on condition that its row is as the sender read it; the row read again when it is not), one insert of
     all their events, and one executemany setting their messages' states from their deliveries' (as
@@ -412,8 +412,11 @@ def _write_delivered(connection, outcomes: list[_Delivered]) -> list[None]:
 
     In a batch, the updates made on condition go as one executemany per statement, checked by their rows
     updated in all: when some delivery changed since its sender read it (a lease that ran out, another
-    claim), the batch is written again one outcome at a time (`WriteAlone`), where each reads its row again."""
-    results: list = [None] * len(outcomes)
+    claim), the batch is written again one outcome at a time (`WriteAlone`), where each reads its row again.
+
+    The consumers' changes come first (`_apply`); each outcome's result is what its consumer asked to run once
+    committed, or None."""
+    results: list[Callable[[], None] | None] = [None] * len(outcomes)
     changing = [index for index, outcome in enumerate(outcomes) if outcome.change is not None]
     for index in sorted(changing, key=lambda index: outcomes[index].conversation or ""):
         results[index] = _apply(connection, outcomes[index].change, alone=len(outcomes) == 1)
