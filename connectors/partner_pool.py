@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 import urllib3
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProtocolError, ReadTimeoutError
 
-DEFAULT_CONNECTIONS = 4  # as Settings.partner_concurrency's default, for a connector built without settings
+DEFAULT_CONNECTIONS = 2  # for a connector built without settings (a test, a tool); the hub passes HUB_PARTNER_CONCURRENCY
 
 
 def connections_for(settings) -> int:

@@ -230,7 +230,7 @@ def attempt(hub, delivery_id: int, loaded: tuple[_Row, _Row] | None = None, *,
     party = hub.config.parties[delivery.partner]
     transport = party.transport.upper()
     started = time.perf_counter()
-    sent = None
+    sent, change = None, None
     try:
         connector = hub.connectors[delivery.partner]
         if message.payload_path is not None:  # bytes kept in a file: sent from disk by a connector that can
@@ -243,7 +243,8 @@ def attempt(hub, delivery_id: int, loaded: tuple[_Row, _Row] | None = None, *,
             body, version = render_mapped(hub, message, delivery)
             outbound = Outbound(message.message_id, message.type, body, operation=delivery.operation)
             consume = getattr(connector, "prepare", None)  # a consumer in this process (connectors/local.py)
-            change = consume(outbound) if consume is not None else None
+            if consume is not None:
+                change = consume(outbound)
             result = _APPLIED_WITH_OUTCOME if change is not None else connector.send(outbound)
         used = f" ({mapping_note(version)})" if version is not None else ""
         sent = (body, result.answer, f"over {transport}: {result.detail}{used}")
