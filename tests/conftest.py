@@ -240,13 +240,17 @@ def shares_hub(request) -> bool:
 
 
 class ModuleHub:
-    """What the tests of a shared_hub module share: a database per kind, the partner ports, the settings
-    and the running hub on each database, each made at its first use and undone after the module."""
+    """What the tests of a shared_hub module share: a database per kind, and on each database its partner
+    ports, settings and running hub, each made at its first use and undone after the module.
+
+    The ports are the database's own: both hubs run until the module ends, and a sandbox a test starts for one
+    must not take the other's deliveries still waiting (its answers would then reach the wrong hub, and a
+    sandbox started later, numbering its answers afresh, would repeat their ids)."""
 
     def __init__(self, directory: Path, databases: Databases, pki_dir: Path):
         self.directory, self.databases, self.pki_dir = directory, databases, pki_dir
         self.urls: dict[str, str] = {}
-        self.ports: dict[str, int] | None = None
+        self.ports: dict[str, dict[str, int]] = {}
         self.settings: dict[str, Settings] = {}
         self.services: dict[str, object] = {}
         self.undo: list = []
@@ -259,15 +263,16 @@ class ModuleHub:
             self.undo.append(drop)
         return self.urls[kind]
 
-    def partner_ports(self) -> dict[str, int]:
-        if self.ports is None:
-            self.ports = {code: free_port() for code in PARTNERS}
-        return self.ports
+    def partner_ports(self, database_url: str) -> dict[str, int]:
+        if database_url not in self.ports:
+            self.ports[database_url] = {code: free_port() for code in PARTNERS}
+        return self.ports[database_url]
 
     def settings_for(self, database_url: str) -> Settings:
         if database_url not in self.settings:
             directory = self.directory / f"hub-{len(self.settings)}"
-            self.settings[database_url] = make_settings(directory, self.pki_dir, database_url, self.partner_ports())
+            self.settings[database_url] = make_settings(directory, self.pki_dir, database_url,
+                                                        self.partner_ports(database_url))
         return self.settings[database_url]
 
     def running_hub(self, settings: Settings):
@@ -325,7 +330,7 @@ def write_config(directory: Path, *, retry: dict | None = None, narsa_url: str |
 def partner_ports(request) -> dict[str, int]:
     """A free loopback port per partner (CDG's is its SFTP port)."""
     if shares_hub(request):
-        return request.getfixturevalue("module_hub").partner_ports()
+        return request.getfixturevalue("module_hub").partner_ports(request.getfixturevalue("database_url"))
     return {code: free_port() for code in PARTNERS}
 
 
