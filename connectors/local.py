@@ -50,7 +50,7 @@ class LocalConnector:
         """A message kept in a file: the consumer is given the file's path (read it as a stream)."""
         return self._consume(self.file_handler, OutboundFile(message_id, message_type, Path(path), sha256))
 
-    def prepare(self, outbound: Outbound) -> Callable | None:
+    def prepare_change(self, outbound: Outbound) -> Callable | None:
         """For a consumer whose effect is a change to the hub's database (hub/apps.py `ChangingConsumer`): its
         work that needs no transaction done now, and its change returned, for the hub to write in the
         transaction that records the delivery (hub/delivery/workers.py). None for any other consumer (then

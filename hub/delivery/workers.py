@@ -242,7 +242,7 @@ def attempt(hub, delivery_id: int, loaded: tuple[_Row, _Row] | None = None, *,
         else:
             body, version = render_mapped(hub, message, delivery)
             outbound = Outbound(message.message_id, message.type, body, operation=delivery.operation)
-            consume = getattr(connector, "prepare", None)  # a consumer in this process (connectors/local.py)
+            consume = getattr(connector, "prepare_change", None)  # a consumer in this process (connectors/local.py)
             if consume is not None:
                 change = consume(outbound)
             result = _APPLIED_WITH_OUTCOME if change is not None else connector.send(outbound)
@@ -343,7 +343,7 @@ class _SoFar(NamedTuple):
 class _Delivered(NamedTuple):
     """One delivered outcome to record (`_write_delivered`). `read`: the delivery's row as the sender read it
     after the claim, or None; the write checks that it still holds (else it reads the row again). `change`: a
-    consumer's change to write with it (connectors/local.py `prepare`), and `conversation`, the delivered
+    consumer's change to write with it (connectors/local.py `prepare_change`), and `conversation`, the delivered
     message's correlation id, which orders the changes of a batch."""
     delivery_id: int
     sent: tuple[bytes | SentFile, bytes | None, str]
