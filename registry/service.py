@@ -8,6 +8,7 @@ from typing import Callable
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from hub.store import deferred
 from hub.store.db import utcnow
 from hub.errors import NotFound
 from hub.xml.text import for_the_record
@@ -111,6 +112,9 @@ class AnsweredCase:
     def changed(self) -> bool:
         return self.updated_at is not None or (self.status, self.outcome, self.partner_reference) != self._as_read
 
+    def saved(self) -> None:
+        self.updated_at, self._as_read = None, (self.status, self.outcome, self.partner_reference)
+
 
 _CASE_FOR_ANSWER = (select(Case.id, Case.reference, Case.service, Case.status, Case.outcome, Case.partner_reference)
                     .where(Case.reference == bindparam("reference")).with_for_update())
@@ -122,11 +126,19 @@ _ADD_DOCUMENT = insert(CaseDocument.__table__)
 
 
 def case_for_answer(session: Session, *, reference: str) -> AnsweredCase:
-    """The case an answer names, locked until the transaction ends; NotFound when there is none."""
+    """The case an answer names, locked until the transaction ends; NotFound when there is none. In a batch of
+    answers whose writes are deferred (hub/store/deferred.py), the case is read once and the batch's later
+    answers to it are given the same AnsweredCase, as the earlier ones left it."""
+    batch = deferred.of(session)
+    if batch is not None and (case := batch.memo.get((AnsweredCase, reference))) is not None:
+        return case
     row = session.connection().execute(_CASE_FOR_ANSWER, {"reference": reference}).first()
     if row is None:
         raise NotFound(f"no case with reference {reference!r}")
-    return AnsweredCase(*row)
+    case = AnsweredCase(*row)
+    if batch is not None:
+        batch.memo[(AnsweredCase, reference)] = case
+    return case
 
 
 def save_answer(session: Session, case: AnsweredCase) -> None:
@@ -134,9 +146,10 @@ def save_answer(session: Session, case: AnsweredCase) -> None:
     they come)."""
     if not case.changed:
         return
-    session.connection().execute(_SAVE_ANSWER, {"case_id": case.id, "status": case.status, "outcome": case.outcome,
-                                   "partner_reference": case.partner_reference,
-                                   "updated_at": case.updated_at or utcnow()})
+    deferred.write(session, _SAVE_ANSWER, {"case_id": case.id, "status": case.status, "outcome": case.outcome,
+                                           "partner_reference": case.partner_reference,
+                                           "updated_at": case.updated_at or utcnow()})
+    case.saved()
 
 
 def after_commit(session: Session, work: Callable[[], None]) -> None:
@@ -195,14 +208,24 @@ def note_case(session: Session, *, case: Case | AnsweredCase, actor: str, note: 
 
 def _add_event(session: Session, case: Case | AnsweredCase, actor: str, note: str) -> None:
     """The case's history row for its status now (inserted at once, a statement built once: no unit of work)."""
-    session.execute(_ADD_EVENT, {"case_id": case.id, "at": case.updated_at, "status": case.status, "actor": actor,
-                                 "note": for_the_record(note, NOTE_LIMIT)})
+    _write(session, case, _ADD_EVENT, {"case_id": case.id, "at": case.updated_at, "status": case.status,
+                                       "actor": actor, "note": for_the_record(note, NOTE_LIMIT)})
 
 
 def attach_document(session: Session, *, case: Case | AnsweredCase, kind: str, content: bytes,
                     source_message_id: str) -> None:
-    session.execute(_ADD_DOCUMENT, {"case_id": case.id, "kind": kind, "content": content,
-                                    "source_message_id": source_message_id, "received_at": utcnow()})
+    _write(session, case, _ADD_DOCUMENT, {"case_id": case.id, "kind": kind, "content": content,
+                                          "source_message_id": source_message_id, "received_at": utcnow()})
+
+
+def _write(session: Session, case: Case | AnsweredCase, statement, parameters: dict) -> None:
+    """A row of the case's history or documents, inserted now; an answered case's may wait for the end of its
+    batch (`case_for_answer`). An ORM case's are not deferred: they keep their order with the rows the ORM
+    writes for it (the case's first history row, `open_case`)."""
+    if isinstance(case, AnsweredCase):
+        deferred.write(session, statement, parameters)
+    else:
+        session.execute(statement, parameters)
 
 
 def case_counts(session: Session) -> dict[str, dict[str, int]]:

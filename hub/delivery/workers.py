@@ -50,7 +50,6 @@ from typing import Callable, Iterable, NamedTuple
 
 from sqlalchemy import bindparam, case, exists, or_, select, update
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
 
 from connectors.base import FileSender, Outbound, SendResult
 from hub import metrics
@@ -60,9 +59,10 @@ from hub.delivery.breaker import Breakers
 from hub.errors import (AnswerDeferred, ConfigError, DeliveryError, HubError, InputError, PermanentDeliveryError,
                         StylesheetRefused, TransientDeliveryError, TryLater, WriteAlone, first_line)
 from hub.xml.envelope import bind, business_document, read_header
-from hub.intake.accept import LeasedDelivery
+from hub.intake.accept import LeasedDelivery, SentMessage
 from hub.intake.door import Arrival, refused
 from hub.store import files as store
+from hub.store.deferred import ChangeSession, DeferredWrites
 from hub.store.models import Delivery, DeliveryState, Message, MessageState
 from hub.delivery.outbox import Claimed, any_due, claim, unclaim
 from hub.delivery.retry import next_delay
@@ -248,7 +248,9 @@ def attempt(hub, delivery_id: int, loaded: tuple[_Row, _Row] | None = None, *,
             result = _APPLIED_WITH_OUTCOME if change is not None else connector.send(outbound)
         used = f" ({mapping_note(version)})" if version is not None else ""
         sent = (body, result.answer, f"over {transport}: {result.detail}{used}")
-        answer, leased = take_in_answer(hub, delivery.partner, result.answer, lease_to=lease_to)
+        answer, leased = take_in_answer(hub, delivery.partner, result.answer, lease_to=lease_to,
+                                        answering=SentMessage(delivery.partner, message.message_id,
+                                                              message.correlation_id))
     except DeliveryError as exc:
         error = exc
     except Exception as exc:  # a bug or an unexpected library error: keep the message, try again later
@@ -280,13 +282,14 @@ def _run_after_commit(after, message_id: str) -> None:
         log.exception("after consuming %s: the consumer's follow-up failed", message_id)
 
 
-def take_in_answer(hub, partner: str, answer: bytes | None, *,
-                   lease_to: str | None = None) -> tuple[str | None, tuple[LeasedDelivery, ...]]:
+def take_in_answer(hub, partner: str, answer: bytes | None, *, lease_to: str | None = None,
+                   answering: SentMessage | None = None) -> tuple[str | None, tuple[LeasedDelivery, ...]]:
     """A synchronous answer (an inbound route knows its root element) goes through the door like a callback
     (the "answer" door: a refusal is recorded there, once).
 
     Returns the answer's message id, or None when the answer is a plain acknowledgement, and those of
-    its deliveries stored leased to `lease_to` (hub/intake/accept.py `Lease`; none without it). Intake
+    its deliveries stored leased to `lease_to` (hub/intake/accept.py `Lease`; none without it). `answering`: the
+    message sent, which the answer is expected to answer (hub/intake/accept.py `SentMessage`). Intake
     deduplicates, so a delivery sent again after a crash takes the same answer in only once."""
     if not answer or not answer.lstrip().startswith(b"<"):
         return None, ()  # no body, or plain text: kept as the partner's answer, nothing to take in
@@ -299,7 +302,8 @@ def take_in_answer(hub, partner: str, answer: bytes | None, *,
     if hub.config.inbound_for(partner, root.tag) is None:
         return None, ()
     try:
-        receipt = hub.receive(Arrival("answer", data=answer, partner=partner, lease_to=lease_to, parsed=root))
+        receipt = hub.receive(Arrival("answer", data=answer, partner=partner, lease_to=lease_to, parsed=root,
+                                      answering=answering))
         return receipt.message_id, receipt.leased
     except InputError as exc:
         raise PermanentDeliveryError(f"delivered, but {partner}'s answer was refused: {exc.detail}") from None
@@ -418,9 +422,12 @@ def _write_delivered(connection, outcomes: list[_Delivered]) -> list[Callable[[]
     The consumers' changes come first (`_apply`); each outcome's result is what its consumer asked to run once
     committed, or None."""
     results: list[Callable[[], None] | None] = [None] * len(outcomes)
-    changing = [index for index, outcome in enumerate(outcomes) if outcome.change is not None]
-    for index in sorted(changing, key=lambda index: outcomes[index].conversation or ""):
-        results[index] = _apply(connection, outcomes[index].change, alone=len(outcomes) == 1)
+    changing = sorted((index for index, outcome in enumerate(outcomes) if outcome.change is not None),
+                      key=lambda index: outcomes[index].conversation or "")
+    if changing:
+        applied = _apply(connection, [outcomes[index].change for index in changing], alone=len(outcomes) == 1)
+        for index, after in zip(changing, applied):
+            results[index] = after
     unread = sorted({o.delivery_id for o in outcomes if o.read is None})
     so_far: dict[int, _SoFar] = {}
     if unread:
@@ -484,10 +491,11 @@ def _write_delivered(connection, outcomes: list[_Delivered]) -> list[Callable[[]
     return results
 
 
-def _apply(connection, change: Callable, *, alone: bool) -> Callable[[], None] | None:
-    """A consumer's change, on an ORM session joined to the outcomes' transaction: returns what to run once
-    committed. The changes of a batch are applied in the order of their conversations, so that two
-    transactions changing the same rows lock them in the same order.
+def _apply(connection, changes: list[Callable], *, alone: bool) -> list[Callable[[], None] | None]:
+    """Consumers' changes, each on an ORM session joined to the outcomes' transaction: returns what each asked
+    to run once committed. They are applied in the order given (their conversations': two transactions changing
+    the same rows lock them in the same order), and the rows they write without reading back are sent together
+    after the last one (hub/store/deferred.py).
 
     A change refused (a DeliveryError, or rows the database refuses) must leave nothing of itself, so the
     transaction is not kept: in a batch, it is written again one outcome at a time (`WriteAlone`); alone, the
@@ -495,9 +503,14 @@ def _apply(connection, change: Callable, *, alone: bool) -> Callable[[], None] |
     transient refusal: the delivery is retried, then dead-lettered, never sent again forever. A savepoint per
     change would confine it too, at two more round trips for every change: a refusal is rare, a change is not."""
     try:
-        with Session(bind=connection, join_transaction_mode="rollback_only", expire_on_commit=False) as session:
-            after = change(session)
-            session.flush()
+        batch = DeferredWrites()
+        results = []
+        for change in changes:
+            with ChangeSession(batch, bind=connection, join_transaction_mode="rollback_only",
+                               expire_on_commit=False) as session:
+                results.append(change(session))
+                session.flush()
+        batch.send(connection)
     except DeliveryError as exc:
         if alone:
             raise
@@ -506,7 +519,7 @@ def _apply(connection, change: Callable, *, alone: bool) -> Callable[[], None] |
         if alone and not exc.connection_invalidated:
             raise TransientDeliveryError(f"the consumer's change could not be written: {first_line(exc.orig)}") from exc
         raise
-    return after
+    return results
 
 
 def _read_so_far(connection, delivery_id: int) -> _SoFar:
