@@ -6,6 +6,7 @@ worker claims the delivery."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import pytest
 from lxml import etree
@@ -13,14 +14,15 @@ from sqlalchemy import event, select, update
 
 from hub.apps import ChangingConsumer
 from hub.delivery import workers
-from hub.errors import PermanentDeliveryError
+from hub.errors import PermanentDeliveryError, UnknownCorrelation
 from hub.evidence import audit
 from hub.delivery.outbox import claim
 from hub.delivery.workers import DeliveryWorkers
 from hub.intake import accept
 from hub.intake.door import Arrival
 from hub.store.db import utcnow
-from hub.store.models import AuditEntry, Delivery, DeliveryState, Message
+from hub.store.models import AuditEntry, Delivery, DeliveryState, Event, Message
+from hub.xml.envelope import Header
 from sigtools import narsa_result
 from support import licence_request, signer_for
 
@@ -188,3 +190,46 @@ def test_a_change_the_consumer_refuses_dead_letters_its_delivery_and_leaves_noth
     assert deliver_counting_commits(hub, leased) == (DeliveryState.DEAD, 1)  # the dead letter; the change rolled back
     assert consumed_subjects(hub) == [] and after_commit == []
     assert "no case for NARSA-R-000001" in row(hub, Delivery.__table__, leased.id)["last_error"]
+
+
+def correlation_reads(hub) -> list[str]:
+    """The statements looking up the message an answer names (`CORRELATION_QUERY`), from now on."""
+    reads = []
+
+    def looked_up(conn, cursor, statement: str, *args) -> None:
+        if statement.startswith("SELECT") and "EXISTS" in statement:
+            reads.append(statement)
+    event.listen(hub.read_engine, "before_cursor_execute", looked_up)
+    return reads
+
+
+def test_an_answer_to_the_message_its_worker_just_sent_is_correlated_without_a_read(consumed, pki_dir):
+    hub, _handed = consumed
+    hub.receive(Arrival("registry", data=licence_request(pki_dir), caller="REGISTRY"))
+    sent = accept.SentMessage("NARSA", "REGISTRY-LIC-2026-000001", "LIC-2026-000001")
+    reads = correlation_reads(hub)
+    message_id, _leased = workers.take_in_answer(hub, "NARSA", narsa_answer(pki_dir), lease_to=WORKER, answering=sent)
+    assert reads == []
+    with hub.engine.connect() as connection:
+        details = connection.scalars(select(Event.detail).join(Message, Message.id == Event.message_pk)
+                                     .where(Message.message_id == message_id, Event.kind == "CORRELATED")).all()
+    assert details == ["answers REGISTRY-LIC-2026-000001 in case LIC-2026-000001"]
+
+
+def test_an_answer_naming_another_message_or_case_than_the_one_sent_is_checked_as_any_other(consumed, pki_dir):
+    hub, _handed = consumed
+    hub.receive(Arrival("registry", data=licence_request(pki_dir), caller="REGISTRY"))
+    answer = Header("NARSA-R-000001", "LIC-2026-000001", "REGISTRY-LIC-2026-000001", "LicenceResult", "NARSA",
+                    "REGISTRY", "2026-11-23T10:00:00Z")
+    reads = correlation_reads(hub)
+    with pytest.raises(UnknownCorrelation, match="belongs to case 'LIC-2026-000009'"):
+        accept._correlated(hub, answer, accept.SentMessage("NARSA", "REGISTRY-LIC-2026-000001", "LIC-2026-000009"))
+    assert reads == [], "the message sent is the one the answer names: its case decides"
+    elsewhere = accept.SentMessage("NARSA", "REGISTRY-LIC-2026-000002", "LIC-2026-000002")
+    assert accept._correlated(hub, answer, elsewhere)[0] == "CORRELATED" and len(reads) == 1, "read, as without it"
+    from_another = replace(answer, sender="DGSN")
+    with pytest.raises(UnknownCorrelation, match="which the hub never sent to DGSN"):
+        accept._correlated(hub, from_another, accept.SentMessage("NARSA", "REGISTRY-LIC-2026-000001", "LIC-2026-000001"))
+    assert len(reads) == 2
+    with pytest.raises(ValueError, match="from the partner its message was sent to"):
+        Arrival("answer", data=b"<x/>", partner="DGSN", answering=elsewhere)

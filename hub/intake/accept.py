@@ -80,7 +80,8 @@ def accept_canonical(hub, data: bytes, *, caller: str | None = None, submitted_b
 
 
 def _accept_envelope(hub, envelope: etree._Element, data: bytes, *, caller: str | None,
-                     submitted_by: str | None, lease_to: str | None = None) -> Receipt:
+                     submitted_by: str | None, lease_to: str | None = None,
+                     answering: SentMessage | None = None) -> Receipt:
     """A parsed canonical envelope: validated, the sender's signature verified, the header checked against
     the signed Binding, then stored and routed."""
     hub.schemas.validate(envelope, what="message")
@@ -104,7 +105,7 @@ def _accept_envelope(hub, envelope: etree._Element, data: bytes, *, caller: str 
              (timeline.VERIFIED, f"signed by {header.sender}")]
     canonical = to_bytes(verified)  # stored only when it differs from what arrived (comments, spacing, ...)
     return _store_and_route(hub, header, verified, data, None if canonical == data else canonical, steps,
-                            lease_to=lease_to)
+                            lease_to=lease_to, answering=answering)
 
 
 def _verified_envelope(envelope: etree._Element, signed: etree._Element,
@@ -131,19 +132,21 @@ def _resigned(signed: etree._Element, signature: etree._Element | None) -> etree
 
 
 def accept_partner_document(hub, partner: str, data: bytes, *, submitted_by: str | None = None,
-                            lease_to: str | None = None, root: etree._Element | None = None) -> Receipt:
+                            lease_to: str | None = None, root: etree._Element | None = None,
+                            answering: SentMessage | None = None) -> Receipt:
     """Intake of a partner's document at its own door (REST callback, SOAP, SFTP file, synchronous answer):
     its own format, verified as the partner's then mapped to canonical; or a canonical envelope, taken in as
     on the canonical door with the partner as the caller (its Sender, its signature, its signed Binding).
     `submitted_by` (the API token, when one submitted it) is named by the RECEIVED event; `lease_to`: see `Lease`;
-    `root`: `data` already parsed with intake's limits (it is changed here)."""
+    `root`: `data` already parsed with intake's limits (it is changed here); `answering`: see `SentMessage`."""
     party = hub.config.parties.get(partner)
     if party is None or party.transport == "local":
         raise NotAllowed(f"{partner!r} is not a partner that sends documents to the hub")
     if root is None:
         root = parse_untrusted(data, max_bytes=hub.settings.max_message_bytes, **limits(hub.settings))
     if root.tag == f"{_E}Message":  # the partner answers in the canonical form: its header must be signed
-        return _accept_envelope(hub, root, data, caller=partner, submitted_by=submitted_by, lease_to=lease_to)
+        return _accept_envelope(hub, root, data, caller=partner, submitted_by=submitted_by, lease_to=lease_to,
+                                answering=answering)
     inbound = hub.config.inbound_for(partner, root.tag)
     if inbound is None:
         raise NotRoutable(f"{partner} may not send a {root.tag} document to the hub",
@@ -162,7 +165,8 @@ def accept_partner_document(hub, partner: str, data: bytes, *, submitted_by: str
     steps = [(timeline.RECEIVED, f"{len(data)} bytes from {partner}{_by(submitted_by)}"),
              (timeline.VALIDATED, f"against {inbound.schema_}"), (timeline.VERIFIED, f"signed by {partner}"),
              (timeline.MAPPED_IN, f"with {inbound.mapping}")]
-    return _store_and_route(hub, header, envelope, data, to_bytes(envelope), steps, lease_to=lease_to)
+    return _store_and_route(hub, header, envelope, data, to_bytes(envelope), steps, lease_to=lease_to,
+                            answering=answering)
 
 
 def _by(submitted_by: str | None) -> str:
@@ -177,7 +181,7 @@ def _check_type_matches_body(header: Header, document: etree._Element) -> None:
 
 
 def _store_and_route(hub, header: Header, envelope: etree._Element, data: bytes, canonical: bytes | None,
-                     steps, *, lease_to: str | None = None) -> Receipt:
+                     steps, *, lease_to: str | None = None, answering: SentMessage | None = None) -> Receipt:
     route = hub.config.route_for(header.type)
     if route is None:
         raise NotRoutable(f"no route for message type {header.type!r}",
@@ -191,7 +195,7 @@ def _store_and_route(hub, header: Header, envelope: etree._Element, data: bytes,
         raise NotRoutable(f"no recipient of {header.type} applies to this message (every route condition is false)",
                           [Problem("no route condition holds", path="/Message/Body")])
     if header.in_reply_to:
-        steps = (*steps, run_blocking(_correlated, hub, header))
+        steps = (*steps, run_blocking(_correlated, hub, header, answering))
     backpressure.check(hub, (target.partner for target in targets))  # 429 when a target's outbox is full
     digest = hashlib.sha256(data).hexdigest()
     received_at = utcnow()
@@ -386,10 +390,22 @@ CORRELATION_QUERY = (select(Message.message_id, Message.correlation_id)
                             exists().where(Delivery.message_pk == Message.id, Delivery.partner == bindparam("sender"))))
 
 
-def _correlated(hub, header: Header) -> tuple[str, str]:
+class SentMessage(NamedTuple):
+    """The message a partner's synchronous answer answers, as the delivery worker that sent it to `partner` knows
+    it (hub/delivery/workers.py `take_in_answer`): the answer's correlation is checked against it, without a
+    read, when the answer names it."""
+    partner: str
+    message_id: str
+    correlation_id: str | None
+
+
+def _correlated(hub, header: Header, answering: SentMessage | None = None) -> tuple[str, str]:
     """`_correlate` in a read of its own, before the message's write transaction: what it checks (the message
     answered, its case, its delivery to the answer's sender) was committed before the answer could exist and
-    never changes, and the write lock is then held for the writes alone."""
+    never changes, and the write lock is then held for the writes alone. No read when the answer names
+    `answering`, the message just sent to its sender."""
+    if answering is not None and (answering.partner, answering.message_id) == (header.sender, header.in_reply_to):
+        return _same_case(header, answering.correlation_id)
     with hub.read_engine.connect() as connection:
         return _correlate(connection, header)
 
@@ -402,8 +418,12 @@ def _correlate(connection, header: Header) -> tuple[str, str]:
         raise UnknownCorrelation(f"{header.sender} answers message {header.in_reply_to!r}, "
                                  f"which the hub never sent to {header.sender}",
                                  [Problem("unknown InReplyTo", path="/Message/Header/InReplyTo")])
-    if original.correlation_id != header.correlation_id:
+    return _same_case(header, original.correlation_id)
+
+
+def _same_case(header: Header, answered_case: str | None) -> tuple[str, str]:
+    if answered_case != header.correlation_id:
         raise UnknownCorrelation(f"answer to {header.in_reply_to!r} names case {header.correlation_id!r}, "
-                                 f"but that message belongs to case {original.correlation_id!r}",
+                                 f"but that message belongs to case {answered_case!r}",
                                  [Problem("CorrelationId mismatch", path="/Message/Header/CorrelationId")])
     return timeline.CORRELATED, f"answers {header.in_reply_to} in case {header.correlation_id}"

@@ -39,7 +39,7 @@ from lxml import etree
 from hub import metrics
 from hub.concurrency import run_blocking, run_inline
 from hub.errors import InputError, NotAllowed
-from hub.intake.accept import Receipt, accept_canonical, accept_partner_document
+from hub.intake.accept import Receipt, SentMessage, accept_canonical, accept_partner_document
 from hub.intake.files import FileHeader, accept_file
 from hub.intake.refusals import record_refusal
 
@@ -60,7 +60,9 @@ class Arrival:
     `lease_to`: the delivery worker taking in a partner's synchronous answer (the answer door): the answer's
     deliveries to consumers in this process are stored leased to it, for it to deliver right away
     (hub/intake/accept.py `Lease`). `parsed`: a partner's `data` as the door already parsed it, with intake's
-    limits (the answer door, whose worker looks at the root first), so that intake does not parse it again."""
+    limits (the answer door, whose worker looks at the root first), so that intake does not parse it again.
+    `answering`: the message a synchronous answer answers, as its worker sent it (hub/intake/accept.py
+    `SentMessage`)."""
 
     door: str
     data: bytes | None = None
@@ -71,6 +73,7 @@ class Arrival:
     submitted_by: str | None = None
     lease_to: str | None = None
     parsed: etree._Element | None = None
+    answering: SentMessage | None = None
 
     def __post_init__(self):
         if self.door not in DOORS:
@@ -80,6 +83,8 @@ class Arrival:
                              f"{'both' if self.data is not None else 'neither'}")
         if self.parsed is not None and (self.data is None or self.partner is None):
             raise ValueError("only a partner's document given as bytes can come parsed")
+        if self.answering is not None and self.partner != self.answering.partner:
+            raise ValueError("an answer comes from the partner its message was sent to")
 
 
 def take_in(hub, arrival: Arrival) -> Receipt:
@@ -114,7 +119,7 @@ def _accept(hub, arrival: Arrival) -> Receipt:
     if arrival.caller is not None and arrival.caller != arrival.partner:
         raise NotAllowed(f"submitting a document as {arrival.partner}: the caller speaks for {arrival.caller}")
     return accept_partner_document(hub, arrival.partner, arrival.data, submitted_by=arrival.submitted_by,
-                                   lease_to=arrival.lease_to, root=arrival.parsed)
+                                   lease_to=arrival.lease_to, root=arrival.parsed, answering=arrival.answering)
 
 
 def refused(hub, door: str, error: InputError, *, party: str | None = None, data: bytes | None = None,
