@@ -12,7 +12,9 @@ A service module defines:
                   -> str: the delivery's header and business document as `canonical.read` verified them,
                   before any transaction; the change is made in the hub's transaction that records the
                   delivery (hub/apps.py `ChangingConsumer`), so a handler never commits, and asks for what
-                  must follow the commit with `service.after_commit`
+                  must follow the commit with `service.after_commit`. A handler that only moves a case
+                  reads it with `service.case_for_answer` and writes it back with `service.save_answer`:
+                  within a batch of answers its rows are sent at the batch's end (hub/store/deferred.py)
 and, when it has them:
     build_request(registry, case) -> bytes   the signed request sent when a case opens
     SENT_STATUS   the status once the hub accepted that request
