@@ -97,6 +97,25 @@ def test_a_later_change_reading_through_its_session_sees_the_earlier_answers_row
     assert documents == ["CLEARANCE_SANTE", "CLEARANCE_DGSN"]
 
 
+def test_a_case_only_read_by_an_answer_is_read_again_after_an_orm_change(hub, cases):
+    """An answer that writes nothing (SANTE again: ignored) leaves its case remembered; the ORM's change to it
+    must not be undone by the batch's next answer."""
+    [reference] = cases(1)
+    apply(hub, [clearance(reference, "SANTE")])  # AWAITING_CLEARANCES
+
+    def read_only(session):
+        service.case_for_answer(session, reference=reference)
+
+    def escalate(session):
+        case = service.get_case(session, reference=reference, for_update=True)
+        service.move_case(session, case=case, status="ESCALATED", actor="hub", note="by the ORM")
+
+    apply(hub, [read_only, escalate, clearance(reference, "DGSN")])
+    status, outcome, events, _documents = history(hub, reference)
+    assert status == "ESCALATED" and outcome == {"granted": {"SANTE": True, "DGSN": True}}
+    assert [e[0] for e in events] == ["SUBMITTED", "AWAITING_CLEARANCES", "ESCALATED"]
+
+
 def test_a_deferred_row_the_database_refuses_is_a_transient_refusal_and_leaves_nothing(hub, cases):
     first, second = cases(2)
 

@@ -32,8 +32,8 @@ class DeferredWrites:
         self._rows: dict[Any, list[dict]] = {}
         self.memo: dict[Any, Any] = {}  # what the batch's changes read and keep up to date themselves
 
-    def __bool__(self) -> bool:
-        return bool(self._rows)
+    def __bool__(self) -> bool:  # something to send, or something remembered that a read must forget
+        return bool(self._rows or self.memo)
 
     def add(self, statement, parameters: dict) -> None:
         self._rows.setdefault(statement, []).append(parameters)
