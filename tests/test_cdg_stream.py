@@ -122,6 +122,21 @@ def test_hostile_or_misplaced_content_is_refused(signers):
     print(f"refused: {', '.join(cases)}")
 
 
+def test_a_malformed_stream_is_told_as_such_after_another_document_failed_its_schema(signers):
+    """lxml's iterparse reports its thread's error log: another document's schema errors, met earlier by the
+    same thread, must neither turn a truncated stream into a schema refusal nor appear in its problems."""
+    schema = etree.XMLSchema(etree.fromstring(
+        b'<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:other">'
+        b'<xs:element name="Known"/></xs:schema>'))
+    assert not schema.validate(etree.fromstring(b'<Unknown xmlns="urn:other">another sender\'s data</Unknown>'))
+    signed = etree.tostring(signers["hub"].sign(etree.fromstring(DOCUMENTS[0])))
+    with pytest.raises(MalformedXml) as caught:
+        verify_stream(io.BytesIO(signed[:-5]), certificates=[signers["hub"].certificate], signer_name="hub",
+                      what="document", roots={"{urn:x}a"}, schema=None, apex_depth=1)
+    assert caught.value.detail.startswith("document is not well-formed XML")
+    assert not any("Unknown" in problem.message for problem in caught.value.problems)
+
+
 def test_canonical_writer_output_is_its_own_canonical_form_and_verifies_everywhere(signers, tmp_path):
     path = tmp_path / "lot.xml"
     with open(path, "wb") as out:

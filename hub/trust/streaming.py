@@ -247,9 +247,14 @@ def _apex(element: etree._Element, frame: _Frame) -> bytes:
 
 
 def _parse_errors(exc: etree.XMLSyntaxError, what: str):
+    """What stopped an iterparse: its error log's last entry gives the kind, and the entries of that kind are
+    listed. lxml's iterparse reports the thread's error log, which also holds the errors of whatever else the
+    thread parsed or validated (another document's schema errors): `_read` clears it before parsing."""
     entries = list(exc.error_log) if exc.error_log else []
-    problems = [Problem(e.message, line=e.line or None) for e in entries[:20]] or [Problem(str(exc))]
-    if any(e.domain_name == "SCHEMASV" for e in entries):
+    stopping = entries[-1].domain_name if entries else None
+    problems = [Problem(e.message, line=e.line or None) for e in entries if e.domain_name == stopping][:20] \
+        or [Problem(str(exc))]
+    if stopping == "SCHEMASV":
         return SchemaInvalid(f"{what} is not valid against its schema: {problems[0].message}", problems)
     return MalformedXml(f"{what} is not well-formed XML: {problems[0].message}", problems)
 
@@ -385,6 +390,7 @@ def _read(source: BinaryIO, *, what: str, roots: set[str] | None, schema: etree.
         text = frame.element.text if frame.last_child is None else frame.last_child.tail
         return escape_text(text) if text else ""
 
+    etree.clear_error_log()  # this thread's earlier errors are not this document's (`_parse_errors`)
     try:
         for event, element in etree.iterparse(source, **parser_options):
             if event == "pi":
