@@ -11,11 +11,12 @@ import time
 import pytest
 import uvicorn
 
-from conftest import free_port
+from conftest import free_port, wait_for
 from hub.api.server import bounded_protocol, uvicorn_options
 from hub.settings import Settings
 
 HEADER_TIMEOUT = 0.5
+OPEN: dict[str, set] = {}  # "connections": the running server's open connections
 
 
 async def hello(scope, receive, send):
@@ -41,6 +42,7 @@ def server():
     thread.start()
     while not running.started:
         time.sleep(0.02)
+    OPEN["connections"] = running.server_state.connections
     yield ("127.0.0.1", port)
     running.should_exit = True
     thread.join(5)
@@ -148,7 +150,7 @@ def test_a_slow_body_is_cut_off(server):
 def test_connections_beyond_the_limit_are_refused_503(server):
     held = [socket.create_connection(server, timeout=5) for _ in range(30)]
     try:
-        time.sleep(0.1)
+        wait_for(lambda: len(OPEN["connections"]) >= 30, 10, what="the server to accept the 30 connections")
         status, problem = status_and_problem(exchange(server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
         assert status == 503 and problem["title"] == "Too many connections"
     finally:
