@@ -22,14 +22,14 @@ Rows are written unsealed; hub/evidence/chains.py seals them into the hash chain
 """
 from __future__ import annotations
 
-import functools
 import hashlib
+import operator
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from hub.store.db import utcnow
 from hub.store.models import Delivery, Event, Message
+from hub.store.row_inserts import RowInsert
 
 RECEIVED = "RECEIVED"                # bytes arrived, size and well-formedness checked
 VALIDATED = "VALIDATED"              # schema valid
@@ -79,35 +79,26 @@ def row(message_pk: int, kind: str, detail: str, at, *, digest: str | None = Non
             "digest": digest}
 
 
-_INSERT_EVENTS = insert(Event.__table__)
 _COLUMNS = ("message_pk", "delivery_id", "at", "kind", "detail", "digest")
+_INSERT_EVENTS = RowInsert(Event.__table__, _COLUMNS)
+_event_values = operator.itemgetter(*_COLUMNS)
 _FEW_ROWS = 8
-_INSERT_INTO = f"INSERT INTO events ({', '.join(_COLUMNS)})"
-_INSERT_UNNESTED = (f"{_INSERT_INTO} SELECT * FROM unnest("
+_INSERT_UNNESTED = (f"INSERT INTO events ({', '.join(_COLUMNS)}) SELECT * FROM unnest("
                     "%s::bigint[], %s::bigint[], %s::timestamptz[], %s::text[], %s::text[], %s::text[])")
 
 
-@functools.lru_cache(maxsize=_FEW_ROWS)
-def _insert_values(rows: int) -> str:
-    one = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
-    return f"{_INSERT_INTO} VALUES " + ", ".join([one] * rows)
-
-
 def insert_rows(connection, rows: list[dict]) -> None:
-    """Insert events built by `row` in one statement on a Connection (no ORM objects: intake's hot path).
+    """Insert events built by `row`, in their order, on a Connection (no ORM objects: the hot paths).
 
-    SQLite: an executemany. PostgreSQL, where psycopg runs an executemany as a statement per row (a SOAP message
-    makes about sixteen events): up to eight rows (a delivery's outcome, an answer), a multi-row INSERT, which
-    costs the client about what one row does, its eight texts prepared on the connection once; more (a batch of
-    intakes), one INSERT of the rows as arrays, whose cost grows more slowly with the rows."""
+    A multi-row INSERT handed to the driver (hub/store/row_inserts.py). On PostgreSQL, more than eight rows (a
+    batch of intakes) go as one INSERT of the rows as arrays instead, whose cost grows more slowly with the rows
+    (psycopg would run an executemany as a statement per row)."""
     if not rows:
         return
-    if connection.dialect.name != "postgresql":
-        connection.execute(_INSERT_EVENTS, rows)
-    elif len(rows) <= _FEW_ROWS:
-        connection.exec_driver_sql(_insert_values(len(rows)), tuple(r[c] for r in rows for c in _COLUMNS))
-    else:
+    if connection.dialect.name == "postgresql" and len(rows) > _FEW_ROWS:
         connection.exec_driver_sql(_INSERT_UNNESTED, tuple([r[c] for r in rows] for c in _COLUMNS))
+    else:
+        _INSERT_EVENTS(connection, [_event_values(r) for r in rows])
 
 
 def record(session: Session, message: Message, kind: str, detail: str = "", delivery: Delivery | None = None,

@@ -30,11 +30,12 @@ from __future__ import annotations
 import copy
 import datetime
 import hashlib
+import operator
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
 from lxml import etree
-from sqlalchemy import bindparam, exists, insert, select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.exc import IntegrityError
 
 from hub.concurrency import run_blocking
@@ -43,6 +44,7 @@ from hub.intake import backpressure
 from hub.evidence import timeline
 from hub.access.rules import check_may_send
 from hub.store.db import utcnow
+from hub.store.row_inserts import RowInsert
 from hub.errors import (DuplicateConflict, InputError, NotAllowed, NotRoutable, PermanentDeliveryError, Problem,
                         SchemaInvalid, UnknownCorrelation)
 from hub.store.models import Delivery, DeliveryState, Event, Message, MessageState
@@ -274,31 +276,36 @@ def _leased(message: AcceptedMessage, message_pk: int, delivery_ids: list[int]) 
                  if target.partner in message.lease.partners)
 
 
-_INSERT_MESSAGES = insert(Message.__table__).returning(Message.id, Message.sender, Message.message_id)
-_INSERT_DELIVERIES = insert(Delivery.__table__).returning(Delivery.id, Delivery.message_pk, Delivery.partner,
-                                                          Delivery.operation)
+_MESSAGE_COLUMNS = ("message_id", "sender", "recipient", "type", "correlation_id", "in_reply_to", "state", "digest",
+                    "received_bytes", "canonical_bytes", "receipt", "received_at", "updated_at")
+_DELIVERY_COLUMNS = ("message_pk", "partner", "mapping", "schema_name", "operation", "state", "attempts",
+                     "next_attempt_at", "lease_owner", "lease_expires_at")
+_INSERT_MESSAGES = RowInsert(Message.__table__, _MESSAGE_COLUMNS, returning=("id", "sender", "message_id"))
+_INSERT_DELIVERIES = RowInsert(Delivery.__table__, _DELIVERY_COLUMNS,
+                               returning=("id", "message_pk", "partner", "operation"))
+_message_values = operator.itemgetter(*_MESSAGE_COLUMNS)
+_delivery_values = operator.itemgetter(*_DELIVERY_COLUMNS)
 
 
 def store_accepted(connection, messages: Sequence[AcceptedMessage]) -> list[tuple]:
-    """The messages, their outbox rows and their timelines, however many, in three statements (Core inserts
-    on intake's hot path: a multi-row INSERT ... RETURNING for the messages, one for the deliveries, one
-    executemany for the events); one outcome per message: its deliveries stored leased (`LeasedDelivery`).
+    """The messages, their outbox rows and their timelines, however many, in three statements (handed to the
+    driver as they are, hub/store/row_inserts.py: a multi-row INSERT ... RETURNING for the messages, one for the
+    deliveries, one for the events); one outcome per message: its deliveries stored leased (`LeasedDelivery`).
 
     The unique (sender, message id) constraint refuses a second copy: the statement fails, group commit runs
     each message again alone and the caller answers the one refused as a duplicate. Each message's events
     are inserted together, in the order they happened (the evidence chain seals by id)."""
     # Multi-row inserts whose RETURNING rows are matched to the items by key, not by position: the
-    # databases do not promise their order (asking SQLAlchemy to sort them makes it insert row by row on SQLite).
-    returned = connection.execute(_INSERT_MESSAGES, [_message_row(message) for message in messages]).all()
-    pk_of = {(row.sender, row.message_id): row.id for row in returned}
+    # databases do not promise their order.
+    returned = _INSERT_MESSAGES(connection, [_message_values(_message_row(message)) for message in messages])
+    pk_of = {(sender, message_id): pk for pk, sender, message_id in returned}
     message_pks = [pk_of[message.header.sender, message.header.message_id] for message in messages]
-    deliveries = [_delivery_row(message_pk, target, message.received_at, message.lease)
+    deliveries = [_delivery_values(_delivery_row(message_pk, target, message.received_at, message.lease))
                   for message, message_pk in zip(messages, message_pks) for target in message.targets]
     delivery_ids: dict[tuple, list[int]] = {}
-    if deliveries:
-        returned = connection.execute(_INSERT_DELIVERIES, deliveries).all()
-        for row in sorted(returned, key=lambda row: row.id):  # a (message, partner, operation) twice: in order
-            delivery_ids.setdefault((row.message_pk, row.partner, row.operation), []).append(row.id)
+    for delivery_id, message_pk, partner, operation in sorted(_INSERT_DELIVERIES(connection, deliveries)):
+        # a (message, partner, operation) twice: their ids in order
+        delivery_ids.setdefault((message_pk, partner, operation), []).append(delivery_id)
     rows = []
     outcomes: list[tuple[LeasedDelivery, ...]] = []  # each message's deliveries stored leased
     for message, message_pk in zip(messages, message_pks):
