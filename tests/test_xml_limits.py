@@ -73,3 +73,43 @@ def test_generated_bytes_parse_or_are_refused_as_input_errors(data):
         assert refused.status in (400, 413) and refused.detail and refused.problems
     else:
         assert root.getroottree().docinfo.doctype in ("", None)
+
+
+# -- a small document is parsed whole, a larger one in chunks: both answer alike ------------------------
+
+TRAILER = b"<!--" + b"p" * 70_000 + b"-->"  # after the root: pushes a document past one chunk
+
+
+SMALL_CAPS = {**CAPS, "max_depth": 5, "max_elements": 12}
+WHICH_CAP_FIRST = {
+    "depth first": b"<r>\n<a><b><c><d><e><f/></e></d></c></b></a>\n" + b"<x/>" * 20 + b"</r>",
+    "count first": b"<r>\n" + b"<x/>\n" * 20 + b"<a><b><c><d><e><f/></e></d></c></b></a></r>",
+    "the same element": b"<r>" + b"<x/>" * 6 + b"\n<a><b><c><d><e/></d></c></b></a></r>",
+    "deep but few": b"<r><a><b><c><d><e/></d></c></b></a></r>",
+    "at both caps": b"<r><a><b><c><d/></c></b></a>" + b"<x/>" * 7 + b"</r>",
+    "unclosed": b"<r><a>\n<b>",
+}
+
+
+@pytest.mark.parametrize("name", WHICH_CAP_FIRST)
+def test_the_whole_parse_and_the_streaming_parse_refuse_alike(name):
+    data = WHICH_CAP_FIRST[name]
+    assert len(data) + len(TRAILER) > 64 * 1024 >= len(data)
+    answers = []
+    for document in (data, data + TRAILER):
+        try:
+            root = parse_untrusted(document, **SMALL_CAPS)
+        except MalformedXml as refused:
+            answers.append((type(refused).__name__, refused.detail, [(p.message, p.line) for p in refused.problems]))
+        else:
+            answers.append(("parsed", root.tag, sum(1 for _ in root.iter("*"))))
+    assert answers[0][0] == answers[1][0], name
+    if answers[0][0] != "MalformedXml":  # (not well-formed: the trailer moves where the parser gave up)
+        assert answers[0] == answers[1], name  # the same cap, at the same line; or the same tree
+    expected = {"depth first": "HUB_MAX_XML_DEPTH", "count first": "HUB_MAX_XML_ELEMENTS",
+                "the same element": "HUB_MAX_XML_DEPTH", "deep but few": "HUB_MAX_XML_DEPTH",
+                "at both caps": None, "unclosed": "not well-formed"}[name]
+    if expected is None:
+        assert answers[0][0] == "parsed"
+    else:
+        assert expected in answers[0][1], answers[0]
