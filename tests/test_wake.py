@@ -4,11 +4,13 @@ in the hub's folder (hub/cluster/wake.py), which no other user can reach; a wake
 a resend) is never narrowed to a few partners."""
 from __future__ import annotations
 
+import asyncio
+import socket
 import stat
 import threading
 import time
 
-from hub.cluster.wake import WakeListener, WakeSender, address, named
+from hub.cluster.wake import ANYONE, WakeListener, WakeSender, address, named
 
 
 def test_a_burst_names_the_union_of_its_partners_and_anyone_wins():
@@ -83,3 +85,39 @@ def test_intake_names_its_partners_to_the_delivery_processes_too(hub, tmp_path):
     finally:
         listener.stop()
         hub.wake_elsewhere = None
+
+
+def test_the_wake_ups_of_one_turn_of_the_event_loop_go_as_one_datagram(tmp_path):
+    """The intakes of one group commit resume in the same turn of the API's loop: one datagram names all their
+    partners, sent once the turn's callbacks have run. Off the loop, each wake-up goes at once."""
+    path = str(tmp_path / "d.sock")
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(path)
+    receiver.setblocking(False)
+    sender = WakeSender([path])
+
+    def datagrams() -> list[bytes]:
+        got = []
+        while True:
+            try:
+                got.append(receiver.recv(4096))
+            except BlockingIOError:
+                return got
+
+    async def one_turn(calls) -> list[bytes]:
+        for partners in calls:
+            sender(partners)
+        before = datagrams()  # nothing sent while the turn runs
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return before + datagrams()
+
+    try:
+        assert asyncio.run(one_turn([["NARSA"], ["SANTE", "DGSN"], ["NARSA"]])) == [b"DGSN,NARSA,SANTE"]
+        assert asyncio.run(one_turn([["NARSA"], None, ["DGSN"]])) == [ANYONE]
+        sender(["NARSA"])
+        sender(["DGSN"])
+        assert datagrams() == [b"NARSA", b"DGSN"]
+    finally:
+        sender.close()
+        receiver.close()

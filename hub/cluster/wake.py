@@ -11,6 +11,7 @@ dropped, and that process finds the work at its next poll anyway.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -43,14 +44,38 @@ def private_folder(path: str) -> None:
 
 
 class WakeSender:
-    """Sends a wake-up to each delivery process; cheap (one non-blocking sendto each), never raises."""
+    """Sends a wake-up to each delivery process; cheap (one non-blocking sendto each), never raises.
+
+    Called on an event loop (the API's intake), the wake-ups of one turn of the loop go as one, sent once the
+    turn's callbacks have run: the intakes of one group commit resume in the same turn, and each used to send
+    its own datagram to every delivery process (a system call each, and a wake-up of the process's listener)."""
 
     def __init__(self, addresses: list[str | None]):
         self.addresses = [target for target in addresses if target is not None]
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._socket.setblocking(False)
+        self._pending: set[str] | None = set()  # the loop's turn's partners so far (None: anyone)
+        self._flush_scheduled = False
 
     def __call__(self, partners: Iterable[str] | None = None) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a thread of its own: at once
+            self._send(partners)
+            return
+        if partners is None:
+            self._pending = None
+        elif self._pending is not None:
+            self._pending.update(partners)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        partners, self._pending, self._flush_scheduled = self._pending, set(), False
+        self._send(partners)
+
+    def _send(self, partners: Iterable[str] | None) -> None:
         message = ANYONE if partners is None else ",".join(sorted(set(partners))).encode()
         for target in self.addresses:
             try:
