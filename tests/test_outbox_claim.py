@@ -78,3 +78,22 @@ def test_any_due_answers_for_the_partners_named(outbox):
         claim(connection, owner="me", limit=10, lease_seconds=30, partners=["OTHER"])
     with engine.connect() as connection:  # OTHER's due ones are leased now, its last is due in an hour
         assert not any_due(connection, partners=["OTHER"])
+
+
+def test_a_claim_reads_no_more_of_each_partner_than_it_is_given(outbox):
+    """The workers give each partner the most its free slots can take: a backlog of fifty is read three at a
+    time, not a window's worth offered one by one to be refused."""
+    engine, ids = outbox
+    offered = []
+
+    def take(partner, delivery_id):
+        offered.append((partner, delivery_id))
+        return True
+
+    with engine.begin() as connection:
+        claimed = claim(connection, owner="me", limit=40, lease_seconds=30, partners={"DOWN": 3, "UP": 1}, take=take)
+    assert offered == [("DOWN", ids[0]), ("DOWN", ids[1]), ("DOWN", ids[2]), ("UP", ids[50])]
+    assert [c.id for c in claimed] == [ids[0], ids[1], ids[2], ids[50]]
+    with engine.begin() as connection:  # the overall limit still holds, in due order
+        claimed = claim(connection, owner="me", limit=2, lease_seconds=30, partners={"DOWN": 5, "UP": 5})
+    assert [c.id for c in claimed] == [ids[3], ids[4]]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from typing import Callable, Collection, NamedTuple
+from typing import Callable, Collection, Mapping, NamedTuple
 
 from sqlalchemy import Connection, Select, bindparam, or_, select, union_all, update
 from sqlalchemy.orm import Session
@@ -44,9 +44,9 @@ _CLAIMABLE = (select(_OUTBOX.c.id, _OUTBOX.c.partner).where(*_DUE)
 
 def _due_of(partners: int, columns) -> Select:
     """The due deliveries of `partners` partners (parameters p0, p1, ...), each looked up on its own, the
-    first `limit` of each: a union, of which the caller takes the first in due order."""
+    first l0, l1, ... of each: a union, of which the caller takes the first in due order."""
     firsts = [select(*columns).where(*_DUE, _OUTBOX.c.partner == bindparam(f"p{i}"))
-              .order_by(_OUTBOX.c.next_attempt_at, _OUTBOX.c.id).limit(bindparam("limit")).subquery().select()
+              .order_by(_OUTBOX.c.next_attempt_at, _OUTBOX.c.id).limit(bindparam(f"l{i}")).subquery().select()
               for i in range(partners)]
     return union_all(*firsts).subquery()
 
@@ -66,8 +66,13 @@ def _any_due_of(partners: int) -> Select:
     return select(due.c.id).limit(1)
 
 
-def _of(partners: Collection[str]) -> dict[str, str]:
-    return {f"p{i}": partner for i, partner in enumerate(sorted(partners))}
+def _of(partners: Collection[str] | Mapping[str, int], limit: int) -> dict[str, str | int]:
+    """The parameters naming each partner and the most of its deliveries to read (its own, given a mapping)."""
+    parameters: dict[str, str | int] = {}
+    for i, partner in enumerate(sorted(partners)):
+        parameters[f"p{i}"] = partner
+        parameters[f"l{i}"] = min(limit, partners[partner]) if isinstance(partners, Mapping) else limit
+    return parameters
 
 
 _LEASE = (update(_OUTBOX).where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
@@ -81,14 +86,15 @@ def _connection(session: Session | Connection) -> Connection:
 
 
 def claim(session: Session | Connection, *, owner: str, limit: int, lease_seconds: int,
-          partners: Collection[str] | None = None, take: Callable[[str, int], bool] | None = None,
+          partners: Collection[str] | Mapping[str, int] | None = None, take: Callable[[str, int], bool] | None = None,
           rows: dict | None = None) -> list[Claimed]:
     """Claim up to `limit` due deliveries for `owner`, counting one attempt each; returns what was claimed.
 
     `session`: a session or a connection, in the claim's transaction.
     `partners`: the only partners whose deliveries are looked at (None: every partner); the workers leave
     out those at their in-flight limit or with their circuit open, so that their backlog never hides, nor
-    slows the claim of, other partners' work.
+    slows the claim of, other partners' work. A mapping gives the most of each partner's deliveries worth
+    reading (the workers: what its free slots can take), so that a backlog is not read past in vain.
     `take(partner, delivery_id)`: asked for each candidate in due order; False leaves it for later
     (the worker pool reserves a partner's slot this way). Candidates left are not leased and their
     row locks end with the transaction.
@@ -101,7 +107,7 @@ def claim(session: Session | Connection, *, owner: str, limit: int, lease_second
     elif not partners:
         return []
     else:
-        due = connection.execute(_claimable_of(len(partners)), {"now": now, "limit": limit, **_of(partners)})
+        due = connection.execute(_claimable_of(len(partners)), {"now": now, "limit": limit, **_of(partners, limit)})
     claimed = [Claimed(id_, partner) for id_, partner in due.all() if take is None or take(partner, id_)]
     if claimed:
         lease = {"ids": [c.id for c in claimed], "owner": owner, "until": now + dt.timedelta(seconds=lease_seconds)}
@@ -124,7 +130,7 @@ def any_due(connection, *, partners: Collection[str] | None = None) -> bool:
     elif not partners:
         return False
     else:
-        found = connection.execute(_any_due_of(len(partners)), {"now": utcnow(), "limit": 1, **_of(partners)})
+        found = connection.execute(_any_due_of(len(partners)), {"now": utcnow(), **_of(partners, 1)})
     return found.first() is not None
 
 

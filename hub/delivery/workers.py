@@ -616,6 +616,12 @@ class PartnerSlots:
         with self._lock:
             return {partner for partner, count in self._counts.items() if count >= self.limit}
 
+    def free(self, partners: Iterable[str]) -> dict[str, int]:
+        """The slots free now of each of `partners` that has one."""
+        with self._lock:
+            return {partner: self.limit - self._counts.get(partner, 0) for partner in partners
+                    if self._counts.get(partner, 0) < self.limit}
+
 
 class DeliveryWorkers:
     """A dispatcher thread claiming due deliveries within each partner's limits, and a pool of sender
@@ -711,9 +717,18 @@ class DeliveryWorkers:
             idle = self.count - self._busy
         if idle <= 0:
             return False
-        excluded = self.slots.full() | self.breakers.blocked()
-        # the partners that can take work now (None: all of them), each looked up on its own (outbox.py)
-        partners = sorted(set(self.hub.config.parties) - excluded) if excluded else None
+        blocked = self.breakers.blocked()
+        free = self.slots.free(party for party in self.hub.config.parties if party not in blocked)
+        if not free:
+            return False
+        excluded = set(self.hub.config.parties) - set(free)
+        # the partners that can take work now, each looked up on its own (outbox.py), and of each no more
+        # deliveries read than its free slots' lanes can take: under one partner's backlog, a claim read a
+        # window's worth of its rows (a hundred) to take a lane or two. On PostgreSQL twice that: another
+        # process claiming at the same moment holds the first ones, which SKIP LOCKED passes over.
+        sizes = {partner: self.lane_size(partner) for partner in free}
+        margin = 2 if self.hub.engine.dialect.name == "postgresql" else 1
+        partners = {partner: min(slots, idle) * sizes[partner] * margin for partner, slots in free.items()}
         # look with a plain read first (no write transaction when there is nothing), unless the last claim had
         # to leave due deliveries of a partner that can take them now (a backlog: the read would find them)
         if self._probe_first and not (self._passed_over - excluded):
@@ -721,7 +736,6 @@ class DeliveryWorkers:
                 if not any_due(connection, partners=partners):
                     return False
         lanes: dict[str, list[list[Claimed]]] = {}
-        sizes: dict[str, int] = {}
         opened: list[str] = []
         passed_over = 0
         passed: set[str] = set()
@@ -735,7 +749,6 @@ class DeliveryWorkers:
             if len(opened) < idle and self.slots.take(partner):
                 if self.breakers.admit(partner):
                     opened.append(partner)
-                    sizes.setdefault(partner, self.lane_size(partner))
                     lanes.setdefault(partner, []).append([Claimed(delivery_id, partner)])
                     return True
                 self.slots.release(partner)
