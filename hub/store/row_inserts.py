@@ -1,12 +1,13 @@
 """`RowInsert`: many rows of a table in one INSERT handed to the database driver as it is.
 
 The hot paths (intake's group commit, a delivery's outcome) write a few to a few hundred rows a
-transaction. Through SQLAlchemy's Core `insert()` each of those statements costs more in its own machinery
-(compiling the cached statement's parameters, the insert-many-values rewriting, the result's set-up) than the
-database spends on the rows: about half of intake's writing thread. Here the statement's text is built once
-per row count and the values go to the driver as one flat tuple, each column's value first converted exactly
-as SQLAlchemy would (the column type's own bind processor for the dialect: a UTC datetime stored naive on
-SQLite, bytes as a BLOB), so the rows read back the same whichever way they were written.
+transaction. Through SQLAlchemy's Core `insert()` each of those statements cost more in its own machinery
+(each row's parameters processed, the insert-many-values rewriting, the result's set-up) than the database
+spent on the rows: in-process, intake's writer thread spent 0.39 ms a message in `store_accepted`, 0.29 ms
+this way. Here the statement's text is built once per row count and the values go to the driver as one flat
+tuple, each column's value first converted exactly as SQLAlchemy would (the column type's own bind processor
+for the dialect: a UTC datetime stored as naive text on SQLite), so the rows are stored the same whichever
+way they were written (tests/test_row_inserts.py).
 
     RowInsert(table, ("a", "b"), returning=("id", "a"))(connection, [(1, "x"), (2, "y")])
         -> [(id, a), ...] in the order the database returns them (not promised: match them by key)
