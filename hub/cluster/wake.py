@@ -19,6 +19,8 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterable
 
+from hub.concurrency import inline
+
 ANYONE = b"*"
 
 log = logging.getLogger("hub.cluster.wake")
@@ -46,9 +48,11 @@ def private_folder(path: str) -> None:
 class WakeSender:
     """Sends a wake-up to each delivery process; cheap (one non-blocking sendto each), never raises.
 
-    Called on an event loop (the API's intake), the wake-ups of one turn of the loop go as one, sent once the
-    turn's callbacks have run: the intakes of one group commit resume in the same turn, and each used to send
-    its own datagram to every delivery process (a system call each, and a wake-up of the process's listener)."""
+    Called from intake running inline on the API's event loop (hub/concurrency.py), the wake-ups of one turn of
+    the loop go as one, sent once the turn's callbacks have run: the intakes of one group commit resume in the
+    same turn, and each used to send its own datagram to every delivery process (a system call each, and a
+    wake-up of the process's listener). Anywhere else a wake-up goes at once: a loop may be running in the
+    thread without turning meanwhile (a synchronous caller driving one, as Playwright's API does)."""
 
     def __init__(self, addresses: list[str | None]):
         self.addresses = [target for target in addresses if target is not None]
@@ -58,9 +62,7 @@ class WakeSender:
         self._flush_scheduled = False
 
     def __call__(self, partners: Iterable[str] | None = None) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # a thread of its own: at once
+        if not inline():
             self._send(partners)
             return
         if partners is None:
@@ -69,7 +71,7 @@ class WakeSender:
             self._pending.update(partners)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            loop.call_soon(self._flush)
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         partners, self._pending, self._flush_scheduled = self._pending, set(), False
