@@ -137,6 +137,12 @@ class Settings(BaseSettings):
                                    "processes (`--delivery-processes`) is than the API's: when the machine is busy, "
                                    "taking messages in (what senders wait for) goes first, sending them on after "
                                    "(0: the same priority).")
+    cpu_scheduling: Literal["batch", "normal"] = Field("batch", description="How Linux schedules the threads of "
+                                                      "`hub serve` and its processes: `batch` (SCHED_BATCH: a thread "
+                                                      "woken does not preempt the running one, which in a Python "
+                                                      "process holds the interpreter lock the woken one needs; less "
+                                                      "CPU per message under load) or `normal` (the system's "
+                                                      "default). Ignored where the platform has no such policy.")
     delivery_processes: int = Field(0, ge=0, description="With `hub serve --processes N`: processes that only "
                                     "deliver, beside the N that serve the API and then deliver nothing "
                                     "(`--delivery-processes` overrides it; 0: every process does both).")

@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from hub.cluster import cpu
+
 # partner name on the command line -> (module, one-line description)
 SANDBOXES = {
     "narsa": ("sandbox.narsa", "NARSA: driving-licence authentication (REST/XML, answer by callback)"),
@@ -28,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(module_name)
         parser = argparse.ArgumentParser(prog=f"python -m sandbox {argv[0]}", description=description)
         module.add_arguments(parser)
-        return module.run(parser.parse_args(argv[1:]))
+        args = parser.parse_args(argv[1:])
+        cpu.apply(args.cpu_scheduling)  # first, in the main thread: the threads started from now on inherit it
+        return module.run(args)
     parser = argparse.ArgumentParser(prog="python -m sandbox", description="Run a sandbox partner on loopback.",
                                      epilog="partners:\n" + "\n".join(f"  {name:<11} {description}" for name, (_, description)
                                                                    in SANDBOXES.items()),

@@ -279,6 +279,17 @@ def test_serve_processes_share_one_port_and_a_dead_process_is_started_again(tmp_
     assert not children()
 
 
+def thread_policies(pid: int) -> set[int]:
+    """The scheduling policies of a process's threads (os.SCHED_OTHER, os.SCHED_BATCH, ...)."""
+    policies = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            policies.add(os.sched_getscheduler(int(task.name)))
+        except ProcessLookupError:  # a thread gone meanwhile
+            pass
+    return policies
+
+
 def answers(url: str) -> bool:
     try:
         return httpx.get(url, timeout=2).status_code == 200
@@ -318,6 +329,8 @@ def test_api_and_delivery_processes_of_their_own(tmp_path, pki_dir, narsa_port, 
     try:
         wait_for(lambda: set(roles()) == {"api", "delivery"}, 60, what="an API and a delivery process")
         wait_for(lambda: answers(f"{url}/healthz"), 60, what="the API to answer")
+        for role, pid in roles().items():  # HUB_CPU_SCHEDULING's default, inherited by every thread
+            assert thread_policies(pid) == {os.SCHED_BATCH}, f"the {role} process's threads: {thread_policies(pid)}"
         mint = serve_tokens(url, f"sqlite:///{var / 'hub.sqlite'}")
         sandbox = start_sandbox("narsa", url)
         client = httpx.Client(base_url=url, timeout=15, headers={**bearer(mint("administrator")),

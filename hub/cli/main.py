@@ -18,9 +18,11 @@ def _settings(args):
 
 
 def cmd_serve(args) -> int:
+    from hub.cluster import cpu
     from hub.service import HubService
     from hub.trust.tls import scheme
     settings = _settings(args)
+    cpu.apply(settings.cpu_scheduling)  # first, in the main thread: every thread and child process inherits it
     child = args.reuse_port or args.role != "all"  # a child serves or delivers, never forks
     if args.delivery_processes is not None:
         settings = settings.model_copy(update={"delivery_processes": args.delivery_processes})
