@@ -7,10 +7,14 @@ look each partner up on its own (tests/test_query_plans.py): a partner's backlog
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import pytest
+from sqlalchemy import text
 
-from hub.delivery.outbox import any_due, claim
+from conftest import wait_for
+
+from hub.delivery.outbox import _claimable_of, _of, any_due, claim
 from hub.store.db import make_engine, utcnow
 from hub.store.models import Delivery, Message
 
@@ -97,3 +101,35 @@ def test_a_claim_reads_no_more_of_each_partner_than_it_is_given(outbox):
     with engine.begin() as connection:  # the overall limit still holds, in due order
         claimed = claim(connection, owner="me", limit=2, lease_seconds=30, partners={"DOWN": 5, "UP": 5})
     assert [c.id for c in claimed] == [ids[3], ids[4]]
+
+
+def test_a_delivery_leased_by_a_claim_committed_meanwhile_is_not_claimed_again(outbox, database_url):
+    """PostgreSQL: a claim reads the due deliveries, then locks them. When another claim leases one and commits in
+    between, the lock is free again (SKIP LOCKED skips only rows locked now): the row must then be seen as leased,
+    or it is claimed, and sent, a second time. The window is made certain here by the same statement waiting for
+    the row's lock instead of skipping it, while the other claim commits."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite serialises its claims (BEGIN IMMEDIATE): no claim reads while another writes")
+    engine, ids = outbox
+    first, second = ids[50], ids[52]  # UP's two due deliveries, in due order
+    waiting = _claimable_of(1).with_for_update()  # the claim's statement, waiting for locks instead of skipping
+    found: list[int] = []
+    with engine.connect() as other:
+        other.begin()
+        other.execute(Delivery.__table__.update().where(Delivery.id == first).values(
+            lease_owner="other", lease_expires_at=utcnow() + dt.timedelta(seconds=60)))
+
+        def look() -> None:
+            with engine.begin() as connection:
+                found.extend(row.id for row in connection.execute(
+                    waiting, {"now": utcnow(), "limit": 1, **_of({"UP": 2}, 2)}))
+
+        looking = threading.Thread(target=look)
+        looking.start()
+        with engine.connect() as monitor:  # until the statement waits for the row the other claim holds
+            wait_for(lambda: monitor.scalar(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )) == 1, 10, what="the claim to wait for the row's lock")
+        other.commit()
+        looking.join(10)
+    assert found == [second]

@@ -52,10 +52,18 @@ def _due_of(partners: int, columns) -> Select:
 
 
 @functools.lru_cache(maxsize=64)
-def _claimable_of(partners: int) -> Select:
-    """_CLAIMABLE for `partners` partners (statements built once per number of partners)."""
+def _claimable_of(partners: int, locking: bool = True) -> Select:
+    """_CLAIMABLE for `partners` partners (statements built once per number of partners).
+
+    `locking` (a database that locks rows: PostgreSQL): the due conditions are stated again on the rows locked,
+    not only in the lookup. A row that another claim leased and committed after this statement's snapshot is
+    locked all the same (SKIP LOCKED skips only rows locked now), and only the conditions on the locked table
+    itself are checked again on its new version: without them the lease just taken would be taken again, and the
+    delivery sent twice. SQLite runs one claim at a time (BEGIN IMMEDIATE), and its planner would read the due
+    index for them instead of looking each partner up."""
     due = _due_of(partners, (_OUTBOX.c.id,))
-    return (select(_OUTBOX.c.id, _OUTBOX.c.partner).where(_OUTBOX.c.id.in_(select(due.c.id)))
+    return (select(_OUTBOX.c.id, _OUTBOX.c.partner).where(_OUTBOX.c.id.in_(select(due.c.id)),
+                                                          *(_DUE if locking else ()))
             .order_by(_OUTBOX.c.next_attempt_at, _OUTBOX.c.id).limit(bindparam("limit"))
             .with_for_update(skip_locked=True))
 
@@ -107,7 +115,8 @@ def claim(session: Session | Connection, *, owner: str, limit: int, lease_second
     elif not partners:
         return []
     else:
-        due = connection.execute(_claimable_of(len(partners)), {"now": now, "limit": limit, **_of(partners, limit)})
+        statement = _claimable_of(len(partners), connection.dialect.name == "postgresql")
+        due = connection.execute(statement, {"now": now, "limit": limit, **_of(partners, limit)})
     claimed = [Claimed(id_, partner) for id_, partner in due.all() if take is None or take(partner, id_)]
     if claimed:
         lease = {"ids": [c.id for c in claimed], "owner": owner, "until": now + dt.timedelta(seconds=lease_seconds)}
