@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from hub.cluster import cpu
+from hub import cpu
 
 # partner name on the command line -> (module, one-line description)
 SANDBOXES = {

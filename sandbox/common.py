@@ -57,7 +57,7 @@ from pydantic import BaseModel, Field
 from starlette.routing import Match, Route
 
 from connectors.http import read_body
-from hub.cluster import cpu
+from hub import cpu
 from hub.concurrency import run_inline
 from hub.errors import InputError, Problem, SchemaInvalid, SignatureInvalid
 from hub.trust.pki import ensure_dev_pki, load_certificate, load_key
@@ -548,8 +548,8 @@ def add_common_arguments(parser, *, port: int, answer_delay: float | None = None
     parser.add_argument("--mode", choices=["normal", "fail", "slow"], default="normal",
                         help="initial behaviour; change it at run time with POST /_sandbox/behaviour")
     parser.add_argument("--cpu-scheduling", choices=cpu.POLICIES, default="batch",
-                        help="how Linux schedules the sandbox's threads, as the hub's HUB_CPU_SCHEDULING (hub/cluster/"
-                             "cpu.py; default %(default)s)")
+                        help="how Linux schedules the sandbox's threads, as the hub's HUB_CPU_SCHEDULING (hub/cpu.py; "
+                             "default %(default)s)")
     if answer_delay is not None:
         parser.add_argument("--answer-delay", type=non_negative, default=answer_delay,
                             help="seconds before an asynchronous answer is sent (default %(default)s)")

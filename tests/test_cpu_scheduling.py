@@ -1,8 +1,8 @@
-"""hub/cluster/cpu.py: the policy set on a thread is the one the threads it starts afterwards run under."""
+"""hub/cpu.py: the policy set on a thread is the one the threads it starts afterwards run under."""
 import os
 import threading
 
-from hub.cluster import cpu
+from hub import cpu
 
 
 def _policy_of_a_thread_started_after(policy: str) -> tuple[bool, int]:

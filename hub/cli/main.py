@@ -18,7 +18,7 @@ def _settings(args):
 
 
 def cmd_serve(args) -> int:
-    from hub.cluster import cpu
+    from hub import cpu
     from hub.service import HubService
     from hub.trust.tls import scheme
     settings = _settings(args)

@@ -23,7 +23,7 @@ import logging
 import os
 from typing import Literal
 
-log = logging.getLogger("hub.cluster.cpu")
+log = logging.getLogger("hub.cpu")
 
 Policy = Literal["batch", "normal"]
 POLICIES: tuple[Policy, ...] = ("batch", "normal")
