@@ -124,12 +124,14 @@ def test_a_delivery_leased_by_a_claim_committed_meanwhile_is_not_claimed_again(o
                 found.extend(row.id for row in connection.execute(
                     waiting, {"now": utcnow(), "limit": 1, **_of({"UP": 2}, 2)}))
 
+        def waits_for_the_row() -> bool:  # a transaction of its own each time: pg_stat_activity is read once in one
+            with engine.connect() as monitor:
+                return monitor.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                           "AND datname = current_database()")) == 1
+
         looking = threading.Thread(target=look)
         looking.start()
-        with engine.connect() as monitor:  # until the statement waits for the row the other claim holds
-            wait_for(lambda: monitor.scalar(text(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-            )) == 1, 10, what="the claim to wait for the row's lock")
+        wait_for(waits_for_the_row, 10, what="the claim to wait for the row the other claim holds")
         other.commit()
         looking.join(10)
     assert found == [second]
