@@ -182,7 +182,8 @@ class Hub:
     # -- worker wake-ups: intake tells the delivery workers there is work --------------------------
     def wake_workers(self, partners: Iterable[str] | None = None) -> None:
         """Tell the delivery workers there may be work: for `partners` (new deliveries to them), or, None, for
-        anyone (a slot freed, a resend, a retry)."""
+        anyone (a resend, a retry). No partners (an empty collection): nothing new, only this process's
+        dispatcher looks at its own state again (one of its lanes finished, hub/delivery/workers.py)."""
         partners = None if partners is None else frozenset(partners)  # read twice below: not a generator
         with self._wake:
             self._wake_count += 1
@@ -191,7 +192,7 @@ class Hub:
             elif self._woken_for is not None:
                 self._woken_for.update(partners)
             self._wake.notify_all()
-        if self.wake_elsewhere is not None:
+        if self.wake_elsewhere is not None and (partners is None or partners):
             self.wake_elsewhere(partners)
 
     @property

@@ -233,3 +233,34 @@ def test_an_answer_naming_another_message_or_case_than_the_one_sent_is_checked_a
     assert len(reads) == 2
     with pytest.raises(ValueError, match="from the partner its message was sent to"):
         Arrival("answer", data=b"<x/>", partner="DGSN", answering=elsewhere)
+
+
+def test_a_finished_lane_of_a_partner_found_with_nothing_due_brings_no_look(consumed, pki_dir):
+    """The registry's answers come leased to the worker that took them in, so the dispatcher finds no registry work
+    to claim: when their lanes finish, it does not look again (a claim or a read each) until a wake-up names the
+    registry or a poll interval has passed."""
+    hub, _handed = consumed
+    workers = DeliveryWorkers(hub)  # not started: the test plays the dispatcher
+    take_in_answer(hub, pki_dir, lease_to=workers.owner)  # NARSA's delivery of the request due; the answer's leased
+    hub.wait_for_work(0, seen=hub.work_generation - 1)  # the wake-up naming NARSA, seen
+    statements = []
+    event.listen(hub.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+
+    workers._claim_for_idle_threads(workers.owner)  # NARSA's delivery claimed; none found for the others
+    assert workers._jobs.qsize() == 1
+    assert workers._known_empty("REGISTRY") and not workers._known_empty("NARSA")
+    assert not workers._worth_a_look(set(), {"REGISTRY"})  # a registry lane finished: no look
+    assert workers._worth_a_look(set(), {"NARSA"})  # NARSA's: its next delivery may be due
+
+    workers._claim_for_idle_threads(workers.owner)  # NARSA has nothing more due either
+    statements.clear()
+    assert workers._claim_for_idle_threads(workers.owner) is False and statements == []  # nobody to look for
+
+    take_in_answer(hub, pki_dir, lease_to=None, number=2)  # an answer not leased: its registry delivery due
+    seen, woken = hub.wait_for_work(0, seen=hub.work_generation - 1)
+    assert woken == {"REGISTRY"} and workers._worth_a_look(woken) and not workers._known_empty("REGISTRY")
+    workers._claim_for_idle_threads(workers.owner)
+    assert workers._jobs.qsize() == 2
+
+    workers._found_empty["NARSA"] -= hub.settings.poll_interval_seconds  # a poll interval later: looked at again
+    assert not workers._known_empty("NARSA") and workers._worth_a_look(set(), {"NARSA"})

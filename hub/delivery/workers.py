@@ -643,7 +643,8 @@ class DeliveryWorkers:
         self._busy = 0                       # lanes claimed and not yet finished (queued or being sent)
         self._probe_first = False            # the last claim found nothing new: look with a read first
         self._passed_over: set[str] = set()  # partners whose due deliveries the last claim had to leave
-        self._freed = 0                      # lanes finished so far (a slot and a thread freed)
+        self._freed_for: set[str] = set()    # partners of the lanes finished since the dispatcher last looked
+        self._found_empty: dict[str, float] = {}  # partner -> when a look last found nothing due for it
         self._seconds: dict[str, float] = {}  # recent time of one delivery per partner (moving average)
         self._dispatcher: threading.Thread | None = None
         self._senders: list[threading.Thread] = []
@@ -686,18 +687,42 @@ class DeliveryWorkers:
             trial_in = self.breakers.next_trial_in()
             if trial_in is not None:
                 timeout = min(timeout, trial_in + 0.01)
-            freed = self._freed
             seen, woken = self.hub.wait_for_work(timeout, seen=seen, stop=self._stop)
-            look = self._freed != freed or self._worth_a_look(woken)
+            with self._lock:
+                freed, self._freed_for = self._freed_for, set()
+            look = self._worth_a_look(woken, freed)
 
-    def _worth_a_look(self, woken: set[str] | None) -> bool:
-        """After a wake-up that freed nothing: look for work unless it named only partners this process cannot
-        send to now (at their in-flight limit, or their circuit open). Under a backlog, intake wakes the
-        dispatcher hundreds of times a second for the very partner whose slots are all taken; the freed slot
-        brings its next claim, and these wake-ups cost nothing."""
+    def _worth_a_look(self, woken: set[str] | None, freed: set[str] = frozenset()) -> bool:
+        """Look for work after a wake-up (`woken`: the partners it named, None for anyone) or lanes finished
+        (`freed`: their partners, whose slots and threads are free again)?
+
+        Not for a wake-up that named only partners this process cannot send to now (at their in-flight limit,
+        or their circuit open): under a backlog, intake wakes the dispatcher hundreds of times a second for the
+        very partner whose slots are all taken; the freed slot brings its next claim. Not for a lane finished
+        either when its partner was found with nothing due a moment ago (`_known_empty`) and the last claim left
+        no other partner's work: a partner's answers delivered to the registry in this process are leased to the
+        worker that took them in (`_deliver_leased`), and each of their lanes finished made a claim, or a read,
+        that found nothing. A wake-up naming a partner forgets that it was found empty."""
         if woken is None:
+            self._found_empty.clear()
             return True
-        return bool(woken - self.slots.full() - self.breakers.blocked())
+        for partner in woken:
+            self._found_empty.pop(partner, None)
+        if woken - self.slots.full() - self.breakers.blocked():
+            return True
+        return bool(freed) and (bool(self._passed_over) or not all(map(self._known_empty, freed)))
+
+    def _known_empty(self, partner: str) -> bool:
+        """Whether a look found nothing due for `partner` less than a poll interval ago (and no wake-up named it
+        since). A delivery falling due without a wake-up (a retry's time come, a lease run out) is found within a
+        poll interval, as when the workers are idle."""
+        found = self._found_empty.get(partner)
+        return found is not None and time.monotonic() - found < self.hub.settings.poll_interval_seconds
+
+    def _found_nothing_for(self, partners: Iterable[str]) -> None:
+        now = time.monotonic()
+        for partner in partners:
+            self._found_empty[partner] = now
 
     def lane_size(self, partner: str) -> int:
         """How many of a partner's deliveries one thread takes in one claim, sent one after the other:
@@ -718,7 +743,8 @@ class DeliveryWorkers:
         if idle <= 0:
             return False
         blocked = self.breakers.blocked()
-        free = self.slots.free(party for party in self.hub.config.parties if party not in blocked)
+        free = self.slots.free(party for party in self.hub.config.parties
+                               if party not in blocked and not self._known_empty(party))
         if not free:
             return False
         excluded = set(self.hub.config.parties) - set(free)
@@ -734,6 +760,7 @@ class DeliveryWorkers:
         if self._probe_first and not (self._passed_over - excluded):
             with self.hub.read_engine.connect() as connection:
                 if not any_due(connection, partners=partners):
+                    self._found_nothing_for(partners)
                     return False
         lanes: dict[str, list[list[Claimed]]] = {}
         opened: list[str] = []
@@ -773,6 +800,8 @@ class DeliveryWorkers:
             raise
         self._probe_first = not claimed or passed_over > 0
         self._passed_over = passed
+        if len(claimed) + passed_over < window:  # every partner's lookup was read whole: those without any had none
+            self._found_nothing_for(set(partners) - passed - {item.partner for item in claimed})
         with self._lock:
             self._busy += len(opened)
         for partner_lanes in lanes.values():
@@ -798,8 +827,8 @@ class DeliveryWorkers:
                 self.slots.release(partner)
                 with self._lock:
                     self._busy -= 1
-                    self._freed += 1
-                self.hub.wake_workers()  # a slot and a thread are free: the dispatcher may claim again
+                    self._freed_for.add(partner)
+                self.hub.wake_workers(())  # a slot and a thread are free: the dispatcher may claim again
 
     def _deliver(self, item: Claimed, loaded: tuple[_Row, _Row] | None = None) -> tuple[LeasedDelivery, ...]:
         """Deliver one claimed delivery; returns the deliveries of the partner's answer stored leased to
