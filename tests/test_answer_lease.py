@@ -246,13 +246,14 @@ def test_a_finished_lane_of_a_partner_found_with_nothing_due_brings_no_look(cons
     statements = []
     event.listen(hub.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
 
-    workers._claim_for_idle_threads(workers.owner)  # NARSA's delivery claimed; none found for the others
-    assert workers._jobs.qsize() == 1
-    assert workers._known_empty("REGISTRY") and not workers._known_empty("NARSA")
+    workers._claim_for_idle_threads(workers.owner)  # NARSA's delivery claimed
+    assert workers._jobs.qsize() == 1 and not workers._known_empty("REGISTRY")  # a claim finding none says little
+    assert workers._worth_a_look(set(), {"REGISTRY"})
+    workers._claim_for_idle_threads(workers.owner)  # a claim that finds nothing...
+    assert workers._jobs.qsize() == 1 and not workers._known_empty("REGISTRY")
+    workers._claim_for_idle_threads(workers.owner)  # ...is followed by a read, which finds nothing due
+    assert workers._known_empty("REGISTRY") and workers._known_empty("NARSA")
     assert not workers._worth_a_look(set(), {"REGISTRY"})  # a registry lane finished: no look
-    assert workers._worth_a_look(set(), {"NARSA"})  # NARSA's: its next delivery may be due
-
-    workers._claim_for_idle_threads(workers.owner)  # NARSA has nothing more due either
     statements.clear()
     assert workers._claim_for_idle_threads(workers.owner) is False and statements == []  # nobody to look for
 
@@ -262,5 +263,6 @@ def test_a_finished_lane_of_a_partner_found_with_nothing_due_brings_no_look(cons
     workers._claim_for_idle_threads(workers.owner)
     assert workers._jobs.qsize() == 2
 
+    assert workers._known_empty("NARSA") and not workers._worth_a_look(set(), {"NARSA"})
     workers._found_empty["NARSA"] -= hub.settings.poll_interval_seconds  # a poll interval later: looked at again
     assert not workers._known_empty("NARSA") and workers._worth_a_look(set(), {"NARSA"})

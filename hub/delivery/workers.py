@@ -760,6 +760,8 @@ class DeliveryWorkers:
         if self._probe_first and not (self._passed_over - excluded):
             with self.hub.read_engine.connect() as connection:
                 if not any_due(connection, partners=partners):
+                    # (a claim finding nothing does not say as much: on PostgreSQL it skips the rows another
+                    # process's claim holds, and more may be due behind them)
                     self._found_nothing_for(partners)
                     return False
         lanes: dict[str, list[list[Claimed]]] = {}
@@ -800,8 +802,6 @@ class DeliveryWorkers:
             raise
         self._probe_first = not claimed or passed_over > 0
         self._passed_over = passed
-        if len(claimed) + passed_over < window:  # every partner's lookup was read whole: those without any had none
-            self._found_nothing_for(set(partners) - passed - {item.partner for item in claimed})
         with self._lock:
             self._busy += len(opened)
         for partner_lanes in lanes.values():
