@@ -403,14 +403,15 @@ def _message_state_now():
                 else_=MessageState.ACCEPTED)
 
 
-_REFRESH_MESSAGE = (update(Message.__table__).where(Message.__table__.c.id == bindparam("message"))
-                    .values(state=_message_state_now(), updated_at=bindparam("now")))
+# one statement for the messages of a whole batch (an executemany was one statement per message for the database)
+_REFRESH_MESSAGES = (update(Message.__table__).where(Message.__table__.c.id.in_(bindparam("messages", expanding=True)))
+                     .values(state=_message_state_now(), updated_at=bindparam("now")))
 
 
 def _write_delivered(connection, outcomes: list[_Delivered]) -> list[Callable[[], None] | None]:
     """`_record_delivered`'s statements for a batch of outcomes, built once: an update of each delivery (made
     on condition that its row is as the sender read it; the row read again when it is not), one insert of
-    all their events, and one executemany setting their messages' states from their deliveries' (as
+    all their events, and one update setting their messages' states from their deliveries' (as
     `message_state`). The outcomes are taken in order, each seeing what the ones before it wrote (the same
     delivery twice: its second send is SENT_AGAIN), so the rows and events are those that writing them one
     by one would give.
@@ -486,8 +487,7 @@ def _write_delivered(connection, outcomes: list[_Delivered]) -> list[Callable[[]
             raise WriteAlone(f"{len(parameters) - updated} of {len(parameters)} deliveries changed since read")
     timeline.insert_rows(connection, events)
     now = utcnow()
-    connection.execute(_REFRESH_MESSAGE, [{"message": message_pk, "now": now}
-                                          for message_pk in sorted({row.message_pk for row in so_far.values()})])
+    connection.execute(_REFRESH_MESSAGES, {"messages": sorted({row.message_pk for row in so_far.values()}), "now": now})
     return results
 
 
