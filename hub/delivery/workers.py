@@ -23,7 +23,9 @@ second (fewer claim transactions per delivery); a slow partner, a circuit's tria
 for the partner's timeout get lanes of one. A lane never mixes partners, so nothing waits behind another
 partner's delivery; a lane whose partner's circuit opens, or whose lease would run out before the
 partner's timeout, gives the rest back unattempted (`outbox.unclaim`). When idle, the dispatcher first
-looks with a plain read (`outbox.any_due`) and takes the write lock only when there is something to claim.
+looks with a plain read (`outbox.any_due`) and takes the write lock only when there is something to claim; a
+partner that read found with nothing due is not looked for again when one of its lanes finishes, until a wake-up
+names it or a poll interval has passed.
 
 Consumers in this process. A consumer whose effect is a change to the database (the registry's cases, hub/apps.py
 `ChangingConsumer`) reads and verifies what it is given before any transaction; its change is written in the
