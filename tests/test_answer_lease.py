@@ -258,7 +258,7 @@ def test_a_finished_lane_of_a_partner_found_with_nothing_due_brings_no_look(cons
     assert workers._claim_for_idle_threads(workers.owner) is False and statements == []  # nobody to look for
 
     take_in_answer(hub, pki_dir, lease_to=None, number=2)  # an answer not leased: its registry delivery due
-    seen, woken = hub.wait_for_work(0, seen=hub.work_generation - 1)
+    _seen, woken = hub.wait_for_work(0, seen=hub.work_generation - 1)
     assert woken == {"REGISTRY"} and workers._worth_a_look(woken) and not workers._known_empty("REGISTRY")
     workers._claim_for_idle_threads(workers.owner)
     assert workers._jobs.qsize() == 2
