@@ -104,15 +104,15 @@ def test_a_claim_reads_no_more_of_each_partner_than_it_is_given(outbox):
 
 
 def test_a_delivery_leased_by_a_claim_committed_meanwhile_is_not_claimed_again(outbox, database_url):
-    """PostgreSQL: a claim reads the due deliveries, then locks them. When another claim leases one and commits in
-    between, the lock is free again (SKIP LOCKED skips only rows locked now): the row must then be seen as leased,
+    """PostgreSQL: a claim reads the due deliveries as of its snapshot, then locks them. When another claim leases
+    one and commits in between, the lock is free again (SKIP LOCKED skips only rows locked now): the row must then be seen as leased,
     or it is claimed, and sent, a second time. The window is made certain here by the same statement waiting for
     the row's lock instead of skipping it, while the other claim commits."""
     if not database_url.startswith("postgresql"):
         pytest.skip("SQLite serialises its claims (BEGIN IMMEDIATE): no claim reads while another writes")
     engine, ids = outbox
     first, second = ids[50], ids[52]  # UP's two due deliveries, in due order
-    waiting = _claimable_of(1).with_for_update()  # the claim's statement, waiting for locks instead of skipping
+    waiting = _claimable_of(1, lock="wait")  # the claim's statement, waiting for locks instead of skipping
     found: list[int] = []
     with engine.connect() as other:
         other.begin()
@@ -135,3 +135,40 @@ def test_a_delivery_leased_by_a_claim_committed_meanwhile_is_not_claimed_again(o
         other.commit()
         looking.join(10)
     assert found == [second]
+
+
+def test_a_claim_reads_only_the_rows_it_locks_on_postgresql_without_statistics(outbox, database_url):
+    """A new schema has no statistics until something runs ANALYZE (autovacuum, when it is on). Locked by an
+    outer statement re-reading the table, PostgreSQL's planner then drove the claim from the due index through
+    every delivery waiting, the looked-up partners' lookups run again for each: 10 ms a claim behind a backlog
+    of 4,000. Each partner's lookup must read its own index from the first due entry, and stop."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite's plans: tests/test_query_plans.py")
+    engine, _ = outbox
+    with engine.begin() as connection:  # DOWN's backlog grows to 5,000 (the fixture's 50 and these)
+        connection.execute(text(
+            "INSERT INTO messages (message_id, sender, recipient, type, correlation_id, state, digest, receipt, "
+            "received_at, updated_at) SELECT 'B-' || n, 'REGISTRY', 'DOWN', 'T', 'B-' || n, 'ACCEPTED', "
+            "repeat('0', 64), 'r', now(), now() FROM generate_series(1, 4950) AS n"))
+        connection.execute(text(
+            "INSERT INTO deliveries (message_pk, partner, state, attempts, next_attempt_at) "
+            "SELECT id, 'DOWN', 'PENDING', 0, now() - interval '1 minute' FROM messages WHERE message_id LIKE 'B-%'"))
+        assert connection.scalar(text("SELECT last_analyze IS NULL AND last_autoanalyze IS NULL "
+                                      "FROM pg_stat_user_tables WHERE relname = 'deliveries'"))
+    compiled = _claimable_of(2).compile(dialect=engine.dialect)
+    parameters = compiled.construct_params({"now": utcnow(), "limit": 4, **_of({"DOWN": 3, "UP": 3}, 4)})
+    with engine.connect() as connection:
+        [[plan]] = connection.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled), parameters).one()
+        connection.rollback()
+    scans = []
+
+    def walk(node):
+        if node.get("Relation Name") == "deliveries":
+            scans.append(node)
+        for child in node.get("Plans", ()):
+            walk(child)
+
+    walk(plan["Plan"])
+    assert [(scan["Node Type"], scan.get("Index Name")) for scan in scans] == [
+        ("Index Scan", "ix_deliveries_partner_due")] * 2, plan
+    assert sum(scan["Actual Rows"] * scan["Actual Loops"] for scan in scans) <= 3 + 2, plan  # DOWN's 3, UP's 2 due

@@ -4,7 +4,8 @@ A new hub's SQLite database has no statistics (nothing runs ANALYZE on it), so S
 an index by the shape of the query alone. A lookup that starts from the wrong table reads a range
 that grows with the history. The hub slows down as it ages, with no error anywhere.
 
-PostgreSQL keeps its own statistics, so these tests use SQLite only. tests/test_search_at_scale.py checks
+These tests use SQLite. PostgreSQL has no statistics either until something runs ANALYZE (autovacuum, when
+it is on): tests/test_outbox_claim.py checks the claim there without them, and tests/test_search_at_scale.py
 the search's statements on both databases, after ANALYZE."""
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def test_the_claim_reads_only_the_due_deliveries(database_url):
 def test_a_claim_for_some_partners_looks_each_up_on_its_own(database_url):
     """Not by reading the due index past the deliveries of the partners left out (at their in-flight limit, their
     circuit open): a partner down for a day made every claim for the others read its whole backlog."""
-    for statement in (outbox._claimable_of(3, locking=False), outbox._any_due_of(3)):
+    for statement in (outbox._claimable_of(3), outbox._any_due_of(3)):
         plan = _plan(database_url, statement)
         per_partner = [line for line in plan if "ix_deliveries_partner_due (partner=? AND state=? AND "
                                                 "next_attempt_at<?)" in line]

@@ -752,11 +752,10 @@ class DeliveryWorkers:
         excluded = set(self.hub.config.parties) - set(free)
         # the partners that can take work now, each looked up on its own (outbox.py), and of each no more
         # deliveries read than its free slots' lanes can take: under one partner's backlog, a claim read a
-        # window's worth of its rows (a hundred) to take a lane or two. On PostgreSQL twice that: another
-        # process claiming at the same moment holds the first ones, which SKIP LOCKED passes over.
+        # window's worth of its rows (a hundred) to take a lane or two. (On PostgreSQL, the rows another process's
+        # claim holds now are skipped before they count: each lookup locks what it returns.)
         sizes = {partner: self.lane_size(partner) for partner in free}
-        margin = 2 if self.hub.engine.dialect.name == "postgresql" else 1
-        partners = {partner: min(slots, idle) * sizes[partner] * margin for partner, slots in free.items()}
+        partners = {partner: min(slots, idle) * sizes[partner] for partner, slots in free.items()}
         # look with a plain read first (no write transaction when there is nothing), unless the last claim had
         # to leave due deliveries of a partner that can take them now (a backlog: the read would find them)
         if self._probe_first and not (self._passed_over - excluded):
