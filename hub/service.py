@@ -45,6 +45,7 @@ from hub.monitor.alerts import evaluate, overdue_sources
 from hub.monitor.notify import configured_notifiers
 from hub.trust.tls import uvicorn_tls_options
 from hub.settings import Settings
+from hub.store import statistics
 from registry.app import Registry
 
 # The apps this hub runs, each built as `cls(hub)`: the consular registry (registry/app.py).
@@ -134,6 +135,9 @@ class HubService:
             # (hub/monitor/alerts.py); idempotent, and a failed notification is tried again at the next run.
             Job("evaluate-alerts", self.evaluate_alerts, every_seconds=self.hub.settings.alert_evaluate_seconds),
         ]
+        if self.hub.engine.dialect.name == "postgresql":
+            # The planner's statistics kept as autovacuum would, autovacuum on or off (hub/store/statistics.py).
+            self.jobs.append(Job("planner-statistics", self.refresh_statistics, every_seconds=statistics.EVERY_SECONDS))
         for partner, seconds in polling_partners(self.hub).items():
             self.jobs.append(Job(f"poll-{partner}", partial(self._poll, partner), every_seconds=seconds))
         for app in self.apps.values():
@@ -198,6 +202,14 @@ class HubService:
     def evaluate_alerts(self) -> bool:
         """Evaluate the alert rules now (also the scheduled job); False when the run or a notification failed."""
         return evaluate(self.hub, overdue=overdue_sources(self.app.state.console_parts), notifiers=self.notifiers).ok
+
+    def refresh_statistics(self) -> list[str]:
+        """ANALYZE the tables that changed enough since their last analysis (also the scheduled job)."""
+        try:
+            return statistics.refresh(self.hub.engine)
+        except DBAPIError as exc:  # the database away for a moment: the next run looks again
+            log.warning("planner statistics: looking for tables to analyse failed (%s)", first_line(exc))
+            return []
 
     def _purge(self) -> None:
         try:
