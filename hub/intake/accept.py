@@ -32,7 +32,7 @@ import datetime
 import hashlib
 import operator
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from lxml import etree
 from sqlalchemy import bindparam, exists, select
@@ -45,8 +45,8 @@ from hub.evidence import timeline
 from hub.access.rules import check_may_send
 from hub.store.db import utcnow
 from hub.store.row_inserts import RowInsert
-from hub.errors import (DuplicateConflict, InputError, NotAllowed, NotRoutable, PermanentDeliveryError, Problem,
-                        SchemaInvalid, UnknownCorrelation)
+from hub.errors import (DuplicateConflict, HubError, InputError, NotAllowed, NotRoutable, PermanentDeliveryError,
+                        Problem, SchemaInvalid, UnknownCorrelation)
 from hub.store.models import Delivery, DeliveryState, Event, Message, MessageState
 from hub.trust.receipts import build_receipt
 from hub.xml.schemas import ENVELOPE_NS
@@ -66,6 +66,9 @@ class Receipt:
     body: bytes          # the signed receipt XML
     duplicate: bool      # True when this id and these bytes had already been accepted
     leased: tuple["LeasedDelivery", ...] = ()  # deliveries stored leased to the caller (`Lease`)
+    # (what the answered message's `WrittenWith` write returned,) when it was written with this message; None
+    # when it was not (a duplicate: the caller writes it on its own)
+    written_with: tuple | None = None
 
 
 def accept_canonical(hub, data: bytes, *, caller: str | None = None, submitted_by: str | None = None,
@@ -207,15 +210,23 @@ def _store_and_route(hub, header: Header, envelope: etree._Element, data: bytes,
     lease = Lease.of(hub, lease_to, targets, received_at)
     accepted = AcceptedMessage(header, tuple(targets), tuple(steps), data=data, canonical=canonical, digest=digest,
                                receipt=receipt, received_at=received_at, lease=lease)
-    # written and committed with the other intakes waiting now (hub/store/group_commit.py), before the receipt goes
+    # written and committed with the other intakes waiting now (hub/store/group_commit.py), before the receipt goes;
+    # an answer, with its worker's record of the delivery it answers (`WrittenWith`)
+    also = answering.written_with if answering is not None else None
     try:
-        leased = hub.committer.store(store_accepted, accepted)
+        if also is None:
+            leased, written = hub.committer.store(store_accepted, accepted), None
+        else:
+            leased, result = hub.committer.store(store_accepted_with,
+                                                 (accepted, also.writer, also.item(header.message_id)))
+            written = (result,)
     except IntegrityError as exc:  # this sender's message id is already stored (a retry, or a concurrent intake)
         return run_blocking(_answer_duplicate, hub, header, digest, exc)  # off the event loop when inline
     unleased = {target.partner for target in targets} - (lease.partners if lease else set())
     if unleased:
         hub.wake_workers(unleased)
-    return Receipt(header.message_id, header.sender, header.type, receipt, duplicate=False, leased=leased)
+    return Receipt(header.message_id, header.sender, header.type, receipt, duplicate=False, leased=leased,
+                   written_with=written)
 
 
 @dataclass(frozen=True)
@@ -316,6 +327,24 @@ def store_accepted(connection, messages: Sequence[AcceptedMessage]) -> list[tupl
     return outcomes
 
 
+def store_accepted_with(connection, items: Sequence[tuple[AcceptedMessage, Callable, object]]) -> list[tuple]:
+    """`store_accepted` for the messages, then each one's `WrittenWith` write (items: message, writer, its item),
+    in the same transaction: one outcome per message, (its deliveries stored leased, what its write returned).
+    A write that refuses its item (a HubError outcome) raises it: the message is then written again alone
+    (hub/store/group_commit.py), and that refusal leaves nothing of either."""
+    leased = store_accepted(connection, [message for message, _writer, _item in items])
+    by_writer: dict[Callable, list[int]] = {}
+    for index, (_message, writer, _item) in enumerate(items):
+        by_writer.setdefault(writer, []).append(index)
+    results: dict[int, object] = {}
+    for writer, indexes in by_writer.items():
+        for index, result in zip(indexes, writer(connection, [items[index][2] for index in indexes])):
+            if isinstance(result, HubError):
+                raise result
+            results[index] = result
+    return [(leased[index], results[index]) for index in range(len(items))]
+
+
 def _message_row(message: AcceptedMessage) -> dict:
     header = message.header
     return {"message_id": header.message_id, "sender": header.sender, "recipient": header.recipient,
@@ -397,13 +426,23 @@ CORRELATION_QUERY = (select(Message.message_id, Message.correlation_id)
                             exists().where(Delivery.message_pk == Message.id, Delivery.partner == bindparam("sender"))))
 
 
+class WrittenWith(NamedTuple):
+    """A write of the delivery worker's that commits in the transaction storing the partner's answer: `writer`, a
+    batch writer (hub/store/group_commit.py), given `item(the answer's message id)`. The worker's record of the
+    delivery the partner answered (hub/delivery/workers.py `attempt`): the answer and the delivered outcome are
+    kept together or not at all, in one transaction instead of two, the one waited for before the other."""
+    writer: Callable[[object, Sequence], Sequence]
+    item: Callable[[str], object]
+
+
 class SentMessage(NamedTuple):
     """The message a partner's synchronous answer answers, as the delivery worker that sent it to `partner` knows
     it (hub/delivery/workers.py `take_in_answer`): the answer's correlation is checked against it, without a
-    read, when the answer names it."""
+    read, when the answer names it. `written_with`: what the worker writes with the answer (`WrittenWith`)."""
     partner: str
     message_id: str
     correlation_id: str | None
+    written_with: WrittenWith | None = None
 
 
 def _correlated(hub, header: Header, answering: SentMessage | None = None) -> tuple[str, str]:
