@@ -45,8 +45,8 @@ from hub.evidence import timeline
 from hub.access.rules import check_may_send
 from hub.store.db import utcnow
 from hub.store.row_inserts import RowInsert
-from hub.errors import (DuplicateConflict, HubError, InputError, NotAllowed, NotRoutable, PermanentDeliveryError,
-                        Problem, SchemaInvalid, UnknownCorrelation)
+from hub.errors import (DuplicateConflict, InputError, NotAllowed, NotRoutable, PermanentDeliveryError, Problem,
+                        SchemaInvalid, UnknownCorrelation)
 from hub.store.models import Delivery, DeliveryState, Event, Message, MessageState
 from hub.trust.receipts import build_receipt
 from hub.xml.schemas import ENVELOPE_NS
@@ -217,8 +217,8 @@ def _store_and_route(hub, header: Header, envelope: etree._Element, data: bytes,
         if also is None:
             leased, written = hub.committer.store(store_accepted, accepted), None
         else:
-            leased, result = hub.committer.store(store_accepted_with,
-                                                 (accepted, also.writer, also.item(header.message_id)))
+            leased, result = hub.committer.store_together((store_accepted, accepted),
+                                                          (also.writer, also.item(header.message_id)))
             written = (result,)
     except IntegrityError as exc:  # this sender's message id is already stored (a retry, or a concurrent intake)
         return run_blocking(_answer_duplicate, hub, header, digest, exc)  # off the event loop when inline
@@ -325,24 +325,6 @@ def store_accepted(connection, messages: Sequence[AcceptedMessage]) -> list[tupl
         outcomes.append(_leased(message, message_pk, ids) if message.lease is not None else ())
     timeline.insert_rows(connection, rows)
     return outcomes
-
-
-def store_accepted_with(connection, items: Sequence[tuple[AcceptedMessage, Callable, object]]) -> list[tuple]:
-    """`store_accepted` for the messages, then each one's `WrittenWith` write (items: message, writer, its item),
-    in the same transaction: one outcome per message, (its deliveries stored leased, what its write returned).
-    A write that refuses its item (a HubError outcome) raises it: the message is then written again alone
-    (hub/store/group_commit.py), and that refusal leaves nothing of either."""
-    leased = store_accepted(connection, [message for message, _writer, _item in items])
-    by_writer: dict[Callable, list[int]] = {}
-    for index, (_message, writer, _item) in enumerate(items):
-        by_writer.setdefault(writer, []).append(index)
-    results: dict[int, object] = {}
-    for writer, indexes in by_writer.items():
-        for index, result in zip(indexes, writer(connection, [items[index][2] for index in indexes])):
-            if isinstance(result, HubError):
-                raise result
-            results[index] = result
-    return [(leased[index], results[index]) for index in range(len(items))]
 
 
 def _message_row(message: AcceptedMessage) -> dict:
