@@ -134,7 +134,7 @@ def test_the_worker_parses_the_partners_answer_once(consumed, pki_dir, monkeypat
             return _parse(data, *args, **kwargs)
         monkeypatch.setattr(module, "parse_untrusted", counted)
     answer = narsa_answer(pki_dir)
-    message_id, [leased], _written = workers.take_in_answer(hub, "NARSA", answer, lease_to=WORKER)
+    message_id, [leased] = workers.take_in_answer(hub, "NARSA", answer, lease_to=WORKER)
     assert parsed == [len(answer)]
     assert row(hub, Delivery.__table__, leased.id)["partner"] == "REGISTRY"
     assert row(hub, Message.__table__, leased.delivery["message_pk"])["message_id"] == message_id
@@ -208,8 +208,7 @@ def test_an_answer_to_the_message_its_worker_just_sent_is_correlated_without_a_r
     hub.receive(Arrival("registry", data=licence_request(pki_dir), caller="REGISTRY"))
     sent = accept.SentMessage("NARSA", "REGISTRY-LIC-2026-000001", "LIC-2026-000001")
     reads = correlation_reads(hub)
-    message_id, _leased, _written = workers.take_in_answer(hub, "NARSA", narsa_answer(pki_dir), lease_to=WORKER,
-                                                           answering=sent)
+    message_id, _leased = workers.take_in_answer(hub, "NARSA", narsa_answer(pki_dir), lease_to=WORKER, answering=sent)
     assert reads == []
     with hub.engine.connect() as connection:
         details = connection.scalars(select(Event.detail).join(Message, Message.id == Event.message_pk)
@@ -267,53 +266,3 @@ def test_a_finished_lane_of_a_partner_found_with_nothing_due_brings_no_look(cons
     assert workers._known_empty("NARSA") and not workers._worth_a_look(set(), {"NARSA"})
     workers._found_empty["NARSA"] -= hub.settings.poll_interval_seconds  # a poll interval later: looked at again
     assert not workers._known_empty("NARSA") and workers._worth_a_look(set(), {"NARSA"})
-
-
-def commits(hub) -> list[int]:
-    """The write transactions committed on the hub's engine, from now on."""
-    committed = []
-    event.listen(hub.engine, "commit", lambda connection: committed.append(1))
-    return committed
-
-
-@pytest.mark.both_databases
-def test_the_answer_and_the_delivery_it_answers_are_recorded_in_one_transaction(consumed, pki_dir):
-    """The worker's record of the delivery (DELIVERED, what was sent and answered) is written in the transaction
-    that stores the partner's answer: one commit instead of two, waited for one after the other, and never the
-    answer without the outcome. Taken in again (the send repeated after a crash), the answer is a duplicate and
-    the worker records the delivery on its own."""
-    hub, _handed = consumed
-    hub.receive(Arrival("registry", data=licence_request(pki_dir), caller="REGISTRY"))
-    with hub.engine.connect() as connection:
-        [narsa] = connection.scalars(select(Delivery.id).where(Delivery.partner == "NARSA")).all()
-    answer = narsa_answer(pki_dir)
-    sent = (b"<sent/>", answer, "over REST: 200")
-    record = accept.WrittenWith(workers._write_delivered, lambda answer_id: workers._Delivered(narsa, sent, answer_id))
-    answering = accept.SentMessage("NARSA", "REGISTRY-LIC-2026-000001", "LIC-2026-000001", record)
-    committed = commits(hub)
-    taken = workers.take_in_answer(hub, "NARSA", answer, lease_to=WORKER, answering=answering)
-    assert (taken.answer, taken.written_with, len(committed)) == ("NARSA-R-000001", (None,), 1)
-    kept = row(hub, Delivery.__table__, narsa)
-    assert (kept["state"], kept["sent_bytes"], kept["partner_receipt"]) == (DeliveryState.DELIVERED, b"<sent/>", answer)
-    with hub.engine.connect() as connection:
-        details = connection.scalars(select(Event.detail).where(Event.delivery_id == narsa, Event.kind == "ANSWERED"))
-        assert details.all() == ["NARSA answered with NARSA-R-000001"]
-
-    again = workers.take_in_answer(hub, "NARSA", answer, lease_to=WORKER, answering=answering)
-    assert (again.answer, again.written_with) == ("NARSA-R-000001", None)
-
-
-@pytest.mark.both_databases
-def test_an_answer_whose_delivery_cannot_be_recorded_is_not_stored_either(consumed, pki_dir):
-    hub, _handed = consumed
-    hub.receive(Arrival("registry", data=licence_request(pki_dir), caller="REGISTRY"))
-
-    def refusing(connection, items):
-        return [PermanentDeliveryError("the outcome cannot be written") for _item in items]
-
-    answering = accept.SentMessage("NARSA", "REGISTRY-LIC-2026-000001", "LIC-2026-000001",
-                                   accept.WrittenWith(refusing, lambda answer_id: answer_id))
-    with pytest.raises(PermanentDeliveryError, match="cannot be written"):
-        workers.take_in_answer(hub, "NARSA", narsa_answer(pki_dir), lease_to=WORKER, answering=answering)
-    with hub.engine.connect() as connection:
-        assert connection.scalar(select(Message.id).where(Message.message_id == "NARSA-R-000001")) is None

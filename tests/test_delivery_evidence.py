@@ -37,8 +37,8 @@ def _kinds(hub, delivery_id: int) -> list[tuple[str, str]]:
 def test_a_second_send_keeps_the_first_bytes_and_records_its_own_digests(hub, pki_dir):
     hub.receive(Arrival("registry", data=licence_request(pki_dir), caller="REGISTRY"))
     delivery_id = _only_delivery(hub)
-    for sent, answered in ((b"<first/>", b"<ack n='1'/>"), (b"<second/>", b"<ack n='2'/>")):
-        engine._record_delivered(hub, engine._Delivered(delivery_id, (sent, answered, "over REST: 202"), None))
+    engine._record_delivered(hub, delivery_id, (b"<first/>", b"<ack n='1'/>", "over REST: 202"), None)
+    engine._record_delivered(hub, delivery_id, (b"<second/>", b"<ack n='2'/>", "over REST: 202"), None)
     with hub.sessions() as session:
         kept = session.get(Delivery, delivery_id)
         assert (kept.state, kept.sent_bytes, kept.partner_receipt) == (DeliveryState.DELIVERED, b"<first/>",

@@ -150,7 +150,7 @@ def test_a_caller_that_gave_up_is_left_out_and_the_others_are_answered(hub):
     """A request cancelled while it awaited its commit (hub/concurrency.py) cancels its future: the writer
     skips it and answers the rest of the batch, and keeps running for the next ones."""
     committer = GroupCommitter(hub.engine)
-    gave_up, kept = _Item(((_files, "gave-up.xml"),)), _Item(((_files, "kept.xml"),))
+    gave_up, kept = _Item(_files, "gave-up.xml"), _Item(_files, "kept.xml")
     assert gave_up.future.cancel()
     committer._commit([gave_up, kept])
     assert kept.future.result(5) is not None and gave_up.future.cancelled()
@@ -159,38 +159,3 @@ def test_a_caller_that_gave_up_is_left_out_and_the_others_are_answered(hub):
     assert "kept.xml" in names and "gave-up.xml" not in names
     assert committer.store(_files, "after.xml") == "after.xml"  # the writer thread goes on
     committer.close()
-
-
-def test_items_stored_together_commit_together_and_each_writer_writes_its_batch_in_one_call(hub):
-    """`store_together`: a caller's items of several writers, in one transaction. Queued with other callers'
-    items, each writer is still called once for all its items of the batch (the rows it locks, locked in its own
-    order in every transaction); one of the caller's items refused, nothing of the caller's is kept, and the
-    others commit as they would have."""
-    committer = GroupCommitter(hub.engine)
-    calls = []
-
-    def counted(connection, names):
-        calls.append(tuple(names))
-        return _files(connection, names)
-
-    def labels(connection, names):  # another writer: its item's label, written as a file too
-        return _files(connection, [f"label-{name}" for name in names])
-
-    started, gate = threading.Event(), threading.Event()
-    with ThreadPoolExecutor(6) as pool:
-        first = pool.submit(committer.store, _held(started, gate), None)
-        assert started.wait(10)
-        alone = pool.submit(committer.store, counted, "a")
-        both = pool.submit(committer.store_together, (labels, "b"), (counted, "b"))
-        half = pool.submit(committer.store_together, (labels, "c"), (counted, REFUSED))
-        threading.Event().wait(0.5)
-        gate.set()
-        first.result(10)
-        assert (alone.result(10), both.result(10)) == ("a", ["label-b", "b"])
-        with pytest.raises(InputError):
-            half.result(10)
-    committer.close()
-    assert sorted(calls[0]) == ["a", "b", REFUSED], "one call for the batch's items of the writer"
-    with hub.sessions() as session:
-        names = sorted(session.scalars(select(InboundFile.name)))
-    assert names == ["a", "b", "label-b"], "the refused caller's other item is not kept"

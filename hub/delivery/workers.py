@@ -61,7 +61,7 @@ from hub.delivery.breaker import Breakers
 from hub.errors import (AnswerDeferred, ConfigError, DeliveryError, HubError, InputError, PermanentDeliveryError,
                         StylesheetRefused, TransientDeliveryError, TryLater, WriteAlone, first_line)
 from hub.xml.envelope import bind, business_document, read_header
-from hub.intake.accept import LeasedDelivery, SentMessage, WrittenWith
+from hub.intake.accept import LeasedDelivery, SentMessage
 from hub.intake.door import Arrival, refused
 from hub.store import files as store
 from hub.store.deferred import ChangeSession, DeferredWrites
@@ -250,12 +250,9 @@ def attempt(hub, delivery_id: int, loaded: tuple[_Row, _Row] | None = None, *,
             result = _APPLIED_WITH_OUTCOME if change is not None else connector.send(outbound)
         used = f" ({mapping_note(version)})" if version is not None else ""
         sent = (body, result.answer, f"over {transport}: {result.detail}{used}")
-        # the delivery recorded delivered in the transaction that stores the partner's answer, when there is one
-        delivered = partial(_Delivered, delivery_id, sent, read=_so_far(delivery), change=change,
-                            conversation=message.correlation_id)
-        taken = take_in_answer(hub, delivery.partner, result.answer, lease_to=lease_to,
-                               answering=SentMessage(delivery.partner, message.message_id, message.correlation_id,
-                                                     WrittenWith(_write_delivered, delivered)))
+        answer, leased = take_in_answer(hub, delivery.partner, result.answer, lease_to=lease_to,
+                                        answering=SentMessage(delivery.partner, message.message_id,
+                                                              message.correlation_id))
     except DeliveryError as exc:
         error = exc
     except Exception as exc:  # a bug or an unexpected library error: keep the message, try again later
@@ -263,17 +260,15 @@ def attempt(hub, delivery_id: int, loaded: tuple[_Row, _Row] | None = None, *,
         error = TransientDeliveryError(f"unexpected {type(exc).__name__}: {exc}")
     else:
         metrics.DELIVERY_SECONDS.labels(delivery.partner).observe(time.perf_counter() - started)
-        if taken.written_with is not None:  # recorded with the answer
-            [after] = taken.written_with
-        else:
-            try:
-                after = _record_delivered(hub, delivered(taken.answer))
-            except DeliveryError as exc:  # the consumer's change failed: neither it nor the outcome was written
-                return Attempt(_record_failure(hub, delivery_id, exc, transport), exc)
+        try:
+            after = _record_delivered(hub, delivery_id, sent, answer, _so_far(delivery), change,
+                                      message.correlation_id)
+        except DeliveryError as exc:  # the consumer's change failed: neither it nor the outcome was written
+            return Attempt(_record_failure(hub, delivery_id, exc, transport), exc)
         metrics.DELIVERIES.labels(delivery.partner, "delivered").inc()
         if after is not None:
             _run_after_commit(after, message.message_id)
-        return Attempt(DeliveryState.DELIVERED, leased=taken.leased)
+        return Attempt(DeliveryState.DELIVERED, leased=leased)
     return Attempt(_record_failure(hub, delivery_id, error, transport, sent), error)
 
 
@@ -289,25 +284,17 @@ def _run_after_commit(after, message_id: str) -> None:
         log.exception("after consuming %s: the consumer's follow-up failed", message_id)
 
 
-class TakenIn(NamedTuple):
-    """What came of a partner's synchronous answer (`take_in_answer`)."""
-    answer: str | None = None                 # its message id; None for a plain acknowledgement
-    leased: tuple[LeasedDelivery, ...] = ()   # its deliveries stored leased to the worker (accept.py `Lease`)
-    written_with: tuple | None = None         # (the result of `answering.written_with`'s write,) when written with it
-
-
 def take_in_answer(hub, partner: str, answer: bytes | None, *, lease_to: str | None = None,
-                   answering: SentMessage | None = None) -> TakenIn:
+                   answering: SentMessage | None = None) -> tuple[str | None, tuple[LeasedDelivery, ...]]:
     """A synchronous answer (an inbound route knows its root element) goes through the door like a callback
     (the "answer" door: a refusal is recorded there, once).
 
-    `lease_to`: the worker the answer's deliveries to consumers in this process are stored leased to (none
-    without it). `answering`: the message sent, which the answer is expected to answer, and what the worker writes
-    with the answer (hub/intake/accept.py `SentMessage`, `WrittenWith`); `TakenIn.written_with` says whether it
-    was written. Intake deduplicates, so a delivery sent again after a crash takes the same answer in only once
-    (and the worker then writes on its own)."""
+    Returns the answer's message id, or None when the answer is a plain acknowledgement, and those of
+    its deliveries stored leased to `lease_to` (hub/intake/accept.py `Lease`; none without it). `answering`: the
+    message sent, which the answer is expected to answer (hub/intake/accept.py `SentMessage`). Intake
+    deduplicates, so a delivery sent again after a crash takes the same answer in only once."""
     if not answer or not answer.lstrip().startswith(b"<"):
-        return TakenIn()  # no body, or plain text: kept as the partner's answer, nothing to take in
+        return None, ()  # no body, or plain text: kept as the partner's answer, nothing to take in
     try:
         root = parse_untrusted(answer, max_bytes=hub.settings.max_message_bytes, what=f"{partner}'s answer",
                                **limits(hub.settings))
@@ -315,11 +302,11 @@ def take_in_answer(hub, partner: str, answer: bytes | None, *, lease_to: str | N
         refused(hub, "answer", exc, party=partner, data=answer)
         raise PermanentDeliveryError(f"delivered, but {partner}'s answer was refused: {exc.detail}") from None
     if hub.config.inbound_for(partner, root.tag) is None:
-        return TakenIn()
+        return None, ()
     try:
         receipt = hub.receive(Arrival("answer", data=answer, partner=partner, lease_to=lease_to, parsed=root,
                                       answering=answering))
-        return TakenIn(receipt.message_id, receipt.leased, receipt.written_with)
+        return receipt.message_id, receipt.leased
     except InputError as exc:
         raise PermanentDeliveryError(f"delivered, but {partner}'s answer was refused: {exc.detail}") from None
     except TryLater as exc:
@@ -372,7 +359,9 @@ class _Delivered(NamedTuple):
     conversation: str | None = None
 
 
-def _record_delivered(hub, outcome: _Delivered) -> Callable[[], None] | None:
+def _record_delivered(hub, delivery_id: int, sent: tuple[bytes | SentFile, bytes | None, str],
+                      answer: str | None, read: _SoFar | None = None, change: Callable | None = None,
+                      conversation: str | None = None) -> Callable[[], None] | None:
     """The delivery DELIVERED, what was sent and answered kept (as `_record_sent` does), the message's state
     refreshed: plain rows and a handful of statements for all the outcomes waiting in this process, as this is
     the write every delivery makes (a batch writer of hub/store/group_commit.py: the senders' outcomes are
@@ -381,9 +370,8 @@ def _record_delivered(hub, outcome: _Delivered) -> Callable[[], None] | None:
     With `change`, a consumer's change (in this process: the registry's case moved by an answer) is written in
     the same transaction, so that the two commit together or not at all: an answer is applied exactly once, and
     the write lock is taken once. Returns what the consumer asked to run once that is committed; raises the
-    DeliveryError that refused the change (then nothing is written). A partner's answer taken in has its outcome
-    written in the answer's own transaction instead (hub/intake/accept.py `WrittenWith`)."""
-    return hub.committer.store(_write_delivered, outcome)
+    DeliveryError that refused the change (then nothing is written)."""
+    return hub.committer.store(_write_delivered, _Delivered(delivery_id, sent, answer, read, change, conversation))
 
 
 def _so_far(delivery: _Row) -> _SoFar:

@@ -32,7 +32,7 @@ import datetime
 import hashlib
 import operator
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 from lxml import etree
 from sqlalchemy import bindparam, exists, select
@@ -66,9 +66,6 @@ class Receipt:
     body: bytes          # the signed receipt XML
     duplicate: bool      # True when this id and these bytes had already been accepted
     leased: tuple["LeasedDelivery", ...] = ()  # deliveries stored leased to the caller (`Lease`)
-    # (what the answered message's `WrittenWith` write returned,) when it was written with this message; None
-    # when it was not (a duplicate: the caller writes it on its own)
-    written_with: tuple | None = None
 
 
 def accept_canonical(hub, data: bytes, *, caller: str | None = None, submitted_by: str | None = None,
@@ -210,23 +207,15 @@ def _store_and_route(hub, header: Header, envelope: etree._Element, data: bytes,
     lease = Lease.of(hub, lease_to, targets, received_at)
     accepted = AcceptedMessage(header, tuple(targets), tuple(steps), data=data, canonical=canonical, digest=digest,
                                receipt=receipt, received_at=received_at, lease=lease)
-    # written and committed with the other intakes waiting now (hub/store/group_commit.py), before the receipt goes;
-    # an answer, with its worker's record of the delivery it answers (`WrittenWith`)
-    also = answering.written_with if answering is not None else None
+    # written and committed with the other intakes waiting now (hub/store/group_commit.py), before the receipt goes
     try:
-        if also is None:
-            leased, written = hub.committer.store(store_accepted, accepted), None
-        else:
-            leased, result = hub.committer.store_together((store_accepted, accepted),
-                                                          (also.writer, also.item(header.message_id)))
-            written = (result,)
+        leased = hub.committer.store(store_accepted, accepted)
     except IntegrityError as exc:  # this sender's message id is already stored (a retry, or a concurrent intake)
         return run_blocking(_answer_duplicate, hub, header, digest, exc)  # off the event loop when inline
     unleased = {target.partner for target in targets} - (lease.partners if lease else set())
     if unleased:
         hub.wake_workers(unleased)
-    return Receipt(header.message_id, header.sender, header.type, receipt, duplicate=False, leased=leased,
-                   written_with=written)
+    return Receipt(header.message_id, header.sender, header.type, receipt, duplicate=False, leased=leased)
 
 
 @dataclass(frozen=True)
@@ -408,23 +397,13 @@ CORRELATION_QUERY = (select(Message.message_id, Message.correlation_id)
                             exists().where(Delivery.message_pk == Message.id, Delivery.partner == bindparam("sender"))))
 
 
-class WrittenWith(NamedTuple):
-    """A write of the delivery worker's that commits in the transaction storing the partner's answer: `writer`, a
-    batch writer (hub/store/group_commit.py), given `item(the answer's message id)`. The worker's record of the
-    delivery the partner answered (hub/delivery/workers.py `attempt`): the answer and the delivered outcome are
-    kept together or not at all, in one transaction instead of two, the one waited for before the other."""
-    writer: Callable[[object, Sequence], Sequence]
-    item: Callable[[str], object]
-
-
 class SentMessage(NamedTuple):
     """The message a partner's synchronous answer answers, as the delivery worker that sent it to `partner` knows
     it (hub/delivery/workers.py `take_in_answer`): the answer's correlation is checked against it, without a
-    read, when the answer names it. `written_with`: what the worker writes with the answer (`WrittenWith`)."""
+    read, when the answer names it."""
     partner: str
     message_id: str
     correlation_id: str | None
-    written_with: WrittenWith | None = None
 
 
 def _correlated(hub, header: Header, answering: SentMessage | None = None) -> tuple[str, str]:

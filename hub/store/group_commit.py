@@ -12,12 +12,6 @@ commit.
                           waiting for it in a constant number of statements (multi-row INSERT ...
                           RETURNING, one executemany) and returns one outcome per item, in order:
                           its result, or the HubError that refuses it (a refused item writes nothing)
-    store_together(*(writer, item))
-                          items of several writers committed together or not at all (a partner's
-                          answer and the outcome of the delivery it answers): each writer still
-                          writes all its items of the batch in one call, so that the rows a writer
-                          locks are locked in its one order in every transaction (two calls of one
-                          writer in a transaction, each in its own order, deadlocked two processes)
 
 The writers are given a plain Connection: what they write are rows, and an ORM Session's own
 begin, bookkeeping and commit cost more than a small batch's statements.
@@ -62,9 +56,9 @@ BatchWriter = Callable[[Any, Sequence[Any]], Sequence[Any]]  # (connection, item
 
 @dataclass(eq=False)
 class _Item:
-    """What one caller has written: the items of `parts`, each with the other items of its batch writer, all in
-    the same transaction."""
-    parts: tuple[tuple[BatchWriter, Any], ...]
+    """A `store` item: written together with the other items of the same batch writer."""
+    writer: BatchWriter
+    item: Any
     future: Future = field(default_factory=Future)
 
 
@@ -80,13 +74,7 @@ class GroupCommitter:
     def store(self, writer: BatchWriter, item: Any) -> Any:
         """Have `writer` write `item` with the other items waiting for it, in the next group transaction;
         returns the item's result once committed, or raises what refused it."""
-        return self.store_together((writer, item))[0]
-
-    def store_together(self, *parts: tuple[BatchWriter, Any]) -> list:
-        """Have each writer write its item, all in the same transaction, committed together or not at all; returns
-        their results once committed, in order, or raises what refused one of them (then nothing of them is
-        kept)."""
-        work = _Item(tuple(parts))
+        work = _Item(writer, item)
         if (not inline() and not self._writer_waiting and self._queue.empty()
                 and self._committing.acquire(blocking=False)):
             try:
@@ -165,29 +153,18 @@ class GroupCommitter:
                 work.future.set_result(value) if ok else work.future.set_exception(value)
 
     def _transaction(self, batch: list[_Item]) -> list[tuple[bool, object]]:
-        """Write the items in one transaction; one (ok, results or exception) per caller, in order. A HubError
-        refusing an item is its caller's outcome (a refused item writes nothing); any other error aborts the whole
-        transaction. A caller with several items, one of them refused, must not keep the others: the transaction
-        is given up (WriteAlone) for the batch to be written again a caller at a time, and then the refusal is
-        raised (the transaction rolled back) for that caller alone."""
-        results: list[list] = [[None] * len(work.parts) for work in batch]
-        by_writer: dict[BatchWriter, list[tuple[int, int, Any]]] = {}
+        """Write the items in one transaction; one (ok, result or exception) per item, in order. A HubError
+        refusing an item is its outcome (a refused item writes nothing); any other error aborts the whole
+        transaction."""
+        outcomes: dict[int, tuple[bool, object]] = {}
+        by_writer: dict[BatchWriter, list[tuple[int, _Item]]] = {}
         for index, work in enumerate(batch):
-            for part, (writer, item) in enumerate(work.parts):
-                by_writer.setdefault(writer, []).append((index, part, item))
+            by_writer.setdefault(work.writer, []).append((index, work))
         with self.engine.begin() as connection:
             for writer, items in by_writer.items():
-                written = writer(connection, [item for _index, _part, item in items])
-                if len(written) != len(items):
-                    raise RuntimeError(f"{writer!r} gave {len(written)} outcomes for {len(items)} items")
-                for (index, part, _item), result in zip(items, written):
-                    results[index][part] = result
-            outcomes = []
-            for work, result in zip(batch, results):
-                refused = next((value for value in result if isinstance(value, HubError)), None)
-                if refused is not None and len(work.parts) > 1:
-                    if len(batch) > 1:
-                        raise WriteAlone(f"one of a caller's {len(work.parts)} items was refused: {refused}")
-                    raise refused
-                outcomes.append((False, refused) if refused is not None else (True, result))
-        return outcomes
+                results = writer(connection, [work.item for _index, work in items])
+                if len(results) != len(items):
+                    raise RuntimeError(f"{writer!r} gave {len(results)} outcomes for {len(items)} items")
+                for (index, _work), result in zip(items, results):
+                    outcomes[index] = (not isinstance(result, HubError), result)
+        return [outcomes[index] for index in range(len(batch))]
