@@ -105,9 +105,9 @@ def test_a_claim_reads_no_more_of_each_partner_than_it_is_given(outbox):
 
 def test_a_delivery_leased_by_a_claim_committed_meanwhile_is_not_claimed_again(outbox, database_url):
     """PostgreSQL: a claim reads the due deliveries as of its snapshot, then locks them. When another claim leases
-    one and commits in between, the lock is free again (SKIP LOCKED skips only rows locked now): the row must then be seen as leased,
-    or it is claimed, and sent, a second time. The window is made certain here by the same statement waiting for
-    the row's lock instead of skipping it, while the other claim commits."""
+    one and commits in between, the lock is free again (SKIP LOCKED skips only rows locked now): the row must then
+    be seen as leased, or it is claimed, and sent, a second time. The window is made certain here by the same
+    statement waiting for the row's lock instead of skipping it, while the other claim commits."""
     if not database_url.startswith("postgresql"):
         pytest.skip("SQLite serialises its claims (BEGIN IMMEDIATE): no claim reads while another writes")
     engine, ids = outbox

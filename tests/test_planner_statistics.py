@@ -38,7 +38,8 @@ def test_a_plan_prepared_on_an_empty_table_follows_it_once_the_leader_analyses_i
                 "AND attempts = $2 AND state = $3 AND sent_bytes IS NULL AND sent_path IS NULL")
 
             def plan() -> str:  # a transaction each time, as the hub's: a new one takes in the analysis
-                lines = "\n".join(row[0] for row in prepared.exec_driver_sql("EXPLAIN EXECUTE outcome(1, 1, 'PENDING')"))
+                explained = prepared.exec_driver_sql("EXPLAIN EXECUTE outcome(1, 1, 'PENDING')")
+                lines = "\n".join(row[0] for row in explained)
                 prepared.commit()
                 return lines
 
