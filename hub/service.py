@@ -137,7 +137,8 @@ class HubService:
         ]
         if self.hub.engine.dialect.name == "postgresql":
             # The planner's statistics kept as autovacuum would, autovacuum on or off (hub/store/statistics.py).
-            self.jobs.append(Job("planner-statistics", self.refresh_statistics, every_seconds=statistics.EVERY_SECONDS))
+            self.jobs.append(Job("planner-statistics", self.refresh_statistics,
+                                 every_seconds=statistics.EVERY_SECONDS))
         for partner, seconds in polling_partners(self.hub).items():
             self.jobs.append(Job(f"poll-{partner}", partial(self._poll, partner), every_seconds=seconds))
         for app in self.apps.values():

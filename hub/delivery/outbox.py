@@ -74,7 +74,7 @@ def _claimable_of(partners: int, lock: str = "skip") -> Select:
     PostgreSQL then checks the lookup's conditions again on the row's new version, and the lease just taken
     excludes it (without that check, the delivery would be sent twice). Locked by an outer statement
     re-reading the table instead, PostgreSQL without statistics drove the claim from the due index through
-    the whole backlog, a millisecond per thousand deliveries waiting. SQLite ignores the locks: it runs one
+    the whole backlog: 10 ms a claim behind 4,000 deliveries waiting. SQLite ignores the locks: it runs one
     claim at a time (BEGIN IMMEDIATE)."""
     due = _due_of(partners, (_OUTBOX.c.id, _OUTBOX.c.partner, _OUTBOX.c.next_attempt_at), lock=lock)
     return select(due.c.id, due.c.partner).order_by(due.c.next_attempt_at, due.c.id).limit(bindparam("limit"))
