@@ -10,10 +10,11 @@ import time
 
 import pytest
 
+from hub.service import HubService
 from hub.store import statistics
 from hub.store.db import make_engine
 
-pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+on_postgresql = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
 BACKLOG = ("INSERT INTO messages (message_id, sender, recipient, type, correlation_id, state, digest, receipt, "
            "received_at, updated_at) SELECT 'B-' || n, 'REGISTRY', 'NARSA', 'T', 'B-' || n, 'ACCEPTED', "
@@ -28,6 +29,7 @@ def _counted(engine, table: str) -> int:
                                           (table,)).scalar()
 
 
+@on_postgresql
 def test_a_plan_prepared_on_an_empty_table_follows_it_once_the_leader_analyses_it(database_url):
     engine = make_engine(database_url)
     try:
@@ -59,6 +61,7 @@ def test_a_plan_prepared_on_an_empty_table_follows_it_once_the_leader_analyses_i
         engine.dispose()
 
 
+@on_postgresql
 def test_nothing_is_analysed_below_autovacuums_threshold(database_url):
     """50 rows changed, and 10 % of the table's rows as last analysed, as autovacuum_analyze_threshold and
     autovacuum_analyze_scale_factor: a table analysed at 2,000 rows waits for 251 more changes."""
@@ -80,3 +83,24 @@ def test_nothing_is_analysed_below_autovacuums_threshold(database_url):
             assert ("deliveries" in statistics.stale_tables(engine)) is due, changed
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_the_leader_keeps_the_statistics_on_postgresql_only(settings):
+    """A job of the leader's on PostgreSQL (hub/service.py); SQLite's planner needs none (tests/test_query_plans.py)."""
+    service = HubService(settings, apps=())
+    try:
+        jobs = {job.id: job for job in service.jobs}
+        if settings.database_url.startswith("sqlite"):
+            assert "planner-statistics" not in jobs and service.refresh_statistics() == []
+            return
+        assert jobs["planner-statistics"].every_seconds == statistics.EVERY_SECONDS
+        with service.hub.engine.begin() as writer:
+            writer.exec_driver_sql(BACKLOG)
+        deadline = time.monotonic() + 15
+        while _counted(service.hub.engine, "deliveries") < 2000 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert {"deliveries", "messages"} <= set(service.refresh_statistics())
+        assert "deliveries" not in service.refresh_statistics()
+    finally:
+        service.hub.close()
