@@ -35,12 +35,15 @@ FIGURES = (
     ("accepted_per_second", "accepted messages/s", True),
     ("delivered_per_second", "delivered messages/s", True),
     ("hub_cpu_ms_per_delivered", "hub CPU per delivered message (ms)", False),
+    ("database_cpu_ms_per_delivered", "PostgreSQL CPU per delivered message (ms)", False),
     ("sustained.intake_latency_ms.p99", "sustained: intake p99 (ms)", False),
     ("sustained.end_to_end_latency_ms.p99", "sustained: end-to-end p99 (ms)", False),
     ("soap.delivered_per_second", "SOAP messages/s", True),
     ("soap.hub_cpu_ms_per_message", "SOAP: hub CPU per message (ms)", False),
+    ("soap.database_cpu_ms_per_message", "SOAP: PostgreSQL CPU per message (ms)", False),
     ("repatriation.cases_per_second", "repatriation cases/s", True),
     ("repatriation.hub_cpu_ms_per_message", "repatriation: hub CPU per case (ms)", False),
+    ("repatriation.database_cpu_ms_per_message", "repatriation: PostgreSQL CPU per case (ms)", False),
 )
 SHOWN_PER_RUN = ("accepted_per_second", "delivered_per_second", "hub_cpu_ms_per_delivered",
                  "soap.delivered_per_second", "repatriation.cases_per_second")

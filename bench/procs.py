@@ -36,9 +36,9 @@ def family(pid: int) -> list[int]:
     return [pid, *children]
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, *, reaped: bool = False) -> float:
     """User + system CPU time of a process and its living children, all their threads (fields 14 and 15 of
-    /proc/<pid>/stat)."""
+    /proc/<pid>/stat); `reaped`: and of its children that exited and were waited for (fields 16 and 17)."""
     total = 0.0
     for member in family(pid):
         try:
@@ -46,7 +46,24 @@ def cpu_seconds(pid: int) -> float:
         except OSError:
             continue
         total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        if reaped and member == pid:
+            total += (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
     return total
+
+
+def database_server(url: str) -> int | None:
+    """The pid of the PostgreSQL server at `url` when it runs on this machine, else None: the parent of this
+    connection's backend. Its processes' CPU (`cpu_seconds(server, reaped=True)`: the server, its backends and the
+    backends that have exited) is part of what a message costs on a machine the hub shares with its database."""
+    import psycopg
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as connection:
+        backend = connection.execute("SELECT pg_backend_pid()").fetchone()[0]
+    try:
+        server = int(_stat_fields(backend)[1])
+        names = {Path(f"/proc/{pid}/comm").read_text().strip() for pid in (backend, server)}
+    except (OSError, ValueError, IndexError):  # not a process of this machine
+        return None
+    return server if names <= {"postgres", "postmaster"} else None
 
 
 def peak_rss_bytes(pid: int) -> int:

@@ -51,7 +51,7 @@ from rich.table import Table
 
 from bench import console as console_phase
 from bench import floor, messages, preload, scenarios, search, targets
-from bench.procs import Process, cpu_seconds, family, free_port, peak_rss_bytes, progress_bar
+from bench.procs import Process, cpu_seconds, database_server, family, free_port, peak_rss_bytes, progress_bar
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 PARTIES = ["hub", "REGISTRY", "DGSN", "JUSTICE", "CDG", "NARSA", "SANTE", "ETAT_CIVIL"]
@@ -205,6 +205,7 @@ class Bench:
         self.run_dir = self.var_dir / "bench" / f"run-{self.run_id}"  # a run of its own: runs may overlap
         self.processes: list[Process] = []
         self.schemas: list[str] = []
+        self.database_pid: int | None = None  # PostgreSQL's server on this machine (`database_cpu`)
         self.preloaded: dict | None = None                       # what --preload stored (bench/preload.py)
         self.baseline = {"messages": 0, "deliveries": 0}         # highest ids before the (latest) load
         self.baseline_first = self.baseline                      # ... before the first load: the history's size
@@ -247,6 +248,8 @@ class Bench:
             # the development keys (`hub dev init`): the hub makes none
             pki.init_dev_keys(self.pki_dir, PARTIES, hub_algorithm=args.signing_algorithm)
             hub_url_db, floor_db = self._database("hub"), self._database("floor")
+            if args.database == "postgresql":
+                self.database_pid = database_server(args.postgres_url)
             hub_ports = [free_port()]  # one `hub serve`, its processes sharing the port
             hub_urls = [f"http://127.0.0.1:{p}" for p in hub_ports]
             hub_url = hub_urls[0]
@@ -329,9 +332,11 @@ class Bench:
             if "throughput" in phases:
                 narsa = sandboxes["narsa"]
                 console.print("[bold]throughput[/]: closed loop to NARSA (REST)")
-                cpu_before = {"hub": sum(cpu_seconds(h.pid) for h in hubs), "narsa": cpu_seconds(narsa.pid)}
+                cpu_before = {"hub": sum(cpu_seconds(h.pid) for h in hubs), "narsa": cpu_seconds(narsa.pid),
+                              "database": self.database_cpu()}
                 load, outcome = self._drive(env, hub_urls, token, inputs["throughput"], hubs, total=args.messages)
-                cpu_after = {"hub": sum(cpu_seconds(h.pid) for h in hubs), "narsa": cpu_seconds(narsa.pid)}
+                cpu_after = {"hub": sum(cpu_seconds(h.pid) for h in hubs), "narsa": cpu_seconds(narsa.pid),
+                             "database": self.database_cpu()}
                 report.update(self._report(load, outcome, measured, cpu_before, cpu_after))
                 results.append(report["accepted"] == report["sent"] and report["delivered"] == report["accepted"])
 
@@ -406,9 +411,11 @@ class Bench:
         self.console.print(f"[bold]sustained[/]: {args.rate:g} messages/s offered for {args.duration:g} s "
                            f"({count} messages, {args.sustained_connections} connections)")
         self.baseline = self._baseline(env["HUB_DATABASE_URL"])
-        before = {"hub": sum(cpu_seconds(h.pid) for h in hubs), "narsa": cpu_seconds(narsa.pid)}
+        before = {"hub": sum(cpu_seconds(h.pid) for h in hubs), "narsa": cpu_seconds(narsa.pid),
+                  "database": self.database_cpu()}
         load, outcome = self._drive(env, hub_urls, token, input_path, hubs, total=count, rate=args.rate,
                                     connections=args.sustained_connections)
+        database_after = self.database_cpu()
         hub_cpu = sum(cpu_seconds(h.pid) for h in hubs) - before["hub"]
         narsa_cpu = cpu_seconds(narsa.pid) - before["narsa"]
         accepted, delivered = load["accepted"], outcome["counts"].get("DELIVERED", 0)
@@ -423,6 +430,7 @@ class Bench:
             "hub_cpu_seconds": round(hub_cpu, 3),
             "hub_cpu_ms_per_message": round(hub_cpu / delivered * 1e3, 3) if delivered else None,
             "sandbox_cpu_ms_per_message": round(narsa_cpu / delivered * 1e3, 3) if delivered else None,
+            "database_cpu_ms_per_message": _per(database_after, before["database"], delivered),
             "load_cpu_ms_per_message": round(load["cpu_seconds"] / load["sent"] * 1e3, 3),
         }
 
@@ -442,15 +450,23 @@ class Bench:
                     f"opened the registry's {count} cases; the hub is sealing their history ({left} events left)"))
             hub_before = sum(cpu_seconds(h.pid) for h in hubs)
             sandbox_before = sum(cpu_seconds(p.pid) for p in sandboxes)
+            database_before = self.database_cpu()
             load, outcome = self._drive(env, hub_urls, token, input_path, hubs, total=count,
                                         partners=scenario.partners, answers_to="REGISTRY")
             hub_cpu = sum(cpu_seconds(h.pid) for h in hubs) - hub_before
             sandbox_cpu = sum(cpu_seconds(p.pid) for p in sandboxes) - sandbox_before
+            database_cpu = None if database_before is None else self.database_cpu() - database_before
             cases = scenarios.completed_cases(engine, self.baseline["deliveries"], scenario.partners)
             statuses = scenarios.cases_moved_on(engine, scenario, self.run_id)
         finally:
             engine.dispose()
-        return scenarios.report(scenario, load, outcome, hub_cpu, sandbox_cpu, cases, statuses, _percentiles)
+        return scenarios.report(scenario, load, outcome, hub_cpu, sandbox_cpu, cases, statuses, _percentiles,
+                                database_cpu=database_cpu)
+
+    def database_cpu(self) -> float | None:
+        """PostgreSQL's CPU seconds so far, all its processes (bench/procs.py `database_server`); None on SQLite,
+        whose work is the hub's own, or a server on another machine."""
+        return cpu_seconds(self.database_pid, reaped=True) if self.database_pid is not None else None
 
     def _start(self, name: str, command: list[str], env: dict, health_url: str) -> Process:
         process = Process(name, command, env=env, log_path=self.run_dir / f"{name}.log", health_url=health_url)
@@ -725,10 +741,16 @@ class Bench:
             "hub_cpu_ms_per_delivered": round(hub_cpu / delivered * 1e3, 3) if delivered else None,
             "hub_cores_busy": round(hub_cpu / window, 2) if window > 0 else None,
             "sandbox_cpu_ms_per_message": round(narsa_cpu / accepted * 1e3, 3) if accepted else None,
+            "database_cpu_ms_per_delivered": _per(cpu_after["database"], cpu_before["database"], delivered),
             "load_cpu_ms_per_message": round(load["cpu_seconds"] / len(load["latencies"]) * 1e3, 3),
             "accepted_to_floor_ratio": round(accepted_rate * floor_seconds, 3),
             "delivered_to_floor_ratio": round((delivered / window if window > 0 else 0.0) * floor_seconds, 3),
         }
+
+
+def _per(after: float | None, before: float | None, count: int) -> float | None:
+    """CPU ms per item between two readings (None without readings or items)."""
+    return round((after - before) / count * 1e3, 3) if after is not None and before is not None and count else None
 
 
 def _rate(load: dict) -> float:
@@ -779,6 +801,9 @@ def _print_report(console: Console, r: dict) -> None:
             ("NARSA sandbox CPU per message (ms)", f"{r['sandbox_cpu_ms_per_message']}"),
             ("load process CPU per message (ms)", f"{r['load_cpu_ms_per_message']}"),
         ]
+        if r.get("database_cpu_ms_per_delivered") is not None:
+            rows.append(("PostgreSQL CPU per delivered message (ms), all its processes",
+                         f"{r['database_cpu_ms_per_delivered']}"))
     rows.append(("hub peak RSS (MB), largest process / summed",
                  f"{r['hub_peak_rss_mb']} / {r['hub_peak_rss_mb_summed']}"))
     if r.get("sustained"):
@@ -791,6 +816,8 @@ def _print_report(console: Console, r: dict) -> None:
             ("sustained: end-to-end latency p50 / p95 / p99 (ms)", ms(s["end_to_end_latency_ms"])),
             ("sustained: hub CPU per message (ms)", f"{s['hub_cpu_ms_per_message']}"),
         ]
+        if s.get("database_cpu_ms_per_message") is not None:
+            rows.append(("sustained: PostgreSQL CPU per message (ms)", f"{s['database_cpu_ms_per_message']}"))
     for name in ("soap", "repatriation"):
         if r.get(name):
             p = r[name]
@@ -807,6 +834,8 @@ def _print_report(console: Console, r: dict) -> None:
                 (f"{name}: hub CPU per message (ms)", f"{p['hub_cpu_ms_per_message']}"),
                 (f"{name}: sandboxes' CPU per message (ms)", f"{p['sandbox_cpu_ms_per_message']}"),
             ]
+            if p.get("database_cpu_ms_per_message") is not None:
+                rows.append((f"{name}: PostgreSQL CPU per message (ms)", f"{p['database_cpu_ms_per_message']}"))
     if r.get("search"):
         rows.append((f"search latency p50 / p95 / p99 (ms), {r['search']['requests']} requests",
                      ms(r["search"]["latency_ms"])))

@@ -140,9 +140,11 @@ def completed_cases(engine, after_delivery_id: int, partners: tuple[str, ...],
 
 
 def report(scenario: Scenario, load: dict, outcome: dict, hub_cpu: float, sandbox_cpu: float,
-           cases: tuple[int, float | None], statuses: dict[str, int], percentiles) -> dict:
+           cases: tuple[int, float | None], statuses: dict[str, int], percentiles, *,
+           database_cpu: float | None = None) -> dict:
     """The scenario's part of the JSON report. CPU per message is per request done: for the repatriation, per
-    case (three deliveries, three answers taken in and handed to the registry)."""
+    case (three deliveries, three answers taken in and handed to the registry). `database_cpu`: PostgreSQL's, when
+    it runs on this machine (None on SQLite)."""
     by_partner: dict[str, dict[str, int]] = {}
     for row in outcome["every"]:
         by_partner.setdefault(row["partner"], {})[row["state"]] = row["count"]
@@ -164,6 +166,8 @@ def report(scenario: Scenario, load: dict, outcome: dict, hub_cpu: float, sandbo
         "hub_cpu_seconds": round(hub_cpu, 3),
         "hub_cpu_ms_per_message": round(hub_cpu / done * 1e3, 3) if done else None,
         "sandbox_cpu_ms_per_message": round(sandbox_cpu / done * 1e3, 3) if done else None,
+        "database_cpu_ms_per_message": (round(database_cpu / done * 1e3, 3) if done and database_cpu is not None
+                                        else None),
         "answers_to_registry": answers,
         "answers_dead_lettered": answers.get("DEAD", 0),
         "case_statuses": statuses,

@@ -7,13 +7,17 @@ import json
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
+import psycopg
 import pytest
 
 from hub.settings import PROJECT_ROOT
 from hub.trust import pki
 
 sys.path.insert(0, str(PROJECT_ROOT))  # bench/ is not an installed package
+from bench import procs  # noqa: E402
 
 MESSAGES = 80    # a tiny load: the run's phases, report and clean-up are the subject, not its figures
 
@@ -238,3 +242,17 @@ def test_a_scenario_case_is_done_when_the_registry_has_every_answer(tmp_path):
     assert (done, last) == (1, at[7].timestamp())  # REQ-2's DGSN answer is not applied yet
     assert completed_cases(engine, 0, ("SANTE",)) == (2, at[4].timestamp())
     engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_postgresql_on_this_machine_is_found_for_its_cpu_to_be_counted(database_url):
+    """The database's CPU is part of what a message costs where the hub shares the machine with it (bench/procs.py
+    `database_server`): the server is the parent of the benchmark's connection's backend."""
+    server = procs.database_server(database_url)
+    assert server is not None and Path(f"/proc/{server}/comm").read_text().strip() in ("postgres", "postmaster")
+    before = procs.cpu_seconds(server, reaped=True)
+    with psycopg.connect(database_url, autocommit=True) as connection:  # work done by one of its backends
+        connection.execute("SELECT count(*) FROM generate_series(1, 3000000)").fetchone()
+        assert procs.cpu_seconds(server, reaped=True) > before + 0.05
+    time.sleep(0.5)  # the backend exits, and the server waits for it: its CPU still counts
+    assert procs.cpu_seconds(server, reaped=True) > before + 0.05
