@@ -221,12 +221,14 @@ def chained(head: tuple[int, str], rows, line: Callable) -> list[tuple[int, str,
 def write_seals(session, table, seals: list[tuple[int, str, str, int]]) -> None:
     """The seals (chain_seq, content_hash, chain_hash, id) handed to the driver as they are (SQLAlchemy's
     processing of each row's parameters would cost more than the update itself): on PostgreSQL one UPDATE
-    joined to the seals as arrays (an executemany there is a statement per row), on SQLite one executemany."""
+    joined to the seals as arrays (an executemany there is a statement per row), sent in binary (`%b`: psycopg
+    writes an array as text element by element, 7.4 ms for 500 seals, in binary 1.7 ms); on SQLite one
+    executemany."""
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(
             f"UPDATE {table.name} SET chain_seq = s.seq, content_hash = s.content, chain_hash = s.chain "
-            "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[]) AS s(seq, content, chain, id) "
+            "FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::bigint[]) AS s(seq, content, chain, id) "
             f"WHERE {table.name}.id = s.id", tuple(list(column) for column in zip(*seals)))
     else:
         connection.exec_driver_sql(

@@ -82,22 +82,12 @@ def row(message_pk: int, kind: str, detail: str, at, *, digest: str | None = Non
 _COLUMNS = ("message_pk", "delivery_id", "at", "kind", "detail", "digest")
 _INSERT_EVENTS = RowInsert(Event.__table__, _COLUMNS)
 _event_values = operator.itemgetter(*_COLUMNS)
-_FEW_ROWS = 8
-_INSERT_UNNESTED = (f"INSERT INTO events ({', '.join(_COLUMNS)}) SELECT * FROM unnest("
-                    "%s::bigint[], %s::bigint[], %s::timestamptz[], %s::text[], %s::text[], %s::text[])")
 
 
 def insert_rows(connection, rows: list[dict]) -> None:
-    """Insert events built by `row`, in their order, on a Connection (no ORM objects: the hot paths).
-
-    A multi-row INSERT handed to the driver (hub/store/row_inserts.py). On PostgreSQL, more than eight rows (a
-    batch of intakes) go as one INSERT of the rows as arrays instead, whose cost grows more slowly with the rows
-    (psycopg would run an executemany as a statement per row)."""
-    if not rows:
-        return
-    if connection.dialect.name == "postgresql" and len(rows) > _FEW_ROWS:
-        connection.exec_driver_sql(_INSERT_UNNESTED, tuple([r[c] for r in rows] for c in _COLUMNS))
-    else:
+    """Insert events built by `row`, in their order, on a Connection (no ORM objects: the hot paths): a
+    multi-row INSERT handed to the driver (hub/store/row_inserts.py)."""
+    if rows:
         _INSERT_EVENTS(connection, [_event_values(r) for r in rows])
 
 
