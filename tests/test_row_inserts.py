@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 from sqlalchemy import event, insert, select, text
+from sqlalchemy.exc import IntegrityError
 
 from hub.store import row_inserts
 from hub.store.db import make_engine
@@ -80,3 +81,25 @@ def test_more_rows_than_one_statement_takes_are_split_and_all_returned(database_
 def test_a_column_the_table_lacks_is_refused_when_the_statement_is_made():
     with pytest.raises(KeyError):
         RowInsert(Message.__table__, ("message_id", "no_such_column"))
+
+
+def test_on_postgresql_the_connection_is_given_back_as_it_was_after_a_row_insert(database_url):
+    """On PostgreSQL the statement runs on psycopg's raw cursor ($1, $2, ...): afterwards, and after one the
+    database refused, the connection's other statements (SQLAlchemy's, with `%s`) run as before."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the raw cursor is psycopg's")
+    import psycopg
+    engine = make_engine(database_url)
+    insert_one = RowInsert(Message.__table__, COLUMNS, returning=("message_id",))
+    try:
+        with engine.begin() as connection:
+            assert insert_one(connection, [tuple(_values(200)[c] for c in COLUMNS)]) == [("ROWS-00200",)]
+            driver = connection.connection.driver_connection
+            assert driver.cursor_factory is psycopg.Cursor
+            with pytest.raises(IntegrityError), connection.begin_nested():  # the same message twice
+                insert_one(connection, [tuple(_values(200)[c] for c in COLUMNS)])
+            assert driver.cursor_factory is psycopg.Cursor
+            found = connection.scalar(select(Message.message_id).where(Message.message_id == "ROWS-00200"))
+            assert found == "ROWS-00200"
+    finally:
+        engine.dispose()
