@@ -66,8 +66,8 @@ def test_more_rows_than_one_statement_takes_are_split_and_all_returned(database_
     engine = make_engine(database_url)
     statements = []
     try:
-        event.listen(engine, "before_cursor_execute",
-                     lambda _c, _cursor, statement, *_: statements.append(statement.count("(?") + statement.count("($")))
+        event.listen(engine, "before_cursor_execute",  # rows a statement: ? on SQLite, $n on PostgreSQL
+                     lambda _c, _cursor, sql, *_: statements.append(sql.count("(?") + sql.count("($")))
         with engine.begin() as connection:
             returned = RowInsert(Message.__table__, COLUMNS, returning=("message_id",))(
                 connection, [tuple(_values(n)[c] for c in COLUMNS) for n in range(100, 108)])
