@@ -58,11 +58,11 @@ def database_server(url: str) -> int | None:
     import psycopg
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as connection:
         backend = connection.execute("SELECT pg_backend_pid()").fetchone()[0]
-    try:
-        server = int(_stat_fields(backend)[1])
-        names = {Path(f"/proc/{pid}/comm").read_text().strip() for pid in (backend, server)}
-    except (OSError, ValueError, IndexError):  # not a process of this machine
-        return None
+        try:  # while the connection is open: its backend exits when it closes
+            server = int(_stat_fields(backend)[1])
+            names = {Path(f"/proc/{pid}/comm").read_text().strip() for pid in (backend, server)}
+        except (OSError, ValueError, IndexError):  # not a process of this machine
+            return None
     return server if names <= {"postgres", "postmaster"} else None
 
 
