@@ -58,7 +58,7 @@ class Hub:
         self.streamed_reads = make_read_sessionmaker(self.engine, transaction=True)  # reads with yield_per
         self.read_engine = read_only(self.engine)          # plain connections that only read (token checks)
         # the writes every message makes (accepted, delivered), batched on both databases (hub/store/group_commit.py)
-        self.committer = GroupCommitter(self.engine)
+        self.committer = GroupCommitter(self.engine, linger=self.settings.commit_linger_ms / 1000)
         self.outbox_depths = OutboxDepths(self.reads, limit=self.settings.max_outbox_depth)  # for back-pressure
         self._wake = threading.Condition()
         self._wake_count = 0

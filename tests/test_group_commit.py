@@ -3,6 +3,7 @@ the commit; a write that fails does not take the others down with it. Against th
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -11,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from hub.store.db import utcnow
 from hub.errors import InputError
-from hub.store.group_commit import GroupCommitter, _Item
+from hub.store.group_commit import GATHER, GroupCommitter, _Item
 from hub.store.models import InboundFile
 from hub.intake.door import Arrival
 from support import licence_request
@@ -112,6 +113,66 @@ def test_a_lone_write_from_a_thread_is_committed_by_that_thread(hub):
     with hub.sessions() as session:
         assert list(session.scalars(select(InboundFile.name))) == ["alone"]
     committer.close()
+
+
+def _recording(batches: list, threads: list | None = None):
+    """`_files`, noting each batch's names (and the thread that wrote it)."""
+    def write(connection, names):
+        batches.append(sorted(names))
+        if threads is not None:
+            threads.append(threading.current_thread())
+        return _files(connection, names)
+    return write
+
+
+def test_patient_writes_wait_for_company_and_commit_together(hub):
+    """Outcomes nobody waits on (`patient`) linger until enough have come to share a commit (GATHER)."""
+    committer = GroupCommitter(hub.engine, linger=5)  # long: only the batch filling up can commit it in time
+    batches: list = []
+    write = _recording(batches)
+    with ThreadPoolExecutor(GATHER) as pool:
+        futures = []
+        for i in range(GATHER):
+            futures.append(pool.submit(committer.store, write, f"p{i}", patient=True))
+            threading.Event().wait(0.05)  # each arrives on its own, none would find another waiting
+        assert sorted(f.result(4) for f in futures) == [f"p{i}" for i in range(GATHER)]
+    committer.close()
+    assert batches == [[f"p{i}" for i in range(GATHER)]]
+
+
+def test_a_lone_patient_write_is_committed_by_the_writer_after_the_linger(hub):
+    committer = GroupCommitter(hub.engine, linger=0.3)
+    batches, threads = [], []
+    started = time.monotonic()
+    assert committer.store(_recording(batches, threads), "lone", patient=True) == "lone"
+    waited = time.monotonic() - started
+    committer.close()
+    assert 0.25 <= waited < 3, waited
+    assert batches == [["lone"]] and threads[0] is not threading.current_thread()
+
+
+def test_an_impatient_write_commits_the_lingering_batch_at_once(hub):
+    """A sender waits on an intake: joining outcomes that linger, it has them committed with it, at once."""
+    committer = GroupCommitter(hub.engine, linger=30)
+    batches: list = []
+    write = _recording(batches)
+    with ThreadPoolExecutor(2) as pool:
+        started = time.monotonic()
+        outcome = pool.submit(committer.store, write, "outcome", patient=True)
+        threading.Event().wait(0.2)
+        intake = pool.submit(committer.store, write, "intake")
+        assert (intake.result(5), outcome.result(5)) == ("intake", "outcome")
+        assert time.monotonic() - started < 5
+    committer.close()
+    assert batches == [["intake", "outcome"]]
+
+
+def test_without_a_linger_a_patient_write_is_committed_at_once_by_its_thread(hub):
+    committer = GroupCommitter(hub.engine)
+    batches, threads = [], []
+    assert committer.store(_recording(batches, threads), "now", patient=True) == "now"
+    committer.close()
+    assert threads == [threading.current_thread()]
 
 
 def test_concurrent_intakes_are_each_stored_once_with_their_own_answer(hub, pki_dir):
