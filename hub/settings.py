@@ -133,11 +133,10 @@ class Settings(BaseSettings):
     poll_interval_seconds: float = Field(0.5, gt=0, description="How long an idle delivery worker waits "
                                                                 "before looking at the outbox again.")
     partner_concurrency: int = Field(4, ge=1, description="Deliveries in flight to one partner, per process.")
-    commit_linger_ms: float = Field(2, ge=0, le=50, description="How long a delivery's outcome, or a partner's "
-                                    "synchronous answer, may wait for other writes to share its commit (until four "
-                                    "wait): fewer commits and less CPU under load, for a few milliseconds more per "
-                                    "delivery (0: committed at once). A message a sender waits to have accepted is "
-                                    "never held back.")
+    commit_linger_ms: float = Field(2, ge=0, le=50, description="How long a write (a message taken in, a "
+                                    "delivery's outcome) may wait for others to share its commit, until three "
+                                    "wait: fewer commits and less CPU under load, a receipt up to this much later "
+                                    "on a nearly idle hub (0: each committed at once).")
     delivery_niceness: int = Field(15, ge=0, le=19, description="How much lower the CPU priority of the delivery "
                                    "processes (`--delivery-processes`) is than the API's: when the machine is busy, "
                                    "taking messages in (what senders wait for) goes first, sending them on after "

@@ -125,54 +125,31 @@ def _recording(batches: list, threads: list | None = None):
     return write
 
 
-def test_patient_writes_wait_for_company_and_commit_together(hub):
-    """Outcomes nobody waits on (`patient`) linger until enough have come to share a commit (GATHER)."""
+def test_with_a_linger_writes_wait_for_company_and_commit_together(hub):
+    """Each write arriving alone (a delivery worker's outcome after each send) waits for others (GATHER) to share
+    its commit."""
     committer = GroupCommitter(hub.engine, linger=5)  # long: only the batch filling up can commit it in time
     batches: list = []
     write = _recording(batches)
     with ThreadPoolExecutor(GATHER) as pool:
         futures = []
         for i in range(GATHER):
-            futures.append(pool.submit(committer.store, write, f"p{i}", patient=True))
-            threading.Event().wait(0.05)  # each arrives on its own, none would find another waiting
+            futures.append(pool.submit(committer.store, write, f"p{i}"))
+            threading.Event().wait(0.05)  # each arrives on its own: none finds another waiting
         assert sorted(f.result(4) for f in futures) == [f"p{i}" for i in range(GATHER)]
     committer.close()
     assert batches == [[f"p{i}" for i in range(GATHER)]]
 
 
-def test_a_lone_patient_write_is_committed_by_the_writer_after_the_linger(hub):
+def test_with_a_linger_a_lone_write_is_committed_by_the_writer_once_the_linger_is_over(hub):
     committer = GroupCommitter(hub.engine, linger=0.3)
     batches, threads = [], []
     started = time.monotonic()
-    assert committer.store(_recording(batches, threads), "lone", patient=True) == "lone"
+    assert committer.store(_recording(batches, threads), "lone") == "lone"
     waited = time.monotonic() - started
     committer.close()
     assert 0.25 <= waited < 3, waited
     assert batches == [["lone"]] and threads[0] is not threading.current_thread()
-
-
-def test_an_impatient_write_commits_the_lingering_batch_at_once(hub):
-    """A sender waits on an intake: joining outcomes that linger, it has them committed with it, at once."""
-    committer = GroupCommitter(hub.engine, linger=30)
-    batches: list = []
-    write = _recording(batches)
-    with ThreadPoolExecutor(2) as pool:
-        started = time.monotonic()
-        outcome = pool.submit(committer.store, write, "outcome", patient=True)
-        threading.Event().wait(0.2)
-        intake = pool.submit(committer.store, write, "intake")
-        assert (intake.result(5), outcome.result(5)) == ("intake", "outcome")
-        assert time.monotonic() - started < 5
-    committer.close()
-    assert batches == [["intake", "outcome"]]
-
-
-def test_without_a_linger_a_patient_write_is_committed_at_once_by_its_thread(hub):
-    committer = GroupCommitter(hub.engine)
-    batches, threads = [], []
-    assert committer.store(_recording(batches, threads), "now", patient=True) == "now"
-    committer.close()
-    assert threads == [threading.current_thread()]
 
 
 def test_concurrent_intakes_are_each_stored_once_with_their_own_answer(hub, pki_dir):

@@ -371,8 +371,7 @@ def _record_delivered(hub, delivery_id: int, sent: tuple[bytes | SentFile, bytes
     the same transaction, so that the two commit together or not at all: an answer is applied exactly once, and
     the write lock is taken once. Returns what the consumer asked to run once that is committed; raises the
     DeliveryError that refused the change (then nothing is written)."""
-    return hub.committer.store(_write_delivered, _Delivered(delivery_id, sent, answer, read, change, conversation),
-                               patient=True)
+    return hub.committer.store(_write_delivered, _Delivered(delivery_id, sent, answer, read, change, conversation))
 
 
 def _so_far(delivery: _Row) -> _SoFar:

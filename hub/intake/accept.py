@@ -207,10 +207,9 @@ def _store_and_route(hub, header: Header, envelope: etree._Element, data: bytes,
     lease = Lease.of(hub, lease_to, targets, received_at)
     accepted = AcceptedMessage(header, tuple(targets), tuple(steps), data=data, canonical=canonical, digest=digest,
                                receipt=receipt, received_at=received_at, lease=lease)
-    # written and committed with the other intakes waiting now (hub/store/group_commit.py), before the receipt goes;
-    # an answer taken in by the worker that sent its request is patient: no sender waits for its receipt
+    # written and committed with the other intakes waiting now (hub/store/group_commit.py), before the receipt goes
     try:
-        leased = hub.committer.store(store_accepted, accepted, patient=answering is not None)
+        leased = hub.committer.store(store_accepted, accepted)
     except IntegrityError as exc:  # this sender's message id is already stored (a retry, or a concurrent intake)
         return run_blocking(_answer_duplicate, hub, header, digest, exc)  # off the event loop when inline
     unleased = {target.partner for target in targets} - (lease.partners if lease else set())

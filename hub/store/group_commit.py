@@ -29,18 +29,17 @@ same few round trips and one commit whatever its size, on both databases (bench/
 A caller running inline on the event loop (the API's intake, hub/concurrency.py) awaits its commit
 instead of blocking: the loop takes other requests in meanwhile, whose writes join the same batch.
 
-A caller on a thread of its own (a delivery worker) that finds nothing being committed and nothing
-waiting commits its item itself: handing it to the writer thread and being woken again costs two
-thread switches, as much CPU as a small transaction (`python -m bench.intake --threads 1`). Items
-arriving while it commits wait for the writer thread, which then takes them all in one batch.
+Without a linger (below), a caller on a thread of its own (a delivery worker) that finds nothing being
+committed and nothing waiting commits its item itself: handing it to the writer thread and being woken
+again costs two thread switches, as much CPU as a small transaction (`python -m bench.intake --threads 1`).
+Items arriving while it commits wait for the writer thread, which then takes them all in one batch.
 
-A write that no sender is waiting on (a delivery's outcome, a partner's answer taken in by the worker that
-sent the request: `store(..., patient=True)`) may wait a little for company. With `linger` (seconds,
-HUB_COMMIT_LINGER_MS), such writes always go through the writer thread, and the writer, holding fewer than
-`GATHER` items all patient, waits up to `linger` after taking the first for more to join. A commit is the
-dearest statement of a small batch (on PostgreSQL about 0.2 ms of the server's CPU for its WAL flush, and a
-BEGIN and a COMMIT for the client); the delivery workers, each writing one outcome after each send, left the
-writer batches of one or two. An intake is never held back: a sender waits for its receipt.
+With `linger` (seconds, HUB_COMMIT_LINGER_MS), a write may wait a little for company: every write goes
+through the writer thread, which, holding fewer than `GATHER` items, waits up to `linger` after taking the
+first for more to join. A commit is the dearest statement of a small batch (on PostgreSQL about 0.2 ms of the
+server's CPU for its WAL flush, and a BEGIN and a COMMIT for the client), and the delivery workers, each
+writing one outcome after each send, left the writer batches of one or two. Under load, batches fill at once
+and nothing waits; on a nearly idle hub, a receipt goes out up to `linger` later.
 """
 from __future__ import annotations
 
@@ -60,7 +59,7 @@ from hub.errors import HubError, WriteAlone
 log = logging.getLogger("hub.store.group_commit")
 _STOP = object()
 
-GATHER = 4  # a batch this large commits at once, patient or not
+GATHER = 3  # a batch this large is committed at once, whatever the linger
 
 BatchWriter = Callable[[Any, Sequence[Any]], Sequence[Any]]  # (connection, items) -> one outcome per item
 
@@ -70,15 +69,7 @@ class _Item:
     """A `store` item: written together with the other items of the same batch writer."""
     writer: BatchWriter
     item: Any
-    patient: bool = False
     future: Future = field(default_factory=Future)
-
-
-def _lingering(batch: list[_Item], until: float) -> float:
-    """How long the writer may still wait for more items before committing `batch` (0: commit now)."""
-    if len(batch) >= GATHER or not all(work.patient for work in batch):
-        return 0.0
-    return until - time.monotonic()
 
 
 class GroupCommitter:
@@ -90,12 +81,11 @@ class GroupCommitter:
         self._committing = threading.Lock()  # held by whoever runs a batch's transaction
         self._writer_waiting = False         # the writer thread has taken items and waits to commit them
 
-    def store(self, writer: BatchWriter, item: Any, *, patient: bool = False) -> Any:
+    def store(self, writer: BatchWriter, item: Any) -> Any:
         """Have `writer` write `item` with the other items waiting for it, in the next group transaction;
-        returns the item's result once committed, or raises what refused it. `patient`: no sender waits on
-        this write, which may wait up to `linger` for others to share its commit."""
-        work = _Item(writer, item, patient=patient and self.linger > 0)
-        if (not work.patient and not inline() and not self._writer_waiting and self._queue.empty()
+        returns the item's result once committed, or raises what refused it."""
+        work = _Item(writer, item)
+        if (not self.linger and not inline() and not self._writer_waiting and self._queue.empty()
                 and self._committing.acquire(blocking=False)):
             try:
                 self._commit([work])
@@ -130,7 +120,7 @@ class GroupCommitter:
                 until = time.monotonic() + self.linger
                 while len(batch) < self.max_batch:
                     try:
-                        wait = _lingering(batch, until)
+                        wait = until - time.monotonic() if len(batch) < GATHER else 0
                         item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
                     except queue.Empty:
                         break
