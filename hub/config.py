@@ -52,6 +52,9 @@ class Party(_Strict):
     may_receive: list[str] = Field(default_factory=list, description="Canonical message types the hub may deliver "
                                                                      "to this party.")
     timeout_seconds: float = Field(10.0, gt=0, le=300, description="Connect/read timeout of one delivery.")
+    max_in_flight: int | None = Field(None, ge=1, le=256, description="Deliveries in flight to this party from "
+                                      "one hub process, at most (default `HUB_PARTNER_CONCURRENCY`): lower it for a "
+                                      "partner that cannot answer that many requests at once.")
     retry: RetryPolicy = Field(default_factory=RetryPolicy, description="How failed deliveries to this party "
                                                                        "are tried again (keys below).")
     connection: Any = Field(default_factory=dict, description="Transport settings, validated by the "

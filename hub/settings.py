@@ -132,7 +132,8 @@ class Settings(BaseSettings):
                                                      "another worker, or process, may take it.")
     poll_interval_seconds: float = Field(0.5, gt=0, description="How long an idle delivery worker waits "
                                                                 "before looking at the outbox again.")
-    partner_concurrency: int = Field(4, ge=1, description="Deliveries in flight to one partner, per process.")
+    partner_concurrency: int = Field(16, ge=1, description="Deliveries in flight to one partner, per process (a "
+                                     "party's `max_in_flight` may lower it for that party).")
     commit_linger_ms: float = Field(2, ge=0, le=50, description="How long a write (a message taken in, a "
                                     "delivery's outcome) may wait for others to share its commit, until three "
                                     "wait: fewer commits and less CPU under load, a receipt up to this much later "

@@ -106,7 +106,7 @@ def test_the_worker_hands_the_answer_on_or_gives_it_back(consumed, pki_dir):
     workers._deliver_leased((queued,))  # a free slot: queued for an idle sender thread
     assert workers._jobs.qsize() == 1 and workers.slots.full() == set() and handed == []
 
-    for _ in range(workers.slots.limit - 1):  # the registry's slots all taken: this thread delivers it itself
+    for _ in range(workers.slots.limits[partner] - 1):  # the registry's slots all taken: this thread delivers it itself
         assert workers.slots.take(partner)
     [inline] = take_in_answer(hub, pki_dir, lease_to=workers.owner, number=2).leased
     workers._deliver_leased((inline,))

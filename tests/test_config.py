@@ -105,9 +105,10 @@ def test_unknown_key_in_party_is_refused_naming_file_and_key(config_dir):
     (lambda d: narsa(d).update(endpont="http://typo.example"), "endpont", "unknown key"),
     (lambda d: narsa(d)["retry"].update(max_attemps=3), "retry.max_attemps", "unknown key"),
     (lambda d: narsa(d).update(timeout_seconds=-1), "timeout_seconds", "greater than 0"),
+    (lambda d: narsa(d).update(max_in_flight=0), "max_in_flight", "greater than or equal to 1"),
     (lambda d: narsa(d)["connection"].update(endpont="http://x"), "connection.endpont", "unknown key"),
     (lambda d: narsa(d)["connection"].update(endpoint="ftp://x"), "connection.endpoint", "should match"),
-], ids=["typo", "nested-typo", "bad-value", "connection-typo", "connection-bad-value"])
+], ids=["typo", "nested-typo", "bad-value", "bad-in-flight", "connection-typo", "connection-bad-value"])
 def test_party_error_names_the_file_and_key(config_dir, change, key, reason):
     edit(config_dir, PARTNERS, change)
     err = config_error(config_dir)

@@ -1,6 +1,6 @@
 """Per-partner isolation on real processes: a slow partner does not hold the others up (each partner has at
-most HUB_PARTNER_CONCURRENCY deliveries in flight), and a failing partner's circuit opens, stops the
-attempts while open, and closes again once the partner answers, with everything delivered once.
+most its `max_in_flight`, else HUB_PARTNER_CONCURRENCY, deliveries in flight), and a failing partner's circuit
+opens, stops the attempts while open, and closes again once the partner answers, with everything delivered once.
 
 The slow partner answers in max(3, 5 x HUB_FAULT_SCALE) seconds (5 s at full length, as the issue states)."""
 from __future__ import annotations
@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from conftest import wait_for, write_config
+from hub.delivery.workers import DeliveryWorkers
 from test_civil_status_flows import EXTRACT_FINAL, open_extract, register
 from test_licence_flow import FINAL, open_case
 
@@ -25,15 +26,16 @@ BREAKER_FAILURES, BREAKER_SECONDS = 3, 2
 
 @pytest.fixture
 def settings(settings, tmp_path):
-    """Two deliveries in flight per partner, a breaker that opens after 3 failures for 2 s, partners that
-    may take longer than the slow one to answer, and retries enough that the breaker decides, not them."""
+    """Two deliveries in flight to NARSA (its `max_in_flight`; the others have the default), a breaker that
+    opens after 3 failures for 2 s, partners that may take longer than the slow one to answer, and retries
+    enough that the breaker decides, not them."""
     config = write_config(tmp_path / "config", retry={"max_attempts": 30, "base_delay_seconds": 0.2,
                                                      "max_delay_seconds": 1})
     for path in (config / "partners").glob("*.yaml"):
-        path.write_text(path.read_text(encoding="utf-8").replace("timeout_seconds: 5", "timeout_seconds: 15"),
-                        encoding="utf-8")
-    return settings.replace(config_dir=config, partner_concurrency=2, delivery_workers=4,
-                            breaker_failures=BREAKER_FAILURES, breaker_seconds=BREAKER_SECONDS)
+        text = path.read_text(encoding="utf-8").replace("timeout_seconds: 5", "timeout_seconds: 15")
+        path.write_text(text + ("max_in_flight: 2\n" if path.stem == "NARSA" else ""), encoding="utf-8")
+    return settings.replace(config_dir=config, delivery_workers=4, breaker_failures=BREAKER_FAILURES,
+                            breaker_seconds=BREAKER_SECONDS)
 
 
 def metric(hub_url: str, name: str, partner: str) -> float:
@@ -156,3 +158,12 @@ def test_failing_partner_opens_its_circuit_then_recovers(running_hub, sandbox_fa
     assert "FAILED" not in statuses
     assert stats["received"] == len(references) and len(narsa.received()) == len(references)
     assert stats["results_sent"] == len(references)
+
+
+def test_a_partners_own_limit_caps_that_partner_only(hub):
+    workers = DeliveryWorkers(hub)  # not started: its limits and thread count only
+    others = {limit for partner, limit in workers.slots.limits.items() if partner != "NARSA"}
+    assert workers.slots.limits["NARSA"] == 2 and others == {hub.settings.partner_concurrency}
+    assert workers.count == sum(workers.slots.limits.values())  # every partner can have its full share at once
+    assert [workers.slots.take("NARSA") for _ in range(3)] == [True, True, False]
+    assert workers.slots.take("ETAT_CIVIL") and workers.slots.full() == {"NARSA"}

@@ -6,13 +6,14 @@ sent again (at-least-once) and the partner's deduplication by message id makes t
 
 Per-partner isolation. One dispatcher thread per hub process claims work for a pool of sender
 threads, and claims for a partner only while:
-  - fewer than HUB_PARTNER_CONCURRENCY (default 4) of its deliveries are in flight in this process, and
+  - fewer than its limit of deliveries are in flight in this process (the party's `max_in_flight`, or
+    HUB_PARTNER_CONCURRENCY, default 16), and
   - its circuit is not open (hub/delivery/breaker.py): a failing partner's deliveries are not even claimed.
 Partners at their limit or with an open circuit are left out of the claim query itself, so a slow
 partner's backlog never hides the work of the others, and never sits claimed (leased) while waiting.
 
-How many sender threads: at least HUB_DELIVERY_WORKERS (default 4), and at least
-HUB_PARTNER_CONCURRENCY x the number of parties. With fewer, partners at their limit could still take
+How many sender threads: at least HUB_DELIVERY_WORKERS (default 4), and at least the sum of the
+partners' limits. With fewer, partners at their limit could still take
 every thread (two slow partners at 2 each take all of 4), and the rest would wait for them; with that
 many, every partner can always have its full share in flight whatever the others do. Threads spend
 their time waiting on the network, so the extra ones cost memory, not CPU.
@@ -592,18 +593,18 @@ def deliver_due_messages(hub, *, owner: str, limit: int = 8) -> int:
 
 
 class PartnerSlots:
-    """Deliveries in flight per partner in this process, each partner capped at `limit`. Thread-safe."""
+    """Deliveries in flight per partner in this process, each partner capped at its limit. Thread-safe."""
 
-    def __init__(self, limit: int, partners: Iterable[str] = ()):
-        self.limit = max(1, limit)
+    def __init__(self, limits: dict[str, int]):
+        self.limits = {partner: max(1, limit) for partner, limit in limits.items()}
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
-        for partner in partners:
+        for partner in self.limits:
             metrics.IN_FLIGHT.labels(partner).set(0)
 
     def take(self, partner: str) -> bool:
         with self._lock:
-            if self._counts.get(partner, 0) >= self.limit:
+            if self._counts.get(partner, 0) >= self.limits[partner]:
                 return False
             self._counts[partner] = self._counts.get(partner, 0) + 1
             metrics.IN_FLIGHT.labels(partner).set(self._counts[partner])
@@ -616,13 +617,13 @@ class PartnerSlots:
 
     def full(self) -> set[str]:
         with self._lock:
-            return {partner for partner, count in self._counts.items() if count >= self.limit}
+            return {partner for partner, count in self._counts.items() if count >= self.limits[partner]}
 
     def free(self, partners: Iterable[str]) -> dict[str, int]:
         """The slots free now of each of `partners` that has one."""
         with self._lock:
-            return {partner: self.limit - self._counts.get(partner, 0) for partner in partners
-                    if self._counts.get(partner, 0) < self.limit}
+            return {partner: self.limits[partner] - self._counts.get(partner, 0) for partner in partners
+                    if self._counts.get(partner, 0) < self.limits[partner]}
 
 
 class DeliveryWorkers:
@@ -633,8 +634,9 @@ class DeliveryWorkers:
         self.hub = hub
         settings = hub.settings
         partners = list(hub.config.parties)
-        self.slots = PartnerSlots(settings.partner_concurrency, partners)
-        self.count = count or max(settings.delivery_workers, self.slots.limit * len(partners))
+        self.slots = PartnerSlots({code: party.max_in_flight or settings.partner_concurrency
+                                   for code, party in hub.config.parties.items()})
+        self.count = count or max(settings.delivery_workers, sum(self.slots.limits.values()))
         self.breakers = Breakers(partners, failures=settings.breaker_failures, seconds=settings.breaker_seconds)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.owner = f"{self.name}/dispatch"  # the leases of this pool's deliveries
