@@ -43,7 +43,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import queue
 import socket
 import threading
 import time
@@ -59,6 +58,7 @@ from hub import metrics
 from hub.evidence import timeline
 from hub.store.db import utcnow
 from hub.delivery.breaker import Breakers
+from hub.delivery.handoff import Handoff
 from hub.errors import (AnswerDeferred, ConfigError, DeliveryError, HubError, InputError, PermanentDeliveryError,
                         StylesheetRefused, TransientDeliveryError, TryLater, WriteAlone, first_line)
 from hub.xml.envelope import bind, business_document, read_header
@@ -641,8 +641,9 @@ class DeliveryWorkers:
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.owner = f"{self.name}/dispatch"  # the leases of this pool's deliveries
         self._stop = threading.Event()
-        # lanes to send: when claimed, the deliveries, and the claim's rows read so far (id -> delivery, message)
-        self._jobs: queue.Queue[tuple[float, list[Claimed], dict] | None] = queue.Queue()
+        # lanes to send: when claimed, the deliveries, and the claim's rows read so far (id -> delivery, message);
+        # the thread idle the shortest time takes the next (hub/delivery/handoff.py)
+        self._jobs: Handoff[tuple[float, list[Claimed], dict] | None] = Handoff()
         self._lock = threading.Lock()
         self._busy = 0                       # lanes claimed and not yet finished (queued or being sent)
         self._probe_first = False            # the last claim found nothing new: look with a read first
