@@ -39,7 +39,7 @@ What else it can do, it declares by implementing capability protocols; the engin
     KeyFiles        key_files(): the key files the connection needs ({"connection.private_key": path, ...});
                     the engine refuses to start, naming the file, when one is missing (no key is ever made)
 
-Connectors translate their library's exceptions at this boundary: nothing from urllib3, requests,
+Connectors translate their library's exceptions at this boundary: nothing from the HTTP client,
 zeep or paramiko reaches the engine. Credentials never appear in repr() or in error texts.
 docs/howto/add-a-transport.md walks through adding one.
 """

@@ -1,14 +1,17 @@
 """`hub serve` over HTTPS with client certificates required (mutual TLS): a client without a certificate,
 or with one from another CA, is refused at the handshake; one with a certificate from the configured CA
-is served, and still needs an API token on /api. Also: the settings are checked before anything listens."""
+is served, and still needs an API token on /api. Also: the settings are checked before anything listens,
+and deliveries to an HTTPS partner check its certificate against the system's trust store."""
 from __future__ import annotations
 
 import datetime as dt
+import http.server
 import ipaddress
 import os
 import ssl
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import httpx
@@ -19,7 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from conftest import bearer, free_port, serve_tokens, wait_for, write_config
-from hub.errors import ConfigError
+from connectors.base import Outbound
+from connectors.rest.connector import RestConnector
+from hub.errors import ConfigError, TransientDeliveryError
 from hub.settings import Settings
 from hub.trust.tls import uvicorn_tls_options
 
@@ -163,3 +168,63 @@ def test_tls_options_are_built_from_settings_and_contradictions_are_refused(tls_
         uvicorn_tls_options(_settings(tls_client_ca=ca, tls_client_certificate="required"))
     with pytest.raises(ConfigError, match="no such file"):
         uvicorn_tls_options(_settings(tls_certificate=tmp_path / "missing.crt", tls_key=key))
+
+
+# -- the hub as a client: deliveries to a partner over HTTPS -----------------------------------------------------
+
+@pytest.fixture
+def https_partner(tls_pki):
+    """A real HTTPS server on loopback (certificate from the test CA) answering every POST with its body reversed."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))[::-1]
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(tls_pki["server_cert"]), str(tls_pki["server_key"]))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.handle_error = lambda request, address: None  # a client refusing the certificate is expected here
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}/partner/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def _rest_to(url: str) -> RestConnector:
+    return RestConnector("SANTE", RestConnector.Config(endpoint=url), timeout_seconds=5.0)
+
+
+def test_deliveries_go_over_https_to_a_partner_whose_certificate_the_trust_store_holds(https_partner, tls_pki,
+                                                                                          monkeypatch):
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_pki["ca"]))  # OpenSSL's default trust store, as documented
+    rest = _rest_to(https_partner)
+    try:
+        for number in range(3):
+            result = rest.send(Outbound(f"M-{number}", "Test", b"<Document/>"))
+            assert result.answer == b">/tnemucoD<" and result.detail == "HTTP 200"
+        assert rest._pool.connections_made == 1  # one TLS session, kept alive
+    finally:
+        rest.close()
+
+
+def test_a_partner_whose_certificate_is_not_trusted_gets_nothing(https_partner, tmp_path, monkeypatch):
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "no-such-bundle.pem"))
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
+    rest = _rest_to(https_partner)
+    try:
+        with pytest.raises(TransientDeliveryError) as caught:
+            rest.send(Outbound("M-1", "Test", b"<Document/>"))
+    finally:
+        rest.close()
+    assert caught.value.reason.startswith("TLS: the partner's certificate is not trusted (")
+    assert "certificate" in caught.value.reason.split("(", 1)[1]

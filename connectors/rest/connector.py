@@ -1,6 +1,6 @@
 """REST with XML bodies over one kept-alive connection pool per partner: a Sender (connectors/base.py).
 
-The pool (connectors/partner_pool.py, urllib3) holds as many connections as the partner may have
+The pool (connectors/partner_pool.py) holds as many connections as the partner may have
 deliveries in flight from this process (HUB_PARTNER_CONCURRENCY).
 
     2xx                                    SendResult(answer=<the body, byte for byte, or None when empty>)
@@ -8,19 +8,19 @@ deliveries in flight from this process (HUB_PARTNER_CONCURRENCY).
     any other status                       PermanentDeliveryError("partner answered <status>: <excerpt>")
     timeout (connect or read)              TransientDeliveryError("no answer within <timeout> s")
     refused or unreachable                 TransientDeliveryError("connection refused or unreachable")
-    any other transport failure            TransientDeliveryError("transport error: <urllib3 exception name>")
+    any other transport failure            TransientDeliveryError(<what happened>: closed without an answer,
+                                           reset, not HTTP, a TLS certificate not trusted...)
 """
 from __future__ import annotations
 
 import threading
 from urllib.parse import urlsplit
 
-import urllib3
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.base import Health, Outbound, SendResult, url_reachable
 from connectors.http import RETRYABLE_STATUS, parse_retry_after
-from connectors.partner_pool import PartnerPool, connections_for, transport_failure
+from connectors.partner_pool import PartnerPool, TransportFailure, connections_for
 from hub.errors import PermanentDeliveryError, TransientDeliveryError
 
 
@@ -64,15 +64,15 @@ class RestConnector:
         headers = {"Content-Type": outbound.content_type, "X-Message-Id": outbound.message_id}
         try:
             response = self._pool.post(outbound.body, headers, path=self.url_path(outbound.operation))
-        except urllib3.exceptions.HTTPError as exc:
-            raise TransientDeliveryError(transport_failure(exc, self.timeout_seconds)) from None
+        except TransportFailure as exc:
+            raise TransientDeliveryError(exc.reason) from None
         status, content = response.status, response.data
         if 200 <= status < 300:
             return SendResult(answer=content or None, detail=f"HTTP {status}")
         excerpt = content[:300].decode("utf-8", "replace").replace("\n", " ")
         reason = f"partner answered {status}" + (f": {excerpt}" if excerpt else "")
         if status in RETRYABLE_STATUS:
-            raise TransientDeliveryError(reason, retry_after=parse_retry_after(response.headers.get("Retry-After")))
+            raise TransientDeliveryError(reason, retry_after=parse_retry_after(response.headers.get("retry-after")))
         raise PermanentDeliveryError(reason)
 
     def check(self) -> Health:

@@ -3,7 +3,7 @@
 The WSDL is parsed once, in `open()`, into one zeep Client per process and partner. `send()` looks
 the route's `operation` up in the WSDL's binding for its SOAPAction, wraps the hub-signed document
 BYTE FOR BYTE in a soap:Body (so the signature the hub made is the one the partner verifies) and
-posts it over one kept-alive connection pool per partner (connectors/partner_pool.py, urllib3, with
+posts it over one kept-alive connection pool per partner (connectors/partner_pool.py, with
 timeouts), holding as many connections as the partner may have deliveries in flight
 (HUB_PARTNER_CONCURRENCY).
 
@@ -29,13 +29,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import urllib3
 from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.base import Health, Outbound, SendResult, url_reachable
 from connectors.http import RETRYABLE_STATUS, parse_retry_after
-from connectors.partner_pool import PartnerPool, ProtocolError, connections_for, transport_failure
+from connectors.partner_pool import Answer, PartnerPool, TransportFailure, connections_for
 from connectors.soap.envelope import CONTENT_TYPE, body_document_bytes, parse_envelope, read_fault, wrap_document_bytes
 from hub.errors import ConfigError, InputError, PermanentDeliveryError, TransientDeliveryError
 
@@ -133,10 +132,8 @@ class SoapConnector:
             raise PermanentDeliveryError(f"{self.config.wsdl} has no soap:address and the connection no endpoint")
         try:
             response = self._pool.post(envelope, headers)
-        except ProtocolError:  # the connection closed or reset under the request
-            raise TransientDeliveryError("connection reset by the partner") from None
-        except urllib3.exceptions.HTTPError as exc:
-            raise TransientDeliveryError(transport_failure(exc, self.timeout_seconds)) from None
+        except TransportFailure as exc:
+            raise TransientDeliveryError(exc.reason) from None
         return self._answer(outbound.operation, response)
 
     def _operation(self, name: str | None):
@@ -147,7 +144,7 @@ class SoapConnector:
                                          f"its operations: {', '.join(sorted(operations))}")
         return operations[name]
 
-    def _answer(self, operation: str, response: urllib3.BaseHTTPResponse) -> SendResult:
+    def _answer(self, operation: str, response: Answer) -> SendResult:
         status, content = response.status, response.data or b""
         document = None
         if content.strip():
@@ -173,7 +170,7 @@ class SoapConnector:
         excerpt = content[:300].decode("utf-8", "replace").replace("\n", " ")
         reason = f"partner answered {status}" + (f": {excerpt}" if excerpt else "")
         if status in RETRYABLE_STATUS or status >= 500:
-            raise TransientDeliveryError(reason, retry_after=parse_retry_after(response.headers.get("Retry-After")))
+            raise TransientDeliveryError(reason, retry_after=parse_retry_after(response.headers.get("retry-after")))
         raise PermanentDeliveryError(reason)
 
     # -- inbound ---------------------------------------------------------------------------------
