@@ -23,7 +23,7 @@ def test_sigkill_with_queued_messages_loses_nothing_and_delivers_once(tmp_path, 
                           retry={"max_attempts": 20, "base_delay_seconds": 0.2, "max_delay_seconds": 1})
     env = {**os.environ, "HUB_DATABASE_URL": database_url, "HUB_VAR_DIR": str(tmp_path / "var"),
            "HUB_PKI_DIR": str(pki_dir), "HUB_CONFIG_DIR": str(config), "HUB_LEASE_SECONDS": "3",
-           "HUB_DELIVERY_WORKERS": "2"}
+           "HUB_DELIVERY_WORKERS": "2", "HUB_PARTNER_CONCURRENCY": "2"}  # two in flight to NARSA
     hub = HubProcess(env, free_port(), tmp_path / "hub.log").start()
     mint = serve_tokens(hub.url, database_url)  # the sandbox's callbacks and this test need the hub's tokens
     admin = bearer(mint("administrator"))

@@ -9,7 +9,8 @@ import threading
 import pytest
 
 from connectors import partner_pool
-from connectors.partner_pool import PartnerPool, TransportFailure
+from connectors.partner_pool import PartnerPool
+from hub.errors import TransientDeliveryError
 
 
 class ScriptedPartner:
@@ -97,7 +98,8 @@ def test_the_request_is_what_the_partner_reads_and_the_connection_is_kept(partne
 
 
 def test_a_chunked_answer_is_read_whole(partner):
-    server = partner([b"HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n<Ok\r\n2\r\n/>\r\n0\r\n\r\n", OK])
+    chunked = b"HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n<Ok\r\n2\r\n/>\r\n0\r\n\r\n"
+    server = partner([chunked, OK])
     pool = _pool(server.url)
     assert pool.post(b"x", {}).data == b"<Ok/>"
     assert pool.post(b"x", {}).data == b"<Ok/>" and pool.connections_made == 1
@@ -138,7 +140,7 @@ def test_a_kept_connection_the_partner_closed_meanwhile_is_not_used(partner):
 ])
 def test_a_connection_closed_before_the_answer_ends_is_a_failure(partner, answer, reason):
     server = partner([answer], close_after_each=True)
-    with pytest.raises(TransportFailure) as caught:
+    with pytest.raises(TransientDeliveryError) as caught:
         _pool(server.url).post(b"x", {})
     assert caught.value.reason == reason
 
@@ -146,7 +148,7 @@ def test_a_connection_closed_before_the_answer_ends_is_a_failure(partner, answer
 def test_an_endless_answer_is_cut_off(partner, monkeypatch):
     monkeypatch.setattr(partner_pool, "MAX_ANSWER_BYTES", 1000)
     server = partner([b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000])
-    with pytest.raises(TransportFailure) as caught:
+    with pytest.raises(TransientDeliveryError) as caught:
         _pool(server.url).post(b"x", {})
     assert caught.value.reason.startswith("answer over ")
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.base import Health, Outbound, SendResult, url_reachable
 from connectors.http import RETRYABLE_STATUS, parse_retry_after
-from connectors.partner_pool import PartnerPool, TransportFailure, connections_for
+from connectors.partner_pool import PartnerPool, connections_for
 from hub.errors import PermanentDeliveryError, TransientDeliveryError
 
 
@@ -62,10 +62,8 @@ class RestConnector:
         if self._pool is None:
             self.open()
         headers = {"Content-Type": outbound.content_type, "X-Message-Id": outbound.message_id}
-        try:
-            response = self._pool.post(outbound.body, headers, path=self.url_path(outbound.operation))
-        except TransportFailure as exc:
-            raise TransientDeliveryError(exc.reason) from None
+        # TransientDeliveryError when no answer came (connectors/partner_pool.py)
+        response = self._pool.post(outbound.body, headers, path=self.url_path(outbound.operation))
         status, content = response.status, response.data
         if 200 <= status < 300:
             return SendResult(answer=content or None, detail=f"HTTP {status}")

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.base import Health, Outbound, SendResult, url_reachable
 from connectors.http import RETRYABLE_STATUS, parse_retry_after
-from connectors.partner_pool import Answer, PartnerPool, TransportFailure, connections_for
+from connectors.partner_pool import Answer, PartnerPool, connections_for
 from connectors.soap.envelope import CONTENT_TYPE, body_document_bytes, parse_envelope, read_fault, wrap_document_bytes
 from hub.errors import ConfigError, InputError, PermanentDeliveryError, TransientDeliveryError
 
@@ -130,10 +130,8 @@ class SoapConnector:
                    "X-Message-Id": outbound.message_id}
         if self._pool is None:
             raise PermanentDeliveryError(f"{self.config.wsdl} has no soap:address and the connection no endpoint")
-        try:
-            response = self._pool.post(envelope, headers)
-        except TransportFailure as exc:
-            raise TransientDeliveryError(exc.reason) from None
+        # TransientDeliveryError when no answer came (connectors/partner_pool.py)
+        response = self._pool.post(envelope, headers)
         return self._answer(outbound.operation, response)
 
     def _operation(self, name: str | None):
