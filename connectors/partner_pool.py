@@ -32,6 +32,7 @@ from hub.errors import TransientDeliveryError
 
 DEFAULT_CONNECTIONS = 2  # for a connector built without settings (a test, a tool); the hub passes HUB_PARTNER_CONCURRENCY
 MAX_ANSWER_BYTES = 64 * 1024 * 1024  # a partner streaming without end is cut off here; the parsers cap far lower
+MAX_HEADER_BYTES = 64 * 1024  # the status line and headers of an answer (llhttp itself sets no limit)
 _READ_BYTES = 65536
 
 
@@ -48,36 +49,33 @@ class Answer(NamedTuple):
 
 class _Reading:
     """httptools' callbacks for one answer (and any 1xx interim answers before it)."""
-    __slots__ = ("parser", "status", "headers", "body", "size", "complete", "extra", "keep_alive")
+    __slots__ = ("parser", "status", "headers", "body", "headers_done", "complete", "extra", "keep_alive")
 
     def __init__(self):
         self.parser = httptools.HttpResponseParser(self)
-        self.status, self.headers, self.body, self.size = 0, {}, [], 0
-        self.complete = self.extra = self.keep_alive = False
+        self.status, self.headers, self.body = 0, {}, []
+        self.headers_done = self.complete = self.extra = self.keep_alive = False
 
     def on_message_begin(self):
         self.extra = self.complete  # bytes after the answer: the connection is not reused
 
     def on_header(self, name: bytes, value: bytes):
-        if not self.complete:
+        if not self.headers_done:  # a chunked answer's trailers do not replace its headers
             self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self):
         if not self.complete:  # keep-alive as the headers say (llhttp forgets it once the message is over)
             self.status, self.keep_alive = self.parser.get_status_code(), self.parser.should_keep_alive()
+            self.headers_done = True
 
     def on_body(self, chunk: bytes):
-        if self.complete:
-            return
-        self.size += len(chunk)
-        if self.size > MAX_ANSWER_BYTES:
-            raise TransientDeliveryError(f"answer over {MAX_ANSWER_BYTES // 1048576} MiB, cut off")
-        self.body.append(chunk)
+        if not self.complete:
+            self.body.append(chunk)
 
     def on_message_complete(self):
-        if 100 <= self.status < 200:  # an interim answer (100 Continue, 103 Early Hints): the real one follows
-            self.status, self.headers, self.body, self.size = 0, {}, [], 0
-        elif not self.complete:
+        if 100 <= self.status < 200 and self.status != 101:  # 100 Continue, 103 Early Hints: the answer follows
+            self.status, self.headers, self.body, self.headers_done = 0, {}, [], False
+        else:
             self.complete = True
 
 
@@ -86,6 +84,8 @@ class PartnerPool:
 
     def __init__(self, url: str, *, connections: int, timeout_seconds: float, headers: dict[str, str] | None = None):
         parts = urlsplit(url)
+        if not parts.hostname:
+            raise ValueError(f"{url!r} names no host")
         self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -174,29 +174,41 @@ class PartnerPool:
 
     def _read(self, connection: socket.socket) -> tuple[Answer, bool]:
         """The answer, and whether the connection may carry another request."""
-        reading, first = _Reading(), b""
+        reading, first, received = _Reading(), b"", 0
         try:
             while not reading.complete:
                 data = connection.recv(_READ_BYTES)
                 if not data:
                     return self._read_to_close(reading), False
-                first = first or data[:40]
+                first, received = first or data[:40], received + len(data)
+                if received > MAX_ANSWER_BYTES:
+                    raise TransientDeliveryError(f"answer over {MAX_ANSWER_BYTES // 1048576} MiB, cut off") from None
                 try:
                     reading.parser.feed_data(data)
-                except httptools.HttpParserError as exc:
-                    if isinstance(exc.__context__, TransientDeliveryError):
-                        raise exc.__context__ from None
+                except httptools.HttpParserUpgrade:  # a 101 (with Upgrade), which the hub never asks for
+                    if not reading.complete or reading.status == 101:
+                        raise TransientDeliveryError("the partner answered 101 Switching Protocols") from None
+                    reading.extra = True
+                except httptools.HttpParserError:
                     if not reading.complete:
                         raise TransientDeliveryError(f"the answer is not HTTP: it began {first!r}") from None
                     reading.extra = True
+                if not reading.headers_done and received > MAX_HEADER_BYTES:
+                    raise TransientDeliveryError(f"answer's headers over {MAX_HEADER_BYTES // 1024} KiB, cut off") from None
         finally:
             reading.parser = None  # the parser and its callbacks refer to each other
+        if reading.status == 101:
+            raise TransientDeliveryError("the partner answered 101 Switching Protocols") from None
         answer = Answer(reading.status, b"".join(reading.body), reading.headers)
         return answer, reading.keep_alive and not reading.extra
 
     def _read_to_close(self, reading: _Reading) -> Answer:
         """The connection closed: the answer if its end was the close (no length, not chunked)."""
-        delimited = "content-length" in reading.headers or "chunked" in reading.headers.get("transfer-encoding", "")
+        codings = reading.headers.get("transfer-encoding", "").lower()
+        if codings:  # chunked as the last coding frames the body; otherwise the close does (RFC 9112, 6.3)
+            delimited = codings.rsplit(",", 1)[-1].strip() == "chunked"
+        else:
+            delimited = "content-length" in reading.headers
         if not reading.status:
             raise TransientDeliveryError("connection closed by the partner without an answer") from None
         if delimited:

@@ -105,6 +105,13 @@ def test_a_chunked_answer_is_read_whole(partner):
     assert pool.post(b"x", {}).data == b"<Ok/>" and pool.connections_made == 1
 
 
+def test_trailers_do_not_replace_the_headers(partner):
+    server = partner([b"HTTP/1.1 503 Busy\r\nTransfer-Encoding: chunked\r\nRetry-After: 3600\r\n\r\n"
+                      b"2\r\nno\r\n0\r\nRetry-After: 0\r\n\r\n"])
+    answer = _pool(server.url).post(b"x", {})
+    assert (answer.status, answer.data, answer.headers["retry-after"]) == (503, b"no", "3600")
+
+
 def test_an_interim_100_is_skipped(partner):
     server = partner([b"HTTP/1.1 100 Continue\r\n\r\n" + OK])
     assert _pool(server.url).post(b"x", {}).status == 200
@@ -137,12 +144,30 @@ def test_a_kept_connection_the_partner_closed_meanwhile_is_not_used(partner):
     (None, "connection closed by the partner without an answer"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n<Ok", "connection closed by the partner in the middle of its "
                                                           "answer"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n3\r\n<Ok\r\n", "connection closed by the partner in "
+                                                                            "the middle of its answer"),
 ])
 def test_a_connection_closed_before_the_answer_ends_is_a_failure(partner, answer, reason):
     server = partner([answer], close_after_each=True)
     with pytest.raises(TransientDeliveryError) as caught:
         _pool(server.url).post(b"x", {})
     assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize("answer", [b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+                                    b"HTTP/1.1 101 Switching Protocols\r\n\r\n"])
+def test_switching_protocols_is_a_failure(partner, answer):
+    server = partner([answer])
+    with pytest.raises(TransientDeliveryError) as caught:
+        _pool(server.url).post(b"x", {})
+    assert caught.value.reason == "the partner answered 101 Switching Protocols"
+
+
+def test_endless_headers_are_cut_off(partner):
+    server = partner([b"HTTP/1.1 200 OK\r\nX-Filler: " + b"x" * 300_000 + b"\r\nContent-Length: 0\r\n\r\n"])
+    with pytest.raises(TransientDeliveryError) as caught:
+        _pool(server.url).post(b"x", {})
+    assert caught.value.reason == "answer's headers over 64 KiB, cut off"
 
 
 def test_an_endless_answer_is_cut_off(partner, monkeypatch):

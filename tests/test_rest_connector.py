@@ -327,6 +327,8 @@ def test_config_is_validated_without_io_and_repr_shows_no_credentials():
     with pytest.raises(ValueError):
         RestConnector.Config(endpoint="ftp://example.org")
     with pytest.raises(ValueError):
+        RestConnector.Config(endpoint="http:///sante/v1")  # no host
+    with pytest.raises(ValueError):
         RestConnector.Config(endpoint="http://127.0.0.1:1", token="x")  # unknown keys are errors
     rest = RestConnector("SANTE", RestConnector.Config(endpoint="https://user:secret@sante.example:8443/sante/v1"),
                          timeout_seconds=5)

@@ -29,7 +29,7 @@ class RestConnector:
         """`connection:` of a `transport: rest` party: XML bodies posted over HTTP(S)."""
 
         model_config = ConfigDict(extra="forbid", frozen=True)
-        endpoint: str = Field(pattern=r"^https?://", description="Base URL; the route's `operation` is appended "
+        endpoint: str = Field(pattern=r"^https?://[^\s/]+", description="Base URL; the route's `operation` is appended "
                                                                   "as a path (none: the URL itself).")
 
     def __init__(self, party: str, config: "RestConnector.Config", *, timeout_seconds: float, settings=None):
