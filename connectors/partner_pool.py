@@ -194,7 +194,8 @@ class PartnerPool:
                         raise TransientDeliveryError(f"the answer is not HTTP: it began {first!r}") from None
                     reading.extra = True
                 if not reading.headers_done and received > MAX_HEADER_BYTES:
-                    raise TransientDeliveryError(f"answer's headers over {MAX_HEADER_BYTES // 1024} KiB, cut off") from None
+                    too_long = f"answer's headers over {MAX_HEADER_BYTES // 1024} KiB, cut off"
+                    raise TransientDeliveryError(too_long) from None
         finally:
             reading.parser = None  # the parser and its callbacks refer to each other
         if reading.status == 101:
